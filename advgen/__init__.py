@@ -1,0 +1,1 @@
+"""advgen: circuit-driven adversarial prompt generation for interpretability claims."""
