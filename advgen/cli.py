@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from advgen.commands import attack, circuits, reports
 from advgen.types import AdvgenError
 
 OUTPUTS = Path("outputs")
@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train_reference)
+    for module in (circuits, attack, reports):
+        module.register(sub)
     return ap
 
 
