@@ -227,7 +227,8 @@ def render(
     for slot, (a, b) in spans.items():
         hits = [i for i, (s, e) in enumerate(offsets) if s < b and e > a]
         word = text[a:b]
-        if len(hits) != 1 or tokenizer.decode([ids[hits[0] + shift]]).strip() != word:
+        glued = (a > 0 and text[a - 1].isalnum()) or (b < len(text) and text[b].isalnum())
+        if glued or len(hits) != 1 or tokenizer.decode([ids[hits[0] + shift]]).strip() != word:
             got = [tokenizer.decode([ids[i + shift]]) for i in hits]
             raise TemplateError(
                 f"template {template.id!r} ({template.source}), slot {{{slot}}}: {word!r} is not one "
