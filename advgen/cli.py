@@ -34,10 +34,14 @@ def cmd_generate(args: argparse.Namespace) -> None:
     from advgen import export, pipeline
     from advgen.models import load_tokenizer
 
+    from advgen.lexicon import build_lexicon, report
+
     tok = load_tokenizer(args.model)
-    prompts = pipeline.generate(tok, args.n, args.seed, args.templates)
+    lex = build_lexicon(tok)
+    prompts = pipeline.generate(tok, args.n, args.seed, args.templates, lexicon=lex)
     out = _default_out(args, "generate")
-    man = export.manifest(args.model, prompts.tokenizer_hash, args.seed, {"n": args.n, "templates": str(args.templates or "ioi")})
+    settings = {"n": args.n, "templates": str(args.templates or "ioi"), "lexicon": report(lex)}
+    man = export.manifest(args.model, prompts.tokenizer_hash, args.seed, settings)
     path = pipeline.write_prompts(out, prompts, man)
     print(f"wrote {len(prompts)} prompts to {path}")
 

@@ -139,3 +139,13 @@ def build_lexicon(
                 f"lexicon has no single-token {kind}s ({len(given)} given, all dropped or empty)"
             )
     return Lexicon(tuple(kept_names), tuple(kept_places), tuple(kept_objects), tuple(dropped))
+
+
+def report(lex: Lexicon) -> dict[str, object]:
+    """What a manifest records about the lexicon: sizes and every dropped entry."""
+    return {
+        "names": len(lex.names),
+        "places": len(lex.places),
+        "objects": len(lex.objects),
+        "dropped": [f"{kind}:{word}" for kind, word in lex.dropped],
+    }

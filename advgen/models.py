@@ -116,6 +116,9 @@ def load_model(spec: str = "reference", device: str = "cpu") -> LoadedModel:
     source = _resolve(spec)
     t0 = time.perf_counter()
     from transformer_lens.model_bridge import TransformerBridge
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a weight-loading bar per run is noise in a CLI
 
     try:
         bridge = TransformerBridge.boot_transformers(source, device=device)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from advgen import datasets, export
+from advgen import lexicon as lexicon_mod
 from advgen.lexicon import Lexicon, build_lexicon
 from advgen.metrics import summarize
 from advgen.models import LoadedModel
@@ -83,9 +84,10 @@ def run(
     """Generate n prompts, validate them on `model`, write the run directory."""
     if n < 1:
         raise AdvgenError(f"--n must be >= 1, got {n}")
-    prompts = generate(model.tokenizer, n, seed, templates)
+    lex = build_lexicon(model.tokenizer)
+    prompts = generate(model.tokenizer, n, seed, templates, lexicon=lex)
     check_prompts(model, prompts)
     ev = validate(model, prompts, batch_size, progress=progress)
-    settings = {"n": n, "templates": str(templates or "ioi"), "batch_size": batch_size}
+    settings = {"n": n, "templates": str(templates or "ioi"), "batch_size": batch_size, "lexicon": lexicon_mod.report(lex)}
     man = export.manifest(model, prompts.tokenizer_hash, seed, settings)
     return RunResult(out, ev, write_results(out, ev, man, seed))
