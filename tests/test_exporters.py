@@ -1,0 +1,317 @@
+"""Every export format round-trips through its own library and carries a dataset card.
+
+The run directory is a real `advgen.pipeline.run` on the tiny random model plus attack-shaped
+rows written here (fields per the run-directory contract), so the splits by mode are exercised
+before the attack engine exists.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+import yaml
+
+from advgen import pipeline
+from advgen.exporters import FORMATS, columns, export, json_columns, load_run, source_row, splits
+from advgen.types import AdvgenError
+
+N_CLEAN = 24
+
+
+def _shifted(row: dict, prefix: str, tok) -> dict | None:
+    """row with `prefix` put before its text, positions shifted; None if tokens do not line up."""
+    ids = tok(row["text"], add_special_tokens=False)["input_ids"]
+    new = tok(prefix + row["text"], add_special_tokens=False)["input_ids"]
+    shift = len(new) - len(ids)
+    if new[shift:] != ids:
+        return None
+    out = dict(row, text=prefix + row["text"], n_tokens=row["n_tokens"] + shift)
+    out["positions"] = {k: v + shift for k, v in row["positions"].items()}
+    return out
+
+
+def make_attack_run(clean_dir: Path, out: Path, tok, seed: int = 0) -> Path:
+    """An attack-shaped run directory built from a plain run's clean rows (synthetic metrics)."""
+    from advgen.circuit import make_circuit
+    from advgen.export import atomic_write_text, dumps, jsonl_text
+    from advgen.types import Role
+
+    rng = random.Random(seed)
+    clean = [json.loads(line) for line in (clean_dir / "results.jsonl").read_text().splitlines()]
+    rows: list[dict] = []
+    for c in clean:
+        base = dict(c, mode=None, params={}, is_break=False, explained=None, head_signals={})
+        rows.append(base)
+        variants = [("duplicate_io", "attack", d, "".join(f"{c['io']} smiled.\n" for _ in range(d))) for d in (1, 2, 3)]
+        variants += [("duplicate_io", "control", d, "".join("Someone smiled.\n" for _ in range(d))) for d in (1, 2, 3)]
+        variants += [("distractor sentence", "attack", None, f"{c['s']} was tired.\n")]
+        for mode, fam, dose, prefix in variants:
+            r = _shifted(base, prefix, tok)
+            if r is None:
+                continue
+            ld = c["logit_diff"] - (0.7 * (dose or 1) if fam == "attack" else 0.05) + rng.gauss(0, 0.2)
+            params = {"dose": dose, "sentence": prefix.strip()} if dose else {"sentence": prefix.strip(), "insert_at": 0}
+            r.update(family=fam, mode=mode, params=params, logit_diff=ld, s_beats_io=ld < 0,
+                     is_break=fam == "attack" and ld < 0 < c["logit_diff"],
+                     explained=(rng.random() < 0.5) if fam == "attack" else None,
+                     head_signals={"a1.h0:END->IO": rng.random(), "a1.h0:END->S2": rng.random()})
+            rows.append(r)
+    out.mkdir(parents=True, exist_ok=True)
+    man = json.loads((clean_dir / "manifest.json").read_text())
+    circuit = make_circuit("tiny-test", man["model"], {Role.NAME_MOVER: ["a1.h0", "a1.h2"], Role.S_INHIBITION: ["a0.h1"],
+                                                       Role.INDUCTION: ["a0.h3"]}, 2, 4)
+    circuit.save(out / "circuit.json")
+    man["circuit"] = circuit.name
+    summary = json.loads((clean_dir / "summary.json").read_text())
+    summary["modes"] = {"duplicate_io": {"attack": {"n": 3 * len(clean)}}, "distractor sentence": {"attack": {"n": len(clean)}}}
+    summary["baseline"] = {"n": 0}
+    atomic_write_text(out / "results.jsonl", jsonl_text(rows))
+    atomic_write_text(out / "summary.json", dumps(summary) + "\n")
+    atomic_write_text(out / "manifest.json", dumps(man) + "\n")
+    atomic_write_text(out / "modes.json", dumps({"duplicate_io": {"breaks": 1, "screening": {"precision": 0.5}}}) + "\n")
+    atomic_write_text(out / "adversarial.jsonl", jsonl_text(r for r in rows if r["is_break"]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def run_dirs(tiny_model, tmp_path_factory) -> tuple[Path, Path]:
+    base = tmp_path_factory.mktemp("runs")
+    clean = pipeline.run(tiny_model, N_CLEAN, seed=3, out=base / "clean").out
+    return clean, make_attack_run(clean, base / "attack", tiny_model.tokenizer)
+
+
+def _same(a: object, b: object) -> bool:
+    """Equality that treats NaN == NaN and int 1 == float 1.0 (JSON and Arrow agree on values, not types)."""
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def _assert_rows_equal(got: list[dict], want: list[dict]) -> None:
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        g = {k: v for k, v in g.items() if not (v is None and k not in w)}
+        assert _same(g, w), (g, w)
+
+
+def _card(out: Path, fmt: str) -> dict:
+    text = (out / "README.md").read_text()
+    assert text.startswith("---\n")
+    front = yaml.safe_load(text.split("---\n")[1])
+    assert front["advgen_export"]["format"] == fmt
+    assert front["advgen_export"]["seed"] == 3
+    for heading in ("## How it was made", "## Fields", "## Intended use and limits", "## Splits"):
+        assert heading in text
+    return front
+
+
+def test_splits_by_mode(run_dirs):
+    parts = splits(load_run(run_dirs[1]).rows)
+    assert list(parts) == ["clean", "control", "distractor_sentence", "duplicate_io"]
+    assert len(parts["clean"]) == N_CLEAN
+    assert all(r["mode"] == "duplicate_io" and r["family"] == "attack" for r in parts["duplicate_io"])
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+def test_file_formats_round_trip(run_dirs, tmp_path, fmt):
+    from datasets import load_dataset
+
+    src = load_run(run_dirs[1])
+    out = export(run_dirs[1], fmt, tmp_path / fmt)
+    front = _card(out, fmt)
+    parts = splits(src.rows)
+    jcols = json_columns(src.rows)
+    for name, want in parts.items():
+        path = out / "data" / f"{name}.{fmt}"
+        if fmt == "jsonl":
+            got = [json.loads(line) for line in path.read_text().splitlines()]
+        elif fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            got = [source_row(r, jcols) for r in pq.read_table(path).to_pylist()]
+        else:
+            with path.open(newline="") as f:
+                got = [source_row(_typed(r), jcols) for r in csv.DictReader(f)]
+        _assert_rows_equal(got, want)
+    if fmt == "jsonl":
+        return
+    # the card's `configs` + features make the directory loadable by HF datasets as it is
+    assert [c["split"] for c in front["configs"][0]["data_files"]] == list(parts)
+    ds = load_dataset(str(out))
+    assert {k: len(v) for k, v in ds.items()} == {k: len(v) for k, v in parts.items()}
+    assert ds["clean"][0]["text"] == parts["clean"][0]["text"]
+
+
+def _typed(r: dict) -> dict:
+    """CSV strings back to Python values (the reader's job; CSV has no types)."""
+    out = {}
+    for k, v in r.items():
+        if v == "":
+            out[k] = None
+        elif v in ("True", "False"):
+            out[k] = v == "True"
+        else:
+            try:
+                out[k] = int(v)
+            except ValueError:
+                try:
+                    out[k] = float(v) if k not in ("text", "io", "s", "template_id", "pair_id", "order", "family", "mode") else v
+                except ValueError:
+                    out[k] = v
+    return out
+
+
+def test_hf_round_trip(run_dirs, tmp_path):
+    from datasets import load_from_disk
+
+    src = load_run(run_dirs[1])
+    out = export(run_dirs[1], "hf", tmp_path / "hf")
+    _card(out, "hf")
+    dd = load_from_disk(str(out / "hf"))
+    parts = splits(src.rows)
+    assert list(dd) == list(parts)
+    jcols = json_columns(src.rows)
+    assert dd["clean"].column_names == columns(src.rows)
+    for name, want in parts.items():
+        _assert_rows_equal([source_row(r, jcols) for r in dd[name]], want)
+
+
+def test_exports_are_deterministic(run_dirs, tmp_path):
+    for fmt in ("parquet", "hf"):
+        a, b = export(run_dirs[0], fmt, tmp_path / f"{fmt}a"), export(run_dirs[0], fmt, tmp_path / f"{fmt}b")
+        files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+        assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+        for f in files:
+            assert (a / f).read_bytes() == (b / f).read_bytes(), f
+
+
+def test_auto_circuit_round_trip(run_dirs, tmp_path, tiny_model):
+    tok = tiny_model.tokenizer
+    src = load_run(run_dirs[1])
+    out = export(run_dirs[1], "auto-circuit", tmp_path / "ac")
+    _card(out, "auto-circuit")
+    index = json.loads((out / "index.json").read_text())
+    parts = splits(src.rows)
+    assert list(index) == list(parts)
+    for name, want in parts.items():
+        doc = json.loads((out / f"{name}.json").read_text())
+        prompts = doc["prompts"]
+        assert len(prompts) + len(index[name]["skipped"]) == len(want)
+        assert len(prompts) >= 0.9 * len(want)
+        by_text = {r["text"]: r for r in want}
+        for p in prompts:
+            assert set(p) >= {"clean", "corrupt", "answers", "wrong_answers"}
+            r = by_text[p["clean"]]
+            assert p["answers"] == [" " + r["io"]] and p["wrong_answers"] == [" " + r["s"]]
+            clean_ids = tok(p["clean"], add_special_tokens=False)["input_ids"]
+            corrupt_ids = tok(p["corrupt"], add_special_tokens=False)["input_ids"]
+            assert len(clean_ids) == len(corrupt_ids)
+            diff = [i for i, (a, b) in enumerate(zip(clean_ids, corrupt_ids)) if a != b]
+            assert diff == [r["positions"]["S2"] - 1], "only S2 differs (p_ABC twin; indices without BOS)"
+            for a in p["answers"] + p["wrong_answers"]:
+                assert len(tok(a, add_special_tokens=False)["input_ids"]) == 1
+        for g in index[name]["groups"]:
+            gdoc = json.loads((out / g["file"]).read_text())
+            w = gdoc["word_idxs"]
+            assert len(gdoc["seq_labels"]) == len(tok(gdoc["prompts"][0]["clean"], add_special_tokens=False)["input_ids"])
+            for p in gdoc["prompts"]:
+                ids = tok(p["clean"], add_special_tokens=False)["input_ids"]
+                assert tok.decode([ids[w["S2"]]]).strip() == by_text[p["clean"]]["s"]
+                assert tok.decode([ids[w["IO"]]]).strip() == by_text[p["clean"]]["io"]
+                assert w["end"] == len(ids) - 1
+    _maybe_real_auto_circuit_loader(out / "clean.json", tok)
+
+
+def _maybe_real_auto_circuit_loader(path: Path, tok) -> None:
+    """auto-circuit's own loader when it imports here (it needs TransformerLens < 3, so usually not)."""
+    try:
+        from auto_circuit.data import load_datasets_from_json
+    except Exception:  # noqa: BLE001 - not installable next to transformer-lens 4
+        return
+    import types
+
+    import torch
+
+    train, test = load_datasets_from_json(types.SimpleNamespace(tokenizer=tok), path, torch.device("cpu"),
+                                          train_test_size=(4, 4), shuffle=False)
+    batch = next(iter(train))
+    assert batch.clean.shape == batch.corrupt.shape
+
+
+def test_lm_eval_task_loads_with_lm_eval(run_dirs, tmp_path):
+    src = load_run(run_dirs[1])
+    out = export(run_dirs[1], "lm-eval", tmp_path / "lm")
+    _card(out, "lm-eval")
+    parts = splits(src.rows)
+    group = yaml.safe_load((out / "advgen_ioi.yaml").read_text())
+    assert group["task"] == [f"advgen_ioi_{k}" for k in parts]
+    lm_eval = pytest.importorskip("lm_eval", reason="lm-eval not installed: the schema checks above still ran")
+    from lm_eval.tasks import TaskManager
+
+    tm = TaskManager(include_path=str(out), include_defaults=False)
+    loaded = tm.load(["advgen_ioi"])
+    assert set(loaded["tasks"]) == {f"advgen_ioi_{k}" for k in parts}
+    jcols = json_columns(src.rows)
+    for name, want in parts.items():
+        task = loaded["tasks"][f"advgen_ioi_{name}"]
+        docs = list(task.test_docs())
+        _assert_rows_equal([source_row({k: v for k, v in d.items() if k != "label"}, jcols) for d in docs], want)
+        d = docs[0]
+        assert task.doc_to_text(d) == want[0]["text"]
+        assert task.doc_to_choice(d) == [want[0]["io"], want[0]["s"]]
+        assert task.doc_to_target(d) == 0
+        reqs = task.construct_requests(d, task.doc_to_text(d))
+        assert [r.args[1] for r in reqs] == [" " + want[0]["io"], " " + want[0]["s"]]
+    assert lm_eval.__version__
+
+
+def test_plain_run_exports_every_format(run_dirs, tmp_path):
+    for fmt in FORMATS:
+        out = export(run_dirs[0], fmt, tmp_path / fmt)
+        front = _card(out, fmt)
+        assert front["advgen_export"]["splits"] == {"clean": N_CLEAN}
+
+
+def test_refuses_to_overwrite_foreign_directory(run_dirs, tmp_path):
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(AdvgenError, match="not an advgen export"):
+        export(run_dirs[0], "jsonl", foreign)
+    assert (foreign / "notes.txt").read_text() == "keep me"
+    out = export(run_dirs[0], "jsonl", tmp_path / "again")
+    export(run_dirs[0], "csv", out)  # a previous export is replaced whole
+    assert not (out / "data" / "clean.jsonl").exists() and (out / "data" / "clean.csv").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no temp dirs left behind"
+
+
+def test_unknown_format_and_missing_run(tmp_path):
+    with pytest.raises(AdvgenError, match="unknown export format"):
+        export(tmp_path, "xml", tmp_path / "o")
+    with pytest.raises(AdvgenError, match="no results.jsonl"):
+        export(tmp_path, "jsonl", tmp_path / "o")
+
+
+@pytest.mark.slow
+def test_lm_eval_scores_agree_with_advgen(run_dirs, tmp_path, tiny_model_dir):
+    """lm-eval's acc on the exported task = advgen's LD > 0, prompt by prompt (same model, BOS on)."""
+    pytest.importorskip("lm_eval")
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    out = export(run_dirs[0], "lm-eval", tmp_path / "lm")
+    res = simple_evaluate(model="hf", model_args=f"pretrained={tiny_model_dir},add_bos_token=True", tasks=["advgen_ioi_clean"],
+                          task_manager=TaskManager(include_path=str(out), include_defaults=False), device="cpu",
+                          batch_size=8, log_samples=True)
+    samples = sorted(res["samples"]["advgen_ioi_clean"], key=lambda s: s["doc_id"])
+    rows = load_run(run_dirs[0]).rows
+    assert [s["acc"] for s in samples] == [float(r["logit_diff"] > 0) for r in rows]
