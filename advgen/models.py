@@ -90,7 +90,7 @@ def _resolve(spec: str) -> str:
     if spec == "reference":
         path = reference_dir()
         if not (path / "config.json").exists():
-            raise ModelLoadError(f"the bundled reference model is missing from {path}; run `advgen train-reference --out {path}`")
+            raise ModelLoadError(f"the bundled reference model is missing from {path}; retrain it with `advgen train-reference --out DIR` and copy the final files of DIR (not DIR/checkpoints) into {path}")
         return str(path)
     p = Path(spec).expanduser()
     if p.exists() or spec.startswith((".", "/", "~")):

@@ -1,0 +1,409 @@
+"""Seeded generator of the reference model's training corpus.
+
+The corpus is simple, grammar-generated English about people, places and objects. It has four
+kinds of documents (see MODEL_CARD.md for the principles and the counts):
+
+- ``ioi``: two people are introduced, one of them (the subject) then gives / hands / says
+  something to the other; the recipient is always the person who is not the subject.
+- ``abc``: like ``ioi`` but a third person is the subject, and the recipient is one of the two
+  introduced people chosen uniformly at random (so no fixed preference can be learned).
+- ``story``: short multi-sentence passages about two or three people whose names recur
+  naturally (states, errands, interactions, giving events with the true recipient).
+- ``filler``: simple sentences without an IOI structure (places, objects, weather, animals).
+
+The 15 templates of the IOI paper (Wang et al. 2022) are held out: every generated document is
+checked against their skeletons (names, places, objects and articles wildcarded) and rejected if
+it contains one. Randomness comes only from the ``random.Random`` passed in.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from advgen import lexicon
+
+BOS = "<|endoftext|>"
+
+# --------------------------------------------------------------------------------------------
+# Held-out paper templates ([A] = IO, [B] = S). The prompt part (everything before the final
+# [A]) must never occur in the corpus, with any names, places, objects or articles.
+PAPER_TEMPLATES: tuple[str, ...] = (
+    "Then, [B] and [A] went to the [PLACE]. [B] gave a [OBJECT] to [A]",
+    "Then, [B] and [A] had a lot of fun at the [PLACE]. [B] gave a [OBJECT] to [A]",
+    "Then, [B] and [A] were working at the [PLACE]. [B] decided to give a [OBJECT] to [A]",
+    "Then, [B] and [A] were thinking about going to the [PLACE]. [B] wanted to give a [OBJECT] to [A]",
+    "Then, [B] and [A] had a long argument, and afterwards [B] said to [A]",
+    "After [B] and [A] went to the [PLACE], [B] gave a [OBJECT] to [A]",
+    "When [B] and [A] got a [OBJECT] at the [PLACE], [B] decided to give it to [A]",
+    "When [B] and [A] got a [OBJECT] at the [PLACE], [B] decided to give the [OBJECT] to [A]",
+    "While [B] and [A] were working at the [PLACE], [B] gave a [OBJECT] to [A]",
+    "While [B] and [A] were commuting to the [PLACE], [B] gave a [OBJECT] to [A]",
+    "After the lunch, [B] and [A] went to the [PLACE]. [B] gave a [OBJECT] to [A]",
+    "Afterwards, [B] and [A] went to the [PLACE]. [B] gave a [OBJECT] to [A]",
+    "Then, [B] and [A] had a long argument. Afterwards [B] said to [A]",
+    "The [PLACE] [B] and [A] went to had a [OBJECT]. [B] gave it to [A]",
+    "Friends [B] and [A] found a [OBJECT] at the [PLACE]. [B] gave it to [A]",
+)
+
+
+def template_regex(template: str) -> re.Pattern[str]:
+    """Regex for a template's prompt part: any name/place/object/article, flexible spacing."""
+    body = template.rsplit(" [A]", 1)[0]
+    out = []
+    for tok in re.split(r"(\[[A-Z]+\]|\s+|,)", body):
+        if not tok:
+            continue
+        if tok in ("[A]", "[B]"):
+            out.append(r"[A-Z][\w'-]*")
+        elif tok in ("[PLACE]", "[OBJECT]"):
+            out.append(r"[\w'-]+")
+        elif tok.isspace():
+            out.append(r"\s+")
+        elif tok == ",":
+            out.append(r",?")
+        elif tok.lower() in ("a", "an", "the"):
+            out.append(r"(?:a|an|the)")
+        else:
+            out.append(re.escape(tok))
+    pat = "".join(out).replace(r",?\s+", r",?\s*")
+    return re.compile(pat, re.IGNORECASE)
+
+
+HELD_OUT_REGEXES: tuple[re.Pattern[str], ...] = tuple(template_regex(t) for t in PAPER_TEMPLATES)
+
+
+def contains_paper_template(text: str) -> bool:
+    return any(r.search(text) for r in HELD_OUT_REGEXES)
+
+
+# --------------------------------------------------------------------------------------------
+# Word lists (the project's own; written before anything about attacks was measured).
+
+OPENERS = (
+    "", "", "", "", "Yesterday, ", "Later, ", "On Monday, ", "On Sunday, ", "In the morning, ",
+    "That evening, ", "Last week, ", "Earlier, ", "One day, ", "At noon, ", "Last summer, ",
+    "This morning, ", "Before dinner, ", "On Friday, ", "Early on, ", "In the end, ", "Then, ",
+    "Afterwards, ", "After the lunch, ", "After school, ", "Then ",
+)
+
+# Joint activities of two people (past tense, plural subject "X and Y ...").
+JOINT_ACTS = (
+    "went to the {P}", "walked to the {P}", "arrived at the {P}", "visited the {P}",
+    "met at the {P}", "left the {P}", "were sitting in the {P}", "came back from the {P}",
+    "were waiting at the {P}", "reached the {P}", "were cleaning the {P}", "drove to the {P}",
+    "were at the {P}", "spent the day at the {P}", "stopped by the {P}", "ran to the {P}",
+    "were looking around the {P}", "had lunch at the {P}", "were talking at the {P}",
+    "found a {O} at the {P}", "bought a {O} at the {P}", "saw a {O} at the {P}",
+    "got a {O} at the {P}", "were playing at the {P}", "were working at the {P}",
+    "were studying at the {P}", "had a lot of fun at the {P}", "moved to a new {P}",
+    "finished their work", "sat down together", "had a long talk", "had an argument",
+    "were making dinner", "were out for a walk", "played a game", "were very busy",
+    "got home", "woke up early", "were bored", "went shopping", "took the bus to the {P}",
+    "looked for a {O}", "cleaned up the {P}", "opened the {P}", "were leaving the {P}",
+    "were commuting to the {P}", "were thinking about going to the {P}", "had a long argument",
+    "were friends", "had a long day", "were going to the {P}",
+)
+
+# Subordinators for "<SUB> X and Y <act>, <main>".
+SUBORDINATORS = ("When", "After", "While", "Once", "As soon as", "Because", "Since", "Before",
+                 "Just after", "As")
+
+GIVE_VERBS = ("gave", "handed", "passed", "sent", "showed", "threw", "offered", "brought",
+              "lent", "sold", "mailed", "tossed", "returned", "gifted", "slid", "carried")
+GIVE_INF = ("give", "hand", "pass", "send", "show", "throw", "offer", "bring", "lend", "sell",
+            "mail", "toss", "return")
+MODAL_PREFIX = ("decided to", "wanted to", "tried to", "was happy to", "agreed to", "had to",
+                "chose to", "promised to", "forgot to", "offered to", "went on to", "was going to")
+SAY_VERBS = ("said to", "talked to", "spoke to", "whispered to", "shouted to", "waved to",
+             "smiled at", "said goodbye to", "said hello to", "wrote to", "called out to",
+             "listened to", "nodded to", "explained it to", "complained to", "apologized to",
+             "looked at", "laughed at", "turned to", "pointed at", "wrote a letter to",
+             "sent a message to", "made a promise to", "told a story to", "sang a song to")
+
+# Single-person state / event predicates ("X <pred>."). Used everywhere a person can appear.
+STATES = (
+    "had a good day", "had a bad day", "was tired", "was happy", "was sad", "was hungry",
+    "was late", "was early", "was very busy", "felt sick", "felt great", "was bored",
+    "was excited", "was nervous", "was enjoying the day", "was enjoying the situation",
+    "enjoyed being with a friend", "laughed", "smiled", "sighed", "yawned", "sat down",
+    "stood up", "went home", "was cold", "was thirsty", "liked the weather", "was reading",
+    "was on the phone", "fell asleep", "woke up", "wanted to rest", "was in a hurry",
+    "loved music", "was quiet", "was talking a lot", "looked around", "needed a break",
+    "was a good cook", "worked hard", "was new in town", "had a cold", "was feeling fine",
+    "had a lot of work", "lived nearby", "was a teacher", "was a nurse", "was a student",
+    "liked to sing", "was very kind", "was a little shy", "was glad to be there",
+)
+SOLO_ACTS = (
+    "went to the {P}", "walked to the {P}", "bought a {O}", "found a {O}", "lost a {O}",
+    "cleaned the {P}", "left the {P}", "was at the {P}", "wanted a {O}", "made a {O}",
+    "looked for a {O}", "dropped a {O}", "took a {O} from the {P}", "fixed the {O}",
+    "waited at the {P}", "stayed at the {P}", "got a new {O}", "painted the {O}",
+)
+PAIR_ACTS = (  # "X <act> Y"
+    "met", "called", "visited", "helped", "saw", "hugged", "thanked", "waited for", "invited",
+    "followed", "found", "looked for", "talked with", "played with", "walked with", "sat with",
+    "argued with", "laughed with", "ate with", "worked with",
+)
+PLURAL_STATES = ("were tired", "were happy", "laughed a lot", "had fun", "were hungry",
+                 "were late", "went home", "were quiet", "talked for hours", "had a good time")
+
+ENDINGS = (".", ".", ".", ".", " today.", " later.", " right away.", " with a smile.",
+           " again.", " at last.", " as a gift.", " for the weekend.", " after that.")
+AFTER_IO = (
+    "", "", "", " {IO} was happy.", " {IO} said thank you.", " {IO} smiled.",
+    " Then they went home.", " It was a nice day.", " {IO} put it away.", " They both laughed.",
+    " {IO} did not expect that.", " {S} was glad.",
+)
+
+FILLER_NOUNS = ("cat", "dog", "teacher", "bird", "car", "child", "doctor", "tree", "door",
+                "window", "table", "river", "city", "road", "train", "bus", "friend", "family",
+                "baby", "man", "woman", "boy", "girl", "neighbor", "team", "class", "room")
+FILLER_ADJ = ("big", "small", "old", "new", "quiet", "busy", "warm", "cold", "bright", "dark",
+              "clean", "empty", "full", "nice", "long", "short", "red", "blue", "green", "happy")
+FILLER_VERBS_INTR = ("slept", "ran", "waited", "stopped", "moved", "sang", "fell", "arrived",
+                     "left", "opened", "closed", "shook", "grew", "barked", "rang", "played")
+WEATHER = ("It was a sunny day.", "It was raining.", "The sky was grey.", "It was cold outside.",
+           "The wind was strong.", "It was a warm evening.", "It snowed all night.",
+           "The sun was setting.", "It was very hot.", "The morning was quiet.",
+           "Friends like to talk.", "The lunch was good.", "Afterwards, everyone went home.",
+           "The argument was long.", "Commuting to work takes time.", "They were thinking about it.")
+
+
+def article(word: str) -> str:
+    return ("an " if word[0].lower() in "aeiou" else "a ") + word
+
+
+@dataclass(frozen=True)
+class Vocab:
+    names: tuple[str, ...]
+    places: tuple[str, ...]
+    objects: tuple[str, ...]
+
+
+FAKER_STRIDE = 6
+"""Every FAKER_STRIDE-th Faker-only name is used (plus all 99 paper names and prefixes of used
+names that are lexicon names); see MODEL_CARD.md."""
+
+
+def corpus_names(faker_stride: int = FAKER_STRIDE) -> tuple[str, ...]:
+    """All 99 paper names, every `faker_stride`-th Faker name not in the paper's list, and any
+    lexicon name that is a prefix of one of those (repeated until stable)."""
+    names = [n.text for n in lexicon.all_names()]
+    paper = [n for n, src in zip(names, lexicon.all_names()) if src.source == "paper"]
+    faker = [n for n, src in zip(names, lexicon.all_names()) if src.source != "paper"]
+    chosen = paper + faker[::faker_stride]
+    # A lexicon name that is a prefix of a chosen one (" Alex" of " Alexander") tends to become a
+    # token of its own; include it so that no single-token lexicon name is left untrained.
+    while True:
+        extra = [n for n in names if n not in chosen
+                 and any(m != n and m.startswith(n) for m in chosen)]
+        if not extra:
+            return tuple(chosen)
+        chosen += extra
+
+
+def default_vocab(faker_stride: int = FAKER_STRIDE) -> Vocab:
+    """Corpus names (see `corpus_names`), all lexicon places and all lexicon objects."""
+    return Vocab(
+        names=corpus_names(faker_stride),
+        places=tuple(lexicon.paper_places() + lexicon.extra_places()),
+        objects=tuple(lexicon.paper_objects() + lexicon.extra_objects()),
+    )
+
+
+class _Gen:
+    def __init__(self, rng: random.Random, vocab: Vocab):
+        self.r = rng
+        self.v = vocab
+
+    # -- small helpers
+    def c(self, seq: Sequence[str]) -> str:
+        return self.r.choice(seq)
+
+    def names(self, k: int) -> list[str]:
+        return self.r.sample(self.v.names, k)
+
+    def fill(self, s: str, obj: str | None = None, place: str | None = None) -> str:
+        if "{O}" in s:
+            s = s.replace("{O}", obj or self.c(self.v.objects))
+        if "{P}" in s:
+            s = s.replace("{P}", place or self.c(self.v.places))
+        return fix_articles(s)
+
+    def state_sentence(self, name: str) -> str:
+        r = self.r.random()
+        if r < 0.6:
+            return f"{name} {self.c(STATES)}."
+        return self.fill(f"{name} {self.c(SOLO_ACTS)}.")
+
+    def neutral_sentence(self) -> str:
+        r = self.r.random()
+        if r < 0.3:
+            return self.c(WEATHER)
+        if r < 0.55:
+            return fix_articles(f"The {self.c(self.v.places)} was {self.c(FILLER_ADJ)}.")
+        if r < 0.8:
+            return f"The {self.c(FILLER_NOUNS)} {self.c(FILLER_VERBS_INTR)}."
+        return f"They {self.c(PLURAL_STATES)}."
+
+    # -- intro: introduces x and y (in this order); returns text ending with ", " or ". "
+    def intro(self, x: str, y: str) -> tuple[str, str]:
+        """Returns (intro text, separator kind) where the main clause follows directly."""
+        r = self.r.random()
+        act = self.fill(self.c(JOINT_ACTS))
+        if r < 0.35:  # subordinate clause + comma
+            sub = self.c(SUBORDINATORS)
+            return f"{sub} {x} and {y} {act}, ", "comma"
+        if r < 0.65:  # full sentence
+            return f"{self.c(OPENERS)}{x} and {y} {act}. ", "stop"
+        if r < 0.75:  # names not coordinated
+            return self.fill(f"{self.c(OPENERS)}{x} {self.c(PAIR_ACTS)} {y} at the {{P}}. "), "stop"
+        if r < 0.82:
+            return self.fill(f"{x} and {y} were at the {{P}}, and "), "and"
+        if r < 0.90:
+            return self.fill(f"At the {{P}}, {x} and {y} {self.c(PLURAL_STATES)}. "), "stop"
+        if r < 0.95:
+            return f"{x} was with {y}. ", "stop"
+        return self.fill(f"{x} and {y} {act}, so "), "and"
+
+    def main_clause(self, s: str, obj: str) -> tuple[str, str]:
+        """Main clause ending right before the recipient name; returns (text, after-name tail)."""
+        r = self.r.random()
+        if r < 0.45:
+            return f"{s} {self.c(GIVE_VERBS)} {article(obj)} to", self.c(ENDINGS)
+        if r < 0.55:
+            return f"{s} {self.c(GIVE_VERBS)} the {obj} to", self.c(ENDINGS)
+        if r < 0.62:
+            return f"{s} {self.c(GIVE_VERBS)} it to", self.c(ENDINGS)
+        if r < 0.75:
+            return f"{s} {self.c(MODAL_PREFIX)} {self.c(GIVE_INF)} {article(obj)} to", "."
+        if r < 0.83:  # double object: "S gave IO a ring."
+            return f"{s} {self.c(('gave', 'handed', 'sent', 'showed', 'offered', 'brought', 'lent'))}", \
+                f" {article(obj)}."
+        return f"{s} {self.c(SAY_VERBS)}", self.c((".", ".", " again.", " quietly.", " for a while."))
+
+    def middle(self, people: Sequence[str]) -> str:
+        """Optional sentence between intro and main clause, about a uniformly chosen person."""
+        r = self.r.random()
+        if r < 0.75:
+            return " " + self.state_sentence(self.c(people))
+        return " " + self.neutral_sentence()
+
+    # -- document kinds
+    def ioi(self) -> str:
+        x, y = self.names(2)
+        s = self.c((x, y))
+        io = y if s == x else x
+        return self._giving_doc(x, y, s, io)
+
+    def abc(self) -> str:
+        x, y, z = self.names(3)
+        io = self.c((x, y))
+        return self._giving_doc(x, y, z, io)
+
+    def _giving_doc(self, x: str, y: str, s: str, io: str) -> str:
+        obj = self.c(self.v.objects)
+        intro, kind = self.intro(x, y)
+        if kind == "stop" and self.r.random() < 0.25:
+            intro = intro + self.middle((x, y)).strip() + " "
+        if kind == "stop" and self.r.random() < 0.15:
+            intro = intro + self.middle((x, y)).strip() + " "
+        main, tail = self.main_clause(s, obj)
+        text = f"{intro}{main} {io}{tail}"
+        if self.r.random() < 0.35:
+            text += self.c(AFTER_IO).format(IO=io, S=s)
+        if self.r.random() < 0.15:  # sometimes a lead-in sentence before everything
+            text = self.neutral_sentence() + " " + text
+        return text.strip()
+
+    def story(self) -> str:
+        k = self.c((2, 2, 3))
+        people = self.names(k)
+        n_sent = self.r.randint(3, 7)
+        out = []
+        for _ in range(n_sent):
+            r = self.r.random()
+            p = self.c(people)
+            if r < 0.35:
+                out.append(self.state_sentence(p))
+            elif r < 0.5:
+                q = self.c([n for n in people if n != p])
+                out.append(f"{p} {self.c(PAIR_ACTS)} {q}.")
+            elif r < 0.65:
+                q = self.c([n for n in people if n != p])
+                out.append(fix_articles(
+                    f"{p} {self.c(GIVE_VERBS)} {article(self.c(self.v.objects))} to {q}."))
+            elif r < 0.75:
+                q = self.c([n for n in people if n != p])
+                out.append(f"{p} {self.c(SAY_VERBS)} {q}.")
+            elif r < 0.85:
+                a, b = self.r.sample(people, 2)
+                out.append(self.fill(f"{a} and {b} {self.c(JOINT_ACTS)}."))
+            else:
+                out.append(self.neutral_sentence())
+        return " ".join(out)
+
+    def filler(self) -> str:
+        n = self.r.randint(1, 4)
+        out = []
+        for _ in range(n):
+            r = self.r.random()
+            if r < 0.4:
+                out.append(self.neutral_sentence())
+            elif r < 0.6:
+                out.append(fix_articles(
+                    f"The {self.c(self.v.objects)} was on the {self.c(FILLER_NOUNS)}."
+                    if self.r.random() < 0.3 else
+                    f"There was {article(self.c(FILLER_ADJ))} {self.c(self.v.objects)} in the {self.c(self.v.places)}."))
+            elif r < 0.8:
+                out.append(f"The {self.c(FILLER_NOUNS)} and the {self.c(FILLER_NOUNS)} "
+                           f"{self.c(FILLER_VERBS_INTR)}.")
+            else:
+                out.append(fix_articles(
+                    f"{article(self.c(FILLER_NOUNS)).capitalize()} {self.c(FILLER_VERBS_INTR)} "
+                    f"near the {self.c(self.v.places)}."))
+        return " ".join(out)
+
+
+_ART = re.compile(r"\b([Aa]) ([aeiouAEIOU])")
+
+
+def fix_articles(s: str) -> str:
+    return _ART.sub(lambda m: m.group(1) + "n " + m.group(2), s)
+
+
+KINDS: tuple[tuple[str, float], ...] = (("ioi", 0.60), ("abc", 0.10), ("story", 0.20),
+                                         ("filler", 0.10))
+
+
+def generate_documents(rng: random.Random, n_docs: int, vocab: Vocab | None = None
+                       ) -> tuple[list[str], Counter[str]]:
+    """`n_docs` documents (without BOS) and a Counter of kinds (plus rejected held-out hits)."""
+    gen = _Gen(rng, vocab or default_vocab())
+    kinds = [k for k, _ in KINDS]
+    weights = [w for _, w in KINDS]
+    docs: list[str] = []
+    counts: Counter[str] = Counter()
+    while len(docs) < n_docs:
+        kind = rng.choices(kinds, weights)[0]
+        text = getattr(gen, kind)()
+        if contains_paper_template(text):
+            counts["rejected_paper_template"] += 1
+            continue
+        docs.append(text)
+        counts[kind] += 1
+    return docs, counts
+
+
+def with_bos(docs: Sequence[str]) -> list[str]:
+    return [BOS + d for d in docs]
+
+
+def required_words(vocab: Vocab | None = None) -> list[str]:
+    """Words that must be single tokens with a leading space in the reference tokenizer."""
+    v = vocab or default_vocab()
+    return list(dict.fromkeys([*v.names, *v.places, *v.objects]))
