@@ -1,0 +1,144 @@
+"""Attack pipeline: breaks hold unbatched, same seed -> same files, resume == uninterrupted, CLI end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from advgen.attack import AttackConfig, Interrupted, run_attack
+from advgen.attack_report import write_run
+from advgen.circuit import make_circuit
+from advgen.readout import single_logit_diff
+from advgen.types import Role
+
+FILES = ("results.jsonl", "results.csv", "summary.json", "modes.json", "adversarial.jsonl", "near_misses.jsonl",
+         "baseline.json", "circuit.json", "manifest.json", "table.md")
+
+
+@pytest.fixture(scope="module")
+def tiny_circuit():
+    """Every role on the 2 x 4 tiny model, so every mode is proposed."""
+    return make_circuit("tiny-all", "tiny", {
+        Role.PREVIOUS_TOKEN: ["a0.h0"], Role.DUPLICATE_TOKEN: ["a0.h1"], Role.INDUCTION: ["a0.h2"],
+        Role.S_INHIBITION: ["a0.h3"], Role.NAME_MOVER: ["a1.h0", "a1.h1"], Role.NEGATIVE_NAME_MOVER: ["a1.h2"]}, 2, 4)
+
+
+CFG = AttackConfig(budget=100, n_clean=12, seed=3, batch_size=64)
+
+
+def _run(model, circuit, out: Path, **kw):
+    run = run_attack(model, circuit, CFG, out, **kw)
+    write_run(out, run, CFG, circuit, {"model": "tiny", "seed": CFG.seed})
+    return run
+
+
+def _files(out: Path) -> dict[str, bytes]:
+    return {f: (out / f).read_bytes() for f in FILES}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_model, tiny_circuit, tmp_path_factory):
+    out = tmp_path_factory.mktemp("attack") / "a"
+    return out, _run(tiny_model, tiny_circuit, out)
+
+
+def test_budget_is_counted_and_respected(tiny_run):
+    _, run = tiny_run
+    e = run.evals
+    assert e["clean"] == CFG.n_clean
+    assert e["clean"] + e["sample"] + e["search"] <= CFG.budget
+    assert e["clean"] + e["baseline"] == CFG.budget
+    fams = [r["family"] for r in run.rows]
+    assert fams.count("clean") == e["clean"] and fams.count("baseline") == e["baseline"]
+    assert fams.count("attack") + fams.count("control") == e["sample"] + e["search"]
+    sample_att = sum(r["family"] == "attack" and r["phase"] == "sample" for r in run.rows)
+    search_breaks = sum(r["family"] == "attack" and r["phase"] == "search" and r["is_break"] for r in run.rows)
+    assert fams.count("control") == sample_att + search_breaks  # search: a control only for each break
+    controlled = {r["candidate"] for r in run.rows if r["family"] == "control"}
+    assert all(r["candidate"] in controlled for r in run.rows if r["is_break"] and r["family"] == "attack")
+
+
+def test_rows_follow_the_contract(tiny_run):
+    out, run = tiny_run
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == len(run.rows)
+    for r in rows:
+        assert r["family"] in ("clean", "attack", "control", "baseline")
+        assert {"mode", "params", "is_break", "explained", "head_signals"} <= set(r)
+        assert (r["mode"] is None) == (r["family"] == "clean")
+        assert r["is_break"] == (r["family"] in ("attack", "baseline") and r["logit_diff"] < 0 < r["clean_logit_diff"])
+        assert (r["explained"] is not None) == (r["family"] == "attack" and r["is_break"])
+    adv = (out / "adversarial.jsonl").read_text().splitlines()
+    assert len(adv) == sum(r["is_break"] and r["family"] == "attack" for r in rows)
+    modes = json.loads((out / "modes.json").read_text())
+    assert set(modes["modes"]) == {"duplicated_io", "distant_s2", "extra_name", "reversed_transfer", "swapped_pair"}
+    assert "natural_failure_rate" in modes["modes"]["duplicated_io"]
+    assert "Natural failure rate" in (out / "table.md").read_text()
+
+
+def test_breaks_hold_in_an_unbatched_forward(tiny_model, tiny_run):
+    _, run = tiny_run
+    breaks = [r for r in run.rows if r["is_break"]]
+    assert breaks, "the tiny random model should yield some breaks at this budget"
+    tok = tiny_model.tokenizer
+    for r in breaks:
+        ids = [tok.bos_token_id, *tok.encode(r["text"], add_special_tokens=False)]
+        assert len(ids) == r["n_tokens"] and r["positions"]["END"] == len(ids) - 1
+        io = tok.encode(" " + r["io"], add_special_tokens=False)[0]
+        s = tok.encode(" " + r["s"], add_special_tokens=False)[0]
+        ld = single_logit_diff(tiny_model, ids, io, s)
+        assert ld < 0
+        assert ld == pytest.approx(r["logit_diff"], abs=1e-3)
+
+
+def test_same_seed_same_files(tiny_model, tiny_circuit, tiny_run, tmp_path):
+    out, _ = tiny_run
+    _run(tiny_model, tiny_circuit, tmp_path / "b")
+    assert _files(tmp_path / "b") == _files(out)
+
+
+def test_interrupted_then_resumed_equals_uninterrupted(tiny_model, tiny_circuit, tiny_run, tmp_path):
+    out, run = tiny_run
+    with pytest.raises(Interrupted):
+        run_attack(tiny_model, tiny_circuit, CFG, tmp_path / "c", stop_after_units=2)
+    assert len(list((tmp_path / "c" / "journal").glob("unit-*.json"))) == 2
+    resumed = _run(tiny_model, tiny_circuit, tmp_path / "c", resume=True)
+    assert resumed.evals == run.evals
+    assert _files(tmp_path / "c") == _files(out)
+
+
+def test_fresh_run_discards_an_old_journal(tiny_model, tiny_circuit, tmp_path):
+    with pytest.raises(Interrupted):
+        run_attack(tiny_model, tiny_circuit, CFG, tmp_path / "d", stop_after_units=1)
+    with pytest.raises(Interrupted):
+        run_attack(tiny_model, tiny_circuit, CFG, tmp_path / "d", stop_after_units=0)
+    assert not list((tmp_path / "d" / "journal").glob("unit-*.json"))
+
+
+@pytest.mark.slow
+def test_cli_end_to_end_on_gpt2_shaped_model(gpt2_shaped_dir, tmp_path, capsys):
+    from advgen.cli import main
+
+    out = tmp_path / "e2e"
+    rc = main(["attack", "--model", str(gpt2_shaped_dir), "--circuit", "gpt2-small-ioi", "--budget", "60",
+               "--n-clean", "10", "--out", str(out), "--batch-size", "16"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "Natural failure rate" in printed and "duplicated_io" in printed
+    for f in FILES:
+        assert (out / f).exists(), f
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["circuit"]["name"] == "gpt2-small-ioi"
+    base = json.loads((out / "baseline.json").read_text())
+    assert base["baseline"]["evaluations"] == 60
+
+
+def test_cli_reports_a_bad_circuit(tiny_model_dir, tmp_path, capsys):
+    from advgen.cli import main
+
+    rc = main(["attack", "--model", str(tiny_model_dir), "--circuit", "gpt2-small-ioi", "--budget", "40", "--out", str(tmp_path)])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "gpt2-small-ioi" in err and "a0.h10" in err
