@@ -7,7 +7,7 @@ formed by length so padding stays small, and only the END rows go through the un
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -88,32 +88,34 @@ def end_logits(
     return torch.stack(out)  # type: ignore[arg-type]
 
 
-def attention_readout_hooks(
-    prompts: PromptSet, heads: Iterable[Head], slots: Sequence[str], sink: dict[str, list[float]]
-) -> HookFactory:
-    """Hooks that record attention from END to each slot for `heads` without caching full patterns."""
-    by_layer: dict[int, list[Head]] = {}
-    for h in heads:
-        by_layer.setdefault(h.layer, []).append(h)
+Read = tuple[Head, str, str]
+"""(head, query slot, key slot): one attention probability to read per prompt."""
+
+
+def read_key(head: Head, query: str, key: str) -> str:
+    return f"{head}:{query}->{key}"
+
+
+def attention_readout_hooks(prompts: PromptSet, reads: Sequence[Sequence[Read]], sink: list[dict[str, float]]) -> HookFactory:
+    """Hooks that store, per prompt, the attention of each requested (head, query, key) read.
+
+    Only the requested scalars leave the hook: full patterns are never cached. A read whose
+    query or key slot the prompt lacks is skipped.
+    """
+    layers = sorted({h.layer for rs in reads for h, _, _ in rs})
 
     def factory(idx: list[int]) -> list[Hook]:
-        ends = torch.tensor([prompts[i].end for i in idx])
-        rows = torch.arange(len(idx))
-
         def make(layer: int) -> Callable[..., None]:
             def hook(pattern: torch.Tensor, hook: Any) -> None:
-                for h in by_layer[layer]:
-                    at_end = pattern[rows, h.head, ends]  # [b, key]
-                    for slot in slots:
-                        keys = torch.tensor([prompts[i].positions.get(slot, -1) for i in idx])
-                        vals = at_end[rows, keys.clamp(min=0)].where(keys >= 0, torch.nan)
-                        sink.setdefault(f"{h}:END->{slot}", [float("nan")] * len(prompts))
-                        for r, i in enumerate(idx):
-                            sink[f"{h}:END->{slot}"][i] = float(vals[r])
+                for r, i in enumerate(idx):
+                    pos = prompts[i].positions
+                    for h, q, k in reads[i]:
+                        if h.layer == layer and q in pos and k in pos:
+                            sink[i][read_key(h, q, k)] = float(pattern[r, h.head, pos[q], pos[k]])
 
             return hook
 
-        return [(f"blocks.{layer}.attn.hook_pattern", make(layer)) for layer in by_layer]
+        return [(f"blocks.{layer}.attn.hook_pattern", make(layer)) for layer in layers]
 
     return factory
 
@@ -130,9 +132,12 @@ def validate(
     for h in heads:
         if not (0 <= h.layer < model.n_layers and 0 <= h.head < model.n_heads):
             raise AdvgenError(f"head {h} is out of range for a model with {model.n_layers} layers x {model.n_heads} heads")
-    signals: dict[str, list[float]] = {}
-    hooks = attention_readout_hooks(prompts, heads, slots, signals) if heads else None
+    reads = [[(h, "END", slot) for h in heads for slot in slots]] * len(prompts)
+    sink: list[dict[str, float]] = [{} for _ in prompts]
+    hooks = attention_readout_hooks(prompts, reads, sink) if heads else None
     logits = end_logits(model, prompts, batch_size, hooks=hooks, progress=progress, desc="validate")
+    keys = [read_key(h, "END", slot) for h in heads for slot in slots]
+    signals = {k: [d.get(k, float("nan")) for d in sink] for k in keys}
     io = torch.tensor([p.io_token for p in prompts])
     s = torch.tensor([p.s_token for p in prompts])
     return Evaluation(prompts, tuple(prompt_metrics(logits, io, s)), signals)
