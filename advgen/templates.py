@@ -8,6 +8,7 @@ silently shifted index.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -176,7 +177,13 @@ def resolve_templates(spec: str | Path | None) -> tuple[Template, ...]:
 def tokenizer_hash(tokenizer: Any) -> str:
     """sha256 of the tokenizer's canonical JSON: identifies the vocabulary in manifests."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    blob = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
+    if backend is not None:
+        spec = json.loads(backend.to_str())
+        for runtime in ("padding", "truncation"):  # call-time settings, not the vocabulary
+            spec.pop(runtime, None)
+        blob = json.dumps(spec, sort_keys=True)
+    else:
+        blob = repr(sorted(tokenizer.get_vocab().items()))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -1,0 +1,81 @@
+"""Claim checks: ablation mechanics on the tiny model, the whole pipeline on a GPT-2-shaped model."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from advgen import ablation, patching
+from advgen.circuit import make_circuit, resolve_circuit
+from advgen.claims import METRICS, ClaimSettings, check_claim, write_claims
+from advgen.discovery import make_prompts
+from advgen.types import AdvgenError, Head, Role
+
+FAST = dict(n_random_k=2, greedy_steps=1, minimality_k=("empty",), worst_k=2, batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_model):
+    clean_ps, abc_ps, _ = make_prompts(tiny_model, 6, 0)
+    clean = patching.cache_run(tiny_model, clean_ps, 8)
+    abc = patching.cache_run(tiny_model, abc_ps, 8)
+    return clean_ps, abc_ps, clean, abc, torch.log_softmax(clean.logits.double(), -1)
+
+
+def test_keeping_every_head_reproduces_the_model(tiny_model, tiny_run):
+    clean_ps, _, clean, abc, ref = tiny_run
+    vals = ablation.ablation_values("zero", clean_ps, clean, abc)
+    full = ablation.all_but(tiny_model.n_layers, tiny_model.n_heads, [])
+    (st,) = ablation.run_kept(tiny_model, clean_ps, [full], vals, ref)
+    assert torch.allclose(st.ld, clean.ld.double(), atol=1e-4)
+    assert float(st.kl.abs().max()) < 1e-6
+
+
+def test_knockouts_change_the_output_and_abc_mean_is_per_template(tiny_model, tiny_run):
+    clean_ps, _, clean, abc, ref = tiny_run
+    vals = ablation.ablation_values("abc_mean", clean_ps, clean, abc)
+    for members in ablation._groups(clean_ps).values():
+        want = torch.stack([abc.z[i] for i in members]).mean(0)
+        assert all(torch.equal(vals.sources[i], want) for i in members)
+    zero = ablation.ablation_values("zero", clean_ps, clean, abc)
+    st = ablation.knockout(tiny_model, clean_ps, [Head(0, 0), Head(1, 1)], zero, ref)
+    assert float((st.ld - clean.ld.double()).abs().max()) > 1e-5
+    with pytest.raises(AdvgenError, match="unknown ablation"):
+        ablation.ablation_values("mean", clean_ps, clean, abc)
+
+
+def test_claim_check_is_deterministic_and_complete(tiny_model, tmp_path):
+    c = make_circuit("t", "tiny", {Role.NAME_MOVER: ["a1.h0"], Role.S_INHIBITION: ["a0.h2"]}, 2, 4)
+    texts = []
+    for run in ("a", "b"):
+        res = check_claim(tiny_model, c, ClaimSettings(n=6, **FAST))
+        write_claims(res, tmp_path / run)
+        texts.append((tmp_path / run / "claims.json").read_text())
+    assert texts[0] == texts[1]
+    doc = json.loads(texts[0])
+    assert set(doc["table"]) == set(ablation.ABLATIONS)
+    for ab in ablation.ABLATIONS:
+        assert set(METRICS) <= set(doc["table"][ab])
+    assert len((tmp_path / "a" / "worst_cases.jsonl").read_text().splitlines()) == 2
+    assert "| F(C) = mean LD |" in (tmp_path / "a" / "claims.md").read_text()
+
+
+@pytest.mark.slow
+def test_builtin_gpt2_circuit_whole_pipeline_on_gpt2_shaped_model(gpt2_shaped_dir, tmp_path):
+    from advgen.models import load_model
+
+    model = load_model(str(gpt2_shaped_dir))
+    circuit = resolve_circuit("gpt2-small-ioi", model.n_layers, model.n_heads)
+    res = check_claim(model, circuit, ClaimSettings(n=2, **FAST))
+    paths = write_claims(res, tmp_path)
+    assert all(p.exists() for p in paths)
+    t = res.table
+    # n=2 prompts of two templates: the per-template IOI mean is each prompt itself -> no change
+    assert abs(t["ioi_mean"]["ratio_to_model"]["mean"] - 1) < 1e-4
+    assert t["zero"]["mean_abs_ld_diff"]["mean"] > 1e-4
+    assert all(math.isfinite(t[a]["kl_model_circuit"]["mean"]) for a in t)
+    assert len(res.minimality["heads"]) == 26
+    assert set(res.completeness["per_role_K"]) == {r.value for r in Role}
