@@ -80,6 +80,7 @@ class AttackRun:
     evals: dict[str, int]
     modes: tuple[FailureMode, ...]
     skipped: dict[str, str]
+    notes: dict[str, str]
     signals: dict[str, dict[str, Any]]
     screening: dict[str, Any]
 
@@ -174,13 +175,7 @@ def run_attack(
     """Run the whole search; every model evaluation is counted in `evals`."""
     cfg.check()
     circuit.check_against(model.n_layers, model.n_heads)
-    proposal = modes_for(circuit)
-    if cfg.modes is not None:
-        unknown = sorted(set(cfg.modes) - {m.name for m in proposal.modes} - set(proposal.skipped))
-        if unknown:
-            raise AdvgenError(f"unknown failure mode(s) {unknown}; catalogue: {[m.name for m in proposal.modes] + sorted(proposal.skipped)}")
-        skipped = {**proposal.skipped, **{m.name: "not requested (--modes)" for m in proposal.modes if m.name not in cfg.modes}}
-        proposal = Proposal(tuple(m for m in proposal.modes if m.name in cfg.modes), skipped)
+    proposal = modes_for(circuit, requested=cfg.modes)
     if not proposal.modes:
         raise AdvgenError(f"circuit {circuit.name!r} implies no failure mode: " + "; ".join(f"{k}: {v}" for k, v in proposal.skipped.items()))
     tok = model.tokenizer
@@ -294,7 +289,7 @@ def run_attack(
     signals = {m.name: signal_doc(m, circuit) for m in proposal.modes}
     rows = clean_rows + sample_rows + search_rows + base_rows
     _label(rows, circuit, proposal.modes, sig_clean)
-    return AttackRun(rows, evals, proposal.modes, dict(proposal.skipped), signals, screening)
+    return AttackRun(rows, evals, proposal.modes, dict(proposal.skipped), dict(proposal.notes), signals, screening)
 
 
 def _search(ranked: Sequence[Candidate], budget: int, run_chunk: Callable[[Sequence[Candidate]], list[dict[str, Any]]]) -> tuple[list[Candidate], list[dict[str, Any]]]:

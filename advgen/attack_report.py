@@ -68,7 +68,7 @@ def mode_tables(run: AttackRun, seed: int) -> dict[str, Any]:
     clean = [r for r in run.rows if r["family"] == "clean"]
     clean_by_pair = {r["pair_id"]: r for r in clean}
     natural = family_stats(clean, seed)
-    out: dict[str, Any] = {"natural": natural, "skipped_modes": run.skipped, "modes": {}}
+    out: dict[str, Any] = {"natural": natural, "skipped_modes": run.skipped, "mode_notes": run.notes, "modes": {}}
     thr = run.screening["threshold"]
     scores = run.screening["scores"]
     for m in run.modes:
@@ -171,6 +171,8 @@ def markdown(modes: dict[str, Any], base: dict[str, Any], screening: dict[str, A
             lines.append(f"- {name}: predicted {'negative' if p['expected_sign'] < 0 else 'positive'}, seen {ci['mean']:+.2f} "
                          f"[{ci['low']:+.2f}, {ci['high']:+.2f}] (n = {p['n']}): {p['verdict']}")
     lines += ["", "Skipped modes: " + ("; ".join(f"{k}: {v}" for k, v in modes["skipped_modes"].items()) or "none"), ""]
+    if modes.get("mode_notes"):
+        lines += ["Modes run outside the circuit's proposal: " + "; ".join(f"{k}: {v}" for k, v in modes["mode_notes"].items()), ""]
     g, b = base["guided"], base["baseline"]
     ratio = "n/a (baseline found no break)" if base["ratio"] is None else f"{base['ratio']:.1f}x"
     lines += [f"Yield (confirmed breaks per 1,000 model evaluations): guided {g['breaks_per_1000']:.1f} ({g['breaks']} in {g['evaluations']}), "

@@ -289,21 +289,41 @@ class Proposal:
 
     modes: tuple[FailureMode, ...]
     skipped: Mapping[str, str] = field(default_factory=dict)
+    notes: Mapping[str, str] = field(default_factory=dict)
+    """Per chosen mode run outside its default proposal: why it runs and where its signal comes from."""
 
 
-def modes_for(circuit: Circuit, catalogue: Sequence[FailureMode] = CATALOGUE) -> Proposal:
-    """Propose the modes whose roles the circuit has (and which have a readable signal)."""
+def modes_for(circuit: Circuit, catalogue: Sequence[FailureMode] = CATALOGUE, requested: Sequence[str] | None = None) -> Proposal:
+    """Propose the modes whose roles the circuit has (and which have a readable signal).
+
+    `requested` names modes to run instead of the default proposal. A requested mode whose
+    exploited roles the circuit lacks still runs when one of its signals can be read from the
+    circuit's heads (a test of the mode's mechanism on a circuit that does not claim it); the
+    note in `forced` says so, and reports carry it.
+    """
     have = circuit.roles
-    chosen, skipped = [], {}
+    names = {m.name for m in catalogue}
+    unknown = sorted(set(requested or ()) - names)
+    if unknown:
+        raise AdvgenError(f"unknown failure mode(s) {unknown}; catalogue: {sorted(names)}")
+    chosen, skipped, forced = [], {}, {}
     for m in catalogue:
-        if not any(r in have for r in m.roles):
-            skipped[m.name] = f"circuit {circuit.name!r} has no {' or '.join(r.value for r in m.roles)} heads, which this mode exploits"
-        elif m.signal_for(circuit) is None:
+        want = requested is None or m.name in requested
+        has_roles = any(r in have for r in m.roles)
+        signal = m.signal_for(circuit)
+        if not want:
+            skipped[m.name] = "not requested (--modes)"
+        elif signal is None:
             roles = sorted({s.role.value for s in m.signals})
             skipped[m.name] = f"circuit {circuit.name!r} has none of the roles whose attention is this mode's signal ({roles})"
+        elif not has_roles and requested is None:
+            skipped[m.name] = f"circuit {circuit.name!r} has no {' or '.join(r.value for r in m.roles)} heads, which this mode exploits"
         else:
             chosen.append(m)
-    return Proposal(tuple(chosen), skipped)
+            if not has_roles:
+                forced[m.name] = (f"requested although circuit {circuit.name!r} has no {' or '.join(r.value for r in m.roles)} heads; "
+                                  f"signal read from its {signal.role.value} heads")
+    return Proposal(tuple(chosen), skipped, forced)
 
 
 def mode_named(name: str) -> FailureMode:

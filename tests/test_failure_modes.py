@@ -13,7 +13,7 @@ from advgen.failure_modes import CATALOGUE, check_unambiguous, mode_named, modes
 from advgen.lexicon import build_lexicon
 from advgen.sentences import load_bank
 from advgen.templates import Fill, render, resolve_templates
-from advgen.types import Role
+from advgen.types import AdvgenError, Role
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +118,18 @@ def test_modes_for_accepts_any_duplicate_detector_and_needs_a_signal():
     assert "previous_token" in prop.skipped["swapped_pair"] and "name_mover" in prop.skipped["extra_name"]
     only_dup = make_circuit("dup", "m", {Role.DUPLICATE_TOKEN: ["a0.h1"]})
     assert [m.name for m in modes_for(only_dup).modes] == ["duplicated_io"]  # signal falls back to IO2 -> IO
+
+
+def test_requested_mode_runs_outside_proposal_only_with_a_readable_signal():
+    from advgen.circuit import make_circuit
+    from advgen.failure_modes import modes_for
+    from advgen.types import Role
+
+    c = make_circuit("sinh-only", "m", {Role.S_INHIBITION: ["a1.h1"]}, 4, 4)
+    assert [m.name for m in modes_for(c).modes] == ["distant_s2"]
+    p = modes_for(c, requested=["duplicated_io", "extra_name"])
+    assert [m.name for m in p.modes] == ["duplicated_io"]
+    assert "s_inhibition" in p.notes["duplicated_io"] and "no duplicate_token or induction" in p.notes["duplicated_io"]
+    assert "extra_name" in p.skipped and "name_mover" in p.skipped["extra_name"]
+    with pytest.raises(AdvgenError, match="unknown failure mode"):
+        modes_for(c, requested=["nope"])
