@@ -18,8 +18,14 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+DEMO = outputs/demo
 demo: setup
-	$(BIN)/advgen run --model reference --n 600 --seed 0 --out outputs/demo/run
+	$(BIN)/advgen run --model reference --n 600 --seed 0 --out $(DEMO)/run
+	$(BIN)/advgen attack --model reference --circuit reference-ioi --modes duplicated_io,distant_s2,swapped_pair \
+		--budget 2000 --n-clean 200 --seed 0 --out $(DEMO)/attack
+	$(BIN)/advgen report $(DEMO)/attack --out $(DEMO)/attack/report.html
+	$(BIN)/advgen export $(DEMO)/attack --format parquet --out $(DEMO)/export-parquet
+	@echo "demo done: open $(DEMO)/attack/report.html"
 
 test: setup
 	$(BIN)/python -m pytest -m "not slow" -q $(PYTEST_ARGS)

@@ -96,16 +96,22 @@ def section_run(data: RunData) -> str:
     return table(["", ""], rows)
 
 
+def _group_row(name: str, rs: Sequence[Mapping[str, Any]], seed: int) -> list[Any]:
+    ld = np.array([r["logit_diff"] for r in rs], dtype=float)
+    ci = bootstrap_ci(ld, seed)
+    top1 = [r["io_rank"] == 0 for r in rs if "io_rank" in r]
+    return [name, len(rs), f"{fmt(ci.mean)} [{fmt(ci.low)}, {fmt(ci.high)}]", float((ld > 0).mean()), float((ld < 0).mean()),
+            float(np.mean([r.get("io_prob", np.nan) for r in rs])), float(np.mean(top1)) if top1 else ""]
+
+
 def section_summary(data: RunData) -> str:
-    s = data.summary
-    if not s:
+    """Computed from the rows (every run kind has them), so every column is filled for every family."""
+    if not data.rows:
         return ""
-    groups = {"all": s, **{k: v for k, v in (s.get("by_family") or {}).items() if isinstance(v, Mapping)}}
-    out = []
-    for name, g in groups.items():
-        ci = g.get("logit_diff_ci95") or {}
-        out.append([name, g.get("n"), f"{fmt(g.get('mean_logit_diff'))} [{fmt(ci.get('low'))}, {fmt(ci.get('high'))}]",
-                    g.get("accuracy"), g.get("s_beats_io_rate"), g.get("mean_io_prob"), g.get("io_top1_rate")])
+    fams: dict[str, list[Mapping[str, Any]]] = {}
+    for r in data.rows:
+        fams.setdefault(str(r.get("family", "clean")), []).append(r)
+    out = [_group_row("all", data.rows, data.seed)] + [_group_row(k, v, data.seed) for k, v in fams.items()]
     return table(["group", "n", "mean LD [95 % CI]", "LD > 0", "S > IO", "mean IO prob", "IO top-1"], out)
 
 
@@ -143,18 +149,14 @@ def section_modes(data: RunData) -> str:
             expl = [r.get("explained") for r in rs if fam == "attack" and r.get("is_break") and r.get("explained") is not None]
             out.append([mode, fam, *st, breaks, float(np.mean(expl)) if expl else ""])
     html_ = table(["mode", "family", "n", "mean LD [95 % CI]", "S > IO", "mean IO prob", "breaks", "explained (of breaks)"], out)
-    path = data.run_dir / "modes.json"
-    if path.exists():
-        m = _read_json(path)
-        if isinstance(m, Mapping) and m:
-            flat = {k: _flatten(v) for k, v in m.items()}
-            keys = sorted({k for v in flat.values() for k in v})
-            html_ += "<p class='note'>modes.json as written by the attack:</p>"
-            html_ += table(["metric", *flat], [[k, *[flat[mn].get(k, "") for mn in flat]] for k in keys])
+    table_md = data.run_dir / "table.md"
+    if table_md.exists():
+        html_ += "<details><summary>The attack's full table (table.md: by parameter, predicted vs seen, yield)</summary>"
+        html_ += markdown_html(table_md.read_text()) + "</details>"
     path = data.run_dir / "baseline.json"
     if path.exists():
         flat_b = _flatten(_read_json(path))
-        html_ += "<p class='note'>baseline.json:</p>" + table(["metric", "value"], [[k, v] for k, v in flat_b.items()])
+        html_ += "<details><summary>baseline.json</summary>" + table(["metric", "value"], [[k, v] for k, v in flat_b.items()]) + "</details>"
     return html_
 
 
