@@ -77,7 +77,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 def cmd_train_reference(args: argparse.Namespace) -> None:
     from advgen.reference.train import train_reference
 
-    out = train_reference(args.out, seed=args.seed)
+    out = train_reference(args.out, seed=args.seed, steps=args.steps, resume=not args.no_resume, progress=not args.no_progress)
     print(f"reference model written to {out}")
 
 
@@ -94,9 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="generate + validate + export")
     _common(p)
     p.set_defaults(func=cmd_run)
-    p = sub.add_parser("train-reference", help="retrain the bundled reference model")
-    p.add_argument("--out", type=Path, required=True)
+    p = sub.add_parser("train-reference", help="retrain the bundled reference model (about 10-15 min on 2 CPU cores)")
+    p.add_argument("--out", type=Path, required=True, help="output directory; checkpoints go to OUT/checkpoints")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=None, help="training steps (default: the shipped model's)")
+    p.add_argument("--no-resume", action="store_true", help="ignore checkpoints in OUT/checkpoints and start over")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=cmd_train_reference)
     for module in (circuits, attack, reports):
         module.register(sub)
