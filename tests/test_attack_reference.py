@@ -1,0 +1,42 @@
+"""The attack pipeline on the bundled reference model with its discovered circuit (slow; run in CI)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from advgen.attack import AttackConfig, run_attack
+from advgen.circuit import resolve_circuit
+from advgen.readout import single_logit_diff
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ref_run(reference_model, tmp_path_factory):
+    circuit = resolve_circuit("reference-ioi", reference_model.n_layers, reference_model.n_heads)
+    cfg = AttackConfig(budget=900, n_clean=100, seed=5, batch_size=64, modes=("duplicated_io", "distant_s2"))
+    return run_attack(reference_model, circuit, cfg, tmp_path_factory.mktemp("ref-attack"))
+
+
+def test_every_break_holds_in_an_unbatched_forward(reference_model, ref_run):
+    tok = reference_model.tokenizer
+    breaks = [r for r in ref_run.rows if r["is_break"]]
+    assert breaks, "expected some confirmed breaks on the reference model at this budget"
+    for r in breaks:
+        ids = [tok.bos_token_id, *tok.encode(r["text"], add_special_tokens=False)]
+        io = tok.encode(" " + r["io"], add_special_tokens=False)[0]
+        s = tok.encode(" " + r["s"], add_special_tokens=False)[0]
+        ld = single_logit_diff(reference_model, ids, io, s)
+        assert ld < 0 and ld == pytest.approx(r["logit_diff"], abs=1e-3)
+        if r["family"] == "attack":
+            assert r["explained"] in (True, False)
+
+
+def test_duplicated_io_departs_from_gpt2_as_documented(ref_run):
+    """docs/attacks.md: on this model repeating S (the control) lowers LD far more than repeating IO."""
+    sample = [r for r in ref_run.rows if r["mode"] == "duplicated_io" and r.get("phase") == "sample"]
+    ld = {fam: np.mean([r["logit_diff"] for r in sample if r["family"] == fam]) for fam in ("attack", "control")}
+    clean = np.mean([r["logit_diff"] for r in ref_run.rows if r["family"] == "clean"])
+    assert ld["control"] < clean - 2.0
+    assert ld["attack"] > ld["control"] + 2.0
