@@ -43,7 +43,13 @@ def cmd_generate(args: argparse.Namespace) -> None:
     settings = {"n": args.n, "templates": str(args.templates or "ioi"), "lexicon": report(lex)}
     man = export.manifest(args.model, prompts.tokenizer_hash, args.seed, settings)
     path = pipeline.write_prompts(out, prompts, man)
+    _print_lexicon(settings["lexicon"])
     print(f"wrote {len(prompts)} prompts to {path}")
+
+
+def _print_lexicon(report: dict) -> None:
+    print(f"lexicon: {report['names']} names, {report['places']} places, {report['objects']} objects "
+          f"({len(report['dropped'])} entries dropped as not single tokens; listed in manifest.json)")
 
 
 def _print_summary(summary: dict, out: Path) -> None:
@@ -71,6 +77,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     model = load_model(args.model)
     res = pipeline.run(model, args.n, args.seed, _default_out(args, "run"), args.templates, args.batch_size, not args.no_progress)
+    _print_lexicon(res.manifest["settings"]["lexicon"])
     _print_summary(res.summary, res.out)
 
 

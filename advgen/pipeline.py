@@ -22,6 +22,7 @@ class RunResult:
     out: Path
     evaluation: Evaluation
     summary: dict[str, Any]
+    manifest: dict[str, Any]
 
 
 def generate(
@@ -69,7 +70,7 @@ def validate_rows(
     check_prompts(model, prompts)
     ev = validate(model, prompts, batch_size, progress=progress)
     man = export.manifest(model, prompts.tokenizer_hash, seed, {"prompts": str(path), "batch_size": batch_size})
-    return RunResult(out, ev, write_results(out, ev, man, seed))
+    return RunResult(out, ev, write_results(out, ev, man, seed), man)
 
 
 def run(
@@ -90,4 +91,4 @@ def run(
     ev = validate(model, prompts, batch_size, progress=progress)
     settings = {"n": n, "templates": str(templates or "ioi"), "batch_size": batch_size, "lexicon": lexicon_mod.report(lex)}
     man = export.manifest(model, prompts.tokenizer_hash, seed, settings)
-    return RunResult(out, ev, write_results(out, ev, man, seed))
+    return RunResult(out, ev, write_results(out, ev, man, seed), man)
