@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from advgen import datasets, export
 from advgen.baseline import random_perturbation
@@ -88,7 +89,9 @@ class AttackRun:
 class Journal:
     """DIR/journal/unit-NNNNN.json: a unit's rows, keyed by a hash of what the unit evaluates."""
 
-    def __init__(self, out: Path, resume: bool, stop_after: int | None = None) -> None:
+    def __init__(self, out: Path, resume: bool, stop_after: int | None = None, bar: Any = None) -> None:
+        self.bar = bar
+        """Optional tqdm bar advanced by the rows (model evaluations) of every unit, reused or computed."""
         self.dir = out / "journal"
         if not resume and self.dir.exists():
             shutil.rmtree(self.dir)
@@ -102,13 +105,19 @@ class Journal:
         if path.exists():
             doc = json.loads(path.read_text())
             if doc.get("key") == key:
+                self._advance(doc["rows"])
                 return doc["rows"]
         if self.stop_after is not None and self.computed >= self.stop_after:
             raise Interrupted(f"stopped after {self.computed} units (simulated interruption)")
         rows = compute()
         export.atomic_write_text(path, export.dumps({"key": key, "rows": rows}) + "\n")
         self.computed += 1
+        self._advance(rows)
         return rows
+
+    def _advance(self, rows: list[dict[str, Any]]) -> None:
+        if self.bar is not None:
+            self.bar.update(len(rows))
 
 
 def _key(*parts: Any) -> str:
@@ -170,7 +179,7 @@ def _chunks(seq: Sequence[Any], k: int) -> list[Sequence[Any]]:
 
 def run_attack(
     model: LoadedModel, circuit: Circuit, cfg: AttackConfig, out: Path, resume: bool = False,
-    stop_after_units: int | None = None,
+    stop_after_units: int | None = None, progress: bool = False,
 ) -> AttackRun:
     """Run the whole search; every model evaluation is counted in `evals`."""
     cfg.check()
@@ -182,7 +191,8 @@ def run_attack(
     lex = build_lexicon(tok)
     bank = load_bank(lex)
     specs = datasets.sample_specs(resolve_templates(cfg.templates), lex, cfg.n_clean, cfg.seed)
-    journal = Journal(out, resume, stop_after_units)
+    bar = tqdm(total=2 * cfg.budget - cfg.n_clean, desc="attack", unit="eval", disable=not progress)
+    journal = Journal(out, resume, stop_after_units, bar)
     evals = {"clean": 0, "sample": 0, "search": 0, "baseline": 0}
     base_key = (model.source, circuit.to_dict(), cfg.seed, cfg.n_clean, cfg.templates, cfg.budget, cfg.sample_frac, cfg.modes)
 
@@ -289,6 +299,8 @@ def run_attack(
     signals = {m.name: signal_doc(m, circuit) for m in proposal.modes}
     rows = clean_rows + sample_rows + search_rows + base_rows
     _label(rows, circuit, proposal.modes, sig_clean)
+    bar.total = bar.n  # the guided side may finish under budget when its candidate pool runs out
+    bar.close()
     return AttackRun(rows, evals, proposal.modes, dict(proposal.skipped), dict(proposal.notes), signals, screening)
 
 

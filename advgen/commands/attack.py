@@ -27,7 +27,7 @@ def cmd_attack(args: argparse.Namespace) -> None:
                        sample_frac=args.sample_frac, templates=args.templates,
                        modes=tuple(m.strip() for m in args.modes.split(",")) if args.modes else None)
     out = args.out or Path("outputs") / f"attack-{Path(args.model).name}-s{args.seed}"
-    run = run_attack(model, circuit, cfg, out, resume=args.resume)
+    run = run_attack(model, circuit, cfg, out, resume=args.resume, progress=not args.no_progress)
     settings = {"budget": cfg.budget, "n_clean": cfg.n_clean, "batch_size": cfg.batch_size, "sample_frac": cfg.sample_frac,
                 "templates": str(cfg.templates or "ioi"), "modes": list(cfg.modes) if cfg.modes else None,
                 "evaluations": run.evals}
@@ -63,5 +63,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out from its journal")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--list-modes", action="store_true", help="print the failure-mode catalogue (and what --circuit implies), run nothing")
     p.set_defaults(func=cmd_attack)
