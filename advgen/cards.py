@@ -126,8 +126,8 @@ def dataset_card(data: RunData, fmt: str, files: Mapping[str, str]) -> str:
 
         schema = arrow_table(data.rows, columns(data.rows)).schema
         front["configs"] = [{"config_name": "default", "data_files": [{"split": k, "path": v} for k, v in files.items()]}]
-        front["dataset_info"] = {"features": datasets.Features.from_arrow_schema(schema)._to_yaml_list(),
-                                 "splits": [{"name": k, "num_examples": n} for k, n in counts.items()]}
+        # split sizes live under advgen_export: `datasets` wants num_bytes beside them in dataset_info
+        front["dataset_info"] = {"features": datasets.Features.from_arrow_schema(schema)._to_yaml_list()}
     front[MARKER_KEY] = {
         "format": fmt,
         "model": man.get("model"),
