@@ -52,7 +52,8 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
         "<tr>" + "".join(f'<td class="num">{esc(fmt(v))}</td>' if isinstance(v, (int, float)) else f"<td>{esc(fmt(v))}</td>" for v in r) + "</tr>"
         for r in rows
     )
-    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+    head = f"<thead><tr>{th}</tr></thead>" if any(header) else ""  # key/value tables need no header row
+    return f"<table>{head}<tbody>{body}</tbody></table>"
 
 
 def img(b64: str, alt: str, caption: str = "") -> str:
