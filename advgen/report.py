@@ -183,7 +183,7 @@ def section_dose(data: RunData) -> str:
                 ci = bootstrap_ci(ld, data.seed)
                 series.setdefault(fam, []).append(plots.DosePoint(dose, ci.mean, ci.low, ci.high, float(np.mean(np.array(ld) < 0)), len(ld)))
         fig = plots.dose_response(series, f"{mode}: dose response")
-        rows = [[fam, p.dose, p.n, f"{p.mean:.3f} [{p.low:.3f}, {p.high:.3f}]", p.s_beats_io] for fam, ps in series.items() for p in ps]
+        rows = [[fam, f"{p.dose:g}", p.n, f"{p.mean:.3f} [{p.low:.3f}, {p.high:.3f}]", p.s_beats_io] for fam, ps in series.items() for p in ps]
         out.append(img(plots.png_b64(fig), f"dose response {mode}") + table(["family", "dose", "n", "mean LD [95 % CI]", "S > IO"], rows))
     return "".join(out)
 
