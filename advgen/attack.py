@@ -27,10 +27,10 @@ from tqdm.auto import tqdm
 from advgen import datasets, export
 from advgen.baseline import random_perturbation
 from advgen.circuit import Circuit
-from advgen.failure_modes import FailureMode, Proposal, Variant, check_unambiguous, modes_for
+from advgen.failure_modes import FailureMode, Variant, check_unambiguous, modes_for
 from advgen.lexicon import build_lexicon
 from advgen.models import LoadedModel
-from advgen.readout import Read, measure
+from advgen.validate import Read, measure
 from advgen.sentences import load_bank
 from advgen.templates import resolve_templates, tokenizer_hash
 from advgen.types import AdvgenError, Prompt, PromptSet, Role

@@ -108,7 +108,6 @@ def check_claim(model: LoadedModel, circuit: Circuit, settings: ClaimSettings = 
     model_ld = clean.ld.double().numpy()
     model_loss = (-ref_logp[torch.arange(len(clean_ps)), io]).numpy()
     f_m = float(model_ld.mean())
-    L, H = model.n_layers, model.n_heads
     c_entries = ablation.circuit_entries(circuit)
     table: dict[str, dict[str, Any]] = {}
     worst: list[dict[str, Any]] = []

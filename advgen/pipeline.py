@@ -14,7 +14,7 @@ from advgen.metrics import summarize
 from advgen.models import LoadedModel
 from advgen.templates import ORDERS, resolve_templates
 from advgen.types import AdvgenError, Evaluation, PromptSet
-from advgen.validate import DEFAULT_BATCH, check_prompts, validate
+from advgen.validate import DEFAULT_BATCH, validate
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,6 @@ def validate_rows(
     """Metrics for prompts in a JSONL file (made by `advgen generate` or by anyone in that shape)."""
     rows = export.read_jsonl(path)
     prompts = datasets.from_rows(rows, model.tokenizer, source=str(path))
-    check_prompts(model, prompts)
     ev = validate(model, prompts, batch_size, progress=progress)
     man = export.manifest(model, prompts.tokenizer_hash, seed, {"prompts": str(path), "batch_size": batch_size})
     return RunResult(out, ev, write_results(out, ev, man, seed), man)
@@ -87,7 +86,6 @@ def run(
         raise AdvgenError(f"--n must be >= 1, got {n}")
     lex = build_lexicon(model.tokenizer)
     prompts = generate(model.tokenizer, n, seed, templates, lexicon=lex)
-    check_prompts(model, prompts)
     ev = validate(model, prompts, batch_size, progress=progress)
     settings = {"n": n, "templates": str(templates or "ioi"), "batch_size": batch_size, "lexicon": lexicon_mod.report(lex)}
     man = export.manifest(model, prompts.tokenizer_hash, seed, settings)

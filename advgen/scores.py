@@ -61,7 +61,7 @@ def detector_scores(model: LoadedModel, n_seq: int = 8, length: int = 20, seed: 
             for name, pattern in DETECTORS.items():
                 s = detect_head(model.bridge, texts, pattern, exclude_bos=True, exclude_current_token=(name != "previous_token"))
                 scores[f"{name}_score"] = s.float().numpy()
-    finally:  # to_tokens switches on truncation/padding, which changes advgen's tokenizer hash
+    finally:  # to_tokens switches truncation/padding on; leave the shared tokenizer as it was
         if bt is not None and saved is not None:
             if saved[0] is None:
                 bt.no_truncation()

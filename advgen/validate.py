@@ -8,6 +8,7 @@ formed by length so padding stays small, and only the END rows go through the un
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -16,7 +17,7 @@ from tqdm.auto import tqdm
 from advgen.metrics import prompt_metrics
 from advgen.models import LoadedModel
 from advgen.templates import tokenizer_hash
-from advgen.types import AdvgenError, Evaluation, Head, PromptSet
+from advgen.types import AdvgenError, Evaluation, Head, PromptMetrics, PromptSet
 
 Hook = tuple[str, Callable[..., Any]]
 """(TransformerLens hook name, function(tensor, hook) -> tensor | None)."""
@@ -120,6 +121,27 @@ def attention_readout_hooks(prompts: PromptSet, reads: Sequence[Sequence[Read]],
     return factory
 
 
+@dataclass(frozen=True)
+class Measured:
+    """Per-prompt metrics at END and each prompt's own attention reads, from one forward per batch."""
+
+    metrics: tuple[PromptMetrics, ...]
+    signals: tuple[dict[str, float], ...]
+
+
+def measure(
+    model: LoadedModel, prompts: PromptSet, reads: Sequence[Sequence[Read]], batch_size: int = DEFAULT_BATCH,
+    progress: bool = False, desc: str = "model",
+) -> Measured:
+    """Metrics at END plus the requested (head, query, key) attention reads of every prompt."""
+    sink: list[dict[str, float]] = [{} for _ in prompts]
+    hooks = attention_readout_hooks(prompts, reads, sink) if any(reads) else None
+    logits = end_logits(model, prompts, batch_size, hooks=hooks, progress=progress, desc=desc)
+    io = torch.tensor([p.io_token for p in prompts])
+    s = torch.tensor([p.s_token for p in prompts])
+    return Measured(tuple(prompt_metrics(logits, io, s)), tuple(dict(sorted(d.items())) for d in sink))
+
+
 def validate(
     model: LoadedModel,
     prompts: PromptSet,
@@ -132,12 +154,14 @@ def validate(
     for h in heads:
         if not (0 <= h.layer < model.n_layers and 0 <= h.head < model.n_heads):
             raise AdvgenError(f"head {h} is out of range for a model with {model.n_layers} layers x {model.n_heads} heads")
-    reads = [[(h, "END", slot) for h in heads for slot in slots]] * len(prompts)
-    sink: list[dict[str, float]] = [{} for _ in prompts]
-    hooks = attention_readout_hooks(prompts, reads, sink) if heads else None
-    logits = end_logits(model, prompts, batch_size, hooks=hooks, progress=progress, desc="validate")
-    keys = [read_key(h, "END", slot) for h in heads for slot in slots]
-    signals = {k: [d.get(k, float("nan")) for d in sink] for k in keys}
-    io = torch.tensor([p.io_token for p in prompts])
-    s = torch.tensor([p.s_token for p in prompts])
-    return Evaluation(prompts, tuple(prompt_metrics(logits, io, s)), signals)
+    reads = [(h, "END", slot) for h in heads for slot in slots]
+    m = measure(model, prompts, [reads] * len(prompts), batch_size, progress, desc="validate")
+    signals = {read_key(*r): [d.get(read_key(*r), float("nan")) for d in m.signals] for r in reads}
+    return Evaluation(prompts, m.metrics, signals)
+
+
+def single_logit_diff(model: LoadedModel, token_ids: Sequence[int], io_token: int, s_token: int) -> float:
+    """LD from one unbatched, unpadded forward through the bridge: the reference for batched numbers."""
+    with torch.inference_mode():
+        logits = model.bridge(torch.tensor([list(token_ids)]))[0, -1].double()
+    return float(logits[io_token] - logits[s_token])

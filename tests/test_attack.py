@@ -10,7 +10,7 @@ import pytest
 from advgen.attack import AttackConfig, Interrupted, run_attack
 from advgen.attack_report import write_run
 from advgen.circuit import make_circuit
-from advgen.readout import single_logit_diff
+from advgen.validate import single_logit_diff
 from advgen.types import Role
 
 FILES = ("results.jsonl", "results.csv", "summary.json", "modes.json", "adversarial.jsonl", "near_misses.jsonl",

@@ -7,7 +7,7 @@ import pytest
 
 from advgen.attack import AttackConfig, run_attack
 from advgen.circuit import resolve_circuit
-from advgen.readout import single_logit_diff
+from advgen.validate import single_logit_diff
 
 pytestmark = pytest.mark.slow
 

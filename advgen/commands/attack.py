@@ -12,6 +12,7 @@ def cmd_attack(args: argparse.Namespace) -> None:
     from advgen.attack_report import write_run
     from advgen.circuit import resolve_circuit
     from advgen.models import load_model
+    from advgen.templates import tokenizer_hash
     from advgen.types import AdvgenError
 
     if args.list_modes:
@@ -31,7 +32,7 @@ def cmd_attack(args: argparse.Namespace) -> None:
     settings = {"budget": cfg.budget, "n_clean": cfg.n_clean, "batch_size": cfg.batch_size, "sample_frac": cfg.sample_frac,
                 "templates": str(cfg.templates or "ioi"), "modes": list(cfg.modes) if cfg.modes else None,
                 "evaluations": run.evals}
-    man = export.manifest(model, export_hash(model), cfg.seed, settings)
+    man = export.manifest(model, tokenizer_hash(model.tokenizer), cfg.seed, settings)
     man["circuit"] = {"name": circuit.name, "spec": str(args.circuit), "n_heads": len(circuit)}
     man["command"] = man["command"].replace(" --resume", "")
     res = write_run(out, run, cfg, circuit, man)
@@ -41,12 +42,6 @@ def cmd_attack(args: argparse.Namespace) -> None:
     print(f"model evaluations: {run.evals} (budget {cfg.budget} per side)")
     print(f"wrote {out}/results.jsonl, results.csv, summary.json, modes.json, adversarial.jsonl, near_misses.jsonl, "
           f"baseline.json, circuit.json, manifest.json, table.md")
-
-
-def export_hash(model) -> str:  # type: ignore[no-untyped-def]
-    from advgen.templates import tokenizer_hash
-
-    return tokenizer_hash(model.tokenizer)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

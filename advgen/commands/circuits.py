@@ -26,7 +26,7 @@ def cmd_discover(args: argparse.Namespace) -> None:
     print(f"roles found:   {', '.join(r['roles_found']) or 'none'}")
     print(f"roles missing: {', '.join(r['roles_missing']) or 'none'}")
     print(f"heads' direct share of LD: {r['heads_direct_share_of_ld']:.2f} (rest via MLPs/embeddings)")
-    print(f"attribution vs activation patching, Spearman: " + ", ".join(f"{k} {v:.3f}" for k, v in r["attribution_vs_activation_spearman"].items()))
+    print("attribution vs activation patching, Spearman: " + ", ".join(f"{k} {v:.3f}" for k, v in r["attribution_vs_activation_spearman"].items()))
     print("wrote " + ", ".join(str(p) for p in paths))
 
 
