@@ -14,12 +14,12 @@ import sys
 import time
 from pathlib import Path
 
-from advgen import export
-from advgen.attack import AttackConfig, run_attack
-from advgen.attack_report import write_run
-from advgen.circuit import resolve_circuit
-from advgen.models import load_model
-from advgen.templates import tokenizer_hash
+from advgen.attacks.search import AttackConfig, run_attack
+from advgen.attacks.tables import write_run
+from advgen.circuits.format import resolve_circuit
+from advgen.core import files, records
+from advgen.model.loading import load_model
+from advgen.prompts.templates import tokenizer_hash
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     run = run_attack(model, circuit, cfg, args.out)
     secs = time.perf_counter() - t0
-    man = export.manifest(model, tokenizer_hash(model.tokenizer), cfg.seed, {"budget": cfg.budget, "n_clean": cfg.n_clean})
+    man = records.manifest(model, tokenizer_hash(model.tokenizer), cfg.seed, {"budget": cfg.budget, "n_clean": cfg.n_clean})
     man["circuit"] = {"name": circuit.name, "spec": args.circuit}
     res = write_run(args.out, run, cfg, circuit, man)
     b, scr = res["baseline"], res["screening"]
@@ -79,7 +79,7 @@ on the stratified random sample of {scr['n_sample']} candidates (break rate ther
 
 {chr(10).join(per_mode)}
 """
-    export.atomic_write_text(args.doc, text)
+    files.atomic_write_text(args.doc, text)
     print(text)
     return 0
 

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import torch
 
-from advgen import patching
-from advgen.discovery import Settings, discover, make_prompts
-from advgen.export import atomic_write_text
-from advgen.models import load_model
+from advgen.circuits import patching
+from advgen.circuits.discovery import Settings, discover
+from advgen.core.files import atomic_write_text
+from advgen.model.loading import load_model
+from advgen.prompts.datasets import ioi_sets
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "discovery.md"
 
@@ -35,7 +36,7 @@ def _best(fn, repeats: int = 3) -> float:
 
 def stacking_speedup(model, n: int, seed: int, n_variants: int, batch_size: int) -> tuple[float, float]:
     """Seconds for n_variants single-head patches: stacked along the batch vs one variant per run."""
-    clean_ps, abc_ps, _ = make_prompts(model, n, seed)
+    clean_ps, abc_ps, _ = ioi_sets(model.tokenizer, n, seed)
     abc = patching.cache_run(model, abc_ps, batch_size)
     variants = [(layer, head, "END") for layer in range(model.n_layers) for head in range(model.n_heads)][:n_variants]
     patches = [patching.Patch(i, (v,), abc.z[i]) for v in variants for i in range(n)]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBE = (
-    "import time, json; t0=time.perf_counter(); from advgen.models import load_model;"
+    "import time, json; t0=time.perf_counter(); from advgen.model.loading import load_model;"
     " import transformer_lens.model_bridge; t1=time.perf_counter();"
     " m=load_model('reference'); t2=time.perf_counter(); print(json.dumps({'imports': t1-t0, 'load': t2-t1}))"
 )
@@ -33,7 +33,7 @@ def main() -> None:
     runs = [json.loads(subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, check=True).stdout.strip().splitlines()[-1]) for _ in range(args.repeats)]
     imp = statistics.median(r["imports"] for r in runs)
     load = statistics.median(r["load"] for r in runs)
-    from advgen.export import atomic_write_text
+    from advgen.core.files import atomic_write_text
 
     text = f"""# Loading the reference model
 

@@ -1,7 +1,7 @@
 """Validator throughput against a bare Hugging Face forward of the same prompts, in one run.
 
 Model: GPT-2 small's shape (12 x 12 heads, d_model 768) with random weights and GPT-2's real
-tokenizer (../shared/gpt2-tokenizer). Baseline: the HF model called directly on the same
+tokenizer (tests/data/gpt2-tokenizer). Baseline: the HF model called directly on the same
 prompts, same batch size, right-padded in prompt order, full logits, read at each END. Both
 sides run interleaved, several repeats; medians are compared. Writes docs/benchmarks/validate.md.
 
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def bare_hf(hf, prompts, batch_size: int) -> torch.Tensor:
     """What a user would write by hand: fixed-order batches, right padding, full logits."""
-    from advgen.validate import pad_batch
+    from advgen.model.validate import pad_batch
 
     out = []
     with torch.inference_mode():
@@ -41,18 +41,18 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=256)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--tokenizer", default=str(ROOT.parent / "shared" / "gpt2-tokenizer"))
+    ap.add_argument("--tokenizer", default=str(ROOT / "tests" / "data" / "gpt2-tokenizer"))
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "validate.md")
     args = ap.parse_args()
     torch.set_num_threads(2)
 
     from transformers import GPT2LMHeadModel
 
-    from advgen import pipeline
-    from advgen.export import atomic_write_text
-    from advgen.models import load_model
-    from advgen.toymodels import GPT2_SMALL_SHAPE, make_random_gpt2
-    from advgen.validate import end_logits
+    from advgen.core.files import atomic_write_text
+    from advgen.model.loading import load_model
+    from advgen.model.toymodels import GPT2_SMALL_SHAPE, make_random_gpt2
+    from advgen.model.validate import end_logits
+    from advgen.outputs import pipeline
 
     with tempfile.TemporaryDirectory() as tmp:
         d = make_random_gpt2(Path(tmp) / "gpt2shaped", args.tokenizer, seed=0, **GPT2_SMALL_SHAPE)

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from advgen.attack import AttackConfig, Interrupted, run_attack
-from advgen.attack_report import write_run
-from advgen.circuit import make_circuit
-from advgen.validate import single_logit_diff
-from advgen.types import Role
+from advgen.attacks.search import AttackConfig, Interrupted, run_attack
+from advgen.attacks.tables import write_run
+from advgen.circuits.format import make_circuit
+from advgen.core.types import Role
+from advgen.model.validate import single_logit_diff
 
 FILES = ("results.jsonl", "results.csv", "summary.json", "modes.json", "adversarial.jsonl", "near_misses.jsonl",
          "baseline.json", "circuit.json", "manifest.json", "table.md")
@@ -119,7 +119,7 @@ def test_fresh_run_discards_an_old_journal(tiny_model, tiny_circuit, tmp_path):
 
 @pytest.mark.slow
 def test_cli_end_to_end_on_gpt2_shaped_model(gpt2_shaped_dir, tmp_path, capsys):
-    from advgen.cli import main
+    from advgen.cli.main import main
 
     out = tmp_path / "e2e"
     rc = main(["attack", "--model", str(gpt2_shaped_dir), "--circuit", "gpt2-small-ioi", "--budget", "60",
@@ -136,7 +136,7 @@ def test_cli_end_to_end_on_gpt2_shaped_model(gpt2_shaped_dir, tmp_path, capsys):
 
 
 def test_cli_reports_a_bad_circuit(tiny_model_dir, tmp_path, capsys):
-    from advgen.cli import main
+    from advgen.cli.main import main
 
     rc = main(["attack", "--model", str(tiny_model_dir), "--circuit", "gpt2-small-ioi", "--budget", "40", "--out", str(tmp_path)])
     assert rc == 2

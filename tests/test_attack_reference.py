@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from advgen.attack import AttackConfig, run_attack
-from advgen.circuit import resolve_circuit
-from advgen.validate import single_logit_diff
+from advgen.attacks.search import AttackConfig, run_attack
+from advgen.circuits.format import resolve_circuit
+from advgen.model.validate import single_logit_diff
 
 pytestmark = pytest.mark.slow
 

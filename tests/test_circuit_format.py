@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from advgen.circuit import Circuit, CircuitError, resolve_circuit
-from advgen.types import AdvgenError, Head, Role
+from advgen.circuits.format import Circuit, CircuitError, resolve_circuit
+from advgen.core.types import AdvgenError, Head, Role
 
 
 def _write(tmp_path, obj, name="c.json"):

@@ -8,18 +8,18 @@ import math
 import pytest
 import torch
 
-from advgen import ablation, patching
-from advgen.circuit import make_circuit, resolve_circuit
-from advgen.claims import METRICS, ClaimSettings, check_claim, write_claims
-from advgen.discovery import make_prompts
-from advgen.types import AdvgenError, Head, Role
+from advgen.circuits import ablation, patching
+from advgen.circuits.claims import METRICS, ClaimSettings, check_claim, write_claims
+from advgen.circuits.format import make_circuit, resolve_circuit
+from advgen.core.types import AdvgenError, Head, Role
+from advgen.prompts.datasets import ioi_sets
 
 FAST = dict(n_random_k=2, greedy_steps=1, minimality_k=("empty",), worst_k=2, batch_size=16)
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tiny_model):
-    clean_ps, abc_ps, _ = make_prompts(tiny_model, 6, 0)
+    clean_ps, abc_ps, _ = ioi_sets(tiny_model.tokenizer, 6, 0)
     clean = patching.cache_run(tiny_model, clean_ps, 8)
     abc = patching.cache_run(tiny_model, abc_ps, 8)
     return clean_ps, abc_ps, clean, abc, torch.log_softmax(clean.logits.double(), -1)
@@ -65,7 +65,7 @@ def test_claim_check_is_deterministic_and_complete(tiny_model, tmp_path):
 
 @pytest.mark.slow
 def test_builtin_gpt2_circuit_whole_pipeline_on_gpt2_shaped_model(gpt2_shaped_dir, tmp_path):
-    from advgen.models import load_model
+    from advgen.model.loading import load_model
 
     model = load_model(str(gpt2_shaped_dir))
     circuit = resolve_circuit("gpt2-small-ioi", model.n_layers, model.n_heads)

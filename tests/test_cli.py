@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from advgen.cli import main
+from advgen.cli.main import main
 
 
 def _run(tmp_path, model_dir, name, *extra):
@@ -83,7 +83,7 @@ def test_bad_template_file_exits_nonzero_without_output(tmp_path, tiny_model_dir
     t.write_text("templates:\n  - {id: a, text: '{S1} and {IO} met at {TOWN}. {S2} gave it to'}\n")
     out = tmp_path / "o"
     proc = subprocess.run(
-        [sys.executable, "-m", "advgen.cli", "run", "--model", str(tiny_model_dir), "--templates", str(t), "--out", str(out)],
+        [sys.executable, "-m", "advgen.cli.main", "run", "--model", str(tiny_model_dir), "--templates", str(t), "--out", str(out)],
         capture_output=True, text=True,
     )
     assert proc.returncode == 2

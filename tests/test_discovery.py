@@ -10,23 +10,24 @@ import numpy as np
 import pytest
 import torch
 
-from advgen import ablation, patching
-from advgen.circuit import Circuit, CircuitHead
-from advgen.claims import ClaimSettings, check_claim
-from advgen.discovery import Settings, discover, make_prompts, write_discovery
-from advgen.metrics import bootstrap_ci
-from advgen.types import Head, Role
+from advgen.circuits import ablation, patching
+from advgen.circuits.claims import ClaimSettings, check_claim
+from advgen.circuits.discovery import Settings, discover, write_discovery
+from advgen.circuits.format import Circuit, CircuitHead
+from advgen.core.types import Head, Role
+from advgen.model.metrics import bootstrap_ci
+from advgen.prompts.datasets import ioi_sets
 
 
 @pytest.fixture(scope="module")
 def tiny_caches(tiny_model):
-    clean_ps, abc_ps, s1_ps = make_prompts(tiny_model, 5, 1)
+    clean_ps, abc_ps, s1_ps = ioi_sets(tiny_model.tokenizer, 5, 1)
     clean = patching.cache_run(tiny_model, clean_ps, 4, grad=True)
     return clean_ps, clean, {"abc": patching.cache_run(tiny_model, abc_ps, 4), "s1": patching.cache_run(tiny_model, s1_ps, 4)}
 
 
 def test_twins_share_positions_and_differ_only_where_intended(tiny_model):
-    clean_ps, abc_ps, s1_ps = make_prompts(tiny_model, 6, 3)
+    clean_ps, abc_ps, s1_ps = ioi_sets(tiny_model.tokenizer, 6, 3)
     for c, a, s in zip(clean_ps, abc_ps, s1_ps):
         assert c.positions == a.positions == s.positions
         diff_a = [i for i, (x, y) in enumerate(zip(c.token_ids, a.token_ids)) if x != y]
@@ -84,7 +85,7 @@ def test_knocking_out_discovered_name_movers_lowers_ld(reference_model, ref_disc
     c = ref_discovery.circuit
     heads = c.heads_with(Role.NAME_MOVER) or tuple(h.head for h in c.heads if "END" in h.positions)
     assert heads, f"discovery found no head acting at END; report: {ref_discovery.report['heads']}"
-    clean_ps, abc_ps, _ = make_prompts(reference_model, 60, 2)  # fresh prompts, not the discovery ones
+    clean_ps, abc_ps, _ = ioi_sets(reference_model.tokenizer, 60, 2)  # fresh prompts, not the discovery ones
     clean = patching.cache_run(reference_model, clean_ps)
     abc = patching.cache_run(reference_model, abc_ps)
     ref = torch.log_softmax(clean.logits.double(), -1)
@@ -116,7 +117,7 @@ def test_random_circuit_of_same_size_scores_clearly_worse(reference_model, ref_d
 
 
 def test_backup_gain_runs_the_name_mover_knockout(tiny_model, tiny_caches):
-    from advgen.discovery import backup_gain
+    from advgen.circuits.discovery import backup_gain
 
     clean_ps, clean, corrupt = tiny_caches
     gain, rows = backup_gain(tiny_model, clean_ps, clean, corrupt["abc"], [Head(0, 1)], 4)
@@ -126,7 +127,7 @@ def test_backup_gain_runs_the_name_mover_knockout(tiny_model, tiny_caches):
 
 
 def test_role_rules_on_synthetic_scores():
-    from advgen.discovery import assign_roles
+    from advgen.circuits.discovery import assign_roles
 
     z = np.zeros((4, 2))
     m = {k: z.copy() for k in ("pp_logits", "dla_ld", "attn_END_to_IO", "attn_END_to_S2", "act_ALL", "act_END", "act_S2", "act_S1+1", "act_S1",

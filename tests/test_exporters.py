@@ -1,6 +1,6 @@
 """Every export format round-trips through its own library and carries a dataset card.
 
-The run directory is a real `advgen.pipeline.run` on the tiny random model plus attack-shaped
+The run directory is a real `advgen.outputs.pipeline.run` on the tiny random model plus attack-shaped
 rows written here (fields per the run-directory contract), so the splits by mode are exercised
 before the attack engine exists.
 """
@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from advgen import pipeline
-from advgen.exporters import FORMATS, columns, export, json_columns, load_run, source_row, splits
-from advgen.types import AdvgenError
+from advgen.core.types import AdvgenError
+from advgen.outputs import pipeline
+from advgen.outputs.exporters import FORMATS, export
+from advgen.outputs.rundata import columns, json_columns, load_run, source_row, splits
 
 N_CLEAN = 24
 
@@ -37,9 +38,9 @@ def _shifted(row: dict, prefix: str, tok) -> dict | None:
 
 def make_attack_run(clean_dir: Path, out: Path, tok, seed: int = 0) -> Path:
     """An attack-shaped run directory built from a plain run's clean rows (synthetic metrics)."""
-    from advgen.circuit import make_circuit
-    from advgen.export import atomic_write_text, dumps, jsonl_text
-    from advgen.types import Role
+    from advgen.circuits.format import make_circuit
+    from advgen.core.files import atomic_write_text, dumps, jsonl_text
+    from advgen.core.types import Role
 
     rng = random.Random(seed)
     clean = [json.loads(line) for line in (clean_dir / "results.jsonl").read_text().splitlines()]

@@ -7,13 +7,13 @@ from collections import Counter
 
 import pytest
 
-from advgen.circuit import make_circuit, resolve_circuit
-from advgen.datasets import Spec
-from advgen.failure_modes import CATALOGUE, check_unambiguous, mode_named, modes_for
-from advgen.lexicon import build_lexicon
-from advgen.sentences import load_bank
-from advgen.templates import Fill, render, resolve_templates
-from advgen.types import AdvgenError, Role
+from advgen.attacks.catalogue import CATALOGUE, check_unambiguous, mode_named, modes_for
+from advgen.circuits.format import make_circuit, resolve_circuit
+from advgen.core.types import AdvgenError, Role
+from advgen.prompts.datasets import Spec
+from advgen.prompts.lexicon import build_lexicon
+from advgen.prompts.sentences import load_bank
+from advgen.prompts.templates import Fill, render, resolve_templates
 
 
 @pytest.fixture(scope="module")
@@ -121,9 +121,9 @@ def test_modes_for_accepts_any_duplicate_detector_and_needs_a_signal():
 
 
 def test_requested_mode_runs_outside_proposal_only_with_a_readable_signal():
-    from advgen.circuit import make_circuit
-    from advgen.failure_modes import modes_for
-    from advgen.types import Role
+    from advgen.attacks.catalogue import modes_for
+    from advgen.circuits.format import make_circuit
+    from advgen.core.types import Role
 
     c = make_circuit("sinh-only", "m", {Role.S_INHIBITION: ["a1.h1"]}, 4, 4)
     assert [m.name for m in modes_for(c).modes] == ["distant_s2"]

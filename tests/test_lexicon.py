@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from advgen import lexicon
-from advgen.types import AdvgenError
+from advgen.core.types import AdvgenError
+from advgen.prompts import lexicon
 
 
 def test_paper_lists_have_expected_sizes():

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from advgen import lexicon
+from advgen.prompts import lexicon
 from advgen.reference import REFERENCE_DIR
 from advgen.reference import corpus as C
 

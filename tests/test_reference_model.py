@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from advgen import pipeline
-from advgen.metrics import summarize
-from advgen.validate import end_logits, validate
+from advgen.model.metrics import summarize
+from advgen.model.validate import end_logits, validate
+from advgen.outputs import pipeline
 
 
 def test_reference_loads_offline_through_the_hf_directory_path(monkeypatch):
     """Load time is measured in benchmarks/bench_load.py, not asserted here."""
-    from advgen.models import load_model, reference_dir
+    from advgen.model.loading import load_model, reference_dir
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     m = load_model("reference")

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from advgen import pipeline
-from advgen.report import build_report
-from advgen.types import AdvgenError
+from advgen.core.types import AdvgenError
+from advgen.outputs import pipeline
+from advgen.outputs.report import build_report
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -109,8 +109,8 @@ def test_errors_name_the_problem(tmp_path):
 
 
 def test_circuit_option_on_plain_run(runs, tmp_path):
-    from advgen.circuit import make_circuit
-    from advgen.types import Role
+    from advgen.circuits.format import make_circuit
+    from advgen.core.types import Role
 
     path = make_circuit("mine", "tiny", {Role.NAME_MOVER: ["a1.h3"]}, 2, 4).save(tmp_path / "c.json")
     html = build_report(runs[0], tmp_path / "r.html", circuit=str(path)).read_text()
@@ -122,7 +122,7 @@ def test_circuit_option_on_plain_run(runs, tmp_path):
 
 
 def test_cli_report(runs, tmp_path, capsys):
-    from advgen.cli import main
+    from advgen.cli.main import main
 
     assert main(["report", str(runs[0]), "--out", str(tmp_path / "c.html"), "--no-attention"]) == 0
     assert "wrote" in capsys.readouterr().out and (tmp_path / "c.html").exists()

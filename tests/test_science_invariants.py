@@ -2,7 +2,7 @@
 
 Everything runs on the tiny random 2 x 4 model with a handful of prompts. The reference values are
 computed here, one prompt per forward (no padding, no stacking), with our own hooks on
-`blocks.L.attn.hook_z`, so they do not share code paths with `advgen.patching.patched_run`.
+`blocks.L.attn.hook_z`, so they do not share code paths with `advgen.circuits.patching.patched_run`.
 """
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-from advgen import ablation, datasets, patching
-from advgen.circuit import Circuit, CircuitHead
-from advgen.claims import ClaimSettings, check_claim
-from advgen.discovery import make_prompts
-from advgen.lexicon import build_lexicon
-from advgen.templates import resolve_templates
-from advgen.types import Head, PromptSet, Role
+from advgen.circuits import ablation, patching
+from advgen.circuits.claims import ClaimSettings, check_claim
+from advgen.circuits.format import Circuit, CircuitHead
+from advgen.core.types import Head, PromptSet, Role
+from advgen.prompts import datasets
+from advgen.prompts.datasets import ioi_sets
+from advgen.prompts.lexicon import build_lexicon
+from advgen.prompts.templates import resolve_templates
 
 FAST = dict(n_random_k=2, greedy_steps=2, minimality_k=("empty", "random"), minimality_random_k=1, worst_k=2, batch_size=16)
 
@@ -137,7 +138,7 @@ def test_full_model_as_circuit_reproduces_model_ld_per_prompt(tiny_model, run, k
 
 def test_claim_check_on_full_model_circuit_has_zero_gap_and_zero_incompleteness(tiny_model):
     circuit = _circuit({f"a{layer}.h{h}": ("ALL",) for layer in range(2) for h in range(4)})
-    clean_ps, abc_ps, _ = make_prompts(tiny_model, 6, 0)
+    clean_ps, abc_ps, _ = ioi_sets(tiny_model.tokenizer, 6, 0)
     res = check_claim(tiny_model, circuit, ClaimSettings(n=6, **FAST), prompts=(clean_ps, abc_ps))
     f_m = res.header["F_M"]
     for ab, row in res.table.items():
@@ -304,7 +305,7 @@ def test_attribution_is_the_derivative_of_activation_patching(tiny_model, run):
 
 def test_reference_circuit_f_c_matches_a_hand_made_abc_mean_knockout(reference_model):
     """F(C) reported by check_claim for the built-in reference circuit = our own per-template ABC-mean knockout."""
-    from advgen.circuit import resolve_circuit
+    from advgen.circuits.format import resolve_circuit
 
     model = reference_model
     circuit = resolve_circuit("reference-ioi", model.n_layers, model.n_heads)

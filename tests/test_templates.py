@@ -4,8 +4,16 @@ import re
 
 import pytest
 
-from advgen.templates import ORDERS, Fill, Template, TemplateError, load_templates, render, resolve_templates
-from advgen.types import AdvgenError
+from advgen.core.types import AdvgenError
+from advgen.prompts.templates import (
+    ORDERS,
+    Fill,
+    Template,
+    TemplateError,
+    load_templates,
+    render,
+    resolve_templates,
+)
 
 
 def test_paper_pack_has_15_templates():

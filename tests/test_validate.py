@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from advgen import pipeline
-from advgen.types import AdvgenError, PromptSet
-from advgen.validate import end_logits, validate
+from advgen.core.types import AdvgenError, PromptSet
+from advgen.model.validate import end_logits, validate
+from advgen.outputs import pipeline
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def test_batch_size_does_not_change_results(tiny_model, mixed_prompts):
 
 
 def test_head_signals_are_attention_probabilities(tiny_model, mixed_prompts):
-    from advgen.types import Head
+    from advgen.core.types import Head
 
     ev = validate(tiny_model, mixed_prompts, batch_size=8, heads=[Head(1, 0)])
     vals = ev.head_signals["a1.h0:END->IO"]
@@ -45,7 +45,7 @@ def test_head_signals_are_attention_probabilities(tiny_model, mixed_prompts):
 
 
 def test_head_out_of_range_is_named(tiny_model, mixed_prompts):
-    from advgen.types import Head
+    from advgen.core.types import Head
 
     with pytest.raises(AdvgenError, match="a5.h0"):
         validate(tiny_model, mixed_prompts, heads=[Head(5, 0)])

@@ -1,15 +1,11 @@
-"""advgen's bundled reference model: a small GPT-2 trained here to perform IOI (offline default).
+"""Training for advgen's bundled models: corpus, tokenizer and the seeded, resumable trainer.
 
-`REFERENCE_DIR` is the Hugging Face directory of the shipped model (config.json,
-model.safetensors, tokenizer files). `advgen.reference.train.train_reference` rebuilds it; see
-MODEL_CARD.md for the corpus, training settings and measured figures.
+The shipped weights live in `advgen.model.weights` (`REFERENCE_DIR`); `advgen.reference.train.
+train_reference` rebuilds them; see the MODEL_CARD.md beside the weights.
 """
 
 from __future__ import annotations
 
-import pathlib
-
-REFERENCE_DIR: pathlib.Path = pathlib.Path(__file__).resolve().parent / "model"
-MODEL_CARD: pathlib.Path = pathlib.Path(__file__).resolve().parent / "MODEL_CARD.md"
+from advgen.model.weights import MODEL_CARD, REFERENCE_DIR
 
 __all__ = ["REFERENCE_DIR", "MODEL_CARD"]

@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from advgen import lexicon
+from advgen.prompts import lexicon
 
 BOS = "<|endoftext|>"
 

@@ -51,7 +51,7 @@ class TrainSettings:
 
 def untrained_single_token_names(hf_tok) -> list[str]:
     """Lexicon names that are one token under `hf_tok` but are not corpus names."""
-    from advgen import lexicon
+    from advgen.prompts import lexicon
 
     used = set(corpus_mod.corpus_names())
     return [n.text for n in lexicon.all_names()
@@ -304,7 +304,7 @@ def paper_template_check(model_dir: Path, n_per: int = 40, seed: int = 123) -> d
     """
     from transformers import AutoTokenizer, GPT2LMHeadModel
 
-    from advgen import lexicon
+    from advgen.prompts import lexicon
 
     tok = AutoTokenizer.from_pretrained(str(model_dir))
     model = GPT2LMHeadModel.from_pretrained(str(model_dir)).eval()

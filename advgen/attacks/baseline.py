@@ -1,0 +1,54 @@
+"""Random perturbations with no circuit knowledge: the yardstick for circuit-guided yield.
+
+Three kinds, drawn uniformly: grammar sentences with random names (any lexicon name, IO and S
+included) at a random insertion point; a random renaming of IO; the other name order. Each is one
+model evaluation, compared with the same clean prompt as the guided attacks.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from advgen.attacks.catalogue import Parts, applicable_template
+from advgen.core.types import Prompt
+from advgen.prompts.datasets import Spec
+from advgen.prompts.lexicon import Lexicon
+from advgen.prompts.sentences import SentenceBank, name_slot
+from advgen.prompts.templates import Template, render
+
+KINDS = ("sentence", "name_swap", "order_swap")
+
+
+def random_perturbation(spec: Spec, rng: random.Random, bank: SentenceBank, lexicon: Lexicon, tokenizer: Any, tag: str) -> Prompt:
+    """One random perturbation of a clean spec, rendered with verified positions."""
+    kind = rng.choice(KINDS)
+    names = lexicon.name_texts
+    params: dict[str, Any] = {"kind": kind}
+    fill, order, text = spec.fill, spec.order, spec.template.in_order(spec.order)
+    if kind == "sentence" and applicable_template(spec):
+        parts = Parts.of(spec)
+        dose = rng.randint(1, 3)
+        pool: Sequence[str] = bank.neutral + bank.away
+        sents = [rng.choice(pool) for _ in range(dose)]
+        xs = [rng.choice(names) for _ in range(dose)]
+        slotted = [name_slot(s, "X" if i == 0 else f"X{i + 1}") for i, s in enumerate(sents)]
+        where = rng.choice(["before", "after"] if parts.head is not None else ["before"])
+        text = parts.insert(before=slotted) if where == "before" else parts.insert(after=slotted)
+        fill = replace(fill, x=tuple(xs))
+        params.update(dose=dose, insertion=where, sentences=sents, names=xs)
+    elif kind == "name_swap":
+        new = rng.choice([n for n in names if n not in (spec.fill.io, spec.fill.s)])
+        fill = replace(fill, io=new)
+        params.update(old_io=spec.fill.io, new_io=new)
+    else:
+        params["kind"] = "order_swap"
+        order = "ABBA" if spec.order == "BABA" else "BABA"
+        text = spec.template.in_order(order)
+        params.update(order=order)
+    t = Template(id=f"{spec.template.id}+random", text=text, pack="baseline", source=f"baseline {tag}")
+    p = render(t, t.written_order, fill, tokenizer, family="baseline", pair_id=spec.pair_id,
+               extra={"mode": "random", "params": params})
+    return replace(p, order=order)

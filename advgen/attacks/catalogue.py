@@ -1,0 +1,382 @@
+"""The failure-mode catalogue: what a circuit's roles say will break, as attack + control transforms.
+
+Each mode is one short class (TextAttack style: the base does the bookkeeping, a mode overrides
+only `edit`). A mode edits the clean prompt's *template text* (in the prompt's name order) by
+inserting sentences whose names are numbered slots ({IO2}, {S3}, {X}); rendering then verifies
+every mention's token position, so the internal signal can be read at exactly the right tokens.
+Attack and control receive the same edit except for the one ingredient the mechanism needs.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
+
+from advgen.circuits.format import Circuit
+from advgen.core.types import AdvgenError, Prompt, Role
+from advgen.prompts.datasets import Spec
+from advgen.prompts.lexicon import Lexicon
+from advgen.prompts.sentences import SentenceBank, name_slot
+from advgen.prompts.templates import SLOT_RE, Fill, Template, render
+
+Cell = Mapping[str, Any]
+"""One point of a mode's free-parameter grid, e.g. {"dose": 2, "insertion": "after"}."""
+
+
+@dataclass(frozen=True)
+class Signal:
+    """Attention of a role's heads from a query slot to key slots, expected to move one way."""
+
+    role: Role
+    query: str
+    keys: tuple[str, ...]
+    direction: int
+    """+1: the attack should raise it relative to the clean prompt; -1: lower it."""
+
+    def keyname(self) -> str:
+        return f"{self.role.value}:{self.query}->{'+'.join(self.keys)}"
+
+    def describe(self) -> str:
+        return f"{self.role.value} heads, attention {self.query} -> {'/'.join(self.keys)}, {'rises' if self.direction > 0 else 'falls'}"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One candidate: the attack and control template texts for one clean spec and one cell."""
+
+    mode: str
+    cell: Cell
+    params: Mapping[str, Any]
+    attack_text: str
+    control_text: str
+    fill: Fill
+
+
+@dataclass(frozen=True)
+class Parts:
+    """The clean template text in the prompt's name order, split where sentences can go."""
+
+    text: str
+    head: str | None
+    """Text up to and including the sentence break before {S2} (None if S2 is in sentence one)."""
+    rest: str | None
+    after_s2: str
+    """What follows {S2} up to the end, e.g. " gave a {OBJECT} to"."""
+    first_clause_order: str
+    """"S-IO" if {S1} precedes {IO} in the text, else "IO-S"."""
+
+    @classmethod
+    def of(cls, spec: Spec) -> Parts:
+        text = spec.template.in_order(spec.order)
+        s2 = text.index("{S2}")
+        cut = text.rfind(". ", 0, s2)
+        head, rest = (text[: cut + 2], text[cut + 2 :]) if cut >= text.index("{IO}") else (None, None)
+        order = "S-IO" if text.index("{S1}") < text.index("{IO}") else "IO-S"
+        return cls(text, head, rest, text[s2 + len("{S2}") :], order)
+
+    def insert(self, before: Sequence[str] = (), after: Sequence[str] = (), lead: bool | None = None) -> str:
+        """Sentences before the whole text and/or after clause one.
+
+        A text-initial name would be a different token (no leading space), so a leading name slot
+        gets "Earlier, " in front (`lead`: force it on or off, so attack and control match).
+        """
+        out = self.text
+        if after:
+            if self.head is None:
+                raise AdvgenError("template has no sentence break before S2; cannot insert after the first clause")
+            out = self.head + " ".join(after) + " " + self.rest
+        if before:
+            first = before[0]
+            if before[0].startswith("{") if lead is None else lead:
+                first = "Earlier, " + (first if first.startswith("{") else first[0].lower() + first[1:])
+            out = " ".join([first, *before[1:]]) + " " + out
+        return out
+
+
+def slot_names(text: str) -> list[str]:
+    return SLOT_RE.findall(text)
+
+
+class FailureMode(ABC):
+    """A circuit-predicted failure: roles needed, mechanism, transforms, expected sign, signal."""
+
+    name: ClassVar[str]
+    roles: ClassVar[tuple[Role, ...]]
+    """Roles the mode exploits; the circuit must have at least one of them for the mode to be proposed."""
+    mechanism: ClassVar[str]
+    unambiguous: ClassVar[str]
+    """Why a human still reads IO as the answer in the attack."""
+    expected_sign: ClassVar[int] = -1
+    """Expected sign of LD(attack) - LD(control)."""
+    signals: ClassVar[tuple[Signal, ...]]
+    """The internal signal; the first whose role the circuit has is used."""
+    cells: ClassVar[tuple[Cell, ...]]
+    group_by: ClassVar[tuple[str, ...]] = ()
+    """Params the per-mode table breaks down by (e.g. dose)."""
+
+    @abstractmethod
+    def edit(self, parts: Parts, cell: Cell, rng: random.Random, bank: SentenceBank, extra_names: Sequence[str]) -> tuple[str, str, dict[str, Any]]:
+        """(attack text, control text, params) for one clean template text; the one override point."""
+
+    def applicable(self, parts: Parts, cell: Cell) -> bool:
+        return parts.head is not None or cell.get("insertion", "before") == "before"
+
+    def signal_for(self, circuit: Circuit) -> Signal | None:
+        return next((s for s in self.signals if circuit.heads_with(s.role)), None)
+
+    def variant(self, spec: Spec, cell: Cell, rng: random.Random, bank: SentenceBank, lexicon: Lexicon) -> Variant | None:
+        parts = Parts.of(spec)
+        if not applicable_template(spec) or not self.applicable(parts, cell):
+            return None
+        pool = [n for n in lexicon.name_texts if n not in (spec.fill.io, spec.fill.s)]
+        extra = tuple(rng.sample(pool, 2))
+        attack, control, params = self.edit(parts, cell, rng, bank, extra)
+        xs = sorted({s for s in slot_names(attack) + slot_names(control) if s.startswith("X")})
+        fill = replace(spec.fill, x=extra[: len(xs)])
+        return Variant(self.name, dict(cell), {**dict(cell), **params}, attack, control, fill)
+
+    def render(self, spec: Spec, v: Variant, tokenizer: Any) -> tuple[Prompt, Prompt]:
+        """Attack and control prompts with verified positions, order label kept from the clean spec."""
+        out = []
+        for family, text in (("attack", v.attack_text), ("control", v.control_text)):
+            t = Template(id=f"{spec.template.id}+{self.name}", text=text, pack="attack", source=f"mode {self.name}")
+            p = render(t, t.written_order, v.fill, tokenizer, family=family, pair_id=spec.pair_id,
+                       extra={"mode": self.name, "params": dict(v.params)})
+            out.append(replace(p, order=spec.order))
+        return out[0], out[1]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "roles": [r.value for r in self.roles],
+            "mechanism": self.mechanism,
+            "unambiguous": self.unambiguous,
+            "expected_sign": self.expected_sign,
+            "signals": [s.describe() for s in self.signals],
+            "cells": [dict(c) for c in self.cells],
+        }
+
+
+def applicable_template(spec: Spec) -> bool:
+    """Modes number their extra names from {X}; a template that already uses X slots is skipped."""
+    return not any(s.startswith("X") for s in spec.template.slots)
+
+
+def _pick(rng: random.Random, pool: Sequence[str], k: int) -> list[str]:
+    return rng.sample(list(pool), k) if len(pool) >= k else [rng.choice(pool) for _ in range(k)]
+
+
+class DuplicatedIO(FailureMode):
+    name = "duplicated_io"
+    roles = (Role.DUPLICATE_TOKEN, Role.INDUCTION)
+    mechanism = ("S is found as the duplicated name (duplicate-token/induction heads at S2, carried to END by S-inhibition), "
+                 "so mentioning IO again makes IO look duplicated and suppressed too.")
+    unambiguous = ("the added sentences only say how IO felt, contain no other name and no giving; the final clause is the "
+                   "clean one, so IO stays the only person besides the giver S")
+    signals = (Signal(Role.S_INHIBITION, "END", ("IO", "IO2", "IO3", "IO4"), +1),
+               Signal(Role.NAME_MOVER, "END", ("IO", "IO2", "IO3", "IO4"), -1),
+               Signal(Role.DUPLICATE_TOKEN, "IO2", ("IO",), +1))
+    cells = tuple(
+        [{"dose": d, "insertion": p, "source": "paper"} for d in (1, 2, 3) for p in ("before", "after", "split") if not (d == 1 and p == "split")]
+        + [{"dose": d, "insertion": "after", "source": "grammar"} for d in (1, 2, 3)]
+    )
+    group_by = ("dose", "insertion", "source", "source+dose")
+
+    def edit(self, parts, cell, rng, bank, extra_names):
+        pool = bank.paper if cell["source"] == "paper" else bank.neutral[len(bank.paper):]
+        sents = _pick(rng, pool, cell["dose"])
+        att = [name_slot(s, f"IO{i + 2}") for i, s in enumerate(sents)]
+        ctl = [name_slot(s, f"S{i + 3}") for i, s in enumerate(sents)]
+        return _place(parts, cell["insertion"], att, ctl) + ({"sentences": sents},)
+
+
+def _place(parts: Parts, where: str, att: list[str], ctl: list[str]) -> tuple[str, str]:
+    lead = att[0].startswith("{")
+    if where == "before":
+        return parts.insert(before=att, lead=lead), parts.insert(before=ctl, lead=lead)
+    if where == "after":
+        return parts.insert(after=att), parts.insert(after=ctl)
+    if where == "split":
+        return parts.insert(before=att[:1], after=att[1:], lead=lead), parts.insert(before=ctl[:1], after=ctl[1:], lead=lead)
+    raise AdvgenError(f"unknown insertion point {where!r}")
+
+
+class DistantS2(FailureMode):
+    name = "distant_s2"
+    roles = (Role.S_INHIBITION,)
+    mechanism = ("S-inhibition heads mostly carry a position signal ('the duplicated name sat there'); pushing S2 away from "
+                 "the first clause with name-free filler weakens that signal, while the control adds the same filler before "
+                 "the first clause, keeping the length and the clause-S2 distance.")
+    unambiguous = "the filler sentences contain no name at all, so the cast (IO, S) and the final clause are unchanged"
+    signals = (Signal(Role.S_INHIBITION, "END", ("S2",), -1), Signal(Role.NAME_MOVER, "END", ("IO",), -1))
+    cells = tuple({"n_sentences": k, "insertion": "after"} for k in (1, 2, 3))
+    group_by = ("n_sentences",)
+
+    def edit(self, parts, cell, rng, bank, extra_names):
+        sents = _pick(rng, bank.filler, cell["n_sentences"])
+        return parts.insert(after=sents), parts.insert(before=sents), {"sentences": sents, "control_insertion": "before"}
+
+
+class ExtraName(FailureMode):
+    name = "extra_name"
+    roles = (Role.NAME_MOVER,)
+    mechanism = ("name movers copy whichever non-duplicated name they attend to; a fresh name X is not suppressed by "
+                 "S-inhibition, so it competes with IO for the name movers' attention and lowers the IO logit.")
+    unambiguous = ("X appears only in a sentence that puts X somewhere else (stayed at home, far away, had left), so X cannot be "
+                   "the recipient; the control says the same about 'someone'")
+    signals = (Signal(Role.NAME_MOVER, "END", ("IO",), -1), Signal(Role.BACKUP_NAME_MOVER, "END", ("IO",), -1))
+    cells = tuple({"n_names": k, "insertion": p} for k in (1, 2) for p in ("before", "after"))
+    group_by = ("n_names", "insertion")
+
+    def edit(self, parts, cell, rng, bank, extra_names):
+        sents = _pick(rng, bank.away, cell["n_names"])
+        att = [name_slot(s, "X" if i == 0 else f"X{i + 1}") for i, s in enumerate(sents)]
+        ctl = [s.replace("{N}", "Someone") for s in sents]
+        a, c = _place(parts, cell["insertion"], att, ctl)
+        return a, c, {"sentences": sents}
+
+
+class ReversedTransfer(FailureMode):
+    name = "reversed_transfer"
+    roles = (Role.INDUCTION,)
+    mechanism = ("induction heads predict what followed the previous occurrence of the current context; an earlier sentence in "
+                 "which IO did the same action *to S* ('... gave a drink to S') makes the copy at END point at S, while the "
+                 "control reverses the earlier transfer (S to IO) with the same names and words.")
+    unambiguous = ("only IO and S exist; in the final clause S gives, and one does not give to oneself, so the recipient is IO "
+                   "(returning the favour); the control is the same sentence with the two names exchanged")
+    signals = (Signal(Role.INDUCTION, "END", ("S3",), +1), Signal(Role.NAME_MOVER, "END", ("S3",), +1))
+    cells = tuple({"insertion": p} for p in ("before", "after"))
+    group_by = ("insertion",)
+
+    def edit(self, parts, cell, rng, bank, extra_names):
+        att = ["{IO2}" + parts.after_s2 + " {S3}."]
+        ctl = ["{S3}" + parts.after_s2 + " {IO2}."]
+        return _place(parts, cell["insertion"], att, ctl) + ({"sentences": [att[0]]},)
+
+
+class SwappedPair(FailureMode):
+    name = "swapped_pair"
+    roles = (Role.PREVIOUS_TOKEN,)
+    mechanism = ("previous-token heads store, at the token after each name, which name preceded it, and the induction heads at "
+                 "S2 look that up to find S's earlier copy; restating the pair in swapped order ('IO and S ...') gives IO "
+                 "the 'name followed by and' context S had, blurring which name the lookup identifies as duplicated; the "
+                 "control restates the pair in the original order.")
+    unambiguous = ("the added sentence only restates that the same two people are friends/colleagues/etc., in both orders in "
+                   "attack and control; no new person and no transfer is added")
+    signals = (Signal(Role.INDUCTION, "S2", ("S1+1",), -1), Signal(Role.DUPLICATE_TOKEN, "S2", ("S1",), -1),
+               Signal(Role.S_INHIBITION, "END", ("S2",), -1))
+    cells = tuple({"insertion": p} for p in ("before", "after"))
+    group_by = ("insertion",)
+
+    def edit(self, parts, cell, rng, bank, extra_names):
+        s = rng.choice(bank.pair)
+        same = ("{S3}", "{IO2}") if parts.first_clause_order == "S-IO" else ("{IO2}", "{S3}")
+        ctl = [s.replace("{A}", same[0]).replace("{B}", same[1])]
+        att = [s.replace("{A}", same[1]).replace("{B}", same[0])]
+        return _place(parts, cell["insertion"], att, ctl) + ({"sentences": [s]},)
+
+
+CATALOGUE: tuple[FailureMode, ...] = (DuplicatedIO(), DistantS2(), ExtraName(), ReversedTransfer(), SwappedPair())
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """The modes a circuit implies, and why the others were left out."""
+
+    modes: tuple[FailureMode, ...]
+    skipped: Mapping[str, str] = field(default_factory=dict)
+    notes: Mapping[str, str] = field(default_factory=dict)
+    """Per chosen mode run outside its default proposal: why it runs and where its signal comes from."""
+
+
+def modes_for(circuit: Circuit, catalogue: Sequence[FailureMode] = CATALOGUE, requested: Sequence[str] | None = None) -> Proposal:
+    """Propose the modes whose roles the circuit has (and which have a readable signal).
+
+    `requested` names modes to run instead of the default proposal. A requested mode whose
+    exploited roles the circuit lacks still runs when one of its signals can be read from the
+    circuit's heads (a test of the mode's mechanism on a circuit that does not claim it); the
+    note in `forced` says so, and reports carry it.
+    """
+    have = circuit.roles
+    names = {m.name for m in catalogue}
+    unknown = sorted(set(requested or ()) - names)
+    if unknown:
+        raise AdvgenError(f"unknown failure mode(s) {unknown}; catalogue: {sorted(names)}")
+    chosen, skipped, forced = [], {}, {}
+    for m in catalogue:
+        want = requested is None or m.name in requested
+        has_roles = any(r in have for r in m.roles)
+        signal = m.signal_for(circuit)
+        if not want:
+            skipped[m.name] = "not requested (--modes)"
+        elif signal is None:
+            roles = sorted({s.role.value for s in m.signals})
+            skipped[m.name] = f"circuit {circuit.name!r} has none of the roles whose attention is this mode's signal ({roles})"
+        elif not has_roles and requested is None:
+            skipped[m.name] = f"circuit {circuit.name!r} has no {' or '.join(r.value for r in m.roles)} heads, which this mode exploits"
+        else:
+            chosen.append(m)
+            if not has_roles:
+                forced[m.name] = (f"requested although circuit {circuit.name!r} has no {' or '.join(r.value for r in m.roles)} heads; "
+                                  f"signal read from its {signal.role.value} heads")
+    return Proposal(tuple(chosen), skipped, forced)
+
+
+def mode_named(name: str) -> FailureMode:
+    for m in CATALOGUE:
+        if m.name == name:
+            return m
+    raise AdvgenError(f"unknown failure mode {name!r}; modes: {[m.name for m in CATALOGUE]}")
+
+
+_WORD = re.compile(r"[A-Za-z]+")
+
+
+def check_unambiguous(clean: Prompt, attack: Prompt, control: Prompt) -> None:
+    """Structural checks that the attack keeps IO the only sensible answer; raise naming what broke.
+
+    The final clause (from S2 to END) is the clean one; S2 is still S; IO and S are still the two
+    names of the first clause; any other name is one of the fill's declared extra names.
+    """
+    for p in (attack, control):
+        where = f"{p.family} of {clean.pair_id} ({p.extra.get('mode')})"
+        tail_clean = clean.text[clean.text.rindex(clean.s):]
+        if not p.text.endswith(tail_clean):
+            raise AdvgenError(f"{where}: final clause changed: {p.text!r} does not end with {tail_clean!r}")
+        if (p.io, p.s) != (clean.io, clean.s) or p.io_token != clean.io_token or p.s_token != clean.s_token:
+            raise AdvgenError(f"{where}: IO/S changed")
+        if p.token_ids[p.positions["S2"]] != p.s_token or p.token_ids[p.positions["IO"]] != p.io_token:
+            raise AdvgenError(f"{where}: S2 or IO position does not hold the right token")
+        if clean.text.split(".")[0].split(",")[-1].strip() not in p.text:
+            raise AdvgenError(f"{where}: first clause changed")
+        allowed = {clean.io, clean.s, *p.extra.get("fill", {}).get("x", [])}
+        for slot, pos in p.positions.items():
+            if re.fullmatch(r"(IO\d*|S\d+)", slot) and p.token_ids[pos] not in (p.io_token, p.s_token):
+                raise AdvgenError(f"{where}: slot {slot} holds neither IO nor S")
+        names = {slot for slot in p.positions if slot.startswith("X")}
+        if len(names) > len(allowed) - 2:
+            raise AdvgenError(f"{where}: more extra names than declared")
+
+
+def catalogue_markdown(circuit: Circuit | None = None) -> str:
+    """The catalogue as Markdown; with a circuit, which modes it implies and why others are skipped."""
+    out = []
+    for m in CATALOGUE:
+        d = m.describe()
+        out += [f"### {m.name}", "",
+                f"- roles exploited (the circuit needs at least one): {', '.join(d['roles'])}",
+                f"- mechanism: {m.mechanism}",
+                f"- internal signal (first role present in the circuit is used): {'; '.join(d['signals'])}",
+                f"- expected sign of LD(attack) - LD(control): {'negative' if m.expected_sign < 0 else 'positive'}",
+                f"- answer stays unambiguous because {m.unambiguous}",
+                f"- free parameters (cells): {', '.join(str(dict(c)) for c in m.cells)}; plus the sentence(s) and extra names, drawn per candidate", ""]
+    if circuit is not None:
+        prop = modes_for(circuit)
+        out.append(f"Circuit {circuit.name!r} implies: {', '.join(m.name for m in prop.modes) or 'nothing'}.")
+        for k, v in prop.skipped.items():
+            out.append(f"Skipped {k}: {v}.")
+    return "\n".join(out) + "\n"

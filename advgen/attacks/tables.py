@@ -1,0 +1,215 @@
+"""Tables and files of an attack run: per-mode clean / control / attack, screening, baseline yield.
+
+Everything here reads result rows; nothing runs the model. The natural failure rate (S > IO on
+the clean prompts) is carried into every table so attack rates are never shown without it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from advgen.attacks.search import AttackConfig, AttackRun
+from advgen.circuits.format import Circuit
+from advgen.core import files
+from advgen.model.metrics import bootstrap_ci
+
+NEAR_MISS = 0.5
+"""An attack that is not a break but leaves LD in [0, NEAR_MISS) on a clean prompt with LD > 0."""
+
+
+def family_stats(rows: Sequence[dict[str, Any]], seed: int) -> dict[str, Any]:
+    ld = np.array([r["logit_diff"] for r in rows], dtype=float)
+    if not len(ld):
+        return {"n": 0}
+    return {
+        "n": len(ld),
+        "mean_logit_diff": float(ld.mean()),
+        "logit_diff_ci95": bootstrap_ci(ld, seed).as_dict(),
+        "mean_io_prob": float(np.mean([r["io_prob"] for r in rows])),
+        "s_beats_io_rate": float((ld < 0).mean()),
+    }
+
+
+def _table(rows: Sequence[dict[str, Any]], clean_by_pair: dict[str, dict[str, Any]], seed: int) -> dict[str, Any]:
+    att = [r for r in rows if r["family"] == "attack"]
+    ctl = [r for r in rows if r["family"] == "control"]
+    pairs = sorted({r["pair_id"] for r in att})
+    breaks = [r for r in att if r["is_break"]]
+    return {
+        "clean": family_stats([clean_by_pair[p] for p in pairs], seed),
+        "control": family_stats(ctl, seed),
+        "attack": family_stats(att, seed),
+        "breaks": len(breaks),
+        "break_rate": len(breaks) / len(att) if att else float("nan"),
+        "explained_fraction": float(np.mean([bool(r["explained"]) for r in breaks])) if breaks else None,
+    }
+
+
+def prediction_check(rows: Sequence[dict[str, Any]], expected_sign: int, seed: int) -> dict[str, Any]:
+    """Paired LD(attack) - LD(control) per candidate: does its sign match the catalogue's prediction?"""
+    ctl = {r["candidate"]: r["logit_diff"] for r in rows if r["family"] == "control"}
+    d = [r["logit_diff"] - ctl[r["candidate"]] for r in rows if r["family"] == "attack" and r["candidate"] in ctl]
+    if not d:
+        return {"n": 0, "verdict": "no data"}
+    ci = bootstrap_ci(d, seed).as_dict()
+    if ci["high"] < 0 or ci["low"] > 0:
+        verdict = "confirmed" if (ci["mean"] > 0) == (expected_sign > 0) else "falsified (opposite sign)"
+    else:
+        verdict = "inconclusive (interval contains 0)"
+    return {"n": len(d), "expected_sign": expected_sign, "attack_minus_control": ci, "verdict": verdict}
+
+
+def mode_tables(run: AttackRun, seed: int) -> dict[str, Any]:
+    """modes.json: per mode, the unbiased random sample and all evaluated candidates, plus dose-style breakdowns."""
+    clean = [r for r in run.rows if r["family"] == "clean"]
+    clean_by_pair = {r["pair_id"]: r for r in clean}
+    natural = family_stats(clean, seed)
+    out: dict[str, Any] = {"natural": natural, "skipped_modes": run.skipped, "mode_notes": run.notes, "modes": {}}
+    thr = run.screening["threshold"]
+    scores = run.screening["scores"]
+    for m in run.modes:
+        mine = [r for r in run.rows if r["mode"] == m.name]
+        sample = [r for r in mine if r["phase"] == "sample"]
+        search = [r for r in mine if r["phase"] == "search"]
+        by: dict[str, dict[str, Any]] = {}
+        for key in m.group_by:  # "dose", or a combination such as "source+dose"
+            def val_of(r: dict[str, Any], key: str = key) -> str:
+                return ",".join(str(r["params"].get(k)) for k in key.split("+"))
+            for val in sorted({val_of(r) for r in sample}):
+                by.setdefault(key, {})[val] = _table([r for r in sample if val_of(r) == val], clean_by_pair, seed)
+        s_att = [r for r in sample if r["family"] == "attack"]
+        s_breaks = [r for r in s_att if r["is_break"]]
+        predicted = [r for r in s_att if scores[r["candidate"]] >= thr]
+        search_att = [r for r in search if r["family"] == "attack"]
+        out["modes"][m.name] = {
+            "roles": [r.value for r in m.roles],
+            "mechanism": m.mechanism,
+            "signal": run.signals[m.name],
+            "natural_failure_rate": natural.get("s_beats_io_rate"),
+            "prediction": prediction_check(sample, m.expected_sign, seed),
+            "random_sample": _table(sample, clean_by_pair, seed),
+            "all": _table(mine, clean_by_pair, seed),
+            "by_params": by,
+            "screening": {
+                "searched": len(search_att),
+                "precision": (sum(r["is_break"] for r in search_att) / len(search_att)) if search_att else None,
+                "recall_on_sample": (sum(scores[r["candidate"]] >= thr for r in s_breaks) / len(s_breaks)) if s_breaks else None,
+                "precision_on_sample": (sum(r["is_break"] for r in predicted) / len(predicted)) if predicted else None,
+                "sample_breaks": len(s_breaks),
+            },
+        }
+    return out
+
+
+def screening_totals(run: AttackRun) -> dict[str, Any]:
+    thr, scores = run.screening["threshold"], run.screening["scores"]
+    s_att = [r for r in run.rows if r["phase"] == "sample" and r["family"] == "attack"]
+    s_breaks = [r for r in s_att if r["is_break"]]
+    search = [r for r in run.rows if r["phase"] == "search" and r["family"] == "attack"]
+    return {
+        "predicted_break": "selected by the screen (score >= the lowest score the search could afford)",
+        "threshold": thr,
+        "precision": sum(r["is_break"] for r in search) / len(search) if search else None,
+        "recall_on_random_sample": sum(scores[r["candidate"]] >= thr for r in s_breaks) / len(s_breaks) if s_breaks else None,
+        "sample_break_rate": len(s_breaks) / len(s_att) if s_att else None,
+        "n_pool": run.screening["n_pool"], "n_sample": run.screening["n_sample"], "n_search": run.screening["n_search"],
+        "note": "cell effects are fitted on the same random sample recall is measured on (optimistic for recall)",
+    }
+
+
+def baseline_doc(run: AttackRun, cfg: AttackConfig) -> dict[str, Any]:
+    e = run.evals
+    guided_evals = e["clean"] + e["sample"] + e["search"]
+    base_evals = e["clean"] + e["baseline"]
+    g_breaks = sum(r["is_break"] for r in run.rows if r["family"] == "attack")
+    b_breaks = sum(r["is_break"] for r in run.rows if r["family"] == "baseline")
+    gy = 1000 * g_breaks / guided_evals
+    by = 1000 * b_breaks / base_evals
+    return {
+        "budget": cfg.budget,
+        "guided": {"evaluations": guided_evals, "breaks": g_breaks, "breaks_per_1000": gy},
+        "baseline": {"evaluations": base_evals, "breaks": b_breaks, "breaks_per_1000": by},
+        "ratio": gy / by if by > 0 else None,
+        "accounting": "both sides pay the clean run; guided pays attack + control per candidate, the baseline one prompt each",
+    }
+
+
+def markdown(modes: dict[str, Any], base: dict[str, Any], screening: dict[str, Any]) -> str:
+    """The tables as Markdown, printed by the CLI and copied into docs verbatim."""
+    nat = modes["natural"]
+    lines = [f"Natural failure rate (clean prompts, S > IO): {nat['s_beats_io_rate']:.3f} (n = {nat['n']}, mean LD {nat['mean_logit_diff']:.2f})", ""]
+    lines += ["| mode | subset | n | clean LD [95% CI] | control LD [95% CI] | attack LD [95% CI] | IO prob clean / ctrl / attack | S>IO clean / ctrl / attack | breaks | explained |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def ld(s: dict[str, Any]) -> str:
+        return f"{s['mean_logit_diff']:.2f} [{s['logit_diff_ci95']['low']:.2f}, {s['logit_diff_ci95']['high']:.2f}]" if s.get("n") else "-"
+
+    def row(name: str, subset: str, t: dict[str, Any]) -> str:
+        c, k, a = t["clean"], t["control"], t["attack"]
+        ex = "-" if t["explained_fraction"] is None else f"{t['explained_fraction']:.2f}"
+        return (f"| {name} | {subset} | {a.get('n', 0)} | {ld(c)} | {ld(k)} | {ld(a)} | "
+                f"{c.get('mean_io_prob', float('nan')):.2f} / {k.get('mean_io_prob', float('nan')):.2f} / {a.get('mean_io_prob', float('nan')):.2f} | "
+                f"{c.get('s_beats_io_rate', float('nan')):.3f} / {k.get('s_beats_io_rate', float('nan')):.3f} / {a.get('s_beats_io_rate', float('nan')):.3f} | "
+                f"{t['breaks']} | {ex} |")
+
+    for name, m in modes["modes"].items():
+        lines.append(row(name, "random sample", m["random_sample"]))
+        lines.append(row(name, "sample + search", m["all"]))
+    for name, m in modes["modes"].items():
+        for key, vals in m["by_params"].items():
+            for val, t in vals.items():
+                lines.append(row(name, f"sample, {key}={val}", t))
+    lines += ["", "Predicted vs seen (random sample, paired LD(attack) - LD(control) per candidate, 95% CI):", ""]
+    for name, m in modes["modes"].items():
+        p = m["prediction"]
+        if p["n"]:
+            ci = p["attack_minus_control"]
+            lines.append(f"- {name}: predicted {'negative' if p['expected_sign'] < 0 else 'positive'}, seen {ci['mean']:+.2f} "
+                         f"[{ci['low']:+.2f}, {ci['high']:+.2f}] (n = {p['n']}): {p['verdict']}")
+    lines += ["", "Skipped modes: " + ("; ".join(f"{k}: {v}" for k, v in modes["skipped_modes"].items()) or "none"), ""]
+    if modes.get("mode_notes"):
+        lines += ["Modes run outside the circuit's proposal: " + "; ".join(f"{k}: {v}" for k, v in modes["mode_notes"].items()), ""]
+    g, b = base["guided"], base["baseline"]
+    ratio = "n/a (baseline found no break)" if base["ratio"] is None else f"{base['ratio']:.1f}x"
+    lines += [f"Yield (confirmed breaks per 1,000 model evaluations): guided {g['breaks_per_1000']:.1f} ({g['breaks']} in {g['evaluations']}), "
+              f"random baseline {b['breaks_per_1000']:.1f} ({b['breaks']} in {b['evaluations']}); ratio {ratio}.",
+              f"Screening: precision {_f(screening['precision'])} on {screening['n_search']} searched candidates, "
+              f"recall {_f(screening['recall_on_random_sample'])} on the random sample ({screening['n_sample']} candidates, "
+              f"break rate {_f(screening['sample_break_rate'])})."]
+    return "\n".join(lines) + "\n"
+
+
+def _f(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def write_run(out: Path, run: AttackRun, cfg: AttackConfig, circuit: Circuit, manifest: dict[str, Any]) -> dict[str, Any]:
+    """All files of the run-directory contract, each written atomically."""
+    modes = mode_tables(run, cfg.seed)
+    base = baseline_doc(run, cfg)
+    screening = screening_totals(run)
+    rows = run.rows
+    fam = {f: family_stats([r for r in rows if r["family"] == f], cfg.seed) for f in ("clean", "attack", "control", "baseline")}
+    summary = {**family_stats(rows, cfg.seed), "by_family": fam, "evaluations": run.evals,
+               "modes": {k: {"random_sample": v["random_sample"], "all": v["all"]} for k, v in modes["modes"].items()},
+               "natural_failure_rate": modes["natural"].get("s_beats_io_rate"), "baseline": base, "screening": screening}
+    near = [r for r in rows if r["family"] == "attack" and not r["is_break"] and r["clean_logit_diff"] > 0 and 0 <= r["logit_diff"] < NEAR_MISS]
+    outputs: Iterable[tuple[str, str]] = (
+        ("results.jsonl", files.jsonl_text(rows)),
+        ("results.csv", files.csv_text(rows)),
+        ("adversarial.jsonl", files.jsonl_text(r for r in rows if r["family"] == "attack" and r["is_break"])),
+        ("near_misses.jsonl", files.jsonl_text(near)),
+        ("modes.json", files.dumps(modes) + "\n"),
+        ("baseline.json", files.dumps(base) + "\n"),
+        ("summary.json", files.dumps(summary) + "\n"),
+        ("circuit.json", files.dumps(circuit.to_dict()) + "\n"),
+        ("manifest.json", files.dumps(manifest) + "\n"),
+        ("table.md", markdown(modes, base, screening)),
+    )
+    for name, text in outputs:
+        files.atomic_write_text(out / name, text)
+    return {"modes": modes, "baseline": base, "screening": screening, "summary": summary}

@@ -1,0 +1,236 @@
+"""Check a circuit claim under several metrics and ablations, not one.
+
+F(X) = mean LD with every head outside X knocked out (circuit heads kept only at their positions).
+- faithfulness: |F(M) - F(C)|, and F(C)/F(M) with a paired bootstrap interval;
+- completeness: incompleteness |F(C\\K) - F(M\\K)| for random K, K = each role, and a greedy K;
+- minimality: for each head v, the largest |F(C\\(K+v)) - F(C\\K)| over the K tried, vs 1 % of F(M);
+- metric x ablation table: mean LD, per-example mean |LD_model - LD_circuit|, KL(model || circuit),
+  accuracy, loss recovered (nats and %), for every ablation in `advgen.circuits.ablation`;
+- worst cases: the prompts where circuit and model diverge most (paper's ablation).
+Every variant of one ablation runs in one stacked batch, over one set of cached activations.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from advgen.circuits import ablation, patching
+from advgen.circuits.format import Circuit
+from advgen.circuits.patching import RowStats
+from advgen.core.files import atomic_write_text, dumps, jsonl_text
+from advgen.core.types import Head, PromptSet, Role
+from advgen.model.loading import LoadedModel
+from advgen.model.metrics import bootstrap_ci
+from advgen.model.validate import DEFAULT_BATCH
+from advgen.prompts.datasets import ioi_sets
+
+METRICS = ("mean_ld", "ratio_to_model", "mean_abs_ld_diff", "kl_model_circuit", "accuracy", "loss_recovered_nats", "loss_recovered_pct")
+
+
+@dataclass(frozen=True)
+class ClaimSettings:
+    n: int = 100
+    seed: int = 0
+    batch_size: int = DEFAULT_BATCH
+    ablations: tuple[str, ...] = ablation.ABLATIONS
+    n_random_k: int = 8
+    greedy_steps: int = 4
+    worst_k: int = 20
+    minimality_k: tuple[str, ...] = ("empty", "role", "greedy", "random")
+    """K sets (minus v) tried per head in the minimality search."""
+    minimality_random_k: int = 2
+    """how many of the random K sets the minimality search tries."""
+    minimality_threshold: float = 0.01
+    """fraction of F(M) a head must move F for the circuit to need it."""
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    table: dict[str, dict[str, Any]]
+    """ablation -> metric -> value (intervals as {mean, low, high})."""
+    completeness: dict[str, Any]
+    minimality: dict[str, Any]
+    worst_cases: list[dict[str, Any]]
+    header: dict[str, Any]
+    markdown: str
+
+
+def _paired_ratio_ci(num: np.ndarray, den: np.ndarray, seed: int, n_boot: int = 1000) -> dict[str, float]:
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(num), size=(n_boot, len(num)))
+    r = num[idx].mean(1) / den[idx].mean(1)
+    lo, hi = np.percentile(r, [2.5, 97.5])
+    return {"mean": float(num.mean() / den.mean()), "low": float(lo), "high": float(hi)}
+
+
+def metric_row(model_ld: np.ndarray, model_loss: np.ndarray, c: RowStats, empty: RowStats, seed: int) -> dict[str, Any]:
+    """Every metric of one kept subgraph against the full model, with bootstrap intervals."""
+    ld, loss, e_loss = c.ld.numpy(), c.loss.numpy(), empty.loss.numpy()
+    gap_total = float(e_loss.mean() - model_loss.mean())
+    rec = float(e_loss.mean() - loss.mean())
+    return {
+        "mean_ld": bootstrap_ci(ld, seed).as_dict(),
+        "ratio_to_model": _paired_ratio_ci(ld, model_ld, seed),
+        "faithfulness_gap": bootstrap_ci(model_ld - ld, seed).as_dict(),
+        "mean_abs_ld_diff": bootstrap_ci(np.abs(model_ld - ld), seed).as_dict(),
+        "kl_model_circuit": bootstrap_ci(c.kl.numpy(), seed).as_dict(),
+        "accuracy": bootstrap_ci((ld > 0).astype(float), seed).as_dict(),
+        "loss_model": float(model_loss.mean()),
+        "loss_circuit": float(loss.mean()),
+        "loss_empty": float(e_loss.mean()),
+        "loss_recovered_nats": rec,
+        "loss_recovered_pct": 100.0 * rec / gap_total if gap_total else float("nan"),
+        "empty_mean_ld": float(empty.ld.mean()),
+    }
+
+
+def _f(stats: RowStats) -> float:
+    return float(stats.ld.mean())
+
+
+def check_claim(model: LoadedModel, circuit: Circuit, settings: ClaimSettings = ClaimSettings(),
+                prompts: tuple[PromptSet, PromptSet] | None = None) -> ClaimResult:
+    """Faithfulness table, completeness, minimality and worst cases for `circuit` on `model`."""
+    s = settings
+    circuit.check_against(model.n_layers, model.n_heads)
+    clean_ps, abc_ps = prompts if prompts else ioi_sets(model.tokenizer, s.n, s.seed)[:2]
+    clean = patching.cache_run(model, clean_ps, s.batch_size)
+    abc = patching.cache_run(model, abc_ps, s.batch_size)
+    ref_logp = torch.log_softmax(clean.logits.double(), -1)
+    io = torch.tensor([p.io_token for p in clean_ps])
+    model_ld = clean.ld.double().numpy()
+    model_loss = (-ref_logp[torch.arange(len(clean_ps)), io]).numpy()
+    f_m = float(model_ld.mean())
+    c_entries = ablation.circuit_entries(circuit)
+    table: dict[str, dict[str, Any]] = {}
+    worst: list[dict[str, Any]] = []
+    per_ablation_vals = {}
+    for ab in s.ablations:
+        vals = ablation.ablation_values(ab, clean_ps, clean, abc, s.seed)
+        per_ablation_vals[ab] = vals
+        circ, empty = ablation.run_kept(model, clean_ps, [c_entries, ()], vals, ref_logp, s.batch_size * 4)
+        table[ab] = metric_row(model_ld, model_loss, circ, empty, s.seed)
+        if ab == ablation.PAPER_ABLATION:
+            dev = np.abs(model_ld - circ.ld.numpy())
+            for i in np.argsort(-dev, kind="stable")[: s.worst_k]:
+                p = clean_ps[int(i)]
+                worst.append({"text": p.text, "io": p.io, "s": p.s, "template_id": p.template_id, "order": p.order,
+                              "pair_id": p.pair_id, "ld_model": float(model_ld[i]), "ld_circuit": float(circ.ld[i]),
+                              "abs_diff": float(dev[i]), "kl_model_circuit": float(circ.kl[i])})
+    vals = per_ablation_vals.get(ablation.PAPER_ABLATION) or ablation.ablation_values(ablation.PAPER_ABLATION, clean_ps, clean, abc, s.seed)
+    comp, mini = completeness_minimality(model, clean_ps, circuit, vals, ref_logp, f_m, s)
+    header = {"model": model.name, "model_source": model.source, "circuit": circuit.name, "n_heads_in_circuit": len(circuit),
+              "n": len(clean_ps), "seed": s.seed, "F_M": f_m, "settings": asdict(s), "paper_setting": ablation.PAPER_ABLATION}
+    return ClaimResult(table, comp, mini, worst, header, markdown(header, table, comp, mini))
+
+
+def completeness_minimality(
+    model: LoadedModel, prompts: PromptSet, circuit: Circuit, vals: ablation.AblationValues, ref_logp: torch.Tensor,
+    f_m: float, s: ClaimSettings,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Incompleteness for random / per-role / greedy K, and minimality per head (paper's ablation)."""
+    L, H = model.n_layers, model.n_heads
+    heads = sorted(circuit.head_set())
+    rng = random.Random(s.seed)
+    f_c: dict[frozenset[Head], float] = {}
+    f_mk: dict[frozenset[Head], float] = {}
+
+    def evaluate(ks: Sequence[frozenset[Head]], with_m: bool = True) -> None:
+        """F(C\\K) (and F(M\\K)) for every new K, all in one stacked run."""
+        todo_c = [k for k in dict.fromkeys(ks) if k not in f_c]
+        todo_m = [k for k in dict.fromkeys(ks) if k not in f_mk] if with_m else []
+        kept = [ablation.circuit_entries(circuit, k) for k in todo_c] + [ablation.all_but(L, H, k) for k in todo_m]
+        if not kept:
+            return
+        st = ablation.run_kept(model, prompts, kept, vals, ref_logp, s.batch_size * 4)
+        for k, r in zip(todo_c, st[: len(todo_c)]):
+            f_c[k] = _f(r)
+        for k, r in zip(todo_m, st[len(todo_c) :]):
+            f_mk[k] = _f(r)
+
+    def inc(k: frozenset[Head]) -> float:
+        return abs(f_c[k] - f_mk[k])
+
+    randoms = list(dict.fromkeys(frozenset(h for h in heads if rng.random() < 0.5) for _ in range(s.n_random_k)))
+    per_role = {r.value: frozenset(circuit.heads_with(r)) for r in Role if circuit.heads_with(r)}
+    evaluate([frozenset(), *randoms, *per_role.values()])
+    greedy: frozenset[Head] = frozenset()
+    greedy_path = []
+    for _ in range(min(s.greedy_steps, len(heads))):
+        cands = [greedy | {h} for h in heads if h not in greedy]
+        evaluate(cands)
+        greedy = max(cands, key=lambda k: (inc(k), sorted(k)))
+        greedy_path.append({"K": sorted(map(str, greedy)), "incompleteness": inc(greedy)})
+    comp = {
+        "F_M": f_m, "F_C": f_c[frozenset()],
+        "random_K": [{"K": sorted(map(str, k)), "F_C_minus_K": f_c[k], "F_M_minus_K": f_mk[k], "incompleteness": inc(k)} for k in randoms],
+        "per_role_K": {r: {"K": sorted(map(str, k)), "F_C_minus_K": f_c[k], "F_M_minus_K": f_mk[k], "incompleteness": inc(k)} for r, k in per_role.items()},
+        "greedy_K": greedy_path,
+        "max_incompleteness": max([inc(k) for k in f_mk] or [0.0]),
+    }
+    # minimality: for each v, K candidates = empty, v's role class, greedy set, random sets (all minus v)
+    base_ks = ([frozenset()] + (list(per_role.values()) if "role" in s.minimality_k else [])
+               + ([greedy] if "greedy" in s.minimality_k else []) + (randoms[: s.minimality_random_k] if "random" in s.minimality_k else []))
+    pairs = {v: list(dict.fromkeys(k - {v} for k in base_ks)) for v in heads}
+    evaluate([k for v in heads for k in pairs[v]] + [k | {v} for v in heads for k in pairs[v]], with_m=False)
+    mini: dict[str, Any] = {"threshold": s.minimality_threshold * abs(f_m), "K_tried": list(s.minimality_k), "heads": {}}
+    for v in heads:
+        best = max(pairs[v], key=lambda k: (abs(f_c[k | {v}] - f_c[k]), sorted(k)))
+        score = abs(f_c[best | {v}] - f_c[best])
+        mini["heads"][str(v)] = {"score": score, "score_pct_of_F_M": 100 * score / abs(f_m) if f_m else float("nan"),
+                                 "K": sorted(map(str, best)), "needed": score >= s.minimality_threshold * abs(f_m)}
+    mini["all_needed"] = all(h["needed"] for h in mini["heads"].values())
+    return comp, mini
+
+
+def _num(x: float) -> str:
+    return f"{x:.3f}" if x == 0 or abs(x) >= 0.01 or not np.isfinite(x) else f"{x:.2e}"
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, dict):
+        return f"{_num(v['mean'])} [{_num(v['low'])}, {_num(v['high'])}]"
+    return _num(v)
+
+
+def markdown(header: dict[str, Any], table: dict[str, dict[str, Any]], comp: dict[str, Any], mini: dict[str, Any]) -> str:
+    abls = list(table)
+    lines = [f"## Claim check: circuit `{header['circuit']}` ({header['n_heads_in_circuit']} heads) on `{header['model']}`",
+             "", f"n = {header['n']} clean IOI prompts, seed {header['seed']}; F(M) = {header['F_M']:.3f}. "
+             f"Paper's setting = `{header['paper_setting']}` + mean LD. Intervals: bootstrap 95 %.", "",
+             "| metric | " + " | ".join(abls) + " |", "|---|" + "---|" * len(abls)]
+    names = {"mean_ld": "F(C) = mean LD", "ratio_to_model": "F(C) / F(M)", "faithfulness_gap": "F(M) - F(C)",
+             "mean_abs_ld_diff": "mean abs(LD_model - LD_circuit)", "kl_model_circuit": "KL(model \\|\\| circuit)",
+             "accuracy": "accuracy (LD > 0)", "loss_recovered_nats": "loss recovered (nats)",
+             "loss_recovered_pct": "loss recovered (%)", "empty_mean_ld": "mean LD, all heads ablated"}
+    for k, label in names.items():
+        lines.append(f"| {label} | " + " | ".join(_fmt(table[a][k]) for a in abls) + " |")
+    lines += ["", f"Completeness (`{header['paper_setting']}`): F(C) = {comp['F_C']:.3f}; max incompleteness "
+              f"|F(C\\K) - F(M\\K)| = {comp['max_incompleteness']:.3f}", "", "| K | F(C\\K) | F(M\\K) | incompleteness |", "|---|---|---|---|"]
+    for r, d in comp["per_role_K"].items():
+        lines.append(f"| role {r} | {d['F_C_minus_K']:.3f} | {d['F_M_minus_K']:.3f} | {d['incompleteness']:.3f} |")
+    for d in comp["random_K"]:
+        lines.append(f"| random {{{', '.join(d['K'])}}} | {d['F_C_minus_K']:.3f} | {d['F_M_minus_K']:.3f} | {d['incompleteness']:.3f} |")
+    for j, d in enumerate(comp["greedy_K"], 1):
+        lines.append(f"| greedy step {j} {{{', '.join(d['K'])}}} | | | {d['incompleteness']:.3f} |")
+    lines += ["", f"Minimality (threshold {mini['threshold']:.3f} = 1 % of F(M)); all heads needed: {mini['all_needed']}", "",
+              "| head | max abs(F(C\\(K+v)) - F(C\\K)) | % of F(M) | K | needed |", "|---|---|---|---|---|"]
+    for h, d in mini["heads"].items():
+        lines.append(f"| {h} | {d['score']:.3f} | {d['score_pct_of_F_M']:.1f} | {{{', '.join(d['K'])}}} | {d['needed']} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_claims(res: ClaimResult, out: str | Path, command: str = "") -> list[Path]:
+    """DIR/claims.json, DIR/claims.md, DIR/worst_cases.jsonl (atomic writes)."""
+    out = Path(out)
+    doc = {**res.header, "command": command, "table": res.table, "completeness": res.completeness, "minimality": res.minimality}
+    md = res.markdown + (f"\nCommand: `{command}`\n" if command else "")
+    return [atomic_write_text(out / "claims.json", dumps(doc) + "\n"), atomic_write_text(out / "claims.md", md),
+            atomic_write_text(out / "worst_cases.jsonl", jsonl_text(res.worst_cases))]

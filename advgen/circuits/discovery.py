@@ -1,0 +1,297 @@
+"""Discover an IOI circuit in any loadable model: scores + patching -> roles, with evidence per head.
+
+Method (all effects are changes of mean LD, divided by the clean mean LD F(M)):
+1. cache the clean IOI prompts (with d LD / dz) and their ABC twins: 2 forwards + 1 backward;
+2. attribution patching from those caches (free), then exhaustive activation patching per head
+   and position kind, many heads per forward; their rank correlation is reported;
+3. path patching heads -> logits (analytic from the caches) picks name movers (large negative
+   effect, attends to IO, positive direct logit attribution) and negative name movers
+   (positive effect, negative DLA);
+4. path patching heads -> the name movers' queries at END picks S-inhibition heads;
+5. induction / duplicate-token / previous-token heads need both their attention pattern (random
+   repeated tokens via TransformerLens' head_detector, or the IOI readout) and a causal effect
+   at their IOI position (S2, S2, S1+1) under activation patching;
+6. backup name movers: heads whose direct effect on LD grows when the name movers are knocked out.
+Roles the model does not show are reported as missing, never filled in.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from advgen.circuits import ablation, patching, scores
+from advgen.circuits.format import DEFAULT_POSITIONS, Circuit, CircuitHead
+from advgen.core.types import Head, PromptSet, Role
+from advgen.model.loading import LoadedModel
+from advgen.model.validate import DEFAULT_BATCH
+from advgen.prompts import datasets
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Thresholds, as fractions of the clean mean LD F(M) unless noted."""
+
+    n: int = 100
+    seed: int = 0
+    batch_size: int = DEFAULT_BATCH
+    nm_effect: float = 0.10
+    """path patching to logits must lower LD by at least this much for a name mover."""
+    backup_effect: float = 0.03
+    """direct effect gain (under name-mover knockout) for a backup name mover."""
+    sinh_effect: float = 0.05
+    """path patching to name-mover queries must lower LD by this much for S-inhibition."""
+    upstream_effect: float = 0.03
+    """activation patching at the role's position must lower LD by this much (induction, dup, prev)."""
+    pattern_score: float = 0.25
+    """attention score (absolute probability) for a pattern role."""
+    max_name_movers: int = 3
+    detector_seqs: int = 8
+    detector_len: int = 20
+
+
+@dataclass(frozen=True)
+class Discovery:
+    circuit: Circuit
+    matrices: dict[str, np.ndarray]
+    """score name -> [L, H]."""
+    report: dict[str, Any]
+
+
+def _heads(mask: np.ndarray) -> list[Head]:
+    return [Head(int(a), int(b)) for a, b in zip(*np.nonzero(mask))]
+
+
+def assign_roles(m: dict[str, np.ndarray], s: Settings) -> dict[Head, tuple[Role, str]]:
+    """Roles from score matrices; one role per head, the first rule that fires (order below)."""
+    L, H = m["pp_logits"].shape
+    roles: dict[Head, tuple[Role, str]] = {}
+    io_pref = m["attn_END_to_IO"] > m["attn_END_to_S2"]
+    nm = (m["pp_logits"] <= -s.nm_effect) & (m["dla_ld"] > 0) & io_pref
+    order = sorted(_heads(nm), key=lambda h: m["pp_logits"][h.layer, h.head])[: s.max_name_movers]
+    for h in order:
+        roles[h] = (Role.NAME_MOVER, f"path->logits {m['pp_logits'][h.layer, h.head]:+.2f}, END->IO {m['attn_END_to_IO'][h.layer, h.head]:.2f}")
+    for h in _heads((m["pp_logits"] >= s.nm_effect / 2) & (m["dla_ld"] < 0)):
+        roles.setdefault(h, (Role.NEGATIVE_NAME_MOVER, f"path->logits {m['pp_logits'][h.layer, h.head]:+.2f}, DLA {m['dla_ld'][h.layer, h.head]:+.2f}"))
+    if "backup_gain" in m:
+        for h in _heads((m["backup_gain"] >= s.backup_effect) & ~nm):
+            roles.setdefault(h, (Role.BACKUP_NAME_MOVER, f"DLA gain under name-mover knockout {m['backup_gain'][h.layer, h.head]:+.2f}"))
+    if "pp_queries" in m and order:
+        sinh = np.nan_to_num(m["pp_queries"], nan=0.0) <= -s.sinh_effect
+        for h in sorted(_heads(sinh), key=lambda h: m["pp_queries"][h.layer, h.head]):
+            roles.setdefault(h, (Role.S_INHIBITION, f"path->NM queries {m['pp_queries'][h.layer, h.head]:+.2f}, END->S2 {m['attn_END_to_S2'][h.layer, h.head]:.2f}"))
+    elif not order:
+        # no name-mover heads to path-patch into (the logits are written by MLPs): fall back to the
+        # S-inhibition signature itself: END attends to S2 and patching END from ABC lowers LD
+        sinh = (m["act_END"] <= -s.sinh_effect) & (m["attn_END_to_S2"] > m["attn_END_to_IO"])
+        for h in sorted(_heads(sinh), key=lambda h: m["act_END"][h.layer, h.head]):
+            roles.setdefault(h, (Role.S_INHIBITION, f"no name movers; patch@END {m['act_END'][h.layer, h.head]:+.2f}, "
+                                 f"END->S2 {m['attn_END_to_S2'][h.layer, h.head]:.2f} vs END->IO {m['attn_END_to_IO'][h.layer, h.head]:.2f}"))
+    upstream = [
+        (Role.INDUCTION, "S2", ("induction_score", "attn_S2_to_S1+1")),
+        (Role.DUPLICATE_TOKEN, "S2", ("duplicate_token_score", "attn_S2_to_S1")),
+        (Role.PREVIOUS_TOKEN, "S1+1", ("previous_token_score", "attn_S1+1_to_S1")),
+    ]
+    for role, kind, pats in upstream:
+        pattern = np.maximum(*(m[p] for p in pats if p in m)) if all(p in m for p in pats) else m[pats[1]]
+        eff = m[f"act_{kind}"]
+        for h in _heads((pattern >= s.pattern_score) & (eff <= -s.upstream_effect)):
+            roles.setdefault(h, (role, f"pattern {pattern[h.layer, h.head]:.2f}, patch@{kind} {eff[h.layer, h.head]:+.2f}"))
+    # a head that matters only when patched at every position acts on tokens no slot names (e.g.
+    # between S2 and END); when it is in layers before the END heads and looks at S2 it is kept at ALL
+    slots = np.minimum.reduce([m[f"act_{k}"] for k in ("END", "S2", "S1+1", "S1") if f"act_{k}" in m])
+    spread = (m["act_ALL"] <= -s.upstream_effect) & (slots > m["act_ALL"] / 2)
+    for h in _heads(spread):
+        if h not in roles:
+            roles[h] = (Role.S_INHIBITION, f"moves S2 forward: patch@ALL {m['act_ALL'][h.layer, h.head]:+.2f} but "
+                        f"at most {slots[h.layer, h.head]:+.2f} at any one slot; kept at ALL positions")
+    return roles
+
+
+def backup_gain(model: LoadedModel, prompts: PromptSet, clean: patching.RunCache, abc: patching.RunCache,
+                name_movers: list[Head], batch_size: int) -> tuple[np.ndarray, int]:
+    """Per head, the rise of its direct logit attribution when the name movers are ABC-mean ablated."""
+    if not name_movers:
+        return np.zeros((model.n_layers, model.n_heads)), 0
+    vals = ablation.ablation_values(ablation.PAPER_ABLATION, prompts, clean, abc)
+    kept = ablation.all_but(model.n_layers, model.n_heads, name_movers)
+    recorded = _cache_under(model, prompts, [patching.Patch(i, kept, vals.sources[i], keep=True) for i in range(len(prompts))], batch_size)
+    dla_ko, _ = patching.direct_logit_attribution(model, prompts, recorded)
+    dla, _ = patching.direct_logit_attribution(model, prompts, clean)
+    gain = (dla_ko - dla) / abs(float(clean.ld.mean()))
+    for h in name_movers:
+        gain[h.layer, h.head] = 0.0
+    return gain, len(prompts)
+
+
+def _cache_under(model: LoadedModel, prompts: PromptSet, patches: list[patching.Patch], batch_size: int) -> patching.RunCache:
+    """cache_run with z replaced per the patches (used for the name-mover knockout)."""
+    L, H = model.n_layers, model.n_heads
+    srcs = {}
+    for p in patches:
+        srcs[p.prompt] = p
+
+    def hook_for(layer: int, idx: list[int], width: int):
+        masks = torch.stack([patching._row_mask(prompts[i], srcs[i], L, H, width)[layer] for i in idx])
+        src = torch.stack([torch.nn.functional.pad(srcs[i].source[layer], (0, 0, 0, 0, 0, width - len(prompts[i]))) for i in idx])
+        return lambda t, hook: torch.where(masks[..., None], src.to(t.dtype), t)
+
+    return patching.cache_run(model, prompts, batch_size, extra_hooks=lambda idx, width: [
+        (f"blocks.{layer}.attn.hook_z", hook_for(layer, idx, width)) for layer in range(L)])
+
+
+def discover(model: LoadedModel, settings: Settings = Settings(), name: str | None = None, progress: Callable[[str], Any] | None = print) -> Discovery:
+    """Run every step of the method; returns the circuit, all score matrices and a report."""
+    s = settings
+    t0 = time.perf_counter()
+    say = progress or (lambda *_: None)
+    clean_ps, abc_ps, s1_ps = datasets.ioi_sets(model.tokenizer, s.n, s.seed)
+    ta = time.perf_counter()
+    clean = patching.cache_run(model, clean_ps, s.batch_size, grad=True)
+    abc = patching.cache_run(model, abc_ps, s.batch_size)
+    s1 = patching.cache_run(model, s1_ps, s.batch_size)
+    corrupt = {"abc": abc, "s1": s1}
+    t_cache = time.perf_counter() - ta
+    f_m = float(clean.ld.mean())
+    say(f"clean mean LD F(M) = {f_m:.3f} over {len(clean_ps)} prompts")
+    ta = time.perf_counter()
+    attr = patching.attribution_patching(model, clean_ps, clean, corrupt)
+    t_attr = time.perf_counter() - ta + t_cache
+    ta = time.perf_counter()
+    act, n_act = patching.activation_patching(model, clean_ps, clean, corrupt, batch_size=s.batch_size * 4)
+    t_act = time.perf_counter() - ta
+    rank = {k: patching.spearman(act[k], attr[k]) for k in act}
+    say(f"activation patching: {n_act} prompt-forwards in {t_act:.1f}s; attribution rank corr (ALL) {rank['ALL']:.3f}")
+    m: dict[str, np.ndarray] = {f"act_{k}": v for k, v in act.items()}
+    m.update({f"attr_{k}": v for k, v in attr.items()})
+    m["pp_logits"] = patching.path_patching_logits(model, clean_ps, clean, abc)
+    m.update(scores.ioi_scores(model, clean_ps, clean).scores)
+    det = scores.detector_scores(model, s.detector_seqs, s.detector_len, s.seed)
+    m.update(det.scores)
+    first = assign_roles(m, s)
+    nms = [h for h, (r, _) in first.items() if r == Role.NAME_MOVER]
+    m["pp_queries"], n_q = patching.path_patching_queries(model, clean_ps, clean, abc, [(h.layer, h.head) for h in nms], s.batch_size * 4)
+    m["backup_gain"], n_b = backup_gain(model, clean_ps, clean, abc, nms, s.batch_size)
+    roles = assign_roles(m, s)
+    heads = []
+    for h in sorted(roles):
+        role, why = roles[h]
+        ev = {k: round(float(v[h.layer, h.head]), 5) for k, v in sorted(m.items()) if np.isfinite(v[h.layer, h.head])}
+        heads.append(CircuitHead(h, role, ("ALL",) if "kept at ALL" in why else DEFAULT_POSITIONS[role], ev, why))
+    found = sorted({r.value for r, _ in roles.values()})
+    missing = [r.value for r in Role if r.value not in found]
+    forwards = {
+        "cache_clean_forward": len(clean_ps), "cache_abc_forward": len(abc_ps), "cache_s1_twin_forward": len(s1_ps), "cache_clean_backward": len(clean_ps),
+        "activation_patching": n_act, "path_patching_queries": n_q, "backup_knockout": n_b,
+        "head_detector_sequences": det.forwards,
+    }
+    settings_d = asdict(s)
+    circuit = Circuit(
+        name=name or f"discovered-{Path(model.name).name}", model=model.name, heads=tuple(heads),
+        n_layers=model.n_layers, n_heads=model.n_heads,
+        provenance={"method": "advgen discover (attribution + activation + path patching, head_detector scores)",
+                    "settings": settings_d, "clean_mean_ld": round(f_m, 5), "roles_found": found, "roles_missing": missing},
+    )
+    report = {
+        "model": model.name, "model_source": model.source, "settings": settings_d, "clean_mean_ld": f_m,
+        "abc_mean_ld": float(abc.ld.mean()), "roles_found": found, "roles_missing": missing,
+        "heads_direct_share_of_ld": float(np.sum(m["dla_ld"])),
+        "note_direct_share": "sum over heads of direct logit attribution / F(M); the rest reaches the logits through MLPs, embeddings and biases",
+        "heads": {str(h.head): {"role": h.role.value, "why": h.note} for h in heads},
+        "attribution_vs_activation_spearman": rank,
+        "forward_equivalents": forwards,
+        "seconds": {"attribution_total": t_attr, "activation_patching": t_act, "total": time.perf_counter() - t0},
+    }
+    return Discovery(circuit, m, report)
+
+
+HEATMAPS = {
+    "patching.png": ("act_ALL", "act_END", "act_S2", "act_S1+1", "act_S1"),
+    "attribution.png": ("attr_ALL", "attr_END", "attr_S2", "attr_S1+1", "attr_S1"),
+    "path_patching.png": ("pp_logits", "pp_queries", "dla_ld", "backup_gain"),
+    "attention.png": ("attn_END_to_IO", "attn_END_to_S2", "attn_S2_to_S1", "attn_S2_to_S1+1", "attn_S1+1_to_S1"),
+    "detectors.png": ("previous_token_score", "duplicate_token_score", "induction_score"),
+}
+
+
+def _heatmaps(path: Path, names: tuple[str, ...], m: dict[str, np.ndarray], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = tuple(k for k in names if k in m)
+    L, H = next(iter(m.values())).shape
+    fig, axes = plt.subplots(1, len(names), figsize=(2.2 + 0.35 * H * len(names), 1.2 + 0.35 * L), squeeze=False)
+    for ax, k in zip(axes[0], names):
+        v = np.nan_to_num(m[k])
+        lim = max(float(np.abs(v).max()), 1e-9)
+        signed = float(v.min()) < 0
+        im = ax.imshow(v, cmap="RdBu" if signed else "Blues", vmin=-lim if signed else 0, vmax=lim, aspect="auto")
+        ax.set_title(k, fontsize=8)
+        ax.set_xlabel("head")
+        ax.set_ylabel("layer")
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=90, metadata={"Software": None})
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def _scatter(path: Path, m: dict[str, np.ndarray], rank: dict[str, float]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 4))
+    for k in patching.KINDS:
+        if f"act_{k}" in m:
+            ax.scatter(m[f"act_{k}"].ravel(), m[f"attr_{k}"].ravel(), s=8, label=f"{k} (rho {rank.get(k, float('nan')):.2f})")
+    ax.axline((0, 0), slope=1, color="grey", lw=0.5)
+    ax.set_xlabel("activation patching effect / F(M)")
+    ax.set_ylabel("attribution patching estimate / F(M)")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=90, metadata={"Software": None})
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def write_discovery(d: Discovery, out: str | Path, command: str = "") -> list[Path]:
+    """OUT circuit JSON; beside it discovery.json (every score matrix + report) and PNG heatmaps."""
+    from advgen.core.files import atomic_write_text, dumps
+
+    out = Path(out)
+    written = [d.circuit.save(out)]
+    folder = out.parent
+    report = {k: v for k, v in d.report.items() if k != "seconds"}  # wall times would break byte-identical reruns
+    doc = {**report, "command": command, "matrices": {k: np.round(v, 6).tolist() for k, v in sorted(d.matrices.items())}}
+    written.append(atomic_write_text(folder / "discovery.json", dumps(_finite(doc)) + "\n"))
+    title = f"{d.report['model']}: effects / F(M) = {d.report['clean_mean_ld']:.2f}"
+    for fname, names in HEATMAPS.items():
+        _heatmaps(folder / fname, names, d.matrices, title)
+        written.append(folder / fname)
+    _scatter(folder / "attribution_vs_activation.png", d.matrices, d.report["attribution_vs_activation_spearman"])
+    written.append(folder / "attribution_vs_activation.png")
+    return written
+
+
+def _finite(x: Any) -> Any:
+    """JSON has no NaN: write null instead."""
+    if isinstance(x, float):
+        return x if np.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_finite(v) for v in x]
+    return x

@@ -1,0 +1,184 @@
+"""Circuits as readable JSON: which heads play which role, and at which token positions.
+
+A circuit file is checked on load (roles from the fixed `Role` enum, known positions) and again
+against a model (every head inside its layer/head ranges), so a typo fails with the head named.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from advgen.core.types import AdvgenError, Head, Role
+
+FORMAT = "advgen-circuit/1"
+POSITIONS = ("END", "S2", "S1+1", "S1", "IO", "ALL")
+"""Where a head may be kept: slot positions of the prompt, or ALL positions."""
+BUILTIN_DIR = Path(__file__).parent / "data"
+
+DEFAULT_POSITIONS: dict[Role, tuple[str, ...]] = {
+    Role.NAME_MOVER: ("END",),
+    Role.NEGATIVE_NAME_MOVER: ("END",),
+    Role.BACKUP_NAME_MOVER: ("END",),
+    Role.S_INHIBITION: ("END",),
+    Role.INDUCTION: ("S2",),
+    Role.DUPLICATE_TOKEN: ("S2",),
+    Role.PREVIOUS_TOKEN: ("S1+1",),
+}
+
+
+class CircuitError(AdvgenError):
+    """A circuit file or circuit/model mismatch; the message names the file and the head."""
+
+
+@dataclass(frozen=True)
+class CircuitHead:
+    head: Head
+    role: Role
+    positions: tuple[str, ...]
+    scores: Mapping[str, float] = field(default_factory=dict)
+    """Evidence for the role, e.g. {"induction_score": 0.41, "patching_effect": -0.8}."""
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Circuit:
+    name: str
+    model: str
+    """The model the circuit was found in (informational; the range check is what binds)."""
+    heads: tuple[CircuitHead, ...]
+    n_layers: int | None = None
+    n_heads: int | None = None
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.heads)
+
+    @property
+    def roles(self) -> frozenset[Role]:
+        return frozenset(h.role for h in self.heads)
+
+    def heads_with(self, *roles: Role) -> tuple[Head, ...]:
+        return tuple(h.head for h in self.heads if h.role in roles)
+
+    def head_set(self) -> frozenset[Head]:
+        return frozenset(h.head for h in self.heads)
+
+    def positions_of(self, head: Head) -> tuple[str, ...]:
+        for h in self.heads:
+            if h.head == head:
+                return h.positions
+        raise CircuitError(f"head {head} is not in circuit {self.name!r}")
+
+    def check_against(self, n_layers: int, n_heads: int) -> Circuit:
+        """Raise if any head lies outside a model with these dimensions."""
+        for h in self.heads:
+            if not 0 <= h.head.layer < n_layers:
+                raise CircuitError(f"circuit {self.name!r}: head {h.head} has layer {h.head.layer}, model has layers 0..{n_layers - 1}")
+            if not 0 <= h.head.head < n_heads:
+                raise CircuitError(f"circuit {self.name!r}: head {h.head} has head index {h.head.head}, model has heads 0..{n_heads - 1}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "name": self.name,
+            "model": self.model,
+            "n_layers": self.n_layers,
+            "n_heads": self.n_heads,
+            "provenance": dict(self.provenance),
+            "heads": [
+                {"head": str(h.head), "role": h.role.value, "positions": list(h.positions), "scores": dict(h.scores), "note": h.note}
+                for h in sorted(self.heads, key=lambda h: (h.head.layer, h.head.head))
+            ],
+        }
+
+    def save(self, path: str | Path) -> Path:
+        from advgen.core.files import atomic_write_text
+
+        return atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "<circuit>") -> Circuit:
+        if not isinstance(d, Mapping) or not isinstance(d.get("heads"), list):
+            raise CircuitError(f"{where}: expected an object with a 'heads' list")
+        if d.get("format", FORMAT) != FORMAT:
+            raise CircuitError(f"{where}: unknown format {d.get('format')!r}, expected {FORMAT!r}")
+        heads: list[CircuitHead] = []
+        seen: set[Head] = set()
+        valid_roles = [r.value for r in Role]
+        for i, e in enumerate(d["heads"]):
+            at = f"{where}: heads[{i}]"
+            if not isinstance(e, Mapping) or "head" not in e or "role" not in e:
+                raise CircuitError(f"{at}: each head needs 'head' and 'role'")
+            try:
+                head = Head.parse(str(e["head"]))
+            except AdvgenError as err:
+                raise CircuitError(f"{at}: {err}") from None
+            if e["role"] not in valid_roles:
+                raise CircuitError(f"{at}: head {head} has unknown role {e['role']!r}; roles: {valid_roles}")
+            role = Role(e["role"])
+            positions = tuple(e.get("positions") or DEFAULT_POSITIONS.get(role, ("ALL",)))
+            bad = [p for p in positions if p not in POSITIONS]
+            if bad:
+                raise CircuitError(f"{at}: head {head} has unknown position(s) {bad}; positions: {list(POSITIONS)}")
+            if head in seen:
+                raise CircuitError(f"{at}: head {head} listed twice")
+            seen.add(head)
+            scores = {str(k): float(v) for k, v in (e.get("scores") or {}).items()}
+            heads.append(CircuitHead(head, role, positions, scores, str(e.get("note", ""))))
+        c = cls(
+            name=str(d.get("name", "circuit")),
+            model=str(d.get("model", "")),
+            heads=tuple(heads),
+            n_layers=d.get("n_layers"),
+            n_heads=d.get("n_heads"),
+            provenance=dict(d.get("provenance") or {}),
+        )
+        if c.n_layers and c.n_heads:
+            try:
+                c.check_against(int(c.n_layers), int(c.n_heads))
+            except CircuitError as err:
+                raise CircuitError(f"{where}: {err}") from None
+        return c
+
+    @classmethod
+    def load(cls, path: str | Path) -> Circuit:
+        path = Path(path)
+        if not path.exists():
+            raise CircuitError(f"circuit file not found: {path}")
+        try:
+            d = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise CircuitError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+        return cls.from_dict(d, str(path))
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.stem for p in BUILTIN_DIR.glob("*.json"))
+
+
+def resolve_circuit(spec: str | Path, n_layers: int | None = None, n_heads: int | None = None) -> Circuit:
+    """A circuit JSON file or a built-in name (e.g. "gpt2-small-ioi"), checked against the model."""
+    p = Path(spec)
+    if p.exists() or p.suffix == ".json":
+        c = Circuit.load(p)
+    elif str(spec) in builtin_names():
+        c = Circuit.load(BUILTIN_DIR / f"{spec}.json")
+    else:
+        raise CircuitError(f"no circuit file or built-in circuit {str(spec)!r}; built-ins: {builtin_names()}")
+    if n_layers is not None and n_heads is not None:
+        c.check_against(n_layers, n_heads)
+    return c
+
+
+def make_circuit(
+    name: str, model: str, roles: Mapping[Role, Iterable[str]], n_layers: int | None = None, n_heads: int | None = None,
+    provenance: Mapping[str, Any] | None = None,
+) -> Circuit:
+    """Build a circuit from {role: ["a9.h9", ...]} with each role's default positions."""
+    heads = tuple(CircuitHead(Head.parse(h), r, DEFAULT_POSITIONS[r]) for r, hs in roles.items() for h in hs)
+    return Circuit(name, model, heads, n_layers, n_heads, dict(provenance or {}))

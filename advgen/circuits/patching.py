@@ -1,0 +1,395 @@
+"""Activation, path and attribution patching per head and position, batched over heads.
+
+Clean IOI prompts are paired with their ABC twins (same template, S2 replaced by a third name,
+so every slot sits at the same token index). One cached run per distribution records what every
+later step needs (per-head outputs `hook_z`, residuals at END, gradients of LD); patched runs
+then stack many (head, position) variants along the batch dimension, so a forward pass patches
+as many heads as it has rows. TransformerLens' `patching` module patches one head at one absolute
+position per forward and assumes equal positions across a batch; IOI prompts have per-prompt
+positions, hence this compact version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from advgen.core.types import AdvgenError, Prompt, PromptSet
+from advgen.model.loading import LoadedModel
+from advgen.model.validate import (
+    DEFAULT_BATCH,
+    check_prompts,
+    end_logits,
+    end_logits_fn,
+    pad_batch,
+)
+
+KINDS = ("ALL", "END", "S2", "S1+1", "S1")
+"""Position kinds a head is patched at in discovery: one slot, or ALL positions.
+
+ABC twins differ from the clean prompt only from S2 on, so patching them at S1 / S1+1 changes
+nothing; those kinds take their corrupted activations from the S1 twin (S1 replaced by the third
+name, S2 kept), which removes the duplication from the other side."""
+S1_KINDS = ("S1", "S1+1", "IO")
+
+
+def source_for(kind: str, corrupt: Mapping[str, RunCache] | RunCache) -> RunCache:
+    """The corrupted cache a kind is patched from (a single cache serves every kind)."""
+    if isinstance(corrupt, RunCache):
+        return corrupt
+    return corrupt["s1"] if kind in S1_KINDS and "s1" in corrupt else corrupt["abc"]
+ATTN_PAIRS = (("END", "IO"), ("END", "S1"), ("END", "S2"), ("S2", "S1"), ("S2", "S1+1"), ("S1+1", "S1"))
+"""(query slot, key slot) attention readouts recorded in every cached run."""
+
+Entry = tuple[int, int, str]
+"""(layer, head, position kind)."""
+
+
+def positions_of(p: Prompt, kind: str) -> list[int]:
+    """Token indices of a position kind in one prompt ("ALL" = every real token)."""
+    if kind == "ALL":
+        return list(range(len(p)))
+    if kind not in p.positions:
+        raise AdvgenError(f"prompt {p.pair_id or p.text[:40]!r} has no position {kind!r}")
+    return [p.positions[kind]]
+
+
+@dataclass(frozen=True)
+class RunCache:
+    """What one batched run of a prompt set recorded (tensors are CPU float32)."""
+
+    z: tuple[torch.Tensor, ...]
+    """Per prompt [n_layers, T, n_heads, d_head]: each head's output before W_O."""
+    resid_final: torch.Tensor
+    """[n, d_model] input of the final LayerNorm at END."""
+    resid_pre: torch.Tensor
+    """[n, n_layers, d_model] residual stream entering each block, at END."""
+    attn: dict[str, torch.Tensor]
+    """"END->IO" etc. -> [n, n_layers, n_heads] attention probabilities."""
+    logits: torch.Tensor
+    """[n, vocab] logits at END."""
+    ld: torch.Tensor
+    """[n] logit(IO) - logit(S) at END."""
+    grad_z: tuple[torch.Tensor, ...] | None = None
+    """Per prompt d LD / d z (same shapes as z), when asked for (attribution patching)."""
+    forwards: int = 0
+    backwards: int = 0
+
+
+def io_s_tokens(prompts: PromptSet) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.tensor([p.io_token for p in prompts]), torch.tensor([p.s_token for p in prompts])
+
+
+ExtraHooks = Callable[[list[int], int], list[tuple[str, Callable[..., Any]]]]
+"""(batch prompt indices, padded width) -> hooks applied before the recording hooks."""
+
+
+def cache_run(
+    model: LoadedModel, prompts: PromptSet, batch_size: int = DEFAULT_BATCH, grad: bool = False,
+    extra_hooks: ExtraHooks | None = None,
+) -> RunCache:
+    """One forward per batch recording z, residuals at END, attention readouts (and d LD/dz)."""
+    check_prompts(model, prompts)
+    L, n = model.n_layers, len(prompts)
+    run = end_logits_fn(model)
+    z: list[Any] = [None] * n
+    gz: list[Any] = [None] * n
+    rfin: list[Any] = [None] * n
+    rpre: list[Any] = [None] * n
+    attn = {f"{q}->{k}": torch.zeros(n, L, model.n_heads) for q, k in ATTN_PAIRS}
+    logits_out: list[Any] = [None] * n
+    io_all, s_all = io_s_tokens(prompts)
+    for idx in prompts.batches(batch_size):
+        ids, ends = pad_batch(prompts, idx)
+        rows = torch.arange(len(idx))
+        zs: dict[int, torch.Tensor] = {}
+        pre: dict[int, torch.Tensor] = {}
+        fin: list[torch.Tensor] = []
+
+        def zhook(t: torch.Tensor, hook: Any, layer: int = 0) -> torch.Tensor:
+            if grad:
+                t.retain_grad()
+            zs[layer] = t
+            return t
+
+        def prehook(t: torch.Tensor, hook: Any, layer: int = 0) -> None:
+            pre[layer] = t[rows, ends].detach().float()
+
+        def pathook(t: torch.Tensor, hook: Any, layer: int = 0) -> None:
+            for q, k in ATTN_PAIRS:
+                qi = torch.tensor([prompts[i].positions[q] for i in idx])
+                ki = torch.tensor([prompts[i].positions[k] for i in idx])
+                attn[f"{q}->{k}"][idx, layer] = t[rows, :, qi, ki].detach().float()
+
+        def finhook(t: torch.Tensor, hook: Any) -> None:
+            fin.append(t[rows, ends].detach().float())
+
+        hooks = list(extra_hooks(idx, ids.shape[1])) if extra_hooks else []
+        hooks.append(("ln_final.hook_in", finhook))
+        for layer in range(L):
+            hooks += [
+                (f"blocks.{layer}.attn.hook_z", lambda t, hook, layer=layer: zhook(t, hook, layer)),
+                (f"blocks.{layer}.hook_resid_pre", lambda t, hook, layer=layer: prehook(t, hook, layer)),
+                (f"blocks.{layer}.attn.hook_pattern", lambda t, hook, layer=layer: pathook(t, hook, layer)),
+            ]
+        with torch.set_grad_enabled(grad), model.bridge.hooks(fwd_hooks=hooks):
+            logits = run(ids, ends).float()
+            if grad:
+                ld = logits[rows, io_all[idx]] - logits[rows, s_all[idx]]
+                ld.sum().backward()
+        for r, i in enumerate(idx):
+            T = len(prompts[i])
+            z[i] = torch.stack([zs[layer][r, :T].detach().float() for layer in range(L)])
+            if grad:
+                gz[i] = torch.stack([zs[layer].grad[r, :T].float() for layer in range(L)])
+            rfin[i] = fin[0][r]
+            rpre[i] = torch.stack([pre[layer][r] for layer in range(L)])
+            logits_out[i] = logits[r].detach()
+    lg = torch.stack(logits_out)
+    ld = lg[torch.arange(n), io_all] - lg[torch.arange(n), s_all]
+    return RunCache(tuple(z), torch.stack(rfin), torch.stack(rpre), attn, lg, ld,
+                    tuple(gz) if grad else None, forwards=n, backwards=n if grad else 0)
+
+
+# ---------------------------------------------------------------- batched replacement runs
+
+@dataclass(frozen=True)
+class Patch:
+    """One row of a patched run: prompt `prompt`, with z at `entries` replaced by `source`.
+
+    With keep=True the meaning flips: every (layer, head, position) is replaced except `entries`
+    (a knockout keeping only a circuit). `source` None means zeros.
+    """
+
+    prompt: int
+    entries: tuple[Entry, ...]
+    source: torch.Tensor | None
+    keep: bool = False
+    q_patch: tuple[tuple[int, int, torch.Tensor], ...] = field(default=())
+    """(layer, head, new query at END [d_head]) replacements, for path patching to queries."""
+
+
+def _row_mask(p: Prompt, patch: Patch, L: int, H: int, width: int) -> torch.Tensor:
+    """[L, width, H] True where z is replaced."""
+    m = torch.zeros(L, width, H, dtype=torch.bool)
+    for layer, head, kind in patch.entries:
+        m[layer, positions_of(p, kind), head] = True
+    if patch.keep:
+        m = ~m
+        m[:, len(p):] = False
+    return m
+
+
+@dataclass(frozen=True)
+class RowStats:
+    """Per-row results of a patched run: LD, IO loss, KL(reference || patched), correct."""
+
+    ld: torch.Tensor
+    loss: torch.Tensor
+    kl: torch.Tensor
+
+
+def patched_run(
+    model: LoadedModel, prompts: PromptSet, patches: Sequence[Patch], batch_size: int = DEFAULT_BATCH,
+    ref_logp: torch.Tensor | None = None, chunk: int = 512,
+) -> RowStats:
+    """Run every patch (row) and reduce END logits to LD / loss / KL at once (no vocab-size output)."""
+    L, H = model.n_layers, model.n_heads
+    lds, losses, kls = [], [], []
+    for c0 in range(0, len(patches), chunk):
+        part = patches[c0 : c0 + chunk]
+        rows_ps = PromptSet(tuple(prompts[p.prompt] for p in part), prompts.tokenizer_hash)
+
+        def factory(idx: list[int], part: Sequence[Patch] = part, rows_ps: PromptSet = rows_ps) -> list[tuple[str, Callable[..., Any]]]:
+            width = max(len(rows_ps[i]) for i in idx)
+            masks = torch.stack([_row_mask(rows_ps[i], part[i], L, H, width) for i in idx])  # [b, L, W, H]
+            hooks: list[tuple[str, Callable[..., Any]]] = []
+            for layer in range(L):
+                lm = masks[:, layer]
+                if not lm.any():
+                    continue
+                srcs = []
+                for i in idx:
+                    s = torch.zeros(width, H, 1) if part[i].source is None else part[i].source[layer]
+                    srcs.append(F.pad(s, (0, 0, 0, 0, 0, width - s.shape[0])) if s.shape[0] < width else s[:width])
+
+                def zhook(t: torch.Tensor, hook: Any, lm: torch.Tensor = lm, srcs: list = srcs) -> torch.Tensor:
+                    src = torch.stack([s.expand(t.shape[1], t.shape[2], t.shape[3]) for s in srcs]).to(t.dtype)
+                    return torch.where(lm[..., None], src, t)
+
+                hooks.append((f"blocks.{layer}.attn.hook_z", zhook))
+            qrows = [(r, q) for r, i in enumerate(idx) for q in part[i].q_patch]
+            for layer in sorted({q[0] for _, q in qrows}):
+                sel = [(r, h, v) for r, (lq, h, v) in qrows if lq == layer]
+                ends = [rows_ps[idx[r]].end for r, _, _ in sel]
+
+                def qhook(t: torch.Tensor, hook: Any, sel: list = sel, ends: list = ends) -> torch.Tensor:
+                    t = t.clone()
+                    for (r, h, v), e in zip(sel, ends):
+                        t[r, e, h] = v.to(t.dtype)
+                    return t
+
+                hooks.append((f"blocks.{layer}.attn.hook_q", qhook))
+            return hooks
+
+        logits = end_logits(model, rows_ps, batch_size, hooks=factory).double()
+        io, s = io_s_tokens(rows_ps)
+        r = torch.arange(len(part))
+        logp = torch.log_softmax(logits, -1)
+        lds.append(logits[r, io] - logits[r, s])
+        losses.append(-logp[r, io])
+        if ref_logp is not None:
+            ref = ref_logp[[p.prompt for p in part]].double()
+            kls.append((ref.exp() * (ref - logp)).sum(-1))
+        else:
+            kls.append(torch.full((len(part),), float("nan"), dtype=torch.float64))
+    return RowStats(torch.cat(lds), torch.cat(losses), torch.cat(kls))
+
+
+# ---------------------------------------------------------------- the three patching methods
+
+@dataclass(frozen=True)
+class PatchingResult:
+    """Effects on mean LD, normalised by the clean mean LD: -1 = the clean LD is wiped out."""
+
+    act: dict[str, np.ndarray]
+    """kind -> [L, H] activation patching effect (ABC z patched into the clean run)."""
+    attr: dict[str, np.ndarray]
+    """kind -> [L, H] attribution patching estimate of the same."""
+    forwards: int
+    act_seconds: float
+    attr_seconds: float
+
+
+def activation_patching(
+    model: LoadedModel, prompts: PromptSet, clean: RunCache, corrupt: Mapping[str, RunCache] | RunCache,
+    kinds: Sequence[str] = KINDS, batch_size: int = DEFAULT_BATCH,
+) -> tuple[dict[str, np.ndarray], int]:
+    """Exhaustive: every (head, kind) patched from its corrupted twin; len(prompts) rows per variant."""
+    L, H, n = model.n_layers, model.n_heads, len(prompts)
+    variants = [(layer, head, kind) for kind in kinds for layer in range(L) for head in range(H)]
+    patches = [Patch(i, (v,), source_for(v[2], corrupt).z[i]) for v in variants for i in range(n)]
+    st = patched_run(model, prompts, patches, batch_size)
+    base = float(clean.ld.mean())
+    eff = ((st.ld.view(len(variants), n).mean(1) - base) / abs(base)).numpy()
+    out = {k: np.zeros((L, H)) for k in kinds}
+    for (layer, head, kind), e in zip(variants, eff):
+        out[kind][layer, head] = e
+    return out, len(patches)
+
+
+def attribution_patching(model: LoadedModel, prompts: PromptSet, clean: RunCache,
+                         corrupt: Mapping[str, RunCache] | RunCache, kinds: Sequence[str] = KINDS) -> dict[str, np.ndarray]:
+    """Linear estimate (z_abc - z_clean) . dLD/dz, from a clean run with gradients (no extra forwards)."""
+    if clean.grad_z is None:
+        raise AdvgenError("attribution patching needs the clean cache run with grad=True")
+    L, H = model.n_layers, model.n_heads
+    base = float(clean.ld.mean())
+    out = {k: np.zeros((L, H)) for k in kinds}
+    for i, p in enumerate(prompts):
+        contrib: dict[int, torch.Tensor] = {}
+        for k in kinds:
+            src = source_for(k, corrupt)
+            if id(src) not in contrib:
+                contrib[id(src)] = ((src.z[i] - clean.z[i]) * clean.grad_z[i]).sum(-1)  # [L, T, H]
+            out[k] += contrib[id(src)][:, positions_of(p, k)].sum(1).numpy()
+    return {k: v / len(prompts) / abs(base) for k, v in out.items()}
+
+
+def _unembed_parts(model: LoadedModel) -> tuple[torch.nn.Module, torch.Tensor]:
+    hf = model.hf_model
+    ln = getattr(hf.base_model, "ln_f", None) or getattr(hf.base_model, "norm", None)
+    if ln is None:
+        raise AdvgenError(f"model {model.name!r}: no final LayerNorm found (path patching supports GPT-2-style models)")
+    return ln, hf.get_output_embeddings().weight.detach()
+
+
+def head_outputs_end(model: LoadedModel, prompts: PromptSet, cache: RunCache) -> torch.Tensor:
+    """[n, L, H, d_model] each head's write into the residual stream at END (z @ W_O, no bias)."""
+    W_O = torch.stack([model.bridge.blocks[layer].attn.W_O.detach().float() for layer in range(model.n_layers)])  # [L,H,dh,d]
+    zend = torch.stack([cache.z[i][:, p.end] for i, p in enumerate(prompts)])  # [n, L, H, dh]
+    return torch.einsum("nlhe,lhed->nlhd", zend, W_O)
+
+
+def _ld_from_resid(model: LoadedModel, prompts: PromptSet, resid: torch.Tensor) -> torch.Tensor:
+    """LD from final residuals [n, ..., d] through the real final LayerNorm and unembedding."""
+    ln, W_U = _unembed_parts(model)
+    io, s = io_s_tokens(prompts)
+    direction = (W_U[io] - W_U[s]).float()  # [n, d]
+    with torch.no_grad():
+        x = ln(resid.to(W_U.dtype)).float()
+    return torch.einsum("n...d,nd->n...", x, direction)
+
+
+def path_patching_logits(model: LoadedModel, prompts: PromptSet, clean: RunCache, abc: RunCache) -> np.ndarray:
+    """[L, H] effect of each head's ABC output reaching the logits directly (LayerNorm recomputed)."""
+    delta = head_outputs_end(model, prompts, abc) - head_outputs_end(model, prompts, clean)  # [n,L,H,d]
+    ld = _ld_from_resid(model, prompts, clean.resid_final[:, None, None, :] + delta)  # [n, L, H]
+    base = clean.ld.mean()
+    return ((ld.mean(0) - base) / abs(base)).numpy()
+
+
+def direct_logit_attribution(model: LoadedModel, prompts: PromptSet, clean: RunCache) -> tuple[np.ndarray, np.ndarray]:
+    """[L, H] per-head direct contribution to LD and to the IO logit at END (final LN scale frozen)."""
+    ln, W_U = _unembed_parts(model)
+    out = head_outputs_end(model, prompts, clean)  # [n, L, H, d]
+    r = clean.resid_final
+    scale = ((r - r.mean(-1, keepdim=True)).pow(2).mean(-1) + ln.eps).sqrt()  # [n]
+    g = ln.weight.detach().float()
+    centred = (out - out.mean(-1, keepdim=True)) * g / scale[:, None, None, None]
+    io, s = io_s_tokens(prompts)
+    dla_ld = torch.einsum("nlhd,nd->nlh", centred, (W_U[io] - W_U[s]).float()).mean(0)
+    dla_io = torch.einsum("nlhd,nd->nlh", centred, W_U[io].float()).mean(0)
+    return dla_ld.numpy(), dla_io.numpy()
+
+
+def path_patching_queries(
+    model: LoadedModel, prompts: PromptSet, clean: RunCache, abc: RunCache, receivers: Sequence[tuple[int, int]],
+    batch_size: int = DEFAULT_BATCH,
+) -> tuple[np.ndarray, int]:
+    """[L, H] effect on LD of each sender head's ABC output reaching only the receivers' queries at END.
+
+    For receiver (Lr, hr): q' = W_Q[hr] . LN1(resid_pre[Lr] + delta_sender) + b_Q, set at END;
+    the rest of the forward is a normal clean run, so the receivers' changed outputs propagate.
+    """
+    L, H, n = model.n_layers, model.n_heads, len(prompts)
+    out = np.full((L, H), np.nan)
+    if not receivers:
+        return out, 0
+    delta = head_outputs_end(model, prompts, abc) - head_outputs_end(model, prompts, clean)  # [n,L,H,d]
+    senders = [(ls, hs) for ls in range(max(lr for lr, _ in receivers)) for hs in range(H)]
+    patches, keys = [], []
+    with torch.no_grad():
+        for ls, hs in senders:
+            rec = [(lr, hr) for lr, hr in receivers if lr > ls]
+            for i in range(n):
+                qp = []
+                for lr, hr in rec:
+                    blk = model.bridge.blocks[lr]
+                    x = blk.ln1(clean.resid_pre[i, lr] + delta[i, ls, hs])
+                    q = x @ blk.attn.W_Q[hr].float() + blk.attn.b_Q[hr].float()
+                    qp.append((lr, hr, q))
+                patches.append(Patch(i, (), None, q_patch=tuple(qp)))
+            keys.append((ls, hs))
+    st = patched_run(model, prompts, patches, batch_size)
+    base = float(clean.ld.mean())
+    eff = ((st.ld.view(len(keys), n).mean(1) - base) / abs(base)).numpy()
+    for (ls, hs), e in zip(keys, eff):
+        out[ls, hs] = e
+    return out, len(patches)
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Rank correlation of two equally shaped score arrays (average ranks for ties)."""
+    from scipy.stats import spearmanr
+
+    x, y = np.asarray(a).ravel(), np.asarray(b).ravel()
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 3 or np.std(x[ok]) == 0 or np.std(y[ok]) == 0:
+        return float("nan")
+    return float(spearmanr(x[ok], y[ok]).statistic)

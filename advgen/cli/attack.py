@@ -1,0 +1,63 @@
+"""`advgen attack`: circuit-driven attacks with controls, screening, confirmation and a random baseline."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def cmd_attack(args: argparse.Namespace) -> None:
+    from advgen.attacks.search import AttackConfig, run_attack
+    from advgen.attacks.tables import write_run
+    from advgen.circuits.format import resolve_circuit
+    from advgen.core import records
+    from advgen.core.types import AdvgenError
+    from advgen.model.loading import load_model
+    from advgen.prompts.templates import tokenizer_hash
+
+    if args.list_modes:
+        from advgen.attacks.catalogue import catalogue_markdown
+
+        print(catalogue_markdown(resolve_circuit(args.circuit) if args.circuit else None), end="")
+        return
+    if args.circuit is None or args.budget is None:
+        raise AdvgenError("advgen attack needs --circuit and --budget (or --list-modes)")
+    model = load_model(args.model)
+    circuit = resolve_circuit(args.circuit, model.n_layers, model.n_heads)
+    cfg = AttackConfig(budget=args.budget, n_clean=args.n_clean, seed=args.seed, batch_size=args.batch_size,
+                       sample_frac=args.sample_frac, templates=args.templates,
+                       modes=tuple(m.strip() for m in args.modes.split(",")) if args.modes else None)
+    out = args.out or Path("outputs") / f"attack-{Path(args.model).name}-s{args.seed}"
+    run = run_attack(model, circuit, cfg, out, resume=args.resume, progress=not args.no_progress)
+    settings = {"budget": cfg.budget, "n_clean": cfg.n_clean, "batch_size": cfg.batch_size, "sample_frac": cfg.sample_frac,
+                "templates": str(cfg.templates or "ioi"), "modes": list(cfg.modes) if cfg.modes else None,
+                "evaluations": run.evals}
+    man = records.manifest(model, tokenizer_hash(model.tokenizer), cfg.seed, settings)
+    man["circuit"] = {"name": circuit.name, "spec": str(args.circuit), "n_heads": len(circuit)}
+    man["command"] = man["command"].replace(" --resume", "")
+    res = write_run(out, run, cfg, circuit, man)
+    from advgen.attacks.tables import markdown
+
+    print(markdown(res["modes"], res["baseline"], res["screening"]), end="")
+    print(f"model evaluations: {run.evals} (budget {cfg.budget} per side)")
+    print(f"wrote {out}/results.jsonl, results.csv, summary.json, modes.json, adversarial.jsonl, near_misses.jsonl, "
+          f"baseline.json, circuit.json, manifest.json, table.md")
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add this group's subcommands to the advgen parser."""
+    p = sub.add_parser("attack", help="circuit-driven attacks: candidates, screening, confirmation, random baseline")
+    p.add_argument("--model", default="reference", help="'reference' (bundled), 'gpt2', or a local HF directory")
+    p.add_argument("--circuit", default=None, help="circuit JSON file or built-in name (e.g. gpt2-small-ioi, reference-ioi)")
+    p.add_argument("--budget", type=int, default=None, help="model evaluations per side (guided and random baseline each)")
+    p.add_argument("--n-clean", type=int, default=100, help="clean prompts to attack (their run counts against the budget)")
+    p.add_argument("--sample-frac", type=float, default=0.5, help="share of the guided budget spent on the stratified random sample")
+    p.add_argument("--templates", default=None, help="template pack (default: ioi)")
+    p.add_argument("--modes", default=None, help="comma-separated failure modes to run (default: every mode the circuit implies)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out from its journal")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--list-modes", action="store_true", help="print the failure-mode catalogue (and what --circuit implies), run nothing")
+    p.set_defaults(func=cmd_attack)

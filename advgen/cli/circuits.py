@@ -1,0 +1,66 @@
+"""CLI subcommands for circuits: `advgen discover` and `advgen check-claim` (thin: parse, call, print)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+
+def _command() -> str:
+    return "advgen " + shlex.join(sys.argv[1:])
+
+
+def cmd_discover(args: argparse.Namespace) -> None:
+    from advgen.circuits.discovery import Settings, discover, write_discovery
+    from advgen.model.loading import load_model
+
+    model = load_model(args.model)
+    d = discover(model, Settings(n=args.n, seed=args.seed, batch_size=args.batch_size), name=args.name)
+    paths = write_discovery(d, args.out, _command())
+    r = d.report
+    print(f"circuit: {len(d.circuit)} heads")
+    for h in d.circuit.heads:
+        print(f"  {h.head!s:8} {h.role.value:20} {','.join(h.positions):5} {h.note}")
+    print(f"roles found:   {', '.join(r['roles_found']) or 'none'}")
+    print(f"roles missing: {', '.join(r['roles_missing']) or 'none'}")
+    print(f"heads' direct share of LD: {r['heads_direct_share_of_ld']:.2f} (rest via MLPs/embeddings)")
+    print("attribution vs activation patching, Spearman: " + ", ".join(f"{k} {v:.3f}" for k, v in r["attribution_vs_activation_spearman"].items()))
+    print("wrote " + ", ".join(str(p) for p in paths))
+
+
+def cmd_check_claim(args: argparse.Namespace) -> None:
+    from advgen.circuits.claims import ClaimSettings, check_claim, write_claims
+    from advgen.circuits.format import resolve_circuit
+    from advgen.model.loading import load_model
+
+    model = load_model(args.model)
+    circuit = resolve_circuit(args.circuit, model.n_layers, model.n_heads)
+    res = check_claim(model, circuit, ClaimSettings(n=args.n, seed=args.seed, batch_size=args.batch_size,
+                                                    greedy_steps=args.greedy_steps, worst_k=args.worst_k))
+    paths = write_claims(res, args.out, _command())
+    print(res.markdown)
+    print("wrote " + ", ".join(str(p) for p in paths))
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add this group's subcommands to the advgen parser."""
+    p = sub.add_parser("discover", help="find an IOI circuit in a model (scores + patching) and write it as JSON")
+    p.add_argument("--model", default="reference", help="'reference', 'gpt2', or a local HF directory")
+    p.add_argument("--out", type=Path, required=True, help="circuit JSON to write (discovery.json and PNGs go beside it)")
+    p.add_argument("--n", type=int, default=100, help="clean prompts (each with ABC and S1 twins)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--name", default=None, help="circuit name (default: discovered-<model>)")
+    p.set_defaults(func=cmd_discover)
+    p = sub.add_parser("check-claim", help="faithfulness / completeness / minimality of a circuit under several metrics and ablations")
+    p.add_argument("circuit", help="circuit JSON file or built-in name (e.g. gpt2-small-ioi, reference-ioi)")
+    p.add_argument("--model", default="reference", help="'reference', 'gpt2', or a local HF directory")
+    p.add_argument("--out", type=Path, required=True, help="directory for claims.json, claims.md, worst_cases.jsonl")
+    p.add_argument("--n", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--greedy-steps", type=int, default=4, help="size of the greedy completeness set K")
+    p.add_argument("--worst-k", type=int, default=20, help="prompts in the worst-case list")
+    p.set_defaults(func=cmd_check_claim)

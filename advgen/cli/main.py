@@ -1,0 +1,130 @@
+"""The `advgen` command: parse arguments, call the Python API, print. No logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from advgen.cli import attack, circuits, reports
+from advgen.core.types import AdvgenError
+
+OUTPUTS = Path("outputs")
+
+
+def _common(p: argparse.ArgumentParser, n: bool = True) -> None:
+    p.add_argument("--model", default="reference", help="'reference' (bundled, offline), 'gpt2', or a local HF directory")
+    if n:
+        p.add_argument("--n", type=int, default=300, help="number of clean prompts")
+        p.add_argument("--templates", default=None, help="template pack: a YAML file or a built-in name (default: ioi)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--out", type=Path, default=None, help="output directory (default: under outputs/)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _default_out(args: argparse.Namespace, job: str) -> Path:
+    if args.out is not None:
+        return args.out
+    model = Path(args.model).name or "model"
+    return OUTPUTS / f"{job}-{model}-s{args.seed}"
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    from advgen.core import records
+    from advgen.model.loading import load_tokenizer
+    from advgen.outputs import pipeline
+    from advgen.prompts.lexicon import build_lexicon, report
+
+    tok = load_tokenizer(args.model)
+    lex = build_lexicon(tok)
+    prompts = pipeline.generate(tok, args.n, args.seed, args.templates, lexicon=lex)
+    out = _default_out(args, "generate")
+    settings = {"n": args.n, "templates": str(args.templates or "ioi"), "lexicon": report(lex)}
+    man = records.manifest(args.model, prompts.tokenizer_hash, args.seed, settings)
+    path = pipeline.write_prompts(out, prompts, man)
+    _print_lexicon(settings["lexicon"])
+    print(f"wrote {len(prompts)} prompts to {path}")
+
+
+def _print_lexicon(report: dict) -> None:
+    print(f"lexicon: {report['names']} names, {report['places']} places, {report['objects']} objects "
+          f"({len(report['dropped'])} entries dropped as not single tokens; listed in manifest.json)")
+
+
+def _print_summary(summary: dict, out: Path) -> None:
+    ci = summary["logit_diff_ci95"]
+    print(
+        f"n={summary['n']}  mean LD={summary['mean_logit_diff']:.3f} [{ci['low']:.3f}, {ci['high']:.3f}]  "
+        f"accuracy (LD>0)={summary['accuracy']:.3f}  S>IO={summary['s_beats_io_rate']:.3f}  "
+        f"mean IO prob={summary['mean_io_prob']:.3f}"
+    )
+    print(f"wrote {out}/results.jsonl, results.csv, summary.json, manifest.json")
+
+
+def cmd_validate(args: argparse.Namespace) -> None:
+    from advgen.model.loading import load_model
+    from advgen.outputs import pipeline
+
+    model = load_model(args.model)
+    res = pipeline.validate_rows(model, args.prompts, _default_out(args, "validate"), args.batch_size, args.seed, not args.no_progress)
+    _print_summary(res.summary, res.out)
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from advgen.model.loading import load_model
+    from advgen.outputs import pipeline
+
+    model = load_model(args.model)
+    res = pipeline.run(model, args.n, args.seed, _default_out(args, "run"), args.templates, args.batch_size, not args.no_progress)
+    _print_lexicon(res.manifest["settings"]["lexicon"])
+    _print_summary(res.summary, res.out)
+
+
+def cmd_train_reference(args: argparse.Namespace) -> None:
+    from advgen.reference.train import train_reference
+
+    out = train_reference(args.out, seed=args.seed, steps=args.steps, resume=not args.no_resume, progress=not args.no_progress)
+    print(f"reference model written to {out}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="advgen", description="Circuit-driven adversarial prompts for interpretability claims.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("generate", help="render seeded IOI prompts (no model run)")
+    _common(p)
+    p.set_defaults(func=cmd_generate)
+    p = sub.add_parser("validate", help="run the model on prompts from a JSONL file")
+    p.add_argument("prompts", type=Path, help="JSONL with at least text, io, s per row")
+    _common(p, n=False)
+    p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("run", help="generate + validate + export")
+    _common(p)
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("train-reference", help="retrain the bundled reference model (about 10-15 min on 2 CPU cores)")
+    p.add_argument("--out", type=Path, required=True, help="output directory; checkpoints go to OUT/checkpoints")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=None, help="training steps (default: the shipped model's)")
+    p.add_argument("--no-resume", action="store_true", help="ignore checkpoints in OUT/checkpoints and start over")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=cmd_train_reference)
+    for module in (circuits, attack, reports):
+        module.register(sub)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except AdvgenError as e:
+        print(f"advgen: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("advgen: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

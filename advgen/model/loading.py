@@ -1,0 +1,142 @@
+"""Load a model by name, local path, or the bundled reference model: one path for all three.
+
+Every model goes through TransformerLens' `TransformerBridge.boot_transformers` from a
+Hugging Face-format source, so hooks, head names and numerics are the same whether the weights
+are GPT-2 small from the hub, a local copy, or advgen's own reference model.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from advgen.core.types import AdvgenError
+
+GPT2_ALIASES = {"gpt2": "openai-community/gpt2", "gpt2-small": "openai-community/gpt2"}
+HUB_PROBE_TIMEOUT_S = 3.0
+
+
+class ModelLoadError(AdvgenError):
+    """The model could not be loaded; the message says what to do instead."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A booted model plus what reports need to know about it."""
+
+    bridge: Any
+    """transformer_lens.model_bridge.TransformerBridge"""
+    tokenizer: Any
+    name: str
+    """What the user asked for ("reference", "gpt2", or a path)."""
+    source: str
+    """Resolved hub id or absolute directory."""
+    load_seconds: float
+
+    @property
+    def hf_model(self) -> Any:
+        """The Hugging Face model under the bridge; its modules carry the bridge's hooks."""
+        return self.bridge.original_model
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.bridge.cfg.n_layers)
+
+    @property
+    def n_heads(self) -> int:
+        return int(self.bridge.cfg.n_heads)
+
+    @property
+    def n_ctx(self) -> int:
+        return int(self.bridge.cfg.n_ctx)
+
+
+def reference_dir() -> Path:
+    from advgen.model.weights import REFERENCE_DIR
+
+    return REFERENCE_DIR
+
+
+def _check_hf_dir(path: Path) -> None:
+    if not path.is_dir():
+        raise ModelLoadError(f"model path {path} is not a directory")
+    missing = [f for f in ("config.json",) if not (path / f).exists()]
+    if not any((path / f).exists() for f in ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")):
+        missing.append("model.safetensors (or pytorch_model.bin)")
+    if not any((path / f).exists() for f in ("tokenizer.json", "vocab.json")):
+        missing.append("tokenizer.json (or vocab.json + merges.txt)")
+    if missing:
+        raise ModelLoadError(f"{path} is not a Hugging Face model directory: missing {', '.join(missing)}")
+
+
+def _hub_reachable() -> bool:
+    from huggingface_hub import constants
+
+    host = urlparse(constants.ENDPOINT).hostname or ""
+    try:
+        with socket.create_connection((host, 443), timeout=HUB_PROBE_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
+
+
+def _resolve(spec: str) -> str:
+    """Map a user spec to a directory or hub id, failing fast when the hub is out of reach."""
+    if spec == "reference":
+        path = reference_dir()
+        if not (path / "config.json").exists():
+            raise ModelLoadError(f"the bundled reference model is missing from {path}; retrain it with `advgen train-reference --out DIR` and copy the final files of DIR (not DIR/checkpoints) into {path}")
+        return str(path)
+    p = Path(spec).expanduser()
+    if p.exists() or spec.startswith((".", "/", "~")):
+        _check_hf_dir(p)
+        return str(p.resolve())
+    hub_id = GPT2_ALIASES.get(spec, spec)
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(hub_id, "config.json")
+    if isinstance(cached, str):
+        return hub_id
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or not _hub_reachable():
+        raise ModelLoadError(
+            f"cannot reach the Hugging Face hub to download {hub_id!r} and it is not in the local cache. "
+            f"Point --model at a local copy (a directory with config.json, model.safetensors and tokenizer "
+            f"files, e.g. made once online with `save_pretrained`), or use --model reference (bundled, offline)."
+        )
+    return hub_id
+
+
+def load_model(spec: str = "reference", device: str = "cpu") -> LoadedModel:
+    """Load `spec` ("reference", "gpt2"/"gpt2-small", a hub id, or a local HF directory)."""
+    source = _resolve(spec)
+    t0 = time.perf_counter()
+    from transformer_lens.model_bridge import TransformerBridge
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a weight-loading bar per run is noise in a CLI
+
+    try:
+        bridge = TransformerBridge.boot_transformers(source, device=device)
+    except Exception as e:  # noqa: BLE001 - any loader failure becomes one clear message
+        raise ModelLoadError(f"could not load model {spec!r} from {source}: {type(e).__name__}: {e}") from e
+    bridge.eval()
+    tok = bridge.tokenizer
+    if tok is None:
+        raise ModelLoadError(f"model {spec!r} has no tokenizer")
+    return LoadedModel(bridge, tok, spec, source, time.perf_counter() - t0)
+
+
+def load_tokenizer(spec: str = "reference") -> Any:
+    """The tokenizer of `spec` alone, for jobs that render prompts without running the model."""
+    from transformers import AutoTokenizer
+
+    source = _resolve(spec)
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except Exception as e:  # noqa: BLE001
+        raise ModelLoadError(f"could not load the tokenizer of {spec!r} from {source}: {e}") from e

@@ -1,0 +1,167 @@
+"""Batched model runs that read each prompt at its own END, with padding that cannot shift positions.
+
+Prompts are right-padded: under causal attention a real token never sees a later pad, and
+position ids of real tokens stay 0..len-1, so batched logits equal unbatched ones. Batches are
+formed by length so padding stays small, and only the END rows go through the unembedding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from advgen.core.types import AdvgenError, Evaluation, Head, PromptMetrics, PromptSet
+from advgen.model.loading import LoadedModel
+from advgen.model.metrics import prompt_metrics
+from advgen.prompts.templates import tokenizer_hash
+
+Hook = tuple[str, Callable[..., Any]]
+"""(TransformerLens hook name, function(tensor, hook) -> tensor | None)."""
+HookFactory = Callable[[list[int]], Sequence[Hook]]
+"""Builds the hooks for one batch, given the prompt indices in it (for per-prompt ablations)."""
+
+DEFAULT_BATCH = 32
+
+
+def check_prompts(model: LoadedModel, prompts: PromptSet) -> None:
+    """Refuse prompts tokenized by another tokenizer or longer than the model's context."""
+    want = tokenizer_hash(model.tokenizer)
+    if prompts.tokenizer_hash != want:
+        raise AdvgenError(
+            f"prompts were tokenized with tokenizer {prompts.tokenizer_hash}, model {model.name!r} uses {want}; "
+            "re-render the prompts for this model"
+        )
+    for i, p in enumerate(prompts):
+        if len(p) > model.n_ctx:
+            raise AdvgenError(f"prompt {i} ({p.template_id}) has {len(p)} tokens, more than the model's context of {model.n_ctx}")
+
+
+def pad_batch(prompts: PromptSet, idx: Sequence[int], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids [b, T] and each row's END index [b]."""
+    width = max(len(prompts[i]) for i in idx)
+    ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
+    for r, i in enumerate(idx):
+        ids[r, : len(prompts[i])] = torch.tensor(prompts[i].token_ids)
+    ends = torch.tensor([prompts[i].end for i in idx])
+    return ids, ends
+
+
+def end_logits_fn(model: LoadedModel) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Body forward + unembedding of END rows only; full forward where the head is not a plain linear."""
+    hf = model.hf_model
+    body, head = getattr(hf, "base_model", None), hf.get_output_embeddings()
+    softcap = getattr(hf.config, "final_logit_softcapping", None)
+    if body is None or head is None or body is hf or softcap:
+        return lambda ids, ends: model.bridge(ids)[torch.arange(len(ends)), ends]
+
+    def run(ids: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
+        h = body(input_ids=ids).last_hidden_state
+        return head(h[torch.arange(len(ends)), ends])
+
+    return run
+
+
+def end_logits(
+    model: LoadedModel,
+    prompts: PromptSet,
+    batch_size: int = DEFAULT_BATCH,
+    hooks: HookFactory | None = None,
+    progress: bool = False,
+    desc: str = "model",
+) -> torch.Tensor:
+    """Logits at each prompt's END, [n, vocab], in prompt order; one forward per batch."""
+    check_prompts(model, prompts)
+    run = end_logits_fn(model)
+    out: list[torch.Tensor | None] = [None] * len(prompts)
+    batches = list(prompts.batches(batch_size))
+    with torch.inference_mode():
+        for idx in tqdm(batches, desc=desc, disable=not progress, unit="batch"):
+            ids, ends = pad_batch(prompts, idx)
+            fwd = list(hooks(idx)) if hooks else []
+            with model.bridge.hooks(fwd_hooks=fwd):
+                logits = run(ids, ends).float()
+            for r, i in enumerate(idx):
+                out[i] = logits[r]
+    return torch.stack(out)  # type: ignore[arg-type]
+
+
+Read = tuple[Head, str, str]
+"""(head, query slot, key slot): one attention probability to read per prompt."""
+
+
+def read_key(head: Head, query: str, key: str) -> str:
+    return f"{head}:{query}->{key}"
+
+
+def attention_readout_hooks(prompts: PromptSet, reads: Sequence[Sequence[Read]], sink: list[dict[str, float]]) -> HookFactory:
+    """Hooks that store, per prompt, the attention of each requested (head, query, key) read.
+
+    Only the requested scalars leave the hook: full patterns are never cached. A read whose
+    query or key slot the prompt lacks is skipped.
+    """
+    layers = sorted({h.layer for rs in reads for h, _, _ in rs})
+
+    def factory(idx: list[int]) -> list[Hook]:
+        def make(layer: int) -> Callable[..., None]:
+            def hook(pattern: torch.Tensor, hook: Any) -> None:
+                for r, i in enumerate(idx):
+                    pos = prompts[i].positions
+                    for h, q, k in reads[i]:
+                        if h.layer == layer and q in pos and k in pos:
+                            sink[i][read_key(h, q, k)] = float(pattern[r, h.head, pos[q], pos[k]])
+
+            return hook
+
+        return [(f"blocks.{layer}.attn.hook_pattern", make(layer)) for layer in layers]
+
+    return factory
+
+
+@dataclass(frozen=True)
+class Measured:
+    """Per-prompt metrics at END and each prompt's own attention reads, from one forward per batch."""
+
+    metrics: tuple[PromptMetrics, ...]
+    signals: tuple[dict[str, float], ...]
+
+
+def measure(
+    model: LoadedModel, prompts: PromptSet, reads: Sequence[Sequence[Read]], batch_size: int = DEFAULT_BATCH,
+    progress: bool = False, desc: str = "model",
+) -> Measured:
+    """Metrics at END plus the requested (head, query, key) attention reads of every prompt."""
+    sink: list[dict[str, float]] = [{} for _ in prompts]
+    hooks = attention_readout_hooks(prompts, reads, sink) if any(reads) else None
+    logits = end_logits(model, prompts, batch_size, hooks=hooks, progress=progress, desc=desc)
+    io = torch.tensor([p.io_token for p in prompts])
+    s = torch.tensor([p.s_token for p in prompts])
+    return Measured(tuple(prompt_metrics(logits, io, s)), tuple(dict(sorted(d.items())) for d in sink))
+
+
+def validate(
+    model: LoadedModel,
+    prompts: PromptSet,
+    batch_size: int = DEFAULT_BATCH,
+    heads: Sequence[Head] = (),
+    slots: Sequence[str] = ("IO", "S1", "S2"),
+    progress: bool = False,
+) -> Evaluation:
+    """Per-prompt LD, probabilities and rank; optional END->slot attention of `heads` from the same run."""
+    for h in heads:
+        if not (0 <= h.layer < model.n_layers and 0 <= h.head < model.n_heads):
+            raise AdvgenError(f"head {h} is out of range for a model with {model.n_layers} layers x {model.n_heads} heads")
+    reads = [(h, "END", slot) for h in heads for slot in slots]
+    m = measure(model, prompts, [reads] * len(prompts), batch_size, progress, desc="validate")
+    signals = {read_key(*r): [d.get(read_key(*r), float("nan")) for d in m.signals] for r in reads}
+    return Evaluation(prompts, m.metrics, signals)
+
+
+def single_logit_diff(model: LoadedModel, token_ids: Sequence[int], io_token: int, s_token: int) -> float:
+    """LD from one unbatched, unpadded forward through the bridge: the reference for batched numbers."""
+    with torch.inference_mode():
+        logits = model.bridge(torch.tensor([list(token_ids)]))[0, -1].double()
+    return float(logits[io_token] - logits[s_token])

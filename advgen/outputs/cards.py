@@ -1,0 +1,188 @@
+"""Dataset cards: an HF-style README.md (YAML front matter + prose) for every export.
+
+Everything in a card comes from the run directory (manifest.json, summary.json, circuit, rows), so
+a card never states a figure that the run did not produce; no timestamps, so equal runs give
+equal cards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from advgen.outputs.rundata import MARKER_KEY, RunData, arrow_table, columns, splits
+
+FIELDS: dict[str, str] = {
+    "text": "the prompt, ending right before the answer (no BOS; advgen prepends BOS when it runs a model)",
+    "io": "indirect object: the correct answer name (scored as ' ' + io)",
+    "s": "subject: the distractor name, mentioned twice (S1, S2)",
+    "family": "clean, control, attack or baseline (attack runs); clean or abc (plain runs)",
+    "mode": "attack/control failure-mode name (null for clean rows)",
+    "template_id": "id of the template the prompt was rendered from",
+    "order": "name order: ABBA, BABA (IOI) or ABC",
+    "pair_id": "links an attack/control row to the clean prompt it came from",
+    "n_tokens": "token count of the prompt including BOS",
+    "positions": "token index (BOS = 0) of each slot: IO, S1, S1+1, S2, END, PLACE, OBJECT, ...",
+    "extra": "provenance: filled slot values, name order as written, ...",
+    "logit_diff": "logit(' ' + io) - logit(' ' + s) at END, measured on the model named below",
+    "io_logit": "logit of the IO token at END",
+    "s_logit": "logit of the S token at END",
+    "io_prob": "softmax probability of the IO token at END",
+    "s_prob": "softmax probability of the S token at END",
+    "io_rank": "rank of the IO token among all tokens at END (0 = top prediction)",
+    "s_beats_io": "logit_diff < 0",
+    "params": "attack parameters (dose, insertion point, inserted sentence, ...)",
+    "is_break": "attack LD < 0 while its clean pair had LD > 0",
+    "explained": "whether the internal signal the failure mode predicts moved (null if not measured)",
+    "head_signals": "attention readouts, keyed 'a9.h9:END->IO'",
+}
+
+FORMAT_NOTES: dict[str, str] = {
+    "jsonl": "One JSON object per line per split in `data/<split>.jsonl`, fields exactly as in the run's results.jsonl "
+    "(nested fields stay objects; for `datasets.load_dataset` use the parquet or hf export, whose columns have one schema).",
+    "csv": "`data/<split>.csv`; `positions` is spread over `pos_<slot>` columns, other nested fields are JSON strings.",
+    "parquet": "`data/<split>.parquet` (zstd); `positions` is spread over `pos_<slot>` integer columns, "
+    "other nested fields (extra, params, head_signals) are JSON strings.",
+    "hf": "A `datasets.DatasetDict` saved with `save_to_disk` in `hf/`; columns as in the Parquet export.",
+    "auto-circuit": "auto-circuit prompt JSON (`load_datasets_from_json`): `<split>.json` holds every row as "
+    "{clean, corrupt, answers, wrong_answers}; `clean` is the row's prompt, `corrupt` its p_ABC twin (S2 replaced "
+    "by a third name from the run's own names, same token length), answers [' IO'], wrong_answers [' S']. "
+    "`word_idxs` (IO, S1, S1+1, S2, end; counted without BOS, auto-circuit adds it) appear in `<split>.json` only "
+    "when every prompt shares them; `by_positions/` holds fixed-length groups, each with its own word_idxs and "
+    "seq_labels, for token-level circuits. `index.json` lists the files and any skipped rows with the reason. "
+    "If your tokenizer adds BOS by itself (`add_bos_token`), load with `prepend_bos=False`.",
+    "lm-eval": "An lm-evaluation-harness task group `advgen_ioi` (one multiple_choice task per split, "
+    "`advgen_ioi_<split>.yaml`): context = text, choices = [io, s] scored as ' ' + choice, target = io; "
+    "`acc` = fraction of prompts where the IO continuation is more likely than S, i.e. LD > 0. "
+    "Note: advgen measures with BOS prepended; lm-eval's HF backend adds BOS only with `add_bos_token=True`.",
+}
+
+USAGE: dict[str, str] = {
+    "jsonl": 'import json\nrows = [json.loads(line) for line in open("OUT/data/clean.jsonl")]',
+    "csv": 'import pandas as pd\ndf = pd.read_csv("OUT/data/clean.csv")  # or datasets.load_dataset("OUT")',
+    "parquet": 'import pyarrow.parquet as pq\nt = pq.read_table("OUT/data/clean.parquet")  # or load_dataset("OUT")',
+    "hf": 'from datasets import load_from_disk\ndd = load_from_disk("OUT/hf")\nprint(dd["clean"][0])',
+    "auto-circuit": 'from pathlib import Path\nfrom auto_circuit.data import load_datasets_from_json\n'
+    'train, test = load_datasets_from_json(model, Path("OUT/clean.json"), device="cpu", prepend_bos=True)',
+    "lm-eval": "lm_eval --model hf --model_args pretrained=gpt2,add_bos_token=True \\\n"
+    "    --include_path OUT --tasks advgen_ioi",
+}
+
+
+def _size_category(n: int) -> str:
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if n < limit:
+            return name
+    return "1M<n<10M"
+
+
+def _fmt(x: Any) -> str:
+    return f"{x:.3f}" if isinstance(x, float) else str(x)
+
+
+def _circuit_line(c: Mapping[str, Any] | None) -> str:
+    if not c:
+        return "none (plain `advgen run`: no circuit was used)"
+    heads = c.get("heads") or []
+    roles: dict[str, list[str]] = {}
+    for h in heads:
+        if isinstance(h, Mapping):
+            roles.setdefault(str(h.get("role")), []).append(str(h.get("head")))
+    by_role = "; ".join(f"{r}: {', '.join(hs)}" for r, hs in roles.items())
+    return f"`{c.get('name', '?')}` ({len(heads)} heads; {by_role})"
+
+
+def _summary_table(summary: Mapping[str, Any]) -> str:
+    keys = [("n", "n"), ("mean_logit_diff", "mean LD"), ("accuracy", "LD > 0"), ("s_beats_io_rate", "S > IO"),
+            ("mean_io_prob", "mean IO prob")]
+    if not summary:
+        return "(no summary.json in the run directory)\n"
+    lines = ["| group | " + " | ".join(k[1] for k in keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    groups = {"all": summary, **dict(summary.get("by_family") or {})}
+    for name, s in groups.items():
+        if isinstance(s, Mapping):
+            lines.append(f"| {name} | " + " | ".join(_fmt(s.get(k, "")) for k, _ in keys) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def dataset_card(data: RunData, fmt: str, files: Mapping[str, str]) -> str:
+    """README.md for an export of `data` in `fmt`; `files` maps split -> path inside the export."""
+    man = data.manifest
+    parts = splits(data.rows)
+    counts = {k: len(v) for k, v in parts.items()}
+    front: dict[str, Any] = {
+        "pretty_name": f"advgen IOI prompts ({data.run_dir.name})",
+        "language": ["en"],
+        "license": "unknown",
+        "tags": ["interpretability", "mechanistic-interpretability", "indirect-object-identification", "adversarial"],
+        "task_categories": ["text-generation"],
+        "size_categories": [_size_category(len(data.rows))],
+    }
+    if fmt in ("csv", "parquet"):
+        # configs + features make `datasets.load_dataset(<export dir>)` read every split with one schema
+        import datasets
+
+        schema = arrow_table(data.rows, columns(data.rows)).schema
+        front["configs"] = [{"config_name": "default", "data_files": [{"split": k, "path": v} for k, v in files.items()]}]
+        # split sizes live under advgen_export: `datasets` wants num_bytes beside them in dataset_info
+        front["dataset_info"] = {"features": datasets.Features.from_arrow_schema(schema)._to_yaml_list()}
+    front[MARKER_KEY] = {
+        "format": fmt,
+        "model": man.get("model"),
+        "model_source": man.get("model_source"),
+        "tokenizer_hash": man.get("tokenizer_hash"),
+        "seed": man.get("seed"),
+        "circuit": (data.circuit or {}).get("name") if data.circuit else None,
+        "command": man.get("command"),
+        "versions": dict(man.get("versions") or {}),
+        "splits": counts,
+    }
+    present = [f for f in FIELDS if any(f in r for r in data.rows)]
+    field_lines = "\n".join(f"| `{f}` | {FIELDS[f]} |" for f in present)
+    split_lines = "\n".join(f"| `{k}` | {n} | `{files.get(k, '')}` |" for k, n in counts.items())
+    body = f"""# advgen IOI prompts: {data.run_dir.name}
+
+Indirect-object-identification (IOI) prompts generated and measured by
+advgen (circuit-driven adversarial prompt generation), exported as `{fmt}`.
+
+## How it was made
+- command: `{man.get('command', '?')}`
+- model: `{man.get('model', '?')}` (source `{man.get('model_source', '?')}`, tokenizer hash `{man.get('tokenizer_hash', '?')}`)
+- seed: {man.get('seed', '?')}; settings: `{dict(man.get('settings') or {})}`
+- circuit: {_circuit_line(data.circuit)}
+- versions: {', '.join(f'{k} {v}' for k, v in (man.get('versions') or {}).items())}
+
+Prompts are rendered from templates with single-token names, places and objects; every metric was
+read at each prompt's own END token with BOS prepended. Attack rows (if any) are transformations of
+clean prompts aimed at a failure mode the circuit predicts; `pair_id` links them to their clean prompt.
+
+## Splits
+| split | rows | file |
+|---|---|---|
+{split_lines}
+
+## Measured on the model above (from summary.json)
+{_summary_table(data.summary)}
+## Fields
+| field | meaning |
+|---|---|
+{field_lines}
+
+## Format
+{FORMAT_NOTES[fmt]}
+
+```python
+{USAGE[fmt].replace('OUT', 'path/to/this/export')}
+```
+
+## Intended use and limits
+- Intended for testing interpretability claims about the IOI circuit (faithfulness, failure modes)
+  and for evaluating other models on IOI-style prompts.
+- The metrics describe the model named above only; rerun them (`advgen validate`) for any other model.
+- Prompts are synthetic and templated English; they say nothing about natural text and carry the
+  name lists' biases (first names, mostly English).
+- Attack prompts are selected against one model and one circuit; breaks need not transfer.
+"""
+    return "---\n" + yaml.safe_dump(front, sort_keys=False, allow_unicode=True) + "---\n\n" + body
