@@ -29,25 +29,23 @@ from advgen.prompts import lexicon
 BOS = "<|endoftext|>"
 
 # --------------------------------------------------------------------------------------------
-# Held-out paper templates ([A] = IO, [B] = S). The prompt part (everything before the final
-# [A]) must never occur in the corpus, with any names, places, objects or articles.
-PAPER_TEMPLATES: tuple[str, ...] = (
-    "Then, [B] and [A] went to the [PLACE]. [B] gave a [OBJECT] to [A]",
-    "Then, [B] and [A] had a lot of fun at the [PLACE]. [B] gave a [OBJECT] to [A]",
-    "Then, [B] and [A] were working at the [PLACE]. [B] decided to give a [OBJECT] to [A]",
-    "Then, [B] and [A] were thinking about going to the [PLACE]. [B] wanted to give a [OBJECT] to [A]",
-    "Then, [B] and [A] had a long argument, and afterwards [B] said to [A]",
-    "After [B] and [A] went to the [PLACE], [B] gave a [OBJECT] to [A]",
-    "When [B] and [A] got a [OBJECT] at the [PLACE], [B] decided to give it to [A]",
-    "When [B] and [A] got a [OBJECT] at the [PLACE], [B] decided to give the [OBJECT] to [A]",
-    "While [B] and [A] were working at the [PLACE], [B] gave a [OBJECT] to [A]",
-    "While [B] and [A] were commuting to the [PLACE], [B] gave a [OBJECT] to [A]",
-    "After the lunch, [B] and [A] went to the [PLACE]. [B] gave a [OBJECT] to [A]",
-    "Afterwards, [B] and [A] went to the [PLACE]. [B] gave a [OBJECT] to [A]",
-    "Then, [B] and [A] had a long argument. Afterwards [B] said to [A]",
-    "The [PLACE] [B] and [A] went to had a [OBJECT]. [B] gave it to [A]",
-    "Friends [B] and [A] found a [OBJECT] at the [PLACE]. [B] gave it to [A]",
-)
+# Held-out paper templates ([A] = IO, [B] = S), read from the one copy in templates/ioi.yaml.
+# The prompt part (everything before the final [A]) must never occur in the corpus, with any
+# names, places, objects or articles.
+def _paper_templates() -> tuple[str, ...]:
+    from advgen.prompts.templates import resolve_templates
+
+    conv = {"{S1}": "[B]", "{S2}": "[B]", "{IO}": "[A]", "{PLACE}": "[PLACE]", "{OBJECT}": "[OBJECT]"}
+    out = []
+    for tpl in resolve_templates("ioi"):
+        text = tpl.text
+        for k, v in conv.items():
+            text = text.replace(k, v)
+        out.append(text + " [A]")
+    return tuple(out)
+
+
+PAPER_TEMPLATES: tuple[str, ...] = _paper_templates()
 
 
 def template_regex(template: str) -> re.Pattern[str]:
