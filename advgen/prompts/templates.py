@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,8 +175,24 @@ def resolve_templates(spec: str | Path | None) -> tuple[Template, ...]:
     return load_templates(p if p.suffix in (".yaml", ".yml") or p.exists() else builtin_pack(str(spec)))
 
 
+_HASHES: dict[int, tuple[weakref.ref[Any], str]] = {}
+"""id(tokenizer) -> (weak reference, hash): serialising GPT-2's tokenizer takes 1-2 s, so once per object."""
+
+
 def tokenizer_hash(tokenizer: Any) -> str:
-    """sha256 of the tokenizer's canonical JSON: identifies the vocabulary in manifests."""
+    """sha256 of the tokenizer's canonical JSON: identifies the vocabulary in manifests (cached per object)."""
+    hit = _HASHES.get(id(tokenizer))
+    if hit is not None and hit[0]() is tokenizer:
+        return hit[1]
+    h = _tokenizer_hash(tokenizer)
+    try:
+        _HASHES[id(tokenizer)] = (weakref.ref(tokenizer), h)
+    except TypeError:  # an object that cannot be weakly referenced is hashed every time
+        pass
+    return h
+
+
+def _tokenizer_hash(tokenizer: Any) -> str:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
         spec = json.loads(backend.to_str())
