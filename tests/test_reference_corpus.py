@@ -10,6 +10,7 @@ import pytest
 from advgen.prompts import lexicon
 from advgen.reference import REFERENCE_DIR
 from advgen.reference import corpus as C
+from advgen.reference import heldout as H
 
 # The paper's 15 templates, written out again here (independently of corpus.PAPER_TEMPLATES) so
 # the held-out check does not trust the module it checks.
@@ -60,15 +61,15 @@ def _render(t: str, a: str, b: str, place: str, obj: str) -> str:
 
 
 def test_fifteen_templates_and_detector_works():
-    assert len(PAPER) == 15 and len(C.PAPER_TEMPLATES) == 15
+    assert len(PAPER) == 15 and len(H.PAPER_TEMPLATES) == 15
     for t in PAPER:
         text = _render(t, "Mary", "John", "store", "drink")
         prompt = text[: text.rindex(" Mary")]
         assert sum(bool(s.search(prompt)) for s in SKELETONS) >= 1, t
-        assert C.contains_paper_template(prompt), t
+        assert H.contains_paper_template(prompt), t
         # also with an ABC subject and another article
         abc = _render(t, "Mary", "John", "park", "apple").replace("John gave", "Kevin gave")
-        assert C.contains_paper_template(abc[: abc.rindex(" Mary")])
+        assert H.contains_paper_template(abc[: abc.rindex(" Mary")])
 
 
 def test_corpus_is_seeded_and_deterministic():
