@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from advgen.reference import corpus as corpus_mod
+from advgen.reference import heldout
 from advgen.reference import tokenizer as tok_mod
 
 
@@ -318,7 +319,7 @@ def paper_template_check(model_dir: Path, n_per: int = 40, seed: int = 123) -> d
         return ids[0]
 
     rows = []
-    for t in corpus_mod.PAPER_TEMPLATES:
+    for t in heldout.PAPER_TEMPLATES:
         body = t.rsplit(" [A]", 1)[0]
         for order in ("ABBA", "BABA"):
             for _ in range(n_per):
