@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -91,13 +92,15 @@ def test_bad_template_file_exits_nonzero_without_output(tmp_path, tiny_model_dir
     assert not out.exists()
 
 
-def test_unreachable_gpt2_fails_fast_with_advice(tmp_path, monkeypatch, capsys):
+def test_unreachable_gpt2_fails_fast_with_advice(tmp_path):
+    """In a fresh process, so the hub library reads the empty HF_HOME when it is first imported."""
     import time
 
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # empty cache
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}  # empty cache
     t0 = time.perf_counter()
-    assert main(["run", "--model", "gpt2", "--n", "2", "--out", str(tmp_path / "o")]) == 2
-    assert time.perf_counter() - t0 < 10
-    err = capsys.readouterr().err
+    proc = subprocess.run([sys.executable, "-m", "advgen.cli.main", "run", "--model", "gpt2", "--n", "2",
+                           "--out", str(tmp_path / "o")], capture_output=True, text=True, env=env)
+    assert proc.returncode == 2, proc.stderr
+    assert time.perf_counter() - t0 < 60  # process start and imports included; the probe itself takes seconds
+    err = proc.stderr
     assert "local copy" in err and "--model reference" in err
