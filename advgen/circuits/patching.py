@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from advgen.core.types import AdvgenError, Prompt, PromptSet
 from advgen.model.loading import LoadedModel
+from advgen.model.metrics import kl_divergence
 from advgen.model.validate import (
     DEFAULT_BATCH,
     check_prompts,
@@ -245,7 +246,7 @@ def patched_run(
         losses.append(-logp[r, io])
         if ref_logp is not None:
             ref = ref_logp[[p.prompt for p in part]].double()
-            kls.append((ref.exp() * (ref - logp)).sum(-1))
+            kls.append(kl_divergence(ref, logp))
         else:
             kls.append(torch.full((len(part),), float("nan"), dtype=torch.float64))
     return RowStats(torch.cat(lds), torch.cat(losses), torch.cat(kls))
