@@ -230,7 +230,10 @@ def markdown(header: dict[str, Any], table: dict[str, dict[str, Any]], comp: dic
 def write_claims(res: ClaimResult, out: str | Path, command: str = "") -> list[Path]:
     """DIR/claims.json, DIR/claims.md, DIR/worst_cases.jsonl (atomic writes)."""
     out = Path(out)
-    doc = {**res.header, "command": command, "table": res.table, "completeness": res.completeness, "minimality": res.minimality}
+    from advgen.core.records import package_versions
+
+    doc = {**res.header, "command": command, "versions": package_versions(), "table": res.table, "completeness": res.completeness,
+           "minimality": res.minimality}
     md = res.markdown + (f"\nCommand: `{command}`\n" if command else "")
     return [atomic_write_text(out / "claims.json", dumps(doc) + "\n"), atomic_write_text(out / "claims.md", md),
             atomic_write_text(out / "worst_cases.jsonl", jsonl_text(res.worst_cases))]

@@ -270,12 +270,13 @@ def _scatter(path: Path, m: dict[str, np.ndarray], rank: dict[str, float]) -> No
 def write_discovery(d: Discovery, out: str | Path, command: str = "") -> list[Path]:
     """OUT circuit JSON; beside it discovery.json (every score matrix + report) and PNG heatmaps."""
     from advgen.core.files import atomic_write_text, dumps
+    from advgen.core.records import package_versions
 
     out = Path(out)
     written = [d.circuit.save(out)]
     folder = out.parent
     report = {k: v for k, v in d.report.items() if k != "seconds"}  # wall times would break byte-identical reruns
-    doc = {**report, "command": command, "matrices": {k: np.round(v, 6).tolist() for k, v in sorted(d.matrices.items())}}
+    doc = {**report, "command": command, "versions": package_versions(), "matrices": {k: np.round(v, 6).tolist() for k, v in sorted(d.matrices.items())}}
     written.append(atomic_write_text(folder / "discovery.json", dumps(_finite(doc)) + "\n"))
     title = f"{d.report['model']}: effects / F(M) = {d.report['clean_mean_ld']:.2f}"
     for fname, names in HEATMAPS.items():
