@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -28,8 +29,10 @@ def test_positions_verified_for_all_templates(gpt2_tokenizer, order):
     for t in resolve_templates(None):
         p = render(t, order, fill, gpt2_tokenizer)
         dec = lambda k: gpt2_tokenizer.decode([p.token_ids[p.positions[k]]])  # noqa: E731
-        assert dec("IO") == " Mary" or (dec("IO") == "Mary" and p.positions["IO"] == 1)
-        assert dec("S1").strip() == "John" and dec("S2").strip() == "John"
+        # every mention carries its leading space: S1 and S2 are the same token as the answer " John"
+        assert dec("IO") == " Mary"
+        assert dec("S1") == " John" and dec("S2") == " John"
+        assert p.token_ids[p.positions["S1"]] == p.token_ids[p.positions["S2"]] == p.s_token
         assert p.positions["S1+1"] == p.positions["S1"] + 1
         assert p.positions["END"] == len(p.token_ids) - 1
         assert p.token_ids[0] == gpt2_tokenizer.bos_token_id
@@ -67,7 +70,7 @@ def test_malformed_yaml_names_file(tmp_path):
 
 
 def test_unknown_slot_names_file_line_and_slot(tmp_path):
-    f = _write(tmp_path, "templates:\n  - {id: a, text: '{S1} and {IO} met. {S2} gave it to'}\n  - {id: b, text: '{S1} and {IO} at {CITY}. {S2} gave it to'}\n")
+    f = _write(tmp_path, "templates:\n  - {id: a, text: 'Then {S1} and {IO} met. {S2} gave it to'}\n  - {id: b, text: 'Then {S1} and {IO} at {CITY}. {S2} gave it to'}\n")
     with pytest.raises(TemplateError, match=r"t.yaml:3.*unknown slot \{CITY\}"):
         load_templates(f)
 
@@ -87,6 +90,37 @@ def test_multi_token_answer_is_rejected(gpt2_tokenizer):
 
 def test_slot_that_merges_with_neighbour_is_rejected(gpt2_tokenizer):
     # "{IO}'s" style text is fine, but a slot glued to letters cannot be one token in context
-    t = Template("glued", "{S1} and x{IO} met. {S2} gave it to")
+    t = Template("glued", "Then {S1} and x{IO} met. {S2} gave it to")
     with pytest.raises(TemplateError, match=r"slot \{IO\}"):
         render(t, "BABA", Fill(io="Mary", s="John"), gpt2_tokenizer)
+
+
+@pytest.mark.parametrize("text,slot", [
+    ("{S1} and {IO} went out. {S2} gave it to", "S1"),     # starts with a name: no leading space
+    ("{IO} and {S1} went out. {S2} gave it to", "IO"),
+    ('Then "{S1}" and {IO} met. {S2} gave it to', "S1"),    # after a quote: "John, not " John"
+    ("Then,\n{S1} and {IO} met. {S2} gave it to", "S1"),   # after a newline
+])
+def test_slot_without_leading_space_is_rejected(tmp_path, text, slot):
+    f = _write(tmp_path, "templates:\n  - id: a\n    text: " + json.dumps(text) + "\n")
+    with pytest.raises(TemplateError, match=r"t.yaml:2.*slot \{" + slot + r"\}.*follow a space"):
+        load_templates(f)
+
+
+def test_render_requires_the_leading_space_token(gpt2_tokenizer):
+    # a Template built in memory (no check_template) still cannot render a name without its space
+    t = Template("start", "{S1} and {IO} went out. {S2} gave it to")
+    with pytest.raises(TemplateError, match=r"slot \{S1\}.*leading space"):
+        render(t, "BABA", Fill(io="Mary", s="John"), gpt2_tokenizer)
+
+
+def test_invalid_utf8_template_names_file_and_line(tmp_path):
+    f = tmp_path / "t.yaml"
+    f.write_bytes(b"templates:\n  - {id: a, text: 'Then \xff{S1}'}\n")
+    with pytest.raises(TemplateError, match=r"t.yaml:2: not valid UTF-8"):
+        load_templates(f)
+
+
+def test_directory_as_template_file(tmp_path):
+    with pytest.raises(TemplateError, match="is a directory"):
+        load_templates(tmp_path)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from advgen.core.files import read_json
 from advgen.core.types import AdvgenError, Head, Role
 
 FORMAT = "advgen-circuit/1"
@@ -76,10 +77,10 @@ class Circuit:
     def check_against(self, n_layers: int, n_heads: int) -> Circuit:
         """Raise if any head lies outside a model with these dimensions."""
         for h in self.heads:
-            if not 0 <= h.head.layer < n_layers:
-                raise CircuitError(f"circuit {self.name!r}: head {h.head} has layer {h.head.layer}, model has layers 0..{n_layers - 1}")
-            if not 0 <= h.head.head < n_heads:
-                raise CircuitError(f"circuit {self.name!r}: head {h.head} has head index {h.head.head}, model has heads 0..{n_heads - 1}")
+            try:
+                h.head.check_in(n_layers, n_heads, "model")
+            except AdvgenError as e:
+                raise CircuitError(f"circuit {self.name!r}: {e}") from None
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -109,38 +110,21 @@ class Circuit:
             raise CircuitError(f"{where}: unknown format {d.get('format')!r}, expected {FORMAT!r}")
         heads: list[CircuitHead] = []
         seen: set[Head] = set()
-        valid_roles = [r.value for r in Role]
         for i, e in enumerate(d["heads"]):
-            at = f"{where}: heads[{i}]"
-            if not isinstance(e, Mapping) or "head" not in e or "role" not in e:
-                raise CircuitError(f"{at}: each head needs 'head' and 'role'")
-            try:
-                head = Head.parse(str(e["head"]))
-            except AdvgenError as err:
-                raise CircuitError(f"{at}: {err}") from None
-            if e["role"] not in valid_roles:
-                raise CircuitError(f"{at}: head {head} has unknown role {e['role']!r}; roles: {valid_roles}")
-            role = Role(e["role"])
-            positions = tuple(e.get("positions") or DEFAULT_POSITIONS.get(role, ("ALL",)))
-            bad = [p for p in positions if p not in POSITIONS]
-            if bad:
-                raise CircuitError(f"{at}: head {head} has unknown position(s) {bad}; positions: {list(POSITIONS)}")
-            if head in seen:
-                raise CircuitError(f"{at}: head {head} listed twice")
-            seen.add(head)
-            scores = {str(k): float(v) for k, v in (e.get("scores") or {}).items()}
-            heads.append(CircuitHead(head, role, positions, scores, str(e.get("note", ""))))
-        c = cls(
-            name=str(d.get("name", "circuit")),
-            model=str(d.get("model", "")),
-            heads=tuple(heads),
-            n_layers=d.get("n_layers"),
-            n_heads=d.get("n_heads"),
-            provenance=dict(d.get("provenance") or {}),
-        )
+            h = _parse_head(e, f"{where}: heads[{i}]")
+            if h.head in seen:
+                raise CircuitError(f"{where}: heads[{i}]: head {h.head} listed twice")
+            seen.add(h.head)
+            heads.append(h)
+        dims = {k: _dim(d.get(k), k, where) for k in ("n_layers", "n_heads")}
+        prov = d.get("provenance") or {}
+        if not isinstance(prov, Mapping):
+            raise CircuitError(f"{where}: 'provenance' must be an object, got {type(prov).__name__}")
+        c = cls(name=str(d.get("name", "circuit")), model=str(d.get("model", "")), heads=tuple(heads),
+                n_layers=dims["n_layers"], n_heads=dims["n_heads"], provenance=dict(prov))
         if c.n_layers and c.n_heads:
             try:
-                c.check_against(int(c.n_layers), int(c.n_heads))
+                c.check_against(c.n_layers, c.n_heads)
             except CircuitError as err:
                 raise CircuitError(f"{where}: {err}") from None
         return c
@@ -151,10 +135,54 @@ class Circuit:
         if not path.exists():
             raise CircuitError(f"circuit file not found: {path}")
         try:
-            d = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise CircuitError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+            d = read_json(path, "circuit file")
+        except AdvgenError as e:
+            raise CircuitError(str(e)) from None
         return cls.from_dict(d, str(path))
+
+
+def _number(v: Any, what: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise CircuitError(f"{what} must be a number, got {type(v).__name__} {repr(v)[:40]}")
+    return float(v)
+
+
+def _dim(v: Any, key: str, where: str) -> int | None:
+    """n_layers / n_heads: absent (null) or a positive integer."""
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise CircuitError(f"{where}: {key!r} must be a positive integer, got {repr(v)[:40]}")
+    return v
+
+
+def _parse_head(e: Any, at: str) -> CircuitHead:
+    """One entry of a circuit's 'heads' list, every field checked; errors name the entry and head."""
+    if not isinstance(e, Mapping) or "head" not in e or "role" not in e:
+        raise CircuitError(f"{at}: each head needs 'head' and 'role'")
+    if not isinstance(e["head"], str):
+        raise CircuitError(f"{at}: 'head' must be a string like 'a9.h9', got {repr(e['head'])[:40]}")
+    try:
+        head = Head.parse(e["head"])
+    except AdvgenError as err:
+        raise CircuitError(f"{at}: {err}") from None
+    valid_roles = [r.value for r in Role]
+    if not isinstance(e["role"], str) or e["role"] not in valid_roles:
+        raise CircuitError(f"{at}: head {head} has unknown role {e['role']!r}; roles: {valid_roles}")
+    role = Role(e["role"])
+    raw = e.get("positions") or DEFAULT_POSITIONS.get(role, ("ALL",))
+    if not isinstance(raw, (list, tuple)) or not all(isinstance(p, str) for p in raw):
+        raise CircuitError(f"{at}: head {head}: 'positions' must be a list of strings, e.g. [\"END\"]")
+    positions = tuple(raw)
+    bad = [p for p in positions if p not in POSITIONS]
+    if bad:
+        raise CircuitError(f"{at}: head {head} has unknown position(s) {bad}; positions: {list(POSITIONS)}")
+    scores = e.get("scores") or {}
+    if not isinstance(scores, Mapping):
+        raise CircuitError(f"{at}: head {head}: 'scores' must be an object of numbers")
+    vals = {str(k): _number(v, f"{at}: head {head}: score {k!r}") for k, v in scores.items()}
+    note = e.get("note", "")
+    return CircuitHead(head, role, positions, vals, note if isinstance(note, str) else repr(note))
 
 
 def builtin_names() -> list[str]:

@@ -1,7 +1,17 @@
-"""Write and read files atomically: the bottom layer every stage writes through.
+"""Write and read files atomically and defensively: the bottom layer every stage goes through.
 
-Every file is written to a temporary name in its target directory and renamed into place, so an
-interrupted run never leaves a half-written file that looks complete.
+Writes: every file is written to a temporary name in its target directory and renamed into place,
+so an interrupted run never leaves a half-written file that looks complete. A target that is a
+directory, or a parent that is a file, is an `AdvgenError` naming the path, never a traceback.
+
+Reads: every reader names the file and the *physical* line (blank lines counted, as an editor
+shows them) of a problem: bytes that are not UTF-8, a directory given where a file belongs,
+malformed JSON, a field of the wrong type.
+
+CSV: every CSV advgen writes neutralises spreadsheet formula injection as OWASP recommends: a
+*text* cell that starts with `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'`,
+so Excel / LibreOffice / Sheets show it as text instead of evaluating it. Numbers are written as
+numbers (a negative logit difference stays `-1.5`); only strings from the data are prefixed.
 """
 
 from __future__ import annotations
@@ -18,16 +28,37 @@ from typing import Any
 from advgen.core.types import AdvgenError
 
 POSITION_KEYS = ("IO", "S1", "S1+1", "S2", "END")
+FORMULA_LEAD = ("=", "+", "-", "@", "\t", "\r")
+"""First characters a spreadsheet may treat as a formula (OWASP CSV injection)."""
+NUMBER = (int, float)
+
+
+def _ensure_dir(d: Path) -> None:
+    """mkdir -p with a named error when a component is a file or cannot be created."""
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise AdvgenError(f"cannot create directory {d}: a component of the path is an existing file") from None
+    except OSError as e:
+        raise AdvgenError(f"cannot create directory {d}: {e.strerror}") from None
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if path.is_dir():
+        raise AdvgenError(f"cannot write {path}: it is an existing directory")
+    _ensure_dir(path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise AdvgenError(f"cannot write {path}: {e.strerror}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             f.write(text)
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise AdvgenError(f"cannot write {path}: {e.strerror}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -40,6 +71,25 @@ def dumps(obj: Any) -> str:
 
 def jsonl_text(rows: Iterable[Mapping[str, Any]]) -> str:
     return "".join(dumps(r) + "\n" for r in rows)
+
+
+# ---- CSV ---------------------------------------------------------------------------------------
+
+
+def csv_cell(v: Any) -> Any:
+    """A value as a CSV cell: text starting with a formula character gets a leading `'` (OWASP)."""
+    if isinstance(v, str) and v.startswith(FORMULA_LEAD):
+        return "'" + v
+    return v
+
+
+def csv_rows_text(flat_rows: Iterable[Mapping[str, Any]], cols: Sequence[str]) -> str:
+    """CSV of already-flat rows in column order `cols`, every cell neutralised by `csv_cell`."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(cols), lineterminator="\n")
+    w.writerow({c: csv_cell(c) for c in cols})
+    w.writerows({k: csv_cell(v) for k, v in r.items()} for r in flat_rows)
+    return buf.getvalue()
 
 
 def csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -58,33 +108,104 @@ def csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
     cols: list[str] = []
     for d in flat:
         cols += [c for c in d if c not in cols]
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
-    w.writeheader()
-    w.writerows(flat)
-    return buf.getvalue()
+    return csv_rows_text(flat, cols)
 
 
-def read_jsonl(path: str | Path, required: Sequence[str] = ("text", "io", "s")) -> list[dict[str, Any]]:
-    """Rows of a JSONL file; a missing field or bad line is an error naming file and line."""
+# ---- readers -----------------------------------------------------------------------------------
+
+
+def read_text(path: str | Path, what: str = "file") -> str:
+    """The UTF-8 text of a file; missing, a directory, unreadable or not UTF-8 is a named error."""
     path = Path(path)
     if not path.exists():
-        raise AdvgenError(f"file not found: {path}")
+        raise AdvgenError(f"{what} not found: {path}")
+    if path.is_dir():
+        raise AdvgenError(f"{path}: is a directory, expected a {what}")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise AdvgenError(f"{path}: cannot read {what}: {e.strerror}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise AdvgenError(f"{path}:{line}: not valid UTF-8 (byte {data[e.start]:#04x} at offset {e.start})") from None
+
+
+def read_json(path: str | Path, what: str = "JSON file") -> Any:
+    """A JSON document; errors name the file and line."""
+    path = Path(path)
+    text = read_text(path, what)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise AdvgenError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+    except RecursionError:
+        raise AdvgenError(f"{path}: JSON nested too deeply") from None
+
+
+def type_name(v: Any) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}.get(
+        type(v), "null" if v is None else type(v).__name__)
+
+
+def check_fields(row: Mapping[str, Any], types: Mapping[str, tuple[type, ...]], where: str) -> None:
+    """Each present field of `types` must have one of its types (bool is not a number)."""
+    for k, allowed in types.items():
+        if k not in row or row[k] is None and type(None) in allowed:
+            continue
+        v = row[k]
+        ok = isinstance(v, allowed) and not (isinstance(v, bool) and bool not in allowed)
+        if not ok:
+            want = " or ".join(sorted({type_name(t()) if t is not type(None) else "null" for t in allowed}))
+            raise AdvgenError(f"{where}: field {k!r} must be a {want}, got {type_name(v)} {dumps(v)[:60]}")
+
+
+def read_jsonl_lines(
+    path: str | Path, required: Sequence[str] = ("text", "io", "s"), types: Mapping[str, tuple[type, ...]] | None = None,
+    allow_empty: bool = False,
+) -> list[tuple[int, dict[str, Any]]]:
+    """(physical line, row) of a JSONL file; a bad line, missing field or wrong type names file and line."""
+    path = Path(path)
+    text = read_text(path, "JSONL file")
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise AdvgenError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise AdvgenError(f"{path}:{n}: expected a JSON object per line")
-            missing = [k for k in required if k not in row]
-            if missing:
-                raise AdvgenError(f"{path}:{n}: row is missing field(s) {missing}")
-            rows.append(row)
-    if not rows:
+    for n, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise AdvgenError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+        except RecursionError:
+            raise AdvgenError(f"{path}:{n}: JSON nested too deeply") from None
+        if not isinstance(row, dict):
+            raise AdvgenError(f"{path}:{n}: expected a JSON object per line, got {type_name(row)}")
+        missing = [k for k in required if k not in row]
+        if missing:
+            raise AdvgenError(f"{path}:{n}: row is missing field(s) {missing}")
+        if types:
+            check_fields(row, types, f"{path}:{n}")
+        rows.append((n, row))
+    if not rows and not allow_empty:
         raise AdvgenError(f"{path}: no rows")
     return rows
+
+
+def read_jsonl(
+    path: str | Path, required: Sequence[str] = ("text", "io", "s"), types: Mapping[str, tuple[type, ...]] | None = None,
+    allow_empty: bool = False,
+) -> list[dict[str, Any]]:
+    """Rows of a JSONL file; a missing field or bad line is an error naming file and line."""
+    return [row for _, row in read_jsonl_lines(path, required, types, allow_empty)]
+
+
+# ---- Markdown ----------------------------------------------------------------------------------
+
+_MD_SPECIAL = "\\`*_{}[]()<>#+!|~"
+
+
+def md_escape(x: Any) -> str:
+    """Data as inert Markdown text: HTML entities for & < > and a backslash before Markdown syntax."""
+    s = str(x).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    s = "".join("\\" + ch if ch in _MD_SPECIAL and ch not in "<>" else ch for ch in s)
+    return " ".join(s.splitlines())

@@ -7,7 +7,7 @@ so small samples still cover all templates and both name orders evenly.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -36,14 +36,14 @@ class Spec:
     """A name distinct from IO and S, drawn with the prompt so its ABC twin is fixed by the seed."""
 
 
-def sample_specs(
+def iter_specs(
     templates: Sequence[Template],
     lexicon: Lexicon,
     n: int,
     seed: int,
     orders: Sequence[str] = ORDERS,
-) -> list[Spec]:
-    """n specs, balanced over templates x orders, names distinct within a prompt."""
+) -> Iterator[Spec]:
+    """n specs one at a time (memory flat in n), balanced over templates x orders, names distinct."""
     if n < 1:
         raise AdvgenError(f"--n must be >= 1, got {n}")
     if not templates:
@@ -53,17 +53,28 @@ def sample_specs(
     if len(names) < 3:
         raise AdvgenError(f"need at least 3 single-token names, lexicon has {len(names)}")
     cells = [(t, o) for t in templates for o in orders]
-    out: list[Spec] = []
-    while len(out) < n:
+    done = 0
+    while done < n:
         block = cells[:]
         rng.shuffle(block)
-        for t, o in block[: n - len(out)]:
+        for t, o in block[: n - done]:
             io, s, c = rng.sample(names, 3)
             extra_slots = sorted({sl for sl in t.slots if sl.startswith("X")})
             x = tuple(rng.sample([m for m in names if m not in (io, s, c)], len(extra_slots)))
             fill = Fill(io=io, s=s, x=x, place=rng.choice(lexicon.places), object=rng.choice(lexicon.objects))
-            out.append(Spec(t, o, fill, pair_id=f"s{seed}-{len(out):06d}", third=c))
-    return out
+            yield Spec(t, o, fill, pair_id=f"s{seed}-{done:06d}", third=c)
+            done += 1
+
+
+def sample_specs(
+    templates: Sequence[Template],
+    lexicon: Lexicon,
+    n: int,
+    seed: int,
+    orders: Sequence[str] = ORDERS,
+) -> list[Spec]:
+    """n specs, balanced over templates x orders, names distinct within a prompt."""
+    return list(iter_specs(templates, lexicon, n, seed, orders))
 
 
 def build(specs: Sequence[Spec], tokenizer: Any, *, abc: bool = False, prepend_bos: bool = True) -> PromptSet:
@@ -112,30 +123,55 @@ def _slotify(text: str, io: str, s: str, c: str | None, where: str) -> str:
     return out
 
 
-def from_rows(rows: Sequence[dict[str, Any]], tokenizer: Any, source: str = "<rows>", prepend_bos: bool = True) -> PromptSet:
+ROW_TYPES: Mapping[str, tuple[type, ...]] = {
+    "text": (str,), "io": (str,), "s": (str,), "c": (str, type(None)), "template_id": (str, int),
+    "order": (str,), "family": (str,), "pair_id": (str, int), "extra": (dict, type(None)),
+}
+"""Types a prompt JSONL row's fields must have (absent fields are fine, except text, io, s)."""
+
+
+def _third_name(row: Mapping[str, Any]) -> str | None:
+    """C of an ABC row: the row's `c`, or the `extra.fill.c` an advgen export carries."""
+    if row.get("c") is not None:
+        return str(row["c"])
+    extra = row.get("extra")
+    fill = extra.get("fill") if isinstance(extra, dict) else None
+    c = fill.get("c") if isinstance(fill, dict) else None
+    return c if isinstance(c, str) and c else None
+
+
+def row_prompt(row: Mapping[str, Any], n: int, where: str, tokenizer: Any, prepend_bos: bool = True) -> Prompt:
+    """One JSONL row as a verified Prompt; any problem is an AdvgenError starting with `where`."""
+    for k in ("text", "io", "s"):
+        if not isinstance(row.get(k), str) or not row[k]:
+            raise AdvgenError(f"{where}: field {k!r} must be a non-empty string")
+    c = _third_name(row)
+    ttext = _slotify(row["text"], row["io"], row["s"], c, where)
+    t = Template(id=str(row.get("template_id", "row")), text=ttext, pack="jsonl", source=where)
+    try:
+        check_template(t)
+        order = t.written_order
+        return render(t, order, Fill(io=row["io"], s=row["s"], c=c), tokenizer, prepend_bos=prepend_bos,
+                      family=str(row.get("family", "clean")), pair_id=str(row.get("pair_id", f"row{n}")),
+                      extra=_carried_extra(dict(row)))
+    except AdvgenError as e:
+        raise AdvgenError(f"{where}: {e}") from None
+
+
+def from_rows(
+    rows: Sequence[dict[str, Any]], tokenizer: Any, source: str = "<rows>", prepend_bos: bool = True,
+    lines: Sequence[int] | None = None,
+) -> PromptSet:
     """Prompts from JSONL rows (text, io, s; optional c, template_id, order, family, pair_id).
 
     Positions are re-derived from the text for this tokenizer: IO's first mention, S's first
     (S1) and second (S2) mentions, or C as S2 in ABC rows; then checked like any template.
+    `lines` gives each row's physical line in `source` for error messages.
     """
     prompts = []
     for n, row in enumerate(rows, 1):
-        where = f"{source}:{row.get('__line__', n)}"
-        for k in ("text", "io", "s"):
-            if not isinstance(row.get(k), str) or not row[k]:
-                raise AdvgenError(f"{where}: field {k!r} must be a non-empty string")
-        c = row.get("c") or (row.get("extra", {}).get("fill", {}).get("c") if isinstance(row.get("extra"), dict) else None)
-        ttext = _slotify(row["text"], row["io"], row["s"], c, where)
-        t = Template(id=str(row.get("template_id", "row")), text=ttext, pack="jsonl", source=where)
-        try:
-            check_template(t)
-            order = t.written_order
-            p = render(t, order, Fill(io=row["io"], s=row["s"], c=c), tokenizer, prepend_bos=prepend_bos,
-                       family=str(row.get("family", "clean")), pair_id=str(row.get("pair_id", f"row{n}")),
-                       extra=_carried_extra(row))
-        except AdvgenError as e:
-            raise AdvgenError(f"{where}: {e}") from None
-        prompts.append(p)
+        where = f"{source}:{lines[n - 1] if lines else n}"
+        prompts.append(row_prompt(row, n, where, tokenizer, prepend_bos))
     return PromptSet(tuple(prompts), tokenizer_hash(tokenizer))
 
 

@@ -15,12 +15,13 @@ from pathlib import Path
 
 import yaml
 
+from advgen.core.files import read_text
 from advgen.core.types import AdvgenError
 from advgen.prompts.lexicon import Lexicon
 from advgen.prompts.templates import TEMPLATES_DIR
 
 DISTRACTORS = TEMPLATES_DIR / "distractors.yaml"
-KINDS = ("neutral", "away", "filler", "pair")
+SENTENCE_KINDS = ("neutral", "away", "filler", "pair")
 MAX_PER_GRAMMAR = 400
 
 
@@ -37,11 +38,6 @@ class SentenceBank:
     """No name at all."""
     pair: tuple[str, ...]
     """{A} and {B}: both names of the first clause again."""
-
-    def of(self, kind: str) -> tuple[str, ...]:
-        if kind not in KINDS:
-            raise AdvgenError(f"unknown sentence kind {kind!r}; kinds: {KINDS}")
-        return getattr(self, kind)
 
 
 def expand_grammar(text: str, lexicon: Lexicon, where: str, limit: int = MAX_PER_GRAMMAR) -> tuple[str, ...]:
@@ -83,14 +79,14 @@ def check_sentence(s: str, slots: Sequence[str], where: str) -> str:
 
 @functools.cache
 def _doc(path: Path) -> dict:
-    if not path.exists():
-        raise AdvgenError(f"distractor file not found: {path}")
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = yaml.safe_load(read_text(path, "distractor file"))
     except yaml.YAMLError as e:
         raise AdvgenError(f"{path}: malformed YAML: {e}") from None
-    if not isinstance(doc, dict) or "paper" not in doc or "grammars" not in doc:
-        raise AdvgenError(f"{path}: expected keys 'paper' and 'grammars'")
+    if not isinstance(doc, dict) or not isinstance(doc.get("paper"), list) or not isinstance(doc.get("grammars"), dict):
+        raise AdvgenError(f"{path}: expected a 'paper' list and a 'grammars' mapping")
+    if not all(isinstance(x, str) for x in doc["paper"]):
+        raise AdvgenError(f"{path}: every 'paper' sentence must be a string")
     return doc
 
 
@@ -100,10 +96,10 @@ def load_bank(lexicon: Lexicon, path: str | Path = DISTRACTORS) -> SentenceBank:
     doc = _doc(path)
     paper = tuple(check_sentence(s, ["N"], f"{path}: paper") for s in doc["paper"])
     kinds: dict[str, tuple[str, ...]] = {}
-    for kind in ("neutral", "away", "filler", "pair"):
+    for kind in SENTENCE_KINDS:
         g = doc["grammars"].get(kind)
-        if g is None:
-            raise AdvgenError(f"{path}: grammars.{kind} is missing")
+        if not isinstance(g, str):
+            raise AdvgenError(f"{path}: grammars.{kind} is missing or not a string")
         slots = {"neutral": ["N"], "away": ["N"], "filler": [], "pair": ["A", "B"]}[kind]
         sents = expand_grammar(g, lexicon, f"{path}: grammars.{kind}")
         kinds[kind] = tuple(check_sentence(s, slots, f"{path}: grammars.{kind}") for s in sents)

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from advgen.core.files import read_text
 from advgen.core.types import AdvgenError, Prompt
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
@@ -114,6 +115,15 @@ def check_template(t: Template) -> None:
         raise TemplateError(f"{where}: text ends with whitespace; it must stop where ' IO' follows")
     if t.text.index("{S2}") < t.text.index("{S1}"):
         raise TemplateError(f"{where}: {{S2}} must come after {{S1}}")
+    if "\0" in t.text:
+        raise TemplateError(f"{where}: text contains a NUL character")
+    for m in SLOT_RE.finditer(t.text):
+        if m.start() == 0 or t.text[m.start() - 1] != " ":
+            at = "starts the text" if m.start() == 0 else f"follows {t.text[m.start() - 1]!r}"
+            raise TemplateError(
+                f"{where}: slot {{{m.group(1)}}} {at}; every name and noun must follow a space so it is the "
+                f"same token (' Mary') as the answer and as its other mentions (start with a word, e.g. 'Then, {{S1}}')"
+            )
 
 
 class _LineLoader(yaml.SafeLoader):
@@ -132,12 +142,16 @@ _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _con
 def load_templates(path: str | Path) -> tuple[Template, ...]:
     """Load and check a template pack (YAML); errors name the file and line."""
     path = Path(path)
-    if not path.exists():
-        raise TemplateError(f"template file not found: {path}")
     try:
-        doc = yaml.load(path.read_text(), Loader=_LineLoader)
+        text = read_text(path, "template file")
+    except AdvgenError as e:
+        raise TemplateError(str(e)) from None
+    try:
+        doc = yaml.load(text, Loader=_LineLoader)
     except yaml.YAMLError as e:
         raise TemplateError(f"{path}: malformed YAML: {e}") from None
+    except RecursionError:
+        raise TemplateError(f"{path}: YAML nested too deeply") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("templates"), list):
         raise TemplateError(f"{path}: expected a mapping with a 'templates' list")
     pack = str(doc.get("pack", path.stem))
@@ -252,11 +266,11 @@ def render(
         hits = [i for i, (s, e) in enumerate(offsets) if s < b and e > a]
         word = text[a:b]
         glued = (a > 0 and text[a - 1].isalnum()) or (b < len(text) and text[b].isalnum())
-        if glued or len(hits) != 1 or tokenizer.decode([ids[hits[0] + shift]]).strip() != word:
+        if glued or len(hits) != 1 or tokenizer.decode([ids[hits[0] + shift]]) != " " + word:
             got = [tokenizer.decode([ids[i + shift]]) for i in hits]
             raise TemplateError(
                 f"template {template.id!r} ({template.source}), slot {{{slot}}}: {word!r} is not one "
-                f"token in context (tokens {got})"
+                f"token with its leading space in context (tokens {got})"
             )
         positions[slot] = hits[0] + shift
     positions["S1+1"] = positions["S1"] + 1
@@ -278,9 +292,3 @@ def render(
         pair_id=pair_id,
         extra=info,
     )
-
-
-def render_all(
-    items: Sequence[tuple[Template, str, Fill]], tokenizer: Any, **kw: Any
-) -> list[Prompt]:
-    return [render(t, o, f, tokenizer, **kw) for t, o, f in items]

@@ -348,10 +348,6 @@ def generate_documents(rng: random.Random, n_docs: int, vocab: Vocab | None = No
     return docs, counts
 
 
-def with_bos(docs: Sequence[str]) -> list[str]:
-    return [BOS + d for d in docs]
-
-
 def required_words(vocab: Vocab | None = None) -> list[str]:
     """Words that must be single tokens with a leading space in the reference tokenizer."""
     v = vocab or default_vocab()
