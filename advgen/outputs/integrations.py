@@ -32,8 +32,7 @@ def run_tokenizer(data: RunData) -> Any:
     """The tokenizer of the run's model (only the tokenizer files are read)."""
     from advgen.model.loading import load_tokenizer
 
-    src = str(data.manifest.get("model_source") or "")
-    spec = src if src and Path(src).is_dir() else str(data.manifest.get("model") or "")
+    spec = data.model_spec
     if not spec:
         raise AdvgenError(f"{data.run_dir}/manifest.json names no model; the auto-circuit export needs its tokenizer")
     try:

@@ -40,6 +40,12 @@ class RunData:
     def seed(self) -> int:
         return int(self.manifest.get("seed", 0) or 0)
 
+    @property
+    def model_spec(self) -> str:
+        """What to pass to `load_model` for the run's model: its local source dir if it still exists, else its name."""
+        src = str(self.manifest.get("model_source") or "")
+        return src if src and Path(src).is_dir() else str(self.manifest.get("model") or "")
+
 
 def _read_json(path: Path) -> Any:
     try:
