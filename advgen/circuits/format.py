@@ -43,6 +43,8 @@ class CircuitHead:
     scores: Mapping[str, float] = field(default_factory=dict)
     """Evidence for the role, e.g. {"induction_score": 0.41, "patching_effect": -0.8}."""
     note: str = ""
+    behaviour: Mapping[str, Any] = field(default_factory=dict)
+    """Measured head behaviour record (`advgen.circuits.behaviour.HeadBehaviour.to_dict`); empty if not measured."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,8 @@ class Circuit:
             "n_heads": self.n_heads,
             "provenance": dict(self.provenance),
             "heads": [
-                {"head": str(h.head), "role": h.role.value, "positions": list(h.positions), "scores": dict(h.scores), "note": h.note}
+                {"head": str(h.head), "role": h.role.value, "positions": list(h.positions), "scores": dict(h.scores), "note": h.note,
+                 **({"behaviour": dict(h.behaviour)} if h.behaviour else {})}
                 for h in sorted(self.heads, key=lambda h: (h.head.layer, h.head.head))
             ],
         }
@@ -182,7 +185,10 @@ def _parse_head(e: Any, at: str) -> CircuitHead:
         raise CircuitError(f"{at}: head {head}: 'scores' must be an object of numbers")
     vals = {str(k): _number(v, f"{at}: head {head}: score {k!r}") for k, v in scores.items()}
     note = e.get("note", "")
-    return CircuitHead(head, role, positions, vals, note if isinstance(note, str) else repr(note))
+    behaviour = e.get("behaviour") or {}
+    if not isinstance(behaviour, Mapping):
+        raise CircuitError(f"{at}: head {head}: 'behaviour' must be an object (a measured behaviour record)")
+    return CircuitHead(head, role, positions, vals, note if isinstance(note, str) else repr(note), dict(behaviour))
 
 
 def builtin_names() -> list[str]:

@@ -1,0 +1,274 @@
+"""Head behaviour records: what each circuit head does, measured on the model in model-agnostic terms.
+
+A role label ("name mover") is a summary; the failure-mode compiler needs the facts behind it:
+where the head reads from (attention mass per slot at its query position), how that mass moves
+when a name is mentioned once more (a probe sentence naming IO or S against the same sentence
+about "someone", so length and words match), what it writes (the slope of its direct logit
+attribution to IO - S against its IO-minus-S attention: positive = copies what it attends to,
+negative = suppresses it) and which upstream heads feed its query (from path patching, when
+discovery ran it). Records go into the circuit JSON beside the role scores.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from advgen.core.types import AdvgenError, Head, Prompt, PromptSet
+from advgen.model.loading import LoadedModel
+from advgen.model.validate import DEFAULT_BATCH, end_logits
+from advgen.prompts import datasets
+from advgen.prompts.lexicon import build_lexicon
+from advgen.prompts.sentences import load_bank, name_slot
+from advgen.prompts.templates import Template, render, resolve_templates, tokenizer_hash
+
+SLOTS = ("IO", "S1", "S1+1", "S2", "END-1", "other_names", "filler")
+"""Where a head's attention mass at its query goes; the masses of one prompt sum to 1."""
+MENTIONED = ("IO", "S")
+SITES = ("before", "after")
+"""Where the probe sentence goes: before the whole text, or after the first clause's sentence."""
+
+
+@dataclass(frozen=True)
+class Mention:
+    """Change (probe naming the slot's name minus probe naming 'someone') at one site, mean over pairs."""
+
+    d_mass_io: float
+    """Change of attention mass on every token of the IO name."""
+    d_mass_s: float
+    """Change of attention mass on every token of the S name."""
+    d_write: float
+    """Change of the head's direct logit attribution to IO - S (measured, for comparison)."""
+    se: float
+    """Standard error of d_mass_io - d_mass_s over pairs."""
+    n: int
+
+
+@dataclass(frozen=True)
+class HeadBehaviour:
+    head: str
+    query: str
+    mass: Mapping[str, float]
+    """Mean attention mass per slot (SLOTS) on clean prompts."""
+    mention: Mapping[str, Mapping[str, Mention]]
+    """Mentioned name ("IO" / "S") -> site -> change."""
+    write_gain: float
+    """Logits of IO - S per unit of IO-minus-S attention mass (least-squares slope over prompts)."""
+    write_sign: str
+    """"copies" (gain > 0) or "suppresses" (gain < 0)."""
+    dla_ld: float
+    """Mean direct logit attribution to IO - S on clean prompts."""
+    feeds_query_of: tuple[str, ...] = ()
+    feeds_effect: float | None = None
+    """Path-patching effect (/ F(M)) of this head on those heads' queries, where measured."""
+    n_prompts: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["feeds_query_of"] = list(self.feeds_query_of)
+        return {k: _round(v) for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "<behaviour>") -> HeadBehaviour:
+        try:
+            mention = {y: {site: Mention(**m) for site, m in sites.items()} for y, sites in d["mention"].items()}
+            return cls(str(d["head"]), str(d["query"]), {k: float(v) for k, v in d["mass"].items()}, mention,
+                       float(d["write_gain"]), str(d["write_sign"]), float(d["dla_ld"]),
+                       tuple(d.get("feeds_query_of") or ()), d.get("feeds_effect"), int(d.get("n_prompts", 0)))
+        except (KeyError, TypeError, ValueError) as e:
+            raise AdvgenError(f"{where}: malformed behaviour record ({type(e).__name__}: {e})") from None
+
+
+def _round(v: Any) -> Any:
+    if isinstance(v, float):
+        return round(v, 5)
+    if isinstance(v, dict):
+        return {k: _round(x) for k, x in v.items()}
+    return v
+
+
+@dataclass(frozen=True)
+class _Probe:
+    """One pair of probe prompts for a clean prompt: the name mentioned once more vs 'someone'."""
+
+    clean: int
+    mentioned: str
+    site: str
+    attack: Prompt
+    control: Prompt
+
+
+def _insert(text: str, sentence: str, site: str) -> str | None:
+    """The template text with one sentence before it, or after the first clause's sentence (None if none)."""
+    if site == "before":  # a text-initial name would lack its leading space, so every probe gets a lead-in
+        return "Earlier, " + sentence + " " + text
+    s2 = text.index("{S2}")
+    cut = text.rfind(". ", 0, s2)
+    if cut < text.index("{IO}"):
+        return None
+    return text[: cut + 2] + sentence + " " + text[cut + 2 :]
+
+
+def probes(specs: Sequence[datasets.Spec], sentences: Sequence[str], tokenizer: Any, seed: int) -> list[_Probe]:
+    """Per clean spec, mentioned name and site: the probe pair (slot {IO2}/{S3} vs 'someone')."""
+    out = []
+    for i, sp in enumerate(specs):
+        rng = random.Random(f"{seed}:behaviour:{sp.pair_id}")
+        text = sp.template.in_order(sp.order)
+        for y in MENTIONED:
+            for site in SITES:
+                sent = rng.choice(list(sentences))
+                a_text = _insert(text, name_slot(sent, "IO2" if y == "IO" else "S3"), site)
+                c_text = _insert(text, sent.replace("{N}", "someone" if site == "before" else "Someone"), site)
+                if a_text is None or c_text is None or any(x.startswith("X") for x in sp.template.slots):
+                    continue
+                pair = []
+                for fam, t in (("attack", a_text), ("control", c_text)):
+                    tpl = Template(id=f"{sp.template.id}+probe", text=t, pack="probe", source="behaviour probe")
+                    pair.append(render(tpl, tpl.written_order, sp.fill, tokenizer, family=fam, pair_id=sp.pair_id))
+                out.append(_Probe(i, y, site, pair[0], pair[1]))
+    return out
+
+
+def _final_norm(model: LoadedModel) -> torch.nn.Module:
+    base = model.hf_model.base_model
+    ln = getattr(base, "ln_f", None) or getattr(base, "norm", None)
+    if ln is None:
+        raise AdvgenError(f"model {model.name!r}: no final LayerNorm found (behaviour records need a GPT-2-style model)")
+    return ln
+
+
+@dataclass(frozen=True)
+class _Reads:
+    """Per prompt and head: attention row at END [T] and direct logit attribution to IO - S."""
+
+    rows: list[dict[Head, np.ndarray]]
+    dla: np.ndarray
+    """[n, n_heads_read]"""
+
+
+def read_heads(model: LoadedModel, prompts: PromptSet, heads: Sequence[Head], batch_size: int) -> _Reads:
+    """One forward per batch: END attention rows and END direct logit attributions of `heads`."""
+    layers = sorted({h.layer for h in heads})
+    rows: list[dict[Head, np.ndarray]] = [{} for _ in prompts]
+    z_end: list[dict[int, torch.Tensor]] = [{} for _ in prompts]
+    fin: list[torch.Tensor | None] = [None] * len(prompts)
+
+    def factory(idx: list[int]) -> list[tuple[str, Any]]:
+        ends = [prompts[i].end for i in idx]
+
+        def pat(t: torch.Tensor, hook: Any, layer: int = 0) -> None:
+            for r, i in enumerate(idx):
+                for h in heads:
+                    if h.layer == layer:
+                        rows[i][h] = t[r, h.head, ends[r], : len(prompts[i])].float().numpy().copy()
+
+        def zh(t: torch.Tensor, hook: Any, layer: int = 0) -> None:
+            for r, i in enumerate(idx):
+                z_end[i][layer] = t[r, ends[r]].float().clone()
+
+        def fh(t: torch.Tensor, hook: Any) -> None:
+            for r, i in enumerate(idx):
+                fin[i] = t[r, ends[r]].float().clone()
+
+        hooks: list[tuple[str, Any]] = [("ln_final.hook_in", fh)]
+        for layer in layers:
+            hooks.append((f"blocks.{layer}.attn.hook_pattern", lambda t, hook, layer=layer: pat(t, hook, layer)))
+            hooks.append((f"blocks.{layer}.attn.hook_z", lambda t, hook, layer=layer: zh(t, hook, layer)))
+        return hooks
+
+    end_logits(model, prompts, batch_size, hooks=factory)
+    ln = _final_norm(model)
+    W_U = model.hf_model.get_output_embeddings().weight.detach().float()
+    g = ln.weight.detach().float()
+    dla = np.zeros((len(prompts), len(heads)))
+    for i, p in enumerate(prompts):
+        r = fin[i]
+        assert r is not None
+        scale = float(((r - r.mean()) ** 2).mean().add(ln.eps).sqrt())
+        direction = W_U[p.io_token] - W_U[p.s_token]
+        for j, h in enumerate(heads):
+            W_O = model.bridge.blocks[h.layer].attn.W_O.detach().float()[h.head]
+            out = z_end[i][h.layer][h.head] @ W_O
+            dla[i, j] = float(((out - out.mean()) * g / scale) @ direction)
+    return _Reads(rows, dla)
+
+
+def slot_mass(p: Prompt, row: np.ndarray) -> dict[str, float]:
+    """Attention mass per slot of one END row; every extra mention of IO/S or other name is 'other_names'."""
+    pos = p.positions
+    named = {"IO": pos["IO"], "S1": pos["S1"], "S1+1": pos["S1+1"], "S2": pos["S2"]}
+    if p.end - 1 not in named.values():
+        named["END-1"] = p.end - 1
+    out = {k: float(row[v]) for k, v in named.items()}
+    out.setdefault("END-1", 0.0)
+    others = [i for i, t in enumerate(p.token_ids) if t in (p.io_token, p.s_token) and i not in named.values()]
+    others += [v for k, v in pos.items() if k.startswith("X")]
+    out["other_names"] = float(sum(row[i] for i in set(others)))
+    out["filler"] = float(1.0 - sum(out.values()))
+    return {k: out[k] for k in SLOTS}
+
+
+def name_mass(p: Prompt, row: np.ndarray) -> tuple[float, float]:
+    """Attention mass on every token of the IO name and on every token of the S name."""
+    ids = np.array(p.token_ids)
+    return float(row[ids == p.io_token].sum()), float(row[ids == p.s_token].sum())
+
+
+@dataclass(frozen=True)
+class BehaviourSettings:
+    n: int = 100
+    seed: int = 0
+    batch_size: int = DEFAULT_BATCH
+    templates: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def measure_behaviour(model: LoadedModel, heads: Sequence[Head], s: BehaviourSettings = BehaviourSettings(),
+                      feeds: Mapping[Head, tuple[tuple[str, ...], float]] | None = None) -> dict[Head, HeadBehaviour]:
+    """Behaviour records for `heads` (query END) from n clean prompts and their mention probes."""
+    tok = model.tokenizer
+    lex = build_lexicon(tok)
+    specs = datasets.sample_specs(resolve_templates(s.templates), lex, s.n, s.seed)
+    clean = list(datasets.build(specs, tok))
+    pr = probes(specs, load_bank(lex).paper, tok, s.seed)
+    allp = clean + [p for q in pr for p in (q.attack, q.control)]
+    reads = read_heads(model, PromptSet(tuple(allp), tokenizer_hash(tok)), list(heads), s.batch_size)
+    out = {}
+    for j, h in enumerate(heads):
+        masses = [slot_mass(p, reads.rows[i][h]) for i, p in enumerate(clean)]
+        diff = np.array([np.subtract(*name_mass(p, reads.rows[i][h])) for i, p in enumerate(allp)])
+        gain = float(np.polyfit(diff, reads.dla[:, j], 1)[0]) if np.ptp(diff) > 0 else 0.0
+        mention: dict[str, dict[str, Mention]] = {}
+        for y in MENTIONED:
+            for site in SITES:
+                ks = [k for k, q in enumerate(pr) if q.mentioned == y and q.site == site]
+                if not ks:
+                    continue
+                a = [len(clean) + 2 * k for k in ks]
+                c = [len(clean) + 2 * k + 1 for k in ks]
+                am = np.array([name_mass(allp[i], reads.rows[i][h]) for i in a])
+                cm = np.array([name_mass(allp[i], reads.rows[i][h]) for i in c])
+                d = am - cm
+                dd = d[:, 0] - d[:, 1]
+                mention.setdefault(y, {})[site] = Mention(float(d[:, 0].mean()), float(d[:, 1].mean()),
+                                                          float((reads.dla[a, j] - reads.dla[c, j]).mean()),
+                                                          float(dd.std(ddof=1) / np.sqrt(len(dd))) if len(dd) > 1 else 0.0, len(dd))
+        fq, fe = (feeds or {}).get(h, ((), None))
+        out[h] = HeadBehaviour(str(h), "END", {k: float(np.mean([m[k] for m in masses])) for k in SLOTS}, mention, gain,
+                               "copies" if gain > 0 else "suppresses", float(reads.dla[: len(clean), j].mean()),
+                               tuple(fq), None if fe is None else float(fe), len(clean))
+    return out
+
+
+def query_feeds(pp_queries: np.ndarray | None, name_movers: Sequence[Head], threshold: float) -> dict[Head, tuple[tuple[str, ...], float]]:
+    """Heads whose path-patching effect on the name movers' queries is at most -threshold."""
+    if pp_queries is None or not name_movers:
+        return {}
+    q = np.nan_to_num(pp_queries, nan=0.0)
+    return {Head(int(a), int(b)): (tuple(str(h) for h in name_movers), float(q[a, b])) for a, b in zip(*np.nonzero(q <= -threshold))}
