@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from advgen.circuits import ablation, patching, scores
+from advgen.circuits import ablation, behaviour, patching, scores
 from advgen.circuits.format import DEFAULT_POSITIONS, Circuit, CircuitHead
 from advgen.core.types import Head, PromptSet, Role
 from advgen.model.loading import LoadedModel
@@ -184,6 +184,7 @@ def discover(model: LoadedModel, settings: Settings = Settings(), name: str | No
         role, why = roles[h]
         ev = {k: round(float(v[h.layer, h.head]), 5) for k, v in sorted(m.items()) if np.isfinite(v[h.layer, h.head])}
         heads.append(CircuitHead(h, role, ("ALL",) if "kept at ALL" in why else DEFAULT_POSITIONS[role], ev, why))
+    heads = list(behaviour.with_records(model, heads, m, behaviour.BehaviourSettings(s.n, s.seed, s.batch_size), s.sinh_effect))
     found = sorted({r.value for r, _ in roles.values()})
     missing = [r.value for r in Role if r.value not in found]
     forwards = {
