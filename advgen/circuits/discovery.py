@@ -146,12 +146,18 @@ def _cache_under(model: LoadedModel, prompts: PromptSet, patches: list[patching.
         (f"blocks.{layer}.attn.hook_z", hook_for(layer, idx, width)) for layer in range(L)])
 
 
+STAGES = ("caching clean, ABC and S1-twin runs", "attribution patching", "activation patching", "path patching to the logits",
+          "head scores and detectors", "path patching to name-mover queries", "backup knockout")
+"""What `discover` reports through `progress`, in order, before each step (a CLI turns them into a progress bar)."""
+
+
 def discover(model: LoadedModel, settings: Settings = Settings(), name: str | None = None, progress: Callable[[str], Any] | None = print) -> Discovery:
     """Run every step of the method; returns the circuit, all score matrices and a report."""
     s = settings
     t0 = time.perf_counter()
     say = progress or (lambda *_: None)
     clean_ps, abc_ps, s1_ps = datasets.ioi_sets(model.tokenizer, s.n, s.seed)
+    say(STAGES[0])
     ta = time.perf_counter()
     clean = patching.cache_run(model, clean_ps, s.batch_size, grad=True)
     abc = patching.cache_run(model, abc_ps, s.batch_size)
@@ -160,9 +166,11 @@ def discover(model: LoadedModel, settings: Settings = Settings(), name: str | No
     t_cache = time.perf_counter() - ta
     f_m = float(clean.ld.mean())
     say(f"clean mean LD F(M) = {f_m:.3f} over {len(clean_ps)} prompts")
+    say(STAGES[1])
     ta = time.perf_counter()
     attr = patching.attribution_patching(model, clean_ps, clean, corrupt)
     t_attr = time.perf_counter() - ta + t_cache
+    say(STAGES[2])
     ta = time.perf_counter()
     act, n_act = patching.activation_patching(model, clean_ps, clean, corrupt, batch_size=s.batch_size * 4)
     t_act = time.perf_counter() - ta
@@ -170,13 +178,17 @@ def discover(model: LoadedModel, settings: Settings = Settings(), name: str | No
     say(f"activation patching: {n_act} prompt-forwards in {t_act:.1f}s; attribution rank corr (ALL) {rank['ALL']:.3f}")
     m: dict[str, np.ndarray] = {f"act_{k}": v for k, v in act.items()}
     m.update({f"attr_{k}": v for k, v in attr.items()})
+    say(STAGES[3])
     m["pp_logits"] = patching.path_patching_logits(model, clean_ps, clean, abc)
+    say(STAGES[4])
     m.update(scores.ioi_scores(model, clean_ps, clean).scores)
     det = scores.detector_scores(model, s.detector_seqs, s.detector_len, s.seed)
     m.update(det.scores)
     first = assign_roles(m, s)
     nms = [h for h, (r, _) in first.items() if r == Role.NAME_MOVER]
+    say(STAGES[5])
     m["pp_queries"], n_q = patching.path_patching_queries(model, clean_ps, clean, abc, [(h.layer, h.head) for h in nms], s.batch_size * 4)
+    say(STAGES[6])
     m["backup_gain"], n_b = backup_gain(model, clean_ps, clean, abc, nms, s.batch_size)
     roles = assign_roles(m, s)
     heads = []
@@ -221,25 +233,49 @@ HEATMAPS = {
 }
 
 
+PANEL_TITLES = {
+    **{f"act_{k}": f"patched at {k}" for k in patching.KINDS}, **{f"attr_{k}": f"estimated at {k}" for k in patching.KINDS},
+    "pp_logits": "path: head -> logits", "pp_queries": "path: head -> name-mover queries",
+    "dla_ld": "direct logit attribution", "backup_gain": "backup gain (name movers ablated)",
+    "previous_token_score": "previous-token score", "duplicate_token_score": "duplicate-token score", "induction_score": "induction score",
+}
+FILE_TITLES = {
+    "patching.png": "Activation patching: change in mean LD / F(M) when a head's output is taken from the corrupted twin",
+    "attribution.png": "Attribution patching: linear estimate of the same change / F(M)",
+    "path_patching.png": "Path patching and direct effects on LD, / F(M)",
+    "attention.png": "Mean attention probability, query slot -> key slot",
+    "detectors.png": "Head detector scores on repeated random-token sequences",
+}
+
+
 def _heatmaps(path: Path, names: tuple[str, ...], m: dict[str, np.ndarray], title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import ScalarFormatter
 
     names = tuple(k for k in names if k in m)
     L, H = next(iter(m.values())).shape
-    fig, axes = plt.subplots(1, len(names), figsize=(2.2 + 0.35 * H * len(names), 1.2 + 0.35 * L), squeeze=False)
+    fig, axes = plt.subplots(1, len(names), figsize=(1.0 + min(max(2.6, 0.45 * H + 1.4), 4.5) * len(names), 1.6 + min(0.4 * L, 4.8)), squeeze=False)
     for ax, k in zip(axes[0], names):
         v = np.nan_to_num(m[k])
         lim = max(float(np.abs(v).max()), 1e-9)
         signed = float(v.min()) < 0
         im = ax.imshow(v, cmap="RdBu" if signed else "Blues", vmin=-lim if signed else 0, vmax=lim, aspect="auto")
-        ax.set_title(k, fontsize=8)
-        ax.set_xlabel("head")
-        ax.set_ylabel("layer")
-        fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.suptitle(title, fontsize=9)
+        ax.set_title(PANEL_TITLES.get(k, k.replace("attn_", "").replace("_to_", " -> ")), fontsize=8)
+        ax.set_xticks(range(H))
+        ax.set_yticks(range(L))
+        ax.set_xlabel("head", fontsize=8)
+        ax.set_ylabel("layer", fontsize=8)
+        ax.tick_params(labelsize=7)
+        cb = fig.colorbar(im, ax=ax, fraction=0.046)
+        fmt = ScalarFormatter(useOffset=False)
+        fmt.set_powerlimits((-2, 3))
+        cb.ax.yaxis.set_major_formatter(fmt)
+        cb.ax.yaxis.get_offset_text().set_fontsize(6)
+        cb.ax.tick_params(labelsize=6)
+    fig.suptitle(f"{FILE_TITLES.get(path.name, '')} ({title})" if path.name in FILE_TITLES else title, fontsize=9)
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=90, metadata={"Software": None})
@@ -279,7 +315,7 @@ def write_discovery(d: Discovery, out: str | Path, command: str = "") -> list[Pa
     report = {k: v for k, v in d.report.items() if k != "seconds"}  # wall times would break byte-identical reruns
     doc = {**report, "command": command, "versions": package_versions(), "matrices": {k: np.round(v, 6).tolist() for k, v in sorted(d.matrices.items())}}
     written.append(atomic_write_text(folder / "discovery.json", dumps(_finite(doc)) + "\n"))
-    title = f"{d.report['model']}: effects / F(M) = {d.report['clean_mean_ld']:.2f}"
+    title = f"{d.report['model']}, F(M) = clean mean LD = {d.report['clean_mean_ld']:.2f}"
     for fname, names in HEATMAPS.items():
         _heatmaps(folder / fname, names, d.matrices, title)
         written.append(folder / fname)
