@@ -20,6 +20,7 @@ def _common(p: argparse.ArgumentParser, n: bool = True) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--out", type=Path, default=None, help="output directory (default: under outputs/)")
+    p.add_argument("--overwrite", action="store_true", help="replace an --out directory that holds another advgen run")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -36,15 +37,17 @@ def cmd_generate(args: argparse.Namespace) -> None:
     from advgen.outputs import pipeline
     from advgen.prompts.lexicon import build_lexicon, report
 
+    from advgen.prompts.templates import tokenizer_hash
+
+    out = _default_out(args, "generate")
+    pipeline.precheck("generate", out, args.model, args.n, args.seed, args.templates, overwrite=args.overwrite)
     tok = load_tokenizer(args.model)
     lex = build_lexicon(tok)
-    prompts = pipeline.generate(tok, args.n, args.seed, args.templates, lexicon=lex)
-    out = _default_out(args, "generate")
     settings = {"n": args.n, "templates": str(args.templates or "ioi"), "lexicon": report(lex)}
-    man = records.manifest(args.model, prompts.tokenizer_hash, args.seed, settings)
-    path = pipeline.write_prompts(out, prompts, man)
+    man = records.manifest(args.model, tokenizer_hash(tok), args.seed, settings)
+    path = pipeline.generate_to(out, tok, args.n, args.seed, args.templates, lex, man, overwrite=args.overwrite)
     _print_lexicon(settings["lexicon"])
-    print(f"wrote {len(prompts)} prompts to {path}")
+    print(f"wrote {args.n} prompts to {path}")
 
 
 def _print_lexicon(report: dict) -> None:
@@ -66,8 +69,18 @@ def cmd_validate(args: argparse.Namespace) -> None:
     from advgen.model.loading import load_model
     from advgen.outputs import pipeline
 
+    from advgen.core import rundir
+
+    out = _default_out(args, "validate")
+    pipeline.check_args(None, args.seed, args.batch_size)
+    src = pipeline.read_prompt_rows(args.prompts, args.skip_invalid)
+    ident = pipeline.validate_identity(args.model, src.path, args.seed, args.batch_size, args.skip_invalid)
+    rundir.check_out(out, "validate", ident, args.overwrite, inputs=[src.path])
     model = load_model(args.model)
-    res = pipeline.validate_rows(model, args.prompts, _default_out(args, "validate"), args.batch_size, args.seed, not args.no_progress)
+    res = pipeline.validate_rows(model, src, out, args.batch_size, args.seed, not args.no_progress,
+                                 skip_invalid=args.skip_invalid, overwrite=args.overwrite)
+    if args.skip_invalid:
+        print(f"rejected {len(res.rejected)} invalid row(s); listed with line and reason in {out}/rejected.jsonl")
     _print_summary(res.summary, res.out)
 
 
@@ -75,13 +88,21 @@ def cmd_run(args: argparse.Namespace) -> None:
     from advgen.model.loading import load_model
     from advgen.outputs import pipeline
 
+    out = _default_out(args, "run")
+    pipeline.precheck("run", out, args.model, args.n, args.seed, args.templates, args.batch_size, args.overwrite)
     model = load_model(args.model)
-    res = pipeline.run(model, args.n, args.seed, _default_out(args, "run"), args.templates, args.batch_size, not args.no_progress)
+    res = pipeline.run(model, args.n, args.seed, out, args.templates, args.batch_size, not args.no_progress,
+                       overwrite=args.overwrite)
     _print_lexicon(res.manifest["settings"]["lexicon"])
     _print_summary(res.summary, res.out)
 
 
 def cmd_train_reference(args: argparse.Namespace) -> None:
+    if args.ladder:
+        from advgen.reference.ladder import build_ladder
+
+        print(f"ladder written to {build_ladder(args.out, seed=args.seed, steps=args.steps, progress=not args.no_progress)}")
+        return
     from advgen.reference.train import train_reference
 
     out = train_reference(args.out, seed=args.seed, steps=args.steps, resume=not args.no_resume, progress=not args.no_progress)
@@ -97,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="run the model on prompts from a JSONL file")
     p.add_argument("prompts", type=Path, help="JSONL with at least text, io, s per row")
     _common(p, n=False)
+    p.add_argument("--skip-invalid", action="store_true",
+                   help="measure the valid rows and list the others (row, line, reason) in OUT/rejected.jsonl")
     p.set_defaults(func=cmd_validate)
     p = sub.add_parser("run", help="generate + validate + export")
     _common(p)
@@ -107,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the shipped model's)")
     p.add_argument("--no-resume", action="store_true", help="ignore checkpoints in OUT/checkpoints and start over")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--ladder", action="store_true", help="train the ladder of smaller models (OUT holds their checkpoints) "
+                   "and write advgen/model/weights/ladder/ladder.json")
     p.set_defaults(func=cmd_train_reference)
     for module in (circuits, attack, reports):
         module.register(sub)

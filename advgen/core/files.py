@@ -21,9 +21,10 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from advgen.core.types import AdvgenError
 
@@ -63,6 +64,26 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+@contextmanager
+def atomic_open(path: str | Path) -> Iterator[TextIO]:
+    """A text file written in pieces (streaming) that appears at `path` only when complete."""
+    path = Path(path)
+    if path.is_dir():
+        raise AdvgenError(f"cannot write {path}: it is an existing directory")
+    _ensure_dir(path.parent)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            yield f
+        os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise AdvgenError(f"cannot write {path}: {e.strerror}") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def dumps(obj: Any) -> str:
@@ -114,17 +135,22 @@ def csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
 # ---- readers -----------------------------------------------------------------------------------
 
 
-def read_text(path: str | Path, what: str = "file") -> str:
-    """The UTF-8 text of a file; missing, a directory, unreadable or not UTF-8 is a named error."""
+def read_bytes(path: str | Path, what: str = "file") -> bytes:
+    """The bytes of a file; missing, a directory or unreadable is a named error."""
     path = Path(path)
     if not path.exists():
         raise AdvgenError(f"{what} not found: {path}")
     if path.is_dir():
         raise AdvgenError(f"{path}: is a directory, expected a {what}")
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as e:
         raise AdvgenError(f"{path}: cannot read {what}: {e.strerror}") from None
+
+
+def read_text(path: str | Path, what: str = "file") -> str:
+    """The UTF-8 text of a file; missing, a directory, unreadable or not UTF-8 is a named error."""
+    data = read_bytes(path, what)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -161,31 +187,49 @@ def check_fields(row: Mapping[str, Any], types: Mapping[str, tuple[type, ...]], 
             raise AdvgenError(f"{where}: field {k!r} must be a {want}, got {type_name(v)} {dumps(v)[:60]}")
 
 
+def _jsonl_row(raw: bytes, where: str, required: Sequence[str], types: Mapping[str, tuple[type, ...]] | None) -> dict[str, Any]:
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise AdvgenError(f"{where}: not valid UTF-8 (byte {raw[e.start]:#04x} at column {e.start + 1})") from None
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise AdvgenError(f"{where}: not valid JSON ({e.msg})") from None
+    except RecursionError:
+        raise AdvgenError(f"{where}: JSON nested too deeply") from None
+    if not isinstance(row, dict):
+        raise AdvgenError(f"{where}: expected a JSON object per line, got {type_name(row)}")
+    missing = [k for k in required if k not in row]
+    if missing:
+        raise AdvgenError(f"{where}: row is missing field(s) {missing}")
+    if types:
+        check_fields(row, types, where)
+    return row
+
+
 def read_jsonl_lines(
     path: str | Path, required: Sequence[str] = ("text", "io", "s"), types: Mapping[str, tuple[type, ...]] | None = None,
-    allow_empty: bool = False,
-) -> list[tuple[int, dict[str, Any]]]:
-    """(physical line, row) of a JSONL file; a bad line, missing field or wrong type names file and line."""
+    rejected: list[dict[str, Any]] | None = None, allow_empty: bool = False,
+) -> list[tuple[int, int, dict[str, Any]]]:
+    """(row number, physical line, row) per JSONL record; a bad record names file and line.
+
+    Row numbers count records (blank lines skipped), lines count every line. With a `rejected`
+    list, a bad record is appended to it as {row, line, reason} instead of raising.
+    """
     path = Path(path)
-    text = read_text(path, "JSONL file")
-    rows = []
-    for n, line in enumerate(text.split("\n"), 1):
+    data = read_bytes(path, "JSONL file")
+    rows, k = [], 0
+    for n, line in enumerate(data.split(b"\n"), 1):
         if not line.strip():
             continue
+        k += 1
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise AdvgenError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-        except RecursionError:
-            raise AdvgenError(f"{path}:{n}: JSON nested too deeply") from None
-        if not isinstance(row, dict):
-            raise AdvgenError(f"{path}:{n}: expected a JSON object per line, got {type_name(row)}")
-        missing = [k for k in required if k not in row]
-        if missing:
-            raise AdvgenError(f"{path}:{n}: row is missing field(s) {missing}")
-        if types:
-            check_fields(row, types, f"{path}:{n}")
-        rows.append((n, row))
+            rows.append((k, n, _jsonl_row(line, f"{path}:{n}", required, types)))
+        except AdvgenError as e:
+            if rejected is None:
+                raise
+            rejected.append({"row": k, "line": n, "reason": str(e)})
     if not rows and not allow_empty:
         raise AdvgenError(f"{path}: no rows")
     return rows
@@ -196,7 +240,7 @@ def read_jsonl(
     allow_empty: bool = False,
 ) -> list[dict[str, Any]]:
     """Rows of a JSONL file; a missing field or bad line is an error naming file and line."""
-    return [row for _, row in read_jsonl_lines(path, required, types, allow_empty)]
+    return [row for _, _, row in read_jsonl_lines(path, required, types, allow_empty=allow_empty)]
 
 
 # ---- Markdown ----------------------------------------------------------------------------------

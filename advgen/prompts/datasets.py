@@ -77,16 +77,15 @@ def sample_specs(
     return list(iter_specs(templates, lexicon, n, seed, orders))
 
 
+def render_spec(sp: Spec, tokenizer: Any, *, abc: bool = False, prepend_bos: bool = True) -> Prompt:
+    """One spec rendered; with abc=True its S2 is replaced by the third name (p_ABC twin)."""
+    fill, family = (replace(sp.fill, c=sp.third), "abc") if abc else (sp.fill, "clean")
+    return render(sp.template, sp.order, fill, tokenizer, prepend_bos=prepend_bos, family=family, pair_id=sp.pair_id)
+
+
 def build(specs: Sequence[Spec], tokenizer: Any, *, abc: bool = False, prepend_bos: bool = True) -> PromptSet:
     """Render specs; with abc=True each prompt's S2 is replaced by a third name (p_ABC twin)."""
-    prompts: list[Prompt] = []
-    for sp in specs:
-        fill = sp.fill
-        family = "clean"
-        if abc:
-            fill = replace(fill, c=sp.third)
-            family = "abc"
-        prompts.append(render(sp.template, sp.order, fill, tokenizer, prepend_bos=prepend_bos, family=family, pair_id=sp.pair_id))
+    prompts = [render_spec(sp, tokenizer, abc=abc, prepend_bos=prepend_bos) for sp in specs]
     return PromptSet(tuple(prompts), tokenizer_hash(tokenizer))
 
 
