@@ -8,6 +8,7 @@ are GPT-2 small from the hub, a local copy, or advgen's own reference model.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import time
 from dataclasses import dataclass
@@ -62,6 +63,17 @@ def reference_dir() -> Path:
     return REFERENCE_DIR
 
 
+BUNDLED = ("reference", "planted")
+"""Model specs shipped in the package (advgen/model/weights/<name>/)."""
+
+
+def bundled_dir(name: str) -> Path:
+    """The weights directory of a bundled model ("reference": natural; "planted": circuit imposed)."""
+    from advgen.model.weights import WEIGHTS_DIR
+
+    return reference_dir() if name == "reference" else WEIGHTS_DIR / name
+
+
 def _check_hf_dir(path: Path) -> None:
     if not path.is_dir():
         raise ModelLoadError(f"model path {path} is not a directory")
@@ -87,10 +99,11 @@ def _hub_reachable() -> bool:
 
 def _resolve(spec: str) -> str:
     """Map a user spec to a directory or hub id, failing fast when the hub is out of reach."""
-    if spec == "reference":
-        path = reference_dir()
+    if spec in BUNDLED:
+        path = bundled_dir(spec)
         if not (path / "config.json").exists():
-            raise ModelLoadError(f"the bundled reference model is missing from {path}; retrain it with `advgen train-reference --out DIR` and copy the final files of DIR (not DIR/checkpoints) into {path}")
+            kind = "" if spec == "reference" else f" --kind {spec}"
+            raise ModelLoadError(f"the bundled {spec} model is missing from {path}; retrain it with `advgen train-reference{kind} --out DIR` and copy the final files of DIR (not DIR/checkpoints) into {path}")
         return str(path)
     p = Path(spec).expanduser()
     if p.exists() or spec.startswith((".", "/", "~")):
@@ -111,9 +124,59 @@ def _resolve(spec: str) -> str:
     return hub_id
 
 
+def _ignored(key: str, patterns: Any) -> bool:
+    return any(re.search(p, key) for p in (patterns or ()))
+
+
+def _tied_keys(model: Any) -> set[str]:
+    if not getattr(model.config, "tie_word_embeddings", False):
+        return set()
+    tied = getattr(model, "_tied_weights_keys", None) or ()
+    return set(tied.keys() if isinstance(tied, dict) else tied)
+
+
+def check_weights(path: Path) -> None:
+    """Refuse a local model whose model.safetensors does not match its config.
+
+    Hugging Face fills missing weights with a random initialisation and only warns; a model whose
+    config says 6 layers while its file holds 4 would then give wrong logits silently. Compares
+    names and shapes from the safetensors header with a meta-device model built from the config.
+    """
+    st = path / "model.safetensors"
+    if not st.is_file():
+        return
+    import torch
+    from safetensors import safe_open
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        cfg = AutoConfig.from_pretrained(str(path))
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(cfg)
+        with safe_open(str(st), framework="pt") as f:
+            got = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
+    except Exception as e:  # noqa: BLE001 - any unreadable config or header is one clear error
+        raise ModelLoadError(f"{path}: cannot read config.json / model.safetensors: {type(e).__name__}: {e}") from None
+    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    prefix = getattr(model, "base_model_prefix", "")
+    got = {k if k in want or f"{prefix}.{k}" not in want else f"{prefix}.{k}": v for k, v in got.items()}
+    skip_missing = _tied_keys(model)
+    missing = [k for k in want if k not in got and k not in skip_missing and not _ignored(k, model._keys_to_ignore_on_load_missing)]
+    unexpected = [k for k in got if k not in want and not _ignored(k, model._keys_to_ignore_on_load_unexpected)]
+    shapes = [f"{k} {list(got[k])} (config wants {list(want[k])})" for k in want if k in got and got[k] != want[k]]
+    problems = [(f"{len(missing)} missing weight(s)", missing), (f"{len(unexpected)} unexpected weight(s)", unexpected),
+                (f"{len(shapes)} shape mismatch(es)", shapes)]
+    found = [f"{what}: {', '.join(ks[:4])}{', ...' if len(ks) > 4 else ''}" for what, ks in problems if ks]
+    if found:
+        raise ModelLoadError(f"{st} does not match {path / 'config.json'} ({'; '.join(found)}); "
+                             "refusing to fill the gaps with random weights")
+
+
 def load_model(spec: str = "reference", device: str = "cpu") -> LoadedModel:
     """Load `spec` ("reference", "gpt2"/"gpt2-small", a hub id, or a local HF directory)."""
     source = _resolve(spec)
+    if Path(source).is_dir():
+        check_weights(Path(source))
     t0 = time.perf_counter()
     from transformer_lens.model_bridge import TransformerBridge
     from transformers.utils import logging as hf_logging
