@@ -1,8 +1,8 @@
 """Every export format round-trips through its own library and carries a dataset card.
 
 The run directory is a real `advgen.outputs.pipeline.run` on the tiny random model plus attack-shaped
-rows written here (fields per the run-directory contract), so the splits by mode are exercised
-before the attack engine exists.
+rows (`tests/rundirs.py`, fields per the run-directory contract), so the splits by mode are exercised
+without running the attack engine.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import random
 from pathlib import Path
 
 import pytest
@@ -20,63 +19,9 @@ from advgen.core.types import AdvgenError
 from advgen.outputs import pipeline
 from advgen.outputs.exporters import FORMATS, export
 from advgen.outputs.rundata import columns, json_columns, load_run, source_row, splits
+from rundirs import make_attack_run
 
 N_CLEAN = 24
-
-
-def _shifted(row: dict, prefix: str, tok) -> dict | None:
-    """row with `prefix` put before its text, positions shifted; None if tokens do not line up."""
-    ids = tok(row["text"], add_special_tokens=False)["input_ids"]
-    new = tok(prefix + row["text"], add_special_tokens=False)["input_ids"]
-    shift = len(new) - len(ids)
-    if new[shift:] != ids:
-        return None
-    out = dict(row, text=prefix + row["text"], n_tokens=row["n_tokens"] + shift)
-    out["positions"] = {k: v + shift for k, v in row["positions"].items()}
-    return out
-
-
-def make_attack_run(clean_dir: Path, out: Path, tok, seed: int = 0) -> Path:
-    """An attack-shaped run directory built from a plain run's clean rows (synthetic metrics)."""
-    from advgen.circuits.format import make_circuit
-    from advgen.core.files import atomic_write_text, dumps, jsonl_text
-    from advgen.core.types import Role
-
-    rng = random.Random(seed)
-    clean = [json.loads(line) for line in (clean_dir / "results.jsonl").read_text().splitlines()]
-    rows: list[dict] = []
-    for c in clean:
-        base = dict(c, mode=None, params={}, is_break=False, explained=None, head_signals={})
-        rows.append(base)
-        variants = [("duplicate_io", "attack", d, "".join(f"{c['io']} smiled.\n" for _ in range(d))) for d in (1, 2, 3)]
-        variants += [("duplicate_io", "control", d, "".join("Someone smiled.\n" for _ in range(d))) for d in (1, 2, 3)]
-        variants += [("distractor sentence", "attack", None, f"{c['s']} was tired.\n")]
-        for mode, fam, dose, prefix in variants:
-            r = _shifted(base, prefix, tok)
-            if r is None:
-                continue
-            ld = c["logit_diff"] - (0.7 * (dose or 1) if fam == "attack" else 0.05) + rng.gauss(0, 0.2)
-            params = {"dose": dose, "sentence": prefix.strip()} if dose else {"sentence": prefix.strip(), "insert_at": 0}
-            r.update(family=fam, mode=mode, params=params, logit_diff=ld, s_beats_io=ld < 0,
-                     is_break=fam == "attack" and ld < 0 < c["logit_diff"],
-                     explained=(rng.random() < 0.5) if fam == "attack" else None,
-                     head_signals={"a1.h0:END->IO": rng.random(), "a1.h0:END->S2": rng.random()})
-            rows.append(r)
-    out.mkdir(parents=True, exist_ok=True)
-    man = json.loads((clean_dir / "manifest.json").read_text())
-    circuit = make_circuit("tiny-test", man["model"], {Role.NAME_MOVER: ["a1.h0", "a1.h2"], Role.S_INHIBITION: ["a0.h1"],
-                                                       Role.INDUCTION: ["a0.h3"]}, 2, 4)
-    circuit.save(out / "circuit.json")
-    man["circuit"] = circuit.name
-    summary = json.loads((clean_dir / "summary.json").read_text())
-    summary["modes"] = {"duplicate_io": {"attack": {"n": 3 * len(clean)}}, "distractor sentence": {"attack": {"n": len(clean)}}}
-    summary["baseline"] = {"n": 0}
-    atomic_write_text(out / "results.jsonl", jsonl_text(rows))
-    atomic_write_text(out / "summary.json", dumps(summary) + "\n")
-    atomic_write_text(out / "manifest.json", dumps(man) + "\n")
-    atomic_write_text(out / "modes.json", dumps({"duplicate_io": {"breaks": 1, "screening": {"precision": 0.5}}}) + "\n")
-    atomic_write_text(out / "adversarial.jsonl", jsonl_text(r for r in rows if r["is_break"]))
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -229,21 +174,21 @@ def test_auto_circuit_round_trip(run_dirs, tmp_path, tiny_model):
                 assert tok.decode([ids[w["S2"]]]).strip() == by_text[p["clean"]]["s"]
                 assert tok.decode([ids[w["IO"]]]).strip() == by_text[p["clean"]]["io"]
                 assert w["end"] == len(ids) - 1
-    _maybe_real_auto_circuit_loader(out / "clean.json", tok)
 
 
-def _maybe_real_auto_circuit_loader(path: Path, tok) -> None:
-    """auto-circuit's own loader when it imports here (it needs TransformerLens < 3, so usually not)."""
+def test_auto_circuit_real_loader(run_dirs, tmp_path, tiny_model):
+    """auto-circuit's own loader on the export (the schema test above runs without it)."""
     try:
         from auto_circuit.data import load_datasets_from_json
-    except Exception:  # noqa: BLE001 - not installable next to transformer-lens 4
-        return
+    except Exception as e:  # noqa: BLE001 - it pins TransformerLens < 3, so it does not install next to advgen's 4.x
+        pytest.skip(f"auto-circuit not importable here ({type(e).__name__}: {e}); it needs TransformerLens < 3, advgen 4.x")
     import types
 
     import torch
 
-    train, test = load_datasets_from_json(types.SimpleNamespace(tokenizer=tok), path, torch.device("cpu"),
-                                          train_test_size=(4, 4), shuffle=False)
+    out = export(run_dirs[1], "auto-circuit", tmp_path / "ac")
+    train, _ = load_datasets_from_json(types.SimpleNamespace(tokenizer=tiny_model.tokenizer), out / "clean.json",
+                                       torch.device("cpu"), train_test_size=(4, 4), shuffle=False)
     batch = next(iter(train))
     assert batch.clean.shape == batch.corrupt.shape
 
@@ -255,7 +200,7 @@ def test_lm_eval_task_loads_with_lm_eval(run_dirs, tmp_path):
     parts = splits(src.rows)
     group = yaml.safe_load((out / "advgen_ioi.yaml").read_text())
     assert group["task"] == [f"advgen_ioi_{k}" for k in parts]
-    lm_eval = pytest.importorskip("lm_eval", reason="lm-eval not installed: the schema checks above still ran")
+    pytest.importorskip("lm_eval", reason="lm-eval not installed (it is in the dev extra): the schema checks above still ran")
     from lm_eval.tasks import TaskManager
 
     tm = TaskManager(include_path=str(out), include_defaults=False)
@@ -272,7 +217,11 @@ def test_lm_eval_task_loads_with_lm_eval(run_dirs, tmp_path):
         assert task.doc_to_target(d) == 0
         reqs = task.construct_requests(d, task.doc_to_text(d))
         assert [r.args[1] for r in reqs] == [" " + want[0]["io"], " " + want[0]["s"]]
-    assert lm_eval.__version__
+        # lm-eval's own scoring on advgen's log-probabilities: acc is LD > 0 (log p(IO) - log p(S) = LD);
+        # clean rows only: their metrics come from the model, the attack-shaped rows' LD is synthetic
+        for doc, row in zip(docs, want if name == "clean" else []):
+            lls = [(math.log(row["io_prob"]), False), (math.log(row["s_prob"]), False)]
+            assert task.process_results(doc, lls)["acc"] == float(row["logit_diff"] > 0), row["text"]
 
 
 def test_plain_run_exports_every_format(run_dirs, tmp_path):
