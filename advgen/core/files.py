@@ -253,3 +253,14 @@ def md_escape(x: Any) -> str:
     s = str(x).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     s = "".join("\\" + ch if ch in _MD_SPECIAL and ch not in "<>" else ch for ch in s)
     return " ".join(s.splitlines())
+
+
+def md_code(x: Any) -> str:
+    """Data as a Markdown code span that nothing in it can close: HTML inside stays literal text."""
+    s = " ".join(str(x).splitlines()).replace("|", "\\|")
+    run = longest = 0
+    for ch in s:
+        run = run + 1 if ch == "`" else 0
+        longest = max(longest, run)
+    fence = "`" * (longest + 1)
+    return f"{fence} {s} {fence}" if longest or s.startswith(" ") or s.endswith(" ") else f"{fence}{s}{fence}"

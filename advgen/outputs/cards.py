@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from advgen.core.files import md_code, md_escape
 from advgen.outputs.rundata import MARKER_KEY, RunData, arrow_table, columns, splits
 
 FIELDS: dict[str, str] = {
@@ -79,19 +80,20 @@ def _size_category(n: int) -> str:
 
 
 def _fmt(x: Any) -> str:
-    return f"{x:.3f}" if isinstance(x, float) else str(x)
+    return f"{x:.3f}" if isinstance(x, float) else md_escape(x)
 
 
 def _circuit_line(c: Mapping[str, Any] | None) -> str:
     if not c:
         return "none (plain `advgen run`: no circuit was used)"
     heads = c.get("heads") or []
+    heads = heads if isinstance(heads, list) else []
     roles: dict[str, list[str]] = {}
     for h in heads:
         if isinstance(h, Mapping):
             roles.setdefault(str(h.get("role")), []).append(str(h.get("head")))
-    by_role = "; ".join(f"{r}: {', '.join(hs)}" for r, hs in roles.items())
-    return f"`{c.get('name', '?')}` ({len(heads)} heads; {by_role})"
+    by_role = "; ".join(f"{md_escape(r)}: {', '.join(md_escape(h) for h in hs)}" for r, hs in roles.items())
+    return f"{md_code(c.get('name', '?'))} ({len(heads)} heads; {by_role})"
 
 
 def _summary_table(summary: Mapping[str, Any]) -> str:
@@ -100,18 +102,18 @@ def _summary_table(summary: Mapping[str, Any]) -> str:
     if not summary:
         return "(no summary.json in the run directory)\n"
     lines = ["| group | " + " | ".join(k[1] for k in keys) + " |", "|---" * (len(keys) + 1) + "|"]
-    groups = {"all": summary, **dict(summary.get("by_family") or {})}
+    by_family = summary.get("by_family")
+    groups = {"all": summary, **(dict(by_family) if isinstance(by_family, Mapping) else {})}
     for name, s in groups.items():
         if isinstance(s, Mapping):
-            lines.append(f"| {name} | " + " | ".join(_fmt(s.get(k, "")) for k, _ in keys) + " |")
+            lines.append(f"| {md_escape(name)} | " + " | ".join(_fmt(s.get(k, "")) for k, _ in keys) + " |")
     return "\n".join(lines) + "\n"
 
 
-def dataset_card(data: RunData, fmt: str, files: Mapping[str, str]) -> str:
-    """README.md for an export of `data` in `fmt`; `files` maps split -> path inside the export."""
+def front_matter(data: RunData, fmt: str, files: Mapping[str, str]) -> dict[str, Any]:
+    """The card's YAML header: HF metadata, the load configuration, and the run's provenance."""
     man = data.manifest
-    parts = splits(data.rows)
-    counts = {k: len(v) for k, v in parts.items()}
+    counts = {k: len(v) for k, v in splits(data.rows).items()}
     front: dict[str, Any] = {
         "pretty_name": f"advgen IOI prompts ({data.run_dir.name})",
         "language": ["en"],
@@ -128,32 +130,48 @@ def dataset_card(data: RunData, fmt: str, files: Mapping[str, str]) -> str:
         front["configs"] = [{"config_name": "default", "data_files": [{"split": k, "path": v} for k, v in files.items()]}]
         # split sizes live under advgen_export: `datasets` wants num_bytes beside them in dataset_info
         front["dataset_info"] = {"features": datasets.Features.from_arrow_schema(schema)._to_yaml_list()}
+    versions = man.get("versions")
     front[MARKER_KEY] = {
         "format": fmt,
         "model": man.get("model"),
         "model_source": man.get("model_source"),
         "tokenizer_hash": man.get("tokenizer_hash"),
         "seed": man.get("seed"),
-        "circuit": (data.circuit or {}).get("name") if data.circuit else None,
+        "circuit": data.circuit.get("name") if data.circuit else None,
         "command": man.get("command"),
-        "versions": dict(man.get("versions") or {}),
+        "versions": dict(versions) if isinstance(versions, Mapping) else {},
         "splits": counts,
     }
+    return front
+
+
+def provenance_md(data: RunData) -> str:
+    """'How it was made': every value from the run's manifest, escaped so data cannot inject Markdown or HTML."""
+    man = data.manifest
+    settings = man.get("settings")
+    versions = man.get("versions")
+    versions = versions if isinstance(versions, Mapping) else {}
+    return f"""## How it was made
+- command: {md_code(man.get('command', '?'))}
+- model: {md_code(man.get('model', '?'))} (source {md_code(man.get('model_source', '?'))}, tokenizer hash {md_code(man.get('tokenizer_hash', '?'))})
+- seed: {md_escape(man.get('seed', '?'))}; settings: {md_code(dict(settings) if isinstance(settings, Mapping) else {})}
+- circuit: {_circuit_line(data.circuit)}
+- versions: {', '.join(f'{md_escape(k)} {md_escape(v)}' for k, v in versions.items())}
+"""
+
+
+def dataset_card(data: RunData, fmt: str, files: Mapping[str, str]) -> str:
+    """README.md for an export of `data` in `fmt`; `files` maps split -> path inside the export."""
+    counts = {k: len(v) for k, v in splits(data.rows).items()}
     present = [f for f in FIELDS if any(f in r for r in data.rows)]
     field_lines = "\n".join(f"| `{f}` | {FIELDS[f]} |" for f in present)
-    split_lines = "\n".join(f"| `{k}` | {n} | `{files.get(k, '')}` |" for k, n in counts.items())
-    body = f"""# advgen IOI prompts: {data.run_dir.name}
+    split_lines = "\n".join(f"| {md_code(k)} | {n} | {md_code(files.get(k, ''))} |" for k, n in counts.items())
+    body = f"""# advgen IOI prompts: {md_escape(data.run_dir.name)}
 
 Indirect-object-identification (IOI) prompts generated and measured by
 advgen (circuit-driven adversarial prompt generation), exported as `{fmt}`.
 
-## How it was made
-- command: `{man.get('command', '?')}`
-- model: `{man.get('model', '?')}` (source `{man.get('model_source', '?')}`, tokenizer hash `{man.get('tokenizer_hash', '?')}`)
-- seed: {man.get('seed', '?')}; settings: `{dict(man.get('settings') or {})}`
-- circuit: {_circuit_line(data.circuit)}
-- versions: {', '.join(f'{k} {v}' for k, v in (man.get('versions') or {}).items())}
-
+{provenance_md(data)}
 Prompts are rendered from templates with single-token names, places and objects; every metric was
 read at each prompt's own END token with BOS prepended. Attack rows (if any) are transformations of
 clean prompts aimed at a failure mode the circuit predicts; `pair_id` links them to their clean prompt.
@@ -185,4 +203,5 @@ clean prompts aimed at a failure mode the circuit predicts; `pair_id` links them
   name lists' biases (first names, mostly English).
 - Attack prompts are selected against one model and one circuit; breaks need not transfer.
 """
+    front = front_matter(data, fmt, files)
     return "---\n" + yaml.safe_dump(front, sort_keys=False, allow_unicode=True) + "---\n\n" + body

@@ -10,9 +10,7 @@ types stay fixed across rows whose free-form fields differ. `source_row` undoes 
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import os
 import shutil
 import tempfile
@@ -21,11 +19,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from advgen.core.files import dumps
+from advgen.core.files import csv_rows_text, dumps, read_json
+from advgen.core.rundir import MARKER, file_hashes, write_marker
 from advgen.core.types import AdvgenError
 from advgen.outputs import cards, integrations
 from advgen.outputs.rundata import (
-    MARKER_KEY,
     RunData,
     arrow_table,
     columns,
@@ -39,9 +37,37 @@ FORMATS = ("jsonl", "csv", "parquet", "hf", "auto-circuit", "lm-eval")
 # ---- atomic directory output -------------------------------------------------------------------
 
 
+EXPORT_KIND = "export"
+
+
 def _is_previous_export(out: Path) -> bool:
-    card = out / "README.md"
-    return card.exists() and f"\n{MARKER_KEY}:" in card.read_text(encoding="utf-8", errors="replace")
+    """True only for an advgen export left as written: its completion marker lists every file in it.
+
+    A README.md alone (even one mentioning advgen) or any file added since makes it someone's data,
+    which an export never deletes.
+    """
+    if not (out / MARKER).is_file():
+        return False
+    try:
+        mark = read_json(out / MARKER)
+    except AdvgenError:
+        return False
+    if not isinstance(mark, dict) or mark.get("kind") != EXPORT_KIND or not isinstance(mark.get("files"), dict):
+        return False
+    return set(file_hashes(out)) == set(mark["files"])
+
+
+def check_export_out(run_dir: Path, out: Path) -> None:
+    """Refusals before any work: a file, a path under a file, the run itself, or someone else's directory."""
+    for parent in [out, *out.parents]:
+        if parent.exists() and not parent.is_dir():
+            raise AdvgenError(f"--out {out} {'is an existing file' if parent == out else f'lies under {parent}, which is a file'}")
+    r, o = run_dir.resolve(), out.resolve()
+    if o == r or r in o.parents or o in r.parents:
+        raise AdvgenError(f"--out {out} overlaps the run directory {run_dir} it reads; choose a path outside it")
+    if out.exists() and any(out.iterdir()) and not _is_previous_export(out):
+        raise AdvgenError(f"--out {out} is a non-empty directory that is not an advgen export (or was changed since); "
+                          "advgen never deletes it, choose a new path")
 
 
 @contextmanager
@@ -49,11 +75,12 @@ def atomic_dir(out: str | Path) -> Iterator[Path]:
     """Yield a temp directory beside `out`; on success it replaces `out` (only a previous export)."""
     out = Path(out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not _is_previous_export(out))):
-        raise AdvgenError(f"--out {out} exists and is not an advgen export; choose a new path")
+        raise AdvgenError(f"--out {out} exists and is not an unmodified advgen export; choose a new path")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
         yield tmp
+        write_marker(tmp, EXPORT_KIND, "")
         old = None
         if out.exists():
             old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
@@ -74,14 +101,6 @@ def _write(path: Path, text: str) -> None:
 # ---- the formats -------------------------------------------------------------------------------
 
 
-def csv_text(flat_rows: Sequence[Mapping[str, Any]], cols: Sequence[str]) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(cols), lineterminator="\n")
-    w.writeheader()
-    w.writerows(flat_rows)
-    return buf.getvalue()
-
-
 def _write_files(data: RunData, tmp: Path, fmt: str) -> dict[str, str]:
     """jsonl / csv / parquet: one file per split; returns {split: relative path}."""
     parts = splits(data.rows)
@@ -92,7 +111,7 @@ def _write_files(data: RunData, tmp: Path, fmt: str) -> dict[str, str]:
         if fmt == "jsonl":
             _write(tmp / rel, "".join(dumps(r) + "\n" for r in rows))
         elif fmt == "csv":
-            _write(tmp / rel, csv_text([table_row(r, cols) for r in rows], cols))
+            _write(tmp / rel, csv_rows_text([table_row(r, cols) for r in rows], cols))  # formula cells neutralised
         else:
             import pyarrow.parquet as pq
 
@@ -128,6 +147,7 @@ def export(run_dir: str | Path, fmt: str, out: str | Path) -> Path:
     if fmt not in FORMATS:
         raise AdvgenError(f"unknown export format {fmt!r}; formats: {', '.join(FORMATS)}")
     data = load_run(run_dir)
+    check_export_out(Path(run_dir), Path(out))
     writers: dict[str, Callable[[RunData, Path], dict[str, str]]] = {
         "jsonl": lambda d, t: _write_files(d, t, "jsonl"),
         "csv": lambda d, t: _write_files(d, t, "csv"),

@@ -1,17 +1,16 @@
-"""One self-contained HTML report of a run directory: tables, plots as embedded PNGs, no network.
+"""One self-contained HTML report of a run directory: verdict first, then tables, plots, no network.
 
-Each section appears only when its inputs exist (results.jsonl, modes.json, duplicated-IO doses,
-a circuit, discovery PNGs, claims.md), so a plain `advgen run` directory, an `advgen attack`
-directory and a discovery/claims directory all give a report. Only the attention heatmaps run a
-model, on two example prompts.
+The first screen says what the run found (per-mode verdicts and the yield for an attack run; the
+headline of a plain run, a discovery or a claim check) and defines every column. Each further
+section appears only when its inputs exist (results.jsonl, modes.json, duplicated-IO doses, a
+circuit, discovery PNGs, claims.md). Only the attention views run a model, on two example prompts;
+the interactive one inlines the circuitsvis bundle, so the file opens offline.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import json
-import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,50 +21,28 @@ import numpy as np
 from advgen.core.files import atomic_write_text, read_jsonl
 from advgen.core.types import AdvgenError
 from advgen.model.metrics import bootstrap_ci
-from advgen.outputs import plots
+from advgen.outputs import plots, verdict
+from advgen.outputs.htmlparts import esc, fmt, img, markdown_html, table
 from advgen.outputs.rundata import RunData, load_run
+
+__all__ = ["build_report", "esc", "fmt", "img", "markdown_html", "table"]
 
 CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;
 color:#222;padding:0 1em}h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.8em}
 table{border-collapse:collapse;margin:.6em 0;font-size:.85em}th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;
 vertical-align:top}th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}img{max-width:100%;
 display:block;margin:.5em 0}code{background:#f4f4f4;padding:0 .2em}.note{color:#666;font-size:.9em}figure{margin:1em 0}
-figcaption{font-size:.85em;color:#555}"""
+figcaption{font-size:.85em;color:#555}#verdict{border:2px solid #444;border-radius:6px;padding:.2em 1em .6em;background:#fafafa}
+#verdict h2{margin-top:.6em}table.verdict{font-size:1em}.v{font-weight:bold;padding:0 .3em;border-radius:3px}
+.v.ok{background:#d4edda;color:#155724}.v.bad{background:#f8d7da;color:#721c24}.v.unclear{background:#eee;color:#555}
+.finding,.yield{font-size:1.05em}dl.legend{display:grid;grid-template-columns:max-content auto;gap:.15em 1em;font-size:.85em;
+margin:.4em 0}dl.legend dt{font-weight:bold}dl.legend dd{margin:0}"""
 MAX_EXAMPLES = 10
-
-
-def esc(x: Any) -> str:
-    return html.escape(str(x), quote=True)
-
-
-def fmt(x: Any) -> str:
-    if isinstance(x, bool) or x is None:
-        return str(x)
-    if isinstance(x, float):
-        return "nan" if x != x else f"{x:.3f}"
-    return str(x)
-
-
-def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    th = "".join(f"<th>{esc(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f'<td class="num">{esc(fmt(v))}</td>' if isinstance(v, (int, float)) else f"<td>{esc(fmt(v))}</td>" for v in r) + "</tr>"
-        for r in rows
-    )
-    head = f"<thead><tr>{th}</tr></thead>" if any(header) else ""  # key/value tables need no header row
-    return f"<table>{head}<tbody>{body}</tbody></table>"
-
-
-def img(b64: str, alt: str, caption: str = "") -> str:
-    cap = f"<figcaption>{esc(caption)}</figcaption>" if caption else ""
-    return f'<figure><img alt="{esc(alt)}" src="data:image/png;base64,{b64}">{cap}</figure>'
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise AdvgenError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+    return verdict.read_json(path)
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -88,12 +65,37 @@ def _stats(vals: Sequence[float], seed: int) -> list[Any]:
 # ---- sections ----------------------------------------------------------------------------------
 
 
+def provenance(data: RunData) -> dict[str, Any]:
+    """Model, seed, command, versions: manifest.json, else the header of discovery.json / claims.json."""
+    m: dict[str, Any] = dict(data.manifest)
+    for name in ("discovery.json", "claims.json"):
+        doc = verdict.read_json(data.run_dir / name)
+        if isinstance(doc, Mapping):
+            seed = doc.get("seed", (doc.get("settings") or {}).get("seed"))
+            for k, v in (("model", doc.get("model")), ("model_source", doc.get("model_source")), ("seed", seed),
+                         ("command", doc.get("command")), ("versions", doc.get("versions"))):
+                if m.get(k) in (None, "", {}) and v not in (None, ""):
+                    m[k] = v
+    return m
+
+
+def source_label(src: Any) -> str:
+    """Where the model came from, without this machine's paths for the bundled model."""
+    s = str(src or "")
+    try:
+        return f"bundled: {Path(s).resolve().relative_to(PACKAGE_ROOT)}" if s else "not recorded"
+    except ValueError:
+        return s
+
+
 def section_run(data: RunData) -> str:
-    m = data.manifest
-    rows = [["run directory", str(data.run_dir)], ["model", f"{m.get('model', '?')} ({m.get('model_source', '?')})"],
-            ["seed", m.get("seed", "?")], ["command", m.get("command", "?")],
-            ["circuit", (data.circuit or {}).get("name", "none") if data.circuit else "none"],
-            ["versions", ", ".join(f"{k} {v}" for k, v in (m.get("versions") or {}).items())]]
+    m = provenance(data)
+    circ = data.circuit or {}
+    versions = ", ".join(f"{k} {v}" for k, v in (m.get("versions") or {}).items()) or "not recorded"
+    rows = [["run directory", data.run_dir.resolve().name],
+            ["model", f"{m.get('model') or 'not recorded'} ({source_label(m.get('model_source'))})"],
+            ["seed", m.get("seed", "not recorded")], ["command", m.get("command") or "not recorded"],
+            ["circuit", circ.get("name", "none") if isinstance(circ, Mapping) else str(circ)], ["versions", versions]]
     return table(["", ""], rows)
 
 
@@ -135,21 +137,39 @@ def by_mode(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, list[Mappi
     return out
 
 
+SUBSETS = {"sample": "random sample", "search": "search"}
+"""Attack rows' `phase`: the unbiased stratified sample, or candidates the screen picked (biased toward breaks)."""
+
+
+def subset_of(row: Mapping[str, Any]) -> str:
+    return SUBSETS.get(str(row.get("phase")), "all (phase not recorded)")
+
+
+def _mode_row(mode: str, subset: str, fam: str, rs: Sequence[Mapping[str, Any]], seed: int) -> list[Any]:
+    st = _stats([r["logit_diff"] for r in rs], seed)
+    st[3] = float(np.mean([r.get("io_prob", np.nan) for r in rs]))
+    breaks = sum(bool(r.get("is_break")) for r in rs) if fam == "attack" else ""
+    expl = [r.get("explained") for r in rs if fam == "attack" and r.get("is_break") and r.get("explained") is not None]
+    return [mode, subset, fam, *st, breaks, float(np.mean(expl)) if expl else ""]
+
+
 def section_modes(data: RunData) -> str:
     groups = by_mode(data.rows)
     if list(groups) == ["all prompts"]:
         return ""
     out = []
     for mode, fams in groups.items():
-        for fam, rs in fams.items():
-            if not rs:
-                continue
-            st = _stats([r["logit_diff"] for r in rs], data.seed)
-            st[3] = float(np.mean([r.get("io_prob", np.nan) for r in rs])) if rs else ""
-            breaks = sum(bool(r.get("is_break")) for r in rs) if fam == "attack" else ""
-            expl = [r.get("explained") for r in rs if fam == "attack" and r.get("is_break") and r.get("explained") is not None]
-            out.append([mode, fam, *st, breaks, float(np.mean(expl)) if expl else ""])
-    html_ = table(["mode", "family", "n", "mean LD [95 % CI]", "S > IO", "mean IO prob", "breaks", "explained (of breaks)"], out)
+        if fams["clean"]:
+            out.append(_mode_row(mode, "clean partners", "clean", fams["clean"], data.seed))
+        subsets = list(dict.fromkeys(subset_of(r) for r in fams["attack"] + fams["control"]))
+        for sub in sorted(subsets, key=lambda x: (x != "random sample", x)):
+            for fam in ("control", "attack"):
+                rs = [r for r in fams[fam] if subset_of(r) == sub]
+                if rs:
+                    out.append(_mode_row(mode, sub, fam, rs, data.seed))
+    html_ = table(["mode", "subset", "family", "n", "mean LD [95 % CI]", "S > IO", "mean IO prob", "breaks", "explained (of breaks)"], out)
+    html_ += ("<p class='note'>Random-sample rows estimate each family's behaviour without bias; search rows were picked by the "
+              "screen for a high predicted signal, so their break counts are not rates. Search controls are run only for breaks.</p>")
     table_md = data.run_dir / "table.md"
     if table_md.exists():
         html_ += "<details><summary>The attack's full table (table.md: by parameter, predicted vs seen, yield)</summary>"
@@ -162,29 +182,47 @@ def section_modes(data: RunData) -> str:
 
 
 def section_histograms(data: RunData) -> str:
+    """One panel per mode; attack and control from the random sample only when the run recorded phases."""
     if not data.rows:
         return ""
-    panels = {mode: {fam: [r["logit_diff"] for r in rs] for fam, rs in fams.items() if rs} for mode, fams in by_mode(data.rows).items()}
-    return img(plots.png_b64(plots.ld_histograms(panels)), "LD histograms", "Logit difference per prompt; left of the dashed line S beats IO.")
+    sampled = any(r.get("phase") == "sample" for r in data.rows)
+    rows = [r for r in data.rows if not sampled or r.get("family") not in ("attack", "control") or r.get("phase") == "sample"]
+    panels = {mode: {fam: [r["logit_diff"] for r in rs] for fam, rs in fams.items() if rs} for mode, fams in by_mode(rows).items()}
+    note = " Attack and control: the random sample (search candidates left out: the screen picked them)." if sampled else ""
+    return img(plots.png_b64(plots.ld_histograms(panels)), "LD histograms",
+               "Logit difference per prompt; left of the dashed line S beats IO." + note)
+
+
+def _dose_series(rows: Sequence[Mapping[str, Any]], seed: int) -> dict[str, list[plots.DosePoint]]:
+    series: dict[str, list[plots.DosePoint]] = {}
+    for fam in ("attack", "control"):
+        rs = [r for r in rows if r.get("family") == fam]
+        for dose in sorted({float(r["params"]["dose"]) for r in rs}):
+            ld = [r["logit_diff"] for r in rs if float(r["params"]["dose"]) == dose]
+            ci = bootstrap_ci(ld, seed)
+            series.setdefault(fam, []).append(plots.DosePoint(dose, ci.mean, ci.low, ci.high, float(np.mean(np.array(ld) < 0)), len(ld)))
+    return series
 
 
 def section_dose(data: RunData) -> str:
+    """Plot: the random sample (unbiased); table: every subset, labelled, so search rows never pass for the sample."""
     dosed = [r for r in data.rows if "duplicate" in str(r.get("mode") or "") and isinstance(r.get("params"), Mapping)
              and isinstance(r["params"].get("dose"), (int, float))]
     if not dosed:
         return ""
     out = []
     for mode in sorted({str(r["mode"]) for r in dosed}):
-        series: dict[str, list[plots.DosePoint]] = {}
-        for fam in ("attack", "control"):
-            rs = [r for r in dosed if r["mode"] == mode and r.get("family") == fam]
-            for dose in sorted({float(r["params"]["dose"]) for r in rs}):
-                ld = [r["logit_diff"] for r in rs if float(r["params"]["dose"]) == dose]
-                ci = bootstrap_ci(ld, data.seed)
-                series.setdefault(fam, []).append(plots.DosePoint(dose, ci.mean, ci.low, ci.high, float(np.mean(np.array(ld) < 0)), len(ld)))
-        fig = plots.dose_response(series, f"{mode}: dose response")
-        rows = [[fam, f"{p.dose:g}", p.n, f"{p.mean:.3f} [{p.low:.3f}, {p.high:.3f}]", p.s_beats_io] for fam, ps in series.items() for p in ps]
-        out.append(img(plots.png_b64(fig), f"dose response {mode}") + table(["family", "dose", "n", "mean LD [95 % CI]", "S > IO"], rows))
+        mine = [r for r in dosed if r["mode"] == mode]
+        subsets = sorted({subset_of(r) for r in mine}, key=lambda x: (x != "random sample", x))
+        by_sub = {sub: _dose_series([r for r in mine if subset_of(r) == sub], data.seed) for sub in subsets}
+        shown = "random sample" if "random sample" in by_sub else subsets[0]
+        fig = plots.dose_response(by_sub[shown], f"{mode}: dose response ({shown})")
+        rows = [[sub, fam, f"{p.dose:g}", p.n, f"{p.mean:.3f} [{p.low:.3f}, {p.high:.3f}]", p.s_beats_io]
+                for sub, series in by_sub.items() for fam, ps in series.items() for p in ps]
+        cap = f"Plotted: the {shown} rows only." + (" The search rows below were chosen by the screen (biased toward breaks)."
+                                                      if "search" in by_sub else "")
+        out.append(img(plots.png_b64(fig), f"dose response {mode}", cap)
+                   + table(["subset", "family", "dose", "n", "mean LD [95 % CI]", "S > IO"], rows))
     return "".join(out)
 
 
@@ -199,7 +237,8 @@ def example_rows(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, Mapping[s
     return [("clean", first)] if first is not None else []
 
 
-def section_attention(data: RunData, model_spec: str | None, circuit_spec: str | None) -> str:
+def section_attention(data: RunData, model_spec: str | None, circuit_spec: str | None) -> tuple[str, str]:
+    """(heatmaps, interactive circuitsvis view) of the circuit's heads on the example prompts; one model run."""
     from advgen.circuits.format import Circuit, resolve_circuit
     from advgen.outputs import attention
 
@@ -208,31 +247,38 @@ def section_attention(data: RunData, model_spec: str | None, circuit_spec: str |
     elif data.circuit:
         circuit = Circuit.from_dict(data.circuit, str(data.run_dir / "circuit.json"))
     else:
-        return ""  # no circuit, no heads to draw (`--circuit` names one for a plain run)
+        return "", ""  # no circuit, no heads to draw (`--circuit` names one for a plain run)
     examples = example_rows(data.rows)
     if not examples:
-        return ""
+        return "", ""
     from advgen.model.loading import load_model
 
-    src = str(data.manifest.get("model_source") or "")
-    spec = model_spec or (src if src and Path(src).is_dir() else str(data.manifest.get("model") or ""))
+    spec = model_spec or data.model_spec
     try:
         model = load_model(spec)
     except AdvgenError as e:
         if model_spec:
             raise
-        print(f"advgen report: attention heatmaps skipped: {e}", file=sys.stderr)
-        return f"<p class='note'>Attention heatmaps skipped: {esc(e)} (pass <code>--model</code>).</p>"
+        print(f"advgen report: attention views skipped: {e}", file=sys.stderr)
+        return f"<p class='note'>Attention heatmaps skipped: {esc(e)} (pass <code>--model</code>).</p>", ""
     circuit.check_against(model.n_layers, model.n_heads)
+    every = attention.pick_heads(circuit, per_role=8)  # the interactive view shows more heads than the figures
     chosen = attention.pick_heads(circuit)
-    exs = attention.patterns(model, [h for h, _ in chosen], examples)
-    parts = [f"<p class='note'>Model <code>{esc(model.name)}</code>, circuit <code>{esc(circuit.name)}</code>; "
-             f"up to two heads per role. Prompts: " + "; ".join(f"{esc(e.label)}: <code>{esc(r['text'])}</code>"
+    exs = attention.patterns(model, [h for h, _ in every], examples)
+    name = source_label(model.name) if Path(model.name).is_absolute() else model.name
+    parts = [f"<p class='note'>Model <code>{esc(name)}</code>, circuit <code>{esc(circuit.name)}</code>; "
+             f"up to two heads per role (up to eight in the interactive view). Prompts: " + "; ".join(f"{esc(e.label)}: <code>{esc(r['text'])}</code>"
                                                                 for e, (_, r) in zip(exs, examples)) + "</p>"]
     for head, role in chosen:
         fig = plots.attention_pair(str(head), role, [(e.label, e.tokens, e.patterns[head]) for e in exs])
         parts.append(img(plots.png_b64(fig), f"attention {head}"))
-    return "".join(parts)
+    try:
+        view = ("<p class='note'>circuitsvis <code>AttentionHeads</code>: pick a head, hover a token to see where it "
+                "attends (rows: query, columns: key).</p>" + attention.interactive_html(exs, every))
+    except AdvgenError as e:
+        print(f"advgen report: interactive attention view skipped: {e}", file=sys.stderr)
+        view = f"<p class='note'>Interactive view skipped: {esc(e)}</p>"
+    return "".join(parts), f"<div id='advgen-circuitsvis'>{view}</div>"
 
 
 def section_examples(data: RunData) -> str:
@@ -248,47 +294,20 @@ def section_examples(data: RunData) -> str:
 
 
 def section_discovery(run_dir: Path, exclude: Path) -> str:
+    from advgen.circuits.discovery import FILE_TITLES
+
+    titles = {**FILE_TITLES, "attribution_vs_activation.png": "attribution estimate against activation patching effect, per head and position"}
     same_dir = exclude.parent.resolve() == run_dir.resolve()
-    pngs = sorted(p for p in run_dir.glob("*.png") if not (same_dir and p.name.startswith(exclude.stem)))
+    order = list(titles)
+    pngs = sorted((p for p in run_dir.glob("*.png") if not (same_dir and p.name.startswith(exclude.stem))),
+                  key=lambda p: (order.index(p.name) if p.name in order else len(order), p.name))
     parts = []
     if (run_dir / "discovery.json").exists():
         parts.append("<p class='note'>Scores: discovery.json in the run directory.</p>")
     for p in pngs:
-        parts.append(img(base64.b64encode(p.read_bytes()).decode("ascii"), p.name, p.name))
+        cap = f"{p.name}: {titles[p.name]}" if p.name in titles else p.name
+        parts.append(img(base64.b64encode(p.read_bytes()).decode("ascii"), p.name, cap))
     return "".join(parts) if pngs else ""
-
-
-def markdown_html(md: str) -> str:
-    """The small Markdown subset claims.md uses: headings, pipe tables, lists, paragraphs, `code`."""
-
-    def inline(s: str) -> str:
-        s = esc(s)
-        s = re.sub(r"`([^`]+)`", r"<code>\1</code>", s)
-        return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", s)
-
-    out, lines, i = [], md.splitlines(), 0
-    while i < len(lines):
-        line = lines[i].rstrip()
-        if line.startswith("|"):
-            block = []
-            while i < len(lines) and lines[i].strip().startswith("|"):
-                block.append([c.strip() for c in lines[i].strip().strip("|").split("|")])
-                i += 1
-            body = [r for r in block[1:] if not all(re.fullmatch(r":?-{2,}:?", c) for c in r)]
-            out.append("<table><thead><tr>" + "".join(f"<th>{inline(c)}</th>" for c in block[0]) + "</tr></thead><tbody>"
-                       + "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in r) + "</tr>" for r in body) + "</tbody></table>")
-            continue
-        m = re.match(r"(#{1,6})\s+(.*)", line)
-        if m:
-            level = min(len(m.group(1)) + 2, 6)
-            out.append(f"<h{level}>{inline(m.group(2))}</h{level}>")
-        elif re.match(r"\s*[-*]\s+", line):
-            item = inline(re.sub(r"^\s*[-*]\s+", "", line))
-            out.append(f"<ul><li>{item}</li></ul>")
-        elif line:
-            out.append(f"<p>{inline(line)}</p>")
-        i += 1
-    return "\n".join(out)
 
 
 def section_claims(run_dir: Path) -> str:
@@ -305,23 +324,43 @@ def section_claims(run_dir: Path) -> str:
     return "".join(parts)
 
 
+MEASURED = ("results.jsonl", "discovery.json", "claims.md", "claims.json")
+
+
 def _load(run_dir: Path) -> RunData:
+    """The run's data; a directory with nothing measured (e.g. `advgen generate` output) is refused, naming what it holds."""
     if (run_dir / "results.jsonl").exists():
         return load_run(run_dir)
     if not run_dir.is_dir():
         raise AdvgenError(f"run directory not found: {run_dir}")
-    man = _read_json(run_dir / "manifest.json") if (run_dir / "manifest.json").exists() else {}
-    circ = _read_json(run_dir / "circuit.json") if (run_dir / "circuit.json").exists() else None
-    if not man and not any(run_dir.glob("*.png")) and not (run_dir / "claims.md").exists() and not (run_dir / "claims.json").exists():
-        raise AdvgenError(f"{run_dir} has nothing to report: no results.jsonl, manifest.json, PNG heatmaps or claims")
+    if not any((run_dir / f).exists() for f in MEASURED) and not any(run_dir.glob("*.png")):
+        held = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("."))
+        hint = (f"; prompts without model outputs: run `advgen validate {run_dir / 'prompts.jsonl'} --out DIR` and report DIR"
+                if "prompts.jsonl" in held else "")
+        raise AdvgenError(f"{run_dir} has nothing to report: no results.jsonl, discovery.json, claims or PNG heatmaps "
+                          f"(it holds: {', '.join(held) or 'nothing'}){hint}")
+    man = _read_json(run_dir / "manifest.json") or {}
+    circ = _read_json(run_dir / "circuit.json")
     return RunData(run_dir, (), man, {}, circ)
+
+
+def _check_report_out(run_dir: Path, out: Path) -> None:
+    """Refuse --out naming a directory or one of the run's own files (the report reads them)."""
+    if out.is_dir():
+        raise AdvgenError(f"--out {out} is an existing directory; name the HTML file to write, e.g. {out / 'report.html'}")
+    inside = run_dir.is_dir() and out.resolve().parent == run_dir.resolve()
+    if out.exists() and inside and out.suffix.lower() not in (".html", ".htm"):
+        raise AdvgenError(f"--out {out} is one of the run's own input files; write the report to an .html path")
 
 
 def build_report(run_dir: str | Path, out_html: str | Path, model: str | None = None, circuit: str | None = None,
                  attention: bool = True) -> Path:
     """Write one self-contained HTML report of `run_dir` to `out_html` (atomically)."""
     d, out = Path(run_dir), Path(out_html)
+    _check_report_out(d, out)
     data = _load(d)
+    heatmaps, view = section_attention(data, model, circuit) if attention and data.rows else ("", "")
+    panel = verdict.panel(d, data.summary, data.rows)
     sections = [
         ("Run", section_run(data)),
         ("Summary", section_summary(data)),
@@ -329,11 +368,20 @@ def build_report(run_dir: str | Path, out_html: str | Path, model: str | None = 
         ("Logit-difference histograms", section_histograms(data)),
         ("Duplicated-IO dose response", section_dose(data)),
         ("Confirmed adversarial examples", section_examples(data)),
-        ("Attention of the circuit's heads", section_attention(data, model, circuit) if attention and data.rows else ""),
+        ("Attention of the circuit's heads", heatmaps),
+        ("Interactive attention (circuitsvis)", view),
         ("Discovery heatmaps", section_discovery(d, out)),
         ("Claim check", section_claims(d)),
     ]
-    body = "".join(f"<section><h2>{esc(t)}</h2>{h}</section>\n" for t, h in sections if h)
+    terms = None if any(r.get("family") == "attack" for r in data.rows) else verdict.RUN_TERMS
+    key = verdict.legend(terms) if data.rows else ""
+    first = ""
+    if panel:
+        legend = f"<details open><summary>Legend: every column in this report</summary>{key}</details>" if key else ""
+        first = f"<section id='verdict'><h2>Verdict</h2>{panel}{legend}</section>\n"
+    elif key:
+        sections.insert(2, ("Legend", key))
+    body = first + "".join(f"<section><h2>{esc(t)}</h2>{h}</section>\n" for t, h in sections if h)
     title = f"advgen report: {d.resolve().name}"
     doc = (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{esc(title)}</title>"
            f"<style>{CSS}</style></head><body><h1>{esc(title)}</h1>\n{body}</body></html>\n")

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from advgen.core.files import dumps, read_jsonl
+from advgen.core.files import dumps, read_json, read_jsonl_lines
+from advgen.core.rundir import check_complete
 from advgen.core.types import AdvgenError
 
 FIXED_SPLITS = ("clean", "control", "baseline")
@@ -38,7 +39,8 @@ class RunData:
 
     @property
     def seed(self) -> int:
-        return int(self.manifest.get("seed", 0) or 0)
+        seed = self.manifest.get("seed", 0)
+        return seed if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 else 0
 
     @property
     def model_spec(self) -> str:
@@ -47,21 +49,47 @@ class RunData:
         return src if src and Path(src).is_dir() else str(self.manifest.get("model") or "")
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise AdvgenError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+NUM = (int, float)
+ROW_TYPES: Mapping[str, tuple[type, ...]] = {
+    "text": (str,), "io": (str,), "s": (str,), "family": (str,), "positions": (dict,), "logit_diff": NUM,
+    "io_logit": NUM, "s_logit": NUM, "io_prob": NUM, "s_prob": NUM, "io_rank": (int,), "s_beats_io": (bool,),
+    "mode": (str, type(None)), "template_id": (str,), "order": (str,), "pair_id": (str,), "n_tokens": (int,),
+    "extra": (dict,), "params": (dict,), "head_signals": (dict,), "is_break": (bool, type(None)),
+    "explained": (bool, type(None)), "clean_logit_diff": (int, float, type(None)),
+}
+"""Types of a run directory's result fields: a non-numeric logit_diff is an error, not a string column."""
+
+
+def _read_json(path: Path, want: type = dict) -> Any:
+    doc = read_json(path)
+    if not isinstance(doc, want):
+        raise AdvgenError(f"{path}: expected a JSON {'object' if want is dict else want.__name__}")
+    return doc
+
+
+def _check_row(row: Mapping[str, Any], where: str) -> None:
+    pos = row["positions"]
+    bad = [k for k, v in pos.items() if isinstance(v, bool) or not isinstance(v, int)]
+    if bad:
+        raise AdvgenError(f"{where}: positions {bad} must be integers")
 
 
 def load_run(run_dir: str | Path) -> RunData:
-    """Read DIR/results.jsonl, manifest.json, summary.json and circuit.json (when present)."""
+    """Read DIR/results.jsonl, manifest.json, summary.json and circuit.json (when present).
+
+    A directory left half-written (lock) or changed after its run finished is refused
+    (`rundir.check_complete`); every row's fields are type-checked, naming file and line.
+    """
     d = Path(run_dir)
     if not d.is_dir():
-        raise AdvgenError(f"run directory not found: {d}")
-    if not (d / "results.jsonl").exists():
+        raise AdvgenError(f"run directory not found: {d}" if not d.exists() else f"{d} is a file, not a run directory")
+    check_complete(d)
+    if not (d / "results.jsonl").is_file():
         raise AdvgenError(f"{d} has no results.jsonl; is it an `advgen run` or `advgen attack` directory?")
-    rows = read_jsonl(d / "results.jsonl", required=("text", "io", "s", "family", "positions", "logit_diff"))
+    got = read_jsonl_lines(d / "results.jsonl", required=("text", "io", "s", "family", "positions", "logit_diff"),
+                           types=ROW_TYPES)
+    for _, line, row in got:
+        _check_row(row, f"{d / 'results.jsonl'}:{line}")
     manifest = _read_json(d / "manifest.json") if (d / "manifest.json").exists() else {}
     summary = _read_json(d / "summary.json") if (d / "summary.json").exists() else {}
     circuit = None
@@ -69,7 +97,7 @@ def load_run(run_dir: str | Path) -> RunData:
         circuit = _read_json(d / "circuit.json")
     elif isinstance(manifest.get("circuit"), Mapping):
         circuit = manifest["circuit"]
-    return RunData(d, tuple(rows), manifest, summary, circuit)
+    return RunData(d, tuple(row for _, _, row in got), manifest, summary, circuit)
 
 
 def sanitize(name: str) -> str:
