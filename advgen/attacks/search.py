@@ -45,6 +45,10 @@ class Interrupted(AdvgenError):
     """Raised by `stop_after_units` (tests simulate a killed run with it)."""
 
 
+MAX_BUDGET = 100_000
+"""Largest --budget (model evaluations per side): rows are held in memory until the run is written."""
+
+
 @dataclass(frozen=True)
 class AttackConfig:
     budget: int
@@ -65,6 +69,11 @@ class AttackConfig:
                               f"and each candidate 2 more (attack + control)")
         if not 0 < self.sample_frac <= 1:
             raise AdvgenError(f"sample fraction must be in (0, 1], got {self.sample_frac}")
+        if self.budget > MAX_BUDGET:
+            raise AdvgenError(f"--budget {self.budget:,} is above the limit of {MAX_BUDGET:,} evaluations per side "
+                              "(an attack holds its rows in memory; see docs/reliability.md)")
+        if self.seed < 0 or self.batch_size < 1:
+            raise AdvgenError(f"--seed must be >= 0 and --batch-size >= 1, got {self.seed} and {self.batch_size}")
 
 
 @dataclass(frozen=True)
@@ -103,15 +112,14 @@ class Journal:
     def unit(self, key: str, compute: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
         path = self.dir / f"unit-{self.n:05d}.json"
         self.n += 1
-        if path.exists():
-            doc = json.loads(path.read_text())
-            if doc.get("key") == key:
-                self._advance(doc["rows"])
-                return doc["rows"]
+        done = read_unit(path, key)
+        if done is not None:
+            self._advance(done)
+            return done
         if self.stop_after is not None and self.computed >= self.stop_after:
             raise Interrupted(f"stopped after {self.computed} units (simulated interruption)")
         rows = compute()
-        files.atomic_write_text(path, files.dumps({"key": key, "rows": rows}) + "\n")
+        files.atomic_write_text(path, files.dumps({"key": key, "rows": rows, "sha256": _rows_digest(rows)}) + "\n")
         self.computed += 1
         self._advance(rows)
         return rows
@@ -119,6 +127,30 @@ class Journal:
     def _advance(self, rows: list[dict[str, Any]]) -> None:
         if self.bar is not None:
             self.bar.update(len(rows))
+
+
+def _rows_digest(rows: list[dict[str, Any]]) -> str:
+    return hashlib.sha256(files.dumps(rows).encode()).hexdigest()
+
+
+def read_unit(path: Path, key: str) -> list[dict[str, Any]] | None:
+    """A journal unit's rows if the file is intact and made for `key`; None means 'compute it again'.
+
+    A truncated, foreign or edited unit (bad JSON, wrong shape, rows not matching their sha256) is
+    never trusted: it is recomputed, so a damaged journal costs time, not correctness.
+    """
+    if not path.is_file():
+        return None
+    try:
+        doc = files.read_json(path, "journal unit")
+    except AdvgenError:
+        return None
+    if not isinstance(doc, dict) or doc.get("key") != key or not isinstance(doc.get("rows"), list):
+        return None
+    rows = doc["rows"]
+    if not all(isinstance(r, dict) for r in rows) or doc.get("sha256") != _rows_digest(rows):
+        return None
+    return rows
 
 
 def _key(*parts: Any) -> str:
