@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from advgen.cli import attack, circuits, reports
+from advgen.cli import attack, circuits, reports, scan
 from advgen.core.types import AdvgenError
 
 OUTPUTS = Path("outputs")
@@ -103,6 +103,13 @@ def cmd_train_reference(args: argparse.Namespace) -> None:
 
         print(f"ladder written to {build_ladder(args.out, seed=args.seed, steps=args.steps, progress=not args.no_progress)}")
         return
+    if args.kind == "planted":
+        from advgen.reference.planted import PlantedSettings, train_planted
+
+        s = PlantedSettings(seed=args.seed, **({"steps": args.steps} if args.steps else {}))
+        out = train_planted(args.out, s, resume=not args.no_resume, progress=not args.no_progress)
+        print(f"planted model written to {out} (copy its final files into advgen/model/weights/planted/)")
+        return
     from advgen.reference.train import train_reference
 
     out = train_reference(args.out, seed=args.seed, steps=args.steps, resume=not args.no_resume, progress=not args.no_progress)
@@ -130,10 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the shipped model's)")
     p.add_argument("--no-resume", action="store_true", help="ignore checkpoints in OUT/checkpoints and start over")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--kind", choices=("reference", "planted"), default="reference",
+                   help="reference: natural training (default); planted: GPT-2's IOI circuit imposed by "
+                   "interchange-intervention training, warm-started from the bundled reference (about 40 min)")
     p.add_argument("--ladder", action="store_true", help="train the ladder of smaller models (OUT holds their checkpoints) "
                    "and write advgen/model/weights/ladder/ladder.json")
     p.set_defaults(func=cmd_train_reference)
-    for module in (circuits, attack, reports):
+    for module in (circuits, attack, reports, scan):
         module.register(sub)
     return ap
 

@@ -1,0 +1,244 @@
+"""Where evaluation units run: in this process, or on Ray actors that each hold one model replica.
+
+A unit is a picklable payload and a module-level function `fn(model, unit) -> result`; the
+backend returns results in unit order, whatever order the workers finish in, so the driver writes
+the same bytes whichever backend computed them. On Ray a killed or failed actor is restarted
+(Ray's `max_restarts`) and its in-flight units are retried (`max_task_retries`, then once more
+by the driver on another actor); a unit whose function raises an `AdvgenError` is a user error
+and is reported, never retried. Ray is an optional extra (`pip install advgen[ray]`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from tqdm.auto import tqdm
+
+from advgen.core.types import AdvgenError, Evaluation, PromptMetrics, PromptSet
+from advgen.model.loading import LoadedModel, load_model
+from advgen.model.validate import DEFAULT_BATCH, check_prompts, validate
+
+BATCHES_PER_UNIT = 16
+"""Batches per evaluation unit of `evaluate` (a unit is whole batches, so padding never changes)."""
+UnitFn = Callable[[LoadedModel, Any], Any]
+"""A module-level function (picklable by reference) run on one unit with a loaded model."""
+BACKENDS = ("local", "ray")
+
+
+class Backend(Protocol):
+    """Runs units; `map` yields results in unit order and holds a bounded number in flight."""
+
+    name: str
+
+    def map(self, fn: UnitFn, units: Iterable[Any]) -> Iterator[Any]: ...
+
+    def close(self) -> None: ...
+
+
+class LocalBackend:
+    """Units one after another in this process, on an already loaded model."""
+
+    name = "local"
+
+    def __init__(self, model: LoadedModel) -> None:
+        self.model = model
+
+    def map(self, fn: UnitFn, units: Iterable[Any]) -> Iterator[Any]:
+        for u in units:
+            yield fn(self.model, u)
+
+    def close(self) -> None:
+        pass
+
+
+class _Replica:
+    """A Ray actor's state: one model, loaded once per actor (and again after a restart)."""
+
+    def __init__(self, spec: str, device: str, threads: int) -> None:
+        import torch
+
+        torch.set_num_threads(threads)
+        self.model = load_model(spec, device=device)
+
+    def run(self, fn: UnitFn, unit: Any) -> Any:
+        return fn(self.model, unit)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+@dataclass(frozen=True)
+class RaySettings:
+    """How to reach Ray and shape the actor pool."""
+
+    workers: int = 2
+    address: str | None = None
+    """An existing cluster ("ray://host:10001" or "host:6379"); None starts a local instance."""
+    gpus_per_worker: float | None = None
+    """None: 1 GPU per actor when the cluster has GPUs, else CPU actors."""
+    threads_per_worker: int = 1
+    max_retries: int = 3
+    in_flight: int = 2
+    """Units queued per actor, so an actor never waits for the driver between units."""
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise AdvgenError("--backend ray needs Ray: pip install 'advgen[ray]'") from None
+    return ray
+
+
+class RayBackend:
+    """A pool of actors, one model replica each; results come back in unit order."""
+
+    name = "ray"
+
+    def __init__(self, model_spec: str, settings: RaySettings = RaySettings()) -> None:
+        if settings.workers < 1:
+            raise AdvgenError(f"--workers must be >= 1, got {settings.workers}")
+        ray = self.ray = _ray()
+        self.settings = settings
+        self.started = False
+        if not ray.is_initialized():
+            kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
+            if settings.address is None:  # a private local instance on the loopback address only
+                kw.update(num_cpus=settings.workers * settings.threads_per_worker, _node_ip_address="127.0.0.1")
+            try:
+                ray.init(address=settings.address, **kw)
+            except (ConnectionError, RuntimeError, ValueError) as e:
+                raise AdvgenError(f"could not connect to Ray at {settings.address!r}: {e}") from None
+            self.started = True
+        gpus = settings.gpus_per_worker
+        if gpus is None:
+            gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+        device = "cuda" if gpus > 0 else "cpu"
+        actor = ray.remote(num_cpus=settings.threads_per_worker, num_gpus=gpus, max_restarts=settings.max_retries,
+                           max_task_retries=settings.max_retries)(_Replica)
+        self.actors = [actor.remote(model_spec, device, settings.threads_per_worker) for _ in range(settings.workers)]
+        self.device = device
+
+    def worker_pids(self) -> list[int]:
+        """OS process ids of the actors (tests kill one to check retries)."""
+        return list(self.ray.get([a.pid.remote() for a in self.actors]))
+
+    def map(self, fn: UnitFn, units: Iterable[Any]) -> Iterator[Any]:
+        """Dispatch to idle actors, keep at most workers x in_flight units out, yield in order."""
+        ray, s = self.ray, self.settings
+        it = iter(enumerate(units))
+        pending: dict[Any, tuple[int, int, Any, int]] = {}  # ref -> (unit index, actor, unit, attempts)
+        done: dict[int, Any] = {}
+        load = [0] * len(self.actors)
+        nxt, exhausted, limit = 0, False, len(self.actors) * s.in_flight
+
+        def submit(i: int, unit: Any, attempts: int) -> None:
+            a = min(range(len(self.actors)), key=lambda k: (load[k], k))
+            pending[self.actors[a].run.remote(fn, unit)] = (i, a, unit, attempts)
+            load[a] += 1
+
+        while True:
+            while not exhausted and len(pending) + len(done) < limit:
+                item = next(it, None)
+                if item is None:
+                    exhausted = True
+                else:
+                    submit(item[0], item[1], 0)
+            while nxt in done:
+                yield done.pop(nxt)
+                nxt += 1
+            if not pending:
+                if exhausted and not done:
+                    return
+                continue
+            [ref], _ = ray.wait(list(pending), num_returns=1)
+            i, a, unit, attempts = pending.pop(ref)
+            load[a] -= 1
+            result = self._result(ref, i, unit, attempts, submit)
+            if result is not _RETRYING:
+                done[i] = result
+
+    def _result(self, ref: Any, i: int, unit: Any, attempts: int, submit: Callable[[int, Any, int], None]) -> Any:
+        """The unit's result; a lost actor's unit is resubmitted and `_RETRYING` returned."""
+        try:
+            return self.ray.get(ref)
+        except self.ray.exceptions.RayActorError as e:
+            if attempts >= self.settings.max_retries:
+                raise AdvgenError(f"unit {i} failed on {attempts + 1} Ray workers: {e}") from None
+            submit(i, unit, attempts + 1)
+            return _RETRYING
+        except self.ray.exceptions.RayTaskError as e:
+            cause = e.cause if isinstance(getattr(e, "cause", None), BaseException) else None
+            if isinstance(cause, AdvgenError):
+                raise cause from None
+            raise AdvgenError(f"unit {i} failed on a Ray worker: {e}") from None
+
+    def close(self) -> None:
+        for a in self.actors:
+            self.ray.kill(a, no_restart=True)
+        self.actors = []
+        if self.started:
+            self.ray.shutdown()
+
+
+_RETRYING = object()
+"""Marker: the unit was resubmitted; its real result arrives later."""
+
+
+def validate_unit(model: LoadedModel, unit: tuple[PromptSet, int]) -> tuple[PromptMetrics, ...]:
+    """One unit of `evaluate`: the validator on whole batches, exactly as in one process."""
+    prompts, batch_size = unit
+    return validate(model, prompts, batch_size).metrics
+
+
+def evaluate(backend: Backend, prompts: PromptSet, batch_size: int = DEFAULT_BATCH, progress: bool = False,
+             model: LoadedModel | None = None) -> Evaluation:
+    """`validate(model, prompts, batch_size)` run unit by unit on `backend`, with the same bytes.
+
+    Units are runs of whole batches of the validator's own length-sorted batching, so every
+    prompt is padded and batched exactly as in one process, whichever worker measures it.
+    """
+    if model is not None:
+        check_prompts(model, prompts)
+    order = [i for b in prompts.batches(batch_size) for i in b]
+    step = batch_size * BATCHES_PER_UNIT
+    spans = [order[a : a + step] for a in range(0, len(order), step)]
+    units = ((PromptSet(tuple(prompts[i] for i in span), prompts.tokenizer_hash), batch_size) for span in spans)
+    out: list[PromptMetrics | None] = [None] * len(prompts)
+    results = backend.map(validate_unit, units)
+    for span, metrics in tqdm(zip(spans, results), total=len(spans), desc="validate", unit="unit", disable=not progress):
+        for i, m in zip(span, metrics, strict=True):
+            out[i] = m
+    return Evaluation(prompts, tuple(out))  # type: ignore[arg-type]
+
+
+BACKEND_FLAGS = {"--backend": 1, "--ray-address": 1, "--workers": 1, "--resume": 0}
+"""Options that choose where or whether units run, never what they compute (and how many values follow)."""
+
+
+def portable_command(command: str) -> str:
+    """The command without backend options, so a manifest is the same whichever backend ran it."""
+    words, out, skip = command.split(" "), [], 0
+    for w in words:
+        if skip:
+            skip -= 1
+            continue
+        flag = w.split("=", 1)[0]
+        if flag in BACKEND_FLAGS:
+            skip = BACKEND_FLAGS[flag] if "=" not in w else 0
+            continue
+        out.append(w)
+    return " ".join(out)
+
+
+def make_backend(name: str, model_spec: str, model: LoadedModel | None = None, settings: RaySettings = RaySettings()) -> Backend:
+    """`local` (loads `model_spec` here unless `model` is given) or `ray` (replicas on actors)."""
+    if name == "local":
+        return LocalBackend(model if model is not None else load_model(model_spec))
+    if name == "ray":
+        return RayBackend(model_spec, settings)
+    raise AdvgenError(f"unknown backend {name!r}; backends: {', '.join(BACKENDS)}")

@@ -1,0 +1,276 @@
+"""`advgen scan`: run the model over the prompt space (exhaustive, a prefix or a seeded sample).
+
+Memory stays flat in the size of the scan: the space is enumerated lazily (prompts/space.py),
+units of `unit` prompts run on a backend (this process or Ray actors) and come back in unit
+order, and the driver streams each unit's rows to OUT/parts/part-NNNNN.jsonl, its journal entry
+to OUT/journal/, its failing prompts (LD < 0: S beats IO) to OUT/adversarial/results.jsonl, and
+folds its rows into running counts. Nothing else is kept. Every file is written by the driver in
+unit order, so the local and Ray backends write the same bytes, and `resume=True` reuses every
+unit already in the journal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from tqdm.auto import tqdm
+
+from advgen.core import files, records
+from advgen.core.types import AdvgenError, PromptSet
+from advgen.model.backends import Backend, portable_command
+from advgen.model.loading import LoadedModel
+from advgen.model.validate import validate
+from advgen.prompts.lexicon import build_lexicon
+from advgen.prompts.lexicon import report as lexicon_report
+from advgen.prompts.sentences import load_bank
+from advgen.prompts.space import PromptSpace, Selection, chunks, paper_space
+from advgen.prompts.templates import resolve_templates, tokenizer_hash
+
+Z95 = 1.959963984540054
+N_WORST_PAIRS = 20
+
+
+class Interrupted(AdvgenError):
+    """Raised by `stop_after_units` (tests simulate a killed driver with it)."""
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    limit: int | None = None
+    sample: int | None = None
+    seed: int = 0
+    templates: str | None = None
+    distractors: bool = False
+    """Add the paper's five distractor sentences, naming IO or S, as a dimension of the space."""
+    full_lexicon: bool = False
+    """Every single-token name/place/object of the lexicon, not only the paper's lists."""
+    unit: int = 512
+    batch_size: int = 32
+
+    def settings(self) -> dict[str, Any]:
+        return {"limit": self.limit, "sample": self.sample, "templates": str(self.templates or "ioi"),
+                "distractors": self.distractors, "lexicon": "full" if self.full_lexicon else "paper",
+                "unit": self.unit, "batch_size": self.batch_size}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the manifest says about the model, read on a worker (the driver may hold no model)."""
+
+    name: str
+    source: str
+    tokenizer_hash: str
+    lexicon: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ScanUnit:
+    space: PromptSpace
+    selection: Selection
+    start: int
+    stop: int
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    out: Path
+    summary: dict[str, Any]
+    manifest: dict[str, Any]
+    computed_units: int
+    reused_units: int
+
+
+def prepare(model: LoadedModel, cfg: ScanConfig) -> tuple[ModelInfo, PromptSpace]:
+    """Unit 0 of every scan: the space as this model's tokenizer admits it (runs on a worker)."""
+    lex = build_lexicon(model.tokenizer)
+    sentences = load_bank(lex).paper if cfg.distractors else ()
+    space = paper_space(resolve_templates(cfg.templates), lex, sentences, cfg.full_lexicon)
+    info = ModelInfo(model.name, model.source, tokenizer_hash(model.tokenizer), lexicon_report(lex))
+    return info, space
+
+
+def scan_unit(model: LoadedModel, unit: ScanUnit) -> str:
+    """Render and measure one unit's prompts; the unit's rows as JSONL text (what the driver writes)."""
+    prompts = tuple(unit.space.render(i, model.tokenizer) for i in unit.selection.indices(unit.start, unit.stop))
+    ev = validate(model, PromptSet(prompts, tokenizer_hash(model.tokenizer)), unit.batch_size)
+    return files.jsonl_text(records.result_rows(ev))
+
+
+# ---- running counts ------------------------------------------------------------------------------
+
+
+def wilson(k: int, n: int) -> dict[str, float]:
+    """Wilson score 95 % interval of a proportion k / n (sound near 0, where failure rates live)."""
+    if n == 0:
+        return {"mean": float("nan"), "low": float("nan"), "high": float("nan")}
+    p = k / n
+    den = 1 + Z95**2 / n
+    mid = (p + Z95**2 / (2 * n)) / den
+    half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / den
+    return {"mean": p, "low": max(0.0, mid - half), "high": min(1.0, mid + half)}
+
+
+class Tally:
+    """Counts and sums folded row by row in unit order, so equal rows give equal floats."""
+
+    def __init__(self) -> None:
+        self.n = self.fail = self.pos = 0
+        self.sum_ld = self.sum_ld2 = self.sum_io_p = 0.0
+        self.groups: dict[str, dict[str, list[float]]] = {"template": {}, "order": {}, "family": {}, "pair": {}}
+
+    def add(self, row: Mapping[str, Any]) -> None:
+        ld = float(row["logit_diff"])
+        self.n += 1
+        self.fail += ld < 0
+        self.pos += ld > 0
+        self.sum_ld += ld
+        self.sum_ld2 += ld * ld
+        self.sum_io_p += float(row["io_prob"])
+        keys = {"template": row["template_id"], "order": row["order"], "family": row["family"],
+                "pair": f"{row['io']}|{row['s']}"}
+        for g, k in keys.items():
+            c = self.groups[g].setdefault(k, [0, 0, 0.0])
+            c[0] += 1
+            c[1] += ld < 0
+            c[2] += ld
+
+    def summary(self) -> dict[str, Any]:
+        n = self.n
+        mean = self.sum_ld / n if n else float("nan")
+        sd = math.sqrt(max(0.0, self.sum_ld2 / n - mean * mean) * n / (n - 1)) if n > 1 else float("nan")
+        half = Z95 * sd / math.sqrt(n) if n > 1 else float("nan")
+        out: dict[str, Any] = {
+            "n": n, "failures": self.fail, "failure_rate": self.fail / n if n else float("nan"),
+            "failure_ci95": wilson(self.fail, n), "mean_logit_diff": mean,
+            "logit_diff_ci95": {"mean": mean, "low": mean - half, "high": mean + half},
+            "accuracy": self.pos / n if n else float("nan"), "s_beats_io_rate": self.fail / n if n else float("nan"),
+            "mean_io_prob": self.sum_io_p / n if n else float("nan"),
+        }
+        for g in ("template", "order", "family"):
+            out[f"by_{g}"] = {k: _group(c) for k, c in sorted(self.groups[g].items())}
+        pairs = sorted(self.groups["pair"].items(), key=lambda kv: (-kv[1][1], kv[0]))[:N_WORST_PAIRS]
+        out["worst_pairs"] = [{"io": k.split("|")[0], "s": k.split("|")[1], **_group(c)} for k, c in pairs if c[1] > 0]
+        return out
+
+
+def _group(c: list[float]) -> dict[str, Any]:
+    n, k = int(c[0]), int(c[1])
+    return {"n": n, "failures": k, "failure_rate": k / n, "failure_ci95": wilson(k, n), "mean_logit_diff": c[2] / n}
+
+
+# ---- the driver ----------------------------------------------------------------------------------
+
+
+@contextmanager
+def streamed(path: Path) -> Iterator[IO[str]]:
+    """A file written line by line under a temporary name, renamed into place only on success."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            yield f
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _key(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+class ScanJournal:
+    """OUT/journal/unit-NNNNN.json names the unit's key; OUT/parts/part-NNNNN.jsonl holds its rows."""
+
+    def __init__(self, out: Path, resume: bool) -> None:
+        self.jdir, self.pdir = out / "journal", out / "parts"
+        if not resume:
+            for d in (self.jdir, self.pdir):
+                if d.exists():
+                    shutil.rmtree(d)
+
+    def part(self, u: int) -> Path:
+        return self.pdir / f"part-{u:05d}.jsonl"
+
+    def has(self, u: int, key: str) -> bool:
+        path = self.jdir / f"unit-{u:05d}.json"
+        if not (path.exists() and self.part(u).exists()):
+            return False
+        try:
+            return json.loads(path.read_text(encoding="utf-8")).get("key") == key
+        except json.JSONDecodeError:
+            return False
+
+    def record(self, u: int, key: str, text: str) -> None:
+        """The rows first, then the journal entry: an entry always names a complete part."""
+        files.atomic_write_text(self.part(u), text)
+        files.atomic_write_text(self.jdir / f"unit-{u:05d}.json", files.dumps({"key": key, "rows": text.count("\n")}) + "\n")
+
+
+def run_scan(backend: Backend, cfg: ScanConfig, out: Path, resume: bool = False, progress: bool = False,
+             stop_after_units: int | None = None) -> ScanResult:
+    """Scan the selected prompts on `backend`; write parts, journal, summary, manifest, adversarial set."""
+    if cfg.unit < 1 or cfg.batch_size < 1:
+        raise AdvgenError(f"--unit and --batch-size must be >= 1, got {cfg.unit} and {cfg.batch_size}")
+    [(info, space)] = list(backend.map(prepare, [cfg]))
+    sel = Selection.of(len(space), cfg.limit, cfg.sample, cfg.seed)
+    base = (info.source, info.tokenizer_hash, _key(space.describe()), sel.describe(), cfg.batch_size)
+    ranges = list(chunks(sel.n, cfg.unit))
+    keys = [_key(base, a, b) for a, b in ranges]
+    journal = ScanJournal(out, resume)
+    reuse = {u for u in range(len(ranges)) if resume and journal.has(u, keys[u])}
+    todo = (ScanUnit(space, sel, a, b, cfg.batch_size) for u, (a, b) in enumerate(ranges) if u not in reuse)
+    computed = backend.map(scan_unit, todo)
+    tally, bad = Tally(), Tally()
+    bar = tqdm(total=sel.n, desc="scan", unit="prompt", disable=not progress)
+    n_new = 0
+    with streamed(out / "adversarial" / "results.jsonl") as adv:
+        for u in range(len(ranges)):
+            if u in reuse:
+                text = journal.part(u).read_text(encoding="utf-8")
+            else:
+                if stop_after_units is not None and n_new >= stop_after_units:
+                    raise Interrupted(f"stopped after {n_new} units (simulated interruption)")
+                text = next(computed)
+                journal.record(u, keys[u], text)
+                n_new += 1
+            _fold(text, tally, bad, adv)
+            bar.update(ranges[u][1] - ranges[u][0])
+    bar.close()
+    return _finish(out, cfg, info, space, sel, tally, bad, n_new, len(reuse))
+
+
+def _fold(text: str, tally: Tally, bad: Tally, adv: IO[str]) -> None:
+    for line in text.splitlines(keepends=True):
+        row = json.loads(line)
+        tally.add(row)
+        if row["logit_diff"] < 0:
+            bad.add(row)
+            adv.write(line)
+
+
+def _finish(out: Path, cfg: ScanConfig, info: ModelInfo, space: PromptSpace, sel: Selection, tally: Tally,
+            bad: Tally, n_new: int, n_reused: int) -> ScanResult:
+    settings = {**cfg.settings(), "selection": sel.describe(), "space": space.describe(), "lexicon_report": dict(info.lexicon)}
+    man = records.manifest(info, info.tokenizer_hash, cfg.seed, settings)
+    man["command"] = portable_command(man["command"])
+    summary = {**tally.summary(), "selection": sel.describe()}
+    files.atomic_write_text(out / "summary.json", files.dumps(summary) + "\n")
+    files.atomic_write_text(out / "manifest.json", files.dumps(man) + "\n")
+    bad_summary = {k: v for k, v in bad.summary().items() if k not in ("worst_pairs",)}
+    bad_summary["source"] = {"scan": "..", "n_scanned": tally.n, "failure_rate": summary["failure_rate"]}
+    files.atomic_write_text(out / "adversarial" / "summary.json", files.dumps(bad_summary) + "\n")
+    adv_man = {**man, "settings": {**man["settings"], "subset": "failing prompts (logit_diff < 0)"}}
+    files.atomic_write_text(out / "adversarial" / "manifest.json", files.dumps(adv_man) + "\n")
+    return ScanResult(out, summary, man, n_new, n_reused)
