@@ -60,7 +60,17 @@ def test_claim_check_is_deterministic_and_complete(tiny_model, tmp_path):
     for ab in ablation.ABLATIONS:
         assert set(METRICS) <= set(doc["table"][ab])
     assert len((tmp_path / "a" / "worst_cases.jsonl").read_text().splitlines()) == 2
-    assert "| F(C) = mean LD |" in (tmp_path / "a" / "claims.md").read_text()
+    md = (tmp_path / "a" / "claims.md").read_text()
+    assert "| F(C) = mean LD |" in md and "\\|" not in md  # no escaped pipes that break the table
+    assert "| metric | " + " | ".join(ablation.ABLATIONS) + " | causal scrubbing |" in md
+    cs = doc["causal_scrubbing"]
+    assert {"ld_kept_pct", "sd", "quantiles", "sign_flip_rate", "baseline_ld_kept_pct", "metrics"} <= set(cs)
+    assert 0.0 <= cs["sign_flip_rate"] <= 1.0 and cs["n"] == 6
+    ab = doc["absolute"]
+    assert {"loss_recovered_nats", "ladder_equivalent_params", "ladder_position", "ioi_loss", "ioi_mean_ld"} <= set(ab)
+    assert ab["loss_recovered_nats"] == doc["table"]["abc_mean"]["loss_recovered_nats"]
+    for ab_name in ablation.ABLATIONS:
+        assert {"per_example_sd_pct", "per_example_quantiles_pct", "sign_flip_rate"} <= set(doc["table"][ab_name])
 
 
 @pytest.mark.slow

@@ -6,7 +6,11 @@ F(X) = mean LD with every head outside X knocked out (circuit heads kept only at
 - minimality: for each head v, the largest |F(C\\(K+v)) - F(C\\K)| over the K tried, vs 1 % of F(M);
 - metric x ablation table: mean LD, per-example mean |LD_model - LD_circuit|, KL(model || circuit),
   accuracy, loss recovered (nats and %), for every ablation in `advgen.circuits.ablation`;
-- worst cases: the prompts where circuit and model diverge most (paper's ablation).
+- worst cases: the prompts where circuit and model diverge most (paper's ablation);
+- causal scrubbing (`advgen.circuits.scrubbing`): every unnamed activation resampled from a name
+  twin; per-example spread and sign flips beside the mean, for every column of the table;
+- absolute performance (`advgen.circuits.absolute`): loss in nats, LD, and the circuit-only
+  model's place on the ladder of reference models.
 Every variant of one ablation runs in one stacked batch, over one set of cached activations.
 """
 
@@ -14,14 +18,15 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from advgen.circuits import ablation, patching
+from advgen.circuits import ablation, patching, scrubbing
+from advgen.circuits.absolute import absolute_performance
 from advgen.circuits.format import Circuit
 from advgen.circuits.patching import RowStats
 from advgen.core.files import atomic_write_text, dumps, jsonl_text
@@ -49,6 +54,10 @@ class ClaimSettings:
     """how many of the random K sets the minimality search tries."""
     minimality_threshold: float = 0.01
     """fraction of F(M) a head must move F for the circuit to need it."""
+    scrub_draws: int = 1
+    """name twins per example in causal scrubbing."""
+    ladder: bool = True
+    """place the circuit on the ladder of reference models (runs each ladder model on the prompts)."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,8 @@ class ClaimResult:
     worst_cases: list[dict[str, Any]]
     header: dict[str, Any]
     markdown: str
+    causal_scrubbing: dict[str, Any] = field(default_factory=dict)
+    absolute: dict[str, Any] = field(default_factory=dict)
 
 
 def _paired_ratio_ci(num: np.ndarray, den: np.ndarray, seed: int, n_boot: int = 1000) -> dict[str, float]:
@@ -88,6 +99,7 @@ def metric_row(model_ld: np.ndarray, model_loss: np.ndarray, c: RowStats, empty:
         "loss_recovered_nats": rec,
         "loss_recovered_pct": 100.0 * rec / gap_total if gap_total else float("nan"),
         "empty_mean_ld": float(empty.ld.mean()),
+        **scrubbing.spread(ld, model_ld),
     }
 
 
@@ -95,14 +107,39 @@ def _f(stats: RowStats) -> float:
     return float(stats.ld.mean())
 
 
+def _worst_cases(prompts: PromptSet, model_ld: np.ndarray, circ: RowStats, k: int) -> list[dict[str, Any]]:
+    """The k prompts where the circuit's LD is furthest from the model's."""
+    dev = np.abs(model_ld - circ.ld.numpy())
+    out = []
+    for i in np.argsort(-dev, kind="stable")[:k]:
+        p = prompts[int(i)]
+        out.append({"text": p.text, "io": p.io, "s": p.s, "template_id": p.template_id, "order": p.order,
+                    "pair_id": p.pair_id, "ld_model": float(model_ld[i]), "ld_circuit": float(circ.ld[i]),
+                    "abs_diff": float(dev[i]), "kl_model_circuit": float(circ.kl[i])})
+    return out
+
+
+def scrub_block(model: LoadedModel, circuit: Circuit, prompts: PromptSet, ref_logp: torch.Tensor, model_ld: np.ndarray,
+                model_loss: np.ndarray, s: ClaimSettings) -> dict[str, Any]:
+    """The `causal_scrubbing` block, with a `metrics` row shaped like the ablation table's columns."""
+    summary, run = scrubbing.causal_scrubbing(model, circuit, prompts, s.seed, s.scrub_draws, s.batch_size * 4, ref_logp=ref_logp)
+    circ = RowStats(*(torch.from_numpy(a.mean(0)) for a in (run.scrubbed_ld, run.scrubbed_loss, run.scrubbed_kl)))
+    empty = RowStats(torch.from_numpy(run.baseline_ld.mean(0)), torch.from_numpy(run.baseline_loss.mean(0)), circ.kl)
+    return {**summary, "metrics": metric_row(model_ld, model_loss, circ, empty, s.seed)}
+
+
 def check_claim(model: LoadedModel, circuit: Circuit, settings: ClaimSettings = ClaimSettings(),
-                prompts: tuple[PromptSet, PromptSet] | None = None) -> ClaimResult:
-    """Faithfulness table, completeness, minimality and worst cases for `circuit` on `model`."""
+                prompts: tuple[PromptSet, PromptSet] | None = None, progress: bool = False) -> ClaimResult:
+    """Faithfulness table, scrubbing, absolute performance, completeness, minimality, worst cases."""
+    from tqdm.auto import tqdm
+
     s = settings
     circuit.check_against(model.n_layers, model.n_heads)
     clean_ps, abc_ps = prompts if prompts else ioi_sets(model.tokenizer, s.n, s.seed)[:2]
+    bar = tqdm(total=len(s.ablations) + 4, desc="check-claim", unit="step", disable=not progress)
     clean = patching.cache_run(model, clean_ps, s.batch_size)
     abc = patching.cache_run(model, abc_ps, s.batch_size)
+    bar.update()
     ref_logp = torch.log_softmax(clean.logits.double(), -1)
     io = torch.tensor([p.io_token for p in clean_ps])
     model_ld = clean.ld.double().numpy()
@@ -111,24 +148,29 @@ def check_claim(model: LoadedModel, circuit: Circuit, settings: ClaimSettings = 
     c_entries = ablation.circuit_entries(circuit)
     table: dict[str, dict[str, Any]] = {}
     worst: list[dict[str, Any]] = []
-    per_ablation_vals = {}
+    vals = {}
     for ab in s.ablations:
-        vals = ablation.ablation_values(ab, clean_ps, clean, abc, s.seed)
-        per_ablation_vals[ab] = vals
-        circ, empty = ablation.run_kept(model, clean_ps, [c_entries, ()], vals, ref_logp, s.batch_size * 4)
+        vals[ab] = ablation.ablation_values(ab, clean_ps, clean, abc, s.seed)
+        circ, empty = ablation.run_kept(model, clean_ps, [c_entries, ()], vals[ab], ref_logp, s.batch_size * 4)
         table[ab] = metric_row(model_ld, model_loss, circ, empty, s.seed)
         if ab == ablation.PAPER_ABLATION:
-            dev = np.abs(model_ld - circ.ld.numpy())
-            for i in np.argsort(-dev, kind="stable")[: s.worst_k]:
-                p = clean_ps[int(i)]
-                worst.append({"text": p.text, "io": p.io, "s": p.s, "template_id": p.template_id, "order": p.order,
-                              "pair_id": p.pair_id, "ld_model": float(model_ld[i]), "ld_circuit": float(circ.ld[i]),
-                              "abs_diff": float(dev[i]), "kl_model_circuit": float(circ.kl[i])})
-    vals = per_ablation_vals.get(ablation.PAPER_ABLATION) or ablation.ablation_values(ablation.PAPER_ABLATION, clean_ps, clean, abc, s.seed)
-    comp, mini = completeness_minimality(model, clean_ps, circuit, vals, ref_logp, f_m, s)
+            worst = _worst_cases(clean_ps, model_ld, circ, s.worst_k)
+        bar.update()
+    scrub = scrub_block(model, circuit, clean_ps, ref_logp, model_ld, model_loss, s)
+    bar.update()
+    paper = ablation.PAPER_ABLATION
+    paper_row = table.get(paper) or metric_row(model_ld, model_loss, *ablation.run_kept(
+        model, clean_ps, [c_entries, ()], ablation.ablation_values(paper, clean_ps, clean, abc, s.seed), ref_logp, s.batch_size * 4), s.seed)
+    absolute = absolute_performance(model, clean_ps, paper_row, scrub, s.batch_size, s.ladder)
+    bar.update()
+    comp, mini = completeness_minimality(model, clean_ps, circuit, vals.get(paper) or ablation.ablation_values(paper, clean_ps, clean, abc, s.seed),
+                                         ref_logp, f_m, s)
+    bar.update()
+    bar.close()
     header = {"model": model.name, "model_source": model.source, "circuit": circuit.name, "n_heads_in_circuit": len(circuit),
-              "n": len(clean_ps), "seed": s.seed, "F_M": f_m, "settings": asdict(s), "paper_setting": ablation.PAPER_ABLATION}
-    return ClaimResult(table, comp, mini, worst, header, markdown(header, table, comp, mini))
+              "n": len(clean_ps), "seed": s.seed, "F_M": f_m, "settings": asdict(s), "paper_setting": paper}
+    md = markdown(header, table, comp, mini, scrub, absolute)
+    return ClaimResult(table, comp, mini, worst, header, md, scrub, absolute)
 
 
 def completeness_minimality(
@@ -200,20 +242,63 @@ def _fmt(v: Any) -> str:
     return _num(v)
 
 
-def markdown(header: dict[str, Any], table: dict[str, dict[str, Any]], comp: dict[str, Any], mini: dict[str, Any]) -> str:
-    abls = list(table)
-    lines = [f"## Claim check: circuit `{header['circuit']}` ({header['n_heads_in_circuit']} heads) on `{header['model']}`",
-             "", f"n = {header['n']} clean IOI prompts, seed {header['seed']}; F(M) = {header['F_M']:.3f}. "
-             f"Paper's setting = `{header['paper_setting']}` + mean LD. Intervals: bootstrap 95 %.", "",
-             "| metric | " + " | ".join(abls) + " |", "|---|" + "---|" * len(abls)]
-    names = {"mean_ld": "F(C) = mean LD", "ratio_to_model": "F(C) / F(M)", "faithfulness_gap": "F(M) - F(C)",
-             "mean_abs_ld_diff": "mean abs(LD_model - LD_circuit)", "kl_model_circuit": "KL(model \\|\\| circuit)",
-             "accuracy": "accuracy (LD > 0)", "loss_recovered_nats": "loss recovered (nats)",
-             "loss_recovered_pct": "loss recovered (%)", "empty_mean_ld": "mean LD, all heads ablated"}
-    for k, label in names.items():
-        lines.append(f"| {label} | " + " | ".join(_fmt(table[a][k]) for a in abls) + " |")
-    lines += ["", f"Completeness (`{header['paper_setting']}`): F(C) = {comp['F_C']:.3f}; max incompleteness "
-              f"|F(C\\K) - F(M\\K)| = {comp['max_incompleteness']:.3f}", "", "| K | F(C\\K) | F(M\\K) | incompleteness |", "|---|---|---|---|"]
+ROW_NAMES = {"mean_ld": "F(C) = mean LD", "ratio_to_model": "F(C) / F(M)", "faithfulness_gap": "F(M) - F(C)",
+             "mean_abs_ld_diff": "mean abs(LD_model - LD_circuit)", "kl_model_circuit": "KL(model ‖ circuit)",
+             "accuracy": "accuracy (LD > 0)", "sign_flip_rate": "sign flips (share of examples)",
+             "per_example_sd_pct": "per-example sd (% of F(M))", "per_example_quantiles_pct": "per-example 5/25/50/75/95 % (% of F(M))",
+             "loss_recovered_nats": "loss recovered (nats)", "loss_recovered_pct": "loss recovered (%)",
+             "empty_mean_ld": "mean LD, all heads ablated"}
+SCRUB_COLUMN = "causal scrubbing"
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, dict) and "mean" not in v:
+        return " / ".join(f"{x:.0f}" for x in v.values())
+    return _fmt(v)
+
+
+def _table_lines(header: dict[str, Any], table: dict[str, dict[str, Any]], scrub: dict[str, Any]) -> list[str]:
+    cols = {**table, **({SCRUB_COLUMN: scrub["metrics"]} if scrub else {})}
+    lines = ["| metric | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    for k, label in ROW_NAMES.items():
+        lines.append(f"| {label} | " + " | ".join(_cell(c[k]) if k in c else "" for c in cols.values()) + " |")
+    if scrub:
+        lines += ["", f"Causal scrubbing ({scrub['draws']} draw(s) per example): the circuit keeps **{scrub['ld_kept_pct']:.1f} %** of "
+                  f"the model's LD [{scrub['ld_kept_pct_ci']['low']:.1f}, {scrub['ld_kept_pct_ci']['high']:.1f}], per-example sd "
+                  f"{scrub['sd']:.1f} %, sign flips {100 * scrub['sign_flip_rate']:.1f} %; everything resampled (empty circuit): "
+                  f"{scrub['baseline_ld_kept_pct']:.1f} %. Resampling: {scrub['resampling']}."]
+    return lines
+
+
+def _num_or(v: Any, fmt: str = "{:.3f}") -> str:
+    return fmt.format(v) if isinstance(v, (int, float)) and np.isfinite(v) else "n/a"
+
+
+def _absolute_lines(header: dict[str, Any], a: dict[str, Any]) -> list[str]:
+    if not a:
+        return []
+    lines = ["", f"Absolute performance (`{header['paper_setting']}` circuit-only model; IOI loss = -log p(IO) at END, nats): "
+             f"loss recovered {_num_or(a['loss_recovered_nats'])} nats ({_num_or(a['loss_recovered_pct'], '{:.1f}')} %); "
+             f"ladder position of the circuit: **{a['ladder_position']}**"
+             + (f", like a model with {a['ladder_equivalent_params']:,.0f} parameters ({a['times_smaller']:.1f} x smaller than this "
+                f"model's {a['model_parameters']:,})" if a.get("ladder_equivalent_params") else "") + "."]
+    if "placements" not in a:
+        return lines
+    lines += ["", "| variant | IOI loss (nats) | mean LD | ladder position | like N parameters |", "|---|---|---|---|---|"]
+    for k in ("model", "circuit", "scrubbed", "empty"):
+        pl = a["placements"][k]
+        eq = f"{pl['equivalent_params']:,.0f}" if pl["equivalent_params"] else ""
+        lines.append(f"| {k} | {a['ioi_loss'][k]:.3f} | {a['ioi_mean_ld'][k]:.3f} | {pl['position']} | {eq} |")
+    lines += ["", f"Ladder ({a['ladder_basis']}):", "", "| ladder model | parameters | held-out corpus loss | IOI loss | IOI mean LD | IOI accuracy |",
+              "|---|---|---|---|---|---|"]
+    for r in a["ladder"]:
+        lines.append(f"| {r['name']} | {r['parameters']:,} | {r['heldout_loss']:.3f} | {r['ioi_loss']:.3f} | {r['ioi_mean_ld']:.3f} | {r['ioi_accuracy']:.3f} |")
+    return lines
+
+
+def _completeness_lines(header: dict[str, Any], comp: dict[str, Any], mini: dict[str, Any]) -> list[str]:
+    lines = ["", f"Completeness (`{header['paper_setting']}`): F(C) = {comp['F_C']:.3f}; max incompleteness "
+             f"abs(F(C\\K) - F(M\\K)) = {comp['max_incompleteness']:.3f}", "", "| K | F(C\\K) | F(M\\K) | incompleteness |", "|---|---|---|---|"]
     for r, d in comp["per_role_K"].items():
         lines.append(f"| role {r} | {d['F_C_minus_K']:.3f} | {d['F_M_minus_K']:.3f} | {d['incompleteness']:.3f} |")
     for d in comp["random_K"]:
@@ -224,6 +309,18 @@ def markdown(header: dict[str, Any], table: dict[str, dict[str, Any]], comp: dic
               "| head | max abs(F(C\\(K+v)) - F(C\\K)) | % of F(M) | K | needed |", "|---|---|---|---|---|"]
     for h, d in mini["heads"].items():
         lines.append(f"| {h} | {d['score']:.3f} | {d['score_pct_of_F_M']:.1f} | {{{', '.join(d['K'])}}} | {d['needed']} |")
+    return lines
+
+
+def markdown(header: dict[str, Any], table: dict[str, dict[str, Any]], comp: dict[str, Any], mini: dict[str, Any],
+             scrub: dict[str, Any] | None = None, absolute: dict[str, Any] | None = None) -> str:
+    """claims.md: the metric x ablation table (with the scrubbing column), absolute performance, completeness, minimality."""
+    lines = [f"## Claim check: circuit `{header['circuit']}` ({header['n_heads_in_circuit']} heads) on `{header['model']}`",
+             "", f"n = {header['n']} clean IOI prompts, seed {header['seed']}; F(M) = {header['F_M']:.3f}. "
+             f"Paper's setting = `{header['paper_setting']}` + mean LD. Intervals: bootstrap 95 %.", ""]
+    lines += _table_lines(header, table, scrub or {})
+    lines += _absolute_lines(header, absolute or {})
+    lines += _completeness_lines(header, comp, mini)
     return "\n".join(lines) + "\n"
 
 
@@ -232,8 +329,8 @@ def write_claims(res: ClaimResult, out: str | Path, command: str = "") -> list[P
     out = Path(out)
     from advgen.core.records import package_versions
 
-    doc = {**res.header, "command": command, "versions": package_versions(), "table": res.table, "completeness": res.completeness,
-           "minimality": res.minimality}
+    doc = {**res.header, "command": command, "versions": package_versions(), "table": res.table,
+           "causal_scrubbing": res.causal_scrubbing, "absolute": res.absolute, "completeness": res.completeness, "minimality": res.minimality}
     md = res.markdown + (f"\nCommand: `{command}`\n" if command else "")
     return [atomic_write_text(out / "claims.json", dumps(doc) + "\n"), atomic_write_text(out / "claims.md", md),
             atomic_write_text(out / "worst_cases.jsonl", jsonl_text(res.worst_cases))]

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+import torch
 
 from advgen.circuits.ablation import circuit_entries
 from advgen.circuits.format import Circuit
@@ -84,47 +85,63 @@ class ScrubRun:
     """[draws, n] everything resampled."""
     scrubbed_loss: np.ndarray
     """[draws, n] -log p(IO) at END of the scrubbed circuit."""
+    scrubbed_kl: np.ndarray
+    """[draws, n] KL(model || scrubbed circuit) at END (NaN without reference log-probs)."""
+    baseline_loss: np.ndarray
+    """[draws, n]"""
     donor_of: tuple[int, ...]
 
 
 def scrub_rows(model: LoadedModel, prompts: PromptSet, entries: tuple[Entry, ...], donors: RunCache,
-               donor_of: Sequence[int], batch_size: int = DEFAULT_BATCH) -> tuple[np.ndarray, np.ndarray]:
-    """Per draw, LD and IO loss with every z outside `entries` taken from the donor run; [draws, n] each."""
+               donor_of: Sequence[int], batch_size: int = DEFAULT_BATCH, ref_logp: torch.Tensor | None = None,
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per draw, LD, IO loss and KL with every z outside `entries` taken from the donor run; [draws, n] each."""
     n = len(prompts)
     if len(donor_of) % n:
         raise AdvgenError(f"{len(donor_of)} donors for {n} prompts: expected a whole number of draws")
-    lds, losses = [], []
+    lds, losses, kls = [], [], []
     for d in range(len(donor_of) // n):
         block = range(d * n, (d + 1) * n)
         if [donor_of[k] for k in block] != list(range(n)):
             raise AdvgenError(f"donor draw {d} is not in prompt order")
         # one patched_run per draw, n rows in prompt order: the same batches as the model's own run
-        st = patched_run(model, prompts, [Patch(i, entries, donors.z[k], keep=True) for i, k in enumerate(block)], batch_size)
+        st = patched_run(model, prompts, [Patch(i, entries, donors.z[k], keep=True) for i, k in enumerate(block)], batch_size,
+                         ref_logp=ref_logp)
         lds.append(st.ld.numpy())
         losses.append(st.loss.numpy())
-    return np.stack(lds), np.stack(losses)
+        kls.append(st.kl.numpy())
+    return np.stack(lds), np.stack(losses), np.stack(kls)
 
 
 def scrub(model: LoadedModel, circuit: Circuit, prompts: PromptSet, donors: PromptSet, donor_of: Sequence[int],
-          batch_size: int = DEFAULT_BATCH, donor_cache: RunCache | None = None) -> ScrubRun:
+          batch_size: int = DEFAULT_BATCH, ref_logp: torch.Tensor | None = None) -> ScrubRun:
     """Scrub `circuit` and the empty circuit over every draw; the model's LD from the same machinery."""
     circuit.check_against(model.n_layers, model.n_heads)
-    dc = donor_cache or cache_run(model, donors, batch_size)
+    dc = cache_run(model, donors, batch_size)
     base = patched_run(model, prompts, [Patch(i, (), None) for i in range(len(prompts))], batch_size)
-    ld, loss = scrub_rows(model, prompts, circuit_entries(circuit), dc, donor_of, batch_size)
-    empty, _ = scrub_rows(model, prompts, (), dc, donor_of, batch_size)
-    return ScrubRun(base.ld.numpy(), ld, empty, loss, tuple(donor_of))
+    ld, loss, kl = scrub_rows(model, prompts, circuit_entries(circuit), dc, donor_of, batch_size, ref_logp)
+    empty, e_loss, _ = scrub_rows(model, prompts, (), dc, donor_of, batch_size)
+    return ScrubRun(base.ld.numpy(), ld, empty, loss, kl, e_loss, tuple(donor_of))
 
 
 def _pct(x: np.ndarray, ref: float) -> np.ndarray:
     return 100.0 * x / ref if ref else np.full_like(x, np.nan)
 
 
+def spread(ld: np.ndarray, model_ld: np.ndarray) -> dict[str, Any]:
+    """Per-example view of a variant's LD [..., n]: 100 x LD(x) / mean LD_model, its sd, quantiles, sign flips."""
+    per = _pct(np.asarray(ld, dtype=np.float64), float(np.mean(model_ld)))
+    flips = np.sign(ld) != np.sign(model_ld)
+    return {"per_example_sd_pct": float(per.std(ddof=1)) if per.size > 1 else 0.0,
+            "per_example_quantiles_pct": {f"q{q:02d}": float(v) for q, v in zip(QUANTILES, np.percentile(per, QUANTILES))},
+            "sign_flip_rate": float(np.mean(flips))}
+
+
 def summarize(run: ScrubRun, seed: int = 0, n_boot: int = 1000) -> dict[str, Any]:
     """ld_kept_pct (mean scrubbed LD as % of the model's), per-example sd and quantiles, sign flips."""
     f_m = float(run.model_ld.mean())
     per = _pct(run.scrubbed_ld, f_m)  # [draws, n]: each example's scrubbed LD as % of the model's mean LD
-    flips = np.sign(run.scrubbed_ld) != np.sign(run.model_ld)[None, :]
+    sp = spread(run.scrubbed_ld, run.model_ld[None, :])
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(run.model_ld), size=(n_boot, len(run.model_ld)))
     boot = 100.0 * run.scrubbed_ld.mean(0)[idx].mean(1) / run.model_ld[idx].mean(1)
@@ -132,9 +149,9 @@ def summarize(run: ScrubRun, seed: int = 0, n_boot: int = 1000) -> dict[str, Any
     return {
         "ld_kept_pct": float(per.mean()),
         "ld_kept_pct_ci": {"mean": float(per.mean()), "low": float(lo), "high": float(hi)},
-        "sd": float(per.std(ddof=1)) if per.size > 1 else 0.0,
-        "quantiles": {f"q{q:02d}": float(v) for q, v in zip(QUANTILES, np.percentile(per, QUANTILES))},
-        "sign_flip_rate": float(flips.mean()),
+        "sd": sp["per_example_sd_pct"],
+        "quantiles": sp["per_example_quantiles_pct"],
+        "sign_flip_rate": sp["sign_flip_rate"],
         "mean_ld_model": f_m,
         "mean_ld_scrubbed": float(run.scrubbed_ld.mean()),
         "mean_abs_ld_diff": float(np.abs(run.scrubbed_ld - run.model_ld[None, :]).mean()),
@@ -149,9 +166,10 @@ def summarize(run: ScrubRun, seed: int = 0, n_boot: int = 1000) -> dict[str, Any
 
 
 def causal_scrubbing(model: LoadedModel, circuit: Circuit, prompts: PromptSet, seed: int = 0, draws: int = 1,
-                     batch_size: int = DEFAULT_BATCH, templates: str | None = None) -> tuple[dict[str, Any], ScrubRun]:
+                     batch_size: int = DEFAULT_BATCH, templates: str | None = None, ref_logp: torch.Tensor | None = None,
+                     ) -> tuple[dict[str, Any], ScrubRun]:
     """Build name twins, scrub, summarize: the `causal_scrubbing` block of check-claim."""
     donors, of = name_twins(prompts, model.tokenizer, seed, draws, templates)
-    run = scrub(model, circuit, prompts, donors, of, batch_size)
+    run = scrub(model, circuit, prompts, donors, of, batch_size, ref_logp)
     return summarize(run, seed), run
 

@@ -38,7 +38,9 @@ def cmd_check_claim(args: argparse.Namespace) -> None:
     model = load_model(args.model)
     circuit = resolve_circuit(args.circuit, model.n_layers, model.n_heads)
     res = check_claim(model, circuit, ClaimSettings(n=args.n, seed=args.seed, batch_size=args.batch_size,
-                                                    greedy_steps=args.greedy_steps, worst_k=args.worst_k))
+                                                    greedy_steps=args.greedy_steps, worst_k=args.worst_k,
+                                                    scrub_draws=args.scrub_draws, ladder=not args.no_ladder),
+                      progress=not args.no_progress)
     paths = write_claims(res, args.out, _command())
     print(res.markdown)
     print("wrote " + ", ".join(str(p) for p in paths))
@@ -63,4 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--greedy-steps", type=int, default=4, help="size of the greedy completeness set K")
     p.add_argument("--worst-k", type=int, default=20, help="prompts in the worst-case list")
+    p.add_argument("--scrub-draws", type=int, default=1, help="causal scrubbing: name twins resampled per example")
+    p.add_argument("--no-ladder", action="store_true", help="skip placing the circuit on the ladder of reference models")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=cmd_check_claim)

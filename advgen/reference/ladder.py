@@ -28,6 +28,7 @@ from advgen.model.ladder import LADDER_DIR, LADDER_JSON, ioi_figures
 from advgen.model.loading import load_model
 from advgen.model.weights import REFERENCE_DIR
 from advgen.prompts.datasets import ioi_sets
+from advgen.prompts.templates import tokenizer_hash
 from advgen.reference import corpus as corpus_mod
 from advgen.reference.train import TrainSettings, collate, make_batches, train_reference
 
@@ -119,17 +120,19 @@ def measure_rung(spec: RungSpec, model_dir: Path, docs: Sequence[str]) -> dict[s
     rel = "reference" if model_dir.resolve() == REFERENCE_DIR.resolve() else f"ladder/{model_dir.name}"
     return {**asdict(spec), "parameters": params, "path": rel, "figures": {k: round(v, 6) for k, v in figs.items()},
             "train_steps": info["settings"]["steps"], "final_train_loss": round(info["final_loss_mean_last_100_steps"], 6),
-            "train_seconds": info.get("train_seconds_this_process"), "tokenizer_sha256": _tokenizer_sha(model_dir)}
+            "train_seconds": info.get("train_seconds_this_process"), "tokenizer_sha256": _tokenizer_sha(model_dir),
+            "prompt_tokenizer_hash": tokenizer_hash(model.tokenizer)}
 
 
 def write_ladder_json(dest: Path = LADDER_DIR, path: Path = LADDER_JSON, rungs: Sequence[RungSpec] = RUNGS) -> Path:
     """Measure every rung (and the reference model) and write ladder.json atomically."""
     docs = heldout_documents()
     models = [measure_rung(s, dest / s.name, docs) for s in rungs] + [measure_rung(REFERENCE_RUNG, REFERENCE_DIR, docs)]
-    shas = {m["tokenizer_sha256"] for m in models}
+    shas = {(m.pop("tokenizer_sha256"), m.pop("prompt_tokenizer_hash")) for m in models}
     if len(shas) != 1:
         raise RuntimeError(f"ladder models do not share one tokenizer: {sorted(shas)}")
-    doc = {"format": "advgen-ladder/1", "tokenizer_sha256": shas.pop(),
+    sha, prompt_hash = shas.pop()
+    doc = {"format": "advgen-ladder/1", "tokenizer_sha256": sha, "prompt_tokenizer_hash": prompt_hash,
            "heldout": {"corpus_seed": HELDOUT_SEED, "documents": len(docs), "excluded": "documents identical to a training document"},
            "ioi": {"templates": "ioi (the paper's 15)", "n": IOI_N, "seed": IOI_SEED, "loss": "-log p(IO) at END"},
            "models": sorted(models, key=lambda m: m["parameters"])}

@@ -1,0 +1,115 @@
+"""HTML for a claim check's two questions: complete per example, or only faithful on average? how good in absolute terms?
+
+Reads claims.json (never runs a model): a side-by-side table of every ablation's mean LD ratio
+next to causal scrubbing's, with the per-example spread and sign flips, and the ladder plot (IOI
+loss against parameters of the ladder models, with the model, the circuit-only model, the
+scrubbed circuit and the empty circuit marked where they fall).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from advgen.core.types import AdvgenError
+from advgen.outputs.plots import png_b64
+
+def esc(x: Any) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def table(header: list[str], rows: list[list[Any]]) -> str:
+    th = "".join(f"<th>{esc(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{esc(v)}</td>" for v in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def img(b64: str, alt: str, caption: str) -> str:
+    return f'<figure><img alt="{esc(alt)}" src="data:image/png;base64,{b64}"><figcaption>{esc(caption)}</figcaption></figure>'
+
+
+MARKS = {"model": ("#222", "-"), "circuit": ("#c0392b", "--"), "scrubbed": ("#2471a3", ":"), "empty": ("#888", "-.")}
+
+
+def _pct(x: Any) -> str:
+    return f"{x:.1f}" if isinstance(x, (int, float)) and math.isfinite(x) else ""
+
+
+def glance_table(doc: Mapping[str, Any]) -> str:
+    """Mean LD kept (% of F(M)) beside per-example sd, median and sign flips, per ablation and for scrubbing."""
+    cols: dict[str, Mapping[str, Any]] = dict(doc.get("table") or {})
+    scrub = doc.get("causal_scrubbing") or {}
+    if scrub.get("metrics"):
+        cols["causal scrubbing"] = scrub["metrics"]
+    rows = []
+    for name, m in cols.items():
+        ratio = m.get("ratio_to_model", {})
+        q = m.get("per_example_quantiles_pct") or {}
+        rows.append([name, _pct(100 * ratio.get("mean", float("nan"))), _pct(m.get("per_example_sd_pct")),
+                     f"{_pct(q.get('q05'))} / {_pct(q.get('q50'))} / {_pct(q.get('q95'))}", _pct(100 * m.get("sign_flip_rate", float("nan"))),
+                     _pct(m.get("loss_recovered_pct"))])
+    return table(["knockout", "mean LD kept (% of F(M))", "per-example sd (%)", "per-example 5 / 50 / 95 % (%)", "sign flips (%)",
+                  "loss recovered (%)"], rows)
+
+
+def ladder_figure(a: Mapping[str, Any]):
+    """IOI loss vs parameters (log) of the ladder, with horizontal lines and points for the placed variants."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from advgen.model.ladder import monotone_losses
+
+    lad = a["ladder"]
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    xs, ys = [r["parameters"] for r in lad], [r["ioi_loss"] for r in lad]
+    ax.plot(xs, ys, "o", color="#555", label="ladder models")
+    ax.plot(xs, monotone_losses(ys), "-", color="#aaa", lw=1, label="monotone fit")
+    for r in lad:
+        ax.annotate(r["name"], (r["parameters"], r["ioi_loss"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    for k, (color, ls) in MARKS.items():
+        loss, pl = a["ioi_loss"][k], a["placements"][k]
+        ax.axhline(loss, color=color, ls=ls, lw=1, label=f"{k}: {loss:.2f} nats ({pl['position']})")
+        if pl.get("equivalent_params"):
+            ax.plot([pl["equivalent_params"]], [loss], "D", color=color, ms=6)
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters")
+    ax.set_ylabel("IOI loss, -log p(IO) at END (nats)")
+    ax.legend(fontsize=6.5, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def section(run_dir: Path) -> str:
+    """The scrubbing + absolute-performance section of the report ('' when claims.json has neither)."""
+    path = Path(run_dir) / "claims.json"
+    if not path.exists():
+        return ""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise AdvgenError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+    if not isinstance(doc, Mapping) or not (doc.get("causal_scrubbing") or doc.get("absolute")):
+        return ""
+    parts = ["<p class='note'>Faithful on average, complete per example? Each knockout's mean LD as % of the model's, "
+             "beside the spread of the per-example LD (as % of the model's mean LD) and the share of examples whose sign flips. "
+             "Causal scrubbing resamples every activation the circuit does not name from a name twin of the prompt.</p>",
+             glance_table(doc)]
+    a = doc.get("absolute") or {}
+    if a:
+        eq = a.get("ladder_equivalent_params")
+        like = f" like a model with {eq:,.0f} parameters ({a['times_smaller']:.1f} x smaller)" if eq else ""
+        parts.append(f"<p>Circuit-only model (`{esc(doc.get('paper_setting', ''))}`): loss recovered {_pct(a.get('loss_recovered_nats'))} "
+                     f"nats ({_pct(a.get('loss_recovered_pct'))} %); on the ladder: <b>{esc(a.get('ladder_position'))}</b>{esc(like)}.</p>")
+    if a.get("placements") and a.get("ladder"):
+        from matplotlib import pyplot as plt
+
+        fig = ladder_figure(a)
+        parts.append(img(png_b64(fig), "ladder", f"Ladder: {a.get('ladder_basis', '')}"))
+        plt.close(fig)
+    return "".join(parts)

@@ -1,0 +1,74 @@
+"""The ladder: monotone placement, the shipped ladder.json, and the absolute block of check-claim."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from advgen.core.types import AdvgenError
+from advgen.model import ladder
+
+PARAMS = [1_000, 4_000, 16_000, 64_000, 256_000]
+LOSSES = [3.0, 2.0, 2.2, 1.0, 0.5]  # one violation (2.0 then 2.2): pooled by the monotone fit
+NAMES = ["a", "b", "c", "d", "e"]
+
+
+def test_monotone_fit_pools_violations_and_keeps_order():
+    y = ladder.monotone_losses(LOSSES)
+    assert y == pytest.approx([3.0, 2.1, 2.1, 1.0, 0.5])
+    assert all(a >= b for a, b in zip(y, y[1:]))
+    assert ladder.monotone_losses([1.0, 2.0, 3.0]) == pytest.approx([2.0, 2.0, 2.0])
+
+
+def test_placement_is_monotone_in_the_loss():
+    grid = np.linspace(0.5, 3.0, 301)
+    eq = [ladder.place(float(v), PARAMS, LOSSES, NAMES).equivalent_params for v in grid]
+    assert all(e is not None for e in eq)
+    assert all(a >= b for a, b in zip(eq, eq[1:])), "a lower loss must never map to a smaller model"
+    assert eq[0] == pytest.approx(PARAMS[-1]) and eq[-1] == pytest.approx(PARAMS[0])
+    # the order in which the ladder is given does not matter
+    perm = [3, 0, 4, 2, 1]
+    for v in (0.7, 1.5, 2.1, 2.9):
+        a = ladder.place(v, PARAMS, LOSSES, NAMES)
+        b = ladder.place(v, [PARAMS[i] for i in perm], [LOSSES[i] for i in perm], [NAMES[i] for i in perm])
+        assert a == b
+
+
+def test_placement_interpolates_in_log_params_and_names_the_ends():
+    p = ladder.place(2.55, PARAMS, LOSSES, NAMES)  # halfway between a (3.0) and the pooled b (2.1)
+    assert p.equivalent_params == pytest.approx(math.sqrt(1_000 * 4_000))
+    assert (p.below, p.above) == ("a", "b") and p.position == "between a and b"
+    assert ladder.place(2.1, PARAMS, LOSSES, NAMES).equivalent_params == 4_000  # flat pooled segment: the smaller model
+    lo = ladder.place(3.5, PARAMS, LOSSES, NAMES)
+    hi = ladder.place(0.1, PARAMS, LOSSES, NAMES)
+    assert lo.equivalent_params is None and lo.position.startswith("below the ladder")
+    assert hi.equivalent_params is None and hi.position.startswith("above the ladder")
+    assert ladder.place(float("nan"), PARAMS, LOSSES, NAMES).position == "not finite"
+    with pytest.raises(AdvgenError):
+        ladder.place(1.0, [], [], [])
+
+
+def test_load_ladder_names_a_missing_or_broken_file(tmp_path):
+    with pytest.raises(AdvgenError, match="train-reference --ladder"):
+        ladder.load_ladder(tmp_path / "nope.json")
+    bad = tmp_path / "ladder.json"
+    bad.write_text(json.dumps({"models": [{"name": "x"}]}))
+    with pytest.raises(AdvgenError, match=r"models\[0\]"):
+        ladder.load_ladder(bad)
+
+
+def test_shipped_ladder_is_complete_and_ordered():
+    if not ladder.LADDER_JSON.exists():
+        pytest.skip("ladder.json not built yet (advgen train-reference --ladder)")
+    header, rungs = ladder.load_ladder()
+    assert len(rungs) >= 4 and rungs[-1].name == "reference"
+    assert [r.parameters for r in rungs] == sorted(r.parameters for r in rungs)
+    for r in rungs:
+        assert (r.directory / "config.json").exists(), r.name
+        for k in ("heldout_loss", "ioi_loss", "ioi_mean_ld", "ioi_accuracy"):
+            assert math.isfinite(r.figure(k)), (r.name, k)
+    sizes = sum(f.stat().st_size for f in ladder.LADDER_DIR.rglob("*") if f.is_file())
+    assert sizes <= 10 * 2**20, f"ladder weights take {sizes / 2**20:.1f} MB"
