@@ -21,7 +21,7 @@ import numpy as np
 from advgen.core.files import atomic_write_text, read_jsonl
 from advgen.core.types import AdvgenError
 from advgen.model.metrics import bootstrap_ci
-from advgen.outputs import plots, verdict
+from advgen.outputs import claims_view, plots, verdict
 from advgen.outputs.htmlparts import esc, fmt, img, markdown_html, table
 from advgen.outputs.rundata import RunData, load_run
 
@@ -372,6 +372,7 @@ def build_report(run_dir: str | Path, out_html: str | Path, model: str | None = 
         ("Interactive attention (circuitsvis)", view),
         ("Discovery heatmaps", section_discovery(d, out)),
         ("Claim check", section_claims(d)),
+        ("Claim check: causal scrubbing and absolute performance", claims_view.section(d)),
     ]
     terms = None if any(r.get("family") == "attack" for r in data.rows) else verdict.RUN_TERMS
     key = verdict.legend(terms) if data.rows else ""
