@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 
 def cmd_attack(args: argparse.Namespace) -> None:
-    from advgen.attacks.search import AttackConfig, run_attack
-    from advgen.attacks.tables import write_run
+    from advgen.attacks.search import AttackConfig
     from advgen.circuits.format import resolve_circuit
-    from advgen.core import records
+    from advgen.core import rundir
     from advgen.core.types import AdvgenError
     from advgen.model.loading import load_model
-    from advgen.prompts.templates import tokenizer_hash
 
     if args.list_modes:
         from advgen.attacks.catalogue import catalogue_markdown
@@ -22,12 +21,33 @@ def cmd_attack(args: argparse.Namespace) -> None:
         return
     if args.circuit is None or args.budget is None:
         raise AdvgenError("advgen attack needs --circuit and --budget (or --list-modes)")
-    model = load_model(args.model)
-    circuit = resolve_circuit(args.circuit, model.n_layers, model.n_heads)
     cfg = AttackConfig(budget=args.budget, n_clean=args.n_clean, seed=args.seed, batch_size=args.batch_size,
                        sample_frac=args.sample_frac, templates=args.templates,
                        modes=tuple(m.strip() for m in args.modes.split(",")) if args.modes else None)
     out = args.out or Path("outputs") / f"attack-{Path(args.model).name}-s{args.seed}"
+    cfg.check()  # arguments, the circuit file and --out are checked before the model loads
+    resolve_circuit(args.circuit)
+    ident = rundir.identity_of("attack", {"model": args.model, "circuit": str(args.circuit), **vars(cfg)})
+    inputs = [Path(args.circuit)] if Path(args.circuit).exists() else []
+    rundir.check_out(out, "attack", ident, args.overwrite, inputs)
+    model = load_model(args.model)
+    circuit = resolve_circuit(args.circuit, model.n_layers, model.n_heads)
+    with rundir.writing(out, "attack", ident, args.overwrite, inputs, keep=("journal",)):
+        res, run = _run_and_write(args, model, circuit, cfg, out)
+    from advgen.attacks.tables import markdown
+
+    print(markdown(res["modes"], res["baseline"], res["screening"]), end="")
+    print(f"model evaluations: {run.evals} (budget {cfg.budget} per side)")
+    print(f"wrote {out}/results.jsonl, results.csv, summary.json, modes.json, adversarial.jsonl, near_misses.jsonl, "
+          f"baseline.json, circuit.json, manifest.json, table.md")
+
+
+def _run_and_write(args: argparse.Namespace, model: Any, circuit: Any, cfg: Any, out: Path) -> tuple[dict[str, Any], Any]:
+    from advgen.attacks.search import run_attack
+    from advgen.attacks.tables import write_run
+    from advgen.core import records
+    from advgen.prompts.templates import tokenizer_hash
+
     run = run_attack(model, circuit, cfg, out, resume=args.resume, progress=not args.no_progress)
     settings = {"budget": cfg.budget, "n_clean": cfg.n_clean, "batch_size": cfg.batch_size, "sample_frac": cfg.sample_frac,
                 "templates": str(cfg.templates or "ioi"), "modes": list(cfg.modes) if cfg.modes else None,
@@ -35,13 +55,7 @@ def cmd_attack(args: argparse.Namespace) -> None:
     man = records.manifest(model, tokenizer_hash(model.tokenizer), cfg.seed, settings)
     man["circuit"] = {"name": circuit.name, "spec": str(args.circuit), "n_heads": len(circuit)}
     man["command"] = man["command"].replace(" --resume", "")
-    res = write_run(out, run, cfg, circuit, man)
-    from advgen.attacks.tables import markdown
-
-    print(markdown(res["modes"], res["baseline"], res["screening"]), end="")
-    print(f"model evaluations: {run.evals} (budget {cfg.budget} per side)")
-    print(f"wrote {out}/results.jsonl, results.csv, summary.json, modes.json, adversarial.jsonl, near_misses.jsonl, "
-          f"baseline.json, circuit.json, manifest.json, table.md")
+    return write_run(out, run, cfg, circuit, man), run
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -58,6 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out from its journal")
+    p.add_argument("--overwrite", action="store_true", help="replace an --out directory that holds another advgen run")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--list-modes", action="store_true", help="print the failure-mode catalogue (and what --circuit implies), run nothing")
     p.set_defaults(func=cmd_attack)
