@@ -155,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     except AdvgenError as e:
         print(f"advgen: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # disk full, permission denied, ...: the environment, named, not a traceback
+        print(f"advgen: error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("advgen: interrupted", file=sys.stderr)
         return 130
