@@ -1,5 +1,5 @@
-"""The HTML report: self-contained, sections follow their inputs, plots embedded and non-empty;
-and (slow) it renders in headless Chromium without errors."""
+"""The HTML report: verdict first, self-contained, sections follow their inputs, plots embedded and non-empty;
+and (slow) it renders in headless Chromium, offline, with the verdict panel and the circuitsvis view."""
 
 from __future__ import annotations
 
@@ -16,16 +16,16 @@ import pytest
 from advgen.core.types import AdvgenError
 from advgen.outputs import pipeline
 from advgen.outputs.report import build_report
+from rundirs import make_attack_run
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--host-resolver-rules=MAP * ~NOTFOUND"]  # nothing resolves: the page must render offline
 
 
 @pytest.fixture(scope="module")
 def runs(tiny_model, tmp_path_factory) -> tuple[Path, Path]:
-    from test_exporters import make_attack_run
-
     base = tmp_path_factory.mktemp("report")
     clean = pipeline.run(tiny_model, 16, seed=1, out=base / "clean").out
     return clean, make_attack_run(clean, base / "attack", tiny_model.tokenizer)
@@ -34,6 +34,17 @@ def runs(tiny_model, tmp_path_factory) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def attack_report(runs) -> Path:
     return build_report(runs[1], runs[1].parent / "attack-report.html")
+
+
+@pytest.fixture()
+def heatmap_png() -> bytes:
+    """A PNG of its own (not another test's output) standing in for a discovery heatmap."""
+    import numpy as np
+
+    from advgen.outputs import plots
+
+    fig = plots.attention_pair("a0.h0", "name_mover", [("p", ["a", "b", "c"], np.eye(3))])
+    return base64.b64decode(plots.png_b64(fig))
 
 
 def png_size(data: bytes) -> tuple[int, int]:
@@ -49,18 +60,32 @@ def embedded_images(html: str) -> list[bytes]:
 
 def assert_self_contained(html: str) -> None:
     assert not re.search(r'(src|href)\s*=\s*["\']?\s*(https?:)?//', html, re.I), "no network references"
-    assert "<script" not in html.lower() and "<link" not in html.lower()
+    assert "<link" not in html.lower() and not re.search(r"<script[^>]*\ssrc=", html, re.I), "scripts are inline"
+    assert "unpkg.com" not in html and "cdn.jsdelivr" not in html
 
 
 def sections(html: str) -> list[str]:
     return re.findall(r"<h2>([^<]*)</h2>", html)
 
 
+def verdict_panel(html: str) -> str:
+    m = re.search(r"<section id='verdict'>(.*?)</section>", html, re.S)
+    assert m, "the report opens with a verdict panel"
+    assert html.index("<section id='verdict'>") < html.index("<h2>Run</h2>"), "the verdict comes first"
+    return m.group(1)
+
+
 def test_plain_run_report(runs, tmp_path):
     out = build_report(runs[0], tmp_path / "r.html")
     html = out.read_text()
     assert_self_contained(html)
-    assert sections(html) == ["Run", "Summary", "Logit-difference histograms"]
+    assert "<script" not in html, "no circuit, no interactive view, no script"
+    assert sections(html) == ["Verdict", "Run", "Summary", "Logit-difference histograms"]
+    panel = verdict_panel(html)
+    rows = [json.loads(x) for x in (runs[0] / "results.jsonl").read_text().splitlines()]
+    acc = sum(r["logit_diff"] > 0 for r in rows) / len(rows)
+    assert f"IO above S in <b>{100 * acc:.1f} %</b>" in panel
+    assert "<dt>S &gt; IO</dt>" in panel and "<dt>verdict</dt>" not in panel, "the legend defines this run's columns only"
     imgs = embedded_images(html)
     assert len(imgs) == 1 and min(png_size(imgs[0])) > 100
 
@@ -68,8 +93,9 @@ def test_plain_run_report(runs, tmp_path):
 def test_attack_run_report(attack_report):
     html = attack_report.read_text()
     assert_self_contained(html)
-    assert sections(html) == ["Run", "Summary", "Failure modes", "Logit-difference histograms", "Duplicated-IO dose response",
-                              "Confirmed adversarial examples", "Attention of the circuit&#x27;s heads"]
+    assert sections(html) == ["Verdict", "Run", "Summary", "Failure modes", "Logit-difference histograms",
+                              "Duplicated-IO dose response", "Confirmed adversarial examples",
+                              "Attention of the circuit&#x27;s heads", "Interactive attention (circuitsvis)"]
     imgs = embedded_images(html)
     # histograms + one dose-response plot + one figure per shown head (4 heads in the test circuit)
     assert len(imgs) == 1 + 1 + 4
@@ -79,24 +105,72 @@ def test_attack_run_report(attack_report):
     assert "a1.h0" in html and "duplicate_io" in html and "distractor sentence" in html
 
 
+def test_verdict_panel_reads_summary(attack_report):
+    panel = verdict_panel(attack_report.read_text())
+    assert "<span class='v ok'>confirmed</span>" in panel
+    assert "<span class='v bad'>falsified (opposite sign)</span>" in panel
+    assert "-1.30 [-1.50, -1.10]" in panel and "+0.80 [+0.50, +1.10]" in panel
+    assert "circuit-guided 15.0 vs random 5.0" in panel and "<b>3.00x</b>" in panel
+    for term in ("LD", "S &gt; IO", "explained (of breaks)", "random sample / search", "yield", "verdict"):
+        assert f"<dt>{term}</dt>" in panel, term
+
+
+def test_verdict_panel_falls_back_to_modes_json(runs, tiny_model, tmp_path):
+    """An older run directory (no verdicts or yield in summary.json) gets the same panel from modes.json / baseline.json."""
+    old = make_attack_run(runs[0], tmp_path / "old", tiny_model.tokenizer, legacy=True)
+    assert "yield" not in json.loads((old / "summary.json").read_text())
+    panel = verdict_panel(build_report(old, tmp_path / "old.html", attention=False).read_text())
+    assert "<span class='v bad'>falsified (opposite sign)</span>" in panel and "+0.80 [+0.50, +1.10]" in panel
+    assert "circuit-guided 15.0 vs random 5.0" in panel and "<b>3.00x</b>" in panel
+    (old / "modes.json").unlink()
+    (old / "baseline.json").unlink()
+    panel = verdict_panel(build_report(old, tmp_path / "old2.html", attention=False).read_text())
+    assert "not recorded" in panel
+
+
+def test_dose_table_labels_sample_and_search(attack_report):
+    html = attack_report.read_text()
+    dose = html[html.index("Duplicated-IO dose response"):html.index("Confirmed adversarial examples")]
+    assert "<th>subset</th>" in dose and "<td>random sample</td>" in dose and "<td>search</td>" in dose
+    assert "Plotted: the random sample rows only." in dose
+    modes = html[html.index("<h2>Failure modes</h2>"):html.index("Logit-difference histograms")]
+    assert "<td>clean partners</td>" in modes and "<td>search</td>" in modes
+
+
+def test_interactive_attention_view_is_inline(attack_report):
+    html = attack_report.read_text()
+    view = html[html.index("Interactive attention (circuitsvis)"):]
+    assert "circuitsvis" in view and "var CircuitsVis" in view, "the circuitsvis bundle is inlined"
+    assert view.count("CircuitsVis.render(") == 2, "one view per example prompt"
+    assert re.findall(r'<div id="(advgen-cv-\d)"', view) == ["advgen-cv-0", "advgen-cv-1"]
+    assert "sourceMappingURL" not in view
+
+
 def test_report_is_deterministic(runs, attack_report, tmp_path):
     again = build_report(runs[1], tmp_path / "again.html")
     assert again.read_bytes() == attack_report.read_bytes()
 
 
-def test_discovery_and_claims_directory(runs, tmp_path):
+def test_discovery_and_claims_directory(tmp_path, heatmap_png):
     d = tmp_path / "disc"
     d.mkdir()
-    html = runs[1].parent / "attack-report.html"
-    png = embedded_images(html.read_text() if html.exists() else build_report(runs[1], html).read_text())[0]
-    (d / "heads.png").write_bytes(png)
-    (d / "discovery.json").write_text("{}")
-    (d / "claims.md").write_text("# Claims\n\n| metric | ablation | F(C)/F(M) |\n|---|---|---|\n| LD | mean | 0.87 |\n")
-    out = build_report(d, d / "report.html")
-    text = out.read_text()
-    assert sections(text) == ["Run", "Discovery heatmaps", "Claim check"]
+    (d / "patching.png").write_bytes(heatmap_png)
+    versions = {"python": "3.11.7", "torch": "2.13.0+cpu"}
+    (d / "discovery.json").write_text(json.dumps({"model": "reference", "model_source": "/some/dir", "settings": {"seed": 7},
+                                                  "command": "advgen discover --n 20", "versions": versions,
+                                                  "roles_found": ["s_inhibition"], "roles_missing": ["name_mover"],
+                                                  "heads": {"a0.h1": {}}}))
+    (d / "claims.md").write_text("# Claims\n\n| metric | ablation | F(C)/F(M) |\n|---|---|---|\n| LD | mean | 0.87 |\n"
+                                 "| KL(model \\|\\| circuit) | mean | 0.5 |\n")
+    text = build_report(d, d / "report.html").read_text()
+    assert sections(text)[:3] == ["Verdict", "Run", "Discovery heatmaps"] and "Claim check" in sections(text)
+    assert "Discovery kept <b>1 heads</b>" in text and "roles found: <b>s_inhibition</b>" in text
+    run = text[text.index("<h2>Run</h2>"):text.index("<h2>Discovery heatmaps</h2>")]
+    assert "reference (/some/dir)" in run and "<td class=\"num\">7</td>" in run and "torch 2.13.0+cpu" in run
+    assert "?" not in run, "no unknown metadata"
     assert "<td>0.87</td>" in text and len(embedded_images(text)) == 1
-    (d / "report.png").write_bytes(png)  # a screenshot of the report itself is not a discovery heatmap
+    assert "<td>KL(model || circuit)</td><td>mean</td><td>0.5</td>" in text, "an escaped pipe stays inside its cell"
+    (d / "report.png").write_bytes(heatmap_png)  # a screenshot of the report itself is not a discovery heatmap
     assert len(embedded_images(build_report(d, d / "report.html").read_text())) == 1
 
 
@@ -108,6 +182,18 @@ def test_errors_name_the_problem(tmp_path):
         build_report(tmp_path / "empty", tmp_path / "r.html")
 
 
+def test_generate_only_directory_is_refused(tiny_model, tmp_path, capsys):
+    """`advgen generate` output holds prompts, not measurements: refused (exit 2), naming what it holds and what to run."""
+    from advgen.cli.main import main
+
+    ps = pipeline.generate(tiny_model.tokenizer, 4, 0)
+    pipeline.write_prompts(tmp_path / "gen", ps, {"model": "tiny", "seed": 0})
+    with pytest.raises(AdvgenError, match=r"nothing to report.*manifest.json, prompts.jsonl.*advgen validate"):
+        build_report(tmp_path / "gen", tmp_path / "r.html")
+    assert main(["report", str(tmp_path / "gen"), "--out", str(tmp_path / "r.html")]) == 2
+    assert "prompts.jsonl" in capsys.readouterr().err and not (tmp_path / "r.html").exists()
+
+
 def test_circuit_option_on_plain_run(runs, tmp_path):
     from advgen.circuits.format import make_circuit
     from advgen.core.types import Role
@@ -115,6 +201,7 @@ def test_circuit_option_on_plain_run(runs, tmp_path):
     path = make_circuit("mine", "tiny", {Role.NAME_MOVER: ["a1.h3"]}, 2, 4).save(tmp_path / "c.json")
     html = build_report(runs[0], tmp_path / "r.html", circuit=str(path)).read_text()
     assert "Attention of the circuit&#x27;s heads" in sections(html) and "attention a1.h3" in html
+    assert "Interactive attention (circuitsvis)" in sections(html)
     assert len(embedded_images(html)) == 2
     bad = make_circuit("big", "gpt2", {Role.NAME_MOVER: ["a9.h9"]}).save(tmp_path / "big.json")
     with pytest.raises(AdvgenError, match="a9.h9"):
@@ -132,13 +219,16 @@ def test_cli_report(runs, tmp_path, capsys):
 CHECK_JS = """<script>
 window.__errors = [];
 window.addEventListener('error', e => window.__errors.push(String(e.message || e)));
-window.addEventListener('load', () => {
+window.addEventListener('load', () => setTimeout(() => {
   const imgs = Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight]);
+  const v = document.getElementById('verdict').getBoundingClientRect();
+  const cv = Array.from(document.querySelectorAll('div.circuitsvis')).map(d => [d.id, d.querySelectorAll('*').length, d.innerText]);
   const out = document.createElement('pre');
   out.id = 'advgen-check';
-  out.textContent = JSON.stringify({errors: window.__errors, imgs: imgs, h2: document.querySelectorAll('h2').length});
+  out.textContent = JSON.stringify({errors: window.__errors, imgs: imgs, h2: document.querySelectorAll('body > section > h2').length,
+    verdict: [v.top, v.height, window.innerHeight, document.getElementById('verdict').innerText], cv: cv});
   document.body.appendChild(out);
-});
+}, 1000));
 </script>"""
 
 
@@ -154,18 +244,26 @@ def test_report_renders_in_chromium(attack_report):
         pytest.skip(f"{CHROMIUM} not found: install the Debian package `chromium` (.ci/run does)")
     html = attack_report.read_text()
     n_imgs = len(embedded_images(html))
-    # the checker is a copy with one inline script; the report itself stays script-free
+    # the checker is a copy with one more inline script that reports what the page shows
     checker = attack_report.with_name(attack_report.stem + "-check.html")
     checker.write_text(html.replace("</body>", CHECK_JS + "</body>"))
-    res = _chromium(["--virtual-time-budget=5000", "--dump-dom", checker.as_uri()], attack_report.parent)
+    res = _chromium(["--window-size=1280,1000", "--virtual-time-budget=8000", "--dump-dom", checker.as_uri()], attack_report.parent)
     assert res.returncode == 0, res.stderr[-2000:]
     m = re.search(r'<pre id="advgen-check">([^<]*)</pre>', res.stdout)
     assert m, "the page did not finish loading:\n" + res.stdout[-1000:]
-    check = json.loads(m.group(1).replace("&quot;", '"'))
+    check = json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">"))
     assert check["errors"] == []
     assert check["h2"] == len(sections(html))
     assert len(check["imgs"]) == n_imgs
     assert all(ok and w > 100 and h > 50 for ok, w, h in check["imgs"]), check["imgs"]
+    top, height, screen, text = check["verdict"]
+    assert top < 200 and top + height <= screen, "the verdict panel is on the first screen"
+    assert "falsified (opposite sign)" in text and "confirmed" in text and "Yield" in text and "3.00x" in text
+    # circuitsvis rendered offline (no host resolves): each view has its head selector and the heads' names
+    assert [c[0] for c in check["cv"]] == ["advgen-cv-0", "advgen-cv-1"]
+    for _, n_nodes, text in check["cv"]:
+        assert n_nodes > 20 and "Head Selector" in text and "a1.h0 name_mover" in text, text[:300]
+    checker.unlink()
     # a screenshot next to the report, and it is not blank
     shot = attack_report.with_suffix(".png")
     res = _chromium(["--window-size=1280,2400", "--hide-scrollbars", f"--screenshot={shot}", attack_report.as_uri()], attack_report.parent)
@@ -176,4 +274,3 @@ def test_report_renders_in_chromium(attack_report):
     assert png_size(shot.read_bytes()) == (1280, 2400)
     assert px[..., :3].std() > 0.05, "screenshot is blank"
     assert len({tuple(p) for p in (px[::17, ::17, :3] * 255).astype(int).reshape(-1, 3).tolist()}) > 20
-    checker.unlink()

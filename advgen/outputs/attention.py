@@ -1,13 +1,21 @@
-"""Attention patterns of a circuit's heads on a few example prompts, for the report's heatmaps.
+"""Attention patterns of a circuit's heads on a few example prompts: heatmaps and a circuitsvis view.
 
 The one place the report runs a model: a single forward per example prompt, caching only
 `hook_pattern` of the layers that hold the chosen heads. Everything else in the report reads files.
+The interactive view is circuitsvis's `AttentionHeads` with the JS bundle the circuitsvis wheel
+ships (dist/cdn/iife.js) inlined once, so the report never loads anything from a CDN.
 """
 
 from __future__ import annotations
 
+import html
+import importlib.util
+import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -92,3 +100,33 @@ def patterns(model: Any, heads: Sequence[Head], rows: Sequence[tuple[str, Mappin
         pats = {h: store[h.layer][h.head].numpy() for h in heads}
         out.append(Example(label, _labels(model.tokenizer, ids, row.get("positions") or {}), pats))
     return out
+
+
+def circuitsvis_bundle() -> tuple[str, str]:
+    """(version, JS) of the browser bundle inside the installed circuitsvis package, safe to inline in <script>."""
+    spec = importlib.util.find_spec("circuitsvis")
+    if spec is None or not spec.submodule_search_locations:
+        raise AdvgenError("circuitsvis is not installed (pip install circuitsvis); the interactive attention view needs it")
+    path = Path(next(iter(spec.submodule_search_locations))) / "dist" / "cdn" / "iife.js"
+    if not path.exists():
+        raise AdvgenError(f"{path}: this circuitsvis install ships no browser bundle; the view would need a CDN, so it is skipped")
+    js = re.sub(r"//# sourceMappingURL=\S*\s*$", "", path.read_text(encoding="utf-8"))
+    return metadata.version("circuitsvis"), js.replace("</script", "<\\/script")
+
+
+def _js(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+
+
+def interactive_html(examples: Sequence[Example], heads: Sequence[tuple[Head, str]], div_prefix: str = "advgen-cv") -> str:
+    """circuitsvis AttentionHeads per example prompt (all chosen heads), bundle inlined once; deterministic ids."""
+    version, js = circuitsvis_bundle()
+    names = [f"{h} {role}" for h, role in heads]
+    parts = [f"<script>/* circuitsvis {version}: dist/cdn/iife.js from the installed package, inlined */\n{js}\n</script>"]
+    for i, ex in enumerate(examples):
+        props = {"attention": [np.round(np.nan_to_num(ex.patterns[h]), 4).tolist() for h, _ in heads],
+                 "tokens": list(ex.tokens), "attentionHeadNames": names, "maskUpperTri": True}
+        div = f"{div_prefix}-{i}"
+        parts.append(f'<p class="note">{html.escape(ex.label)}</p><div id="{div}" class="circuitsvis"></div>'
+                     f"<script>CircuitsVis.render({_js(div)}, CircuitsVis.AttentionHeads, {_js(props)});</script>")
+    return "\n".join(parts)

@@ -1,0 +1,200 @@
+"""The report's first screen: what the run found (per-mode verdicts, yield) and a legend of every column.
+
+Attack runs record their verdicts in summary.json (`modes.<m>.predicted_sign / seen / verdict`,
+top-level `yield`); older run directories only have them in modes.json (`prediction`) and
+baseline.json, so both are read, newest first. Nothing here runs a model.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from advgen.core.types import AdvgenError
+from advgen.outputs.htmlparts import Raw, esc, table
+
+
+@dataclass(frozen=True)
+class ModeVerdict:
+    """One failure mode's prediction against what the random sample showed."""
+
+    mode: str
+    predicted: str
+    seen: str
+    n: int | None
+    verdict: str
+    breaks: str
+
+
+@dataclass(frozen=True)
+class Yield:
+    """Confirmed breaks per 1,000 model evaluations, circuit-guided against the random baseline."""
+
+    guided: float
+    random: float
+    ratio: float | None
+
+
+def read_json(path: Path) -> Any:
+    """JSON of a run-directory file, or None when it is absent; a broken file names itself."""
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise AdvgenError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+
+
+def _sign_word(sign: Any) -> str:
+    if isinstance(sign, str):
+        return sign
+    if isinstance(sign, (int, float)) and sign:
+        return "LD(attack) < LD(control)" if sign < 0 else "LD(attack) > LD(control)"
+    return "not recorded"
+
+
+def _seen_text(seen: Any) -> str:
+    if isinstance(seen, Mapping) and {"mean", "low", "high"} <= set(seen):
+        return f"{seen['mean']:+.2f} [{seen['low']:+.2f}, {seen['high']:+.2f}]"
+    if isinstance(seen, (int, float)) and not isinstance(seen, bool):
+        return f"{seen:+.2f}"
+    return "not recorded" if seen is None else str(seen)
+
+
+def _breaks(entry: Mapping[str, Any] | None) -> str:
+    rs = (entry or {}).get("random_sample") or {}
+    att = rs.get("attack") or {}
+    if "breaks" not in rs:
+        return ""
+    return f"{rs['breaks']} of {att.get('n', '?')}"
+
+
+def mode_verdicts(summary: Mapping[str, Any], modes_doc: Mapping[str, Any] | None) -> list[ModeVerdict]:
+    """Per mode: predicted sign, seen paired difference [95 % CI], verdict; summary.json first, then modes.json."""
+    s_modes = summary.get("modes") if isinstance(summary.get("modes"), Mapping) else {}
+    m_modes = (modes_doc or {}).get("modes") or {}
+    out = []
+    for name in list(dict.fromkeys([*s_modes, *m_modes])):
+        s = s_modes.get(name) or {}
+        pred = (m_modes.get(name) or {}).get("prediction") or {}
+        sign = s.get("predicted_sign", pred.get("expected_sign"))
+        seen = s.get("seen", pred.get("attack_minus_control"))
+        n = seen.get("n") if isinstance(seen, Mapping) and "n" in seen else pred.get("n")
+        verdict = str(s.get("verdict") or pred.get("verdict") or "not recorded")
+        out.append(ModeVerdict(name, _sign_word(sign), _seen_text(seen), n, verdict, _breaks(m_modes.get(name) or s)))
+    return out
+
+
+def run_yield(summary: Mapping[str, Any], baseline: Mapping[str, Any] | None) -> Yield | None:
+    y = summary.get("yield")
+    if isinstance(y, Mapping) and "guided_per_1000" in y:
+        return Yield(float(y["guided_per_1000"]), float(y.get("random_per_1000", float("nan"))), y.get("ratio"))
+    b = baseline or (summary.get("baseline") if isinstance(summary.get("baseline"), Mapping) else None)
+    if b and isinstance(b.get("guided"), Mapping) and "breaks_per_1000" in b["guided"]:
+        return Yield(float(b["guided"]["breaks_per_1000"]), float(b["baseline"]["breaks_per_1000"]), b.get("ratio"))
+    return None
+
+
+def verdict_class(verdict: str) -> str:
+    v = verdict.lower()
+    return "ok" if v.startswith("confirmed") else "bad" if v.startswith("falsified") else "unclear"
+
+
+def _yield_html(y: Yield) -> str:
+    ratio = "n/a (the random baseline found no break)" if y.ratio is None else f"{y.ratio:.2f}x"
+    better = "" if y.ratio is None else (" (the circuit's guidance beat random perturbation)" if y.ratio > 1
+                                         else " (random perturbation found breaks faster than the circuit's guidance)")
+    return (f"<p class='yield'><b>Yield</b>: circuit-guided {y.guided:.1f} vs random {y.random:.1f} confirmed breaks "
+            f"per 1,000 model evaluations; ratio <b>{esc(ratio)}</b>{esc(better)}.</p>")
+
+
+def attack_panel(run_dir: Path, summary: Mapping[str, Any]) -> str:
+    modes_doc = read_json(run_dir / "modes.json")
+    verdicts = mode_verdicts(summary, modes_doc)
+    if not verdicts:
+        return ""
+    rows = [[v.mode, v.predicted, v.seen, v.n if v.n is not None else "", Raw(f"<span class='v {verdict_class(v.verdict)}'>{esc(v.verdict)}</span>"),
+             v.breaks] for v in verdicts]
+    html_ = table(["mode", "predicted", "seen: LD(attack) - LD(control) [95 % CI]", "n pairs", "verdict", "breaks (random sample)"],
+                  rows, cls="verdict")
+    y = run_yield(summary, read_json(run_dir / "baseline.json"))
+    nat = summary.get("natural_failure_rate")
+    html_ += _yield_html(y) if y else "<p class='note'>Yield: not recorded (no baseline.json).</p>"
+    if isinstance(nat, (int, float)):
+        html_ += f"<p class='note'>Natural failure rate (S &gt; IO on the unmodified clean prompts): {nat:.3f}.</p>"
+    return html_
+
+
+def run_panel(rows: Sequence[Mapping[str, Any]]) -> str:
+    """A plain run's finding: how often the model prefers IO, and by how much."""
+    clean = [r for r in rows if r.get("family", "clean") == "clean"] or list(rows)
+    if not clean:
+        return ""
+    ld = [float(r["logit_diff"]) for r in clean]
+    acc = sum(x > 0 for x in ld) / len(ld)
+    return (f"<p class='finding'>On {len(ld)} clean prompts the model puts IO above S in <b>{100 * acc:.1f} %</b> "
+            f"(mean LD {sum(ld) / len(ld):.2f}).</p>")
+
+
+def discovery_panel(run_dir: Path) -> str:
+    doc = read_json(run_dir / "discovery.json")
+    if not isinstance(doc, Mapping) or "roles_found" not in doc:
+        return ""
+    heads = doc.get("heads") or {}
+    found, missing = doc.get("roles_found") or [], doc.get("roles_missing") or []
+    return (f"<p class='finding'>Discovery kept <b>{len(heads)} heads</b>; roles found: <b>{esc(', '.join(found) or 'none')}</b>; "
+            f"missing: {esc(', '.join(missing) or 'none')}.</p>")
+
+
+def claims_panel(run_dir: Path) -> str:
+    doc = read_json(run_dir / "claims.json")
+    if not isinstance(doc, Mapping) or not isinstance(doc.get("table"), Mapping):
+        return ""
+    paper = doc.get("paper_setting")
+    row = doc["table"].get(paper) or {}
+    ratio = row.get("ratio_to_model")
+    if isinstance(ratio, Mapping):
+        ratio = ratio.get("mean")
+    if not isinstance(ratio, (int, float)):
+        return ""
+    needed = (doc.get("minimality") or {}).get("all_needed")
+    return (f"<p class='finding'>Circuit <code>{esc(doc.get('circuit', '?'))}</code> keeps <b>F(C)/F(M) = {ratio:.3f}</b> of the "
+            f"model's mean LD under the paper's ablation (<code>{esc(paper)}</code>); every head needed (minimality): {esc(needed)}.</p>")
+
+
+def panel(run_dir: Path, summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> str:
+    """The verdict panel: attack verdicts and yield, else the run's, discovery's or claim check's headline."""
+    return attack_panel(run_dir, summary) or "".join(
+        p for p in (run_panel(rows) if rows else "", discovery_panel(run_dir), claims_panel(run_dir)) if p)
+
+
+LEGEND = {
+    "LD": "logit difference, logit(\" IO\") - logit(\" S\"), read at each prompt's own END token; > 0 means the model prefers the right name",
+    "mean LD [95 % CI]": "mean LD over the rows, with a seeded percentile-bootstrap 95 % interval",
+    "LD > 0": "fraction of prompts where IO beats S (accuracy)",
+    "S > IO": "fraction of prompts where the subject beats the indirect object (LD < 0): the failure rate",
+    "mean IO prob": "mean softmax probability of \" IO\" at END",
+    "IO top-1": "fraction of prompts where \" IO\" is the model's top token",
+    "clean / control / attack": "the unmodified prompt; the matched control (same edit without the mechanism); the circuit-predicted attack",
+    "random sample / search": "candidates drawn uniformly (unbiased estimates) / candidates the screen picked by the predicted signal (biased toward breaks)",
+    "predicted": "the sign of LD(attack) - LD(control) the circuit's mechanism predicts",
+    "seen": "the measured paired LD(attack) - LD(control) on the random sample, mean [95 % CI]",
+    "verdict": "confirmed: the interval excludes 0 on the predicted side; falsified: it excludes 0 on the other side; inconclusive: it contains 0",
+    "breaks": "attacks with LD < 0 whose clean prompt had LD > 0",
+    "explained (of breaks)": ("share of breaks whose predicted internal signal (a circuit head's attention, against its clean prompt) "
+                              "moved in the predicted direction; it says nothing about the mode's overall prediction: see verdict"),
+    "yield": "confirmed breaks per 1,000 model evaluations; ratio = circuit-guided / random-perturbation baseline at the same budget",
+    "dose": "how many times the attack's edit is applied (e.g. repeated IO mentions)",
+}
+
+
+RUN_TERMS = ("LD", "mean LD [95 % CI]", "LD > 0", "S > IO", "mean IO prob", "IO top-1")
+"""The columns of a plain run's tables (no attack families)."""
+
+
+def legend(terms: Sequence[str] | None = None) -> str:
+    keys = [k for k in LEGEND if terms is None or k in terms]
+    return "<dl class='legend'>" + "".join(f"<dt>{esc(k)}</dt><dd>{esc(LEGEND[k])}</dd>" for k in keys) + "</dl>"
