@@ -25,7 +25,6 @@ from pathlib import Path
 import torch
 
 from advgen.reference import corpus as corpus_mod
-from advgen.reference import heldout
 from advgen.reference import tokenizer as tok_mod
 
 
@@ -170,54 +169,48 @@ def train_reference(
         torch.use_deterministic_algorithms(det)
 
 
-def _train(out_dir, seed, steps, settings, progress, resume, stop_after) -> Path:
-    from tqdm import tqdm
-    from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel
+@dataclass(frozen=True)
+class _Data:
+    """Phase 1's output: the seeded corpus, tokenized, and its batching."""
 
-    s = settings or TrainSettings()
-    s.seed = seed
-    if steps is not None:
-        s.steps = steps
-    out_dir = Path(out_dir)
-    ck_dir = out_dir / "checkpoints"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _set_determinism(seed, s.threads)
+    hf_tok: object
+    tok_hash: str
+    doc_ids: list
+    batches: list
+    counts: dict
+    n_tokens: int
+    fixed: list
+    seconds: float
+
+
+def _prepare_data(s: TrainSettings, ck_dir: Path) -> _Data:
+    """Corpus and tokenizer (both pure functions of the seed), token ids and batches."""
     t0 = time.time()
-
-    # 1. corpus and tokenizer (both pure functions of the seed)
-    docs, counts = corpus_mod.generate_documents(random.Random(seed), s.n_docs)
-    required = corpus_mod.required_words()
-    hf_tok, fixed = tok_mod.build_tokenizer(docs, required, vocab_size=s.vocab_size)
+    docs, counts = corpus_mod.generate_documents(random.Random(s.seed), s.n_docs)
+    hf_tok, fixed = tok_mod.build_tokenizer(docs, corpus_mod.required_words(), vocab_size=s.vocab_size)
     untrained = untrained_single_token_names(hf_tok)
     if untrained:
         raise RuntimeError(f"lexicon names that are single tokens but never occur in the corpus "
                            f"(the validator would use them untrained): {untrained}")
-    tok_json = hf_tok.backend_tokenizer.to_str()
-    tok_hash = hashlib.sha256(tok_json.encode()).hexdigest()
+    tok_hash = hashlib.sha256(hf_tok.backend_tokenizer.to_str().encode()).hexdigest()
     bos = hf_tok.bos_token_id
     enc = hf_tok.backend_tokenizer.encode_batch(docs, add_special_tokens=False)
     doc_ids = [[bos, *e.ids] for e in enc]
-    n_tokens = sum(len(d) for d in doc_ids)
     batches = make_batches(doc_ids, s.seq_len, s.tokens_per_batch)
-    t_data = time.time() - t0
     tok_mod.save_tokenizer(hf_tok, ck_dir / "tokenizer")  # lets intermediate checkpoints be inspected
+    return _Data(hf_tok, tok_hash, doc_ids, batches, dict(counts), sum(len(d) for d in doc_ids), fixed,
+                 time.time() - t0)
 
-    # 2. model
-    torch.manual_seed(seed)
-    config = GPT2Config(
-        vocab_size=len(hf_tok),
-        n_positions=s.seq_len,
-        n_embd=s.n_embd,
-        n_layer=s.n_layer,
-        n_head=s.n_head,
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
-        bos_token_id=bos,
-        eos_token_id=bos,
-        pad_token_id=bos,
-        tie_word_embeddings=True,
-    )
+
+def _build_model(s: TrainSettings, hf_tok):
+    """A fresh GPT-2 (seeded) and its AdamW (no decay on biases and LayerNorms)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(s.seed)
+    bos = hf_tok.bos_token_id
+    config = GPT2Config(vocab_size=len(hf_tok), n_positions=s.seq_len, n_embd=s.n_embd, n_layer=s.n_layer,
+                        n_head=s.n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=bos,
+                        eos_token_id=bos, pad_token_id=bos, tie_word_embeddings=True)
     model = GPT2LMHeadModel(config)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
@@ -225,28 +218,46 @@ def _train(out_dir, seed, steps, settings, progress, resume, stop_after) -> Path
         [{"params": decay, "weight_decay": s.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=s.lr, betas=(0.9, 0.98), eps=1e-8,
     )
-    start, losses = 0, []
-    ck = _latest_checkpoint(ck_dir) if resume else None
-    if ck is not None:
-        state = torch.load(ck, weights_only=False)
-        if state["tokenizer_sha256"] != tok_hash:
-            raise RuntimeError(f"checkpoint {ck} was made with a different tokenizer/corpus; "
-                               "delete the checkpoints directory or use the original settings")
-        if state["settings"] != asdict(s):
-            raise RuntimeError(f"checkpoint {ck} was made with different settings: {state['settings']}")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        start, losses = state["step"], list(state["losses"])
+    return model, opt
 
-    # 3. training loop
+
+CHECKPOINT_KEYS = ("step", "model", "optimizer", "torch_rng", "losses", "settings", "tokenizer_sha256")
+
+
+def _resume(ck_dir: Path, model, opt, s: TrainSettings, tok_hash: str) -> tuple[int, list]:
+    """Restore the latest checkpoint (tensors and plain data only: weights_only=True), if any."""
+    ck = _latest_checkpoint(ck_dir)
+    if ck is None:
+        return 0, []
+    try:
+        state = torch.load(ck, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - pickles with code, corrupt or foreign files
+        raise RuntimeError(f"checkpoint {ck} is not a plain advgen checkpoint ({type(e).__name__}: {e}); "
+                           "delete it or use --no-resume") from e
+    if not isinstance(state, dict) or any(k not in state for k in CHECKPOINT_KEYS):
+        raise RuntimeError(f"checkpoint {ck} is not an advgen reference checkpoint (keys {CHECKPOINT_KEYS} expected)")
+    if state["tokenizer_sha256"] != tok_hash:
+        raise RuntimeError(f"checkpoint {ck} was made with a different tokenizer/corpus; "
+                           "delete the checkpoints directory or use the original settings")
+    if state["settings"] != asdict(s):
+        raise RuntimeError(f"checkpoint {ck} was made with different settings: {state['settings']}")
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    return int(state["step"]), list(state["losses"])
+
+
+def _run_steps(model, opt, d: _Data, s: TrainSettings, ck_dir: Path, start: int, losses: list,
+               progress: bool, stop_after: int | None) -> bool:
+    """The training loop; checkpoints as it goes; True when every step is done."""
+    from tqdm import tqdm
+
     model.train()
-    t_train = time.time()
     bar = tqdm(range(start, s.steps), initial=start, total=s.steps, disable=not progress,
                desc="train-reference", unit="step")
     for step in bar:
-        idx = batches[batch_for_step(seed, step, len(batches))]
-        inp, att, lab = collate(doc_ids, idx, s.seq_len, hf_tok.pad_token_id)
+        idx = d.batches[batch_for_step(s.seed, step, len(d.batches))]
+        inp, att, lab = collate(d.doc_ids, idx, s.seq_len, d.hf_tok.pad_token_id)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, s)
         out = model(input_ids=inp, attention_mask=att, labels=lab)
@@ -259,99 +270,64 @@ def _train(out_dir, seed, steps, settings, progress, resume, stop_after) -> Path
             bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.3f}")
         done = step + 1
         if done % s.checkpoint_every == 0 or done == s.steps or (stop_after and done == stop_after):
-            _save_checkpoint(ck_dir, done, model, opt, losses, s, tok_hash)
+            _save_checkpoint(ck_dir, done, model, opt, losses, s, d.tok_hash)
         if stop_after is not None and done >= stop_after and done < s.steps:
             bar.close()
-            return out_dir
+            return False
     bar.close()
-    train_seconds = time.time() - t_train
+    return True
 
-    # 4. final artefacts
+
+def _write_artifacts(model, d: _Data, s: TrainSettings, out_dir: Path, losses: list, start: int,
+                     train_seconds: float, t0: float) -> None:
+    """The HF model directory, tokenizer and training_info.json."""
+    from transformers import GenerationConfig
+
+    bos = d.hf_tok.bos_token_id
     model.eval()
     model.save_pretrained(str(out_dir), safe_serialization=True)
     GenerationConfig(bos_token_id=bos, eos_token_id=bos, pad_token_id=bos).save_pretrained(str(out_dir))
-    tok_mod.save_tokenizer(hf_tok, out_dir)
+    tok_mod.save_tokenizer(d.hf_tok, out_dir)
     info = {
         "settings": asdict(s),
-        "corpus_documents": dict(counts),
-        "corpus_tokens": n_tokens,
-        "batches_per_epoch": len(batches),
-        "epochs": round(s.steps / len(batches), 3),
-        "vocab_size": len(hf_tok),
-        "words_needing_extra_merges": fixed,
+        "corpus_documents": d.counts,
+        "corpus_tokens": d.n_tokens,
+        "batches_per_epoch": len(d.batches),
+        "epochs": round(s.steps / len(d.batches), 3),
+        "vocab_size": len(d.hf_tok),
+        "words_needing_extra_merges": d.fixed,
         "n_parameters": sum(p.numel() for p in model.parameters()),
         "final_loss_mean_last_100_steps": sum(losses[-100:]) / len(losses[-100:]),
         "loss_curve_every_100_steps": [round(sum(losses[i:i + 100]) / len(losses[i:i + 100]), 4)
                                        for i in range(0, len(losses), 100)],
-        "data_seconds": round(t_data, 1),
+        "data_seconds": round(d.seconds, 1),
         "train_seconds_this_process": round(train_seconds, 1),
         "resumed_from_step": start,
         "total_seconds_this_process": round(time.time() - t0, 1),
         "torch": torch.__version__,
-        "tokenizer_sha256": tok_hash,
+        "tokenizer_sha256": d.tok_hash,
     }
     (out_dir / "training_info.json").write_text(json.dumps(info, indent=2) + "\n")
+
+
+def _train(out_dir, seed, steps, settings, progress, resume, stop_after) -> Path:
+    s = settings or TrainSettings()
+    s.seed = seed
+    if steps is not None:
+        s.steps = steps
+    out_dir = Path(out_dir)
+    ck_dir = out_dir / "checkpoints"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _set_determinism(seed, s.threads)
+    t0 = time.time()
+    d = _prepare_data(s, ck_dir)
+    model, opt = _build_model(s, d.hf_tok)
+    start, losses = _resume(ck_dir, model, opt, s, d.tok_hash) if resume else (0, [])
+    t_train = time.time()
+    if not _run_steps(model, opt, d, s, ck_dir, start, losses, progress, stop_after):
+        return out_dir
+    _write_artifacts(model, d, s, out_dir, losses, start, time.time() - t_train, t0)
     return out_dir
-
-
-def paper_template_check(model_dir: Path, n_per: int = 40, seed: int = 123) -> dict:
-    """IOI and ABC figures of an HF model directory on the paper's 15 (held-out) templates.
-
-    For each template and name order, `n_per` prompts with the paper's names, places and objects
-    (BOS prepended, read at the last token). IOI: accuracy (IO logit > S logit), mean LD, mean IO
-    probability. ABC: the same templates with a third name C at S2; the mean softmax share among
-    the three names' logits for (first-mentioned, second-mentioned, C), and argmax frequencies.
-    A development check, independent of advgen's validator.
-    """
-    from transformers import AutoTokenizer, GPT2LMHeadModel
-
-    from advgen.prompts import lexicon
-
-    tok = AutoTokenizer.from_pretrained(str(model_dir))
-    model = GPT2LMHeadModel.from_pretrained(str(model_dir)).eval()
-    rng = random.Random(seed)
-    names, places, objs = lexicon.paper_names(), lexicon.paper_places(), lexicon.paper_objects()
-
-    def tid(w: str) -> int:
-        ids = tok.encode(" " + w, add_special_tokens=False)
-        if len(ids) != 1:
-            raise RuntimeError(f"{w!r} is not a single token")
-        return ids[0]
-
-    rows = []
-    for t in heldout.PAPER_TEMPLATES:
-        body = t.rsplit(" [A]", 1)[0]
-        for order in ("ABBA", "BABA"):
-            for _ in range(n_per):
-                a, b, c = rng.sample(names, 3)
-                x, y = (b, a) if order == "BABA" else (a, b)  # intro order; [B] = S
-                base = body.replace("[PLACE]", rng.choice(places)).replace("[OBJECT]", rng.choice(objs))
-                base = base.replace("[B]", x, 1).replace("[A]", y, 1)
-                rows.append(("ioi", order, base.replace("[B]", b), (a, b)))
-                rows.append(("abc", order, base.replace("[B]", c), (x, y, c)))
-    ld, io_p, shares, argm = [], [], [], []
-    with torch.no_grad():
-        for r in rows:
-            ids = [tok.bos_token_id, *tok.encode(r[2], add_special_tokens=False)]
-            logits = model(torch.tensor([ids])).logits[0, -1]
-            if r[0] == "ioi":
-                io, s_ = tid(r[3][0]), tid(r[3][1])
-                ld.append(float(logits[io] - logits[s_]))
-                io_p.append(float(logits.softmax(-1)[io]))
-            else:
-                three = logits[[tid(w) for w in r[3]]]
-                shares.append(three.softmax(-1).tolist())
-                argm.append(int(three.argmax()))
-    n_abc = len(shares)
-    return {
-        "ioi_n": len(ld),
-        "ioi_accuracy": sum(v > 0 for v in ld) / len(ld),
-        "ioi_mean_logit_diff": sum(ld) / len(ld),
-        "ioi_mean_io_prob": sum(io_p) / len(io_p),
-        "abc_n": n_abc,
-        "abc_share_first_second_subject": [sum(s[k] for s in shares) / n_abc for k in range(3)],
-        "abc_argmax_first_second_subject": [sum(a == k for a in argm) / n_abc for k in range(3)],
-    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -376,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.check:
         torch.set_num_threads(a.threads)
+        from advgen.reference.paper_check import paper_template_check
+
         print(json.dumps(paper_template_check(a.check), indent=2))
         return 0
     if a.out is None:

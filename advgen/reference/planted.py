@@ -1,0 +1,273 @@
+"""Train the planted model: the bundled reference model, retrained so that GPT-2's IOI circuit
+(previous-token, duplicate-token, induction, S-inhibition, name-mover heads) does the task.
+
+    advgen train-reference --kind planted --out DIR
+
+The circuit is imposed by the losses, not learned from data (see MODEL_CARD.md of the weights):
+LM loss on the project corpus, a bounded behaviour loss (hinge keeping LD in a GPT-2-like band),
+attention supervision of the planted heads, interchange-intervention losses on their outputs
+(`advgen.reference.iit`) and a strictness loss (other heads resampled, ramped from a few heads to
+all of them jointly). Seeded, resumable from safetensors + JSON checkpoints, bitwise
+reproducible (batches and masks are pure functions of (seed, step); one thread).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from advgen.core.files import atomic_write_text
+from advgen.reference import corpus as corpus_mod
+from advgen.reference import iit
+from advgen.reference import train as base
+from advgen.reference.planted_ckpt import CheckpointError, latest, load, save
+from advgen.reference.planted_data import ioi_batch, repeat_batch
+
+__all__ = ["PlantedSettings", "train_planted", "step_losses", "CheckpointError"]
+
+
+@dataclass
+class PlantedSettings:
+    seed: int = 0
+    steps: int = 2400
+    batch: int = 32
+    repeat_batch: int = 16
+    repeat_half: int = 10
+    n_docs: int = 40_000
+    lm_tokens: int = 1024
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1
+    warmup: int = 50
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    ld_low: float = 3.0
+    ld_high: float = 5.0
+    ramp_frac: float = 0.4
+    """strictness ablation probability rises linearly from 0.05 to 1 over this share of steps."""
+    w_lm: float = 1.0
+    w_behaviour: float = 1.0
+    w_attn: float = 1.0
+    w_strict: float = 1.0
+    w_iit: float = 1.0
+    init: str = "reference"
+    """warm start: "reference" (the bundled weights) or "scratch" (a tiny config, for tests)."""
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    checkpoint_every: int = 100
+    threads: int = 1
+
+    def base_settings(self) -> base.TrainSettings:
+        return base.TrainSettings(seed=self.seed, steps=self.steps, lr=self.lr, warmup=self.warmup,
+                                  min_lr_ratio=self.min_lr_ratio)
+
+
+def p_ablate(step: int, s: PlantedSettings) -> float:
+    ramp = max(1, int(s.ramp_frac * s.steps))
+    return min(1.0, 0.05 + 0.95 * step / ramp)
+
+
+def step_losses(model, tok, lm, step: int, s: PlantedSettings) -> dict[str, torch.Tensor]:
+    """Every loss term of one step (unweighted), as a dict; `lm` = (doc_ids, batches) or None."""
+    L, H = model.config.n_layer, model.config.n_head
+    b = ioi_batch(tok, s.seed, step, s.batch)
+    out: dict[str, torch.Tensor] = {}
+    if lm is not None:
+        doc_ids, batches = lm
+        idx = batches[base.batch_for_step(s.seed, step, len(batches))]
+        inp, att, lab = base.collate(doc_ids, idx, 128, tok.pad_token_id)
+        out["lm"] = model(input_ids=inp, attention_mask=att, labels=lab).loss
+    clean, abc = iit.forward(model, b.clean), iit.forward(model, b.abc)
+    ld = iit.logit_diff(clean.logits_end, b.io_tok, b.s_tok)
+    out["behaviour"] = iit.band(ld, s.ld_low, s.ld_high)
+    out.update(iit.pattern_loss(clean, b, abc))
+    rep = iit.forward(model, repeat_batch(s.seed, step, s.repeat_batch, s.repeat_half, len(tok), tok.bos_token_id))
+    out["attn_repeat"] = iit.repeat_pattern_loss(rep, s.repeat_half)
+    gen = torch.Generator().manual_seed(s.seed * 1_000_003 + step)
+    donor = iit.derange(tuple(z.detach() for z in abc.z))
+    circ = iit.forward(model, b.clean, iit.kept_mask(b, L, H, p_ablate(step, s), gen), donor)
+    ld_c = iit.logit_diff(circ.logits_end, b.io_tok, b.s_tok)
+    ref = clean.logits_end.detach().log_softmax(-1)
+    out["strict"] = (iit.band(ld_c, s.ld_low, s.ld_high) + 0.25 * (ld_c - ld.detach()).pow(2).mean()
+                     + F.kl_div(circ.logits_end.log_softmax(-1), ref, log_target=True, reduction="batchmean"))
+    out.update(_iit_terms(model, b, clean, abc, L, H, s))
+    return out
+
+
+def _iit_terms(model, b, clean, abc, L: int, H: int, s: PlantedSettings) -> dict[str, torch.Tensor]:
+    """Interchange interventions on SINH, DUP+IND and NM, with the high-level model's targets."""
+    t = b.clean.shape[1]
+    end = torch.full_like(b.s2_pos, t - 1)
+    sinh, dup, ind, nm = (iit.planted_by_role(r).head for r in (
+        iit.Role.S_INHIBITION, iit.Role.DUPLICATE_TOKEN, iit.Role.INDUCTION, iit.Role.NAME_MOVER))
+    with torch.no_grad():
+        swap_z = iit.forward(model, b.swap).z
+    r1 = iit.forward(model, b.clean, iit.only(b, L, H, (sinh,), end), swap_z)
+    r2 = iit.forward(model, b.clean, iit.only(b, L, H, (dup, ind), b.s2_pos), tuple(z.detach() for z in abc.z))
+    other = iit.derange(tuple(z.detach() for z in clean.z))
+    r3 = iit.forward(model, b.clean, iit.only(b, L, H, (nm,), end), other)
+    ld1 = iit.logit_diff(r1.logits_end, b.io_tok, b.s_tok)
+    ld2 = iit.logit_diff(r2.logits_end, b.io_tok, b.s_tok)
+    src_io = b.io_tok.roll(1, 0)
+    lg = r3.logits_end
+    best_base = torch.maximum(lg.gather(1, b.io_tok[:, None]), lg.gather(1, b.s_tok[:, None]))[:, 0]
+    margin = lg.gather(1, src_io[:, None])[:, 0] - best_base
+    return {
+        "iit_sinh": iit.band(-ld1, s.ld_low, s.ld_high),
+        "iit_dup": iit.band(ld2, -1.0, 1.0),
+        "iit_nm": iit.band(margin, s.ld_low, 1e9),
+    }
+
+
+WEIGHT_OF = {"lm": "w_lm", "behaviour": "w_behaviour", "strict": "w_strict"}
+
+
+def total_loss(parts: dict[str, torch.Tensor], s: PlantedSettings) -> torch.Tensor:
+    tot = torch.zeros(())
+    for k, v in parts.items():
+        w = getattr(s, WEIGHT_OF[k]) if k in WEIGHT_OF else (s.w_attn if k.startswith("attn") else s.w_iit)
+        tot = tot + w * v
+    return tot
+
+
+def _model_and_tokenizer(s: PlantedSettings):
+    """Warm start from the bundled reference weights (same tokenizer), or a tiny scratch model."""
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    from advgen.model.weights import REFERENCE_DIR
+
+    tok = AutoTokenizer.from_pretrained(str(REFERENCE_DIR))
+    torch.manual_seed(s.seed)
+    if s.init == "reference":
+        model = GPT2LMHeadModel.from_pretrained(str(REFERENCE_DIR), attn_implementation="eager")
+    elif s.init == "scratch":
+        cfg = GPT2Config(vocab_size=len(tok), n_positions=128, n_embd=s.n_embd, n_layer=s.n_layer, n_head=s.n_head,
+                         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=tok.bos_token_id,
+                         eos_token_id=tok.bos_token_id, pad_token_id=tok.bos_token_id, tie_word_embeddings=True)
+        model = GPT2LMHeadModel(cfg)
+    else:
+        raise ValueError(f"unknown init {s.init!r}: 'reference' or 'scratch'")
+    return model, tok
+
+
+def _lm_data(tok, s: PlantedSettings):
+    if s.w_lm <= 0:
+        return None
+    docs, _ = corpus_mod.generate_documents(random.Random(s.seed), s.n_docs)
+    enc = tok.backend_tokenizer.encode_batch(docs, add_special_tokens=False)
+    doc_ids = [[tok.bos_token_id, *e.ids] for e in enc]
+    return doc_ids, base.make_batches(doc_ids, 128, s.lm_tokens)
+
+
+def _optimizer(model, s: PlantedSettings) -> torch.optim.Optimizer:
+    decay = [p for _, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for _, p in model.named_parameters() if p.dim() < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": s.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=s.lr, betas=(0.9, 0.98), eps=1e-8)
+
+
+def _tok_hash(tok) -> str:
+    return hashlib.sha256(tok.backend_tokenizer.to_str().encode()).hexdigest()
+
+
+def _loop(model, tok, lm, opt, s: PlantedSettings, ck_dir: Path, start: int, log: list, stop_after, progress) -> bool:
+    """Train from `start`; checkpoint every `checkpoint_every`; True when all steps are done."""
+    model.train()
+    t0 = time.time()
+    for step in range(start, s.steps):
+        for g in opt.param_groups:
+            g["lr"] = base.lr_at(step, s.base_settings())
+        parts = step_losses(model, tok, lm, step, s)
+        loss = total_loss(parts, s)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
+        opt.step()
+        log.append({k: round(float(v.detach()), 5) for k, v in parts.items()} | {"total": round(float(loss.detach()), 5)})
+        done = step + 1
+        if progress and (done % 25 == 0 or done == 1):
+            print(f"step {done}/{s.steps} {time.time() - t0:.0f}s p_ablate={p_ablate(step, s):.2f} "
+                  + " ".join(f"{k}={v:.3f}" for k, v in log[-1].items()), flush=True)
+        if done % s.checkpoint_every == 0 or done == s.steps or done == stop_after:
+            save(ck_dir, done, model, opt, {"settings": asdict(s), "tokenizer_sha256": _tok_hash(tok), "log": log})
+        if stop_after is not None and done >= stop_after and done < s.steps:
+            return False
+    return True
+
+
+def train_planted(out_dir: Path, settings: PlantedSettings | None = None, *, resume: bool = True,
+                  stop_after: int | None = None, progress: bool = True) -> Path:
+    """Train (or resume) the planted model and write it in HF format to `out_dir`."""
+    s = settings or PlantedSettings()
+    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    try:
+        _determinism(s)
+        out_dir = Path(out_dir)
+        ck_dir = out_dir / "checkpoints"
+        model, tok = _model_and_tokenizer(s)
+        opt = _optimizer(model, s)
+        start, log = 0, []
+        ck = latest(ck_dir) if resume else None
+        if ck is not None:
+            meta = load(ck, model, opt)
+            if meta["settings"] != asdict(s) or meta["tokenizer_sha256"] != _tok_hash(tok):
+                raise CheckpointError(f"checkpoint {ck} was made with other settings or tokenizer; "
+                                      "use --no-resume or the original settings")
+            start, log = int(meta["step"]), list(meta["log"])
+        lm = _lm_data(tok, s)
+        if not _loop(model, tok, lm, opt, s, ck_dir, start, log, stop_after, progress):
+            return out_dir
+        _write_final(model, tok, s, out_dir, log, start)
+        return out_dir
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(det)
+
+
+def _determinism(s: PlantedSettings) -> None:
+    torch.set_num_threads(s.threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.manual_seed(s.seed)
+
+
+def _write_final(model, tok, s: PlantedSettings, out_dir: Path, log: list, start: int) -> None:
+    from transformers import GenerationConfig
+
+    model.eval()
+    model.config.attn_implementation = None
+    model.save_pretrained(str(out_dir), safe_serialization=True)
+    bos = tok.bos_token_id
+    GenerationConfig(bos_token_id=bos, eos_token_id=bos, pad_token_id=bos).save_pretrained(str(out_dir))
+    tok.save_pretrained(str(out_dir))
+    keys = list(log[-1]) if log else []
+    tail = log[-100:]
+    info = {
+        "kind": "planted",
+        "settings": asdict(s),
+        "planted_heads": [{"head": str(p.head), "role": p.role.value, "position": p.position} for p in iit.PLANTED],
+        "n_parameters": sum(p.numel() for p in model.parameters()),
+        "final_losses_mean_last_100_steps": {k: round(sum(r[k] for r in tail) / len(tail), 4) for k in keys},
+        "total_loss_every_100_steps": [round(sum(r["total"] for r in log[i:i + 100]) / len(log[i:i + 100]), 4)
+                                       for i in range(0, len(log), 100)],
+        "resumed_from_step": start,
+        "torch": torch.__version__,
+        "tokenizer_sha256": _tok_hash(tok),
+    }
+    atomic_write_text(out_dir / "training_info.json", json.dumps(info, indent=2) + "\n")
+
+
+def export_checkpoint(ck_json: Path, out_dir: Path) -> Path:
+    """Write the model of one checkpoint as an HF directory (to inspect a run while it trains)."""
+    meta = json.loads(Path(ck_json).read_text())
+    s = PlantedSettings(**meta.get("settings", {}))
+    model, tok = _model_and_tokenizer(s)
+    meta = load(Path(ck_json), model, None)
+    _write_final(model, tok, s, Path(out_dir), list(meta["log"]), int(meta["step"]))
+    return Path(out_dir)

@@ -1,0 +1,168 @@
+"""The planted model: loss terms and trainer on a tiny configuration (fast), the shipped weights
+and circuit recovery (slow)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from advgen.core.types import Role
+from advgen.reference import iit, planted
+from advgen.reference.planted_ckpt import CheckpointError, latest, load
+from advgen.reference.planted_data import ioi_batch, repeat_batch
+
+TINY = dict(init="scratch", n_layer=4, n_head=4, n_embd=32, batch=4, repeat_batch=2, repeat_half=4,
+            w_lm=0.0, steps=4, checkpoint_every=2, warmup=1)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    s = planted.PlantedSettings(**TINY)
+    model, tok = planted._model_and_tokenizer(s)
+    return s, model, tok
+
+
+def test_forward_matches_hf_and_replacement_is_local(tiny):
+    s, model, tok = tiny
+    b = ioi_batch(tok, 0, 0, 4)
+    run = iit.forward(model, b.clean)
+    with torch.no_grad():
+        hf = model(b.clean).logits[:, -1]
+    assert torch.allclose(run.logits_end, hf, atol=1e-5)
+    donor = iit.forward(model, b.abc).z
+    only_end = iit.only(b, 4, 4, (iit.planted_by_role(Role.NAME_MOVER).head,), torch.full_like(b.s2_pos, b.clean.shape[1] - 1))
+    patched = iit.forward(model, b.clean, only_end, donor)
+    # a layer-3 head at END changes nothing upstream: every earlier layer's z is untouched
+    for la in range(3):
+        assert torch.equal(patched.z[la], run.z[la])
+
+
+def test_batch_positions_twins_and_held_out(tiny):
+    _, _, tok = tiny
+    from advgen.reference.heldout import contains_paper_template
+
+    for step in range(20):
+        b = ioi_batch(tok, 0, step, 4)
+        rows = torch.arange(4)
+        assert torch.equal(b.clean[rows, b.s1_pos], b.s_tok) and torch.equal(b.clean[rows, b.s2_pos], b.s_tok)
+        assert torch.equal(b.clean[rows, b.io_pos], b.io_tok)
+        assert torch.equal(b.swap[rows, b.s2_pos], b.io_tok)  # S and IO exchanged at S2
+        assert not (b.abc[rows, b.s2_pos] == b.s_tok).any()
+        assert torch.equal(b.clean[:, : int(b.s2_pos[0])], b.abc[:, : int(b.s2_pos[0])])
+        assert not contains_paper_template(tok.decode(b.clean[0, 1:]))
+    assert torch.equal(ioi_batch(tok, 3, 7, 4).clean, ioi_batch(tok, 3, 7, 4).clean)
+    assert not torch.equal(ioi_batch(tok, 3, 7, 4).clean, ioi_batch(tok, 3, 8, 4).clean)
+
+
+def test_band_is_bounded():
+    x = torch.tensor([1.0, 3.0, 4.0, 5.0, 9.0])
+    assert float(iit.band(x, 3.0, 5.0)) == pytest.approx((2.0 + 4.0) / 5)
+    assert float(iit.band(torch.tensor([3.5, 4.5]), 3.0, 5.0)) == 0.0
+
+
+def test_strictness_mask_keeps_planted_heads_at_their_slot(tiny):
+    _, _, tok = tiny
+    b = ioi_batch(tok, 0, 1, 4)
+    rep = iit.kept_mask(b, 4, 4, 1.0, torch.Generator().manual_seed(0))
+    rows = torch.arange(4)
+    end = b.clean.shape[1] - 1
+    slot = {"S1+1": b.s1_pos + 1, "S2": b.s2_pos, "END": torch.full_like(b.s2_pos, end)}
+    kept = (~rep).sum().item()
+    assert kept == 4 * len(iit.PLANTED)  # joint: only the planted heads at their slot survive
+    for p in iit.PLANTED:
+        assert not rep[rows, slot[p.position], p.head.layer, p.head.head].any()
+    half = iit.kept_mask(b, 4, 4, 0.0, torch.Generator().manual_seed(0))
+    assert not half.any()
+
+
+def test_every_loss_term_is_finite_and_trains_the_planted_heads(tiny):
+    s, model, tok = tiny
+    parts = planted.step_losses(model, tok, None, 0, s)
+    want = {"behaviour", "attn_prev", "attn_dup", "attn_ind", "attn_sinh", "attn_nm", "attn_abc", "attn_repeat",
+            "strict", "iit_sinh", "iit_dup", "iit_nm"}
+    assert set(parts) == want
+    assert all(torch.isfinite(v.detach()) and float(v.detach()) >= 0 for v in parts.values())
+    model.zero_grad()
+    parts["attn_nm"].backward()
+    nm = iit.planted_by_role(Role.NAME_MOVER).head
+    g = model.transformer.h[nm.layer].attn.c_attn.weight.grad
+    assert g is not None and float(g.abs().sum()) > 0
+    model.zero_grad()
+
+
+def test_repeat_batch_repeats():
+    r = repeat_batch(0, 0, 2, 5, 100, 0)
+    assert r.shape == (2, 11) and torch.equal(r[:, 1:6], r[:, 6:]) and (r[:, 0] == 0).all()
+
+
+def _weights(out):
+    from safetensors.torch import load_file
+
+    return load_file(str(out / "model.safetensors"))
+
+
+def test_same_seed_same_weights_and_resume_is_exact(tmp_path):
+    s = planted.PlantedSettings(**TINY)
+    a = planted.train_planted(tmp_path / "a", s, progress=False)
+    b = planted.train_planted(tmp_path / "b", planted.PlantedSettings(**TINY), progress=False)
+    planted.train_planted(tmp_path / "c", planted.PlantedSettings(**TINY), progress=False, stop_after=2)
+    assert latest(tmp_path / "c" / "checkpoints").name == "step-000002.json"
+    c = planted.train_planted(tmp_path / "c", planted.PlantedSettings(**TINY), progress=False)
+    wa, wb, wc = _weights(a), _weights(b), _weights(c)
+    assert wa.keys() == wb.keys() == wc.keys()
+    assert all(torch.equal(wa[k], wb[k]) and torch.equal(wa[k], wc[k]) for k in wa)
+    other = planted.train_planted(tmp_path / "d", planted.PlantedSettings(**{**TINY, "seed": 1}), progress=False)
+    assert any(not torch.equal(wa[k], _weights(other)[k]) for k in wa)
+
+
+def test_foreign_checkpoints_are_refused(tmp_path, tiny):
+    s, model, _ = tiny
+    bad = tmp_path / "step-000001.json"
+    bad.write_text(json.dumps({"step": 1}))
+    with pytest.raises(CheckpointError, match="format tag"):
+        load(bad, model, None)
+    (tmp_path / "step-000002.json").write_text(json.dumps({"format": "advgen-planted-checkpoint/1", "step": 2}))
+    (tmp_path / "step-000002.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(CheckpointError, match="safetensors"):
+        load(tmp_path / "step-000002.json", model, None)
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    planted.train_planted(tmp_path / "r", planted.PlantedSettings(**TINY), progress=False, stop_after=2)
+    with pytest.raises(CheckpointError, match="other settings"):
+        planted.train_planted(tmp_path / "r", planted.PlantedSettings(**{**TINY, "lr": 5e-4}), progress=False)
+
+
+# ------------------------------------------------------------------------- the shipped model
+
+@pytest.mark.slow
+def test_shipped_planted_model_meets_its_acceptance_figures():
+    from advgen.model.loading import load_model
+    from advgen.reference.planted_check import acceptance
+
+    acc = acceptance(load_model("planted"), n=200, seed=0)
+    assert acc["accuracy"] >= 0.95
+    assert 2.0 <= acc["mean_ld"] <= 6.0
+    att = acc["attention"]
+    assert att["a0.h1 duplicate_token S2->S1"] >= 0.5
+    assert att["a2.h1 s_inhibition END->S2"] >= 0.5
+    assert att["a3.h0 name_mover END->IO"] >= 0.5
+    assert acc["joint_resample_planted_kept_everywhere"]["answer_changed"] <= 0.05
+
+
+@pytest.mark.slow
+def test_discovery_recovers_the_planted_circuit():
+    from advgen.circuits.discovery import Settings, discover
+    from advgen.circuits.format import resolve_circuit
+    from advgen.model.loading import load_model
+
+    truth = resolve_circuit("planted-ioi")
+    found = discover(load_model("planted"), Settings(n=100, seed=0)).circuit
+    t = {h.head: h.role for h in truth.heads}
+    f = {h.head: h.role for h in found.heads}
+    hits = set(t) & set(f)
+    assert len(hits) / max(1, len(f)) >= 0.9  # precision
+    assert len(hits) / len(t) >= 0.9  # recall
+    assert sum(t[h] == f[h] for h in hits) / max(1, len(hits)) >= 0.9  # role accuracy
