@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from advgen.core.types import Interval, PromptMetrics
+from advgen.core.types import Interval, Prompt, PromptMetrics
 
 N_BOOT = 1000
 
@@ -46,8 +46,35 @@ def bootstrap_ci(values: Sequence[float] | np.ndarray, seed: int = 0, n_boot: in
     return Interval(float(v.mean()), float(lo), float(hi))
 
 
-def summarize(metrics: Sequence[PromptMetrics], seed: int = 0) -> dict[str, Any]:
-    """The aggregate every report prints: LD, accuracy (LD > 0), probabilities, rank."""
+BREAKDOWN_KEYS = ("n", "mean_logit_diff", "logit_diff_ci95", "accuracy", "s_beats_io_rate", "mean_io_prob", "io_top1_rate")
+"""What each per-template / per-order group reports (the full summary stays at the top level)."""
+
+
+def _groups(prompts: Sequence[Prompt], metrics: Sequence[PromptMetrics], key: Callable[[Prompt], str],
+            seed: int) -> dict[str, dict[str, Any]]:
+    out = {}
+    for k in sorted({key(p) for p in prompts}):
+        full = summarize([m for p, m in zip(prompts, metrics, strict=True) if key(p) == k], seed)
+        out[k] = {f: full[f] for f in BREAKDOWN_KEYS}
+    return out
+
+
+def summarize(metrics: Sequence[PromptMetrics], seed: int = 0, prompts: Sequence[Prompt] | None = None) -> dict[str, Any]:
+    """The aggregate every report prints: LD, accuracy (LD > 0), probabilities, rank.
+
+    With the prompts, also `by_template` and `by_order` (ABBA / BABA / ABC): the breakdowns
+    TransformerLens users know from `ioi_eval`, where a mean can hide one template that fails.
+    """
+    out = _summary(metrics, seed)
+    if prompts is not None:
+        if len(prompts) != len(metrics):
+            raise ValueError(f"summarize: {len(prompts)} prompts for {len(metrics)} metrics")
+        out["by_template"] = _groups(prompts, metrics, lambda p: p.template_id, seed)
+        out["by_order"] = _groups(prompts, metrics, lambda p: p.order, seed)
+    return out
+
+
+def _summary(metrics: Sequence[PromptMetrics], seed: int) -> dict[str, Any]:
     ld = np.array([m.logit_diff for m in metrics])
     acc = (ld > 0).astype(float)
     io_p = np.array([m.io_prob for m in metrics])
