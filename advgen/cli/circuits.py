@@ -12,12 +12,52 @@ def _command() -> str:
     return "advgen " + shlex.join(sys.argv[1:])
 
 
+class StageBar:
+    """A progress bar over discover's named stages; its clock ticks every second, other messages print above it."""
+
+    def __init__(self, stages: tuple[str, ...], enabled: bool) -> None:
+        import threading
+
+        from tqdm.auto import tqdm
+
+        self.stages, self.enabled = stages, enabled
+        self.bar = tqdm(total=len(stages), desc="discover", unit="step", disable=not enabled,
+                        bar_format="{desc}{n_fmt}/{total_fmt} steps |{bar}| {elapsed} elapsed")
+        self.stop = threading.Event()
+        self.ticker = threading.Thread(target=self._tick, daemon=True)
+        if enabled:
+            self.ticker.start()
+
+    def _tick(self) -> None:
+        while not self.stop.wait(1.0):
+            self.bar.refresh()
+
+    def __call__(self, message: str) -> None:
+        if message in self.stages:
+            self.bar.n = self.stages.index(message)
+            self.bar.set_description(f"discover: {message}")
+        elif self.enabled:
+            self.bar.write(message)
+        else:
+            print(message)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.bar.n = len(self.stages)
+        self.bar.set_description("discover: done")
+        self.bar.close()
+
+
 def cmd_discover(args: argparse.Namespace) -> None:
-    from advgen.circuits.discovery import Settings, discover, write_discovery
+    from advgen.circuits.discovery import STAGES, Settings, discover, write_discovery
     from advgen.model.loading import load_model
 
     model = load_model(args.model)
-    d = discover(model, Settings(n=args.n, seed=args.seed, batch_size=args.batch_size), name=args.name)
+    bar = StageBar(STAGES, enabled=not args.no_progress)
+    try:
+        d = discover(model, Settings(n=args.n, seed=args.seed, batch_size=args.batch_size), name=args.name, progress=bar)
+    finally:
+        bar.close()
     paths = write_discovery(d, args.out, _command())
     r = d.report
     print(f"circuit: {len(d.circuit)} heads")
@@ -52,17 +92,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--model", default="reference", help="'reference', 'gpt2', or a local HF directory")
     p.add_argument("--out", type=Path, required=True, help="circuit JSON to write (discovery.json and PNGs go beside it)")
     p.add_argument("--n", type=int, default=100, help="clean prompts (each with ABC and S1 twins)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0, help="seed of the prompts and detector sequences; same seed, same circuit")
+    p.add_argument("--batch-size", type=int, default=32, help="prompts per model forward")
+    p.add_argument("--no-progress", action="store_true", help="print stage messages instead of the progress bar")
     p.add_argument("--name", default=None, help="circuit name (default: discovered-<model>)")
     p.set_defaults(func=cmd_discover)
     p = sub.add_parser("check-claim", help="faithfulness / completeness / minimality of a circuit under several metrics and ablations")
     p.add_argument("circuit", help="circuit JSON file or built-in name (e.g. gpt2-small-ioi, reference-ioi)")
     p.add_argument("--model", default="reference", help="'reference', 'gpt2', or a local HF directory")
     p.add_argument("--out", type=Path, required=True, help="directory for claims.json, claims.md, worst_cases.jsonl")
-    p.add_argument("--n", type=int, default=100)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--n", type=int, default=100, help="clean IOI prompts (each with its ABC twin)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the prompts, random K sets and bootstrap intervals")
+    p.add_argument("--batch-size", type=int, default=32, help="prompts per model forward")
     p.add_argument("--greedy-steps", type=int, default=4, help="size of the greedy completeness set K")
     p.add_argument("--worst-k", type=int, default=20, help="prompts in the worst-case list")
     p.add_argument("--scrub-draws", type=int, default=1, help="causal scrubbing: name twins resampled per example")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from advgen.cli import attack, circuits, reports, scan
+from advgen.cli import attack, circuits, helpfmt, reports, scan
 from advgen.core.types import AdvgenError
 
 OUTPUTS = Path("outputs")
@@ -17,8 +17,8 @@ def _common(p: argparse.ArgumentParser, n: bool = True) -> None:
     if n:
         p.add_argument("--n", type=int, default=300, help="number of clean prompts")
         p.add_argument("--templates", default=None, help="template pack: a YAML file or a built-in name (default: ioi)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0, help="seed of every random choice (names, templates, bootstrap); same seed, same bytes")
+    p.add_argument("--batch-size", type=int, default=32, help="prompts per model forward; results agree across sizes to 1e-5")
     p.add_argument("--out", type=Path, default=None, help="output directory (default: under outputs/)")
     p.add_argument("--overwrite", action="store_true", help="replace an --out directory that holds another advgen run")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("train-reference", help="retrain the bundled reference model (about 10-15 min on 2 CPU cores)")
     p.add_argument("--out", type=Path, required=True, help="output directory; checkpoints go to OUT/checkpoints")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the corpus, initialisation and batch order")
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the shipped model's)")
     p.add_argument("--no-resume", action="store_true", help="ignore checkpoints in OUT/checkpoints and start over")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train_reference)
     for module in (circuits, attack, reports, scan):
         module.register(sub)
-    return ap
+    return helpfmt.apply(ap)  # every subcommand's --help shows its defaults
 
 
 def main(argv: list[str] | None = None) -> int:
