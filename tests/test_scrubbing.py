@@ -81,3 +81,15 @@ def test_a_partial_circuit_lies_between_and_is_deterministic(tiny_model, setup):
     s = scrubbing.summarize(a)
     assert set(s["quantiles"]) == {"q05", "q25", "q50", "q75", "q95"} and s["sd"] >= 0
     assert s["quantiles"]["q05"] <= s["quantiles"]["q50"] <= s["quantiles"]["q95"]
+
+
+def test_donor_answer_is_read_at_the_right_tokens(tiny_model, setup):
+    clean, donors, of = setup
+    run = scrubbing.scrub(tiny_model, _whole(tiny_model), clean, donors, of, batch_size=4)
+    # whole model kept: logit(IO') - logit(IO) is the model's own, from one independent unpadded run
+    p, q = clean[1], donors[1]
+    with torch.no_grad():
+        logits = tiny_model.bridge(torch.tensor([p.token_ids]))[0, -1].double()
+    assert abs(run.donor_io_ld[0, 1] - float(logits[q.io_token] - logits[p.io_token])) < 1e-4
+    s = scrubbing.summarize(run)
+    assert 0 <= s["donor_io_beats_io_rate"] <= 1 and s["mean_p_io_model"] == pytest.approx(s["mean_p_io_scrubbed"])

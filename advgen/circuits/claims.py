@@ -266,7 +266,10 @@ def _table_lines(header: dict[str, Any], table: dict[str, dict[str, Any]], scrub
         lines += ["", f"Causal scrubbing ({scrub['draws']} draw(s) per example): the circuit keeps **{scrub['ld_kept_pct']:.1f} %** of "
                   f"the model's LD [{scrub['ld_kept_pct_ci']['low']:.1f}, {scrub['ld_kept_pct_ci']['high']:.1f}], per-example sd "
                   f"{scrub['sd']:.1f} %, sign flips {100 * scrub['sign_flip_rate']:.1f} %; everything resampled (empty circuit): "
-                  f"{scrub['baseline_ld_kept_pct']:.1f} %. Resampling: {scrub['resampling']}."]
+                  f"{scrub['baseline_ld_kept_pct']:.1f} %. Mean p(IO): model {scrub['mean_p_io_model']:.3f}, scrubbed "
+                  f"{scrub['mean_p_io_scrubbed']:.3f}; the donor's own IO name beats the prompt's IO in "
+                  f"{100 * scrub['donor_io_beats_io_rate']:.0f} % of scrubbed examples (mean p {scrub['mean_p_donor_io_scrubbed']:.3f}). "
+                  f"Resampling: {scrub['resampling']}."]
     return lines
 
 

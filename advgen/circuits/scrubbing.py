@@ -90,6 +90,12 @@ class ScrubRun:
     baseline_loss: np.ndarray
     """[draws, n]"""
     donor_of: tuple[int, ...]
+    model_loss: np.ndarray
+    """[n] -log p(IO) at END of the model."""
+    donor_io_ld: np.ndarray
+    """[draws, n] logit(IO of the donor) - logit(IO) in the scrubbed circuit: do resampled heads carry the donor's answer?"""
+    donor_io_loss: np.ndarray
+    """[draws, n] -log p(IO of the donor) in the scrubbed circuit."""
 
 
 def scrub_rows(model: LoadedModel, prompts: PromptSet, entries: tuple[Entry, ...], donors: RunCache,
@@ -113,6 +119,20 @@ def scrub_rows(model: LoadedModel, prompts: PromptSet, entries: tuple[Entry, ...
     return np.stack(lds), np.stack(losses), np.stack(kls)
 
 
+def donor_answer_rows(model: LoadedModel, prompts: PromptSet, entries: tuple[Entry, ...], donors: PromptSet, cache: RunCache,
+                      batch_size: int = DEFAULT_BATCH) -> tuple[np.ndarray, np.ndarray]:
+    """Per draw, logit(IO') - logit(IO) and -log p(IO') of the scrubbed run, IO' = the donor's IO; [draws, n]."""
+    n = len(prompts)
+    lds, losses = [], []
+    for d in range(len(donors) // n):
+        alt = PromptSet(tuple(replace(p, io_token=donors[d * n + i].io_token, s_token=p.io_token) for i, p in enumerate(prompts)),
+                        prompts.tokenizer_hash)
+        st = patched_run(model, alt, [Patch(i, entries, cache.z[d * n + i], keep=True) for i in range(n)], batch_size)
+        lds.append(st.ld.numpy())
+        losses.append(st.loss.numpy())
+    return np.stack(lds), np.stack(losses)
+
+
 def scrub(model: LoadedModel, circuit: Circuit, prompts: PromptSet, donors: PromptSet, donor_of: Sequence[int],
           batch_size: int = DEFAULT_BATCH, ref_logp: torch.Tensor | None = None) -> ScrubRun:
     """Scrub `circuit` and the empty circuit over every draw; the model's LD from the same machinery."""
@@ -121,7 +141,8 @@ def scrub(model: LoadedModel, circuit: Circuit, prompts: PromptSet, donors: Prom
     base = patched_run(model, prompts, [Patch(i, (), None) for i in range(len(prompts))], batch_size)
     ld, loss, kl = scrub_rows(model, prompts, circuit_entries(circuit), dc, donor_of, batch_size, ref_logp)
     empty, e_loss, _ = scrub_rows(model, prompts, (), dc, donor_of, batch_size)
-    return ScrubRun(base.ld.numpy(), ld, empty, loss, kl, e_loss, tuple(donor_of))
+    d_ld, d_loss = donor_answer_rows(model, prompts, circuit_entries(circuit), donors, dc, batch_size)
+    return ScrubRun(base.ld.numpy(), ld, empty, loss, kl, e_loss, tuple(donor_of), base.loss.numpy(), d_ld, d_loss)
 
 
 def _pct(x: np.ndarray, ref: float) -> np.ndarray:
@@ -156,6 +177,11 @@ def summarize(run: ScrubRun, seed: int = 0, n_boot: int = 1000) -> dict[str, Any
         "mean_ld_scrubbed": float(run.scrubbed_ld.mean()),
         "mean_abs_ld_diff": float(np.abs(run.scrubbed_ld - run.model_ld[None, :]).mean()),
         "mean_loss_scrubbed": float(run.scrubbed_loss.mean()),
+        "mean_loss_model": float(run.model_loss.mean()),
+        "mean_p_io_model": float(np.exp(-run.model_loss).mean()),
+        "mean_p_io_scrubbed": float(np.exp(-run.scrubbed_loss).mean()),
+        "mean_p_donor_io_scrubbed": float(np.exp(-run.donor_io_loss).mean()),
+        "donor_io_beats_io_rate": float((run.donor_io_ld > 0).mean()),
         "baseline_ld_kept_pct": float(_pct(run.baseline_ld, f_m).mean()),
         "baseline_sign_flip_rate": float((np.sign(run.baseline_ld) != np.sign(run.model_ld)[None, :]).mean()),
         "n": int(len(run.model_ld)),
