@@ -256,11 +256,9 @@ def md_escape(x: Any) -> str:
 
 
 def md_code(x: Any) -> str:
-    """Data as a Markdown code span that nothing in it can close: HTML inside stays literal text."""
-    s = " ".join(str(x).splitlines()).replace("|", "\\|")
-    run = longest = 0
-    for ch in s:
-        run = run + 1 if ch == "`" else 0
-        longest = max(longest, run)
-    fence = "`" * (longest + 1)
-    return f"{fence} {s} {fence}" if longest or s.startswith(" ") or s.endswith(" ") else f"{fence}{s}{fence}"
+    """Data in monospace that nothing in it can break out of: `<code>` around `md_escape`d text.
+
+    (A Markdown code span would keep HTML inert only in CommonMark renderers; this stays inert in
+    any renderer, and a backtick in the data cannot end it.)
+    """
+    return f"<code>{md_escape(x)}</code>"

@@ -1,0 +1,283 @@
+"""The promises of docs/reliability.md, one test each: hostile inputs end in a named error (exit 2),
+run directories are units (locked, marked complete, never half-read), nothing is lost or poisoned."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from advgen.cli.main import main
+from advgen.core import files, rundir
+from advgen.core.types import AdvgenError
+from advgen.outputs import pipeline
+from advgen.outputs.exporters import export
+from advgen.outputs.rundata import load_run
+
+
+def _cli(capsys, *argv: str) -> tuple[int, str]:
+    rc = main(list(argv))
+    return rc, capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def run_dir(tiny_model, tmp_path_factory) -> Path:
+    return pipeline.run(tiny_model, 12, seed=2, out=tmp_path_factory.mktemp("rel") / "run").out
+
+
+# ---- run directories as units ---------------------------------------------------------------------
+
+def test_completed_run_has_marker_and_no_lock(run_dir):
+    mark = json.loads((run_dir / rundir.MARKER).read_text())
+    assert mark["kind"] == "run" and set(mark["files"]) == {"results.jsonl", "results.csv", "summary.json", "manifest.json"}
+    assert not (run_dir / rundir.LOCK).exists()
+    rundir.check_complete(run_dir)
+
+
+def test_interrupted_writer_leaves_a_lock_readers_refuse(tmp_path):
+    d = tmp_path / "r"
+    with pytest.raises(RuntimeError):
+        with rundir.writing(d, "run", "id1"):
+            files.atomic_write_text(d / "results.jsonl", "{}\n")
+            raise RuntimeError("killed")
+    assert (d / rundir.LOCK).exists()
+    with pytest.raises(AdvgenError, match="incomplete|still being written"):
+        load_run(d)
+
+
+def test_new_rows_with_old_manifest_is_refused(run_dir, tmp_path):
+    import shutil
+
+    d = tmp_path / "copy"
+    shutil.copytree(run_dir, d)
+    rows = (d / "results.jsonl").read_text().splitlines()
+    files.atomic_write_text(d / "results.jsonl", "\n".join(rows[:-1]) + "\n")  # rows replaced, manifest not
+    with pytest.raises(AdvgenError, match="results.jsonl changed after the run finished"):
+        load_run(d)
+    with pytest.raises(AdvgenError, match="changed after"):
+        export(d, "jsonl", tmp_path / "ex")
+    assert not (tmp_path / "ex").exists()
+
+
+def test_concurrent_writer_is_refused(tmp_path):
+    d = tmp_path / "r"
+    d.mkdir()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (d / rundir.LOCK).write_text(json.dumps({"pid": other.pid, "kind": "run", "identity": "x"}))
+        with pytest.raises(AdvgenError, match=f"another advgen process \\(pid {other.pid}\\)"):
+            rundir.check_out(d, "run", "x")
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_same_run_rewrites_other_run_needs_overwrite(tiny_model, tmp_path):
+    out = pipeline.run(tiny_model, 6, seed=1, out=tmp_path / "r").out
+    before = (out / "results.jsonl").read_bytes()
+    pipeline.run(tiny_model, 6, seed=1, out=out)  # the same run: allowed, byte-identical
+    assert (out / "results.jsonl").read_bytes() == before
+    with pytest.raises(AdvgenError, match="another run .*--overwrite"):
+        pipeline.run(tiny_model, 7, seed=1, out=out)
+    (out / "stale.jsonl").write_text("from an older run\n")
+    pipeline.run(tiny_model, 7, seed=1, out=out, overwrite=True)
+    assert not (out / "stale.jsonl").exists(), "--overwrite replaces the directory whole"
+    assert len(load_run(out).rows) == 7
+
+
+def test_run_into_attack_directory_is_refused(tmp_path):
+    d = tmp_path / "a"
+    with rundir.writing(d, "attack", "att"):
+        files.atomic_write_text(d / "circuit.json", "{}\n")
+    with pytest.raises(AdvgenError, match="advgen attack directory of another kind"):
+        pipeline.precheck("run", d, "reference", 5, 0)
+
+
+def test_foreign_directory_is_never_replaced(capsys, tmp_path):
+    d = tmp_path / "mine"
+    d.mkdir()
+    (d / "notes.txt").write_text("keep")
+    rc, err = _cli(capsys, "generate", "--n", "3", "--out", str(d), "--overwrite")
+    assert rc == 2 and "advgen did not write" in err and (d / "notes.txt").read_text() == "keep"
+
+
+# ---- refusals before any work ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv,msg", [
+    (["generate", "--n", "5", "--seed", "-1"], "--seed must be >= 0"),
+    (["generate", "--n", "1000000000"], "--n must be between 1 and 10,000,000"),
+    (["run", "--n", "0"], "--n must be between 1"),
+    (["run", "--n", "5", "--batch-size", "0"], "--batch-size must be >= 1"),
+    (["run", "--n", "5", "--seed", "-4"], "--seed must be >= 0"),
+    (["attack", "--circuit", "reference-ioi", "--budget", "1000000000"], "above the limit of 100,000"),
+    (["attack", "--circuit", "reference-ioi", "--budget", "300", "--seed", "-1"], "--seed must be >= 0"),
+])
+def test_bad_arguments_fail_before_the_model_loads(capsys, monkeypatch, tmp_path, argv, msg):
+    import advgen.model.loading as loading
+
+    def boom(*a, **k):
+        raise AssertionError("the model was loaded before the arguments were checked")
+
+    monkeypatch.setattr(loading, "load_model", boom)
+    monkeypatch.setattr(loading, "load_tokenizer", boom)
+    rc, err = _cli(capsys, *argv, "--out", str(tmp_path / "o"))
+    assert rc == 2 and msg in err
+
+
+def test_out_naming_a_file_or_a_path_under_a_file(capsys, tmp_path):
+    f = tmp_path / "f"
+    f.write_text("x")
+    for out, msg in ((f, "is an existing file"), (f / "sub", "lies under")):
+        rc, err = _cli(capsys, "run", "--n", "3", "--out", str(out))
+        assert rc == 2 and msg in err
+    assert f.read_text() == "x"
+
+
+def test_no_command_writes_over_its_own_input(capsys, run_dir, tmp_path):
+    rc, err = _cli(capsys, "validate", str(run_dir / "results.jsonl"), "--out", str(run_dir), "--overwrite")
+    assert rc == 2 and "own input" in err
+    before = (run_dir / "results.jsonl").read_bytes()
+    rc, err = _cli(capsys, "report", str(run_dir), "--out", str(run_dir / "results.jsonl"), "--no-attention")
+    assert rc == 2 and "own input" in err
+    rc, err = _cli(capsys, "report", str(run_dir), "--out", str(tmp_path), "--no-attention")
+    assert rc == 2 and "existing directory" in err
+    rc, err = _cli(capsys, "export", str(run_dir), "--format", "jsonl", "--out", str(run_dir / "ex"))
+    assert rc == 2 and "overlaps the run directory" in err
+    assert (run_dir / "results.jsonl").read_bytes() == before and not (run_dir / "ex").exists()
+
+
+def test_export_never_deletes_a_directory_holding_only_a_readme(run_dir, tmp_path):
+    d = tmp_path / "D"
+    d.mkdir()
+    (d / "README.md").write_text("---\nadvgen_export:\n  format: csv\n---\nmy notes\n")
+    with pytest.raises(AdvgenError, match="not an advgen export"):
+        export(run_dir, "csv", d)
+    assert (d / "README.md").read_text().endswith("my notes\n")
+    out = export(run_dir, "jsonl", tmp_path / "E")
+    (out / "mine.txt").write_text("added later")
+    with pytest.raises(AdvgenError, match="not an advgen export"):
+        export(run_dir, "csv", out)  # an export with a file added since is someone's data now
+    assert (out / "mine.txt").exists()
+
+
+# ---- readers: named errors, physical lines --------------------------------------------------------
+
+def test_jsonl_errors_name_the_physical_line(tmp_path):
+    p = tmp_path / "p.jsonl"
+    p.write_bytes(b'\n\n{"text": "a", "io": "b", "s": "c"}\n\n{"text": "a", "io": "b", "s": "c", "c": 7}\n')
+    with pytest.raises(AdvgenError, match=r"p.jsonl:5: field 'c' must be a null or string, got number 7"):
+        files.read_jsonl(p, types=pipeline.datasets.ROW_TYPES)
+    p.write_bytes(b'{"text": "a", "io": "b", "s": "c"}\n\n\xff\xfe\n')
+    with pytest.raises(AdvgenError, match=r"p.jsonl:3: not valid UTF-8"):
+        files.read_jsonl(p)
+    with pytest.raises(AdvgenError, match="is a directory"):
+        files.read_jsonl(tmp_path)
+
+
+def test_non_numeric_logit_diff_is_an_error(run_dir, tmp_path):
+    d = tmp_path / "r"
+    d.mkdir()
+    rows = [json.loads(x) for x in (run_dir / "results.jsonl").read_text().splitlines()]
+    rows[3]["logit_diff"] = "1.5"
+    (d / "results.jsonl").write_text(files.jsonl_text(rows))
+    with pytest.raises(AdvgenError, match=r"results.jsonl:4: field 'logit_diff' must be a number, got string"):
+        export(d, "parquet", tmp_path / "ex")
+
+
+def test_circuit_string_where_a_number_belongs(tmp_path):
+    from advgen.circuits.format import Circuit
+
+    p = tmp_path / "c.json"
+    p.write_text(json.dumps({"n_layers": "4", "n_heads": 4, "heads": [{"head": "a1.h1", "role": "name_mover"}]}))
+    with pytest.raises(AdvgenError, match="'n_layers' must be a positive integer"):
+        Circuit.load(p)
+    p.write_text(json.dumps({"heads": [{"head": "a1.h1", "role": "name_mover", "scores": {"x": "high"}}]}))
+    with pytest.raises(AdvgenError, match=r"heads\[0\]: head a1.h1: score 'x' must be a number"):
+        Circuit.load(p)
+    p.write_text(json.dumps({"n_layers": 2, "n_heads": 4, "heads": [{"head": "a7.h1", "role": "name_mover"}]}))
+    with pytest.raises(AdvgenError, match="head a7.h1 has layer 7"):
+        Circuit.load(p)
+
+
+def test_truncated_journal_unit_is_recomputed_not_trusted(tmp_path):
+    from advgen.attacks.search import Journal
+
+    j = Journal(tmp_path, resume=False)
+    rows = j.unit("k0", lambda: [{"logit_diff": 1.0}])
+    path = tmp_path / "journal" / "unit-00000.json"
+    text = path.read_text()
+    for damaged in (text[: len(text) // 2], text.replace("1.0", "-9.0")):
+        path.write_text(damaged)
+        again = Journal(tmp_path, resume=True)
+        assert again.unit("k0", lambda: [{"logit_diff": 1.0}]) == rows and again.computed == 1
+
+
+def test_model_whose_weights_do_not_match_its_config(tiny_model_dir, tmp_path):
+    import shutil
+
+    from advgen.model.loading import ModelLoadError, load_model
+
+    d = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, d)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["n_layer"] += 2
+    (d / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelLoadError, match=r"missing weight\(s\): transformer.h.2.*refusing"):
+        load_model(str(d))
+    cfg["n_layer"] -= 2
+    cfg["n_embd"] *= 2
+    (d / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelLoadError, match="shape mismatch"):
+        load_model(str(d))
+
+
+# ---- security -----------------------------------------------------------------------------------
+
+def test_csv_formula_cells_are_neutralised():
+    text = files.csv_text([{"text": "=HYPERLINK(\"http://x\")", "io": "+1", "s": "@SUM(A1)", "mode": "-2", "t": "\tx",
+                            "logit_diff": -1.5, "n": 3}])
+    import csv
+    import io
+
+    row = list(csv.DictReader(io.StringIO(text)))[0]
+    assert row == {"text": "'=HYPERLINK(\"http://x\")", "io": "'+1", "s": "'@SUM(A1)", "mode": "'-2", "t": "'\tx",
+                   "logit_diff": "-1.5", "n": "3"}  # numbers stay numbers
+
+
+def test_dataset_card_escapes_data(run_dir, tmp_path):
+    import shutil
+
+    d = tmp_path / "run"
+    shutil.copytree(run_dir, d, ignore=shutil.ignore_patterns(rundir.MARKER))
+    man = json.loads((d / "manifest.json").read_text())
+    man["command"] = "advgen run `x` <script>alert(1)</script> | [a](javascript:x)"
+    man["model"] = "<img src=x onerror=alert(1)>"
+    (d / "manifest.json").write_text(json.dumps(man))
+    card = (export(d, "jsonl", tmp_path / "ex") / "README.md").read_text().split("\n---\n", 1)[1]
+    assert "<script>" not in card and "<img" not in card and "](javascript" not in card
+
+
+def test_skip_invalid_lists_rejected_rows(capsys, tiny_model_dir, tmp_path):
+    good = {"text": "Then, John and Mary went to the store. John gave a drink to", "io": "Mary", "s": "John"}
+    p = tmp_path / "p.jsonl"
+    p.write_bytes(b"\n".join([json.dumps(good).encode(), b"", b"not json", json.dumps({**good, "c": 7}).encode(),
+                              json.dumps({**good, "text": "Mary and John went. John gave it to"}).encode(), b"\xff"]) + b"\n")
+    rc, err = _cli(capsys, "validate", str(p), "--model", str(tiny_model_dir), "--out", str(tmp_path / "v"), "--no-progress")
+    assert rc == 2 and "p.jsonl:3: not valid JSON" in err
+    rc = main(["validate", str(p), "--model", str(tiny_model_dir), "--out", str(tmp_path / "v"), "--no-progress", "--skip-invalid"])
+    assert rc == 0 and "rejected 4 invalid row(s)" in capsys.readouterr().out
+    rej = [json.loads(x) for x in (tmp_path / "v" / "rejected.jsonl").read_text().splitlines()]
+    assert [(r["row"], r["line"]) for r in rej] == [(2, 3), (3, 4), (4, 5), (5, 6)]
+    assert "starts the text" in rej[2]["reason"] and "UTF-8" in rej[3]["reason"]
+    assert len(load_run(tmp_path / "v").rows) == 1
+
+
+def test_lock_pid_is_this_process_while_writing(tmp_path):
+    d = tmp_path / "r"
+    with rundir.writing(d, "run", "i"):
+        assert json.loads((d / rundir.LOCK).read_text())["pid"] == os.getpid()
+    assert not (d / rundir.LOCK).exists()
