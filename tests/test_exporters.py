@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from rundirs import make_attack_run
 
 from advgen.core.types import AdvgenError
 from advgen.outputs import pipeline
 from advgen.outputs.exporters import FORMATS, export
 from advgen.outputs.rundata import columns, json_columns, load_run, source_row, splits
-from rundirs import make_attack_run
 
 N_CLEAN = 24
 
@@ -219,7 +219,7 @@ def test_lm_eval_task_loads_with_lm_eval(run_dirs, tmp_path):
         assert [r.args[1] for r in reqs] == [" " + want[0]["io"], " " + want[0]["s"]]
         # lm-eval's own scoring on advgen's log-probabilities: acc is LD > 0 (log p(IO) - log p(S) = LD);
         # clean rows only: their metrics come from the model, the attack-shaped rows' LD is synthetic
-        for doc, row in zip(docs, want if name == "clean" else []):
+        for doc, row in zip(docs, want, strict=True) if name == "clean" else ():
             lls = [(math.log(row["io_prob"]), False), (math.log(row["s_prob"]), False)]
             assert task.process_results(doc, lls)["acc"] == float(row["logit_diff"] > 0), row["text"]
 

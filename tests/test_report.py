@@ -12,11 +12,11 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from rundirs import make_attack_run
 
 from advgen.core.types import AdvgenError
 from advgen.outputs import pipeline
 from advgen.outputs.report import build_report
-from rundirs import make_attack_run
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

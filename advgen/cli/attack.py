@@ -34,12 +34,11 @@ def cmd_attack(args: argparse.Namespace) -> None:
     circuit = resolve_circuit(args.circuit, model.n_layers, model.n_heads)
     with rundir.writing(out, "attack", ident, args.overwrite, inputs, keep=("journal",)):
         res, run = _run_and_write(args, model, circuit, cfg, out)
-    from advgen.attacks.tables import markdown
+    from advgen.outputs import console
 
-    print(markdown(res["modes"], res["baseline"], res["screening"]), end="")
-    print(f"model evaluations: {run.evals} (budget {cfg.budget} per side)")
-    print(f"wrote {out}/results.jsonl, results.csv, summary.json, modes.json, adversarial.jsonl, near_misses.jsonl, "
-          f"baseline.json, circuit.json, manifest.json, table.md")
+    print(console.attack_summary(res["summary"], out, {**run.evals, "budget per side": cfg.budget}))
+    print(console.wrote(out, ["results.jsonl", "results.csv", "summary.json", "modes.json", "adversarial.jsonl",
+                              "near_misses.jsonl", "baseline.json", "circuit.json", "manifest.json", "table.md"]))
 
 
 def _run_and_write(args: argparse.Namespace, model: Any, circuit: Any, cfg: Any, out: Path) -> tuple[dict[str, Any], Any]:

@@ -56,13 +56,10 @@ def _print_lexicon(report: dict) -> None:
 
 
 def _print_summary(summary: dict, out: Path) -> None:
-    ci = summary["logit_diff_ci95"]
-    print(
-        f"n={summary['n']}  mean LD={summary['mean_logit_diff']:.3f} [{ci['low']:.3f}, {ci['high']:.3f}]  "
-        f"accuracy (LD>0)={summary['accuracy']:.3f}  S>IO={summary['s_beats_io_rate']:.3f}  "
-        f"mean IO prob={summary['mean_io_prob']:.3f}"
-    )
-    print(f"wrote {out}/results.jsonl, results.csv, summary.json, manifest.json")
+    from advgen.outputs import console
+
+    print(console.run_summary(summary))  # <= 100 columns, terms defined
+    print(console.wrote(out, ["results.jsonl", "results.csv", "summary.json", "manifest.json"]))
 
 
 def cmd_validate(args: argparse.Namespace) -> None:

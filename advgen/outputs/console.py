@@ -1,0 +1,83 @@
+"""What the CLI prints after a run or an attack: at most 100 columns, every term defined.
+
+The full tables stay in the run directory (table.md, summary.json); the console says what was
+found and where to look, in the words the report's legend uses.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from advgen.outputs import verdict
+
+WIDTH = 100
+
+RUN_TERMS = ('LD = logit(" IO") - logit(" S") at the prompt\'s own END token; accuracy = share of prompts with LD > 0; '
+             "S>IO = share with LD < 0 (the model prefers the subject); IO prob = softmax probability of \" IO\".")
+ATTACK_TERMS = ('LD = logit(" IO") - logit(" S") at the END token; '
+                "pairs = attack/control pairs in the unbiased random sample; predicted = sign of LD(attack) - LD(control) "
+                "the circuit predicts; seen = its measured mean [95 % CI]; verdict: confirmed / falsified = the interval "
+                "excludes 0 on the predicted / the other side, inconclusive = it contains 0; break = an attack with LD < 0 "
+                "whose clean prompt had LD > 0 (breaks: in the random sample); yield = confirmed breaks per 1,000 model evaluations.")
+
+
+def wrap(text: str, indent: str = "") -> str:
+    return textwrap.fill(text, WIDTH, initial_indent=indent, subsequent_indent=indent + "  ", break_on_hyphens=False)
+
+
+def terms(text: str) -> str:
+    return wrap("Terms: " + text)
+
+
+def run_summary(summary: Mapping[str, Any]) -> str:
+    ci = summary["logit_diff_ci95"]
+    line = (f"n={summary['n']}  mean LD={summary['mean_logit_diff']:.3f} [{ci['low']:.3f}, {ci['high']:.3f}]  "
+            f"accuracy={summary['accuracy']:.3f}  S>IO={summary['s_beats_io_rate']:.3f}  IO prob={summary['mean_io_prob']:.3f}")
+    return wrap(line) + "\n" + terms(RUN_TERMS)
+
+
+def _table(rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    out = []
+    for r in rows:
+        cells = [c.rjust(w) if i in (1, 4) else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))]
+        line = "  " + "  ".join(cells).rstrip()
+        out.append(line)
+    return out
+
+
+def attack_summary(summary: Mapping[str, Any], run_dir: Path, evaluations: Mapping[str, int] | None = None) -> str:
+    """Natural failure rate, one line per mode (predicted vs seen, verdict), the yield, the terms, where the tables are."""
+    lines = []
+    nat = summary.get("natural_failure_rate")
+    if isinstance(nat, (int, float)):
+        lines.append(wrap(f"Natural failure rate: S>IO on {100 * nat:.1f} % of the clean prompts, before any attack."))
+    vs = verdict.mode_verdicts(summary, verdict.read_json(run_dir / "modes.json"))
+    if vs:
+        rows = [["mode", "pairs", "predicted", "seen [95 % CI]", "breaks", "verdict"]]
+        for v in vs:
+            pred = "< 0" if "<" in v.predicted else "> 0" if ">" in v.predicted else v.predicted
+            rows.append([v.mode, str(v.n if v.n is not None else "-"), pred, v.seen, v.breaks or "-", v.verdict])
+        table = _table(rows)
+        if max(map(len, table)) > WIDTH:  # the terms below define the verdicts; drop their reasons to fit
+            table = _table([r[:-1] + [re.sub(r"\s*\(.*\)$", "", r[-1])] for r in rows])
+        lines += table
+    y = verdict.run_yield(summary, verdict.read_json(run_dir / "baseline.json"))
+    if y is not None:
+        ratio = "n/a: the random baseline found no break" if y.ratio is None else f"ratio {y.ratio:.2f}x"
+        lines.append(wrap(f"Yield: {y.guided:.1f} confirmed breaks per 1,000 model evaluations guided by the circuit, "
+                          f"{y.random:.1f} from random perturbation ({ratio})."))
+    if evaluations:
+        lines.append(wrap("Model evaluations: " + ", ".join(f"{k} {v}" for k, v in evaluations.items()) + "."))
+    lines.append(terms(ATTACK_TERMS))
+    lines.append(wrap(f"Full tables (by parameter, explained breaks, screening): {run_dir / 'table.md'}; "
+                      f"HTML: advgen report {run_dir} --out {run_dir / 'report.html'}"))
+    return "\n".join(lines)
+
+
+def wrote(out: Path, names: Sequence[str]) -> str:
+    return wrap(f"wrote {out}/: " + ", ".join(names))

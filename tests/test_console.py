@@ -1,0 +1,25 @@
+"""The CLI's console summaries fit in 100 columns and define their terms."""
+
+from __future__ import annotations
+
+import json
+
+from rundirs import make_attack_run
+
+from advgen.outputs import console, pipeline
+
+
+def test_run_and_attack_summaries_fit_and_define_terms(tiny_model, tmp_path):
+    clean = pipeline.run(tiny_model, 12, seed=0, out=tmp_path / "clean")
+    text = console.run_summary(clean.summary)
+    assert max(map(len, text.splitlines())) <= console.WIDTH
+    assert 'LD = logit(" IO") - logit(" S")' in text and "S>IO = share with LD < 0" in text
+
+    run = make_attack_run(clean.out, tmp_path / "attack", tiny_model.tokenizer)
+    text = console.attack_summary(json.loads((run / "summary.json").read_text()), run, {"clean": 12})
+    lines = text.splitlines()
+    assert max(map(len, lines)) <= console.WIDTH, max(lines, key=len)
+    assert any(line.split()[:1] == ["duplicate_io"] and "confirmed" in line and "-1.30 [-1.50, -1.10]" in line for line in lines)
+    assert "ratio 3.00x" in text.replace("\n  ", " ")
+    for term in ("LD =", "pairs =", "predicted =", "seen =", "verdict:", "break =", "yield ="):
+        assert term in text.replace("\n  ", " "), term
