@@ -20,7 +20,7 @@ def setup(tiny_model):
 
 
 def _whole(model) -> Circuit:
-    heads = tuple(CircuitHead(Head(l, h), Role.NAME_MOVER, ("ALL",)) for l in range(model.n_layers) for h in range(model.n_heads))
+    heads = tuple(CircuitHead(Head(layer, h), Role.NAME_MOVER, ("ALL",)) for layer in range(model.n_layers) for h in range(model.n_heads))
     return Circuit("whole", "tiny", heads)
 
 
@@ -60,10 +60,10 @@ def test_empty_circuit_scrubs_to_the_resample_baseline_independent_hooks(tiny_mo
     for k in (0, len(clean) + 3):
         p, q = clean[of[k]], donors[k]
         zs = {}
-        hooks = [(f"blocks.{l}.attn.hook_z", lambda t, hook, l=l: zs.__setitem__(l, t.clone())) for l in range(tiny_model.n_layers)]
+        hooks = [(f"blocks.{layer}.attn.hook_z", lambda t, hook, layer=layer, zs=zs: zs.__setitem__(layer, t.clone())) for layer in range(tiny_model.n_layers)]
         with torch.no_grad(), bridge.hooks(fwd_hooks=hooks):
             bridge(torch.tensor([q.token_ids]))
-        put = [(f"blocks.{l}.attn.hook_z", lambda t, hook, l=l: zs[l]) for l in range(tiny_model.n_layers)]
+        put = [(f"blocks.{layer}.attn.hook_z", lambda t, hook, layer=layer, zs=zs: zs[layer]) for layer in range(tiny_model.n_layers)]
         with torch.no_grad(), bridge.hooks(fwd_hooks=put):
             logits = bridge(torch.tensor([p.token_ids]))[0, -1].double()
         want = float(logits[p.io_token] - logits[p.s_token])

@@ -65,5 +65,5 @@ def absolute_performance(model: LoadedModel, prompts: PromptSet, paper_row: Mapp
     out.update({"ladder_equivalent_params": c["equivalent_params"], "ladder_position": c["position"], "times_smaller": c["times_smaller"],
                 "placements": placements, "ladder_basis": basis,
                 "ladder": [{"name": r.name, "parameters": r.parameters, "heldout_loss": r.figure("heldout_loss"), **f}
-                           for r, f in zip(rungs, figs)]})
+                           for r, f in zip(rungs, figs, strict=True)]})
     return out

@@ -192,9 +192,9 @@ def completeness_minimality(
         if not kept:
             return
         st = ablation.run_kept(model, prompts, kept, vals, ref_logp, s.batch_size * 4)
-        for k, r in zip(todo_c, st[: len(todo_c)]):
+        for k, r in zip(todo_c, st[: len(todo_c)], strict=True):
             f_c[k] = _f(r)
-        for k, r in zip(todo_m, st[len(todo_c) :]):
+        for k, r in zip(todo_m, st[len(todo_c) :], strict=True):
             f_mk[k] = _f(r)
 
     def inc(k: frozenset[Head]) -> float:

@@ -154,7 +154,7 @@ def spread(ld: np.ndarray, model_ld: np.ndarray) -> dict[str, Any]:
     per = _pct(np.asarray(ld, dtype=np.float64), float(np.mean(model_ld)))
     flips = np.sign(ld) != np.sign(model_ld)
     return {"per_example_sd_pct": float(per.std(ddof=1)) if per.size > 1 else 0.0,
-            "per_example_quantiles_pct": {f"q{q:02d}": float(v) for q, v in zip(QUANTILES, np.percentile(per, QUANTILES))},
+            "per_example_quantiles_pct": {f"q{q:02d}": float(v) for q, v in zip(QUANTILES, np.percentile(per, QUANTILES), strict=True)},
             "sign_flip_rate": float(np.mean(flips))}
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from advgen.core.types import AdvgenError
 from advgen.outputs.plots import png_b64
 
+
 def esc(x: Any) -> str:
     return html.escape(str(x), quote=True)
 
