@@ -7,7 +7,7 @@ equal cards.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
@@ -41,8 +41,8 @@ FIELDS: dict[str, str] = {
 }
 
 FORMAT_NOTES: dict[str, str] = {
-    "jsonl": "One JSON object per line per split in `data/<split>.jsonl`, fields exactly as in the run's results.jsonl "
-    "(nested fields stay objects; for `datasets.load_dataset` use the parquet or hf export, whose columns have one schema).",
+    "jsonl": "One JSON object per line per split in `data/<split>.jsonl`, fields exactly as in the run's results.jsonl; "
+    "nested fields stay objects (`datasets.load_dataset` reads them as its `json` type, one schema for every split).",
     "csv": "`data/<split>.csv`; `positions` is spread over `pos_<slot>` columns, other nested fields are JSON strings.",
     "parquet": "`data/<split>.parquet` (zstd); `positions` is spread over `pos_<slot>` integer columns, "
     "other nested fields (extra, params, head_signals) are JSON strings.",
@@ -61,7 +61,7 @@ FORMAT_NOTES: dict[str, str] = {
 }
 
 USAGE: dict[str, str] = {
-    "jsonl": 'import json\nrows = [json.loads(line) for line in open("OUT/data/clean.jsonl")]',
+    "jsonl": 'import json\nrows = [json.loads(line) for line in open("OUT/data/clean.jsonl")]  # or datasets.load_dataset("OUT")',
     "csv": 'import pandas as pd\ndf = pd.read_csv("OUT/data/clean.csv")  # or datasets.load_dataset("OUT")',
     "parquet": 'import pyarrow.parquet as pq\nt = pq.read_table("OUT/data/clean.parquet")  # or load_dataset("OUT")',
     "hf": 'from datasets import load_from_disk\ndd = load_from_disk("OUT/hf")\nprint(dd["clean"][0])',
@@ -110,6 +110,25 @@ def _summary_table(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def jsonl_features(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """HF `features` of the rows as written to JSONL: scalars typed from every row, dicts and lists as `json`."""
+    out, seen = [], list(dict.fromkeys(k for r in rows for k in r))
+    for k in seen:
+        vals = [r[k] for r in rows if r.get(k) is not None]
+        if any(isinstance(v, (dict, list)) for v in vals):
+            dtype = "json"
+        elif vals and all(isinstance(v, bool) for v in vals):
+            dtype = "bool"
+        elif vals and all(isinstance(v, int) and not isinstance(v, bool) for v in vals):
+            dtype = "int64"
+        elif vals and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+            dtype = "float64"
+        else:
+            dtype = "string"
+        out.append({"name": k, "dtype": dtype})
+    return out
+
+
 def front_matter(data: RunData, fmt: str, files: Mapping[str, str]) -> dict[str, Any]:
     """The card's YAML header: HF metadata, the load configuration, and the run's provenance."""
     man = data.manifest
@@ -122,6 +141,10 @@ def front_matter(data: RunData, fmt: str, files: Mapping[str, str]) -> dict[str,
         "task_categories": ["text-generation"],
         "size_categories": [_size_category(len(data.rows))],
     }
+    if fmt == "jsonl":
+        # nested fields vary in keys between modes, so they load as `json` values: one schema for every split
+        front["configs"] = [{"config_name": "default", "data_files": [{"split": k, "path": v} for k, v in files.items()]}]
+        front["dataset_info"] = {"features": jsonl_features(data.rows)}
     if fmt in ("csv", "parquet"):
         # configs + features make `datasets.load_dataset(<export dir>)` read every split with one schema
         import datasets
