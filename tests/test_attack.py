@@ -138,7 +138,7 @@ def test_cli_end_to_end_on_gpt2_shaped_model(gpt2_shaped_dir, tmp_path, capsys):
 def test_cli_reports_a_bad_circuit(tiny_model_dir, tmp_path, capsys):
     from advgen.cli.main import main
 
-    rc = main(["attack", "--model", str(tiny_model_dir), "--circuit", "gpt2-small-ioi", "--budget", "40", "--out", str(tmp_path)])
+    rc = main(["attack", "--model", str(tiny_model_dir), "--circuit", "gpt2-small-ioi", "--budget", "40", "--n-clean", "12", "--out", str(tmp_path)])
     assert rc == 2
     err = capsys.readouterr().err
     assert "gpt2-small-ioi" in err and "a0.h10" in err

@@ -7,7 +7,8 @@ from collections import Counter
 
 import pytest
 
-from advgen.attacks.catalogue import CATALOGUE, check_unambiguous, mode_named, modes_for
+from advgen.attacks.catalogue import CATALOGUE, mode_named, modes_for
+from advgen.attacks.checks import check_unambiguous
 from advgen.circuits.format import make_circuit, resolve_circuit
 from advgen.core.types import AdvgenError, Role
 from advgen.prompts.datasets import Spec

@@ -1,8 +1,10 @@
 """Random perturbations with no circuit knowledge: the yardstick for circuit-guided yield.
 
-Three kinds, drawn uniformly: grammar sentences with random names (any lexicon name, IO and S
-included) at a random insertion point; a random renaming of IO; the other name order. Each is one
-model evaluation, compared with the same clean prompt as the guided attacks.
+Three kinds, drawn uniformly: grammar sentences with random names at a random insertion point
+(a neutral sentence may name anyone, IO and S included; a sentence placing its name elsewhere
+gets a fresh name, since "S stayed at home" would contradict the final clause); a random renaming
+of IO; the other name order. Each is one model evaluation, compared with the same clean prompt as
+the guided attacks, and passes the same unambiguity check against its unperturbed reference.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from advgen.prompts.templates import Template, render
 KINDS = ("sentence", "name_swap", "order_swap")
 
 
-def random_perturbation(spec: Spec, rng: random.Random, bank: SentenceBank, lexicon: Lexicon, tokenizer: Any, tag: str) -> Prompt:
-    """One random perturbation of a clean spec, rendered with verified positions."""
+def random_perturbation(spec: Spec, rng: random.Random, bank: SentenceBank, lexicon: Lexicon, tokenizer: Any,
+                        tag: str) -> tuple[Prompt, Prompt]:
+    """One random perturbation of a clean spec and its unperturbed reference (same names and order), both rendered."""
     kind = rng.choice(KINDS)
     names = lexicon.name_texts
     params: dict[str, Any] = {"kind": kind}
@@ -33,7 +36,8 @@ def random_perturbation(spec: Spec, rng: random.Random, bank: SentenceBank, lexi
         dose = rng.randint(1, 3)
         pool: Sequence[str] = bank.neutral + bank.away
         sents = [rng.choice(pool) for _ in range(dose)]
-        xs = [rng.choice(names) for _ in range(dose)]
+        fresh = [n for n in names if n not in (spec.fill.io, spec.fill.s)]
+        xs = [rng.choice(fresh if s in bank.away else names) for s in sents]
         slotted = [name_slot(s, "X" if i == 0 else f"X{i + 1}") for i, s in enumerate(sents)]
         where = rng.choice(["before", "after"] if parts.head is not None else ["before"])
         text = parts.insert(before=slotted) if where == "before" else parts.insert(after=slotted)
@@ -51,4 +55,5 @@ def random_perturbation(spec: Spec, rng: random.Random, bank: SentenceBank, lexi
     t = Template(id=f"{spec.template.id}+random", text=text, pack="baseline", source=f"baseline {tag}")
     p = render(t, t.written_order, fill, tokenizer, family="baseline", pair_id=spec.pair_id,
                extra={"mode": "random", "params": params})
-    return replace(p, order=order)
+    ref = render(spec.template, order, replace(fill, x=()), tokenizer, family="clean", pair_id=spec.pair_id)
+    return replace(p, order=order), ref

@@ -10,14 +10,13 @@ Attack and control receive the same edit except for the one ingredient the mecha
 from __future__ import annotations
 
 import random
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from advgen.circuits.format import Circuit
-from advgen.core.types import AdvgenError, Prompt, Role
+from advgen.core.types import AdvgenError, Head, Prompt, Role
 from advgen.prompts.datasets import Spec
 from advgen.prompts.lexicon import Lexicon
 from advgen.prompts.sentences import SentenceBank, name_slot
@@ -29,19 +28,30 @@ Cell = Mapping[str, Any]
 
 @dataclass(frozen=True)
 class Signal:
-    """Attention of a role's heads from a query slot to key slots, expected to move one way."""
+    """Attention of a role's heads (or of named heads) from a query slot to key slots, expected to move one way.
+
+    The value is the attention mass on `keys` minus the mass on `minus`. With `group` the keys
+    are every mention of one name, so a mention one prompt lacks contributes 0 (the mass on a name
+    is defined in every prompt); otherwise only keys present in both compared prompts count.
+    """
 
     role: Role
     query: str
     keys: tuple[str, ...]
     direction: int
-    """+1: the attack should raise it relative to the clean prompt; -1: lower it."""
+    """+1: the attack should raise it relative to its control; -1: lower it."""
+    heads: tuple[Head, ...] = ()
+    """Heads to read (compiled modes name them); empty: every circuit head with `role`."""
+    minus: tuple[str, ...] = ()
+    group: bool = False
 
-    def keyname(self) -> str:
-        return f"{self.role.value}:{self.query}->{'+'.join(self.keys)}"
+    def heads_in(self, circuit: Circuit) -> tuple[Head, ...]:
+        return self.heads or circuit.heads_with(self.role)
 
     def describe(self) -> str:
-        return f"{self.role.value} heads, attention {self.query} -> {'/'.join(self.keys)}, {'rises' if self.direction > 0 else 'falls'}"
+        who = ", ".join(map(str, self.heads)) if self.heads else f"{self.role.value} heads"
+        keys = "/".join(self.keys) + (" minus " + "/".join(self.minus) if self.minus else "")
+        return f"{who}, attention {self.query} -> {keys}, {'rises' if self.direction > 0 else 'falls'}"
 
 
 @dataclass(frozen=True)
@@ -86,7 +96,7 @@ class Parts:
         """
         out = self.text
         if after:
-            if self.head is None:
+            if self.head is None or self.rest is None:
                 raise AdvgenError("template has no sentence break before S2; cannot insert after the first clause")
             out = self.head + " ".join(after) + " " + self.rest
         if before:
@@ -119,14 +129,22 @@ class FailureMode(ABC):
     """Params the per-mode table breaks down by (e.g. dose)."""
 
     @abstractmethod
-    def edit(self, parts: Parts, cell: Cell, rng: random.Random, bank: SentenceBank, extra_names: Sequence[str]) -> tuple[str, str, dict[str, Any]]:
+    def edit(self, parts: Parts, cell: Cell, rng: random.Random, bank: SentenceBank) -> tuple[str, str, dict[str, Any]]:
         """(attack text, control text, params) for one clean template text; the one override point."""
 
     def applicable(self, parts: Parts, cell: Cell) -> bool:
         return parts.head is not None or cell.get("insertion", "before") == "before"
 
     def signal_for(self, circuit: Circuit) -> Signal | None:
-        return next((s for s in self.signals if circuit.heads_with(s.role)), None)
+        return next((s for s in self.signals if s.heads_in(circuit)), None)
+
+    def predicted_shift(self, cell: Cell) -> float | None:
+        """Predicted LD(attack) - LD(control) in logits for a cell, where the mode's source gives one (compiled modes)."""
+        return None
+
+    def cell_key(self, index: int) -> str:
+        """The id of one cell ("mode:index"), carried in every row of the cell."""
+        return f"{self.name}:{index}"
 
     def variant(self, spec: Spec, cell: Cell, rng: random.Random, bank: SentenceBank, lexicon: Lexicon) -> Variant | None:
         parts = Parts.of(spec)
@@ -134,7 +152,7 @@ class FailureMode(ABC):
             return None
         pool = [n for n in lexicon.name_texts if n not in (spec.fill.io, spec.fill.s)]
         extra = tuple(rng.sample(pool, 2))
-        attack, control, params = self.edit(parts, cell, rng, bank, extra)
+        attack, control, params = self.edit(parts, cell, rng, bank)
         xs = sorted({s for s in slot_names(attack) + slot_names(control) if s.startswith("X")})
         fill = replace(spec.fill, x=extra[: len(xs)])
         return Variant(self.name, dict(cell), {**dict(cell), **params}, attack, control, fill)
@@ -166,7 +184,7 @@ def applicable_template(spec: Spec) -> bool:
     return not any(s.startswith("X") for s in spec.template.slots)
 
 
-def _pick(rng: random.Random, pool: Sequence[str], k: int) -> list[str]:
+def pick(rng: random.Random, pool: Sequence[str], k: int) -> list[str]:
     return rng.sample(list(pool), k) if len(pool) >= k else [rng.choice(pool) for _ in range(k)]
 
 
@@ -177,8 +195,8 @@ class DuplicatedIO(FailureMode):
                  "so mentioning IO again makes IO look duplicated and suppressed too.")
     unambiguous = ("the added sentences only say how IO felt, contain no other name and no giving; the final clause is the "
                    "clean one, so IO stays the only person besides the giver S")
-    signals = (Signal(Role.S_INHIBITION, "END", ("IO", "IO2", "IO3", "IO4"), +1),
-               Signal(Role.NAME_MOVER, "END", ("IO", "IO2", "IO3", "IO4"), -1),
+    signals = (Signal(Role.S_INHIBITION, "END", ("IO", "IO2", "IO3", "IO4"), +1, group=True),
+               Signal(Role.NAME_MOVER, "END", ("IO", "IO2", "IO3", "IO4"), -1, group=True),
                Signal(Role.DUPLICATE_TOKEN, "IO2", ("IO",), +1))
     cells = tuple(
         [{"dose": d, "insertion": p, "source": "paper"} for d in (1, 2, 3) for p in ("before", "after", "split") if not (d == 1 and p == "split")]
@@ -186,9 +204,9 @@ class DuplicatedIO(FailureMode):
     )
     group_by = ("dose", "insertion", "source", "source+dose")
 
-    def edit(self, parts, cell, rng, bank, extra_names):
+    def edit(self, parts, cell, rng, bank):
         pool = bank.paper if cell["source"] == "paper" else bank.neutral[len(bank.paper):]
-        sents = _pick(rng, pool, cell["dose"])
+        sents = pick(rng, pool, cell["dose"])
         att = [name_slot(s, f"IO{i + 2}") for i, s in enumerate(sents)]
         ctl = [name_slot(s, f"S{i + 3}") for i, s in enumerate(sents)]
         return _place(parts, cell["insertion"], att, ctl) + ({"sentences": sents},)
@@ -216,8 +234,8 @@ class DistantS2(FailureMode):
     cells = tuple({"n_sentences": k, "insertion": "after"} for k in (1, 2, 3))
     group_by = ("n_sentences",)
 
-    def edit(self, parts, cell, rng, bank, extra_names):
-        sents = _pick(rng, bank.filler, cell["n_sentences"])
+    def edit(self, parts, cell, rng, bank):
+        sents = pick(rng, bank.filler, cell["n_sentences"])
         return parts.insert(after=sents), parts.insert(before=sents), {"sentences": sents, "control_insertion": "before"}
 
 
@@ -232,8 +250,8 @@ class ExtraName(FailureMode):
     cells = tuple({"n_names": k, "insertion": p} for k in (1, 2) for p in ("before", "after"))
     group_by = ("n_names", "insertion")
 
-    def edit(self, parts, cell, rng, bank, extra_names):
-        sents = _pick(rng, bank.away, cell["n_names"])
+    def edit(self, parts, cell, rng, bank):
+        sents = pick(rng, bank.away, cell["n_names"])
         att = [name_slot(s, "X" if i == 0 else f"X{i + 1}") for i, s in enumerate(sents)]
         ctl = [s.replace("{N}", "Someone") for s in sents]
         a, c = _place(parts, cell["insertion"], att, ctl)
@@ -252,7 +270,7 @@ class ReversedTransfer(FailureMode):
     cells = tuple({"insertion": p} for p in ("before", "after"))
     group_by = ("insertion",)
 
-    def edit(self, parts, cell, rng, bank, extra_names):
+    def edit(self, parts, cell, rng, bank):
         att = ["{IO2}" + parts.after_s2 + " {S3}."]
         ctl = ["{S3}" + parts.after_s2 + " {IO2}."]
         return _place(parts, cell["insertion"], att, ctl) + ({"sentences": [att[0]]},)
@@ -272,7 +290,7 @@ class SwappedPair(FailureMode):
     cells = tuple({"insertion": p} for p in ("before", "after"))
     group_by = ("insertion",)
 
-    def edit(self, parts, cell, rng, bank, extra_names):
+    def edit(self, parts, cell, rng, bank):
         s = rng.choice(bank.pair)
         same = ("{S3}", "{IO2}") if parts.first_clause_order == "S-IO" else ("{IO2}", "{S3}")
         ctl = [s.replace("{A}", same[0]).replace("{B}", same[1])]
@@ -331,35 +349,6 @@ def mode_named(name: str) -> FailureMode:
         if m.name == name:
             return m
     raise AdvgenError(f"unknown failure mode {name!r}; modes: {[m.name for m in CATALOGUE]}")
-
-
-_WORD = re.compile(r"[A-Za-z]+")
-
-
-def check_unambiguous(clean: Prompt, attack: Prompt, control: Prompt) -> None:
-    """Structural checks that the attack keeps IO the only sensible answer; raise naming what broke.
-
-    The final clause (from S2 to END) is the clean one; S2 is still S; IO and S are still the two
-    names of the first clause; any other name is one of the fill's declared extra names.
-    """
-    for p in (attack, control):
-        where = f"{p.family} of {clean.pair_id} ({p.extra.get('mode')})"
-        tail_clean = clean.text[clean.text.rindex(clean.s):]
-        if not p.text.endswith(tail_clean):
-            raise AdvgenError(f"{where}: final clause changed: {p.text!r} does not end with {tail_clean!r}")
-        if (p.io, p.s) != (clean.io, clean.s) or p.io_token != clean.io_token or p.s_token != clean.s_token:
-            raise AdvgenError(f"{where}: IO/S changed")
-        if p.token_ids[p.positions["S2"]] != p.s_token or p.token_ids[p.positions["IO"]] != p.io_token:
-            raise AdvgenError(f"{where}: S2 or IO position does not hold the right token")
-        if clean.text.split(".")[0].split(",")[-1].strip() not in p.text:
-            raise AdvgenError(f"{where}: first clause changed")
-        allowed = {clean.io, clean.s, *p.extra.get("fill", {}).get("x", [])}
-        for slot, pos in p.positions.items():
-            if re.fullmatch(r"(IO\d*|S\d+)", slot) and p.token_ids[pos] not in (p.io_token, p.s_token):
-                raise AdvgenError(f"{where}: slot {slot} holds neither IO nor S")
-        names = {slot for slot in p.positions if slot.startswith("X")}
-        if len(names) > len(allowed) - 2:
-            raise AdvgenError(f"{where}: more extra names than declared")
 
 
 def catalogue_markdown(circuit: Circuit | None = None) -> str:

@@ -12,16 +12,24 @@ from typing import Any
 
 import numpy as np
 
+from advgen.attacks.bandit import verdict
 from advgen.attacks.search import AttackConfig, AttackRun
 from advgen.circuits.format import Circuit
 from advgen.core import files
+from advgen.core.records import AttackRow
 from advgen.model.metrics import bootstrap_ci
 
-NEAR_MISS = 0.5
-"""An attack that is not a break but leaves LD in [0, NEAR_MISS) on a clean prompt with LD > 0."""
+NEAR_MISS_SD = 0.15
+"""A near miss: not a break, but attack LD in [0, NEAR_MISS_SD x SD of the clean LDs) on a clean prompt with LD > 0."""
 
 
-def family_stats(rows: Sequence[dict[str, Any]], seed: int) -> dict[str, Any]:
+def near_miss_threshold(rows: Sequence[AttackRow]) -> float:
+    """The near-miss bound in logits, relative to this model's spread of clean LDs."""
+    ld = [r["logit_diff"] for r in rows if r["family"] == "clean"]
+    return NEAR_MISS_SD * float(np.std(ld, ddof=1)) if len(ld) > 1 else 0.0
+
+
+def family_stats(rows: Sequence[AttackRow], seed: int) -> dict[str, Any]:
     ld = np.array([r["logit_diff"] for r in rows], dtype=float)
     if not len(ld):
         return {"n": 0}
@@ -34,7 +42,7 @@ def family_stats(rows: Sequence[dict[str, Any]], seed: int) -> dict[str, Any]:
     }
 
 
-def _table(rows: Sequence[dict[str, Any]], clean_by_pair: dict[str, dict[str, Any]], seed: int) -> dict[str, Any]:
+def _table(rows: Sequence[AttackRow], clean_by_pair: dict[str, AttackRow], seed: int) -> dict[str, Any]:
     att = [r for r in rows if r["family"] == "attack"]
     ctl = [r for r in rows if r["family"] == "control"]
     pairs = sorted({r["pair_id"] for r in att})
@@ -49,18 +57,12 @@ def _table(rows: Sequence[dict[str, Any]], clean_by_pair: dict[str, dict[str, An
     }
 
 
-def prediction_check(rows: Sequence[dict[str, Any]], expected_sign: int, seed: int) -> dict[str, Any]:
-    """Paired LD(attack) - LD(control) per candidate: does its sign match the catalogue's prediction?"""
+def prediction_check(rows: Sequence[AttackRow], expected_sign: int, seed: int) -> dict[str, Any]:
+    """Paired LD(attack) - LD(control) per candidate of the random sample: does its sign match the prediction?"""
     ctl = {r["candidate"]: r["logit_diff"] for r in rows if r["family"] == "control"}
     d = [r["logit_diff"] - ctl[r["candidate"]] for r in rows if r["family"] == "attack" and r["candidate"] in ctl]
-    if not d:
-        return {"n": 0, "verdict": "no data"}
-    ci = bootstrap_ci(d, seed).as_dict()
-    if ci["high"] < 0 or ci["low"] > 0:
-        verdict = "confirmed" if (ci["mean"] > 0) == (expected_sign > 0) else "falsified (opposite sign)"
-    else:
-        verdict = "inconclusive (interval contains 0)"
-    return {"n": len(d), "expected_sign": expected_sign, "attack_minus_control": ci, "verdict": verdict}
+    v, ci = verdict(d, expected_sign, seed)
+    return {"n": len(d), "expected_sign": expected_sign, "attack_minus_control": ci, "verdict": v}
 
 
 def mode_tables(run: AttackRun, seed: int) -> dict[str, Any]:
@@ -69,25 +71,22 @@ def mode_tables(run: AttackRun, seed: int) -> dict[str, Any]:
     clean_by_pair = {r["pair_id"]: r for r in clean}
     natural = family_stats(clean, seed)
     out: dict[str, Any] = {"natural": natural, "skipped_modes": run.skipped, "mode_notes": run.notes, "modes": {}}
-    thr = run.screening["threshold"]
-    scores = run.screening["scores"]
     for m in run.modes:
         mine = [r for r in run.rows if r["mode"] == m.name]
         sample = [r for r in mine if r["phase"] == "sample"]
         search = [r for r in mine if r["phase"] == "search"]
         by: dict[str, dict[str, Any]] = {}
         for key in m.group_by:  # "dose", or a combination such as "source+dose"
-            def val_of(r: dict[str, Any], key: str = key) -> str:
+            def val_of(r: AttackRow, key: str = key) -> str:
                 return ",".join(str(r["params"].get(k)) for k in key.split("+"))
             for val in sorted({val_of(r) for r in sample}):
                 by.setdefault(key, {})[val] = _table([r for r in sample if val_of(r) == val], clean_by_pair, seed)
-        s_att = [r for r in sample if r["family"] == "attack"]
-        s_breaks = [r for r in s_att if r["is_break"]]
-        predicted = [r for r in s_att if scores[r["candidate"]] >= thr]
+        s_breaks = [r for r in sample if r["family"] == "attack" and r["is_break"]]
         search_att = [r for r in search if r["family"] == "attack"]
         out["modes"][m.name] = {
             "roles": [r.value for r in m.roles],
             "mechanism": m.mechanism,
+            "compiled_from": m.describe().get("compiled_from"),
             "signal": run.signals[m.name],
             "natural_failure_rate": natural.get("s_beats_io_rate"),
             "prediction": prediction_check(sample, m.expected_sign, seed),
@@ -97,27 +96,26 @@ def mode_tables(run: AttackRun, seed: int) -> dict[str, Any]:
             "screening": {
                 "searched": len(search_att),
                 "precision": (sum(r["is_break"] for r in search_att) / len(search_att)) if search_att else None,
-                "recall_on_sample": (sum(scores[r["candidate"]] >= thr for r in s_breaks) / len(s_breaks)) if s_breaks else None,
-                "precision_on_sample": (sum(r["is_break"] for r in predicted) / len(predicted)) if predicted else None,
                 "sample_breaks": len(s_breaks),
+                "cells_not_funded": sorted({r["cell"] for r in mine if r["cell"]} & set(run.screening["not_funded"])),
             },
         }
     return out
 
 
 def screening_totals(run: AttackRun) -> dict[str, Any]:
-    thr, scores = run.screening["threshold"], run.screening["scores"]
     s_att = [r for r in run.rows if r["phase"] == "sample" and r["family"] == "attack"]
     s_breaks = [r for r in s_att if r["is_break"]]
     search = [r for r in run.rows if r["phase"] == "search" and r["family"] == "attack"]
+    sc = run.screening
     return {
-        "predicted_break": "selected by the screen (score >= the lowest score the search could afford)",
-        "threshold": thr,
+        "search": "Thompson sampling over cells: prior from the prediction, updated by every observed attack; "
+                  "cells the random sample falsified (or predicted not to lower LD) get no search budget",
         "precision": sum(r["is_break"] for r in search) / len(search) if search else None,
-        "recall_on_random_sample": sum(scores[r["candidate"]] >= thr for r in s_breaks) / len(s_breaks) if s_breaks else None,
         "sample_break_rate": len(s_breaks) / len(s_att) if s_att else None,
-        "n_pool": run.screening["n_pool"], "n_sample": run.screening["n_sample"], "n_search": run.screening["n_search"],
-        "note": "cell effects are fitted on the same random sample recall is measured on (optimistic for recall)",
+        "n_pool": sc["n_pool"], "n_sample": sc["n_sample"], "n_search": sc["n_search"],
+        "not_funded": sc["not_funded"], "cell_verdicts": sc["cell_verdicts"], "searched_per_cell": sc["searched_per_cell"],
+        "posterior_break_rate": sc["posterior_break_rate"],
     }
 
 
@@ -131,6 +129,8 @@ def baseline_doc(run: AttackRun, cfg: AttackConfig) -> dict[str, Any]:
     by = 1000 * b_breaks / base_evals
     return {
         "budget": cfg.budget,
+        "guided_per_1000": gy,
+        "random_per_1000": by,
         "guided": {"evaluations": guided_evals, "breaks": g_breaks, "breaks_per_1000": gy},
         "baseline": {"evaluations": base_evals, "breaks": b_breaks, "breaks_per_1000": by},
         "ratio": gy / by if by > 0 else None,
@@ -166,8 +166,8 @@ def markdown(modes: dict[str, Any], base: dict[str, Any], screening: dict[str, A
     lines += ["", "Predicted vs seen (random sample, paired LD(attack) - LD(control) per candidate, 95% CI):", ""]
     for name, m in modes["modes"].items():
         p = m["prediction"]
-        if p["n"]:
-            ci = p["attack_minus_control"]
+        ci = p["attack_minus_control"]
+        if ci:
             lines.append(f"- {name}: predicted {'negative' if p['expected_sign'] < 0 else 'positive'}, seen {ci['mean']:+.2f} "
                          f"[{ci['low']:+.2f}, {ci['high']:+.2f}] (n = {p['n']}): {p['verdict']}")
     lines += ["", "Skipped modes: " + ("; ".join(f"{k}: {v}" for k, v in modes["skipped_modes"].items()) or "none"), ""]
@@ -177,14 +177,24 @@ def markdown(modes: dict[str, Any], base: dict[str, Any], screening: dict[str, A
     ratio = "n/a (baseline found no break)" if base["ratio"] is None else f"{base['ratio']:.1f}x"
     lines += [f"Yield (confirmed breaks per 1,000 model evaluations): guided {g['breaks_per_1000']:.1f} ({g['breaks']} in {g['evaluations']}), "
               f"random baseline {b['breaks_per_1000']:.1f} ({b['breaks']} in {b['evaluations']}); ratio {ratio}.",
-              f"Screening: precision {_f(screening['precision'])} on {screening['n_search']} searched candidates, "
-              f"recall {_f(screening['recall_on_random_sample'])} on the random sample ({screening['n_sample']} candidates, "
-              f"break rate {_f(screening['sample_break_rate'])})."]
+              f"Search: precision {_f(screening['precision'])} on {screening['n_search']} searched candidates; random sample "
+              f"{screening['n_sample']} candidates, break rate {_f(screening['sample_break_rate'])}; cells not funded: "
+              f"{', '.join(screening['not_funded']) or 'none'}."]
     return "\n".join(lines) + "\n"
 
 
 def _f(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3f}"
+
+
+def _mode_summary(m: dict[str, Any]) -> dict[str, Any]:
+    """predicted_sign, seen (paired attack - control on the random sample, with n) and verdict of one mode."""
+    p = m["prediction"]
+    seen = {**p["attack_minus_control"], "n": p["n"]} if p["attack_minus_control"] else {"n": p["n"]}
+    breaks = m["all"]["breaks"]
+    return {"predicted_sign": p["expected_sign"], "seen": seen, "verdict": p["verdict"], "compiled_from": m["compiled_from"],
+            "random_sample": m["random_sample"], "all": m["all"], "breaks": breaks,
+            "explained_fraction": m["all"]["explained_fraction"]}
 
 
 def write_run(out: Path, run: AttackRun, cfg: AttackConfig, circuit: Circuit, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -195,9 +205,12 @@ def write_run(out: Path, run: AttackRun, cfg: AttackConfig, circuit: Circuit, ma
     rows = run.rows
     fam = {f: family_stats([r for r in rows if r["family"] == f], cfg.seed) for f in ("clean", "attack", "control", "baseline")}
     summary = {**family_stats(rows, cfg.seed), "by_family": fam, "evaluations": run.evals,
-               "modes": {k: {"random_sample": v["random_sample"], "all": v["all"]} for k, v in modes["modes"].items()},
+               "yield": {"guided_per_1000": base["guided_per_1000"], "random_per_1000": base["random_per_1000"], "ratio": base["ratio"]},
+               "modes": {k: _mode_summary(v) for k, v in modes["modes"].items()},
                "natural_failure_rate": modes["natural"].get("s_beats_io_rate"), "baseline": base, "screening": screening}
-    near = [r for r in rows if r["family"] == "attack" and not r["is_break"] and r["clean_logit_diff"] > 0 and 0 <= r["logit_diff"] < NEAR_MISS]
+    bound = near_miss_threshold(rows)
+    summary["near_miss_bound"] = bound
+    near = [r for r in rows if r["family"] == "attack" and not r["is_break"] and r["clean_logit_diff"] > 0 and 0 <= r["logit_diff"] < bound]
     outputs: Iterable[tuple[str, str]] = (
         ("results.jsonl", files.jsonl_text(rows)),
         ("results.csv", files.csv_text(rows)),

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
 
-from advgen.core.types import AdvgenError, Head, Prompt, PromptSet
+from advgen.circuits.format import CircuitHead
+from advgen.core.types import AdvgenError, Head, Prompt, PromptSet, Role
 from advgen.model.loading import LoadedModel
 from advgen.model.validate import DEFAULT_BATCH, end_logits
 from advgen.prompts import datasets
@@ -183,20 +184,27 @@ def read_heads(model: LoadedModel, prompts: PromptSet, heads: Sequence[Head], ba
         return hooks
 
     end_logits(model, prompts, batch_size, hooks=factory)
+    return _Reads(rows, _dla(model, prompts, heads, z_end, fin))
+
+
+def _dla(model: LoadedModel, prompts: PromptSet, heads: Sequence[Head], z_end: list[dict[int, torch.Tensor]],
+         fin: list[torch.Tensor | None]) -> np.ndarray:
+    """[n, heads] each head's END write projected on W_U[IO] - W_U[S] through the frozen final LayerNorm scale."""
     ln = _final_norm(model)
     W_U = model.hf_model.get_output_embeddings().weight.detach().float()
     g = ln.weight.detach().float()
+    W_O = {h: model.bridge.blocks[h.layer].attn.W_O.detach().float()[h.head] for h in heads}
     dla = np.zeros((len(prompts), len(heads)))
     for i, p in enumerate(prompts):
         r = fin[i]
-        assert r is not None
+        if r is None:
+            raise AdvgenError(f"prompt {i}: the final LayerNorm input was not recorded")
         scale = float(((r - r.mean()) ** 2).mean().add(ln.eps).sqrt())
         direction = W_U[p.io_token] - W_U[p.s_token]
         for j, h in enumerate(heads):
-            W_O = model.bridge.blocks[h.layer].attn.W_O.detach().float()[h.head]
-            out = z_end[i][h.layer][h.head] @ W_O
+            out = z_end[i][h.layer][h.head] @ W_O[h]
             dla[i, j] = float(((out - out.mean()) * g / scale) @ direction)
-    return _Reads(rows, dla)
+    return dla
 
 
 def slot_mass(p: Prompt, row: np.ndarray) -> dict[str, float]:
@@ -226,7 +234,6 @@ class BehaviourSettings:
     seed: int = 0
     batch_size: int = DEFAULT_BATCH
     templates: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 def measure_behaviour(model: LoadedModel, heads: Sequence[Head], s: BehaviourSettings = BehaviourSettings(),
@@ -244,25 +251,29 @@ def measure_behaviour(model: LoadedModel, heads: Sequence[Head], s: BehaviourSet
         masses = [slot_mass(p, reads.rows[i][h]) for i, p in enumerate(clean)]
         diff = np.array([np.subtract(*name_mass(p, reads.rows[i][h])) for i, p in enumerate(allp)])
         gain = float(np.polyfit(diff, reads.dla[:, j], 1)[0]) if np.ptp(diff) > 0 else 0.0
-        mention: dict[str, dict[str, Mention]] = {}
-        for y in MENTIONED:
-            for site in SITES:
-                ks = [k for k, q in enumerate(pr) if q.mentioned == y and q.site == site]
-                if not ks:
-                    continue
-                a = [len(clean) + 2 * k for k in ks]
-                c = [len(clean) + 2 * k + 1 for k in ks]
-                am = np.array([name_mass(allp[i], reads.rows[i][h]) for i in a])
-                cm = np.array([name_mass(allp[i], reads.rows[i][h]) for i in c])
-                d = am - cm
-                dd = d[:, 0] - d[:, 1]
-                mention.setdefault(y, {})[site] = Mention(float(d[:, 0].mean()), float(d[:, 1].mean()),
-                                                          float((reads.dla[a, j] - reads.dla[c, j]).mean()),
-                                                          float(dd.std(ddof=1) / np.sqrt(len(dd))) if len(dd) > 1 else 0.0, len(dd))
+        mention = _mentions(h, j, len(clean), pr, allp, reads)
         fq, fe = (feeds or {}).get(h, ((), None))
         out[h] = HeadBehaviour(str(h), "END", {k: float(np.mean([m[k] for m in masses])) for k in SLOTS}, mention, gain,
                                "copies" if gain > 0 else "suppresses", float(reads.dla[: len(clean), j].mean()),
                                tuple(fq), None if fe is None else float(fe), len(clean))
+    return out
+
+
+def _mentions(h: Head, j: int, n_clean: int, pr: Sequence[_Probe], allp: Sequence[Prompt], reads: _Reads) -> dict[str, dict[str, Mention]]:
+    """Per mentioned name and site: mean change of the head's mass on IO and on S, probe minus its control."""
+    out: dict[str, dict[str, Mention]] = {}
+    for y in MENTIONED:
+        for site in SITES:
+            ks = [k for k, q in enumerate(pr) if q.mentioned == y and q.site == site]
+            if not ks:
+                continue
+            a = [n_clean + 2 * k for k in ks]
+            c = [n_clean + 2 * k + 1 for k in ks]
+            d = np.array([name_mass(allp[i], reads.rows[i][h]) for i in a]) - np.array([name_mass(allp[i], reads.rows[i][h]) for i in c])
+            dd = d[:, 0] - d[:, 1]
+            se = float(dd.std(ddof=1) / np.sqrt(len(dd))) if len(dd) > 1 else 0.0
+            out.setdefault(y, {})[site] = Mention(float(d[:, 0].mean()), float(d[:, 1].mean()),
+                                                  float((reads.dla[a, j] - reads.dla[c, j]).mean()), se, len(dd))
     return out
 
 
@@ -271,4 +282,15 @@ def query_feeds(pp_queries: np.ndarray | None, name_movers: Sequence[Head], thre
     if pp_queries is None or not name_movers:
         return {}
     q = np.nan_to_num(pp_queries, nan=0.0)
-    return {Head(int(a), int(b)): (tuple(str(h) for h in name_movers), float(q[a, b])) for a, b in zip(*np.nonzero(q <= -threshold))}
+    return {Head(int(a), int(b)): (tuple(str(h) for h in name_movers), float(q[a, b])) for a, b in zip(*np.nonzero(q <= -threshold), strict=True)}
+
+
+def with_records(model: LoadedModel, heads: Sequence[CircuitHead], matrices: Mapping[str, np.ndarray],
+                 s: BehaviourSettings, feed_threshold: float) -> tuple[CircuitHead, ...]:
+    """The circuit's heads with their behaviour records filled in (discovery's last step)."""
+    if not heads:
+        return tuple(heads)
+    nms = [h.head for h in heads if h.role == Role.NAME_MOVER]
+    feeds = query_feeds(matrices.get("pp_queries"), nms, feed_threshold)
+    recs = measure_behaviour(model, [h.head for h in heads], s, feeds)
+    return tuple(replace(h, behaviour=recs[h.head].to_dict()) for h in heads)

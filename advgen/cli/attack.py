@@ -16,8 +16,13 @@ def cmd_attack(args: argparse.Namespace) -> None:
 
     if args.list_modes:
         from advgen.attacks.catalogue import catalogue_markdown
+        from advgen.attacks.compiler import compile_modes, compiled_markdown
 
-        print(catalogue_markdown(resolve_circuit(args.circuit) if args.circuit else None), end="")
+        circuit = resolve_circuit(args.circuit) if args.circuit else None
+        print(catalogue_markdown(circuit), end="")
+        if circuit is not None:
+            compiled, why = compile_modes(circuit)
+            print("\n## Compiled from the circuit's behaviour records\n\n" + (compiled_markdown(compiled) or "; ".join(why.values()) + "\n"), end="")
         return
     if args.circuit is None or args.budget is None:
         raise AdvgenError("advgen attack needs --circuit and --budget (or --list-modes)")
@@ -66,7 +71,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--n-clean", type=int, default=100, help="clean prompts to attack (their run counts against the budget)")
     p.add_argument("--sample-frac", type=float, default=0.5, help="share of the guided budget spent on the stratified random sample")
     p.add_argument("--templates", default=None, help="template pack (default: ioi)")
-    p.add_argument("--modes", default=None, help="comma-separated failure modes to run (default: every mode the circuit implies)")
+    p.add_argument("--modes", default=None, help="comma-separated failure modes to run; 'compiled' = the modes compiled from the circuit's behaviour records "
+                   "(default: compiled when the circuit has records, else every catalogue mode the circuit implies)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice; same seed and inputs, same bytes")
     p.add_argument("--batch-size", type=int, default=32, help="prompts per model forward (memory vs speed; results agree across sizes to 1e-5)")
     p.add_argument("--out", type=Path, default=None, help="run directory (default: outputs/attack-MODEL-sSEED)")

@@ -6,9 +6,64 @@ import sys
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from advgen.core.types import Evaluation, Prompt, PromptMetrics
+
+
+class PromptRow(TypedDict):
+    """What a row says about its prompt (one schema from validation to export)."""
+
+    text: str
+    io: str
+    s: str
+    template_id: str
+    order: str
+    family: str
+    pair_id: str
+    positions: dict[str, int]
+    n_tokens: int
+    extra: dict[str, Any]
+
+
+class MetricRow(TypedDict):
+    logit_diff: float
+    io_logit: float
+    s_logit: float
+    io_prob: float
+    s_prob: float
+    io_rank: int
+    s_beats_io: bool
+
+
+class ResultRow(PromptRow, MetricRow):
+    """One evaluated prompt of `advgen run` / `validate` (head_signals only when heads were read)."""
+
+
+class MeasuredRow(PromptRow, MetricRow):
+    """An attack-run row as measured, before labelling: which mode, cell, phase and candidate it belongs to."""
+
+    mode: str | None
+    """Failure mode name ("random" for the baseline, None for clean prompts)."""
+    cell: str | None
+    """"mode:index" of the mode's parameter cell (None for clean and baseline rows)."""
+    params: dict[str, Any]
+    head_signals: dict[str, float]
+    phase: str
+    """"clean", "sample", "search" or "baseline"."""
+    candidate: str | None
+
+
+class AttackRow(MeasuredRow):
+    """A labelled attack-run row (built once from a MeasuredRow; never changed afterwards)."""
+
+    clean_logit_diff: float
+    is_break: bool
+    """attack or baseline LD < 0 while the clean prompt's LD > 0."""
+    explained: bool | None
+    """For a confirmed break: the predicted signal moved against the control by more than the threshold."""
+    signal_shift: float | None
+    """Signal(attack) - signal(control), oriented by the predicted direction; None without a control."""
 
 
 def prompt_row(p: Prompt) -> dict[str, Any]:

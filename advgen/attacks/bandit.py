@@ -1,0 +1,87 @@
+"""A search that learns where breaks are: Thompson sampling over failure-mode cells.
+
+Each cell (one point of a mode's parameter grid) is an arm with a Beta belief about its break
+rate. The prior comes from the circuit's prediction (for compiled modes: the share of clean
+prompts the records' predicted LD shift would push below 0), the stratified random sample and
+every searched attack update it, and a cell whose paired attack - control difference on the
+random sample has the opposite sign to the prediction is falsified and gets no more budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from advgen.model.metrics import bootstrap_ci
+
+PRIOR_STRENGTH = 4.0
+"""Pseudo-observations the prediction is worth: a handful of real attacks outweigh it."""
+PRIOR_FLOOR = 0.005
+
+
+@dataclass(frozen=True)
+class Arm:
+    key: str
+    a: float
+    """Prior pseudo-breaks."""
+    b: float
+    """Prior pseudo-non-breaks."""
+    breaks: int = 0
+    tries: int = 0
+    falsified: bool = False
+
+    @property
+    def mean(self) -> float:
+        return (self.a + self.breaks) / (self.a + self.b + self.tries)
+
+
+def prior_arm(key: str, p0: float, strength: float = PRIOR_STRENGTH) -> Arm:
+    p = min(max(p0, PRIOR_FLOOR), 1 - PRIOR_FLOOR)
+    return Arm(key, strength * p, strength * (1 - p))
+
+
+def prior_break_rate(clean_ld: Sequence[float], shift: float | None, natural: float) -> float:
+    """Share of clean prompts with LD > 0 that LD + shift would push below 0 (no shift known: the natural rate)."""
+    pos = np.array([x for x in clean_ld if x > 0])
+    if shift is None or not len(pos):
+        return natural
+    return float(np.mean(pos + shift < 0))
+
+
+def observe(arms: Mapping[str, Arm], key: str, breaks: int, tries: int) -> dict[str, Arm]:
+    out = dict(arms)
+    a = out[key]
+    out[key] = replace(a, breaks=a.breaks + breaks, tries=a.tries + tries)
+    return out
+
+
+def falsify(arms: Mapping[str, Arm], keys: Sequence[str]) -> dict[str, Arm]:
+    return {k: replace(a, falsified=True) if k in keys else a for k, a in arms.items()}
+
+
+def choose(arms: Mapping[str, Arm], available: Mapping[str, int], k: int, rng: np.random.Generator) -> list[str]:
+    """k Thompson draws: each draw samples every live arm's break rate and takes the best."""
+    left = {key: n for key, n in available.items() if n > 0 and key in arms and not arms[key].falsified}
+    picks: list[str] = []
+    keys = sorted(left)
+    for _ in range(k):
+        live = [key for key in keys if left[key] > 0]
+        if not live:
+            break
+        theta = [rng.beta(arms[key].a + arms[key].breaks, arms[key].b + arms[key].tries - arms[key].breaks) for key in live]
+        best = live[int(np.argmax(theta))]
+        picks.append(best)
+        left[best] -= 1
+    return picks
+
+
+def verdict(diffs: Sequence[float], expected_sign: int, seed: int) -> tuple[str, dict[str, float] | None]:
+    """confirmed / falsified / inconclusive from the bootstrap 95 % interval of paired differences."""
+    if len(diffs) < 2:
+        return "inconclusive", None
+    ci = bootstrap_ci(list(diffs), seed).as_dict()
+    if ci["high"] < 0 or ci["low"] > 0:
+        return ("confirmed" if (ci["mean"] > 0) == (expected_sign > 0) else "falsified"), ci
+    return "inconclusive", ci

@@ -1,0 +1,201 @@
+"""Failure modes compiled from a circuit's head behaviour records, not written by hand for one model.
+
+The rules read only the records (`advgen.circuits.behaviour`): never a model name, never how a
+mode fared. One rule so far, the mention rule:
+
+- a head that copies what it attends to (write gain > 0) and whose attention to a name grows
+  when that name is mentioned again moves the logits towards that name with every mention; a
+  head that suppresses (gain < 0) moves them away. Summed over the circuit's heads, the records
+  predict the LD change of "mention name Y once more at site P":
+  shift(Y, P) = sum_h gain_h * (d mass_IO,h - d mass_S,h).
+  Each mentioned name becomes a mode (repeat S, repeat IO) whose cells are site x dose, with the
+  predicted sign of LD(attack) - LD(control) and the heads whose records carry the prediction.
+
+Edits go through the template engine like the catalogue's: sentences from the grammar bank with
+the name as a numbered slot ({S3}, {IO2}), the matched control being the same sentences about
+"someone" (same words, same length, no extra mention), and `check_unambiguous` on every pair.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from advgen.attacks.catalogue import CATALOGUE, Cell, FailureMode, Parts, Proposal, Signal, modes_for, pick
+from advgen.circuits.behaviour import MENTIONED, SITES, HeadBehaviour
+from advgen.circuits.format import Circuit
+from advgen.core.types import AdvgenError, Head, Role
+from advgen.prompts.sentences import SentenceBank, name_slot
+
+DOSES = (1, 2, 3)
+EVIDENCE_SHARE = 0.1
+"""A head is cited as evidence when its contribution has the total's sign and >= this share of the largest."""
+
+
+@dataclass(frozen=True)
+class Contribution:
+    head: Head
+    site: str
+    shift: float
+    """gain * (d mass_IO - d mass_S): predicted LD change from this head for one more mention."""
+    d_mentioned: float
+    """Change of attention mass on the mentioned name minus that on the other name."""
+
+
+@dataclass(frozen=True)
+class CompiledEdit:
+    """One edit the records imply: mention `name` more, with the predicted LD shift per site."""
+
+    name: str
+    """"S" or "IO"."""
+    predicted: Mapping[str, float]
+    """site -> predicted LD(attack) - LD(control) for one extra mention (summed over heads)."""
+    contributions: tuple[Contribution, ...]
+
+    @property
+    def predicted_sign(self) -> int:
+        total = sum(self.predicted.values())
+        return -1 if total < 0 else +1
+
+    def evidence(self) -> tuple[Contribution, ...]:
+        """The contributions that carry the prediction (same sign, not negligible), largest first."""
+        sign = self.predicted_sign
+        best = {c.head: c for c in sorted(self.contributions, key=lambda c: abs(c.shift))}
+        top = max((abs(c.shift) for c in best.values()), default=0.0)
+        keep = [c for c in best.values() if c.shift * sign > 0 and abs(c.shift) >= EVIDENCE_SHARE * top]
+        return tuple(sorted(keep, key=lambda c: -abs(c.shift)))
+
+
+def records_of(circuit: Circuit) -> dict[Head, HeadBehaviour]:
+    """The behaviour records stored in a circuit (heads without one are left out)."""
+    return {h.head: HeadBehaviour.from_dict(h.behaviour, f"circuit {circuit.name!r}, head {h.head}")
+            for h in circuit.heads if h.behaviour}
+
+
+def mention_edits(records: Mapping[Head, HeadBehaviour]) -> list[CompiledEdit]:
+    """The mention rule over every record: one edit per mentioned name with a measured site."""
+    out = []
+    for y in MENTIONED:
+        contribs, predicted = [], {}
+        for site in SITES:
+            here = []
+            for h, r in sorted(records.items()):
+                m = r.mention.get(y, {}).get(site)
+                if m is None:
+                    continue
+                d_y = (m.d_mass_io - m.d_mass_s) if y == "IO" else (m.d_mass_s - m.d_mass_io)
+                here.append(Contribution(h, site, r.write_gain * (m.d_mass_io - m.d_mass_s), d_y))
+            if here:
+                predicted[site] = sum(c.shift for c in here)
+                contribs += here
+        if predicted:
+            out.append(CompiledEdit(y, predicted, tuple(contribs)))
+    return out
+
+
+class CompiledMention(FailureMode):
+    """Mention one name more often; the subclass made by `compile_modes` fixes the name and the records' numbers."""
+
+    mentioned: str = "S"
+    edit_spec: CompiledEdit
+    evidence_text: str = ""
+
+    def edit(self, parts: Parts, cell: Cell, rng: random.Random, bank: SentenceBank) -> tuple[str, str, dict[str, Any]]:
+        sents = pick(rng, bank.neutral, cell["dose"])
+        slot = (lambda i: f"IO{i + 2}") if self.mentioned == "IO" else (lambda i: f"S{i + 3}")
+        att = [name_slot(s, slot(i)) for i, s in enumerate(sents)]
+        ctl = [s.replace("{N}", "Someone") for s in sents]
+        if cell["site"] == "before":
+            return parts.insert(before=att, lead=True), parts.insert(before=ctl, lead=True), {"sentences": sents}
+        return parts.insert(after=att), parts.insert(after=ctl), {"sentences": sents}
+
+    def applicable(self, parts: Parts, cell: Cell) -> bool:
+        return parts.head is not None or cell["site"] == "before"
+
+    def predicted_shift(self, cell: Cell) -> float:
+        """The records' LD(attack) - LD(control) for this cell: dose x the site's one-mention shift."""
+        return cell["dose"] * self.edit_spec.predicted[cell["site"]]
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "compiled_from": self.evidence_text,
+                "predicted_shift_per_mention": dict(self.edit_spec.predicted)}
+
+
+def _mode(e: CompiledEdit, records: Mapping[Head, HeadBehaviour], roles: Mapping[Head, Role]) -> FailureMode:
+    ev = e.evidence()
+    heads = tuple(c.head for c in ev)
+    other = "S" if e.name == "IO" else "IO"
+    keys = ("IO", "IO2", "IO3", "IO4") if e.name == "IO" else ("S1", "S2", "S3", "S4", "S5")
+    minus = ("S1", "S2", "S3", "S4", "S5") if e.name == "IO" else ("IO", "IO2", "IO3", "IO4")
+    best = max(e.predicted, key=lambda s: e.predicted[s] * e.predicted_sign)
+    d = sum(c.d_mentioned for c in ev if c.site == best)
+    cited = "; ".join(f"{c.head} ({records[c.head].write_sign}, gain {records[c.head].write_gain:+.2f}, "
+                      f"mass on {e.name} minus {other} {c.d_mentioned:+.3f} per mention {c.site}, shift {c.shift:+.3f})" for c in ev)
+    evidence = f"compiled from heads {', '.join(map(str, heads)) or 'none'}: {cited}"
+    sign_word = "lowers" if e.predicted_sign < 0 else "raises"
+    attrs = {
+        "name": f"compiled_repeat_{e.name.lower()}",
+        "roles": tuple(dict.fromkeys(roles[h] for h in heads)),
+        "mechanism": (f"heads that write what they attend to shift their attention with each mention of a name; summed over the "
+                      f"circuit's records, one more mention of {e.name} {sign_word} LD by "
+                      + ", ".join(f"{v:+.3f} ({k})" for k, v in sorted(e.predicted.items())) + f". {evidence}"),
+        "unambiguous": (f"the added sentences only say how {e.name} felt or what {e.name} did, with no giving and no other "
+                        "name; the first and final clauses are the clean ones; the control says the same about 'someone'"),
+        "expected_sign": e.predicted_sign,
+        "signals": (Signal(roles[heads[0]] if heads else Role.NAME_MOVER, "END", keys, 1 if d >= 0 else -1, heads=heads, minus=minus, group=True),),
+        "cells": tuple({"dose": k, "site": site} for site in sorted(e.predicted) for k in DOSES),
+        "group_by": ("dose", "site"),
+        "mentioned": e.name,
+        "edit_spec": e,
+        "evidence_text": evidence,
+    }
+    return type(f"CompiledRepeat{e.name}", (CompiledMention,), attrs)()
+
+
+def compile_modes(circuit: Circuit) -> tuple[tuple[FailureMode, ...], dict[str, str]]:
+    """Modes the circuit's behaviour records imply, and why none could be compiled (if so)."""
+    recs = records_of(circuit)
+    if not recs:
+        return (), {"compiled": f"circuit {circuit.name!r} has no behaviour records (re-run advgen discover)"}
+    modes = []
+    skipped = {}
+    for e in mention_edits(recs):
+        if not e.evidence():
+            skipped[f"compiled_repeat_{e.name.lower()}"] = "no head's record carries a prediction"
+            continue
+        modes.append(_mode(e, recs, {h.head: h.role for h in circuit.heads}))
+    return tuple(modes), skipped
+
+
+def has_records(circuit: Circuit) -> bool:
+    return any(h.behaviour for h in circuit.heads)
+
+
+def compiled_markdown(modes: Sequence[FailureMode]) -> str:
+    out = []
+    for m in modes:
+        out += [f"### {m.name}", "", f"- mechanism: {m.mechanism}",
+                f"- predicted sign of LD(attack) - LD(control): {'negative' if m.expected_sign < 0 else 'positive'}",
+                f"- answer stays unambiguous because {m.unambiguous}",
+                f"- cells: {', '.join(str(dict(c)) for c in m.cells)}", ""]
+    return "\n".join(out)
+
+
+def select_modes(circuit: Circuit, requested: Sequence[str] | None = None) -> Proposal:
+    """The modes to run: compiled ones by default when the circuit has behaviour records, else the catalogue's proposal.
+
+    `requested` may name "compiled" beside catalogue modes (e.g. "compiled,distant_s2").
+    """
+    want_compiled = has_records(circuit) if requested is None else "compiled" in requested
+    rest = None if requested is None else [r for r in requested if r != "compiled"]
+    if not want_compiled:
+        return modes_for(circuit, requested=rest)
+    modes, skipped = compile_modes(circuit)
+    if not modes:
+        raise AdvgenError(f"--modes compiled: nothing compiled from circuit {circuit.name!r}: " + "; ".join(skipped.values()))
+    if rest:
+        cat = modes_for(circuit, requested=rest)
+        return Proposal(modes + cat.modes, {**skipped, **cat.skipped}, cat.notes)
+    return Proposal(modes, {**skipped, **{m.name: "catalogue mode; compiled modes run instead (--modes to add it)" for m in CATALOGUE}}, {})
