@@ -49,6 +49,19 @@ def test_interrupted_writer_leaves_a_lock_readers_refuse(tmp_path):
         load_run(d)
 
 
+def test_writer_failing_before_any_write_leaves_no_trace(run_dir, tmp_path):
+    with pytest.raises(AdvgenError):
+        with rundir.writing(tmp_path / "new", "run", "i"):
+            raise AdvgenError("bad --modes")
+    assert not (tmp_path / "new").exists()
+    mark = json.loads((run_dir / rundir.MARKER).read_text())
+    with pytest.raises(AdvgenError):
+        with rundir.writing(run_dir, mark["kind"], mark["identity"]):
+            raise AdvgenError("failed before writing")
+    rundir.check_complete(run_dir)  # marker restored, lock gone: the finished run is still readable
+    assert len(load_run(run_dir).rows) == 12
+
+
 def test_new_rows_with_old_manifest_is_refused(run_dir, tmp_path):
     import shutil
 

@@ -189,22 +189,41 @@ def writing(
     """Hold `out` for one writer; on success write the completion marker and release the lock.
 
     `keep` names entries (e.g. an attack's `journal`) that survive a replacement and are not hashed.
-    On an error the lock stays, so readers see the directory as incomplete.
+    On an error after a file was written the lock stays, so readers see the directory as incomplete;
+    on an error before any write the directory is left as it was (an empty new one is removed).
     """
     out = Path(out)
     check_out(out, kind, identity, overwrite, inputs)
+    created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise RunDirError(f"cannot create --out {out}: {e.strerror}") from None
     same = _prior(out) == (kind, identity)
     _acquire(out, kind, identity)
+    old_marker = (out / MARKER).read_bytes() if same and (out / MARKER).is_file() else None
     (out / MARKER).unlink(missing_ok=True)
     if not same:
         _clear(out, keep)
-    yield out
+    before = _snapshot(out)
+    try:
+        yield out
+    except BaseException:
+        if _snapshot(out) == before:  # failed before writing anything: leave the directory as it was
+            if old_marker is not None:
+                (out / MARKER).write_bytes(old_marker)
+            (out / LOCK).unlink(missing_ok=True)
+            if created and not any(out.iterdir()):
+                out.rmdir()
+        raise
     write_marker(out, kind, identity, keep)
     (out / LOCK).unlink(missing_ok=True)
+
+
+def _snapshot(d: Path) -> dict[str, tuple[int, int]]:
+    """(mtime, size) of every file under `d` except the lock: tells whether a writer wrote anything."""
+    return {str(p.relative_to(d)): (p.stat().st_mtime_ns, p.stat().st_size)
+            for p in d.rglob("*") if p.is_file() and p.name != LOCK}
 
 
 def check_complete(d: str | Path) -> None:
