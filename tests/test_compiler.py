@@ -1,0 +1,122 @@
+"""The failure-mode compiler reads only behaviour records: hand-made records (no model) -> expected edits and signs."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+import pytest
+
+from advgen.attacks.checks import check_unambiguous, first_clause
+from advgen.attacks.compiler import compile_modes, select_modes
+from advgen.circuits.behaviour import HeadBehaviour, Mention
+from advgen.circuits.format import Circuit, make_circuit
+from advgen.core.types import AdvgenError, Role
+from advgen.prompts.datasets import Spec
+from advgen.prompts.lexicon import build_lexicon
+from advgen.prompts.sentences import load_bank
+from advgen.prompts.templates import Fill, render, resolve_templates
+
+
+def _record(head: str, gain: float, io_on_io: float, s_on_io: float, io_on_s: float, s_on_s: float) -> dict:
+    """A record whose mass on (IO, S) changes by (io_on_X, s_on_X) when X is mentioned once more, at both sites."""
+    def m(d_io: float, d_s: float) -> Mention:
+        return Mention(d_io, d_s, 0.0, 0.01, 50)
+
+    mention = {"IO": {"before": m(io_on_io, s_on_io), "after": m(io_on_io / 2, s_on_io / 2)},
+               "S": {"before": m(io_on_s, s_on_s), "after": m(io_on_s / 2, s_on_s / 2)}}
+    return HeadBehaviour(head, "END", {"IO": 0.3, "S1": 0.3, "S1+1": 0.0, "S2": 0.1, "END-1": 0.0, "other_names": 0.0, "filler": 0.3},
+                         mention, gain, "copies" if gain > 0 else "suppresses", 0.5, n_prompts=50).to_dict()
+
+
+def _circuit(records: dict[str, dict], name: str = "hand-made") -> Circuit:
+    c = make_circuit(name, "none", {Role.NAME_MOVER: list(records)}, 4, 4)
+    return replace(c, heads=tuple(replace(h, behaviour=records[str(h.head)]) for h in c.heads))
+
+
+# A head that copies what it attends to, attention growing with mentions, S found by position (the natural reference model)
+NATURAL = {"a0.h1": _record("a0.h1", gain=0.5, io_on_io=0.2, s_on_io=0.0, io_on_s=0.0, s_on_s=0.2),
+           "a2.h3": _record("a2.h3", gain=0.05, io_on_io=0.01, s_on_io=0.0, io_on_s=0.0, s_on_s=0.01)}
+# Name movers copy, but a second mention of IO makes IO look duplicated: their attention to IO falls (the paper's circuit)
+PLANTED = {"a2.h1": _record("a2.h1", gain=2.0, io_on_io=-0.3, s_on_io=0.05, io_on_s=0.02, s_on_s=-0.05)}
+
+
+def test_copying_heads_whose_attention_grows_with_mentions_predict_s_repetition():
+    modes, skipped = compile_modes(_circuit(NATURAL))
+    by = {m.name: m for m in modes}
+    assert set(by) == {"compiled_repeat_s", "compiled_repeat_io"} and not skipped
+    assert by["compiled_repeat_s"].expected_sign == -1
+    assert by["compiled_repeat_io"].expected_sign == +1
+    s = by["compiled_repeat_s"]
+    # dose x the summed per-mention shift: 2 * (0.5 * -0.2 + 0.05 * -0.01) before the text
+    assert s.predicted_shift({"dose": 2, "site": "before"}) == pytest.approx(2 * (-0.1 - 0.0005))
+    assert "a0.h1" in s.mechanism and "compiled from heads a0.h1" in s.mechanism
+    sig = s.signals[0]
+    # a2.h3 adds 0.0005, under EVIDENCE_SHARE of a0.h1's 0.1: counted in the shift, not cited as evidence
+    assert [str(h) for h in sig.heads] == ["a0.h1"] and sig.direction == +1 and "S3" in sig.keys and "IO" in sig.minus
+
+
+def test_duplication_sensitive_name_movers_predict_io_repetition():
+    modes, _ = compile_modes(_circuit(PLANTED))
+    by = {m.name: m for m in modes}
+    assert by["compiled_repeat_io"].expected_sign == -1
+    assert by["compiled_repeat_s"].expected_sign == +1
+    sig = by["compiled_repeat_io"].signals[0]
+    assert sig.direction == -1  # the name movers' IO-minus-S attention should fall
+
+
+def test_rules_read_records_not_names():
+    """The same records under another circuit and model name compile to the same modes and signs."""
+    a, _ = compile_modes(_circuit(PLANTED, "reference-ioi"))
+    b, _ = compile_modes(replace(_circuit(PLANTED, "x"), model="gpt2"))
+    assert [(m.name, m.expected_sign, m.mechanism) for m in a] == [(m.name, m.expected_sign, m.mechanism) for m in b]
+
+
+def test_no_records_means_catalogue_by_default_and_an_error_when_compiled_is_asked_for():
+    bare = make_circuit("bare", "none", {Role.NAME_MOVER: ["a1.h0"]}, 2, 4)
+    assert all(not m.name.startswith("compiled") for m in select_modes(bare).modes)
+    with pytest.raises(AdvgenError, match="no behaviour records"):
+        select_modes(bare, ["compiled"])
+    assert {m.name for m in select_modes(_circuit(NATURAL)).modes} == {"compiled_repeat_s", "compiled_repeat_io"}
+
+
+@pytest.fixture(scope="module")
+def setup(gpt2_tokenizer):
+    lex = build_lexicon(gpt2_tokenizer)
+    return gpt2_tokenizer, lex, load_bank(lex), resolve_templates("ioi")
+
+
+def test_compiled_edits_mention_the_name_dose_times_and_controls_say_someone(setup):
+    tok, lex, bank, templates = setup
+    mode = {m.name: m for m in compile_modes(_circuit(NATURAL))[0]}["compiled_repeat_s"]
+    n = 0
+    for t in templates:
+        spec = Spec(t, "BABA", Fill(io="Mary", s="John", place="store", object="drink"), f"{t.id}", "Kevin")
+        clean = render(t, "BABA", spec.fill, tok, pair_id=spec.pair_id)
+        for cell in mode.cells:
+            v = mode.variant(spec, cell, random.Random(0), bank, lex)
+            if v is None:
+                assert cell["site"] == "after"  # no sentence break before S2 in this template
+                continue
+            a, k = mode.render(spec, v, tok)
+            check_unambiguous(clean, a, k)
+            assert a.text.count("John") == clean.text.count("John") + cell["dose"]
+            assert k.text.count("John") == clean.text.count("John") and k.text.lower().count("someone") == cell["dose"]
+            assert len(a) == len(k)  # the same words: only the mention differs
+            n += 1
+    assert n > 40
+
+
+def test_first_clause_check_is_real_for_templates_without_a_full_stop(setup):
+    """p06-p10 have no full stop before S2: the first clause must still be checked (it used to check the final one)."""
+    tok, *_ = setup
+    from advgen.prompts.templates import Template
+
+    t = Template("p06", "After {S1} and {IO} went to the {PLACE}, {S2} gave a {OBJECT} to", pack="ioi")
+    fill = Fill(io="Mary", s="John", place="store", object="drink")
+    clean = render(t, "BABA", fill, tok, pair_id="x")
+    assert first_clause(clean) == "John and Mary went to the store"
+    bad = render(Template("bad", "After {S1} and {IO} met at the {PLACE}, {S2} gave a {OBJECT} to", pack="x"), "BABA", fill, tok,
+                 family="attack", pair_id="x")
+    with pytest.raises(AdvgenError, match="first clause"):
+        check_unambiguous(clean, bad, bad)
