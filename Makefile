@@ -1,7 +1,9 @@
 # Quick start: `make demo` (end-to-end run on the bundled reference model, offline) and `make test`.
-# Both create/refresh the local virtual environment first. torch is pinned to the CPU build
-# (2.13.0) *before* the project installs, so nothing can pull a multi-GB CUDA build.
+# Both create/refresh the local virtual environment first. torch 2.13.0 installs *before* the
+# project, from TORCH_INDEX_URL when it is set (e.g. PyTorch's CPU wheel index, to avoid the
+# multi-GB CUDA build that PyPI's default Linux wheel pulls in), else from pip's configured index.
 PYTHON ?= python3
+TORCH_INDEX_URL ?=
 VENV ?= .venv
 BIN = $(VENV)/bin
 STAMP = $(VENV)/.advgen-installed
@@ -14,7 +16,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "torch==2.13.0"
+	$(BIN)/python -m pip install --quiet $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) "torch==2.13.0"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
@@ -28,7 +30,7 @@ demo: setup
 	@echo "demo done: open $(DEMO)/attack/report.html"
 
 test: setup
-	$(BIN)/python -m pytest -m "not slow" -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" -q -rs $(PYTEST_ARGS)  # -rs: every skip is listed with its reason at the end
 
 test-slow: setup
 	$(BIN)/python -m pytest -m slow -q $(PYTEST_ARGS)
