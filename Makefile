@@ -30,7 +30,7 @@ demo: setup
 	@echo "demo done: open $(DEMO)/attack/report.html"
 
 test: setup
-	$(BIN)/python -m pytest -m "not slow" -q -rs $(PYTEST_ARGS)  # -rs: every skip is listed with its reason at the end
+	$(BIN)/python -m pytest -m "not slow" -q -ra $(PYTEST_ARGS)  # -ra: every skip (and failure) is listed with its reason at the end
 
 test-slow: setup
 	$(BIN)/python -m pytest -m slow -q $(PYTEST_ARGS)
