@@ -28,7 +28,7 @@ def test_positions_verified_for_all_templates(gpt2_tokenizer, order):
     fill = Fill(io="Mary", s="John", place="store", object="drink")
     for t in resolve_templates(None):
         p = render(t, order, fill, gpt2_tokenizer)
-        dec = lambda k: gpt2_tokenizer.decode([p.token_ids[p.positions[k]]])  # noqa: E731
+        dec = lambda k, p=p: gpt2_tokenizer.decode([p.token_ids[p.positions[k]]])  # noqa: E731
         # every mention carries its leading space: S1 and S2 are the same token as the answer " John"
         assert dec("IO") == " Mary"
         assert dec("S1") == " John" and dec("S2") == " John"

@@ -14,10 +14,9 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from advgen.core.files import csv_rows_text, dumps, read_json
 from advgen.core.rundir import MARKER, file_hashes, write_marker
