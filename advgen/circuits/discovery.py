@@ -7,7 +7,8 @@ Method (all effects are changes of mean LD, divided by the clean mean LD F(M)):
 3. path patching heads -> logits (analytic from the caches) picks name movers (large negative
    effect, attends to IO, positive direct logit attribution) and negative name movers
    (positive effect, negative DLA);
-4. path patching heads -> the name movers' queries at END picks S-inhibition heads;
+4. path patching heads -> the name movers' queries at END picks S-inhibition heads; path patching
+   into their keys and values (every position) picks S-inhibition heads that act through those;
 5. induction / duplicate-token / previous-token heads need both their attention pattern (random
    repeated tokens via TransformerLens' head_detector, or the IOI readout) and a causal effect
    at their IOI position (S2, S2, S1+1) under activation patching;
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from advgen.circuits import ablation, behaviour, patching, scores
+from advgen.circuits import ablation, behaviour, patching, paths, scores
 from advgen.circuits.format import DEFAULT_POSITIONS, Circuit, CircuitHead
 from advgen.core.types import Head, PromptSet, Role
 from advgen.model.loading import LoadedModel
@@ -103,6 +104,7 @@ def assign_roles(m: dict[str, np.ndarray], s: Settings) -> dict[Head, tuple[Role
         eff = m[f"act_{kind}"]
         for h in _heads((pattern >= s.pattern_score) & (eff <= -s.upstream_effect)):
             roles.setdefault(h, (role, f"pattern {pattern[h.layer, h.head]:.2f}, patch@{kind} {eff[h.layer, h.head]:+.2f}"))
+    _sinh_via_kv(m, s, roles)
     # a head that matters only when patched at every position acts on tokens no slot names (e.g.
     # between S2 and END); when it is in layers before the END heads and looks at S2 it is kept at ALL
     slots = np.minimum.reduce([m[f"act_{k}"] for k in ("END", "S2", "S1+1", "S1") if f"act_{k}" in m])
@@ -112,6 +114,17 @@ def assign_roles(m: dict[str, np.ndarray], s: Settings) -> dict[Head, tuple[Role
             roles[h] = (Role.S_INHIBITION, f"moves S2 forward: patch@ALL {m['act_ALL'][h.layer, h.head]:+.2f} but "
                         f"at most {slots[h.layer, h.head]:+.2f} at any one slot; kept at ALL positions")
     return roles
+
+
+def _sinh_via_kv(m: dict[str, np.ndarray], s: Settings, roles: dict[Head, tuple[Role, str]]) -> None:
+    """S-inhibition through the name movers' keys or values (after the query and upstream rules,
+    so a duplicate-token or induction head is not relabelled by its effect on keys at S2)."""
+    if "pp_keys" not in m or "pp_values" not in m:
+        return
+    kv = np.minimum(np.nan_to_num(m["pp_keys"], nan=0.0), np.nan_to_num(m["pp_values"], nan=0.0))
+    for h in sorted(_heads(kv <= -s.sinh_effect), key=lambda h: kv[h.layer, h.head]):
+        roles.setdefault(h, (Role.S_INHIBITION, f"path->NM keys {m['pp_keys'][h.layer, h.head]:+.2f}, values "
+                             f"{m['pp_values'][h.layer, h.head]:+.2f}, queries {m['pp_queries'][h.layer, h.head]:+.2f}"))
 
 
 def backup_gain(model: LoadedModel, prompts: PromptSet, clean: patching.RunCache, abc: patching.RunCache,
@@ -147,7 +160,7 @@ def _cache_under(model: LoadedModel, prompts: PromptSet, patches: list[patching.
 
 
 STAGES = ("caching clean, ABC and S1-twin runs", "attribution patching", "activation patching", "path patching to the logits",
-          "head scores and detectors", "path patching to name-mover queries", "backup knockout")
+          "head scores and detectors", "path patching to name-mover queries, keys and values", "backup knockout")
 """What `discover` reports through `progress`, in order, before each step (a CLI turns them into a progress bar)."""
 
 
@@ -187,7 +200,9 @@ def discover(model: LoadedModel, settings: Settings = Settings(), name: str | No
     first = assign_roles(m, s)
     nms = [h for h, (r, _) in first.items() if r == Role.NAME_MOVER]
     say(STAGES[5])
-    m["pp_queries"], n_q = patching.path_patching_queries(model, clean_ps, clean, abc, [(h.layer, h.head) for h in nms], s.batch_size * 4)
+    m["pp_queries"], n_q = paths.path_patching_queries(model, clean_ps, clean, abc, [(h.layer, h.head) for h in nms], s.batch_size * 4)
+    kv, n_kv = paths.path_patching_kv(model, clean_ps, clean, abc, [(h.layer, h.head) for h in nms], s.batch_size * 4)
+    m["pp_keys"], m["pp_values"] = kv["k"], kv["v"]
     say(STAGES[6])
     m["backup_gain"], n_b = backup_gain(model, clean_ps, clean, abc, nms, s.batch_size)
     roles = assign_roles(m, s)
@@ -201,7 +216,7 @@ def discover(model: LoadedModel, settings: Settings = Settings(), name: str | No
     missing = [r.value for r in Role if r.value not in found]
     forwards = {
         "cache_clean_forward": len(clean_ps), "cache_abc_forward": len(abc_ps), "cache_s1_twin_forward": len(s1_ps), "cache_clean_backward": len(clean_ps),
-        "activation_patching": n_act, "path_patching_queries": n_q, "backup_knockout": n_b,
+        "activation_patching": n_act, "path_patching_queries": n_q, "path_patching_keys_values": n_kv, "backup_knockout": n_b,
         "head_detector_sequences": det.forwards,
     }
     settings_d = asdict(s)
@@ -227,7 +242,7 @@ def discover(model: LoadedModel, settings: Settings = Settings(), name: str | No
 HEATMAPS = {
     "patching.png": ("act_ALL", "act_END", "act_S2", "act_S1+1", "act_S1"),
     "attribution.png": ("attr_ALL", "attr_END", "attr_S2", "attr_S1+1", "attr_S1"),
-    "path_patching.png": ("pp_logits", "pp_queries", "dla_ld", "backup_gain"),
+    "path_patching.png": ("pp_logits", "pp_queries", "pp_keys", "pp_values", "dla_ld", "backup_gain"),
     "attention.png": ("attn_END_to_IO", "attn_END_to_S2", "attn_S2_to_S1", "attn_S2_to_S1+1", "attn_S1+1_to_S1"),
     "detectors.png": ("previous_token_score", "duplicate_token_score", "induction_score"),
 }
@@ -236,6 +251,7 @@ HEATMAPS = {
 PANEL_TITLES = {
     **{f"act_{k}": f"patched at {k}" for k in patching.KINDS}, **{f"attr_{k}": f"estimated at {k}" for k in patching.KINDS},
     "pp_logits": "path: head -> logits", "pp_queries": "path: head -> name-mover queries",
+    "pp_keys": "path: head -> name-mover keys", "pp_values": "path: head -> name-mover values",
     "dla_ld": "direct logit attribution", "backup_gain": "backup gain (name movers ablated)",
     "previous_token_score": "previous-token score", "duplicate_token_score": "duplicate-token score", "induction_score": "induction score",
 }

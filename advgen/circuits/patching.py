@@ -173,6 +173,9 @@ class Patch:
     keep: bool = False
     q_patch: tuple[tuple[int, int, torch.Tensor], ...] = field(default=())
     """(layer, head, new query at END [d_head]) replacements, for path patching to queries."""
+    kv_patch: tuple[tuple[int, int, str, torch.Tensor], ...] = field(default=())
+    """(layer, head, "k" or "v", new keys / values at every position [T, d_head]), for path
+    patching to keys and values."""
 
 
 def _row_mask(p: Prompt, patch: Patch, L: int, H: int, width: int) -> torch.Tensor:
@@ -236,6 +239,7 @@ def patched_run(
                     return t
 
                 hooks.append((f"blocks.{layer}.attn.hook_q", qhook))
+            hooks += _kv_hooks([(r, kv) for r, i in enumerate(idx) for kv in part[i].kv_patch])
             return hooks
 
         logits = end_logits(model, rows_ps, batch_size, hooks=factory).double()
@@ -250,6 +254,22 @@ def patched_run(
         else:
             kls.append(torch.full((len(part),), float("nan"), dtype=torch.float64))
     return RowStats(torch.cat(lds), torch.cat(losses), torch.cat(kls))
+
+
+def _kv_hooks(rows: list[tuple[int, tuple[int, int, str, torch.Tensor]]]) -> list[tuple[str, Callable[..., Any]]]:
+    """hook_k / hook_v replacements: batch row r gets new keys or values for one head."""
+    hooks: list[tuple[str, Callable[..., Any]]] = []
+    for layer, which in sorted({(kv[0], kv[2]) for _, kv in rows}):
+        sel = [(r, kv[1], kv[3]) for r, kv in rows if kv[0] == layer and kv[2] == which]
+
+        def hook(t: torch.Tensor, hook: Any, sel: list = sel) -> torch.Tensor:
+            t = t.clone()
+            for r, h, v in sel:
+                t[r, : v.shape[0], h] = v.to(t.dtype)
+            return t
+
+        hooks.append((f"blocks.{layer}.attn.hook_{which}", hook))
+    return hooks
 
 
 # ---------------------------------------------------------------- the three patching methods
@@ -347,42 +367,6 @@ def direct_logit_attribution(model: LoadedModel, prompts: PromptSet, clean: RunC
     dla_ld = torch.einsum("nlhd,nd->nlh", centred, (W_U[io] - W_U[s]).float()).mean(0)
     dla_io = torch.einsum("nlhd,nd->nlh", centred, W_U[io].float()).mean(0)
     return dla_ld.numpy(), dla_io.numpy()
-
-
-def path_patching_queries(
-    model: LoadedModel, prompts: PromptSet, clean: RunCache, abc: RunCache, receivers: Sequence[tuple[int, int]],
-    batch_size: int = DEFAULT_BATCH,
-) -> tuple[np.ndarray, int]:
-    """[L, H] effect on LD of each sender head's ABC output reaching only the receivers' queries at END.
-
-    For receiver (Lr, hr): q' = W_Q[hr] . LN1(resid_pre[Lr] + delta_sender) + b_Q, set at END;
-    the rest of the forward is a normal clean run, so the receivers' changed outputs propagate.
-    """
-    L, H, n = model.n_layers, model.n_heads, len(prompts)
-    out = np.full((L, H), np.nan)
-    if not receivers:
-        return out, 0
-    delta = head_outputs_end(model, prompts, abc) - head_outputs_end(model, prompts, clean)  # [n,L,H,d]
-    senders = [(ls, hs) for ls in range(max(lr for lr, _ in receivers)) for hs in range(H)]
-    patches, keys = [], []
-    with torch.no_grad():
-        for ls, hs in senders:
-            rec = [(lr, hr) for lr, hr in receivers if lr > ls]
-            for i in range(n):
-                qp = []
-                for lr, hr in rec:
-                    blk = model.bridge.blocks[lr]
-                    x = blk.ln1(clean.resid_pre[i, lr] + delta[i, ls, hs])
-                    q = x @ blk.attn.W_Q[hr].float() + blk.attn.b_Q[hr].float()
-                    qp.append((lr, hr, q))
-                patches.append(Patch(i, (), None, q_patch=tuple(qp)))
-            keys.append((ls, hs))
-    st = patched_run(model, prompts, patches, batch_size)
-    base = float(clean.ld.mean())
-    eff = ((st.ld.view(len(keys), n).mean(1) - base) / abs(base)).numpy()
-    for (ls, hs), e in zip(keys, eff):
-        out[ls, hs] = e
-    return out, len(patches)
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:

@@ -12,7 +12,10 @@ Interventions used in training, and what the high-level model predicts:
   name becomes IO, so the answer becomes S (LD < 0);
 - DUP and IND outputs at S2 taken from the ABC twin (S2 not duplicated): nothing is inhibited,
   both names are equally available, so LD is about 0;
+- only one of DUP, IND taken from the ABC twin, or PT at S1+1 from another prompt (so IND finds no
+  match): the duplicate evidence is additive, half of it is gone, so LD is about half;
 - NM output taken from another prompt: the answer is that prompt's IO;
+- SINH writes nothing to the logits directly (its effect goes through the name mover's query);
 - every other head (and planted heads away from their position) resampled from an ABC prompt
   of the same skeleton: the answer must not change (strictness).
 This module has no data or trainer: `advgen.reference.planted` owns those.
@@ -75,6 +78,8 @@ class Run:
     """per layer [B, T, H, d_head] head outputs before W_O."""
     pattern: tuple[torch.Tensor, ...]
     """per layer [B, H, T, T] attention probabilities."""
+    resid_end: torch.Tensor
+    """[B, d_model] residual stream entering the final LayerNorm at END."""
 
 
 def forward(model, ids: torch.Tensor, replace: torch.Tensor | None = None,
@@ -104,7 +109,18 @@ def forward(model, ids: torch.Tensor, replace: torch.Tensor | None = None,
         x = x + blk.attn.c_proj(z.reshape(b, t, e))
         x = x + blk.mlp(blk.ln_2(x))
     h_end = tr.ln_f(x[:, -1])
-    return Run(model.lm_head(h_end), tuple(zs), tuple(pats))
+    return Run(model.lm_head(h_end), tuple(zs), tuple(pats), x[:, -1])
+
+
+def direct_ld(model, run: Run, head: Head, io: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """[B] how much of LD at END comes from `head`'s direct path to the logits: LD minus the LD with
+    that head's write removed from the final residual (final LayerNorm recomputed)."""
+    e, n_head = model.config.n_embd, model.config.n_head
+    dh = e // n_head
+    w = model.transformer.h[head.layer].attn.c_proj.weight[head.head * dh:(head.head + 1) * dh]
+    write = run.z[head.layer][:, -1, head.head] @ w
+    without = model.lm_head(model.transformer.ln_f(run.resid_end - write))
+    return logit_diff(run.logits_end, io, s) - logit_diff(without, io, s)
 
 
 def logit_diff(logits: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

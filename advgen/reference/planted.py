@@ -113,6 +113,8 @@ def _iit_terms(model, b, clean, abc, L: int, H: int, s: PlantedSettings) -> dict
     r2 = iit.forward(model, b.clean, iit.only(b, L, H, (dup, ind), b.s2_pos), tuple(z.detach() for z in abc.z))
     other = iit.derange(tuple(z.detach() for z in clean.z))
     r3 = iit.forward(model, b.clean, iit.only(b, L, H, (nm,), end), other)
+    r4 = iit.forward(model, b.clean, *_half_evidence(b, L, H, abc, other))
+    ld4 = iit.logit_diff(r4.logits_end, b.io_tok, b.s_tok)
     ld1 = iit.logit_diff(r1.logits_end, b.io_tok, b.s_tok)
     ld2 = iit.logit_diff(r2.logits_end, b.io_tok, b.s_tok)
     src_io = b.io_tok.roll(1, 0)
@@ -123,7 +125,26 @@ def _iit_terms(model, b, clean, abc, L: int, H: int, s: PlantedSettings) -> dict
         "iit_sinh": iit.band(-ld1, s.ld_low, s.ld_high),
         "iit_dup": iit.band(ld2, -1.0, 1.0),
         "iit_nm": iit.band(margin, s.ld_low, 1e9),
+        "iit_half": iit.band(ld4, s.ld_low / 3, s.ld_high / 2),
+        "sinh_direct": iit.direct_ld(model, clean, sinh, b.io_tok, b.s_tok).pow(2).mean(),
     }
+
+
+def _half_evidence(b, L: int, H: int, abc, other) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """Rows cycle through: DUP alone from the ABC twin at S2; IND alone from the ABC twin at S2;
+    PT at S1+1 from another prompt (IND then finds no match). Returns (replace mask, donor z)."""
+    dup, ind, pt = (iit.planted_by_role(r).head for r in (
+        iit.Role.DUPLICATE_TOKEN, iit.Role.INDUCTION, iit.Role.PREVIOUS_TOKEN))
+    n = b.clean.shape[0]
+    kind = torch.arange(n) % 3
+    rep = torch.zeros(n, b.clean.shape[1], L, H, dtype=torch.bool)
+    rows = torch.arange(n)
+    for k, (head, where) in enumerate(((dup, b.s2_pos), (ind, b.s2_pos), (pt, b.s1_pos + 1))):
+        sel = rows[kind == k]
+        rep[sel, where[sel], head.layer, head.head] = True
+    is_pt = (kind == 2)[:, None, None, None]
+    donor = tuple(torch.where(is_pt, o, a.detach()) for o, a in zip(other, abc.z, strict=True))
+    return rep, donor
 
 
 WEIGHT_OF = {"lm": "w_lm", "behaviour": "w_behaviour", "strict": "w_strict"}
