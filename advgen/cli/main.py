@@ -74,8 +74,9 @@ def cmd_validate(args: argparse.Namespace) -> None:
     ident = pipeline.validate_identity(args.model, src.path, args.seed, args.batch_size, args.skip_invalid)
     rundir.check_out(out, "validate", ident, args.overwrite, inputs=[src.path])
     model = load_model(args.model)
-    res = pipeline.validate_rows(model, src, out, args.batch_size, args.seed, not args.no_progress,
-                                 skip_invalid=args.skip_invalid, overwrite=args.overwrite)
+    with scan.backend_for(args, model) as backend:
+        res = pipeline.validate_rows(model, src, out, args.batch_size, args.seed, not args.no_progress,
+                                     skip_invalid=args.skip_invalid, overwrite=args.overwrite, backend=backend)
     if args.skip_invalid:
         print(f"rejected {len(res.rejected)} invalid row(s); listed with line and reason in {out}/rejected.jsonl")
     _print_summary(res.summary, res.out)
@@ -88,8 +89,9 @@ def cmd_run(args: argparse.Namespace) -> None:
     out = _default_out(args, "run")
     pipeline.precheck("run", out, args.model, args.n, args.seed, args.templates, args.batch_size, args.overwrite)
     model = load_model(args.model)
-    res = pipeline.run(model, args.n, args.seed, out, args.templates, args.batch_size, not args.no_progress,
-                       overwrite=args.overwrite)
+    with scan.backend_for(args, model) as backend:
+        res = pipeline.run(model, args.n, args.seed, out, args.templates, args.batch_size, not args.no_progress,
+                           overwrite=args.overwrite, backend=backend)
     _print_lexicon(res.manifest["settings"]["lexicon"])
     _print_summary(res.summary, res.out)
 
@@ -124,9 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, n=False)
     p.add_argument("--skip-invalid", action="store_true",
                    help="measure the valid rows and list the others (row, line, reason) in OUT/rejected.jsonl")
+    scan.add_backend_args(p)
     p.set_defaults(func=cmd_validate)
     p = sub.add_parser("run", help="generate + validate + export")
     _common(p)
+    scan.add_backend_args(p)
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("train-reference", help="retrain the bundled reference model (about 10-15 min on 2 CPU cores)")
     p.add_argument("--out", type=Path, required=True, help="output directory; checkpoints go to OUT/checkpoints")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +26,29 @@ def make_backend(args: argparse.Namespace, model: Any = None) -> Any:
     return make(args.backend, args.model, model, RaySettings(workers=args.workers, address=args.ray_address))
 
 
+@contextmanager
+def backend_for(args: argparse.Namespace, model: Any) -> Iterator[Any]:
+    """None for --backend local (the one-process path as it always was), else a Ray pool, closed after."""
+    if args.backend == "local":
+        yield None
+        return
+    backend = make_backend(args, model)
+    try:
+        yield backend
+    finally:
+        backend.close()
+
+
 def cmd_scan(args: argparse.Namespace) -> None:
-    from advgen.outputs.scan import ScanConfig, run_scan
+    from advgen.outputs.scan import ScanConfig, check_scan, run_scan
 
     cfg = ScanConfig(limit=args.limit, sample=args.sample, seed=args.seed, templates=args.templates,
                      distractors=args.distractors, full_lexicon=args.full_lexicon, unit=args.unit, batch_size=args.batch_size)
     out = args.out or Path("outputs") / f"scan-{Path(args.model).name}-s{args.seed}"
+    check_scan(args.model, cfg, out, args.overwrite)
     backend = make_backend(args)
     try:
-        res = run_scan(backend, cfg, out, resume=args.resume, progress=not args.no_progress)
+        res = run_scan(backend, cfg, out, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite)
     finally:
         backend.close()
     s, sel = res.summary, res.summary["selection"]
@@ -63,6 +79,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--batch-size", type=int, default=32, help="prompts per model forward (memory vs speed; results agree across sizes to 1e-5)")
     p.add_argument("--out", type=Path, default=None, help="output directory (default: under outputs/)")
     p.add_argument("--resume", action="store_true", help="reuse the units already in OUT/journal")
+    p.add_argument("--overwrite", action="store_true", help="replace an --out directory that holds another advgen run")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_backend_args(p)
     p.set_defaults(func=cmd_scan)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -20,7 +21,7 @@ from tqdm.auto import tqdm
 
 from advgen.core.types import AdvgenError, Evaluation, PromptMetrics, PromptSet
 from advgen.model.loading import LoadedModel, load_model
-from advgen.model.validate import DEFAULT_BATCH, check_prompts, validate
+from advgen.model.validate import DEFAULT_BATCH, Measured, Read, check_prompts, measure, validate
 
 BATCHES_PER_UNIT = 16
 """Batches per evaluation unit of `evaluate` (a unit is whole batches, so padding never changes)."""
@@ -86,7 +87,14 @@ class RaySettings:
     """Units queued per actor, so an actor never waits for the driver between units."""
 
 
-def _ray() -> Any:
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+"""Set to 0 before Ray is imported, Ray binds a node to 127.0.0.1 (single-node only), not the host's IP."""
+
+
+def _ray(local: bool) -> Any:
+    """Import Ray; for a private local instance, first ask it to stay on the loopback address."""
+    if local and "ray" not in sys.modules:
+        os.environ.setdefault(LOOPBACK_ENV, "0")
     try:
         import ray
     except ImportError:
@@ -102,15 +110,15 @@ class RayBackend:
     def __init__(self, model_spec: str, settings: RaySettings = RaySettings()) -> None:
         if settings.workers < 1:
             raise AdvgenError(f"--workers must be >= 1, got {settings.workers}")
-        ray = self.ray = _ray()
+        ray = self.ray = _ray(settings.address is None)
         self.settings = settings
         self.started = False
         if not ray.is_initialized():
             kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
-            if settings.address is None:  # a private local instance on the loopback address only
-                kw.update(num_cpus=settings.workers * settings.threads_per_worker, _node_ip_address="127.0.0.1")
+            if settings.address is None:  # a private local instance (on the loopback address, see _ray)
+                kw.update(num_cpus=settings.workers * settings.threads_per_worker)
             try:
-                ray.init(address=settings.address, **kw)
+                ray.init(address=settings.address or "local", **kw)  # "local": never attach to a cluster by accident
             except (ConnectionError, RuntimeError, ValueError) as e:
                 raise AdvgenError(f"could not connect to Ray at {settings.address!r}: {e}") from None
             self.started = True
@@ -193,6 +201,12 @@ def validate_unit(model: LoadedModel, unit: tuple[PromptSet, int]) -> tuple[Prom
     """One unit of `evaluate`: the validator on whole batches, exactly as in one process."""
     prompts, batch_size = unit
     return validate(model, prompts, batch_size).metrics
+
+
+def measure_unit(model: LoadedModel, unit: tuple[PromptSet, Sequence[Sequence[Read]], int]) -> Measured:
+    """`measure` as a unit (prompts, per-prompt attention reads, batch size): the attack's evaluation phase."""
+    prompts, reads, batch_size = unit
+    return measure(model, prompts, reads, batch_size)
 
 
 def evaluate(backend: Backend, prompts: PromptSet, batch_size: int = DEFAULT_BATCH, progress: bool = False,

@@ -16,6 +16,7 @@ from typing import Any
 
 from advgen.core import files, records, rundir
 from advgen.core.types import AdvgenError, Evaluation, Prompt, PromptSet
+from advgen.model.backends import Backend, evaluate, portable_command
 from advgen.model.loading import LoadedModel
 from advgen.model.metrics import summarize
 from advgen.model.validate import DEFAULT_BATCH, validate
@@ -179,7 +180,7 @@ def validate_identity(model: str, path: Path, seed: int, batch_size: int, skip_i
 
 def validate_rows(
     model: LoadedModel, path: str | Path | PromptRows, out: Path, batch_size: int = DEFAULT_BATCH, seed: int = 0,
-    progress: bool = False, skip_invalid: bool = False, overwrite: bool = False,
+    progress: bool = False, skip_invalid: bool = False, overwrite: bool = False, backend: Backend | None = None,
 ) -> RunResult:
     """Metrics for prompts in a JSONL file (made by `advgen generate` or by anyone in that shape)."""
     check_args(None, seed, batch_size)
@@ -187,11 +188,12 @@ def validate_rows(
     ident = validate_identity(model.name, src.path, seed, batch_size, skip_invalid)
     rundir.check_out(out, "validate", ident, overwrite, inputs=[src.path])
     prompts, rejected = _prompts_of(src, model.tokenizer, skip_invalid)
-    ev = validate(model, prompts, batch_size, progress=progress)
+    ev = validate(model, prompts, batch_size, progress=progress) if backend is None else evaluate(backend, prompts, batch_size, progress, model)
     settings: dict[str, Any] = {"prompts": str(src.path), "batch_size": batch_size}
     if skip_invalid:
         settings["rejected"] = len(rejected)
     man = records.manifest(model, prompts.tokenizer_hash, seed, settings)
+    man["command"] = portable_command(man["command"])  # the same whichever backend ran the units
     with rundir.writing(out, "validate", ident, overwrite, inputs=[src.path]) as d:
         summary = write_results(d, ev, man, seed)
         if skip_invalid:
@@ -208,6 +210,7 @@ def run(
     batch_size: int = DEFAULT_BATCH,
     progress: bool = False,
     overwrite: bool = False,
+    backend: Backend | None = None,
 ) -> RunResult:
     """Generate n prompts, validate them on `model`, write the run directory."""
     check_args(n, seed, batch_size)
@@ -215,9 +218,10 @@ def run(
     rundir.check_out(out, "run", ident, overwrite)
     lex = build_lexicon(model.tokenizer)
     prompts = generate(model.tokenizer, n, seed, templates, lexicon=lex)
-    ev = validate(model, prompts, batch_size, progress=progress)
+    ev = validate(model, prompts, batch_size, progress=progress) if backend is None else evaluate(backend, prompts, batch_size, progress, model)
     settings = {"n": n, "templates": str(templates or "ioi"), "batch_size": batch_size, "lexicon": lexicon_mod.report(lex)}
     man = records.manifest(model, prompts.tokenizer_hash, seed, settings)
+    man["command"] = portable_command(man["command"])  # the same whichever backend ran the units
     with rundir.writing(out, "run", ident, overwrite) as d:
         summary = write_results(d, ev, man, seed)
     return RunResult(out, ev, summary, man)

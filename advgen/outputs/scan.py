@@ -25,7 +25,7 @@ from typing import IO, Any
 
 from tqdm.auto import tqdm
 
-from advgen.core import files, records
+from advgen.core import files, records, rundir
 from advgen.core.types import AdvgenError, PromptSet
 from advgen.model.backends import Backend, portable_command
 from advgen.model.loading import LoadedModel
@@ -218,12 +218,34 @@ class ScanJournal:
         files.atomic_write_text(self.jdir / f"unit-{u:05d}.json", files.dumps({"key": key, "rows": text.count("\n")}) + "\n")
 
 
-def run_scan(backend: Backend, cfg: ScanConfig, out: Path, resume: bool = False, progress: bool = False,
-             stop_after_units: int | None = None) -> ScanResult:
-    """Scan the selected prompts on `backend`; write parts, journal, summary, manifest, adversarial set."""
+def scan_identity(model_spec: str, cfg: ScanConfig) -> str:
+    """What makes two scan directories the same scan (for the --out rules of `advgen.core.rundir`)."""
+    return rundir.identity_of("scan", {"model": model_spec, "seed": cfg.seed, **cfg.settings()})
+
+
+def check_scan(model_spec: str, cfg: ScanConfig, out: Path, overwrite: bool = False) -> None:
+    """Argument and --out checks, before any model loads."""
     if cfg.unit < 1 or cfg.batch_size < 1:
         raise AdvgenError(f"--unit and --batch-size must be >= 1, got {cfg.unit} and {cfg.batch_size}")
+    Selection.of(1, cfg.limit, cfg.sample, cfg.seed)
+    rundir.check_out(out, "scan", scan_identity(model_spec, cfg), overwrite)
+
+
+def run_scan(backend: Backend, cfg: ScanConfig, out: Path, resume: bool = False, progress: bool = False,
+             stop_after_units: int | None = None, overwrite: bool = False) -> ScanResult:
+    """Scan the selected prompts on `backend`; write parts, journal, summary, manifest, adversarial set.
+
+    OUT is written through `rundir.writing` (lock, completion marker); parts/ and journal/ are kept
+    across a resume and left out of the marker's hashes (they can be large).
+    """
     [(info, space)] = list(backend.map(prepare, [cfg]))
+    check_scan(info.name, cfg, out, overwrite)
+    with rundir.writing(out, "scan", scan_identity(info.name, cfg), overwrite, keep=("journal", "parts")):
+        return _scan(backend, cfg, out, info, space, resume, progress, stop_after_units)
+
+
+def _scan(backend: Backend, cfg: ScanConfig, out: Path, info: ModelInfo, space: PromptSpace, resume: bool,
+          progress: bool, stop_after_units: int | None) -> ScanResult:
     sel = Selection.of(len(space), cfg.limit, cfg.sample, cfg.seed)
     base = (info.source, info.tokenizer_hash, _key(space.describe()), sel.describe(), cfg.batch_size)
     ranges = list(chunks(sel.n, cfg.unit))
@@ -273,4 +295,5 @@ def _finish(out: Path, cfg: ScanConfig, info: ModelInfo, space: PromptSpace, sel
     files.atomic_write_text(out / "adversarial" / "summary.json", files.dumps(bad_summary) + "\n")
     adv_man = {**man, "settings": {**man["settings"], "subset": "failing prompts (logit_diff < 0)"}}
     files.atomic_write_text(out / "adversarial" / "manifest.json", files.dumps(adv_man) + "\n")
+    rundir.write_marker(out / "adversarial", "scan-adversarial", scan_identity(info.name, cfg))
     return ScanResult(out, summary, man, n_new, n_reused)
