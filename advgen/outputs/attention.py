@@ -85,7 +85,7 @@ def patterns(model: Any, heads: Sequence[Head], rows: Sequence[tuple[str, Mappin
         ids = token_ids(model.tokenizer, row)
         store: dict[int, torch.Tensor] = {}
 
-        def make(layer: int):
+        def make(layer: int, store: dict[int, torch.Tensor] = store):
             def hook(pattern: torch.Tensor, hook: Any) -> None:
                 store[layer] = pattern[0].detach().float().cpu()
 

@@ -268,7 +268,7 @@ def section_attention(data: RunData, model_spec: str | None, circuit_spec: str |
     name = source_label(model.name) if Path(model.name).is_absolute() else model.name
     parts = [f"<p class='note'>Model <code>{esc(name)}</code>, circuit <code>{esc(circuit.name)}</code>; "
              f"up to two heads per role (up to eight in the interactive view). Prompts: " + "; ".join(f"{esc(e.label)}: <code>{esc(r['text'])}</code>"
-                                                                for e, (_, r) in zip(exs, examples)) + "</p>"]
+                                                                for e, (_, r) in zip(exs, examples, strict=True)) + "</p>"]
     for head, role in chosen:
         fig = plots.attention_pair(str(head), role, [(e.label, e.tokens, e.patterns[head]) for e in exs])
         parts.append(img(plots.png_b64(fig), f"attention {head}"))
