@@ -1,9 +1,14 @@
-"""Circuit-guided yield vs the random baseline at equal budget, in one run; writes docs/benchmarks/attack.md.
+"""Circuit-guided yield vs the random baseline at equal budget, per model and seed; writes docs/benchmarks/attack.md.
 
-    .venv/bin/python benchmarks/bench_attack.py --model reference --circuit reference-ioi --budget 2000 --n-clean 200
+    .venv/bin/python benchmarks/bench_attack.py --models reference,planted --seeds 0,1,2 --budget 3000 --n-clean 300
+    .venv/bin/python benchmarks/bench_attack.py --speed-only     # evaluations per second on the GPT-2-shaped random model
 
 Yield = confirmed breaks (attack LD < 0 while the clean prompt's LD > 0) per 1,000 model
-evaluations; both sides pay the clean run, the guided side also pays a control per candidate.
+evaluations; both sides pay the clean run, the guided side also pays a control per sampled
+candidate and per break. The circuit of each model: `reference-ioi` (discovered, with behaviour
+records) and `planted-ioi` (planted by training; behaviour records measured here when the file
+has none). Modes default to the compiled ones. Every confirmed break is recomputed with one
+unbatched, unpadded forward. Each table row is one run; the spread is min / max over seeds.
 """
 
 from __future__ import annotations
@@ -11,74 +16,155 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from advgen.attacks.search import AttackConfig, run_attack
 from advgen.attacks.tables import write_run
-from advgen.circuits.format import resolve_circuit
+from advgen.circuits.behaviour import attach_records
+from advgen.circuits.format import Circuit, make_circuit, resolve_circuit
 from advgen.core import files, records
-from advgen.model.loading import load_model
+from advgen.core.types import Role
+from advgen.model.loading import LoadedModel, load_model
+from advgen.model.validate import single_logit_diff
 from advgen.prompts.templates import tokenizer_hash
 
 ROOT = Path(__file__).resolve().parents[1]
+CIRCUITS = {"reference": "reference-ioi", "planted": "planted-ioi"}
+
+
+def circuit_for(model: LoadedModel, name: str) -> tuple[Circuit, str]:
+    c = resolve_circuit(CIRCUITS.get(name, name), model.n_layers, model.n_heads)
+    if any(h.behaviour for h in c.heads):
+        return c, "behaviour records from the circuit file"
+    return attach_records(model, c), "behaviour records measured by this benchmark (the circuit file has none)"
+
+
+def unbatched_check(model: LoadedModel, rows: list[dict[str, Any]]) -> tuple[int, int]:
+    """(confirmed breaks, those whose LD stays < 0 in one unbatched forward)."""
+    tok = model.tokenizer
+    breaks = [r for r in rows if r["family"] == "attack" and r["is_break"]]
+    ok = 0
+    for r in breaks:
+        ids = [tok.bos_token_id, *tok(r["text"], add_special_tokens=False)["input_ids"]]
+        io, s = (tok.encode(" " + n, add_special_tokens=False)[0] for n in (r["io"], r["s"]))
+        ok += single_logit_diff(model, ids, io, s) < 0
+    return len(breaks), ok
+
+
+def one_run(model: LoadedModel, circuit: Circuit, cfg: AttackConfig, out: Path) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    run = run_attack(model, circuit, cfg, out)
+    secs = time.perf_counter() - t0
+    man = records.manifest(model, tokenizer_hash(model.tokenizer), cfg.seed, {"budget": cfg.budget, "n_clean": cfg.n_clean})
+    res = write_run(out, run, cfg, circuit, man)
+    y = res["summary"]["yield"]
+    breaks = [r for r in run.rows if r["family"] == "attack" and r["is_break"]]
+    n, held = unbatched_check(model, list(run.rows))  # type: ignore[arg-type]
+    modes = res["summary"]["modes"]
+    return {"seed": cfg.seed, "secs": secs, "yield": y, "evals": run.evals, "breaks": len(breaks),
+            "explained": sum(bool(r["explained"]) for r in breaks), "unbatched": (n, held),
+            "modes": {k: (v["predicted_sign"], v["seen"], v["verdict"]) for k, v in modes.items()},
+            "compiled": {m.name: m.describe().get("compiled_from") for m in run.modes}}
+
+
+def speed(tokenizer_dir: Path, work: Path) -> list[str]:
+    """Attack evaluations per second on the GPT-2-shaped random model, with and without the learning search."""
+    from transformers import AutoTokenizer
+
+    from advgen.model.toymodels import GPT2_SMALL_SHAPE, make_random_gpt2
+
+    d = make_random_gpt2(work / "gpt2-shaped", tokenizer_dir, seed=0, **GPT2_SMALL_SHAPE)
+    model = load_model(str(d))
+    fresh = AutoTokenizer.from_pretrained(str(tokenizer_dir))  # a new object: its first hash is computed
+    t0 = time.perf_counter()
+    tokenizer_hash(fresh)
+    t1 = time.perf_counter()
+    tokenizer_hash(fresh)
+    t2 = time.perf_counter()
+    circuit = make_circuit("all-roles", "random", {Role.PREVIOUS_TOKEN: ["a2.h2"], Role.DUPLICATE_TOKEN: ["a3.h0"],
+                                                   Role.INDUCTION: ["a5.h5"], Role.S_INHIBITION: ["a7.h3"],
+                                                   Role.NAME_MOVER: ["a9.h9", "a10.h0"]}, 12, 12)
+    lines = [f"tokenizer_hash of GPT-2's tokenizer: first call {t1 - t0:.2f} s, then cached ({1e6 * (t2 - t1):.0f} us per call).", "",
+             "| search | model evaluations (both sides) | wall s | evaluations / s |", "|---|---|---|---|"]
+    for label, frac in (("with the learning search (sample 50 %)", 0.5), ("without (random sample only)", 1.0)):
+        cfg = AttackConfig(budget=240, n_clean=40, seed=0, sample_frac=frac)
+        t = time.perf_counter()
+        run = run_attack(model, circuit, cfg, work / f"speed-{frac}")
+        secs = time.perf_counter() - t
+        n = sum(run.evals.values())
+        lines.append(f"| {label} | {n} | {secs:.1f} | {n / secs:.1f} |")
+    return lines
+
+
+def _fmt_seen(seen: dict[str, Any]) -> str:
+    return f"{seen['mean']:+.2f} [{seen['low']:+.2f}, {seen['high']:+.2f}]" if "mean" in seen else "n/a"
+
+
+def model_section(name: str, circuit: Circuit, origin: str, runs: list[dict[str, Any]], cfg: AttackConfig) -> list[str]:
+    ratios = [r["yield"]["ratio"] for r in runs]
+    finite = [x for x in ratios if x is not None]
+    lines = [f"## `{name}` with circuit `{circuit.name}` ({len(circuit)} heads; {origin})", "",
+             "| seed | guided breaks / 1,000 | random breaks / 1,000 | ratio | breaks | explained (vs control) | LD < 0 unbatched | wall s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        y, (n, held) = r["yield"], r["unbatched"]
+        ratio = "n/a" if y["ratio"] is None else f"{y['ratio']:.1f}x"
+        expl = f"{r['explained']}/{r['breaks']}" + (f" ({r['explained'] / r['breaks']:.0%})" if r["breaks"] else "")
+        lines.append(f"| {r['seed']} | {y['guided_per_1000']:.1f} | {y['random_per_1000']:.1f} | {ratio} | {r['breaks']} | {expl} | "
+                     f"{held}/{n} | {r['secs']:.0f} |")
+    if finite:
+        goal = "meets" if min(finite) >= 5 else "misses"
+        lines += ["", f"Ratio over {len(runs)} seeds: min {min(finite):.1f}x, max {max(finite):.1f}x ({goal} the 5x goal in every seed)"
+                  if goal == "meets" else f"Ratio over {len(runs)} seeds: min {min(finite):.1f}x, max {max(finite):.1f}x (misses the 5x goal in at least one seed)"]
+    lines += ["", "Per mode (random sample, paired LD(attack) - LD(control) [95 % CI]; predicted sign from the records):", "",
+              "| seed | mode | predicted | seen | verdict |", "|---|---|---|---|---|"]
+    for r in runs:
+        for mode, (sign, seen, verdict) in r["modes"].items():
+            lines.append(f"| {r['seed']} | {mode} | {'< 0' if sign < 0 else '> 0'} | {_fmt_seen(seen)} | {verdict} |")
+    compiled = {k: v for k, v in runs[0]["compiled"].items() if v}
+    if compiled:
+        lines += ["", "Compiled from (seed " + str(runs[0]["seed"]) + "):", ""] + [f"- `{k}`: {v}" for k, v in compiled.items()]
+    return lines + [""]
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="reference")
-    ap.add_argument("--circuit", default="reference-ioi")
-    ap.add_argument("--budget", type=int, default=2000)
-    ap.add_argument("--n-clean", type=int, default=200)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--models", default="reference,planted")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--budget", type=int, default=3000)
+    ap.add_argument("--n-clean", type=int, default=300)
+    ap.add_argument("--modes", default=None, help="default: compiled when the circuit has behaviour records")
     ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench-attack")
     ap.add_argument("--doc", type=Path, default=ROOT / "docs" / "benchmarks" / "attack.md")
+    ap.add_argument("--no-speed", action="store_true", help="skip the evaluations-per-second measurement")
     args = ap.parse_args(argv)
     cmd = "python benchmarks/bench_attack.py " + shlex.join(sys.argv[1:] if argv is None else argv)
-
-    model = load_model(args.model)
-    circuit = resolve_circuit(args.circuit, model.n_layers, model.n_heads)
-    cfg = AttackConfig(budget=args.budget, n_clean=args.n_clean, seed=args.seed)
-    t0 = time.perf_counter()
-    run = run_attack(model, circuit, cfg, args.out)
-    secs = time.perf_counter() - t0
-    man = records.manifest(model, tokenizer_hash(model.tokenizer), cfg.seed, {"budget": cfg.budget, "n_clean": cfg.n_clean})
-    man["circuit"] = {"name": circuit.name, "spec": args.circuit}
-    res = write_run(args.out, run, cfg, circuit, man)
-    b, scr = res["baseline"], res["screening"]
-    g, r = b["guided"], b["baseline"]
-    ratio = b["ratio"]
-    verdict = ("n/a: the random baseline found no break at this budget" if ratio is None
-               else f"{ratio:.1f}x ({'meets' if ratio >= 5 else 'falls short of'} the 5x goal)")
-    per_mode = ["| mode | searched | precision | sample breaks | recall on sample |", "|---|---|---|---|---|"]
-    for name, m in res["modes"]["modes"].items():
-        s = m["screening"]
-        fmt = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731
-        per_mode.append(f"| {name} | {s['searched']} | {fmt(s['precision'])} | {s['sample_breaks']} | {fmt(s['recall_on_sample'])} |")
-    text = f"""# Attack yield: circuit-guided vs random perturbations
-
-Command (run from the repository root; wall time {secs:.0f} s on this machine, model evaluations counted exactly):
-
-    {cmd}
-
-Model `{args.model}`, circuit `{circuit.name}` ({len(circuit)} heads), seed {cfg.seed}, {cfg.n_clean} clean prompts,
-budget {cfg.budget} model evaluations per side. Natural failure rate (S > IO on the clean prompts):
-{res['modes']['natural']['s_beats_io_rate']:.3f}.
-
-| side | model evaluations | confirmed breaks | breaks per 1,000 evaluations |
-|---|---|---|---|
-| circuit-guided (clean run + random sample with controls + screened search, control only for breaks) | {g['evaluations']} | {g['breaks']} | {g['breaks_per_1000']:.1f} |
-| random perturbations (same clean prompts) | {r['evaluations']} | {r['breaks']} | {r['breaks_per_1000']:.1f} |
-
-Ratio: {verdict}.
-
-Screening (predicted break = selected by the signal screen): precision {scr['precision'] if scr['precision'] is None else round(scr['precision'], 3)}
-on {scr['n_search']} searched candidates; recall {scr['recall_on_random_sample'] if scr['recall_on_random_sample'] is None else round(scr['recall_on_random_sample'], 3)}
-on the stratified random sample of {scr['n_sample']} candidates (break rate there
-{scr['sample_break_rate'] if scr['sample_break_rate'] is None else round(scr['sample_break_rate'], 3)}). {scr['note']}.
-
-{chr(10).join(per_mode)}
-"""
+    body: list[str] = []
+    for name in args.models.split(","):
+        model = load_model(name)
+        circuit, origin = circuit_for(model, name)
+        runs = []
+        for seed in (int(x) for x in args.seeds.split(",")):
+            cfg = AttackConfig(budget=args.budget, n_clean=args.n_clean, seed=seed,
+                               modes=tuple(args.modes.split(",")) if args.modes else None)
+            runs.append(one_run(model, circuit, cfg, args.out / f"{name}-s{seed}"))
+            print(f"{name} seed {seed}: {runs[-1]['yield']}", flush=True)
+        body += model_section(name, circuit, origin, runs, cfg)
+    if not args.no_speed:
+        with tempfile.TemporaryDirectory() as tmp:
+            body += ["## Speed: attack evaluations per second (GPT-2-shaped random model, 12 x 12 heads)", "",
+                     *speed(ROOT / "tests" / "data" / "gpt2-tokenizer", Path(tmp)), ""]
+    text = "\n".join([
+        "# Attack yield: circuit-guided vs random perturbations", "",
+        "Command (run from the repository root; model evaluations counted exactly, wall times on this shared 2-core machine):", "",
+        f"    {cmd}", "",
+        f"Budget {args.budget} model evaluations per side, {args.n_clean} clean prompts, seeds {args.seeds}. Guided side: clean run, "
+        "stratified random sample (attack + control), Thompson-sampling search (attack, control only for a break). "
+        "Random side: the same clean prompts with random perturbations, through the same unambiguity check.", "",
+        *body])
     files.atomic_write_text(args.doc, text)
     print(text)
     return 0

@@ -40,3 +40,23 @@ def test_duplicated_io_departs_from_gpt2_as_documented(ref_run):
     clean = np.mean([r["logit_diff"] for r in ref_run.rows if r["family"] == "clean"])
     assert ld["control"] < clean - 2.0
     assert ld["attack"] > ld["control"] + 2.0
+
+
+@pytest.fixture(scope="module")
+def compiled_run(reference_model, tmp_path_factory):
+    circuit = resolve_circuit("reference-ioi", reference_model.n_layers, reference_model.n_heads)
+    cfg = AttackConfig(budget=900, n_clean=100, seed=6, batch_size=64)  # default modes: compiled from the records
+    return run_attack(reference_model, circuit, cfg, tmp_path_factory.mktemp("ref-compiled"))
+
+
+def test_compiled_modes_predict_s_repetition_on_the_reference_model(compiled_run):
+    """The built-in circuit's behaviour records (heads copy names by mention count) compile to 'repeat S lowers LD'."""
+    modes = {m.name: m for m in compiled_run.modes}
+    assert modes["compiled_repeat_s"].expected_sign == -1
+    assert modes["compiled_repeat_io"].expected_sign == +1
+    ctl = {r["candidate"]: r["logit_diff"] for r in compiled_run.rows if r["family"] == "control" and r["phase"] == "sample"}
+    d = [r["logit_diff"] - ctl[r["candidate"]] for r in compiled_run.rows
+         if r["family"] == "attack" and r["phase"] == "sample" and r["mode"] == "compiled_repeat_s"]
+    assert np.mean(d) < 0  # the prediction holds on the model (a falsified prediction fails this test, it is not tuned away)
+    breaks = [r for r in compiled_run.rows if r["family"] == "attack" and r["is_break"]]
+    assert breaks and np.mean([bool(r["explained"]) for r in breaks]) >= 0.8

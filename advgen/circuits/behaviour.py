@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from advgen.circuits.format import CircuitHead
+from advgen.circuits.format import Circuit, CircuitHead
 from advgen.core.types import AdvgenError, Head, Prompt, PromptSet, Role
 from advgen.model.loading import LoadedModel
 from advgen.model.validate import DEFAULT_BATCH, end_logits
@@ -294,3 +294,10 @@ def with_records(model: LoadedModel, heads: Sequence[CircuitHead], matrices: Map
     feeds = query_feeds(matrices.get("pp_queries"), nms, feed_threshold)
     recs = measure_behaviour(model, [h.head for h in heads], s, feeds)
     return tuple(replace(h, behaviour=recs[h.head].to_dict()) for h in heads)
+
+
+def attach_records(model: LoadedModel, circuit: Circuit, s: BehaviourSettings = BehaviourSettings()) -> Circuit:
+    """`circuit` with behaviour records measured on `model` for every head (e.g. a hand-written or planted circuit)."""
+    heads = with_records(model, circuit.heads, {}, s, 0.0)
+    prov = {**circuit.provenance, "behaviour_records": f"measured on {model.name} by advgen.circuits.behaviour (n={s.n}, seed={s.seed})"}
+    return replace(circuit, heads=heads, provenance=prov)
