@@ -134,3 +134,15 @@ def test_scan_resumes_from_its_journal_with_identical_bytes(tiny_model, tmp_path
     res = run_scan(LocalBackend(tiny_model), cfg, tmp_path / "cut", resume=True)
     assert (res.reused_units, res.computed_units) == (2, 2)
     assert _tree(tmp_path / "full") == _tree(tmp_path / "cut")
+
+
+def test_cli_scan_prints_the_rate_and_refuses_both_limit_and_sample(tiny_model_dir: Path, tmp_path: Path, capsys) -> None:
+    from advgen.cli.main import main
+
+    out = tmp_path / "cli"
+    assert main(["scan", "--model", str(tiny_model_dir), "--sample", "64", "--unit", "32", "--no-progress", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "natural failure rate (S > IO)" in printed and "Wilson 95 %" in printed
+    assert (out / "adversarial" / "results.jsonl").exists() and (out / ".advgen-complete.json").exists()
+    with pytest.raises(SystemExit):
+        main(["scan", "--limit", "5", "--sample", "5"])
