@@ -88,6 +88,11 @@ def test_plain_run_report(runs, tmp_path):
     assert "<dt>S &gt; IO</dt>" in panel and "<dt>verdict</dt>" not in panel, "the legend defines this run's columns only"
     imgs = embedded_images(html)
     assert len(imgs) == 1 and min(png_size(imgs[0])) > 100
+    summary = json.loads((runs[0] / "summary.json").read_text())
+    for order, g in summary["by_order"].items():  # the same numbers as summary.json's breakdown
+        ci = g["logit_diff_ci95"]
+        assert f"<td>{order}</td><td class=\"num\">{g['n']}</td><td>{g['mean_logit_diff']:.3f} [{ci['low']:.3f}, {ci['high']:.3f}]</td>" in html
+    assert "Clean prompts by template" in html and all(f"<td>{t}</td>" in html for t in summary["by_template"])
 
 
 def test_attack_run_report(attack_report):

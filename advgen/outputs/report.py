@@ -24,8 +24,9 @@ from advgen.model.metrics import bootstrap_ci
 from advgen.outputs import claims_view, plots, verdict
 from advgen.outputs.htmlparts import esc, fmt, img, markdown_html, table
 from advgen.outputs.rundata import RunData, load_run
+from advgen.outputs.runinfo import provenance, section_run, source_label
 
-__all__ = ["build_report", "esc", "fmt", "img", "markdown_html", "table"]
+__all__ = ["build_report", "esc", "fmt", "img", "markdown_html", "provenance", "section_run", "table"]
 
 CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;
 color:#222;padding:0 1em}h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.8em}
@@ -38,7 +39,6 @@ figcaption{font-size:.85em;color:#555}#verdict{border:2px solid #444;border-radi
 .finding,.yield{font-size:1.05em}dl.legend{display:grid;grid-template-columns:max-content auto;gap:.15em 1em;font-size:.85em;
 margin:.4em 0}dl.legend dt{font-weight:bold}dl.legend dd{margin:0}"""
 MAX_EXAMPLES = 10
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _read_json(path: Path) -> Any:
@@ -65,40 +65,6 @@ def _stats(vals: Sequence[float], seed: int) -> list[Any]:
 # ---- sections ----------------------------------------------------------------------------------
 
 
-def provenance(data: RunData) -> dict[str, Any]:
-    """Model, seed, command, versions: manifest.json, else the header of discovery.json / claims.json."""
-    m: dict[str, Any] = dict(data.manifest)
-    for name in ("discovery.json", "claims.json"):
-        doc = verdict.read_json(data.run_dir / name)
-        if isinstance(doc, Mapping):
-            seed = doc.get("seed", (doc.get("settings") or {}).get("seed"))
-            for k, v in (("model", doc.get("model")), ("model_source", doc.get("model_source")), ("seed", seed),
-                         ("command", doc.get("command")), ("versions", doc.get("versions"))):
-                if m.get(k) in (None, "", {}) and v not in (None, ""):
-                    m[k] = v
-    return m
-
-
-def source_label(src: Any) -> str:
-    """Where the model came from, without this machine's paths for the bundled model."""
-    s = str(src or "")
-    try:
-        return f"bundled: {Path(s).resolve().relative_to(PACKAGE_ROOT)}" if s else "not recorded"
-    except ValueError:
-        return s
-
-
-def section_run(data: RunData) -> str:
-    m = provenance(data)
-    circ = data.circuit or {}
-    versions = ", ".join(f"{k} {v}" for k, v in (m.get("versions") or {}).items()) or "not recorded"
-    rows = [["run directory", data.run_dir.resolve().name],
-            ["model", f"{m.get('model') or 'not recorded'} ({source_label(m.get('model_source'))})"],
-            ["seed", m.get("seed", "not recorded")], ["command", m.get("command") or "not recorded"],
-            ["circuit", circ.get("name", "none") if isinstance(circ, Mapping) else str(circ)], ["versions", versions]]
-    return table(["", ""], rows)
-
-
 def _group_row(name: str, rs: Sequence[Mapping[str, Any]], seed: int) -> list[Any]:
     ld = np.array([r["logit_diff"] for r in rs], dtype=float)
     ci = bootstrap_ci(ld, seed)
@@ -115,7 +81,14 @@ def section_summary(data: RunData) -> str:
     for r in data.rows:
         fams.setdefault(str(r.get("family", "clean")), []).append(r)
     out = [_group_row("all", data.rows, data.seed)] + [_group_row(k, v, data.seed) for k, v in fams.items()]
-    return table(["group", "n", "mean LD [95 % CI]", "LD > 0", "S > IO", "mean IO prob", "IO top-1"], out)
+    head = ["group", "n", "mean LD [95 % CI]", "LD > 0", "S > IO", "mean IO prob", "IO top-1"]
+    clean = fams.get("clean", [])
+    parts = [f"<details><summary>Clean prompts by {what} (summary.json: {key})</summary>"
+             + table([field, *head[1:]], [_group_row(v, [r for r in clean if r.get(field) == v], data.seed)
+                                         for v in sorted({str(r.get(field)) for r in clean})]) + "</details>"
+             for what, key, field in (("name order", "by_order", "order"), ("template", "by_template", "template_id"))
+             if clean and all(field in r for r in clean)]
+    return table(head, out) + "".join(parts)
 
 
 def by_mode(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, list[Mapping[str, Any]]]]:

@@ -1,0 +1,51 @@
+"""The report's Run section: where a run came from (model, seed, command, versions), without local paths.
+
+Run and attack directories carry manifest.json; discover and check-claim directories record the
+same in the header of discovery.json / claims.json, which is read when the manifest lacks a value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from advgen.outputs import verdict
+from advgen.outputs.htmlparts import table
+from advgen.outputs.rundata import RunData
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+
+
+def provenance(data: RunData) -> dict[str, Any]:
+    """Model, seed, command, versions: manifest.json, else the header of discovery.json / claims.json."""
+    m: dict[str, Any] = dict(data.manifest)
+    for name in ("discovery.json", "claims.json"):
+        doc = verdict.read_json(data.run_dir / name)
+        if isinstance(doc, Mapping):
+            seed = doc.get("seed", (doc.get("settings") or {}).get("seed"))
+            for k, v in (("model", doc.get("model")), ("model_source", doc.get("model_source")), ("seed", seed),
+                         ("command", doc.get("command")), ("versions", doc.get("versions"))):
+                if m.get(k) in (None, "", {}) and v not in (None, ""):
+                    m[k] = v
+    return m
+
+
+def source_label(src: Any) -> str:
+    """Where the model came from, without this machine's paths for the bundled model."""
+    s = str(src or "")
+    try:
+        return f"bundled: {Path(s).resolve().relative_to(PACKAGE_ROOT)}" if s else "not recorded"
+    except ValueError:
+        return s
+
+
+def section_run(data: RunData) -> str:
+    m = provenance(data)
+    circ = data.circuit or {}
+    versions = ", ".join(f"{k} {v}" for k, v in (m.get("versions") or {}).items()) or "not recorded"
+    rows = [["run directory", data.run_dir.resolve().name],
+            ["model", f"{m.get('model') or 'not recorded'} ({source_label(m.get('model_source'))})"],
+            ["seed", m.get("seed", "not recorded")], ["command", m.get("command") or "not recorded"],
+            ["circuit", circ.get("name", "none") if isinstance(circ, Mapping) else str(circ)], ["versions", versions]]
+    return table(["", ""], rows)
