@@ -225,7 +225,10 @@ def _loop(model, tok, lm, opt, s: PlantedSettings, ck_dir: Path, start: int, log
 
 def train_planted(out_dir: Path, settings: PlantedSettings | None = None, *, resume: bool = True,
                   stop_after: int | None = None, progress: bool = True) -> Path:
-    """Train (or resume) the planted model and write it in HF format to `out_dir`."""
+    """Train (or resume) the planted model and write it in HF format to `out_dir`.
+
+    With `stop_after`, training stops after that step (checkpointed) and the HF files hold that
+    step's model (`steps_done` in training_info.json); rerunning without it resumes."""
     s = settings or PlantedSettings()
     threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     try:
@@ -242,10 +245,13 @@ def train_planted(out_dir: Path, settings: PlantedSettings | None = None, *, res
                 raise CheckpointError(f"checkpoint {ck} was made with other settings or tokenizer; "
                                       "use --no-resume or the original settings")
             start, log = int(meta["step"]), list(meta["log"])
-        lm = _lm_data(tok, s)
-        if not _loop(model, tok, lm, opt, s, ck_dir, start, log, stop_after, progress):
-            return out_dir
-        _write_final(model, tok, s, out_dir, log, start)
+        if stop_after is not None and start > stop_after:
+            raise CheckpointError(f"the newest checkpoint in {ck_dir} is step {start}, past --stop-after {stop_after}; "
+                                  "use a fresh OUT to reproduce an earlier step")
+        lm = _lm_data(tok, s) if start < (stop_after or s.steps) else None
+        if start < (stop_after or s.steps):
+            _loop(model, tok, lm, opt, s, ck_dir, start, log, stop_after, progress)
+        _write_final(model, tok, s, out_dir, log, start)  # also after stop_after: that step's model
         return out_dir
     finally:
         torch.set_num_threads(threads)
@@ -278,6 +284,7 @@ def _write_final(model, tok, s: PlantedSettings, out_dir: Path, log: list, start
         "total_loss_every_100_steps": [round(sum(r["total"] for r in log[i:i + 100]) / len(log[i:i + 100]), 4)
                                        for i in range(0, len(log), 100)],
         "resumed_from_step": start,
+        "steps_done": len(log),
         "torch": torch.__version__,
         "tokenizer_sha256": _tok_hash(tok),
     }
