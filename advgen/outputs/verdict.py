@@ -59,6 +59,8 @@ def _sign_word(sign: Any) -> str:
 def _seen_text(seen: Any) -> str:
     if isinstance(seen, Mapping) and {"mean", "low", "high"} <= set(seen):
         return f"{seen['mean']:+.2f} [{seen['low']:+.2f}, {seen['high']:+.2f}]"
+    if isinstance(seen, Mapping):
+        return "no pairs measured" if not seen.get("n") else "not recorded"
     if isinstance(seen, (int, float)) and not isinstance(seen, bool):
         return f"{seen:+.2f}"
     return "not recorded" if seen is None else str(seen)
