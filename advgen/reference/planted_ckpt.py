@@ -41,11 +41,9 @@ def save(ck_dir: Path, step: int, model, opt: torch.optim.Optimizer, meta: dict[
     tmp.replace(stem.with_suffix(".safetensors"))
     groups = [{k: v for k, v in g.items() if k != "params"} for g in opt.state_dict()["param_groups"]]
     atomic_write_text(stem.with_suffix(".json"), json.dumps({"format": FORMAT, "step": step, "param_groups": groups, **meta}) + "\n")
-    for old in ck_dir.glob("step-*.json"):
-        n = int(old.stem.split("-")[1])
-        if n < step and old != stem.with_suffix(".json") and len(list(ck_dir.glob("step-*.json"))) > 2:
-            old.unlink()
-            old.with_suffix(".safetensors").unlink(missing_ok=True)
+    for old in sorted(ck_dir.glob("step-*.json"), key=lambda p: int(p.stem.split("-")[1]))[:-2]:
+        old.unlink()
+        old.with_suffix(".safetensors").unlink(missing_ok=True)
     return stem.with_suffix(".json")
 
 
