@@ -3,7 +3,9 @@
 Every job checks its arguments and its `--out` (`advgen.core.rundir.check_out`) before any work,
 and writes its directory through `rundir.writing` (lock, completion marker). Sizes are bounded:
 `generate` streams prompts to disk in chunks (memory flat in n) up to `MAX_GENERATE`; `validate`
-and `run` hold one run in memory and refuse more than `MAX_ROWS` prompts.
+and `run` measure unit by unit (`backends.evaluate`: the END logits of one unit at a time, the
+same bytes as one `validate` call) but hold the run's prompts and rows, so they refuse more than
+`MAX_ROWS` prompts.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ from typing import Any
 
 from advgen.core import files, records, rundir
 from advgen.core.types import AdvgenError, Evaluation, Prompt, PromptSet
-from advgen.model.backends import Backend, evaluate, portable_command
+from advgen.model.backends import Backend, LocalBackend, evaluate, portable_command
 from advgen.model.loading import LoadedModel
 from advgen.model.metrics import summarize
-from advgen.model.validate import DEFAULT_BATCH, validate
+from advgen.model.validate import DEFAULT_BATCH
 from advgen.prompts import datasets
 from advgen.prompts import lexicon as lexicon_mod
 from advgen.prompts.lexicon import Lexicon, build_lexicon
@@ -188,7 +190,7 @@ def validate_rows(
     ident = validate_identity(model.name, src.path, seed, batch_size, skip_invalid)
     rundir.check_out(out, "validate", ident, overwrite, inputs=[src.path])
     prompts, rejected = _prompts_of(src, model.tokenizer, skip_invalid)
-    ev = validate(model, prompts, batch_size, progress=progress) if backend is None else evaluate(backend, prompts, batch_size, progress, model)
+    ev = evaluate(backend or LocalBackend(model), prompts, batch_size, progress, model)  # unit by unit: memory flat in n
     settings: dict[str, Any] = {"prompts": str(src.path), "batch_size": batch_size}
     if skip_invalid:
         settings["rejected"] = len(rejected)
@@ -218,7 +220,7 @@ def run(
     rundir.check_out(out, "run", ident, overwrite)
     lex = build_lexicon(model.tokenizer)
     prompts = generate(model.tokenizer, n, seed, templates, lexicon=lex)
-    ev = validate(model, prompts, batch_size, progress=progress) if backend is None else evaluate(backend, prompts, batch_size, progress, model)
+    ev = evaluate(backend or LocalBackend(model), prompts, batch_size, progress, model)  # unit by unit: memory flat in n
     settings = {"n": n, "templates": str(templates or "ioi"), "batch_size": batch_size, "lexicon": lexicon_mod.report(lex)}
     man = records.manifest(model, prompts.tokenizer_hash, seed, settings)
     man["command"] = portable_command(man["command"])  # the same whichever backend ran the units
