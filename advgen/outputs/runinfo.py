@@ -46,6 +46,6 @@ def section_run(data: RunData) -> str:
     versions = ", ".join(f"{k} {v}" for k, v in (m.get("versions") or {}).items()) or "not recorded"
     rows = [["run directory", data.run_dir.resolve().name],
             ["model", f"{m.get('model') or 'not recorded'} ({source_label(m.get('model_source'))})"],
-            ["seed", m.get("seed", "not recorded")], ["command", m.get("command") or "not recorded"],
+            ["seed", str(m.get("seed", "not recorded"))], ["command", m.get("command") or "not recorded"],
             ["circuit", circ.get("name", "none") if isinstance(circ, Mapping) else str(circ)], ["versions", versions]]
     return table(["", ""], rows)
