@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml Makefile
 DEMO = outputs/demo
 demo: setup
 	$(BIN)/advgen run --model reference --n 600 --seed 0 --out $(DEMO)/run
-	$(BIN)/advgen attack --model reference --circuit reference-ioi --modes duplicated_io,distant_s2,swapped_pair \
+	$(BIN)/advgen attack --model reference --circuit reference-ioi \
 		--budget 2000 --n-clean 200 --seed 0 --out $(DEMO)/attack
 	$(BIN)/advgen report $(DEMO)/attack --out $(DEMO)/attack/report.html
 	$(BIN)/advgen export $(DEMO)/attack --format parquet --out $(DEMO)/export-parquet
