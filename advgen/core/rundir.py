@@ -7,7 +7,7 @@ through `writing(out, kind, identity)`:
    must not hold the command's own input; a non-empty directory is reused only if it holds the
    *same* run (same kind and identity: the settings that determine its files), replaced only with
    `overwrite=True` if it holds another advgen run, and never touched if it is not advgen's.
-2. **A lock** (`.advgen.lock`, created exclusively, holding the writer's pid) refuses a second
+2. **A lock** (`.advgen.lock`, created exclusively by a hard link, holding the writer's pid) refuses a second
    writer while the first runs. The completion marker is removed before the first file is written.
 3. **A completion marker** (`.advgen-complete.json`: kind, identity and the sha256 of every file)
    is written last, then the lock is removed. An interrupted writer leaves its lock behind.
@@ -139,12 +139,14 @@ def _acquire(out: Path, kind: str, identity: str) -> None:
     lock = out / LOCK
     if lock.exists() and not (_alive(_lock_pid(out)) and _lock_pid(out) != os.getpid()):
         lock.unlink(missing_ok=True)  # left by an interrupted writer (check_out allowed the takeover)
+    tmp = out / f".advgen.lock.{os.getpid()}.tmp"
+    tmp.write_text(dumps({"pid": os.getpid(), "kind": kind, "identity": identity}) + "\n", encoding="utf-8")
     try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        os.link(tmp, lock)  # atomic and exclusive: a lock is never seen without its pid
     except FileExistsError:
         raise RunDirError(f"--out {out} is being written by another advgen process (lock {lock}); choose another directory") from None
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(dumps({"pid": os.getpid(), "kind": kind, "identity": identity}) + "\n")
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _clear(out: Path, keep: Sequence[str]) -> None:
