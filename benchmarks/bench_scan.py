@@ -12,6 +12,7 @@ the size of a real unit's rows.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import resource
@@ -62,8 +63,30 @@ def overhead(workers: int, units: int, unit_text: str) -> dict[str, float]:
     return {"units": units, "unit_bytes": len(unit_text), "seconds_per_unit": dt / units}
 
 
+def tree_digest(d: Path) -> str:
+    """sha256 over every output file (path and bytes), so two backends' directories compare in one string."""
+    h = hashlib.sha256()
+    for p in sorted(d.rglob("*")):
+        if p.is_file() and p.name != ".advgen.lock":
+            h.update(str(p.relative_to(d)).encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()
+
+
+def driver_fold(unit_text: str, repeats: int = 20) -> dict[str, float]:
+    """Driver-side cost of one unit: parse every row and fold it into the counts (the part is written once, apart)."""
+    import io
+
+    from advgen.outputs.scan import Tally, fold_unit
+
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fold_unit(unit_text, Tally(), Tally(), io.StringIO())
+    dt = (time.perf_counter() - t0) / repeats
+    return {"seconds_per_unit": dt, "microseconds_per_row": 1e6 * dt / unit_text.count("\n")}
+
+
 def run_child(backend: str, n: int, a: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    d = tmp / f"{backend}-{n}"
+    d = tmp / f"scan-{n}"  # the same path for both backends: the manifest records the command line
     cmd = [sys.executable, __file__, "--child", "--backend", backend, "--n", str(n), "--dir", str(d), "--workers", str(a.workers),
            "--unit", str(a.unit), "--threads", str(a.threads), "--batch-size", str(a.batch_size)]
     r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(a.threads)})
@@ -71,7 +94,7 @@ def run_child(backend: str, n: int, a: argparse.Namespace, tmp: Path) -> dict[st
         raise SystemExit(f"child failed: {r.stderr[-2000:]}")
     out = json.loads(r.stdout.strip().splitlines()[-1])
     out["part0"] = (d / "parts" / "part-00000.jsonl").read_text()
-    out["digest"] = subprocess.run(["sha256sum", str(d / "summary.json")], capture_output=True, text=True).stdout.split()[0]
+    out["tree_sha256"] = tree_digest(d)
     shutil.rmtree(d)
     print(json.dumps({k: v for k, v in out.items() if k != "part0"}), flush=True)
     return out
@@ -83,7 +106,7 @@ def main() -> None:
     ap.add_argument("--backend", default="local")
     ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("--dir", default="")
-    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    ap.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000], help="none: only the per-unit costs")
     ap.add_argument("--backends", nargs="+", default=["local", "ray"])
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process (driver for local, each actor for Ray)")
@@ -95,13 +118,16 @@ def main() -> None:
     if a.child:
         return child(a)
     tmp = Path(tempfile.mkdtemp(prefix="bench-scan-"))
-    runs = [run_child(b, n, a, tmp) for n in a.sizes for b in a.backends]
+    runs = [run_child(b, n, a, tmp) for n in a.sizes for b in a.backends] or [run_child("local", a.unit, a, tmp)]
+    same = {n: len({r["tree_sha256"] for r in runs if r["n"] == n}) == 1 for n in a.sizes}
+    print(json.dumps({"byte_identical_across_backends": same}), flush=True)
     part = runs[0].pop("part0")
     for r in runs:
         r.pop("part0", None)
-    result = {"runs": runs, "overhead": overhead(a.workers, a.overhead_units, part), "nproc": os.cpu_count(),
+    result = {"runs": runs if a.sizes else [], "byte_identical_across_backends": same,
+              "overhead": overhead(a.workers, a.overhead_units, part), "driver_fold": driver_fold(part), "nproc": os.cpu_count(),
               "load_avg_at_end": os.getloadavg(), "settings": {k: v for k, v in vars(a).items() if k not in ("child", "dir", "n", "out")}}
-    print(json.dumps(result["overhead"]))
+    print(json.dumps({"overhead": result["overhead"], "driver_fold": result["driver_fold"]}))
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(json.dumps(result, indent=1) + "\n")

@@ -267,13 +267,14 @@ def _scan(backend: Backend, cfg: ScanConfig, out: Path, info: ModelInfo, space: 
                 text = next(computed)
                 journal.record(u, keys[u], text)
                 n_new += 1
-            _fold(text, tally, bad, adv)
+            fold_unit(text, tally, bad, adv)
             bar.update(ranges[u][1] - ranges[u][0])
     bar.close()
     return _finish(out, cfg, info, space, sel, tally, bad, n_new, len(reuse))
 
 
-def _fold(text: str, tally: Tally, bad: Tally, adv: IO[str]) -> None:
+def fold_unit(text: str, tally: Tally, bad: Tally, adv: IO[str]) -> None:
+    """Fold one unit's rows into the counts; copy its failing lines (LD < 0) byte for byte to `adv`."""
     for line in text.splitlines(keepends=True):
         row = json.loads(line)
         tally.add(row)
