@@ -160,7 +160,8 @@ def _cache_under(model: LoadedModel, prompts: PromptSet, patches: list[patching.
 
 
 STAGES = ("caching clean, ABC and S1-twin runs", "attribution patching", "activation patching", "path patching to the logits",
-          "head scores and detectors", "path patching to name-mover queries, keys and values", "backup knockout")
+          "head scores and detectors", "path patching to name-mover queries, keys and values", "backup knockout",
+          "behaviour records of the kept heads")
 """What `discover` reports through `progress`, in order, before each step (a CLI turns them into a progress bar)."""
 
 
@@ -172,11 +173,8 @@ def discover(model: LoadedModel, settings: Settings = Settings(), name: str | No
     clean_ps, abc_ps, s1_ps = datasets.ioi_sets(model.tokenizer, s.n, s.seed)
     say(STAGES[0])
     ta = time.perf_counter()
-    clean = patching.cache_run(model, clean_ps, s.batch_size, grad=True)
-    abc = patching.cache_run(model, abc_ps, s.batch_size)
-    s1 = patching.cache_run(model, s1_ps, s.batch_size)
-    corrupt = {"abc": abc, "s1": s1}
-    t_cache = time.perf_counter() - ta
+    clean, abc, s1 = (patching.cache_run(model, ps, s.batch_size, grad=ps is clean_ps) for ps in (clean_ps, abc_ps, s1_ps))
+    corrupt, t_cache = {"abc": abc, "s1": s1}, time.perf_counter() - ta
     f_m = float(clean.ld.mean())
     say(f"clean mean LD F(M) = {f_m:.3f} over {len(clean_ps)} prompts")
     say(STAGES[1])
@@ -197,8 +195,7 @@ def discover(model: LoadedModel, settings: Settings = Settings(), name: str | No
     m.update(scores.ioi_scores(model, clean_ps, clean).scores)
     det = scores.detector_scores(model, s.detector_seqs, s.detector_len, s.seed)
     m.update(det.scores)
-    first = assign_roles(m, s)
-    nms = [h for h, (r, _) in first.items() if r == Role.NAME_MOVER]
+    nms = [h for h, (r, _) in assign_roles(m, s).items() if r == Role.NAME_MOVER]  # first pass: who the name movers are
     say(STAGES[5])
     m["pp_queries"], n_q = paths.path_patching_queries(model, clean_ps, clean, abc, [(h.layer, h.head) for h in nms], s.batch_size * 4)
     kv, n_kv = paths.path_patching_kv(model, clean_ps, clean, abc, [(h.layer, h.head) for h in nms], s.batch_size * 4)
@@ -206,12 +203,8 @@ def discover(model: LoadedModel, settings: Settings = Settings(), name: str | No
     say(STAGES[6])
     m["backup_gain"], n_b = backup_gain(model, clean_ps, clean, abc, nms, s.batch_size)
     roles = assign_roles(m, s)
-    heads = []
-    for h in sorted(roles):
-        role, why = roles[h]
-        ev = {k: round(float(v[h.layer, h.head]), 5) for k, v in sorted(m.items()) if np.isfinite(v[h.layer, h.head])}
-        heads.append(CircuitHead(h, role, ("ALL",) if "kept at ALL" in why else DEFAULT_POSITIONS[role], ev, why))
-    heads = list(behaviour.with_records(model, heads, m, behaviour.BehaviourSettings(s.n, s.seed, s.batch_size), s.sinh_effect))
+    say(STAGES[7])
+    heads = _circuit_heads(model, roles, m, s)
     found = sorted({r.value for r, _ in roles.values()})
     missing = [r.value for r in Role if r.value not in found]
     forwards = {
@@ -220,23 +213,33 @@ def discover(model: LoadedModel, settings: Settings = Settings(), name: str | No
         "head_detector_sequences": det.forwards,
     }
     settings_d = asdict(s)
-    circuit = Circuit(
-        name=name or f"discovered-{Path(model.name).name}", model=model.name, heads=tuple(heads),
-        n_layers=model.n_layers, n_heads=model.n_heads,
-        provenance={"method": "advgen discover (attribution + activation + path patching, head_detector scores)",
-                    "settings": settings_d, "clean_mean_ld": round(f_m, 5), "roles_found": found, "roles_missing": missing},
-    )
+    circuit = Circuit(name=name or f"discovered-{Path(model.name).name}", model=model.name, heads=tuple(heads),
+                      n_layers=model.n_layers, n_heads=model.n_heads, provenance={
+                          "method": "advgen discover (attribution + activation + path patching, head_detector scores)",
+                          "settings": settings_d, "clean_mean_ld": round(f_m, 5), "roles_found": found, "roles_missing": missing})
     report = {
         "model": model.name, "model_source": model.source, "settings": settings_d, "clean_mean_ld": f_m,
-        "abc_mean_ld": float(abc.ld.mean()), "roles_found": found, "roles_missing": missing,
-        "heads_direct_share_of_ld": float(np.sum(m["dla_ld"])),
-        "note_direct_share": "sum over heads of direct logit attribution / F(M); the rest reaches the logits through MLPs, embeddings and biases",
+        "abc_mean_ld": float(abc.ld.mean()), "roles_found": found, "roles_missing": missing, **_direct_share(m),
         "heads": {str(h.head): {"role": h.role.value, "why": h.note} for h in heads},
-        "attribution_vs_activation_spearman": rank,
-        "forward_equivalents": forwards,
+        "attribution_vs_activation_spearman": rank, "forward_equivalents": forwards,
         "seconds": {"attribution_total": t_attr, "activation_patching": t_act, "total": time.perf_counter() - t0},
     }
     return Discovery(circuit, m, report)
+
+
+def _circuit_heads(model: LoadedModel, roles: dict[Head, tuple[Role, str]], m: dict[str, np.ndarray], s: Settings) -> list[CircuitHead]:
+    """Each kept head with its role, positions, every score as evidence, and its behaviour record."""
+    heads = []
+    for h in sorted(roles):
+        role, why = roles[h]
+        ev = {k: round(float(v[h.layer, h.head]), 5) for k, v in sorted(m.items()) if np.isfinite(v[h.layer, h.head])}
+        heads.append(CircuitHead(h, role, ("ALL",) if "kept at ALL" in why else DEFAULT_POSITIONS[role], ev, why))
+    return list(behaviour.with_records(model, heads, m, behaviour.BehaviourSettings(s.n, s.seed, s.batch_size), s.sinh_effect))
+
+
+def _direct_share(m: dict[str, np.ndarray]) -> dict[str, Any]:
+    return {"heads_direct_share_of_ld": float(np.sum(m["dla_ld"])),
+            "note_direct_share": "sum over heads of direct logit attribution / F(M); the rest reaches the logits through MLPs, embeddings and biases"}
 
 
 HEATMAPS = {
