@@ -226,18 +226,8 @@ def single_token_id(tokenizer: Any, word: str, what: str = "answer") -> int:
     return ids[0]
 
 
-def render(
-    template: Template,
-    order: str,
-    fill: Fill,
-    tokenizer: Any,
-    *,
-    prepend_bos: bool = True,
-    family: str = "clean",
-    pair_id: str = "",
-    extra: Mapping[str, Any] | None = None,
-) -> Prompt:
-    """Render one prompt; every name/noun slot must be exactly one token, checked by decoding."""
+def _fill_text(template: Template, order: str, fill: Fill) -> tuple[str, dict[str, tuple[int, int]]]:
+    """The prompt text and the character span of each slot's first occurrence."""
     text_t = template.in_order(order)
     pieces: list[str] = []
     spans: dict[str, tuple[int, int]] = {}
@@ -252,8 +242,13 @@ def render(
         spans.setdefault(m.group(1), (start, start + len(value)))
         pos = m.end()
     pieces.append(text_t[pos:])
-    text = "".join(pieces)
+    return "".join(pieces), spans
 
+
+def _slot_positions(
+    template: Template, text: str, spans: Mapping[str, tuple[int, int]], tokenizer: Any, prepend_bos: bool
+) -> tuple[list[int], dict[str, int]]:
+    """Token ids and each slot's token index, verified: one token that decodes to ' ' + the value."""
     enc = tokenizer(text, return_offsets_mapping=True, add_special_tokens=False)
     ids, offsets = list(enc["input_ids"]), list(enc["offset_mapping"])
     shift = 0
@@ -273,6 +268,23 @@ def render(
                 f"token with its leading space in context (tokens {got})"
             )
         positions[slot] = hits[0] + shift
+    return ids, positions
+
+
+def render(
+    template: Template,
+    order: str,
+    fill: Fill,
+    tokenizer: Any,
+    *,
+    prepend_bos: bool = True,
+    family: str = "clean",
+    pair_id: str = "",
+    extra: Mapping[str, Any] | None = None,
+) -> Prompt:
+    """Render one prompt; every name/noun slot must be exactly one token, checked by decoding."""
+    text, spans = _fill_text(template, order, fill)
+    ids, positions = _slot_positions(template, text, spans, tokenizer, prepend_bos)
     positions["S1+1"] = positions["S1"] + 1
     positions["END"] = len(ids) - 1
     io_tok = single_token_id(tokenizer, fill.io, "IO name")
