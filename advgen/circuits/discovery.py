@@ -277,7 +277,7 @@ def _heatmaps(path: Path, names: tuple[str, ...], m: dict[str, np.ndarray], titl
     names = tuple(k for k in names if k in m)
     L, H = next(iter(m.values())).shape
     fig, axes = plt.subplots(1, len(names), figsize=(1.0 + min(max(2.6, 0.45 * H + 1.4), 4.5) * len(names), 1.6 + min(0.4 * L, 4.8)), squeeze=False)
-    for ax, k in zip(axes[0], names):
+    for ax, k in zip(axes[0], names, strict=True):
         v = np.nan_to_num(m[k])
         lim = max(float(np.abs(v).max()), 1e-9)
         signed = float(v.min()) < 0
