@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from advgen.attacks.search import AttackConfig, run_attack
 from advgen.attacks.tables import write_run
 from advgen.circuits.behaviour import attach_records
@@ -54,9 +56,9 @@ def unbatched_check(model: LoadedModel, rows: list[dict[str, Any]]) -> tuple[int
     return len(breaks), ok
 
 
-def one_run(model: LoadedModel, circuit: Circuit, cfg: AttackConfig, out: Path) -> dict[str, Any]:
+def one_run(model: LoadedModel, circuit: Circuit, cfg: AttackConfig, out: Path, resume: bool = False) -> dict[str, Any]:
     t0 = time.perf_counter()
-    run = run_attack(model, circuit, cfg, out)
+    run = run_attack(model, circuit, cfg, out, resume=resume)
     secs = time.perf_counter() - t0
     man = records.manifest(model, tokenizer_hash(model.tokenizer), cfg.seed, {"budget": cfg.budget, "n_clean": cfg.n_clean})
     res = write_run(out, run, cfg, circuit, man)
@@ -64,7 +66,9 @@ def one_run(model: LoadedModel, circuit: Circuit, cfg: AttackConfig, out: Path) 
     breaks = [r for r in run.rows if r["family"] == "attack" and r["is_break"]]
     n, held = unbatched_check(model, list(run.rows))  # type: ignore[arg-type]
     modes = res["summary"]["modes"]
-    return {"seed": cfg.seed, "secs": secs, "yield": y, "evals": run.evals, "breaks": len(breaks),
+    paired = [r for r in run.rows if r["family"] == "attack" and r["signal_shift"] is not None]
+    shift = {k: float(np.mean([r["signal_shift"] for r in paired if r["is_break"] == k] or [float("nan")])) for k in (True, False)}
+    return {"seed": cfg.seed, "shift": shift, "secs": secs, "yield": y, "evals": run.evals, "breaks": len(breaks),
             "explained": sum(bool(r["explained"]) for r in breaks), "unbatched": (n, held),
             "modes": {k: (v["predicted_sign"], v["seen"], v["verdict"]) for k, v in modes.items()},
             "compiled": {m.name: m.describe().get("compiled_from") for m in run.modes}}
@@ -107,14 +111,15 @@ def model_section(name: str, circuit: Circuit, origin: str, runs: list[dict[str,
     ratios = [r["yield"]["ratio"] for r in runs]
     finite = [x for x in ratios if x is not None]
     lines = [f"## `{name}` with circuit `{circuit.name}` ({len(circuit)} heads; {origin})", "",
-             "| seed | guided breaks / 1,000 | random breaks / 1,000 | ratio | breaks | explained (vs control) | LD < 0 unbatched | wall s |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| seed | guided breaks / 1,000 | random breaks / 1,000 | ratio | breaks | explained (vs control) | "
+             "signal shift: breaks / other paired attacks | LD < 0 unbatched | wall s |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         y, (n, held) = r["yield"], r["unbatched"]
         ratio = "n/a" if y["ratio"] is None else f"{y['ratio']:.1f}x"
         expl = f"{r['explained']}/{r['breaks']}" + (f" ({r['explained'] / r['breaks']:.0%})" if r["breaks"] else "")
         lines.append(f"| {r['seed']} | {y['guided_per_1000']:.1f} | {y['random_per_1000']:.1f} | {ratio} | {r['breaks']} | {expl} | "
-                     f"{held}/{n} | {r['secs']:.0f} |")
+                     f"{r['shift'][True]:.3f} / {r['shift'][False]:.3f} | {held}/{n} | {r['secs']:.0f} |")
     if finite:
         goal = "meets" if min(finite) >= 5 else "misses"
         lines += ["", f"Ratio over {len(runs)} seeds: min {min(finite):.1f}x, max {max(finite):.1f}x ({goal} the 5x goal in every seed)"
@@ -140,33 +145,38 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench-attack")
     ap.add_argument("--doc", type=Path, default=ROOT / "docs" / "benchmarks" / "attack.md")
     ap.add_argument("--no-speed", action="store_true", help="skip the evaluations-per-second measurement")
+    ap.add_argument("--speed-only", action="store_true", help="only the evaluations-per-second measurement")
+    ap.add_argument("--resume", action="store_true", help="reuse finished journal units of earlier runs in --out (same results, less time)")
     args = ap.parse_args(argv)
-    cmd = "python benchmarks/bench_attack.py " + shlex.join(sys.argv[1:] if argv is None else argv)
-    body: list[str] = []
-    for name in args.models.split(","):
+    cmd = "python benchmarks/bench_attack.py " + shlex.join(a for a in (sys.argv[1:] if argv is None else argv) if a != "--resume")
+    sections = args.doc.parent / "attack-sections"
+    """Each model's section (and the speed section) is kept with the command that made it; the doc joins them."""
+    for name in [] if args.speed_only else args.models.split(","):
         model = load_model(name)
         circuit, origin = circuit_for(model, name)
         runs = []
         for seed in (int(x) for x in args.seeds.split(",")):
             cfg = AttackConfig(budget=args.budget, n_clean=args.n_clean, seed=seed,
                                modes=tuple(args.modes.split(",")) if args.modes else None)
-            runs.append(one_run(model, circuit, cfg, args.out / f"{name}-s{seed}"))
+            runs.append(one_run(model, circuit, cfg, args.out / f"{name}-s{seed}", args.resume))
             print(f"{name} seed {seed}: {runs[-1]['yield']}", flush=True)
-        body += model_section(name, circuit, origin, runs, cfg)
-    if not args.no_speed:
+        text = "\n".join(model_section(name, circuit, origin, runs, cfg))
+        files.atomic_write_text(sections / f"{name}.md", f"Command: `{cmd}`\n\n" + text)
+    if args.speed_only or not args.no_speed:
         with tempfile.TemporaryDirectory() as tmp:
-            body += ["## Speed: attack evaluations per second (GPT-2-shaped random model, 12 x 12 heads)", "",
-                     *speed(ROOT / "tests" / "data" / "gpt2-tokenizer", Path(tmp)), ""]
-    text = "\n".join([
+            text = "\n".join(["## Speed: attack evaluations per second (GPT-2-shaped random model, 12 x 12 heads)", "",
+                              *speed(ROOT / "tests" / "data" / "gpt2-tokenizer", Path(tmp)), ""])
+        files.atomic_write_text(sections / "zz-speed.md", f"Command: `{cmd}`\n\n" + text)
+    doc = "\n".join([
         "# Attack yield: circuit-guided vs random perturbations", "",
-        "Command (run from the repository root; model evaluations counted exactly, wall times on this shared 2-core machine):", "",
-        f"    {cmd}", "",
-        f"Budget {args.budget} model evaluations per side, {args.n_clean} clean prompts, seeds {args.seeds}. Guided side: clean run, "
-        "stratified random sample (attack + control), Thompson-sampling search (attack, control only for a break). "
-        "Random side: the same clean prompts with random perturbations, through the same unambiguity check.", "",
-        *body])
-    files.atomic_write_text(args.doc, text)
-    print(text)
+        "Produced by `benchmarks/bench_attack.py` (run from the repository root); each section names the command that "
+        "produced it. Model evaluations are counted exactly; wall times are on this shared 2-core machine.", "",
+        "Guided side: clean run, stratified random sample (attack + control), Thompson-sampling search (attack; its control "
+        "only for a break). Random side: the same clean prompts with random perturbations, through the same unambiguity "
+        "check. Yield = confirmed breaks per 1,000 model evaluations of that side.", "",
+        *(p.read_text() for p in sorted(sections.glob("*.md")))])
+    files.atomic_write_text(args.doc, doc)
+    print(doc)
     return 0
 
 
