@@ -49,6 +49,15 @@ def test_interrupted_writer_leaves_a_lock_readers_refuse(tmp_path):
         load_run(d)
 
 
+def test_files_added_beside_a_run_are_not_part_of_it(tiny_model, tmp_path):
+    out = pipeline.run(tiny_model, 5, seed=4, out=tmp_path / "r").out
+    (out / "report.html").write_text("<html>v1</html>")
+    pipeline.run(tiny_model, 5, seed=4, out=out)  # the same run again, a report beside it
+    assert "report.html" not in json.loads((out / rundir.MARKER).read_text())["files"]
+    (out / "report.html").write_text("<html>v2</html>")  # a new report does not make the run look changed
+    assert len(load_run(out).rows) == 5
+
+
 def test_writer_failing_before_any_write_leaves_no_trace(run_dir, tmp_path):
     with pytest.raises(AdvgenError):
         with rundir.writing(tmp_path / "new", "run", "i"):

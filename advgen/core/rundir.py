@@ -178,8 +178,10 @@ def file_hashes(d: Path, skip_dirs: Sequence[str] = ()) -> dict[str, str]:
     return out
 
 
-def write_marker(d: Path, kind: str, identity: str, skip_dirs: Sequence[str] = ()) -> None:
-    doc = {"kind": kind, "identity": identity, "files": file_hashes(d, skip_dirs)}
+def write_marker(d: Path, kind: str, identity: str, skip_dirs: Sequence[str] = (), only: set[str] | None = None) -> None:
+    """The completion marker: sha256 of every file of the run (`only`: just these relative paths)."""
+    hashes = file_hashes(d, skip_dirs)
+    doc = {"kind": kind, "identity": identity, "files": {k: v for k, v in hashes.items() if only is None or k in only}}
     atomic_write_text(d / MARKER, json.dumps(doc, indent=1, sort_keys=True) + "\n")
 
 
@@ -218,13 +220,26 @@ def writing(
             if created and not any(out.iterdir()):
                 out.rmdir()
         raise
-    write_marker(out, kind, identity, keep)
+    # the run's files: written now, or listed by the same run's old marker; never a file added beside
+    # the run by someone else (e.g. a report.html), which may change without making the run incomplete
+    now = _snapshot(out)
+    ours = {k for k, v in now.items() if before.get(k) != v} | (set(_marker_files(old_marker)) & set(now))
+    write_marker(out, kind, identity, keep, only=ours)
     (out / LOCK).unlink(missing_ok=True)
+
+
+def _marker_files(raw: bytes | None) -> list[str]:
+    try:
+        doc = json.loads(raw) if raw else {}
+    except ValueError:
+        return []
+    files = doc.get("files") if isinstance(doc, dict) else None
+    return [str(k) for k in files] if isinstance(files, dict) else []
 
 
 def _snapshot(d: Path) -> dict[str, tuple[int, int]]:
     """(mtime, size) of every file under `d` except the lock: tells whether a writer wrote anything."""
-    return {str(p.relative_to(d)): (p.stat().st_mtime_ns, p.stat().st_size)
+    return {p.relative_to(d).as_posix(): (p.stat().st_mtime_ns, p.stat().st_size)
             for p in d.rglob("*") if p.is_file() and p.name != LOCK}
 
 
