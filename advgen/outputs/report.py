@@ -122,7 +122,7 @@ def _mode_row(mode: str, subset: str, fam: str, rs: Sequence[Mapping[str, Any]],
     st = _stats([r["logit_diff"] for r in rs], seed)
     st[3] = float(np.mean([r.get("io_prob", np.nan) for r in rs]))
     breaks = sum(bool(r.get("is_break")) for r in rs) if fam == "attack" else ""
-    expl = [r.get("explained") for r in rs if fam == "attack" and r.get("is_break") and r.get("explained") is not None]
+    expl = [bool(r["explained"]) for r in rs if fam == "attack" and r.get("is_break") and r.get("explained") is not None]
     return [mode, subset, fam, *st, breaks, float(np.mean(expl)) if expl else ""]
 
 

@@ -76,7 +76,8 @@ def _breaks(entry: Mapping[str, Any] | None) -> str:
 
 def mode_verdicts(summary: Mapping[str, Any], modes_doc: Mapping[str, Any] | None) -> list[ModeVerdict]:
     """Per mode: predicted sign, seen paired difference [95 % CI], verdict; summary.json first, then modes.json."""
-    s_modes = summary.get("modes") if isinstance(summary.get("modes"), Mapping) else {}
+    raw = summary.get("modes")
+    s_modes: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
     m_modes = (modes_doc or {}).get("modes") or {}
     out = []
     for name in list(dict.fromkeys([*s_modes, *m_modes])):
