@@ -157,3 +157,14 @@ def test_killed_actor_mid_run_gives_the_same_output(pool: RayBackend, local_scan
     after = pool.worker_pids()
     assert after[0] != before[0] and after[1] == before[1]  # Ray restarted the killed actor
     assert _tree(tmp_path / "scan") == local_scan
+
+
+def test_ray_attack_evaluation_gives_the_same_rows(pool: RayBackend, reference_model, tmp_path: Path) -> None:
+    from advgen.attacks.search import AttackConfig, run_attack
+    from advgen.circuits.format import resolve_circuit
+
+    circuit = resolve_circuit("reference-ioi", reference_model.n_layers, reference_model.n_heads)
+    cfg = AttackConfig(budget=160, n_clean=40, seed=2, batch_size=32, modes=("duplicated_io",))
+    here = run_attack(reference_model, circuit, cfg, tmp_path / "local")
+    there = run_attack(reference_model, circuit, cfg, tmp_path / "ray", backend=pool)
+    assert there.rows == here.rows and there.evals == here.evals

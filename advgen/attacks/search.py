@@ -35,6 +35,7 @@ from advgen.circuits.format import Circuit
 from advgen.core import records
 from advgen.core.records import AttackRow, MeasuredRow
 from advgen.core.types import AdvgenError, Prompt, PromptSet
+from advgen.model.backends import Backend, measure_unit
 from advgen.model.loading import LoadedModel
 from advgen.model.validate import Read, measure
 from advgen.prompts import datasets
@@ -119,11 +120,14 @@ class Setup:
     clean_prompts: list[Prompt]
     journal: Journal
     base_key: tuple[Any, ...]
+    backend: Backend | None = None
+    """Where measurements run (None: here, on `model`); `--backend ray` gives the same rows."""
 
 
 def _measure(s: Setup, prompts: list[Prompt], reads: list[list[Read]], tags: list[dict[str, Any]]) -> list[MeasuredRow]:
     ps = PromptSet(tuple(prompts), tokenizer_hash(s.model.tokenizer))
-    m = measure(s.model, ps, reads, s.cfg.batch_size)
+    unit = (ps, reads, s.cfg.batch_size)
+    [m] = [measure(s.model, *unit)] if s.backend is None else list(s.backend.map(measure_unit, [unit]))
     out: list[MeasuredRow] = []
     for p, met, sig, tag in zip(prompts, m.metrics, m.signals, tags, strict=True):
         row = {**records.prompt_row(p), **records.metric_row(met), "mode": p.extra.get("mode"), "cell": tag.get("cell"),
@@ -132,7 +136,7 @@ def _measure(s: Setup, prompts: list[Prompt], reads: list[list[Read]], tags: lis
     return out
 
 
-def _prepare(model: LoadedModel, circuit: Circuit, cfg: AttackConfig, journal: Journal) -> Setup:
+def _prepare(model: LoadedModel, circuit: Circuit, cfg: AttackConfig, journal: Journal, backend: Backend | None = None) -> Setup:
     cfg.check()
     circuit.check_against(model.n_layers, model.n_heads)
     proposal = select_modes(circuit, cfg.modes)
@@ -141,7 +145,8 @@ def _prepare(model: LoadedModel, circuit: Circuit, cfg: AttackConfig, journal: J
     lex = build_lexicon(model.tokenizer)
     specs = datasets.sample_specs(resolve_templates(cfg.templates), lex, cfg.n_clean, cfg.seed)
     base_key = (model.source, circuit.to_dict(), cfg.seed, cfg.n_clean, cfg.templates, cfg.budget, cfg.sample_frac, cfg.modes)
-    return Setup(model, circuit, cfg, proposal, lex, load_bank(lex), specs, list(datasets.build(specs, model.tokenizer)), journal, base_key)
+    return Setup(model, circuit, cfg, proposal, lex, load_bank(lex), specs, list(datasets.build(specs, model.tokenizer)), journal, base_key,
+                 backend)
 
 
 def _run_clean(s: Setup) -> list[MeasuredRow]:
@@ -295,11 +300,11 @@ def _baseline(s: Setup, clean_ld: Sequence[float]) -> list[MeasuredRow]:
 
 def run_attack(
     model: LoadedModel, circuit: Circuit, cfg: AttackConfig, out: Path, resume: bool = False,
-    stop_after_units: int | None = None, progress: bool = False,
+    stop_after_units: int | None = None, progress: bool = False, backend: Backend | None = None,
 ) -> AttackRun:
     """Run every phase; every model evaluation is counted in `evals`."""
     bar = tqdm(total=2 * cfg.budget - cfg.n_clean, desc="attack", unit="eval", disable=not progress)
-    s = _prepare(model, circuit, cfg, Journal(out, resume, stop_after_units, bar))
+    s = _prepare(model, circuit, cfg, Journal(out, resume, stop_after_units, bar), backend)
     clean_rows = _run_clean(s)
     clean_ld = [r["logit_diff"] for r in clean_rows]
     pool = _pool(s)

@@ -49,16 +49,19 @@ def cmd_attack(args: argparse.Namespace) -> None:
 def _run_and_write(args: argparse.Namespace, model: Any, circuit: Any, cfg: Any, out: Path) -> tuple[dict[str, Any], Any]:
     from advgen.attacks.search import run_attack
     from advgen.attacks.tables import write_run
+    from advgen.cli.scan import backend_for
     from advgen.core import records
+    from advgen.model.backends import portable_command
     from advgen.prompts.templates import tokenizer_hash
 
-    run = run_attack(model, circuit, cfg, out, resume=args.resume, progress=not args.no_progress)
+    with backend_for(args, model) as backend:
+        run = run_attack(model, circuit, cfg, out, resume=args.resume, progress=not args.no_progress, backend=backend)
     settings = {"budget": cfg.budget, "n_clean": cfg.n_clean, "batch_size": cfg.batch_size, "sample_frac": cfg.sample_frac,
                 "templates": str(cfg.templates or "ioi"), "modes": list(cfg.modes) if cfg.modes else None,
                 "evaluations": run.evals}
     man = records.manifest(model, tokenizer_hash(model.tokenizer), cfg.seed, settings)
     man["circuit"] = {"name": circuit.name, "spec": str(args.circuit), "n_heads": len(circuit)}
-    man["command"] = man["command"].replace(" --resume", "")
+    man["command"] = portable_command(man["command"])  # without --resume and the backend options
     return write_run(out, run, cfg, circuit, man), run
 
 
@@ -80,4 +83,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--overwrite", action="store_true", help="replace an --out directory that holds another advgen run")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--list-modes", action="store_true", help="print the failure-mode catalogue (and what --circuit implies), run nothing")
+    from advgen.cli.scan import add_backend_args
+
+    add_backend_args(p)
     p.set_defaults(func=cmd_attack)
