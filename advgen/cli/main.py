@@ -51,8 +51,10 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
 
 def _print_lexicon(report: dict) -> None:
-    print(f"lexicon: {report['names']} names, {report['places']} places, {report['objects']} objects "
-          f"({len(report['dropped'])} entries dropped as not single tokens; listed in manifest.json)")
+    from advgen.outputs.console import wrap
+
+    print(wrap(f"lexicon: {report['names']} names, {report['places']} places, {report['objects']} objects "
+               f"({len(report['dropped'])} entries dropped as not single tokens; listed in manifest.json)"))
 
 
 def _print_summary(summary: dict, out: Path) -> None:
