@@ -23,3 +23,12 @@ def test_run_and_attack_summaries_fit_and_define_terms(tiny_model, tmp_path):
     assert "ratio 3.00x" in text.replace("\n  ", " ")
     for term in ("LD =", "pairs =", "predicted =", "seen =", "verdict:", "break =", "yield ="):
         assert term in text.replace("\n  ", " "), term
+
+
+def test_run_cli_prints_within_100_columns(tiny_model_dir, tmp_path, capsys):
+    from advgen.cli.main import main
+
+    assert main(["run", "--model", str(tiny_model_dir), "--n", "8", "--out", str(tmp_path / "r"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert max(map(len, out.splitlines())) <= console.WIDTH, out
+    assert "Terms:" in out
