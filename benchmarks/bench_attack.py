@@ -37,8 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CIRCUITS = {"reference": "reference-ioi", "planted": "planted-ioi"}
 
 
-def circuit_for(model: LoadedModel, name: str) -> tuple[Circuit, str]:
-    c = resolve_circuit(CIRCUITS.get(name, name), model.n_layers, model.n_heads)
+def circuit_for(model: LoadedModel, name: str, spec: str | None = None) -> tuple[Circuit, str]:
+    c = resolve_circuit(spec or CIRCUITS.get(name, name), model.n_layers, model.n_heads)
     if any(h.behaviour for h in c.heads):
         return c, "behaviour records from the circuit file"
     return attach_records(model, c), "behaviour records measured by this benchmark (the circuit file has none)"
@@ -141,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--budget", type=int, default=3000)
     ap.add_argument("--n-clean", type=int, default=300)
+    ap.add_argument("--circuit", default=None, help="circuit for every model of this call (default: reference-ioi / planted-ioi by name)")
+    ap.add_argument("--label", default=None, help="section name for the doc (default: the model spec)")
     ap.add_argument("--modes", default=None, help="default: compiled when the circuit has behaviour records")
     ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench-attack")
     ap.add_argument("--doc", type=Path, default=ROOT / "docs" / "benchmarks" / "attack.md")
@@ -153,15 +155,15 @@ def main(argv: list[str] | None = None) -> int:
     """Each model's section (and the speed section) is kept with the command that made it; the doc joins them."""
     for name in [] if args.speed_only else args.models.split(","):
         model = load_model(name)
-        circuit, origin = circuit_for(model, name)
+        circuit, origin = circuit_for(model, name, args.circuit)
         runs = []
         for seed in (int(x) for x in args.seeds.split(",")):
             cfg = AttackConfig(budget=args.budget, n_clean=args.n_clean, seed=seed,
                                modes=tuple(args.modes.split(",")) if args.modes else None)
-            runs.append(one_run(model, circuit, cfg, args.out / f"{name}-s{seed}", args.resume))
+            runs.append(one_run(model, circuit, cfg, args.out / f"{args.label or Path(name).name}-s{seed}", args.resume))
             print(f"{name} seed {seed}: {runs[-1]['yield']}", flush=True)
         text = "\n".join(model_section(name, circuit, origin, runs, cfg))
-        files.atomic_write_text(sections / f"{name}.md", f"Command: `{cmd}`\n\n" + text)
+        files.atomic_write_text(sections / f"{args.label or Path(name).name}.md", f"Command: `{cmd}`\n\n" + text)
     if args.speed_only or not args.no_speed:
         with tempfile.TemporaryDirectory() as tmp:
             text = "\n".join(["## Speed: attack evaluations per second (GPT-2-shaped random model, 12 x 12 heads)", "",

@@ -244,11 +244,12 @@ def _arms(s: Setup, pool: Sequence[Candidate], sample_rows: Sequence[MeasuredRow
             brk = int(r["logit_diff"] < 0 < clean_ld[index[r["pair_id"]]])
             arms = bandit.observe(arms, r["cell"], brk, 1)
             diffs.setdefault(r["cell"], []).append(r["logit_diff"] - ctl[r["candidate"]])
-    verdicts = {}
+    verdicts, signs = {}, {}
     for key, mode in cells.items():
-        v, _ = bandit.verdict(diffs.get(key, []), mode.expected_sign, s.cfg.seed)
-        verdicts[key] = v
-    off = [k for k, m in cells.items() if verdicts[k] == "falsified" or m.expected_sign > 0]
+        shift = mode.predicted_shift(cell_params[key])
+        signs[key] = mode.expected_sign if shift is None else (-1 if shift < 0 else 1)  # a cell's own prediction when it has one
+        verdicts[key], _ = bandit.verdict(diffs.get(key, []), signs[key], s.cfg.seed)
+    off = [k for k in cells if verdicts[k] == "falsified" or signs[k] > 0]
     return bandit.falsify(arms, off), {"cell_verdicts": verdicts, "not_funded": sorted(off)}
 
 
