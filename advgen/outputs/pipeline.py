@@ -159,12 +159,17 @@ def read_prompt_rows(path: str | Path, skip_invalid: bool = False) -> PromptRows
                       tuple(k for k, _, _ in got), tuple(rejected or ()))
 
 
-def _prompts_of(src: PromptRows, tokenizer: Any, skip_invalid: bool) -> tuple[PromptSet, tuple[dict[str, Any], ...]]:
-    """Render every row; with skip_invalid a row that does not render is rejected, not fatal."""
+def _prompts_of(
+    src: PromptRows, tokenizer: Any, skip_invalid: bool, n_ctx: int | None = None,
+) -> tuple[PromptSet, tuple[dict[str, Any], ...]]:
+    """Render every row; with skip_invalid a row that does not render (or fit the context) is rejected, not fatal."""
     prompts, rejected = [], list(src.rejected)
     for row, line, k in zip(src.rows, src.lines, src.numbers, strict=True):
         try:
-            prompts.append(datasets.row_prompt(row, k, f"{src.path}:{line}", tokenizer))
+            p = datasets.row_prompt(row, k, f"{src.path}:{line}", tokenizer)
+            if n_ctx is not None and len(p) > n_ctx:
+                raise AdvgenError(f"{src.path}:{line}: {len(p)} tokens, more than the model's context of {n_ctx}")
+            prompts.append(p)
         except AdvgenError as e:
             if not skip_invalid:
                 raise
@@ -189,7 +194,7 @@ def validate_rows(
     src = path if isinstance(path, PromptRows) else read_prompt_rows(path, skip_invalid)
     ident = validate_identity(model.name, src.path, seed, batch_size, skip_invalid)
     rundir.check_out(out, "validate", ident, overwrite, inputs=[src.path])
-    prompts, rejected = _prompts_of(src, model.tokenizer, skip_invalid)
+    prompts, rejected = _prompts_of(src, model.tokenizer, skip_invalid, model.n_ctx)
     ev = evaluate(backend or LocalBackend(model), prompts, batch_size, progress, model)  # unit by unit: memory flat in n
     settings: dict[str, Any] = {"prompts": str(src.path), "batch_size": batch_size}
     if skip_invalid:
