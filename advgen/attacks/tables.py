@@ -170,6 +170,10 @@ def markdown(modes: dict[str, Any], base: dict[str, Any], screening: dict[str, A
         if ci:
             lines.append(f"- {name}: predicted {'negative' if p['expected_sign'] < 0 else 'positive'}, seen {ci['mean']:+.2f} "
                          f"[{ci['low']:+.2f}, {ci['high']:+.2f}] (n = {p['n']}): {p['verdict']}")
+    compiled = [(name, m["compiled_from"]) for name, m in modes["modes"].items() if m.get("compiled_from")]
+    if compiled:
+        lines += ["", "Compiled modes and the evidence they were compiled from (behaviour records of the circuit's heads):", ""]
+        lines += [f"- {name}: {why}" for name, why in compiled]
     lines += ["", "Skipped modes: " + ("; ".join(f"{k}: {v}" for k, v in modes["skipped_modes"].items()) or "none"), ""]
     if modes.get("mode_notes"):
         lines += ["Modes run outside the circuit's proposal: " + "; ".join(f"{k}: {v}" for k, v in modes["mode_notes"].items()), ""]
