@@ -33,6 +33,8 @@ MAX_ROWS = 200_000
 """Largest prompt count of one `validate` / `run` (held in memory; see docs/reliability.md)."""
 CHUNK = 2048
 """Prompts rendered and written per chunk by `generate`."""
+MAX_BATCH = 1024
+"""Largest --batch-size: one forward's activations grow with it."""
 
 
 @dataclass(frozen=True)
@@ -51,8 +53,8 @@ def check_args(n: int | None = None, seed: int = 0, batch_size: int = DEFAULT_BA
         raise AdvgenError(f"--n must be between 1 and {limit:,}, got {n:,}" + (" (see docs/reliability.md, limits)" if n > limit else ""))
     if seed < 0:
         raise AdvgenError(f"--seed must be >= 0, got {seed}")
-    if batch_size < 1:
-        raise AdvgenError(f"--batch-size must be >= 1, got {batch_size}")
+    if not 1 <= batch_size <= MAX_BATCH:
+        raise AdvgenError(f"--batch-size must be between 1 and {MAX_BATCH}, got {batch_size:,}")
 
 
 def run_identity(kind: str, model: str, seed: int, **settings: Any) -> str:
