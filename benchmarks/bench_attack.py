@@ -64,10 +64,10 @@ def one_run(model: LoadedModel, circuit: Circuit, cfg: AttackConfig, out: Path, 
     res = write_run(out, run, cfg, circuit, man)
     y = res["summary"]["yield"]
     breaks = [r for r in run.rows if r["family"] == "attack" and r["is_break"]]
-    n, held = unbatched_check(model, list(run.rows))  # type: ignore[arg-type]
+    n, held = unbatched_check(model, [dict(r) for r in run.rows])
     modes = res["summary"]["modes"]
-    paired = [r for r in run.rows if r["family"] == "attack" and r["signal_shift"] is not None]
-    shift = {k: float(np.mean([r["signal_shift"] for r in paired if r["is_break"] == k] or [float("nan")])) for k in (True, False)}
+    paired = [(r["is_break"], float(r["signal_shift"])) for r in run.rows if r["family"] == "attack" and r["signal_shift"] is not None]
+    shift = {k: float(np.mean([v for b, v in paired if b == k] or [float("nan")])) for k in (True, False)}
     return {"seed": cfg.seed, "shift": shift, "secs": secs, "yield": y, "evals": run.evals, "breaks": len(breaks),
             "explained": sum(bool(r["explained"]) for r in breaks), "unbatched": (n, held),
             "modes": {k: (v["predicted_sign"], v["seen"], v["verdict"]) for k, v in modes.items()},
