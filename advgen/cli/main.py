@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-resume", action="store_true", help="ignore checkpoints in OUT/checkpoints and start over")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--stop-after", type=int, default=None, help="planted: stop after this step and write that step's "
-                   "model (the schedule still spans --steps; rerun without it to resume)")
+                   "model (the schedule still spans --steps; rerun without it to resume; default: run every step)")
     p.add_argument("--kind", choices=("reference", "planted"), default="reference",
                    help="reference: natural training (default); planted: GPT-2's IOI circuit imposed by "
                    "interchange-intervention training, warm-started from the bundled reference (about 40 min)")
