@@ -29,7 +29,7 @@ from advgen.prompts.templates import ORDERS, resolve_templates, tokenizer_hash
 
 MAX_GENERATE = 10_000_000
 """Largest `generate --n` (streamed: memory does not grow with n, time does)."""
-MAX_ROWS = 200_000
+MAX_ROWS = 100_000
 """Largest prompt count of one `validate` / `run` (held in memory; see docs/reliability.md)."""
 CHUNK = 2048
 """Prompts rendered and written per chunk by `generate`."""
