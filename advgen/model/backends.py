@@ -130,6 +130,7 @@ class RayBackend:
                            max_task_retries=settings.max_retries)(_Replica)
         self.actors = [actor.remote(model_spec, device, settings.threads_per_worker) for _ in range(settings.workers)]
         self.device = device
+        self.dead: set[int] = set()
 
     def worker_pids(self) -> list[int]:
         """OS process ids of the actors (tests kill one to check retries)."""
@@ -145,7 +146,10 @@ class RayBackend:
         nxt, exhausted, limit = 0, False, len(self.actors) * s.in_flight
 
         def submit(i: int, unit: Any, attempts: int) -> None:
-            a = min(range(len(self.actors)), key=lambda k: (load[k], k))
+            live = [k for k in range(len(self.actors)) if k not in self.dead]
+            if not live:
+                raise AdvgenError(f"every Ray worker is gone (unit {i} could not run); see the Ray logs")
+            a = min(live, key=lambda k: (load[k], k))
             pending[self.actors[a].run.remote(fn, unit)] = (i, a, unit, attempts)
             load[a] += 1
 
@@ -166,15 +170,16 @@ class RayBackend:
             [ref], _ = ray.wait(list(pending), num_returns=1)
             i, a, unit, attempts = pending.pop(ref)
             load[a] -= 1
-            result = self._result(ref, i, unit, attempts, submit)
+            result = self._result(ref, i, a, unit, attempts, submit)
             if result is not _RETRYING:
                 done[i] = result
 
-    def _result(self, ref: Any, i: int, unit: Any, attempts: int, submit: Callable[[int, Any, int], None]) -> Any:
-        """The unit's result; a lost actor's unit is resubmitted and `_RETRYING` returned."""
+    def _result(self, ref: Any, i: int, a: int, unit: Any, attempts: int, submit: Callable[[int, Any, int], None]) -> Any:
+        """The unit's result; a unit of an actor gone for good goes to another actor, and `_RETRYING` is returned."""
         try:
             return self.ray.get(ref)
         except self.ray.exceptions.RayActorError as e:
+            self.dead.add(a)  # Ray gives up on an actor only after its own restarts and retries
             if attempts >= self.settings.max_retries:
                 raise AdvgenError(f"unit {i} failed on {attempts + 1} Ray workers: {e}") from None
             submit(i, unit, attempts + 1)
