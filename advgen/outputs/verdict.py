@@ -108,8 +108,8 @@ def verdict_class(verdict: str) -> str:
 
 def _yield_html(y: Yield) -> str:
     ratio = "n/a (the random baseline found no break)" if y.ratio is None else f"{y.ratio:.2f}x"
-    better = "" if y.ratio is None else (" (the circuit's guidance beat random perturbation)" if y.ratio > 1
-                                         else " (random perturbation found breaks faster than the circuit's guidance)")
+    better = ("" if y.ratio is None or y.ratio == 1 else " (the circuit's guidance beat random perturbation)" if y.ratio > 1
+              else " (random perturbation found breaks faster than the circuit's guidance)")
     return (f"<p class='yield'><b>Yield</b>: circuit-guided {y.guided:.1f} vs random {y.random:.1f} confirmed breaks "
             f"per 1,000 model evaluations; ratio <b>{esc(ratio)}</b>{esc(better)}.</p>")
 
