@@ -168,3 +168,13 @@ def test_ray_attack_evaluation_gives_the_same_rows(pool: RayBackend, reference_m
     here = run_attack(reference_model, circuit, cfg, tmp_path / "local")
     there = run_attack(reference_model, circuit, cfg, tmp_path / "ray", backend=pool)
     assert there.rows == here.rows and there.evals == here.evals
+
+
+def test_a_user_error_on_a_worker_is_reported_not_retried(pool: RayBackend, reference_model) -> None:
+    from advgen.core.types import AdvgenError, PromptSet
+    from advgen.model.backends import validate_unit
+    from advgen.outputs.pipeline import generate
+
+    prompts = generate(reference_model.tokenizer, 8, seed=1)
+    with pytest.raises(AdvgenError, match="tokenized with tokenizer"):
+        list(pool.map(validate_unit, [(PromptSet(prompts.prompts, "not-this-tokenizer"), 32)]))
