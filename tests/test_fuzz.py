@@ -53,7 +53,7 @@ def mutated(doc: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
 def lines_of(docs: st.SearchStrategy[Any]) -> st.SearchStrategy[bytes]:
     """A JSONL file: JSON lines, blank lines, garbage lines and invalid UTF-8 in any mix."""
     line = st.one_of(docs.map(lambda d: json.dumps(d).encode()), st.just(b""), st.binary(max_size=20),
-                     st.just(b"\xff\xfe{"), st.just(b'{"text": '))
+                     st.just(b"\xff\xfe{"), st.just(b'{"text": '), st.just(b'{"c": ' + b"9" * 5000 + b"}"))
     return st.lists(line, max_size=6).map(b"\n".join)
 
 
@@ -115,10 +115,12 @@ template_bytes = st.one_of(
     st.binary(max_size=200),
     st.lists(st.sampled_from(TEMPLATE_LINES) | st.text(max_size=30), max_size=6).map(lambda ls: "\n".join(ls).encode()),
     st.text(max_size=120).map(lambda t: f"templates:\n  - {{id: a, text: {json.dumps(t)}}}\n".encode()),
+    st.just(b"templates:\n  - {id: " + b"7" * 5000 + b", text: 'Then, {S1} and {IO} met. {S2} said to'}\n"),
 )
 prompt_bytes = lines_of(st.one_of(mutated(VALID_ROW), json_values))
 circuit_bytes = st.one_of(
     st.binary(max_size=100),
+    st.just(b'{"n_layers": ' + b"1" * 5000 + b', "heads": []}'),
     json_values.map(lambda v: json.dumps(v).encode()),
     mutated(VALID_CIRCUIT).map(lambda v: json.dumps(v).encode()),
     st.tuples(mutated(VALID_CIRCUIT["heads"][0])).map(lambda h: json.dumps({**VALID_CIRCUIT, "heads": list(h)}).encode()),

@@ -166,6 +166,8 @@ def read_json(path: str | Path, what: str = "JSON file") -> Any:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise AdvgenError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+    except ValueError as e:  # e.g. an integer with more digits than Python converts
+        raise AdvgenError(f"{path}: not usable JSON ({e})") from None
     except RecursionError:
         raise AdvgenError(f"{path}: JSON nested too deeply") from None
 
@@ -196,6 +198,8 @@ def _jsonl_row(raw: bytes, where: str, required: Sequence[str], types: Mapping[s
         row = json.loads(line)
     except json.JSONDecodeError as e:
         raise AdvgenError(f"{where}: not valid JSON ({e.msg})") from None
+    except ValueError as e:  # e.g. an integer with more digits than Python converts
+        raise AdvgenError(f"{where}: not usable JSON ({str(e)[:80]})") from None
     except RecursionError:
         raise AdvgenError(f"{where}: JSON nested too deeply") from None
     if not isinstance(row, dict):

@@ -81,8 +81,8 @@ def check_sentence(s: str, slots: Sequence[str], where: str) -> str:
 def _doc(path: Path) -> dict:
     try:
         doc = yaml.safe_load(read_text(path, "distractor file"))
-    except yaml.YAMLError as e:
-        raise AdvgenError(f"{path}: malformed YAML: {e}") from None
+    except (yaml.YAMLError, ValueError, RecursionError) as e:
+        raise AdvgenError(f"{path}: malformed YAML: {str(e)[:200]}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("paper"), list) or not isinstance(doc.get("grammars"), dict):
         raise AdvgenError(f"{path}: expected a 'paper' list and a 'grammars' mapping")
     if not all(isinstance(x, str) for x in doc["paper"]):

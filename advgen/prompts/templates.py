@@ -150,6 +150,8 @@ def load_templates(path: str | Path) -> tuple[Template, ...]:
         doc = yaml.load(text, Loader=_LineLoader)
     except yaml.YAMLError as e:
         raise TemplateError(f"{path}: malformed YAML: {e}") from None
+    except ValueError as e:  # a scalar PyYAML cannot convert (e.g. an integer of 5,000 digits)
+        raise TemplateError(f"{path}: unusable YAML value: {str(e)[:80]}") from None
     except RecursionError:
         raise TemplateError(f"{path}: YAML nested too deeply") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("templates"), list):
