@@ -93,3 +93,18 @@ def test_donor_answer_is_read_at_the_right_tokens(tiny_model, setup):
     assert abs(run.donor_io_ld[0, 1] - float(logits[q.io_token] - logits[p.io_token])) < 1e-4
     s = scrubbing.summarize(run)
     assert 0 <= s["donor_io_beats_io_rate"] <= 1 and s["mean_p_io_model"] == pytest.approx(s["mean_p_io_scrubbed"])
+
+
+@pytest.mark.slow
+def test_planted_model_scrubs_its_ground_truth_circuit_to_at_least_80_percent():
+    """The issue's prediction: with the circuit known by construction, scrubbing keeps >= 80 % of LD."""
+    from advgen.circuits.format import resolve_circuit
+    from advgen.model.loading import load_model
+    from advgen.model.weights import PLANTED_DIR
+
+    if not (PLANTED_DIR / "config.json").exists():
+        pytest.skip("planted model not trained yet")
+    model = load_model("planted")
+    clean, _, _ = ioi_sets(model.tokenizer, 100, 0)
+    s, _ = scrubbing.causal_scrubbing(model, resolve_circuit("planted-ioi", model.n_layers, model.n_heads), clean, seed=0)
+    assert s["ld_kept_pct"] >= 80.0, s
