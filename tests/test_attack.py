@@ -142,3 +142,14 @@ def test_cli_reports_a_bad_circuit(tiny_model_dir, tmp_path, capsys):
     assert rc == 2
     err = capsys.readouterr().err
     assert "gpt2-small-ioi" in err and "a0.h10" in err
+
+
+def test_search_spends_nothing_on_cells_it_does_not_fund(tiny_run):
+    out, run = tiny_run
+    sc = run.screening
+    assert set(sc["searched_per_cell"]).isdisjoint(sc["not_funded"])
+    assert all(v in ("confirmed", "falsified", "inconclusive") for v in sc["cell_verdicts"].values())
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["yield"]) == {"guided_per_1000", "random_per_1000", "ratio"}
+    for m in summary["modes"].values():
+        assert m["predicted_sign"] in (-1, 1) and m["verdict"] in ("confirmed", "falsified", "inconclusive") and "n" in m["seen"]
