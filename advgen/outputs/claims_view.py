@@ -9,13 +9,12 @@ scrubbed circuit and the empty circuit marked where they fall).
 from __future__ import annotations
 
 import html
-import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from advgen.core.types import AdvgenError
+from advgen.core.files import read_json
 from advgen.outputs.plots import png_b64
 
 
@@ -91,10 +90,7 @@ def section(run_dir: Path) -> str:
     path = Path(run_dir) / "claims.json"
     if not path.exists():
         return ""
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise AdvgenError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+    doc = read_json(path)  # not UTF-8, a directory, bad JSON: named errors
     if not isinstance(doc, Mapping) or not (doc.get("causal_scrubbing") or doc.get("absolute")):
         return ""
     parts = ["<p class='note'>Faithful on average, complete per example? Each knockout's mean LD as % of the model's, "

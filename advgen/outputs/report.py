@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from advgen.core.files import atomic_write_text, read_jsonl
+from advgen.core.files import atomic_write_text, read_jsonl, read_text
 from advgen.core.types import AdvgenError
 from advgen.model.metrics import bootstrap_ci
 from advgen.outputs import claims_view, plots, verdict
@@ -146,7 +146,7 @@ def section_modes(data: RunData) -> str:
     table_md = data.run_dir / "table.md"
     if table_md.exists():
         html_ += "<details><summary>The attack's full table (table.md: by parameter, predicted vs seen, yield)</summary>"
-        html_ += markdown_html(table_md.read_text()) + "</details>"
+        html_ += markdown_html(read_text(table_md, "table")) + "</details>"
     path = data.run_dir / "baseline.json"
     if path.exists():
         flat_b = _flatten(_read_json(path))
@@ -286,7 +286,7 @@ def section_discovery(run_dir: Path, exclude: Path) -> str:
 def section_claims(run_dir: Path) -> str:
     parts = []
     if (run_dir / "claims.md").exists():
-        parts.append(markdown_html((run_dir / "claims.md").read_text(encoding="utf-8")))
+        parts.append(markdown_html(read_text(run_dir / "claims.md", "claims table")))
     elif (run_dir / "claims.json").exists():
         parts.append(table(["key", "value"], list(_flatten(_read_json(run_dir / "claims.json")).items())))
     worst = run_dir / "worst_cases.jsonl"
