@@ -178,3 +178,14 @@ def test_a_user_error_on_a_worker_is_reported_not_retried(pool: RayBackend, refe
     prompts = generate(reference_model.tokenizer, 8, seed=1)
     with pytest.raises(AdvgenError, match="tokenized with tokenizer"):
         list(pool.map(validate_unit, [(PromptSet(prompts.prompts, "not-this-tokenizer"), 32)]))
+
+
+def test_a_local_run_cut_short_resumes_on_ray_with_the_same_bytes(pool: RayBackend, reference_model, local_scan: dict[str, bytes],
+                                                                  tmp_path: Path) -> None:
+    from advgen.outputs.scan import Interrupted
+
+    with pytest.raises(Interrupted):
+        run_scan(LocalBackend(reference_model), CFG, tmp_path / "scan", stop_after_units=5)
+    res = run_scan(pool, CFG, tmp_path / "scan", resume=True)
+    assert (res.reused_units, res.computed_units) == (5, 7)
+    assert _tree(tmp_path / "scan") == local_scan
