@@ -112,7 +112,10 @@ def _resolve(spec: str) -> str:
     hub_id = GPT2_ALIASES.get(spec, spec)
     from huggingface_hub import try_to_load_from_cache
 
-    cached = try_to_load_from_cache(hub_id, "config.json")
+    try:
+        cached = try_to_load_from_cache(hub_id, "config.json")
+    except Exception as e:  # noqa: BLE001 - HFValidationError and friends: not a usable hub id
+        raise ModelLoadError(f"--model {spec!r} is neither a local model directory nor a hub id ({type(e).__name__}: {e})") from None
     if isinstance(cached, str):
         return hub_id
     if os.environ.get("HF_HUB_OFFLINE") == "1" or not _hub_reachable():
