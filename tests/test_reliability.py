@@ -304,3 +304,25 @@ def test_lock_pid_is_this_process_while_writing(tmp_path):
     with rundir.writing(d, "run", "i"):
         assert json.loads((d / rundir.LOCK).read_text())["pid"] == os.getpid()
     assert not (d / rundir.LOCK).exists()
+
+
+def test_model_spec_that_is_neither_directory_nor_hub_id():
+    from advgen.model.loading import ModelLoadError, load_tokenizer
+
+    with pytest.raises(ModelLoadError, match="neither a local model directory nor a hub id"):
+        load_tokenizer("a//b")
+
+
+def test_integer_too_long_for_python_is_a_named_error(tmp_path):
+    from advgen.circuits.format import Circuit
+    from advgen.prompts.templates import load_templates
+
+    (tmp_path / "c.json").write_text('{"n_layers": ' + "1" * 5000 + ', "heads": []}')
+    with pytest.raises(AdvgenError, match="c.json: not usable JSON"):
+        Circuit.load(tmp_path / "c.json")
+    (tmp_path / "p.jsonl").write_text('{"text": "a", "io": "b", "s": "c", "c": ' + "9" * 5000 + "}\n")
+    with pytest.raises(AdvgenError, match="p.jsonl:1: not usable JSON"):
+        files.read_jsonl(tmp_path / "p.jsonl")
+    (tmp_path / "t.yaml").write_text("templates:\n  - {id: " + "7" * 5000 + ", text: 'Then, {S1} and {IO} met. {S2} said to'}\n")
+    with pytest.raises(AdvgenError, match="unusable YAML value"):
+        load_templates(tmp_path / "t.yaml")
