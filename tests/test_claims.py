@@ -89,3 +89,18 @@ def test_builtin_gpt2_circuit_whole_pipeline_on_gpt2_shaped_model(gpt2_shaped_di
     assert all(math.isfinite(t[a]["kl_model_circuit"]["mean"]) for a in t)
     assert len(res.minimality["heads"]) == 26
     assert set(res.completeness["per_role_K"]) == {r.value for r in Role}
+
+
+def test_prompts_without_a_template_fill_skip_scrubbing_but_not_the_claim_check(tiny_model):
+    from dataclasses import replace
+
+    from advgen.core.types import PromptSet
+
+    clean_ps, abc_ps, _ = ioi_sets(tiny_model.tokenizer, 4, 0)
+    bare = PromptSet(tuple(replace(p, extra={}) for p in clean_ps), clean_ps.tokenizer_hash)
+    c = make_circuit("t", "tiny", {Role.NAME_MOVER: ["a1.h0"]}, 2, 4)
+    res = check_claim(tiny_model, c, ClaimSettings(n=4, ladder=False, **FAST), prompts=(bare, abc_ps))
+    assert "fill is unknown" in res.causal_scrubbing["skipped"]
+    assert "Causal scrubbing skipped" in res.markdown and "| causal scrubbing |" not in res.markdown
+    assert res.absolute["loss_recovered_nats"] == res.table["abc_mean"]["loss_recovered_nats"]
+    assert math.isnan(res.absolute["ioi_loss"]["scrubbed"])

@@ -43,12 +43,14 @@ def absolute_performance(model: LoadedModel, prompts: PromptSet, paper_row: Mapp
                          batch_size: int = DEFAULT_BATCH, ladder: bool = True) -> dict[str, Any]:
     """The `absolute` block: nats, LD and ladder placement of model, circuit, scrubbed circuit, empty circuit."""
     model_params = int(sum(p.numel() for p in model.hf_model.parameters()))
+    nan = float("nan")
+    f_m = paper_row["mean_ld"]["mean"] + paper_row["faithfulness_gap"]["mean"]
     losses = {"model": paper_row["loss_model"], "circuit": paper_row["loss_circuit"],
-              "scrubbed": scrub["mean_loss_scrubbed"], "empty": paper_row["loss_empty"]}
+              "scrubbed": scrub.get("mean_loss_scrubbed", nan), "empty": paper_row["loss_empty"]}
     out: dict[str, Any] = {
         "loss_recovered_nats": paper_row["loss_recovered_nats"], "loss_recovered_pct": paper_row["loss_recovered_pct"],
-        "ioi_loss": losses, "ioi_mean_ld": {"model": scrub["mean_ld_model"], "circuit": paper_row["mean_ld"]["mean"],
-                                            "scrubbed": scrub["mean_ld_scrubbed"], "empty": paper_row["empty_mean_ld"]},
+        "ioi_loss": losses, "ioi_mean_ld": {"model": f_m, "circuit": paper_row["mean_ld"]["mean"],
+                                            "scrubbed": scrub.get("mean_ld_scrubbed", nan), "empty": paper_row["empty_mean_ld"]},
         "model_parameters": model_params, "ladder_equivalent_params": None, "ladder_position": "no ladder", "times_smaller": None,
     }
     if not ladder:

@@ -30,7 +30,7 @@ from advgen.circuits.absolute import absolute_performance
 from advgen.circuits.format import Circuit
 from advgen.circuits.patching import RowStats
 from advgen.core.files import atomic_write_text, dumps, jsonl_text
-from advgen.core.types import Head, PromptSet, Role
+from advgen.core.types import AdvgenError, Head, PromptSet, Role
 from advgen.model.loading import LoadedModel
 from advgen.model.metrics import bootstrap_ci
 from advgen.model.validate import DEFAULT_BATCH
@@ -122,7 +122,10 @@ def _worst_cases(prompts: PromptSet, model_ld: np.ndarray, circ: RowStats, k: in
 def scrub_block(model: LoadedModel, circuit: Circuit, prompts: PromptSet, ref_logp: torch.Tensor, model_ld: np.ndarray,
                 model_loss: np.ndarray, s: ClaimSettings) -> dict[str, Any]:
     """The `causal_scrubbing` block, with a `metrics` row shaped like the ablation table's columns."""
-    summary, run = scrubbing.causal_scrubbing(model, circuit, prompts, s.seed, s.scrub_draws, s.batch_size * 4, ref_logp=ref_logp)
+    try:
+        summary, run = scrubbing.causal_scrubbing(model, circuit, prompts, s.seed, s.scrub_draws, s.batch_size * 4, ref_logp=ref_logp)
+    except AdvgenError as e:  # prompts not rendered from the template pack: no name twins to draw
+        return {"skipped": str(e)}
     circ = RowStats(*(torch.from_numpy(a.mean(0)) for a in (run.scrubbed_ld, run.scrubbed_loss, run.scrubbed_kl)))
     empty = RowStats(torch.from_numpy(run.baseline_ld.mean(0)), torch.from_numpy(run.baseline_loss.mean(0)), circ.kl)
     return {**summary, "metrics": metric_row(model_ld, model_loss, circ, empty, s.seed)}
@@ -258,11 +261,13 @@ def _cell(v: Any) -> str:
 
 
 def _table_lines(header: dict[str, Any], table: dict[str, dict[str, Any]], scrub: dict[str, Any]) -> list[str]:
-    cols = {**table, **({SCRUB_COLUMN: scrub["metrics"]} if scrub else {})}
+    cols = {**table, **({SCRUB_COLUMN: scrub["metrics"]} if scrub.get("metrics") else {})}
     lines = ["| metric | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
     for k, label in ROW_NAMES.items():
         lines.append(f"| {label} | " + " | ".join(_cell(c[k]) if k in c else "" for c in cols.values()) + " |")
-    if scrub:
+    if scrub.get("skipped"):
+        lines += ["", f"Causal scrubbing skipped: {scrub['skipped']}"]
+    elif scrub:
         lines += ["", f"Causal scrubbing ({scrub['draws']} draw(s) per example): the circuit keeps **{scrub['ld_kept_pct']:.1f} %** of "
                   f"the model's LD [{scrub['ld_kept_pct_ci']['low']:.1f}, {scrub['ld_kept_pct_ci']['high']:.1f}], per-example sd "
                   f"{scrub['sd']:.1f} %, sign flips {100 * scrub['sign_flip_rate']:.1f} %; everything resampled (empty circuit): "

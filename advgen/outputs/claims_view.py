@@ -74,6 +74,8 @@ def ladder_figure(a: Mapping[str, Any]):
         ax.annotate(r["name"], (r["parameters"], r["ioi_loss"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     for k, (color, ls) in MARKS.items():
         loss, pl = a["ioi_loss"][k], a["placements"][k]
+        if not (isinstance(loss, (int, float)) and math.isfinite(loss)):
+            continue
         ax.axhline(loss, color=color, ls=ls, lw=1, label=f"{k}: {loss:.2f} nats ({pl['position']})")
         if pl.get("equivalent_params"):
             ax.plot([pl["equivalent_params"]], [loss], "D", color=color, ms=6)
