@@ -7,13 +7,12 @@ baseline.json, so both are read, newest first. Nothing here runs a model.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from advgen.core.types import AdvgenError
+from advgen.core import files
 from advgen.outputs.htmlparts import Raw, esc, table
 
 
@@ -42,10 +41,7 @@ def read_json(path: Path) -> Any:
     """JSON of a run-directory file, or None when it is absent; a broken file names itself."""
     if not path.exists():
         return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise AdvgenError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+    return files.read_json(path)  # not UTF-8, a directory, bad JSON: named errors (advgen.core.files)
 
 
 def _sign_word(sign: Any) -> str:
