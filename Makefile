@@ -22,11 +22,11 @@ $(STAMP): pyproject.toml Makefile
 
 DEMO = outputs/demo
 demo: setup
-	$(BIN)/advgen run --model reference --n 600 --seed 0 --out $(DEMO)/run
+	$(BIN)/advgen run --model reference --n 600 --seed 0 --out $(DEMO)/run --overwrite
 	$(BIN)/advgen attack --model reference --circuit reference-ioi \
-		--budget 2000 --n-clean 200 --seed 0 --out $(DEMO)/attack
+		--budget 2000 --n-clean 200 --seed 0 --out $(DEMO)/attack --overwrite
 	$(BIN)/advgen report $(DEMO)/attack --out $(DEMO)/attack/report.html
-	$(BIN)/advgen export $(DEMO)/attack --format parquet --out $(DEMO)/export-parquet
+	$(BIN)/advgen export $(DEMO)/attack --format parquet --out $(DEMO)/export-parquet --overwrite
 	@echo "demo done: open $(DEMO)/attack/report.html"
 
 test: setup

@@ -326,3 +326,20 @@ def test_integer_too_long_for_python_is_a_named_error(tmp_path):
     (tmp_path / "t.yaml").write_text("templates:\n  - {id: " + "7" * 5000 + ", text: 'Then, {S1} and {IO} met. {S2} said to'}\n")
     with pytest.raises(AdvgenError, match="unusable YAML value"):
         load_templates(tmp_path / "t.yaml")
+
+
+def test_export_overwrite_replaces_only_advgen_exports(run_dir, tmp_path):
+    old = tmp_path / "old"  # an export by an older version: a card with our key, data, no marker
+    (old / "data").mkdir(parents=True)
+    (old / "data" / "clean.jsonl").write_text("{}\n")
+    (old / "README.md").write_text("---\nadvgen_export:\n  format: jsonl\n---\n# card\n")
+    with pytest.raises(AdvgenError, match="pass --overwrite"):
+        export(run_dir, "csv", old)
+    export(run_dir, "csv", old, overwrite=True)
+    assert (old / "data" / "clean.csv").exists() and not (old / "data" / "clean.jsonl").exists()
+    readme_only = tmp_path / "D"
+    readme_only.mkdir()
+    (readme_only / "README.md").write_text("---\nadvgen_export:\n  format: csv\n---\n")
+    with pytest.raises(AdvgenError, match="never deletes"):
+        export(run_dir, "csv", readme_only, overwrite=True)
+    assert (readme_only / "README.md").exists()

@@ -16,7 +16,7 @@ def cmd_report(args: argparse.Namespace) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
     from advgen.outputs.exporters import export
 
-    out = export(args.run_dir, args.format, args.out)
+    out = export(args.run_dir, args.format, args.out, overwrite=args.overwrite)
     print(f"wrote {args.format} export with dataset card to {out}/")
 
 
@@ -35,4 +35,5 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("run_dir", type=Path, help="a directory written by advgen run / attack / scan")
     p.add_argument("--format", required=True, choices=FORMATS, help="export format: " + ", ".join(FORMATS))
     p.add_argument("--out", type=Path, required=True, help="export directory to write (replaced if it is a previous export)")
+    p.add_argument("--overwrite", action="store_true", help="also replace an advgen export that was changed or made by an older version")
     p.set_defaults(func=cmd_export)

@@ -235,7 +235,7 @@ def evaluate(backend: Backend, prompts: PromptSet, batch_size: int = DEFAULT_BAT
     return Evaluation(prompts, tuple(out))  # type: ignore[arg-type]
 
 
-BACKEND_FLAGS = {"--backend": 1, "--ray-address": 1, "--workers": 1, "--resume": 0}
+BACKEND_FLAGS = {"--backend": 1, "--ray-address": 1, "--workers": 1, "--resume": 0, "--overwrite": 0}
 """Options that choose where or whether units run, never what they compute (and how many values follow)."""
 
 

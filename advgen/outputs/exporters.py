@@ -23,6 +23,7 @@ from advgen.core.rundir import MARKER, file_hashes, write_marker
 from advgen.core.types import AdvgenError
 from advgen.outputs import cards, integrations
 from advgen.outputs.rundata import (
+    MARKER_KEY,
     RunData,
     arrow_table,
     columns,
@@ -56,8 +57,23 @@ def _is_previous_export(out: Path) -> bool:
     return set(file_hashes(out)) == set(mark["files"])
 
 
-def check_export_out(run_dir: Path, out: Path) -> None:
-    """Refusals before any work: a file, a path under a file, the run itself, or someone else's directory."""
+def _is_advgen_export(out: Path) -> bool:
+    """An export by any advgen version (marker, or a card with our front-matter key) holding data besides its card."""
+    if _is_previous_export(out):
+        return True
+    card = out / "README.md"
+    if not card.is_file() or not any(p.name != "README.md" for p in out.iterdir()):
+        return False
+    text = card.read_text(encoding="utf-8", errors="replace")
+    return text.startswith("---\n") and f"\n{MARKER_KEY}:" in text.split("\n---\n", 1)[0]
+
+
+def check_export_out(run_dir: Path, out: Path, overwrite: bool = False) -> None:
+    """Refusals before any work: a file, a path under a file, the run itself, or someone else's directory.
+
+    Without `overwrite` only an unmodified export is replaced; with it, any advgen export (also one
+    from an older version or with files added); never a directory that is not an advgen export.
+    """
     for parent in [out, *out.parents]:
         if parent.exists() and not parent.is_dir():
             raise AdvgenError(f"--out {out} {'is an existing file' if parent == out else f'lies under {parent}, which is a file'}")
@@ -65,15 +81,19 @@ def check_export_out(run_dir: Path, out: Path) -> None:
     if o == r or r in o.parents or o in r.parents:
         raise AdvgenError(f"--out {out} overlaps the run directory {run_dir} it reads; choose a path outside it")
     if out.exists() and any(out.iterdir()) and not _is_previous_export(out):
-        raise AdvgenError(f"--out {out} is a non-empty directory that is not an advgen export (or was changed since); "
+        if overwrite and _is_advgen_export(out):
+            return
+        hint = " (pass --overwrite to replace it)" if _is_advgen_export(out) else ""
+        raise AdvgenError(f"--out {out} is a non-empty directory that is not an advgen export (or was changed since){hint}; "
                           "advgen never deletes it, choose a new path")
 
 
 @contextmanager
-def atomic_dir(out: str | Path) -> Iterator[Path]:
+def atomic_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temp directory beside `out`; on success it replaces `out` (only a previous export)."""
     out = Path(out)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not _is_previous_export(out))):
+    replaceable = _is_previous_export(out) or (overwrite and _is_advgen_export(out)) if out.is_dir() else False
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not replaceable)):
         raise AdvgenError(f"--out {out} exists and is not an unmodified advgen export; choose a new path")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
@@ -140,13 +160,13 @@ def _write_hf(data: RunData, tmp: Path) -> dict[str, str]:
     return {name: f"hf/{name}" for name in dd}
 
 
-def export(run_dir: str | Path, fmt: str, out: str | Path) -> Path:
+def export(run_dir: str | Path, fmt: str, out: str | Path, overwrite: bool = False) -> Path:
     """Write run_dir's rows to directory `out` in format `fmt`, with a dataset card (README.md)."""
 
     if fmt not in FORMATS:
         raise AdvgenError(f"unknown export format {fmt!r}; formats: {', '.join(FORMATS)}")
     data = load_run(run_dir)
-    check_export_out(Path(run_dir), Path(out))
+    check_export_out(Path(run_dir), Path(out), overwrite)
     writers: dict[str, Callable[[RunData, Path], dict[str, str]]] = {
         "jsonl": lambda d, t: _write_files(d, t, "jsonl"),
         "csv": lambda d, t: _write_files(d, t, "csv"),
@@ -155,7 +175,7 @@ def export(run_dir: str | Path, fmt: str, out: str | Path) -> Path:
         "auto-circuit": integrations.write_auto_circuit,
         "lm-eval": integrations.write_lm_eval,
     }
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, overwrite) as tmp:
         files = writers[fmt](data, tmp)
         _write(tmp / "README.md", cards.dataset_card(data, fmt, files))
     return Path(out)

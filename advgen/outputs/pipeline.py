@@ -109,6 +109,8 @@ def generate_to(
     """Stream n prompts to OUT/prompts.jsonl in chunks (atomic), then manifest.json; returns the path."""
     check_args(n, seed, limit=MAX_GENERATE)
     ident = run_identity("generate", str(manifest.get("model")), seed, n=n, templates=str(templates or "ioi"))
+    if isinstance(manifest.get("command"), str):  # --overwrite and backend options do not change the files
+        manifest = {**manifest, "command": portable_command(manifest["command"])}
     with rundir.writing(out, "generate", ident, overwrite) as d:
         with files.atomic_open(d / "prompts.jsonl") as f:
             for chunk in _chunked(iter_prompts(tokenizer, n, seed, templates, lexicon), CHUNK):
