@@ -343,3 +343,13 @@ def test_export_overwrite_replaces_only_advgen_exports(run_dir, tmp_path):
     with pytest.raises(AdvgenError, match="never deletes"):
         export(run_dir, "csv", readme_only, overwrite=True)
     assert (readme_only / "README.md").exists()
+
+
+def test_run_directory_of_an_older_version_needs_overwrite(tmp_path):
+    d = tmp_path / "old"
+    d.mkdir()
+    (d / "manifest.json").write_text("{}\n")
+    (d / "results.jsonl").write_text("{}\n")
+    with pytest.raises(AdvgenError, match="an advgen directory of another run .*--overwrite"):
+        pipeline.precheck("run", d, "reference", 5, 0)
+    pipeline.precheck("run", d, "reference", 5, 0, overwrite=True)
