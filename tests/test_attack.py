@@ -153,3 +153,18 @@ def test_search_spends_nothing_on_cells_it_does_not_fund(tiny_run):
     assert set(summary["yield"]) == {"guided_per_1000", "random_per_1000", "ratio"}
     for m in summary["modes"].values():
         assert m["predicted_sign"] in (-1, 1) and m["verdict"] in ("confirmed", "falsified", "inconclusive") and "n" in m["seen"]
+
+
+def test_cli_measure_behaviour_runs_the_compiled_modes(tiny_model_dir, tmp_path):
+    from advgen.cli.main import main
+
+    circuit = tmp_path / "c.json"
+    make_circuit("tiny-nm", "tiny", {Role.NAME_MOVER: ["a1.h0", "a1.h1"]}, 2, 4).save(circuit)
+    out = tmp_path / "a"
+    rc = main(["attack", "--model", str(tiny_model_dir), "--circuit", str(circuit), "--budget", "80", "--n-clean", "12",
+               "--measure-behaviour", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    modes = json.loads((out / "modes.json").read_text())["modes"]
+    assert set(modes) <= {"compiled_repeat_s", "compiled_repeat_io"} and modes
+    saved = json.loads((out / "circuit.json").read_text())
+    assert all("behaviour" in h for h in saved["heads"])

@@ -32,11 +32,15 @@ def cmd_attack(args: argparse.Namespace) -> None:
     out = args.out or Path("outputs") / f"attack-{Path(args.model).name}-s{args.seed}"
     cfg.check()  # arguments, the circuit file and --out are checked before the model loads
     resolve_circuit(args.circuit)
-    ident = rundir.identity_of("attack", {"model": args.model, "circuit": str(args.circuit), **vars(cfg)})
+    ident = rundir.identity_of("attack", {"model": args.model, "circuit": str(args.circuit), "measure_behaviour": args.measure_behaviour, **vars(cfg)})
     inputs = [Path(args.circuit)] if Path(args.circuit).exists() else []
     rundir.check_out(out, "attack", ident, args.overwrite, inputs)
     model = load_model(args.model)
     circuit = resolve_circuit(args.circuit, model.n_layers, model.n_heads)
+    if args.measure_behaviour:
+        from advgen.circuits.behaviour import attach_records
+
+        circuit = attach_records(model, circuit)  # the run's circuit.json keeps the records it used
     with rundir.writing(out, "attack", ident, args.overwrite, inputs, keep=("journal",)):
         res, run = _run_and_write(args, model, circuit, cfg, out)
     from advgen.outputs import console
@@ -82,6 +86,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out from its journal")
     p.add_argument("--overwrite", action="store_true", help="replace an --out directory that holds another advgen run")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--measure-behaviour", action="store_true",
+                   help="measure behaviour records for the circuit's heads on this model first (for circuits without them, "
+                        "e.g. planted-ioi), so the compiled modes can run")
     p.add_argument("--list-modes", action="store_true", help="print the failure-mode catalogue (and what --circuit implies), run nothing")
     from advgen.cli.scan import add_backend_args
 
