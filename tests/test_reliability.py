@@ -138,6 +138,7 @@ def test_foreign_directory_is_never_replaced(capsys, tmp_path):
     (["run", "--n", "5", "--seed", "-4"], "--seed must be >= 0"),
     (["attack", "--circuit", "reference-ioi", "--budget", "1000000000"], "above the limit of 100,000"),
     (["attack", "--circuit", "reference-ioi", "--budget", "300", "--seed", "-1"], "--seed must be >= 0"),
+    (["attack", "--circuit", "reference-ioi", "--budget", "300", "--batch-size", "100000"], "between 1 and 1024"),
 ])
 def test_bad_arguments_fail_before_the_model_loads(capsys, monkeypatch, tmp_path, argv, msg):
     import advgen.model.loading as loading

@@ -73,8 +73,8 @@ class AttackConfig:
         if self.budget > MAX_BUDGET:
             raise AdvgenError(f"--budget {self.budget:,} is above the limit of {MAX_BUDGET:,} evaluations per side "
                               "(an attack holds its rows in memory; see docs/reliability.md)")
-        if self.seed < 0 or self.batch_size < 1:
-            raise AdvgenError(f"--seed must be >= 0 and --batch-size >= 1, got {self.seed} and {self.batch_size}")
+        if self.seed < 0 or not 1 <= self.batch_size <= 1024:
+            raise AdvgenError(f"--seed must be >= 0 and --batch-size between 1 and 1024, got {self.seed} and {self.batch_size}")
 
 
 @dataclass(frozen=True)
