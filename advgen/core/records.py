@@ -36,10 +36,6 @@ class MetricRow(TypedDict):
     s_beats_io: bool
 
 
-class ResultRow(PromptRow, MetricRow):
-    """One evaluated prompt of `advgen run` / `validate` (head_signals only when heads were read)."""
-
-
 class MeasuredRow(PromptRow, MetricRow):
     """An attack-run row as measured, before labelling: which mode, cell, phase and candidate it belongs to."""
 
@@ -66,7 +62,7 @@ class AttackRow(MeasuredRow):
     """Signal(attack) - signal(control), oriented by the predicted direction; None without a control."""
 
 
-def prompt_row(p: Prompt) -> dict[str, Any]:
+def prompt_row(p: Prompt) -> PromptRow:
     return {
         "text": p.text,
         "io": p.io,
@@ -81,7 +77,7 @@ def prompt_row(p: Prompt) -> dict[str, Any]:
     }
 
 
-def metric_row(m: PromptMetrics) -> dict[str, Any]:
+def metric_row(m: PromptMetrics) -> MetricRow:
     return {
         "logit_diff": m.logit_diff,
         "io_logit": m.io_logit,
