@@ -120,3 +120,19 @@ def test_first_clause_check_is_real_for_templates_without_a_full_stop(setup):
                  family="attack", pair_id="x")
     with pytest.raises(AdvgenError, match="first clause"):
         check_unambiguous(clean, bad, bad)
+
+
+@pytest.mark.slow
+def test_records_measured_on_the_planted_model_predict_io_repetition():
+    """The planted model carries the paper's circuit: its measured records must compile to 'repeat IO lowers LD'."""
+    from advgen.circuits.behaviour import attach_records
+    from advgen.circuits.format import resolve_circuit
+    from advgen.model.loading import bundled_dir, load_model
+
+    if not (bundled_dir("planted") / "config.json").exists():
+        pytest.skip("bundled planted model not installed")
+    model = load_model("planted")
+    circuit = attach_records(model, resolve_circuit("planted-ioi", model.n_layers, model.n_heads))
+    by = {m.name: m for m in compile_modes(circuit)[0]}
+    assert by["compiled_repeat_io"].expected_sign == -1
+    assert by["compiled_repeat_s"].expected_sign == +1
