@@ -92,3 +92,12 @@ def test_claims_view_renders_scrubbing_beside_faithfulness_and_the_ladder_plot(t
     assert "causal scrubbing" in html and "abc_mean" in html and "<img" in html
     assert "131.0" in html and "78.0" in html and "below the ladder" in html
     assert claims_view.section(tmp_path / "none") == ""
+
+
+def test_parameter_count_counts_the_hf_model_not_the_bridge_copies(tiny_model, tiny_model_dir):
+    from transformers import GPT2LMHeadModel
+
+    hf = GPT2LMHeadModel.from_pretrained(str(tiny_model_dir))
+    want = sum(p.numel() for p in hf.parameters())
+    assert ladder.parameter_count(tiny_model) == want
+    assert sum(p.numel() for p in tiny_model.hf_model.parameters()) > want  # the bridge's split q/k/v copies

@@ -15,7 +15,7 @@ from dataclasses import asdict
 from typing import Any
 
 from advgen.core.types import AdvgenError, PromptSet
-from advgen.model.ladder import LADDER_JSON, Placement, Rung, live_ioi_losses, load_ladder, place
+from advgen.model.ladder import LADDER_JSON, Placement, Rung, live_ioi_losses, load_ladder, parameter_count, place
 from advgen.model.loading import LoadedModel
 from advgen.model.validate import DEFAULT_BATCH
 
@@ -42,7 +42,7 @@ def _placed(p: Placement, model_params: int) -> dict[str, Any]:
 def absolute_performance(model: LoadedModel, prompts: PromptSet, paper_row: Mapping[str, Any], scrub: Mapping[str, Any],
                          batch_size: int = DEFAULT_BATCH, ladder: bool = True) -> dict[str, Any]:
     """The `absolute` block: nats, LD and ladder placement of model, circuit, scrubbed circuit, empty circuit."""
-    model_params = int(sum(p.numel() for p in model.hf_model.parameters()))
+    model_params = parameter_count(model)
     nan = float("nan")
     f_m = paper_row["mean_ld"]["mean"] + paper_row["faithfulness_gap"]["mean"]
     losses = {"model": paper_row["loss_model"], "circuit": paper_row["loss_circuit"],

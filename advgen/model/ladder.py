@@ -121,6 +121,19 @@ def place(loss: float, params: Sequence[int], losses: Sequence[float], names: Se
     raise AssertionError("unreachable: loss inside the ladder range but not placed")
 
 
+def parameter_count(model: LoadedModel) -> int:
+    """Parameters of the Hugging Face model as its config defines it (tied weights once).
+
+    Counting the bridge's modules would count GPT-2's attention weights twice: the bridge keeps
+    split q, k, v copies beside the fused c_attn. A meta-device instance costs no memory.
+    """
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        m = AutoModelForCausalLM.from_config(model.hf_model.config)
+    return int(sum(p.numel() for p in m.parameters()))
+
+
 def ioi_figures(model: LoadedModel, prompts: PromptSet, batch_size: int = DEFAULT_BATCH) -> dict[str, float]:
     """IOI loss (-log p(IO) at END, nats), mean LD and accuracy (LD > 0) of one model on `prompts`."""
     logits = end_logits(model, prompts, batch_size).double()

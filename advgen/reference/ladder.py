@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from advgen.core.files import atomic_write_text
-from advgen.model.ladder import LADDER_DIR, LADDER_JSON, ioi_figures
+from advgen.model.ladder import LADDER_DIR, LADDER_JSON, ioi_figures, parameter_count
 from advgen.model.loading import load_model
 from advgen.model.weights import REFERENCE_DIR
 from advgen.prompts.datasets import ioi_sets
@@ -115,8 +115,10 @@ def measure_rung(spec: RungSpec, model_dir: Path, docs: Sequence[str]) -> dict[s
     model = load_model(str(model_dir))
     clean, _, _ = ioi_sets(model.tokenizer, IOI_N, IOI_SEED)
     figs = {"heldout_loss": corpus_loss(model_dir, docs), **ioi_figures(model, clean)}
-    params = sum(p.numel() for p in model.hf_model.parameters())
     info = json.loads((model_dir / "training_info.json").read_text())
+    params = parameter_count(model)
+    if params != info["n_parameters"]:
+        raise RuntimeError(f"{model_dir}: {params} parameters, training_info.json says {info['n_parameters']}")
     rel = "reference" if model_dir.resolve() == REFERENCE_DIR.resolve() else f"ladder/{model_dir.name}"
     return {**asdict(spec), "parameters": params, "path": rel, "figures": {k: round(v, 6) for k, v in figs.items()},
             "train_steps": info["settings"]["steps"], "final_train_loss": round(info["final_loss_mean_last_100_steps"], 6),
