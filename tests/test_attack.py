@@ -64,11 +64,18 @@ def test_rows_follow_the_contract(tiny_run):
     out, run = tiny_run
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert len(rows) == len(run.rows)
+    clean_ld = {r["pair_id"]: r["logit_diff"] for r in rows if r["family"] == "clean"}  # the clean rows, not the label
     for r in rows:
         assert r["family"] in ("clean", "attack", "control", "baseline")
-        assert {"mode", "params", "is_break", "explained", "head_signals"} <= set(r)
+        assert {"mode", "cell", "params", "is_break", "explained", "signal_shift", "head_signals"} <= set(r)
         assert (r["mode"] is None) == (r["family"] == "clean")
-        assert r["is_break"] == (r["family"] in ("attack", "baseline") and r["logit_diff"] < 0 < r["clean_logit_diff"])
+        assert r["clean_logit_diff"] == clean_ld[r["pair_id"]]
+        if r["family"] in ("clean", "control"):
+            assert r["is_break"] is False
+        elif r["is_break"]:
+            assert r["logit_diff"] < 0 and clean_ld[r["pair_id"]] > 0
+        else:
+            assert r["logit_diff"] >= 0 or clean_ld[r["pair_id"]] <= 0
         assert (r["explained"] is not None) == (r["family"] == "attack" and r["is_break"])
     adv = (out / "adversarial.jsonl").read_text().splitlines()
     assert len(adv) == sum(r["is_break"] and r["family"] == "attack" for r in rows)
