@@ -33,6 +33,18 @@ OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "discovery-p
 KINDS = ("ALL", "END", "S2", "S1+1", "S1")
 
 
+NOTES = [
+    "- The AUROC treats every method as a detector of *any* circuit head. Path patching (to the logits and to",
+    "  the name movers' queries) and direct logit attribution only see heads that write at END, so upstream heads",
+    "  (previous-token, duplicate-token, induction) score near zero by construction and those AUROCs sit near",
+    "  0.5 on the planted model; the head detectors only address the three upstream roles, so the S-inhibition",
+    "  head and the name mover count against them. Discovery combines the methods per role, which is why its",
+    "  head set can be exact when no single method ranks all heads correctly.",
+    "- On the reference model the same caveat runs the other way: every knockout-established head writes at",
+    "  END or relays to it, so the END-only methods do well there.",
+]
+
+
 def methods(m: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """One importance score per head for each scoring method (larger = more likely in the circuit)."""
     drop = lambda prefix: np.max([np.abs(np.nan_to_num(m[f"{prefix}_{k}"])) for k in KINDS], axis=0)  # noqa: E731
@@ -130,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
                     "How sure: the head set is a causal measurement independent of discover's rules, but it uses the same "
                     "kind of intervention as activation patching, so agreement is partly by construction; the roles are "
                     "discovery's own labels, so role accuracy on this model is self-consistency, not validation.")
+    lines += ["## Reading", "", *NOTES, ""]
     atomic_write_text(a.out, "\n".join(lines))
     print("\n".join(lines))
     return 0
