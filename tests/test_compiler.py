@@ -62,7 +62,7 @@ def test_duplication_sensitive_name_movers_predict_io_repetition():
     assert by["compiled_repeat_io"].expected_sign == -1
     assert by["compiled_repeat_s"].expected_sign == +1
     sig = by["compiled_repeat_io"].signals[0]
-    assert sig.direction == -1  # the name movers' IO-minus-S attention should fall
+    assert sig.signs == (-1,)  # the name mover's IO-minus-S attention should fall
 
 
 def test_rules_read_records_not_names():

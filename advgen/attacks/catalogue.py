@@ -44,13 +44,18 @@ class Signal:
     """Heads to read (compiled modes name them); empty: every circuit head with `role`."""
     minus: tuple[str, ...] = ()
     group: bool = False
+    signs: tuple[int, ...] = ()
+    """Per head in `heads`, the way that head's value should move (+1 / -1); the signal is their signed mean."""
 
     def heads_in(self, circuit: Circuit) -> tuple[Head, ...]:
         return self.heads or circuit.heads_with(self.role)
 
     def describe(self) -> str:
-        who = ", ".join(map(str, self.heads)) if self.heads else f"{self.role.value} heads"
         keys = "/".join(self.keys) + (" minus " + "/".join(self.minus) if self.minus else "")
+        if self.signs:
+            moves = ", ".join(f"{h} {'rises' if s * self.direction > 0 else 'falls'}" for h, s in zip(self.heads, self.signs, strict=True))
+            return f"attention {self.query} -> {keys}: {moves}"
+        who = ", ".join(map(str, self.heads)) if self.heads else f"{self.role.value} heads"
         return f"{who}, attention {self.query} -> {keys}, {'rises' if self.direction > 0 else 'falls'}"
 
 

@@ -129,8 +129,7 @@ def _mode(e: CompiledEdit, records: Mapping[Head, HeadBehaviour], roles: Mapping
     other = "S" if e.name == "IO" else "IO"
     keys = ("IO", "IO2", "IO3", "IO4") if e.name == "IO" else ("S1", "S2", "S3", "S4", "S5")
     minus = ("S1", "S2", "S3", "S4", "S5") if e.name == "IO" else ("IO", "IO2", "IO3", "IO4")
-    best = max(e.predicted, key=lambda s: e.predicted[s] * e.predicted_sign)
-    d = sum(c.d_mentioned for c in ev if c.site == best)
+    signs = tuple(1 if c.d_mentioned >= 0 else -1 for c in ev)  # each cited head's own predicted move
     cited = "; ".join(f"{c.head} ({records[c.head].write_sign}, gain {records[c.head].write_gain:+.2f}, "
                       f"mass on {e.name} minus {other} {c.d_mentioned:+.3f} per mention {c.site}, shift {c.shift:+.3f})" for c in ev)
     evidence = f"compiled from heads {', '.join(map(str, heads)) or 'none'}: {cited}"
@@ -144,7 +143,8 @@ def _mode(e: CompiledEdit, records: Mapping[Head, HeadBehaviour], roles: Mapping
         "unambiguous": (f"the added sentences only say how {e.name} felt or what {e.name} did, with no giving and no other "
                         "name; the first and final clauses are the clean ones; the control says the same about 'someone'"),
         "expected_sign": e.predicted_sign,
-        "signals": (Signal(roles[heads[0]] if heads else Role.NAME_MOVER, "END", keys, 1 if d >= 0 else -1, heads=heads, minus=minus, group=True),),
+        "signals": (Signal(roles[heads[0]] if heads else Role.NAME_MOVER, "END", keys, +1, heads=heads, minus=minus, group=True,
+                           signs=signs),),
         "cells": tuple({"dose": k, "site": site} for site in sorted(e.predicted) for k in DOSES),
         "group_by": ("dose", "site"),
         "mentioned": e.name,

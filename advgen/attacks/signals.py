@@ -44,7 +44,9 @@ def signal_value(sig: Signal, circuit: Circuit, hs: Mapping[str, float], other: 
             tot += hs.get(name, 0.0)
         return tot
 
-    vals = [mass(h, sig.keys) - mass(h, sig.minus) for h in sig.heads_in(circuit)]
+    heads = sig.heads_in(circuit)
+    signs = sig.signs or (1,) * len(heads)
+    vals = [sign * (mass(h, sig.keys) - mass(h, sig.minus)) for h, sign in zip(heads, signs, strict=True)]
     return float(np.mean(vals)) if vals else 0.0
 
 
