@@ -90,6 +90,21 @@ ExtraHooks = Callable[[list[int], int], list[tuple[str, Callable[..., Any]]]]
 """(batch prompt indices, padded width) -> hooks applied before the recording hooks."""
 
 
+def _collect(idx: list[int], prompts: PromptSet, grad: bool, zs: dict[int, torch.Tensor], pre: dict[int, torch.Tensor],
+             fin: torch.Tensor, logits: torch.Tensor, out: tuple[list[Any], ...]) -> None:
+    """Copy one batch's recordings into the per-prompt lists (z, grad z, final resid, resid_pre, logits)."""
+    z, gz, rfin, rpre, logits_out = out
+    L = len(zs)
+    for r, i in enumerate(idx):
+        T = len(prompts[i])
+        z[i] = torch.stack([zs[layer][r, :T].detach().float() for layer in range(L)])
+        if grad:
+            gz[i] = torch.stack([zs[layer].grad[r, :T].float() for layer in range(L)])
+        rfin[i] = fin[r]
+        rpre[i] = torch.stack([pre[layer][r] for layer in range(L)])
+        logits_out[i] = logits[r].detach()
+
+
 def cache_run(
     model: LoadedModel, prompts: PromptSet, batch_size: int = DEFAULT_BATCH, grad: bool = False,
     extra_hooks: ExtraHooks | None = None,
@@ -143,14 +158,7 @@ def cache_run(
             if grad:
                 ld = logits[rows, io_all[idx]] - logits[rows, s_all[idx]]
                 ld.sum().backward()
-        for r, i in enumerate(idx):
-            T = len(prompts[i])
-            z[i] = torch.stack([zs[layer][r, :T].detach().float() for layer in range(L)])
-            if grad:
-                gz[i] = torch.stack([zs[layer].grad[r, :T].float() for layer in range(L)])
-            rfin[i] = fin[0][r]
-            rpre[i] = torch.stack([pre[layer][r] for layer in range(L)])
-            logits_out[i] = logits[r].detach()
+        _collect(idx, prompts, grad, zs, pre, fin[0], logits, (z, gz, rfin, rpre, logits_out))
     lg = torch.stack(logits_out)
     ld = lg[torch.arange(n), io_all] - lg[torch.arange(n), s_all]
     return RunCache(tuple(z), torch.stack(rfin), torch.stack(rpre), attn, lg, ld,
