@@ -158,3 +158,11 @@ class Head:
         if not m:
             raise AdvgenError(f"bad head name {name!r}: expected 'a<layer>.h<head>', e.g. 'a9.h9'")
         return cls(int(m.group(1)), int(m.group(2)))
+
+    def check_in(self, n_layers: int, n_heads: int, where: str = "the model") -> Head:
+        """The one range check: a head outside the model is an error naming the head, never an index error."""
+        if not 0 <= self.layer < n_layers:
+            raise AdvgenError(f"head {self} has layer {self.layer}, {where} has layers 0..{n_layers - 1}")
+        if not 0 <= self.head < n_heads:
+            raise AdvgenError(f"head {self} has head index {self.head}, {where} has heads 0..{n_heads - 1}")
+        return self

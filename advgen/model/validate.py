@@ -40,14 +40,20 @@ def check_prompts(model: LoadedModel, prompts: PromptSet) -> None:
             raise AdvgenError(f"prompt {i} ({p.template_id}) has {len(p)} tokens, more than the model's context of {model.n_ctx}")
 
 
-def pad_batch(prompts: PromptSet, idx: Sequence[int], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded ids [b, T] and each row's END index [b]."""
+def model_device(model: LoadedModel) -> torch.device:
+    """Where the model's weights live: batches go there (a GPU actor), logits come back to the CPU."""
+    return next(model.hf_model.parameters()).device
+
+
+def pad_batch(prompts: PromptSet, idx: Sequence[int], pad_id: int = 0,
+              device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids [b, T] and each row's END index [b], on `device` (CPU by default)."""
     width = max(len(prompts[i]) for i in idx)
     ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
     for r, i in enumerate(idx):
         ids[r, : len(prompts[i])] = torch.tensor(prompts[i].token_ids)
     ends = torch.tensor([prompts[i].end for i in idx])
-    return ids, ends
+    return (ids, ends) if device is None else (ids.to(device), ends.to(device))
 
 
 def end_logits_fn(model: LoadedModel) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -78,12 +84,13 @@ def end_logits(
     run = end_logits_fn(model)
     out: list[torch.Tensor | None] = [None] * len(prompts)
     batches = list(prompts.batches(batch_size))
+    device = model_device(model)
     with torch.inference_mode():
         for idx in tqdm(batches, desc=desc, disable=not progress, unit="batch"):
-            ids, ends = pad_batch(prompts, idx)
+            ids, ends = pad_batch(prompts, idx, device=device)
             fwd = list(hooks(idx)) if hooks else []
             with model.bridge.hooks(fwd_hooks=fwd):
-                logits = run(ids, ends).float()
+                logits = run(ids, ends).float().cpu()
             for r, i in enumerate(idx):
                 out[i] = logits[r]
     return torch.stack(out)  # type: ignore[arg-type]
@@ -152,8 +159,7 @@ def validate(
 ) -> Evaluation:
     """Per-prompt LD, probabilities and rank; optional END->slot attention of `heads` from the same run."""
     for h in heads:
-        if not (0 <= h.layer < model.n_layers and 0 <= h.head < model.n_heads):
-            raise AdvgenError(f"head {h} is out of range for a model with {model.n_layers} layers x {model.n_heads} heads")
+        h.check_in(model.n_layers, model.n_heads, f"model {model.name!r}")
     reads = [(h, "END", slot) for h in heads for slot in slots]
     m = measure(model, prompts, [reads] * len(prompts), batch_size, progress, desc="validate")
     signals = {read_key(*r): [d.get(read_key(*r), float("nan")) for d in m.signals] for r in reads}

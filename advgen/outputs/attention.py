@@ -77,8 +77,7 @@ def _labels(tok: Any, ids: Sequence[int], positions: Mapping[str, int]) -> tuple
 def patterns(model: Any, heads: Sequence[Head], rows: Sequence[tuple[str, Mapping[str, Any]]]) -> list[Example]:
     """Run each (label, row) once and keep the [q, k] pattern of each head."""
     for h in heads:
-        if not (0 <= h.layer < model.n_layers and 0 <= h.head < model.n_heads):
-            raise AdvgenError(f"head {h} is out of range for model {model.name!r} ({model.n_layers} x {model.n_heads})")
+        h.check_in(model.n_layers, model.n_heads, f"model {model.name!r}")
     layers = sorted({h.layer for h in heads})
     out = []
     for label, row in rows:
