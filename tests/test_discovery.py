@@ -28,10 +28,10 @@ def tiny_caches(tiny_model):
 
 def test_twins_share_positions_and_differ_only_where_intended(tiny_model):
     clean_ps, abc_ps, s1_ps = ioi_sets(tiny_model.tokenizer, 6, 3)
-    for c, a, s in zip(clean_ps, abc_ps, s1_ps):
+    for c, a, s in zip(clean_ps, abc_ps, s1_ps, strict=False):
         assert c.positions == a.positions == s.positions
-        diff_a = [i for i, (x, y) in enumerate(zip(c.token_ids, a.token_ids)) if x != y]
-        diff_s = [i for i, (x, y) in enumerate(zip(c.token_ids, s.token_ids)) if x != y]
+        diff_a = [i for i, (x, y) in enumerate(zip(c.token_ids, a.token_ids, strict=False)) if x != y]
+        diff_s = [i for i, (x, y) in enumerate(zip(c.token_ids, s.token_ids, strict=False)) if x != y]
         assert diff_a == [c.positions["S2"]] and diff_s == [c.positions["S1"]]
 
 
@@ -66,7 +66,7 @@ def test_discover_writes_circuit_scores_and_plots(tiny_model, tmp_path):
     assert loaded.to_dict() == d.circuit.to_dict()
     assert (tmp_path / "patching.png").read_bytes()[:4] == b"\x89PNG"
     again = write_discovery(discover(tiny_model, Settings(n=4, detector_seqs=1, detector_len=6), progress=None), tmp_path / "b" / "c.json", "test")
-    for p, q in zip(paths, again):
+    for p, q in zip(paths, again, strict=False):
         assert p.read_bytes() == q.read_bytes(), f"{p.name} differs between two identical runs"
 
 
@@ -110,7 +110,7 @@ def test_random_circuit_of_same_size_scores_clearly_worse(reference_model, ref_d
     randoms = []
     for _ in range(3):
         picks = rng.sample([h for h in all_heads if h not in c.head_set()] if len(c) * 2 <= len(all_heads) else all_heads, len(c))
-        rc = Circuit("random", c.model, tuple(CircuitHead(h, ch.role, ch.positions) for h, ch in zip(picks, c.heads)),
+        rc = Circuit("random", c.model, tuple(CircuitHead(h, ch.role, ch.positions) for h, ch in zip(picks, c.heads, strict=False)),
                      c.n_layers, c.n_heads)
         randoms.append(gap(rc))
     assert min(randoms) - found >= 0.2, f"discovered gap {found:.3f}, random gaps {randoms}"

@@ -38,13 +38,13 @@ def _same(a: object, b: object) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=False))
     return a == b
 
 
 def _assert_rows_equal(got: list[dict], want: list[dict]) -> None:
     assert len(got) == len(want)
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=False):
         g = {k: v for k, v in g.items() if not (v is None and k not in w)}
         assert _same(g, w), (g, w)
 
@@ -163,7 +163,7 @@ def test_auto_circuit_round_trip(run_dirs, tmp_path, tiny_model):
             clean_ids = tok(p["clean"], add_special_tokens=False)["input_ids"]
             corrupt_ids = tok(p["corrupt"], add_special_tokens=False)["input_ids"]
             assert len(clean_ids) == len(corrupt_ids)
-            diff = [i for i, (a, b) in enumerate(zip(clean_ids, corrupt_ids)) if a != b]
+            diff = [i for i, (a, b) in enumerate(zip(clean_ids, corrupt_ids, strict=False)) if a != b]
             assert diff == [r["positions"]["S2"] - 1], "only S2 differs (p_ABC twin; indices without BOS)"
             for a in p["answers"] + p["wrong_answers"]:
                 assert len(tok(a, add_special_tokens=False)["input_ids"]) == 1

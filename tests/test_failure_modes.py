@@ -51,7 +51,7 @@ def test_every_mode_renders_and_stays_unambiguous(setup, mode):
     vs = _all_variants(setup, mode)
     cells_seen = {tuple(sorted(v.cell.items())) for *_, v in vs}
     assert len(cells_seen) == len(mode.cells), "every cell applies to some template"
-    for clean, a, k, v in vs:
+    for clean, a, k, _v in vs:
         check_unambiguous(clean, a, k)
         assert a.text.endswith(clean.text[clean.text.rindex(" John"):])
         assert a.order == clean.order and a.pair_id == clean.pair_id
@@ -63,7 +63,7 @@ def _count(p, tok_id):
 
 
 def test_duplicated_io_doses_and_control(setup):
-    for clean, a, k, v in _all_variants(setup, mode_named("duplicated_io")):
+    for _clean, a, k, v in _all_variants(setup, mode_named("duplicated_io")):
         d = v.params["dose"]
         assert _count(a, a.io_token) == 1 + d and _count(a, a.s_token) == 2
         assert _count(k, k.io_token) == 1 and _count(k, k.s_token) == 2 + d
@@ -74,7 +74,7 @@ def test_duplicated_io_doses_and_control(setup):
 
 def test_same_length_controls(setup):
     for name in ("distant_s2", "reversed_transfer", "swapped_pair"):
-        for clean, a, k, v in _all_variants(setup, mode_named(name)):
+        for _clean, a, k, _v in _all_variants(setup, mode_named(name)):
             # distant_s2 moves text-initial words ("The" vs " The"), so lengths may differ by a token or two
             assert abs(len(a) - len(k)) <= (2 if name == "distant_s2" else 0), name
             if name != "distant_s2":  # filler is text-initial in the control ("The" vs " The")
@@ -82,14 +82,14 @@ def test_same_length_controls(setup):
 
 
 def test_distant_s2_moves_s2_only_in_attack(setup):
-    for clean, a, k, v in _all_variants(setup, mode_named("distant_s2")):
+    for clean, a, k, _v in _all_variants(setup, mode_named("distant_s2")):
         assert a.positions["S2"] - a.positions["IO"] > clean.positions["S2"] - clean.positions["IO"]
         assert k.positions["S2"] - k.positions["IO"] == clean.positions["S2"] - clean.positions["IO"]
 
 
 def test_extra_name_is_a_fresh_name_placed_away(setup):
     tok, _, bank, _ = setup
-    for clean, a, k, v in _all_variants(setup, mode_named("extra_name")):
+    for _clean, a, k, _v in _all_variants(setup, mode_named("extra_name")):
         xs = a.extra["fill"]["x"]
         assert xs and not {"Mary", "John"} & set(xs)
         assert any(s.replace("{N}", xs[0]) in a.text for s in bank.away)
@@ -97,7 +97,7 @@ def test_extra_name_is_a_fresh_name_placed_away(setup):
 
 
 def test_reversed_transfer_mirrors_the_final_clause(setup):
-    for clean, a, k, v in _all_variants(setup, mode_named("reversed_transfer")):
+    for _clean, a, k, _v in _all_variants(setup, mode_named("reversed_transfer")):
         assert a.token_ids[a.positions["S3"] - 1] == a.token_ids[a.end]  # "... to S." : same token as END before S
         assert a.positions["IO2"] < a.positions["S3"] and k.positions["S3"] < k.positions["IO2"]
 

@@ -107,7 +107,7 @@ def test_fixture_has_several_templates_with_several_prompts(run):
     assert len({t for t, _ in groups}) == 2
     assert len({length for _, length in groups}) == 1, "both templates should share one token length"
     assert all(len(m) >= 2 for m in groups.values())
-    for c, a in zip(clean_ps, abc_ps):
+    for c, a in zip(clean_ps, abc_ps, strict=False):
         assert c.template_id == a.template_id and len(c) == len(a) and dict(c.positions) == dict(a.positions)
 
 
@@ -209,11 +209,11 @@ def test_resample_ablation_is_seeded_and_draws_other_abc_prompts_of_the_same_tem
     clean_ps, _, clean, abc, _ = run
     a = ablation.ablation_values("resample_abc", clean_ps, clean, abc, seed=5)
     b = ablation.ablation_values("resample_abc", clean_ps, clean, abc, seed=5)
-    assert all(torch.equal(x, y) for x, y in zip(a.sources, b.sources))
+    assert all(torch.equal(x, y) for x, y in zip(a.sources, b.sources, strict=False))
     differs = False
     for seed in range(6, 12):
         c = ablation.ablation_values("resample_abc", clean_ps, clean, abc, seed=seed)
-        differs |= any(not torch.equal(x, y) for x, y in zip(a.sources, c.sources))
+        differs |= any(not torch.equal(x, y) for x, y in zip(a.sources, c.sources, strict=False))
     assert differs, "the seed has no effect"
     for i, p in enumerate(clean_ps):
         donors = [j for j in range(len(clean_ps)) if torch.equal(a.sources[i], abc.z[j])]
@@ -289,7 +289,7 @@ def test_attribution_is_the_derivative_of_activation_patching(tiny_model, run):
     kinds = ("ALL", "END", "S2")
     attr = patching.attribution_patching(tiny_model, clean_ps, clean, abc, kinds=kinds)
     eps = 0.1
-    near = dataclasses.replace(abc, z=tuple(c + eps * (a - c) for c, a in zip(clean.z, abc.z)))
+    near = dataclasses.replace(abc, z=tuple(c + eps * (a - c) for c, a in zip(clean.z, abc.z, strict=False)))
     act, _ = patching.activation_patching(tiny_model, clean_ps, clean, near, kinds=kinds, batch_size=16)
     for kind in kinds:
         fd = act[kind] / eps

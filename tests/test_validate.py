@@ -21,7 +21,7 @@ def test_batched_ld_equals_unbatched_unpadded_forward(tiny_model_dir, tiny_model
     hf = GPT2LMHeadModel.from_pretrained(str(tiny_model_dir), attn_implementation="eager").eval()
     ev = validate(tiny_model, mixed_prompts, batch_size=16)
     with torch.no_grad():
-        for p, m in zip(mixed_prompts, ev.metrics):
+        for p, m in zip(mixed_prompts, ev.metrics, strict=False):
             logits = hf(torch.tensor([p.token_ids])).logits[0, -1]
             ld = float(logits[p.io_token] - logits[p.s_token])
             assert abs(ld - m.logit_diff) < 1e-4, (p.text, ld, m.logit_diff)

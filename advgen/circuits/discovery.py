@@ -66,7 +66,7 @@ class Discovery:
 
 
 def _heads(mask: np.ndarray) -> list[Head]:
-    return [Head(int(a), int(b)) for a, b in zip(*np.nonzero(mask))]
+    return [Head(int(a), int(b)) for a, b in zip(*np.nonzero(mask), strict=False)]
 
 
 def assign_roles(m: dict[str, np.ndarray], s: Settings) -> dict[Head, tuple[Role, str]]:

@@ -242,7 +242,7 @@ def patched_run(
 
                 def qhook(t: torch.Tensor, hook: Any, sel: list = sel, ends: list = ends) -> torch.Tensor:
                     t = t.clone()
-                    for (r, h, v), e in zip(sel, ends):
+                    for (r, h, v), e in zip(sel, ends, strict=False):
                         t[r, e, h] = v.to(t.dtype)
                     return t
 
@@ -307,7 +307,7 @@ def activation_patching(
     base = float(clean.ld.mean())
     eff = ((st.ld.view(len(variants), n).mean(1) - base) / abs(base)).numpy()
     out = {k: np.zeros((L, H)) for k in kinds}
-    for (layer, head, kind), e in zip(variants, eff):
+    for (layer, head, kind), e in zip(variants, eff, strict=False):
         out[kind][layer, head] = e
     return out, len(patches)
 

@@ -36,7 +36,6 @@ def cmd_generate(args: argparse.Namespace) -> None:
     from advgen.model.loading import load_tokenizer
     from advgen.outputs import pipeline
     from advgen.prompts.lexicon import build_lexicon, report
-
     from advgen.prompts.templates import tokenizer_hash
 
     out = _default_out(args, "generate")
@@ -65,10 +64,9 @@ def _print_summary(summary: dict, out: Path) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
+    from advgen.core import rundir
     from advgen.model.loading import load_model
     from advgen.outputs import pipeline
-
-    from advgen.core import rundir
 
     out = _default_out(args, "validate")
     pipeline.check_args(None, args.seed, args.batch_size)

@@ -229,7 +229,7 @@ def evaluate(backend: Backend, prompts: PromptSet, batch_size: int = DEFAULT_BAT
     units = ((PromptSet(tuple(prompts[i] for i in span), prompts.tokenizer_hash), batch_size) for span in spans)
     out: list[PromptMetrics | None] = [None] * len(prompts)
     results = backend.map(validate_unit, units)
-    for span, metrics in tqdm(zip(spans, results), total=len(spans), desc="validate", unit="unit", disable=not progress):
+    for span, metrics in tqdm(zip(spans, results, strict=False), total=len(spans), desc="validate", unit="unit", disable=not progress):
         for i, m in zip(span, metrics, strict=True):
             out[i] = m
     return Evaluation(prompts, tuple(out))  # type: ignore[arg-type]

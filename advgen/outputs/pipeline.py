@@ -130,7 +130,7 @@ def write_results(out: Path, ev: Evaluation, manifest: dict[str, Any], seed: int
     rows = records.result_rows(ev)
     summary = summarize(ev.metrics, seed, ev.prompts)  # with by_template and by_order
     summary["by_family"] = {
-        fam: summarize([m for p, m in zip(ev.prompts, ev.metrics) if p.family == fam], seed)
+        fam: summarize([m for p, m in zip(ev.prompts, ev.metrics, strict=False) if p.family == fam], seed)
         for fam in sorted({p.family for p in ev.prompts})
     }
     files.atomic_write_text(out / "results.jsonl", files.jsonl_text(rows))

@@ -142,8 +142,8 @@ def corpus_names(faker_stride: int = FAKER_STRIDE) -> tuple[str, ...]:
     """All 99 paper names, every `faker_stride`-th Faker name not in the paper's list, and any
     lexicon name that is a prefix of one of those (repeated until stable)."""
     names = [n.text for n in lexicon.all_names()]
-    paper = [n for n, src in zip(names, lexicon.all_names()) if src.source == "paper"]
-    faker = [n for n, src in zip(names, lexicon.all_names()) if src.source != "paper"]
+    paper = [n for n, src in zip(names, lexicon.all_names(), strict=False) if src.source == "paper"]
+    faker = [n for n, src in zip(names, lexicon.all_names(), strict=False) if src.source != "paper"]
     chosen = paper + faker[::faker_stride]
     # A lexicon name that is a prefix of a chosen one (" Alex" of " Alexander") tends to become a
     # token of its own; include it so that no single-token lexicon name is left untrained.
