@@ -179,8 +179,8 @@ def _dose_series(rows: Sequence[Mapping[str, Any]], seed: int) -> dict[str, list
 
 def section_dose(data: RunData) -> str:
     """Plot: the random sample (unbiased); table: every subset, labelled, so search rows never pass for the sample."""
-    dosed = [r for r in data.rows if "duplicate" in str(r.get("mode") or "") and isinstance(r.get("params"), Mapping)
-             and isinstance(r["params"].get("dose"), (int, float))]
+    dosed = [r for r in data.rows if r.get("mode") and isinstance(r.get("params"), Mapping)
+             and isinstance(r["params"].get("dose"), (int, float))]  # any mode with a dose parameter
     if not dosed:
         return ""
     out = []
