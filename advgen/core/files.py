@@ -44,7 +44,9 @@ def _ensure_dir(d: Path) -> None:
         raise AdvgenError(f"cannot create directory {d}: {e.strerror}") from None
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
+@contextmanager
+def atomic_open(path: str | Path) -> Iterator[TextIO]:
+    """A text file written in pieces (streaming) that appears at `path` only when complete."""
     path = Path(path)
     if path.is_dir():
         raise AdvgenError(f"cannot write {path}: it is an existing directory")
@@ -55,27 +57,6 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
         raise AdvgenError(f"cannot write {path}: {e.strerror}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise AdvgenError(f"cannot write {path}: {e.strerror}") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-@contextmanager
-def atomic_open(path: str | Path) -> Iterator[TextIO]:
-    """A text file written in pieces (streaming) that appears at `path` only when complete."""
-    path = Path(path)
-    if path.is_dir():
-        raise AdvgenError(f"cannot write {path}: it is an existing directory")
-    _ensure_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             yield f
         os.replace(tmp, path)
     except OSError as e:
@@ -84,6 +65,13 @@ def atomic_open(path: str | Path) -> Iterator[TextIO]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """The whole file at once, through the one atomic path (`atomic_open`)."""
+    with atomic_open(path) as f:
+        f.write(text)
+    return Path(path)
 
 
 def dumps(obj: Any) -> str:
