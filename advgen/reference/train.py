@@ -18,12 +18,14 @@ import json
 import math
 import os
 import random
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
+from advgen.core.types import AdvgenError
 from advgen.reference import corpus as corpus_mod
 from advgen.reference import tokenizer as tok_mod
 
@@ -120,7 +122,9 @@ def lr_at(step: int, s: TrainSettings) -> float:
 
 
 def _latest_checkpoint(ck_dir: Path) -> Path | None:
-    cks = sorted(ck_dir.glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+    """The newest step-NNNNNN.pt; files not named like our checkpoints are not ours and are ignored."""
+    cks = sorted((p for p in ck_dir.glob("step-*.pt") if re.fullmatch(r"step-\d+\.pt", p.name)),
+                 key=lambda p: int(p.stem.split("-")[1]))
     return cks[-1] if cks else None
 
 
@@ -142,7 +146,7 @@ def _save_checkpoint(ck_dir: Path, step: int, model, opt, losses, settings, tok_
     )
     os.replace(tmp, path)
     for old in ck_dir.glob("step-*.pt"):  # keep the two newest
-        if old != path and int(old.stem.split("-")[1]) < step - settings.checkpoint_every:
+        if old != path and re.fullmatch(r"step-\d+\.pt", old.name) and int(old.stem.split("-")[1]) < step - settings.checkpoint_every:
             old.unlink()
 
 
@@ -232,12 +236,12 @@ def _resume(ck_dir: Path, model, opt, s: TrainSettings, tok_hash: str) -> tuple[
     try:
         state = torch.load(ck, weights_only=True)
     except Exception as e:  # noqa: BLE001 - pickles with code, corrupt or foreign files
-        raise RuntimeError(f"checkpoint {ck} is not a plain advgen checkpoint ({type(e).__name__}: {e}); "
+        raise AdvgenError(f"checkpoint {ck} is not a plain advgen checkpoint ({type(e).__name__}: {e}); "
                            "delete it or use --no-resume") from e
     if not isinstance(state, dict) or any(k not in state for k in CHECKPOINT_KEYS):
-        raise RuntimeError(f"checkpoint {ck} is not an advgen reference checkpoint (keys {CHECKPOINT_KEYS} expected)")
+        raise AdvgenError(f"checkpoint {ck} is not an advgen reference checkpoint (keys {CHECKPOINT_KEYS} expected)")
     if state["tokenizer_sha256"] != tok_hash:
-        raise RuntimeError(f"checkpoint {ck} was made with a different tokenizer/corpus; "
+        raise AdvgenError(f"checkpoint {ck} was made with a different tokenizer/corpus; "
                            "delete the checkpoints directory or use the original settings")
     if state["settings"] != asdict(s):
         raise RuntimeError(f"checkpoint {ck} was made with different settings: {state['settings']}")
