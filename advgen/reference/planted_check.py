@@ -83,7 +83,7 @@ def acceptance(model: LoadedModel, n: int = 300, seed: int = 0) -> dict[str, Any
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m advgen.reference.planted_check", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m advgen.reference.planted_check", description=(__doc__ or "").split("\n")[0])
     ap.add_argument("model", help="model spec or HF directory (e.g. planted)")
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)

@@ -335,7 +335,7 @@ def _train(out_dir, seed, steps, settings, progress, resume, stop_after) -> Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m advgen.reference.train", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m advgen.reference.train", description=(__doc__ or "").split("\n")[0])
     p.add_argument("--out", type=Path, help="output directory (HF model + checkpoints/)")
     p.add_argument("--check", type=Path, metavar="MODEL_DIR",
                    help="only print IOI/ABC figures of MODEL_DIR on the paper's templates")
