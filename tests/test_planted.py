@@ -81,7 +81,7 @@ def test_every_loss_term_is_finite_and_trains_the_planted_heads(tiny):
     s, model, tok = tiny
     parts = planted.step_losses(model, tok, None, 0, s)
     want = {"behaviour", "attn_prev", "attn_dup", "attn_ind", "attn_sinh", "attn_nm", "attn_abc", "attn_repeat",
-            "strict", "iit_sinh", "iit_dup", "iit_nm", "iit_half", "sinh_direct"}
+            "strict", "iit_sinh", "iit_dup", "iit_nm", "iit_half", "sinh_direct", "path_sinh"}
     assert set(parts) == want
     assert all(torch.isfinite(v.detach()) and float(v.detach()) >= -1e-6 for v in parts.values())
     model.zero_grad()
@@ -90,6 +90,68 @@ def test_every_loss_term_is_finite_and_trains_the_planted_heads(tiny):
     g = model.transformer.h[nm.layer].attn.c_attn.weight.grad
     assert g is not None and float(g.abs().sum()) > 0
     model.zero_grad()
+
+
+def test_name_twin_changes_only_io_and_s(tiny):
+    _, _, tok = tiny
+    for step in range(10):
+        b = ioi_batch(tok, 0, step, 4)
+        assert b.twin is not None and b.twin.shape == b.clean.shape
+        rows = torch.arange(4)
+        names = torch.zeros_like(b.clean, dtype=torch.bool)
+        for pos in (b.io_pos, b.s1_pos, b.s2_pos):
+            names[rows, pos] = True
+        assert torch.equal(b.twin[~names], b.clean[~names])  # same skeleton, same order
+        t_s1, t_s2, t_io = b.twin[rows, b.s1_pos], b.twin[rows, b.s2_pos], b.twin[rows, b.io_pos]
+        assert torch.equal(t_s1, t_s2) and not (t_s1 == t_io).any()  # S' repeated, IO' once
+        for new in (t_s1, t_io):
+            assert not ((new == b.s_tok) | (new == b.io_tok) | (new == b.abc[rows, b.s2_pos])).any()
+
+
+def test_query_delta_reaches_only_that_heads_query(tiny):
+    s, model, tok = tiny
+    b = ioi_batch(tok, 0, 2, 4)
+    t = b.clean.shape[1]
+    sinh, nm = (iit.planted_by_role(r).head for r in (Role.S_INHIBITION, Role.NAME_MOVER))
+    swap_z = iit.forward(model, b.swap).z
+    rep = iit.only(b, 4, 4, (sinh,), torch.full_like(b.s2_pos, t - 1))
+    plain = iit.forward(model, b.clean, rep, swap_z)
+    zero = iit.forward(model, b.clean, rep, swap_z, query_delta=(nm, torch.zeros(4, t, model.config.n_embd)))
+    assert torch.allclose(zero.logits_end, plain.logits_end, atol=1e-6)
+    delta = torch.zeros(4, t, model.config.n_embd)
+    delta[:, -1] = torch.randn(4, model.config.n_embd, generator=torch.Generator().manual_seed(0))
+    path = iit.forward(model, b.clean, rep, swap_z, query_delta=(nm, delta))
+    others = [h for h in range(4) if h != nm.head]
+    assert torch.equal(path.pattern[nm.layer][:, others], plain.pattern[nm.layer][:, others])
+    assert not torch.allclose(path.pattern[nm.layer][:, nm.head, -1], plain.pattern[nm.layer][:, nm.head, -1])
+    assert torch.equal(path.pattern[nm.layer][:, nm.head, :-1], plain.pattern[nm.layer][:, nm.head, :-1])
+
+
+def test_path_term_trains_the_mlps_it_constrains(tiny):
+    s, model, tok = tiny
+    parts = planted.step_losses(model, tok, None, 0, s)
+    model.zero_grad()
+    parts["path_sinh"].backward()
+    sinh = iit.planted_by_role(Role.S_INHIBITION).head
+    g = model.transformer.h[sinh.layer].mlp.c_fc.weight.grad  # the SINH -> MLP -> logits shortcut
+    assert g is not None and float(g.abs().sum()) > 0
+    model.zero_grad()
+    v1 = planted.step_losses(model, tok, None, 0, planted.PlantedSettings(**{**TINY, "w_path": 0.0, "twin_frac": 0.0}))
+    assert "path_sinh" not in v1
+
+
+def test_strict_donors_mix_abc_resamples_and_name_twins(tiny):
+    s, model, tok = tiny
+    b = ioi_batch(tok, 0, 3, 4)
+    abc = iit.forward(model, b.abc)
+    with torch.no_grad():
+        twin_z = iit.forward(model, b.twin).z
+        donor = planted._strict_donor(model, b, abc, s)  # twin_frac 0.5: last two rows are name twins
+        only_abc = planted._strict_donor(model, b, abc, planted.PlantedSettings(**{**TINY, "twin_frac": 0.0}))
+    ab = iit.derange(abc.z)
+    for la in range(4):
+        assert torch.equal(donor[la][2:], twin_z[la][2:]) and torch.equal(donor[la][:2], ab[la][:2])
+        assert torch.equal(only_abc[la], ab[la])
 
 
 def test_repeat_batch_repeats():

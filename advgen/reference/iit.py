@@ -68,6 +68,9 @@ class IOIBatch:
     s2_pos: torch.Tensor
     io_tok: torch.Tensor
     s_tok: torch.Tensor
+    twin: torch.Tensor | None = None
+    """name twin: same skeleton and name order, IO and S replaced by two new names (causal
+    scrubbing's donor class: only the names differ)."""
 
 
 @dataclass(frozen=True)
@@ -83,11 +86,14 @@ class Run:
 
 
 def forward(model, ids: torch.Tensor, replace: torch.Tensor | None = None,
-            donor: tuple[torch.Tensor, ...] | None = None) -> Run:
+            donor: tuple[torch.Tensor, ...] | None = None,
+            query_delta: tuple[Head, torch.Tensor] | None = None) -> Run:
     """GPT-2 forward (no padding) where head outputs with replace[b, t, l, h] come from `donor`.
 
     Same numbers as `GPT2LMHeadModel` (checked in tests); replacing z before W_O is replacing
-    that head's contribution to the residual stream, since W_O is linear.
+    that head's contribution to the residual stream, since W_O is linear. With
+    `query_delta = (head, delta)`, that head's query alone reads the residual plus delta [B, T, E]
+    (path patching: a sender's clean write restored on one receiver's query only).
     """
     tr = model.transformer
     b, t = ids.shape
@@ -99,6 +105,10 @@ def forward(model, ids: torch.Tensor, replace: torch.Tensor | None = None,
     for li, blk in enumerate(tr.h):
         q, k, v = blk.attn.c_attn(blk.ln_1(x)).split(e, dim=2)
         q, k, v = (a.view(b, t, n_head, dh).transpose(1, 2) for a in (q, k, v))
+        if query_delta is not None and query_delta[0].layer == li:
+            qh = query_delta[0].head
+            q2 = blk.attn.c_attn(blk.ln_1(x + query_delta[1]))[..., qh * dh:(qh + 1) * dh]
+            q = torch.cat([q[:, :qh], q2[:, None], q[:, qh + 1:]], dim=1)
         s = (q @ k.transpose(-1, -2)) / math.sqrt(dh)
         p = s.masked_fill(~causal, torch.finfo(s.dtype).min).softmax(-1)
         z = (p @ v).transpose(1, 2)
@@ -121,6 +131,12 @@ def direct_ld(model, run: Run, head: Head, io: torch.Tensor, s: torch.Tensor) ->
     write = run.z[head.layer][:, -1, head.head] @ w
     without = model.lm_head(model.transformer.ln_f(run.resid_end - write))
     return logit_diff(run.logits_end, io, s) - logit_diff(without, io, s)
+
+
+def head_write(model, z: torch.Tensor, head: Head) -> torch.Tensor:
+    """[..., d_model] what `head` adds to the residual stream for head output z [..., d_head]."""
+    dh = model.config.n_embd // model.config.n_head
+    return z @ model.transformer.h[head.layer].attn.c_proj.weight[head.head * dh:(head.head + 1) * dh]
 
 
 def logit_diff(logits: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -56,6 +56,12 @@ class PlantedSettings:
     w_attn: float = 1.0
     w_strict: float = 1.0
     w_iit: float = 1.0
+    w_path: float = 1.0
+    """path strictness: SINH's output reaches everything but the name mover's query from the
+    role-swapped twin, and the answer must not change (0 = the v1 recipe)."""
+    twin_frac: float = 0.5
+    """share of each strictness batch whose donors are name twins (causal scrubbing's resampling)
+    instead of ABC prompts (the resample_abc ablation); 0 = the v1 recipe."""
     init: str = "reference"
     """warm start: "reference" (the bundled weights) or "scratch" (a tiny config, for tests)."""
     n_layer: int = 4
@@ -91,24 +97,61 @@ def step_losses(model, tok, lm, step: int, s: PlantedSettings) -> dict[str, torc
     rep = iit.forward(model, repeat_batch(s.seed, step, s.repeat_batch, s.repeat_half, len(tok), tok.bos_token_id))
     out["attn_repeat"] = iit.repeat_pattern_loss(rep, s.repeat_half)
     gen = torch.Generator().manual_seed(s.seed * 1_000_003 + step)
-    donor = iit.derange(tuple(z.detach() for z in abc.z))
-    circ = iit.forward(model, b.clean, iit.kept_mask(b, L, H, p_ablate(step, s), gen), donor)
-    ld_c = iit.logit_diff(circ.logits_end, b.io_tok, b.s_tok)
-    ref = clean.logits_end.detach().log_softmax(-1)
-    out["strict"] = (iit.band(ld_c, s.ld_low, s.ld_high) + 0.25 * (ld_c - ld.detach()).pow(2).mean()
-                     + F.kl_div(circ.logits_end.log_softmax(-1), ref, log_target=True, reduction="batchmean"))
-    out.update(_iit_terms(model, b, clean, abc, L, H, s))
+    circ = iit.forward(model, b.clean, iit.kept_mask(b, L, H, p_ablate(step, s), gen), _strict_donor(model, b, abc, s))
+    out["strict"] = _keeps_answer(circ, clean, ld, b, s)
+    with torch.no_grad():
+        swap_z = iit.forward(model, b.swap).z
+    out.update(_iit_terms(model, b, clean, abc, L, H, s, swap_z))
+    if s.w_path > 0:
+        out["path_sinh"] = _keeps_answer(_sinh_path_run(model, b, clean, swap_z, L, H), clean, ld, b, s)
     return out
 
 
-def _iit_terms(model, b, clean, abc, L: int, H: int, s: PlantedSettings) -> dict[str, torch.Tensor]:
+def _keeps_answer(run: iit.Run, clean: iit.Run, ld: torch.Tensor, b, s: PlantedSettings) -> torch.Tensor:
+    """Strictness target "nothing changes": LD in the band, close to the model's LD, and the END
+    distribution over the whole vocabulary close to the model's (KL)."""
+    ld_c = iit.logit_diff(run.logits_end, b.io_tok, b.s_tok)
+    ref = clean.logits_end.detach().log_softmax(-1)
+    return (iit.band(ld_c, s.ld_low, s.ld_high) + 0.25 * (ld_c - ld.detach()).pow(2).mean()
+            + F.kl_div(run.logits_end.log_softmax(-1), ref, log_target=True, reduction="batchmean"))
+
+
+def _strict_donor(model, b, abc: iit.Run, s: PlantedSettings) -> tuple[torch.Tensor, ...]:
+    """Resample donors: another prompt's ABC twin (resample_abc) for the first rows, the prompt's
+    own name twin (causal scrubbing: same skeleton and order, new IO and S) for a `twin_frac` share.
+    ABC donors alone never carry a duplicated name, so a head that signals "S2 is duplicated"
+    outside the circuit would pass them unseen; name twins carry another duplicated name."""
+    donor = iit.derange(tuple(z.detach() for z in abc.z))
+    n_twin = round(s.twin_frac * b.clean.shape[0])
+    if n_twin == 0 or b.twin is None:
+        return donor
+    with torch.no_grad():
+        tz = iit.forward(model, b.twin).z
+    rows = (torch.arange(b.clean.shape[0]) >= b.clean.shape[0] - n_twin)[:, None, None, None]
+    return tuple(torch.where(rows, t, d) for t, d in zip(tz, donor, strict=True))
+
+
+def _sinh_path_run(model, b, clean: iit.Run, swap_z: tuple[torch.Tensor, ...], L: int, H: int) -> iit.Run:
+    """SINH's output at END from the role-swapped twin on every path except the name mover's query
+    (which gets the clean write back): the high-level model says SINH acts only through that query,
+    so the answer must not change. Blocks SINH -> MLP -> logits (the contrastive shortcut), which
+    the direct-path penalty does not see."""
+    sinh, nm = (iit.planted_by_role(r).head for r in (iit.Role.S_INHIBITION, iit.Role.NAME_MOVER))
+    t = b.clean.shape[1]
+    delta = torch.zeros(b.clean.shape[0], t, model.config.n_embd)
+    z_c, z_s = clean.z[sinh.layer][:, -1, sinh.head], swap_z[sinh.layer][:, -1, sinh.head]
+    delta[:, -1] = iit.head_write(model, z_c - z_s, sinh)
+    rep = iit.only(b, L, H, (sinh,), torch.full_like(b.s2_pos, t - 1))
+    return iit.forward(model, b.clean, rep, swap_z, query_delta=(nm, delta))
+
+
+def _iit_terms(model, b, clean, abc, L: int, H: int, s: PlantedSettings, swap_z: tuple[torch.Tensor, ...]
+               ) -> dict[str, torch.Tensor]:
     """Interchange interventions on SINH, DUP+IND and NM, with the high-level model's targets."""
     t = b.clean.shape[1]
     end = torch.full_like(b.s2_pos, t - 1)
     sinh, dup, ind, nm = (iit.planted_by_role(r).head for r in (
         iit.Role.S_INHIBITION, iit.Role.DUPLICATE_TOKEN, iit.Role.INDUCTION, iit.Role.NAME_MOVER))
-    with torch.no_grad():
-        swap_z = iit.forward(model, b.swap).z
     r1 = iit.forward(model, b.clean, iit.only(b, L, H, (sinh,), end), swap_z)
     r2 = iit.forward(model, b.clean, iit.only(b, L, H, (dup, ind), b.s2_pos), tuple(z.detach() for z in abc.z))
     other = iit.derange(tuple(z.detach() for z in clean.z))
@@ -147,7 +190,7 @@ def _half_evidence(b, L: int, H: int, abc, other) -> tuple[torch.Tensor, tuple[t
     return rep, donor
 
 
-WEIGHT_OF = {"lm": "w_lm", "behaviour": "w_behaviour", "strict": "w_strict"}
+WEIGHT_OF = {"lm": "w_lm", "behaviour": "w_behaviour", "strict": "w_strict", "path_sinh": "w_path"}
 
 
 def total_loss(parts: dict[str, torch.Tensor], s: PlantedSettings) -> torch.Tensor:

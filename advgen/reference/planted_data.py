@@ -74,7 +74,8 @@ def ioi_batch(tok, seed: int, step: int, size: int, vocab: C.Vocab | None = None
         probe = _fill(sk, "Mary", "John", "John")
         if not contains_paper_template(probe) and not contains_paper_template(_fill(sk, "Mary", "John", "Anna")):
             break
-    clean, abc, swap, names = [], [], [], []
+    clean, abc, swap, names, twin = [], [], [], [], []
+    rt = random.Random(f"planted-twin:{seed}:{step}")  # own stream: the other prompts stay as they were
     for _ in range(size):
         a, b, c = r.sample(v.names, 3)
         s = r.choice((a, b))
@@ -83,7 +84,9 @@ def ioi_batch(tok, seed: int, step: int, size: int, vocab: C.Vocab | None = None
         abc.append(_fill(sk, a, b, c))
         swap.append(_fill(sk, a, b, io))
         names.append((io, s))
-    ids = _encode(tok, clean + abc + swap)
+        io2, s2 = rt.sample([x for x in v.names if x not in (a, b, c)], 2)
+        twin.append(_fill(sk, io2, s2, s2) if s == b else _fill(sk, s2, io2, s2))
+    ids = _encode(tok, clean + abc + swap + twin)
     n = len(ids[0])
     if any(len(x) != n for x in ids):
         raise RuntimeError(f"skeleton {sk!r} gave prompts of different lengths (a name is not one token)")
@@ -97,7 +100,7 @@ def ioi_batch(tok, seed: int, step: int, size: int, vocab: C.Vocab | None = None
     s2 = n - 1 - s_hits.flip(1).argmax(1)
     if bool((s1 == s2).any()) or int(s_hits.sum(1).max()) != 2:
         raise RuntimeError(f"skeleton {sk!r}: subject not found exactly twice")
-    return IOIBatch(cl, t[size:2 * size], t[2 * size:], io_pos, s1, s2, io_t, s_t)
+    return IOIBatch(cl, t[size:2 * size], t[2 * size:3 * size], io_pos, s1, s2, io_t, s_t, t[3 * size:])
 
 
 def repeat_batch(seed: int, step: int, size: int, half: int, vocab_size: int, bos: int) -> torch.Tensor:
