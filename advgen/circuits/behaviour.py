@@ -136,7 +136,7 @@ def probes(specs: Sequence[datasets.Spec], sentences: Sequence[str], tokenizer: 
     return out
 
 
-def _final_norm(model: LoadedModel) -> torch.nn.Module:
+def _final_norm(model: LoadedModel) -> torch.nn.LayerNorm:
     base = model.hf_model.base_model
     ln = getattr(base, "ln_f", None) or getattr(base, "norm", None)
     if ln is None:

@@ -162,8 +162,11 @@ def check_claim(model: LoadedModel, circuit: Circuit, settings: ClaimSettings = 
     scrub = scrub_block(model, circuit, clean_ps, ref_logp, model_ld, model_loss, s)
     bar.update()
     paper = ablation.PAPER_ABLATION
-    paper_row = table.get(paper) or metric_row(model_ld, model_loss, *ablation.run_kept(
-        model, clean_ps, [c_entries, ()], ablation.ablation_values(paper, clean_ps, clean, abc, s.seed), ref_logp, s.batch_size * 4), s.seed)
+    paper_row = table.get(paper)
+    if paper_row is None:
+        c_stats, empty_stats = ablation.run_kept(
+            model, clean_ps, [c_entries, ()], ablation.ablation_values(paper, clean_ps, clean, abc, s.seed), ref_logp, s.batch_size * 4)
+        paper_row = metric_row(model_ld, model_loss, c_stats, empty_stats, s.seed)
     absolute = absolute_performance(model, clean_ps, paper_row, scrub, s.batch_size, s.ladder)
     bar.update()
     comp, mini = completeness_minimality(model, clean_ps, circuit, vals.get(paper) or ablation.ablation_values(paper, clean_ps, clean, abc, s.seed),

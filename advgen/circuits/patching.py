@@ -90,6 +90,12 @@ ExtraHooks = Callable[[list[int], int], list[tuple[str, Callable[..., Any]]]]
 """(batch prompt indices, padded width) -> hooks applied before the recording hooks."""
 
 
+def _grad(t: torch.Tensor) -> torch.Tensor:
+    if t.grad is None:
+        raise AdvgenError("attribution patching: a hooked activation received no gradient")
+    return t.grad
+
+
 def _collect(idx: list[int], prompts: PromptSet, grad: bool, zs: dict[int, torch.Tensor], pre: dict[int, torch.Tensor],
              fin: torch.Tensor, logits: torch.Tensor, out: tuple[list[Any], ...]) -> None:
     """Copy one batch's recordings into the per-prompt lists (z, grad z, final resid, resid_pre, logits)."""
@@ -99,7 +105,7 @@ def _collect(idx: list[int], prompts: PromptSet, grad: bool, zs: dict[int, torch
         T = len(prompts[i])
         z[i] = torch.stack([zs[layer][r, :T].detach().float() for layer in range(L)])
         if grad:
-            gz[i] = torch.stack([zs[layer].grad[r, :T].float() for layer in range(L)])
+            gz[i] = torch.stack([_grad(zs[layer])[r, :T].float() for layer in range(L)])
         rfin[i] = fin[r]
         rpre[i] = torch.stack([pre[layer][r] for layer in range(L)])
         logits_out[i] = logits[r].detach()
@@ -227,7 +233,8 @@ def patched_run(
                     continue
                 srcs = []
                 for i in idx:
-                    s = torch.zeros(width, H, 1) if part[i].source is None else part[i].source[layer]
+                    src = part[i].source
+                    s = torch.zeros(width, H, 1) if src is None else src[layer]
                     srcs.append(F.pad(s, (0, 0, 0, 0, 0, width - s.shape[0])) if s.shape[0] < width else s[:width])
 
                 def zhook(t: torch.Tensor, hook: Any, lm: torch.Tensor = lm, srcs: list = srcs) -> torch.Tensor:
@@ -330,7 +337,7 @@ def attribution_patching(model: LoadedModel, prompts: PromptSet, clean: RunCache
     return {k: v / len(prompts) / abs(base) for k, v in out.items()}
 
 
-def _unembed_parts(model: LoadedModel) -> tuple[torch.nn.Module, torch.Tensor]:
+def _unembed_parts(model: LoadedModel) -> tuple[torch.nn.LayerNorm, torch.Tensor]:
     hf = model.hf_model
     ln = getattr(hf.base_model, "ln_f", None) or getattr(hf.base_model, "norm", None)
     if ln is None:
@@ -385,4 +392,5 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     ok = np.isfinite(x) & np.isfinite(y)
     if ok.sum() < 3 or np.std(x[ok]) == 0 or np.std(y[ok]) == 0:
         return float("nan")
-    return float(spearmanr(x[ok], y[ok]).statistic)
+    result: Any = spearmanr(x[ok], y[ok])  # scipy's stubs type the result as a bare tuple
+    return float(result.statistic)

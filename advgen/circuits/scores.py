@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +19,8 @@ from advgen.circuits.patching import RunCache, direct_logit_attribution
 from advgen.core.types import PromptSet
 from advgen.model.loading import LoadedModel
 
-DETECTORS = {"previous_token": "previous_token_head", "duplicate_token": "duplicate_token_head", "induction": "induction_head"}
+# values are TransformerLens HeadName literals
+DETECTORS: dict[str, Any] = {"previous_token": "previous_token_head", "duplicate_token": "duplicate_token_head", "induction": "induction_head"}
 
 
 @dataclass(frozen=True)

@@ -102,9 +102,10 @@ def place(loss: float, params: Sequence[int], losses: Sequence[float], names: Se
     if not len(params) == len(losses) == len(names) or not params:
         raise AdvgenError("ladder placement needs equally many parameters, losses and names (at least one)")
     order = np.argsort(np.asarray(params), kind="stable")
-    p = [float(params[i]) for i in order]
-    n = [names[i] for i in order]
-    y = monotone_losses([losses[i] for i in order])
+    idx = [int(i) for i in order]
+    p = [float(params[i]) for i in idx]
+    n = [names[i] for i in idx]
+    y = monotone_losses([losses[i] for i in idx])
     if not math.isfinite(loss):
         return Placement(loss, None, "not finite", None, None)
     if loss > y[0]:

@@ -7,6 +7,7 @@ mean nothing, so they are never used for a scientific figure.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 GPT2_SMALL_SHAPE = {"n_layer": 12, "n_head": 12, "n_embd": 768}
 TINY_SHAPE = {"n_layer": 2, "n_head": 4, "n_embd": 64}
@@ -21,7 +22,8 @@ def make_random_gpt2(out_dir: str | Path, tokenizer_dir: str | Path, seed: int =
     if (out / "config.json").exists():
         return out
     tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
-    cfg = GPT2Config(vocab_size=len(tok), n_positions=n_positions, **(shape or TINY_SHAPE))
+    dims: dict[str, Any] = dict(shape or TINY_SHAPE)
+    cfg = GPT2Config(vocab_size=len(tok), n_positions=n_positions, **dims)
     torch.manual_seed(seed)
     model = GPT2LMHeadModel(cfg)
     model.save_pretrained(out)

@@ -143,6 +143,7 @@ def _write_files(data: RunData, tmp: Path, fmt: str) -> dict[str, str]:
 def _write_hf(data: RunData, tmp: Path) -> dict[str, str]:
     """A DatasetDict saved with save_to_disk; fingerprints from content so equal runs give equal bytes."""
     import datasets
+    import datasets.table
 
     cols = columns(data.rows)
     dd = {}

@@ -128,7 +128,7 @@ def write_prompts(out: Path, prompts: PromptSet, manifest: dict[str, Any]) -> Pa
 def write_results(out: Path, ev: Evaluation, manifest: dict[str, Any], seed: int) -> dict[str, Any]:
     """results.jsonl / results.csv / summary.json / manifest.json, each written atomically."""
     rows = records.result_rows(ev)
-    summary = summarize(ev.metrics, seed, ev.prompts)  # with by_template and by_order
+    summary = summarize(ev.metrics, seed, ev.prompts.prompts)  # with by_template and by_order
     summary["by_family"] = {
         fam: summarize([m for p, m in zip(ev.prompts, ev.metrics, strict=False) if p.family == fam], seed)
         for fam in sorted({p.family for p in ev.prompts})

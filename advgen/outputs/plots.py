@@ -41,7 +41,7 @@ def ld_histograms(panels: Mapping[str, Mapping[str, Sequence[float]]]) -> Figure
         for fam, vals in fams.items():
             v = np.asarray([x for x in vals if np.isfinite(x)])
             if v.size:
-                ax.hist(v, bins=bins, alpha=0.55, color=COLORS.get(fam, "#777777"), label=f"{fam} (n={v.size})")
+                ax.hist(v, bins=list(bins), alpha=0.55, color=COLORS.get(fam, "#777777"), label=f"{fam} (n={v.size})")
         ax.axvline(0.0, color="black", lw=0.8, ls="--")
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("logit difference (IO - S) at END", fontsize=8)

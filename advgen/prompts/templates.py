@@ -131,7 +131,7 @@ class _LineLoader(yaml.SafeLoader):
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
-    d = loader.construct_mapping(node, deep=True)
+    d: dict[str, Any] = {str(k): v for k, v in loader.construct_mapping(node, deep=True).items()}
     d["__line__"] = node.start_mark.line + 1
     return d
 

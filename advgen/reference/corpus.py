@@ -23,9 +23,12 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from advgen.prompts import lexicon
 from advgen.reference.heldout import contains_paper_template
+
+T = TypeVar("T")
 
 BOS = "<|endoftext|>"
 
@@ -170,7 +173,7 @@ class _Gen:
         self.v = vocab
 
     # -- small helpers
-    def c(self, seq: Sequence[str]) -> str:
+    def c(self, seq: Sequence[T]) -> T:
         return self.r.choice(seq)
 
     def names(self, k: int) -> list[str]:

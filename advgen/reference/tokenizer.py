@@ -88,7 +88,7 @@ def check_single_tokens(tok, words: Sequence[str]) -> None:
 
 def build_tokenizer(texts: Iterable[str], required: Sequence[str], vocab_size: int = 6000):
     """Train BPE, force/verify single-token words, wrap as GPT2TokenizerFast. Returns (hf_tok, fixed)."""
-    from transformers import GPT2TokenizerFast
+    from transformers import GPT2TokenizerFast  # pyright: ignore[reportAttributeAccessIssue]  (lazy export in transformers 5)
 
     tok = train_bpe(texts, vocab_size=vocab_size)
     tok, fixed = ensure_single_tokens(tok, required)

@@ -22,6 +22,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -177,7 +178,7 @@ def train_reference(
 class _Data:
     """Phase 1's output: the seeded corpus, tokenized, and its batching."""
 
-    hf_tok: object
+    hf_tok: Any  # a transformers GPT2TokenizerFast (imported lazily)
     tok_hash: str
     doc_ids: list
     batches: list
