@@ -149,15 +149,20 @@ def read_text(path: str | Path, what: str = "file") -> str:
 def read_json(path: str | Path, what: str = "JSON file") -> Any:
     """A JSON document; errors name the file and line."""
     path = Path(path)
-    text = read_text(path, what)
+    return parse_json(read_text(path, what), str(path), multiline=True)
+
+
+def parse_json(text: str, where: str, multiline: bool = False) -> Any:
+    """json.loads whose every failure is an AdvgenError naming `where` (and the line for a document)."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
-        raise AdvgenError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+        detail = f"line {e.lineno}: {e.msg}" if multiline else e.msg
+        raise AdvgenError(f"{where}: not valid JSON ({detail})") from None
     except ValueError as e:  # e.g. an integer with more digits than Python converts
-        raise AdvgenError(f"{path}: not usable JSON ({e})") from None
+        raise AdvgenError(f"{where}: not usable JSON ({str(e)[:80]})") from None
     except RecursionError:
-        raise AdvgenError(f"{path}: JSON nested too deeply") from None
+        raise AdvgenError(f"{where}: JSON nested too deeply") from None
 
 
 def type_name(v: Any) -> str:
@@ -182,14 +187,7 @@ def _jsonl_row(raw: bytes, where: str, required: Sequence[str], types: Mapping[s
         line = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise AdvgenError(f"{where}: not valid UTF-8 (byte {raw[e.start]:#04x} at column {e.start + 1})") from None
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise AdvgenError(f"{where}: not valid JSON ({e.msg})") from None
-    except ValueError as e:  # e.g. an integer with more digits than Python converts
-        raise AdvgenError(f"{where}: not usable JSON ({str(e)[:80]})") from None
-    except RecursionError:
-        raise AdvgenError(f"{where}: JSON nested too deeply") from None
+    row = parse_json(line, where)
     if not isinstance(row, dict):
         raise AdvgenError(f"{where}: expected a JSON object per line, got {type_name(row)}")
     missing = [k for k in required if k not in row]
