@@ -68,10 +68,34 @@ def one_run(model: LoadedModel, circuit: Circuit, cfg: AttackConfig, out: Path, 
     modes = res["summary"]["modes"]
     paired = [(r["is_break"], float(r["signal_shift"])) for r in run.rows if r["family"] == "attack" and r["signal_shift"] is not None]
     shift = {k: float(np.mean([v for b, v in paired if b == k] or [float("nan")])) for k in (True, False)}
-    return {"seed": cfg.seed, "shift": shift, "secs": secs, "yield": y, "evals": run.evals, "breaks": len(breaks),
+    sc, e = run.screening, run.evals
+    acc = {"clean": e["clean"], "sample_attacks": sc["n_sample"], "sample_controls": e["sample"] - sc["n_sample"],
+           "search_attacks": sc["n_search"], "search_controls": e["search"] - sc["n_search"], "reused": sc["controls_reused"],
+           "unspent": cfg.budget - e["clean"] - e["sample"] - e["search"], "baseline": e["baseline"],
+           "sample_breaks": sum(r["is_break"] for r in breaks if r["phase"] == "sample"),
+           "search_breaks": sum(r["is_break"] for r in breaks if r["phase"] == "search"), "base_breaks": y_base(run)}
+    return {"seed": cfg.seed, "shift": shift, "secs": secs, "yield": y, "evals": run.evals, "breaks": len(breaks), "acc": acc,
             "explained": sum(bool(r["explained"]) for r in breaks), "unbatched": (n, held),
             "modes": {k: (v["predicted_sign"], v["seen"], v["verdict"]) for k, v in modes.items()},
-            "compiled": {m.name: m.describe().get("compiled_from") for m in run.modes}}
+            "compiled": {m.name: m.describe().get("compiled_from") for m in run.modes},
+            "doses": {k: v["by_params"].get("dose", {}) for k, v in res["modes"]["modes"].items()}}
+
+
+def y_base(run: Any) -> int:
+    return sum(bool(r["is_break"]) for r in run.rows if r["family"] == "baseline")
+
+
+def accounting(runs: list[dict[str, Any]]) -> list[str]:
+    """Where each side's evaluations went, per seed (breaks in brackets)."""
+    lines = ["Where the evaluations go (breaks in brackets; a reused control is a row, not an evaluation):", "",
+             "| seed | guided: clean | sample: attacks + controls | search: attacks + controls | controls reused | unspent | "
+             "random: clean + perturbations |", "|---|---|---|---|---|---|---|"]
+    for r in runs:
+        a = r["acc"]
+        lines.append(f"| {r['seed']} | {a['clean']} (0) | {a['sample_attacks']} + {a['sample_controls']} ({a['sample_breaks']}) | "
+                     f"{a['search_attacks']} + {a['search_controls']} ({a['search_breaks']}) | {a['reused']} | {a['unspent']} | "
+                     f"{a['clean']} + {a['baseline']} ({a['base_breaks']}) |")
+    return lines
 
 
 def speed(tokenizer_dir: Path, work: Path) -> list[str]:
@@ -124,11 +148,21 @@ def model_section(name: str, circuit: Circuit, origin: str, runs: list[dict[str,
         goal = "meets" if min(finite) >= 5 else "misses"
         lines += ["", f"Ratio over {len(runs)} seeds: min {min(finite):.1f}x, max {max(finite):.1f}x ({goal} the 5x goal in every seed)"
                   if goal == "meets" else f"Ratio over {len(runs)} seeds: min {min(finite):.1f}x, max {max(finite):.1f}x (misses the 5x goal in at least one seed)"]
-    lines += ["", "Per mode (random sample, paired LD(attack) - LD(control) [95 % CI]; predicted sign from the records):", "",
+    lines += ["", *accounting(runs)]
+    lines += ["", "Per mode (random sample, paired LD(attack) - LD(control), 95 % CI over clean prompts; predicted sign from the records):", "",
               "| seed | mode | predicted | seen | verdict |", "|---|---|---|---|---|"]
     for r in runs:
         for mode, (sign, seen, verdict) in r["modes"].items():
             lines.append(f"| {r['seed']} | {mode} | {'< 0' if sign < 0 else '> 0'} | {_fmt_seen(seen)} | {verdict} |")
+    doses = {m: d for m, d in runs[0]["doses"].items() if d}
+    if doses:
+        lines += ["", f"By dose (seed {runs[0]['seed']}, random sample, both sites; every dose adds the same sentences, "
+                  "`dose` of them naming the name):", "",
+                  "| mode | dose | n | break rate | mean LD attack / control | S > IO control |", "|---|---|---|---|---|---|"]
+        for m, d in doses.items():
+            for k, tb in sorted(d.items(), key=lambda kv: int(kv[0])):
+                lines.append(f"| {m} | {k} | {tb['attack']['n']} | {tb['break_rate']:.2f} | {tb['attack']['mean_logit_diff']:.2f} / "
+                             f"{tb['control']['mean_logit_diff']:.2f} | {tb['control']['s_beats_io_rate']:.2f} |")
     compiled = {k: v for k, v in runs[0]["compiled"].items() if v}
     if compiled:
         lines += ["", "Compiled from (seed " + str(runs[0]["seed"]) + "):", ""] + [f"- `{k}`: {v}" for k, v in compiled.items()]

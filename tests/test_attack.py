@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from advgen.attacks.journal import REUSED
 from advgen.attacks.search import AttackConfig, Interrupted, run_attack
 from advgen.attacks.tables import write_run
 from advgen.circuits.format import make_circuit
@@ -52,6 +53,7 @@ def test_budget_is_counted_and_respected(tiny_run):
     assert e["clean"] + e["baseline"] == CFG.budget
     fams = [r["family"] for r in run.rows]
     assert fams.count("clean") == e["clean"] and fams.count("baseline") == e["baseline"]
+    assert not any(REUSED in r["extra"] for r in run.rows)  # catalogue modes share no control
     assert fams.count("attack") + fams.count("control") == e["sample"] + e["search"]
     sample_att = sum(r["family"] == "attack" and r["phase"] == "sample" for r in run.rows)
     search_breaks = sum(r["family"] == "attack" and r["phase"] == "search" and r["is_break"] for r in run.rows)
@@ -175,3 +177,64 @@ def test_cli_measure_behaviour_runs_the_compiled_modes(tiny_model_dir, tmp_path)
     assert set(modes) <= {"compiled_repeat_s", "compiled_repeat_io"} and modes
     saved = json.loads((out / "circuit.json").read_text())
     assert all("behaviour" in h for h in saved["heads"])
+
+
+@pytest.fixture(scope="module")
+def compiled_tiny_run(tiny_model, tmp_path_factory):
+    """Compiled modes on the tiny model (records measured on it): every dose of both names at a site shares one control."""
+    from advgen.circuits.behaviour import attach_records
+
+    circuit = attach_records(tiny_model, make_circuit("tiny-nm", "tiny", {Role.NAME_MOVER: ["a1.h0", "a1.h1"]}, 2, 4))
+    cfg = AttackConfig(budget=160, n_clean=12, seed=1, batch_size=64)
+    out = tmp_path_factory.mktemp("compiled") / "a"
+    return out, cfg, circuit, run_attack(tiny_model, circuit, cfg, out)
+
+
+def test_a_shared_control_is_evaluated_once(compiled_tiny_run):
+    _, cfg, _, run = compiled_tiny_run
+    assert {m.name for m in run.modes} <= {"compiled_repeat_s", "compiled_repeat_io"}
+    ctl = [r for r in run.rows if r["family"] == "control"]
+    fresh = [r for r in ctl if REUSED not in r["extra"]]
+    reused = [r for r in ctl if REUSED in r["extra"]]
+    assert reused, "the sample takes all doses of a site together, so most controls are reused"
+    assert len({r["text"] for r in fresh}) == len(fresh)  # no prompt evaluated twice
+    src = {r["candidate"]: r for r in fresh}
+    for r in reused:  # a copy of the one evaluation: same prompt, same measurement, its own candidate
+        s = src[r["extra"][REUSED]]
+        assert (r["text"], r["logit_diff"], r["head_signals"]) == (s["text"], s["logit_diff"], s["head_signals"])
+        assert r["candidate"] != s["candidate"] and r["extra"]["control_unit"] == s["extra"]["control_unit"]
+    e = run.evals
+    guided = [r for r in run.rows if r["family"] in ("attack", "control")]
+    assert e["sample"] + e["search"] == len(guided) - len(reused)
+    assert e["clean"] + e["sample"] + e["search"] <= cfg.budget
+    ctl_of = {r["candidate"] for r in ctl}
+    assert all(r["candidate"] in ctl_of for r in run.rows if r["family"] == "attack" and (r["phase"] == "sample" or r["is_break"]))
+    assert run.screening["controls_reused"] == len(reused)
+
+
+def test_the_compiled_sample_is_stratified_by_whole_units(compiled_tiny_run):
+    """Equal count per cell, and a sampled unit (clean prompt x site) brings every cell of that site."""
+    _, _, _, run = compiled_tiny_run
+    att = [r for r in run.rows if r["family"] == "attack" and r["phase"] == "sample"]
+    per_cell: dict[str, int] = {}
+    for r in att:
+        per_cell[r["cell"]] = per_cell.get(r["cell"], 0) + 1
+    by_site: dict[str, set[int]] = {}
+    for r in att:
+        by_site.setdefault(r["params"]["site"], set()).add(per_cell[r["cell"]])
+    assert all(len(v) == 1 for v in by_site.values()), per_cell
+    units: dict[tuple[str, str], set[str]] = {}
+    for r in att:
+        units.setdefault((r["pair_id"], r["params"]["site"]), set()).add(r["cell"])
+    assert len({frozenset(v) for (_, site), v in units.items() if site == "before"}) == 1
+
+
+def test_compiled_run_resumes_to_the_same_files(tiny_model, compiled_tiny_run, tmp_path):
+    """Shared controls are registered from resumed units too, so the resumed run reuses exactly the same ones."""
+    out, cfg, circuit, run = compiled_tiny_run
+    write_run(out, run, cfg, circuit, {"model": "tiny", "seed": cfg.seed})
+    with pytest.raises(Interrupted):
+        run_attack(tiny_model, circuit, cfg, tmp_path / "r", stop_after_units=2)
+    resumed = run_attack(tiny_model, circuit, cfg, tmp_path / "r", resume=True)
+    write_run(tmp_path / "r", resumed, cfg, circuit, {"model": "tiny", "seed": cfg.seed})
+    assert resumed.evals == run.evals and _files(tmp_path / "r") == _files(out)

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from advgen.attacks.checks import check_unambiguous, first_clause
-from advgen.attacks.compiler import compile_modes, select_modes
+from advgen.attacks.compiler import DOSES, compile_modes, select_modes
 from advgen.circuits.behaviour import HeadBehaviour, Mention
 from advgen.circuits.format import Circuit, make_circuit
 from advgen.core.types import AdvgenError, Role
@@ -101,10 +101,37 @@ def test_compiled_edits_mention_the_name_dose_times_and_controls_say_someone(set
             a, k = mode.render(spec, v, tok)
             check_unambiguous(clean, a, k)
             assert a.text.count("John") == clean.text.count("John") + cell["dose"]
-            assert k.text.count("John") == clean.text.count("John") and k.text.lower().count("someone") == cell["dose"]
+            # the same max(DOSES) sentences at every dose: `dose` of them name S, the rest (all, in the control) say someone
+            assert a.text.lower().count("someone") == max(DOSES) - cell["dose"]
+            assert k.text.count("John") == clean.text.count("John") and k.text.lower().count("someone") == max(DOSES)
             assert len(a) == len(k)  # the same words: only the mention differs
             n += 1
     assert n > 40
+
+
+def test_dose_cells_carry_the_per_mention_evidence_and_share_one_control_per_site(setup):
+    """Cells are site x dose with dose x the records' one-mention shift; every dose of both names at a site has one control."""
+    tok, lex, bank, templates = setup
+    by = {m.name: m for m in compile_modes(_circuit(PLANTED))[0]}
+    io, s = by["compiled_repeat_io"], by["compiled_repeat_s"]
+    assert sorted({c["dose"] for c in io.cells}) == list(DOSES) and len(DOSES) >= 3
+    one = io.predicted_shift({"dose": 1, "site": "before"})
+    assert one < 0  # copies (gain 2), IO-minus-S mass falls by 0.35 per IO mention: 2 * (-0.3 - 0.05)
+    assert one == pytest.approx(2.0 * (-0.3 - 0.05))
+    for k in DOSES:  # stronger with every mention, in the predicted direction for both names
+        assert io.predicted_shift({"dose": k, "site": "before"}) == pytest.approx(k * one)
+        assert s.predicted_shift({"dose": k, "site": "after"}) > 0
+    t = next(t for t in templates if t.id == "p01")
+    spec = Spec(t, "BABA", Fill(io="Mary", s="John", place="store", object="drink"), "p01", "Kevin")
+    for site in ("before", "after"):
+        controls = set()
+        for mode in (io, s):
+            assert len({mode.share_key(c) for c in mode.cells if c["site"] == site}) == 1
+            for cell in (c for c in mode.cells if c["site"] == site):
+                v = mode.variant(spec, cell, random.Random(f"0:p01:{mode.share_key(cell)}"), bank, lex)
+                assert v is not None
+                controls.add(mode.render(spec, v, tok)[1].text)
+        assert len(controls) == 1, controls
 
 
 def test_first_clause_check_is_real_for_templates_without_a_full_stop(setup):

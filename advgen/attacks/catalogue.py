@@ -147,6 +147,14 @@ class FailureMode(ABC):
         """Predicted LD(attack) - LD(control) in logits for a cell, where the mode's source gives one (compiled modes)."""
         return None
 
+    def share_key(self, cell: Cell) -> str | None:
+        """Cells of this mode whose candidates on one clean prompt have the same control (same key, same draws), or None.
+
+        Candidates that share a key are drawn from one random stream, so their controls are the
+        same prompt; the search evaluates such a control once and the sample takes them together.
+        """
+        return None
+
     def cell_key(self, index: int) -> str:
         """The id of one cell ("mode:index"), carried in every row of the cell."""
         return f"{self.name}:{index}"

@@ -103,16 +103,26 @@ class CompiledMention(FailureMode):
     evidence_text: str = ""
 
     def edit(self, parts: Parts, cell: Cell, rng: random.Random, bank: SentenceBank) -> tuple[str, str, dict[str, Any]]:
-        sents = pick(rng, bank.neutral, cell["dose"])
+        """max(DOSES) sentences at the site; the first `dose` name the mentioned name, the others (and all in the control) 'someone'.
+
+        Holding the added words fixed across doses isolates the mention count (the records'
+        per-mention evidence) from the length of the edit, and makes the control the same prompt
+        for every dose and both names at a site: `share_key` lets the search evaluate it once.
+        """
+        sents = pick(rng, bank.neutral, max(DOSES))
         slot = (lambda i: f"IO{i + 2}") if self.mentioned == "IO" else (lambda i: f"S{i + 3}")
-        att = [name_slot(s, slot(i)) for i, s in enumerate(sents)]
         ctl = [s.replace("{N}", "Someone") for s in sents]
+        att = [name_slot(s, slot(i)) for i, s in enumerate(sents[: cell["dose"]])] + ctl[cell["dose"] :]
         if cell["site"] == "before":
             return parts.insert(before=att, lead=True), parts.insert(before=ctl, lead=True), {"sentences": sents}
         return parts.insert(after=att), parts.insert(after=ctl), {"sentences": sents}
 
     def applicable(self, parts: Parts, cell: Cell) -> bool:
         return parts.head is not None or cell["site"] == "before"
+
+    def share_key(self, cell: Cell) -> str | None:
+        """Every compiled mention mode draws its sentences per site, so all its cells at a site share one control."""
+        return f"compiled_mention:{cell['site']}"
 
     def predicted_shift(self, cell: Cell) -> float:
         """The records' LD(attack) - LD(control) for this cell: dose x the site's one-mention shift."""

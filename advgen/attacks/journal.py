@@ -21,6 +21,15 @@ class Interrupted(AdvgenError):
     """Raised by `stop_after_units` (tests simulate a killed run with it)."""
 
 
+REUSED = "control_reused_from"
+"""Key in a row's `extra` marking a control row copied from an earlier evaluation of the same prompt (no model call)."""
+
+
+def evaluated(rows: Sequence[Mapping[str, Any]]) -> int:
+    """Model evaluations behind `rows`: reused control rows cost nothing."""
+    return sum(REUSED not in r.get("extra", {}) for r in rows)
+
+
 
 
 class Journal:
@@ -28,7 +37,7 @@ class Journal:
 
     def __init__(self, out: Path, resume: bool, stop_after: int | None = None, bar: Any = None) -> None:
         self.bar = bar
-        """Optional tqdm bar advanced by the rows (model evaluations) of every unit, reused or computed."""
+        """Optional tqdm bar advanced by the model evaluations of every unit, reused or computed."""
         self.dir = out / "journal"
         if not resume and self.dir.exists():
             shutil.rmtree(self.dir)
@@ -53,7 +62,7 @@ class Journal:
 
     def _advance(self, rows: Sequence[Any]) -> None:
         if self.bar is not None:
-            self.bar.update(len(rows))
+            self.bar.update(evaluated(rows))
 
 
 def _rows_digest(rows: Sequence[Mapping[str, Any]]) -> str:

@@ -2,11 +2,15 @@
 
 Budget = model evaluations (prompts run through the model), counted exactly. The clean prompts
 run once (their attention reads order each cell's candidates by fragility); a stratified random
-sample (attack + control, 2 evaluations each, equal count per cell) gives the unbiased per-mode
-table and the first evidence per cell; the rest of the budget goes to a Thompson-sampling search
-over cells (`advgen.attacks.bandit`) whose prior is the circuit's prediction: attack first, its
-control only when it breaks (only a break needs confirming). A cell the sample falsified gets no
-search budget. The random baseline gets the same total budget. Work is done in units
+sample (attack + control, equal count per cell, int(guided budget x sample_frac / 2) candidates)
+gives the unbiased per-mode table and the first evidence per cell; the rest of the budget goes to
+a Thompson-sampling search over cells (`advgen.attacks.bandit`) whose prior is the circuit's
+prediction: attack first, its control only when it breaks (only a break needs confirming). A cell
+the sample falsified gets no search budget. No prompt is evaluated twice: candidates of one clean
+prompt whose mode gives them one control (`FailureMode.share_key`, e.g. every dose of both
+compiled mention modes at one site) are sampled together as a unit and their control runs once;
+a reused control appears as a row per candidate, marked `extra["control_reused_from"]`, and is
+not counted as an evaluation. The random baseline gets the same total budget. Work is done in units
 checkpointed to DIR/journal/ (one JSON file per unit, written atomically), so `resume=True`
 continues an interrupted run and produces the same files.
 """
@@ -16,8 +20,8 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +33,7 @@ from advgen.attacks.baseline import random_perturbation
 from advgen.attacks.catalogue import FailureMode, Proposal, Variant
 from advgen.attacks.checks import check_unambiguous
 from advgen.attacks.compiler import select_modes
-from advgen.attacks.journal import Interrupted, Journal, read_unit
+from advgen.attacks.journal import REUSED, Interrupted, Journal, evaluated, read_unit
 from advgen.attacks.signals import fragility, label_rows, signal_doc, signal_reads
 from advgen.circuits.format import Circuit
 from advgen.core import records
@@ -84,6 +88,12 @@ class Candidate:
     mode: FailureMode
     cell: str
     variant: Variant
+    unit: str
+    """Candidates with one unit share their control (same clean prompt, same share key); otherwise the cid."""
+
+
+SHARED = "control_unit"
+"""Key in a control row's `extra`: the unit (clean prompt + share key) whose candidates may reuse it."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +132,10 @@ class Setup:
     base_key: tuple[Any, ...]
     backend: Backend | None = None
     """Where measurements run (None: here, on `model`); `--backend ray` gives the same rows."""
+    shared_reads: tuple[Read, ...] = ()
+    """Reads of every mode with a share key: a shared control carries the signal of every mode that may reuse it."""
+    controls: dict[str, MeasuredRow] = field(default_factory=dict)
+    """Control rows evaluated so far, by prompt text and reads (filled after each journal unit, so resume matches)."""
 
 
 def _measure(s: Setup, prompts: list[Prompt], reads: list[list[Read]], tags: list[dict[str, Any]]) -> list[MeasuredRow]:
@@ -145,8 +159,9 @@ def _prepare(model: LoadedModel, circuit: Circuit, cfg: AttackConfig, journal: J
     lex = build_lexicon(model.tokenizer)
     specs = datasets.sample_specs(resolve_templates(cfg.templates), lex, cfg.n_clean, cfg.seed)
     base_key = (model.source, circuit.to_dict(), cfg.seed, cfg.n_clean, cfg.templates, cfg.budget, cfg.sample_frac, cfg.modes)
+    shared = tuple(sorted({r for m in proposal.modes if any(m.share_key(c) for c in m.cells) for r in signal_reads(m, circuit)}, key=str))
     return Setup(model, circuit, cfg, proposal, lex, load_bank(lex), specs, list(datasets.build(specs, model.tokenizer)), journal, base_key,
-                 backend)
+                 backend, shared)
 
 
 def _run_clean(s: Setup) -> list[MeasuredRow]:
@@ -166,28 +181,41 @@ def _pool(s: Setup) -> list[Candidate]:
     for i, sp in enumerate(s.specs):
         for mode in s.proposal.modes:
             for c, cell in enumerate(mode.cells):
-                rng = random.Random(f"{s.cfg.seed}:{sp.pair_id}:{mode.name}:{c}")
+                cid = f"{sp.pair_id}:{mode.name}:{c}"
+                share = mode.share_key(cell)
+                rng = random.Random(f"{s.cfg.seed}:{sp.pair_id}:{share or f'{mode.name}:{c}'}")
                 v = mode.variant(sp, cell, rng, s.bank, s.lex)
                 if v is not None:
-                    pool.append(Candidate(f"{sp.pair_id}:{mode.name}:{c}", i, mode, mode.cell_key(c), v))
+                    pool.append(Candidate(cid, i, mode, mode.cell_key(c), v, f"{sp.pair_id}:{share}" if share else cid))
     if not pool:
         raise AdvgenError("no candidate applies to the sampled templates")
     return pool
 
 
 def stratified(pool: Sequence[Candidate], n: int, seed: int) -> list[Candidate]:
-    """Round-robin over cells: equal n per cell, random within (the unbiased per-mode sample)."""
+    """Round-robin over kinds of unit: whole units (random within their kind) up to n candidates (the unbiased per-mode sample).
+
+    A unit is one candidate, or every candidate of one clean prompt sharing a control; units of
+    one kind cover the same cells, so every cell gets the same count. With single-candidate
+    units this is round-robin over cells.
+    """
     rng = random.Random(f"{seed}:sample")
-    by_cell: dict[str, list[Candidate]] = {}
+    units: dict[str, list[Candidate]] = {}
     for cand in pool:
-        by_cell.setdefault(cand.cell, []).append(cand)
-    for lst in by_cell.values():
+        units.setdefault(cand.unit, []).append(cand)
+    by_kind: dict[tuple[str, ...], list[list[Candidate]]] = {}
+    for u in units.values():
+        by_kind.setdefault(tuple(c.cell for c in u), []).append(u)
+    for lst in by_kind.values():
         rng.shuffle(lst)
     out: list[Candidate] = []
-    while len(out) < n and any(by_cell.values()):
-        for lst in by_cell.values():
-            if lst and len(out) < n:
-                out.append(lst.pop())
+    grew = True
+    while grew:
+        grew = False
+        for lst in by_kind.values():
+            if lst and len(out) + len(lst[-1]) <= n:
+                out += lst.pop()
+                grew = True
     return out
 
 
@@ -201,19 +229,61 @@ def _tag(cand: Candidate, phase: str) -> dict[str, Any]:
     return {"phase": phase, "candidate": cand.cid, "cell": cand.cell}
 
 
+def _control_reads(s: Setup, cand: Candidate) -> list[Read]:
+    return list(s.shared_reads) if cand.unit != cand.cid else signal_reads(cand.mode, s.circuit)
+
+
+def _controls(s: Setup, items: Sequence[tuple[Candidate, Prompt]], phase: str) -> list[MeasuredRow]:
+    """Control rows for `items`; a shared control already evaluated (earlier unit or this one) is reused, not re-run.
+
+    Only candidates of a shared unit are looked up: their controls are read with `shared_reads`,
+    so a reused row carries every signal its new candidate needs.
+    """
+    first: dict[str, int] = {}
+    todo = [i for i, (c, p) in enumerate(items)
+            if c.unit == c.cid or (p.text not in s.controls and first.setdefault(p.text, i) == i)]
+    measured = _measure(s, [items[i][1] for i in todo], [_control_reads(s, items[i][0]) for i in todo],
+                        [_tag(items[i][0], phase) for i in todo]) if todo else []
+    got = dict(zip(todo, measured, strict=True))
+    rows: list[MeasuredRow] = []
+    for i, (cand, p) in enumerate(items):
+        if i in got:
+            if cand.unit != cand.cid:
+                got[i]["extra"] = {**got[i]["extra"], SHARED: cand.unit}
+            rows.append(got[i])
+            continue
+        src = s.controls.get(p.text) or got[first[p.text]]
+        row = {**src, **records.prompt_row(p), "mode": p.extra.get("mode"), "cell": cand.cell, "params": p.extra.get("params", {}),
+               **_tag(cand, phase)}
+        row["extra"] = {**row["extra"], SHARED: cand.unit, REUSED: src["candidate"]}
+        rows.append(row)  # type: ignore[arg-type]
+    return rows
+
+
+def _remember(s: Setup, rows: Sequence[MeasuredRow]) -> None:
+    """Register a finished unit's evaluated shared controls (called for computed and resumed units alike)."""
+    for r in rows:
+        if r["family"] == "control" and SHARED in r["extra"] and REUSED not in r["extra"]:
+            s.controls.setdefault(r["text"], r)
+
+
 def _evaluate_pairs(s: Setup, cands: Sequence[Candidate]) -> list[MeasuredRow]:
-    """The random sample: attack and control of every candidate."""
+    """The random sample: attack and control of every candidate (a shared control once)."""
     rows: list[MeasuredRow] = []
     for chunk in _chunks(list(cands), UNIT_PROMPTS // 2):
         def compute(chunk: Sequence[Candidate] = chunk) -> list[MeasuredRow]:
-            prompts, reads, tags = [], [], []
-            for cand in chunk:
-                prompts += list(_render(s, cand))
-                reads += [signal_reads(cand.mode, s.circuit)] * 2
-                tags += [_tag(cand, "sample")] * 2
-            return _measure(s, prompts, reads, tags)
-        rows += s.journal.unit(_key(s.base_key, "sample", [c.cid for c in chunk]), compute)
+            pairs = [(cand, *_render(s, cand)) for cand in chunk]
+            att = _measure(s, [a for _, a, _ in pairs], [signal_reads(c.mode, s.circuit) for c, _, _ in pairs],
+                           [_tag(c, "sample") for c, _, _ in pairs])
+            return att + _controls(s, [(c, k) for c, _, k in pairs], "sample")
+        rows += _unit(s, _key(s.base_key, "sample", [c.cid for c in chunk]), compute)
     return rows
+
+
+def _unit(s: Setup, key: str, compute: Callable[[], list[MeasuredRow]]) -> list[MeasuredRow]:
+    got = s.journal.unit(key, compute)
+    _remember(s, got)
+    return got
 
 
 def _attack_then_control(s: Setup, chunk: Sequence[Candidate], clean_ld: Sequence[float]) -> list[MeasuredRow]:
@@ -221,10 +291,7 @@ def _attack_then_control(s: Setup, chunk: Sequence[Candidate], clean_ld: Sequenc
     rows = _measure(s, [a for _, a, _ in pairs], [signal_reads(cand.mode, s.circuit) for cand, _, _ in pairs],
                     [_tag(cand, "search") for cand, _, _ in pairs])
     hit = [(cand, c) for (cand, _, c), r in zip(pairs, rows, strict=True) if r["logit_diff"] < 0 < clean_ld[cand.spec]]
-    if hit:
-        rows += _measure(s, [c for _, c in hit], [signal_reads(cand.mode, s.circuit) for cand, _ in hit],
-                         [_tag(cand, "search") for cand, _ in hit])
-    return rows
+    return rows + (_controls(s, hit, "search") if hit else [])
 
 
 def _arms(s: Setup, pool: Sequence[Candidate], sample_rows: Sequence[MeasuredRow], clean_ld: Sequence[float]) -> tuple[dict[str, bandit.Arm], dict[str, Any]]:
@@ -264,15 +331,16 @@ def _search(s: Setup, pool: Sequence[Candidate], arms: dict[str, bandit.Arm], bu
         lst.sort(key=lambda c: (-fragility(c.mode, s.circuit, clean_rows[c.spec]["head_signals"]), c.cid))
     rng = np.random.default_rng(int(_key(s.base_key, "bandit")[:8], 16))
     rows: list[MeasuredRow] = []
-    while budget - len(rows) >= 2:
-        m = min(UNIT_PROMPTS // 2, (budget - len(rows)) // 2)
+    spent = 0
+    while budget - spent >= 2:
+        m = min(UNIT_PROMPTS // 2, (budget - spent) // 2)
         picks = bandit.choose(arms, {k: len(v) for k, v in queues.items()}, m, rng)
         if not picks:
             break
         chunk = [queues[k].pop(0) for k in picks]
-        got = s.journal.unit(_key(s.base_key, "search", [c.cid for c in chunk]),
-                             lambda chunk=chunk: _attack_then_control(s, chunk, clean_ld))
+        got = _unit(s, _key(s.base_key, "search", [c.cid for c in chunk]), lambda chunk=chunk: _attack_then_control(s, chunk, clean_ld))
         rows += got
+        spent += evaluated(got)
         att = {r["candidate"]: r for r in got if r["family"] == "attack"}
         for c in chunk:
             arms = bandit.observe(arms, c.cell, int(att[c.cid]["logit_diff"] < 0 < clean_ld[c.spec]), 1)
@@ -314,14 +382,15 @@ def run_attack(
     sample_rows = _evaluate_pairs(s, sample)
     arms, learned = _arms(s, pool, sample_rows, clean_ld)
     prior = {k: a.mean for k, a in arms.items()}
-    search_rows, arms = _search(s, pool, arms, guided - len(sample_rows), {c.cid for c in sample}, clean_rows, clean_ld)
+    search_rows, arms = _search(s, pool, arms, guided - evaluated(sample_rows), {c.cid for c in sample}, clean_rows, clean_ld)
     base_rows = _baseline(s, clean_ld)
-    evals = {"clean": len(clean_rows), "sample": len(sample_rows), "search": len(search_rows), "baseline": len(base_rows)}
+    evals = {"clean": len(clean_rows), "sample": evaluated(sample_rows), "search": evaluated(search_rows), "baseline": len(base_rows)}
     searched: dict[str, int] = {}
     for r in search_rows:
         if r["family"] == "attack" and r["cell"]:
             searched[r["cell"]] = searched.get(r["cell"], 0) + 1
-    screening = {**learned, "n_pool": len(pool), "n_sample": len(sample), "n_search": sum(searched.values()),
+    reused = len(sample_rows) + len(search_rows) - evals["sample"] - evals["search"]
+    screening = {**learned, "n_pool": len(pool), "n_sample": len(sample), "n_search": sum(searched.values()), "controls_reused": reused,
                  "searched_per_cell": dict(sorted(searched.items())), "posterior_after_sample": prior,
                  "posterior_break_rate": {k: a.mean for k, a in sorted(arms.items())}}
     rows = label_rows([*clean_rows, *sample_rows, *search_rows, *base_rows], circuit, s.proposal.modes)

@@ -58,11 +58,20 @@ def _table(rows: Sequence[AttackRow], clean_by_pair: dict[str, AttackRow], seed:
 
 
 def prediction_check(rows: Sequence[AttackRow], expected_sign: int, seed: int) -> dict[str, Any]:
-    """Paired LD(attack) - LD(control) per candidate of the random sample: does its sign match the prediction?"""
+    """Paired LD(attack) - LD(control) on the random sample: does its sign match the prediction?
+
+    The interval resamples clean prompts, not candidates: a mode's candidates on one clean prompt
+    (its doses, which share one control) are not independent, so each prompt contributes the
+    mean of its paired differences.
+    """
     ctl = {r["candidate"]: r["logit_diff"] for r in rows if r["family"] == "control"}
-    d = [r["logit_diff"] - ctl[r["candidate"]] for r in rows if r["family"] == "attack" and r["candidate"] in ctl]
-    v, ci = verdict(d, expected_sign, seed)
-    return {"n": len(d), "expected_sign": expected_sign, "attack_minus_control": ci, "verdict": v}
+    by_prompt: dict[str, list[float]] = {}
+    for r in rows:
+        if r["family"] == "attack" and r["candidate"] in ctl:
+            by_prompt.setdefault(r["pair_id"], []).append(r["logit_diff"] - ctl[r["candidate"]])
+    v, ci = verdict([float(np.mean(d)) for _, d in sorted(by_prompt.items())], expected_sign, seed)
+    return {"n": sum(map(len, by_prompt.values())), "n_prompts": len(by_prompt), "expected_sign": expected_sign,
+            "attack_minus_control": ci, "verdict": v}
 
 
 def mode_tables(run: AttackRun, seed: int) -> dict[str, Any]:
@@ -113,7 +122,7 @@ def screening_totals(run: AttackRun) -> dict[str, Any]:
                   "cells the random sample falsified (or predicted not to lower LD) get no search budget",
         "precision": sum(r["is_break"] for r in search) / len(search) if search else None,
         "sample_break_rate": len(s_breaks) / len(s_att) if s_att else None,
-        "n_pool": sc["n_pool"], "n_sample": sc["n_sample"], "n_search": sc["n_search"],
+        "n_pool": sc["n_pool"], "n_sample": sc["n_sample"], "n_search": sc["n_search"], "controls_reused": sc.get("controls_reused", 0),
         "not_funded": sc["not_funded"], "cell_verdicts": sc["cell_verdicts"], "searched_per_cell": sc["searched_per_cell"],
         "posterior_break_rate": sc["posterior_break_rate"],
     }
@@ -169,7 +178,7 @@ def markdown(modes: dict[str, Any], base: dict[str, Any], screening: dict[str, A
         ci = p["attack_minus_control"]
         if ci:
             lines.append(f"- {name}: predicted {'negative' if p['expected_sign'] < 0 else 'positive'}, seen {ci['mean']:+.2f} "
-                         f"[{ci['low']:+.2f}, {ci['high']:+.2f}] (n = {p['n']}): {p['verdict']}")
+                         f"[{ci['low']:+.2f}, {ci['high']:+.2f}] (n = {p['n']} on {p['n_prompts']} clean prompts): {p['verdict']}")
     compiled = [(name, m["compiled_from"]) for name, m in modes["modes"].items() if m.get("compiled_from")]
     if compiled:
         lines += ["", "Compiled modes and the evidence they were compiled from (behaviour records of the circuit's heads):", ""]
@@ -182,7 +191,8 @@ def markdown(modes: dict[str, Any], base: dict[str, Any], screening: dict[str, A
     lines += [f"Yield (confirmed breaks per 1,000 model evaluations): guided {g['breaks_per_1000']:.1f} ({g['breaks']} in {g['evaluations']}), "
               f"random baseline {b['breaks_per_1000']:.1f} ({b['breaks']} in {b['evaluations']}); ratio {ratio}.",
               f"Search: precision {_f(screening['precision'])} on {screening['n_search']} searched candidates; random sample "
-              f"{screening['n_sample']} candidates, break rate {_f(screening['sample_break_rate'])}; cells not funded: "
+              f"{screening['n_sample']} candidates, break rate {_f(screening['sample_break_rate'])}; controls reused (evaluated once, "
+              f"shared by candidates of one clean prompt): {screening['controls_reused']}; cells not funded: "
               f"{', '.join(screening['not_funded']) or 'none'}."]
     return "\n".join(lines) + "\n"
 
