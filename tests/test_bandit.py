@@ -85,3 +85,18 @@ def test_a_slot_absent_from_one_prompt_is_not_a_shift_for_single_slot_signals():
     assert signal_value(sig, c, attack, control) - signal_value(sig, c, control, attack) == pytest.approx(0.0)
     group = Signal(Role.S_INHIBITION, "END", ("IO", "IO2"), +1, heads=(Head(0, 0),), group=True)
     assert signal_value(group, c, attack, control) - signal_value(group, c, control, attack) == pytest.approx(0.5)
+
+
+def test_the_per_mode_interval_resamples_clean_prompts_not_candidates_that_share_a_control():
+    """Doses on one prompt share one control: they count as one prompt in the interval, each in n."""
+    from advgen.attacks.tables import prediction_check
+
+    rows = []
+    for p, (ctl, atts) in enumerate([(4.0, [3.0, 2.0, 1.0]), (5.0, [5.5, 4.5, 3.5]), (3.0, [1.0])]):
+        for d, ld in enumerate(atts):
+            cid = f"p{p}:m:{d}"
+            rows += [{**_row("attack", cid, ld, {}), "pair_id": f"p{p}"}, {**_row("control", cid, ctl, {}), "pair_id": f"p{p}"}]
+    out = prediction_check(rows, -1, seed=0)
+    assert out["n"] == 7 and out["n_prompts"] == 3
+    assert out["attack_minus_control"]["mean"] == pytest.approx(np.mean([-2.0, -0.5, -2.0]))  # per-prompt means (not -9.5 / 7)
+    assert out["verdict"] in ("confirmed", "inconclusive")

@@ -61,7 +61,7 @@ class AttackConfig:
     seed: int = 0
     batch_size: int = 32
     sample_frac: float = 0.5
-    """Share of the guided budget (after the clean run) spent on the stratified random sample."""
+    """Sample size: int(guided budget x sample_frac / 2) candidates (this share of the budget at 2 evaluations each; less if controls are shared)."""
     templates: str | None = None
     modes: tuple[str, ...] | None = None
     """Catalogue modes and/or "compiled" (None: compiled if the circuit has behaviour records, else its catalogue proposal)."""

@@ -76,7 +76,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--circuit", default=None, help="circuit JSON file or built-in name, e.g. gpt2-small-ioi, reference-ioi (no default: required unless --list-modes)")
     p.add_argument("--budget", type=int, default=None, help="model evaluations per side, guided and random baseline each (no default: required)")
     p.add_argument("--n-clean", type=int, default=100, help="clean prompts to attack (their run counts against the budget)")
-    p.add_argument("--sample-frac", type=float, default=0.5, help="share of the guided budget spent on the stratified random sample")
+    p.add_argument("--sample-frac", type=float, default=0.5,
+                   help="stratified random sample size: int(guided budget x this / 2) candidates (at most this share of the budget; less when controls are shared)")
     p.add_argument("--templates", default=None, help="template pack (default: ioi)")
     p.add_argument("--modes", default=None, help="comma-separated failure modes to run; 'compiled' = the modes compiled from the circuit's behaviour records "
                    "(default: compiled when the circuit has records, else every catalogue mode the circuit implies)")
