@@ -207,9 +207,13 @@ def main(argv: list[str] | None = None) -> int:
         "# Attack yield: circuit-guided vs random perturbations", "",
         "Produced by `benchmarks/bench_attack.py` (run from the repository root); each section names the command that "
         "produced it. Model evaluations are counted exactly; wall times are on this shared 2-core machine.", "",
-        "Guided side: clean run, stratified random sample (attack + control), Thompson-sampling search (attack; its control "
-        "only for a break). Random side: the same clean prompts with random perturbations, through the same unambiguity "
-        "check. Yield = confirmed breaks per 1,000 model evaluations of that side.", "",
+        "Guided side: the clean run; a stratified random sample of int((budget - n_clean) x 0.5 / 2) candidates, each an "
+        "attack and its control, where candidates of one clean prompt that share a control (every dose of both compiled "
+        "modes at one site) are drawn together and their control is evaluated once; then a Thompson-sampling search with "
+        "the rest (attack; its control only for a break, and only if that control was not evaluated already). Random side: "
+        "the same clean run, then one random perturbation per remaining evaluation of a clean prompt with LD > 0, through "
+        "the same unambiguity check. Both sides are charged the clean run. Yield = confirmed breaks per 1,000 model "
+        "evaluations of that side (a guided side that runs out of candidates is charged only what it spent).", "",
         *(p.read_text() for p in sorted(sections.glob("*.md")))])
     files.atomic_write_text(args.doc, doc)
     print(doc)

@@ -132,6 +132,8 @@ class FailureMode(ABC):
     cells: ClassVar[tuple[Cell, ...]]
     group_by: ClassVar[tuple[str, ...]] = ()
     """Params the per-mode table breaks down by (e.g. dose)."""
+    draws: ClassVar[int] = 1
+    """Candidates per clean prompt and cell, each with its own random draw of sentences and names."""
 
     @abstractmethod
     def edit(self, parts: Parts, cell: Cell, rng: random.Random, bank: SentenceBank) -> tuple[str, str, dict[str, Any]]:

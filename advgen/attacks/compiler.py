@@ -30,6 +30,9 @@ from advgen.core.types import AdvgenError, Head, Role
 from advgen.prompts.sentences import SentenceBank, name_slot
 
 DOSES = (1, 2, 3)
+DRAWS = 2
+"""Independent draws of a site's sentences per clean prompt: the search can spend its budget on the cells that break most
+instead of running out of them (each draw is its own unit with its own control; draw 0 is what a single draw would give)."""
 EVIDENCE_SHARE = 0.1
 """A head is cited as evidence when its contribution has the total's sign and >= this share of the largest."""
 
@@ -101,6 +104,7 @@ class CompiledMention(FailureMode):
     mentioned: str = "S"
     edit_spec: CompiledEdit
     evidence_text: str = ""
+    draws = DRAWS
 
     def edit(self, parts: Parts, cell: Cell, rng: random.Random, bank: SentenceBank) -> tuple[str, str, dict[str, Any]]:
         """max(DOSES) sentences at the site; the first `dose` name the mentioned name, the others (and all in the control) 'someone'.

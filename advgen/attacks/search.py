@@ -50,8 +50,7 @@ from advgen.prompts.templates import resolve_templates, tokenizer_hash
 UNIT_PROMPTS = 64
 MAX_BUDGET = 100_000
 """Largest --budget (model evaluations per side): rows are held in memory until the run is written."""
-__all__ = ["AttackConfig", "AttackRun", "Candidate", "Interrupted", "Journal", "read_unit", "run_attack", "stratified"]
-"""`Interrupted`, `Journal` and `read_unit` live in `advgen.attacks.journal`; re-exported for callers of this module."""
+__all__ = ["AttackConfig", "AttackRun", "Candidate", "Interrupted", "Journal", "read_unit", "run_attack", "stratified"]  # journal's, re-exported
 
 
 @dataclass(frozen=True)
@@ -180,13 +179,13 @@ def _pool(s: Setup) -> list[Candidate]:
     pool = []
     for i, sp in enumerate(s.specs):
         for mode in s.proposal.modes:
-            for c, cell in enumerate(mode.cells):
-                cid = f"{sp.pair_id}:{mode.name}:{c}"
-                share = mode.share_key(cell)
-                rng = random.Random(f"{s.cfg.seed}:{sp.pair_id}:{share or f'{mode.name}:{c}'}")
+            for (c, cell), d in ((cc, d) for cc in enumerate(mode.cells) for d in range(mode.draws)):
+                tail = f":{d}" if d else ""  # draw 0 keeps the single-draw ids and random streams
+                cid, share = f"{sp.pair_id}:{mode.name}:{c}{tail}", mode.share_key(cell)
+                rng = random.Random(f"{s.cfg.seed}:{sp.pair_id}:{share or f'{mode.name}:{c}'}{tail}")
                 v = mode.variant(sp, cell, rng, s.bank, s.lex)
                 if v is not None:
-                    pool.append(Candidate(cid, i, mode, mode.cell_key(c), v, f"{sp.pair_id}:{share}" if share else cid))
+                    pool.append(Candidate(cid, i, mode, mode.cell_key(c), v, f"{sp.pair_id}:{share}{tail}" if share else cid))
     if not pool:
         raise AdvgenError("no candidate applies to the sampled templates")
     return pool
