@@ -8,6 +8,9 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 STAMP = $(VENV)/.advgen-installed
 PYTEST_ARGS ?=
+# auto-circuit pins TransformerLens < 3, so its real loader runs in a venv of its own (tests/auto_circuit_probe.py)
+AC_VENV ?= .venv-autocircuit
+AC_STAMP = $(AC_VENV)/.advgen-installed
 
 .PHONY: setup demo test test-slow bench clean
 
@@ -29,8 +32,17 @@ demo: setup
 	$(BIN)/advgen export $(DEMO)/attack --format parquet --out $(DEMO)/export-parquet --overwrite
 	@echo "demo done: open $(DEMO)/attack/report.html"
 
-test: setup
-	$(BIN)/python -m pytest -m "not slow" -q -ra $(PYTEST_ARGS)  # -ra: every skip (and failure) is listed with its reason at the end
+$(AC_STAMP): Makefile
+	test -x $(AC_VENV)/bin/python || $(PYTHON) -m venv $(AC_VENV)
+	$(AC_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(AC_VENV)/bin/python -m pip install --quiet $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) "torch==2.13.0"
+	$(AC_VENV)/bin/python -m pip install --quiet "auto-circuit==1.0.1" "transformer-lens==2.18.0" "transformers==4.57.6" \
+		"datasets==2.21.0" "pyarrow==16.1.0" "numpy==1.26.4" "torch==2.13.0"
+	touch $(AC_STAMP)
+
+test: setup $(AC_STAMP)
+	ADVGEN_AUTO_CIRCUIT_PYTHON=$(abspath $(AC_VENV))/bin/python \
+		$(BIN)/python -m pytest -m "not slow" -q -ra $(PYTEST_ARGS)  # -ra: every skip (and failure) is listed with its reason at the end
 
 test-slow: setup
 	$(BIN)/python -m pytest -m slow -q $(PYTEST_ARGS)
@@ -39,4 +51,4 @@ bench: setup
 	$(BIN)/python benchmarks/bench_validate.py
 
 clean:
-	rm -rf $(VENV) outputs/demo
+	rm -rf $(VENV) $(AC_VENV) outputs/demo

@@ -10,11 +10,14 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 from rundirs import make_attack_run
+from transformers import AutoTokenizer
 
 from advgen.core.types import AdvgenError
 from advgen.outputs import pipeline
@@ -178,21 +181,27 @@ def test_auto_circuit_round_trip(run_dirs, tmp_path, tiny_model):
                 assert w["end"] == len(ids) - 1
 
 
-def test_auto_circuit_real_loader(run_dirs, tmp_path, tiny_model):
-    """auto-circuit's own loader on the export (the schema test above runs without it)."""
-    try:
-        from auto_circuit.data import load_datasets_from_json
-    except Exception as e:  # noqa: BLE001 - it pins TransformerLens < 3, so it does not install next to advgen's 4.x
-        pytest.skip(f"auto-circuit not importable here ({type(e).__name__}: {e}); it needs TransformerLens < 3, advgen 4.x")
-    import types
+def test_auto_circuit_real_loader(run_dirs, tmp_path, gpt2_tokenizer_dir):
+    """auto-circuit's own loader on the export (the schema test above runs without it).
 
-    import torch
-
+    auto-circuit pins TransformerLens < 3, so it lives in its own venv (`make test` builds
+    .venv-autocircuit); the loader runs there on the files this venv exported.
+    """
     out = export(run_dirs[1], "auto-circuit", tmp_path / "ac")
-    train, _ = load_datasets_from_json(types.SimpleNamespace(tokenizer=tiny_model.tokenizer), out / "clean.json",
-                                       torch.device("cpu"), train_test_size=(4, 4), shuffle=False)
-    batch = next(iter(train))
-    assert batch.clean.shape == batch.corrupt.shape
+    python = os.environ.get("ADVGEN_AUTO_CIRCUIT_PYTHON")
+    if not python:
+        pytest.skip("ADVGEN_AUTO_CIRCUIT_PYTHON is not set: run through `make test`, which builds auto-circuit's venv")
+    probe = Path(__file__).with_name("auto_circuit_probe.py")
+    res = subprocess.run([python, str(probe), str(out / "clean.json"), str(gpt2_tokenizer_dir)],
+                         capture_output=True, text=True, timeout=600, check=False)
+    assert res.returncode == 0, res.stderr[-2000:]
+    batch = json.loads(res.stdout.strip().splitlines()[-1])
+    assert batch["clean"] == batch["corrupt"] and batch["clean"][0] == 4
+    doc = json.loads((out / "clean.json").read_text())
+    tok = AutoTokenizer.from_pretrained(str(gpt2_tokenizer_dir))
+    want = [tok(p["answers"][0], add_special_tokens=False)["input_ids"] for p in doc["prompts"][:4]]
+    wrong = [tok(p["wrong_answers"][0], add_special_tokens=False)["input_ids"] for p in doc["prompts"][:4]]
+    assert batch["answers"] == want and batch["wrong_answers"] == wrong
 
 
 def test_lm_eval_task_loads_with_lm_eval(run_dirs, tmp_path):
