@@ -172,7 +172,7 @@ def markdown(modes: dict[str, Any], base: dict[str, Any], screening: dict[str, A
         for key, vals in m["by_params"].items():
             for val, t in vals.items():
                 lines.append(row(name, f"sample, {key}={val}", t))
-    lines += ["", "Predicted vs seen (random sample, paired LD(attack) - LD(control) per candidate, 95% CI):", ""]
+    lines += ["", "Predicted vs seen (random sample, paired LD(attack) - LD(control); 95% CI resampling clean prompts):", ""]
     for name, m in modes["modes"].items():
         p = m["prediction"]
         ci = p["attack_minus_control"]
