@@ -59,9 +59,11 @@ class PlantedSettings:
     w_path: float = 1.0
     """path strictness: SINH's output reaches everything but the name mover's query from the
     role-swapped twin, and the answer must not change (0 = the v1 recipe)."""
-    twin_frac: float = 0.5
-    """share of each strictness batch whose donors are name twins (causal scrubbing's resampling)
-    instead of ABC prompts (the resample_abc ablation); 0 = the v1 recipe."""
+    w_strict_twin: float = 1.0
+    """strictness with name-twin donors (causal scrubbing's resampling: same skeleton and order,
+    new IO and S), on top of the ABC-donor strictness (0 = the v1 recipe)."""
+    strict_close: float = 1.0
+    """weight of (LD_circuit - LD_model)^2 in every strictness term (v1: 0.25)."""
     init: str = "reference"
     """warm start: "reference" (the bundled weights) or "scratch" (a tiny config, for tests)."""
     n_layer: int = 4
@@ -97,8 +99,13 @@ def step_losses(model, tok, lm, step: int, s: PlantedSettings) -> dict[str, torc
     rep = iit.forward(model, repeat_batch(s.seed, step, s.repeat_batch, s.repeat_half, len(tok), tok.bos_token_id))
     out["attn_repeat"] = iit.repeat_pattern_loss(rep, s.repeat_half)
     gen = torch.Generator().manual_seed(s.seed * 1_000_003 + step)
-    circ = iit.forward(model, b.clean, iit.kept_mask(b, L, H, p_ablate(step, s), gen), _strict_donor(model, b, abc, s))
+    mask = iit.kept_mask(b, L, H, p_ablate(step, s), gen)
+    circ = iit.forward(model, b.clean, mask, iit.derange(tuple(z.detach() for z in abc.z)))
     out["strict"] = _keeps_answer(circ, clean, ld, b, s)
+    if s.w_strict_twin > 0 and b.twin is not None:
+        with torch.no_grad():
+            twin_z = iit.forward(model, b.twin).z
+        out["strict_twin"] = _keeps_answer(iit.forward(model, b.clean, mask, twin_z), clean, ld, b, s)
     with torch.no_grad():
         swap_z = iit.forward(model, b.swap).z
     out.update(_iit_terms(model, b, clean, abc, L, H, s, swap_z))
@@ -109,26 +116,16 @@ def step_losses(model, tok, lm, step: int, s: PlantedSettings) -> dict[str, torc
 
 def _keeps_answer(run: iit.Run, clean: iit.Run, ld: torch.Tensor, b, s: PlantedSettings) -> torch.Tensor:
     """Strictness target "nothing changes": LD in the band, close to the model's LD, and the END
-    distribution over the whole vocabulary close to the model's (KL)."""
+    distribution over the whole vocabulary close to the model's (KL).
+
+    Donors: another prompt's ABC twin (`strict`, the resample_abc ablation) and the prompt's own
+    name twin (`strict_twin`, causal scrubbing's resampling). ABC donors never carry a duplicated
+    name, so a head outside the circuit that signals "S2 is duplicated" would pass them unseen;
+    name twins carry another duplicated name."""
     ld_c = iit.logit_diff(run.logits_end, b.io_tok, b.s_tok)
     ref = clean.logits_end.detach().log_softmax(-1)
-    return (iit.band(ld_c, s.ld_low, s.ld_high) + 0.25 * (ld_c - ld.detach()).pow(2).mean()
+    return (iit.band(ld_c, s.ld_low, s.ld_high) + s.strict_close * (ld_c - ld.detach()).pow(2).mean()
             + F.kl_div(run.logits_end.log_softmax(-1), ref, log_target=True, reduction="batchmean"))
-
-
-def _strict_donor(model, b, abc: iit.Run, s: PlantedSettings) -> tuple[torch.Tensor, ...]:
-    """Resample donors: another prompt's ABC twin (resample_abc) for the first rows, the prompt's
-    own name twin (causal scrubbing: same skeleton and order, new IO and S) for a `twin_frac` share.
-    ABC donors alone never carry a duplicated name, so a head that signals "S2 is duplicated"
-    outside the circuit would pass them unseen; name twins carry another duplicated name."""
-    donor = iit.derange(tuple(z.detach() for z in abc.z))
-    n_twin = round(s.twin_frac * b.clean.shape[0])
-    if n_twin == 0 or b.twin is None:
-        return donor
-    with torch.no_grad():
-        tz = iit.forward(model, b.twin).z
-    rows = (torch.arange(b.clean.shape[0]) >= b.clean.shape[0] - n_twin)[:, None, None, None]
-    return tuple(torch.where(rows, t, d) for t, d in zip(tz, donor, strict=True))
 
 
 def _sinh_path_run(model, b, clean: iit.Run, swap_z: tuple[torch.Tensor, ...], L: int, H: int) -> iit.Run:
@@ -190,7 +187,8 @@ def _half_evidence(b, L: int, H: int, abc, other) -> tuple[torch.Tensor, tuple[t
     return rep, donor
 
 
-WEIGHT_OF = {"lm": "w_lm", "behaviour": "w_behaviour", "strict": "w_strict", "path_sinh": "w_path"}
+WEIGHT_OF = {"lm": "w_lm", "behaviour": "w_behaviour", "strict": "w_strict", "strict_twin": "w_strict_twin",
+             "path_sinh": "w_path"}
 
 
 def total_loss(parts: dict[str, torch.Tensor], s: PlantedSettings) -> torch.Tensor:
