@@ -81,6 +81,16 @@ def one_run(model: LoadedModel, circuit: Circuit, cfg: AttackConfig, out: Path, 
             "doses": {k: v["by_params"].get("dose", {}) for k, v in res["modes"]["modes"].items()}}
 
 
+def weights_line(name: str) -> str:
+    """Which weights a bundled model's numbers are from (its safetensors' sha256); empty for other models."""
+    import hashlib
+
+    from advgen.model.loading import bundled_dir
+
+    f = bundled_dir(name) / "model.safetensors" if name in ("reference", "planted") else None
+    return f"\nWeights: `{f.relative_to(ROOT)}`, sha256 `{hashlib.sha256(f.read_bytes()).hexdigest()}`.\n" if f and f.is_file() else ""
+
+
 def y_base(run: Any) -> int:
     return sum(bool(r["is_break"]) for r in run.rows if r["family"] == "baseline")
 
@@ -189,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     """Each model's section (and the speed section) is kept with the command that made it; the doc joins them."""
     for name in [] if args.speed_only else args.models.split(","):
         model = load_model(name)
+        weights = weights_line(name)  # read when the model is loaded, before the runs
         circuit, origin = circuit_for(model, name, args.circuit)
         runs = []
         for seed in (int(x) for x in args.seeds.split(",")):
@@ -196,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
                                modes=tuple(args.modes.split(",")) if args.modes else None)
             runs.append(one_run(model, circuit, cfg, args.out / f"{args.label or Path(name).name}-s{seed}", args.resume))
             print(f"{name} seed {seed}: {runs[-1]['yield']}", flush=True)
-        text = "\n".join(model_section(name, circuit, origin, runs, cfg))
+        text = "\n".join(model_section(name, circuit, origin, runs, cfg)) + weights
         files.atomic_write_text(sections / f"{args.label or Path(name).name}.md", f"Command: `{cmd}`\n\n" + text)
     if args.speed_only or not args.no_speed:
         with tempfile.TemporaryDirectory() as tmp:
