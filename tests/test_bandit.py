@@ -100,3 +100,13 @@ def test_the_per_mode_interval_resamples_clean_prompts_not_candidates_that_share
     assert out["n"] == 7 and out["n_prompts"] == 3
     assert out["attack_minus_control"]["mean"] == pytest.approx(np.mean([-2.0, -0.5, -2.0]))  # per-prompt means (not -9.5 / 7)
     assert out["verdict"] in ("confirmed", "inconclusive")
+
+
+def test_a_candidate_whose_control_is_already_evaluated_is_valued_per_evaluation():
+    """theta / (1 + theta) breaks per evaluation when a break needs a new control, theta when its control is reused."""
+    arms = {"fresh": bandit.prior_arm("fresh", 0.5), "reused": bandit.prior_arm("reused", 0.5)}
+    arms = bandit.observe(bandit.observe(arms, "fresh", 90, 100), "reused", 60, 100)  # 0.9 -> 0.47 per eval; 0.6 free
+    rng = np.random.default_rng(0)
+    assert bandit.choose(arms, {"fresh": 50, "reused": 50}, 1, rng) == ["fresh"]  # plain Thompson: the higher rate
+    picks = bandit.choose(arms, {"fresh": 50, "reused": 50}, 10, np.random.default_rng(0), free={"reused": 4})
+    assert picks[:4] == ["reused"] * 4 and set(picks[4:]) == {"fresh"}  # the free ones first, then back to the better rate

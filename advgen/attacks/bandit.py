@@ -61,9 +61,16 @@ def falsify(arms: Mapping[str, Arm], keys: Sequence[str]) -> dict[str, Arm]:
     return {k: replace(a, falsified=True) if k in keys else a for k, a in arms.items()}
 
 
-def choose(arms: Mapping[str, Arm], available: Mapping[str, int], k: int, rng: np.random.Generator) -> list[str]:
-    """k Thompson draws: each draw samples every live arm's break rate and takes the best."""
+def choose(arms: Mapping[str, Arm], available: Mapping[str, int], k: int, rng: np.random.Generator,
+           free: Mapping[str, int] | None = None) -> list[str]:
+    """k Thompson draws: each draw samples every live arm's break rate and takes the most breaks per evaluation.
+
+    A candidate costs its attack, plus its control if it breaks: theta / (1 + theta) breaks per
+    evaluation, unless its control was evaluated already (`free`: how many of an arm's next
+    candidates are such), then theta. Without `free` this is plain Thompson sampling.
+    """
     left = {key: n for key, n in available.items() if n > 0 and key in arms and not arms[key].falsified}
+    gratis = dict(free or {})
     picks: list[str] = []
     keys = sorted(left)
     for _ in range(k):
@@ -71,9 +78,11 @@ def choose(arms: Mapping[str, Arm], available: Mapping[str, int], k: int, rng: n
         if not live:
             break
         theta = [rng.beta(arms[key].a + arms[key].breaks, arms[key].b + arms[key].tries - arms[key].breaks) for key in live]
-        best = live[int(np.argmax(theta))]
+        value = [th if gratis.get(key, 0) > 0 else th / (1 + th) for key, th in zip(live, theta, strict=True)]
+        best = live[int(np.argmax(value))]
         picks.append(best)
         left[best] -= 1
+        gratis[best] = gratis.get(best, 0) - 1
     return picks
 
 

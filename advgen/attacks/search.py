@@ -7,12 +7,11 @@ gives the unbiased per-mode table and the first evidence per cell; the rest of t
 a Thompson-sampling search over cells (`advgen.attacks.bandit`) whose prior is the circuit's
 prediction: attack first, its control only when it breaks (only a break needs confirming). A cell
 the sample falsified gets no search budget. No prompt is evaluated twice: candidates of one clean
-prompt whose mode gives them one control (`FailureMode.share_key`, e.g. every dose of both
-compiled mention modes at one site) are sampled together as a unit and their control runs once;
-a reused control appears as a row per candidate, marked `extra["control_reused_from"]`, and is
-not counted as an evaluation. The random baseline gets the same total budget. Work is done in units
-checkpointed to DIR/journal/ (one JSON file per unit, written atomically), so `resume=True`
-continues an interrupted run and produces the same files.
+prompt with one control (`FailureMode.share_key`: every dose of both compiled modes at a site)
+are sampled as a unit and their control runs once; a reused control is a row per candidate
+marked `extra["control_reused_from"]`, not an evaluation. The random baseline gets the same
+total budget. Work is done in units checkpointed to DIR/journal/ (one JSON file per unit, written
+atomically), so `resume=True` continues an interrupted run and produces the same files.
 """
 
 from __future__ import annotations
@@ -34,6 +33,7 @@ from advgen.attacks.catalogue import FailureMode, Proposal, Variant
 from advgen.attacks.checks import check_unambiguous
 from advgen.attacks.compiler import select_modes
 from advgen.attacks.journal import REUSED, Interrupted, Journal, evaluated, read_unit
+from advgen.attacks.sampling import stratified
 from advgen.attacks.signals import fragility, label_rows, signal_doc, signal_reads
 from advgen.circuits.format import Circuit
 from advgen.core import records
@@ -191,33 +191,6 @@ def _pool(s: Setup) -> list[Candidate]:
     return pool
 
 
-def stratified(pool: Sequence[Candidate], n: int, seed: int) -> list[Candidate]:
-    """Round-robin over kinds of unit: whole units (random within their kind) up to n candidates (the unbiased per-mode sample).
-
-    A unit is one candidate, or every candidate of one clean prompt sharing a control; units of
-    one kind cover the same cells, so every cell gets the same count. With single-candidate
-    units this is round-robin over cells.
-    """
-    rng = random.Random(f"{seed}:sample")
-    units: dict[str, list[Candidate]] = {}
-    for cand in pool:
-        units.setdefault(cand.unit, []).append(cand)
-    by_kind: dict[tuple[str, ...], list[list[Candidate]]] = {}
-    for u in units.values():
-        by_kind.setdefault(tuple(c.cell for c in u), []).append(u)
-    for lst in by_kind.values():
-        rng.shuffle(lst)
-    out: list[Candidate] = []
-    grew = True
-    while grew:
-        grew = False
-        for lst in by_kind.values():
-            if lst and len(out) + len(lst[-1]) <= n:
-                out += lst.pop()
-                grew = True
-    return out
-
-
 def _render(s: Setup, cand: Candidate) -> tuple[Prompt, Prompt]:
     a, c = cand.mode.render(s.specs[cand.spec], cand.variant, s.model.tokenizer)
     check_unambiguous(s.clean_prompts[cand.spec], a, c)
@@ -321,19 +294,27 @@ def _arms(s: Setup, pool: Sequence[Candidate], sample_rows: Sequence[MeasuredRow
 
 def _search(s: Setup, pool: Sequence[Candidate], arms: dict[str, bandit.Arm], budget: int, sampled: set[str],
             clean_rows: Sequence[MeasuredRow], clean_ld: Sequence[float]) -> tuple[list[MeasuredRow], dict[str, bandit.Arm]]:
-    """Thompson sampling over cells in chunks; within a cell the most fragile clean prompt goes first."""
+    """Thompson sampling over cells in chunks, valued per evaluation (a candidate whose control is evaluated already costs one).
+
+    Within a cell those candidates go first, then the most fragile clean prompt.
+    """
     queues: dict[str, list[Candidate]] = {}
     for c in pool:
         if c.cid not in sampled and clean_ld[c.spec] > 0:
             queues.setdefault(c.cell, []).append(c)
-    for lst in queues.values():
-        lst.sort(key=lambda c: (-fragility(c.mode, s.circuit, clean_rows[c.spec]["head_signals"]), c.cid))
+    order = sorted(queued := [c for v in queues.values() for c in v],
+                   key=lambda c: (-fragility(c.mode, s.circuit, clean_rows[c.spec]["head_signals"]), c.cid))
+    rank = {c.cid: i for i, c in enumerate(order)} if queued else {}
     rng = np.random.default_rng(int(_key(s.base_key, "bandit")[:8], 16))
     rows: list[MeasuredRow] = []
     spent = 0
     while budget - spent >= 2:
         m = min(UNIT_PROMPTS // 2, (budget - spent) // 2)
-        picks = bandit.choose(arms, {k: len(v) for k, v in queues.items()}, m, rng)
+        done = {r["extra"][SHARED] for r in s.controls.values()}
+        free = {k: sum(c.unit in done for c in v) for k, v in queues.items()}
+        for v in queues.values():
+            v.sort(key=lambda c: (c.unit not in done, rank[c.cid]))  # noqa: B023 (used at once)
+        picks = bandit.choose(arms, {k: len(v) for k, v in queues.items()}, m, rng, free)
         if not picks:
             break
         chunk = [queues[k].pop(0) for k in picks]
