@@ -14,7 +14,8 @@ from advgen.reference.planted_ckpt import CheckpointError, latest, load
 from advgen.reference.planted_data import ioi_batch, repeat_batch
 
 TINY = dict(init="scratch", n_layer=4, n_head=4, n_embd=32, batch=4, repeat_batch=2, repeat_half=4,
-            w_lm=0.0, steps=4, checkpoint_every=2, warmup=1)
+            w_lm=0.0, steps=4, checkpoint_every=2, warmup=1, w_path=1.0, w_strict_twin=1.0)
+"""With the tried variant's extra terms on (path strictness, name-twin strictness), so they are tested."""
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,10 @@ Interventions used in training, and what the high-level model predicts:
 - NM output taken from another prompt: the answer is that prompt's IO;
 - SINH writes nothing to the logits directly (its effect goes through the name mover's query);
 - every other head (and planted heads away from their position) resampled from an ABC prompt
-  of the same skeleton: the answer must not change (strictness).
+  of the same skeleton: the answer must not change (strictness); optionally (tried variants) also
+  from the prompt's name twin (new IO and S: causal scrubbing's resampling), and SINH's output
+  from the role-swapped twin on every path except the name mover's query (path strictness:
+  `forward(..., query_delta=...)`).
 This module has no data or trainer: `advgen.reference.planted` owns those.
 """
 

@@ -56,12 +56,13 @@ class PlantedSettings:
     w_attn: float = 1.0
     w_strict: float = 1.0
     w_iit: float = 1.0
-    w_path: float = 1.0
+    w_path: float = 0.0
     """path strictness: SINH's output reaches everything but the name mover's query from the
-    role-swapped twin, and the answer must not change (0 = the v1 recipe)."""
-    w_strict_twin: float = 1.0
+    role-swapped twin, and the answer must not change. 0 = the shipped recipe; 1 in the tried
+    variants v2 and v4 (docs/planted.md, "Variants tried")."""
+    w_strict_twin: float = 0.0
     """strictness with name-twin donors (causal scrubbing's resampling: same skeleton and order,
-    new IO and S), on top of the ABC-donor strictness (0 = the v1 recipe)."""
+    new IO and S), on top of the ABC-donor strictness. 0 = the shipped recipe; 1 in variant v4."""
     strict_close: float = 0.25
     """weight of (LD_circuit - LD_model)^2 in every strictness term (1.0 diverged: every loss
     term grew from step 100 on, behaviour band 7.2 at step 400)."""
