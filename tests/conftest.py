@@ -6,17 +6,6 @@ from pathlib import Path
 
 import pytest
 
-SLOW_ONLY_MODULES = {"test_ray.py"}
-"""Modules whose every test is marked slow and that need an optional extra at import time."""
-
-
-def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
-    """Under `-m "not slow"` (make test) an all-slow module is not imported, so a missing optional
-    extra does not show up as a skip there; CI installs the extra and runs it with the slow tests."""
-    if collection_path.name in SLOW_ONLY_MODULES and config.getoption("markexpr", "").strip() == "not slow":
-        return True
-    return None
-
 ROOT = Path(__file__).resolve().parents[1]
 GPT2_TOKENIZER = ROOT / "tests" / "data" / "gpt2-tokenizer"
 """OpenAI's published GPT-2 vocabulary and merges (MIT), shipped as test data so a fresh clone runs every test."""
