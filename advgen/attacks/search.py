@@ -211,9 +211,14 @@ def _controls(s: Setup, items: Sequence[tuple[Candidate, Prompt]], phase: str) -
     Only candidates of a shared unit are looked up: their controls are read with `shared_reads`,
     so a reused row carries every signal its new candidate needs.
     """
-    first: dict[str, int] = {}
-    todo = [i for i, (c, p) in enumerate(items)
-            if c.unit == c.cid or (p.text not in s.controls and first.setdefault(p.text, i) == i)]
+    first: dict[str, int] = {}  # text of a shared control -> the item that evaluates it in this call
+    todo: list[int] = []
+    for i, (c, p) in enumerate(items):
+        if c.unit == c.cid:
+            todo.append(i)
+        elif p.text not in s.controls and p.text not in first:
+            first[p.text] = i
+            todo.append(i)
     measured = _measure(s, [items[i][1] for i in todo], [_control_reads(s, items[i][0]) for i in todo],
                         [_tag(items[i][0], phase) for i in todo]) if todo else []
     got = dict(zip(todo, measured, strict=True))
