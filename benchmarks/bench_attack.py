@@ -31,7 +31,7 @@ from advgen.core import files, records
 from advgen.core.types import Role
 from advgen.model.loading import LoadedModel, load_model
 from advgen.model.validate import single_logit_diff
-from advgen.prompts.templates import tokenizer_hash
+from advgen.prompts.templates import single_token_id, tokenizer_hash
 
 ROOT = Path(__file__).resolve().parents[1]
 CIRCUITS = {"reference": "reference-ioi", "planted": "planted-ioi"}
@@ -51,7 +51,7 @@ def unbatched_check(model: LoadedModel, rows: list[dict[str, Any]]) -> tuple[int
     ok = 0
     for r in breaks:
         ids = [tok.bos_token_id, *tok(r["text"], add_special_tokens=False)["input_ids"]]
-        io, s = (tok.encode(" " + n, add_special_tokens=False)[0] for n in (r["io"], r["s"]))
+        io, s = (single_token_id(tok, n) for n in (r["io"], r["s"]))
         ok += single_logit_diff(model, ids, io, s) < 0
     return len(breaks), ok
 

@@ -13,6 +13,7 @@ from advgen.attacks.tables import write_run
 from advgen.circuits.format import make_circuit
 from advgen.core.types import Role
 from advgen.model.validate import single_logit_diff
+from advgen.prompts.templates import single_token_id
 
 FILES = ("results.jsonl", "results.csv", "summary.json", "modes.json", "adversarial.jsonl", "near_misses.jsonl",
          "baseline.json", "circuit.json", "manifest.json", "table.md")
@@ -95,8 +96,8 @@ def test_breaks_hold_in_an_unbatched_forward(tiny_model, tiny_run):
     for r in breaks:
         ids = [tok.bos_token_id, *tok.encode(r["text"], add_special_tokens=False)]
         assert len(ids) == r["n_tokens"] and r["positions"]["END"] == len(ids) - 1
-        io = tok.encode(" " + r["io"], add_special_tokens=False)[0]
-        s = tok.encode(" " + r["s"], add_special_tokens=False)[0]
+        io = single_token_id(tok, r["io"])
+        s = single_token_id(tok, r["s"])
         ld = single_logit_diff(tiny_model, ids, io, s)
         assert ld < 0
         assert ld == pytest.approx(r["logit_diff"], abs=1e-3)

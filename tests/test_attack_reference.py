@@ -8,6 +8,7 @@ import pytest
 from advgen.attacks.search import AttackConfig, run_attack
 from advgen.circuits.format import resolve_circuit
 from advgen.model.validate import single_logit_diff
+from advgen.prompts.templates import single_token_id
 
 pytestmark = pytest.mark.slow
 
@@ -25,8 +26,8 @@ def test_every_break_holds_in_an_unbatched_forward(reference_model, ref_run):
     assert breaks, "expected some confirmed breaks on the reference model at this budget"
     for r in breaks:
         ids = [tok.bos_token_id, *tok.encode(r["text"], add_special_tokens=False)]
-        io = tok.encode(" " + r["io"], add_special_tokens=False)[0]
-        s = tok.encode(" " + r["s"], add_special_tokens=False)[0]
+        io = single_token_id(tok, r["io"])
+        s = single_token_id(tok, r["s"])
         ld = single_logit_diff(reference_model, ids, io, s)
         assert ld < 0 and ld == pytest.approx(r["logit_diff"], abs=1e-3)
         if r["family"] == "attack":
