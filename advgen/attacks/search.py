@@ -157,7 +157,9 @@ def _prepare(model: LoadedModel, circuit: Circuit, cfg: AttackConfig, journal: J
         raise AdvgenError(f"circuit {circuit.name!r} implies no failure mode: " + "; ".join(f"{k}: {v}" for k, v in proposal.skipped.items()))
     lex = build_lexicon(model.tokenizer)
     specs = datasets.sample_specs(resolve_templates(cfg.templates), lex, cfg.n_clean, cfg.seed)
-    base_key = (model.source, circuit.to_dict(), cfg.seed, cfg.n_clean, cfg.templates, cfg.budget, cfg.sample_frac, cfg.modes)
+    # the model as the user named it plus its tokenizer, not model.source: an absolute path would make the
+    # journal keys and the search's random stream depend on where advgen is installed
+    base_key = (model.name, tokenizer_hash(model.tokenizer), circuit.to_dict(), cfg.seed, cfg.n_clean, cfg.templates, cfg.budget, cfg.sample_frac, cfg.modes)
     shared = tuple(sorted({r for m in proposal.modes if any(m.share_key(c) for c in m.cells) for r in signal_reads(m, circuit)}, key=str))
     return Setup(model, circuit, cfg, proposal, lex, load_bank(lex), specs, list(datasets.build(specs, model.tokenizer)), journal, base_key,
                  backend, shared)
