@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -107,6 +108,15 @@ def test_same_seed_same_files(tiny_model, tiny_circuit, tiny_run, tmp_path):
     out, _ = tiny_run
     _run(tiny_model, tiny_circuit, tmp_path / "b")
     assert _files(tmp_path / "b") == _files(out)
+
+
+def test_where_the_model_lives_does_not_change_the_run(tiny_model, tiny_circuit, tiny_run, tmp_path):
+    """The same model and seed from another directory (another clone): the same journal keys and files."""
+    out, _ = tiny_run
+    moved = dataclasses.replace(tiny_model, source="/elsewhere/clone/advgen/model/weights/tiny")
+    assert moved.source != tiny_model.source
+    _run(moved, tiny_circuit, tmp_path / "m")
+    assert _files(tmp_path / "m") == _files(out)
 
 
 def test_interrupted_then_resumed_equals_uninterrupted(tiny_model, tiny_circuit, tiny_run, tmp_path):
