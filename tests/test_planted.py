@@ -14,8 +14,9 @@ from advgen.reference.planted_ckpt import CheckpointError, latest, load
 from advgen.reference.planted_data import ioi_batch, repeat_batch
 
 TINY = dict(init="scratch", n_layer=4, n_head=4, n_embd=32, batch=4, repeat_batch=2, repeat_half=4,
-            w_lm=0.0, steps=4, checkpoint_every=2, warmup=1, w_path=1.0, w_strict_twin=1.0)
-"""With the tried variant's extra terms on (path strictness, name-twin strictness), so they are tested."""
+            w_lm=0.0, steps=4, checkpoint_every=2, warmup=1, w_path=1.0, w_strict_twin=1.0,
+            w_strict_swap=1.0)
+"""With the second-phase terms on (path, name-twin and swap-twin strictness), so they are tested."""
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +83,7 @@ def test_every_loss_term_is_finite_and_trains_the_planted_heads(tiny):
     s, model, tok = tiny
     parts = planted.step_losses(model, tok, None, 0, s)
     want = {"behaviour", "attn_prev", "attn_dup", "attn_ind", "attn_sinh", "attn_nm", "attn_abc", "attn_repeat",
-            "strict", "iit_sinh", "iit_dup", "iit_nm", "iit_half", "sinh_direct", "path_sinh", "strict_twin"}
+            "strict", "iit_sinh", "iit_dup", "iit_nm", "iit_half", "sinh_direct", "path_sinh", "strict_twin", "strict_swap"}
     assert set(parts) == want
     assert all(torch.isfinite(v.detach()) and float(v.detach()) >= -1e-6 for v in parts.values())
     model.zero_grad()
@@ -154,6 +155,20 @@ def test_name_twin_strictness_trains_the_heads_outside_the_circuit(tiny):
     assert "strict_twin" not in v1
 
 
+def test_swap_twin_strictness_trains_the_heads_outside_the_circuit_from_its_step_on(tiny):
+    s, model, tok = tiny
+    parts = planted.step_losses(model, tok, None, 0, s)
+    model.zero_grad()
+    parts["strict_swap"].backward()
+    e, dh = model.config.n_embd, model.config.n_embd // model.config.n_head
+    g = model.transformer.h[2].attn.c_attn.weight.grad  # a2.h3 (not planted; v4 made it an S-inhibitor)
+    assert g is not None and float(g[:, 2 * e + 3 * dh:2 * e + 4 * dh].abs().sum()) > 0
+    model.zero_grad()
+    later = planted.PlantedSettings(**{**TINY, "extra_from": 3})
+    assert not {"strict_swap", "strict_twin", "path_sinh"} & set(planted.step_losses(model, tok, None, 2, later))
+    assert {"strict_swap", "strict_twin", "path_sinh"} <= set(planted.step_losses(model, tok, None, 3, later))
+
+
 def test_repeat_batch_repeats():
     r = repeat_batch(0, 0, 2, 5, 100, 0)
     assert r.shape == (2, 11) and torch.equal(r[:, 1:6], r[:, 6:]) and (r[:, 0] == 0).all()
@@ -195,6 +210,22 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     planted.train_planted(tmp_path / "r", planted.PlantedSettings(**TINY), progress=False, stop_after=2)
     with pytest.raises(CheckpointError, match="other settings"):
         planted.train_planted(tmp_path / "r", planted.PlantedSettings(**{**TINY, "lr": 5e-4}), progress=False)
+
+
+def test_a_second_phase_resumes_from_a_first_phase_checkpoint_and_equals_one_run(tmp_path):
+    first = {**TINY, "w_path": 0.0, "w_strict_twin": 0.0, "w_strict_swap": 0.0}
+    second = planted.PlantedSettings(**{**TINY, "extra_from": 2})
+    planted.train_planted(tmp_path / "p", planted.PlantedSettings(**first), progress=False, stop_after=2)
+    resumed = planted.train_planted(tmp_path / "p", second, progress=False)
+    straight = planted.train_planted(tmp_path / "s", second, progress=False)
+    wr, ws = _weights(resumed), _weights(straight)
+    assert all(torch.equal(wr[k], ws[k]) for k in wr)
+    info = json.loads((resumed / "training_info.json").read_text())
+    assert info["resumed_from_step"] == 2 and "strict_swap" in info["final_losses_mean_last_100_steps"]
+    # past the second phase's start, other second-phase weights are another history
+    with pytest.raises(CheckpointError, match="other settings"):
+        planted.train_planted(tmp_path / "p", planted.PlantedSettings(**{**TINY, "extra_from": 2, "w_path": 0.5}),
+                              progress=False)
 
 
 # ------------------------------------------------------------------------- the shipped model

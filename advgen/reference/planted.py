@@ -63,6 +63,13 @@ class PlantedSettings:
     w_strict_twin: float = 0.0
     """strictness with name-twin donors (causal scrubbing's resampling: same skeleton and order,
     new IO and S), on top of the ABC-donor strictness. 0 = the shipped recipe; 1 in variant v4."""
+    w_strict_swap: float = 0.0
+    """strictness with the role-swapped twin as donor (same names, S and IO exchanged): a head
+    outside the circuit that carries which name is S (a second S-inhibition head, as v4 grew) is
+    seen by this donor only; ABC and name-twin donors hold other names. 0 = the shipped recipe."""
+    extra_from: int = 0
+    """step from which w_path, w_strict_twin and w_strict_swap apply (a second phase that refines
+    a trained model); steps before it are the shipped recipe's, bit for bit."""
     strict_close: float = 0.25
     """weight of (LD_circuit - LD_model)^2 in every strictness term (1.0 diverged: every loss
     term grew from step 100 on, behaviour band 7.2 at step 400)."""
@@ -104,14 +111,17 @@ def step_losses(model, tok, lm, step: int, s: PlantedSettings) -> dict[str, torc
     mask = iit.kept_mask(b, L, H, p_ablate(step, s), gen)
     circ = iit.forward(model, b.clean, mask, iit.derange(tuple(z.detach() for z in abc.z)))
     out["strict"] = _keeps_answer(circ, clean, ld, b, s)
-    if s.w_strict_twin > 0 and b.twin is not None:
+    extra = step >= s.extra_from
+    if extra and s.w_strict_twin > 0 and b.twin is not None:
         with torch.no_grad():
             twin_z = iit.forward(model, b.twin).z
         out["strict_twin"] = _keeps_answer(iit.forward(model, b.clean, mask, twin_z), clean, ld, b, s)
     with torch.no_grad():
         swap_z = iit.forward(model, b.swap).z
     out.update(_iit_terms(model, b, clean, abc, L, H, s, swap_z))
-    if s.w_path > 0:
+    if extra and s.w_strict_swap > 0:
+        out["strict_swap"] = _keeps_answer(iit.forward(model, b.clean, mask, swap_z), clean, ld, b, s)
+    if extra and s.w_path > 0:
         out["path_sinh"] = _keeps_answer(_sinh_path_run(model, b, clean, swap_z, L, H), clean, ld, b, s)
     return out
 
@@ -190,7 +200,7 @@ def _half_evidence(b, L: int, H: int, abc, other) -> tuple[torch.Tensor, tuple[t
 
 
 WEIGHT_OF = {"lm": "w_lm", "behaviour": "w_behaviour", "strict": "w_strict", "strict_twin": "w_strict_twin",
-             "path_sinh": "w_path"}
+             "strict_swap": "w_strict_swap", "path_sinh": "w_path"}
 
 
 def total_loss(parts: dict[str, torch.Tensor], s: PlantedSettings) -> torch.Tensor:
@@ -284,7 +294,7 @@ def train_planted(out_dir: Path, settings: PlantedSettings | None = None, *, res
         ck = latest(ck_dir) if resume else None
         if ck is not None:
             meta = load(ck, model, opt)
-            if meta["settings"] != asdict(s) or meta["tokenizer_sha256"] != _tok_hash(tok):
+            if not same_history(meta["settings"], s, int(meta["step"])) or meta["tokenizer_sha256"] != _tok_hash(tok):
                 raise CheckpointError(f"checkpoint {ck} was made with other settings or tokenizer; "
                                       "use --no-resume or the original settings")
             start, log = int(meta["step"]), list(meta["log"])
@@ -299,6 +309,25 @@ def train_planted(out_dir: Path, settings: PlantedSettings | None = None, *, res
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(det)
+
+
+_PHASE2 = ("w_path", "w_strict_twin", "w_strict_swap", "extra_from")
+
+
+def _phase2_start(d: dict) -> float:
+    return d["extra_from"] if any(d[k] > 0 for k in _PHASE2[:3]) else float("inf")
+
+
+def same_history(saved: dict, s: PlantedSettings, step: int) -> bool:
+    """True when a checkpoint at `step` made with `saved` settings is what `s` would have made:
+    all settings equal, or equal but for second-phase terms that start after `step` in both. So
+    one trained first phase serves every second-phase variant (older checkpoints lack the newer
+    fields: they get the defaults, which are off)."""
+    old, new = asdict(PlantedSettings(**saved)), asdict(s)
+    if old == new:
+        return True
+    rest = lambda d: {k: v for k, v in d.items() if k not in _PHASE2}  # noqa: E731
+    return rest(old) == rest(new) and step <= min(_phase2_start(old), _phase2_start(new))
 
 
 def _determinism(s: PlantedSettings) -> None:
@@ -323,7 +352,8 @@ def _write_final(model, tok, s: PlantedSettings, out_dir: Path, log: list, start
         "settings": asdict(s),
         "planted_heads": [{"head": str(p.head), "role": p.role.value, "position": p.position} for p in iit.PLANTED],
         "n_parameters": sum(p.numel() for p in model.parameters()),
-        "final_losses_mean_last_100_steps": {k: round(sum(r[k] for r in tail) / len(tail), 4) for k in keys},
+        "final_losses_mean_last_100_steps": {k: round(sum(r[k] for r in tail if k in r) / sum(k in r for r in tail), 4)
+                                             for k in keys},
         "total_loss_every_100_steps": [round(sum(r["total"] for r in log[i:i + 100]) / len(log[i:i + 100]), 4)
                                        for i in range(0, len(log), 100)],
         "resumed_from_step": start,
