@@ -259,3 +259,17 @@ def test_discovery_recovers_the_planted_circuit():
     assert len(hits) / max(1, len(f)) >= 0.9  # precision
     assert len(hits) / len(t) >= 0.9  # recall
     assert sum(t[h] == f[h] for h in hits) / max(1, len(hits)) >= 0.9  # role accuracy
+
+
+@pytest.mark.slow
+def test_planted_circuit_is_faithful_within_10_percent_under_resample_ablation():
+    """Issue 10: check-claim planted-ioi on the planted model, F(C)/F(M) >= 0.90 under resample_abc
+    (the docs/planted.md command's n and seed)."""
+    from advgen.circuits.claims import ClaimSettings, check_claim
+    from advgen.circuits.format import resolve_circuit
+    from advgen.model.loading import load_model
+
+    model = load_model("planted")
+    res = check_claim(model, resolve_circuit("planted-ioi", model.n_layers, model.n_heads),
+                      ClaimSettings(n=100, seed=0, ablations=("resample_abc",), ladder=False))
+    assert res.table["resample_abc"]["ratio_to_model"]["mean"] >= 0.90, res.table["resample_abc"]["ratio_to_model"]
