@@ -270,7 +270,8 @@ def _loop(model, tok, lm, opt, s: PlantedSettings, ck_dir: Path, start: int, log
             print(f"step {done}/{s.steps} {time.time() - t0:.0f}s p_ablate={p_ablate(step, s):.2f} "
                   + " ".join(f"{k}={v:.3f}" for k, v in log[-1].items()), flush=True)
         if done % s.checkpoint_every == 0 or done == s.steps or done == stop_after:
-            save(ck_dir, done, model, opt, {"settings": asdict(s), "tokenizer_sha256": _tok_hash(tok), "log": log})
+            save(ck_dir, done, model, opt, {"settings": asdict(s), "tokenizer_sha256": _tok_hash(tok), "log": log,
+                                            "cpu_capability": cpu_capability()})
         if stop_after is not None and done >= stop_after and done < s.steps:
             return False
     return True
@@ -298,6 +299,7 @@ def train_planted(out_dir: Path, settings: PlantedSettings | None = None, *, res
                 raise CheckpointError(f"checkpoint {ck} was made with other settings or tokenizer; "
                                       "use --no-resume or the original settings")
             start, log = int(meta["step"]), list(meta["log"])
+            _warn_if_other_kernels(meta, ck)
         if stop_after is not None and start > stop_after:
             raise CheckpointError(f"the newest checkpoint in {ck_dir} is step {start}, past --stop-after {stop_after}; "
                                   "use a fresh OUT to reproduce an earlier step")
@@ -330,6 +332,21 @@ def same_history(saved: dict, s: PlantedSettings, step: int) -> bool:
     return rest(old) == rest(new) and step <= min(_phase2_start(old), _phase2_start(new))
 
 
+def cpu_capability() -> str:
+    """The CPU kernel family torch dispatches to (e.g. AVX512, AVX2). Measured: the same seed and
+    settings give different weights under AVX512 and AVX2 kernels (step 100-200 mean loss 17.9712
+    vs 17.9987 on one machine), so bitwise reproducibility holds per kernel family only."""
+    return str(torch.backends.cpu.get_cpu_capability())
+
+
+def _warn_if_other_kernels(meta: dict, ck: Path) -> None:
+    made = meta.get("cpu_capability")
+    if made is not None and made != cpu_capability():
+        print(f"warning: {ck} was made with {made} CPU kernels, resuming with {cpu_capability()}: the result "
+              "will not be bitwise equal to an uninterrupted run on either (ATEN_CPU_CAPABILITY selects the kernels)",
+              flush=True)
+
+
 def _determinism(s: PlantedSettings) -> None:
     torch.set_num_threads(s.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
@@ -359,6 +376,7 @@ def _write_final(model, tok, s: PlantedSettings, out_dir: Path, log: list, start
         "resumed_from_step": start,
         "steps_done": len(log),
         "torch": torch.__version__,
+        "cpu_capability": cpu_capability(),
         "tokenizer_sha256": _tok_hash(tok),
     }
     atomic_write_text(out_dir / "training_info.json", json.dumps(info, indent=2) + "\n")
