@@ -142,28 +142,24 @@ def test_path_term_trains_the_mlps_it_constrains(tiny):
     assert "path_sinh" not in v1
 
 
-def test_name_twin_strictness_trains_the_heads_outside_the_circuit(tiny):
+@pytest.mark.parametrize(("term", "weight", "layer", "head"), [
+    ("strict_twin", "w_strict_twin", 3, 1),  # a3.h1: not planted
+    ("strict_swap", "w_strict_swap", 2, 3),  # a2.h3: not planted; v4 made it an S-inhibitor
+])
+def test_twin_strictness_terms_train_the_heads_outside_the_circuit(tiny, term, weight, layer, head):
     s, model, tok = tiny
     parts = planted.step_losses(model, tok, None, 0, s)
     model.zero_grad()
-    parts["strict_twin"].backward()
+    parts[term].backward()
     e, dh = model.config.n_embd, model.config.n_embd // model.config.n_head
-    g = model.transformer.h[3].attn.c_attn.weight.grad  # a3.h1 (not planted): its value weights
-    assert g is not None and float(g[:, 2 * e + dh:2 * e + 2 * dh].abs().sum()) > 0
+    g = model.transformer.h[layer].attn.c_attn.weight.grad  # that head's value weights
+    assert g is not None and float(g[:, 2 * e + head * dh:2 * e + (head + 1) * dh].abs().sum()) > 0
     model.zero_grad()
-    v1 = planted.step_losses(model, tok, None, 0, planted.PlantedSettings(**{**TINY, "w_strict_twin": 0.0}))
-    assert "strict_twin" not in v1
+    assert term not in planted.step_losses(model, tok, None, 0, planted.PlantedSettings(**{**TINY, weight: 0.0}))
 
 
-def test_swap_twin_strictness_trains_the_heads_outside_the_circuit_from_its_step_on(tiny):
-    s, model, tok = tiny
-    parts = planted.step_losses(model, tok, None, 0, s)
-    model.zero_grad()
-    parts["strict_swap"].backward()
-    e, dh = model.config.n_embd, model.config.n_embd // model.config.n_head
-    g = model.transformer.h[2].attn.c_attn.weight.grad  # a2.h3 (not planted; v4 made it an S-inhibitor)
-    assert g is not None and float(g[:, 2 * e + 3 * dh:2 * e + 4 * dh].abs().sum()) > 0
-    model.zero_grad()
+def test_second_phase_terms_start_at_their_step(tiny):
+    _, model, tok = tiny
     later = planted.PlantedSettings(**{**TINY, "extra_from": 3})
     assert not {"strict_swap", "strict_twin", "path_sinh"} & set(planted.step_losses(model, tok, None, 2, later))
     assert {"strict_swap", "strict_twin", "path_sinh"} <= set(planted.step_losses(model, tok, None, 3, later))
