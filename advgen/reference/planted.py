@@ -313,11 +313,12 @@ def train_planted(out_dir: Path, settings: PlantedSettings | None = None, *, res
         torch.use_deterministic_algorithms(det)
 
 
-_PHASE2 = ("w_path", "w_strict_twin", "w_strict_swap", "extra_from")
+_PHASE2_WEIGHTS = ("w_path", "w_strict_twin", "w_strict_swap")
+_PHASE2 = (*_PHASE2_WEIGHTS, "extra_from")
 
 
 def _phase2_start(d: dict) -> float:
-    return d["extra_from"] if any(d[k] > 0 for k in _PHASE2[:3]) else float("inf")
+    return d["extra_from"] if any(d[k] > 0 for k in _PHASE2_WEIGHTS) else float("inf")
 
 
 def same_history(saved: dict, s: PlantedSettings, step: int) -> bool:
