@@ -15,8 +15,9 @@ from advgen.reference.planted_data import ioi_batch, repeat_batch
 
 TINY = dict(init="scratch", n_layer=4, n_head=4, n_embd=32, batch=4, repeat_batch=2, repeat_half=4,
             w_lm=0.0, steps=4, checkpoint_every=2, warmup=1, w_path=1.0, w_strict_twin=1.0,
-            w_strict_swap=1.0)
-"""With the second-phase terms on (path, name-twin and swap-twin strictness), so they are tested."""
+            w_strict_swap=1.0, w_close_extra=1.0)
+"""With the second-phase terms on (path, name-twin and swap-twin strictness, extra closeness), so
+they are tested."""
 
 
 @pytest.fixture(scope="module")
@@ -163,6 +164,12 @@ def test_second_phase_terms_start_at_their_step(tiny):
     later = planted.PlantedSettings(**{**TINY, "extra_from": 3})
     assert not {"strict_swap", "strict_twin", "path_sinh"} & set(planted.step_losses(model, tok, None, 2, later))
     assert {"strict_swap", "strict_twin", "path_sinh"} <= set(planted.step_losses(model, tok, None, 3, later))
+    # the extra closeness weight, too: the strictness term grows only from its step
+    loose = planted.PlantedSettings(**{**TINY, "extra_from": 3, "w_close_extra": 0.0})
+    with torch.no_grad():
+        before, before0 = (float(planted.step_losses(model, tok, None, 2, x)["strict"]) for x in (later, loose))
+        after, after0 = (float(planted.step_losses(model, tok, None, 3, x)["strict"]) for x in (later, loose))
+    assert before == before0 and after > after0
 
 
 def test_repeat_batch_repeats():
@@ -226,7 +233,7 @@ def test_resuming_under_other_cpu_kernels_warns(tmp_path, capsys):
 
 
 def test_a_second_phase_resumes_from_a_first_phase_checkpoint_and_equals_one_run(tmp_path):
-    first = {**TINY, "w_path": 0.0, "w_strict_twin": 0.0, "w_strict_swap": 0.0}
+    first = {**TINY, "w_path": 0.0, "w_strict_twin": 0.0, "w_strict_swap": 0.0, "w_close_extra": 0.0}
     second = planted.PlantedSettings(**{**TINY, "extra_from": 2})
     planted.train_planted(tmp_path / "p", planted.PlantedSettings(**first), progress=False, stop_after=2)
     resumed = planted.train_planted(tmp_path / "p", second, progress=False)

@@ -67,8 +67,12 @@ class PlantedSettings:
     """strictness with the role-swapped twin as donor (same names, S and IO exchanged): a head
     outside the circuit that carries which name is S (a second S-inhibition head, as v4 grew) is
     seen by this donor only; ABC and name-twin donors hold other names. 0 = the shipped recipe."""
+    w_close_extra: float = 0.0
+    """added to `strict_close` in every strictness term from `extra_from` on: the resample
+    faithfulness miss is LD shrinking by about a tenth under joint ablation while the answer holds,
+    which the band and a weight of 0.25 barely penalise. 0 = the shipped recipe."""
     extra_from: int = 0
-    """step from which w_path, w_strict_twin and w_strict_swap apply (a second phase that refines
+    """step from which w_path, w_strict_twin, w_strict_swap, w_close_extra apply (a second phase that refines
     a trained model); steps before it are the shipped recipe's, bit for bit."""
     strict_close: float = 0.25
     """weight of (LD_circuit - LD_model)^2 in every strictness term (1.0 diverged: every loss
@@ -110,23 +114,25 @@ def step_losses(model, tok, lm, step: int, s: PlantedSettings) -> dict[str, torc
     gen = torch.Generator().manual_seed(s.seed * 1_000_003 + step)
     mask = iit.kept_mask(b, L, H, p_ablate(step, s), gen)
     circ = iit.forward(model, b.clean, mask, iit.derange(tuple(z.detach() for z in abc.z)))
-    out["strict"] = _keeps_answer(circ, clean, ld, b, s)
     extra = step >= s.extra_from
+    close = s.strict_close + (s.w_close_extra if extra else 0.0)
+    out["strict"] = _keeps_answer(circ, clean, ld, b, s, close)
     if extra and s.w_strict_twin > 0 and b.twin is not None:
         with torch.no_grad():
             twin_z = iit.forward(model, b.twin).z
-        out["strict_twin"] = _keeps_answer(iit.forward(model, b.clean, mask, twin_z), clean, ld, b, s)
+        out["strict_twin"] = _keeps_answer(iit.forward(model, b.clean, mask, twin_z), clean, ld, b, s, close)
     with torch.no_grad():
         swap_z = iit.forward(model, b.swap).z
     out.update(_iit_terms(model, b, clean, abc, L, H, s, swap_z))
     if extra and s.w_strict_swap > 0:
-        out["strict_swap"] = _keeps_answer(iit.forward(model, b.clean, mask, swap_z), clean, ld, b, s)
+        out["strict_swap"] = _keeps_answer(iit.forward(model, b.clean, mask, swap_z), clean, ld, b, s, close)
     if extra and s.w_path > 0:
-        out["path_sinh"] = _keeps_answer(_sinh_path_run(model, b, clean, swap_z, L, H), clean, ld, b, s)
+        out["path_sinh"] = _keeps_answer(_sinh_path_run(model, b, clean, swap_z, L, H), clean, ld, b, s, close)
     return out
 
 
-def _keeps_answer(run: iit.Run, clean: iit.Run, ld: torch.Tensor, b, s: PlantedSettings) -> torch.Tensor:
+def _keeps_answer(run: iit.Run, clean: iit.Run, ld: torch.Tensor, b, s: PlantedSettings, close: float
+                  ) -> torch.Tensor:
     """Strictness target "nothing changes": LD in the band, close to the model's LD, and the END
     distribution over the whole vocabulary close to the model's (KL).
 
@@ -136,7 +142,7 @@ def _keeps_answer(run: iit.Run, clean: iit.Run, ld: torch.Tensor, b, s: PlantedS
     name twins carry another duplicated name."""
     ld_c = iit.logit_diff(run.logits_end, b.io_tok, b.s_tok)
     ref = clean.logits_end.detach().log_softmax(-1)
-    return (iit.band(ld_c, s.ld_low, s.ld_high) + s.strict_close * (ld_c - ld.detach()).pow(2).mean()
+    return (iit.band(ld_c, s.ld_low, s.ld_high) + close * (ld_c - ld.detach()).pow(2).mean()
             + F.kl_div(run.logits_end.log_softmax(-1), ref, log_target=True, reduction="batchmean"))
 
 
@@ -313,7 +319,7 @@ def train_planted(out_dir: Path, settings: PlantedSettings | None = None, *, res
         torch.use_deterministic_algorithms(det)
 
 
-_PHASE2_WEIGHTS = ("w_path", "w_strict_twin", "w_strict_swap")
+_PHASE2_WEIGHTS = ("w_path", "w_strict_twin", "w_strict_swap", "w_close_extra")
 _PHASE2 = (*_PHASE2_WEIGHTS, "extra_from")
 
 
