@@ -53,6 +53,9 @@ def methods(m: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "attribution patching (max |estimate| over slots)": drop("attr"),
         "path patching (|to logits| or |to NM queries|)": np.maximum(np.abs(m["pp_logits"]),
                                                                   np.abs(np.nan_to_num(m.get("pp_queries", 0 * m["pp_logits"])))),
+        "path patching, MLPs recomputed (|to logits| or |to NM queries|)": np.maximum(
+            np.abs(m.get("pp_logits_mlp", np.full_like(m["pp_logits"], np.nan))),
+            np.abs(np.nan_to_num(m.get("pp_queries", 0 * m["pp_logits"])))),
         "head detectors (max prev/dup/induction score)": np.max([m["previous_token_score"], m["duplicate_token_score"],
                                                                 m["induction_score"]], axis=0),
         "IOI attention readouts (max over slot pairs)": np.max([m[k] for k in m if k.startswith("attn_")], axis=0),

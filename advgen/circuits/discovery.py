@@ -191,6 +191,7 @@ def discover(model: LoadedModel, settings: Settings = Settings(), name: str | No
     m.update({f"attr_{k}": v for k, v in attr.items()})
     say(STAGES[3])
     m["pp_logits"] = patching.path_patching_logits(model, clean_ps, clean, abc)
+    m["pp_logits_mlp"] = paths.path_patching_logits_via_mlps(model, clean_ps, clean, abc)  # reported; the rules use pp_logits
     say(STAGES[4])
     m.update(scores.ioi_scores(model, clean_ps, clean).scores)
     det = scores.detector_scores(model, s.detector_seqs, s.detector_len, s.seed)
@@ -245,7 +246,7 @@ def _direct_share(m: dict[str, np.ndarray]) -> dict[str, Any]:
 HEATMAPS = {
     "patching.png": ("act_ALL", "act_END", "act_S2", "act_S1+1", "act_S1"),
     "attribution.png": ("attr_ALL", "attr_END", "attr_S2", "attr_S1+1", "attr_S1"),
-    "path_patching.png": ("pp_logits", "pp_queries", "pp_keys", "pp_values", "dla_ld", "backup_gain"),
+    "path_patching.png": ("pp_logits", "pp_logits_mlp", "pp_queries", "pp_keys", "pp_values", "dla_ld", "backup_gain"),
     "attention.png": ("attn_END_to_IO", "attn_END_to_S2", "attn_S2_to_S1", "attn_S2_to_S1+1", "attn_S1+1_to_S1"),
     "detectors.png": ("previous_token_score", "duplicate_token_score", "induction_score"),
 }
@@ -253,7 +254,7 @@ HEATMAPS = {
 
 PANEL_TITLES = {
     **{f"act_{k}": f"patched at {k}" for k in patching.KINDS}, **{f"attr_{k}": f"estimated at {k}" for k in patching.KINDS},
-    "pp_logits": "path: head -> logits", "pp_queries": "path: head -> name-mover queries",
+    "pp_logits": "path: head -> logits", "pp_logits_mlp": "path: head -> MLPs -> logits", "pp_queries": "path: head -> name-mover queries",
     "pp_keys": "path: head -> name-mover keys", "pp_values": "path: head -> name-mover values",
     "dla_ld": "direct logit attribution", "backup_gain": "backup gain (name movers ablated)",
     "previous_token_score": "previous-token score", "duplicate_token_score": "duplicate-token score", "induction_score": "induction score",

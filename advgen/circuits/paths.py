@@ -115,3 +115,33 @@ def path_patching_kv(
             out[w][ls, hs] = e
         total += len(ps)
     return out, total
+
+
+def path_patching_logits_via_mlps(model: LoadedModel, prompts: PromptSet, clean: RunCache, abc: RunCache) -> np.ndarray:
+    """[L, H] effect on LD of each head's ABC output at END reaching the logits directly or through
+    the later MLPs (every other head frozen at its clean output, MLPs recomputed): the IOI paper's
+    head -> logits path. The direct-only path misses a name mover whose write the last MLP carries.
+
+    MLPs act per position and frozen heads move nothing, so only END's residual changes: each
+    later MLP is recomputed on END's clean mid-block residual plus the accumulated change.
+    """
+    from advgen.circuits.patching import _ld_from_resid
+
+    L, H = model.n_layers, model.n_heads
+    out_c = head_outputs_end(model, prompts, clean)  # [n, L, H, d]
+    delta = head_outputs_end(model, prompts, abc) - out_c
+    post = torch.cat([clean.resid_pre[:, 1:], clean.resid_final[:, None]], 1)  # [n, L, d] leaving each block
+    with torch.no_grad():
+        mid = torch.stack([clean.resid_pre[:, layer] + out_c[:, layer].sum(1) + model.bridge.blocks[layer].attn.b_O.float()
+                           for layer in range(L)], 1)  # [n, L, d] after each block's attention
+        d = torch.zeros_like(delta)  # accumulated change at END, per sender
+        for layer in range(L):
+            d = d + torch.where(torch.arange(L)[None, :, None, None] == layer, delta, torch.zeros_like(delta))
+            sent = torch.arange(L)[None, :, None, None] <= layer  # senders at or below this layer
+            blk = model.bridge.blocks[layer]
+            mlp_new = blk.mlp(blk.ln2(mid[:, layer, None, None] + d)).float()
+            mlp_old = (post[:, layer] - mid[:, layer])[:, None, None]
+            d = d + torch.where(sent, mlp_new - mlp_old, torch.zeros_like(d))
+        ld = _ld_from_resid(model, prompts, clean.resid_final[:, None, None, :] + d)  # [n, L, H]
+    base = clean.ld.mean()
+    return ((ld.mean(0) - base) / abs(base)).numpy()
