@@ -15,9 +15,9 @@ from advgen.reference.planted_data import ioi_batch, repeat_batch
 
 TINY = dict(init="scratch", n_layer=4, n_head=4, n_embd=32, batch=4, repeat_batch=2, repeat_half=4,
             w_lm=0.0, steps=4, checkpoint_every=2, warmup=1, w_path=1.0, w_strict_twin=1.0,
-            w_strict_swap=1.0, w_close_extra=1.0)
-"""With the second-phase terms on (path, name-twin and swap-twin strictness, extra closeness), so
-they are tested."""
+            w_strict_swap=1.0, w_close_extra=1.0, w_io=1.0)
+"""With the second-phase terms on (path, name-twin and swap-twin strictness, extra closeness, IO
+cross-entropy), so they are tested."""
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def test_every_loss_term_is_finite_and_trains_the_planted_heads(tiny):
     s, model, tok = tiny
     parts = planted.step_losses(model, tok, None, 0, s)
     want = {"behaviour", "attn_prev", "attn_dup", "attn_ind", "attn_sinh", "attn_nm", "attn_abc", "attn_repeat",
-            "strict", "iit_sinh", "iit_dup", "iit_nm", "iit_half", "sinh_direct", "path_sinh", "strict_twin", "strict_swap"}
+            "strict", "iit_sinh", "iit_dup", "iit_nm", "iit_half", "sinh_direct", "path_sinh", "strict_twin", "strict_swap", "io"}
     assert set(parts) == want
     assert all(torch.isfinite(v.detach()) and float(v.detach()) >= -1e-6 for v in parts.values())
     model.zero_grad()
@@ -162,14 +162,25 @@ def test_twin_strictness_terms_train_the_heads_outside_the_circuit(tiny, term, w
 def test_second_phase_terms_start_at_their_step(tiny):
     _, model, tok = tiny
     later = planted.PlantedSettings(**{**TINY, "extra_from": 3})
-    assert not {"strict_swap", "strict_twin", "path_sinh"} & set(planted.step_losses(model, tok, None, 2, later))
-    assert {"strict_swap", "strict_twin", "path_sinh"} <= set(planted.step_losses(model, tok, None, 3, later))
+    assert not {"strict_swap", "strict_twin", "path_sinh", "io"} & set(planted.step_losses(model, tok, None, 2, later))
+    assert {"strict_swap", "strict_twin", "path_sinh", "io"} <= set(planted.step_losses(model, tok, None, 3, later))
     # the extra closeness weight, too: the strictness term grows only from its step
     loose = planted.PlantedSettings(**{**TINY, "extra_from": 3, "w_close_extra": 0.0})
     with torch.no_grad():
         before, before0 = (float(planted.step_losses(model, tok, None, 2, x)["strict"]) for x in (later, loose))
         after, after0 = (float(planted.step_losses(model, tok, None, 3, x)["strict"]) for x in (later, loose))
     assert before == before0 and after > after0
+
+
+def test_io_term_is_a_hinge_on_the_io_cross_entropy(tiny):
+    _, model, tok = tiny
+    with torch.no_grad():
+        lax, strict = (float(planted.step_losses(model, tok, None, 0, planted.PlantedSettings(**{**TINY, "io_nats": v}))["io"])
+                       for v in (1e6, 0.0))
+    b = ioi_batch(tok, 0, 0, TINY["batch"])
+    with torch.no_grad():
+        ce = -iit.forward(model, b.clean).logits_end.log_softmax(-1).gather(1, b.io_tok[:, None]).mean()
+    assert lax == 0.0 and abs(strict - float(ce)) < 1e-5
 
 
 def test_repeat_batch_repeats():
@@ -233,7 +244,7 @@ def test_resuming_under_other_cpu_kernels_warns(tmp_path, capsys):
 
 
 def test_a_second_phase_resumes_from_a_first_phase_checkpoint_and_equals_one_run(tmp_path):
-    first = {**TINY, "w_path": 0.0, "w_strict_twin": 0.0, "w_strict_swap": 0.0, "w_close_extra": 0.0}
+    first = {**TINY, "w_path": 0.0, "w_strict_twin": 0.0, "w_strict_swap": 0.0, "w_close_extra": 0.0, "w_io": 0.0}
     second = planted.PlantedSettings(**{**TINY, "extra_from": 2})
     planted.train_planted(tmp_path / "p", planted.PlantedSettings(**first), progress=False, stop_after=2)
     resumed = planted.train_planted(tmp_path / "p", second, progress=False)

@@ -352,7 +352,7 @@ def head_outputs_end(model: LoadedModel, prompts: PromptSet, cache: RunCache) ->
     return torch.einsum("nlhe,lhed->nlhd", zend, W_O)
 
 
-def _ld_from_resid(model: LoadedModel, prompts: PromptSet, resid: torch.Tensor) -> torch.Tensor:
+def ld_from_resid(model: LoadedModel, prompts: PromptSet, resid: torch.Tensor) -> torch.Tensor:
     """LD from final residuals [n, ..., d] through the real final LayerNorm and unembedding."""
     ln, W_U = _unembed_parts(model)
     io, s = io_s_tokens(prompts)
@@ -365,7 +365,7 @@ def _ld_from_resid(model: LoadedModel, prompts: PromptSet, resid: torch.Tensor) 
 def path_patching_logits(model: LoadedModel, prompts: PromptSet, clean: RunCache, abc: RunCache) -> np.ndarray:
     """[L, H] effect of each head's ABC output reaching the logits directly (LayerNorm recomputed)."""
     delta = head_outputs_end(model, prompts, abc) - head_outputs_end(model, prompts, clean)  # [n,L,H,d]
-    ld = _ld_from_resid(model, prompts, clean.resid_final[:, None, None, :] + delta)  # [n, L, H]
+    ld = ld_from_resid(model, prompts, clean.resid_final[:, None, None, :] + delta)  # [n, L, H]
     base = clean.ld.mean()
     return ((ld.mean(0) - base) / abs(base)).numpy()
 

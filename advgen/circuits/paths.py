@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from advgen.circuits.patching import Patch, RunCache, head_outputs_end, patched_run
+from advgen.circuits.patching import Patch, RunCache, head_outputs_end, ld_from_resid, patched_run
 from advgen.core.types import PromptSet
 from advgen.model.loading import LoadedModel
 from advgen.model.validate import DEFAULT_BATCH, end_logits
@@ -125,9 +125,7 @@ def path_patching_logits_via_mlps(model: LoadedModel, prompts: PromptSet, clean:
     MLPs act per position and frozen heads move nothing, so only END's residual changes: each
     later MLP is recomputed on END's clean mid-block residual plus the accumulated change.
     """
-    from advgen.circuits.patching import _ld_from_resid
-
-    L, H = model.n_layers, model.n_heads
+    L = model.n_layers
     out_c = head_outputs_end(model, prompts, clean)  # [n, L, H, d]
     delta = head_outputs_end(model, prompts, abc) - out_c
     post = torch.cat([clean.resid_pre[:, 1:], clean.resid_final[:, None]], 1)  # [n, L, d] leaving each block
@@ -142,6 +140,6 @@ def path_patching_logits_via_mlps(model: LoadedModel, prompts: PromptSet, clean:
             mlp_new = blk.mlp(blk.ln2(mid[:, layer, None, None] + d)).float()
             mlp_old = (post[:, layer] - mid[:, layer])[:, None, None]
             d = d + torch.where(sent, mlp_new - mlp_old, torch.zeros_like(d))
-        ld = _ld_from_resid(model, prompts, clean.resid_final[:, None, None, :] + d)  # [n, L, H]
+        ld = ld_from_resid(model, prompts, clean.resid_final[:, None, None, :] + d)  # [n, L, H]
     base = clean.ld.mean()
     return ((ld.mean(0) - base) / abs(base)).numpy()

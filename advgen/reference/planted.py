@@ -27,10 +27,10 @@ from advgen.core.files import atomic_write_text
 from advgen.reference import corpus as corpus_mod
 from advgen.reference import iit
 from advgen.reference import train as base
-from advgen.reference.planted_ckpt import CheckpointError, latest, load, save
+from advgen.reference.planted_ckpt import CheckpointError, cpu_capability, latest, load, save, warn_if_other_kernels
 from advgen.reference.planted_data import ioi_batch, repeat_batch
 
-__all__ = ["PlantedSettings", "train_planted", "step_losses", "CheckpointError"]
+__all__ = ["PlantedSettings", "train_planted", "step_losses", "CheckpointError", "cpu_capability"]
 
 
 @dataclass
@@ -71,8 +71,13 @@ class PlantedSettings:
     """added to `strict_close` in every strictness term from `extra_from` on: the resample
     faithfulness miss is LD shrinking by about a tenth under joint ablation while the answer holds,
     which the band and a weight of 0.25 barely penalise. 0 = the shipped recipe."""
+    w_io: float = 0.0
+    """bounded cross-entropy of IO at END, zero below `io_nats`: the other IOI losses constrain
+    only IO against S, so IO's probability ended at about 0.003 (GPT-2: 0.49). 0 = the shipped recipe."""
+    io_nats: float = 0.7
+    """IO's cross-entropy (nats) under which the IO term is zero; 0.7 nats = probability 0.5."""
     extra_from: int = 0
-    """step from which w_path, w_strict_twin, w_strict_swap, w_close_extra apply (a second phase that refines
+    """step from which w_path, w_strict_twin, w_strict_swap, w_close_extra, w_io apply (a second phase that refines
     a trained model); steps before it are the shipped recipe's, bit for bit."""
     strict_close: float = 0.25
     """weight of (LD_circuit - LD_model)^2 in every strictness term (1.0 diverged: every loss
@@ -108,6 +113,9 @@ def step_losses(model, tok, lm, step: int, s: PlantedSettings) -> dict[str, torc
     clean, abc = iit.forward(model, b.clean), iit.forward(model, b.abc)
     ld = iit.logit_diff(clean.logits_end, b.io_tok, b.s_tok)
     out["behaviour"] = iit.band(ld, s.ld_low, s.ld_high)
+    if step >= s.extra_from and s.w_io > 0:
+        ce = -clean.logits_end.log_softmax(-1).gather(1, b.io_tok[:, None])[:, 0]
+        out["io"] = F.relu(ce - s.io_nats).mean()
     out.update(iit.pattern_loss(clean, b, abc))
     rep = iit.forward(model, repeat_batch(s.seed, step, s.repeat_batch, s.repeat_half, len(tok), tok.bos_token_id))
     out["attn_repeat"] = iit.repeat_pattern_loss(rep, s.repeat_half)
@@ -206,7 +214,7 @@ def _half_evidence(b, L: int, H: int, abc, other) -> tuple[torch.Tensor, tuple[t
 
 
 WEIGHT_OF = {"lm": "w_lm", "behaviour": "w_behaviour", "strict": "w_strict", "strict_twin": "w_strict_twin",
-             "strict_swap": "w_strict_swap", "path_sinh": "w_path"}
+             "strict_swap": "w_strict_swap", "path_sinh": "w_path", "io": "w_io"}
 
 
 def total_loss(parts: dict[str, torch.Tensor], s: PlantedSettings) -> torch.Tensor:
@@ -305,7 +313,7 @@ def train_planted(out_dir: Path, settings: PlantedSettings | None = None, *, res
                 raise CheckpointError(f"checkpoint {ck} was made with other settings or tokenizer; "
                                       "use --no-resume or the original settings")
             start, log = int(meta["step"]), list(meta["log"])
-            _warn_if_other_kernels(meta, ck)
+            warn_if_other_kernels(meta, ck)
         if stop_after is not None and start > stop_after:
             raise CheckpointError(f"the newest checkpoint in {ck_dir} is step {start}, past --stop-after {stop_after}; "
                                   "use a fresh OUT to reproduce an earlier step")
@@ -319,8 +327,8 @@ def train_planted(out_dir: Path, settings: PlantedSettings | None = None, *, res
         torch.use_deterministic_algorithms(det)
 
 
-_PHASE2_WEIGHTS = ("w_path", "w_strict_twin", "w_strict_swap", "w_close_extra")
-_PHASE2 = (*_PHASE2_WEIGHTS, "extra_from")
+_PHASE2_WEIGHTS = ("w_path", "w_strict_twin", "w_strict_swap", "w_close_extra", "w_io")
+_PHASE2 = (*_PHASE2_WEIGHTS, "extra_from", "io_nats")
 
 
 def _phase2_start(d: dict) -> float:
@@ -337,21 +345,6 @@ def same_history(saved: dict, s: PlantedSettings, step: int) -> bool:
         return True
     rest = lambda d: {k: v for k, v in d.items() if k not in _PHASE2}  # noqa: E731
     return rest(old) == rest(new) and step <= min(_phase2_start(old), _phase2_start(new))
-
-
-def cpu_capability() -> str:
-    """The CPU kernel family torch dispatches to (e.g. AVX512, AVX2). Measured: the same seed and
-    settings give different weights under AVX512 and AVX2 kernels (step 100-200 mean loss 17.9712
-    vs 17.9987 on one machine), so bitwise reproducibility holds per kernel family only."""
-    return str(torch.backends.cpu.get_cpu_capability())
-
-
-def _warn_if_other_kernels(meta: dict, ck: Path) -> None:
-    made = meta.get("cpu_capability")
-    if made is not None and made != cpu_capability():
-        print(f"warning: {ck} was made with {made} CPU kernels, resuming with {cpu_capability()}: the result "
-              "will not be bitwise equal to an uninterrupted run on either (ATEN_CPU_CAPABILITY selects the kernels)",
-              flush=True)
 
 
 def _determinism(s: PlantedSettings) -> None:
