@@ -14,7 +14,7 @@ from advgen.circuits import ablation, patching
 from advgen.circuits.claims import ClaimSettings, check_claim
 from advgen.circuits.discovery import Settings, discover, write_discovery
 from advgen.circuits.format import Circuit, CircuitHead
-from advgen.core.types import Head, Role
+from advgen.core.types import AdvgenError, Head, Role
 from advgen.model.metrics import bootstrap_ci
 from advgen.prompts.datasets import ioi_sets
 
@@ -135,6 +135,7 @@ def test_role_rules_on_synthetic_scores():
                                "previous_token_score", "attn_S1+1_to_S1")}
     m["pp_logits"][2, 0], m["dla_ld"][2, 0], m["attn_END_to_IO"][2, 0] = -0.4, 0.3, 0.6  # name mover
     m["pp_logits"][2, 1], m["dla_ld"][2, 1] = 0.2, -0.1  # negative name mover
+    m["pp_logits_mlp"] = m["pp_logits"].copy()
     m["pp_queries"] = np.full((4, 2), np.nan)
     m["pp_queries"][1, 1] = -0.3  # S-inhibition
     m["induction_score"][1, 0], m["act_S2"][1, 0] = 0.6, -0.1  # induction
@@ -143,5 +144,15 @@ def test_role_rules_on_synthetic_scores():
     m["act_ALL"][3, 1], m["act_END"][3, 1] = -0.5, -0.1  # effect spread over unnamed positions
     m["act_ALL"][3, 0], m["act_END"][3, 0] = -0.5, -0.4  # mostly at END, but no rule for it: no role
     roles = {str(h): r.value for h, (r, _) in assign_roles(m, Settings()).items()}
-    assert roles == {"a2.h0": "name_mover", "a2.h1": "negative_name_mover", "a1.h1": "s_inhibition",
-                     "a1.h0": "induction", "a0.h0": "previous_token", "a3.h1": "s_inhibition"}
+    want = {"a2.h0": "name_mover", "a2.h1": "negative_name_mover", "a1.h1": "s_inhibition",
+            "a1.h0": "induction", "a0.h0": "previous_token", "a3.h1": "s_inhibition"}
+    assert roles == want
+    # a name mover whose write reaches the logits through the last MLP: found on the paper's path
+    # (the default), not on the direct one; negative name movers are read on the direct path only
+    m["pp_logits"][2, 0], m["pp_logits_mlp"][2, 1] = -0.05, 0.0
+    m["pp_logits_mlp"][0, 1], m["dla_ld"][0, 1] = 0.3, -0.1
+    assert {str(h): r.value for h, (r, _) in assign_roles(m, Settings()).items()} == want
+    direct = {str(h): r.value for h, (r, _) in assign_roles(m, Settings(nm_path="direct")).items()}
+    assert "a2.h0" not in direct and direct["a2.h1"] == "negative_name_mover"
+    with pytest.raises(AdvgenError, match="nm_path 'total'"):
+        Settings(nm_path="total")

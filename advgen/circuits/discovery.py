@@ -29,7 +29,7 @@ import torch
 
 from advgen.circuits import ablation, behaviour, patching, paths, scores
 from advgen.circuits.format import DEFAULT_POSITIONS, Circuit, CircuitHead
-from advgen.core.types import Head, PromptSet, Role
+from advgen.core.types import AdvgenError, Head, PromptSet, Role
 from advgen.model.loading import LoadedModel
 from advgen.model.validate import DEFAULT_BATCH
 from advgen.prompts import datasets
@@ -44,6 +44,11 @@ class Settings:
     batch_size: int = DEFAULT_BATCH
     nm_effect: float = 0.10
     """path patching to logits must lower LD by at least this much for a name mover."""
+    nm_path: str = "mlp"
+    """which head -> logits path the name-mover rule reads: "mlp" (pp_logits_mlp: later MLPs
+    recomputed, the IOI paper's path; a mover whose write the last MLP carries counts) or "direct"
+    (pp_logits, the rule before this option existed). Negative name movers always use the direct path: that role is
+    a head's own write against IO, and via MLPs a layer-0 relay would qualify."""
     backup_effect: float = 0.03
     """direct effect gain (under name-mover knockout) for a backup name mover."""
     sinh_effect: float = 0.05
@@ -55,6 +60,10 @@ class Settings:
     max_name_movers: int = 3
     detector_seqs: int = 8
     detector_len: int = 20
+
+    def __post_init__(self) -> None:
+        if self.nm_path not in ("mlp", "direct"):  # checked here, before any model run
+            raise AdvgenError(f"discover settings: nm_path {self.nm_path!r}, expected 'mlp' or 'direct'")
 
 
 @dataclass(frozen=True)
@@ -71,15 +80,18 @@ def _heads(mask: np.ndarray) -> list[Head]:
 
 def assign_roles(m: dict[str, np.ndarray], s: Settings) -> dict[Head, tuple[Role, str]]:
     """Roles from score matrices; one role per head, the first rule that fires (order below)."""
-    L, H = m["pp_logits"].shape
+    pp = m["pp_logits_mlp"] if s.nm_path == "mlp" else m["pp_logits"]
+    via = "path->MLPs->logits" if s.nm_path == "mlp" else "path->logits"
+    L, H = pp.shape
     roles: dict[Head, tuple[Role, str]] = {}
     io_pref = m["attn_END_to_IO"] > m["attn_END_to_S2"]
-    nm = (m["pp_logits"] <= -s.nm_effect) & (m["dla_ld"] > 0) & io_pref
-    order = sorted(_heads(nm), key=lambda h: m["pp_logits"][h.layer, h.head])[: s.max_name_movers]
+    nm = (pp <= -s.nm_effect) & (m["dla_ld"] > 0) & io_pref
+    order = sorted(_heads(nm), key=lambda h: pp[h.layer, h.head])[: s.max_name_movers]
     for h in order:
-        roles[h] = (Role.NAME_MOVER, f"path->logits {m['pp_logits'][h.layer, h.head]:+.2f}, END->IO {m['attn_END_to_IO'][h.layer, h.head]:.2f}")
-    for h in _heads((m["pp_logits"] >= s.nm_effect / 2) & (m["dla_ld"] < 0)):
-        roles.setdefault(h, (Role.NEGATIVE_NAME_MOVER, f"path->logits {m['pp_logits'][h.layer, h.head]:+.2f}, DLA {m['dla_ld'][h.layer, h.head]:+.2f}"))
+        roles[h] = (Role.NAME_MOVER, f"{via} {pp[h.layer, h.head]:+.2f}, END->IO {m['attn_END_to_IO'][h.layer, h.head]:.2f}")
+    direct = m["pp_logits"]
+    for h in _heads((direct >= s.nm_effect / 2) & (m["dla_ld"] < 0)):
+        roles.setdefault(h, (Role.NEGATIVE_NAME_MOVER, f"path->logits {direct[h.layer, h.head]:+.2f}, DLA {m['dla_ld'][h.layer, h.head]:+.2f}"))
     if "backup_gain" in m:
         for h in _heads((m["backup_gain"] >= s.backup_effect) & ~nm):
             roles.setdefault(h, (Role.BACKUP_NAME_MOVER, f"DLA gain under name-mover knockout {m['backup_gain'][h.layer, h.head]:+.2f}"))
@@ -191,7 +203,7 @@ def discover(model: LoadedModel, settings: Settings = Settings(), name: str | No
     m.update({f"attr_{k}": v for k, v in attr.items()})
     say(STAGES[3])
     m["pp_logits"] = patching.path_patching_logits(model, clean_ps, clean, abc)
-    m["pp_logits_mlp"] = paths.path_patching_logits_via_mlps(model, clean_ps, clean, abc)  # reported; the rules use pp_logits
+    m["pp_logits_mlp"] = paths.path_patching_logits_via_mlps(model, clean_ps, clean, abc)  # the name-mover rule's path by default
     say(STAGES[4])
     m.update(scores.ioi_scores(model, clean_ps, clean).scores)
     det = scores.detector_scores(model, s.detector_seqs, s.detector_len, s.seed)
@@ -206,8 +218,7 @@ def discover(model: LoadedModel, settings: Settings = Settings(), name: str | No
     roles = assign_roles(m, s)
     say(STAGES[7])
     heads = _circuit_heads(model, roles, m, s)
-    found = sorted({r.value for r, _ in roles.values()})
-    missing = [r.value for r in Role if r.value not in found]
+    found, missing = _roles_found(roles)
     forwards = {
         "cache_clean_forward": len(clean_ps), "cache_abc_forward": len(abc_ps), "cache_s1_twin_forward": len(s1_ps), "cache_clean_backward": len(clean_ps),
         "activation_patching": n_act, "path_patching_queries": n_q, "path_patching_keys_values": n_kv, "backup_knockout": n_b,
@@ -226,6 +237,12 @@ def discover(model: LoadedModel, settings: Settings = Settings(), name: str | No
         "seconds": {"attribution_total": t_attr, "activation_patching": t_act, "total": time.perf_counter() - t0},
     }
     return Discovery(circuit, m, report)
+
+
+def _roles_found(roles: dict[Head, tuple[Role, str]]) -> tuple[list[str], list[str]]:
+    """Roles with at least one head, and the catalogue's roles with none (reported, never silently dropped)."""
+    found = sorted({r.value for r, _ in roles.values()})
+    return found, [r.value for r in Role if r.value not in found]
 
 
 def _circuit_heads(model: LoadedModel, roles: dict[Head, tuple[Role, str]], m: dict[str, np.ndarray], s: Settings) -> list[CircuitHead]:

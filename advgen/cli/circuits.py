@@ -55,7 +55,7 @@ def cmd_discover(args: argparse.Namespace) -> None:
     model = load_model(args.model)
     bar = StageBar(STAGES, enabled=not args.no_progress)
     try:
-        d = discover(model, Settings(n=args.n, seed=args.seed, batch_size=args.batch_size), name=args.name, progress=bar)
+        d = discover(model, Settings(n=args.n, seed=args.seed, batch_size=args.batch_size, nm_path=args.nm_path), name=args.name, progress=bar)
     finally:
         bar.close()
     paths = write_discovery(d, args.out, _command())
@@ -96,6 +96,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--batch-size", type=int, default=32, help="prompts per model forward")
     p.add_argument("--no-progress", action="store_true", help="print stage messages instead of the progress bar")
     p.add_argument("--name", default=None, help="circuit name (default: discovered-<model>)")
+    p.add_argument("--nm-path", choices=("mlp", "direct"), default="mlp",
+                   help="head -> logits path of the name-mover rule: later MLPs recomputed (the IOI paper's) or direct only")
     p.set_defaults(func=cmd_discover)
     p = sub.add_parser("check-claim", help="faithfulness / completeness / minimality of a circuit under several metrics and ablations")
     p.add_argument("circuit", help="circuit JSON file or built-in name (e.g. gpt2-small-ioi, reference-ioi)")
