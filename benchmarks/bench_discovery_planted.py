@@ -96,17 +96,24 @@ def knockout_truth(model, n: int, seed: int, threshold: float) -> tuple[dict[Hea
 
 
 def run_model(name: str, truth: dict[Head, Role | None], n: int, seed: int) -> tuple[dict, dict]:
+    """discover with the default name-mover path (MLPs recomputed), plus the direct-path rule's
+    precision / recall / role accuracy: a whole second run, since the S-inhibition step path-patches
+    into whichever name movers the first pass found."""
     model = load_model(name)
     d = discover(model, Settings(n=n, seed=seed), progress=None)
-    found = {h.head: h.role for h in d.circuit.heads}
-    return score(found, truth, d.matrices), d.report
+    r = score({h.head: h.role for h in d.circuit.heads}, truth, d.matrices)
+    dd = discover(model, Settings(n=n, seed=seed, nm_path="direct"), progress=None)
+    r["direct"] = score({h.head: h.role for h in dd.circuit.heads}, truth, dd.matrices)
+    return r, d.report
 
 
 def _table(title: str, r: dict, note: str) -> list[str]:
     lines = [f"## {title}", "", note, "",
              f"Truth set: {', '.join(r['truth'])}. Found by `discover`: {', '.join(r['found']) or '(none)'}.", "",
-             "| head precision | head recall | role accuracy (on found heads with a known role) |", "|---|---|---|",
-             f"| {r['precision']:.2f} | {r['recall']:.2f} | {r['role_accuracy']:.2f} |", ""]
+             "| name-mover rule | head precision | head recall | role accuracy (on found heads with a known role) | heads found |",
+             "|---|---|---|---|---|",
+             *(f"| {rule} | {x['precision']:.2f} | {x['recall']:.2f} | {x['role_accuracy']:.2f} | {', '.join(x['found']) or '(none)'} |"
+               for rule, x in (("path -> MLPs -> logits (default)", r), ("direct path (`--nm-path direct`)", r["direct"]))), ""]
     if r["role_pairs"]:
         lines += ["Found heads in the truth set: " + "; ".join(r["role_pairs"]) + ".", ""]
     lines += ["| scoring method | AUROC (in truth set vs not, 16 heads) |", "|---|---|"]

@@ -15,7 +15,7 @@ from advgen.reference.planted_data import ioi_batch, repeat_batch
 
 TINY = dict(init="scratch", n_layer=4, n_head=4, n_embd=32, batch=4, repeat_batch=2, repeat_half=4,
             w_lm=0.0, steps=4, checkpoint_every=2, warmup=1, w_path=1.0, w_strict_twin=1.0,
-            w_strict_swap=1.0, w_close_extra=1.0, w_io=1.0)
+            w_strict_swap=1.0, w_close_extra=1.0, w_io=1.0, extra_from=0)
 """With the second-phase terms on (path, name-twin and swap-twin strictness, extra closeness, IO
 cross-entropy), so they are tested."""
 
@@ -293,8 +293,6 @@ def test_discovery_recovers_the_planted_circuit():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="measured F(C)/F(M) = 0.889 [0.807, 0.979] on the shipped planted weights "
-                   "(docs/planted.md); no retrained variant met it with the other criteria")
 def test_planted_circuit_is_faithful_within_10_percent_under_resample_ablation():
     """Issue 10: check-claim planted-ioi on the planted model, F(C)/F(M) >= 0.90 under resample_abc
     (the docs/planted.md command's n and seed)."""

@@ -96,11 +96,11 @@ def test_donor_answer_is_read_at_the_right_tokens(tiny_model, setup):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="measured 77.1 % [67.6, 86.6] on the planted model of step 1800 (docs/circuits.md)")
 def test_planted_model_scrubs_its_ground_truth_circuit_to_at_least_80_percent():
     """The issue's prediction: with the circuit known by construction, scrubbing keeps >= 80 % of LD.
 
-    It failed on the shipped planted weights; the prediction stays as written, marked xfail.
+    It failed on the weights shipped before (step 1800 of the first phase: 77.1 %), held on the
+    second-phase weights shipped now (docs/planted.md).
     """
     from advgen.circuits.format import resolve_circuit
     from advgen.model.loading import load_model

@@ -103,11 +103,11 @@ def cmd_train_reference(args: argparse.Namespace) -> None:
         print(f"ladder written to {build_ladder(args.out, seed=args.seed, steps=args.steps, progress=not args.no_progress)}")
         return
     if args.kind == "planted":
-        from advgen.reference.planted import PlantedSettings, train_planted
+        from advgen.reference.planted import SHIPPED_STEP, PlantedSettings, train_planted
 
         s = PlantedSettings(seed=args.seed, **({"steps": args.steps} if args.steps else {}))
-        out = train_planted(args.out, s, resume=not args.no_resume, progress=not args.no_progress,
-                            stop_after=args.stop_after)
+        stop = args.stop_after if args.stop_after is not None else (SHIPPED_STEP if not args.steps else None)
+        out = train_planted(args.out, s, resume=not args.no_resume, progress=not args.no_progress, stop_after=stop)
         print(f"planted model written to {out} (copy its final files into advgen/model/weights/planted/)")
         return
     from advgen.reference.train import train_reference
@@ -140,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-resume", action="store_true", help="ignore checkpoints in OUT/checkpoints and start over")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--stop-after", type=int, default=None, help="planted: stop after this step and write that step's "
-                   "model (the schedule still spans --steps; rerun without it to resume; default: run every step)")
+                   "model (the schedule still spans --steps; default: step 2000 of the default schedule, the shipped "
+                   "model; every step with --steps; --stop-after 2400 runs the whole default schedule)")
     p.add_argument("--kind", choices=("reference", "planted"), default="reference",
                    help="reference: natural training (default); planted: GPT-2's IOI circuit imposed by "
                    "interchange-intervention training, warm-started from the bundled reference (about 40 min)")

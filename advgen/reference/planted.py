@@ -30,7 +30,11 @@ from advgen.reference import train as base
 from advgen.reference.planted_ckpt import CheckpointError, cpu_capability, latest, load, save, warn_if_other_kernels
 from advgen.reference.planted_data import ioi_batch, repeat_batch
 
-__all__ = ["PlantedSettings", "train_planted", "step_losses", "CheckpointError", "cpu_capability"]
+SHIPPED_STEP = 2000
+"""the shipped weights are this step of the default 2400-step schedule (first phase to 1800,
+second phase after it; chosen by a pre-registered rule among steps 2000/2200/2400, docs/planted.md)."""
+
+__all__ = ["SHIPPED_STEP", "PlantedSettings", "train_planted", "step_losses", "CheckpointError", "cpu_capability"]
 
 
 @dataclass
@@ -58,27 +62,30 @@ class PlantedSettings:
     w_iit: float = 1.0
     w_path: float = 0.0
     """path strictness: SINH's output reaches everything but the name mover's query from the
-    role-swapped twin, and the answer must not change. 0 = the shipped recipe; 1 in the tried
+    role-swapped twin, and the answer must not change. 0 in the shipped recipe; 1 in the tried
     variants v2 and v4 (docs/planted.md, "Variants tried")."""
-    w_strict_twin: float = 0.0
+    w_strict_twin: float = 1.0
     """strictness with name-twin donors (causal scrubbing's resampling: same skeleton and order,
-    new IO and S), on top of the ABC-donor strictness. 0 = the shipped recipe; 1 in variant v4."""
+    new IO and S), on top of the ABC-donor strictness. 1 in the shipped recipe (variant E) and in v4;
+    0 in the model shipped before it (step 1800 of the first phase)."""
     w_strict_swap: float = 0.0
     """strictness with the role-swapped twin as donor (same names, S and IO exchanged): a head
     outside the circuit that carries which name is S (a second S-inhibition head, as v4 grew) is
-    seen by this donor only; ABC and name-twin donors hold other names. 0 = the shipped recipe."""
-    w_close_extra: float = 0.0
-    """added to `strict_close` in every strictness term from `extra_from` on: the resample
-    faithfulness miss is LD shrinking by about a tenth under joint ablation while the answer holds,
-    which the band and a weight of 0.25 barely penalise. 0 = the shipped recipe."""
+    seen by this donor only; ABC and name-twin donors hold other names. 0 in the shipped recipe."""
+    w_close_extra: float = 0.75
+    """added to `strict_close` in every strictness term from `extra_from` on: the first-phase
+    model's resample faithfulness miss is LD shrinking by about a tenth under joint ablation while
+    the answer holds, which the band and a weight of 0.25 barely penalise. 0.75 in the shipped
+    recipe (variant E; 1.75 in variant F)."""
     w_io: float = 0.0
     """bounded cross-entropy of IO at END, zero below `io_nats`: the other IOI losses constrain
-    only IO against S, so IO's probability ended at about 0.003 (GPT-2: 0.49). 0 = the shipped recipe."""
+    only IO against S, so IO's probability ended at about 0.003 (GPT-2: 0.49). 0 in the shipped
+    recipe; 1 in variant G, which lost faithfulness (docs/planted.md)."""
     io_nats: float = 0.7
     """IO's cross-entropy (nats) under which the IO term is zero; 0.7 nats = probability 0.5."""
-    extra_from: int = 0
+    extra_from: int = 1800
     """step from which w_path, w_strict_twin, w_strict_swap, w_close_extra, w_io apply (a second phase that refines
-    a trained model); steps before it are the shipped recipe's, bit for bit."""
+    the first phase's model); the steps before it do not depend on those weights, bit for bit."""
     strict_close: float = 0.25
     """weight of (LD_circuit - LD_model)^2 in every strictness term (1.0 diverged: every loss
     term grew from step 100 on, behaviour band 7.2 at step 400)."""
