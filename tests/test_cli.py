@@ -104,3 +104,24 @@ def test_unreachable_gpt2_fails_fast_with_advice(tmp_path):
     assert time.perf_counter() - t0 < 60  # process start and imports included; the probe itself takes seconds
     err = proc.stderr
     assert "local copy" in err and "--model reference" in err
+
+
+def test_discover_nm_path_choices_are_the_rules_discovery_knows():
+    """The CLI lists the paths literally (discovery imports torch); they must stay the same set."""
+    from advgen.circuits.discovery import NM_PATHS, Settings
+    from advgen.cli.main import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    nm = next(a for a in sub.choices["discover"]._actions if a.dest == "nm_path")
+    assert set(nm.choices) == set(NM_PATHS) and nm.default == Settings.nm_path
+
+
+@pytest.mark.parametrize(("argv", "stop"), [([], "shipped"), (["--stop-after", "7"], 7), (["--steps", "10"], None)])
+def test_train_planted_cli_stops_at_the_shipped_step_by_default(tmp_path, monkeypatch, argv, stop):
+    from advgen.reference import planted
+
+    seen = {}
+    monkeypatch.setattr(planted, "train_planted", lambda out, s, **kw: seen.update(kw, steps=s.steps) or out)
+    assert main(["train-reference", "--kind", "planted", "--out", str(tmp_path), "--no-progress", *argv]) == 0
+    assert seen["stop_after"] == (planted.SHIPPED_STEP if stop == "shipped" else stop)
+    assert seen["steps"] == (10 if "--steps" in argv else planted.PlantedSettings().steps)

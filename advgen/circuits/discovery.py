@@ -34,6 +34,9 @@ from advgen.model.loading import LoadedModel
 from advgen.model.validate import DEFAULT_BATCH
 from advgen.prompts import datasets
 
+NM_PATHS = {"mlp": ("pp_logits_mlp", "path->MLPs->logits"), "direct": ("pp_logits", "path->logits")}
+"""name-mover rule path -> (score matrix it reads, label in the role's note)."""
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -62,8 +65,8 @@ class Settings:
     detector_len: int = 20
 
     def __post_init__(self) -> None:
-        if self.nm_path not in ("mlp", "direct"):  # checked here, before any model run
-            raise AdvgenError(f"discover settings: nm_path {self.nm_path!r}, expected 'mlp' or 'direct'")
+        if self.nm_path not in NM_PATHS:  # checked here, before any model run
+            raise AdvgenError(f"discover settings: nm_path {self.nm_path!r}, expected one of {', '.join(NM_PATHS)}")
 
 
 @dataclass(frozen=True)
@@ -80,8 +83,8 @@ def _heads(mask: np.ndarray) -> list[Head]:
 
 def assign_roles(m: dict[str, np.ndarray], s: Settings) -> dict[Head, tuple[Role, str]]:
     """Roles from score matrices; one role per head, the first rule that fires (order below)."""
-    pp = m["pp_logits_mlp"] if s.nm_path == "mlp" else m["pp_logits"]
-    via = "path->MLPs->logits" if s.nm_path == "mlp" else "path->logits"
+    key, via = NM_PATHS[s.nm_path]
+    pp = m[key]
     L, H = pp.shape
     roles: dict[Head, tuple[Role, str]] = {}
     io_pref = m["attn_END_to_IO"] > m["attn_END_to_S2"]

@@ -96,7 +96,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--batch-size", type=int, default=32, help="prompts per model forward")
     p.add_argument("--no-progress", action="store_true", help="print stage messages instead of the progress bar")
     p.add_argument("--name", default=None, help="circuit name (default: discovered-<model>)")
-    p.add_argument("--nm-path", choices=("mlp", "direct"), default="mlp",
+    p.add_argument("--nm-path", choices=("mlp", "direct"), default="mlp",  # = discovery.NM_PATHS (not imported: torch)
                    help="head -> logits path of the name-mover rule: later MLPs recomputed (the IOI paper's) or direct only")
     p.set_defaults(func=cmd_discover)
     p = sub.add_parser("check-claim", help="faithfulness / completeness / minimality of a circuit under several metrics and ablations")
