@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from advgen.core.types import AdvgenError
-from advgen.model.backends import LocalBackend, evaluate, portable_command
+from advgen.model.backends import LocalBackend, evaluate
 from advgen.prompts.lexicon import build_lexicon
 from advgen.prompts.space import Feistel, PromptSpace, Selection, chunks, paper_space
 from advgen.prompts.templates import Template, resolve_templates
@@ -83,11 +83,6 @@ def test_sampling_is_seeded_without_replacement_and_lazy() -> None:
     with pytest.raises(AdvgenError):
         Selection.of(size, limit=5, sample=5)
     assert list(chunks(10, 4)) == [(0, 4), (4, 8), (8, 10)]
-
-
-def test_portable_command_drops_backend_options() -> None:
-    cmd = "advgen scan --model reference --backend ray --workers 2 --ray-address=127.0.0.1:6379 --limit 10 --resume"
-    assert portable_command(cmd) == "advgen scan --model reference --limit 10"
 
 
 def test_evaluate_in_units_equals_one_validate(tiny_model, gpt2_tokenizer) -> None:

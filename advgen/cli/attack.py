@@ -4,69 +4,40 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+
+from advgen.cli.scan import add_backend_args, backend_options
 
 
 def cmd_attack(args: argparse.Namespace) -> None:
     from advgen.attacks.search import AttackConfig
-    from advgen.circuits.format import resolve_circuit
-    from advgen.core import rundir
     from advgen.core.types import AdvgenError
-    from advgen.model.loading import load_model
+    from advgen.jobs.attack import FILES, attack
+    from advgen.outputs import console
 
     if args.list_modes:
-        from advgen.attacks.catalogue import catalogue_markdown
-        from advgen.attacks.compiler import compile_modes, compiled_markdown
-
-        circuit = resolve_circuit(args.circuit) if args.circuit else None
-        print(catalogue_markdown(circuit), end="")
-        if circuit is not None:
-            compiled, why = compile_modes(circuit)
-            print("\n## Compiled from the circuit's behaviour records\n\n" + (compiled_markdown(compiled) or "; ".join(why.values()) + "\n"), end="")
+        _list_modes(args.circuit)
         return
     if args.circuit is None or args.budget is None:
         raise AdvgenError("advgen attack needs --circuit and --budget (or --list-modes)")
     cfg = AttackConfig(budget=args.budget, n_clean=args.n_clean, seed=args.seed, batch_size=args.batch_size,
                        sample_frac=args.sample_frac, templates=args.templates,
                        modes=tuple(m.strip() for m in args.modes.split(",")) if args.modes else None)
-    out = args.out or Path("outputs") / f"attack-{Path(args.model).name}-s{args.seed}"
-    cfg.check()  # arguments, the circuit file and --out are checked before the model loads
-    resolve_circuit(args.circuit)
-    ident = rundir.identity_of("attack", {"model": args.model, "circuit": str(args.circuit), "measure_behaviour": args.measure_behaviour, **vars(cfg)})
-    inputs = [Path(args.circuit)] if Path(args.circuit).exists() else []
-    rundir.check_out(out, "attack", ident, args.overwrite, inputs)
-    model = load_model(args.model)
-    circuit = resolve_circuit(args.circuit, model.n_layers, model.n_heads)
-    if args.measure_behaviour:
-        from advgen.circuits.behaviour import attach_records
-
-        circuit = attach_records(model, circuit)  # the run's circuit.json keeps the records it used
-    with rundir.writing(out, "attack", ident, args.overwrite, inputs, keep=("journal",)):
-        res, run = _run_and_write(args, model, circuit, cfg, out)
-    from advgen.outputs import console
-
-    print(console.attack_summary(res["summary"], out, {**run.evals, "budget per side": cfg.budget}))
-    print(console.wrote(out, ["results.jsonl", "results.csv", "summary.json", "modes.json", "adversarial.jsonl",
-                              "near_misses.jsonl", "baseline.json", "circuit.json", "manifest.json", "table.md"]))
+    res = attack(args.model, args.circuit, cfg, args.out, args.measure_behaviour, args.resume, args.overwrite,
+                 not args.no_progress, **backend_options(args))
+    print(console.attack_summary(res.summary, res.out, {**res.run.evals, "budget per side": cfg.budget}))
+    print(console.wrote(res.out, list(FILES)))
 
 
-def _run_and_write(args: argparse.Namespace, model: Any, circuit: Any, cfg: Any, out: Path) -> tuple[dict[str, Any], Any]:
-    from advgen.attacks.search import run_attack
-    from advgen.attacks.tables import write_run
-    from advgen.cli.scan import backend_for
-    from advgen.core import records
-    from advgen.model.backends import portable_command
-    from advgen.prompts.templates import tokenizer_hash
+def _list_modes(circuit_spec: str | None) -> None:
+    from advgen.attacks.catalogue import catalogue_markdown
+    from advgen.attacks.compiler import compile_modes, compiled_markdown
+    from advgen.circuits.format import resolve_circuit
 
-    with backend_for(args, model) as backend:
-        run = run_attack(model, circuit, cfg, out, resume=args.resume, progress=not args.no_progress, backend=backend)
-    settings = {"budget": cfg.budget, "n_clean": cfg.n_clean, "batch_size": cfg.batch_size, "sample_frac": cfg.sample_frac,
-                "templates": str(cfg.templates or "ioi"), "modes": list(cfg.modes) if cfg.modes else None,
-                "evaluations": run.evals}
-    man = records.manifest(model, tokenizer_hash(model.tokenizer), cfg.seed, settings)
-    man["circuit"] = {"name": circuit.name, "spec": str(args.circuit), "n_heads": len(circuit)}
-    man["command"] = portable_command(man["command"])  # without --resume and the backend options
-    return write_run(out, run, cfg, circuit, man), run
+    circuit = resolve_circuit(circuit_spec) if circuit_spec else None
+    print(catalogue_markdown(circuit), end="")
+    if circuit is not None:
+        compiled, why = compile_modes(circuit)
+        print("\n## Compiled from the circuit's behaviour records\n\n" + (compiled_markdown(compiled) or "; ".join(why.values()) + "\n"), end="")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -91,7 +62,5 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="measure behaviour records for the circuit's heads on this model first (for circuits without them, "
                         "e.g. planted-ioi), so the compiled modes can run")
     p.add_argument("--list-modes", action="store_true", help="print the failure-mode catalogue (and what --circuit implies), run nothing")
-    from advgen.cli.scan import add_backend_args
-
     add_backend_args(p)
     p.set_defaults(func=cmd_attack)

@@ -3,13 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 from pathlib import Path
-
-
-def _command() -> str:
-    return "advgen " + shlex.join(sys.argv[1:])
 
 
 class StageBar:
@@ -49,48 +43,43 @@ class StageBar:
 
 
 def cmd_discover(args: argparse.Namespace) -> None:
-    from advgen.circuits.discovery import STAGES, Settings, discover, write_discovery
-    from advgen.model.loading import load_model
+    from advgen.circuits.discovery import STAGES
+    from advgen.jobs.circuits import discover
 
-    model = load_model(args.model)
     bar = StageBar(STAGES, enabled=not args.no_progress)
     try:
-        d = discover(model, Settings(n=args.n, seed=args.seed, batch_size=args.batch_size, nm_path=args.nm_path), name=args.name, progress=bar)
+        res = discover(args.model, args.out, args.n, args.seed, args.batch_size, args.nm_path, args.name, args.overwrite, bar)
     finally:
         bar.close()
-    paths = write_discovery(d, args.out, _command())
-    r = d.report
-    print(f"circuit: {len(d.circuit)} heads")
-    for h in d.circuit.heads:
+    r = res.report
+    print(f"circuit: {len(res.circuit)} heads")
+    for h in res.circuit.heads:
         print(f"  {h.head!s:8} {h.role.value:20} {','.join(h.positions):5} {h.note}")
     print(f"roles found:   {', '.join(r['roles_found']) or 'none'}")
     print(f"roles missing: {', '.join(r['roles_missing']) or 'none'}")
     print(f"heads' direct share of LD: {r['heads_direct_share_of_ld']:.2f} (rest via MLPs/embeddings)")
     print("attribution vs activation patching, Spearman: " + ", ".join(f"{k} {v:.3f}" for k, v in r["attribution_vs_activation_spearman"].items()))
-    print("wrote " + ", ".join(str(p) for p in paths))
+    print("wrote " + ", ".join(str(p) for p in res.files))
 
 
 def cmd_check_claim(args: argparse.Namespace) -> None:
-    from advgen.circuits.claims import ClaimSettings, check_claim, write_claims
-    from advgen.circuits.format import resolve_circuit
-    from advgen.model.loading import load_model
+    from advgen.circuits.claims import ClaimSettings
+    from advgen.jobs.circuits import check_claim
 
-    model = load_model(args.model)
-    circuit = resolve_circuit(args.circuit, model.n_layers, model.n_heads)
-    res = check_claim(model, circuit, ClaimSettings(n=args.n, seed=args.seed, batch_size=args.batch_size,
-                                                    greedy_steps=args.greedy_steps, worst_k=args.worst_k,
-                                                    scrub_draws=args.scrub_draws, ladder=not args.no_ladder),
-                      progress=not args.no_progress)
-    paths = write_claims(res, args.out, _command())
-    print(res.markdown)
-    print("wrote " + ", ".join(str(p) for p in paths))
+    settings = ClaimSettings(n=args.n, seed=args.seed, batch_size=args.batch_size, greedy_steps=args.greedy_steps,
+                             worst_k=args.worst_k, scrub_draws=args.scrub_draws, ladder=not args.no_ladder)
+    res = check_claim(args.model, args.circuit, args.out, settings, args.overwrite, not args.no_progress)
+    print(res.result.markdown)
+    print("wrote " + ", ".join(str(p) for p in res.files))
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add this group's subcommands to the advgen parser."""
     p = sub.add_parser("discover", help="find an IOI circuit in a model (scores + patching) and write it as JSON")
     p.add_argument("--model", default="reference", help="'reference', 'gpt2', or a local HF directory")
-    p.add_argument("--out", type=Path, required=True, help="circuit JSON to write (discovery.json and PNGs go beside it)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="run directory: circuit.json, discovery.json, heatmaps (PNG) and manifest.json")
+    p.add_argument("--overwrite", action="store_true", help="replace an --out directory that holds another advgen run")
     p.add_argument("--n", type=int, default=100, help="clean prompts (each with ABC and S1 twins)")
     p.add_argument("--seed", type=int, default=0, help="seed of the prompts and detector sequences; same seed, same circuit")
     p.add_argument("--batch-size", type=int, default=32, help="prompts per model forward")
@@ -102,7 +91,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("check-claim", help="faithfulness / completeness / minimality of a circuit under several metrics and ablations")
     p.add_argument("circuit", help="circuit JSON file or built-in name (e.g. gpt2-small-ioi, reference-ioi)")
     p.add_argument("--model", default="reference", help="'reference', 'gpt2', or a local HF directory")
-    p.add_argument("--out", type=Path, required=True, help="directory for claims.json, claims.md, worst_cases.jsonl")
+    p.add_argument("--out", type=Path, required=True, help="run directory: claims.json, claims.md, worst_cases.jsonl, manifest.json")
+    p.add_argument("--overwrite", action="store_true", help="replace an --out directory that holds another advgen run")
     p.add_argument("--n", type=int, default=100, help="clean IOI prompts (each with its ABC twin)")
     p.add_argument("--seed", type=int, default=0, help="seed of the prompts, random K sets and bootstrap intervals")
     p.add_argument("--batch-size", type=int, default=32, help="prompts per model forward")

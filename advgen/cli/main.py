@@ -9,8 +9,6 @@ from pathlib import Path
 from advgen.cli import attack, circuits, helpfmt, reports, scan
 from advgen.core.types import AdvgenError
 
-OUTPUTS = Path("outputs")
-
 
 def _common(p: argparse.ArgumentParser, n: bool = True) -> None:
     p.add_argument("--model", default="reference", help="'reference' (bundled, offline), 'gpt2', or a local HF directory")
@@ -24,29 +22,12 @@ def _common(p: argparse.ArgumentParser, n: bool = True) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-def _default_out(args: argparse.Namespace, job: str) -> Path:
-    if args.out is not None:
-        return args.out
-    model = Path(args.model).name or "model"
-    return OUTPUTS / f"{job}-{model}-s{args.seed}"
-
-
 def cmd_generate(args: argparse.Namespace) -> None:
-    from advgen.core import records
-    from advgen.model.loading import load_tokenizer
-    from advgen.outputs import pipeline
-    from advgen.prompts.lexicon import build_lexicon, report
-    from advgen.prompts.templates import tokenizer_hash
+    from advgen.jobs.prompts import generate
 
-    out = _default_out(args, "generate")
-    pipeline.precheck("generate", out, args.model, args.n, args.seed, args.templates, overwrite=args.overwrite)
-    tok = load_tokenizer(args.model)
-    lex = build_lexicon(tok)
-    settings = {"n": args.n, "templates": str(args.templates or "ioi"), "lexicon": report(lex)}
-    man = records.manifest(args.model, tokenizer_hash(tok), args.seed, settings)
-    path = pipeline.generate_to(out, tok, args.n, args.seed, args.templates, lex, man, overwrite=args.overwrite)
-    _print_lexicon(settings["lexicon"])
-    print(f"wrote {args.n} prompts to {path}")
+    res = generate(args.model, args.n, args.seed, args.out, args.templates, overwrite=args.overwrite)
+    _print_lexicon(res.lexicon)
+    print(f"wrote {res.n} prompts to {res.prompts_path}")
 
 
 def _print_lexicon(report: dict) -> None:
@@ -64,34 +45,20 @@ def _print_summary(summary: dict, out: Path) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
-    from advgen.core import rundir
-    from advgen.model.loading import load_model
-    from advgen.outputs import pipeline
+    from advgen.jobs.prompts import validate
 
-    out = _default_out(args, "validate")
-    pipeline.check_args(None, args.seed, args.batch_size)
-    src = pipeline.read_prompt_rows(args.prompts, args.skip_invalid)
-    ident = pipeline.validate_identity(args.model, src.path, args.seed, args.batch_size, args.skip_invalid)
-    rundir.check_out(out, "validate", ident, args.overwrite, inputs=[src.path])
-    model = load_model(args.model)
-    with scan.backend_for(args, model) as backend:
-        res = pipeline.validate_rows(model, src, out, args.batch_size, args.seed, not args.no_progress,
-                                     skip_invalid=args.skip_invalid, overwrite=args.overwrite, backend=backend)
+    res = validate(args.model, args.prompts, args.out, args.seed, args.batch_size, args.skip_invalid, args.overwrite,
+                   not args.no_progress, **scan.backend_options(args))
     if args.skip_invalid:
-        print(f"rejected {len(res.rejected)} invalid row(s); listed with line and reason in {out}/rejected.jsonl")
+        print(f"rejected {len(res.rejected)} invalid row(s); listed with line and reason in {res.out}/rejected.jsonl")
     _print_summary(res.summary, res.out)
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from advgen.model.loading import load_model
-    from advgen.outputs import pipeline
+    from advgen.jobs.prompts import run
 
-    out = _default_out(args, "run")
-    pipeline.precheck("run", out, args.model, args.n, args.seed, args.templates, args.batch_size, args.overwrite)
-    model = load_model(args.model)
-    with scan.backend_for(args, model) as backend:
-        res = pipeline.run(model, args.n, args.seed, out, args.templates, args.batch_size, not args.no_progress,
-                           overwrite=args.overwrite, backend=backend)
+    res = run(args.model, args.n, args.seed, args.out, args.templates, args.batch_size, args.overwrite, not args.no_progress,
+              **scan.backend_options(args))
     _print_lexicon(res.manifest["settings"]["lexicon"])
     _print_summary(res.summary, res.out)
 

@@ -7,14 +7,14 @@ from pathlib import Path
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from advgen.outputs.report import build_report
+    from advgen.jobs.reports import report
 
-    out = build_report(args.run_dir, args.out, model=args.model, circuit=args.circuit, attention=not args.no_attention)
+    out = report(args.run_dir, args.out, model=args.model, circuit=args.circuit, attention=not args.no_attention)
     print(f"wrote {out} ({out.stat().st_size // 1024} KiB)")
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from advgen.outputs.exporters import export
+    from advgen.jobs.reports import export
 
     out = export(args.run_dir, args.format, args.out, overwrite=args.overwrite)
     print(f"wrote {args.format} export with dataset card to {out}/")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,39 +16,20 @@ def add_backend_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=2, help="Ray actors (model replicas); each takes a GPU where the cluster has them")
 
 
-def make_backend(args: argparse.Namespace, model: Any = None) -> Any:
-    """The backend the arguments ask for; `local` loads the model here unless one is given."""
-    from advgen.model.backends import RaySettings
-    from advgen.model.backends import make_backend as make
-
-    return make(args.backend, args.model, model, RaySettings(workers=args.workers, address=args.ray_address))
-
-
-@contextmanager
-def backend_for(args: argparse.Namespace, model: Any) -> Iterator[Any]:
-    """None for --backend local (the one-process path as it always was), else a Ray pool, closed after."""
-    if args.backend == "local":
-        yield None
-        return
-    backend = make_backend(args, model)
-    try:
-        yield backend
-    finally:
-        backend.close()
+def backend_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The backend options as the jobs take them (`backend`, `workers`, `ray_address`)."""
+    return {"backend": args.backend, "workers": args.workers, "ray_address": args.ray_address}
 
 
 def cmd_scan(args: argparse.Namespace) -> None:
-    from advgen.outputs.scan import ScanConfig, check_scan, run_scan
+    from advgen.jobs.scan import scan
+    from advgen.outputs.scan import ScanConfig
 
     cfg = ScanConfig(limit=args.limit, sample=args.sample, seed=args.seed, templates=args.templates,
                      distractors=args.distractors, full_lexicon=args.full_lexicon, unit=args.unit, batch_size=args.batch_size)
-    out = args.out or Path("outputs") / f"scan-{Path(args.model).name}-s{args.seed}"
-    check_scan(args.model, cfg, out, args.overwrite)
-    backend = make_backend(args)
-    try:
-        res = run_scan(backend, cfg, out, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite)
-    finally:
-        backend.close()
+    res = scan(args.model, cfg, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
+               **backend_options(args))
+    out = res.out
     s, sel = res.summary, res.summary["selection"]
     ci = s["failure_ci95"]
     print(f"scanned {s['n']} of {sel['space_size']} prompts ({sel['kind']}"

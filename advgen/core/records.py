@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 from importlib import metadata
-from pathlib import Path
 from typing import Any, TypedDict
 
 from advgen.core.types import Evaluation, Prompt, PromptMetrics
@@ -109,14 +108,18 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def manifest(model: Any, tokenizer_hash: str, seed: int, settings: Mapping[str, Any]) -> dict[str, Any]:
-    """Provenance for a run directory; no timestamps, so equal runs give equal bytes."""
+def manifest(model: Any, tokenizer_hash: str, seed: int, settings: Mapping[str, Any], command: str = "") -> dict[str, Any]:
+    """Provenance for a run directory; no timestamps, so equal runs give equal bytes.
+
+    `command` is given by the caller (a job builds the equivalent `advgen` command line), never read
+    from `sys.argv`, which in a notebook is the kernel's command line.
+    """
     return {
         "model": getattr(model, "name", str(model)),
         "model_source": getattr(model, "source", ""),
         "tokenizer_hash": tokenizer_hash,
         "seed": seed,
         "settings": dict(settings),
-        "command": "advgen " + " ".join(sys.argv[1:]) if Path(sys.argv[0]).name == "advgen" else " ".join(sys.argv),
+        "command": command,
         "versions": package_versions(),
     }

@@ -235,25 +235,6 @@ def evaluate(backend: Backend, prompts: PromptSet, batch_size: int = DEFAULT_BAT
     return Evaluation(prompts, tuple(out))  # type: ignore[arg-type]
 
 
-BACKEND_FLAGS = {"--backend": 1, "--ray-address": 1, "--workers": 1, "--resume": 0, "--overwrite": 0}
-"""Options that choose where or whether units run, never what they compute (and how many values follow)."""
-
-
-def portable_command(command: str) -> str:
-    """The command without backend options, so a manifest is the same whichever backend ran it."""
-    words, out, skip = command.split(" "), [], 0
-    for w in words:
-        if skip:
-            skip -= 1
-            continue
-        flag = w.split("=", 1)[0]
-        if flag in BACKEND_FLAGS:
-            skip = BACKEND_FLAGS[flag] if "=" not in w else 0
-            continue
-        out.append(w)
-    return " ".join(out)
-
-
 def make_backend(name: str, model_spec: str, model: LoadedModel | None = None, settings: RaySettings = RaySettings()) -> Backend:
     """`local` (loads `model_spec` here unless `model` is given) or `ray` (replicas on actors)."""
     if name == "local":

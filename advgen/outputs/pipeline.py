@@ -18,7 +18,7 @@ from typing import Any
 
 from advgen.core import files, records, rundir
 from advgen.core.types import AdvgenError, Evaluation, Prompt, PromptSet
-from advgen.model.backends import Backend, LocalBackend, evaluate, portable_command
+from advgen.model.backends import Backend, LocalBackend, evaluate
 from advgen.model.loading import LoadedModel
 from advgen.model.metrics import summarize
 from advgen.model.validate import DEFAULT_BATCH
@@ -109,8 +109,6 @@ def generate_to(
     """Stream n prompts to OUT/prompts.jsonl in chunks (atomic), then manifest.json; returns the path."""
     check_args(n, seed, limit=MAX_GENERATE)
     ident = run_identity("generate", str(manifest.get("model")), seed, n=n, templates=str(templates or "ioi"))
-    if isinstance(manifest.get("command"), str):  # --overwrite and backend options do not change the files
-        manifest = {**manifest, "command": portable_command(manifest["command"])}
     with rundir.writing(out, "generate", ident, overwrite) as d:
         with files.atomic_open(d / "prompts.jsonl") as f:
             for chunk in _chunked(iter_prompts(tokenizer, n, seed, templates, lexicon), CHUNK):
@@ -192,6 +190,7 @@ def validate_identity(model: str, path: Path, seed: int, batch_size: int, skip_i
 def validate_rows(
     model: LoadedModel, path: str | Path | PromptRows, out: Path, batch_size: int = DEFAULT_BATCH, seed: int = 0,
     progress: bool = False, skip_invalid: bool = False, overwrite: bool = False, backend: Backend | None = None,
+    command: str = "",
 ) -> RunResult:
     """Metrics for prompts in a JSONL file (made by `advgen generate` or by anyone in that shape)."""
     check_args(None, seed, batch_size)
@@ -203,8 +202,7 @@ def validate_rows(
     settings: dict[str, Any] = {"prompts": str(src.path), "batch_size": batch_size}
     if skip_invalid:
         settings["rejected"] = len(rejected)
-    man = records.manifest(model, prompts.tokenizer_hash, seed, settings)
-    man["command"] = portable_command(man["command"])  # the same whichever backend ran the units
+    man = records.manifest(model, prompts.tokenizer_hash, seed, settings, command)
     with rundir.writing(out, "validate", ident, overwrite, inputs=[src.path]) as d:
         summary = write_results(d, ev, man, seed)
         if skip_invalid:
@@ -222,6 +220,7 @@ def run(
     progress: bool = False,
     overwrite: bool = False,
     backend: Backend | None = None,
+    command: str = "",
 ) -> RunResult:
     """Generate n prompts, validate them on `model`, write the run directory."""
     check_args(n, seed, batch_size)
@@ -231,8 +230,7 @@ def run(
     prompts = generate(model.tokenizer, n, seed, templates, lexicon=lex)
     ev = evaluate(backend or LocalBackend(model), prompts, batch_size, progress, model)  # unit by unit: memory flat in n
     settings = {"n": n, "templates": str(templates or "ioi"), "batch_size": batch_size, "lexicon": lexicon_mod.report(lex)}
-    man = records.manifest(model, prompts.tokenizer_hash, seed, settings)
-    man["command"] = portable_command(man["command"])  # the same whichever backend ran the units
+    man = records.manifest(model, prompts.tokenizer_hash, seed, settings, command)
     with rundir.writing(out, "run", ident, overwrite) as d:
         summary = write_results(d, ev, man, seed)
     return RunResult(out, ev, summary, man)

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from advgen.core import files, records, rundir
 from advgen.core.types import AdvgenError, PromptSet
-from advgen.model.backends import Backend, portable_command
+from advgen.model.backends import Backend
 from advgen.model.loading import LoadedModel
 from advgen.model.validate import validate
 from advgen.prompts.lexicon import build_lexicon
@@ -232,7 +232,7 @@ def check_scan(model_spec: str, cfg: ScanConfig, out: Path, overwrite: bool = Fa
 
 
 def run_scan(backend: Backend, cfg: ScanConfig, out: Path, resume: bool = False, progress: bool = False,
-             stop_after_units: int | None = None, overwrite: bool = False) -> ScanResult:
+             stop_after_units: int | None = None, overwrite: bool = False, command: str = "") -> ScanResult:
     """Scan the selected prompts on `backend`; write parts, journal, summary, manifest, adversarial set.
 
     OUT is written through `rundir.writing` (lock, completion marker); parts/ and journal/ are kept
@@ -241,11 +241,11 @@ def run_scan(backend: Backend, cfg: ScanConfig, out: Path, resume: bool = False,
     [(info, space)] = list(backend.map(prepare, [cfg]))
     check_scan(info.name, cfg, out, overwrite)
     with rundir.writing(out, "scan", scan_identity(info.name, cfg), overwrite, keep=("journal", "parts")):
-        return _scan(backend, cfg, out, info, space, resume, progress, stop_after_units)
+        return _scan(backend, cfg, out, info, space, resume, progress, stop_after_units, command)
 
 
 def _scan(backend: Backend, cfg: ScanConfig, out: Path, info: ModelInfo, space: PromptSpace, resume: bool,
-          progress: bool, stop_after_units: int | None) -> ScanResult:
+          progress: bool, stop_after_units: int | None, command: str = "") -> ScanResult:
     sel = Selection.of(len(space), cfg.limit, cfg.sample, cfg.seed)
     base = (info.source, info.tokenizer_hash, _key(space.describe()), sel.describe(), cfg.batch_size)
     ranges = list(chunks(sel.n, cfg.unit))
@@ -270,7 +270,7 @@ def _scan(backend: Backend, cfg: ScanConfig, out: Path, info: ModelInfo, space: 
             fold_unit(text, tally, bad, adv)
             bar.update(ranges[u][1] - ranges[u][0])
     bar.close()
-    return _finish(out, cfg, info, space, sel, tally, bad, n_new, len(reuse))
+    return _finish(out, cfg, info, space, sel, tally, bad, n_new, len(reuse), command)
 
 
 def fold_unit(text: str, tally: Tally, bad: Tally, adv: IO[str]) -> None:
@@ -284,10 +284,9 @@ def fold_unit(text: str, tally: Tally, bad: Tally, adv: IO[str]) -> None:
 
 
 def _finish(out: Path, cfg: ScanConfig, info: ModelInfo, space: PromptSpace, sel: Selection, tally: Tally,
-            bad: Tally, n_new: int, n_reused: int) -> ScanResult:
+            bad: Tally, n_new: int, n_reused: int, command: str = "") -> ScanResult:
     settings = {**cfg.settings(), "selection": sel.describe(), "space": space.describe(), "lexicon_report": dict(info.lexicon)}
-    man = records.manifest(info, info.tokenizer_hash, cfg.seed, settings)
-    man["command"] = portable_command(man["command"])
+    man = records.manifest(info, info.tokenizer_hash, cfg.seed, settings, command)
     summary = {**tally.summary(), "selection": sel.describe()}
     files.atomic_write_text(out / "summary.json", files.dumps(summary) + "\n")
     files.atomic_write_text(out / "manifest.json", files.dumps(man) + "\n")

@@ -1,0 +1,66 @@
+"""The `attack` job: circuit-predicted failure modes with controls, screening, confirmation, random baseline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from advgen.attacks.search import AttackConfig, AttackRun, run_attack
+from advgen.attacks.tables import write_run
+from advgen.circuits.format import Circuit, resolve_circuit
+from advgen.core import records, rundir
+from advgen.jobs.common import ModelArg, backend_for, command_line, default_out, loaded, spec_of
+from advgen.prompts.templates import tokenizer_hash
+
+FILES = ("results.jsonl", "results.csv", "summary.json", "modes.json", "adversarial.jsonl", "near_misses.jsonl",
+         "baseline.json", "circuit.json", "manifest.json", "table.md")
+"""What an attack run directory holds (besides journal/, kept for --resume)."""
+
+
+@dataclass(frozen=True)
+class AttackResult:
+    out: Path
+    summary: dict[str, Any]
+    """summary.json as written."""
+    run: AttackRun
+    """Every evaluated row, the modes, the screening; what the files were written from."""
+    circuit: Circuit
+    """The circuit the attack used (with the behaviour records it measured, if any)."""
+
+
+def _settings(cfg: AttackConfig, run: AttackRun) -> dict[str, Any]:
+    return {"budget": cfg.budget, "n_clean": cfg.n_clean, "batch_size": cfg.batch_size, "sample_frac": cfg.sample_frac,
+            "templates": str(cfg.templates or "ioi"), "modes": list(cfg.modes) if cfg.modes else None, "evaluations": run.evals}
+
+
+def attack(model: ModelArg, circuit: str | Path | Circuit, config: AttackConfig, out: str | Path | None = None,
+           measure_behaviour: bool = False, resume: bool = False, overwrite: bool = False, progress: bool = False,
+           backend: str = "local", workers: int = 2, ray_address: str | None = None, command: str | None = None) -> AttackResult:
+    """Attack `model` with the failure modes `circuit` predicts; write the whole run directory (FILES)."""
+    out = Path(out) if out is not None else default_out("attack", model, config.seed)
+    config.check()  # arguments, the circuit and --out are checked before the model loads
+    spec = circuit.name if isinstance(circuit, Circuit) else str(circuit)
+    if not isinstance(circuit, Circuit):
+        resolve_circuit(circuit)
+    ident = rundir.identity_of("attack", {"model": spec_of(model), "circuit": spec, "measure_behaviour": measure_behaviour,
+                                          **vars(config)})
+    inputs = [Path(spec)] if not isinstance(circuit, Circuit) and Path(spec).exists() else []
+    rundir.check_out(out, "attack", ident, overwrite, inputs)
+    cmd = command if command is not None else command_line(
+        "attack", model=spec_of(model), circuit=spec, budget=config.budget, n_clean=config.n_clean, seed=config.seed,
+        batch_size=config.batch_size, sample_frac=config.sample_frac, templates=config.templates, modes=config.modes,
+        measure_behaviour=measure_behaviour)
+    m = loaded(model)
+    c = circuit if isinstance(circuit, Circuit) else resolve_circuit(circuit, m.n_layers, m.n_heads)
+    if measure_behaviour:
+        from advgen.circuits.behaviour import attach_records
+
+        c = attach_records(m, c)  # the run's circuit.json keeps the records it used
+    with rundir.writing(out, "attack", ident, overwrite, inputs, keep=("journal",)):
+        with backend_for(backend, spec_of(model), m, workers, ray_address) as be:
+            run = run_attack(m, c, config, out, resume=resume, progress=progress, backend=be)
+        man = records.manifest(m, tokenizer_hash(m.tokenizer), config.seed, _settings(config, run), cmd)
+        man["circuit"] = {"name": c.name, "spec": spec, "n_heads": len(c)}
+        written = write_run(out, run, config, c, man)
+    return AttackResult(out, written["summary"], run, c)

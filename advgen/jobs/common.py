@@ -1,0 +1,63 @@
+"""What every job shares: the model argument, the recorded command line, the evaluation backend."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from advgen.model.backends import Backend, RaySettings, make_backend
+from advgen.model.loading import LoadedModel, load_model
+
+ModelArg = LoadedModel | str
+"""A loaded model, or what `load_model` takes: 'reference', 'planted', 'gpt2', a local HF directory."""
+
+
+def spec_of(model: ModelArg) -> str:
+    """The name a manifest and a run's identity use for the model (what the user asked for)."""
+    return model if isinstance(model, str) else model.name
+
+
+def loaded(model: ModelArg) -> LoadedModel:
+    """The model itself, loaded only when the caller passed its name (checks run before this)."""
+    return load_model(model) if isinstance(model, str) else model
+
+
+def command_line(job: str, *positional: Any, **options: Any) -> str:
+    """The `advgen` command that does what this call does: `advgen JOB POS --opt value --flag`.
+
+    Options are written in the order given; None and False are left out, True is a bare flag, and
+    `n_clean` becomes `--n-clean`. Jobs record it in the manifest, so a run started from Python and
+    the same run started from the shell write the same bytes. `--out` and the options that do not
+    change the files (`--overwrite`, `--resume`, the backend, progress) are left out: a run's bytes
+    do not depend on where it was written or how it was computed.
+    """
+    words = ["advgen", job, *(str(p) for p in positional)]
+    for key, value in options.items():
+        if value is None or value is False:
+            continue
+        words.append("--" + key.replace("_", "-"))
+        if value is not True:
+            words.append(",".join(map(str, value)) if isinstance(value, tuple | list) else str(value))
+    return shlex.join(words)
+
+
+@contextmanager
+def backend_for(name: str, model_spec: str, model: LoadedModel | None, workers: int = 2,
+                address: str | None = None) -> Iterator[Backend | None]:
+    """None for the local backend (the one-process path), else a Ray pool that is closed after the job."""
+    if name == "local":
+        yield None
+        return
+    backend = make_backend(name, model_spec, model, RaySettings(workers=workers, address=address))
+    try:
+        yield backend
+    finally:
+        backend.close()
+
+
+def default_out(job: str, model: ModelArg, seed: int) -> Path:
+    """outputs/JOB-MODEL-sSEED: where a job writes when the caller names no directory."""
+    return Path("outputs") / f"{job}-{Path(spec_of(model)).name or 'model'}-s{seed}"

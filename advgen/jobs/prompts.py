@@ -1,0 +1,70 @@
+"""Jobs on prompts: `generate` (no model run), `validate` (existing prompts), `run` (both)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from advgen.core import records, rundir
+from advgen.jobs.common import ModelArg, backend_for, command_line, default_out, loaded, spec_of
+from advgen.model.loading import load_tokenizer
+from advgen.model.validate import DEFAULT_BATCH
+from advgen.outputs import pipeline
+from advgen.outputs.pipeline import RunResult
+from advgen.prompts.lexicon import build_lexicon, report
+from advgen.prompts.templates import tokenizer_hash
+
+
+@dataclass(frozen=True)
+class GenerateResult:
+    out: Path
+    prompts_path: Path
+    n: int
+    lexicon: dict[str, Any]
+    """What the lexicon kept and dropped (also in manifest.json)."""
+
+
+def generate(model: str = "reference", n: int = 300, seed: int = 0, out: str | Path | None = None,
+             templates: str | Path | None = None, overwrite: bool = False, command: str | None = None) -> GenerateResult:
+    """Render n seeded prompts with `model`'s tokenizer into OUT/prompts.jsonl (no model run)."""
+    out = Path(out) if out is not None else default_out("generate", model, seed)
+    pipeline.precheck("generate", out, model, n, seed, templates, overwrite=overwrite)
+    tok = load_tokenizer(model)
+    lex = build_lexicon(tok)
+    settings = {"n": n, "templates": str(templates or "ioi"), "lexicon": report(lex)}
+    cmd = command if command is not None else command_line("generate", model=model, n=n, seed=seed, templates=templates)
+    man = records.manifest(model, tokenizer_hash(tok), seed, settings, cmd)
+    path = pipeline.generate_to(out, tok, n, seed, templates, lex, man, overwrite=overwrite)
+    return GenerateResult(out, path, n, settings["lexicon"])
+
+
+def validate(model: ModelArg, prompts: str | Path, out: str | Path | None = None, seed: int = 0,
+             batch_size: int = DEFAULT_BATCH, skip_invalid: bool = False, overwrite: bool = False, progress: bool = False,
+             backend: str = "local", workers: int = 2, ray_address: str | None = None,
+             command: str | None = None) -> RunResult:
+    """Metrics for the prompts of a JSONL file (`text`, `io`, `s` per row) -> results, summary, manifest."""
+    out = Path(out) if out is not None else default_out("validate", model, seed)
+    pipeline.check_args(None, seed, batch_size)
+    src = pipeline.read_prompt_rows(prompts, skip_invalid)
+    ident = pipeline.validate_identity(spec_of(model), src.path, seed, batch_size, skip_invalid)
+    rundir.check_out(out, "validate", ident, overwrite, inputs=[src.path])
+    cmd = command if command is not None else command_line(
+        "validate", prompts, model=spec_of(model), seed=seed, batch_size=batch_size, skip_invalid=skip_invalid)
+    m = loaded(model)
+    with backend_for(backend, spec_of(model), m, workers, ray_address) as be:
+        return pipeline.validate_rows(m, src, out, batch_size, seed, progress, skip_invalid=skip_invalid,
+                                      overwrite=overwrite, backend=be, command=cmd)
+
+
+def run(model: ModelArg = "reference", n: int = 300, seed: int = 0, out: str | Path | None = None,
+        templates: str | Path | None = None, batch_size: int = DEFAULT_BATCH, overwrite: bool = False, progress: bool = False,
+        backend: str = "local", workers: int = 2, ray_address: str | None = None, command: str | None = None) -> RunResult:
+    """Generate n prompts, validate them on the model, write the run directory."""
+    out = Path(out) if out is not None else default_out("run", model, seed)
+    pipeline.precheck("run", out, spec_of(model), n, seed, templates, batch_size, overwrite)
+    cmd = command if command is not None else command_line(
+        "run", model=spec_of(model), n=n, seed=seed, templates=templates, batch_size=batch_size)
+    m = loaded(model)
+    with backend_for(backend, spec_of(model), m, workers, ray_address) as be:
+        return pipeline.run(m, n, seed, out, templates, batch_size, progress, overwrite=overwrite, backend=be, command=cmd)
