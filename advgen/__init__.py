@@ -34,15 +34,17 @@ _EXPORTS = {
     "Circuit": "advgen.circuits.format",
     "resolve_circuit": "advgen.circuits.format",
     "AdvgenError": "advgen.core.types",
+    "DiscoverySettings": "advgen.circuits.discovery:Settings",
 }
 __all__ = [
-    "AdvgenError", "AttackConfig", "Circuit", "ClaimSettings", "ScanConfig", "attack", "check_claim", "discover",
+    "AdvgenError", "AttackConfig", "Circuit", "ClaimSettings", "DiscoverySettings", "ScanConfig", "attack", "check_claim", "discover",
     "export", "generate", "load_model", "report", "resolve_circuit", "run", "scan", "validate",
 ]
 
 if TYPE_CHECKING:
     from advgen.attacks.search import AttackConfig
     from advgen.circuits.claims import ClaimSettings
+    from advgen.circuits.discovery import Settings as DiscoverySettings
     from advgen.circuits.format import Circuit, resolve_circuit
     from advgen.core.types import AdvgenError
     from advgen.jobs.attack import attack
@@ -57,7 +59,8 @@ if TYPE_CHECKING:
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'advgen' has no attribute {name!r}")
-    value = getattr(import_module(_EXPORTS[name]), name)
+    module, _, attr = _EXPORTS[name].partition(":")
+    value = getattr(import_module(module), attr or name)
     globals()[name] = value
     return value
 

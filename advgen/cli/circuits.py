@@ -43,12 +43,13 @@ class StageBar:
 
 
 def cmd_discover(args: argparse.Namespace) -> None:
-    from advgen.circuits.discovery import STAGES
+    from advgen.circuits.discovery import STAGES, Settings
     from advgen.jobs.circuits import discover
 
+    settings = Settings(n=args.n, seed=args.seed, batch_size=args.batch_size, nm_path=args.nm_path)
     bar = StageBar(STAGES, enabled=not args.no_progress)
     try:
-        res = discover(args.model, args.out, args.n, args.seed, args.batch_size, args.nm_path, args.name, args.overwrite, bar)
+        res = discover(args.model, args.out, settings, args.name, args.overwrite, bar)
     finally:
         bar.close()
     r = res.report

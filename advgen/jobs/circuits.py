@@ -20,7 +20,6 @@ from advgen.circuits.format import Circuit, resolve_circuit
 from advgen.core import files, records, rundir
 from advgen.core.types import AdvgenError
 from advgen.jobs.common import ModelArg, command_line, loaded, spec_of
-from advgen.model.validate import DEFAULT_BATCH
 from advgen.outputs.pipeline import check_args
 from advgen.prompts.templates import tokenizer_hash
 
@@ -50,23 +49,21 @@ def _check_dir_out(out: Path, option: str = "--out") -> None:
                           f"(it holds {CIRCUIT_FILE}, discovery.json, heatmaps and manifest.json): pass a directory")
 
 
-def discover(model: ModelArg, out: str | Path, n: int = 100, seed: int = 0, batch_size: int = DEFAULT_BATCH,
-             nm_path: str = "mlp", name: str | None = None, overwrite: bool = False,
-             progress: Callable[[str], Any] | None = None, command: str | None = None) -> DiscoverResult:
+def discover(model: ModelArg, out: str | Path, settings: Settings | None = None, name: str | None = None,
+             overwrite: bool = False, progress: Callable[[str], Any] | None = None, command: str | None = None) -> DiscoverResult:
     """Find the model's circuit; write OUT/circuit.json, discovery.json, heatmaps, manifest.json."""
-    out = Path(out)
+    out, s = Path(out), settings or Settings()
     _check_dir_out(out)
-    check_args(n, seed, batch_size)
-    settings = Settings(n=n, seed=seed, batch_size=batch_size, nm_path=nm_path)  # a bad nm_path fails here
-    ident = rundir.identity_of("discover", {"model": spec_of(model), "name": name, **asdict(settings)})
+    check_args(s.n, s.seed, s.batch_size)
+    ident = rundir.identity_of("discover", {"model": spec_of(model), "name": name, **asdict(s)})
     rundir.check_out(out, "discover", ident, overwrite)
     cmd = command if command is not None else command_line(
-        "discover", model=spec_of(model), n=n, seed=seed, batch_size=batch_size, nm_path=nm_path, name=name)
+        "discover", model=spec_of(model), n=s.n, seed=s.seed, batch_size=s.batch_size, nm_path=s.nm_path, name=name)
     m = loaded(model)
-    found = find_circuit(m, settings, name=name, progress=progress)
+    found = find_circuit(m, s, name=name, progress=progress)
     with rundir.writing(out, "discover", ident, overwrite) as d:
         written = write_discovery(found, d / CIRCUIT_FILE, cmd)
-        man = records.manifest(m, tokenizer_hash(m.tokenizer), seed, {**asdict(settings), "name": found.circuit.name}, cmd)
+        man = records.manifest(m, tokenizer_hash(m.tokenizer), s.seed, {**asdict(s), "name": found.circuit.name}, cmd)
         written.append(files.atomic_write_text(d / "manifest.json", files.dumps(man) + "\n"))
     return DiscoverResult(out, found.circuit, dict(found.report), tuple(written))
 
