@@ -18,7 +18,7 @@ def test_the_readme_python_block_runs_on_the_bundled_model(tmp_path: Path, monke
     blocks = python_blocks(README.read_text(encoding="utf-8"))
     assert len(blocks) == 1 and "import advgen" in blocks[0]
     monkeypatch.chdir(tmp_path)
-    exec(compile(blocks[0], str(README), "exec"), {"__name__": "readme"})  # noqa: S102 - the project's own README
+    exec(compile(blocks[0], str(README), "exec"), {"__name__": "readme"})  # the project's own README
     printed = capsys.readouterr().out
     assert "mean LD" in printed and "yield per 1,000" in printed
     for f in ("run/manifest.json", "discover/circuit.json", "attack/summary.json", "report.html", "export/README.md"):

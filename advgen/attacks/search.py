@@ -320,7 +320,7 @@ def _search(s: Setup, pool: Sequence[Candidate], arms: dict[str, bandit.Arm], bu
         done = {r["extra"][SHARED] for r in s.controls.values()}
         free = {k: sum(c.unit in done for c in v) for k, v in queues.items()}
         for v in queues.values():
-            v.sort(key=lambda c: (c.unit not in done, rank[c.cid]))  # noqa: B023 (used at once)
+            v.sort(key=lambda c: (c.unit not in done, rank[c.cid]))
         picks = bandit.choose(arms, {k: len(v) for k, v in queues.items()}, m, rng, free)
         if not picks:
             break

@@ -180,7 +180,7 @@ STAGES = ("caching clean, ABC and S1-twin runs", "attribution patching", "activa
 """What `discover` reports through `progress`, in order, before each step (a CLI turns them into a progress bar)."""
 
 
-def discover(model: LoadedModel, settings: Settings = Settings(), name: str | None = None, progress: Callable[[str], Any] | None = print) -> Discovery:
+def discover(model: LoadedModel, settings: Settings = Settings(), name: str | None = None, progress: Callable[[str], Any] | None = None) -> Discovery:
     """Run every step of the method; returns the circuit, all score matrices and a report."""
     s = settings
     t0 = time.perf_counter()

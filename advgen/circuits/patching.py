@@ -289,19 +289,6 @@ def _kv_hooks(rows: list[tuple[int, tuple[int, int, str, torch.Tensor]]]) -> lis
 
 # ---------------------------------------------------------------- the three patching methods
 
-@dataclass(frozen=True)
-class PatchingResult:
-    """Effects on mean LD, normalised by the clean mean LD: -1 = the clean LD is wiped out."""
-
-    act: dict[str, np.ndarray]
-    """kind -> [L, H] activation patching effect (ABC z patched into the clean run)."""
-    attr: dict[str, np.ndarray]
-    """kind -> [L, H] attribution patching estimate of the same."""
-    forwards: int
-    act_seconds: float
-    attr_seconds: float
-
-
 def activation_patching(
     model: LoadedModel, prompts: PromptSet, clean: RunCache, corrupt: Mapping[str, RunCache] | RunCache,
     kinds: Sequence[str] = KINDS, batch_size: int = DEFAULT_BATCH,

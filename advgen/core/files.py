@@ -31,7 +31,6 @@ from advgen.core.types import AdvgenError
 POSITION_KEYS = ("IO", "S1", "S1+1", "S2", "END")
 FORMULA_LEAD = ("=", "+", "-", "@", "\t", "\r")
 """First characters a spreadsheet may treat as a formula (OWASP CSV injection)."""
-NUMBER = (int, float)
 
 
 def _ensure_dir(d: Path) -> None:

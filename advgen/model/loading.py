@@ -114,7 +114,7 @@ def _resolve(spec: str) -> str:
 
     try:
         cached = try_to_load_from_cache(hub_id, "config.json")
-    except Exception as e:  # noqa: BLE001 - HFValidationError and friends: not a usable hub id
+    except Exception as e:  # HFValidationError and friends: not a usable hub id
         raise ModelLoadError(f"--model {spec!r} is neither a local model directory nor a hub id ({type(e).__name__}: {e})") from None
     if isinstance(cached, str):
         return hub_id
@@ -157,8 +157,8 @@ def check_weights(path: Path) -> None:
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(cfg)
         with safe_open(str(st), framework="pt") as f:
-            got = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
-    except Exception as e:  # noqa: BLE001 - any unreadable config or header is one clear error
+            got = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # safe_open has no __iter__
+    except Exception as e:  # any unreadable config or header is one clear error
         raise ModelLoadError(f"{path}: cannot read config.json / model.safetensors: {type(e).__name__}: {e}") from None
     want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     prefix = getattr(model, "base_model_prefix", "")
@@ -184,12 +184,15 @@ def load_model(spec: str = "reference", device: str = "cpu") -> LoadedModel:
     from transformer_lens.model_bridge import TransformerBridge
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # a weight-loading bar per run is noise in a CLI
-
+    bars_were_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a weight-loading bar per run is noise in a CLI; restored below
     try:
         bridge = TransformerBridge.boot_transformers(source, device=device)
-    except Exception as e:  # noqa: BLE001 - any loader failure becomes one clear message
+    except Exception as e:  # any loader failure becomes one clear message
         raise ModelLoadError(f"could not load model {spec!r} from {source}: {type(e).__name__}: {e}") from e
+    finally:
+        if bars_were_on:
+            hf_logging.enable_progress_bar()
     bridge.eval()
     tok = bridge.tokenizer
     if tok is None:
@@ -204,5 +207,5 @@ def load_tokenizer(spec: str = "reference") -> Any:
     source = _resolve(spec)
     try:
         return AutoTokenizer.from_pretrained(source)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise ModelLoadError(f"could not load the tokenizer of {spec!r} from {source}: {e}") from e

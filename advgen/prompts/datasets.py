@@ -157,22 +157,6 @@ def row_prompt(row: Mapping[str, Any], n: int, where: str, tokenizer: Any, prepe
         raise AdvgenError(f"{where}: {e}") from None
 
 
-def from_rows(
-    rows: Sequence[dict[str, Any]], tokenizer: Any, source: str = "<rows>", prepend_bos: bool = True,
-    lines: Sequence[int] | None = None,
-) -> PromptSet:
-    """Prompts from JSONL rows (text, io, s; optional c, template_id, order, family, pair_id).
-
-    Positions are re-derived from the text for this tokenizer: IO's first mention, S's first
-    (S1) and second (S2) mentions, or C as S2 in ABC rows; then checked like any template.
-    `lines` gives each row's physical line in `source` for error messages.
-    """
-    prompts = []
-    for n, row in enumerate(rows, 1):
-        where = f"{source}:{lines[n - 1] if lines else n}"
-        prompts.append(row_prompt(row, n, where, tokenizer, prepend_bos))
-    return PromptSet(tuple(prompts), tokenizer_hash(tokenizer))
-
 
 def _carried_extra(row: dict[str, Any]) -> dict[str, Any]:
     """Provenance a row brings along, minus what rendering recomputes."""

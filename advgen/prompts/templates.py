@@ -208,6 +208,15 @@ def tokenizer_hash(tokenizer: Any) -> str:
     return h
 
 
+def tokenizer_sha256(tokenizer: Any) -> str:
+    """Full sha256 of the tokenizer's serialised JSON, as training records and checkpoints store it.
+
+    Stricter than `tokenizer_hash` (runtime padding/truncation settings count): a checkpoint resumes
+    only under the very tokenizer it was written with.
+    """
+    return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest()
+
+
 def _tokenizer_hash(tokenizer: Any) -> str:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:

@@ -12,7 +12,6 @@ paper's 15 templates. Rungs already present are not retrained.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import shutil
@@ -106,10 +105,6 @@ def corpus_loss(model_dir: Path, docs: Sequence[str], seq_len: int = 128, tokens
     return total / count
 
 
-def _tokenizer_sha(model_dir: Path) -> str:
-    return hashlib.sha256((model_dir / "tokenizer.json").read_bytes()).hexdigest()
-
-
 def measure_rung(spec: RungSpec, model_dir: Path, docs: Sequence[str]) -> dict[str, Any]:
     """Parameters, held-out corpus loss and IOI figures (paper's 15 templates) of one rung."""
     model = load_model(str(model_dir))
@@ -122,7 +117,7 @@ def measure_rung(spec: RungSpec, model_dir: Path, docs: Sequence[str]) -> dict[s
     rel = "reference" if model_dir.resolve() == REFERENCE_DIR.resolve() else f"ladder/{model_dir.name}"
     return {**asdict(spec), "parameters": params, "path": rel, "figures": {k: round(v, 6) for k, v in figs.items()},
             "train_steps": info["settings"]["steps"], "final_train_loss": round(info["final_loss_mean_last_100_steps"], 6),
-            "train_seconds": info.get("train_seconds_this_process"), "tokenizer_sha256": _tokenizer_sha(model_dir),
+            "train_seconds": info.get("train_seconds_this_process"), "tokenizer_sha256": info["tokenizer_sha256"],
             "prompt_tokenizer_hash": tokenizer_hash(model.tokenizer)}
 
 

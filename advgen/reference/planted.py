@@ -13,7 +13,6 @@ reproducible (batches and masks are pure functions of (seed, step); one thread).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import time
@@ -24,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from advgen.core.files import atomic_write_text
+from advgen.prompts.templates import tokenizer_sha256
 from advgen.reference import corpus as corpus_mod
 from advgen.reference import iit
 from advgen.reference import train as base
@@ -268,10 +268,6 @@ def _optimizer(model, s: PlantedSettings) -> torch.optim.Optimizer:
                               {"params": no_decay, "weight_decay": 0.0}], lr=s.lr, betas=(0.9, 0.98), eps=1e-8)
 
 
-def _tok_hash(tok) -> str:
-    return hashlib.sha256(tok.backend_tokenizer.to_str().encode()).hexdigest()
-
-
 def _loop(model, tok, lm, opt, s: PlantedSettings, ck_dir: Path, start: int, log: list, stop_after, progress) -> bool:
     """Train from `start`; checkpoint every `checkpoint_every`; True when all steps are done."""
     model.train()
@@ -291,7 +287,7 @@ def _loop(model, tok, lm, opt, s: PlantedSettings, ck_dir: Path, start: int, log
             print(f"step {done}/{s.steps} {time.time() - t0:.0f}s p_ablate={p_ablate(step, s):.2f} "
                   + " ".join(f"{k}={v:.3f}" for k, v in log[-1].items()), flush=True)
         if done % s.checkpoint_every == 0 or done == s.steps or done == stop_after:
-            save(ck_dir, done, model, opt, {"settings": asdict(s), "tokenizer_sha256": _tok_hash(tok), "log": log,
+            save(ck_dir, done, model, opt, {"settings": asdict(s), "tokenizer_sha256": tokenizer_sha256(tok), "log": log,
                                             "cpu_capability": cpu_capability()})
         if stop_after is not None and done >= stop_after and done < s.steps:
             return False
@@ -316,7 +312,7 @@ def train_planted(out_dir: Path, settings: PlantedSettings | None = None, *, res
         ck = latest(ck_dir) if resume else None
         if ck is not None:
             meta = load(ck, model, opt)
-            if not same_history(meta["settings"], s, int(meta["step"])) or meta["tokenizer_sha256"] != _tok_hash(tok):
+            if not same_history(meta["settings"], s, int(meta["step"])) or meta["tokenizer_sha256"] != tokenizer_sha256(tok):
                 raise CheckpointError(f"checkpoint {ck} was made with other settings or tokenizer; "
                                       "use --no-resume or the original settings")
             start, log = int(meta["step"]), list(meta["log"])
@@ -384,7 +380,7 @@ def _write_final(model, tok, s: PlantedSettings, out_dir: Path, log: list, start
         "steps_done": len(log),
         "torch": torch.__version__,
         "cpu_capability": cpu_capability(),
-        "tokenizer_sha256": _tok_hash(tok),
+        "tokenizer_sha256": tokenizer_sha256(tok),
     }
     atomic_write_text(out_dir / "training_info.json", json.dumps(info, indent=2) + "\n")
 

@@ -67,7 +67,7 @@ def load(path: Path, model, opt: torch.optim.Optimizer | None) -> dict[str, Any]
         with safe_open(str(st_path), "pt") as f:
             tag = (f.metadata() or {}).get("format")
         tensors = load_file(str(st_path))
-    except Exception as e:  # noqa: BLE001 - any safetensors failure is a foreign/corrupt file
+    except Exception as e:  # any safetensors failure is a foreign/corrupt file
         raise CheckpointError(f"{st_path}: not a readable safetensors file ({e})") from e
     if tag != FORMAT:
         raise CheckpointError(f"{st_path}: format tag {tag!r}, expected {FORMAT!r}")

@@ -13,20 +13,20 @@ The final model is written to DIR in Hugging Face format.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
 import random
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from advgen.core.types import AdvgenError
+from advgen.prompts.templates import tokenizer_sha256
 from advgen.reference import corpus as corpus_mod
 from advgen.reference import tokenizer as tok_mod
 
@@ -49,7 +49,6 @@ class TrainSettings:
     n_embd: int = 128
     checkpoint_every: int = 100
     threads: int = 1
-    extra: dict = field(default_factory=dict)
 
 
 def untrained_single_token_names(hf_tok) -> list[str]:
@@ -68,8 +67,7 @@ def _set_determinism(seed: int, threads: int) -> None:
     except RuntimeError:
         pass  # already set in this process
     torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.manual_seed(seed)
-    random.seed(seed)
+    torch.manual_seed(seed)  # the corpus and batch order draw from their own random.Random(seed), never the global one
 
 
 def make_batches(doc_ids: list[list[int]], seq_len: int, tokens_per_batch: int) -> list[list[int]]:
@@ -197,7 +195,7 @@ def _prepare_data(s: TrainSettings, ck_dir: Path) -> _Data:
     if untrained:
         raise RuntimeError(f"lexicon names that are single tokens but never occur in the corpus "
                            f"(the validator would use them untrained): {untrained}")
-    tok_hash = hashlib.sha256(hf_tok.backend_tokenizer.to_str().encode()).hexdigest()
+    tok_hash = tokenizer_sha256(hf_tok)
     bos = hf_tok.bos_token_id
     enc = hf_tok.backend_tokenizer.encode_batch(docs, add_special_tokens=False)
     doc_ids = [[bos, *e.ids] for e in enc]
@@ -236,7 +234,7 @@ def _resume(ck_dir: Path, model, opt, s: TrainSettings, tok_hash: str) -> tuple[
         return 0, []
     try:
         state = torch.load(ck, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - pickles with code, corrupt or foreign files
+    except Exception as e:  # pickles with code, corrupt or foreign files
         raise AdvgenError(f"checkpoint {ck} is not a plain advgen checkpoint ({type(e).__name__}: {e}); "
                            "delete it or use --no-resume") from e
     if not isinstance(state, dict) or any(k not in state for k in CHECKPOINT_KEYS):
