@@ -354,3 +354,70 @@ def test_run_directory_of_an_older_version_needs_overwrite(tmp_path):
     with pytest.raises(AdvgenError, match="an advgen directory of another run .*--overwrite"):
         pipeline.precheck("run", d, "reference", 5, 0)
     pipeline.precheck("run", d, "reference", 5, 0, overwrite=True)
+
+
+# ---- CSV: a line break inside a cell never splits a row or starts a formula -----------------------
+
+HOSTILE_PAIR = "p1\r=HYPERLINK(\"http://x\")\n+1\r\n@SUM(A1)\r-2"
+
+
+def _assert_inert_csv(text: str, column: str, cell: str) -> None:
+    """Every row has the header's width, `column` reads back as `cell`, and no physical line (split on CR,
+    LF or CRLF, as a careless importer would) starts with a formula lead."""
+    import csv
+    import io
+    import re
+
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    assert all(len(r) == len(rows[0]) for r in rows)
+    got = [r[rows[0].index(column)] for r in rows[1:]]
+    assert cell in got
+    assert text.endswith("\r\n")
+    for line in re.split(r"\r\n|\r|\n", text):
+        assert not line.startswith(files.FORMULA_LEAD[:-1]), line
+
+
+HOSTILE_READ = "p1\r'=HYPERLINK(\"http://x\")\n'+1\r\n'@SUM(A1)\r'-2"
+
+
+def test_csv_line_break_in_a_cell_cannot_split_a_row():
+    text = files.csv_text([{"text": "ok", "pair_id": HOSTILE_PAIR, "logit_diff": -1.5}])
+    _assert_inert_csv(text, "pair_id", HOSTILE_READ)
+    assert ",-1.5\r\n" in text  # numbers stay numbers
+
+
+@pytest.fixture(scope="module")
+def hostile_validate(tiny_model, tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("csv")
+    row = {"text": "Then, John and Mary went to the store. John gave a drink to", "io": "Mary", "s": "John",
+           "pair_id": HOSTILE_PAIR, "template_id": "t\r=1+1"}
+    (d / "p.jsonl").write_text(json.dumps(row) + "\n")
+    return pipeline.validate_rows(tiny_model, d / "p.jsonl", d / "v").out
+
+
+def test_csv_writer_of_run_and_validate_is_inert(hostile_validate):
+    text = (hostile_validate / "results.csv").read_bytes().decode()
+    _assert_inert_csv(text, "pair_id", HOSTILE_READ)
+    _assert_inert_csv(text, "template_id", "t\r'=1+1")
+
+
+def test_csv_writer_of_export_is_inert(hostile_validate, tmp_path):
+    ex = export(hostile_validate, "csv", tmp_path / "ex")
+    [csv_file] = (ex / "data").glob("*.csv")
+    _assert_inert_csv(csv_file.read_bytes().decode(), "pair_id", HOSTILE_READ)
+
+
+def test_csv_writer_of_attack_is_inert(tiny_model, tmp_path):
+    import dataclasses
+
+    from advgen.attacks.search import AttackConfig, run_attack
+    from advgen.attacks.tables import write_run
+    from advgen.circuits.format import make_circuit
+    from advgen.core.types import Role
+
+    circuit = make_circuit("t", "tiny", {Role.NAME_MOVER: ["a1.h0"], Role.S_INHIBITION: ["a0.h3"]}, 2, 4)
+    cfg = AttackConfig(budget=30, n_clean=4, seed=1, batch_size=64)
+    run = run_attack(tiny_model, circuit, cfg, tmp_path / "a")
+    rows = [{**r, "text": HOSTILE_PAIR} if i == 0 else r for i, r in enumerate(run.rows)]  # text is no join key
+    write_run(tmp_path / "a", dataclasses.replace(run, rows=rows), cfg, circuit, {"model": "tiny"})
+    _assert_inert_csv((tmp_path / "a" / "results.csv").read_bytes().decode(), "text", HOSTILE_READ)

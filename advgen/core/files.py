@@ -10,8 +10,11 @@ malformed JSON, a field of the wrong type.
 
 CSV: every CSV advgen writes neutralises spreadsheet formula injection as OWASP recommends: a
 *text* cell that starts with `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'`,
-so Excel / LibreOffice / Sheets show it as text instead of evaluating it. Numbers are written as
-numbers (a negative logit difference stays `-1.5`); only strings from the data are prefixed.
+so Excel / LibreOffice / Sheets show it as text instead of evaluating it; so does every line of a
+cell after a line break (an importer that splits on a bare CR would otherwise start a row with a
+live formula). Rows end in CRLF (RFC 4180), which makes the csv module quote every cell holding a
+CR or LF, so no line break inside a cell can split a row. Numbers are written as numbers (a
+negative logit difference stays `-1.5`); only strings from the data are prefixed.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import csv
 import io
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -32,6 +36,9 @@ POSITION_KEYS = ("IO", "S1", "S1+1", "S2", "END")
 FORMULA_LEAD = ("=", "+", "-", "@", "\t", "\r")
 """First characters a spreadsheet may treat as a formula (OWASP CSV injection)."""
 NUMBER = (int, float)
+_LINE_FORMULA = re.compile(r"(\r\n|\r|\n)(?=[=+\-@\t\r])")
+"""A line break inside a cell followed by a formula lead: the next line gets a `'` too."""
+CSV_EOL = "\r\n"
 
 
 def _ensure_dir(d: Path) -> None:
@@ -86,16 +93,18 @@ def jsonl_text(rows: Iterable[Mapping[str, Any]]) -> str:
 
 
 def csv_cell(v: Any) -> Any:
-    """A value as a CSV cell: text starting with a formula character gets a leading `'` (OWASP)."""
-    if isinstance(v, str) and v.startswith(FORMULA_LEAD):
-        return "'" + v
-    return v
+    """A value as a CSV cell: text (or any line of it) starting with a formula character gets a leading `'` (OWASP)."""
+    if not isinstance(v, str):
+        return v
+    if "\r" in v or "\n" in v:
+        v = _LINE_FORMULA.sub(lambda m: m.group(1) + "'", v)
+    return "'" + v if v.startswith(FORMULA_LEAD) else v
 
 
 def csv_rows_text(flat_rows: Iterable[Mapping[str, Any]], cols: Sequence[str]) -> str:
     """CSV of already-flat rows in column order `cols`, every cell neutralised by `csv_cell`."""
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(cols), lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=list(cols), lineterminator=CSV_EOL)
     w.writerow({c: csv_cell(c) for c in cols})
     w.writerows({k: csv_cell(v) for k, v in r.items()} for r in flat_rows)
     return buf.getvalue()
