@@ -421,3 +421,44 @@ def test_csv_writer_of_attack_is_inert(tiny_model, tmp_path):
     rows = [{**r, "text": HOSTILE_PAIR} if i == 0 else r for i, r in enumerate(run.rows)]  # text is no join key
     write_run(tmp_path / "a", dataclasses.replace(run, rows=rows), cfg, circuit, {"model": "tiny"})
     _assert_inert_csv((tmp_path / "a" / "results.csv").read_bytes().decode(), "text", HOSTILE_READ)
+
+
+# ---- YAML: no aliases, no duplicate keys, bounded size, encodable text ------------------------------
+
+@pytest.mark.parametrize("text, msg", [
+    ("a: &a [x, x, x, x, x, x, x, x, x]\nb: [*a, *a, *a, *a, *a, *a, *a, *a, *a]\ntemplates: []\n",
+     r"t.yaml:1: YAML anchor &a refused"),
+    ("templates:\n  - {id: a, text: 'Then, {S1} and {IO} met. {S2} said to'}\n  - *x\n", r"t.yaml:3: YAML alias \*x refused"),
+    ("templates:\n  - id: a\n    text: 'Then, {S1} and {IO} met. {S2} said to'\n    text: 'x'\n",
+     r"t.yaml:4: duplicate key 'text' \(first on line 3\)"),
+    ("templates: []\ntemplates: []\n", r"t.yaml:2: duplicate key 'templates'"),
+    ("templates:\n  - text: 'Then, {S1} and {IO} met. {S2} said to" + "a" * 20_000 + "'\n", r"t.yaml:2: scalar of 20,03\d characters"),
+    ("#" + "x" * (1 << 20) + "\ntemplates: []\n", r"t.yaml: 1,048,5\d\d characters of YAML; at most 1,048,576"),
+    ('templates:\n  - text: "Then, {S1} and {IO} met.\\ud800 {S2} said to"\n', r"t.yaml:2: .*lone surrogate"),
+])
+def test_yaml_template_pack_is_read_strictly(capsys, tmp_path, text, msg):
+    from advgen.prompts.templates import TemplateError, load_templates
+
+    (tmp_path / "t.yaml").write_text(text)
+    with pytest.raises(TemplateError, match=msg):
+        load_templates(tmp_path / "t.yaml")
+    rc, err = _cli(capsys, "generate", "--model", "x", "--templates", str(tmp_path / "t.yaml"), "--n", "2", "--out", str(tmp_path / "o"))
+    assert rc == 2 and "t.yaml" in err and "Traceback" not in err and not (tmp_path / "o").exists()
+
+
+def test_yaml_file_over_the_byte_limit_is_refused_before_reading(tmp_path):
+    from advgen.core.yamlsafe import MAX_YAML_CHARS
+    from advgen.prompts.templates import TemplateError, load_templates
+
+    with (tmp_path / "t.yaml").open("wb") as f:
+        f.truncate(4 * MAX_YAML_CHARS + 1)  # sparse: no disk, and never read
+    with pytest.raises(TemplateError, match=r"t.yaml: 4,194,305 bytes; a template file may have at most"):
+        load_templates(tmp_path / "t.yaml")
+
+
+def test_yaml_distractor_file_refuses_aliases(tmp_path):
+    from advgen.prompts.sentences import _doc
+
+    (tmp_path / "d.yaml").write_text("paper: &p ['A.']\ngrammars: {g: *p}\n")
+    with pytest.raises(AdvgenError, match=r"d.yaml:1: YAML anchor &p refused"):
+        _doc(tmp_path / "d.yaml")

@@ -132,22 +132,24 @@ def csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
 # ---- readers -----------------------------------------------------------------------------------
 
 
-def read_bytes(path: str | Path, what: str = "file") -> bytes:
-    """The bytes of a file; missing, a directory or unreadable is a named error."""
+def read_bytes(path: str | Path, what: str = "file", limit: int | None = None) -> bytes:
+    """The bytes of a file; missing, a directory, unreadable or over `limit` bytes is a named error."""
     path = Path(path)
     if not path.exists():
         raise AdvgenError(f"{what} not found: {path}")
     if path.is_dir():
         raise AdvgenError(f"{path}: is a directory, expected a {what}")
     try:
+        if limit is not None and path.stat().st_size > limit:
+            raise AdvgenError(f"{path}: {path.stat().st_size:,} bytes; a {what} may have at most {limit:,}")
         return path.read_bytes()
     except OSError as e:
         raise AdvgenError(f"{path}: cannot read {what}: {e.strerror}") from None
 
 
-def read_text(path: str | Path, what: str = "file") -> str:
-    """The UTF-8 text of a file; missing, a directory, unreadable or not UTF-8 is a named error."""
-    data = read_bytes(path, what)
+def read_text(path: str | Path, what: str = "file", limit: int | None = None) -> str:
+    """The UTF-8 text of a file; missing, a directory, unreadable, over `limit` bytes or not UTF-8 is a named error."""
+    data = read_bytes(path, what, limit)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
