@@ -462,3 +462,27 @@ def test_yaml_distractor_file_refuses_aliases(tmp_path):
     (tmp_path / "d.yaml").write_text("paper: &p ['A.']\ngrammars: {g: *p}\n")
     with pytest.raises(AdvgenError, match=r"d.yaml:1: YAML anchor &p refused"):
         _doc(tmp_path / "d.yaml")
+
+
+# ---- text: every string read is encodable, checked when read ----------------------------------------
+
+def test_lone_surrogate_in_a_row_is_named_when_read(capsys, tiny_model_dir, tmp_path):
+    good = {"text": "Then, John and Mary went to the store. John gave a drink to", "io": "Mary", "s": "John"}
+    p = tmp_path / "p.jsonl"
+    p.write_text(json.dumps(good) + "\n\n" + json.dumps({**good, "pair_id": "x\ud800"}) + "\n")  # json.dumps escapes it
+    rc, err = _cli(capsys, "validate", str(p), "--model", str(tiny_model_dir), "--out", str(tmp_path / "v"), "--no-progress")
+    assert rc == 2 and "p.jsonl:3: field 'pair_id' holds a lone surrogate" in err and not (tmp_path / "v").exists()
+    p.write_text(json.dumps({**good, "extra": {"k\udc00": 1}}) + "\n")
+    with pytest.raises(AdvgenError, match=r"p.jsonl:1: field 'extra.k\\udc00' holds a lone surrogate"):
+        files.read_jsonl(p)
+    p.write_text(json.dumps({**good, "text": good["text"] + " \ud83d\ude00"}) + "\n")  # a surrogate *pair* is an emoji
+    assert files.read_jsonl(p)[0]["text"].endswith("\U0001F600")
+
+
+def test_lone_surrogate_in_a_circuit_name_is_named_with_its_line(tmp_path):
+    from advgen.circuits.format import Circuit
+
+    p = tmp_path / "c.json"
+    p.write_text('{"n_layers": 2, "n_heads": 4,\n "name": "ioi\\ud800",\n "heads": []}')
+    with pytest.raises(AdvgenError, match=r"c.json:2: field 'name' holds a lone surrogate"):
+        Circuit.load(p)

@@ -164,9 +164,13 @@ def read_json(path: str | Path, what: str = "JSON file") -> Any:
 
 
 def parse_json(text: str, where: str, multiline: bool = False) -> Any:
-    """json.loads whose every failure is an AdvgenError naming `where` (and the line for a document)."""
+    """json.loads whose every failure is an AdvgenError naming `where` (and the line for a document).
+
+    A string that cannot be written as UTF-8 (a lone surrogate escape such as `"\\ud800"`) is refused
+    here, naming its field, so nothing fails when a result is written after a long run.
+    """
     try:
-        return json.loads(text)
+        doc = json.loads(text)
     except json.JSONDecodeError as e:
         detail = f"line {e.lineno}: {e.msg}" if multiline else e.msg
         raise AdvgenError(f"{where}: not valid JSON ({detail})") from None
@@ -174,6 +178,54 @@ def parse_json(text: str, where: str, multiline: bool = False) -> Any:
         raise AdvgenError(f"{where}: not usable JSON ({str(e)[:80]})") from None
     except RecursionError:
         raise AdvgenError(f"{where}: JSON nested too deeply") from None
+    if _SURROGATE_ESC.search(text):
+        field = lone_surrogate_field(doc)
+        if field is not None:
+            line = f":{_lone_surrogate_line(text)}" if multiline else ""
+            raise AdvgenError(f"{where}{line}: field {field!r} holds a lone surrogate, text that cannot be written as UTF-8")
+    return doc
+
+
+_SURROGATE_ESC = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _encodable(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def lone_surrogate_field(doc: Any) -> str | None:
+    """The path (`heads[2].name`) of the first key or string in `doc` that is not encodable as UTF-8, or None."""
+    stack: list[tuple[str, Any]] = [("", doc)]
+    while stack:
+        path, v = stack.pop()
+        if isinstance(v, str) and not _encodable(v):
+            return path or "(document)"
+        if isinstance(v, dict):
+            for k, x in reversed(list(v.items())):
+                sub = f"{path}.{k}" if path else str(k)
+                if not _encodable(str(k)):
+                    return sub
+                stack.append((sub, x))
+        elif isinstance(v, list):
+            stack.extend((f"{path}[{i}]", x) for i, x in reversed(list(enumerate(v))))
+    return None
+
+
+def _lone_surrogate_line(text: str) -> int | str:
+    """Physical line of the first surrogate escape that is not half of a pair."""
+    for m in _SURROGATE_ESC.finditer(text):
+        v = int(m.group()[2:], 16)
+        nxt = text[m.end(): m.end() + 6]
+        prev = text[max(0, m.start() - 6): m.start()]
+        paired = (v < 0xDC00 and _SURROGATE_ESC.fullmatch(nxt) and int(nxt[2:], 16) >= 0xDC00) or (
+            v >= 0xDC00 and _SURROGATE_ESC.fullmatch(prev) and int(prev[2:], 16) < 0xDC00)
+        if not paired:
+            return text[: m.start()].count("\n") + 1
+    return "?"
 
 
 def type_name(v: Any) -> str:
