@@ -91,7 +91,7 @@ def test_concurrent_writer_is_refused(tmp_path):
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         (d / rundir.LOCK).write_text(json.dumps({"pid": other.pid, "kind": "run", "identity": "x"}))
-        with pytest.raises(AdvgenError, match=f"another advgen process \\(pid {other.pid}\\)"):
+        with pytest.raises(AdvgenError, match=f"another advgen process \\(pid {other.pid} is alive"):
             rundir.check_out(d, "run", "x")
     finally:
         other.kill()
@@ -421,6 +421,46 @@ def test_csv_writer_of_attack_is_inert(tiny_model, tmp_path):
     rows = [{**r, "text": HOSTILE_PAIR} if i == 0 else r for i, r in enumerate(run.rows)]  # text is no join key
     write_run(tmp_path / "a", dataclasses.replace(run, rows=rows), cfg, circuit, {"model": "tiny"})
     _assert_inert_csv((tmp_path / "a" / "results.csv").read_bytes().decode(), "text", HOSTILE_READ)
+    _assert_strict_json(tmp_path / "a")
+
+
+def _assert_strict_json(d: Path) -> int:
+    """Every JSON / JSONL file under `d` parses with NaN and Infinity refused; returns how many nulls stand for them."""
+    def refuse(tok: str) -> None:
+        raise AssertionError(f"non-JSON constant {tok}")
+
+    n = 0
+    for p in sorted(d.rglob("*.json*")):
+        for line in ([p.read_text()] if p.suffix == ".json" else p.read_text().splitlines()):
+            json.loads(line, parse_constant=refuse)
+            n += line.count("null")
+    return n
+
+
+def test_json_is_written_without_nan(tiny_model, tmp_path):
+    assert files.dumps({"a": float("nan"), "b": [float("inf"), 1.5, {"c": float("-inf")}]}) == '{"a": null, "b": [null, 1.5, {"c": null}]}'
+    from advgen.outputs.scan import Tally
+
+    files.atomic_write_text(tmp_path / "s" / "summary.json", files.dumps(Tally().summary()))  # n = 0: every mean is NaN
+    assert _assert_strict_json(tmp_path / "s") >= 5
+    _assert_strict_json(pipeline.run(tiny_model, 3, seed=1, out=tmp_path / "r").out)
+
+
+def test_written_files_follow_the_umask(run_dir, tmp_path):
+    old = os.umask(0o027)
+    try:
+        files.atomic_write_text(tmp_path / "f.json", "{}\n")
+        ex = export(run_dir, "jsonl", tmp_path / "ex")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f.json").stat().st_mode & 0o777 == 0o640
+    assert ex.stat().st_mode & 0o777 == 0o750 and (ex / "README.md").stat().st_mode & 0o777 == 0o640
+    os.umask(0o002)
+    try:
+        files.atomic_write_text(tmp_path / "g.json", "{}\n")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "g.json").stat().st_mode & 0o777 == 0o664
 
 
 # ---- YAML: no aliases, no duplicate keys, bounded size, encodable text ------------------------------
@@ -486,3 +526,82 @@ def test_lone_surrogate_in_a_circuit_name_is_named_with_its_line(tmp_path):
     p.write_text('{"n_layers": 2, "n_heads": 4,\n "name": "ioi\\ud800",\n "heads": []}')
     with pytest.raises(AdvgenError, match=r"c.json:2: field 'name' holds a lone surrogate"):
         Circuit.load(p)
+
+
+# ---- locks that can be judged stale ------------------------------------------------------------------
+
+@pytest.fixture()
+def sleeper():
+    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    yield p.pid
+    p.kill()
+    p.wait()
+
+
+def _lock(d: Path, **kw) -> None:
+    from advgen.core import locks
+
+    d.mkdir(exist_ok=True)
+    (d / rundir.LOCK).write_text(json.dumps({**locks.holder("run", "x"), **kw}))
+
+
+def test_lock_records_host_pid_start_time_and_boot(tmp_path):
+    import socket
+
+    from advgen.core import locks
+
+    d = tmp_path / "r"
+    with rundir.writing(d, "run", "i"):
+        lk = json.loads((d / rundir.LOCK).read_text())
+        assert (lk["pid"], lk["host"], lk["start"]) == (os.getpid(), socket.gethostname(), locks.start_time(os.getpid()))
+        assert isinstance(lk["start"], int) and lk["boot"] == locks.boot_id() and locks.judge(d).live
+
+
+def test_live_lock_refuses_writers_and_unlock(capsys, tmp_path, sleeper):
+    from advgen.core import locks
+
+    _lock(tmp_path / "r", pid=sleeper, start=locks.start_time(sleeper))
+    with pytest.raises(AdvgenError, match=f"another advgen process \\(process {sleeper} is running"):
+        rundir.check_out(tmp_path / "r", "run", "x", overwrite=True)
+    with pytest.raises(AdvgenError, match="is still being written"):
+        rundir.check_complete(tmp_path / "r")
+    rc, err = _cli(capsys, "unlock", str(tmp_path / "r"))
+    assert rc == 2 and f"process {sleeper} is running and holds the lock" in err
+
+
+@pytest.mark.parametrize("fields, why", [
+    ({"pid": 2**30}, "process 1073741824 is gone"),
+    ({"start": -5}, "now belongs to another process"),  # same pid, other start time: the pid was reused
+    ({"boot": "00000000-0000-0000-0000-000000000000"}, "before this machine last booted"),
+    ({"host": "elsewhere.example"}, "on host 'elsewhere.example'"),
+])
+def test_stale_lock_is_reported_and_taken_over(tmp_path, sleeper, fields, why):
+    from advgen.core import locks
+
+    d = tmp_path / "r"
+    _lock(d, **{"pid": sleeper, "start": locks.start_time(sleeper), **fields})
+    assert not locks.judge(d).live and why in locks.judge(d).why
+    with pytest.raises(AdvgenError, match=f"left incomplete by an interrupted writer \\(.*{why}"):
+        rundir.check_complete(d)
+    rundir.check_out(d, "run", "x")  # the same run takes it over
+    with pytest.raises(AdvgenError, match="pass --overwrite"):
+        rundir.check_out(d, "run", "other")
+    with rundir.writing(d, "run", "other", overwrite=True):  # --overwrite clears it for another run
+        files.atomic_write_text(d / "results.jsonl", "{}\n")
+    rundir.check_complete(d)
+
+
+def test_unlock_clears_an_old_lock_and_keeps_the_directory_incomplete(capsys, tmp_path, sleeper):
+    d = tmp_path / "r"
+    d.mkdir()
+    (d / "results.jsonl").write_text("{}\n")
+    (d / rundir.LOCK).write_text(json.dumps({"pid": sleeper, "kind": "run", "identity": "x"}))  # pid only: cannot judge
+    with pytest.raises(AdvgenError, match="another advgen process"):
+        rundir.check_out(d, "run", "y", overwrite=True)
+    rc = main(["unlock", str(d)])
+    assert rc == 0 and "cleared the lock" in capsys.readouterr().out
+    with pytest.raises(AdvgenError, match="left incomplete by an interrupted writer .*advgen unlock"):
+        load_run(d)
+    rundir.check_out(d, "run", "y", overwrite=True)
+    rc, err = _cli(capsys, "unlock", str(tmp_path))
+    assert rc == 2 and "no advgen lock" in err

@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import re
 import tempfile
@@ -51,6 +52,24 @@ def _ensure_dir(d: Path) -> None:
         raise AdvgenError(f"cannot create directory {d}: {e.strerror}") from None
 
 
+def umask() -> int:
+    """The process umask, read without changing it where Linux allows (/proc/self/status)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def follow_umask(path: str | Path, directory: bool = False) -> None:
+    """Give a temporary file (mkstemp: 600) or directory (mkdtemp: 700) the mode a plain open/mkdir would."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~umask())
+
+
 @contextmanager
 def atomic_open(path: str | Path) -> Iterator[TextIO]:
     """A text file written in pieces (streaming) that appears at `path` only when complete."""
@@ -63,6 +82,7 @@ def atomic_open(path: str | Path) -> Iterator[TextIO]:
     except OSError as e:
         raise AdvgenError(f"cannot write {path}: {e.strerror}") from None
     try:
+        follow_umask(tmp)  # mkstemp makes 600; a run directory may be served to others
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             yield f
         os.replace(tmp, path)
@@ -81,8 +101,23 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, sort_keys=False)
+def dumps(obj: Any, indent: int | None = None) -> str:
+    """Strict JSON: NaN and +-Infinity (no JSON values; jq and browsers reject them) are written `null`."""
+    try:
+        return json.dumps(obj, ensure_ascii=False, sort_keys=False, indent=indent, allow_nan=False)
+    except ValueError:  # a non-finite float somewhere: the rare slow path
+        return json.dumps(finite(obj), ensure_ascii=False, sort_keys=False, indent=indent, allow_nan=False)
+
+
+def finite(obj: Any) -> Any:
+    """`obj` with every NaN / +-Infinity float (at any depth) replaced by None, i.e. JSON `null`."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
 
 
 def jsonl_text(rows: Iterable[Mapping[str, Any]]) -> str:

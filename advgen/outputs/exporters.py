@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from advgen.core.files import csv_rows_text, dumps, read_json
+from advgen.core.files import csv_rows_text, dumps, follow_umask, read_json
 from advgen.core.rundir import MARKER, file_hashes, write_marker
 from advgen.core.types import AdvgenError
 from advgen.outputs import cards, integrations
@@ -98,6 +98,7 @@ def atomic_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
+        follow_umask(tmp, directory=True)  # mkdtemp makes 700; an export may be served to others
         yield tmp
         write_marker(tmp, EXPORT_KIND, "")
         old = None
