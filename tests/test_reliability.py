@@ -605,3 +605,65 @@ def test_unlock_clears_an_old_lock_and_keeps_the_directory_incomplete(capsys, tm
     rundir.check_out(d, "run", "y", overwrite=True)
     rc, err = _cli(capsys, "unlock", str(tmp_path))
     assert rc == 2 and "no advgen lock" in err
+
+
+# ---- resume keyed by content ------------------------------------------------------------------------
+
+def test_attack_resume_after_the_weights_change_recomputes(tiny_model, tiny_model_dir, tmp_path):
+    import torch
+
+    from advgen.attacks.search import AttackConfig, Interrupted, run_attack
+    from advgen.circuits.format import make_circuit
+    from advgen.core.types import Role
+    from advgen.model.loading import load_model
+
+    circuit = make_circuit("t", "tiny", {Role.NAME_MOVER: ["a1.h0"], Role.S_INHIBITION: ["a0.h3"]}, 2, 4)
+    cfg = AttackConfig(budget=40, n_clean=4, seed=5, batch_size=64)
+    with pytest.raises(Interrupted):
+        run_attack(tiny_model, circuit, cfg, tmp_path / "a", stop_after_units=3)
+    other = load_model(str(tiny_model_dir))  # same name and tokenizer, other weights
+    with torch.no_grad():
+        for p in other.hf_model.parameters():
+            p.mul_(1.5)
+    resumed = run_attack(other, circuit, cfg, tmp_path / "a", resume=True)
+    fresh = run_attack(other, circuit, cfg, tmp_path / "b")
+    old = run_attack(tiny_model, circuit, cfg, tmp_path / "c")
+    assert resumed.rows == fresh.rows != old.rows
+
+
+def _scan_pack(path: Path, text: str) -> None:
+    path.write_text(f"templates:\n  - id: a\n    text: '{text}'\n")
+
+
+def test_scan_resume_after_the_templates_change_recomputes(tiny_model, tmp_path):
+    from advgen.model.backends import LocalBackend
+    from advgen.outputs.scan import Interrupted, ScanConfig, run_scan
+
+    pack = tmp_path / "t.yaml"
+    _scan_pack(pack, "Then, {S1} and {IO} went to the {PLACE}. {S2} gave a {OBJECT} to")
+    cfg = ScanConfig(limit=96, unit=32, batch_size=16, templates=str(pack))
+    with pytest.raises(Interrupted):
+        run_scan(LocalBackend(tiny_model), cfg, tmp_path / "cut", stop_after_units=2)
+    _scan_pack(pack, "Afterwards, {S1} and {IO} went to the {PLACE}. {S2} handed a {OBJECT} to")  # same id, new text
+    res = run_scan(LocalBackend(tiny_model), cfg, tmp_path / "cut", resume=True)
+    assert (res.reused_units, res.computed_units) == (0, 3)
+    fresh = run_scan(LocalBackend(tiny_model), cfg, tmp_path / "fresh")
+    assert res.summary == fresh.summary
+    rows = [json.loads(x) for x in (tmp_path / "cut" / "parts" / "part-00000.jsonl").read_text().splitlines()]
+    assert all(r["text"].startswith("Afterwards") for r in rows)
+
+
+def test_scan_part_edited_since_is_recomputed_not_trusted(tiny_model, tmp_path):
+    from advgen.model.backends import LocalBackend
+    from advgen.outputs.scan import ScanConfig, run_scan
+
+    cfg = ScanConfig(limit=64, unit=32, batch_size=16)
+    full = run_scan(LocalBackend(tiny_model), cfg, tmp_path / "s")
+    part = tmp_path / "s" / "parts" / "part-00001.jsonl"
+    rows = [json.loads(x) for x in part.read_text().splitlines()]
+    part.write_text("".join(files.dumps({**r, "logit_diff": -abs(r["logit_diff"]) - 1}) + "\n" for r in rows))  # all fail
+    res = run_scan(LocalBackend(tiny_model), cfg, tmp_path / "s", resume=True)
+    assert (res.reused_units, res.computed_units) == (1, 1) and res.summary == full.summary
+    (tmp_path / "s" / "parts" / "part-00000.jsonl").write_text("")  # truncated
+    res = run_scan(LocalBackend(tiny_model), cfg, tmp_path / "s", resume=True)
+    assert (res.reused_units, res.computed_units) == (1, 1) and res.summary == full.summary

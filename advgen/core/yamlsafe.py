@@ -71,9 +71,10 @@ def load_yaml(text: str, where: str, loader: type[StrictLoader] = StrictLoader) 
     """One YAML document through `loader`; every failure is a `YamlError` naming `where`."""
     if len(text) > MAX_YAML_CHARS:
         raise YamlError(f"{where}: {len(text):,} characters of YAML; at most {MAX_YAML_CHARS:,}")
-    ld = loader(text)
-    ld.where = where
+    ld: StrictLoader | None = None
     try:
+        ld = loader(text)  # the reader refuses control characters here already
+        ld.where = where
         return ld.get_single_data()
     except yaml.YAMLError as e:
         raise YamlError(f"{where}: malformed YAML: {str(e)[:300]}") from None
@@ -82,4 +83,5 @@ def load_yaml(text: str, where: str, loader: type[StrictLoader] = StrictLoader) 
     except RecursionError:
         raise YamlError(f"{where}: YAML nested too deeply") from None
     finally:
-        ld.dispose()
+        if ld is not None:
+            ld.dispose()
