@@ -132,7 +132,19 @@ def test_foreign_directory_is_never_replaced(capsys, tmp_path):
 @pytest.mark.parametrize("argv,msg", [
     (["generate", "--n", "5", "--seed", "-1"], "--seed must be >= 0"),
     (["generate", "--n", "1000000000"], "--n must be between 1 and 10,000,000"),
-    (["run", "--n", "0"], "--n must be between 1"),
+    (["run", "--n", "0"], "--n must be "),
+    (["run", "--n", "100001"], "--n must be between 1 and 100,000"),
+    (["discover", "--seed", "-1"], "--seed must be >= 0"),
+    (["scan", "--seed", "-1"], "--seed must be >= 0"),
+    (["train-reference", "--seed", "-1"], "--seed must be >= 0"),
+    (["check-claim", "reference-ioi", "--seed", "-1"], "--seed must be >= 0"),
+    (["validate", "p.jsonl", "--seed", str(2**63)], "--seed must be >= 0 (and below 2**63)"),
+    (["scan", "--batch-size", "100000"], "--batch-size must be between 1 and 1024"),
+    (["discover", "--batch-size", "0"], "--batch-size must be between 1 and 1024"),
+    (["train-reference", "--kind", "planted", "--steps", "0"], "--steps must be >= 1"),
+    (["train-reference", "--stop-after", "0"], "--stop-after must be >= 1"),
+    (["scan", "--unit", "0"], "--unit must be >= 1"),
+    (["check-claim", "reference-ioi", "--scrub-draws", "0"], "--scrub-draws must be >= 1"),
     (["run", "--n", "5", "--batch-size", "0"], "--batch-size must be between 1 and 1024"),
     (["run", "--n", "5", "--batch-size", "1000000000"], "--batch-size must be between 1 and 1024"),
     (["run", "--n", "5", "--seed", "-4"], "--seed must be >= 0"),
@@ -148,8 +160,9 @@ def test_bad_arguments_fail_before_the_model_loads(capsys, monkeypatch, tmp_path
 
     monkeypatch.setattr(loading, "load_model", boom)
     monkeypatch.setattr(loading, "load_tokenizer", boom)
+    monkeypatch.chdir(tmp_path)
     rc, err = _cli(capsys, *argv, "--out", str(tmp_path / "o"))
-    assert rc == 2 and msg in err
+    assert rc == 2 and msg in err and not (tmp_path / "o").exists()
 
 
 def test_out_naming_a_file_or_a_path_under_a_file(capsys, tmp_path):

@@ -23,7 +23,7 @@ from typing import IO, Any
 
 from tqdm.auto import tqdm
 
-from advgen.core import files, records, rundir
+from advgen.core import files, options, records, rundir
 from advgen.core.journal import Interrupted as Interrupted  # re-exported: tests stop a scan with it
 from advgen.core.journal import Journal, key_of, module_digest
 from advgen.core.types import AdvgenError, PromptSet
@@ -192,8 +192,8 @@ def scan_identity(model_spec: str, cfg: ScanConfig) -> str:
 
 def check_scan(model_spec: str, cfg: ScanConfig, out: Path, overwrite: bool = False) -> None:
     """Argument and --out checks, before any model loads."""
-    if cfg.unit < 1 or cfg.batch_size < 1:
-        raise AdvgenError(f"--unit and --batch-size must be >= 1, got {cfg.unit} and {cfg.batch_size}")
+    for name in ("seed", "unit", "batch_size", "limit", "sample"):  # the CLI's shared checks, for Python callers too
+        options.check(name, getattr(cfg, name))
     Selection.of(1, cfg.limit, cfg.sample, cfg.seed)
     rundir.check_out(out, "scan", scan_identity(model_spec, cfg), overwrite)
 
