@@ -680,3 +680,104 @@ def test_scan_part_edited_since_is_recomputed_not_trusted(tiny_model, tmp_path):
     (tmp_path / "s" / "parts" / "part-00000.jsonl").write_text("")  # truncated
     res = run_scan(LocalBackend(tiny_model), cfg, tmp_path / "s", resume=True)
     assert (res.reused_units, res.computed_units) == (1, 1) and res.summary == full.summary
+
+
+# ---- readers that trust types: the report's documents ------------------------------------------------
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "circuits" / "reference"
+
+
+def _report(capsys, d: Path) -> tuple[int, str]:
+    rc, err = _cli(capsys, "report", str(d), "--out", str(d.parent / "r.html"), "--no-attention")
+    assert "Traceback" not in err and (rc == 0) == (d.parent / "r.html").exists()
+    return rc, err
+
+
+@pytest.mark.parametrize("name, edit, msg", [
+    ("summary.json", lambda d: {**d, "modes": []}, "summary.json: field 'modes' must be object, got array"),
+    ("summary.json", lambda d: {**d, "modes": {"m": {"seen": {"mean": "big", "low": 0, "high": 1}}}},
+     "field 'modes.m.seen.mean' must be number or null, got string"),
+    ("summary.json", lambda d: {**d, "yield": {"guided_per_1000": [1]}}, "field 'yield.guided_per_1000' must be number or null"),
+    ("manifest.json", lambda d: {**d, "versions": "1.0"}, "manifest.json: field 'versions' must be object, got string"),
+    ("modes.json", lambda d: {"modes": {"m": {"prediction": 3}}}, "modes.json: field 'modes.m.prediction' must be object"),
+])
+def test_report_names_a_run_document_of_the_wrong_type(capsys, run_dir, tmp_path, name, edit, msg):
+    import shutil
+
+    d = tmp_path / "run"
+    shutil.copytree(run_dir, d, ignore=shutil.ignore_patterns(rundir.MARKER))
+    doc = json.loads((d / name).read_text()) if (d / name).exists() else {}
+    (d / name).write_text(json.dumps(edit(doc)))
+    rc, err = _report(capsys, d)
+    assert rc == 2 and msg in err
+
+
+@pytest.mark.parametrize("name, edit, msg", [
+    ("discovery.json", lambda d: {**d, "roles_found": "name_mover"}, "field 'roles_found' must be array, got string"),
+    ("discovery.json", lambda d: {**d, "roles_missing": [1]}, "field 'roles_missing[0]' must be string, got number"),
+    ("claims.json", lambda d: {**d, "table": {k: {**v, "ratio_to_model": {"mean": "0.9"}} for k, v in d["table"].items()}},
+     "must be number or null, got string"),
+    ("claims.json", lambda d: {**d, "absolute": {**d.get("absolute", {}), "ladder": {"a": 1}}}, "field 'absolute.ladder' must be array"),
+    ("claims.json", lambda d: {**d, "minimality": ["x"]}, "field 'minimality' must be object, got array"),
+])
+def test_report_names_a_discovery_or_claims_document_of_the_wrong_type(capsys, tmp_path, name, edit, msg):
+    d = tmp_path / "c"
+    d.mkdir()
+    src = DOCS / name if name == "discovery.json" else DOCS / "claims" / name
+    (d / name).write_text(json.dumps(edit(json.loads(src.read_text()))))
+    rc, err = _report(capsys, d)
+    assert rc == 2 and f"{name}: " in err and msg in err
+
+
+def test_report_reads_null_where_nan_was(capsys, tmp_path):
+    """advgen writes NaN as null: every number the report reads may be null."""
+    d = tmp_path / "c"
+    d.mkdir()
+    doc = json.loads((DOCS / "claims" / "claims.json").read_text())
+    doc["table"] = {k: {**v, "ratio_to_model": {"mean": None}, "sign_flip_rate": None} for k, v in doc["table"].items()}
+    if isinstance(doc.get("absolute"), dict):
+        doc["absolute"] = {**doc["absolute"], "times_smaller": None, "ladder_equivalent_params": None}
+    (d / "claims.json").write_text(json.dumps(doc))
+    assert _report(capsys, d)[0] == 0
+
+
+# ---- export: content, not names; a lock; a re-check before the rename --------------------------------
+
+def test_export_compares_content_not_names(run_dir, tmp_path):
+    ex = export(run_dir, "jsonl", tmp_path / "ex")
+    export(run_dir, "jsonl", ex)  # unchanged: replaced freely
+    [data] = (ex / "data").glob("*.jsonl")
+    data.write_text(data.read_text() + '{"hand": "edited"}\n')  # same names, other content
+    with pytest.raises(AdvgenError, match="pass --overwrite"):
+        export(run_dir, "jsonl", ex)
+    assert "hand" in data.read_text()
+    export(run_dir, "jsonl", ex, overwrite=True)
+    assert "hand" not in data.read_text()
+
+
+def test_export_takes_a_lock(run_dir, tmp_path, sleeper):
+    from advgen.core import locks
+
+    lock = tmp_path / ".ex.advgen-export.lock"
+    lock.write_text(json.dumps({**locks.holder("export", ""), "pid": sleeper, "start": locks.start_time(sleeper)}))
+    with pytest.raises(AdvgenError, match=f"--out {tmp_path / 'ex'} is being written by another advgen process"):
+        export(run_dir, "jsonl", tmp_path / "ex")
+    lock.write_text(json.dumps({**locks.holder("export", ""), "pid": 2**30}))  # stale: taken over
+    export(run_dir, "jsonl", tmp_path / "ex")
+    assert not lock.exists() and (tmp_path / "ex" / "README.md").exists()
+
+
+def test_export_rechecks_out_before_renaming(run_dir, tmp_path, monkeypatch):
+    from advgen.outputs import cards
+
+    real = cards.dataset_card
+
+    def card_and_a_file_appears(*a, **k):
+        (tmp_path / "ex").mkdir(exist_ok=True)
+        (tmp_path / "ex" / "mine.txt").write_text("written by someone else while the export ran")
+        return real(*a, **k)
+
+    monkeypatch.setattr(cards, "dataset_card", card_and_a_file_appears)
+    with pytest.raises(AdvgenError, match="is not an unmodified advgen export"):
+        export(run_dir, "jsonl", tmp_path / "ex")
+    assert (tmp_path / "ex" / "mine.txt").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["ex"]

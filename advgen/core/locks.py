@@ -65,10 +65,10 @@ def holder(kind: str, identity: str) -> dict[str, Any]:
             "kind": kind, "identity": identity}
 
 
-def read_lock(d: Path) -> dict[str, Any]:
-    """The lock's JSON object; {} when it is missing, unreadable or not an object."""
+def read_lock(d: Path, path: Path | None = None) -> dict[str, Any]:
+    """The JSON object of `d`'s lock (or of the lock file `path`); {} when missing, unreadable or not an object."""
     try:
-        doc = json.loads((d / LOCK).read_text(encoding="utf-8"))
+        doc = json.loads((path or d / LOCK).read_text(encoding="utf-8"))
         return doc if isinstance(doc, dict) else {}
     except (OSError, ValueError):
         return {}
@@ -84,9 +84,9 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def judge(d: Path) -> LockState:
-    """Whether the writer that holds `d`'s lock may still be running (rules in the module docstring)."""
-    lk = read_lock(d)
+def judge(d: Path, path: Path | None = None) -> LockState:
+    """Whether the writer that holds `d`'s lock (or the lock file `path`) may still run (rules in the module docstring)."""
+    lk = read_lock(d, path)
     pid = lk.get("pid")
     if not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid < 2**31:
         return LockState(None, False, "the lock names no usable process")
@@ -124,3 +124,24 @@ def unlock(d: str | Path) -> LockState:
     tmp.write_text(json.dumps(doc, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp, d / LOCK)
     return state
+
+
+def acquire(path: Path, kind: str, identity: str, what: str) -> None:
+    """Create lock file `path` for this process, atomically and exclusively (a stale one is taken over).
+
+    `what` names the locked thing in the refusal. Written under a temporary name and hard-linked, so a
+    lock is never seen without its holder.
+    """
+    if path.exists():
+        state = judge(path.parent, path)
+        if state.live and not state.own:
+            raise AdvgenError(f"{what} is being written by another advgen process ({state.why}); wait for it or choose another path")
+        path.unlink(missing_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(holder(kind, identity), sort_keys=True) + "\n", encoding="utf-8")
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise AdvgenError(f"{what} is being written by another advgen process (lock {path}); choose another path") from None
+    finally:
+        tmp.unlink(missing_ok=True)
