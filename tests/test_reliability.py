@@ -781,3 +781,21 @@ def test_export_rechecks_out_before_renaming(run_dir, tmp_path, monkeypatch):
     with pytest.raises(AdvgenError, match="is not an unmodified advgen export"):
         export(run_dir, "jsonl", tmp_path / "ex")
     assert (tmp_path / "ex" / "mine.txt").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["ex"]
+
+
+def test_tokenizer_with_ids_beyond_the_embedding_is_refused_at_load(capsys, tiny_model_dir, tmp_path):
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from advgen.model.loading import ModelLoadError, load_model
+
+    d = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, d)
+    tok = AutoTokenizer.from_pretrained(str(d))
+    tok.add_tokens(["<extra-a>", "<extra-b>"])  # ids 50257, 50258: the embedding has 50257 rows
+    tok.save_pretrained(str(d))
+    with pytest.raises(ModelLoadError, match=r"token id 50,258 but the embedding has only 50,257 rows"):
+        load_model(str(d))
+    rc, err = _cli(capsys, "run", "--model", str(d), "--n", "2", "--out", str(tmp_path / "o"), "--no-progress")
+    assert rc == 2 and "50,258" in err and not (tmp_path / "o").exists()
