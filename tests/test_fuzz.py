@@ -1,8 +1,10 @@
 """Property-based fuzzing of every reader: any input parses or raises AdvgenError, never anything else.
 
 Readers: the template parser, prompt JSONL (reading + rendering rows), circuit JSON, the run-directory
-loader (rows, manifest, lock, completion marker) and the attack journal. Inputs are random bytes,
-random JSON, and valid documents with one field mutated into a wrong type. The default suite runs a
+loader (rows, manifest, lock, completion marker), the attack journal, the scan journal's parts, the
+lock judge, and the report (summary, modes, manifest, discovery and claims documents, rendered with
+`build_report`). Inputs are random bytes, random JSON, and valid documents with one field (at any
+depth, for the report) mutated into a wrong type. The default suite runs a
 bounded number of examples per reader; `test_fuzz_long` (slow) runs many more.
 """
 
@@ -20,8 +22,10 @@ from hypothesis import strategies as st
 
 from advgen.attacks.search import read_unit
 from advgen.circuits.format import Circuit
-from advgen.core import files, rundir
+from advgen.core import files, locks, rundir
+from advgen.core.journal import Journal, digest
 from advgen.core.types import AdvgenError
+from advgen.outputs.report import build_report
 from advgen.outputs.rundata import load_run
 from advgen.prompts import datasets
 from advgen.prompts.templates import load_templates
@@ -116,6 +120,70 @@ def fuzz_journal(data: bytes) -> str:
         return "refused" if got is None else "parsed"
 
 
+def fuzz_scan_part(entry: bytes, part: bytes) -> str:
+    """A scan unit on resume: reused only when the entry names the key and the part matches its digest."""
+    with tempfile.TemporaryDirectory() as d:
+        j = Journal(Path(d), resume=True, parts=True, salt="s")
+        (Path(d) / "journal").mkdir()
+        (Path(d) / "parts").mkdir()
+        (Path(d) / "journal" / "unit-00000.json").write_bytes(entry)
+        j.part(0).write_bytes(part)
+        got = j.load_part(0, "k")  # never raises: a damaged unit is recomputed
+        assert got is None or (got.encode() == part and json.loads(entry)["sha256"] == digest(got))
+        return "refused" if got is None else "parsed"
+
+
+def fuzz_lock(data: bytes) -> str:
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / locks.LOCK).write_bytes(data)
+        state = locks.judge(Path(d))  # never raises: a lock it cannot read is stale
+        assert isinstance(state.why, str) and state.why
+        return "parsed" if state.live else "refused"
+
+
+REPORT_DOCS = Path(__file__).resolve().parents[1] / "docs" / "circuits" / "reference"
+VALID_SUMMARY = {"n": 1, "modes": {"m": {"predicted_sign": -1, "seen": {"mean": -0.5, "low": -0.9, "high": -0.1, "n": 5},
+                                         "verdict": "confirmed", "random_sample": {"breaks": 1, "attack": {"n": 5}}}},
+                 "yield": {"guided_per_1000": 3.0, "random_per_1000": 1.0, "ratio": 3.0}, "natural_failure_rate": 0.1}
+VALID_MODES = {"modes": {"m": {"prediction": {"expected_sign": -1, "attack_minus_control": {"mean": -0.5, "low": -0.9, "high": -0.1},
+                                              "n": 5, "verdict": "confirmed"}}}}
+
+
+def _paths(doc: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix] if prefix else []
+    if isinstance(doc, dict):
+        return out + [p for k, v in doc.items() for p in _paths(v, (*prefix, k))]
+    if isinstance(doc, list):
+        return out + [p for i, v in enumerate(doc[:3]) for p in _paths(v, (*prefix, i))]
+    return out
+
+
+def _set(doc: Any, path: tuple[Any, ...], value: Any) -> Any:
+    doc = json.loads(json.dumps(doc))
+    node = doc
+    for k in path[:-1]:
+        node = node[k]
+    node[path[-1]] = value
+    return doc
+
+
+def deep_mutated(doc: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
+    """`doc` with one field at any depth replaced by a random JSON value."""
+    return st.tuples(st.sampled_from(_paths(doc)), json_values).map(lambda pv: _set(doc, pv[0], pv[1]))
+
+
+def fuzz_report(docs: dict[str, Any], rows: bytes | None) -> str:
+    """A run directory of `docs` (file name -> JSON value) and optional results.jsonl bytes, reported without a model."""
+    with tempfile.TemporaryDirectory() as d:
+        run = Path(d) / "run"
+        run.mkdir()
+        for name, doc in docs.items():
+            (run / name).write_text(json.dumps(doc))
+        if rows is not None:
+            (run / "results.jsonl").write_bytes(rows)
+        return only_advgen_errors(lambda: build_report(run, Path(d) / "r.html", attention=False))
+
+
 # ---- strategies per reader ------------------------------------------------------------------------
 
 template_bytes = st.one_of(
@@ -134,6 +202,25 @@ circuit_bytes = st.one_of(
 )
 result_bytes = lines_of(st.one_of(mutated(VALID_RESULT), json_values))
 maybe_json_bytes = st.none() | st.binary(max_size=40) | json_values.map(lambda v: json.dumps(v).encode())
+_claims = json.loads((REPORT_DOCS / "claims" / "claims.json").read_text())
+_claims.pop("absolute", None)  # its ladder figure costs a second per example; the typed reader is tested in test_reliability
+_discovery = json.loads((REPORT_DOCS / "discovery.json").read_text())
+report_inputs = st.one_of(
+    st.tuples(st.fixed_dictionaries({"claims.json": deep_mutated(_claims)}), st.none()),
+    st.tuples(st.fixed_dictionaries({"discovery.json": deep_mutated(_discovery) | json_values}), st.none()),
+    st.tuples(st.fixed_dictionaries({"summary.json": deep_mutated(VALID_SUMMARY), "modes.json": deep_mutated(VALID_MODES),
+                                     "manifest.json": mutated({"model": "m", "seed": 1, "command": "c", "versions": {}})}),
+              lines_of(st.just(VALID_RESULT)).filter(lambda b: b.strip() != b"")),
+)
+_entry = {"key": "", "rows": 1, "sha256": digest('{"a": 1}\n')}
+scan_part_inputs = st.tuples(
+    st.one_of(st.binary(max_size=60), json_values.map(lambda v: json.dumps(v).encode()),
+              mutated({**_entry, "key": Journal(Path("."), resume=True, salt="s").full_key("k")}).map(lambda v: json.dumps(v).encode())),
+    st.one_of(st.just(b'{"a": 1}\n'), st.binary(max_size=20), st.just(b"")),
+)
+lock_bytes = st.one_of(st.binary(max_size=60), json_values.map(lambda v: json.dumps(v).encode()),
+                       mutated({"pid": 1, "host": "h", "start": 5, "boot": "b", "kind": "run", "identity": "i"}).map(
+                           lambda v: json.dumps(v).encode()))
 journal_bytes = st.one_of(st.binary(max_size=80), json_values.map(lambda v: json.dumps(v).encode()),
                           mutated({"key": "k", "rows": [VALID_RESULT], "sha256": "0"}).map(lambda v: json.dumps(v).encode()))
 
@@ -173,6 +260,24 @@ def test_fuzz_attack_journal(data):
     assert fuzz_journal(data) in OUTCOMES
 
 
+@FAST
+@given(scan_part_inputs)
+def test_fuzz_scan_journal_part(data):
+    assert fuzz_scan_part(*data) in OUTCOMES
+
+
+@FAST
+@given(lock_bytes)
+def test_fuzz_lock(data):
+    assert fuzz_lock(data) in OUTCOMES
+
+
+@settings(max_examples=25, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(report_inputs)
+def test_fuzz_report(data):
+    assert fuzz_report(*data) in OUTCOMES
+
+
 @pytest.mark.slow
 def test_fuzz_long(gpt2_tokenizer):
     """The same properties with 25x the examples."""
@@ -184,4 +289,8 @@ def test_fuzz_long(gpt2_tokenizer):
     many(given(result_bytes, maybe_json_bytes.map(lambda b: b or b"{}"), maybe_json_bytes, maybe_json_bytes)(
         lambda r, m, k, lk: seen.append(fuzz_run_dir(r, m, k, lk))))()
     many(given(journal_bytes)(lambda d: seen.append(fuzz_journal(d))))()
-    assert set(seen) <= set(OUTCOMES) and len(seen) >= 5
+    many(given(scan_part_inputs)(lambda d: seen.append(fuzz_scan_part(*d))))()
+    many(given(lock_bytes)(lambda d: seen.append(fuzz_lock(d))))()
+    settings(max_examples=200, deadline=None, database=None, suppress_health_check=list(HealthCheck))(
+        given(report_inputs)(lambda d: seen.append(fuzz_report(*d))))()
+    assert set(seen) <= set(OUTCOMES) and len(seen) >= 8

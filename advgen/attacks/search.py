@@ -32,7 +32,7 @@ from advgen.attacks.baseline import random_perturbation
 from advgen.attacks.catalogue import FailureMode, Proposal, Variant
 from advgen.attacks.checks import check_unambiguous
 from advgen.attacks.compiler import select_modes
-from advgen.attacks.journal import REUSED, Interrupted, Journal, evaluated, read_unit
+from advgen.attacks.journal import REUSED, Interrupted, Journal, content_salt, evaluated, read_unit
 from advgen.attacks.sampling import stratified
 from advgen.attacks.signals import fragility, label_rows, signal_doc, signal_reads
 from advgen.circuits.format import Circuit
@@ -360,7 +360,8 @@ def run_attack(
 ) -> AttackRun:
     """Run every phase; every model evaluation is counted in `evals`."""
     bar = tqdm(total=2 * cfg.budget - cfg.n_clean, desc="attack", unit="eval", disable=not progress)
-    s = _prepare(model, circuit, cfg, Journal(out, resume, stop_after_units, bar), backend)
+    journal = Journal(out, resume, stop_after_units, bar, salt=content_salt(model, circuit, cfg), advance=evaluated)
+    s = _prepare(model, circuit, cfg, journal, backend)
     clean_rows = _run_clean(s)
     clean_ld = [r["logit_diff"] for r in clean_rows]
     pool = _pool(s)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from advgen.core.files import read_json
+from advgen.core.files import finite, read_json
 from advgen.core.types import AdvgenError, Head, Role
 
 FORMAT = "advgen-circuit/1"
@@ -103,7 +103,7 @@ class Circuit:
     def save(self, path: str | Path) -> Path:
         from advgen.core.files import atomic_write_text
 
-        return atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+        return atomic_write_text(path, json.dumps(finite(self.to_dict()), indent=2) + "\n")  # NaN is written null
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "<circuit>") -> Circuit:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from advgen.cli import attack, circuits, helpfmt, reports, scan
+from advgen.core.options import check_options
 from advgen.core.types import AdvgenError
 
 
@@ -123,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_options(args)  # one check per option, shared by every command, before any work
         args.func(args)
     except AdvgenError as e:
         print(f"advgen: error: {e}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""CLI subcommands for reports and exports: `advgen report` and `advgen export`."""
+"""CLI subcommands for reports and exports: `advgen report`, `advgen export` (and `advgen unlock`)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,14 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(f"wrote {args.format} export with dataset card to {out}/")
 
 
+def cmd_unlock(args: argparse.Namespace) -> None:
+    from advgen.core.locks import unlock
+
+    state = unlock(args.dir)
+    print(f"cleared the lock of {args.dir} ({state.why}); the directory stays incomplete until the command that "
+          "writes it runs again (same settings, or --overwrite)")
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add this group's subcommands to the advgen parser."""
     from advgen.outputs.exporters import FORMATS
@@ -37,3 +45,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--out", type=Path, required=True, help="export directory to write (replaced if it is a previous export)")
     p.add_argument("--overwrite", action="store_true", help="also replace an advgen export that was changed or made by an older version")
     p.set_defaults(func=cmd_export)
+    p = sub.add_parser("unlock", help="clear the lock an interrupted writer left in a run directory (refused while it runs)")
+    p.add_argument("dir", type=Path, help="a run directory holding .advgen.lock")
+    p.set_defaults(func=cmd_unlock)

@@ -10,8 +10,11 @@ malformed JSON, a field of the wrong type.
 
 CSV: every CSV advgen writes neutralises spreadsheet formula injection as OWASP recommends: a
 *text* cell that starts with `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'`,
-so Excel / LibreOffice / Sheets show it as text instead of evaluating it. Numbers are written as
-numbers (a negative logit difference stays `-1.5`); only strings from the data are prefixed.
+so Excel / LibreOffice / Sheets show it as text instead of evaluating it; so does every line of a
+cell after a line break (an importer that splits on a bare CR would otherwise start a row with a
+live formula). Rows end in CRLF (RFC 4180), which makes the csv module quote every cell holding a
+CR or LF, so no line break inside a cell can split a row. Numbers are written as numbers (a
+negative logit difference stays `-1.5`); only strings from the data are prefixed.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -31,6 +36,9 @@ from advgen.core.types import AdvgenError
 POSITION_KEYS = ("IO", "S1", "S1+1", "S2", "END")
 FORMULA_LEAD = ("=", "+", "-", "@", "\t", "\r")
 """First characters a spreadsheet may treat as a formula (OWASP CSV injection)."""
+_LINE_FORMULA = re.compile(r"(\r\n|\r|\n)(?=[=+\-@\t\r])")
+"""A line break inside a cell followed by a formula lead: the next line gets a `'` too."""
+CSV_EOL = "\r\n"
 
 
 def _ensure_dir(d: Path) -> None:
@@ -41,6 +49,24 @@ def _ensure_dir(d: Path) -> None:
         raise AdvgenError(f"cannot create directory {d}: a component of the path is an existing file") from None
     except OSError as e:
         raise AdvgenError(f"cannot create directory {d}: {e.strerror}") from None
+
+
+def umask() -> int:
+    """The process umask, read without changing it where Linux allows (/proc/self/status)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def follow_umask(path: str | Path, directory: bool = False) -> None:
+    """Give a temporary file (mkstemp: 600) or directory (mkdtemp: 700) the mode a plain open/mkdir would."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~umask())
 
 
 @contextmanager
@@ -55,6 +81,7 @@ def atomic_open(path: str | Path) -> Iterator[TextIO]:
     except OSError as e:
         raise AdvgenError(f"cannot write {path}: {e.strerror}") from None
     try:
+        follow_umask(tmp)  # mkstemp makes 600; a run directory may be served to others
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             yield f
         os.replace(tmp, path)
@@ -73,8 +100,23 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, sort_keys=False)
+def dumps(obj: Any, indent: int | None = None) -> str:
+    """Strict JSON: NaN and +-Infinity (no JSON values; jq and browsers reject them) are written `null`."""
+    try:
+        return json.dumps(obj, ensure_ascii=False, sort_keys=False, indent=indent, allow_nan=False)
+    except ValueError:  # a non-finite float somewhere: the rare slow path
+        return json.dumps(finite(obj), ensure_ascii=False, sort_keys=False, indent=indent, allow_nan=False)
+
+
+def finite(obj: Any) -> Any:
+    """`obj` with every NaN / +-Infinity float (at any depth) replaced by None, i.e. JSON `null`."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
 
 
 def jsonl_text(rows: Iterable[Mapping[str, Any]]) -> str:
@@ -85,16 +127,18 @@ def jsonl_text(rows: Iterable[Mapping[str, Any]]) -> str:
 
 
 def csv_cell(v: Any) -> Any:
-    """A value as a CSV cell: text starting with a formula character gets a leading `'` (OWASP)."""
-    if isinstance(v, str) and v.startswith(FORMULA_LEAD):
-        return "'" + v
-    return v
+    """A value as a CSV cell: text (or any line of it) starting with a formula character gets a leading `'` (OWASP)."""
+    if not isinstance(v, str):
+        return v
+    if "\r" in v or "\n" in v:
+        v = _LINE_FORMULA.sub(lambda m: m.group(1) + "'", v)
+    return "'" + v if v.startswith(FORMULA_LEAD) else v
 
 
 def csv_rows_text(flat_rows: Iterable[Mapping[str, Any]], cols: Sequence[str]) -> str:
     """CSV of already-flat rows in column order `cols`, every cell neutralised by `csv_cell`."""
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(cols), lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=list(cols), lineterminator=CSV_EOL)
     w.writerow({c: csv_cell(c) for c in cols})
     w.writerows({k: csv_cell(v) for k, v in r.items()} for r in flat_rows)
     return buf.getvalue()
@@ -122,22 +166,24 @@ def csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
 # ---- readers -----------------------------------------------------------------------------------
 
 
-def read_bytes(path: str | Path, what: str = "file") -> bytes:
-    """The bytes of a file; missing, a directory or unreadable is a named error."""
+def read_bytes(path: str | Path, what: str = "file", limit: int | None = None) -> bytes:
+    """The bytes of a file; missing, a directory, unreadable or over `limit` bytes is a named error."""
     path = Path(path)
     if not path.exists():
         raise AdvgenError(f"{what} not found: {path}")
     if path.is_dir():
         raise AdvgenError(f"{path}: is a directory, expected a {what}")
     try:
+        if limit is not None and path.stat().st_size > limit:
+            raise AdvgenError(f"{path}: {path.stat().st_size:,} bytes; a {what} may have at most {limit:,}")
         return path.read_bytes()
     except OSError as e:
         raise AdvgenError(f"{path}: cannot read {what}: {e.strerror}") from None
 
 
-def read_text(path: str | Path, what: str = "file") -> str:
-    """The UTF-8 text of a file; missing, a directory, unreadable or not UTF-8 is a named error."""
-    data = read_bytes(path, what)
+def read_text(path: str | Path, what: str = "file", limit: int | None = None) -> str:
+    """The UTF-8 text of a file; missing, a directory, unreadable, over `limit` bytes or not UTF-8 is a named error."""
+    data = read_bytes(path, what, limit)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -152,9 +198,13 @@ def read_json(path: str | Path, what: str = "JSON file") -> Any:
 
 
 def parse_json(text: str, where: str, multiline: bool = False) -> Any:
-    """json.loads whose every failure is an AdvgenError naming `where` (and the line for a document)."""
+    """json.loads whose every failure is an AdvgenError naming `where` (and the line for a document).
+
+    A string that cannot be written as UTF-8 (a lone surrogate escape such as `"\\ud800"`) is refused
+    here, naming its field, so nothing fails when a result is written after a long run.
+    """
     try:
-        return json.loads(text)
+        doc = json.loads(text)
     except json.JSONDecodeError as e:
         detail = f"line {e.lineno}: {e.msg}" if multiline else e.msg
         raise AdvgenError(f"{where}: not valid JSON ({detail})") from None
@@ -162,6 +212,54 @@ def parse_json(text: str, where: str, multiline: bool = False) -> Any:
         raise AdvgenError(f"{where}: not usable JSON ({str(e)[:80]})") from None
     except RecursionError:
         raise AdvgenError(f"{where}: JSON nested too deeply") from None
+    if _SURROGATE_ESC.search(text):
+        field = lone_surrogate_field(doc)
+        if field is not None:
+            line = f":{_lone_surrogate_line(text)}" if multiline else ""
+            raise AdvgenError(f"{where}{line}: field {field!r} holds a lone surrogate, text that cannot be written as UTF-8")
+    return doc
+
+
+_SURROGATE_ESC = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _encodable(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def lone_surrogate_field(doc: Any) -> str | None:
+    """The path (`heads[2].name`) of the first key or string in `doc` that is not encodable as UTF-8, or None."""
+    stack: list[tuple[str, Any]] = [("", doc)]
+    while stack:
+        path, v = stack.pop()
+        if isinstance(v, str) and not _encodable(v):
+            return path or "(document)"
+        if isinstance(v, dict):
+            for k, x in reversed(list(v.items())):
+                sub = f"{path}.{k}" if path else str(k)
+                if not _encodable(str(k)):
+                    return sub
+                stack.append((sub, x))
+        elif isinstance(v, list):
+            stack.extend((f"{path}[{i}]", x) for i, x in reversed(list(enumerate(v))))
+    return None
+
+
+def _lone_surrogate_line(text: str) -> int | str:
+    """Physical line of the first surrogate escape that is not half of a pair."""
+    for m in _SURROGATE_ESC.finditer(text):
+        v = int(m.group()[2:], 16)
+        nxt = text[m.end(): m.end() + 6]
+        prev = text[max(0, m.start() - 6): m.start()]
+        paired = (v < 0xDC00 and _SURROGATE_ESC.fullmatch(nxt) and int(nxt[2:], 16) >= 0xDC00) or (
+            v >= 0xDC00 and _SURROGATE_ESC.fullmatch(prev) and int(prev[2:], 16) < 0xDC00)
+        if not paired:
+            return text[: m.start()].count("\n") + 1
+    return "?"
 
 
 def type_name(v: Any) -> str:

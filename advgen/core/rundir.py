@@ -7,8 +7,9 @@ through `writing(out, kind, identity)`:
    must not hold the command's own input; a non-empty directory is reused only if it holds the
    *same* run (same kind and identity: the settings that determine its files), replaced only with
    `overwrite=True` if it holds another advgen run, and never touched if it is not advgen's.
-2. **A lock** (`.advgen.lock`, created exclusively by a hard link, holding the writer's pid) refuses a second
-   writer while the first runs. The completion marker is removed before the first file is written.
+2. **A lock** (`.advgen.lock`, created exclusively by a hard link, holding the writer's host, pid,
+   process start time and boot id: `advgen.core.locks`) refuses a second writer while the first
+   runs; a lock whose writer is gone or is another process is stale and taken over. The completion marker is removed before the first file is written.
 3. **A completion marker** (`.advgen-complete.json`: kind, identity and the sha256 of every file)
    is written last, then the lock is removed. An interrupted writer leaves its lock behind.
 
@@ -29,10 +30,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from advgen.core import locks
 from advgen.core.files import atomic_write_text, dumps, read_json
+from advgen.core.locks import LOCK
 from advgen.core.types import AdvgenError
 
-LOCK = ".advgen.lock"
 MARKER = ".advgen-complete.json"
 ADVGEN_FILES = ("manifest.json", MARKER, LOCK)
 """Any of these marks a directory as advgen's own (so --overwrite may replace it)."""
@@ -68,40 +70,15 @@ def _marker(d: Path) -> dict[str, Any] | None:
     return doc
 
 
-def _lock(d: Path) -> dict[str, Any]:
-    try:
-        doc = json.loads((d / LOCK).read_text(encoding="utf-8"))
-        return doc if isinstance(doc, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def _lock_pid(d: Path) -> int | None:
-    pid = _lock(d).get("pid")
-    return pid if isinstance(pid, int) and not isinstance(pid, bool) else None
-
-
 def _prior(d: Path) -> tuple[Any, Any] | None:
     """(kind, identity) of the run in `d`: from its marker, or from the lock an interrupted writer left."""
     mark = _marker(d)
     if mark is not None:
         return mark.get("kind"), mark.get("identity")
     if (d / LOCK).exists():
-        lk = _lock(d)
+        lk = locks.read_lock(d)
         return lk.get("kind"), lk.get("identity")
     return None
-
-
-def _alive(pid: int | None) -> bool:
-    if pid is None or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _check_parents(out: Path) -> None:
@@ -121,9 +98,10 @@ def check_out(out: Path, kind: str, identity: str, overwrite: bool = False, inpu
     if not out.exists() or not any(out.iterdir()):
         return
     if (out / LOCK).exists():
-        pid = _lock_pid(out)
-        if _alive(pid) and pid != os.getpid():
-            raise RunDirError(f"--out {out} is being written by another advgen process (pid {pid}); wait for it or choose another directory")
+        state = locks.judge(out)
+        if state.live and not state.own:
+            raise RunDirError(f"--out {out} is being written by another advgen process ({state.why}); wait for it or "
+                              f"choose another directory (if it is not advgen: `advgen unlock {out}`)")
     prior = _prior(out)
     if prior == (kind, identity):
         return
@@ -137,10 +115,12 @@ def check_out(out: Path, kind: str, identity: str, overwrite: bool = False, inpu
 
 def _acquire(out: Path, kind: str, identity: str) -> None:
     lock = out / LOCK
-    if lock.exists() and not (_alive(_lock_pid(out)) and _lock_pid(out) != os.getpid()):
-        lock.unlink(missing_ok=True)  # left by an interrupted writer (check_out allowed the takeover)
+    if lock.exists():
+        state = locks.judge(out)
+        if not state.live or state.own:
+            lock.unlink(missing_ok=True)  # left by an interrupted writer (check_out allowed the takeover)
     tmp = out / f".advgen.lock.{os.getpid()}.tmp"
-    tmp.write_text(dumps({"pid": os.getpid(), "kind": kind, "identity": identity}) + "\n", encoding="utf-8")
+    tmp.write_text(dumps(locks.holder(kind, identity)) + "\n", encoding="utf-8")
     try:
         os.link(tmp, lock)  # atomic and exclusive: a lock is never seen without its pid
     except FileExistsError:
@@ -247,9 +227,9 @@ def check_complete(d: str | Path) -> None:
     """Raise if `d` was left half-written or changed after its writer finished."""
     d = Path(d)
     if (d / LOCK).exists():
-        pid = _lock_pid(d)
-        state = "is still being written" if _alive(pid) else "was left incomplete by an interrupted writer"
-        raise RunDirError(f"{d} {state} (pid {pid}, lock {LOCK}); rerun the command that writes it")
+        st = locks.judge(d)
+        state = "is still being written" if st.live else "was left incomplete by an interrupted writer"
+        raise RunDirError(f"{d} {state} ({st.why}; lock {LOCK}); rerun the command that writes it")
     mark = _marker(d)
     if mark is None:
         return

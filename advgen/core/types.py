@@ -18,6 +18,10 @@ SlotName = str
 class AdvgenError(Exception):
     """Base class of every error advgen reports to a user; the CLI prints it and exits non-zero."""
 
+    def __str__(self) -> str:
+        # a message quoting hostile text (a lone surrogate) must still print: unencodable characters as \udXXX
+        return super().__str__().encode("utf-8", "backslashreplace").decode("utf-8")
+
 
 @dataclass(frozen=True)
 class Prompt:

@@ -197,7 +197,16 @@ def load_model(spec: str = "reference", device: str = "cpu") -> LoadedModel:
     tok = bridge.tokenizer
     if tok is None:
         raise ModelLoadError(f"model {spec!r} has no tokenizer")
+    check_vocab(tok, bridge.original_model.get_input_embeddings().num_embeddings, f"model {spec!r} ({source})")
     return LoadedModel(bridge, tok, spec, source, time.perf_counter() - t0)
+
+
+def check_vocab(tokenizer: Any, n_embed: int, where: str) -> None:
+    """Refuse a tokenizer that can produce ids the embedding has no row for (else an IndexError mid-run)."""
+    top = max(len(tokenizer) - 1, max(tokenizer.get_vocab().values(), default=0))  # added tokens included
+    if top >= n_embed:
+        raise ModelLoadError(f"{where}: the tokenizer yields token id {top:,} but the embedding has only {n_embed:,} rows "
+                             f"(ids 0 ... {n_embed - 1:,}); use the tokenizer the model was trained with")
 
 
 def load_tokenizer(spec: str = "reference") -> Any:

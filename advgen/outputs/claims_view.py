@@ -39,6 +39,11 @@ def _pct(x: Any) -> str:
     return f"{x:.1f}" if isinstance(x, (int, float)) and math.isfinite(x) else ""
 
 
+def _x100(x: Any) -> Any:
+    """A fraction as a percentage; null (NaN as written) or absent stays blank."""
+    return 100 * x if isinstance(x, (int, float)) and not isinstance(x, bool) else None
+
+
 def glance_table(doc: Mapping[str, Any]) -> str:
     """Mean LD kept (% of F(M)) beside per-example sd, median and sign flips, per ablation and for scrubbing."""
     cols: dict[str, Mapping[str, Any]] = dict(doc.get("table") or {})
@@ -47,10 +52,11 @@ def glance_table(doc: Mapping[str, Any]) -> str:
         cols["causal scrubbing"] = scrub["metrics"]
     rows = []
     for name, m in cols.items():
-        ratio = m.get("ratio_to_model", {})
+        ratio = m.get("ratio_to_model")
+        mean = ratio.get("mean") if isinstance(ratio, Mapping) else ratio
         q = m.get("per_example_quantiles_pct") or {}
-        rows.append([name, _pct(100 * ratio.get("mean", float("nan"))), _pct(m.get("per_example_sd_pct")),
-                     f"{_pct(q.get('q05'))} / {_pct(q.get('q50'))} / {_pct(q.get('q95'))}", _pct(100 * m.get("sign_flip_rate", float("nan"))),
+        rows.append([name, _pct(_x100(mean)), _pct(m.get("per_example_sd_pct")),
+                     f"{_pct(q.get('q05'))} / {_pct(q.get('q50'))} / {_pct(q.get('q95'))}", _pct(_x100(m.get("sign_flip_rate"))),
                      _pct(m.get("loss_recovered_pct"))])
     return table(["knockout", "mean LD kept (% of F(M))", "per-example sd (%)", "per-example 5 / 50 / 95 % (%)", "sign flips (%)",
                   "loss recovered (%)"], rows)
@@ -65,18 +71,18 @@ def ladder_figure(a: Mapping[str, Any]):
 
     from advgen.model.ladder import monotone_losses
 
-    lad = a["ladder"]
+    lad = [r for r in a["ladder"] if all(isinstance(r.get(k), (int, float)) for k in ("parameters", "ioi_loss"))]
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     xs, ys = [r["parameters"] for r in lad], [r["ioi_loss"] for r in lad]
     ax.plot(xs, ys, "o", color="#555", label="ladder models")
     ax.plot(xs, monotone_losses(ys), "-", color="#aaa", lw=1, label="monotone fit")
     for r in lad:
-        ax.annotate(r["name"], (r["parameters"], r["ioi_loss"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.annotate(str(r.get("name", "")), (r["parameters"], r["ioi_loss"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     for k, (color, ls) in MARKS.items():
-        loss, pl = a["ioi_loss"][k], a["placements"][k]
+        loss, pl = (a.get("ioi_loss") or {}).get(k), (a.get("placements") or {}).get(k) or {}
         if not (isinstance(loss, (int, float)) and math.isfinite(loss)):
             continue
-        ax.axhline(loss, color=color, ls=ls, lw=1, label=f"{k}: {loss:.2f} nats ({pl['position']})")
+        ax.axhline(loss, color=color, ls=ls, lw=1, label=f"{k}: {loss:.2f} nats ({pl.get('position')})")
         if pl.get("equivalent_params"):
             ax.plot([pl["equivalent_params"]], [loss], "D", color=color, ms=6)
     ax.set_xscale("log")
@@ -102,7 +108,9 @@ def section(run_dir: Path) -> str:
     a = doc.get("absolute") or {}
     if a:
         eq = a.get("ladder_equivalent_params")
-        like = f" like a model with {eq:,.0f} parameters ({a['times_smaller']:.1f} x smaller)" if eq else ""
+        times = a.get("times_smaller")
+        smaller = f" ({times:.1f} x smaller)" if isinstance(times, (int, float)) else ""
+        like = f" like a model with {eq:,.0f} parameters{smaller}" if isinstance(eq, (int, float)) and eq else ""
         parts.append(f"<p>Circuit-only model (`{esc(doc.get('paper_setting', ''))}`): loss recovered {_pct(a.get('loss_recovered_nats'))} "
                      f"nats ({_pct(a.get('loss_recovered_pct'))} %); on the ladder: <b>{esc(a.get('ladder_position'))}</b>{esc(like)}.</p>")
     if a.get("placements") and a.get("ladder"):

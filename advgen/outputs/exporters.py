@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from advgen.core.files import csv_rows_text, dumps, read_json
+from advgen.core import locks
+from advgen.core.files import csv_rows_text, dumps, follow_umask, read_json
 from advgen.core.rundir import MARKER, file_hashes, write_marker
 from advgen.core.types import AdvgenError
 from advgen.outputs import cards, integrations
@@ -41,7 +42,7 @@ EXPORT_KIND = "export"
 
 
 def _is_previous_export(out: Path) -> bool:
-    """True only for an advgen export left as written: its completion marker lists every file in it.
+    """True only for an advgen export left as written: its completion marker lists every file in it, with its sha256.
 
     A README.md alone (even one mentioning advgen) or any file added since makes it someone's data,
     which an export never deletes.
@@ -54,7 +55,7 @@ def _is_previous_export(out: Path) -> bool:
         return False
     if not isinstance(mark, dict) or mark.get("kind") != EXPORT_KIND or not isinstance(mark.get("files"), dict):
         return False
-    return set(file_hashes(out)) == set(mark["files"])
+    return file_hashes(out) == mark["files"]  # content, not names: a hand-edited file makes it someone's data
 
 
 def _is_advgen_export(out: Path) -> bool:
@@ -88,28 +89,43 @@ def check_export_out(run_dir: Path, out: Path, overwrite: bool = False) -> None:
                           "advgen never deletes it, choose a new path")
 
 
-@contextmanager
-def atomic_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temp directory beside `out`; on success it replaces `out` (only a previous export)."""
-    out = Path(out)
+def _check_replaceable(out: Path, overwrite: bool) -> None:
     replaceable = _is_previous_export(out) or (overwrite and _is_advgen_export(out)) if out.is_dir() else False
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not replaceable)):
         raise AdvgenError(f"--out {out} exists and is not an unmodified advgen export; choose a new path")
+
+
+@contextmanager
+def atomic_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temp directory beside `out`; on success it replaces `out` (only a previous export).
+
+    One export into `out` at a time (a lock file beside it, `advgen.core.locks`), and `out` is checked
+    again right before the rename, so a file created there while the export ran is never deleted.
+    """
+    out = Path(out)
+    _check_replaceable(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    lock = out.parent / f".{out.name}.advgen-export.lock"
+    locks.acquire(lock, EXPORT_KIND, str(out), f"--out {out}")
     try:
-        yield tmp
-        write_marker(tmp, EXPORT_KIND, "")
-        old = None
-        if out.exists():
-            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
-            os.replace(out, old / "x")
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+        try:
+            follow_umask(tmp, directory=True)  # mkdtemp makes 700; an export may be served to others
+            yield tmp
+            write_marker(tmp, EXPORT_KIND, "")
+            _check_replaceable(out, overwrite)  # again: nothing written to `out` meanwhile is lost
+            old = None
+            if out.exists():
+                old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
+                os.replace(out, old / "x")
+            os.replace(tmp, out)
+            if old is not None:
+                shutil.rmtree(old)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    finally:
+        lock.unlink(missing_ok=True)
 
 
 def _write(path: Path, text: str) -> None:

@@ -105,7 +105,7 @@ def write_auto_circuit(data: RunData, tmp: Path) -> dict[str, str]:
         doc: dict[str, Any] = {"prompts": prompts}
         if len(groups) == 1:
             doc = {"word_idxs": json.loads(next(iter(groups))[1]), **doc}
-        (tmp / f"{name}.json").write_text(json.dumps(doc, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        (tmp / f"{name}.json").write_text(dumps(doc, indent=1) + "\n", encoding="utf-8")
         files[name] = f"{name}.json"
         group_index = []
         for k, ((_, widx_s), entries) in enumerate(sorted(groups.items())):
@@ -113,10 +113,10 @@ def write_auto_circuit(data: RunData, tmp: Path) -> dict[str, str]:
             rel = f"by_positions/{name}-{k:03d}.json"
             g = {"seq_labels": _seq_labels(tok, entries[0]["clean"], widx), "word_idxs": widx, "prompts": entries}
             (tmp / rel).parent.mkdir(exist_ok=True)
-            (tmp / rel).write_text(json.dumps(g, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+            (tmp / rel).write_text(dumps(g, indent=1) + "\n", encoding="utf-8")
             group_index.append({"file": rel, "n": len(entries), "template_ids": sorted({str(e["template_id"]) for e in entries})})
         index[name] = {"file": f"{name}.json", "n": len(prompts), "skipped": skipped, "groups": group_index}
-    (tmp / "index.json").write_text(json.dumps(index, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    (tmp / "index.json").write_text(dumps(index, indent=1) + "\n", encoding="utf-8")
     return files
 
 

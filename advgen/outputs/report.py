@@ -326,15 +326,10 @@ def _check_report_out(run_dir: Path, out: Path) -> None:
         raise AdvgenError(f"--out {out} is one of the run's own input files; write the report to an .html path")
 
 
-def build_report(run_dir: str | Path, out_html: str | Path, model: str | None = None, circuit: str | None = None,
-                 attention: bool = True) -> Path:
-    """Write one self-contained HTML report of `run_dir` to `out_html` (atomically)."""
-    d, out = Path(run_dir), Path(out_html)
-    _check_report_out(d, out)
-    data = _load(d)
-    heatmaps, view = section_attention(data, model, circuit) if attention and data.rows else ("", "")
+def _sections(d: Path, out: Path, data: RunData, heatmaps: str, view: str) -> tuple[str, list[tuple[str, str]]]:
+    """The verdict panel and every titled section (the caller drops empty ones)."""
     panel = verdict.panel(d, data.summary, data.rows)
-    sections = [
+    return panel, [
         ("Run", section_run(data)),
         ("Summary", section_summary(data)),
         ("Failure modes", section_modes(data)),
@@ -347,6 +342,20 @@ def build_report(run_dir: str | Path, out_html: str | Path, model: str | None = 
         ("Claim check", section_claims(d)),
         ("Claim check: causal scrubbing and absolute performance", claims_view.section(d)),
     ]
+
+
+def build_report(run_dir: str | Path, out_html: str | Path, model: str | None = None, circuit: str | None = None,
+                 attention: bool = True) -> Path:
+    """Write one self-contained HTML report of `run_dir` to `out_html` (atomically)."""
+    d, out = Path(run_dir), Path(out_html)
+    _check_report_out(d, out)
+    data = _load(d)
+    heatmaps, view = section_attention(data, model, circuit) if attention and data.rows else ("", "")
+    try:  # documents are typed when read (docschema); a field no schema names still ends in a named error
+        panel, sections = _sections(d, out, data, heatmaps, view)
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
+        raise AdvgenError(f"{d}: a document of this run has a field of a type the report cannot read "
+                          f"({type(e).__name__}: {str(e)[:120]}); rerun the command that wrote it") from None
     terms = None if any(r.get("family") == "attack" for r in data.rows) else verdict.RUN_TERMS
     key = verdict.legend(terms) if data.rows else ""
     first = ""

@@ -19,6 +19,7 @@ from typing import Any
 from advgen.core.files import dumps, read_json, read_jsonl_lines
 from advgen.core.rundir import check_complete
 from advgen.core.types import AdvgenError
+from advgen.outputs.docschema import check_doc
 
 FIXED_SPLITS = ("clean", "control", "baseline")
 MARKER_KEY = "advgen_export"
@@ -64,6 +65,7 @@ def _read_json(path: Path, want: type = dict) -> Any:
     doc = read_json(path)
     if not isinstance(doc, want):
         raise AdvgenError(f"{path}: expected a JSON {'object' if want is dict else want.__name__}")
+    check_doc(doc, path)  # the fields the report reads, typed (advgen.outputs.docschema)
     return doc
 
 

@@ -11,11 +11,9 @@ unit already in the journal.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -25,7 +23,9 @@ from typing import IO, Any
 
 from tqdm.auto import tqdm
 
-from advgen.core import files, records, rundir
+from advgen.core import files, options, records, rundir
+from advgen.core.journal import Interrupted as Interrupted  # re-exported: tests stop a scan with it
+from advgen.core.journal import Journal, key_of, module_digest
 from advgen.core.types import AdvgenError, PromptSet
 from advgen.model.backends import Backend
 from advgen.model.loading import LoadedModel
@@ -38,10 +38,6 @@ from advgen.prompts.templates import resolve_templates, tokenizer_hash
 
 Z95 = 1.959963984540054
 N_WORST_PAIRS = 20
-
-
-class Interrupted(AdvgenError):
-    """Raised by `stop_after_units` (tests simulate a killed driver with it)."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +67,8 @@ class ModelInfo:
     source: str
     tokenizer_hash: str
     lexicon: Mapping[str, Any]
+    weights_hash: str = ""
+    """sha256 of the weights (`advgen.core.journal.module_digest`): journal units are keyed by it."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +94,7 @@ def prepare(model: LoadedModel, cfg: ScanConfig) -> tuple[ModelInfo, PromptSpace
     lex = build_lexicon(model.tokenizer)
     sentences = load_bank(lex).paper if cfg.distractors else ()
     space = paper_space(resolve_templates(cfg.templates), lex, sentences, cfg.full_lexicon)
-    info = ModelInfo(model.name, model.source, tokenizer_hash(model.tokenizer), lexicon_report(lex))
+    info = ModelInfo(model.name, model.source, tokenizer_hash(model.tokenizer), lexicon_report(lex), module_digest(model.hf_model))
     return info, space
 
 
@@ -178,44 +176,13 @@ def streamed(path: Path) -> Iterator[IO[str]]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        files.follow_umask(tmp)
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             yield f
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def _key(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
-
-
-class ScanJournal:
-    """OUT/journal/unit-NNNNN.json names the unit's key; OUT/parts/part-NNNNN.jsonl holds its rows."""
-
-    def __init__(self, out: Path, resume: bool) -> None:
-        self.jdir, self.pdir = out / "journal", out / "parts"
-        if not resume:
-            for d in (self.jdir, self.pdir):
-                if d.exists():
-                    shutil.rmtree(d)
-
-    def part(self, u: int) -> Path:
-        return self.pdir / f"part-{u:05d}.jsonl"
-
-    def has(self, u: int, key: str) -> bool:
-        path = self.jdir / f"unit-{u:05d}.json"
-        if not (path.exists() and self.part(u).exists()):
-            return False
-        try:
-            return json.loads(path.read_text(encoding="utf-8")).get("key") == key
-        except json.JSONDecodeError:
-            return False
-
-    def record(self, u: int, key: str, text: str) -> None:
-        """The rows first, then the journal entry: an entry always names a complete part."""
-        files.atomic_write_text(self.part(u), text)
-        files.atomic_write_text(self.jdir / f"unit-{u:05d}.json", files.dumps({"key": key, "rows": text.count("\n")}) + "\n")
 
 
 def scan_identity(model_spec: str, cfg: ScanConfig) -> str:
@@ -225,8 +192,8 @@ def scan_identity(model_spec: str, cfg: ScanConfig) -> str:
 
 def check_scan(model_spec: str, cfg: ScanConfig, out: Path, overwrite: bool = False) -> None:
     """Argument and --out checks, before any model loads."""
-    if cfg.unit < 1 or cfg.batch_size < 1:
-        raise AdvgenError(f"--unit and --batch-size must be >= 1, got {cfg.unit} and {cfg.batch_size}")
+    for name in ("seed", "unit", "batch_size", "limit", "sample"):  # the CLI's shared checks, for Python callers too
+        options.check(name, getattr(cfg, name))
     Selection.of(1, cfg.limit, cfg.sample, cfg.seed)
     rundir.check_out(out, "scan", scan_identity(model_spec, cfg), overwrite)
 
@@ -247,30 +214,31 @@ def run_scan(backend: Backend, cfg: ScanConfig, out: Path, resume: bool = False,
 def _scan(backend: Backend, cfg: ScanConfig, out: Path, info: ModelInfo, space: PromptSpace, resume: bool,
           progress: bool, stop_after_units: int | None, command: str = "") -> ScanResult:
     sel = Selection.of(len(space), cfg.limit, cfg.sample, cfg.seed)
-    base = (info.source, info.tokenizer_hash, _key(space.describe()), sel.describe(), cfg.batch_size)
+    # units are keyed by content: the weights, the tokenizer, the template text, the space, the selection, the batching
+    salt = key_of("scan", info.weights_hash, info.tokenizer_hash, [(t.id, t.text) for t in space.templates],
+                  space.describe(), sel.describe(), cfg.batch_size)
     ranges = list(chunks(sel.n, cfg.unit))
-    keys = [_key(base, a, b) for a, b in ranges]
-    journal = ScanJournal(out, resume)
-    reuse = {u for u in range(len(ranges)) if resume and journal.has(u, keys[u])}
+    keys = [f"{a}:{b}" for a, b in ranges]
+    journal = Journal(out, resume, stop_after_units, salt=salt, parts=True)
+    reuse = {u for u in range(len(ranges)) if resume and journal.load_part(u, keys[u]) is not None}
     todo = (ScanUnit(space, sel, a, b, cfg.batch_size) for u, (a, b) in enumerate(ranges) if u not in reuse)
     computed = backend.map(scan_unit, todo)
     tally, bad = Tally(), Tally()
     bar = tqdm(total=sel.n, desc="scan", unit="prompt", disable=not progress)
-    n_new = 0
     with streamed(out / "adversarial" / "results.jsonl") as adv:
         for u in range(len(ranges)):
             if u in reuse:
-                text = journal.part(u).read_text(encoding="utf-8")
+                text = journal.load_part(u, keys[u])  # verified again: never a part changed since the check
+                if text is None:
+                    raise AdvgenError(f"{journal.part(u)} changed while the scan ran; rerun with --resume")
             else:
-                if stop_after_units is not None and n_new >= stop_after_units:
-                    raise Interrupted(f"stopped after {n_new} units (simulated interruption)")
+                journal.check_stop()
                 text = next(computed)
-                journal.record(u, keys[u], text)
-                n_new += 1
+                journal.save_part(u, keys[u], text)
             fold_unit(text, tally, bad, adv)
             bar.update(ranges[u][1] - ranges[u][0])
     bar.close()
-    return _finish(out, cfg, info, space, sel, tally, bad, n_new, len(reuse), command)
+    return _finish(out, cfg, info, space, sel, tally, bad, journal.computed, len(reuse), command)
 
 
 def fold_unit(text: str, tally: Tally, bad: Tally, adv: IO[str]) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from advgen.core import files
+from advgen.outputs.docschema import check_doc
 from advgen.outputs.htmlparts import Raw, esc, table
 
 
@@ -41,7 +42,9 @@ def read_json(path: Path) -> Any:
     """JSON of a run-directory file, or None when it is absent; a broken file names itself."""
     if not path.exists():
         return None
-    return files.read_json(path)  # not UTF-8, a directory, bad JSON: named errors (advgen.core.files)
+    doc = files.read_json(path)  # not UTF-8, a directory, bad JSON: named errors (advgen.core.files)
+    check_doc(doc, path)  # a field of the wrong type: named too (advgen.outputs.docschema)
+    return doc
 
 
 def _sign_word(sign: Any) -> str:
@@ -54,6 +57,8 @@ def _sign_word(sign: Any) -> str:
 
 def _seen_text(seen: Any) -> str:
     if isinstance(seen, Mapping) and {"mean", "low", "high"} <= set(seen):
+        if not all(isinstance(seen[k], (int, float)) for k in ("mean", "low", "high")):
+            return "no pairs measured" if not seen.get("n") else "n/a"  # NaN is written null
         return f"{seen['mean']:+.2f} [{seen['low']:+.2f}, {seen['high']:+.2f}]"
     if isinstance(seen, Mapping):
         return "no pairs measured" if not seen.get("n") else "not recorded"
@@ -90,11 +95,16 @@ def mode_verdicts(summary: Mapping[str, Any], modes_doc: Mapping[str, Any] | Non
 def run_yield(summary: Mapping[str, Any], baseline: Mapping[str, Any] | None) -> Yield | None:
     y = summary.get("yield")
     if isinstance(y, Mapping) and "guided_per_1000" in y:
-        return Yield(float(y["guided_per_1000"]), float(y.get("random_per_1000", float("nan"))), y.get("ratio"))
+        return Yield(_num(y["guided_per_1000"]), _num(y.get("random_per_1000")), y.get("ratio"))
     b = baseline or (summary.get("baseline") if isinstance(summary.get("baseline"), Mapping) else None)
     if b and isinstance(b.get("guided"), Mapping) and "breaks_per_1000" in b["guided"]:
-        return Yield(float(b["guided"]["breaks_per_1000"]), float(b["baseline"]["breaks_per_1000"]), b.get("ratio"))
+        return Yield(_num(b["guided"]["breaks_per_1000"]), _num((b.get("baseline") or {}).get("breaks_per_1000")), b.get("ratio"))
     return None
+
+
+def _num(x: Any) -> float:
+    """A number as read (null, for NaN, and absence become nan)."""
+    return float(x) if isinstance(x, (int, float)) else float("nan")
 
 
 def verdict_class(verdict: str) -> str:

@@ -13,10 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from advgen.core.files import read_text
 from advgen.core.types import AdvgenError
+from advgen.core.yamlsafe import MAX_YAML_CHARS, load_yaml
 from advgen.prompts.lexicon import Lexicon
 from advgen.prompts.templates import TEMPLATES_DIR
 
@@ -79,10 +78,8 @@ def check_sentence(s: str, slots: Sequence[str], where: str) -> str:
 
 @functools.cache
 def _doc(path: Path) -> dict:
-    try:
-        doc = yaml.safe_load(read_text(path, "distractor file"))
-    except (yaml.YAMLError, ValueError, RecursionError) as e:
-        raise AdvgenError(f"{path}: malformed YAML: {str(e)[:200]}") from None
+    # the strict loader: no aliases, duplicate keys or huge scalars; a refusal names file and line
+    doc = load_yaml(read_text(path, "distractor file", limit=4 * MAX_YAML_CHARS), str(path))
     if not isinstance(doc, dict) or not isinstance(doc.get("paper"), list) or not isinstance(doc.get("grammars"), dict):
         raise AdvgenError(f"{path}: expected a 'paper' list and a 'grammars' mapping")
     if not all(isinstance(x, str) for x in doc["paper"]):

@@ -20,6 +20,7 @@ import yaml
 
 from advgen.core.files import read_text
 from advgen.core.types import AdvgenError, Prompt
+from advgen.core.yamlsafe import MAX_YAML_CHARS, StrictLoader, load_yaml
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
 SLOT_RE = re.compile(r"\{([^{}]*)\}")
@@ -126,8 +127,8 @@ def check_template(t: Template) -> None:
             )
 
 
-class _LineLoader(yaml.SafeLoader):
-    """Records the line of every mapping so errors can point into the file."""
+class _LineLoader(StrictLoader):
+    """Records the line of every mapping so errors can point into the file (no aliases, no duplicate keys)."""
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
@@ -143,17 +144,13 @@ def load_templates(path: str | Path) -> tuple[Template, ...]:
     """Load and check a template pack (YAML); errors name the file and line."""
     path = Path(path)
     try:
-        text = read_text(path, "template file")
+        text = read_text(path, "template file", limit=4 * MAX_YAML_CHARS)  # UTF-8: at most 4 bytes a character
     except AdvgenError as e:
         raise TemplateError(str(e)) from None
     try:
-        doc = yaml.load(text, Loader=_LineLoader)
-    except yaml.YAMLError as e:
-        raise TemplateError(f"{path}: malformed YAML: {e}") from None
-    except ValueError as e:  # a scalar PyYAML cannot convert (e.g. an integer of 5,000 digits)
-        raise TemplateError(f"{path}: unusable YAML value: {str(e)[:80]}") from None
-    except RecursionError:
-        raise TemplateError(f"{path}: YAML nested too deeply") from None
+        doc = load_yaml(text, str(path), _LineLoader)
+    except AdvgenError as e:
+        raise TemplateError(str(e)) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("templates"), list):
         raise TemplateError(f"{path}: expected a mapping with a 'templates' list")
     pack = str(doc.get("pack", path.stem))
