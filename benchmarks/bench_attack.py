@@ -1,14 +1,15 @@
 """Circuit-guided yield vs the random baseline at equal budget, per model and seed; writes docs/benchmarks/attack.md.
 
-    .venv/bin/python benchmarks/bench_attack.py --models reference,planted --seeds 0,1,2 --budget 3000 --n-clean 300
+    .venv/bin/python benchmarks/bench_attack.py --models reference,planted --seeds 0,1,2,3,4,5,6,7,8,9 --budget 3000 --n-clean 300
     .venv/bin/python benchmarks/bench_attack.py --speed-only     # evaluations per second on the GPT-2-shaped random model
 
-Yield = confirmed breaks (attack LD < 0 while the clean prompt's LD > 0) per 1,000 model
-evaluations; both sides pay the clean run, the guided side also pays a control per sampled
-candidate and per break. The circuit of each model: `reference-ioi` (discovered, with behaviour
+Raw yield = confirmed breaks (attack LD < 0 while the clean prompt's LD > 0) per 1,000 model
+evaluations; attributable yield counts only the breaks whose matched control does not break (the
+headline: a break the control shares is the edit's, not the circuit's). Both sides pay the clean
+run, the guided side also pays a control per sampled candidate and per break. The circuit of each model: `reference-ioi` (discovered, with behaviour
 records) and `planted-ioi` (planted by training; behaviour records measured here when the file
 has none). Modes default to the compiled ones. Every confirmed break is recomputed with one
-unbatched, unpadded forward. Each table row is one run; the spread is min / max over seeds.
+unbatched, unpadded forward. Each table row is one run; the spread is min / median / max over seeds.
 """
 
 from __future__ import annotations
@@ -75,10 +76,64 @@ def one_run(model: LoadedModel, circuit: Circuit, cfg: AttackConfig, out: Path, 
            "sample_breaks": sum(r["is_break"] for r in breaks if r["phase"] == "sample"),
            "search_breaks": sum(r["is_break"] for r in breaks if r["phase"] == "search"), "base_breaks": y_base(run)}
     return {"seed": cfg.seed, "shift": shift, "secs": secs, "yield": y, "evals": run.evals, "breaks": len(breaks), "acc": acc,
+            "cells": shared_by_cell(run.rows),
             "explained": sum(bool(r["explained"]) for r in breaks), "unbatched": (n, held),
             "modes": {k: (v["predicted_sign"], v["seen"], v["verdict"]) for k, v in modes.items()},
             "compiled": {m.name: m.describe().get("compiled_from") for m in run.modes},
             "doses": {k: v["by_params"].get("dose", {}) for k, v in res["modes"]["modes"].items()}}
+
+
+def shared_by_cell(rows: Any) -> dict[str, dict[str, float]]:
+    """Per mode and cell parameters: breaks, those the control shares, and what tells them apart (edit length, clean LD)."""
+    clean_tokens = {r["pair_id"]: r["n_tokens"] for r in rows if r["family"] == "clean"}
+    out: dict[str, dict[str, list[float]]] = {}
+    for r in rows:
+        if r["family"] == "attack" and r["is_break"]:
+            key = f"{r['mode']} " + ", ".join(f"{k}={v}" for k, v in sorted(r["params"].items()) if k in ("site", "dose", "insertion"))
+            kind = "shared" if r["control_breaks"] else "attributable"
+            c = out.setdefault(key, {"shared": [], "attributable": [], "added_shared": [], "added_attributable": []})
+            c[kind].append(r["clean_logit_diff"])
+            c["added_" + kind].append(r["n_tokens"] - clean_tokens[r["pair_id"]])
+    return {k: {"breaks": len(v["shared"]) + len(v["attributable"]), "shared": len(v["shared"]),
+                "clean_ld_shared": _mean(v["shared"]), "clean_ld_attributable": _mean(v["attributable"]),
+                "added_shared": _mean(v["added_shared"]), "added_attributable": _mean(v["added_attributable"])} for k, v in sorted(out.items())}
+
+
+def _mean(xs: list[float]) -> float:
+    return float(np.mean(xs)) if xs else float("nan")
+
+
+def spread(xs: list[float | None]) -> str:
+    """min / median / max of the finite values (n/a where a ratio had no random break)."""
+    v = [x for x in xs if x is not None]
+    extra = f" ({len(xs) - len(v)} n/a)" if len(v) < len(xs) else ""
+    return f"{min(v):.1f} / {float(np.median(v)):.1f} / {max(v):.1f}{extra}" if v else "n/a"
+
+
+def shared_table(runs: list[dict[str, Any]]) -> list[str]:
+    """Control-shared breaks per mode and cell, summed over seeds, with the edit length and clean LD of each kind."""
+    tot: dict[str, dict[str, float]] = {}
+    for r in runs:
+        for k, c in r["cells"].items():
+            t = tot.setdefault(k, {"breaks": 0, "shared": 0, "ld_s": 0.0, "ld_a": 0.0, "add_s": 0.0, "add_a": 0.0})
+            n_a = c["breaks"] - c["shared"]
+            t["breaks"] += c["breaks"]
+            t["shared"] += c["shared"]
+            for col, src, n in (("ld_s", "clean_ld_shared", c["shared"]), ("ld_a", "clean_ld_attributable", n_a),
+                                ("add_s", "added_shared", c["shared"]), ("add_a", "added_attributable", n_a)):
+                t[col] += c[src] * n if n else 0.0
+    lines = [f"Breaks whose control breaks too, by cell (all {len(runs)} seeds together; added tokens = attack minus its clean "
+             "prompt; clean LD = the clean prompt's LD):", "",
+             "| mode, cell | breaks | control also breaks | share | added tokens: shared / attributable | "
+             "clean LD: shared / attributable |", "|---|---|---|---|---|---|"]
+    for k, t in tot.items():
+        n_s, n_a = t["shared"], t["breaks"] - t["shared"]
+
+        def avg(x: float, n: float) -> str:
+            return f"{x / n:.1f}" if n else "-"
+        lines.append(f"| {k} | {t['breaks']:.0f} | {n_s:.0f} | {n_s / t['breaks']:.0%} | {avg(t['add_s'], n_s)} / {avg(t['add_a'], n_a)} | "
+                     f"{avg(t['ld_s'], n_s)} / {avg(t['ld_a'], n_a)} |")
+    return lines
 
 
 def weights_line(name: str) -> str:
@@ -137,27 +192,40 @@ def speed(tokenizer_dir: Path, work: Path) -> list[str]:
     return lines
 
 
+def _x(ratio: float | None) -> str:
+    return "n/a" if ratio is None else f"{ratio:.1f}x"
+
+
 def _fmt_seen(seen: dict[str, Any]) -> str:
     return f"{seen['mean']:+.2f} [{seen['low']:+.2f}, {seen['high']:+.2f}]" if "mean" in seen else "n/a"
 
 
 def model_section(name: str, circuit: Circuit, origin: str, runs: list[dict[str, Any]], cfg: AttackConfig) -> list[str]:
-    ratios = [r["yield"]["ratio"] for r in runs]
-    finite = [x for x in ratios if x is not None]
     lines = [f"## `{name}` with circuit `{circuit.name}` ({len(circuit)} heads; {origin})", "",
-             "| seed | guided breaks / 1,000 | random breaks / 1,000 | ratio | breaks | explained (vs control) | "
-             "signal shift: breaks / other paired attacks | LD < 0 unbatched | wall s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "Attributable = breaks whose matched control does not break (the circuit's evidence, the headline); raw = every "
+             "break (the figure for building test sets). Both per 1,000 evaluations of the guided side, against random "
+             "perturbation breaks per 1,000 of the random side.", "",
+             "| seed | attributable / 1,000 | random / 1,000 | attributable ratio | raw / 1,000 | raw ratio | breaks | "
+             "control also breaks | explained (vs control) | signal shift: breaks / other paired attacks | LD < 0 unbatched | wall s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         y, (n, held) = r["yield"], r["unbatched"]
-        ratio = "n/a" if y["ratio"] is None else f"{y['ratio']:.1f}x"
         expl = f"{r['explained']}/{r['breaks']}" + (f" ({r['explained'] / r['breaks']:.0%})" if r["breaks"] else "")
-        lines.append(f"| {r['seed']} | {y['guided_per_1000']:.1f} | {y['random_per_1000']:.1f} | {ratio} | {r['breaks']} | {expl} | "
+        shared = f"{y['control_shared_breaks']}" + (f" ({y['control_shared_breaks'] / r['breaks']:.0%})" if r["breaks"] else "")
+        lines.append(f"| {r['seed']} | {y['attributable_per_1000']:.1f} | {y['random_per_1000']:.1f} | {_x(y['attributable_ratio'])} | "
+                     f"{y['guided_per_1000']:.1f} | {_x(y['ratio'])} | {r['breaks']} | {shared} | {expl} | "
                      f"{r['shift'][True]:.3f} / {r['shift'][False]:.3f} | {held}/{n} | {r['secs']:.0f} |")
-    if finite:
-        goal = "meets" if min(finite) >= 5 else "misses"
-        lines += ["", f"Ratio over {len(runs)} seeds: min {min(finite):.1f}x, max {max(finite):.1f}x ({goal} the 5x goal in every seed)"
-                  if goal == "meets" else f"Ratio over {len(runs)} seeds: min {min(finite):.1f}x, max {max(finite):.1f}x (misses the 5x goal in at least one seed)"]
+    att = [r["yield"]["attributable_ratio"] for r in runs]
+    finite = [x for x in att if x is not None]
+    goal = ("meets the 5x goal in every seed" if finite and min(finite) >= 5 and len(finite) == len(att)
+            else "misses the 5x goal in at least one seed")
+    lines += ["", f"Over {len(runs)} seeds ({', '.join(str(r['seed']) for r in runs)}), min / median / max:", "",
+              "| | attributable | raw |", "|---|---|---|",
+              f"| guided breaks / 1,000 | {spread([r['yield']['attributable_per_1000'] for r in runs])} | "
+              f"{spread([r['yield']['guided_per_1000'] for r in runs])} |",
+              f"| random breaks / 1,000 | {spread([r['yield']['random_per_1000'] for r in runs])} | (same) |",
+              f"| ratio to random | {spread(att)} | {spread([r['yield']['ratio'] for r in runs])} |", "",
+              f"Attributable ratio {goal} (the 5x goal is on the attributable yield, issue 28).", "", *shared_table(runs)]
     lines += ["", *accounting(runs)]
     lines += ["", "Per mode (random sample, paired LD(attack) - LD(control), 95 % CI over clean prompts; predicted sign from the records):", "",
               "| seed | mode | predicted | seen | verdict |", "|---|---|---|---|---|"]
@@ -182,7 +250,7 @@ def model_section(name: str, circuit: Circuit, origin: str, runs: list[dict[str,
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default="reference,planted")
-    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--seeds", default="0,1,2,3,4,5,6,7,8,9")
     ap.add_argument("--budget", type=int, default=3000)
     ap.add_argument("--n-clean", type=int, default=300)
     ap.add_argument("--circuit", default=None, help="circuit for every model of this call (default: reference-ioi / planted-ioi by name)")
@@ -223,8 +291,12 @@ def main(argv: list[str] | None = None) -> int:
         "modes at one site) are drawn together and their control is evaluated once; then a Thompson-sampling search with "
         "the rest (attack; its control only for a break, and only if that control was not evaluated already). Random side: "
         "the same clean run, then one random perturbation per remaining evaluation of a clean prompt with LD > 0, through "
-        "the same unambiguity check. Both sides are charged the clean run. Yield = confirmed breaks per 1,000 model "
-        "evaluations of that side (a guided side that runs out of candidates is charged only what it spent).", "",
+        "the same unambiguity check. Both sides are charged the clean run. Raw yield = confirmed breaks per 1,000 model "
+        "evaluations of that side (a guided side that runs out of candidates is charged only what it spent); attributable "
+        "yield = the guided breaks whose matched control (the one the mode's verdict compares against, reused or not) does "
+        "not break, per 1,000 guided evaluations, against the same random breaks per 1,000. Attributable yield is the "
+        "headline (issue 28): a break its control shares is the edit's, not the circuit's; raw yield is the figure for "
+        "building test sets. The search is rewarded by attributable breaks only.", "",
         *(p.read_text() for p in sorted(sections.glob("*.md")))])
     files.atomic_write_text(args.doc, doc)
     print(doc)

@@ -77,7 +77,8 @@ def make_attack_run(clean_dir: Path, out: Path, tok, seed: int = 0, legacy: bool
     summary["baseline"] = {"n": 0}
     summary["natural_failure_rate"] = 0.01
     if not legacy:
-        summary["yield"] = {"guided_per_1000": 15.0, "random_per_1000": 5.0, "ratio": 3.0}
+        summary["yield"] = {"guided_per_1000": 15.0, "random_per_1000": 5.0, "ratio": 3.0, "attributable_per_1000": 10.0,
+                            "attributable_ratio": 2.0, "breaks": 6, "attributable_breaks": 4, "control_shared_breaks": 2}
         for m, v in VERDICTS.items():
             summary["modes"][m].update(predicted_sign=v["expected_sign"], seen={**v["attack_minus_control"], "n": v["n"]},
                                        verdict=v["verdict"])

@@ -81,6 +81,15 @@ def test_rows_follow_the_contract(tiny_run):
         else:
             assert r["logit_diff"] >= 0 or clean_ld[r["pair_id"]] <= 0
         assert (r["explained"] is not None) == (r["family"] == "attack" and r["is_break"])
+        if r["family"] == "attack" and r["is_break"]:  # the control the verdict compares against: same candidate, same clean prompt
+            [k] = [c for c in rows if c["family"] == "control" and c["candidate"] == r["candidate"]]
+            assert k["pair_id"] == r["pair_id"] and r["control_breaks"] is (k["logit_diff"] < 0)
+        else:
+            assert r["control_breaks"] is None
+    y = json.loads((out / "summary.json").read_text())["yield"]
+    attack_breaks = [r for r in rows if r["family"] == "attack" and r["is_break"]]
+    assert y["breaks"] == len(attack_breaks) and y["control_shared_breaks"] == sum(r["control_breaks"] for r in attack_breaks)
+    assert y["attributable_per_1000"] == pytest.approx(y["guided_per_1000"] * y["attributable_breaks"] / y["breaks"]) if y["breaks"] else True
     adv = (out / "adversarial.jsonl").read_text().splitlines()
     assert len(adv) == sum(r["is_break"] and r["family"] == "attack" for r in rows)
     modes = json.loads((out / "modes.json").read_text())
@@ -170,7 +179,8 @@ def test_search_spends_nothing_on_cells_it_does_not_fund(tiny_run):
     assert set(sc["searched_per_cell"]).isdisjoint(sc["not_funded"])
     assert all(v in ("confirmed", "falsified", "inconclusive") for v in sc["cell_verdicts"].values())
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary["yield"]) == {"guided_per_1000", "random_per_1000", "ratio"}
+    assert set(summary["yield"]) == {"guided_per_1000", "random_per_1000", "ratio", "attributable_per_1000", "attributable_ratio",
+                                     "breaks", "attributable_breaks", "control_shared_breaks"}
     for m in summary["modes"].values():
         assert m["predicted_sign"] in (-1, 1) and m["verdict"] in ("confirmed", "falsified", "inconclusive") and "n" in m["seen"]
 

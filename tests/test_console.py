@@ -20,8 +20,10 @@ def test_run_and_attack_summaries_fit_and_define_terms(tiny_model, tmp_path):
     lines = text.splitlines()
     assert max(map(len, lines)) <= console.WIDTH, max(lines, key=len)
     assert any(line.split()[:1] == ["duplicate_io"] and "confirmed" in line and "-1.30 [-1.50, -1.10]" in line for line in lines)
-    assert "ratio 3.00x" in text.replace("\n  ", " ")
-    for term in ("LD =", "pairs =", "predicted =", "seen =", "verdict:", "break =", "yield ="):
+    flat = text.replace("\n  ", " ")
+    assert "Raw yield (for building test sets): 15.0" in flat and "ratio 3.00x" in flat
+    assert flat.index("Attributable yield: 10.0") < flat.index("Raw yield") and "ratio 2.00x" in flat
+    for term in ("LD =", "pairs =", "predicted =", "seen =", "verdict:", "break =", "attributable yield =", "raw yield ="):
         assert term in text.replace("\n  ", " "), term
 
 

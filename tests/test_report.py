@@ -115,8 +115,11 @@ def test_verdict_panel_reads_summary(attack_report):
     assert "<span class='v ok'>confirmed</span>" in panel
     assert "<span class='v bad'>falsified (opposite sign)</span>" in panel
     assert "-1.30 [-1.50, -1.10]" in panel and "+0.80 [+0.50, +1.10]" in panel
-    assert "circuit-guided 15.0 vs random 5.0" in panel and "<b>3.00x</b>" in panel
-    for term in ("LD", "S &gt; IO", "explained (of breaks)", "random sample / search", "yield", "verdict"):
+    assert "circuit-guided 15.0 vs random 5.0" in panel and "ratio 3.00x" in panel  # raw, beside the headline
+    assert "circuit-guided 10.0 breaks whose control does not break vs random 5.0" in panel and "<b>2.00x</b>" in panel
+    assert panel.index("<b>Attributable yield</b>") < panel.index("<b>Raw yield</b>") and "2 breaks shared by their control" in panel
+    for term in ("LD", "S &gt; IO", "explained (of breaks)", "random sample / search", "attributable yield", "raw yield", "yield",
+                 "verdict"):
         assert f"<dt>{term}</dt>" in panel, term
 
 
@@ -126,7 +129,7 @@ def test_verdict_panel_falls_back_to_modes_json(runs, tiny_model, tmp_path):
     assert "yield" not in json.loads((old / "summary.json").read_text())
     panel = verdict_panel(build_report(old, tmp_path / "old.html", attention=False).read_text())
     assert "<span class='v bad'>falsified (opposite sign)</span>" in panel and "+0.80 [+0.50, +1.10]" in panel
-    assert "circuit-guided 15.0 vs random 5.0" in panel and "<b>3.00x</b>" in panel
+    assert "circuit-guided 15.0 vs random 5.0" in panel and "ratio 3.00x" in panel and "Attributable yield: not recorded" in panel
     (old / "modes.json").unlink()
     (old / "baseline.json").unlink()
     panel = verdict_panel(build_report(old, tmp_path / "old2.html", attention=False).read_text())

@@ -1,7 +1,10 @@
 """A search that learns where breaks are: Thompson sampling over failure-mode cells.
 
-Each cell (one point of a mode's parameter grid) is an arm with a Beta belief about its break
-rate. The prior comes from the circuit's prediction (for compiled modes: the share of clean
+Each cell (one point of a mode's parameter grid) is an arm with a Beta belief about its rate of
+attributable breaks: breaks whose matched control does not break. A break the control shares was
+done by the edit (its length, its distraction), not by the mechanism the circuit predicts, so it
+is no evidence for the cell; it still costs an evaluation (its control), so every break is
+counted for the cost. The prior comes from the circuit's prediction (for compiled modes: the share of clean
 prompts the records' predicted LD shift would push below 0), the stratified random sample and
 every searched attack update it, and a cell whose paired attack - control difference on the
 random sample has the opposite sign to the prediction is falsified and gets no more budget.
@@ -29,12 +32,21 @@ class Arm:
     b: float
     """Prior pseudo-non-breaks."""
     breaks: int = 0
+    """Attributable breaks observed (the reward): the control did not break."""
     tries: int = 0
     falsified: bool = False
+    raw_breaks: int = 0
+    """Every break observed, attributable or not: each one costs its control's evaluation."""
 
     @property
     def mean(self) -> float:
+        """Posterior mean rate of attributable breaks."""
         return (self.a + self.breaks) / (self.a + self.b + self.tries)
+
+    @property
+    def raw_mean(self) -> float:
+        """Posterior mean rate of breaks of any kind (what a candidate's control costs on average)."""
+        return (self.a + self.raw_breaks) / (self.a + self.b + self.tries)
 
 
 def prior_arm(key: str, p0: float, strength: float = PRIOR_STRENGTH) -> Arm:
@@ -50,10 +62,14 @@ def prior_break_rate(clean_ld: Sequence[float], shift: float | None, natural: fl
     return float(np.mean(pos + shift < 0))
 
 
-def observe(arms: Mapping[str, Arm], key: str, breaks: int, tries: int) -> dict[str, Arm]:
+def observe(arms: Mapping[str, Arm], key: str, breaks: int, tries: int, raw_breaks: int | None = None) -> dict[str, Arm]:
+    """Add `tries` attacks with `breaks` attributable breaks and `raw_breaks` breaks in all (default: all attributable)."""
+    raw = breaks if raw_breaks is None else raw_breaks
+    if not 0 <= breaks <= raw <= tries:
+        raise ValueError(f"observe {key}: need 0 <= attributable {breaks} <= breaks {raw} <= tries {tries}")
     out = dict(arms)
     a = out[key]
-    out[key] = replace(a, breaks=a.breaks + breaks, tries=a.tries + tries)
+    out[key] = replace(a, breaks=a.breaks + breaks, tries=a.tries + tries, raw_breaks=a.raw_breaks + raw)
     return out
 
 
@@ -63,11 +79,13 @@ def falsify(arms: Mapping[str, Arm], keys: Sequence[str]) -> dict[str, Arm]:
 
 def choose(arms: Mapping[str, Arm], available: Mapping[str, int], k: int, rng: np.random.Generator,
            free: Mapping[str, int] | None = None) -> list[str]:
-    """k Thompson draws: each draw samples every live arm's break rate and takes the most breaks per evaluation.
+    """k Thompson draws: each draw samples every live arm's attributable break rate and takes the most per evaluation.
 
-    A candidate costs its attack, plus its control if it breaks: theta / (1 + theta) breaks per
-    evaluation, unless its control was evaluated already (`free`: how many of an arm's next
-    candidates are such), then theta. Without `free` this is plain Thompson sampling.
+    A candidate costs its attack, plus its control if it breaks at all (attributable or not, at
+    the arm's posterior mean break rate r): theta / (1 + r) attributable breaks per evaluation,
+    unless its control was evaluated already (`free`: how many of an arm's next candidates are
+    such), then theta. Until issue 28 the reward was every break and the cost theta / (1 + theta)
+    from the same draw.
     """
     left = {key: n for key, n in available.items() if n > 0 and key in arms and not arms[key].falsified}
     gratis = dict(free or {})
@@ -78,7 +96,7 @@ def choose(arms: Mapping[str, Arm], available: Mapping[str, int], k: int, rng: n
         if not live:
             break
         theta = [rng.beta(arms[key].a + arms[key].breaks, arms[key].b + arms[key].tries - arms[key].breaks) for key in live]
-        value = [th if gratis.get(key, 0) > 0 else th / (1 + th) for key, th in zip(live, theta, strict=True)]
+        value = [th if gratis.get(key, 0) > 0 else th / (1 + arms[key].raw_mean) for key, th in zip(live, theta, strict=True)]
         best = live[int(np.argmax(value))]
         picks.append(best)
         left[best] -= 1

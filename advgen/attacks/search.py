@@ -5,7 +5,8 @@ run once (their attention reads order each cell's candidates by fragility); a st
 sample (attack + control, equal count per cell, int(guided budget x sample_frac / 2) candidates)
 gives the unbiased per-mode table and the first evidence per cell; the rest of the budget goes to
 a Thompson-sampling search over cells (`advgen.attacks.bandit`) whose prior is the circuit's
-prediction: attack first, its control only when it breaks (only a break needs confirming). A cell
+prediction, rewarded by attributable breaks (the control holds): attack first, its control only
+when it breaks (only a break needs confirming, and its control decides whether it counts). A cell
 the sample falsified gets no search budget. No prompt is evaluated twice: candidates of one clean
 prompt with one control (`FailureMode.share_key`: every dose of both compiled modes at a site)
 are sampled as a unit and their control runs once; a reused control is a row per candidate
@@ -288,7 +289,7 @@ def _arms(s: Setup, pool: Sequence[Candidate], sample_rows: Sequence[MeasuredRow
     for r in sample_rows:
         if r["family"] == "attack" and r["cell"] is not None:
             brk = int(r["logit_diff"] < 0 < clean_ld[index[r["pair_id"]]])
-            arms = bandit.observe(arms, r["cell"], brk, 1)
+            arms = bandit.observe(arms, r["cell"], brk * int(ctl[r["candidate"]] >= 0), 1, brk)  # rewarded only if the control holds
             diffs.setdefault(r["cell"], []).append(r["logit_diff"] - ctl[r["candidate"]])
     verdicts, signs = {}, {}
     for key, mode in cells.items():
@@ -329,8 +330,10 @@ def _search(s: Setup, pool: Sequence[Candidate], arms: dict[str, bandit.Arm], bu
         rows += got
         spent += evaluated(got)
         att = {r["candidate"]: r for r in got if r["family"] == "attack"}
+        ctl = {r["candidate"]: r["logit_diff"] for r in got if r["family"] == "control"}  # one per break, reused ones included
         for c in chunk:
-            arms = bandit.observe(arms, c.cell, int(att[c.cid]["logit_diff"] < 0 < clean_ld[c.spec]), 1)
+            brk = int(att[c.cid]["logit_diff"] < 0 < clean_ld[c.spec])
+            arms = bandit.observe(arms, c.cell, int(brk == 1 and ctl[c.cid] >= 0), 1, brk)
     return rows, arms
 
 

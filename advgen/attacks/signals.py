@@ -78,6 +78,7 @@ def label_rows(rows: Sequence[MeasuredRow], circuit: Circuit, modes: Sequence[Fa
         is_break = bool(r["family"] in ("attack", "baseline") and r["logit_diff"] < 0 < c["logit_diff"])
         shift: float | None = None
         explained: bool | None = None
+        shared = control_broke(r, ctl) if is_break and r["family"] == "attack" else None
         if r["family"] == "attack" and r["mode"] in by_name:
             sig = by_name[r["mode"]].signal_for(circuit)
             k = ctl.get(r["candidate"])
@@ -86,5 +87,18 @@ def label_rows(rows: Sequence[MeasuredRow], circuit: Circuit, modes: Sequence[Fa
                                          - signal_value(sig, circuit, k["head_signals"], r["head_signals"]))
                 if is_break:
                     explained = bool(shift > tau[str(r["mode"])])
-        out.append({**r, "clean_logit_diff": c["logit_diff"], "is_break": is_break, "explained": explained, "signal_shift": shift})
+        out.append({**r, "clean_logit_diff": c["logit_diff"], "is_break": is_break, "explained": explained, "signal_shift": shift,
+                    "control_breaks": shared})
     return out
+
+
+def control_broke(attack: MeasuredRow, controls: Mapping[str | None, MeasuredRow]) -> bool:
+    """Whether a guided break's matched control also has LD < 0 (a break the edit alone explains).
+
+    The control is the candidate's own control row (same clean prompt, site and sentences; a reused
+    control is a row per candidate too), so it is the one the mode's verdict compares against.
+    """
+    k = controls.get(attack["candidate"])
+    if k is None or k["pair_id"] != attack["pair_id"]:
+        raise ValueError(f"guided break {attack['candidate']!r} has no matched control on clean prompt {attack['pair_id']!r}")
+    return bool(k["logit_diff"] < 0)

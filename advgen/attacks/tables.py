@@ -52,6 +52,7 @@ def _table(rows: Sequence[AttackRow], clean_by_pair: dict[str, AttackRow], seed:
         "control": family_stats(ctl, seed),
         "attack": family_stats(att, seed),
         "breaks": len(breaks),
+        "control_shared_breaks": sum(bool(r.get("control_breaks")) for r in breaks),
         "break_rate": len(breaks) / len(att) if att else float("nan"),
         "explained_fraction": float(np.mean([bool(r["explained"]) for r in breaks])) if breaks else None,
     }
@@ -118,9 +119,11 @@ def screening_totals(run: AttackRun) -> dict[str, Any]:
     search = [r for r in run.rows if r["phase"] == "search" and r["family"] == "attack"]
     sc = run.screening
     return {
-        "search": "Thompson sampling over cells: prior from the prediction, updated by every observed attack; "
-                  "cells the random sample falsified (or predicted not to lower LD) get no search budget",
+        "search": "Thompson sampling over cells: prior from the prediction, updated by every observed attack and rewarded only by "
+                  "attributable breaks (the control does not break); cells the random sample falsified (or predicted not to "
+                  "lower LD) get no search budget",
         "precision": sum(r["is_break"] for r in search) / len(search) if search else None,
+        "attributable_precision": sum(bool(r["is_break"] and not r["control_breaks"]) for r in search) / len(search) if search else None,
         "sample_break_rate": len(s_breaks) / len(s_att) if s_att else None,
         "n_pool": sc["n_pool"], "n_sample": sc["n_sample"], "n_search": sc["n_search"], "controls_reused": sc.get("controls_reused", 0),
         "not_funded": sc["not_funded"], "cell_verdicts": sc["cell_verdicts"], "searched_per_cell": sc["searched_per_cell"],
@@ -128,23 +131,43 @@ def screening_totals(run: AttackRun) -> dict[str, Any]:
     }
 
 
+ATTRIBUTABLE = ("attributable yield: guided breaks whose matched control does not break (LD >= 0), per 1,000 guided "
+                "evaluations, against random-perturbation breaks per 1,000; the headline for validating the circuit")
+RAW = "raw yield: every guided break per 1,000 guided evaluations, against random; the figure for building test sets"
+
+
 def baseline_doc(run: AttackRun, cfg: AttackConfig) -> dict[str, Any]:
+    """Both yields: attributable (the control holds; the circuit's evidence) and raw (every break; for test sets)."""
     e = run.evals
     guided_evals = e["clean"] + e["sample"] + e["search"]
     base_evals = e["clean"] + e["baseline"]
     g_breaks = sum(r["is_break"] for r in run.rows if r["family"] == "attack")
+    shared = sum(bool(r["is_break"] and r["control_breaks"]) for r in run.rows if r["family"] == "attack")
     b_breaks = sum(r["is_break"] for r in run.rows if r["family"] == "baseline")
     gy = 1000 * g_breaks / guided_evals
+    ay = 1000 * (g_breaks - shared) / guided_evals
     by = 1000 * b_breaks / base_evals
     return {
         "budget": cfg.budget,
         "guided_per_1000": gy,
         "random_per_1000": by,
-        "guided": {"evaluations": guided_evals, "breaks": g_breaks, "breaks_per_1000": gy},
+        "attributable_per_1000": ay,
+        "guided": {"evaluations": guided_evals, "breaks": g_breaks, "breaks_per_1000": gy, "control_shared_breaks": shared,
+                   "attributable_breaks": g_breaks - shared, "attributable_per_1000": ay},
         "baseline": {"evaluations": base_evals, "breaks": b_breaks, "breaks_per_1000": by},
         "ratio": gy / by if by > 0 else None,
+        "attributable_ratio": ay / by if by > 0 else None,
+        "definitions": {"attributable": ATTRIBUTABLE, "raw": RAW},
         "accounting": "both sides pay the clean run; guided pays attack + control per candidate, the baseline one prompt each",
     }
+
+
+def yield_summary(base: dict[str, Any]) -> dict[str, Any]:
+    """summary.json's `yield`: the raw keys it always had, then the attributable ones (the headline)."""
+    g = base["guided"]
+    return {"guided_per_1000": base["guided_per_1000"], "random_per_1000": base["random_per_1000"], "ratio": base["ratio"],
+            "attributable_per_1000": base["attributable_per_1000"], "attributable_ratio": base["attributable_ratio"],
+            "breaks": g["breaks"], "attributable_breaks": g["attributable_breaks"], "control_shared_breaks": g["control_shared_breaks"]}
 
 
 def markdown(modes: dict[str, Any], base: dict[str, Any], screening: dict[str, Any]) -> str:
@@ -172,6 +195,8 @@ def markdown(modes: dict[str, Any], base: dict[str, Any], screening: dict[str, A
         for key, vals in m["by_params"].items():
             for val, t in vals.items():
                 lines.append(row(name, f"sample, {key}={val}", t))
+    lines += ["", "Breaks whose matched control also breaks (LD < 0; not attributable to the mechanism): " + "; ".join(
+        f"{name} {m['all']['control_shared_breaks']} of {m['all']['breaks']}" for name, m in modes["modes"].items())]
     lines += ["", "Predicted vs seen (random sample, paired LD(attack) - LD(control); 95% CI resampling clean prompts):", ""]
     for name, m in modes["modes"].items():
         p = m["prediction"]
@@ -187,10 +212,18 @@ def markdown(modes: dict[str, Any], base: dict[str, Any], screening: dict[str, A
     if modes.get("mode_notes"):
         lines += ["Modes run outside the circuit's proposal: " + "; ".join(f"{k}: {v}" for k, v in modes["mode_notes"].items()), ""]
     g, b = base["guided"], base["baseline"]
-    ratio = "n/a (baseline found no break)" if base["ratio"] is None else f"{base['ratio']:.1f}x"
-    lines += [f"Yield (confirmed breaks per 1,000 model evaluations): guided {g['breaks_per_1000']:.1f} ({g['breaks']} in {g['evaluations']}), "
-              f"random baseline {b['breaks_per_1000']:.1f} ({b['breaks']} in {b['evaluations']}); ratio {ratio}.",
-              f"Search: precision {_f(screening['precision'])} on {screening['n_search']} searched candidates; random sample "
+
+    def ratio(x: float | None) -> str:
+        return "n/a (baseline found no break)" if x is None else f"{x:.1f}x"
+
+    lines += [f"Attributable yield (breaks whose control does not break, per 1,000 model evaluations): guided "
+              f"{g['attributable_per_1000']:.1f} ({g['attributable_breaks']} in {g['evaluations']}; {g['control_shared_breaks']} "
+              f"breaks shared by their control left out), random baseline {b['breaks_per_1000']:.1f} ({b['breaks']} in "
+              f"{b['evaluations']}); ratio {ratio(base['attributable_ratio'])}.",
+              f"Raw yield (every confirmed break, the figure for building test sets): guided {g['breaks_per_1000']:.1f} "
+              f"({g['breaks']} in {g['evaluations']}), random baseline {b['breaks_per_1000']:.1f}; ratio {ratio(base['ratio'])}.",
+              f"Search: precision {_f(screening['precision'])} (attributable {_f(screening['attributable_precision'])}) on "
+              f"{screening['n_search']} searched candidates; random sample "
               f"{screening['n_sample']} candidates, break rate {_f(screening['sample_break_rate'])}; controls reused (evaluated once, "
               f"shared by candidates of one clean prompt): {screening['controls_reused']}; cells not funded: "
               f"{', '.join(screening['not_funded']) or 'none'}."]
@@ -208,6 +241,7 @@ def _mode_summary(m: dict[str, Any]) -> dict[str, Any]:
     breaks = m["all"]["breaks"]
     return {"predicted_sign": p["expected_sign"], "seen": seen, "verdict": p["verdict"], "compiled_from": m["compiled_from"],
             "random_sample": m["random_sample"], "all": m["all"], "breaks": breaks,
+            "attributable_breaks": breaks - m["all"]["control_shared_breaks"],
             "explained_fraction": m["all"]["explained_fraction"]}
 
 
@@ -219,7 +253,7 @@ def write_run(out: Path, run: AttackRun, cfg: AttackConfig, circuit: Circuit, ma
     rows = run.rows
     fam = {f: family_stats([r for r in rows if r["family"] == f], cfg.seed) for f in ("clean", "attack", "control", "baseline")}
     summary = {**family_stats(rows, cfg.seed), "by_family": fam, "evaluations": run.evals,
-               "yield": {"guided_per_1000": base["guided_per_1000"], "random_per_1000": base["random_per_1000"], "ratio": base["ratio"]},
+               "yield": yield_summary(base),
                "modes": {k: _mode_summary(v) for k, v in modes["modes"].items()},
                "natural_failure_rate": modes["natural"].get("s_beats_io_rate"), "baseline": base, "screening": screening}
     bound = near_miss_threshold(rows)

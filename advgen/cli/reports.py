@@ -16,8 +16,9 @@ def cmd_report(args: argparse.Namespace) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
     from advgen.jobs.reports import export
 
-    out = export(args.run_dir, args.format, args.out, overwrite=args.overwrite)
-    print(f"wrote {args.format} export with dataset card to {out}/")
+    out = export(args.run_dir, args.format, args.out, overwrite=args.overwrite, only_attributable=args.attributable_only)
+    which = " (attributable breaks only)" if args.attributable_only else ""
+    print(f"wrote {args.format} export{which} with dataset card to {out}/")
 
 
 def cmd_unlock(args: argparse.Namespace) -> None:
@@ -44,6 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--format", required=True, choices=FORMATS, help="export format: " + ", ".join(FORMATS))
     p.add_argument("--out", type=Path, required=True, help="export directory to write (replaced if it is a previous export)")
     p.add_argument("--overwrite", action="store_true", help="also replace an advgen export that was changed or made by an older version")
+    p.add_argument("--attributable-only", action="store_true",
+                   help="attack runs: leave out breaks whose matched control also broke (and those control rows); the card says so")
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("unlock", help="clear the lock an interrupted writer left in a run directory (refused while it runs)")
     p.add_argument("dir", type=Path, help="a run directory holding .advgen.lock")

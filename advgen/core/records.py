@@ -59,6 +59,9 @@ class AttackRow(MeasuredRow):
     """For a confirmed break: the predicted signal moved against the control by more than the threshold."""
     signal_shift: float | None
     """Signal(attack) - signal(control), oriented by the predicted direction; None without a control."""
+    control_breaks: bool | None
+    """For a guided break: its matched control (the one the verdict compares against, reused or not) also has LD < 0,
+    so the edit, not the circuit's mechanism, may have done the breaking. None for every other row."""
 
 
 def prompt_row(p: Prompt) -> PromptRow:

@@ -37,6 +37,8 @@ FIELDS: dict[str, str] = {
     "params": "attack parameters (dose, insertion point, inserted sentence, ...)",
     "is_break": "attack LD < 0 while its clean pair had LD > 0",
     "explained": "whether the internal signal the failure mode predicts moved (null if not measured)",
+    "control_breaks": "for a break: whether its matched control (the same edit without the mechanism) also has LD < 0, "
+    "so the edit, not the circuit, may explain it (null for other rows)",
     "head_signals": "attention readouts, keyed 'a9.h9:END->IO'",
 }
 
@@ -183,8 +185,32 @@ def provenance_md(data: RunData) -> str:
 """
 
 
-def dataset_card(data: RunData, fmt: str, files: Mapping[str, str]) -> str:
-    """README.md for an export of `data` in `fmt`; `files` maps split -> path inside the export."""
+def adversarial_md(data: RunData, left_out: int | None) -> str:
+    """Which breaks the export holds: every one, or only those whose control held (`--attributable-only`)."""
+    breaks = [r for r in data.rows if r.get("family") == "attack" and r.get("is_break")]
+    if not breaks and left_out is None:
+        return ""
+    shared = sum(r.get("control_breaks") is True for r in breaks)
+    unknown = sum(r.get("control_breaks") is None for r in breaks)
+    if left_out is not None:
+        what = (f"Only attributable breaks (`--attributable-only`): {left_out} breaks whose matched control also broke were "
+                f"left out, with their control rows; the {len(breaks)} breaks here all have `control_breaks` = false.")
+    elif unknown:
+        what = (f"Every break of the run ({len(breaks)}); this run did not record whether their controls broke "
+                "(`control_breaks` is null), so attributable and control-shared breaks cannot be told apart.")
+    else:
+        what = (f"Every break of the run ({len(breaks)}), including {shared} whose matched control also broke "
+                f"(`control_breaks` = true: the edit alone breaks the model, so they suit a test set but are no evidence for "
+                f"the circuit) and {len(breaks) - shared} attributable ones. `advgen export --attributable-only` leaves the "
+                "control-shared ones out.")
+    return f"\n## Adversarial set\n{what}\n"
+
+
+def dataset_card(data: RunData, fmt: str, files: Mapping[str, str], left_out: int | None = None) -> str:
+    """README.md for an export of `data` in `fmt`; `files` maps split -> path inside the export.
+
+    `left_out`: breaks left out as control-shared (`--attributable-only`); None when every break is kept.
+    """
     counts = {k: len(v) for k, v in splits(data.rows).items()}
     present = [f for f in FIELDS if any(f in r for r in data.rows)]
     field_lines = "\n".join(f"| `{f}` | {FIELDS[f]} |" for f in present)
@@ -204,6 +230,7 @@ clean prompts aimed at a failure mode the circuit predicts; `pair_id` links them
 |---|---|---|
 {split_lines}
 
+{adversarial_md(data, left_out)}
 ## Measured on the model above (from summary.json)
 {_summary_table(data.summary)}
 ## Fields
@@ -227,4 +254,5 @@ clean prompts aimed at a failure mode the circuit predicts; `pair_id` links them
 - Attack prompts are selected against one model and one circuit; breaks need not transfer.
 """
     front = front_matter(data, fmt, files)
+    front[MARKER_KEY]["attributable_only"] = left_out is not None
     return "---\n" + yaml.safe_dump(front, sort_keys=False, allow_unicode=True) + "---\n\n" + body

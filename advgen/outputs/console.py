@@ -22,7 +22,10 @@ ATTACK_TERMS = ('LD = logit(" IO") - logit(" S") at the END token; '
                 "pairs = attack/control pairs in the unbiased random sample; predicted = sign of LD(attack) - LD(control) "
                 "the circuit predicts; seen = its measured mean [95 % CI]; verdict: confirmed / falsified = the interval "
                 "excludes 0 on the predicted / the other side, inconclusive = it contains 0; break = an attack with LD < 0 "
-                "whose clean prompt had LD > 0 (breaks: in the random sample); yield = confirmed breaks per 1,000 model evaluations.")
+                "whose clean prompt had LD > 0 (breaks: in the random sample); attributable yield = breaks whose matched control does "
+                "not break (LD >= 0), per 1,000 guided model evaluations, against random-perturbation breaks per 1,000: the "
+                "circuit's evidence; raw yield = every break per 1,000, control-shared ones included: the figure for building "
+                "test sets.")
 
 
 def wrap(text: str, indent: str = "") -> str:
@@ -68,15 +71,28 @@ def attack_summary(summary: Mapping[str, Any], run_dir: Path, evaluations: Mappi
         lines += table
     y = verdict.run_yield(summary, verdict.read_json(run_dir / "baseline.json"))
     if y is not None:
-        ratio = "n/a: the random baseline found no break" if y.ratio is None else f"ratio {y.ratio:.2f}x"
-        lines.append(wrap(f"Yield: {y.guided:.1f} confirmed breaks per 1,000 model evaluations guided by the circuit, "
-                          f"{y.random:.1f} from random perturbation ({ratio})."))
+        lines += yield_lines(y)
     if evaluations:
         lines.append(wrap("Model evaluations: " + ", ".join(f"{k} {v}" for k, v in evaluations.items()) + "."))
     lines.append(terms(ATTACK_TERMS))
     lines.append(wrap(f"Full tables (by parameter, explained breaks, screening): {run_dir / 'table.md'}; "
                       f"HTML: advgen report {run_dir} --out {run_dir / 'report.html'}"))
     return "\n".join(lines)
+
+
+def _ratio(r: float | None) -> str:
+    return "n/a: the random baseline found no break" if r is None else f"ratio {r:.2f}x"
+
+
+def yield_lines(y: verdict.Yield) -> list[str]:
+    """Attributable yield (the headline), then raw yield labelled for test sets."""
+    raw = (f"Raw yield (for building test sets): {y.guided:.1f} breaks per 1,000 guided evaluations, {y.random:.1f} "
+           f"from random perturbation ({_ratio(y.ratio)}).")
+    if y.attributable is None:
+        return [wrap("Attributable yield: not recorded (run directory from before control_breaks)."), wrap(raw)]
+    shared = "" if y.control_shared is None else f"; {y.control_shared} breaks whose control broke too left out"
+    return [wrap(f"Attributable yield: {y.attributable:.1f} breaks per 1,000 guided evaluations whose control does not break, "
+                 f"{y.random:.1f} from random perturbation ({_ratio(y.attributable_ratio)}{shared})."), wrap(raw)]
 
 
 def wrote(out: Path, names: Sequence[str]) -> str:

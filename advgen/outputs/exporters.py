@@ -16,6 +16,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from advgen.core import locks
@@ -177,12 +178,37 @@ def _write_hf(data: RunData, tmp: Path) -> dict[str, str]:
     return {name: f"hf/{name}" for name in dd}
 
 
-def export(run_dir: str | Path, fmt: str, out: str | Path, overwrite: bool = False) -> Path:
-    """Write run_dir's rows to directory `out` in format `fmt`, with a dataset card (README.md)."""
+def attributable_only(data: RunData) -> tuple[RunData, int]:
+    """The run without its control-shared breaks (attack rows whose matched control broke too, and those controls' rows).
+
+    Returns the filtered data and how many breaks were left out. A run that never recorded
+    `control_breaks` (a plain run, a scan, an attack from before issue 28) is refused: it cannot say which to drop.
+    """
+    where = data.run_dir / "results.jsonl"
+    attacks = [r for r in data.rows if r.get("family") == "attack"]
+    if not attacks:
+        raise AdvgenError(f"--attributable-only needs an attack run; {where} has no attack rows")
+    missing = next((r for r in attacks if r.get("is_break") and not isinstance(r.get("control_breaks"), bool)), None)
+    if missing is not None:
+        raise AdvgenError(f"--attributable-only: {where} does not record control_breaks for break {missing.get('candidate')!r} "
+                          "(an attack run from before control_breaks existed; re-run advgen attack)")
+    shared = {r.get("candidate") for r in attacks if r.get("is_break") and r["control_breaks"]}
+    keep = tuple(r for r in data.rows if r.get("family") not in ("attack", "control") or r.get("candidate") not in shared)
+    return replace(data, rows=keep), len(shared)
+
+
+def export(run_dir: str | Path, fmt: str, out: str | Path, overwrite: bool = False, only_attributable: bool = False) -> Path:
+    """Write run_dir's rows to directory `out` in format `fmt`, with a dataset card (README.md).
+
+    `only_attributable` leaves out the breaks whose matched control broke too (with their control rows).
+    """
 
     if fmt not in FORMATS:
         raise AdvgenError(f"unknown export format {fmt!r}; formats: {', '.join(FORMATS)}")
     data = load_run(run_dir)
+    left_out = None
+    if only_attributable:
+        data, left_out = attributable_only(data)
     check_export_out(Path(run_dir), Path(out), overwrite)
     writers: dict[str, Callable[[RunData, Path], dict[str, str]]] = {
         "jsonl": lambda d, t: _write_files(d, t, "jsonl"),
@@ -194,5 +220,5 @@ def export(run_dir: str | Path, fmt: str, out: str | Path, overwrite: bool = Fal
     }
     with atomic_dir(out, overwrite) as tmp:
         files = writers[fmt](data, tmp)
-        _write(tmp / "README.md", cards.dataset_card(data, fmt, files))
+        _write(tmp / "README.md", cards.dataset_card(data, fmt, files, left_out))
     return Path(out)

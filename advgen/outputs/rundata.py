@@ -56,7 +56,7 @@ ROW_TYPES: Mapping[str, tuple[type, ...]] = {
     "io_logit": NUM, "s_logit": NUM, "io_prob": NUM, "s_prob": NUM, "io_rank": (int,), "s_beats_io": (bool,),
     "mode": (str, type(None)), "template_id": (str,), "order": (str,), "pair_id": (str,), "n_tokens": (int,),
     "extra": (dict,), "params": (dict,), "head_signals": (dict,), "is_break": (bool, type(None)),
-    "explained": (bool, type(None)), "clean_logit_diff": (int, float, type(None)),
+    "explained": (bool, type(None)), "clean_logit_diff": (int, float, type(None)), "control_breaks": (bool, type(None)),
 }
 """Types of a run directory's result fields: a non-numeric logit_diff is an error, not a string column."""
 

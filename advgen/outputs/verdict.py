@@ -31,11 +31,20 @@ class ModeVerdict:
 
 @dataclass(frozen=True)
 class Yield:
-    """Confirmed breaks per 1,000 model evaluations, circuit-guided against the random baseline."""
+    """Confirmed breaks per 1,000 model evaluations, circuit-guided against the random baseline.
+
+    `guided`/`ratio` are the raw yield (every break: for building test sets); `attributable` and
+    `attributable_ratio` count only breaks whose matched control does not break (the circuit's
+    evidence, the headline). Run directories older than issue 28 lack them (None).
+    """
 
     guided: float
     random: float
     ratio: float | None
+    attributable: float | None = None
+    attributable_ratio: float | None = None
+    control_shared: int | None = None
+    """Guided breaks whose control broke too."""
 
 
 def read_json(path: Path) -> Any:
@@ -95,10 +104,15 @@ def mode_verdicts(summary: Mapping[str, Any], modes_doc: Mapping[str, Any] | Non
 def run_yield(summary: Mapping[str, Any], baseline: Mapping[str, Any] | None) -> Yield | None:
     y = summary.get("yield")
     if isinstance(y, Mapping) and "guided_per_1000" in y:
-        return Yield(_num(y["guided_per_1000"]), _num(y.get("random_per_1000")), y.get("ratio"))
+        att = y.get("attributable_per_1000")
+        return Yield(_num(y["guided_per_1000"]), _num(y.get("random_per_1000")), y.get("ratio"),
+                     None if att is None else _num(att), y.get("attributable_ratio"), y.get("control_shared_breaks"))
     b = baseline or (summary.get("baseline") if isinstance(summary.get("baseline"), Mapping) else None)
     if b and isinstance(b.get("guided"), Mapping) and "breaks_per_1000" in b["guided"]:
-        return Yield(_num(b["guided"]["breaks_per_1000"]), _num((b.get("baseline") or {}).get("breaks_per_1000")), b.get("ratio"))
+        g = b["guided"]
+        att = g.get("attributable_per_1000")
+        return Yield(_num(g["breaks_per_1000"]), _num((b.get("baseline") or {}).get("breaks_per_1000")), b.get("ratio"),
+                     None if att is None else _num(att), b.get("attributable_ratio"), g.get("control_shared_breaks"))
     return None
 
 
@@ -112,12 +126,24 @@ def verdict_class(verdict: str) -> str:
     return "ok" if v.startswith("confirmed") else "bad" if v.startswith("falsified") else "unclear"
 
 
+def _ratio(r: float | None) -> str:
+    return "n/a (the random baseline found no break)" if r is None else f"{r:.2f}x"
+
+
 def _yield_html(y: Yield) -> str:
-    ratio = "n/a (the random baseline found no break)" if y.ratio is None else f"{y.ratio:.2f}x"
-    better = ("" if y.ratio is None or y.ratio == 1 else " (the circuit's guidance beat random perturbation)" if y.ratio > 1
-              else " (random perturbation found breaks faster than the circuit's guidance)")
-    return (f"<p class='yield'><b>Yield</b>: circuit-guided {y.guided:.1f} vs random {y.random:.1f} confirmed breaks "
-            f"per 1,000 model evaluations; ratio <b>{esc(ratio)}</b>{esc(better)}.</p>")
+    """Attributable yield first (the circuit's evidence), raw yield beside it (for test sets)."""
+    raw = (f"<b>Raw yield</b> (every break; the figure for building test sets): circuit-guided {y.guided:.1f} vs random "
+           f"{y.random:.1f} confirmed breaks per 1,000 model evaluations; ratio {esc(_ratio(y.ratio))}.")
+    if y.attributable is None:
+        return (f"<p class='yield'>{raw}</p><p class='note'>Attributable yield: not recorded (a run directory from before "
+                "advgen recorded whether each break's control broke too).</p>")
+    r = y.attributable_ratio
+    better = ("" if r is None or r == 1 else " (the circuit's mechanism beat random perturbation)" if r > 1
+              else " (random perturbation found breaks faster than the circuit's mechanism)")
+    shared = "" if y.control_shared is None else f"; {y.control_shared} breaks shared by their control left out"
+    return (f"<p class='yield'><b>Attributable yield</b>: circuit-guided {y.attributable:.1f} breaks whose control does not "
+            f"break vs random {y.random:.1f} breaks per 1,000 model evaluations; ratio <b>{esc(_ratio(r))}</b>{esc(better)}"
+            f"{esc(shared)}.</p><p class='note'>{raw}</p>")
 
 
 def attack_panel(run_dir: Path, summary: Mapping[str, Any]) -> str:
@@ -195,6 +221,11 @@ LEGEND = {
     "breaks": "attacks with LD < 0 whose clean prompt had LD > 0",
     "explained (of breaks)": ("share of breaks whose predicted internal signal (a circuit head's attention, against its clean prompt) "
                               "moved in the predicted direction; it says nothing about the mode's overall prediction: see verdict"),
+    "attributable yield": ("the headline: guided breaks whose matched control does not break (control LD >= 0), per 1,000 "
+                           "guided model evaluations, against random-perturbation breaks per 1,000 at the same budget; a break "
+                           "the control shares is the edit's (its length, its distraction), not the circuit's mechanism"),
+    "raw yield": ("every confirmed break per 1,000 model evaluations, against random, control-shared ones included: the figure "
+                  "for building test sets, not evidence for the circuit"),
     "yield": "confirmed breaks per 1,000 model evaluations; ratio = circuit-guided / random-perturbation baseline at the same budget",
     "dose": "how many times the attack's edit is applied (e.g. repeated IO mentions)",
 }
