@@ -101,3 +101,21 @@ def main_raising(argv: list[str]) -> None:
 
     args = build_parser().parse_args(argv)
     args.func(args)
+
+
+def test_manifests_carry_a_schema_version_and_readers_refuse_unknown_ones(tiny_model, tmp_path: Path) -> None:
+    from advgen.core.records import MANIFEST_SCHEMA
+
+    advgen.run(tiny_model, n=4, seed=0, out=tmp_path / "r", batch_size=4)
+    man_path = tmp_path / "r" / "manifest.json"
+    man = json.loads(man_path.read_text())
+    assert next(iter(man)) == "schema_version" and man["schema_version"] == MANIFEST_SCHEMA
+    advgen.export(tmp_path / "r", "jsonl", tmp_path / "e")  # the current version reads
+    man["schema_version"] = MANIFEST_SCHEMA + 1
+    man_path.write_text(json.dumps(man))
+    (tmp_path / "r" / rundir.MARKER).unlink()  # an edited directory, not a half-written one
+    with pytest.raises(AdvgenError, match=f"manifest.json: manifest schema_version {MANIFEST_SCHEMA + 1}, this advgen reads versions 1 to {MANIFEST_SCHEMA}"):
+        advgen.export(tmp_path / "r", "jsonl", tmp_path / "e2")
+    with pytest.raises(AdvgenError, match="schema_version"):
+        advgen.report(tmp_path / "r", tmp_path / "r.html", attention=False)
+    assert not (tmp_path / "e2").exists() and not (tmp_path / "r.html").exists()

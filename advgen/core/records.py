@@ -5,9 +5,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 from importlib import metadata
+from pathlib import Path
 from typing import Any, TypedDict
 
-from advgen.core.types import Evaluation, Prompt, PromptMetrics
+from advgen.core.types import AdvgenError, Evaluation, Prompt, PromptMetrics
 
 
 class PromptRow(TypedDict):
@@ -111,6 +112,21 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+MANIFEST_SCHEMA = 2
+"""Version of manifest.json's shape. 1: no `schema_version` field (advgen before the job layer);
+2: `schema_version` first, and `command` is the job's equivalent `advgen` command line (without
+`--out` and the options that do not change the files), never the process's argv."""
+
+
+def check_manifest(doc: Mapping[str, Any], where: str | Path) -> int:
+    """The manifest's schema version (1 when absent); a version this advgen does not know is a named error."""
+    version = doc.get("schema_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= MANIFEST_SCHEMA:
+        raise AdvgenError(f"{where}: manifest schema_version {version!r}, this advgen reads versions 1 to {MANIFEST_SCHEMA} "
+                          "(written by a newer advgen? upgrade advgen to read it)")
+    return version
+
+
 def manifest(model: Any, tokenizer_hash: str, seed: int, settings: Mapping[str, Any], command: str = "") -> dict[str, Any]:
     """Provenance for a run directory; no timestamps, so equal runs give equal bytes.
 
@@ -118,6 +134,7 @@ def manifest(model: Any, tokenizer_hash: str, seed: int, settings: Mapping[str, 
     from `sys.argv`, which in a notebook is the kernel's command line.
     """
     return {
+        "schema_version": MANIFEST_SCHEMA,
         "model": getattr(model, "name", str(model)),
         "model_source": getattr(model, "source", ""),
         "tokenizer_hash": tokenizer_hash,

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from advgen.core.files import atomic_write_text, read_jsonl, read_text
+from advgen.core.records import check_manifest
 from advgen.core.types import AdvgenError
 from advgen.model.metrics import bootstrap_ci
 from advgen.outputs import claims_view, plots, verdict
@@ -313,6 +314,8 @@ def _load(run_dir: Path) -> RunData:
         raise AdvgenError(f"{run_dir} has nothing to report: no results.jsonl, discovery.json, claims or PNG heatmaps "
                           f"(it holds: {', '.join(held) or 'nothing'}){hint}")
     man = _read_json(run_dir / "manifest.json") or {}
+    if isinstance(man, Mapping):
+        check_manifest(man, run_dir / "manifest.json")
     circ = _read_json(run_dir / "circuit.json")
     return RunData(run_dir, (), man, {}, circ)
 

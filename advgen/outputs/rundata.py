@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from advgen.core.files import dumps, read_json, read_jsonl_lines
+from advgen.core.records import check_manifest
 from advgen.core.rundir import check_complete
 from advgen.core.types import AdvgenError
 from advgen.outputs.docschema import check_doc
@@ -93,6 +94,8 @@ def load_run(run_dir: str | Path) -> RunData:
     for _, line, row in got:
         _check_row(row, f"{d / 'results.jsonl'}:{line}")
     manifest = _read_json(d / "manifest.json") if (d / "manifest.json").exists() else {}
+    if isinstance(manifest, Mapping):
+        check_manifest(manifest, d / "manifest.json")
     summary = _read_json(d / "summary.json") if (d / "summary.json").exists() else {}
     circuit = None
     if (d / "circuit.json").exists():
