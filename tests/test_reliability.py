@@ -145,6 +145,8 @@ def test_foreign_directory_is_never_replaced(capsys, tmp_path):
     (["train-reference", "--stop-after", "0"], "--stop-after must be >= 1"),
     (["scan", "--unit", "0"], "--unit must be >= 1"),
     (["check-claim", "reference-ioi", "--scrub-draws", "0"], "--scrub-draws must be >= 1"),
+    (["discover", "--name", "ioi\udcff"], "--name 'ioi\\udcff' is not valid UTF-8 text"),  # argv bytes b"ioi\xff"
+    (["run", "--n", "2", "--templates", "t\udcff.yaml"], "--templates 't\\udcff.yaml' is not valid UTF-8 text"),
     (["run", "--n", "5", "--batch-size", "0"], "--batch-size must be between 1 and 1024"),
     (["run", "--n", "5", "--batch-size", "1000000000"], "--batch-size must be between 1 and 1024"),
     (["run", "--n", "5", "--seed", "-4"], "--seed must be >= 0"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any
 
 from advgen.core.types import AdvgenError
@@ -64,8 +65,21 @@ def check(name: str, value: Any) -> None:
     raise AdvgenError(f"--{name.replace('_', '-')} must be {rule.describe()}, got {value!r}")
 
 
+def check_text(name: str, value: Any) -> None:
+    """Text from the command line must be writable as UTF-8: bytes that are not UTF-8 arrive as lone
+    surrogates (Python's surrogateescape) and would fail only when a manifest is written, after the run."""
+    for v in value if isinstance(value, (list, tuple)) else [value]:
+        if isinstance(v, (str, PurePath)):
+            try:
+                str(v).encode("utf-8")
+            except UnicodeEncodeError:
+                raise AdvgenError(f"--{name.replace('_', '-')} {str(v)!r} is not valid UTF-8 text; rename or retype it") from None
+
+
 def check_options(args: Any, get: Callable[[Any, str], Any] = getattr) -> None:
-    """Every option of RULES that `args` (an argparse Namespace) holds, checked before any work."""
+    """Every option of RULES that `args` (an argparse Namespace) holds, and all its text, checked before any work."""
     for name in RULES:
         if hasattr(args, name):
             check(name, get(args, name))
+    for name, value in sorted(vars(args).items()):
+        check_text(name, value)

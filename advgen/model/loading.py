@@ -197,7 +197,8 @@ def load_model(spec: str = "reference", device: str = "cpu") -> LoadedModel:
     tok = bridge.tokenizer
     if tok is None:
         raise ModelLoadError(f"model {spec!r} has no tokenizer")
-    check_vocab(tok, bridge.original_model.get_input_embeddings().num_embeddings, f"model {spec!r} ({source})")
+    hf: Any = bridge.original_model
+    check_vocab(tok, int(hf.get_input_embeddings().num_embeddings), f"model {spec!r} ({source})")
     return LoadedModel(bridge, tok, spec, source, time.perf_counter() - t0)
 
 
