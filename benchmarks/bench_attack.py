@@ -247,6 +247,28 @@ def model_section(name: str, circuit: Circuit, origin: str, runs: list[dict[str,
     return lines + [""]
 
 
+def write_doc(doc_path: Path, sections: Path) -> str:
+    """The doc: the fixed introduction, then every kept section in name order."""
+    doc = "\n".join([
+        "# Attack yield: circuit-guided vs random perturbations", "",
+        "Produced by `benchmarks/bench_attack.py` (run from the repository root); each section names the command that "
+        "produced it. Model evaluations are counted exactly; wall times are on this shared 2-core machine.", "",
+        "Guided side: the clean run; a stratified random sample of int((budget - n_clean) x 0.5 / 2) candidates, each an "
+        "attack and its control, where candidates of one clean prompt that share a control (every dose of both compiled "
+        "modes at one site) are drawn together and their control is evaluated once; then a Thompson-sampling search with "
+        "the rest (attack; its control only for a break, and only if that control was not evaluated already). Random side: "
+        "the same clean run, then one random perturbation per remaining evaluation of a clean prompt with LD > 0, through "
+        "the same unambiguity check. Both sides are charged the clean run. Raw yield = confirmed breaks per 1,000 model "
+        "evaluations of that side (a guided side that runs out of candidates is charged only what it spent); attributable "
+        "yield = the guided breaks whose matched control (the one the mode's verdict compares against, reused or not) does "
+        "not break, per 1,000 guided evaluations, against the same random breaks per 1,000. Attributable yield is the "
+        "headline (issue 28): a break its control shares is the edit's, not the circuit's; raw yield is the figure for "
+        "building test sets. The search is rewarded by attributable breaks only.", "",
+        *(p.read_text() for p in sorted(sections.glob("*.md")))])
+    files.atomic_write_text(doc_path, doc)
+    return doc
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default="reference,planted")
@@ -270,36 +292,24 @@ def main(argv: list[str] | None = None) -> int:
         weights = weights_line(name)  # read when the model is loaded, before the runs
         circuit, origin = circuit_for(model, name, args.circuit)
         runs = []
-        for seed in (int(x) for x in args.seeds.split(",")):
+        seeds = [int(x) for x in args.seeds.split(",")]
+        for seed in seeds:
             cfg = AttackConfig(budget=args.budget, n_clean=args.n_clean, seed=seed,
                                modes=tuple(args.modes.split(",")) if args.modes else None)
             runs.append(one_run(model, circuit, cfg, args.out / f"{args.label or Path(name).name}-s{seed}", args.resume))
             print(f"{name} seed {seed}: {runs[-1]['yield']}", flush=True)
-        text = "\n".join(model_section(name, circuit, origin, runs, cfg)) + weights
-        files.atomic_write_text(sections / f"{args.label or Path(name).name}.md", f"Command: `{cmd}`\n\n" + text)
+            # rewritten after every seed, so an interrupted benchmark leaves the seeds it finished, and says so
+            left = "" if len(runs) == len(seeds) else (f"\n\n**Partial**: {len(runs)} of the {len(seeds)} seeds of this command "
+                                                      f"finished ({', '.join(str(r['seed']) for r in runs)}) when this was written.")
+            text = "\n".join(model_section(name, circuit, origin, runs, cfg)) + weights
+            files.atomic_write_text(sections / f"{args.label or Path(name).name}.md", f"Command: `{cmd}`{left}\n\n" + text)
+            write_doc(args.doc, sections)
     if args.speed_only or not args.no_speed:
         with tempfile.TemporaryDirectory() as tmp:
             text = "\n".join(["## Speed: attack evaluations per second (GPT-2-shaped random model, 12 x 12 heads)", "",
                               *speed(ROOT / "tests" / "data" / "gpt2-tokenizer", Path(tmp)), ""])
         files.atomic_write_text(sections / "zz-speed.md", f"Command: `{cmd}`\n\n" + text)
-    doc = "\n".join([
-        "# Attack yield: circuit-guided vs random perturbations", "",
-        "Produced by `benchmarks/bench_attack.py` (run from the repository root); each section names the command that "
-        "produced it. Model evaluations are counted exactly; wall times are on this shared 2-core machine.", "",
-        "Guided side: the clean run; a stratified random sample of int((budget - n_clean) x 0.5 / 2) candidates, each an "
-        "attack and its control, where candidates of one clean prompt that share a control (every dose of both compiled "
-        "modes at one site) are drawn together and their control is evaluated once; then a Thompson-sampling search with "
-        "the rest (attack; its control only for a break, and only if that control was not evaluated already). Random side: "
-        "the same clean run, then one random perturbation per remaining evaluation of a clean prompt with LD > 0, through "
-        "the same unambiguity check. Both sides are charged the clean run. Raw yield = confirmed breaks per 1,000 model "
-        "evaluations of that side (a guided side that runs out of candidates is charged only what it spent); attributable "
-        "yield = the guided breaks whose matched control (the one the mode's verdict compares against, reused or not) does "
-        "not break, per 1,000 guided evaluations, against the same random breaks per 1,000. Attributable yield is the "
-        "headline (issue 28): a break its control shares is the edit's, not the circuit's; raw yield is the figure for "
-        "building test sets. The search is rewarded by attributable breaks only.", "",
-        *(p.read_text() for p in sorted(sections.glob("*.md")))])
-    files.atomic_write_text(args.doc, doc)
-    print(doc)
+    print(write_doc(args.doc, sections))
     return 0
 
 
