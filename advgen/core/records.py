@@ -114,6 +114,7 @@ def manifest(model: Any, tokenizer_hash: str, seed: int, settings: Mapping[str, 
     return {
         "model": getattr(model, "name", str(model)),
         "model_source": getattr(model, "source", ""),
+        **({"runtime": dict(model.runtime)} if hasattr(model, "runtime") else {}),
         "tokenizer_hash": tokenizer_hash,
         "seed": seed,
         "settings": dict(settings),
