@@ -10,9 +10,9 @@ from typing import Any
 def cmd_attack(args: argparse.Namespace) -> None:
     from advgen.attacks.search import AttackConfig
     from advgen.circuits.format import resolve_circuit
+    from advgen.cli.device import load
     from advgen.core import rundir
     from advgen.core.types import AdvgenError
-    from advgen.model.loading import load_model
 
     if args.list_modes:
         from advgen.attacks.catalogue import catalogue_markdown
@@ -35,7 +35,7 @@ def cmd_attack(args: argparse.Namespace) -> None:
     ident = rundir.identity_of("attack", {"model": args.model, "circuit": str(args.circuit), "measure_behaviour": args.measure_behaviour, **vars(cfg)})
     inputs = [Path(args.circuit)] if Path(args.circuit).exists() else []
     rundir.check_out(out, "attack", ident, args.overwrite, inputs)
-    model = load_model(args.model)
+    model = load(args)
     circuit = resolve_circuit(args.circuit, model.n_layers, model.n_heads)
     if args.measure_behaviour:
         from advgen.circuits.behaviour import attach_records
@@ -91,7 +91,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="measure behaviour records for the circuit's heads on this model first (for circuits without them, "
                         "e.g. planted-ioi), so the compiled modes can run")
     p.add_argument("--list-modes", action="store_true", help="print the failure-mode catalogue (and what --circuit implies), run nothing")
+    from advgen.cli.device import add_device_args
     from advgen.cli.scan import add_backend_args
 
     add_backend_args(p)
+    add_device_args(p)
     p.set_defaults(func=cmd_attack)

@@ -50,9 +50,9 @@ class StageBar:
 
 def cmd_discover(args: argparse.Namespace) -> None:
     from advgen.circuits.discovery import STAGES, Settings, discover, write_discovery
-    from advgen.model.loading import load_model
+    from advgen.cli.device import load
 
-    model = load_model(args.model)
+    model = load(args)
     bar = StageBar(STAGES, enabled=not args.no_progress)
     try:
         d = discover(model, Settings(n=args.n, seed=args.seed, batch_size=args.batch_size, nm_path=args.nm_path), name=args.name, progress=bar)
@@ -73,9 +73,9 @@ def cmd_discover(args: argparse.Namespace) -> None:
 def cmd_check_claim(args: argparse.Namespace) -> None:
     from advgen.circuits.claims import ClaimSettings, check_claim, write_claims
     from advgen.circuits.format import resolve_circuit
-    from advgen.model.loading import load_model
+    from advgen.cli.device import load
 
-    model = load_model(args.model)
+    model = load(args)
     circuit = resolve_circuit(args.circuit, model.n_layers, model.n_heads)
     res = check_claim(model, circuit, ClaimSettings(n=args.n, seed=args.seed, batch_size=args.batch_size,
                                                     greedy_steps=args.greedy_steps, worst_k=args.worst_k,
@@ -88,6 +88,8 @@ def cmd_check_claim(args: argparse.Namespace) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add this group's subcommands to the advgen parser."""
+    from advgen.cli.device import add_device_args
+
     p = sub.add_parser("discover", help="find an IOI circuit in a model (scores + patching) and write it as JSON")
     p.add_argument("--model", default="reference", help="'reference', 'gpt2', or a local HF directory")
     p.add_argument("--out", type=Path, required=True, help="circuit JSON to write (discovery.json and PNGs go beside it)")
@@ -98,6 +100,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--name", default=None, help="circuit name (default: discovered-<model>)")
     p.add_argument("--nm-path", choices=("mlp", "direct"), default="mlp",  # = discovery.NM_PATHS (not imported: torch)
                    help="head -> logits path of the name-mover rule: later MLPs recomputed (the IOI paper's) or direct only")
+    add_device_args(p)
     p.set_defaults(func=cmd_discover)
     p = sub.add_parser("check-claim", help="faithfulness / completeness / minimality of a circuit under several metrics and ablations")
     p.add_argument("circuit", help="circuit JSON file or built-in name (e.g. gpt2-small-ioi, reference-ioi)")
@@ -111,4 +114,5 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--scrub-draws", type=int, default=1, help="causal scrubbing: name twins resampled per example")
     p.add_argument("--no-ladder", action="store_true", help="skip placing the circuit on the ladder of reference models")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_device_args(p)
     p.set_defaults(func=cmd_check_claim)

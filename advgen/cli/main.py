@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from advgen.cli import attack, circuits, helpfmt, reports, scan
+from advgen.cli import attack, circuits, device, helpfmt, reports, scan
 from advgen.core.types import AdvgenError
 
 OUTPUTS = Path("outputs")
@@ -65,7 +65,6 @@ def _print_summary(summary: dict, out: Path) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> None:
     from advgen.core import rundir
-    from advgen.model.loading import load_model
     from advgen.outputs import pipeline
 
     out = _default_out(args, "validate")
@@ -73,7 +72,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
     src = pipeline.read_prompt_rows(args.prompts, args.skip_invalid)
     ident = pipeline.validate_identity(args.model, src.path, args.seed, args.batch_size, args.skip_invalid)
     rundir.check_out(out, "validate", ident, args.overwrite, inputs=[src.path])
-    model = load_model(args.model)
+    model = device.load(args)
     with scan.backend_for(args, model) as backend:
         res = pipeline.validate_rows(model, src, out, args.batch_size, args.seed, not args.no_progress,
                                      skip_invalid=args.skip_invalid, overwrite=args.overwrite, backend=backend)
@@ -83,12 +82,11 @@ def cmd_validate(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from advgen.model.loading import load_model
     from advgen.outputs import pipeline
 
     out = _default_out(args, "run")
     pipeline.precheck("run", out, args.model, args.n, args.seed, args.templates, args.batch_size, args.overwrite)
-    model = load_model(args.model)
+    model = device.load(args)
     with scan.backend_for(args, model) as backend:
         res = pipeline.run(model, args.n, args.seed, out, args.templates, args.batch_size, not args.no_progress,
                            overwrite=args.overwrite, backend=backend)
@@ -128,10 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-invalid", action="store_true",
                    help="measure the valid rows and list the others (row, line, reason) in OUT/rejected.jsonl")
     scan.add_backend_args(p)
+    device.add_device_args(p)
     p.set_defaults(func=cmd_validate)
     p = sub.add_parser("run", help="generate + validate + export")
     _common(p)
     scan.add_backend_args(p)
+    device.add_device_args(p)
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("train-reference", help="retrain the bundled reference model (about 10-15 min on 2 CPU cores)")
     p.add_argument("--out", type=Path, required=True, help="output directory; checkpoints go to OUT/checkpoints")

@@ -8,6 +8,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from advgen.cli.device import add_device_args
+
 
 def add_backend_args(p: argparse.ArgumentParser) -> None:
     """--backend / --ray-address / --workers: where evaluation units run (the output is the same)."""
@@ -23,7 +25,8 @@ def make_backend(args: argparse.Namespace, model: Any = None) -> Any:
     from advgen.model.backends import RaySettings
     from advgen.model.backends import make_backend as make
 
-    return make(args.backend, args.model, model, RaySettings(workers=args.workers, address=args.ray_address))
+    settings = RaySettings(workers=args.workers, address=args.ray_address, device=args.device, dtype=args.dtype)
+    return make(args.backend, args.model, model, settings)
 
 
 @contextmanager
@@ -82,4 +85,5 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--overwrite", action="store_true", help="replace an --out directory that holds another advgen run")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_backend_args(p)
+    add_device_args(p)
     p.set_defaults(func=cmd_scan)

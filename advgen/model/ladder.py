@@ -138,9 +138,9 @@ def parameter_count(model: LoadedModel) -> int:
 def ioi_figures(model: LoadedModel, prompts: PromptSet, batch_size: int = DEFAULT_BATCH) -> dict[str, float]:
     """IOI loss (-log p(IO) at END, nats), mean LD and accuracy (LD > 0) of one model on `prompts`."""
     logits = end_logits(model, prompts, batch_size).double()
-    r = torch.arange(len(prompts))
-    io = torch.tensor([q.io_token for q in prompts])
-    s = torch.tensor([q.s_token for q in prompts])
+    r = torch.arange(len(prompts), device="cpu")  # end_logits returns host tensors
+    io = torch.tensor([q.io_token for q in prompts], device="cpu")
+    s = torch.tensor([q.s_token for q in prompts], device="cpu")
     ld = logits[r, io] - logits[r, s]
     loss = -torch.log_softmax(logits, -1)[r, io]
     return {"ioi_loss": float(loss.mean()), "ioi_mean_ld": float(ld.mean()), "ioi_accuracy": float((ld > 0).double().mean())}

@@ -97,10 +97,10 @@ def map_end_logits(
                 parts.append(reduce(run(ids, ends).float(), idx).cpu())
             order += idx
     if not parts:
-        return torch.empty(0)
+        return torch.empty(0, device="cpu")
     out = torch.cat(parts)
-    inverse = torch.empty(len(order), dtype=torch.long)
-    inverse[torch.tensor(order, dtype=torch.long)] = torch.arange(len(order))
+    inverse = torch.empty(len(order), dtype=torch.long, device="cpu")
+    inverse[torch.tensor(order, dtype=torch.long, device="cpu")] = torch.arange(len(order), device="cpu")
     return out[inverse]
 
 

@@ -210,7 +210,8 @@ def example_rows(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, Mapping[s
     return [("clean", first)] if first is not None else []
 
 
-def section_attention(data: RunData, model_spec: str | None, circuit_spec: str | None) -> tuple[str, str]:
+def section_attention(data: RunData, model_spec: str | None, circuit_spec: str | None,
+                      device: str = "auto", dtype: str = "float32") -> tuple[str, str]:
     """(heatmaps, interactive circuitsvis view) of the circuit's heads on the example prompts; one model run."""
     from advgen.circuits.format import Circuit, resolve_circuit
     from advgen.outputs import attention
@@ -228,7 +229,7 @@ def section_attention(data: RunData, model_spec: str | None, circuit_spec: str |
 
     spec = model_spec or data.model_spec
     try:
-        model = load_model(spec)
+        model = load_model(spec, device=device, dtype=dtype)
     except AdvgenError as e:
         if model_spec:
             raise
@@ -327,12 +328,12 @@ def _check_report_out(run_dir: Path, out: Path) -> None:
 
 
 def build_report(run_dir: str | Path, out_html: str | Path, model: str | None = None, circuit: str | None = None,
-                 attention: bool = True) -> Path:
+                 attention: bool = True, device: str = "auto", dtype: str = "float32") -> Path:
     """Write one self-contained HTML report of `run_dir` to `out_html` (atomically)."""
     d, out = Path(run_dir), Path(out_html)
     _check_report_out(d, out)
     data = _load(d)
-    heatmaps, view = section_attention(data, model, circuit) if attention and data.rows else ("", "")
+    heatmaps, view = section_attention(data, model, circuit, device, dtype) if attention and data.rows else ("", "")
     panel = verdict.panel(d, data.summary, data.rows)
     sections = [
         ("Run", section_run(data)),

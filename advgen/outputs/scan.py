@@ -19,7 +19,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -71,6 +71,8 @@ class ModelInfo:
     source: str
     tokenizer_hash: str
     lexicon: Mapping[str, Any]
+    runtime: Mapping[str, str] = field(default_factory=dict)
+    """Device, dtype and loading options of the model that measured (the manifest records them)."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,7 @@ def prepare(model: LoadedModel, cfg: ScanConfig) -> tuple[ModelInfo, PromptSpace
     lex = build_lexicon(model.tokenizer)
     sentences = load_bank(lex).paper if cfg.distractors else ()
     space = paper_space(resolve_templates(cfg.templates), lex, sentences, cfg.full_lexicon)
-    info = ModelInfo(model.name, model.source, tokenizer_hash(model.tokenizer), lexicon_report(lex))
+    info = ModelInfo(model.name, model.source, tokenizer_hash(model.tokenizer), lexicon_report(lex), model.runtime)
     return info, space
 
 

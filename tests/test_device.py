@@ -1,0 +1,105 @@
+"""Device handling without a GPU: on-device metrics equal the old float64 path, tensors are built where the model is,
+--device / --dtype resolve and reach the manifest, and validate's memory does not grow with n."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import torch
+
+from advgen.core.types import AdvgenError, PromptMetrics
+
+PKG = Path(__file__).resolve().parents[1] / "advgen"
+DEVICE_MODULES = sorted([*(PKG / "circuits").glob("*.py"), *(PKG / "attacks").glob("*.py"), *(PKG / "model").glob("*.py"),
+                         PKG / "outputs" / "scan.py", PKG / "outputs" / "attention.py"])
+FACTORIES = {"tensor", "as_tensor", "arange", "zeros", "ones", "full", "empty", "rand", "randn", "randint", "linspace", "eye"}
+
+
+def reference_metrics(end_logits: torch.Tensor, io_tokens: torch.Tensor, s_tokens: torch.Tensor) -> list[PromptMetrics]:
+    """The validator's metrics as computed before the on-device reduction (host, float64, per-prompt indexing)."""
+    logits = end_logits.double()
+    logp = torch.log_softmax(logits, dim=-1)
+    rows = torch.arange(len(logits))
+    io_l, s_l = logits[rows, io_tokens], logits[rows, s_tokens]
+    io_rank = (logits > io_l[:, None]).sum(-1)
+    top = logits.argmax(-1)
+    return [PromptMetrics(float(io_l[i] - s_l[i]), float(io_l[i]), float(s_l[i]), float(logp[i, io_tokens[i]].exp()),
+                          float(logp[i, s_tokens[i]].exp()), int(io_rank[i]), int(top[i])) for i in range(len(logits))]
+
+
+@pytest.mark.parametrize("scale", [0.1, 1.0, 10.0, 60.0])
+def test_on_device_metrics_equal_the_old_float64_path(scale: float) -> None:
+    from advgen.model.metrics import prompt_metrics
+
+    g = torch.Generator().manual_seed(int(scale * 10))
+    logits = torch.randn(257, 50257, generator=g) * scale
+    io = torch.randint(0, 50257, (257,), generator=g)
+    s = torch.randint(0, 50257, (257,), generator=g)
+    logits[3, io[3]] = logits[3].max() + 1  # one prompt where IO is the top token
+    got, want = prompt_metrics(logits, io, s), reference_metrics(logits, io, s)
+    assert got == want  # on the CPU: bit for bit
+    assert got[3].io_rank == 0 and got[3].top_token == int(io[3])
+
+
+def test_metric_rows_in_float32_stay_within_the_documented_tolerance() -> None:
+    """What a float32 reduction would give (the GPU bound in docs/gpu.md): LD exact, probabilities to 1e-5 relative."""
+    from advgen.model.metrics import metric_rows
+
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(64, 50257, generator=g) * 8
+    io, s = torch.randint(0, 50257, (64,), generator=g), torch.randint(0, 50257, (64,), generator=g)
+    rows = metric_rows(logits, io, s)
+    lp32 = torch.log_softmax(logits, -1)
+    p32 = lp32.gather(1, io[:, None])[:, 0].exp().double()
+    assert torch.allclose(rows[:, 3], p32, rtol=1e-5, atol=1e-12)
+    ld32 = (logits.gather(1, io[:, None]) - logits.gather(1, s[:, None]))[:, 0].double()
+    assert torch.allclose(rows[:, 0], ld32, rtol=0, atol=1e-5)
+
+
+def _factory_calls_without_device(path: Path) -> list[str]:
+    bad = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in FACTORIES
+                and isinstance(node.func.value, ast.Name) and node.func.value.id == "torch"
+                and not any(k.arg == "device" for k in node.keywords)):
+            bad.append(f"{path.relative_to(PKG)}:{node.lineno} torch.{node.func.attr}(...)")
+    return bad
+
+
+@pytest.mark.parametrize("path", DEVICE_MODULES, ids=lambda p: str(p.relative_to(PKG)))
+def test_every_tensor_factory_names_its_device(path: Path) -> None:
+    """A tensor built without `device=` lands on the CPU and crashes a CUDA forward ("index is on cpu").
+
+    Every factory in the modules that feed or read the model says where its tensor goes: the model's
+    device, the activation's (`t.device`), or "cpu" where the data deliberately stays on the host.
+    """
+    assert _factory_calls_without_device(path) == []
+
+
+def test_the_device_check_catches_a_bare_factory(tmp_path: Path) -> None:
+    bad = tmp_path / "m.py"
+    bad.write_text("import torch\nids = torch.tensor([[1, 2]])\nok = torch.arange(3, device='cpu')\n")
+    global PKG
+    old, PKG = PKG, tmp_path
+    try:
+        assert _factory_calls_without_device(bad) == ["m.py:2 torch.tensor(...)"]
+    finally:
+        PKG = old
+
+
+def test_resolve_device_and_dtype() -> None:
+    from advgen.model.loading import resolve_device, resolve_dtype
+
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") == ("cuda:0" if torch.cuda.is_available() else "cpu")
+    assert resolve_dtype("bfloat16") is torch.bfloat16
+    for bad in ("gpu", "cuda:x", "tpu"):
+        with pytest.raises(AdvgenError, match="--device"):
+            resolve_device(bad)
+    with pytest.raises(AdvgenError, match="--dtype"):
+        resolve_dtype("float8")
+    if not torch.cuda.is_available():
+        with pytest.raises(AdvgenError, match="no usable CUDA"):
+            resolve_device("cuda")
