@@ -103,3 +103,34 @@ def test_resolve_device_and_dtype() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(AdvgenError, match="no usable CUDA"):
             resolve_device("cuda")
+
+
+MEMORY_SCRIPT = """
+import resource, sys
+import torch
+torch.set_num_threads(1)
+from advgen.model.loading import load_model
+from advgen.model.validate import validate
+from advgen.outputs import pipeline
+m = load_model(sys.argv[1], device="cpu")
+big = pipeline.generate(m.tokenizer, int(sys.argv[2]), seed=0)
+validate(m, pipeline.generate(m.tokenizer, 64, seed=1), 32)  # warm-up: one batch's temporaries are allowed
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+ev = validate(m, big, 32)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024, len(ev.metrics))
+"""
+
+
+def test_validate_memory_does_not_grow_with_vocabulary_times_n(tiny_model_dir: Path) -> None:
+    """1,500 prompts x GPT-2's 50,257-token vocabulary would be 300 MB of END logits kept on the host; none are kept."""
+    import os
+    import subprocess
+    import sys
+
+    n, vocab = 1500, 50257
+    env = {**os.environ, "PYTHONPATH": str(PKG.parent)}
+    r = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(tiny_model_dir), str(n)], capture_output=True, text=True,
+                       env=env, check=True)
+    grown_mb, count = r.stdout.split()[-2:]
+    assert int(count) == n
+    assert float(grown_mb) < 0.25 * n * vocab * 4 / 2**20, f"peak RSS grew by {grown_mb} MB during validate"
