@@ -184,12 +184,14 @@ def main() -> None:
     from advgen.outputs import pipeline
 
     results: dict[str, Any] = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()}, "runs": {}}
+    prompts = None
     with tempfile.TemporaryDirectory() as tmp:
         for dtype in a.dtypes:
             model, hf = load_pair(a.model, a.device, dtype, Path(tmp))
             results["device"] = model.device
             results["device_name"] = torch.cuda.get_device_name() if model.device.startswith("cuda") else "cpu"
-            prompts = pipeline.generate(model.tokenizer, a.n, seed=0)
+            if prompts is None:  # one prompt set for every dtype (the tokenizer is the same)
+                prompts = pipeline.generate(model.tokenizer, a.n, seed=0)
             results["mean_tokens"] = sum(len(p) for p in prompts) / len(prompts)
             results["runs"][dtype] = {}
             for bs in a.batch_sizes:  # each row is printed and saved as soon as it is measured (a timeout keeps them)

@@ -85,8 +85,7 @@ class RunCache:
 
 def io_s_tokens(prompts: PromptSet) -> tuple[torch.Tensor, torch.Tensor]:
     """IO and S token ids on the CPU, where the recorded caches are."""
-    return (torch.tensor([p.io_token for p in prompts], device="cpu"),
-            torch.tensor([p.s_token for p in prompts], device="cpu"))
+    return torch.tensor([p.io_token for p in prompts], device="cpu"), torch.tensor([p.s_token for p in prompts], device="cpu")
 
 
 ExtraHooks = Callable[[list[int], int], list[tuple[str, Callable[..., Any]]]]
@@ -102,8 +101,7 @@ def _grad(t: torch.Tensor) -> torch.Tensor:
 def _collect(idx: list[int], prompts: PromptSet, grad: bool, zs: dict[int, torch.Tensor], pre: dict[int, torch.Tensor],
              fin: torch.Tensor, logits: torch.Tensor, out: tuple[list[Any], ...]) -> None:
     """Copy one batch's recordings into the per-prompt lists (z, grad z, final resid, resid_pre, logits)."""
-    z, gz, rfin, rpre, logits_out = out
-    L = len(zs)
+    (z, gz, rfin, rpre, logits_out), L = out, len(zs)
     zb = torch.stack([zs[layer].detach().float() for layer in range(L)], 1).cpu()  # one host copy per batch
     gb = torch.stack([_grad(zs[layer]).float() for layer in range(L)], 1).cpu() if grad else None
     preb = torch.stack([pre[layer] for layer in range(L)], 1).cpu()
@@ -111,21 +109,16 @@ def _collect(idx: list[int], prompts: PromptSet, grad: bool, zs: dict[int, torch
     for r, i in enumerate(idx):
         T = len(prompts[i])
         z[i] = zb[r, :, :T].clone()
-        if gb is not None:
-            gz[i] = gb[r, :, :T].clone()
-        rfin[i] = fin[r]
-        rpre[i] = preb[r]
-        logits_out[i] = logits[r]
+        gz[i] = gb[r, :, :T].clone() if gb is not None else None
+        rfin[i], rpre[i], logits_out[i] = fin[r], preb[r], logits[r]
 
 
 def cache_run(
     model: LoadedModel, prompts: PromptSet, batch_size: int = DEFAULT_BATCH, grad: bool = False,
     extra_hooks: ExtraHooks | None = None,
 ) -> RunCache:
-    """One forward per batch recording z, residuals at END, attention readouts (and d LD/dz).
-
-    The forward runs on the model's device; the recordings are copied to the CPU once per batch.
-    """
+    """One forward per batch (on the model's device) recording z, residuals at END, attention readouts (and d LD/dz);
+    the recordings reach the CPU in one copy per batch."""
     check_prompts(model, prompts)
     dev = model_device(model)
     L, n = model.n_layers, len(prompts)
