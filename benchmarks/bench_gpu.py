@@ -161,8 +161,8 @@ def table(results: dict[str, Any]) -> str:
         for bs, rows in per_bs.items():
             for name, r in rows.items():
                 mem = "n/a" if r["peak_device_mb"] is None else f"{r['peak_device_mb']:.0f}"
-                lines.append(f"| {dtype} | {bs} | {name} | {r['prompts_per_s']:.0f} | {r.get('ratio_to_bare_end', float('nan')):.2f} "
-                             f"| {r.get('ratio_to_bare_full', float('nan')):.2f} | {mem} |")
+                ratios = [f"{r[k]:.2f}" if k in r else "-" for k in ("ratio_to_bare_end", "ratio_to_bare_full")]
+                lines.append(f"| {dtype} | {bs} | {name} | {r['prompts_per_s']:.0f} | {' | '.join(ratios)} | {mem} |")
     return "\n".join(lines)
 
 
@@ -184,25 +184,23 @@ def main() -> None:
     from advgen.outputs import pipeline
 
     results: dict[str, Any] = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()}, "runs": {}}
-    prompts = None
     with tempfile.TemporaryDirectory() as tmp:
-        for dtype in a.dtypes:
-            model, hf = load_pair(a.model, a.device, dtype, Path(tmp))
-            results["device"] = model.device
-            results["device_name"] = torch.cuda.get_device_name() if model.device.startswith("cuda") else "cpu"
-            if prompts is None:  # one prompt set for every dtype (the tokenizer is the same)
-                prompts = pipeline.generate(model.tokenizer, a.n, seed=0)
-            results["mean_tokens"] = sum(len(p) for p in prompts) / len(prompts)
-            results["runs"][dtype] = {}
-            for bs in a.batch_sizes:  # each row is printed and saved as soon as it is measured (a timeout keeps them)
-                results["runs"][dtype][str(bs)] = rows = one_setting(model, hf, prompts, bs, a, Path(tmp))
+        pairs = {dtype: load_pair(a.model, a.device, dtype, Path(tmp)) for dtype in a.dtypes}
+        first = pairs[a.dtypes[0]][0]
+        results["device"] = first.device
+        results["device_name"] = torch.cuda.get_device_name() if first.device.startswith("cuda") else "cpu"
+        prompts = pipeline.generate(first.tokenizer, a.n, seed=0)
+        results["mean_tokens"] = sum(len(p) for p in prompts) / len(prompts)
+        for bs in a.batch_sizes:  # batch sizes in the order given, every dtype at each: a timeout keeps the rows done
+            for dtype, (model, hf) in pairs.items():
+                rows = one_setting(model, hf, prompts, bs, a, Path(tmp))
+                results["runs"].setdefault(dtype, {})[str(bs)] = rows
                 print(json.dumps({"dtype": dtype, "batch": bs, **{k: round(v["prompts_per_s"]) for k, v in rows.items()}}), flush=True)
                 if a.json:
                     a.json.write_text(json.dumps(results, indent=2) + "\n")
-            if a.memory_n and dtype == a.dtypes[0]:
-                results["memory"] = memory_growth(model, a.memory_n, max(a.batch_sizes))
-                print(f"memory: {json.dumps(results['memory'])}", flush=True)
-            del model, hf
+        if a.memory_n:
+            results["memory"] = memory_growth(first, a.memory_n, max(a.batch_sizes))
+            print(f"memory: {json.dumps(results['memory'])}", flush=True)
     if "float32" in results["runs"] and "bfloat16" in results["runs"]:
         results["bf16_over_fp32_validate"] = {bs: results["runs"]["bfloat16"][bs]["validate"]["prompts_per_s"]
                                               / results["runs"]["float32"][bs]["validate"]["prompts_per_s"]

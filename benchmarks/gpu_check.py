@@ -72,20 +72,20 @@ def cli(args: list[str], log: Path) -> tuple[int, float]:
 
 
 def commands(a: argparse.Namespace, d: Path, cpu_run: Path) -> dict[str, tuple[list[str], list[str]]]:
-    """name -> (arguments without --device / --out, output files to compare, relative to --out)."""
+    """name -> (arguments without --device / --out, output files to compare); the crash-prone ones first."""
     n = str(a.n)
     common = ["--model", "reference", "--seed", "0", "--no-progress", "--overwrite"]
     return {
-        "run": (["run", *common, "--n", n, "--batch-size", "16"], ["results.jsonl", "summary.json"]),
-        "validate": (["validate", str(cpu_run / "results.jsonl"), *common, "--batch-size", "7"], ["results.jsonl", "summary.json"]),
-        "scan": (["scan", "--model", "reference", "--sample", str(4 * a.n), "--seed", "0", "--unit", "64", "--batch-size", "32",
-                  "--no-progress", "--overwrite"], ["summary.json"]),
         "discover": (["discover", "--model", "reference", "--n", str(max(a.n // 3, 12)), "--seed", "0", "--no-progress"],
                      ["@circuit.json", "@discovery.json"]),
         "check-claim": (["check-claim", "reference-ioi", "--model", "reference", "--n", str(max(a.n // 3, 12)), "--seed", "0",
                          "--no-ladder", "--no-progress"], ["claims.json"]),
+        "run": (["run", *common, "--n", n, "--batch-size", "16"], ["results.jsonl", "summary.json"]),
+        "validate": (["validate", str(cpu_run / "results.jsonl"), *common, "--batch-size", "7"], ["results.jsonl", "summary.json"]),
         "attack": (["attack", "--model", "reference", "--circuit", "reference-ioi", "--budget", str(5 * a.n), "--n-clean",
                     str(max(a.n // 3, 12)), "--seed", "0", "--no-progress", "--overwrite"], ["summary.json"]),
+        "scan": (["scan", "--model", "reference", "--sample", str(4 * a.n), "--seed", "0", "--unit", "64", "--batch-size", "32",
+                  "--no-progress", "--overwrite"], ["summary.json"]),
     }
 
 
@@ -129,7 +129,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--device", default="cuda", help="the device compared with the CPU (cuda, cuda:N; cpu checks the script)")
-    ap.add_argument("--n", type=int, default=60, help="prompts for run; the other commands scale from it")
+    ap.add_argument("--n", type=int, default=36, help="prompts for run; the other commands scale from it")
     ap.add_argument("--only", nargs="*", default=None, help="run only these commands")
     a = ap.parse_args()
     os.environ.setdefault("MPLBACKEND", "Agg")

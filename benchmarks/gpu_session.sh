@@ -5,7 +5,7 @@
 # Run from the repository root on a machine with Python 3.12 + torch (CUDA) + transformers, and the wheels of
 # what is missing there in .whl/ (transformer-lens 4.3 and the dependencies it and advgen import; see docs/gpu.md):
 #   device run: command "bash benchmarks/gpu_session.sh", carry [".whl"], timeout_s 480
-# Budget: expected about 4 minutes on one H200; the step timeouts cap it at about 6.5 (install+sanity ~40 s, gpu_check 150, bench 180, tolerance 30).
+# Budget: expected 4-5 minutes on one H200; the step timeouts cap it at 7 (install+sanity ~40 s, gpu_check 200, bench 150, tolerance 30).
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-out}
 mkdir -p "$OUT"
@@ -41,13 +41,13 @@ tail -20 "$OUT/session.log"
 [ $rc -eq 0 ] || { echo "FAIL sanity import (see session.log)"; exit 4; }
 
 step "gpu_check: every command on cuda vs cpu"
-timeout 150 $PY benchmarks/gpu_check.py --out /tmp/gpu-check --device cuda --n 60 2>&1 | tee "$OUT/gpu_check.log"
+timeout 200 $PY benchmarks/gpu_check.py --out /tmp/gpu-check --device cuda --n 36 2>&1 | tee "$OUT/gpu_check.log"
 check_rc=${PIPESTATUS[0]}
 # the failing commands' own logs, for a diagnosis without a second session
 for f in /tmp/gpu-check/cuda/*.log; do [ -f "$f" ] && { echo "--- $f"; tail -15 "$f"; }; done >"$OUT/gpu_check_cmd_logs.txt" 2>&1
 
 step "bench_gpu: throughput table, fp32 and bf16, GPT-2-shaped model"
-timeout 180 $PY benchmarks/bench_gpu.py --device cuda --n 16384 --batch-sizes 1024 256 --dtypes float32 bfloat16 \
+timeout 150 $PY benchmarks/bench_gpu.py --device cuda --n 16384 --batch-sizes 1024 256 --dtypes float32 bfloat16 \
     --repeats 2 --scan-n 8192 --memory-n 10000 100000 --json "$OUT/bench_gpu.json" 2>&1 | tee "$OUT/bench_gpu.log"
 bench_rc=${PIPESTATUS[0]}
 [ $bench_rc -eq 124 ] && echo "bench_gpu: timed out (see bench_gpu.log for the rows finished)" | tee -a "$OUT/session.log"

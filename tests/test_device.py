@@ -134,3 +134,37 @@ def test_validate_memory_does_not_grow_with_vocabulary_times_n(tiny_model_dir: P
     grown_mb, count = r.stdout.split()[-2:]
     assert int(count) == n
     assert float(grown_mb) < 0.5 * n * vocab * 4 / 2**20, f"peak RSS grew by {grown_mb} MB during validate"  # old path: ~2 GB
+
+
+def test_runtime_reaches_the_manifest_and_the_report_says_reduced_precision(tiny_model) -> None:
+    from advgen.core import records
+    from advgen.outputs.runinfo import runtime_label
+
+    man = records.manifest(tiny_model, "hash", 0, {})
+    assert man["runtime"] == {"device": "cpu", "dtype": "float32", "attn_implementation": "eager", "hub_kernels": "off"}
+    assert "REDUCED" not in runtime_label(man["runtime"])
+    assert "REDUCED PRECISION" in runtime_label({**man["runtime"], "dtype": "bfloat16"})
+    assert "not recorded" in runtime_label(None)
+
+
+def test_every_model_command_takes_device_and_dtype() -> None:
+    from advgen.cli.main import build_parser
+
+    ap = build_parser()
+    sub = next(a for a in ap._actions if a.dest == "command").choices  # type: ignore[union-attr]
+    for name in ("run", "validate", "discover", "check-claim", "attack", "scan", "report"):
+        args = {a.dest: a for a in sub[name]._actions}
+        assert args["device"].default == "auto" and args["dtype"].default == "float32", name
+        assert set(args["dtype"].choices) == {"float32", "bfloat16", "float16"}, name
+
+
+def test_bfloat16_load_is_recorded_and_close_to_float32(tiny_model_dir: Path) -> None:
+    from advgen.model.loading import load_model
+    from advgen.model.validate import validate
+    from advgen.outputs import pipeline
+
+    m32, m16 = load_model(str(tiny_model_dir), device="cpu"), load_model(str(tiny_model_dir), device="cpu", dtype="bfloat16")
+    assert m16.runtime["dtype"] == "bfloat16" and next(m16.hf_model.parameters()).dtype is torch.bfloat16
+    prompts = pipeline.generate(m32.tokenizer, 24, seed=0)
+    a, b = validate(m32, prompts, 8).metrics, validate(m16, prompts, 8).metrics
+    assert max(abs(x.logit_diff - y.logit_diff) for x, y in zip(a, b, strict=True)) < 0.05

@@ -173,7 +173,7 @@ def check_claim(model: LoadedModel, circuit: Circuit, settings: ClaimSettings = 
                                          ref_logp, f_m, s)
     bar.update()
     bar.close()
-    header = {"model": model.name, "model_source": model.source, "circuit": circuit.name, "n_heads_in_circuit": len(circuit),
+    header = {"model": model.name, "model_source": model.source, "runtime": model.runtime, "circuit": circuit.name, "n_heads_in_circuit": len(circuit),
               "n": len(clean_ps), "seed": s.seed, "F_M": f_m, "settings": asdict(s), "paper_setting": paper}
     md = markdown(header, table, comp, mini, scrub, absolute)
     return ClaimResult(table, comp, mini, worst, header, md, scrub, absolute)

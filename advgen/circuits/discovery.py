@@ -233,7 +233,7 @@ def discover(model: LoadedModel, settings: Settings = Settings(), name: str | No
                           "method": "advgen discover (attribution + activation + path patching, head_detector scores)",
                           "settings": settings_d, "clean_mean_ld": round(f_m, 5), "roles_found": found, "roles_missing": missing})
     report = {
-        "model": model.name, "model_source": model.source, "settings": settings_d, "clean_mean_ld": f_m,
+        "model": model.name, "model_source": model.source, "runtime": model.runtime, "settings": settings_d, "clean_mean_ld": f_m,
         "abc_mean_ld": float(abc.ld.mean()), "roles_found": found, "roles_missing": missing, **_direct_share(m),
         "heads": {str(h.head): {"role": h.role.value, "why": h.note} for h in heads},
         "attribution_vs_activation_spearman": rank, "forward_equivalents": forwards,

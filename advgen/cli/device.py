@@ -17,7 +17,13 @@ def add_device_args(p: argparse.ArgumentParser) -> None:
 
 
 def load(args: argparse.Namespace, spec: str | None = None) -> Any:
-    """The model of `--model` (or `spec`) on `--device` in `--dtype`."""
+    """The model of `--model` (or `spec`) on `--device` in `--dtype`; reduced precision is announced, never silent."""
+    import sys
+
     from advgen.model.loading import load_model
 
-    return load_model(spec or args.model, device=args.device, dtype=args.dtype)
+    model = load_model(spec or args.model, device=args.device, dtype=args.dtype)
+    if model.dtype != "float32":
+        print(f"advgen: note: {model.name} runs in {model.dtype} on {model.device} (reduced precision, recorded in the "
+              "manifest; LD tolerance against float32 in docs/gpu.md)", file=sys.stderr)
+    return model

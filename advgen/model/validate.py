@@ -25,6 +25,8 @@ HookFactory = Callable[[list[int]], Sequence[Hook]]
 """Builds the hooks for one batch, given the prompt indices in it (for per-prompt ablations)."""
 
 DEFAULT_BATCH = 32
+SMALL_ROW = 64
+"""Per-prompt results up to this many numbers stay on the device until the last batch (one host copy at the end)."""
 
 
 def check_prompts(model: LoadedModel, prompts: PromptSet) -> None:
@@ -94,11 +96,13 @@ def map_end_logits(
             ids, ends = pad_batch(prompts, idx, device=device)
             fwd = list(hooks(idx)) if hooks else []
             with model.bridge.hooks(fwd_hooks=fwd):
-                parts.append(reduce(run(ids, ends).float(), idx).cpu())
+                part = reduce(run(ids, ends).float(), idx)
+            # a few numbers per prompt wait on the device (no per-batch sync); wide rows leave at once
+            parts.append(part if part[0].numel() <= SMALL_ROW else part.cpu())
             order += idx
     if not parts:
         return torch.empty(0, device="cpu")
-    out = torch.cat(parts)
+    out = torch.cat([t.cpu() for t in parts])
     inverse = torch.empty(len(order), dtype=torch.long, device="cpu")
     inverse[torch.tensor(order, dtype=torch.long, device="cpu")] = torch.arange(len(order), device="cpu")
     return out[inverse]
