@@ -151,7 +151,7 @@ def load_pair(spec: str, device: str, dtype: str, tmp: Path) -> tuple[Any, Any]:
     if spec == "gpt2-shaped":
         spec = str(make_random_gpt2(tmp / "gpt2shaped", ROOT / "tests" / "data" / "gpt2-tokenizer", seed=0, **GPT2_SMALL_SHAPE))
     model = load_model(spec, device=device, dtype=dtype)
-    hf = AutoModelForCausalLM.from_pretrained(model.source, dtype=resolve_dtype(dtype), attn_implementation="eager")
+    hf: Any = AutoModelForCausalLM.from_pretrained(model.source, dtype=resolve_dtype(dtype), attn_implementation="eager")
     return model, hf.to(model.device).eval()
 
 
@@ -167,7 +167,7 @@ def table(results: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--model", default="gpt2-shaped", help="gpt2-shaped (random weights, GPT-2's tokenizer) or a load_model spec")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--n", type=int, default=4096, help="prompts per timed run")

@@ -46,7 +46,7 @@ def measure(spec: str, device: str, n: int, seeds: list[int], dtypes: list[str],
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--model", default="reference")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--n", type=int, default=600)

@@ -79,7 +79,7 @@ def commands(a: argparse.Namespace, d: Path, cpu_run: Path) -> dict[str, tuple[l
         "discover": (["discover", "--model", "reference", "--n", str(max(a.n // 3, 12)), "--seed", "0", "--no-progress"],
                      ["@circuit.json", "@discovery.json"]),
         "check-claim": (["check-claim", "reference-ioi", "--model", "reference", "--n", str(max(a.n // 3, 12)), "--seed", "0",
-                         "--no-ladder", "--no-progress"], ["claims.json"]),
+                         "--no-progress"], ["claims.json"]),
         "run": (["run", *common, "--n", n, "--batch-size", "16"], ["results.jsonl", "summary.json"]),
         "validate": (["validate", str(cpu_run / "results.jsonl"), *common, "--batch-size", "7"], ["results.jsonl", "summary.json"]),
         "attack": (["attack", "--model", "reference", "--circuit", "reference-ioi", "--budget", str(5 * a.n), "--n-clean",
@@ -126,7 +126,7 @@ def check_report(root: Path, device: str) -> tuple[bool, str]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--device", default="cuda", help="the device compared with the CPU (cuda, cuda:N; cpu checks the script)")
     ap.add_argument("--n", type=int, default=36, help="prompts for run; the other commands scale from it")

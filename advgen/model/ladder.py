@@ -146,11 +146,12 @@ def ioi_figures(model: LoadedModel, prompts: PromptSet, batch_size: int = DEFAUL
     return {"ioi_loss": float(loss.mean()), "ioi_mean_ld": float(ld.mean()), "ioi_accuracy": float((ld > 0).double().mean())}
 
 
-def live_ioi_losses(rungs: Sequence[Rung], prompts: PromptSet, batch_size: int = DEFAULT_BATCH) -> list[dict[str, float]]:
-    """`ioi_figures` of every ladder model on these very prompts (same tokenizer required)."""
+def live_ioi_losses(rungs: Sequence[Rung], prompts: PromptSet, batch_size: int = DEFAULT_BATCH,
+                    device: str = "cpu") -> list[dict[str, float]]:
+    """`ioi_figures` of every ladder model on these very prompts (same tokenizer required), each on `device`."""
     out = []
     for r in rungs:
         if not (r.directory / "config.json").exists():
             raise AdvgenError(f"ladder model {r.name!r} is missing from {r.directory}; rebuild with `advgen train-reference --ladder`")
-        out.append(ioi_figures(load_model(str(r.directory)), prompts, batch_size))
+        out.append(ioi_figures(load_model(str(r.directory), device=device), prompts, batch_size))
     return out
