@@ -4,8 +4,8 @@
 #
 # Run from the repository root on a machine with Python 3.12 + torch (CUDA) + transformers, and the wheels of
 # what is missing there in .whl/ (transformer-lens 4.3 and the dependencies it and advgen import; see docs/gpu.md):
-#   device run: command "bash benchmarks/gpu_session.sh", carry [".whl"], timeout_s 480
-# Budget: expected 4-5 minutes on one H200; the step timeouts cap it at 7 (install+sanity ~40 s, gpu_check 200, bench 150, tolerance 30).
+#   device run: command "bash benchmarks/gpu_session.sh", carry [".whl"], timeout_s 540
+# Budget: expected 4-5 minutes on one H200; the step timeouts cap it at about 7.5 (install+sanity ~40 s, gpu_check 230, bench 150, tolerance 30).
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-out}
 mkdir -p "$OUT"
@@ -41,7 +41,7 @@ tail -20 "$OUT/session.log"
 [ $rc -eq 0 ] || { echo "FAIL sanity import (see session.log)"; exit 4; }
 
 step "gpu_check: every command on cuda vs cpu"
-timeout 200 $PY benchmarks/gpu_check.py --out /tmp/gpu-check --device cuda --n 36 2>&1 | tee "$OUT/gpu_check.log"
+timeout 230 $PY benchmarks/gpu_check.py --out /tmp/gpu-check --device cuda --n 36 2>&1 | tee "$OUT/gpu_check.log"
 check_rc=${PIPESTATUS[0]}
 # the failing commands' own logs, for a diagnosis without a second session
 for f in /tmp/gpu-check/cuda/*.log; do [ -f "$f" ] && { echo "--- $f"; tail -15 "$f"; }; done >"$OUT/gpu_check_cmd_logs.txt" 2>&1
