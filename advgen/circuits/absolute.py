@@ -20,13 +20,14 @@ from advgen.model.loading import LoadedModel
 from advgen.model.validate import DEFAULT_BATCH
 
 
-def ladder_curve(prompts: PromptSet, batch_size: int = DEFAULT_BATCH) -> tuple[tuple[Rung, ...], list[dict[str, float]], str]:
-    """(rungs, per-rung IOI figures, basis): live on `prompts` when the tokenizer matches."""
+def ladder_curve(prompts: PromptSet, batch_size: int = DEFAULT_BATCH,
+                 device: str = "cpu") -> tuple[tuple[Rung, ...], list[dict[str, float]], str]:
+    """(rungs, per-rung IOI figures, basis): live on `prompts` (on `device`) when the tokenizer matches."""
     header, rungs = load_ladder()
     if not rungs:
         raise AdvgenError(f"{LADDER_JSON}: no models")
     if header.get("prompt_tokenizer_hash") == prompts.tokenizer_hash:
-        return rungs, live_ioi_losses(rungs, prompts, batch_size), "live: every ladder model run on these prompts"
+        return rungs, live_ioi_losses(rungs, prompts, batch_size, device), "live: every ladder model run on these prompts"
     ioi = header.get("ioi", {})
     figs = [{k: r.figure(k) for k in ("ioi_loss", "ioi_mean_ld", "ioi_accuracy")} for r in rungs]
     return rungs, figs, (f"stored in ladder.json (ladder models on their own prompts: {ioi.get('templates')}, n={ioi.get('n')}, "
@@ -56,7 +57,7 @@ def absolute_performance(model: LoadedModel, prompts: PromptSet, paper_row: Mapp
     if not ladder:
         return out
     try:
-        rungs, figs, basis = ladder_curve(prompts, batch_size)
+        rungs, figs, basis = ladder_curve(prompts, batch_size, model.device)
     except AdvgenError as e:
         out["ladder_position"] = f"no ladder: {e}"
         return out

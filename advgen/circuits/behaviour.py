@@ -167,15 +167,15 @@ def read_heads(model: LoadedModel, prompts: PromptSet, heads: Sequence[Head], ba
             for r, i in enumerate(idx):
                 for h in heads:
                     if h.layer == layer:
-                        rows[i][h] = t[r, h.head, ends[r], : len(prompts[i])].float().numpy().copy()
+                        rows[i][h] = t[r, h.head, ends[r], : len(prompts[i])].float().cpu().numpy().copy()
 
         def zh(t: torch.Tensor, hook: Any, layer: int = 0) -> None:
             for r, i in enumerate(idx):
-                z_end[i][layer] = t[r, ends[r]].float().clone()
+                z_end[i][layer] = t[r, ends[r]].float().cpu().clone()
 
         def fh(t: torch.Tensor, hook: Any) -> None:
             for r, i in enumerate(idx):
-                fin[i] = t[r, ends[r]].float().clone()
+                fin[i] = t[r, ends[r]].float().cpu().clone()
 
         hooks: list[tuple[str, Any]] = [("ln_final.hook_in", fh)]
         for layer in layers:
@@ -191,9 +191,9 @@ def _dla(model: LoadedModel, prompts: PromptSet, heads: Sequence[Head], z_end: l
          fin: list[torch.Tensor | None]) -> np.ndarray:
     """[n, heads] each head's END write projected on W_U[IO] - W_U[S] through the frozen final LayerNorm scale."""
     ln = _final_norm(model)
-    W_U = model.hf_model.get_output_embeddings().weight.detach().float()
-    g = ln.weight.detach().float()
-    W_O = {h: model.bridge.blocks[h.layer].attn.W_O.detach().float()[h.head] for h in heads}
+    W_U = model.hf_model.get_output_embeddings().weight.detach().float().cpu()
+    g = ln.weight.detach().float().cpu()
+    W_O = {h: model.bridge.blocks[h.layer].attn.W_O.detach().float()[h.head].cpu() for h in heads}
     dla = np.zeros((len(prompts), len(heads)))
     for i, p in enumerate(prompts):
         r = fin[i]

@@ -144,9 +144,9 @@ def check_claim(model: LoadedModel, circuit: Circuit, settings: ClaimSettings = 
     abc = patching.cache_run(model, abc_ps, s.batch_size)
     bar.update()
     ref_logp = torch.log_softmax(clean.logits.double(), -1)
-    io = torch.tensor([p.io_token for p in clean_ps])
+    io = torch.tensor([p.io_token for p in clean_ps], device="cpu")  # ref_logp is a host tensor
     model_ld = clean.ld.double().numpy()
-    model_loss = (-ref_logp[torch.arange(len(clean_ps)), io]).numpy()
+    model_loss = (-ref_logp[torch.arange(len(clean_ps), device="cpu"), io]).numpy()
     f_m = float(model_ld.mean())
     c_entries = ablation.circuit_entries(circuit)
     table: dict[str, dict[str, Any]] = {}
@@ -173,7 +173,7 @@ def check_claim(model: LoadedModel, circuit: Circuit, settings: ClaimSettings = 
                                          ref_logp, f_m, s)
     bar.update()
     bar.close()
-    header = {"model": model.name, "model_source": model.source, "circuit": circuit.name, "n_heads_in_circuit": len(circuit),
+    header = {"model": model.name, "model_source": model.source, "runtime": model.runtime, "circuit": circuit.name, "n_heads_in_circuit": len(circuit),
               "n": len(clean_ps), "seed": s.seed, "F_M": f_m, "settings": asdict(s), "paper_setting": paper}
     md = markdown(header, table, comp, mini, scrub, absolute)
     return ClaimResult(table, comp, mini, worst, header, md, scrub, absolute)

@@ -168,7 +168,7 @@ def _cache_under(model: LoadedModel, prompts: PromptSet, patches: list[patching.
     def hook_for(layer: int, idx: list[int], width: int):
         masks = torch.stack([patching._row_mask(prompts[i], srcs[i], L, H, width)[layer] for i in idx])
         src = torch.stack([torch.nn.functional.pad(srcs[i].source[layer], (0, 0, 0, 0, 0, width - len(prompts[i]))) for i in idx])
-        return lambda t, hook: torch.where(masks[..., None], src.to(t.dtype), t)
+        return lambda t, hook: torch.where(masks[..., None].to(t.device), src.to(t.device, t.dtype), t)
 
     return patching.cache_run(model, prompts, batch_size, extra_hooks=lambda idx, width: [
         (f"blocks.{layer}.attn.hook_z", hook_for(layer, idx, width)) for layer in range(L)])
@@ -233,7 +233,7 @@ def discover(model: LoadedModel, settings: Settings = Settings(), name: str | No
                           "method": "advgen discover (attribution + activation + path patching, head_detector scores)",
                           "settings": settings_d, "clean_mean_ld": round(f_m, 5), "roles_found": found, "roles_missing": missing})
     report = {
-        "model": model.name, "model_source": model.source, "settings": settings_d, "clean_mean_ld": f_m,
+        "model": model.name, "model_source": model.source, "runtime": model.runtime, "settings": settings_d, "clean_mean_ld": f_m,
         "abc_mean_ld": float(abc.ld.mean()), "roles_found": found, "roles_missing": missing, **_direct_share(m),
         "heads": {str(h.head): {"role": h.role.value, "why": h.note} for h in heads},
         "attribution_vs_activation_spearman": rank, "forward_equivalents": forwards,

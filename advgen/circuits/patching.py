@@ -27,6 +27,7 @@ from advgen.model.validate import (
     check_prompts,
     end_logits,
     end_logits_fn,
+    model_device,
     pad_batch,
 )
 
@@ -83,7 +84,8 @@ class RunCache:
 
 
 def io_s_tokens(prompts: PromptSet) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.tensor([p.io_token for p in prompts]), torch.tensor([p.s_token for p in prompts])
+    """IO and S token ids on the CPU, where the recorded caches are."""
+    return torch.tensor([p.io_token for p in prompts], device="cpu"), torch.tensor([p.s_token for p in prompts], device="cpu")
 
 
 ExtraHooks = Callable[[list[int], int], list[tuple[str, Callable[..., Any]]]]
@@ -99,36 +101,38 @@ def _grad(t: torch.Tensor) -> torch.Tensor:
 def _collect(idx: list[int], prompts: PromptSet, grad: bool, zs: dict[int, torch.Tensor], pre: dict[int, torch.Tensor],
              fin: torch.Tensor, logits: torch.Tensor, out: tuple[list[Any], ...]) -> None:
     """Copy one batch's recordings into the per-prompt lists (z, grad z, final resid, resid_pre, logits)."""
-    z, gz, rfin, rpre, logits_out = out
-    L = len(zs)
+    (z, gz, rfin, rpre, logits_out), L = out, len(zs)
+    zb = torch.stack([zs[layer].detach().float() for layer in range(L)], 1).cpu()  # one host copy per batch
+    gb = torch.stack([_grad(zs[layer]).float() for layer in range(L)], 1).cpu() if grad else None
+    preb = torch.stack([pre[layer] for layer in range(L)], 1).cpu()
+    fin, logits = fin.cpu(), logits.detach().cpu()
     for r, i in enumerate(idx):
         T = len(prompts[i])
-        z[i] = torch.stack([zs[layer][r, :T].detach().float() for layer in range(L)])
-        if grad:
-            gz[i] = torch.stack([_grad(zs[layer])[r, :T].float() for layer in range(L)])
-        rfin[i] = fin[r]
-        rpre[i] = torch.stack([pre[layer][r] for layer in range(L)])
-        logits_out[i] = logits[r].detach()
+        z[i] = zb[r, :, :T].clone()
+        gz[i] = gb[r, :, :T].clone() if gb is not None else None
+        rfin[i], rpre[i], logits_out[i] = fin[r], preb[r], logits[r]
 
 
 def cache_run(
     model: LoadedModel, prompts: PromptSet, batch_size: int = DEFAULT_BATCH, grad: bool = False,
     extra_hooks: ExtraHooks | None = None,
 ) -> RunCache:
-    """One forward per batch recording z, residuals at END, attention readouts (and d LD/dz)."""
+    """One forward per batch (on the model's device) recording z, residuals at END, attention readouts (and d LD/dz);
+    the recordings reach the CPU in one copy per batch."""
     check_prompts(model, prompts)
+    dev = model_device(model)
     L, n = model.n_layers, len(prompts)
     run = end_logits_fn(model)
     z: list[Any] = [None] * n
     gz: list[Any] = [None] * n
     rfin: list[Any] = [None] * n
     rpre: list[Any] = [None] * n
-    attn = {f"{q}->{k}": torch.zeros(n, L, model.n_heads) for q, k in ATTN_PAIRS}
+    attn = {f"{q}->{k}": torch.zeros(n, L, model.n_heads, device="cpu") for q, k in ATTN_PAIRS}
     logits_out: list[Any] = [None] * n
     io_all, s_all = io_s_tokens(prompts)
     for idx in prompts.batches(batch_size):
-        ids, ends = pad_batch(prompts, idx)
-        rows = torch.arange(len(idx))
+        ids, ends = pad_batch(prompts, idx, device=dev)
+        rows = torch.arange(len(idx), device=dev)
         zs: dict[int, torch.Tensor] = {}
         pre: dict[int, torch.Tensor] = {}
         fin: list[torch.Tensor] = []
@@ -144,9 +148,9 @@ def cache_run(
 
         def pathook(t: torch.Tensor, hook: Any, layer: int = 0) -> None:
             for q, k in ATTN_PAIRS:
-                qi = torch.tensor([prompts[i].positions[q] for i in idx])
-                ki = torch.tensor([prompts[i].positions[k] for i in idx])
-                attn[f"{q}->{k}"][idx, layer] = t[rows, :, qi, ki].detach().float()
+                qi = torch.tensor([prompts[i].positions[q] for i in idx], device=t.device)
+                ki = torch.tensor([prompts[i].positions[k] for i in idx], device=t.device)
+                attn[f"{q}->{k}"][idx, layer] = t[rows, :, qi, ki].detach().float().cpu()
 
         def finhook(t: torch.Tensor, hook: Any) -> None:
             fin.append(t[rows, ends].detach().float())
@@ -162,11 +166,11 @@ def cache_run(
         with torch.set_grad_enabled(grad), model.bridge.hooks(fwd_hooks=hooks):
             logits = run(ids, ends).float()
             if grad:
-                ld = logits[rows, io_all[idx]] - logits[rows, s_all[idx]]
+                ld = logits[rows, io_all[idx].to(dev)] - logits[rows, s_all[idx].to(dev)]
                 ld.sum().backward()
         _collect(idx, prompts, grad, zs, pre, fin[0], logits, (z, gz, rfin, rpre, logits_out))
     lg = torch.stack(logits_out)
-    ld = lg[torch.arange(n), io_all] - lg[torch.arange(n), s_all]
+    ld = lg[torch.arange(n, device="cpu"), io_all] - lg[torch.arange(n, device="cpu"), s_all]
     return RunCache(tuple(z), torch.stack(rfin), torch.stack(rpre), attn, lg, ld,
                     tuple(gz) if grad else None, forwards=n, backwards=n if grad else 0)
 
@@ -194,7 +198,7 @@ class Patch:
 
 def _row_mask(p: Prompt, patch: Patch, L: int, H: int, width: int) -> torch.Tensor:
     """[L, width, H] True where z is replaced."""
-    m = torch.zeros(L, width, H, dtype=torch.bool)
+    m = torch.zeros(L, width, H, dtype=torch.bool, device="cpu")  # moved to the activation's device in the hook
     for layer, head, kind in patch.entries:
         m[layer, positions_of(p, kind), head] = True
     if patch.keep:
@@ -234,12 +238,12 @@ def patched_run(
                 srcs = []
                 for i in idx:
                     src = part[i].source
-                    s = torch.zeros(width, H, 1) if src is None else src[layer]
+                    s = torch.zeros(width, H, 1, device="cpu") if src is None else src[layer]
                     srcs.append(F.pad(s, (0, 0, 0, 0, 0, width - s.shape[0])) if s.shape[0] < width else s[:width])
 
                 def zhook(t: torch.Tensor, hook: Any, lm: torch.Tensor = lm, srcs: list = srcs) -> torch.Tensor:
-                    src = torch.stack([s.expand(t.shape[1], t.shape[2], t.shape[3]) for s in srcs]).to(t.dtype)
-                    return torch.where(lm[..., None], src, t)
+                    src = torch.stack([s.expand(t.shape[1], t.shape[2], t.shape[3]) for s in srcs]).to(t.device, t.dtype)
+                    return torch.where(lm[..., None].to(t.device), src, t)
 
                 hooks.append((f"blocks.{layer}.attn.hook_z", zhook))
             qrows = [(r, q) for r, i in enumerate(idx) for q in part[i].q_patch]
@@ -250,7 +254,7 @@ def patched_run(
                 def qhook(t: torch.Tensor, hook: Any, sel: list = sel, ends: list = ends) -> torch.Tensor:
                     t = t.clone()
                     for (r, h, v), e in zip(sel, ends, strict=False):
-                        t[r, e, h] = v.to(t.dtype)
+                        t[r, e, h] = v.to(t.device, t.dtype)
                     return t
 
                 hooks.append((f"blocks.{layer}.attn.hook_q", qhook))
@@ -259,7 +263,7 @@ def patched_run(
 
         logits = end_logits(model, rows_ps, batch_size, hooks=factory).double()
         io, s = io_s_tokens(rows_ps)
-        r = torch.arange(len(part))
+        r = torch.arange(len(part), device="cpu")  # end_logits returns host tensors
         logp = torch.log_softmax(logits, -1)
         lds.append(logits[r, io] - logits[r, s])
         losses.append(-logp[r, io])
@@ -267,7 +271,7 @@ def patched_run(
             ref = ref_logp[[p.prompt for p in part]].double()
             kls.append(kl_divergence(ref, logp))
         else:
-            kls.append(torch.full((len(part),), float("nan"), dtype=torch.float64))
+            kls.append(torch.full((len(part),), float("nan"), dtype=torch.float64, device="cpu"))
     return RowStats(torch.cat(lds), torch.cat(losses), torch.cat(kls))
 
 
@@ -280,7 +284,7 @@ def _kv_hooks(rows: list[tuple[int, tuple[int, int, str, torch.Tensor]]]) -> lis
         def hook(t: torch.Tensor, hook: Any, sel: list = sel) -> torch.Tensor:
             t = t.clone()
             for r, h, v in sel:
-                t[r, : v.shape[0], h] = v.to(t.dtype)
+                t[r, : v.shape[0], h] = v.to(t.device, t.dtype)
             return t
 
         hooks.append((f"blocks.{layer}.attn.hook_{which}", hook))
@@ -334,7 +338,7 @@ def _unembed_parts(model: LoadedModel) -> tuple[torch.nn.LayerNorm, torch.Tensor
 
 def head_outputs_end(model: LoadedModel, prompts: PromptSet, cache: RunCache) -> torch.Tensor:
     """[n, L, H, d_model] each head's write into the residual stream at END (z @ W_O, no bias)."""
-    W_O = torch.stack([model.bridge.blocks[layer].attn.W_O.detach().float() for layer in range(model.n_layers)])  # [L,H,dh,d]
+    W_O = torch.stack([model.bridge.blocks[layer].attn.W_O.detach().float().cpu() for layer in range(model.n_layers)])  # [L,H,dh,d]
     zend = torch.stack([cache.z[i][:, p.end] for i, p in enumerate(prompts)])  # [n, L, H, dh]
     return torch.einsum("nlhe,lhed->nlhd", zend, W_O)
 
@@ -343,10 +347,10 @@ def ld_from_resid(model: LoadedModel, prompts: PromptSet, resid: torch.Tensor) -
     """LD from final residuals [n, ..., d] through the real final LayerNorm and unembedding."""
     ln, W_U = _unembed_parts(model)
     io, s = io_s_tokens(prompts)
-    direction = (W_U[io] - W_U[s]).float()  # [n, d]
+    direction = (W_U[io.to(W_U.device)] - W_U[s.to(W_U.device)]).float()  # [n, d]
     with torch.no_grad():
-        x = ln(resid.to(W_U.dtype)).float()
-    return torch.einsum("n...d,nd->n...", x, direction)
+        x = ln(resid.to(W_U.device, W_U.dtype)).float()
+    return torch.einsum("n...d,nd->n...", x, direction).cpu()
 
 
 def path_patching_logits(model: LoadedModel, prompts: PromptSet, clean: RunCache, abc: RunCache) -> np.ndarray:

@@ -17,7 +17,7 @@ import torch
 from advgen.circuits.patching import Patch, RunCache, head_outputs_end, ld_from_resid, patched_run
 from advgen.core.types import PromptSet
 from advgen.model.loading import LoadedModel
-from advgen.model.validate import DEFAULT_BATCH, end_logits
+from advgen.model.validate import DEFAULT_BATCH, end_logits, model_device
 
 
 def path_patching_queries(
@@ -30,6 +30,7 @@ def path_patching_queries(
     the rest of the forward is a normal clean run, so the receivers' changed outputs propagate.
     """
     L, H, n = model.n_layers, model.n_heads, len(prompts)
+    dev = model_device(model)
     out = np.full((L, H), np.nan)
     if not receivers:
         return out, 0
@@ -43,7 +44,7 @@ def path_patching_queries(
                 qp = []
                 for lr, hr in rec:
                     blk = model.bridge.blocks[lr]
-                    x = blk.ln1(clean.resid_pre[i, lr] + delta[i, ls, hs])
+                    x = blk.ln1((clean.resid_pre[i, lr] + delta[i, ls, hs]).to(dev))
                     q = x @ blk.attn.W_Q[hr].float() + blk.attn.b_Q[hr].float()
                     qp.append((lr, hr, q))
                 patches.append(Patch(i, (), None, q_patch=tuple(qp)))
@@ -66,7 +67,7 @@ def resid_pre_all(model: LoadedModel, prompts: PromptSet, layers: Sequence[int],
             def make(layer: int) -> Callable[..., None]:
                 def hook(t: torch.Tensor, hook: Any) -> None:
                     for r, i in enumerate(idx):
-                        out[i][layer] = t[r, : len(prompts[i])].detach().float()
+                        out[i][layer] = t[r, : len(prompts[i])].detach().float().cpu()
                 return hook
             return [(f"blocks.{layer}.hook_resid_pre", make(layer)) for layer in layers]
 
@@ -90,7 +91,8 @@ def path_patching_kv(
         return out, 0
     rl = sorted({lr for lr, _ in receivers})
     pre = resid_pre_all(model, prompts, rl, batch_size)
-    W_O = [model.bridge.blocks[layer].attn.W_O.detach().float() for layer in range(L)]
+    W_O = [model.bridge.blocks[layer].attn.W_O.detach().float().cpu() for layer in range(L)]
+    dev = model_device(model)
     senders = [(ls, hs) for ls in range(max(rl)) for hs in range(H)]
     patches: dict[str, list[Patch]] = {"k": [], "v": []}
     with torch.no_grad():
@@ -102,7 +104,7 @@ def path_patching_kv(
                     kv = []
                     for lr, hr in rec:
                         attn = model.bridge.blocks[lr].attn
-                        x = model.bridge.blocks[lr].ln1(pre[i][lr] + delta)
+                        x = model.bridge.blocks[lr].ln1((pre[i][lr] + delta).to(dev))
                         W, b = (attn.W_K, attn.b_K) if w == "k" else (attn.W_V, attn.b_V)
                         kv.append((lr, hr, w, x @ W[hr].float() + b[hr].float()))
                     patches[w].append(Patch(i, (), None, kv_patch=tuple(kv)))
@@ -126,18 +128,19 @@ def path_patching_logits_via_mlps(model: LoadedModel, prompts: PromptSet, clean:
     later MLP is recomputed on END's clean mid-block residual plus the accumulated change.
     """
     L = model.n_layers
+    dev = model_device(model)
     out_c = head_outputs_end(model, prompts, clean)  # [n, L, H, d]
     delta = head_outputs_end(model, prompts, abc) - out_c
     post = torch.cat([clean.resid_pre[:, 1:], clean.resid_final[:, None]], 1)  # [n, L, d] leaving each block
     with torch.no_grad():
-        mid = torch.stack([clean.resid_pre[:, layer] + out_c[:, layer].sum(1) + model.bridge.blocks[layer].attn.b_O.float()
+        mid = torch.stack([clean.resid_pre[:, layer] + out_c[:, layer].sum(1) + model.bridge.blocks[layer].attn.b_O.float().cpu()
                            for layer in range(L)], 1)  # [n, L, d] after each block's attention
         d = torch.zeros_like(delta)  # accumulated change at END, per sender
         for layer in range(L):
-            d = d + torch.where(torch.arange(L)[None, :, None, None] == layer, delta, torch.zeros_like(delta))
-            sent = torch.arange(L)[None, :, None, None] <= layer  # senders at or below this layer
+            d = d + torch.where(torch.arange(L, device=d.device)[None, :, None, None] == layer, delta, torch.zeros_like(delta))
+            sent = torch.arange(L, device=d.device)[None, :, None, None] <= layer  # senders at or below this layer
             blk = model.bridge.blocks[layer]
-            mlp_new = blk.mlp(blk.ln2(mid[:, layer, None, None] + d)).float()
+            mlp_new = blk.mlp(blk.ln2((mid[:, layer, None, None] + d).to(dev))).float().cpu()
             mlp_old = (post[:, layer] - mid[:, layer])[:, None, None]
             d = d + torch.where(sent, mlp_new - mlp_old, torch.zeros_like(d))
         ld = ld_from_resid(model, prompts, clean.resid_final[:, None, None, :] + d)  # [n, L, H]

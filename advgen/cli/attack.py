@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from advgen.cli.device import add_device_args, options
 from advgen.cli.scan import add_backend_args, backend_options
 
 
@@ -23,7 +24,7 @@ def cmd_attack(args: argparse.Namespace) -> None:
                        sample_frac=args.sample_frac, templates=args.templates,
                        modes=tuple(m.strip() for m in args.modes.split(",")) if args.modes else None)
     res = attack(args.model, args.circuit, cfg, args.out, args.measure_behaviour, args.resume, args.overwrite,
-                 not args.no_progress, **backend_options(args))
+                 not args.no_progress, **backend_options(args), **options(args))
     print(console.attack_summary(res.summary, res.out, {**res.run.evals, "budget per side": cfg.budget}))
     print(console.wrote(res.out, list(FILES)))
 
@@ -63,4 +64,5 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                         "e.g. planted-ioi), so the compiled modes can run")
     p.add_argument("--list-modes", action="store_true", help="print the failure-mode catalogue (and what --circuit implies), run nothing")
     add_backend_args(p)
+    add_device_args(p)
     p.set_defaults(func=cmd_attack)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from advgen.cli.device import add_device_args, options
+
 
 class StageBar:
     """A progress bar over discover's named stages; its clock ticks every second, other messages print above it."""
@@ -49,7 +51,7 @@ def cmd_discover(args: argparse.Namespace) -> None:
     settings = Settings(n=args.n, seed=args.seed, batch_size=args.batch_size, nm_path=args.nm_path)
     bar = StageBar(STAGES, enabled=not args.no_progress)
     try:
-        res = discover(args.model, args.out, settings, args.name, args.overwrite, bar)
+        res = discover(args.model, args.out, settings, args.name, args.overwrite, bar, **options(args))
     finally:
         bar.close()
     r = res.report
@@ -69,7 +71,7 @@ def cmd_check_claim(args: argparse.Namespace) -> None:
 
     settings = ClaimSettings(n=args.n, seed=args.seed, batch_size=args.batch_size, greedy_steps=args.greedy_steps,
                              worst_k=args.worst_k, scrub_draws=args.scrub_draws, ladder=not args.no_ladder)
-    res = check_claim(args.model, args.circuit, args.out, settings, args.overwrite, not args.no_progress)
+    res = check_claim(args.model, args.circuit, args.out, settings, args.overwrite, not args.no_progress, **options(args))
     print(res.result.markdown)
     print("wrote " + ", ".join(str(p) for p in res.files))
 
@@ -88,6 +90,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--name", default=None, help="circuit name (default: discovered-<model>)")
     p.add_argument("--nm-path", choices=("mlp", "direct"), default="mlp",  # = discovery.NM_PATHS (not imported: torch)
                    help="head -> logits path of the name-mover rule: later MLPs recomputed (the IOI paper's) or direct only")
+    add_device_args(p)
     p.set_defaults(func=cmd_discover)
     p = sub.add_parser("check-claim", help="faithfulness / completeness / minimality of a circuit under several metrics and ablations")
     p.add_argument("circuit", help="circuit JSON file or built-in name (e.g. gpt2-small-ioi, reference-ioi)")
@@ -102,4 +105,5 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--scrub-draws", type=int, default=1, help="causal scrubbing: name twins resampled per example")
     p.add_argument("--no-ladder", action="store_true", help="skip placing the circuit on the ladder of reference models")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_device_args(p)
     p.set_defaults(func=cmd_check_claim)

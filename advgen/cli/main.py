@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from advgen.cli import attack, circuits, helpfmt, reports, scan
+from advgen.cli import attack, circuits, device, helpfmt, reports, scan
 from advgen.core.options import check_options
 from advgen.core.types import AdvgenError
 
@@ -49,7 +49,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
     from advgen.jobs.prompts import validate
 
     res = validate(args.model, args.prompts, args.out, args.seed, args.batch_size, args.skip_invalid, args.overwrite,
-                   not args.no_progress, **scan.backend_options(args))
+                   not args.no_progress, **scan.backend_options(args), **device.options(args))
     if args.skip_invalid:
         print(f"rejected {len(res.rejected)} invalid row(s); listed with line and reason in {res.out}/rejected.jsonl")
     _print_summary(res.summary, res.out)
@@ -59,7 +59,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     from advgen.jobs.prompts import run
 
     res = run(args.model, args.n, args.seed, args.out, args.templates, args.batch_size, args.overwrite, not args.no_progress,
-              **scan.backend_options(args))
+              **scan.backend_options(args), **device.options(args))
     _print_lexicon(res.manifest["settings"]["lexicon"])
     _print_summary(res.summary, res.out)
 
@@ -96,10 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-invalid", action="store_true",
                    help="measure the valid rows and list the others (row, line, reason) in OUT/rejected.jsonl")
     scan.add_backend_args(p)
+    device.add_device_args(p)
     p.set_defaults(func=cmd_validate)
     p = sub.add_parser("run", help="generate + validate + export")
     _common(p)
     scan.add_backend_args(p)
+    device.add_device_args(p)
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("train-reference", help="retrain the bundled reference model (about 10-15 min on 2 CPU cores)")
     p.add_argument("--out", type=Path, required=True, help="output directory; checkpoints go to OUT/checkpoints")

@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from advgen.cli.device import add_device_args
+
 
 def cmd_report(args: argparse.Namespace) -> None:
     from advgen.jobs.reports import report
 
-    out = report(args.run_dir, args.out, model=args.model, circuit=args.circuit, attention=not args.no_attention)
+    out = report(args.run_dir, args.out, model=args.model, circuit=args.circuit, attention=not args.no_attention,
+                 device=args.device, dtype=args.dtype)
     print(f"wrote {out} ({out.stat().st_size // 1024} KiB)")
 
 
@@ -39,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--model", default=None, help="model for the attention heatmaps (default: the one in manifest.json)")
     p.add_argument("--circuit", default=None, help="circuit JSON or built-in name (default: the run's circuit.json)")
     p.add_argument("--no-attention", action="store_true", help="skip the attention heatmaps (no model run)")
+    add_device_args(p)
     p.set_defaults(func=cmd_report)
     p = sub.add_parser("export", help="export a run directory's rows, with a dataset card")
     p.add_argument("run_dir", type=Path, help="a directory written by advgen run / attack / scan")

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from advgen.cli.device import add_device_args, options
+
 
 def add_backend_args(p: argparse.ArgumentParser) -> None:
     """--backend / --ray-address / --workers: where evaluation units run (the output is the same)."""
@@ -28,7 +30,7 @@ def cmd_scan(args: argparse.Namespace) -> None:
     cfg = ScanConfig(limit=args.limit, sample=args.sample, seed=args.seed, templates=args.templates,
                      distractors=args.distractors, full_lexicon=args.full_lexicon, unit=args.unit, batch_size=args.batch_size)
     res = scan(args.model, cfg, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
-               **backend_options(args))
+               **backend_options(args), **options(args))
     out = res.out
     s, sel = res.summary, res.summary["selection"]
     ci = s["failure_ci95"]
@@ -61,4 +63,5 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--overwrite", action="store_true", help="replace an --out directory that holds another advgen run")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_backend_args(p)
+    add_device_args(p)
     p.set_defaults(func=cmd_scan)

@@ -10,7 +10,7 @@ from advgen.attacks.search import AttackConfig, AttackRun, run_attack
 from advgen.attacks.tables import write_run
 from advgen.circuits.format import Circuit, resolve_circuit
 from advgen.core import records, rundir
-from advgen.jobs.common import ModelArg, backend_for, command_line, default_out, loaded, spec_of
+from advgen.jobs.common import ModelArg, backend_for, command_line, default_out, loaded, runtime_options, spec_of
 from advgen.prompts.templates import tokenizer_hash
 
 FILES = ("results.jsonl", "results.csv", "summary.json", "modes.json", "adversarial.jsonl", "near_misses.jsonl",
@@ -36,7 +36,7 @@ def _settings(cfg: AttackConfig, run: AttackRun) -> dict[str, Any]:
 
 def attack(model: ModelArg, circuit: str | Path | Circuit, config: AttackConfig, out: str | Path | None = None,
            measure_behaviour: bool = False, resume: bool = False, overwrite: bool = False, progress: bool = False,
-           backend: str = "local", workers: int = 2, ray_address: str | None = None, command: str | None = None) -> AttackResult:
+           backend: str = "local", workers: int = 2, ray_address: str | None = None, device: str = "auto", dtype: str = "float32", command: str | None = None) -> AttackResult:
     """Attack `model` with the failure modes `circuit` predicts; write the whole run directory (FILES)."""
     out = Path(out) if out is not None else default_out("attack", model, config.seed)
     config.check()  # arguments, the circuit and --out are checked before the model loads
@@ -50,15 +50,15 @@ def attack(model: ModelArg, circuit: str | Path | Circuit, config: AttackConfig,
     cmd = command if command is not None else command_line(
         "attack", model=spec_of(model), circuit=spec, budget=config.budget, n_clean=config.n_clean, seed=config.seed,
         batch_size=config.batch_size, sample_frac=config.sample_frac, templates=config.templates, modes=config.modes,
-        measure_behaviour=measure_behaviour)
-    m = loaded(model)
+        measure_behaviour=measure_behaviour, **runtime_options(device, dtype))
+    m = loaded(model, device, dtype)
     c = circuit if isinstance(circuit, Circuit) else resolve_circuit(circuit, m.n_layers, m.n_heads)
     if measure_behaviour:
         from advgen.circuits.behaviour import attach_records
 
         c = attach_records(m, c)  # the run's circuit.json keeps the records it used
     with rundir.writing(out, "attack", ident, overwrite, inputs, keep=("journal",)):
-        with backend_for(backend, spec_of(model), m, workers, ray_address) as be:
+        with backend_for(backend, spec_of(model), m, workers, ray_address, device, dtype) as be:
             run = run_attack(m, c, config, out, resume=resume, progress=progress, backend=be)
         man = records.manifest(m, tokenizer_hash(m.tokenizer), config.seed, _settings(config, run), cmd)
         man["circuit"] = {"name": c.name, "spec": spec, "n_heads": len(c)}

@@ -19,7 +19,7 @@ from advgen.circuits.discovery import discover as find_circuit
 from advgen.circuits.format import Circuit, resolve_circuit
 from advgen.core import files, records, rundir
 from advgen.core.types import AdvgenError
-from advgen.jobs.common import ModelArg, command_line, loaded, spec_of
+from advgen.jobs.common import ModelArg, command_line, loaded, runtime_options, spec_of
 from advgen.outputs.pipeline import check_args
 from advgen.prompts.templates import tokenizer_hash
 
@@ -50,7 +50,7 @@ def _check_dir_out(out: Path, option: str = "--out") -> None:
 
 
 def discover(model: ModelArg, out: str | Path, settings: Settings | None = None, name: str | None = None,
-             overwrite: bool = False, progress: Callable[[str], Any] | None = None, command: str | None = None) -> DiscoverResult:
+             overwrite: bool = False, progress: Callable[[str], Any] | None = None, device: str = "auto", dtype: str = "float32", command: str | None = None) -> DiscoverResult:
     """Find the model's circuit; write OUT/circuit.json, discovery.json, heatmaps, manifest.json."""
     out, s = Path(out), settings or Settings()
     _check_dir_out(out)
@@ -58,8 +58,8 @@ def discover(model: ModelArg, out: str | Path, settings: Settings | None = None,
     ident = rundir.identity_of("discover", {"model": spec_of(model), "name": name, **asdict(s)})
     rundir.check_out(out, "discover", ident, overwrite)
     cmd = command if command is not None else command_line(
-        "discover", model=spec_of(model), n=s.n, seed=s.seed, batch_size=s.batch_size, nm_path=s.nm_path, name=name)
-    m = loaded(model)
+        "discover", model=spec_of(model), n=s.n, seed=s.seed, batch_size=s.batch_size, nm_path=s.nm_path, name=name, **runtime_options(device, dtype))
+    m = loaded(model, device, dtype)
     found = find_circuit(m, s, name=name, progress=progress)
     with rundir.writing(out, "discover", ident, overwrite) as d:
         written = write_discovery(found, d / CIRCUIT_FILE, cmd)
@@ -77,7 +77,7 @@ def _circuit_arg(circuit: str | Path | Circuit) -> tuple[str, list[Path]]:
 
 
 def check_claim(model: ModelArg, circuit: str | Path | Circuit, out: str | Path, settings: ClaimSettings | None = None,
-                overwrite: bool = False, progress: bool = False, command: str | None = None) -> ClaimRun:
+                overwrite: bool = False, progress: bool = False, device: str = "auto", dtype: str = "float32", command: str | None = None) -> ClaimRun:
     """Faithfulness, completeness, minimality (every metric x ablation) -> OUT/claims.json, claims.md, ..."""
     out, settings = Path(out), settings or ClaimSettings()
     check_args(settings.n, settings.seed, settings.batch_size)
@@ -89,8 +89,8 @@ def check_claim(model: ModelArg, circuit: str | Path | Circuit, out: str | Path,
     rundir.check_out(out, "check-claim", ident, overwrite, inputs)
     cmd = command if command is not None else command_line(
         "check-claim", spec, model=spec_of(model), n=settings.n, seed=settings.seed, batch_size=settings.batch_size,
-        greedy_steps=settings.greedy_steps, worst_k=settings.worst_k, scrub_draws=settings.scrub_draws, no_ladder=not settings.ladder)
-    m = loaded(model)
+        greedy_steps=settings.greedy_steps, worst_k=settings.worst_k, scrub_draws=settings.scrub_draws, no_ladder=not settings.ladder, **runtime_options(device, dtype))
+    m = loaded(model, device, dtype)
     c = circuit if isinstance(circuit, Circuit) else resolve_circuit(circuit, m.n_layers, m.n_heads)
     c.check_against(m.n_layers, m.n_heads)
     res = measure_claim(m, c, settings, progress=progress)

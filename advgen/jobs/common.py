@@ -20,9 +20,9 @@ def spec_of(model: ModelArg) -> str:
     return model if isinstance(model, str) else model.name
 
 
-def loaded(model: ModelArg) -> LoadedModel:
-    """The model itself, loaded only when the caller passed its name (checks run before this)."""
-    return load_model(model) if isinstance(model, str) else model
+def loaded(model: ModelArg, device: str = "auto", dtype: str = "float32") -> LoadedModel:
+    """The model itself, loaded (on `device`, in `dtype`) only when the caller passed its name (checks run before this)."""
+    return load_model(model, device=device, dtype=dtype) if isinstance(model, str) else model
 
 
 def command_line(job: str, *positional: Any, **options: Any) -> str:
@@ -44,14 +44,19 @@ def command_line(job: str, *positional: Any, **options: Any) -> str:
     return shlex.join(words)
 
 
+def runtime_options(device: str, dtype: str) -> dict[str, str | None]:
+    """`--device` / `--dtype` for the recorded command, when not the defaults (auto, float32)."""
+    return {"device": None if device == "auto" else device, "dtype": None if dtype == "float32" else dtype}
+
+
 @contextmanager
 def backend_for(name: str, model_spec: str, model: LoadedModel | None, workers: int = 2,
-                address: str | None = None) -> Iterator[Backend | None]:
+                address: str | None = None, device: str = "auto", dtype: str = "float32") -> Iterator[Backend | None]:
     """None for the local backend (the one-process path), else a Ray pool that is closed after the job."""
     if name == "local":
         yield None
         return
-    backend = make_backend(name, model_spec, model, RaySettings(workers=workers, address=address))
+    backend = make_backend(name, model_spec, model, RaySettings(workers=workers, address=address, device=device, dtype=dtype))
     try:
         yield backend
     finally:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from advgen.core import records, rundir
-from advgen.jobs.common import ModelArg, backend_for, command_line, default_out, loaded, spec_of
+from advgen.jobs.common import ModelArg, backend_for, command_line, default_out, loaded, runtime_options, spec_of
 from advgen.model.loading import load_tokenizer
 from advgen.model.validate import DEFAULT_BATCH
 from advgen.outputs import pipeline
@@ -42,7 +42,7 @@ def generate(model: str = "reference", n: int = 300, seed: int = 0, out: str | P
 def validate(model: ModelArg, prompts: str | Path, out: str | Path | None = None, seed: int = 0,
              batch_size: int = DEFAULT_BATCH, skip_invalid: bool = False, overwrite: bool = False, progress: bool = False,
              backend: str = "local", workers: int = 2, ray_address: str | None = None,
-             command: str | None = None) -> RunResult:
+             device: str = "auto", dtype: str = "float32", command: str | None = None) -> RunResult:
     """Metrics for the prompts of a JSONL file (`text`, `io`, `s` per row) -> results, summary, manifest."""
     out = Path(out) if out is not None else default_out("validate", model, seed)
     pipeline.check_args(None, seed, batch_size)
@@ -50,21 +50,21 @@ def validate(model: ModelArg, prompts: str | Path, out: str | Path | None = None
     ident = pipeline.validate_identity(spec_of(model), src.path, seed, batch_size, skip_invalid)
     rundir.check_out(out, "validate", ident, overwrite, inputs=[src.path])
     cmd = command if command is not None else command_line(
-        "validate", prompts, model=spec_of(model), seed=seed, batch_size=batch_size, skip_invalid=skip_invalid)
-    m = loaded(model)
-    with backend_for(backend, spec_of(model), m, workers, ray_address) as be:
+        "validate", prompts, model=spec_of(model), seed=seed, batch_size=batch_size, skip_invalid=skip_invalid, **runtime_options(device, dtype))
+    m = loaded(model, device, dtype)
+    with backend_for(backend, spec_of(model), m, workers, ray_address, device, dtype) as be:
         return pipeline.validate_rows(m, src, out, batch_size, seed, progress, skip_invalid=skip_invalid,
                                       overwrite=overwrite, backend=be, command=cmd)
 
 
 def run(model: ModelArg = "reference", n: int = 300, seed: int = 0, out: str | Path | None = None,
         templates: str | Path | None = None, batch_size: int = DEFAULT_BATCH, overwrite: bool = False, progress: bool = False,
-        backend: str = "local", workers: int = 2, ray_address: str | None = None, command: str | None = None) -> RunResult:
+        backend: str = "local", workers: int = 2, ray_address: str | None = None, device: str = "auto", dtype: str = "float32", command: str | None = None) -> RunResult:
     """Generate n prompts, validate them on the model, write the run directory."""
     out = Path(out) if out is not None else default_out("run", model, seed)
     pipeline.precheck("run", out, spec_of(model), n, seed, templates, batch_size, overwrite)
     cmd = command if command is not None else command_line(
-        "run", model=spec_of(model), n=n, seed=seed, templates=templates, batch_size=batch_size)
-    m = loaded(model)
-    with backend_for(backend, spec_of(model), m, workers, ray_address) as be:
+        "run", model=spec_of(model), n=n, seed=seed, templates=templates, batch_size=batch_size, **runtime_options(device, dtype))
+    m = loaded(model, device, dtype)
+    with backend_for(backend, spec_of(model), m, workers, ray_address, device, dtype) as be:
         return pipeline.run(m, n, seed, out, templates, batch_size, progress, overwrite=overwrite, backend=be, command=cmd)

@@ -9,9 +9,9 @@ from advgen.outputs.report import build_report
 
 
 def report(run_dir: str | Path, out: str | Path, model: str | None = None, circuit: str | None = None,
-           attention: bool = True) -> Path:
+           attention: bool = True, device: str = "auto", dtype: str = "float32") -> Path:
     """One self-contained HTML report of a run, attack, scan, discover or check-claim directory."""
-    return build_report(run_dir, out, model=model, circuit=circuit, attention=attention)
+    return build_report(run_dir, out, model=model, circuit=circuit, attention=attention, device=device, dtype=dtype)
 
 
 def export(run_dir: str | Path, fmt: str, out: str | Path, overwrite: bool = False) -> Path:

@@ -59,11 +59,11 @@ class LocalBackend:
 class _Replica:
     """A Ray actor's state: one model, loaded once per actor (and again after a restart)."""
 
-    def __init__(self, spec: str, device: str, threads: int) -> None:
+    def __init__(self, spec: str, device: str, threads: int, dtype: str = "float32") -> None:
         import torch
 
         torch.set_num_threads(threads)
-        self.model = load_model(spec, device=device)
+        self.model = load_model(spec, device=device, dtype=dtype)
 
     def run(self, fn: UnitFn, unit: Any) -> Any:
         return fn(self.model, unit)
@@ -85,6 +85,9 @@ class RaySettings:
     max_retries: int = 3
     in_flight: int = 2
     """Units queued per actor, so an actor never waits for the driver between units."""
+    device: str = "auto"
+    """--device: "cpu" keeps actors off GPUs; otherwise an actor given a GPU runs on it."""
+    dtype: str = "float32"
 
 
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
@@ -124,11 +127,11 @@ class RayBackend:
             self.started = True
         gpus = settings.gpus_per_worker
         if gpus is None:
-            gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+            gpus = 1.0 if settings.device != "cpu" and ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
         device = "cuda" if gpus > 0 else "cpu"
         actor = ray.remote(num_cpus=settings.threads_per_worker, num_gpus=gpus, max_restarts=settings.max_retries,
                            max_task_retries=settings.max_retries)(_Replica)
-        self.actors = [actor.remote(model_spec, device, settings.threads_per_worker) for _ in range(settings.workers)]
+        self.actors = [actor.remote(model_spec, device, settings.threads_per_worker, settings.dtype) for _ in range(settings.workers)]
         self.device = device
         self.dead: set[int] = set()
 
@@ -238,7 +241,7 @@ def evaluate(backend: Backend, prompts: PromptSet, batch_size: int = DEFAULT_BAT
 def make_backend(name: str, model_spec: str, model: LoadedModel | None = None, settings: RaySettings = RaySettings()) -> Backend:
     """`local` (loads `model_spec` here unless `model` is given) or `ray` (replicas on actors)."""
     if name == "local":
-        return LocalBackend(model if model is not None else load_model(model_spec))
+        return LocalBackend(model if model is not None else load_model(model_spec, settings.device, settings.dtype))
     if name == "ray":
         return RayBackend(model_spec, settings)
     raise AdvgenError(f"unknown backend {name!r}; backends: {', '.join(BACKENDS)}")

@@ -138,19 +138,20 @@ def parameter_count(model: LoadedModel) -> int:
 def ioi_figures(model: LoadedModel, prompts: PromptSet, batch_size: int = DEFAULT_BATCH) -> dict[str, float]:
     """IOI loss (-log p(IO) at END, nats), mean LD and accuracy (LD > 0) of one model on `prompts`."""
     logits = end_logits(model, prompts, batch_size).double()
-    r = torch.arange(len(prompts))
-    io = torch.tensor([q.io_token for q in prompts])
-    s = torch.tensor([q.s_token for q in prompts])
+    r = torch.arange(len(prompts), device="cpu")  # end_logits returns host tensors
+    io = torch.tensor([q.io_token for q in prompts], device="cpu")
+    s = torch.tensor([q.s_token for q in prompts], device="cpu")
     ld = logits[r, io] - logits[r, s]
     loss = -torch.log_softmax(logits, -1)[r, io]
     return {"ioi_loss": float(loss.mean()), "ioi_mean_ld": float(ld.mean()), "ioi_accuracy": float((ld > 0).double().mean())}
 
 
-def live_ioi_losses(rungs: Sequence[Rung], prompts: PromptSet, batch_size: int = DEFAULT_BATCH) -> list[dict[str, float]]:
-    """`ioi_figures` of every ladder model on these very prompts (same tokenizer required)."""
+def live_ioi_losses(rungs: Sequence[Rung], prompts: PromptSet, batch_size: int = DEFAULT_BATCH,
+                    device: str = "cpu") -> list[dict[str, float]]:
+    """`ioi_figures` of every ladder model on these very prompts (same tokenizer required), each on `device`."""
     out = []
     for r in rungs:
         if not (r.directory / "config.json").exists():
             raise AdvgenError(f"ladder model {r.name!r} is missing from {r.directory}; rebuild with `advgen train-reference --ladder`")
-        out.append(ioi_figures(load_model(str(r.directory)), prompts, batch_size))
+        out.append(ioi_figures(load_model(str(r.directory), device=device), prompts, batch_size))
     return out

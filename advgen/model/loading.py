@@ -20,6 +20,12 @@ from advgen.core.types import AdvgenError
 
 GPT2_ALIASES = {"gpt2": "openai-community/gpt2", "gpt2-small": "openai-community/gpt2"}
 HUB_PROBE_TIMEOUT_S = 3.0
+DEVICES = ("auto", "cpu", "cuda", "cuda:N")
+"""What --device accepts: auto (CUDA when available, else the CPU), cpu, cuda, cuda:0, cuda:1, ..."""
+DTYPES = ("float32", "bfloat16", "float16")
+"""What --dtype accepts; float32 is the default and the reference every tolerance is stated against."""
+ATTN_IMPLEMENTATION = "eager"
+"""Set at load and recorded: eager attention is what fires hook_pattern, and it does not vary with the machine."""
 
 
 class ModelLoadError(AdvgenError):
@@ -38,6 +44,16 @@ class LoadedModel:
     source: str
     """Resolved hub id or absolute directory."""
     load_seconds: float
+    device: str = "cpu"
+    """Where the weights live, resolved ("cpu", "cuda:0")."""
+    dtype: str = "float32"
+    attn_implementation: str = ATTN_IMPLEMENTATION
+
+    @property
+    def runtime(self) -> dict[str, str]:
+        """How the model ran, for the manifest: reduced precision or another device is never silent."""
+        return {"device": self.device, "dtype": self.dtype, "attn_implementation": self.attn_implementation,
+                "hub_kernels": "off"}
 
     @property
     def hf_model(self) -> Any:
@@ -175,9 +191,49 @@ def check_weights(path: Path) -> None:
                              "refusing to fill the gaps with random weights")
 
 
-def load_model(spec: str = "reference", device: str = "cpu") -> LoadedModel:
-    """Load `spec` ("reference", "gpt2"/"gpt2-small", a hub id, or a local HF directory)."""
+def resolve_device(device: str = "auto") -> str:
+    """"auto" -> "cuda:0" when CUDA is available, else "cpu"; "cuda" -> "cuda:0"; a missing GPU is a clear error."""
+    import torch
+
+    d = device.strip().lower()
+    if d == "auto":
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+    if d == "cpu":
+        return d
+    m = re.fullmatch(r"cuda(?::(\d+))?", d)
+    if m is None:
+        raise ModelLoadError(f"--device {device!r} is not one of {', '.join(DEVICES)}")
+    if not torch.cuda.is_available():
+        raise ModelLoadError(f"--device {device!r}: this machine has no usable CUDA device (torch {torch.__version__}); use --device cpu or auto")
+    index = int(m.group(1) or 0)
+    if index >= torch.cuda.device_count():
+        raise ModelLoadError(f"--device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+    return f"cuda:{index}"
+
+
+def resolve_dtype(dtype: str = "float32") -> Any:
+    """The torch dtype named by --dtype."""
+    import torch
+
+    if dtype not in DTYPES:
+        raise ModelLoadError(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+    return getattr(torch, dtype)
+
+
+def _no_hub_kernels() -> None:
+    """transformers 5.x swaps in compute kernels fetched from the Hub at load unless told not to: numerics must not depend on a download."""
+    os.environ["USE_HUB_KERNELS"] = "NO"
+
+
+def load_model(spec: str = "reference", device: str = "auto", dtype: str = "float32") -> LoadedModel:
+    """Load `spec` ("reference", "gpt2"/"gpt2-small", a hub id, or a local HF directory) on `device` in `dtype`.
+
+    Loading options are explicit so numerics do not depend on the environment: no Hub kernels,
+    eager attention, and the device and dtype recorded in `LoadedModel.runtime`.
+    """
+    dev, torch_dtype = resolve_device(device), resolve_dtype(dtype)
     source = _resolve(spec)
+    _no_hub_kernels()
     if Path(source).is_dir():
         check_weights(Path(source))
     t0 = time.perf_counter()
@@ -187,19 +243,28 @@ def load_model(spec: str = "reference", device: str = "cpu") -> LoadedModel:
     bars_were_on = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # a weight-loading bar per run is noise in a CLI; restored below
     try:
-        bridge = TransformerBridge.boot_transformers(source, device=device)
+        bridge = TransformerBridge.boot_transformers(source, device=dev, dtype=torch_dtype)
     except Exception as e:  # any loader failure becomes one clear message
         raise ModelLoadError(f"could not load model {spec!r} from {source}: {type(e).__name__}: {e}") from e
     finally:
         if bars_were_on:
             hf_logging.enable_progress_bar()
     bridge.eval()
+    attn = _attn_implementation(bridge.original_model)
     tok = bridge.tokenizer
     if tok is None:
         raise ModelLoadError(f"model {spec!r} has no tokenizer")
     hf: Any = bridge.original_model
     check_vocab(tok, int(hf.get_input_embeddings().num_embeddings), f"model {spec!r} ({source})")
-    return LoadedModel(bridge, tok, spec, source, time.perf_counter() - t0)
+    return LoadedModel(bridge, tok, spec, source, time.perf_counter() - t0, dev, dtype, attn)
+
+
+def _attn_implementation(hf: Any) -> str:
+    """Set eager attention explicitly (where the model allows) and return what the model reports."""
+    setter = getattr(hf, "set_attn_implementation", None)
+    if callable(setter) and getattr(hf.config, "_attn_implementation", None) != ATTN_IMPLEMENTATION:
+        setter(ATTN_IMPLEMENTATION)
+    return str(getattr(hf.config, "_attn_implementation", None) or ATTN_IMPLEMENTATION)
 
 
 def check_vocab(tokenizer: Any, n_embed: int, where: str) -> None:

@@ -13,26 +13,36 @@ from advgen.core.types import Interval, Prompt, PromptMetrics
 N_BOOT = 1000
 
 
+METRIC_FIELDS = ("logit_diff", "io_logit", "s_logit", "io_prob", "s_prob", "io_rank", "top_token")
+"""The columns of `metric_rows`, in PromptMetrics' field order."""
+
+
+def metric_rows(end_logits: torch.Tensor, io_tokens: torch.Tensor, s_tokens: torch.Tensor) -> torch.Tensor:
+    """[batch, 7] float64 on the logits' device: the few numbers per prompt that leave the device.
+
+    end_logits: [batch, vocab] read at each prompt's own END position. The reduction runs where
+    the logits are (a GPU never ships [batch, vocab] to the host) and in float64 with the same
+    operations as before, so on the CPU the numbers are the old ones bit for bit.
+    """
+    dev = end_logits.device
+    io, s = io_tokens.to(dev)[:, None], s_tokens.to(dev)[:, None]
+    logits = end_logits.double()
+    io_l, s_l = logits.gather(1, io)[:, 0], logits.gather(1, s)[:, 0]
+    logp = torch.log_softmax(logits, dim=-1)
+    io_rank = (logits > io_l[:, None]).sum(-1)
+    cols = (io_l - s_l, io_l, s_l, logp.gather(1, io)[:, 0].exp(), logp.gather(1, s)[:, 0].exp(), io_rank, logits.argmax(-1))
+    return torch.stack([c.double() for c in cols], dim=1)
+
+
+def rows_to_metrics(rows: torch.Tensor) -> list[PromptMetrics]:
+    """PromptMetrics from `metric_rows` output (one host copy, then plain Python numbers)."""
+    return [PromptMetrics(ld, io_l, s_l, io_p, s_p, int(rank), int(top))
+            for ld, io_l, s_l, io_p, s_p, rank, top in rows.cpu().tolist()]
+
+
 def prompt_metrics(end_logits: torch.Tensor, io_tokens: torch.Tensor, s_tokens: torch.Tensor) -> list[PromptMetrics]:
     """end_logits: [batch, vocab] read at each prompt's own END position."""
-    logits = end_logits.double()
-    logp = torch.log_softmax(logits, dim=-1)
-    rows = torch.arange(len(logits))
-    io_l, s_l = logits[rows, io_tokens], logits[rows, s_tokens]
-    io_rank = (logits > io_l[:, None]).sum(-1)
-    top = logits.argmax(-1)
-    return [
-        PromptMetrics(
-            logit_diff=float(io_l[i] - s_l[i]),
-            io_logit=float(io_l[i]),
-            s_logit=float(s_l[i]),
-            io_prob=float(logp[i, io_tokens[i]].exp()),
-            s_prob=float(logp[i, s_tokens[i]].exp()),
-            io_rank=int(io_rank[i]),
-            top_token=int(top[i]),
-        )
-        for i in range(len(logits))
-    ]
+    return rows_to_metrics(metric_rows(end_logits, io_tokens, s_tokens))
 
 
 def bootstrap_ci(values: Sequence[float] | np.ndarray, seed: int = 0, n_boot: int = N_BOOT) -> Interval:

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from advgen.core.types import AdvgenError, Evaluation, Head, PromptMetrics, PromptSet
 from advgen.model.loading import LoadedModel
-from advgen.model.metrics import prompt_metrics
+from advgen.model.metrics import metric_rows, rows_to_metrics
 from advgen.prompts.templates import tokenizer_hash
 
 Hook = tuple[str, Callable[..., Any]]
@@ -25,6 +25,8 @@ HookFactory = Callable[[list[int]], Sequence[Hook]]
 """Builds the hooks for one batch, given the prompt indices in it (for per-prompt ablations)."""
 
 DEFAULT_BATCH = 32
+SMALL_ROW = 64
+"""Per-prompt results up to this many numbers stay on the device until the last batch (one host copy at the end)."""
 
 
 def check_prompts(model: LoadedModel, prompts: PromptSet) -> None:
@@ -47,13 +49,12 @@ def model_device(model: LoadedModel) -> torch.device:
 
 def pad_batch(prompts: PromptSet, idx: Sequence[int], pad_id: int = 0,
               device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded ids [b, T] and each row's END index [b], on `device` (CPU by default)."""
+    """Right-padded ids [b, T] and each row's END index [b], built once on `device` (CPU by default)."""
     width = max(len(prompts[i]) for i in idx)
-    ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-    for r, i in enumerate(idx):
-        ids[r, : len(prompts[i])] = torch.tensor(prompts[i].token_ids)
-    ends = torch.tensor([prompts[i].end for i in idx])
-    return (ids, ends) if device is None else (ids.to(device), ends.to(device))
+    rows = [list(prompts[i].token_ids) + [pad_id] * (width - len(prompts[i])) for i in idx]
+    ids = torch.tensor(rows, dtype=torch.long, device=device)
+    ends = torch.tensor([prompts[i].end for i in idx], dtype=torch.long, device=device)
+    return ids, ends
 
 
 def end_logits_fn(model: LoadedModel) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -62,13 +63,49 @@ def end_logits_fn(model: LoadedModel) -> Callable[[torch.Tensor, torch.Tensor], 
     body, head = getattr(hf, "base_model", None), hf.get_output_embeddings()
     softcap = getattr(hf.config, "final_logit_softcapping", None)
     if body is None or head is None or body is hf or softcap:
-        return lambda ids, ends: model.bridge(ids)[torch.arange(len(ends)), ends]
+        return lambda ids, ends: model.bridge(ids)[torch.arange(len(ends), device=ends.device), ends]
 
     def run(ids: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
         h = body(input_ids=ids).last_hidden_state
-        return head(h[torch.arange(len(ends)), ends])
+        return head(h[torch.arange(len(ends), device=ends.device), ends])
 
     return run
+
+
+def map_end_logits(
+    model: LoadedModel,
+    prompts: PromptSet,
+    reduce: Callable[[torch.Tensor, list[int]], torch.Tensor],
+    batch_size: int = DEFAULT_BATCH,
+    hooks: HookFactory | None = None,
+    progress: bool = False,
+    desc: str = "model",
+) -> torch.Tensor:
+    """`reduce(end_logits [b, vocab] on the device, batch indices) -> [b, ...]` per batch, in prompt order, on the CPU.
+
+    One forward per batch; the END logits stay on the model's device and only what `reduce`
+    returns is copied to the host, so memory does not grow with vocabulary x prompts.
+    """
+    check_prompts(model, prompts)
+    run = end_logits_fn(model)
+    parts: list[torch.Tensor] = []
+    order: list[int] = []
+    device = model_device(model)
+    with torch.inference_mode():
+        for idx in tqdm(list(prompts.batches(batch_size)), desc=desc, disable=not progress, unit="batch"):
+            ids, ends = pad_batch(prompts, idx, device=device)
+            fwd = list(hooks(idx)) if hooks else []
+            with model.bridge.hooks(fwd_hooks=fwd):
+                part = reduce(run(ids, ends).float(), idx)
+            # a few numbers per prompt wait on the device (no per-batch sync); wide rows leave at once
+            parts.append(part if part[0].numel() <= SMALL_ROW else part.cpu())
+            order += idx
+    if not parts:
+        return torch.empty(0, device="cpu")
+    out = torch.cat([t.cpu() for t in parts])
+    inverse = torch.empty(len(order), dtype=torch.long, device="cpu")
+    inverse[torch.tensor(order, dtype=torch.long, device="cpu")] = torch.arange(len(order), device="cpu")
+    return out[inverse]
 
 
 def end_logits(
@@ -79,21 +116,29 @@ def end_logits(
     progress: bool = False,
     desc: str = "model",
 ) -> torch.Tensor:
-    """Logits at each prompt's END, [n, vocab], in prompt order; one forward per batch."""
-    check_prompts(model, prompts)
-    run = end_logits_fn(model)
-    out: list[torch.Tensor | None] = [None] * len(prompts)
-    batches = list(prompts.batches(batch_size))
-    device = model_device(model)
-    with torch.inference_mode():
-        for idx in tqdm(batches, desc=desc, disable=not progress, unit="batch"):
-            ids, ends = pad_batch(prompts, idx, device=device)
-            fwd = list(hooks(idx)) if hooks else []
-            with model.bridge.hooks(fwd_hooks=fwd):
-                logits = run(ids, ends).float().cpu()
-            for r, i in enumerate(idx):
-                out[i] = logits[r]
-    return torch.stack(out)  # type: ignore[arg-type]
+    """Logits at each prompt's END, [n, vocab] float32 on the CPU, in prompt order (for KL and other full-vocabulary reads)."""
+    return map_end_logits(model, prompts, lambda lg, idx: lg, batch_size, hooks, progress, desc)
+
+
+def end_metrics(
+    model: LoadedModel,
+    prompts: PromptSet,
+    batch_size: int = DEFAULT_BATCH,
+    hooks: HookFactory | None = None,
+    progress: bool = False,
+    desc: str = "model",
+) -> tuple[PromptMetrics, ...]:
+    """Per-prompt metrics at END, reduced on the model's device: 7 numbers per prompt reach the host."""
+    io_all = [p.io_token for p in prompts]
+    s_all = [p.s_token for p in prompts]
+
+    def reduce(logits: torch.Tensor, idx: list[int]) -> torch.Tensor:
+        io = torch.tensor([io_all[i] for i in idx], dtype=torch.long, device=logits.device)
+        s = torch.tensor([s_all[i] for i in idx], dtype=torch.long, device=logits.device)
+        return metric_rows(logits, io, s)
+
+    rows = map_end_logits(model, prompts, reduce, batch_size, hooks, progress, desc)
+    return tuple(rows_to_metrics(rows)) if len(prompts) else ()
 
 
 Read = tuple[Head, str, str]
@@ -114,12 +159,17 @@ def attention_readout_hooks(prompts: PromptSet, reads: Sequence[Sequence[Read]],
 
     def factory(idx: list[int]) -> list[Hook]:
         def make(layer: int) -> Callable[..., None]:
+            want = [(r, i, h.head, prompts[i].positions[q], prompts[i].positions[k], read_key(h, q, k))
+                    for r, i in enumerate(idx) for h, q, k in reads[i]
+                    if h.layer == layer and q in prompts[i].positions and k in prompts[i].positions]
+
             def hook(pattern: torch.Tensor, hook: Any) -> None:
-                for r, i in enumerate(idx):
-                    pos = prompts[i].positions
-                    for h, q, k in reads[i]:
-                        if h.layer == layer and q in pos and k in pos:
-                            sink[i][read_key(h, q, k)] = float(pattern[r, h.head, pos[q], pos[k]])
+                if not want:
+                    return
+                at = torch.tensor([w[0:1] + w[2:5] for w in want], dtype=torch.long, device=pattern.device)
+                values = pattern[at[:, 0], at[:, 1], at[:, 2], at[:, 3]].float().cpu().tolist()  # one copy per layer
+                for (_, i, _, _, _, key), v in zip(want, values, strict=True):
+                    sink[i][key] = v
 
             return hook
 
@@ -143,10 +193,8 @@ def measure(
     """Metrics at END plus the requested (head, query, key) attention reads of every prompt."""
     sink: list[dict[str, float]] = [{} for _ in prompts]
     hooks = attention_readout_hooks(prompts, reads, sink) if any(reads) else None
-    logits = end_logits(model, prompts, batch_size, hooks=hooks, progress=progress, desc=desc)
-    io = torch.tensor([p.io_token for p in prompts])
-    s = torch.tensor([p.s_token for p in prompts])
-    return Measured(tuple(prompt_metrics(logits, io, s)), tuple(dict(sorted(d.items())) for d in sink))
+    metrics = end_metrics(model, prompts, batch_size, hooks=hooks, progress=progress, desc=desc)
+    return Measured(metrics, tuple(dict(sorted(d.items())) for d in sink))
 
 
 def validate(
@@ -169,5 +217,5 @@ def validate(
 def single_logit_diff(model: LoadedModel, token_ids: Sequence[int], io_token: int, s_token: int) -> float:
     """LD from one unbatched, unpadded forward through the bridge: the reference for batched numbers."""
     with torch.inference_mode():
-        logits = model.bridge(torch.tensor([list(token_ids)]))[0, -1].double()
+        logits = model.bridge(torch.tensor([list(token_ids)], device=model_device(model)))[0, -1].double()
     return float(logits[io_token] - logits[s_token])

@@ -23,6 +23,7 @@ import torch
 
 from advgen.circuits.format import Circuit
 from advgen.core.types import AdvgenError, Head, Role
+from advgen.model.validate import model_device
 
 ROLE_ORDER = (
     Role.NAME_MOVER, Role.S_INHIBITION, Role.INDUCTION, Role.DUPLICATE_TOKEN, Role.PREVIOUS_TOKEN,
@@ -92,7 +93,7 @@ def patterns(model: Any, heads: Sequence[Head], rows: Sequence[tuple[str, Mappin
 
         fwd = [(f"blocks.{layer}.attn.hook_pattern", make(layer)) for layer in layers]
         with torch.inference_mode(), model.bridge.hooks(fwd_hooks=fwd):
-            model.bridge(torch.tensor([ids]))
+            model.bridge(torch.tensor([ids], device=model_device(model)))
         missing = [layer for layer in layers if layer not in store]
         if missing:
             raise AdvgenError(f"model {model.name!r} did not fire blocks.{missing[0]}.attn.hook_pattern")

@@ -211,7 +211,8 @@ def example_rows(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, Mapping[s
     return [("clean", first)] if first is not None else []
 
 
-def section_attention(data: RunData, model_spec: str | None, circuit_spec: str | None) -> tuple[str, str]:
+def section_attention(data: RunData, model_spec: str | None, circuit_spec: str | None,
+                      device: str = "auto", dtype: str = "float32") -> tuple[str, str]:
     """(heatmaps, interactive circuitsvis view) of the circuit's heads on the example prompts; one model run."""
     from advgen.circuits.format import Circuit, resolve_circuit
     from advgen.outputs import attention
@@ -229,7 +230,7 @@ def section_attention(data: RunData, model_spec: str | None, circuit_spec: str |
 
     spec = model_spec or data.model_spec
     try:
-        model = load_model(spec)
+        model = load_model(spec, device=device, dtype=dtype)
     except AdvgenError as e:
         if model_spec:
             raise
@@ -348,12 +349,12 @@ def _sections(d: Path, out: Path, data: RunData, heatmaps: str, view: str) -> tu
 
 
 def build_report(run_dir: str | Path, out_html: str | Path, model: str | None = None, circuit: str | None = None,
-                 attention: bool = True) -> Path:
+                 attention: bool = True, device: str = "auto", dtype: str = "float32") -> Path:
     """Write one self-contained HTML report of `run_dir` to `out_html` (atomically)."""
     d, out = Path(run_dir), Path(out_html)
     _check_report_out(d, out)
     data = _load(d)
-    heatmaps, view = section_attention(data, model, circuit) if attention and data.rows else ("", "")
+    heatmaps, view = section_attention(data, model, circuit, device, dtype) if attention and data.rows else ("", "")
     try:  # documents are typed when read (docschema); a field no schema names still ends in a named error
         panel, sections = _sections(d, out, data, heatmaps, view)
     except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:

@@ -25,7 +25,7 @@ def provenance(data: RunData) -> dict[str, Any]:
         if isinstance(doc, Mapping):
             seed = doc.get("seed", (doc.get("settings") or {}).get("seed"))
             for k, v in (("model", doc.get("model")), ("model_source", doc.get("model_source")), ("seed", seed),
-                         ("command", doc.get("command")), ("versions", doc.get("versions"))):
+                         ("command", doc.get("command")), ("versions", doc.get("versions")), ("runtime", doc.get("runtime"))):
                 if m.get(k) in (None, "", {}) and v not in (None, ""):
                     m[k] = v
     return m
@@ -47,5 +47,17 @@ def section_run(data: RunData) -> str:
     rows = [["run directory", data.run_dir.resolve().name],
             ["model", f"{m.get('model') or 'not recorded'} ({source_label(m.get('model_source'))})"],
             ["seed", str(m.get("seed", "not recorded"))], ["command", m.get("command") or "not recorded"],
+            ["device / precision", runtime_label(m.get("runtime"))],
             ["circuit", circ.get("name", "none") if isinstance(circ, Mapping) else str(circ)], ["versions", versions]]
     return table(["", ""], rows)
+
+
+def runtime_label(rt: Any) -> str:
+    """Device and dtype of the run; reduced precision is said in words, never left to be inferred."""
+    if not isinstance(rt, Mapping) or not rt:
+        return "not recorded (float32 on the CPU before advgen recorded it)"
+    dtype = str(rt.get("dtype", "float32"))
+    text = f"{rt.get('device', '?')}, {dtype}, {rt.get('attn_implementation', '?')} attention, Hub kernels {rt.get('hub_kernels', '?')}"
+    if dtype != "float32":
+        text += " - REDUCED PRECISION: numbers differ from float32 (tolerance in docs/gpu.md)"
+    return text

@@ -17,7 +17,7 @@ import os
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -69,6 +69,8 @@ class ModelInfo:
     lexicon: Mapping[str, Any]
     weights_hash: str = ""
     """sha256 of the weights (`advgen.core.journal.module_digest`): journal units are keyed by it."""
+    runtime: Mapping[str, str] = field(default_factory=dict)
+    """Device, dtype and loading options of the model that measured (the manifest records them)."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,8 @@ def prepare(model: LoadedModel, cfg: ScanConfig) -> tuple[ModelInfo, PromptSpace
     lex = build_lexicon(model.tokenizer)
     sentences = load_bank(lex).paper if cfg.distractors else ()
     space = paper_space(resolve_templates(cfg.templates), lex, sentences, cfg.full_lexicon)
-    info = ModelInfo(model.name, model.source, tokenizer_hash(model.tokenizer), lexicon_report(lex), module_digest(model.hf_model))
+    info = ModelInfo(model.name, model.source, tokenizer_hash(model.tokenizer), lexicon_report(lex), module_digest(model.hf_model),
+                     model.runtime)
     return info, space
 
 
