@@ -168,3 +168,13 @@ def test_bfloat16_load_is_recorded_and_close_to_float32(tiny_model_dir: Path) ->
     prompts = pipeline.generate(m32.tokenizer, 24, seed=0)
     a, b = validate(m32, prompts, 8).metrics, validate(m16, prompts, 8).metrics
     assert max(abs(x.logit_diff - y.logit_diff) for x, y in zip(a, b, strict=True)) < 0.05
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cli_refuses_a_missing_gpu_with_exit_2_and_writes_nothing(tmp_path: Path, capsys) -> None:
+    from advgen.cli.main import main
+
+    out = tmp_path / "run"
+    assert main(["run", "--n", "4", "--device", "cuda", "--out", str(out), "--no-progress"]) == 2
+    assert "no usable CUDA device" in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())
