@@ -90,8 +90,8 @@ def commands(a: argparse.Namespace, d: Path, cpu_run: Path) -> dict[str, tuple[l
 
 
 def out_args(name: str, out: Path) -> list[str]:
-    """discover writes a circuit file (discovery.json beside it); the others write a directory."""
-    return ["--out", str(out / "circuit.json")] if name == "discover" else ["--out", str(out)]
+    """Every command writes a run directory (discover's holds circuit.json and discovery.json)."""
+    return ["--out", str(out)]
 
 
 def check_one(name: str, spec: tuple[list[str], list[str]], root: Path, device: str) -> tuple[bool, str]:
