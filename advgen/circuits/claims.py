@@ -36,6 +36,8 @@ from advgen.model.metrics import bootstrap_ci
 from advgen.model.validate import DEFAULT_BATCH
 from advgen.prompts.datasets import ioi_sets
 
+GAP_EPS = 1e-5
+"""Relative loss gap (empty circuit vs model) below which loss recovered (%) is undefined (float32 noise)."""
 METRICS = ("mean_ld", "ratio_to_model", "mean_abs_ld_diff", "kl_model_circuit", "accuracy", "loss_recovered_nats", "loss_recovered_pct")
 
 
@@ -97,7 +99,9 @@ def metric_row(model_ld: np.ndarray, model_loss: np.ndarray, c: RowStats, empty:
         "loss_circuit": float(loss.mean()),
         "loss_empty": float(e_loss.mean()),
         "loss_recovered_nats": rec,
-        "loss_recovered_pct": 100.0 * rec / gap_total if gap_total else float("nan"),
+        # undefined when knocking everything out costs (numerically) nothing: float noise is not a percentage
+        "loss_recovered_pct": 100.0 * rec / gap_total if abs(gap_total) > GAP_EPS * max(1.0, abs(float(model_loss.mean())))
+        else float("nan"),
         "empty_mean_ld": float(empty.ld.mean()),
         **scrubbing.spread(ld, model_ld),
     }

@@ -364,14 +364,14 @@ def path_patching_logits(model: LoadedModel, prompts: PromptSet, clean: RunCache
 def direct_logit_attribution(model: LoadedModel, prompts: PromptSet, clean: RunCache) -> tuple[np.ndarray, np.ndarray]:
     """[L, H] per-head direct contribution to LD and to the IO logit at END (final LN scale frozen)."""
     ln, W_U = _unembed_parts(model)
-    out = head_outputs_end(model, prompts, clean)  # [n, L, H, d]
-    r = clean.resid_final
+    out = head_outputs_end(model, prompts, clean).float().cpu()  # [n, L, H, d]; reduced on the CPU, like the recordings
+    r = clean.resid_final.float().cpu()
     scale = ((r - r.mean(-1, keepdim=True)).pow(2).mean(-1) + ln.eps).sqrt()  # [n]
-    g = ln.weight.detach().float()
+    g, W = ln.weight.detach().float().cpu(), W_U.detach().float().cpu()
     centred = (out - out.mean(-1, keepdim=True)) * g / scale[:, None, None, None]
-    io, s = io_s_tokens(prompts)
-    dla_ld = torch.einsum("nlhd,nd->nlh", centred, (W_U[io] - W_U[s]).float()).mean(0)
-    dla_io = torch.einsum("nlhd,nd->nlh", centred, W_U[io].float()).mean(0)
+    io, s = (t.cpu() for t in io_s_tokens(prompts))
+    dla_ld = torch.einsum("nlhd,nd->nlh", centred, W[io] - W[s]).mean(0)
+    dla_io = torch.einsum("nlhd,nd->nlh", centred, W[io]).mean(0)
     return dla_ld.numpy(), dla_io.numpy()
 
 
