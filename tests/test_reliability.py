@@ -599,8 +599,14 @@ def test_stale_lock_is_reported_and_taken_over(tmp_path, sleeper, fields, why):
     with pytest.raises(AdvgenError, match=f"left incomplete by an interrupted writer \\(.*{why}"):
         rundir.check_complete(d)
     rundir.check_out(d, "run", "x")  # the same run takes it over
+    (d / "sub").mkdir()
+    (d / "sub" / ".results.jsonl.ab12.tmp").write_text("half")  # what a killed writer leaves
     with pytest.raises(AdvgenError, match="pass --overwrite"):
         rundir.check_out(d, "run", "other")
+    with rundir.writing(d, "run", "x"):  # the same run takes it over and removes the dead writer's temporary files
+        assert not list(d.rglob("*.tmp"))
+        files.atomic_write_text(d / "results.jsonl", "{}\n")
+    _lock(d, **{"pid": sleeper, "start": locks.start_time(sleeper), **fields})
     with rundir.writing(d, "run", "other", overwrite=True):  # --overwrite clears it for another run
         files.atomic_write_text(d / "results.jsonl", "{}\n")
     rundir.check_complete(d)

@@ -115,9 +115,11 @@ def check_out(out: Path, kind: str, identity: str, overwrite: bool = False, inpu
 
 def _acquire(out: Path, kind: str, identity: str) -> None:
     lock = out / LOCK
+    stale = False
     if lock.exists():
         state = locks.judge(out)
         if not state.live or state.own:
+            stale = not state.own
             lock.unlink(missing_ok=True)  # left by an interrupted writer (check_out allowed the takeover)
     tmp = out / f".advgen.lock.{os.getpid()}.tmp"
     tmp.write_text(dumps(locks.holder(kind, identity)) + "\n", encoding="utf-8")
@@ -127,6 +129,10 @@ def _acquire(out: Path, kind: str, identity: str) -> None:
         raise RunDirError(f"--out {out} is being written by another advgen process (lock {lock}); choose another directory") from None
     finally:
         tmp.unlink(missing_ok=True)
+    if stale:  # the dead writer's half-written temporary files (atomic_open's .NAME.XXXX.tmp): ours now, never complete
+        for p in out.rglob(".*.tmp"):
+            if p.is_file() and not p.is_symlink():
+                p.unlink(missing_ok=True)
 
 
 def _clear(out: Path, keep: Sequence[str]) -> None:
