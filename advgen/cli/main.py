@@ -8,6 +8,7 @@ from pathlib import Path
 
 from advgen.cli import attack, circuits, helpfmt, reports, scan
 from advgen.core.types import AdvgenError
+from advgen.core.version import version
 
 OUTPUTS = Path("outputs")
 
@@ -118,6 +119,7 @@ def cmd_train_reference(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="advgen", description="Circuit-driven adversarial prompts for interpretability claims.")
+    ap.add_argument("--version", action="version", version=f"advgen {version()}", help="print advgen's version and exit")
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("generate", help="render seeded IOI prompts (no model run)")
     _common(p)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from advgen.core.types import Evaluation, Prompt, PromptMetrics
+from advgen.core.version import version
 
 
 class PromptRow(TypedDict):
@@ -100,13 +101,19 @@ def result_rows(ev: Evaluation) -> list[dict[str, Any]]:
 
 
 def package_versions() -> dict[str, str]:
-    out = {"python": sys.version.split()[0]}
-    for pkg in ("advgen", "torch", "transformers", "transformer-lens", "tokenizers"):
+    out = {"python": sys.version.split()[0], "advgen": version()}
+    for pkg in ("torch", "transformers", "transformer-lens", "tokenizers"):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             out[pkg] = "not installed"
     return out
+
+
+def _is_advgen_entry(argv0: str) -> bool:
+    """`advgen ...` or `python -m advgen ...` (argv[0] is then advgen/__main__.py, a path local to this machine)."""
+    p = Path(argv0)
+    return p.name == "advgen" or (p.name == "__main__.py" and p.parent.name == "advgen")
 
 
 def manifest(model: Any, tokenizer_hash: str, seed: int, settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -117,6 +124,6 @@ def manifest(model: Any, tokenizer_hash: str, seed: int, settings: Mapping[str, 
         "tokenizer_hash": tokenizer_hash,
         "seed": seed,
         "settings": dict(settings),
-        "command": "advgen " + " ".join(sys.argv[1:]) if Path(sys.argv[0]).name == "advgen" else " ".join(sys.argv),
+        "command": "advgen " + " ".join(sys.argv[1:]) if _is_advgen_entry(sys.argv[0]) else " ".join(sys.argv),
         "versions": package_versions(),
     }

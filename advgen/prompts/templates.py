@@ -21,7 +21,9 @@ import yaml
 from advgen.core.files import read_text
 from advgen.core.types import AdvgenError, Prompt
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
+TEMPLATES_DIR = Path(__file__).resolve().parent / "data" / "templates"
+"""Built-in packs ship inside the package (an installed wheel has no repository); the repository's
+templates/ folder is a byte-identical copy for users to read and edit (tests/test_packaging.py)."""
 SLOT_RE = re.compile(r"\{([^{}]*)\}")
 NAME_SLOT_RE = re.compile(r"^(IO\d*|S\d+|X\d*)$")
 NOUN_SLOTS = ("PLACE", "OBJECT")
