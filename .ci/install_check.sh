@@ -31,11 +31,15 @@ case "$where" in "$WORK/venv/"*) ;; *) say "advgen imported from $where, not fro
 want=$(cd "$REPO" && "$V/python" -c "import tomllib; print(tomllib.load(open('pyproject.toml','rb'))['project']['version'])")
 got=$("$V/advgen" --version)
 [ "$got" = "advgen $want" ] || { say "advgen --version printed '$got', pyproject.toml says $want"; exit 1; }
-"$V/python" -m advgen --help >/dev/null
-"$V/advgen" run --model reference --n 50 --seed 0 --out run --no-progress
-"$V/advgen" attack --model reference --circuit reference-ioi --budget 300 --n-clean 50 --seed 0 --out attack --no-progress
-"$V/advgen" report attack --out attack/report.html
-"$V/advgen" export attack --format parquet --out export
+log="$WORK/commands.log"   # every command's output, checked for Python warnings at the end
+adv() { echo "\$ ${*#"$V/"}" >>"$log"; "$@" >>"$log" 2>&1 || { cat "$log"; say "failed: $*"; exit 1; }; }
+adv "$V/python" -m advgen --help
+adv "$V/advgen" run --model reference --n 50 --seed 0 --out run --no-progress
+adv "$V/advgen" attack --model reference --circuit reference-ioi --budget 300 --n-clean 50 --seed 0 --out attack --no-progress
+adv "$V/advgen" report attack --out attack/report.html
+adv "$V/advgen" export attack --format parquet --out export
+cat "$log"
+if grep -E "[A-Za-z]+Warning: " "$log"; then say "Python warnings in the output (fix the cause; filter only a library's, saying why)"; exit 1; fi
 "$V/python" - "$want" <<'PY'
 import json, sys
 from pathlib import Path
