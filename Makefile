@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 AC_VENV ?= .venv-autocircuit
 AC_STAMP = $(AC_VENV)/.advgen-installed
 
-.PHONY: setup demo test test-slow bench clean
+.PHONY: setup demo test test-slow bench install-check clean
 
 setup: $(STAMP)
 
@@ -46,6 +46,10 @@ test: setup $(AC_STAMP)
 
 test-slow: setup
 	$(BIN)/python -m pytest -m slow -q $(PYTEST_ARGS)
+
+# build sdist + wheel, check their contents, install the wheel alone in a fresh venv and run the quick start there
+install-check: setup
+	BUILD_PY=$(BIN)/python PYTHON=$(PYTHON) .ci/install_check.sh
 
 bench: setup
 	$(BIN)/python benchmarks/bench_validate.py

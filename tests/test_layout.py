@@ -45,7 +45,7 @@ def _imports(path: Path) -> list[tuple[int, str, list[str]]]:
 
 
 def test_top_level_is_the_stages() -> None:
-    entries = sorted(p.name for p in PKG.iterdir() if p.name not in {"__init__.py", "__pycache__", "py.typed"})
+    entries = sorted(p.name for p in PKG.iterdir() if p.name not in {"__init__.py", "__main__.py", "__pycache__", "py.typed"})
     assert set(entries) == set(STAGES), entries
 
 

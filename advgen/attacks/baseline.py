@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from advgen.attacks.catalogue import Parts, applicable_template
+from advgen.attacks.checks import check_unambiguous
 from advgen.core.types import Prompt
 from advgen.prompts.datasets import Spec
 from advgen.prompts.lexicon import Lexicon
@@ -57,3 +58,22 @@ def random_perturbation(spec: Spec, rng: random.Random, bank: SentenceBank, lexi
                extra={"mode": "random", "params": params})
     ref = render(spec.template, order, replace(fill, x=()), tokenizer, family="clean", pair_id=spec.pair_id)
     return replace(p, order=order), ref
+
+
+def baseline_picks(seed: int, n: int, clean_ld: Sequence[float]) -> list[tuple[int, int]]:
+    """(k, clean index) of the baseline's n perturbations, drawn among the clean prompts with LD > 0 (all, when none)."""
+    brng = random.Random(f"{seed}:baseline")
+    eligible = [i for i, ld in enumerate(clean_ld) if ld > 0] or list(range(len(clean_ld)))
+    return [(k, brng.choice(eligible)) for k in range(n)]
+
+
+def baseline_prompts(picks: Sequence[tuple[int, int]], specs: Sequence[Spec], seed: int, bank: SentenceBank, lexicon: Lexicon,
+                     tokenizer: Any) -> list[Prompt]:
+    """The picks' perturbations, each checked for ambiguity; a pure function of its inputs (one seeded rng per
+    prompt), so rendering a unit ahead of time (`--backend ray`) and again in its turn gives the same prompts."""
+    out = []
+    for k, i in picks:
+        p, reference = random_perturbation(specs[i], random.Random(f"{seed}:baseline:{k}"), bank, lexicon, tokenizer, f"#{k}")
+        check_unambiguous(reference, p, p)
+        out.append(p)
+    return out

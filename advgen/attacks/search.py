@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from advgen.attacks import bandit
-from advgen.attacks.baseline import random_perturbation
+from advgen.attacks import bandit, prefetch
+from advgen.attacks.baseline import baseline_picks, baseline_prompts
 from advgen.attacks.catalogue import FailureMode, Proposal, Variant
 from advgen.attacks.checks import check_unambiguous
 from advgen.attacks.compiler import select_modes
@@ -136,12 +136,15 @@ class Setup:
     """Reads of every mode with a share key: a shared control carries the signal of every mode that may reuse it."""
     controls: dict[str, MeasuredRow] = field(default_factory=dict)
     """Control rows evaluated so far, by prompt text and reads (filled after each journal unit, so resume matches)."""
+    ahead: prefetch.Prefetcher | None = None
+    """Ray, fresh run: units queued ahead (`advgen.attacks.prefetch`); None: each unit measured when asked for."""
 
 
 def _measure(s: Setup, prompts: list[Prompt], reads: list[list[Read]], tags: list[dict[str, Any]]) -> list[MeasuredRow]:
     ps = PromptSet(tuple(prompts), tokenizer_hash(s.model.tokenizer))
     unit = (ps, reads, s.cfg.batch_size)
-    [m] = [measure(s.model, *unit)] if s.backend is None else list(s.backend.map(measure_unit, [unit]))
+    got = s.ahead.take(prompts, reads) if s.ahead else None
+    [m] = [got] if got is not None else [measure(s.model, *unit)] if s.backend is None else list(s.backend.map(measure_unit, [unit]))
     out: list[MeasuredRow] = []
     for p, met, sig, tag in zip(prompts, m.metrics, m.signals, tags, strict=True):
         row = {**records.prompt_row(p), **records.metric_row(met), "mode": p.extra.get("mode"), "cell": tag.get("cell"),
@@ -162,14 +165,17 @@ def _prepare(model: LoadedModel, circuit: Circuit, cfg: AttackConfig, journal: J
     # journal keys and the search's random stream depend on where advgen is installed
     base_key = (model.name, tokenizer_hash(model.tokenizer), circuit.to_dict(), cfg.seed, cfg.n_clean, cfg.templates, cfg.budget, cfg.sample_frac, cfg.modes)
     shared = tuple(sorted({r for m in proposal.modes if any(m.share_key(c) for c in m.cells) for r in signal_reads(m, circuit)}, key=str))
+    ahead = prefetch.start(backend, not any(journal.dir.glob("unit-*.json")), tokenizer_hash(model.tokenizer), cfg.batch_size)
     return Setup(model, circuit, cfg, proposal, lex, load_bank(lex), specs, list(datasets.build(specs, model.tokenizer)), journal, base_key,
-                 backend, shared)
+                 backend, shared, ahead=ahead)
 
 
 def _run_clean(s: Setup) -> list[MeasuredRow]:
     """Clean prompts, with every mode's signal reads (fragility comes from them)."""
     reads = sorted({r for m in s.proposal.modes for r in signal_reads(m, s.circuit)}, key=str)
     rows: list[MeasuredRow] = []
+    if s.ahead:
+        s.ahead.queue([(list(c), [reads] * len(c)) for c in _chunks(s.clean_prompts, UNIT_PROMPTS)])
     for chunk in _chunks(s.clean_prompts, UNIT_PROMPTS):
         ps = list(chunk)
         rows += s.journal.unit(_key(s.base_key, "clean", [p.text for p in ps]),
@@ -337,22 +343,17 @@ def _search(s: Setup, pool: Sequence[Candidate], arms: dict[str, bandit.Arm], bu
     return rows, arms
 
 
-def _baseline(s: Setup, clean_ld: Sequence[float]) -> list[MeasuredRow]:
-    """The same total budget on random perturbations of the clean prompts with LD > 0, each checked for ambiguity."""
-    n_base = s.cfg.budget - s.cfg.n_clean
-    brng = random.Random(f"{s.cfg.seed}:baseline")
-    eligible = [i for i in range(len(s.specs)) if clean_ld[i] > 0] or list(range(len(s.specs)))
-    picks = [(brng.choice(eligible), random.Random(f"{s.cfg.seed}:baseline:{k}")) for k in range(n_base)]
+def _baseline_prompts(s: Setup, chunk: Sequence[tuple[int, int]]) -> list[Prompt]:
+    return baseline_prompts(chunk, s.specs, s.cfg.seed, s.bank, s.lex, s.model.tokenizer)
+
+
+def _baseline(s: Setup, chunks: Sequence[Sequence[tuple[int, int]]]) -> list[MeasuredRow]:
+    """The same total budget on random perturbations of the clean prompts with LD > 0 (`baseline_picks`)."""
     rows: list[MeasuredRow] = []
-    for chunk in _chunks(list(enumerate(picks)), UNIT_PROMPTS):
-        def compute(chunk: Sequence[Any] = chunk) -> list[MeasuredRow]:
-            ps = []
-            for k, (i, r) in chunk:
-                p, reference = random_perturbation(s.specs[i], r, s.bank, s.lex, s.model.tokenizer, f"#{k}")
-                check_unambiguous(reference, p, p)
-                ps.append(p)
-            tags = [{"phase": "baseline", "candidate": f"{s.specs[i].pair_id}:random:{k}"} for k, (i, _) in chunk]
-            return _measure(s, ps, [[] for _ in ps], tags)
+    for chunk in chunks:
+        def compute(chunk: Sequence[tuple[int, int]] = chunk) -> list[MeasuredRow]:
+            tags = [{"phase": "baseline", "candidate": f"{s.specs[i].pair_id}:random:{k}"} for k, i in chunk]
+            return _measure(s, _baseline_prompts(s, chunk), [[] for _ in chunk], tags)
         rows += s.journal.unit(_key(s.base_key, "baseline", [k for k, _ in chunk]), compute)
     return rows
 
@@ -370,11 +371,18 @@ def run_attack(
     pool = _pool(s)
     guided = cfg.budget - cfg.n_clean
     sample = stratified(pool, max(1, min(len(pool), int(guided * cfg.sample_frac) // 2)), cfg.seed)
+    base_chunks = _chunks(baseline_picks(cfg.seed, cfg.budget - cfg.n_clean, clean_ld), UNIT_PROMPTS)
+    if s.ahead:  # Ray: the sample's units, then the baseline's, run beside the search
+        s.ahead.queue(prefetch.pair_requests(_chunks(list(sample), UNIT_PROMPTS // 2), lambda c: _render(s, c), lambda c: c.unit != c.cid,
+                                             lambda c: signal_reads(c.mode, s.circuit), lambda c: _control_reads(s, c))
+                      + [(ps, [[] for _ in ps]) for ps in (_baseline_prompts(s, ch) for ch in base_chunks)])
     sample_rows = _evaluate_pairs(s, sample)
     arms, learned = _arms(s, pool, sample_rows, clean_ld)
     prior = {k: a.mean for k, a in arms.items()}
     search_rows, arms = _search(s, pool, arms, guided - evaluated(sample_rows), {c.cid for c in sample}, clean_rows, clean_ld)
-    base_rows = _baseline(s, clean_ld)
+    base_rows = _baseline(s, base_chunks)
+    if s.ahead:
+        s.ahead.close()
     evals = {"clean": len(clean_rows), "sample": evaluated(sample_rows), "search": evaluated(search_rows), "baseline": len(base_rows)}
     searched: dict[str, int] = {}
     for r in search_rows:

@@ -9,6 +9,7 @@ from pathlib import Path
 from advgen.cli import attack, circuits, device, helpfmt, reports, scan
 from advgen.core.options import check_options
 from advgen.core.types import AdvgenError
+from advgen.core.version import version
 
 
 def _common(p: argparse.ArgumentParser, n: bool = True) -> None:
@@ -86,6 +87,7 @@ def cmd_train_reference(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="advgen", description="Circuit-driven adversarial prompts for interpretability claims.")
+    ap.add_argument("--version", action="version", version=f"advgen {version()}", help="print advgen's version and exit")
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("generate", help="render seeded IOI prompts (no model run)")
     _common(p)

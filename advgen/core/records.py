@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from advgen.core.types import AdvgenError, Evaluation, Prompt, PromptMetrics
+from advgen.core.version import version
 
 
 class PromptRow(TypedDict):
@@ -103,8 +104,8 @@ def result_rows(ev: Evaluation) -> list[dict[str, Any]]:
 
 
 def package_versions() -> dict[str, str]:
-    out = {"python": sys.version.split()[0]}
-    for pkg in ("advgen", "torch", "transformers", "transformer-lens", "tokenizers"):
+    out = {"python": sys.version.split()[0], "advgen": version()}
+    for pkg in ("torch", "transformers", "transformer-lens", "tokenizers"):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -120,11 +121,11 @@ MANIFEST_SCHEMA = 2
 
 def check_manifest(doc: Mapping[str, Any], where: str | Path) -> int:
     """The manifest's schema version (1 when absent); a version this advgen does not know is a named error."""
-    version = doc.get("schema_version", 1)
-    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= MANIFEST_SCHEMA:
-        raise AdvgenError(f"{where}: manifest schema_version {version!r}, this advgen reads versions 1 to {MANIFEST_SCHEMA} "
+    found = doc.get("schema_version", 1)
+    if not isinstance(found, int) or isinstance(found, bool) or not 1 <= found <= MANIFEST_SCHEMA:
+        raise AdvgenError(f"{where}: manifest schema_version {found!r}, this advgen reads versions 1 to {MANIFEST_SCHEMA} "
                           "(written by a newer advgen? upgrade advgen to read it)")
-    return version
+    return found
 
 
 def manifest(model: Any, tokenizer_hash: str, seed: int, settings: Mapping[str, Any], command: str = "") -> dict[str, Any]:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from tqdm.auto import tqdm
@@ -81,7 +82,9 @@ class RaySettings:
     """An existing cluster ("ray://host:10001" or "host:6379"); None starts a local instance."""
     gpus_per_worker: float | None = None
     """None: 1 GPU per actor when the cluster has GPUs, else CPU actors."""
-    threads_per_worker: int = 1
+    threads_per_worker: int | None = None
+    """Torch threads per actor; None: the driver's own count, so a unit's floats are the bytes this process would
+    compute (CPU kernels split their sums by thread count: 1 and 2 threads differ in the last bits)."""
     max_retries: int = 3
     in_flight: int = 2
     """Units queued per actor, so an actor never waits for the driver between units."""
@@ -106,7 +109,13 @@ def _ray(local: bool) -> Any:
 
 
 class RayBackend:
-    """A pool of actors, one model replica each; results come back in unit order."""
+    """A pool of actors, one model replica each; results come back in unit order.
+
+    Besides `map`, a caller that knows its later units in advance (the attack: the random sample and the
+    baseline while the search runs) can `prefetch` them: they run in the background on all but one actor,
+    so the units the caller waits for (`take`, `map`) find a free actor. Every unit runs exactly as it would
+    alone, so results do not depend on what ran beside it.
+    """
 
     name = "ray"
 
@@ -114,12 +123,17 @@ class RayBackend:
         if settings.workers < 1:
             raise AdvgenError(f"--workers must be >= 1, got {settings.workers}")
         ray = self.ray = _ray(settings.address is None)
+        if settings.threads_per_worker is None:
+            import torch
+
+            settings = replace(settings, threads_per_worker=torch.get_num_threads())
         self.settings = settings
+        threads = settings.threads_per_worker or 1
         self.started = False
         if not ray.is_initialized():
             kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
             if settings.address is None:  # a private local instance (on the loopback address, see _ray)
-                kw.update(num_cpus=settings.workers * settings.threads_per_worker)
+                kw.update(num_cpus=settings.workers * threads)
             try:
                 ray.init(address=settings.address or "local", **kw)  # "local": never attach to a cluster by accident
             except (ConnectionError, RuntimeError, ValueError) as e:
@@ -129,11 +143,18 @@ class RayBackend:
         if gpus is None:
             gpus = 1.0 if settings.device != "cpu" and ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
         device = "cuda" if gpus > 0 else "cpu"
-        actor = ray.remote(num_cpus=settings.threads_per_worker, num_gpus=gpus, max_restarts=settings.max_retries,
+        actor = ray.remote(num_cpus=threads, num_gpus=gpus, max_restarts=settings.max_retries,
                            max_task_retries=settings.max_retries)(_Replica)
-        self.actors = [actor.remote(model_spec, device, settings.threads_per_worker, settings.dtype) for _ in range(settings.workers)]
+        self.actors = [actor.remote(model_spec, device, threads, settings.dtype) for _ in range(settings.workers)]
         self.device = device
         self.dead: set[int] = set()
+        self.load = [0] * settings.workers
+        self.jobs: dict[int, _Job] = {}
+        """ticket -> unit not yet taken (queued, running, or finished and held)."""
+        self.running: dict[Any, tuple[int, int]] = {}  # object ref -> (ticket, actor)
+        self.queue: deque[int] = deque()  # prefetched tickets not yet submitted, in the order they will be taken
+        self.background: set[int] = set()  # running tickets submitted by prefetch
+        self.tickets = 0
 
     def worker_pids(self) -> list[int]:
         """OS process ids of the actors (tests kill one to check retries)."""
@@ -141,57 +162,92 @@ class RayBackend:
 
     def map(self, fn: UnitFn, units: Iterable[Any]) -> Iterator[Any]:
         """Dispatch to idle actors, keep at most workers x in_flight units out, yield in order."""
-        ray, s = self.ray, self.settings
-        it = iter(enumerate(units))
-        pending: dict[Any, tuple[int, int, Any, int]] = {}  # ref -> (unit index, actor, unit, attempts)
-        done: dict[int, Any] = {}
-        load = [0] * len(self.actors)
-        nxt, exhausted, limit = 0, False, len(self.actors) * s.in_flight
-
-        def submit(i: int, unit: Any, attempts: int) -> None:
-            live = [k for k in range(len(self.actors)) if k not in self.dead]
-            if not live:
-                raise AdvgenError(f"every Ray worker is gone (unit {i} could not run); see the Ray logs")
-            a = min(live, key=lambda k: (load[k], k))
-            pending[self.actors[a].run.remote(fn, unit)] = (i, a, unit, attempts)
-            load[a] += 1
-
+        it, window, limit = iter(enumerate(units)), deque[int](), len(self.actors) * self.settings.in_flight
         while True:
-            while not exhausted and len(pending) + len(done) < limit:
-                item = next(it, None)
-                if item is None:
-                    exhausted = True
-                else:
-                    submit(item[0], item[1], 0)
-            while nxt in done:
-                yield done.pop(nxt)
-                nxt += 1
-            if not pending:
-                if exhausted and not done:
-                    return
-                continue
-            [ref], _ = ray.wait(list(pending), num_returns=1)
-            i, a, unit, attempts = pending.pop(ref)
-            load[a] -= 1
-            result = self._result(ref, i, a, unit, attempts, submit)
-            if result is not _RETRYING:
-                done[i] = result
+            while len(window) < limit and (item := next(it, None)) is not None:
+                window.append(self._new(fn, item[1], item[0]))
+                self._submit(window[-1])
+            if not window:
+                return
+            yield self.take(window.popleft())
 
-    def _result(self, ref: Any, i: int, a: int, unit: Any, attempts: int, submit: Callable[[int, Any, int], None]) -> Any:
-        """The unit's result; a unit of an actor gone for good goes to another actor, and `_RETRYING` is returned."""
+    def prefetch(self, fn: UnitFn, units: Iterable[Any]) -> list[int]:
+        """Queue units to run in the background, in this order; `take(ticket)` returns each one's result."""
+        tickets = [self._new(fn, u, i) for i, u in enumerate(units)]
+        self.queue.extend(tickets)
+        self._pump()
+        return tickets
+
+    def take(self, ticket: int) -> Any:
+        """The unit's result, waiting for it (and submitting it now if it has not started)."""
+        job = self.jobs[ticket]
+        if job.ref is None and job.result is _PENDING:
+            self._submit(ticket)
+        while job.result is _PENDING:
+            self._wait_one()
+        del self.jobs[ticket]
+        return job.result
+
+    def discard(self, tickets: Iterable[int]) -> None:
+        """Forget prefetched units that will not be taken (queued ones never run; running ones are dropped)."""
+        for t in tickets:
+            self.jobs.pop(t, None)
+
+    def _new(self, fn: UnitFn, unit: Any, index: int) -> int:
+        self.tickets += 1
+        self.jobs[self.tickets] = _Job(fn, unit, index)
+        return self.tickets
+
+    def _submit(self, ticket: int, background: bool = False) -> None:
+        job = self.jobs[ticket]
+        live = [k for k in range(len(self.actors)) if k not in self.dead]
+        if not live:
+            raise AdvgenError(f"every Ray worker is gone (unit {job.index} could not run); see the Ray logs")
+        a = min(live, key=lambda k: (self.load[k], k))
+        job.ref, job.actor = self.actors[a].run.remote(job.fn, job.unit), a
+        self.running[job.ref] = (ticket, a)
+        self.load[a] += 1
+        if background:
+            self.background.add(ticket)
+
+    def _pump(self) -> None:
+        """Keep prefetched units running on all actors but one (one each), so a unit waited for starts at once."""
+        limit = max(1, len(self.actors) - len(self.dead) - 1)
+        while self.queue and len(self.background) < limit:
+            t = self.queue.popleft()
+            job = self.jobs.get(t)
+            if job is not None and job.ref is None:
+                self._submit(t, background=True)
+
+    def _wait_one(self) -> None:
+        """Collect one finished unit; a unit of an actor gone for good goes to another actor."""
+        [ref], _ = self.ray.wait(list(self.running), num_returns=1)
+        t, a = self.running.pop(ref)
+        self.background.discard(t)
+        self.load[a] -= 1
+        job = self.jobs.get(t)  # None: discarded
         try:
-            return self.ray.get(ref)
+            result = self.ray.get(ref)
         except self.ray.exceptions.RayActorError as e:
+            if job is None:
+                return
             self.dead.add(a)  # Ray gives up on an actor only after its own restarts and retries
-            if attempts >= self.settings.max_retries:
-                raise AdvgenError(f"unit {i} failed on {attempts + 1} Ray workers: {e}") from None
-            submit(i, unit, attempts + 1)
-            return _RETRYING
+            if job.attempts >= self.settings.max_retries:
+                raise AdvgenError(f"unit {job.index} failed on {job.attempts + 1} Ray workers: {e}") from None
+            job.attempts, job.ref = job.attempts + 1, None
+            self._submit(t)
+            return
         except self.ray.exceptions.RayTaskError as e:
+            if job is None:
+                return
             cause = e.cause if isinstance(getattr(e, "cause", None), BaseException) else None
             if isinstance(cause, AdvgenError):
                 raise cause from None
-            raise AdvgenError(f"unit {i} failed on a Ray worker: {e}") from None
+            raise AdvgenError(f"unit {job.index} failed on a Ray worker: {e}") from None
+        finally:
+            self._pump()
+        if job is not None:
+            job.result = result
 
     def close(self) -> None:
         for a in self.actors:
@@ -201,8 +257,22 @@ class RayBackend:
             self.ray.shutdown()
 
 
-_RETRYING = object()
-"""Marker: the unit was resubmitted; its real result arrives later."""
+_PENDING = object()
+"""Marker: the unit's result has not arrived."""
+
+
+@dataclass
+class _Job:
+    """One unit on its way through the pool (mutable: its ref and attempts change on a retry)."""
+
+    fn: UnitFn
+    unit: Any
+    index: int
+    """The unit's number in its map/prefetch call, for messages."""
+    attempts: int = 0
+    actor: int = -1
+    ref: Any = None
+    result: Any = _PENDING
 
 
 def validate_unit(model: LoadedModel, unit: tuple[PromptSet, int]) -> tuple[PromptMetrics, ...]:

@@ -25,6 +25,15 @@ def png_b64(fig: Figure) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def _legend(ax, **kw) -> None:
+    """A legend only when something is labelled: a panel with no finite values draws none, and an empty
+    legend is a matplotlib UserWarning ("No artists with labels found") printed into the user's run."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kw)
+    else:
+        ax.text(0.5, 0.5, "no finite values", transform=ax.transAxes, ha="center", va="center", fontsize=8, color="#777777")
+
+
 def ld_histograms(panels: Mapping[str, Mapping[str, Sequence[float]]]) -> Figure:
     """One panel per mode (or 'all'), each overlaying the LD histograms of its families."""
     n = len(panels)
@@ -47,7 +56,7 @@ def ld_histograms(panels: Mapping[str, Mapping[str, Sequence[float]]]) -> Figure
         ax.set_xlabel("logit difference (IO - S) at END", fontsize=8)
         ax.set_ylabel("prompts", fontsize=8)
         ax.tick_params(labelsize=7)
-        ax.legend(fontsize=7)
+        _legend(ax, fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -85,7 +94,7 @@ def dose_response(series: Mapping[str, Sequence[DosePoint]], title: str) -> Figu
     ax2.set_ylabel("S > IO rate")
     ax2.set_ylim(-0.02, 1.02)
     for ax in (ax1, ax2):
-        ax.legend(fontsize=8)
+        _legend(ax, fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from advgen.core.version import version
 from advgen.outputs import verdict
 from advgen.outputs.htmlparts import table
 from advgen.outputs.rundata import RunData
@@ -48,7 +49,8 @@ def section_run(data: RunData) -> str:
             ["model", f"{m.get('model') or 'not recorded'} ({source_label(m.get('model_source'))})"],
             ["seed", str(m.get("seed", "not recorded"))], ["command", m.get("command") or "not recorded"],
             ["device / precision", runtime_label(m.get("runtime"))],
-            ["circuit", circ.get("name", "none") if isinstance(circ, Mapping) else str(circ)], ["versions", versions]]
+            ["circuit", circ.get("name", "none") if isinstance(circ, Mapping) else str(circ)], ["versions", versions],
+            ["report written by", f"advgen {version()}"]]  # the run's own advgen is in versions; a later advgen may report it
     return table(["", ""], rows)
 
 

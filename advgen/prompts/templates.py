@@ -22,7 +22,9 @@ from advgen.core.files import read_text
 from advgen.core.types import AdvgenError, Prompt
 from advgen.core.yamlsafe import MAX_YAML_CHARS, StrictLoader, load_yaml
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
+TEMPLATES_DIR = Path(__file__).resolve().parent / "data" / "templates"
+"""Built-in packs ship inside the package (an installed wheel has no repository); the repository's
+templates/ folder is a byte-identical copy for users to read and edit (tests/test_packaging.py)."""
 SLOT_RE = re.compile(r"\{([^{}]*)\}")
 NAME_SLOT_RE = re.compile(r"^(IO\d*|S\d+|X\d*)$")
 NOUN_SLOTS = ("PLACE", "OBJECT")

@@ -1,6 +1,6 @@
 """The paper's 15 templates as held-out skeletons: the corpus must never contain their prompt part.
 
-Read from the one copy in templates/ioi.yaml; names, places, objects and articles are wildcarded,
+Read from the built-in pack 'ioi' (advgen/prompts/data/templates/ioi.yaml); names, places, objects and articles are wildcarded,
 so no variant of a held-out prompt can leak into training.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 
-# Held-out paper templates ([A] = IO, [B] = S), read from the one copy in templates/ioi.yaml.
+# Held-out paper templates ([A] = IO, [B] = S), read from the built-in pack 'ioi' (advgen/prompts/data/templates/ioi.yaml).
 # The prompt part (everything before the final [A]) must never occur in the corpus, with any
 # names, places, objects or articles.
 def _paper_templates() -> tuple[str, ...]:
