@@ -310,7 +310,8 @@ def _search(s: Setup, pool: Sequence[Candidate], arms: dict[str, bandit.Arm], bu
             clean_rows: Sequence[MeasuredRow], clean_ld: Sequence[float]) -> tuple[list[MeasuredRow], dict[str, bandit.Arm]]:
     """Thompson sampling over cells in chunks, valued per evaluation (a candidate whose control is evaluated already costs one).
 
-    Within a cell those candidates go first, then the most fragile clean prompt.
+    Within a cell those candidates go first when their control held, then the most fragile clean
+    prompt; a candidate whose control is known to break goes last (its break could not be attributable).
     """
     queues: dict[str, list[Candidate]] = {}
     for c in pool:
@@ -324,10 +325,10 @@ def _search(s: Setup, pool: Sequence[Candidate], arms: dict[str, bandit.Arm], bu
     spent = 0
     while budget - spent >= 2:
         m = min(UNIT_PROMPTS // 2, (budget - spent) // 2)
-        done = {r["extra"][SHARED] for r in s.controls.values()}
-        free = {k: sum(c.unit in done for c in v) for k, v in queues.items()}
-        for v in queues.values():
-            v.sort(key=lambda c: (c.unit not in done, rank[c.cid]))
+        done = {r["extra"][SHARED]: r["logit_diff"] >= 0 for r in s.controls.values()}  # unit -> its control held
+        free = {k: sum(done.get(c.unit, False) for c in v) for k, v in queues.items()}
+        for v in queues.values():  # a known broken control: no attributable break possible, so last
+            v.sort(key=lambda c: (c.unit in done and not done[c.unit], c.unit not in done, rank[c.cid]))
         picks = bandit.choose(arms, {k: len(v) for k, v in queues.items()}, m, rng, free)
         if not picks:
             break
