@@ -137,6 +137,13 @@ class CompiledMention(FailureMode):
                 "predicted_shift_per_mention": dict(self.edit_spec.predicted)}
 
 
+def _gain_text(r: HeadBehaviour) -> str:
+    """The gain the rule used, and the direct-only figure beside it when the record has both."""
+    if r.write_path == "direct" or r.write_gain_direct is None:
+        return f"{r.write_gain:+.2f} direct"
+    return f"{r.write_gain:+.2f} via later MLPs, direct {r.write_gain_direct:+.2f}"
+
+
 def _mode(e: CompiledEdit, records: Mapping[Head, HeadBehaviour], roles: Mapping[Head, Role]) -> FailureMode:
     ev = e.evidence()
     heads = tuple(c.head for c in ev)
@@ -144,7 +151,7 @@ def _mode(e: CompiledEdit, records: Mapping[Head, HeadBehaviour], roles: Mapping
     keys = ("IO", "IO2", "IO3", "IO4") if e.name == "IO" else ("S1", "S2", "S3", "S4", "S5")
     minus = ("S1", "S2", "S3", "S4", "S5") if e.name == "IO" else ("IO", "IO2", "IO3", "IO4")
     signs = tuple(1 if c.d_mentioned >= 0 else -1 for c in ev)  # each cited head's own predicted move
-    cited = "; ".join(f"{c.head} ({records[c.head].write_sign}, gain {records[c.head].write_gain:+.2f}, "
+    cited = "; ".join(f"{c.head} ({records[c.head].write_sign}, gain {_gain_text(records[c.head])}, "
                       f"mass on {e.name} minus {other} {c.d_mentioned:+.3f} per mention {c.site}, shift {c.shift:+.3f})" for c in ev)
     evidence = f"compiled from heads {', '.join(map(str, heads)) or 'none'}: {cited}"
     sign_word = "lowers" if e.predicted_sign < 0 else "raises"
@@ -207,6 +214,9 @@ def select_modes(circuit: Circuit, requested: Sequence[str] | None = None) -> Pr
     if not want_compiled:
         return modes_for(circuit, requested=rest)
     modes, skipped = compile_modes(circuit)
+    if not modes and requested is None:  # the default: say why, and run the catalogue instead
+        cat = modes_for(circuit)
+        return Proposal(cat.modes, {**cat.skipped, **skipped}, cat.notes)
     if not modes:
         raise AdvgenError(f"--modes compiled: nothing compiled from circuit {circuit.name!r}: " + "; ".join(skipped.values()))
     if rest:

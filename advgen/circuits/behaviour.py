@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import torch
 
+from advgen.circuits import paths
 from advgen.circuits.format import Circuit, CircuitHead
+from advgen.circuits.identity import model_identity, stale_records
 from advgen.core.types import AdvgenError, Head, Prompt, PromptSet, Role
 from advgen.model.loading import LoadedModel
 from advgen.model.validate import DEFAULT_BATCH, end_logits
@@ -59,7 +61,7 @@ class HeadBehaviour:
     mention: Mapping[str, Mapping[str, Mention]]
     """Mentioned name ("IO" / "S") -> site -> change."""
     write_gain: float
-    """Logits of IO - S per unit of IO-minus-S attention mass (least-squares slope over prompts)."""
+    """LD per unit of IO-minus-S attention mass (least-squares slope over prompts), along `write_path`."""
     write_sign: str
     """"copies" (gain > 0) or "suppresses" (gain < 0)."""
     dla_ld: float
@@ -68,10 +70,18 @@ class HeadBehaviour:
     feeds_effect: float | None = None
     """Path-patching effect (/ F(M)) of this head on those heads' queries, where measured."""
     n_prompts: int = 0
+    write_gain_direct: float | None = None
+    """The same slope for the head's direct write only (final LayerNorm frozen), kept beside the path figure."""
+    write_path: str = "direct"
+    """"direct+mlps": the gain counts the write's effect through every later MLP (recomputed at END);
+    "direct": a record from before that was measured (its gain is the direct one)."""
+    measured_on: Mapping[str, str] = field(default_factory=dict)
+    """`model_identity` of the model the record was measured on (empty in records from before it was kept)."""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["feeds_query_of"] = list(self.feeds_query_of)
+        d["measured_on"] = dict(self.measured_on)
         return {k: _round(v) for k, v in d.items()}
 
     @classmethod
@@ -80,9 +90,15 @@ class HeadBehaviour:
             mention = {y: {site: Mention(**m) for site, m in sites.items()} for y, sites in d["mention"].items()}
             return cls(str(d["head"]), str(d["query"]), {k: float(v) for k, v in d["mass"].items()}, mention,
                        float(d["write_gain"]), str(d["write_sign"]), float(d["dla_ld"]),
-                       tuple(d.get("feeds_query_of") or ()), d.get("feeds_effect"), int(d.get("n_prompts", 0)))
+                       tuple(d.get("feeds_query_of") or ()), d.get("feeds_effect"), int(d.get("n_prompts", 0)),
+                       _opt_float(d.get("write_gain_direct")), str(d.get("write_path", "direct")),
+                       {str(k): str(v) for k, v in (d.get("measured_on") or {}).items()})
         except (KeyError, TypeError, ValueError) as e:
             raise AdvgenError(f"{where}: malformed behaviour record ({type(e).__name__}: {e})") from None
+
+
+def _opt_float(v: Any) -> float | None:
+    return None if v is None else float(v)
 
 
 def _round(v: Any) -> Any:
@@ -151,14 +167,17 @@ class _Reads:
     rows: list[dict[Head, np.ndarray]]
     dla: np.ndarray
     """[n, n_heads_read]"""
+    path: np.ndarray
+    """[n, n_heads_read] LD(clean) - LD(the head's END write removed, later MLPs recomputed): its real-path contribution."""
 
 
 def read_heads(model: LoadedModel, prompts: PromptSet, heads: Sequence[Head], batch_size: int) -> _Reads:
-    """One forward per batch: END attention rows and END direct logit attributions of `heads`."""
+    """One forward per batch: END attention rows, direct logit attributions and real-path contributions of `heads`."""
     layers = sorted({h.layer for h in heads})
     rows: list[dict[Head, np.ndarray]] = [{} for _ in prompts]
     z_end: list[dict[int, torch.Tensor]] = [{} for _ in prompts]
     fin: list[torch.Tensor | None] = [None] * len(prompts)
+    blocks: dict[str, list[dict[int, torch.Tensor]]] = {"mid": [{} for _ in prompts], "mlp": [{} for _ in prompts]}
 
     def factory(idx: list[int]) -> list[tuple[str, Any]]:
         ends = [prompts[i].end for i in idx]
@@ -177,14 +196,39 @@ def read_heads(model: LoadedModel, prompts: PromptSet, heads: Sequence[Head], ba
             for r, i in enumerate(idx):
                 fin[i] = t[r, ends[r]].float().clone()
 
+        def bh(t: torch.Tensor, hook: Any, key: str = "mid", layer: int = 0) -> None:
+            for r, i in enumerate(idx):
+                blocks[key][i][layer] = t[r, ends[r]].float().cpu().clone()
+
         hooks: list[tuple[str, Any]] = [("ln_final.hook_in", fh)]
         for layer in layers:
             hooks.append((f"blocks.{layer}.attn.hook_pattern", lambda t, hook, layer=layer: pat(t, hook, layer)))
             hooks.append((f"blocks.{layer}.attn.hook_z", lambda t, hook, layer=layer: zh(t, hook, layer)))
+        for layer in range(min(layers, default=model.n_layers), model.n_layers):
+            hooks.append((f"blocks.{layer}.ln2.hook_in", lambda t, hook, layer=layer: bh(t, hook, "mid", layer)))
+            hooks.append((f"blocks.{layer}.mlp.hook_out", lambda t, hook, layer=layer: bh(t, hook, "mlp", layer)))
         return hooks
 
     end_logits(model, prompts, batch_size, hooks=factory)
-    return _Reads(rows, _dla(model, prompts, heads, z_end, fin))
+    return _Reads(rows, _dla(model, prompts, heads, z_end, fin), _path(model, prompts, heads, z_end, fin, blocks))
+
+
+def _path(model: LoadedModel, prompts: PromptSet, heads: Sequence[Head], z_end: list[dict[int, torch.Tensor]],
+          fin: list[torch.Tensor | None], blocks: Mapping[str, list[dict[int, torch.Tensor]]]) -> np.ndarray:
+    """[n, heads] each head's END write removed, the later MLPs recomputed: LD change along the real path."""
+    if not heads:
+        return np.zeros((len(prompts), 0))
+    first, L = min(h.layer for h in heads), model.n_layers
+
+    def per_layer(key: str) -> torch.Tensor:  # [n, L, d], zeros before the first head's layer (never read)
+        rows = [torch.stack([b[layer] if layer >= first else torch.zeros_like(b[first]) for layer in range(L)]) for b in blocks[key]]
+        return torch.stack(rows)
+
+    W_O = {h: model.bridge.blocks[h.layer].attn.W_O.detach().float().cpu()[h.head] for h in heads}
+    writes = torch.stack([torch.stack([z_end[i][h.layer][h.head].cpu() @ W_O[h] for h in heads]) for i in range(len(prompts))])
+    final = torch.stack([f.cpu() for f in fin if f is not None])
+    _, path = paths.end_write_contributions(model, prompts, per_layer("mid"), per_layer("mlp"), final, writes, [h.layer for h in heads])
+    return path
 
 
 def _dla(model: LoadedModel, prompts: PromptSet, heads: Sequence[Head], z_end: list[dict[int, torch.Tensor]],
@@ -246,16 +290,17 @@ def measure_behaviour(model: LoadedModel, heads: Sequence[Head], s: BehaviourSet
     pr = probes(specs, load_bank(lex).paper, tok, s.seed)
     allp = clean + [p for q in pr for p in (q.attack, q.control)]
     reads = read_heads(model, PromptSet(tuple(allp), tokenizer_hash(tok)), list(heads), s.batch_size)
+    ident = model_identity(model)
     out = {}
     for j, h in enumerate(heads):
         masses = [slot_mass(p, reads.rows[i][h]) for i, p in enumerate(clean)]
         diff = np.array([np.subtract(*name_mass(p, reads.rows[i][h])) for i, p in enumerate(allp)])
-        gain = float(np.polyfit(diff, reads.dla[:, j], 1)[0]) if np.ptp(diff) > 0 else 0.0
+        gain, direct = (float(np.polyfit(diff, y[:, j], 1)[0]) if np.ptp(diff) > 0 else 0.0 for y in (reads.path, reads.dla))
         mention = _mentions(h, j, len(clean), pr, allp, reads)
         fq, fe = (feeds or {}).get(h, ((), None))
         out[h] = HeadBehaviour(str(h), "END", {k: float(np.mean([m[k] for m in masses])) for k in SLOTS}, mention, gain,
                                "copies" if gain > 0 else "suppresses", float(reads.dla[: len(clean), j].mean()),
-                               tuple(fq), None if fe is None else float(fe), len(clean))
+                               tuple(fq), None if fe is None else float(fe), len(clean), direct, "direct+mlps", ident)
     return out
 
 
@@ -296,8 +341,22 @@ def with_records(model: LoadedModel, heads: Sequence[CircuitHead], matrices: Map
     return tuple(replace(h, behaviour=recs[h.head].to_dict()) for h in heads)
 
 
-def attach_records(model: LoadedModel, circuit: Circuit, s: BehaviourSettings = BehaviourSettings()) -> Circuit:
+def attach_records(model: LoadedModel, circuit: Circuit, s: BehaviourSettings = BehaviourSettings(), why: str = "") -> Circuit:
     """`circuit` with behaviour records measured on `model` for every head (e.g. a hand-written or planted circuit)."""
     heads = with_records(model, circuit.heads, {}, s, 0.0)
-    prov = {**circuit.provenance, "behaviour_records": f"measured on {model.name} by advgen.circuits.behaviour (n={s.n}, seed={s.seed})"}
+    prov = {**circuit.provenance, "behaviour_records": f"measured on {model.name} by advgen.circuits.behaviour "
+            f"(n={s.n} clean prompts and their mention probes, seed={s.seed})" + (f": {why}" if why else "")}
     return replace(circuit, heads=heads, provenance=prov)
+
+
+def ensure_records(model: LoadedModel, circuit: Circuit, s: BehaviourSettings = BehaviourSettings(),
+                   force: bool = False) -> tuple[Circuit, str | None]:
+    """The circuit with records measured on `model` wherever they are missing or from another model, and why they were measured.
+
+    Records are never reused across models: one measured on other weights or another tokenizer
+    (or whose model is unknown) is measured again on this one, the reason kept in the provenance.
+    """
+    why = "asked for (--measure-behaviour)" if force else stale_records(circuit, model_identity(model))
+    if why is None:
+        return circuit, None
+    return attach_records(model, circuit, s, why), why
