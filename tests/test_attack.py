@@ -269,3 +269,15 @@ def test_compiled_run_resumes_to_the_same_files(tiny_model, compiled_tiny_run, t
     resumed = run_attack(tiny_model, circuit, cfg, tmp_path / "r", resume=True)
     write_run(tmp_path / "r", resumed, cfg, circuit, {"model": "tiny", "seed": cfg.seed})
     assert resumed.evals == run.evals and _files(tmp_path / "r") == _files(out)
+
+
+def test_summary_counts_compiled_predictions_by_verdict(compiled_tiny_run, tmp_path, capsys):
+    from advgen.outputs import console
+
+    _, cfg, circuit, run = compiled_tiny_run
+    summary = write_run(tmp_path / "w", run, cfg, circuit, {"model": "tiny", "seed": cfg.seed})["summary"]
+    acc = json.loads((tmp_path / "w" / "summary.json").read_text())["prediction_accuracy"]
+    cells = {k: v for k, v in run.screening["cell_verdicts"].items() if k.startswith("compiled_")}
+    assert acc["compiled_cells"] == len(cells) == acc["confirmed"] + acc["falsified"] + acc["inconclusive"] > 0
+    assert acc["falsified"] == sum(v == "falsified" for v in cells.values()) == len(acc["falsified_cells"])
+    assert f"of {len(cells)} compiled cells" in console.attack_summary(summary, tmp_path / "w")

@@ -195,3 +195,13 @@ def test_default_falls_back_to_the_catalogue_when_records_compile_nothing():
     assert "no head's record carries a prediction" in p.skipped["compiled_repeat_s"]
     with pytest.raises(AdvgenError, match="nothing compiled"):
         select_modes(_circuit({"a0.h1": flat}), ["compiled"])
+
+
+def test_prediction_accuracy_counts_only_compiled_cells():
+    from advgen.attacks.compiler import prediction_accuracy
+
+    acc = prediction_accuracy({"compiled_repeat_s:0": "confirmed", "compiled_repeat_s:1": "falsified",
+                               "compiled_repeat_io:0": "inconclusive", "duplicated_io:0": "falsified"})
+    assert (acc["compiled_cells"], acc["confirmed"], acc["falsified"], acc["inconclusive"]) == (3, 1, 1, 1)
+    assert acc["falsified_cells"] == ["compiled_repeat_s:1"]
+    assert prediction_accuracy({"duplicated_io:0": "confirmed"})["compiled_cells"] == 0

@@ -223,3 +223,15 @@ def select_modes(circuit: Circuit, requested: Sequence[str] | None = None) -> Pr
         cat = modes_for(circuit, requested=rest)
         return Proposal(modes + cat.modes, {**skipped, **cat.skipped}, cat.notes)
     return Proposal(modes, {**skipped, **{m.name: "catalogue mode; compiled modes run instead (--modes to add it)" for m in CATALOGUE}}, {})
+
+
+VERDICTS = ("confirmed", "falsified", "inconclusive")
+
+
+def prediction_accuracy(cell_verdicts: Mapping[str, str]) -> dict[str, Any]:
+    """Over the run's compiled cells: how many had their predicted sign of LD(attack) - LD(control) confirmed, falsified or
+    left inconclusive by the random sample (each cell judged against its own predicted sign, as screening does)."""
+    got = [v for k, v in sorted(cell_verdicts.items()) if k.startswith("compiled_")]
+    counts = {v: got.count(v) for v in VERDICTS}
+    return {"compiled_cells": len(got), **counts,
+            "falsified_cells": sorted(k for k, v in cell_verdicts.items() if k.startswith("compiled_") and v == "falsified")}
