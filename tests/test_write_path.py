@@ -71,3 +71,46 @@ def test_a_reversing_mlp_gives_direct_and_real_path_gains_opposite_signs(reversi
     flipped = [r for r in recs.values() if abs(r.write_gain_direct or 0.0) > 1e-6]
     assert flipped and all(r.write_gain * (r.write_gain_direct or 0.0) < 0 for r in flipped)
     assert all(r.write_path == "direct+mlps" and r.measured_on["model"] == reversing_model.name for r in recs.values())
+
+
+def test_an_mlp_node_in_the_last_layer_contributes_what_removing_its_output_removes(tiny_model):
+    from advgen.circuits.reads import read_heads as read
+
+    prompts = ioi_sets(tiny_model.tokenizer, 6, 3)[0]
+    reads = read(tiny_model, prompts, HEADS[:1], 8, mlps=[1])
+    assert reads.path.shape == (len(prompts), 2)
+
+    def hooks(idx):
+        ends = [prompts[i].end for i in idx]
+
+        def zero(t, hook):
+            t = t.clone()
+            t[torch.arange(len(idx)), ends] = 0.0
+            return t
+        return [("blocks.1.mlp.hook_out", zero)]
+    np.testing.assert_allclose(reads.path[:, 1], _ld(tiny_model, prompts) - _ld(tiny_model, prompts, hooks), atol=2e-4)
+    # with the node held, the layer-1 head's path passes no MLP: its figure is its direct effect (LayerNorm recomputed)
+    free = read(tiny_model, prompts, HEADS[:1], 8)
+    assert not np.allclose(free.path[:, 0], reads.path[:, 0], atol=1e-5)
+
+
+def test_attach_records_fills_mlp_nodes_and_the_compiler_counts_them(tiny_model):
+    from dataclasses import replace
+
+    from advgen.attacks.compiler import mention_edits, mlp_records_of, records_of
+    from advgen.circuits.behaviour import attach_records
+    from advgen.circuits.format import CircuitMLP, make_circuit
+    from advgen.core.types import Role
+
+    c = replace(make_circuit("t", "tiny", {Role.NAME_MOVER: ["a1.h0"]}, 2, 4), mlps=(CircuitMLP(1),))
+    done = attach_records(tiny_model, c, BehaviourSettings(n=12, seed=1, batch_size=16))
+    rec = done.mlps[0].behaviour
+    assert rec["node"] == "m1" and rec["n_prompts"] == 12 and set(rec["mention"]) == {"IO", "S"}
+    assert done.to_dict()["format"] == "advgen-circuit/2"
+    edits = {e.name: e for e in mention_edits(records_of(done), mlp_records_of(done))}
+    for y, e in edits.items():
+        for site, total in e.predicted.items():
+            parts = [x.shift for x in e.contributions if x.site == site]
+            assert "m1" in [str(x.head) for x in e.contributions if x.site == site]
+            assert total == pytest.approx(sum(parts))
+            assert [x.shift for x in e.contributions if x.site == site and x.head == "m1"] == [rec["mention"][y][site]["d_write"]]

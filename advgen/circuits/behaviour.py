@@ -17,14 +17,13 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
-import torch
 
-from advgen.circuits import paths
 from advgen.circuits.format import Circuit, CircuitHead
 from advgen.circuits.identity import model_identity, stale_records
+from advgen.circuits.reads import Reads, read_heads
 from advgen.core.types import AdvgenError, Head, Prompt, PromptSet, Role
 from advgen.model.loading import LoadedModel
-from advgen.model.validate import DEFAULT_BATCH, end_logits
+from advgen.model.validate import DEFAULT_BATCH
 from advgen.prompts import datasets
 from advgen.prompts.lexicon import build_lexicon
 from advgen.prompts.sentences import load_bank, name_slot
@@ -97,6 +96,48 @@ class HeadBehaviour:
             raise AdvgenError(f"{where}: malformed behaviour record ({type(e).__name__}: {e})") from None
 
 
+@dataclass(frozen=True)
+class WriteChange:
+    """Change of an MLP node's LD contribution at END, probe minus its 'someone' control, mean over pairs."""
+
+    d_write: float
+    """Along the real path (later MLPs that are not nodes recomputed): what the compiler sums."""
+    d_write_direct: float
+    se: float
+    """Standard error of d_write over pairs."""
+    n: int
+
+
+@dataclass(frozen=True)
+class MLPBehaviour:
+    """An MLP node's record: its IO-minus-S write at END and how each mention probe changes it (measured, not modelled)."""
+
+    node: str
+    query: str
+    dla_ld: float
+    """Mean direct logit attribution of the MLP's END output to IO - S on clean prompts."""
+    path_ld: float
+    """Mean LD contribution of that output along the real path on clean prompts."""
+    mention: Mapping[str, Mapping[str, WriteChange]]
+    """Mentioned name ("IO" / "S") -> site -> change."""
+    n_prompts: int = 0
+    measured_on: Mapping[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["measured_on"] = dict(self.measured_on)
+        return {k: _round(v) for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "<behaviour>") -> MLPBehaviour:
+        try:
+            mention = {y: {site: WriteChange(**m) for site, m in sites.items()} for y, sites in d["mention"].items()}
+            return cls(str(d["node"]), str(d["query"]), float(d["dla_ld"]), float(d["path_ld"]), mention, int(d.get("n_prompts", 0)),
+                       {str(k): str(v) for k, v in (d.get("measured_on") or {}).items()})
+        except (KeyError, TypeError, ValueError) as e:
+            raise AdvgenError(f"{where}: malformed MLP node record ({type(e).__name__}: {e})") from None
+
+
 def _opt_float(v: Any) -> float | None:
     return None if v is None else float(v)
 
@@ -152,105 +193,6 @@ def probes(specs: Sequence[datasets.Spec], sentences: Sequence[str], tokenizer: 
     return out
 
 
-def _final_norm(model: LoadedModel) -> torch.nn.LayerNorm:
-    base = model.hf_model.base_model
-    ln = getattr(base, "ln_f", None) or getattr(base, "norm", None)
-    if ln is None:
-        raise AdvgenError(f"model {model.name!r}: no final LayerNorm found (behaviour records need a GPT-2-style model)")
-    return ln
-
-
-@dataclass(frozen=True)
-class _Reads:
-    """Per prompt and head: attention row at END [T] and direct logit attribution to IO - S."""
-
-    rows: list[dict[Head, np.ndarray]]
-    dla: np.ndarray
-    """[n, n_heads_read]"""
-    path: np.ndarray
-    """[n, n_heads_read] LD(clean) - LD(the head's END write removed, later MLPs recomputed): its real-path contribution."""
-
-
-def read_heads(model: LoadedModel, prompts: PromptSet, heads: Sequence[Head], batch_size: int) -> _Reads:
-    """One forward per batch: END attention rows, direct logit attributions and real-path contributions of `heads`."""
-    layers = sorted({h.layer for h in heads})
-    rows: list[dict[Head, np.ndarray]] = [{} for _ in prompts]
-    z_end: list[dict[int, torch.Tensor]] = [{} for _ in prompts]
-    fin: list[torch.Tensor | None] = [None] * len(prompts)
-    blocks: dict[str, list[dict[int, torch.Tensor]]] = {"mid": [{} for _ in prompts], "mlp": [{} for _ in prompts]}
-
-    def factory(idx: list[int]) -> list[tuple[str, Any]]:
-        ends = [prompts[i].end for i in idx]
-
-        def pat(t: torch.Tensor, hook: Any, layer: int = 0) -> None:
-            for r, i in enumerate(idx):
-                for h in heads:
-                    if h.layer == layer:
-                        rows[i][h] = t[r, h.head, ends[r], : len(prompts[i])].float().numpy().copy()
-
-        def zh(t: torch.Tensor, hook: Any, layer: int = 0) -> None:
-            for r, i in enumerate(idx):
-                z_end[i][layer] = t[r, ends[r]].float().clone()
-
-        def fh(t: torch.Tensor, hook: Any) -> None:
-            for r, i in enumerate(idx):
-                fin[i] = t[r, ends[r]].float().clone()
-
-        def bh(t: torch.Tensor, hook: Any, key: str = "mid", layer: int = 0) -> None:
-            for r, i in enumerate(idx):
-                blocks[key][i][layer] = t[r, ends[r]].float().cpu().clone()
-
-        hooks: list[tuple[str, Any]] = [("ln_final.hook_in", fh)]
-        for layer in layers:
-            hooks.append((f"blocks.{layer}.attn.hook_pattern", lambda t, hook, layer=layer: pat(t, hook, layer)))
-            hooks.append((f"blocks.{layer}.attn.hook_z", lambda t, hook, layer=layer: zh(t, hook, layer)))
-        for layer in range(min(layers, default=model.n_layers), model.n_layers):
-            hooks.append((f"blocks.{layer}.ln2.hook_in", lambda t, hook, layer=layer: bh(t, hook, "mid", layer)))
-            hooks.append((f"blocks.{layer}.mlp.hook_out", lambda t, hook, layer=layer: bh(t, hook, "mlp", layer)))
-        return hooks
-
-    end_logits(model, prompts, batch_size, hooks=factory)
-    return _Reads(rows, _dla(model, prompts, heads, z_end, fin), _path(model, prompts, heads, z_end, fin, blocks))
-
-
-def _path(model: LoadedModel, prompts: PromptSet, heads: Sequence[Head], z_end: list[dict[int, torch.Tensor]],
-          fin: list[torch.Tensor | None], blocks: Mapping[str, list[dict[int, torch.Tensor]]]) -> np.ndarray:
-    """[n, heads] each head's END write removed, the later MLPs recomputed: LD change along the real path."""
-    if not heads:
-        return np.zeros((len(prompts), 0))
-    first, L = min(h.layer for h in heads), model.n_layers
-
-    def per_layer(key: str) -> torch.Tensor:  # [n, L, d], zeros before the first head's layer (never read)
-        rows = [torch.stack([b[layer] if layer >= first else torch.zeros_like(b[first]) for layer in range(L)]) for b in blocks[key]]
-        return torch.stack(rows)
-
-    W_O = {h: model.bridge.blocks[h.layer].attn.W_O.detach().float().cpu()[h.head] for h in heads}
-    writes = torch.stack([torch.stack([z_end[i][h.layer][h.head].cpu() @ W_O[h] for h in heads]) for i in range(len(prompts))])
-    final = torch.stack([f.cpu() for f in fin if f is not None])
-    _, path = paths.end_write_contributions(model, prompts, per_layer("mid"), per_layer("mlp"), final, writes, [h.layer for h in heads])
-    return path
-
-
-def _dla(model: LoadedModel, prompts: PromptSet, heads: Sequence[Head], z_end: list[dict[int, torch.Tensor]],
-         fin: list[torch.Tensor | None]) -> np.ndarray:
-    """[n, heads] each head's END write projected on W_U[IO] - W_U[S] through the frozen final LayerNorm scale."""
-    ln = _final_norm(model)
-    W_U = model.hf_model.get_output_embeddings().weight.detach().float()
-    g = ln.weight.detach().float()
-    W_O = {h: model.bridge.blocks[h.layer].attn.W_O.detach().float()[h.head] for h in heads}
-    dla = np.zeros((len(prompts), len(heads)))
-    for i, p in enumerate(prompts):
-        r = fin[i]
-        if r is None:
-            raise AdvgenError(f"prompt {i}: the final LayerNorm input was not recorded")
-        scale = float(((r - r.mean()) ** 2).mean().add(ln.eps).sqrt())
-        direction = W_U[p.io_token] - W_U[p.s_token]
-        for j, h in enumerate(heads):
-            out = z_end[i][h.layer][h.head] @ W_O[h]
-            dla[i, j] = float(((out - out.mean()) * g / scale) @ direction)
-    return dla
-
-
 def slot_mass(p: Prompt, row: np.ndarray) -> dict[str, float]:
     """Attention mass per slot of one END row; every extra mention of IO/S or other name is 'other_names'."""
     pos = p.positions
@@ -283,13 +225,22 @@ class BehaviourSettings:
 def measure_behaviour(model: LoadedModel, heads: Sequence[Head], s: BehaviourSettings = BehaviourSettings(),
                       feeds: Mapping[Head, tuple[tuple[str, ...], float]] | None = None) -> dict[Head, HeadBehaviour]:
     """Behaviour records for `heads` (query END) from n clean prompts and their mention probes."""
+    return measure_records(model, heads, (), s, feeds)[0]
+
+
+def measure_records(model: LoadedModel, heads: Sequence[Head], mlps: Sequence[int], s: BehaviourSettings = BehaviourSettings(),
+                    feeds: Mapping[Head, tuple[tuple[str, ...], float]] | None = None) -> tuple[dict[Head, HeadBehaviour], dict[int, MLPBehaviour]]:
+    """Records for `heads` and the MLP nodes in layers `mlps`, from one read of n clean prompts and their mention probes.
+
+    A head's path runs through the later MLPs that are not nodes; a node's own record counts what passes through it.
+    """
     tok = model.tokenizer
     lex = build_lexicon(tok)
     specs = datasets.sample_specs(resolve_templates(s.templates), lex, s.n, s.seed)
     clean = list(datasets.build(specs, tok))
     pr = probes(specs, load_bank(lex).paper, tok, s.seed)
     allp = clean + [p for q in pr for p in (q.attack, q.control)]
-    reads = read_heads(model, PromptSet(tuple(allp), tokenizer_hash(tok)), list(heads), s.batch_size)
+    reads = read_heads(model, PromptSet(tuple(allp), tokenizer_hash(tok)), list(heads), s.batch_size, list(mlps))
     ident = model_identity(model)
     out = {}
     for j, h in enumerate(heads):
@@ -301,10 +252,31 @@ def measure_behaviour(model: LoadedModel, heads: Sequence[Head], s: BehaviourSet
         out[h] = HeadBehaviour(str(h), "END", {k: float(np.mean([m[k] for m in masses])) for k in SLOTS}, mention, gain,
                                "copies" if gain > 0 else "suppresses", float(reads.dla[: len(clean), j].mean()),
                                tuple(fq), None if fe is None else float(fe), len(clean), direct, "direct+mlps", ident)
+    nodes = {}
+    for k, layer in enumerate(mlps):
+        j = len(heads) + k
+        nodes[layer] = MLPBehaviour(f"m{layer}", "END", float(reads.dla[: len(clean), j].mean()), float(reads.path[: len(clean), j].mean()),
+                                    _write_changes(j, len(clean), pr, reads), len(clean), ident)
+    return out, nodes
+
+
+def _write_changes(j: int, n_clean: int, pr: Sequence[_Probe], reads: Reads) -> dict[str, dict[str, WriteChange]]:
+    """Per mentioned name and site: mean change of write j's real-path and direct LD figures, probe minus its control."""
+    out: dict[str, dict[str, WriteChange]] = {}
+    for y in MENTIONED:
+        for site in SITES:
+            ks = [k for k, q in enumerate(pr) if q.mentioned == y and q.site == site]
+            if not ks:
+                continue
+            a = [n_clean + 2 * k for k in ks]
+            c = [n_clean + 2 * k + 1 for k in ks]
+            d, dd = reads.path[a, j] - reads.path[c, j], reads.dla[a, j] - reads.dla[c, j]
+            se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
+            out.setdefault(y, {})[site] = WriteChange(float(d.mean()), float(dd.mean()), se, len(d))
     return out
 
 
-def _mentions(h: Head, j: int, n_clean: int, pr: Sequence[_Probe], allp: Sequence[Prompt], reads: _Reads) -> dict[str, dict[str, Mention]]:
+def _mentions(h: Head, j: int, n_clean: int, pr: Sequence[_Probe], allp: Sequence[Prompt], reads: Reads) -> dict[str, dict[str, Mention]]:
     """Per mentioned name and site: mean change of the head's mass on IO and on S, probe minus its control."""
     out: dict[str, dict[str, Mention]] = {}
     for y in MENTIONED:
@@ -342,11 +314,13 @@ def with_records(model: LoadedModel, heads: Sequence[CircuitHead], matrices: Map
 
 
 def attach_records(model: LoadedModel, circuit: Circuit, s: BehaviourSettings = BehaviourSettings(), why: str = "") -> Circuit:
-    """`circuit` with behaviour records measured on `model` for every head (e.g. a hand-written or planted circuit)."""
-    heads = with_records(model, circuit.heads, {}, s, 0.0)
+    """`circuit` with behaviour records measured on `model` for every head and MLP node (e.g. a hand-written or planted circuit)."""
+    recs, nodes = measure_records(model, [h.head for h in circuit.heads], [m.layer for m in circuit.mlps], s)
+    heads = tuple(replace(h, behaviour=recs[h.head].to_dict()) for h in circuit.heads)
+    mlps = tuple(replace(m, behaviour=nodes[m.layer].to_dict()) for m in circuit.mlps)
     prov = {**circuit.provenance, "behaviour_records": f"measured on {model.name} by advgen.circuits.behaviour "
             f"(n={s.n} clean prompts and their mention probes, seed={s.seed})" + (f": {why}" if why else "")}
-    return replace(circuit, heads=heads, provenance=prov)
+    return replace(circuit, heads=heads, mlps=mlps, provenance=prov)
 
 
 def ensure_records(model: LoadedModel, circuit: Circuit, s: BehaviourSettings = BehaviourSettings(),

@@ -38,17 +38,18 @@ def model_identity(model: LoadedModel) -> dict[str, str]:
 
 
 def stale_records(circuit: Circuit, ident: Mapping[str, str]) -> str | None:
-    """Why the circuit's records cannot be used on the model with identity `ident` (None: every head has one measured on it)."""
-    if not any(h.behaviour for h in circuit.heads):
+    """Why the circuit's records cannot be used on the model with identity `ident` (None: every node has one measured on it)."""
+    nodes = [(f"head {h.head}", h.behaviour) for h in circuit.heads] + [(f"MLP node {m.node}", m.behaviour) for m in circuit.mlps]
+    if not any(b for _, b in nodes):
         return "the circuit has no behaviour records"
-    missing = [str(h.head) for h in circuit.heads if not h.behaviour]
+    missing = [name for name, b in nodes if not b]
     if missing:
-        return f"heads {', '.join(missing)} have no behaviour record"
-    for h in circuit.heads:
-        on = h.behaviour.get("measured_on") or {}
+        return f"{', '.join(missing)} {'has' if len(missing) == 1 else 'have'} no behaviour record"
+    for name, b in nodes:
+        on = b.get("measured_on") or {}
         if not on:
-            return f"head {h.head}'s record does not say which model it was measured on (it predates model identities)"
+            return f"{name}'s record does not say which model it was measured on (it predates model identities)"
         if (on.get("weights_sha256"), on.get("tokenizer_hash")) != (ident["weights_sha256"], ident["tokenizer_hash"]):
-            return (f"head {h.head}'s record was measured on another model ({on.get('model')!r}, weights "
+            return (f"{name}'s record was measured on another model ({on.get('model')!r}, weights "
                     f"{str(on.get('weights_sha256'))[:12]}), not on {ident['model']!r} (weights {ident['weights_sha256'][:12]})")
     return None

@@ -8,7 +8,7 @@ name mover by where it looks (query, key) or by what it reads (value).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import numpy as np
@@ -146,7 +146,8 @@ def path_patching_logits_via_mlps(model: LoadedModel, prompts: PromptSet, clean:
 
 
 def end_write_contributions(model: LoadedModel, prompts: PromptSet, mid: torch.Tensor, mlp_out: torch.Tensor,
-                            resid_final: torch.Tensor, writes: torch.Tensor, layers: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+                            resid_final: torch.Tensor, writes: torch.Tensor, layers: Sequence[int],
+                            fixed: Collection[int] = ()) -> tuple[np.ndarray, np.ndarray]:
     """Per prompt and write: LD(clean) - LD(that write removed at END), directly and along the real path.
 
     `writes` [n, K, d] are residual-stream writes at END (a head's z @ W_O, or an MLP's output);
@@ -156,13 +157,16 @@ def end_write_contributions(model: LoadedModel, prompts: PromptSet, mid: torch.T
     figure removes the write from the final residual only; the path figure also recomputes every
     MLP at or after the write's layer on END's changed residual (other heads frozen: they move
     nothing at END), as `path_patching_logits_via_mlps` does. A write the later MLPs reverse has
-    opposite signs on the two figures. Returns ([n, K] direct, [n, K] path).
+    opposite signs on the two figures. MLPs in `fixed` keep their clean output (a circuit's MLP
+    nodes, whose own records count what passes through them). Returns ([n, K] direct, [n, K] path).
     """
     n, K = writes.shape[:2]
     lay = torch.tensor(list(layers))
     with torch.no_grad():
         d = -writes.float()
         for layer in range(int(lay.min()) if K else model.n_layers, model.n_layers):
+            if layer in fixed:
+                continue
             blk = model.bridge.blocks[layer]
             on = (lay <= layer)[None, :, None]  # writes made at or before this block's MLP
             new = blk.mlp(blk.ln2(mid[:, layer, None] + torch.where(on, d, torch.zeros_like(d)))).float()
