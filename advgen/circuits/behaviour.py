@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from advgen.circuits.format import Circuit, CircuitHead
+from advgen.circuits.format import Circuit, CircuitHead, CircuitMLP
 from advgen.circuits.identity import model_identity, stale_records
 from advgen.circuits.reads import Reads, read_heads
 from advgen.core.types import AdvgenError, Head, Prompt, PromptSet, Role
@@ -303,21 +303,20 @@ def query_feeds(pp_queries: np.ndarray | None, name_movers: Sequence[Head], thre
 
 
 def with_records(model: LoadedModel, heads: Sequence[CircuitHead], matrices: Mapping[str, np.ndarray],
-                 s: BehaviourSettings, feed_threshold: float) -> tuple[CircuitHead, ...]:
-    """The circuit's heads with their behaviour records filled in (discovery's last step)."""
-    if not heads:
-        return tuple(heads)
+                 s: BehaviourSettings, feed_threshold: float, mlps: Sequence[CircuitMLP] = ()) -> tuple[tuple[CircuitHead, ...], tuple[CircuitMLP, ...]]:
+    """The circuit's heads and MLP nodes with their behaviour records filled in (discovery's last step)."""
+    if not heads and not mlps:
+        return tuple(heads), tuple(mlps)
     nms = [h.head for h in heads if h.role == Role.NAME_MOVER]
     feeds = query_feeds(matrices.get("pp_queries"), nms, feed_threshold)
-    recs = measure_behaviour(model, [h.head for h in heads], s, feeds)
-    return tuple(replace(h, behaviour=recs[h.head].to_dict()) for h in heads)
+    recs, nodes = measure_records(model, [h.head for h in heads], [m.layer for m in mlps], s, feeds)
+    return (tuple(replace(h, behaviour=recs[h.head].to_dict()) for h in heads),
+            tuple(replace(m, behaviour=nodes[m.layer].to_dict()) for m in mlps))
 
 
 def attach_records(model: LoadedModel, circuit: Circuit, s: BehaviourSettings = BehaviourSettings(), why: str = "") -> Circuit:
     """`circuit` with behaviour records measured on `model` for every head and MLP node (e.g. a hand-written or planted circuit)."""
-    recs, nodes = measure_records(model, [h.head for h in circuit.heads], [m.layer for m in circuit.mlps], s)
-    heads = tuple(replace(h, behaviour=recs[h.head].to_dict()) for h in circuit.heads)
-    mlps = tuple(replace(m, behaviour=nodes[m.layer].to_dict()) for m in circuit.mlps)
+    heads, mlps = with_records(model, circuit.heads, {}, s, 0.0, circuit.mlps)
     prov = {**circuit.provenance, "behaviour_records": f"measured on {model.name} by advgen.circuits.behaviour "
             f"(n={s.n} clean prompts and their mention probes, seed={s.seed})" + (f": {why}" if why else "")}
     return replace(circuit, heads=heads, mlps=mlps, provenance=prov)
