@@ -206,8 +206,8 @@ def test_cli_measures_missing_records_by_default(tiny_model_dir, tmp_path, capsy
     modes = json.loads((out / "modes.json").read_text())["modes"]
     assert set(modes) <= {"compiled_repeat_s", "compiled_repeat_io"} and modes
     saved = json.loads((out / "circuit.json").read_text())
-    assert all(h["behaviour"]["measured_on"]["model"] == str(tiny_model_dir) and h["behaviour"]["n_prompts"] == 100 for h in saved["heads"])
-    assert "n=100 clean prompts" in saved["provenance"]["behaviour_records"]
+    assert all(h["behaviour"]["measured_on"]["model"] == str(tiny_model_dir) and h["behaviour"]["n_prompts"] == 12 for h in saved["heads"])
+    assert "n=12 clean prompts" in saved["provenance"]["behaviour_records"]  # min(100, --n-clean)
 
 
 @pytest.fixture(scope="module")

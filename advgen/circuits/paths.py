@@ -165,12 +165,12 @@ def end_write_contributions(model: LoadedModel, prompts: PromptSet, mid: torch.T
     with torch.no_grad():
         d = -writes.float()
         for layer in range(int(lay.min()) if K else model.n_layers, model.n_layers):
-            if layer in fixed:
+            on = torch.nonzero(lay <= layer).flatten()  # writes made at or before this block's MLP (only these are run)
+            if layer in fixed or not len(on):
                 continue
             blk = model.bridge.blocks[layer]
-            on = (lay <= layer)[None, :, None]  # writes made at or before this block's MLP
-            new = blk.mlp(blk.ln2(mid[:, layer, None] + torch.where(on, d, torch.zeros_like(d)))).float()
-            d = d + torch.where(on, new - mlp_out[:, layer, None], torch.zeros_like(d))
+            new = blk.mlp(blk.ln2(mid[:, layer, None] + d[:, on])).float()
+            d[:, on] = d[:, on] + new - mlp_out[:, layer, None]
         base = ld_from_resid(model, prompts, resid_final)[:, None]
         direct = base - ld_from_resid(model, prompts, resid_final[:, None] - writes.float())
         path = base - ld_from_resid(model, prompts, resid_final[:, None] + d)

@@ -37,9 +37,10 @@ def cmd_attack(args: argparse.Namespace) -> None:
     rundir.check_out(out, "attack", ident, args.overwrite, inputs)
     model = load_model(args.model)
     circuit = resolve_circuit(args.circuit, model.n_layers, model.n_heads)
-    from advgen.circuits.behaviour import ensure_records
+    from advgen.circuits.behaviour import BehaviourSettings, ensure_records
 
-    circuit, why = ensure_records(model, circuit, force=args.measure_behaviour)  # circuit.json keeps the records it used
+    # circuit.json keeps the records it used; probes on min(100, n-clean) prompts (discover's 100; fewer for a small run)
+    circuit, why = ensure_records(model, circuit, BehaviourSettings(n=min(100, cfg.n_clean)), force=args.measure_behaviour)
     if why:
         print(f"behaviour records measured on {model.name}: {why}")
     with rundir.writing(out, "attack", ident, args.overwrite, inputs, keep=("journal",)):
