@@ -26,7 +26,7 @@ import numpy as np
 
 from advgen.attacks.search import AttackConfig, run_attack
 from advgen.attacks.tables import write_run
-from advgen.circuits.behaviour import attach_records
+from advgen.circuits.behaviour import ensure_records
 from advgen.circuits.format import Circuit, make_circuit, resolve_circuit
 from advgen.core import files, records
 from advgen.core.types import Role
@@ -40,9 +40,8 @@ CIRCUITS = {"reference": "reference-ioi", "planted": "planted-ioi"}
 
 def circuit_for(model: LoadedModel, name: str, spec: str | None = None) -> tuple[Circuit, str]:
     c = resolve_circuit(spec or CIRCUITS.get(name, name), model.n_layers, model.n_heads)
-    if any(h.behaviour for h in c.heads):
-        return c, "behaviour records from the circuit file"
-    return attach_records(model, c), "behaviour records measured by this benchmark (the circuit file has none)"
+    done, why = ensure_records(model, c)  # as `advgen attack` does: missing or foreign records are measured on this model
+    return done, "behaviour records from the circuit file" if why is None else f"behaviour records measured by this benchmark ({why})"
 
 
 def unbatched_check(model: LoadedModel, rows: list[dict[str, Any]]) -> tuple[int, int]:

@@ -155,7 +155,10 @@ def test_cli_end_to_end_on_gpt2_shaped_model(gpt2_shaped_dir, tmp_path, capsys):
                "--n-clean", "10", "--out", str(out), "--batch-size", "16"])
     assert rc == 0
     printed = capsys.readouterr().out
-    assert "Natural failure rate" in printed and "duplicated_io" in printed
+    assert "Natural failure rate" in printed and "behaviour records measured on" in printed
+    assert "compiled_repeat" in printed or "duplicated_io" in printed  # compiled unless a random model's records imply nothing
+    saved = json.loads((out / "circuit.json").read_text())
+    assert all(h["behaviour"]["measured_on"]["model"] == str(gpt2_shaped_dir) for h in saved["heads"])
     for f in FILES:
         assert (out / f).exists(), f
     man = json.loads((out / "manifest.json").read_text())
@@ -198,6 +201,23 @@ def test_cli_measure_behaviour_runs_the_compiled_modes(tiny_model_dir, tmp_path)
     assert set(modes) <= {"compiled_repeat_s", "compiled_repeat_io"} and modes
     saved = json.loads((out / "circuit.json").read_text())
     assert all("behaviour" in h for h in saved["heads"])
+
+
+def test_cli_measures_missing_records_by_default(tiny_model_dir, tmp_path, capsys):
+    """A records-free circuit file: attack measures the records on the loaded model, keeps them, and runs compiled modes."""
+    from advgen.cli.main import main
+
+    circuit = tmp_path / "c.json"
+    make_circuit("tiny-nm", "tiny", {Role.NAME_MOVER: ["a1.h0", "a1.h1"]}, 2, 4).save(circuit)
+    out = tmp_path / "a"
+    assert main(["attack", "--model", str(tiny_model_dir), "--circuit", str(circuit), "--budget", "80", "--n-clean", "12",
+                 "--out", str(out), "--no-progress"]) == 0
+    assert "the circuit has no behaviour records" in capsys.readouterr().out
+    modes = json.loads((out / "modes.json").read_text())["modes"]
+    assert set(modes) <= {"compiled_repeat_s", "compiled_repeat_io"} and modes
+    saved = json.loads((out / "circuit.json").read_text())
+    assert all(h["behaviour"]["measured_on"]["model"] == str(tiny_model_dir) and h["behaviour"]["n_prompts"] == 12 for h in saved["heads"])
+    assert "n=12 clean prompts" in saved["provenance"]["behaviour_records"]  # min(100, --n-clean)
 
 
 @pytest.fixture(scope="module")
@@ -259,3 +279,15 @@ def test_compiled_run_resumes_to_the_same_files(tiny_model, compiled_tiny_run, t
     resumed = run_attack(tiny_model, circuit, cfg, tmp_path / "r", resume=True)
     write_run(tmp_path / "r", resumed, cfg, circuit, {"model": "tiny", "seed": cfg.seed})
     assert resumed.evals == run.evals and _files(tmp_path / "r") == _files(out)
+
+
+def test_summary_counts_compiled_predictions_by_verdict(compiled_tiny_run, tmp_path, capsys):
+    from advgen.outputs import console
+
+    _, cfg, circuit, run = compiled_tiny_run
+    summary = write_run(tmp_path / "w", run, cfg, circuit, {"model": "tiny", "seed": cfg.seed})["summary"]
+    acc = json.loads((tmp_path / "w" / "summary.json").read_text())["prediction_accuracy"]
+    cells = {k: v for k, v in run.screening["cell_verdicts"].items() if k.startswith("compiled_")}
+    assert acc["compiled_cells"] == len(cells) == acc["confirmed"] + acc["falsified"] + acc["inconclusive"] > 0
+    assert acc["falsified"] == sum(v == "falsified" for v in cells.values()) == len(acc["falsified_cells"])
+    assert f"of {len(cells)} compiled cells" in console.attack_summary(summary, tmp_path / "w")

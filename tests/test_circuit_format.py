@@ -69,3 +69,45 @@ def test_round_trip_keeps_roles_positions_scores(tmp_path):
     out = c.save(tmp_path / "rt.json")
     d = Circuit.load(out)
     assert d.to_dict() == c.to_dict()
+
+
+def test_format_1_files_load_and_save_unchanged(tmp_path):
+    """Every built-in circuit (format 1) loads, and is written back byte for byte as format 1."""
+    from advgen.circuits.format import BUILTIN_DIR, builtin_names
+
+    for name in builtin_names():
+        c = Circuit.load(BUILTIN_DIR / f"{name}.json")
+        assert c.mlps == ()
+        out = c.save(tmp_path / f"{name}.json")
+        assert json.loads(out.read_text()) == json.loads((BUILTIN_DIR / f"{name}.json").read_text())
+
+
+def test_format_2_mlp_nodes_round_trip_and_are_range_checked(tmp_path):
+    d = {"format": "advgen-circuit/2", "name": "c", "n_layers": 4, "n_heads": 4,
+         "heads": [{"head": "a2.h1", "role": "name_mover"}],
+         "mlps": [{"node": "m3", "positions": ["END"], "scores": {"act_END": -0.2}, "note": "why"}, {"node": "m0"}]}
+    c = Circuit.from_dict(d)
+    assert [(m.node, m.positions) for m in c.mlps] == [("m3", ("END",)), ("m0", ("END",))]
+    back = Circuit.load(c.save(tmp_path / "c.json"))
+    assert back.to_dict()["format"] == "advgen-circuit/2" and [m.node for m in back.mlps] == ["m0", "m3"]
+    assert back.mlps[1].scores == {"act_END": -0.2} and len(back) == 1
+    with pytest.raises(CircuitError, match="MLP node m3 is outside"):
+        Circuit.from_dict(dict(d, n_layers=None, n_heads=None, heads=[])).check_against(2, 4)
+
+
+@pytest.mark.parametrize("mlps, message", [
+    ([{"node": "a3"}], "'node' like 'm3'"),
+    ([{"node": "m1"}, {"node": "m1"}], "m1 listed twice"),
+    ([{"node": "m1", "positions": ["S9"]}], r"mlps\[0\]: MLP node m1 has unknown position"),
+    ([{"node": "m9"}], "MLP node m9 is outside"),
+    ("m1", "'mlps' must be a list"),
+])
+def test_bad_mlp_nodes_are_named(mlps, message):
+    d = {"format": "advgen-circuit/2", "n_layers": 4, "n_heads": 4, "heads": [], "mlps": mlps}
+    with pytest.raises(CircuitError, match=message):
+        Circuit.from_dict(d, "f.json")
+
+
+def test_mlp_nodes_in_a_format_1_file_are_refused():
+    with pytest.raises(CircuitError, match="need \"format\": 'advgen-circuit/2'"):
+        Circuit.from_dict({"format": "advgen-circuit/1", "heads": [], "mlps": [{"node": "m1"}]}, "f.json")

@@ -104,3 +104,17 @@ def test_prompts_without_a_template_fill_skip_scrubbing_but_not_the_claim_check(
     assert "Causal scrubbing skipped" in res.markdown and "| causal scrubbing |" not in res.markdown
     assert res.absolute["loss_recovered_nats"] == res.table["abc_mean"]["loss_recovered_nats"]
     assert math.isnan(res.absolute["ioi_loss"]["scrubbed"])
+
+
+def test_mlp_nodes_are_named_in_the_claim_and_change_no_figure(tiny_model):
+    """check-claim knocks out heads only; a format-2 circuit's MLP nodes are reported, never silently dropped."""
+    from dataclasses import replace
+
+    from advgen.circuits.format import CircuitMLP
+
+    c = make_circuit("t", "tiny", {Role.NAME_MOVER: ["a1.h0"]}, 2, 4)
+    s = ClaimSettings(n=6, **{**FAST, "ablations": ("abc_mean",)})
+    plain, with_mlp = check_claim(tiny_model, c, s), check_claim(tiny_model, replace(c, mlps=(CircuitMLP(1),)), s)
+    assert with_mlp.header["mlp_nodes"] == ["m1"] and "heads only" in with_mlp.header["mlp_note"]
+    assert "MLP nodes m1:" in with_mlp.markdown and "mlp_nodes" not in plain.header
+    assert with_mlp.table == plain.table

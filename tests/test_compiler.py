@@ -163,3 +163,65 @@ def test_records_measured_on_the_planted_model_predict_io_repetition():
     by = {m.name: m for m in compile_modes(circuit)[0]}
     assert by["compiled_repeat_io"].expected_sign == -1
     assert by["compiled_repeat_s"].expected_sign == +1
+
+
+def test_the_compiler_reads_the_real_path_gain_not_the_direct_one():
+    """A head whose direct write copies but whose write the later MLPs reverse: the prediction follows the path figure."""
+    rec = dict(NATURAL["a0.h1"], write_gain=-0.5, write_gain_direct=0.5, write_path="direct+mlps", write_sign="suppresses")
+    by = {m.name: m for m in compile_modes(_circuit({"a0.h1": rec}))[0]}
+    nat = {m.name: m for m in compile_modes(_circuit({"a0.h1": NATURAL["a0.h1"]}))[0]}
+    assert by["compiled_repeat_s"].expected_sign == -nat["compiled_repeat_s"].expected_sign == +1
+    assert "-0.50 via later MLPs, direct +0.50" in by["compiled_repeat_s"].mechanism
+
+
+def test_records_from_another_model_or_of_unknown_model_are_stale():
+    from advgen.circuits.identity import stale_records
+
+    ident = {"model": "m", "tokenizer_hash": "t", "weights_sha256": "w" * 64}
+    on = dict(NATURAL["a0.h1"], measured_on=ident)
+    assert stale_records(_circuit({"a0.h1": on}), ident) is None
+    assert "another model" in str(stale_records(_circuit({"a0.h1": on}), {**ident, "weights_sha256": "x" * 64}))
+    assert "another model" in str(stale_records(_circuit({"a0.h1": on}), {**ident, "tokenizer_hash": "u"}))
+    assert "predates" in str(stale_records(_circuit(NATURAL), ident))
+    assert "no behaviour records" in str(stale_records(make_circuit("bare", "none", {Role.NAME_MOVER: ["a1.h0"]}, 2, 4), ident))
+    partial = _circuit({"a0.h1": on, "a2.h3": {}})
+    assert "a2.h3" in str(stale_records(partial, ident))
+
+
+def test_default_falls_back_to_the_catalogue_when_records_compile_nothing():
+    flat = _record("a0.h1", gain=0.0, io_on_io=0.0, s_on_io=0.0, io_on_s=0.0, s_on_s=0.0)
+    p = select_modes(_circuit({"a0.h1": flat}))
+    assert p.modes and all(not m.name.startswith("compiled") for m in p.modes)
+    assert "no head's or MLP node's record carries a prediction" in p.skipped["compiled_repeat_s"]
+    with pytest.raises(AdvgenError, match="nothing compiled"):
+        select_modes(_circuit({"a0.h1": flat}), ["compiled"])
+
+
+def test_prediction_accuracy_counts_only_compiled_cells():
+    from advgen.attacks.compiler import prediction_accuracy
+
+    acc = prediction_accuracy({"compiled_repeat_s:0": "confirmed", "compiled_repeat_s:1": "falsified",
+                               "compiled_repeat_io:0": "inconclusive", "duplicated_io:0": "falsified"})
+    assert (acc["compiled_cells"], acc["confirmed"], acc["falsified"], acc["inconclusive"]) == (3, 1, 1, 1)
+    assert acc["falsified_cells"] == ["compiled_repeat_s:1"]
+    assert prediction_accuracy({"duplicated_io:0": "confirmed"})["compiled_cells"] == 0
+
+
+def test_an_mlp_node_record_alone_compiles_a_mode_with_its_measured_sign():
+    from advgen.circuits.behaviour import MLPBehaviour, WriteChange
+    from advgen.circuits.format import CircuitMLP
+
+    def w(x: float) -> WriteChange:
+        return WriteChange(x, x / 2, 0.01, 50)
+
+    rec = MLPBehaviour("m3", "END", 0.4, 0.5, {"IO": {"before": w(0.3), "after": w(0.1)}, "S": {"before": w(-0.2), "after": w(-0.1)}}, 50)
+    c = replace(make_circuit("mlp-only", "none", {Role.NAME_MOVER: ["a1.h0"]}, 4, 4), mlps=(CircuitMLP(3, behaviour=rec.to_dict()),))
+    by = {m.name: m for m in compile_modes(c)[0]}
+    assert by["compiled_repeat_io"].expected_sign == +1 and by["compiled_repeat_s"].expected_sign == -1
+    assert by["compiled_repeat_s"].predicted_shift({"dose": 2, "site": "before"}) == pytest.approx(-0.4)
+    assert "MLP nodes m3" in by["compiled_repeat_s"].mechanism
+    # beside a head, the node's measured change is added to the head's modelled one
+    both = replace(_circuit(NATURAL), mlps=c.mlps)
+    s_both = {m.name: m for m in compile_modes(both)[0]}["compiled_repeat_s"]
+    s_heads = {m.name: m for m in compile_modes(_circuit(NATURAL))[0]}["compiled_repeat_s"]
+    assert s_both.predicted_shift({"dose": 1, "site": "before"}) == pytest.approx(s_heads.predicted_shift({"dose": 1, "site": "before"}) - 0.2)

@@ -62,6 +62,9 @@ def test_discover_writes_circuit_scores_and_plots(tiny_model, tmp_path):
     doc = json.loads((tmp_path / "discovery.json").read_text())
     assert sorted(doc["roles_found"] + doc["roles_missing"]) == sorted(r.value for r in Role)
     assert np.array(doc["matrices"]["act_ALL"]).shape == (tiny_model.n_layers, tiny_model.n_heads)
+    eff = doc["mlp_nodes"]["pp_mlp_logits"]  # the MLP-node rule's measurement, one per layer, and what it proposed
+    assert len(eff) == tiny_model.n_layers and sorted(doc["mlp_nodes"]["proposed"]) == [m.node for m in d.circuit.mlps]
+    assert all(m.behaviour["node"] == m.node for m in d.circuit.mlps)
     loaded = Circuit.load(tmp_path / "c.json").check_against(tiny_model.n_layers, tiny_model.n_heads)
     assert loaded.to_dict() == d.circuit.to_dict()
     assert (tmp_path / "patching.png").read_bytes()[:4] == b"\x89PNG"

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from advgen.attacks.catalogue import CATALOGUE, Cell, FailureMode, Parts, Proposal, Signal, modes_for, pick
-from advgen.circuits.behaviour import MENTIONED, SITES, HeadBehaviour
+from advgen.circuits.behaviour import MENTIONED, SITES, HeadBehaviour, MLPBehaviour
 from advgen.circuits.format import Circuit
 from advgen.core.types import AdvgenError, Head, Role
 from advgen.prompts.sentences import SentenceBank, name_slot
@@ -39,12 +39,13 @@ EVIDENCE_SHARE = 0.1
 
 @dataclass(frozen=True)
 class Contribution:
-    head: Head
+    head: Head | str
+    """A head, or an MLP node's name ("m3")."""
     site: str
     shift: float
-    """gain * (d mass_IO - d mass_S): predicted LD change from this head for one more mention."""
+    """Head: gain * (d mass_IO - d mass_S); MLP node: its measured LD change. Predicted LD change for one more mention."""
     d_mentioned: float
-    """Change of attention mass on the mentioned name minus that on the other name."""
+    """Head: change of attention mass on the mentioned name minus that on the other name; MLP node: = shift."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class CompiledEdit:
     def evidence(self) -> tuple[Contribution, ...]:
         """The contributions that carry the prediction (same sign, not negligible), largest first."""
         sign = self.predicted_sign
-        best = {c.head: c for c in sorted(self.contributions, key=lambda c: abs(c.shift))}
+        best = {str(c.head): c for c in sorted(self.contributions, key=lambda c: abs(c.shift))}
         top = max((abs(c.shift) for c in best.values()), default=0.0)
         keep = [c for c in best.values() if c.shift * sign > 0 and abs(c.shift) >= EVIDENCE_SHARE * top]
         return tuple(sorted(keep, key=lambda c: -abs(c.shift)))
@@ -77,19 +78,32 @@ def records_of(circuit: Circuit) -> dict[Head, HeadBehaviour]:
             for h in circuit.heads if h.behaviour}
 
 
-def mention_edits(records: Mapping[Head, HeadBehaviour]) -> list[CompiledEdit]:
-    """The mention rule over every record: one edit per mentioned name with a measured site."""
+def mlp_records_of(circuit: Circuit) -> dict[str, MLPBehaviour]:
+    """The MLP node records stored in a circuit (nodes without one are left out)."""
+    return {m.node: MLPBehaviour.from_dict(m.behaviour, f"circuit {circuit.name!r}, MLP node {m.node}") for m in circuit.mlps if m.behaviour}
+
+
+def mention_edits(records: Mapping[Head, HeadBehaviour], mlps: Mapping[str, MLPBehaviour] | None = None) -> list[CompiledEdit]:
+    """The mention rule over every record: one edit per mentioned name with a measured site.
+
+    Heads contribute gain x their attention shift; an MLP node contributes its measured change
+    (its input depends on the whole model, so no attention rule predicts it).
+    """
     out = []
     for y in MENTIONED:
         contribs, predicted = [], {}
         for site in SITES:
-            here = []
+            here: list[Contribution] = []
             for h, r in sorted(records.items()):
                 m = r.mention.get(y, {}).get(site)
                 if m is None:
                     continue
                 d_y = (m.d_mass_io - m.d_mass_s) if y == "IO" else (m.d_mass_s - m.d_mass_io)
                 here.append(Contribution(h, site, r.write_gain * (m.d_mass_io - m.d_mass_s), d_y))
+            for node, mr in sorted((mlps or {}).items()):
+                w = mr.mention.get(y, {}).get(site)
+                if w is not None:
+                    here.append(Contribution(node, site, w.d_write, w.d_write))
             if here:
                 predicted[site] = sum(c.shift for c in here)
                 contribs += here
@@ -137,16 +151,33 @@ class CompiledMention(FailureMode):
                 "predicted_shift_per_mention": dict(self.edit_spec.predicted)}
 
 
+def _gain_text(r: HeadBehaviour) -> str:
+    """The gain the rule used, and the direct-only figure beside it when the record has both."""
+    if r.write_path == "direct" or r.write_gain_direct is None:
+        return f"{r.write_gain:+.2f} direct"
+    return f"{r.write_gain:+.2f} via later MLPs, direct {r.write_gain_direct:+.2f}"
+
+
+def _cite(c: Contribution, records: Mapping[Head, HeadBehaviour], name: str, other: str) -> str:
+    if not isinstance(c.head, Head):
+        return f"{c.head} (MLP node, measured LD change {c.shift:+.3f} per mention {c.site})"
+    r = records[c.head]
+    return (f"{c.head} ({r.write_sign}, gain {_gain_text(r)}, mass on {name} minus {other} {c.d_mentioned:+.3f} "
+            f"per mention {c.site}, shift {c.shift:+.3f})")
+
+
 def _mode(e: CompiledEdit, records: Mapping[Head, HeadBehaviour], roles: Mapping[Head, Role]) -> FailureMode:
     ev = e.evidence()
-    heads = tuple(c.head for c in ev)
+    hev = [c for c in ev if isinstance(c.head, Head)]
+    heads = tuple(c.head for c in hev if isinstance(c.head, Head))
     other = "S" if e.name == "IO" else "IO"
     keys = ("IO", "IO2", "IO3", "IO4") if e.name == "IO" else ("S1", "S2", "S3", "S4", "S5")
     minus = ("S1", "S2", "S3", "S4", "S5") if e.name == "IO" else ("IO", "IO2", "IO3", "IO4")
-    signs = tuple(1 if c.d_mentioned >= 0 else -1 for c in ev)  # each cited head's own predicted move
-    cited = "; ".join(f"{c.head} ({records[c.head].write_sign}, gain {records[c.head].write_gain:+.2f}, "
-                      f"mass on {e.name} minus {other} {c.d_mentioned:+.3f} per mention {c.site}, shift {c.shift:+.3f})" for c in ev)
-    evidence = f"compiled from heads {', '.join(map(str, heads)) or 'none'}: {cited}"
+    signs = tuple(1 if c.d_mentioned >= 0 else -1 for c in hev)  # each cited head's own predicted move
+    cited = "; ".join(_cite(c, records, e.name, other) for c in ev)
+    nodes = [str(c.head) for c in ev if not isinstance(c.head, Head)]
+    evidence = (f"compiled from heads {', '.join(map(str, heads)) or 'none'}" + (f" and MLP nodes {', '.join(nodes)}" if nodes else "")
+                + f": {cited}")
     sign_word = "lowers" if e.predicted_sign < 0 else "raises"
     attrs = {
         "name": f"compiled_repeat_{e.name.lower()}",
@@ -170,21 +201,21 @@ def _mode(e: CompiledEdit, records: Mapping[Head, HeadBehaviour], roles: Mapping
 
 def compile_modes(circuit: Circuit) -> tuple[tuple[FailureMode, ...], dict[str, str]]:
     """Modes the circuit's behaviour records imply, and why none could be compiled (if so)."""
-    recs = records_of(circuit)
-    if not recs:
-        return (), {"compiled": f"circuit {circuit.name!r} has no behaviour records (re-run advgen discover)"}
+    recs, nodes = records_of(circuit), mlp_records_of(circuit)
+    if not recs and not nodes:
+        return (), {"compiled": f"circuit {circuit.name!r} has no behaviour records (advgen attack measures them on the model)"}
     modes = []
     skipped = {}
-    for e in mention_edits(recs):
+    for e in mention_edits(recs, nodes):
         if not e.evidence():
-            skipped[f"compiled_repeat_{e.name.lower()}"] = "no head's record carries a prediction"
+            skipped[f"compiled_repeat_{e.name.lower()}"] = "no head's or MLP node's record carries a prediction"
             continue
         modes.append(_mode(e, recs, {h.head: h.role for h in circuit.heads}))
     return tuple(modes), skipped
 
 
 def has_records(circuit: Circuit) -> bool:
-    return any(h.behaviour for h in circuit.heads)
+    return any(h.behaviour for h in circuit.heads) or any(m.behaviour for m in circuit.mlps)
 
 
 def compiled_markdown(modes: Sequence[FailureMode]) -> str:
@@ -207,9 +238,24 @@ def select_modes(circuit: Circuit, requested: Sequence[str] | None = None) -> Pr
     if not want_compiled:
         return modes_for(circuit, requested=rest)
     modes, skipped = compile_modes(circuit)
+    if not modes and requested is None:  # the default: say why, and run the catalogue instead
+        cat = modes_for(circuit)
+        return Proposal(cat.modes, {**cat.skipped, **skipped}, cat.notes)
     if not modes:
         raise AdvgenError(f"--modes compiled: nothing compiled from circuit {circuit.name!r}: " + "; ".join(skipped.values()))
     if rest:
         cat = modes_for(circuit, requested=rest)
         return Proposal(modes + cat.modes, {**skipped, **cat.skipped}, cat.notes)
     return Proposal(modes, {**skipped, **{m.name: "catalogue mode; compiled modes run instead (--modes to add it)" for m in CATALOGUE}}, {})
+
+
+VERDICTS = ("confirmed", "falsified", "inconclusive")
+
+
+def prediction_accuracy(cell_verdicts: Mapping[str, str]) -> dict[str, Any]:
+    """Over the run's compiled cells: how many had their predicted sign of LD(attack) - LD(control) confirmed, falsified or
+    left inconclusive by the random sample (each cell judged against its own predicted sign, as screening does)."""
+    got = [v for k, v in sorted(cell_verdicts.items()) if k.startswith("compiled_")]
+    counts = {v: got.count(v) for v in VERDICTS}
+    return {"compiled_cells": len(got), **counts,
+            "falsified_cells": sorted(k for k, v in cell_verdicts.items() if k.startswith("compiled_") and v == "falsified")}

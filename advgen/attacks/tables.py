@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from advgen.attacks.bandit import verdict
+from advgen.attacks.compiler import prediction_accuracy
 from advgen.attacks.search import AttackConfig, AttackRun
 from advgen.circuits.format import Circuit
 from advgen.core import files
@@ -258,6 +259,7 @@ def write_run(out: Path, run: AttackRun, cfg: AttackConfig, circuit: Circuit, ma
                "natural_failure_rate": modes["natural"].get("s_beats_io_rate"), "baseline": base, "screening": screening}
     bound = near_miss_threshold(rows)
     summary["near_miss_bound"] = bound
+    summary["prediction_accuracy"] = prediction_accuracy(screening["cell_verdicts"])
     near = [r for r in rows if r["family"] == "attack" and not r["is_break"] and r["clean_logit_diff"] > 0 and 0 <= r["logit_diff"] < bound]
     outputs: Iterable[tuple[str, str]] = (
         ("results.jsonl", files.jsonl_text(rows)),

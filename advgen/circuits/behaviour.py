@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
-import torch
 
-from advgen.circuits.format import Circuit, CircuitHead
+from advgen.circuits.format import Circuit, CircuitHead, CircuitMLP
+from advgen.circuits.identity import model_identity, stale_records
+from advgen.circuits.reads import Reads, read_heads
 from advgen.core.types import AdvgenError, Head, Prompt, PromptSet, Role
 from advgen.model.loading import LoadedModel
-from advgen.model.validate import DEFAULT_BATCH, end_logits
+from advgen.model.validate import DEFAULT_BATCH
 from advgen.prompts import datasets
 from advgen.prompts.lexicon import build_lexicon
 from advgen.prompts.sentences import load_bank, name_slot
@@ -59,7 +60,7 @@ class HeadBehaviour:
     mention: Mapping[str, Mapping[str, Mention]]
     """Mentioned name ("IO" / "S") -> site -> change."""
     write_gain: float
-    """Logits of IO - S per unit of IO-minus-S attention mass (least-squares slope over prompts)."""
+    """LD per unit of IO-minus-S attention mass (least-squares slope over prompts), along `write_path`."""
     write_sign: str
     """"copies" (gain > 0) or "suppresses" (gain < 0)."""
     dla_ld: float
@@ -68,10 +69,18 @@ class HeadBehaviour:
     feeds_effect: float | None = None
     """Path-patching effect (/ F(M)) of this head on those heads' queries, where measured."""
     n_prompts: int = 0
+    write_gain_direct: float | None = None
+    """The same slope for the head's direct write only (final LayerNorm frozen), kept beside the path figure."""
+    write_path: str = "direct"
+    """"direct+mlps": the gain counts the write's effect through every later MLP (recomputed at END);
+    "direct": a record from before that was measured (its gain is the direct one)."""
+    measured_on: Mapping[str, str] = field(default_factory=dict)
+    """`model_identity` of the model the record was measured on (empty in records from before it was kept)."""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["feeds_query_of"] = list(self.feeds_query_of)
+        d["measured_on"] = dict(self.measured_on)
         return {k: _round(v) for k, v in d.items()}
 
     @classmethod
@@ -80,9 +89,57 @@ class HeadBehaviour:
             mention = {y: {site: Mention(**m) for site, m in sites.items()} for y, sites in d["mention"].items()}
             return cls(str(d["head"]), str(d["query"]), {k: float(v) for k, v in d["mass"].items()}, mention,
                        float(d["write_gain"]), str(d["write_sign"]), float(d["dla_ld"]),
-                       tuple(d.get("feeds_query_of") or ()), d.get("feeds_effect"), int(d.get("n_prompts", 0)))
+                       tuple(d.get("feeds_query_of") or ()), d.get("feeds_effect"), int(d.get("n_prompts", 0)),
+                       _opt_float(d.get("write_gain_direct")), str(d.get("write_path", "direct")),
+                       {str(k): str(v) for k, v in (d.get("measured_on") or {}).items()})
         except (KeyError, TypeError, ValueError) as e:
             raise AdvgenError(f"{where}: malformed behaviour record ({type(e).__name__}: {e})") from None
+
+
+@dataclass(frozen=True)
+class WriteChange:
+    """Change of an MLP node's LD contribution at END, probe minus its 'someone' control, mean over pairs."""
+
+    d_write: float
+    """Along the real path (later MLPs that are not nodes recomputed): what the compiler sums."""
+    d_write_direct: float
+    se: float
+    """Standard error of d_write over pairs."""
+    n: int
+
+
+@dataclass(frozen=True)
+class MLPBehaviour:
+    """An MLP node's record: its IO-minus-S write at END and how each mention probe changes it (measured, not modelled)."""
+
+    node: str
+    query: str
+    dla_ld: float
+    """Mean direct logit attribution of the MLP's END output to IO - S on clean prompts."""
+    path_ld: float
+    """Mean LD contribution of that output along the real path on clean prompts."""
+    mention: Mapping[str, Mapping[str, WriteChange]]
+    """Mentioned name ("IO" / "S") -> site -> change."""
+    n_prompts: int = 0
+    measured_on: Mapping[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["measured_on"] = dict(self.measured_on)
+        return {k: _round(v) for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "<behaviour>") -> MLPBehaviour:
+        try:
+            mention = {y: {site: WriteChange(**m) for site, m in sites.items()} for y, sites in d["mention"].items()}
+            return cls(str(d["node"]), str(d["query"]), float(d["dla_ld"]), float(d["path_ld"]), mention, int(d.get("n_prompts", 0)),
+                       {str(k): str(v) for k, v in (d.get("measured_on") or {}).items()})
+        except (KeyError, TypeError, ValueError) as e:
+            raise AdvgenError(f"{where}: malformed MLP node record ({type(e).__name__}: {e})") from None
+
+
+def _opt_float(v: Any) -> float | None:
+    return None if v is None else float(v)
 
 
 def _round(v: Any) -> Any:
@@ -136,77 +193,6 @@ def probes(specs: Sequence[datasets.Spec], sentences: Sequence[str], tokenizer: 
     return out
 
 
-def _final_norm(model: LoadedModel) -> torch.nn.LayerNorm:
-    base = model.hf_model.base_model
-    ln = getattr(base, "ln_f", None) or getattr(base, "norm", None)
-    if ln is None:
-        raise AdvgenError(f"model {model.name!r}: no final LayerNorm found (behaviour records need a GPT-2-style model)")
-    return ln
-
-
-@dataclass(frozen=True)
-class _Reads:
-    """Per prompt and head: attention row at END [T] and direct logit attribution to IO - S."""
-
-    rows: list[dict[Head, np.ndarray]]
-    dla: np.ndarray
-    """[n, n_heads_read]"""
-
-
-def read_heads(model: LoadedModel, prompts: PromptSet, heads: Sequence[Head], batch_size: int) -> _Reads:
-    """One forward per batch: END attention rows and END direct logit attributions of `heads`."""
-    layers = sorted({h.layer for h in heads})
-    rows: list[dict[Head, np.ndarray]] = [{} for _ in prompts]
-    z_end: list[dict[int, torch.Tensor]] = [{} for _ in prompts]
-    fin: list[torch.Tensor | None] = [None] * len(prompts)
-
-    def factory(idx: list[int]) -> list[tuple[str, Any]]:
-        ends = [prompts[i].end for i in idx]
-
-        def pat(t: torch.Tensor, hook: Any, layer: int = 0) -> None:
-            for r, i in enumerate(idx):
-                for h in heads:
-                    if h.layer == layer:
-                        rows[i][h] = t[r, h.head, ends[r], : len(prompts[i])].float().cpu().numpy().copy()
-
-        def zh(t: torch.Tensor, hook: Any, layer: int = 0) -> None:
-            for r, i in enumerate(idx):
-                z_end[i][layer] = t[r, ends[r]].float().cpu().clone()
-
-        def fh(t: torch.Tensor, hook: Any) -> None:
-            for r, i in enumerate(idx):
-                fin[i] = t[r, ends[r]].float().cpu().clone()
-
-        hooks: list[tuple[str, Any]] = [("ln_final.hook_in", fh)]
-        for layer in layers:
-            hooks.append((f"blocks.{layer}.attn.hook_pattern", lambda t, hook, layer=layer: pat(t, hook, layer)))
-            hooks.append((f"blocks.{layer}.attn.hook_z", lambda t, hook, layer=layer: zh(t, hook, layer)))
-        return hooks
-
-    end_logits(model, prompts, batch_size, hooks=factory)
-    return _Reads(rows, _dla(model, prompts, heads, z_end, fin))
-
-
-def _dla(model: LoadedModel, prompts: PromptSet, heads: Sequence[Head], z_end: list[dict[int, torch.Tensor]],
-         fin: list[torch.Tensor | None]) -> np.ndarray:
-    """[n, heads] each head's END write projected on W_U[IO] - W_U[S] through the frozen final LayerNorm scale."""
-    ln = _final_norm(model)
-    W_U = model.hf_model.get_output_embeddings().weight.detach().float().cpu()
-    g = ln.weight.detach().float().cpu()
-    W_O = {h: model.bridge.blocks[h.layer].attn.W_O.detach().float()[h.head].cpu() for h in heads}
-    dla = np.zeros((len(prompts), len(heads)))
-    for i, p in enumerate(prompts):
-        r = fin[i]
-        if r is None:
-            raise AdvgenError(f"prompt {i}: the final LayerNorm input was not recorded")
-        scale = float(((r - r.mean()) ** 2).mean().add(ln.eps).sqrt())
-        direction = W_U[p.io_token] - W_U[p.s_token]
-        for j, h in enumerate(heads):
-            out = z_end[i][h.layer][h.head] @ W_O[h]
-            dla[i, j] = float(((out - out.mean()) * g / scale) @ direction)
-    return dla
-
-
 def slot_mass(p: Prompt, row: np.ndarray) -> dict[str, float]:
     """Attention mass per slot of one END row; every extra mention of IO/S or other name is 'other_names'."""
     pos = p.positions
@@ -239,27 +225,58 @@ class BehaviourSettings:
 def measure_behaviour(model: LoadedModel, heads: Sequence[Head], s: BehaviourSettings = BehaviourSettings(),
                       feeds: Mapping[Head, tuple[tuple[str, ...], float]] | None = None) -> dict[Head, HeadBehaviour]:
     """Behaviour records for `heads` (query END) from n clean prompts and their mention probes."""
+    return measure_records(model, heads, (), s, feeds)[0]
+
+
+def measure_records(model: LoadedModel, heads: Sequence[Head], mlps: Sequence[int], s: BehaviourSettings = BehaviourSettings(),
+                    feeds: Mapping[Head, tuple[tuple[str, ...], float]] | None = None) -> tuple[dict[Head, HeadBehaviour], dict[int, MLPBehaviour]]:
+    """Records for `heads` and the MLP nodes in layers `mlps`, from one read of n clean prompts and their mention probes.
+
+    A head's path runs through the later MLPs that are not nodes; a node's own record counts what passes through it.
+    """
     tok = model.tokenizer
     lex = build_lexicon(tok)
     specs = datasets.sample_specs(resolve_templates(s.templates), lex, s.n, s.seed)
     clean = list(datasets.build(specs, tok))
     pr = probes(specs, load_bank(lex).paper, tok, s.seed)
     allp = clean + [p for q in pr for p in (q.attack, q.control)]
-    reads = read_heads(model, PromptSet(tuple(allp), tokenizer_hash(tok)), list(heads), s.batch_size)
+    reads = read_heads(model, PromptSet(tuple(allp), tokenizer_hash(tok)), list(heads), s.batch_size, list(mlps))
+    ident = model_identity(model)
     out = {}
     for j, h in enumerate(heads):
         masses = [slot_mass(p, reads.rows[i][h]) for i, p in enumerate(clean)]
         diff = np.array([np.subtract(*name_mass(p, reads.rows[i][h])) for i, p in enumerate(allp)])
-        gain = float(np.polyfit(diff, reads.dla[:, j], 1)[0]) if np.ptp(diff) > 0 else 0.0
+        gain, direct = (float(np.polyfit(diff, y[:, j], 1)[0]) if np.ptp(diff) > 0 else 0.0 for y in (reads.path, reads.dla))
         mention = _mentions(h, j, len(clean), pr, allp, reads)
         fq, fe = (feeds or {}).get(h, ((), None))
         out[h] = HeadBehaviour(str(h), "END", {k: float(np.mean([m[k] for m in masses])) for k in SLOTS}, mention, gain,
                                "copies" if gain > 0 else "suppresses", float(reads.dla[: len(clean), j].mean()),
-                               tuple(fq), None if fe is None else float(fe), len(clean))
+                               tuple(fq), None if fe is None else float(fe), len(clean), direct, "direct+mlps", ident)
+    nodes = {}
+    for k, layer in enumerate(mlps):
+        j = len(heads) + k
+        nodes[layer] = MLPBehaviour(f"m{layer}", "END", float(reads.dla[: len(clean), j].mean()), float(reads.path[: len(clean), j].mean()),
+                                    _write_changes(j, len(clean), pr, reads), len(clean), ident)
+    return out, nodes
+
+
+def _write_changes(j: int, n_clean: int, pr: Sequence[_Probe], reads: Reads) -> dict[str, dict[str, WriteChange]]:
+    """Per mentioned name and site: mean change of write j's real-path and direct LD figures, probe minus its control."""
+    out: dict[str, dict[str, WriteChange]] = {}
+    for y in MENTIONED:
+        for site in SITES:
+            ks = [k for k, q in enumerate(pr) if q.mentioned == y and q.site == site]
+            if not ks:
+                continue
+            a = [n_clean + 2 * k for k in ks]
+            c = [n_clean + 2 * k + 1 for k in ks]
+            d, dd = reads.path[a, j] - reads.path[c, j], reads.dla[a, j] - reads.dla[c, j]
+            se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
+            out.setdefault(y, {})[site] = WriteChange(float(d.mean()), float(dd.mean()), se, len(d))
     return out
 
 
-def _mentions(h: Head, j: int, n_clean: int, pr: Sequence[_Probe], allp: Sequence[Prompt], reads: _Reads) -> dict[str, dict[str, Mention]]:
+def _mentions(h: Head, j: int, n_clean: int, pr: Sequence[_Probe], allp: Sequence[Prompt], reads: Reads) -> dict[str, dict[str, Mention]]:
     """Per mentioned name and site: mean change of the head's mass on IO and on S, probe minus its control."""
     out: dict[str, dict[str, Mention]] = {}
     for y in MENTIONED:
@@ -286,18 +303,33 @@ def query_feeds(pp_queries: np.ndarray | None, name_movers: Sequence[Head], thre
 
 
 def with_records(model: LoadedModel, heads: Sequence[CircuitHead], matrices: Mapping[str, np.ndarray],
-                 s: BehaviourSettings, feed_threshold: float) -> tuple[CircuitHead, ...]:
-    """The circuit's heads with their behaviour records filled in (discovery's last step)."""
-    if not heads:
-        return tuple(heads)
+                 s: BehaviourSettings, feed_threshold: float, mlps: Sequence[CircuitMLP] = ()) -> tuple[tuple[CircuitHead, ...], tuple[CircuitMLP, ...]]:
+    """The circuit's heads and MLP nodes with their behaviour records filled in (discovery's last step)."""
+    if not heads and not mlps:
+        return tuple(heads), tuple(mlps)
     nms = [h.head for h in heads if h.role == Role.NAME_MOVER]
     feeds = query_feeds(matrices.get("pp_queries"), nms, feed_threshold)
-    recs = measure_behaviour(model, [h.head for h in heads], s, feeds)
-    return tuple(replace(h, behaviour=recs[h.head].to_dict()) for h in heads)
+    recs, nodes = measure_records(model, [h.head for h in heads], [m.layer for m in mlps], s, feeds)
+    return (tuple(replace(h, behaviour=recs[h.head].to_dict()) for h in heads),
+            tuple(replace(m, behaviour=nodes[m.layer].to_dict()) for m in mlps))
 
 
-def attach_records(model: LoadedModel, circuit: Circuit, s: BehaviourSettings = BehaviourSettings()) -> Circuit:
-    """`circuit` with behaviour records measured on `model` for every head (e.g. a hand-written or planted circuit)."""
-    heads = with_records(model, circuit.heads, {}, s, 0.0)
-    prov = {**circuit.provenance, "behaviour_records": f"measured on {model.name} by advgen.circuits.behaviour (n={s.n}, seed={s.seed})"}
-    return replace(circuit, heads=heads, provenance=prov)
+def attach_records(model: LoadedModel, circuit: Circuit, s: BehaviourSettings = BehaviourSettings(), why: str = "") -> Circuit:
+    """`circuit` with behaviour records measured on `model` for every head and MLP node (e.g. a hand-written or planted circuit)."""
+    heads, mlps = with_records(model, circuit.heads, {}, s, 0.0, circuit.mlps)
+    prov = {**circuit.provenance, "behaviour_records": f"measured on {model.name} by advgen.circuits.behaviour "
+            f"(n={s.n} clean prompts and their mention probes, seed={s.seed})" + (f": {why}" if why else "")}
+    return replace(circuit, heads=heads, mlps=mlps, provenance=prov)
+
+
+def ensure_records(model: LoadedModel, circuit: Circuit, s: BehaviourSettings = BehaviourSettings(),
+                   force: bool = False) -> tuple[Circuit, str | None]:
+    """The circuit with records measured on `model` wherever they are missing or from another model, and why they were measured.
+
+    Records are never reused across models: one measured on other weights or another tokenizer
+    (or whose model is unknown) is measured again on this one, the reason kept in the provenance.
+    """
+    why = "asked for (--measure-behaviour)" if force else stale_records(circuit, model_identity(model))
+    if why is None:
+        return circuit, None
+    return attach_records(model, circuit, s, why), why

@@ -179,6 +179,10 @@ def check_claim(model: LoadedModel, circuit: Circuit, settings: ClaimSettings = 
     bar.close()
     header = {"model": model.name, "model_source": model.source, "runtime": model.runtime, "circuit": circuit.name, "n_heads_in_circuit": len(circuit),
               "n": len(clean_ps), "seed": s.seed, "F_M": f_m, "settings": asdict(s), "paper_setting": paper}
+    if circuit.mlps:  # format 2: said, never silently dropped
+        header["mlp_nodes"] = [m.node for m in circuit.mlps]
+        header["mlp_note"] = ("check-claim knocks out heads only: every MLP, the circuit's MLP nodes included, runs unablated in the "
+                              "circuit and in the empty-circuit runs, so these figures are the heads' claim with all MLPs kept")
     md = markdown(header, table, comp, mini, scrub, absolute)
     return ClaimResult(table, comp, mini, worst, header, md, scrub, absolute)
 
@@ -333,6 +337,8 @@ def markdown(header: dict[str, Any], table: dict[str, dict[str, Any]], comp: dic
     lines = [f"## Claim check: circuit `{header['circuit']}` ({header['n_heads_in_circuit']} heads) on `{header['model']}`",
              "", f"n = {header['n']} clean IOI prompts, seed {header['seed']}; F(M) = {header['F_M']:.3f}. "
              f"Paper's setting = `{header['paper_setting']}` + mean LD. Intervals: bootstrap 95 %.", ""]
+    if header.get("mlp_nodes"):
+        lines += [f"MLP nodes {', '.join(header['mlp_nodes'])}: {header['mlp_note']}.", ""]
     lines += _table_lines(header, table, scrub or {})
     lines += _absolute_lines(header, absolute or {})
     lines += _completeness_lines(header, comp, mini)

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from advgen.circuits import ablation, behaviour, patching, paths, scores
-from advgen.circuits.format import DEFAULT_POSITIONS, Circuit, CircuitHead
+from advgen.circuits import ablation, behaviour, mlp_nodes, patching, paths, scores
+from advgen.circuits.format import DEFAULT_POSITIONS, Circuit, CircuitHead, CircuitMLP
 from advgen.core.types import AdvgenError, Head, PromptSet, Role
 from advgen.model.loading import LoadedModel
 from advgen.model.validate import DEFAULT_BATCH
@@ -182,25 +182,20 @@ STAGES = ("caching clean, ABC and S1-twin runs", "attribution patching", "activa
 
 def discover(model: LoadedModel, settings: Settings = Settings(), name: str | None = None, progress: Callable[[str], Any] | None = None) -> Discovery:
     """Run every step of the method; returns the circuit, all score matrices and a report."""
-    s = settings
-    t0 = time.perf_counter()
-    say = progress or (lambda *_: None)
+    s, t0, say = settings, time.perf_counter(), progress or (lambda *_: None)
     clean_ps, abc_ps, s1_ps = datasets.ioi_sets(model.tokenizer, s.n, s.seed)
     say(STAGES[0])
     ta = time.perf_counter()
     clean, abc, s1 = (patching.cache_run(model, ps, s.batch_size, grad=ps is clean_ps) for ps in (clean_ps, abc_ps, s1_ps))
     corrupt, t_cache = {"abc": abc, "s1": s1}, time.perf_counter() - ta
-    f_m = float(clean.ld.mean())
-    say(f"clean mean LD F(M) = {f_m:.3f} over {len(clean_ps)} prompts")
+    say(f"clean mean LD F(M) = {(f_m := float(clean.ld.mean())):.3f} over {len(clean_ps)} prompts")
     say(STAGES[1])
-    ta = time.perf_counter()
-    attr = patching.attribution_patching(model, clean_ps, clean, corrupt)
+    ta, attr = time.perf_counter(), patching.attribution_patching(model, clean_ps, clean, corrupt)
     t_attr = time.perf_counter() - ta + t_cache
     say(STAGES[2])
     ta = time.perf_counter()
     act, n_act = patching.activation_patching(model, clean_ps, clean, corrupt, batch_size=s.batch_size * 4)
-    t_act = time.perf_counter() - ta
-    rank = {k: patching.spearman(act[k], attr[k]) for k in act}
+    t_act, rank = time.perf_counter() - ta, {k: patching.spearman(act[k], attr[k]) for k in act}
     say(f"activation patching: {n_act} prompt-forwards in {t_act:.1f}s; attribution rank corr (ALL) {rank['ALL']:.3f}")
     m: dict[str, np.ndarray] = {f"act_{k}": v for k, v in act.items()}
     m.update({f"attr_{k}": v for k, v in attr.items()})
@@ -220,15 +215,18 @@ def discover(model: LoadedModel, settings: Settings = Settings(), name: str | No
     m["backup_gain"], n_b = backup_gain(model, clean_ps, clean, abc, nms, s.batch_size)
     roles = assign_roles(m, s)
     say(STAGES[7])
-    heads = _circuit_heads(model, roles, m, s)
+    mlp_eff = mlp_nodes.mlp_path_effects(model, clean_ps, abc_ps, f_m, s.batch_size)  # 2 forwards: END states of clean and ABC
+    heads, mlps = _circuit_heads(model, roles, m, s, mlp_nodes.propose(mlp_eff, s.nm_effect))
+    mlp_report = {"rule": f"END output from the ABC twin lowers LD by >= nm_effect ({s.nm_effect}) x F(M), later MLPs recomputed",
+                  "pp_mlp_logits": [round(float(x), 6) for x in mlp_eff], "proposed": {n.node: n.note for n in mlps}}
     found, missing = _roles_found(roles)
     forwards = {
         "cache_clean_forward": len(clean_ps), "cache_abc_forward": len(abc_ps), "cache_s1_twin_forward": len(s1_ps), "cache_clean_backward": len(clean_ps),
         "activation_patching": n_act, "path_patching_queries": n_q, "path_patching_keys_values": n_kv, "backup_knockout": n_b,
-        "head_detector_sequences": det.forwards,
+        "head_detector_sequences": det.forwards, "mlp_end_states": len(clean_ps) + len(abc_ps),
     }
     settings_d = asdict(s)
-    circuit = Circuit(name=name or f"discovered-{Path(model.name).name}", model=model.name, heads=tuple(heads),
+    circuit = Circuit(name=name or f"discovered-{Path(model.name).name}", model=model.name, heads=tuple(heads), mlps=mlps,
                       n_layers=model.n_layers, n_heads=model.n_heads, provenance={
                           "method": "advgen discover (attribution + activation + path patching, head_detector scores)",
                           "settings": settings_d, "clean_mean_ld": round(f_m, 5), "roles_found": found, "roles_missing": missing})
@@ -236,6 +234,7 @@ def discover(model: LoadedModel, settings: Settings = Settings(), name: str | No
         "model": model.name, "model_source": model.source, "runtime": model.runtime, "settings": settings_d, "clean_mean_ld": f_m,
         "abc_mean_ld": float(abc.ld.mean()), "roles_found": found, "roles_missing": missing, **_direct_share(m),
         "heads": {str(h.head): {"role": h.role.value, "why": h.note} for h in heads},
+        "mlp_nodes": mlp_report,
         "attribution_vs_activation_spearman": rank, "forward_equivalents": forwards,
         "seconds": {"attribution_total": t_attr, "activation_patching": t_act, "total": time.perf_counter() - t0},
     }
@@ -248,14 +247,15 @@ def _roles_found(roles: dict[Head, tuple[Role, str]]) -> tuple[list[str], list[s
     return found, [r.value for r in Role if r.value not in found]
 
 
-def _circuit_heads(model: LoadedModel, roles: dict[Head, tuple[Role, str]], m: dict[str, np.ndarray], s: Settings) -> list[CircuitHead]:
-    """Each kept head with its role, positions, every score as evidence, and its behaviour record."""
+def _circuit_heads(model: LoadedModel, roles: dict[Head, tuple[Role, str]], m: dict[str, np.ndarray], s: Settings,
+                   mlps: tuple[CircuitMLP, ...]) -> tuple[tuple[CircuitHead, ...], tuple[CircuitMLP, ...]]:
+    """Each kept head with its role, positions, every score as evidence, and its behaviour record; the MLP nodes with theirs."""
     heads = []
     for h in sorted(roles):
         role, why = roles[h]
         ev = {k: round(float(v[h.layer, h.head]), 5) for k, v in sorted(m.items()) if np.isfinite(v[h.layer, h.head])}
         heads.append(CircuitHead(h, role, ("ALL",) if "kept at ALL" in why else DEFAULT_POSITIONS[role], ev, why))
-    return list(behaviour.with_records(model, heads, m, behaviour.BehaviourSettings(s.n, s.seed, s.batch_size), s.sinh_effect))
+    return behaviour.with_records(model, heads, m, behaviour.BehaviourSettings(s.n, s.seed, s.batch_size), s.sinh_effect, mlps)
 
 
 def _direct_share(m: dict[str, np.ndarray]) -> dict[str, Any]:

@@ -2,11 +2,15 @@
 
 A circuit file is checked on load (roles from the fixed `Role` enum, known positions) and again
 against a model (every head inside its layer/head ranges), so a typo fails with the head named.
+Format 2 adds MLP nodes (`"mlps": [{"node": "m3", "positions": ["END"]}]`): a mechanism that runs
+through an MLP can be named. A circuit without MLP nodes is still written as format 1, and
+format-1 files load unchanged.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +20,8 @@ from advgen.core.files import finite, read_json
 from advgen.core.types import AdvgenError, Head, Role
 
 FORMAT = "advgen-circuit/1"
+FORMAT_MLP = "advgen-circuit/2"
+"""Written when the circuit has MLP nodes; files of either format load."""
 POSITIONS = ("END", "S2", "S1+1", "S1", "IO", "ALL")
 """Where a head may be kept: slot positions of the prompt, or ALL positions."""
 BUILTIN_DIR = Path(__file__).parent / "data"
@@ -48,6 +54,22 @@ class CircuitHead:
 
 
 @dataclass(frozen=True)
+class CircuitMLP:
+    """An MLP node: block `layer`'s MLP output, kept at `positions`."""
+
+    layer: int
+    positions: tuple[str, ...] = ("END",)
+    scores: Mapping[str, float] = field(default_factory=dict)
+    note: str = ""
+    behaviour: Mapping[str, Any] = field(default_factory=dict)
+    """Measured record (`advgen.circuits.behaviour.MLPBehaviour.to_dict`); empty if not measured."""
+
+    @property
+    def node(self) -> str:
+        return f"m{self.layer}"
+
+
+@dataclass(frozen=True)
 class Circuit:
     name: str
     model: str
@@ -56,6 +78,8 @@ class Circuit:
     n_layers: int | None = None
     n_heads: int | None = None
     provenance: Mapping[str, Any] = field(default_factory=dict)
+    mlps: tuple[CircuitMLP, ...] = ()
+    """MLP nodes (format 2); `len(circuit)` still counts heads."""
 
     def __len__(self) -> int:
         return len(self.heads)
@@ -83,11 +107,14 @@ class Circuit:
                 h.head.check_in(n_layers, n_heads, "model")
             except AdvgenError as e:
                 raise CircuitError(f"circuit {self.name!r}: {e}") from None
+        for m in self.mlps:
+            if not 0 <= m.layer < n_layers:
+                raise CircuitError(f"circuit {self.name!r}: MLP node {m.node} is outside the model's layers 0..{n_layers - 1}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "format": FORMAT,
+            "format": FORMAT_MLP if self.mlps else FORMAT,
             "name": self.name,
             "model": self.model,
             "n_layers": self.n_layers,
@@ -98,6 +125,9 @@ class Circuit:
                  **({"behaviour": dict(h.behaviour)} if h.behaviour else {})}
                 for h in sorted(self.heads, key=lambda h: (h.head.layer, h.head.head))
             ],
+            **({"mlps": [{"node": m.node, "positions": list(m.positions), "scores": dict(m.scores), "note": m.note,
+                          **({"behaviour": dict(m.behaviour)} if m.behaviour else {})}
+                         for m in sorted(self.mlps, key=lambda m: m.layer)]} if self.mlps else {}),
         }
 
     def save(self, path: str | Path) -> Path:
@@ -109,8 +139,12 @@ class Circuit:
     def from_dict(cls, d: Mapping[str, Any], where: str = "<circuit>") -> Circuit:
         if not isinstance(d, Mapping) or not isinstance(d.get("heads"), list):
             raise CircuitError(f"{where}: expected an object with a 'heads' list")
-        if d.get("format", FORMAT) != FORMAT:
-            raise CircuitError(f"{where}: unknown format {d.get('format')!r}, expected {FORMAT!r}")
+        fmt = d.get("format", FORMAT)
+        if fmt not in (FORMAT, FORMAT_MLP):
+            raise CircuitError(f"{where}: unknown format {fmt!r}, expected {FORMAT!r} or {FORMAT_MLP!r}")
+        if "mlps" in d and fmt != FORMAT_MLP:
+            raise CircuitError(f"{where}: 'mlps' (MLP nodes) need \"format\": {FORMAT_MLP!r}")
+        mlps = _parse_mlps(d.get("mlps", []), where)
         heads: list[CircuitHead] = []
         seen: set[Head] = set()
         for i, e in enumerate(d["heads"]):
@@ -124,7 +158,7 @@ class Circuit:
         if not isinstance(prov, Mapping):
             raise CircuitError(f"{where}: 'provenance' must be an object, got {type(prov).__name__}")
         c = cls(name=str(d.get("name", "circuit")), model=str(d.get("model", "")), heads=tuple(heads),
-                n_layers=dims["n_layers"], n_heads=dims["n_heads"], provenance=dict(prov))
+                n_layers=dims["n_layers"], n_heads=dims["n_heads"], provenance=dict(prov), mlps=mlps)
         if c.n_layers and c.n_heads:
             try:
                 c.check_against(c.n_layers, c.n_heads)
@@ -173,13 +207,7 @@ def _parse_head(e: Any, at: str) -> CircuitHead:
     if not isinstance(e["role"], str) or e["role"] not in valid_roles:
         raise CircuitError(f"{at}: head {head} has unknown role {e['role']!r}; roles: {valid_roles}")
     role = Role(e["role"])
-    raw = e.get("positions") or DEFAULT_POSITIONS.get(role, ("ALL",))
-    if not isinstance(raw, (list, tuple)) or not all(isinstance(p, str) for p in raw):
-        raise CircuitError(f"{at}: head {head}: 'positions' must be a list of strings, e.g. [\"END\"]")
-    positions = tuple(raw)
-    bad = [p for p in positions if p not in POSITIONS]
-    if bad:
-        raise CircuitError(f"{at}: head {head} has unknown position(s) {bad}; positions: {list(POSITIONS)}")
+    positions = _positions(e.get("positions") or DEFAULT_POSITIONS.get(role, ("ALL",)), at, f"head {head}")
     scores = e.get("scores") or {}
     if not isinstance(scores, Mapping):
         raise CircuitError(f"{at}: head {head}: 'scores' must be an object of numbers")
@@ -189,6 +217,38 @@ def _parse_head(e: Any, at: str) -> CircuitHead:
     if not isinstance(behaviour, Mapping):
         raise CircuitError(f"{at}: head {head}: 'behaviour' must be an object (a measured behaviour record)")
     return CircuitHead(head, role, positions, vals, note if isinstance(note, str) else repr(note), dict(behaviour))
+
+
+def _positions(raw: Any, at: str, what: str) -> tuple[str, ...]:
+    if not isinstance(raw, (list, tuple)) or not all(isinstance(p, str) for p in raw):
+        raise CircuitError(f"{at}: {what}: 'positions' must be a list of strings, e.g. [\"END\"]")
+    bad = [p for p in raw if p not in POSITIONS]
+    if bad:
+        raise CircuitError(f"{at}: {what} has unknown position(s) {bad}; positions: {list(POSITIONS)}")
+    return tuple(raw)
+
+
+def _parse_mlps(raw: Any, where: str) -> tuple[CircuitMLP, ...]:
+    """The 'mlps' list of a format-2 circuit: {"node": "m3", "positions": [...], "scores": {...}, "note": "", "behaviour": {...}}."""
+    if not isinstance(raw, list):
+        raise CircuitError(f"{where}: 'mlps' must be a list of MLP nodes like {{\"node\": \"m3\"}}")
+    out: dict[int, CircuitMLP] = {}
+    for i, e in enumerate(raw):
+        at = f"{where}: mlps[{i}]"
+        node = e.get("node") if isinstance(e, Mapping) else None
+        if not isinstance(node, str) or not re.fullmatch(r"m\d+", node):
+            raise CircuitError(f"{at}: each MLP node needs 'node' like 'm3' (m + layer), got {repr(node)[:40]}")
+        layer = int(node[1:])
+        if layer in out:
+            raise CircuitError(f"{at}: MLP node {node} listed twice")
+        scores, beh = e.get("scores") or {}, e.get("behaviour") or {}
+        if not isinstance(scores, Mapping) or not isinstance(beh, Mapping):
+            raise CircuitError(f"{at}: MLP node {node}: 'scores' and 'behaviour' must be objects")
+        note = e.get("note", "")
+        out[layer] = CircuitMLP(layer, _positions(e.get("positions") or ["END"], at, f"MLP node {node}"),
+                                {str(k): _number(v, f"{at}: MLP node {node}: score {k!r}") for k, v in scores.items()},
+                                note if isinstance(note, str) else repr(note), dict(beh))
+    return tuple(out.values())
 
 
 def builtin_names() -> list[str]:

@@ -8,7 +8,7 @@ name mover by where it looks (query, key) or by what it reads (value).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import numpy as np
@@ -146,3 +146,36 @@ def path_patching_logits_via_mlps(model: LoadedModel, prompts: PromptSet, clean:
         ld = ld_from_resid(model, prompts, clean.resid_final[:, None, None, :] + d)  # [n, L, H]
     base = clean.ld.mean()
     return ((ld.mean(0) - base) / abs(base)).numpy()
+
+
+def end_write_contributions(model: LoadedModel, prompts: PromptSet, mid: torch.Tensor, mlp_out: torch.Tensor,
+                            resid_final: torch.Tensor, writes: torch.Tensor, layers: Sequence[int],
+                            fixed: Collection[int] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """Per prompt and write: LD(clean) - LD(that write removed at END), directly and along the real path.
+
+    `writes` [n, K, d] are residual-stream writes at END (a head's z @ W_O, or an MLP's output);
+    `layers[k]` is the first block whose MLP sees write k (a head's own layer; an MLP's layer + 1,
+    n_layers when no MLP follows); `mid` and `mlp_out` [n, L, d] are each block's END residual after its
+    attention and its MLP output, `resid_final` [n, d] the final LayerNorm input. The direct
+    figure removes the write from the final residual only; the path figure also recomputes every
+    MLP at or after the write's layer on END's changed residual (other heads frozen: they move
+    nothing at END), as `path_patching_logits_via_mlps` does. A write the later MLPs reverse has
+    opposite signs on the two figures. MLPs in `fixed` keep their clean output (a circuit's MLP
+    nodes, whose own records count what passes through them). Returns ([n, K] direct, [n, K] path).
+    """
+    n, K = writes.shape[:2]
+    lay = torch.tensor(list(layers), device="cpu")  # host-side indices, like the recordings they select
+    with torch.no_grad():
+        d = -writes.float().cpu()
+        for layer in range(int(lay.min()) if K else model.n_layers, model.n_layers):
+            on = torch.nonzero(lay <= layer).flatten()  # writes made at or before this block's MLP (only these are run)
+            if layer in fixed or not len(on):
+                continue
+            blk = model.bridge.blocks[layer]
+            w = next(blk.parameters())  # the block runs where its weights are; the result comes back to the host
+            new = blk.mlp(blk.ln2((mid[:, layer, None].cpu() + d[:, on]).to(w.device, w.dtype))).float().cpu()
+            d[:, on] = d[:, on] + new - mlp_out[:, layer, None].float().cpu()
+        base = ld_from_resid(model, prompts, resid_final)[:, None]
+        direct = base - ld_from_resid(model, prompts, resid_final[:, None] - writes.float())
+        path = base - ld_from_resid(model, prompts, resid_final[:, None] + d)
+    return direct.numpy(), path.numpy()

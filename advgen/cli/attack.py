@@ -25,6 +25,8 @@ def cmd_attack(args: argparse.Namespace) -> None:
                        modes=tuple(m.strip() for m in args.modes.split(",")) if args.modes else None)
     res = attack(args.model, args.circuit, cfg, args.out, args.measure_behaviour, args.resume, args.overwrite,
                  not args.no_progress, **backend_options(args), **options(args))
+    if res.records_note:
+        print(f"behaviour records measured on {args.model}: {res.records_note}")
     print(console.attack_summary(res.summary, res.out, {**res.run.evals, "budget per side": cfg.budget}))
     print(console.wrote(res.out, list(FILES)))
 
@@ -52,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="stratified random sample size: int(guided budget x this / 2) candidates (at most this share of the budget; less when controls are shared)")
     p.add_argument("--templates", default=None, help="template pack (default: ioi)")
     p.add_argument("--modes", default=None, help="comma-separated failure modes to run; 'compiled' = the modes compiled from the circuit's behaviour records "
-                   "(default: compiled when the circuit has records, else every catalogue mode the circuit implies)")
+                   "(default: compiled; records missing from the circuit, or measured on another model, are measured first)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice; same seed and inputs, same bytes")
     p.add_argument("--batch-size", type=int, default=32, help="prompts per model forward (memory vs speed; results agree across sizes to 1e-5)")
     p.add_argument("--out", type=Path, default=None, help="run directory (default: outputs/attack-MODEL-sSEED)")
@@ -60,8 +62,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--overwrite", action="store_true", help="replace an --out directory that holds another advgen run")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--measure-behaviour", action="store_true",
-                   help="measure behaviour records for the circuit's heads on this model first (for circuits without them, "
-                        "e.g. planted-ioi), so the compiled modes can run")
+                   help="measure the circuit's behaviour records on this model again even when it has valid ones (records that "
+                        "are missing or were measured on another model are always measured first, so compiled modes run)")
     p.add_argument("--list-modes", action="store_true", help="print the failure-mode catalogue (and what --circuit implies), run nothing")
     add_backend_args(p)
     add_device_args(p)

@@ -8,6 +8,7 @@ from typing import Any
 
 from advgen.attacks.search import AttackConfig, AttackRun, run_attack
 from advgen.attacks.tables import write_run
+from advgen.circuits.behaviour import BehaviourSettings, ensure_records
 from advgen.circuits.format import Circuit, resolve_circuit
 from advgen.core import records, rundir
 from advgen.jobs.common import ModelArg, backend_for, command_line, default_out, loaded, runtime_options, spec_of
@@ -27,6 +28,8 @@ class AttackResult:
     """Every evaluated row, the modes, the screening; what the files were written from."""
     circuit: Circuit
     """The circuit the attack used (with the behaviour records it measured, if any)."""
+    records_note: str = ""
+    """Why behaviour records were measured on this model (empty: the circuit's own were used)."""
 
 
 def _settings(cfg: AttackConfig, run: AttackRun) -> dict[str, Any]:
@@ -53,14 +56,13 @@ def attack(model: ModelArg, circuit: str | Path | Circuit, config: AttackConfig,
         measure_behaviour=measure_behaviour, **runtime_options(device, dtype))
     m = loaded(model, device, dtype)
     c = circuit if isinstance(circuit, Circuit) else resolve_circuit(circuit, m.n_layers, m.n_heads)
-    if measure_behaviour:
-        from advgen.circuits.behaviour import attach_records
-
-        c = attach_records(m, c)  # the run's circuit.json keeps the records it used
+    # records missing, or from another model, are measured here on min(100, n_clean) prompts (discover's 100;
+    # fewer for a small run); circuit.json keeps the records the attack used
+    c, why = ensure_records(m, c, BehaviourSettings(n=min(100, config.n_clean)), force=measure_behaviour)
     with rundir.writing(out, "attack", ident, overwrite, inputs, keep=("journal",)):
         with backend_for(backend, spec_of(model), m, workers, ray_address, device, dtype) as be:
             run = run_attack(m, c, config, out, resume=resume, progress=progress, backend=be)
         man = records.manifest(m, tokenizer_hash(m.tokenizer), config.seed, _settings(config, run), cmd)
         man["circuit"] = {"name": c.name, "spec": spec, "n_heads": len(c)}
         written = write_run(out, run, config, c, man)
-    return AttackResult(out, written["summary"], run, c)
+    return AttackResult(out, written["summary"], run, c, why or "")

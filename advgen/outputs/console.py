@@ -69,6 +69,11 @@ def attack_summary(summary: Mapping[str, Any], run_dir: Path, evaluations: Mappi
         if max(map(len, table)) > WIDTH:  # the terms below define the verdicts; drop their reasons to fit
             table = _table([r[:-1] + [re.sub(r"\s*\(.*\)$", "", r[-1])] for r in rows])
         lines += table
+    acc = summary.get("prediction_accuracy")
+    if isinstance(acc, Mapping) and acc.get("compiled_cells"):
+        lines.append(wrap(f"Compiled predictions: of {acc['compiled_cells']} compiled cells, {acc['confirmed']} confirmed, "
+                          f"{acc['falsified']} falsified, {acc['inconclusive']} inconclusive (each cell's predicted sign of "
+                          "LD(attack) - LD(control), tested on the random sample)."))
     y = verdict.run_yield(summary, verdict.read_json(run_dir / "baseline.json"))
     if y is not None:
         lines += yield_lines(y)
