@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from advgen.circuits import ablation, behaviour, patching, paths, scores
+from advgen.circuits import ablation, behaviour, curves, patching, paths, scores
 from advgen.circuits.format import DEFAULT_POSITIONS, Circuit, CircuitHead
 from advgen.core.types import AdvgenError, Head, PromptSet, Role
 from advgen.model.loading import LoadedModel
@@ -63,10 +63,14 @@ class Settings:
     max_name_movers: int = 3
     detector_seqs: int = 8
     detector_len: int = 20
+    curve_ablation: str = ablation.PAPER_ABLATION
+    """ablation of the heads outside each top-k circuit in the faithfulness curves (`advgen.circuits.curves`)."""
 
     def __post_init__(self) -> None:
         if self.nm_path not in NM_PATHS:  # checked here, before any model run
             raise AdvgenError(f"discover settings: nm_path {self.nm_path!r}, expected one of {', '.join(NM_PATHS)}")
+        if self.curve_ablation not in ablation.ABLATIONS:
+            raise AdvgenError(f"discover settings: curve_ablation {self.curve_ablation!r}, expected one of {', '.join(ablation.ABLATIONS)}")
 
 
 @dataclass(frozen=True)
@@ -222,11 +226,11 @@ def discover(model: LoadedModel, settings: Settings = Settings(), name: str | No
     say(STAGES[7])
     heads = _circuit_heads(model, roles, m, s)
     found, missing = _roles_found(roles)
+    fc = curves.discovery_curves(model, clean_ps, clean, abc, m, s.curve_ablation, s.seed, s.batch_size * 4)
     forwards = {
         "cache_clean_forward": len(clean_ps), "cache_abc_forward": len(abc_ps), "cache_s1_twin_forward": len(s1_ps), "cache_clean_backward": len(clean_ps),
         "activation_patching": n_act, "path_patching_queries": n_q, "path_patching_keys_values": n_kv, "backup_knockout": n_b,
-        "head_detector_sequences": det.forwards,
-    }
+        "head_detector_sequences": det.forwards, "faithfulness_curves": fc["forwards"]}
     settings_d = asdict(s)
     circuit = Circuit(name=name or f"discovered-{Path(model.name).name}", model=model.name, heads=tuple(heads),
                       n_layers=model.n_layers, n_heads=model.n_heads, provenance={
@@ -236,7 +240,7 @@ def discover(model: LoadedModel, settings: Settings = Settings(), name: str | No
         "model": model.name, "model_source": model.source, "settings": settings_d, "clean_mean_ld": f_m,
         "abc_mean_ld": float(abc.ld.mean()), "roles_found": found, "roles_missing": missing, **_direct_share(m),
         "heads": {str(h.head): {"role": h.role.value, "why": h.note} for h in heads},
-        "attribution_vs_activation_spearman": rank, "forward_equivalents": forwards,
+        "attribution_vs_activation_spearman": rank, "forward_equivalents": forwards, "faithfulness_curves": fc,
         "seconds": {"attribution_total": t_attr, "activation_patching": t_act, "total": time.perf_counter() - t0},
     }
     return Discovery(circuit, m, report)
