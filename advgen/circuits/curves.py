@@ -19,7 +19,7 @@ empty circuit, so a curve equal to 1 from size 0 to 1 has CPR 1 and CMD 0.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -78,10 +78,10 @@ def ranking(scores: np.ndarray, signed: bool) -> list[Head]:
     return sorted((Head(layer, head) for layer in range(L) for head in range(H)), key=lambda h: (-imp[h.layer, h.head], h))
 
 
-def circuit_first(order: Sequence[Head], circuit: Circuit) -> list[Head]:
-    """A ranking with a claimed circuit's heads on top (in `order`'s order), then the rest: the curve
-    of a known answer (e.g. the planted model's ground truth) beside discovery's own ranking."""
-    heads = circuit.head_set()
+def circuit_first(order: Sequence[Head], circuit: Circuit | Iterable[Head]) -> list[Head]:
+    """A ranking with a circuit's heads on top (in `order`'s order), then the rest: the curve of a
+    claimed circuit (discovery's own, or a known answer such as `planted-ioi`) beside the plain ranking."""
+    heads = circuit.head_set() if isinstance(circuit, Circuit) else frozenset(circuit)
     return [h for h in order if h in heads] + [h for h in order if h not in heads]
 
 
@@ -109,14 +109,22 @@ def curve(model: LoadedModel, prompts: PromptSet, clean: patching.RunCache, valu
 
 
 def discovery_curves(model: LoadedModel, prompts: PromptSet, clean: patching.RunCache, abc: patching.RunCache,
-                     matrices: Mapping[str, np.ndarray], ablation_name: str, seed: int, batch_size: int) -> dict[str, Any]:
+                     matrices: Mapping[str, np.ndarray], ablation_name: str, seed: int, batch_size: int,
+                     circuit: Iterable[Head] = ()) -> dict[str, Any]:
     """The `faithfulness_curves` block of discovery.json: signed ranking (read CPR) and absolute
-    ranking (read CMD) of `RANK_SCORE`, under one ablation, at MIB's sizes."""
+    ranking (read CMD) of `RANK_SCORE`, under one ablation, at MIB's sizes; and the signed ranking
+    with `circuit`'s heads moved to the top ("circuit_first": the found circuit as a point on the curve)."""
     values = ablation.ablation_values(ablation_name, prompts, clean, abc, seed)
     out: dict[str, Any] = {"ablation": ablation_name, "rank_score": RANK_SCORE, "nodes": "attention heads (MLPs always kept)",
                            "n_nodes": model.n_layers * model.n_heads, "n_prompts": len(prompts), "mib_sizes": list(MIB_SIZES)}
-    for name, signed in (("signed", True), ("absolute", False)):
-        out[name] = curve(model, prompts, clean, values, ranking(matrices[RANK_SCORE], signed), MIB_SIZES, batch_size)
+    signed = ranking(matrices[RANK_SCORE], True)
+    orders = {"signed": signed, "absolute": ranking(matrices[RANK_SCORE], False), "circuit_first": circuit_first(signed, circuit)}
+    heads = sorted(set(circuit))
+    total = model.n_layers * model.n_heads
+    for name, order in orders.items():
+        sizes = sorted({*MIB_SIZES, len(heads) / total}) if name == "circuit_first" else MIB_SIZES
+        out[name] = curve(model, prompts, clean, values, order, sizes, batch_size)
+    out["circuit_first"]["circuit_heads"] = [str(h) for h in heads]
     out["cpr"], out["cmd"] = out["signed"]["cpr"], out["absolute"]["cmd"]
-    out["forwards"] = out["signed"]["forwards"] + out["absolute"]["forwards"]
+    out["forwards"] = sum(out[k]["forwards"] for k in orders)
     return out

@@ -226,7 +226,7 @@ def discover(model: LoadedModel, settings: Settings = Settings(), name: str | No
     say(STAGES[7])
     heads = _circuit_heads(model, roles, m, s)
     found, missing = _roles_found(roles)
-    fc = curves.discovery_curves(model, clean_ps, clean, abc, m, s.curve_ablation, s.seed, s.batch_size * 4)
+    fc = curves.discovery_curves(model, clean_ps, clean, abc, m, s.curve_ablation, s.seed, s.batch_size * 4, [h.head for h in heads])
     forwards = {
         "cache_clean_forward": len(clean_ps), "cache_abc_forward": len(abc_ps), "cache_s1_twin_forward": len(s1_ps), "cache_clean_backward": len(clean_ps),
         "activation_patching": n_act, "path_patching_queries": n_q, "path_patching_keys_values": n_kv, "backup_knockout": n_b,
