@@ -63,3 +63,16 @@ def test_curve_on_the_reference_model_ends_at_0_and_1_and_matches_run_kept(refer
     assert out["cpr"] == pytest.approx(curves.cpr(xs, [p["faithfulness"] for p in out["points"]]))
     with pytest.raises(AdvgenError, match="each of the model's"):
         curves.curve(m, clean_ps, clean, values, order[:-1])
+
+
+def test_report_shows_the_curve_table(tmp_path) -> None:
+    from advgen.core.files import dumps
+    from advgen.outputs.report import build_report
+
+    pts = [{"size": s, "n_heads": curves.n_kept(s, 16), "faithfulness": 0.5} for s in curves.MIB_SIZES]
+    block = {k: {"sizes": pts, "cpr": 0.123, "cmd": 0.456} for k in ("signed", "absolute")}
+    fc = {"ablation": "abc_mean", "rank_score": "act_ALL", "n_nodes": 16, **block}
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "discovery.json").write_text(dumps({"model": "m", "faithfulness_curves": fc}), encoding="utf-8")
+    html = build_report(tmp_path / "run", tmp_path / "r.html", attention=False).read_text(encoding="utf-8")
+    assert "CPR (area under)</td><td>0.123" in html and "0.456" in html and "0.05 (1 heads)" in html
