@@ -76,3 +76,10 @@ def test_report_shows_the_curve_table(tmp_path) -> None:
     (tmp_path / "run" / "discovery.json").write_text(dumps({"model": "m", "faithfulness_curves": fc}), encoding="utf-8")
     html = build_report(tmp_path / "run", tmp_path / "r.html", attention=False).read_text(encoding="utf-8")
     assert "CPR (area under)</td><td>0.123" in html and "0.456" in html and "0.05 (1 heads)" in html
+
+
+def test_discover_settings_refuse_an_unknown_curve_ablation() -> None:
+    from advgen.circuits.discovery import Settings
+
+    with pytest.raises(AdvgenError, match="curve_ablation 'mean'"):
+        Settings(curve_ablation="mean")

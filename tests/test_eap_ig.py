@@ -53,3 +53,11 @@ def test_bad_sources_are_named(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(AdvgenError, match="holds no circuit"):
         export(tmp_path / "empty", "eap-ig", tmp_path / "exp")
+
+
+def test_the_export_job_the_cli_calls_takes_eap_ig(tmp_path: Path) -> None:
+    from advgen.jobs.reports import export as export_job
+
+    out = export_job("planted-ioi", "eap-ig", tmp_path / "exp", only_attributable=False)
+    g = json.loads((out / "graph.json").read_text(encoding="utf-8"))
+    assert [n for n, kept in g["nodes"].items() if kept and n.startswith("a")] == ["a0.h0", "a0.h1", "a1.h2", "a2.h1", "a3.h0"]
