@@ -34,7 +34,11 @@ from advgen.outputs.rundata import (
     table_row,
 )
 
-FORMATS = ("jsonl", "csv", "parquet", "hf", "auto-circuit", "lm-eval", "eap-ig")
+FORMATS = ("jsonl", "csv", "parquet", "hf", "auto-circuit", "lm-eval")
+"""Formats of a run's rows."""
+CIRCUIT_FORMATS = ("eap-ig",)
+"""Formats of a run's circuit (`advgen.outputs.eap_ig`)."""
+ALL_FORMATS = FORMATS + CIRCUIT_FORMATS
 
 # ---- atomic directory output -------------------------------------------------------------------
 
@@ -203,8 +207,8 @@ def export(run_dir: str | Path, fmt: str, out: str | Path, overwrite: bool = Fal
     `only_attributable` leaves out the breaks whose matched control broke too (with their control rows).
     """
 
-    if fmt not in FORMATS:
-        raise AdvgenError(f"unknown export format {fmt!r}; formats: {', '.join(FORMATS)}")
+    if fmt not in ALL_FORMATS:
+        raise AdvgenError(f"unknown export format {fmt!r}; formats: {', '.join(ALL_FORMATS)}")
     if fmt == "eap-ig":
         return export_eap_ig(run_dir, out, overwrite)
     data = load_run(run_dir)
