@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from advgen.circuits import ablation, behaviour, mlp_nodes, patching, paths, scores
+from advgen.circuits import ablation, behaviour, curves, mlp_nodes, patching, paths, scores
 from advgen.circuits.format import DEFAULT_POSITIONS, Circuit, CircuitHead, CircuitMLP
 from advgen.core.types import AdvgenError, Head, PromptSet, Role
 from advgen.model.loading import LoadedModel
@@ -63,10 +63,14 @@ class Settings:
     max_name_movers: int = 3
     detector_seqs: int = 8
     detector_len: int = 20
+    curve_ablation: str = ablation.PAPER_ABLATION
+    """ablation of the heads outside each top-k circuit in the faithfulness curves (`advgen.circuits.curves`)."""
 
     def __post_init__(self) -> None:
         if self.nm_path not in NM_PATHS:  # checked here, before any model run
             raise AdvgenError(f"discover settings: nm_path {self.nm_path!r}, expected one of {', '.join(NM_PATHS)}")
+        if self.curve_ablation not in ablation.ABLATIONS:
+            raise AdvgenError(f"discover settings: curve_ablation {self.curve_ablation!r}, expected one of {', '.join(ablation.ABLATIONS)}")
 
 
 @dataclass(frozen=True)
@@ -220,11 +224,11 @@ def discover(model: LoadedModel, settings: Settings = Settings(), name: str | No
     mlp_report = {"rule": f"END output from the ABC twin lowers LD by >= nm_effect ({s.nm_effect}) x F(M), later MLPs recomputed",
                   "pp_mlp_logits": [round(float(x), 6) for x in mlp_eff], "proposed": {n.node: n.note for n in mlps}}
     found, missing = _roles_found(roles)
+    fc = curves.discovery_curves(model, clean_ps, clean, abc, m, s.curve_ablation, s.seed, s.batch_size * 4, [h.head for h in heads])
     forwards = {
         "cache_clean_forward": len(clean_ps), "cache_abc_forward": len(abc_ps), "cache_s1_twin_forward": len(s1_ps), "cache_clean_backward": len(clean_ps),
         "activation_patching": n_act, "path_patching_queries": n_q, "path_patching_keys_values": n_kv, "backup_knockout": n_b,
-        "head_detector_sequences": det.forwards, "mlp_end_states": len(clean_ps) + len(abc_ps),
-    }
+        "head_detector_sequences": det.forwards, "mlp_end_states": len(clean_ps) + len(abc_ps), "faithfulness_curves": fc["forwards"]}
     settings_d = asdict(s)
     circuit = Circuit(name=name or f"discovered-{Path(model.name).name}", model=model.name, heads=tuple(heads), mlps=mlps,
                       n_layers=model.n_layers, n_heads=model.n_heads, provenance={
@@ -234,8 +238,7 @@ def discover(model: LoadedModel, settings: Settings = Settings(), name: str | No
         "model": model.name, "model_source": model.source, "runtime": model.runtime, "settings": settings_d, "clean_mean_ld": f_m,
         "abc_mean_ld": float(abc.ld.mean()), "roles_found": found, "roles_missing": missing, **_direct_share(m),
         "heads": {str(h.head): {"role": h.role.value, "why": h.note} for h in heads},
-        "mlp_nodes": mlp_report,
-        "attribution_vs_activation_spearman": rank, "forward_equivalents": forwards,
+        "mlp_nodes": mlp_report, "attribution_vs_activation_spearman": rank, "forward_equivalents": forwards, "faithfulness_curves": fc,
         "seconds": {"attribution_total": t_attr, "activation_patching": t_act, "total": time.perf_counter() - t0},
     }
     return Discovery(circuit, m, report)

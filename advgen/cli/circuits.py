@@ -48,7 +48,7 @@ def cmd_discover(args: argparse.Namespace) -> None:
     from advgen.circuits.discovery import STAGES, Settings
     from advgen.jobs.circuits import discover
 
-    settings = Settings(n=args.n, seed=args.seed, batch_size=args.batch_size, nm_path=args.nm_path)
+    settings = Settings(n=args.n, seed=args.seed, batch_size=args.batch_size, nm_path=args.nm_path, curve_ablation=args.curve_ablation)
     bar = StageBar(STAGES, enabled=not args.no_progress)
     try:
         res = discover(args.model, args.out, settings, args.name, args.overwrite, bar, **options(args))
@@ -62,6 +62,8 @@ def cmd_discover(args: argparse.Namespace) -> None:
     print(f"roles missing: {', '.join(r['roles_missing']) or 'none'}")
     print(f"heads' direct share of LD: {r['heads_direct_share_of_ld']:.2f} (rest via MLPs/embeddings)")
     print("attribution vs activation patching, Spearman: " + ", ".join(f"{k} {v:.3f}" for k, v in r["attribution_vs_activation_spearman"].items()))
+    fc = r["faithfulness_curves"]
+    print(f"faithfulness curve ({fc['ablation']}, MIB sizes over {fc['n_nodes']} heads): CPR {fc['cpr']:.3f} (signed ranking), CMD {fc['cmd']:.3f} (absolute ranking)")
     print("wrote " + ", ".join(str(p) for p in res.files))
 
 
@@ -90,6 +92,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--name", default=None, help="circuit name (default: discovered-<model>)")
     p.add_argument("--nm-path", choices=("mlp", "direct"), default="mlp",  # = discovery.NM_PATHS (not imported: torch)
                    help="head -> logits path of the name-mover rule: later MLPs recomputed (the IOI paper's) or direct only")
+    p.add_argument("--curve-ablation", choices=("abc_mean", "ioi_mean", "resample_abc", "zero"), default="abc_mean",  # = ablation.ABLATIONS
+                   help="knockout of the heads outside each top-k circuit in the faithfulness curve (CPR, CMD)")
     add_device_args(p)
     p.set_defaults(func=cmd_discover)
     p = sub.add_parser("check-claim", help="faithfulness / completeness / minimality of a circuit under several metrics and ablations")

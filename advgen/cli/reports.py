@@ -34,7 +34,7 @@ def cmd_unlock(args: argparse.Namespace) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add this group's subcommands to the advgen parser."""
-    from advgen.outputs.exporters import FORMATS
+    from advgen.outputs.exporters import ALL_FORMATS as FORMATS
 
     p = sub.add_parser("report", help="one self-contained HTML report of a run directory")
     p.add_argument("run_dir", type=Path, help="a directory written by advgen run / attack / discover / check-claim")

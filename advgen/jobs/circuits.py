@@ -58,7 +58,8 @@ def discover(model: ModelArg, out: str | Path, settings: Settings | None = None,
     ident = rundir.identity_of("discover", {"model": spec_of(model), "name": name, **asdict(s)})
     rundir.check_out(out, "discover", ident, overwrite)
     cmd = command if command is not None else command_line(
-        "discover", model=spec_of(model), n=s.n, seed=s.seed, batch_size=s.batch_size, nm_path=s.nm_path, name=name, **runtime_options(device, dtype))
+        "discover", model=spec_of(model), n=s.n, seed=s.seed, batch_size=s.batch_size, nm_path=s.nm_path, name=name,
+        curve_ablation=None if s.curve_ablation == "abc_mean" else s.curve_ablation, **runtime_options(device, dtype))
     m = loaded(model, device, dtype)
     found = find_circuit(m, s, name=name, progress=progress)
     with rundir.writing(out, "discover", ident, overwrite) as d:

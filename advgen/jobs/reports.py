@@ -14,6 +14,6 @@ def report(run_dir: str | Path, out: str | Path, model: str | None = None, circu
     return build_report(run_dir, out, model=model, circuit=circuit, attention=attention, device=device, dtype=dtype)
 
 
-def export(run_dir: str | Path, fmt: str, out: str | Path, overwrite: bool = False) -> Path:
-    """The run's rows in `fmt` (jsonl, csv, parquet, hf, auto-circuit, lm-eval) with a dataset card."""
-    return export_rows(run_dir, fmt, out, overwrite=overwrite)
+def export(run_dir: str | Path, fmt: str, out: str | Path, overwrite: bool = False, only_attributable: bool = False) -> Path:
+    """The run's rows in `fmt` (jsonl, csv, parquet, hf, auto-circuit, lm-eval) with a dataset card; `eap-ig`: the run's circuit."""
+    return export_rows(run_dir, fmt, out, overwrite=overwrite, only_attributable=only_attributable)

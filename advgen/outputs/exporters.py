@@ -23,7 +23,7 @@ from advgen.core import locks
 from advgen.core.files import csv_rows_text, dumps, follow_umask, read_json
 from advgen.core.rundir import MARKER, file_hashes, write_marker
 from advgen.core.types import AdvgenError
-from advgen.outputs import cards, integrations
+from advgen.outputs import cards, eap_ig, integrations
 from advgen.outputs.rundata import (
     MARKER_KEY,
     RunData,
@@ -35,6 +35,10 @@ from advgen.outputs.rundata import (
 )
 
 FORMATS = ("jsonl", "csv", "parquet", "hf", "auto-circuit", "lm-eval")
+"""Formats of a run's rows."""
+CIRCUIT_FORMATS = ("eap-ig",)
+"""Formats of a run's circuit (`advgen.outputs.eap_ig`)."""
+ALL_FORMATS = FORMATS + CIRCUIT_FORMATS
 
 # ---- atomic directory output -------------------------------------------------------------------
 
@@ -203,8 +207,10 @@ def export(run_dir: str | Path, fmt: str, out: str | Path, overwrite: bool = Fal
     `only_attributable` leaves out the breaks whose matched control broke too (with their control rows).
     """
 
-    if fmt not in FORMATS:
-        raise AdvgenError(f"unknown export format {fmt!r}; formats: {', '.join(FORMATS)}")
+    if fmt not in ALL_FORMATS:
+        raise AdvgenError(f"unknown export format {fmt!r}; formats: {', '.join(ALL_FORMATS)}")
+    if fmt == "eap-ig":
+        return export_eap_ig(run_dir, out, overwrite)
     data = load_run(run_dir)
     left_out = None
     if only_attributable:
@@ -221,4 +227,21 @@ def export(run_dir: str | Path, fmt: str, out: str | Path, overwrite: bool = Fal
     with atomic_dir(out, overwrite) as tmp:
         files = writers[fmt](data, tmp)
         _write(tmp / "README.md", cards.dataset_card(data, fmt, files, left_out))
+    return Path(out)
+
+
+def export_eap_ig(source: str | Path, out: str | Path, overwrite: bool = False) -> Path:
+    """OUT/graph.json: the circuit of a discover / attack / check-claim run (or a circuit file or
+    built-in name) as EAP-IG graph JSON (`advgen.outputs.eap_ig`), with a short README.md."""
+    circuit, matrices = eap_ig.circuit_source(source)
+    graph = eap_ig.eap_ig_graph(circuit, matrices)
+    check_export_out(Path(source), Path(out), overwrite)
+    meta = graph["advgen"]
+    card = (f"# {circuit.name} as an EAP-IG graph\n\nFrom `{source}`, by `advgen export --format eap-ig`. graph.json holds "
+            f"{sum(graph['nodes'].values())} of {len(graph['nodes'])} nodes and {sum(e['in_graph'] for e in graph['edges'].values())} "
+            f"of {len(graph['edges'])} edges in the graph; scores are {meta['level']}-level "
+            f"({len(meta['edge_scored'])} edges scored by path patching). {meta['note']}.\n")
+    with atomic_dir(out, overwrite) as tmp:
+        _write(tmp / "graph.json", dumps(graph) + "\n")
+        _write(tmp / "README.md", card)
     return Path(out)

@@ -276,13 +276,27 @@ def section_discovery(run_dir: Path, exclude: Path) -> str:
     order = list(titles)
     pngs = sorted((p for p in run_dir.glob("*.png") if not (same_dir and p.name.startswith(exclude.stem))),
                   key=lambda p: (order.index(p.name) if p.name in order else len(order), p.name))
-    parts = []
+    parts, curves = [], ""
     if (run_dir / "discovery.json").exists():
-        parts.append("<p class='note'>Scores: discovery.json in the run directory.</p>")
+        curves = _curves_html(_read_json(run_dir / "discovery.json").get("faithfulness_curves"))
+        parts += ["<p class='note'>Scores: discovery.json in the run directory.</p>", curves]
     for p in pngs:
         cap = f"{p.name}: {titles[p.name]}" if p.name in titles else p.name
         parts.append(img(base64.b64encode(p.read_bytes()).decode("ascii"), p.name, cap))
-    return "".join(parts) if pngs else ""
+    return "".join(parts) if pngs or curves else ""
+
+
+def _curves_html(fc: Any) -> str:
+    """Faithfulness at MIB's sizes per ranking, with CPR and CMD (advgen.circuits.curves); '' before the curves existed."""
+    if not isinstance(fc, dict) or "signed" not in fc:
+        return ""
+    names = [k for k in ("signed", "absolute", "circuit_first") if k in fc]
+    rows = [[f"{p['size']:g} ({p['n_heads']} heads)", *(fmt(next(q["faithfulness"] for q in fc[k]["sizes"] if q["size"] == p["size"])) for k in names)]
+            for p in fc["signed"]["sizes"]]
+    rows += [["CPR (area under)", *(fmt(fc[k]["cpr"]) for k in names)], ["CMD (area between it and 1)", *(fmt(fc[k]["cmd"]) for k in names)]]
+    return (f"<p class='note'>Faithfulness (mean LD, (m(C) - m(empty)) / (m(M) - m(empty))) of the top-k heads by {esc(fc['rank_score'])}, "
+            f"{esc(fc['ablation'])} ablation of the rest, at MIB's sizes over {fc['n_nodes']} heads (MLPs kept). MIB reads CPR off the "
+            "signed ranking and CMD off the absolute one.</p>" + table(["size", *names], rows))
 
 
 def section_claims(run_dir: Path) -> str:
