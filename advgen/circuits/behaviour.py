@@ -12,7 +12,7 @@ discovery ran it). Records go into the circuit JSON beside the role scores.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -263,34 +263,31 @@ def measure_records(model: LoadedModel, heads: Sequence[Head], mlps: Sequence[in
 def _write_changes(j: int, n_clean: int, pr: Sequence[_Probe], reads: Reads) -> dict[str, dict[str, WriteChange]]:
     """Per mentioned name and site: mean change of write j's real-path and direct LD figures, probe minus its control."""
     out: dict[str, dict[str, WriteChange]] = {}
+    for y, site, a, c in _probe_pairs(pr, n_clean):
+        d, dd = reads.path[a, j] - reads.path[c, j], reads.dla[a, j] - reads.dla[c, j]
+        se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
+        out.setdefault(y, {})[site] = WriteChange(float(d.mean()), float(dd.mean()), se, len(d))
+    return out
+
+
+def _probe_pairs(pr: Sequence[_Probe], n_clean: int) -> Iterator[tuple[str, str, list[int], list[int]]]:
+    """(mentioned name, site, probe rows, their control rows) for every probe kind present; rows follow the clean prompts."""
     for y in MENTIONED:
         for site in SITES:
             ks = [k for k, q in enumerate(pr) if q.mentioned == y and q.site == site]
-            if not ks:
-                continue
-            a = [n_clean + 2 * k for k in ks]
-            c = [n_clean + 2 * k + 1 for k in ks]
-            d, dd = reads.path[a, j] - reads.path[c, j], reads.dla[a, j] - reads.dla[c, j]
-            se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
-            out.setdefault(y, {})[site] = WriteChange(float(d.mean()), float(dd.mean()), se, len(d))
-    return out
+            if ks:
+                yield y, site, [n_clean + 2 * k for k in ks], [n_clean + 2 * k + 1 for k in ks]
 
 
 def _mentions(h: Head, j: int, n_clean: int, pr: Sequence[_Probe], allp: Sequence[Prompt], reads: Reads) -> dict[str, dict[str, Mention]]:
     """Per mentioned name and site: mean change of the head's mass on IO and on S, probe minus its control."""
     out: dict[str, dict[str, Mention]] = {}
-    for y in MENTIONED:
-        for site in SITES:
-            ks = [k for k, q in enumerate(pr) if q.mentioned == y and q.site == site]
-            if not ks:
-                continue
-            a = [n_clean + 2 * k for k in ks]
-            c = [n_clean + 2 * k + 1 for k in ks]
-            d = np.array([name_mass(allp[i], reads.rows[i][h]) for i in a]) - np.array([name_mass(allp[i], reads.rows[i][h]) for i in c])
-            dd = d[:, 0] - d[:, 1]
-            se = float(dd.std(ddof=1) / np.sqrt(len(dd))) if len(dd) > 1 else 0.0
-            out.setdefault(y, {})[site] = Mention(float(d[:, 0].mean()), float(d[:, 1].mean()),
-                                                  float((reads.dla[a, j] - reads.dla[c, j]).mean()), se, len(dd))
+    for y, site, a, c in _probe_pairs(pr, n_clean):
+        d = np.array([name_mass(allp[i], reads.rows[i][h]) for i in a]) - np.array([name_mass(allp[i], reads.rows[i][h]) for i in c])
+        dd = d[:, 0] - d[:, 1]
+        se = float(dd.std(ddof=1) / np.sqrt(len(dd))) if len(dd) > 1 else 0.0
+        out.setdefault(y, {})[site] = Mention(float(d[:, 0].mean()), float(d[:, 1].mean()),
+                                              float((reads.dla[a, j] - reads.dla[c, j]).mean()), se, len(dd))
     return out
 
 
