@@ -266,7 +266,9 @@ def test_report_renders_in_chromium(attack_report):
     assert all(ok and w > 100 and h > 50 for ok, w, h in check["imgs"]), check["imgs"]
     top, height, screen, text = check["verdict"]
     assert top < 200 and top + height <= screen, "the verdict panel is on the first screen"
-    assert "falsified (opposite sign)" in text and "confirmed" in text and "Yield" in text and "3.00x" in text
+    assert "falsified (opposite sign)" in text and "confirmed" in text
+    assert text.index("Attributable yield") < text.index("Raw yield"), "the attributable yield is the headline, raw beside it"
+    assert "ratio 2.00x" in text and "ratio 3.00x" in text
     # circuitsvis rendered offline (no host resolves): each view has its head selector and the heads' names
     assert [c[0] for c in check["cv"]] == ["advgen-cv-0", "advgen-cv-1"]
     for _, n_nodes, text in check["cv"]:
