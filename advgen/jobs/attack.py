@@ -9,9 +9,20 @@ from typing import Any
 from advgen.attacks.search import AttackConfig, AttackRun, run_attack
 from advgen.attacks.tables import write_run
 from advgen.circuits.behaviour import BehaviourSettings, ensure_records
-from advgen.circuits.format import Circuit, resolve_circuit
+from advgen.circuits.format import Circuit
 from advgen.core import records, rundir
-from advgen.jobs.common import ModelArg, backend_for, command_line, default_out, loaded, runtime_options, spec_of
+from advgen.jobs.common import (
+    CircuitArg,
+    ModelArg,
+    backend_for,
+    circuit_arg,
+    circuit_for,
+    command_line,
+    default_out,
+    loaded,
+    runtime_options,
+    spec_of,
+)
 from advgen.prompts.templates import tokenizer_hash
 
 FILES = ("results.jsonl", "results.csv", "summary.json", "modes.json", "adversarial.jsonl", "near_misses.jsonl",
@@ -37,25 +48,22 @@ def _settings(cfg: AttackConfig, run: AttackRun) -> dict[str, Any]:
             "templates": str(cfg.templates or "ioi"), "modes": list(cfg.modes) if cfg.modes else None, "evaluations": run.evals}
 
 
-def attack(model: ModelArg, circuit: str | Path | Circuit, config: AttackConfig, out: str | Path | None = None,
+def attack(model: ModelArg, circuit: CircuitArg, config: AttackConfig, out: str | Path | None = None,
            measure_behaviour: bool = False, resume: bool = False, overwrite: bool = False, progress: bool = False,
            backend: str = "local", workers: int = 2, ray_address: str | None = None, device: str = "auto", dtype: str = "float32", command: str | None = None) -> AttackResult:
     """Attack `model` with the failure modes `circuit` predicts; write the whole run directory (FILES)."""
     out = Path(out) if out is not None else default_out("attack", model, config.seed)
     config.check()  # arguments, the circuit and --out are checked before the model loads
-    spec = circuit.name if isinstance(circuit, Circuit) else str(circuit)
-    if not isinstance(circuit, Circuit):
-        resolve_circuit(circuit)
+    spec, inputs = circuit_arg(circuit)
     ident = rundir.identity_of("attack", {"model": spec_of(model), "circuit": spec, "measure_behaviour": measure_behaviour,
                                           **vars(config)})
-    inputs = [Path(spec)] if not isinstance(circuit, Circuit) and Path(spec).exists() else []
     rundir.check_out(out, "attack", ident, overwrite, inputs)
     cmd = command if command is not None else command_line(
         "attack", model=spec_of(model), circuit=spec, budget=config.budget, n_clean=config.n_clean, seed=config.seed,
         batch_size=config.batch_size, sample_frac=config.sample_frac, templates=config.templates, modes=config.modes,
         measure_behaviour=measure_behaviour, **runtime_options(device, dtype))
     m = loaded(model, device, dtype)
-    c = circuit if isinstance(circuit, Circuit) else resolve_circuit(circuit, m.n_layers, m.n_heads)
+    c = circuit_for(circuit, m)
     # records missing, or from another model, are measured here on min(100, n_clean) prompts (discover's 100;
     # fewer for a small run); circuit.json keeps the records the attack used
     c, why = ensure_records(m, c, BehaviourSettings(n=min(100, config.n_clean)), force=measure_behaviour)

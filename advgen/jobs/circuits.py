@@ -16,10 +16,10 @@ from advgen.circuits.claims import ClaimResult, ClaimSettings, write_claims
 from advgen.circuits.claims import check_claim as measure_claim
 from advgen.circuits.discovery import Settings, write_discovery
 from advgen.circuits.discovery import discover as find_circuit
-from advgen.circuits.format import Circuit, resolve_circuit
+from advgen.circuits.format import Circuit
 from advgen.core import files, records, rundir
 from advgen.core.types import AdvgenError
-from advgen.jobs.common import ModelArg, command_line, loaded, runtime_options, spec_of
+from advgen.jobs.common import CircuitArg, ModelArg, circuit_arg, circuit_for, command_line, loaded, runtime_options, spec_of
 from advgen.outputs.pipeline import check_args
 from advgen.prompts.templates import tokenizer_hash
 
@@ -69,15 +69,7 @@ def discover(model: ModelArg, out: str | Path, settings: Settings | None = None,
     return DiscoverResult(out, found.circuit, dict(found.report), tuple(written))
 
 
-def _circuit_arg(circuit: str | Path | Circuit) -> tuple[str, list[Path]]:
-    """(how the command names the circuit, the input files the run directory must not hold)."""
-    if isinstance(circuit, Circuit):
-        return circuit.name, []
-    resolve_circuit(circuit)  # a bad file or name fails before the model loads
-    return str(circuit), [Path(circuit)] if Path(circuit).exists() else []
-
-
-def check_claim(model: ModelArg, circuit: str | Path | Circuit, out: str | Path, settings: ClaimSettings | None = None,
+def check_claim(model: ModelArg, circuit: CircuitArg, out: str | Path, settings: ClaimSettings | None = None,
                 overwrite: bool = False, progress: bool = False, device: str = "auto", dtype: str = "float32", command: str | None = None) -> ClaimRun:
     """Faithfulness, completeness, minimality (every metric x ablation) -> OUT/claims.json, claims.md, ..."""
     out, settings = Path(out), settings or ClaimSettings()
@@ -85,15 +77,14 @@ def check_claim(model: ModelArg, circuit: str | Path | Circuit, out: str | Path,
     if settings.greedy_steps < 0 or settings.worst_k < 0 or settings.scrub_draws < 1:
         raise AdvgenError("--greedy-steps and --worst-k must be >= 0 and --scrub-draws >= 1, got "
                           f"{settings.greedy_steps}, {settings.worst_k}, {settings.scrub_draws}")
-    spec, inputs = _circuit_arg(circuit)
+    spec, inputs = circuit_arg(circuit)
     ident = rundir.identity_of("check-claim", {"model": spec_of(model), "circuit": spec, **asdict(settings)})
     rundir.check_out(out, "check-claim", ident, overwrite, inputs)
     cmd = command if command is not None else command_line(
         "check-claim", spec, model=spec_of(model), n=settings.n, seed=settings.seed, batch_size=settings.batch_size,
         greedy_steps=settings.greedy_steps, worst_k=settings.worst_k, scrub_draws=settings.scrub_draws, no_ladder=not settings.ladder, **runtime_options(device, dtype))
     m = loaded(model, device, dtype)
-    c = circuit if isinstance(circuit, Circuit) else resolve_circuit(circuit, m.n_layers, m.n_heads)
-    c.check_against(m.n_layers, m.n_heads)
+    c = circuit_for(circuit, m)
     res = measure_claim(m, c, settings, progress=progress)
     with rundir.writing(out, "check-claim", ident, overwrite, inputs) as d:
         written = write_claims(res, d, cmd)

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from advgen.circuits.format import Circuit, resolve_circuit
 from advgen.model.backends import Backend, RaySettings, make_backend
 from advgen.model.loading import LoadedModel, load_model
 
@@ -61,6 +62,25 @@ def backend_for(name: str, model_spec: str, model: LoadedModel | None, workers: 
         yield backend
     finally:
         backend.close()
+
+
+CircuitArg = Circuit | str | Path
+"""A circuit record, a circuit JSON file, or a built-in circuit's name."""
+
+
+def circuit_arg(circuit: CircuitArg) -> tuple[str, list[Path]]:
+    """(how the command names the circuit, the input files the run directory must not hold); a bad file or
+    name fails here, before the model loads."""
+    if isinstance(circuit, Circuit):
+        return circuit.name, []
+    resolve_circuit(circuit)
+    return str(circuit), [Path(circuit)] if Path(circuit).exists() else []
+
+
+def circuit_for(circuit: CircuitArg, model: LoadedModel) -> Circuit:
+    """The circuit, checked against the loaded model's layers and heads."""
+    c = circuit if isinstance(circuit, Circuit) else resolve_circuit(circuit)
+    return c.check_against(model.n_layers, model.n_heads)
 
 
 def default_out(job: str, model: ModelArg, seed: int) -> Path:
