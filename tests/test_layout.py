@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "advgen"
-STAGES = ("core", "prompts", "model", "circuits", "attacks", "outputs", "reference", "jobs", "cli")
+STAGES = ("core", "prompts", "tasks", "model", "circuits", "attacks", "outputs", "reference", "jobs", "cli")
 """Bottom to top: a module may import from its own stage or any stage before it."""
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60

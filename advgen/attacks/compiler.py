@@ -210,7 +210,7 @@ def compile_modes(circuit: Circuit) -> tuple[tuple[FailureMode, ...], dict[str, 
         if not e.evidence():
             skipped[f"compiled_repeat_{e.name.lower()}"] = "no head's or MLP node's record carries a prediction"
             continue
-        modes.append(_mode(e, recs, {h.head: h.role for h in circuit.heads}))
+        modes.append(_mode(e, recs, {h.head: h.role for h in circuit.heads if isinstance(h.role, Role)}))
     return tuple(modes), skipped
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from advgen.core.files import finite, read_json
-from advgen.core.types import AdvgenError, Head, Role
+from advgen.core.types import AdvgenError, Head, Role, RoleName, TaskRole
+from advgen.tasks.spec import POSITION_RE, Task
 
 FORMAT = "advgen-circuit/1"
 FORMAT_MLP = "advgen-circuit/2"
@@ -44,7 +45,7 @@ class CircuitError(AdvgenError):
 @dataclass(frozen=True)
 class CircuitHead:
     head: Head
-    role: Role
+    role: RoleName
     positions: tuple[str, ...]
     scores: Mapping[str, float] = field(default_factory=dict)
     """Evidence for the role, e.g. {"induction_score": 0.41, "patching_effect": -0.8}."""
@@ -80,15 +81,17 @@ class Circuit:
     provenance: Mapping[str, Any] = field(default_factory=dict)
     mlps: tuple[CircuitMLP, ...] = ()
     """MLP nodes (format 2); `len(circuit)` still counts heads."""
+    task: str = "ioi"
+    """The task the circuit implements; written only when not IOI (IOI files stay byte-identical)."""
 
     def __len__(self) -> int:
         return len(self.heads)
 
     @property
-    def roles(self) -> frozenset[Role]:
+    def roles(self) -> frozenset[RoleName]:
         return frozenset(h.role for h in self.heads)
 
-    def heads_with(self, *roles: Role) -> tuple[Head, ...]:
+    def heads_with(self, *roles: RoleName) -> tuple[Head, ...]:
         return tuple(h.head for h in self.heads if h.role in roles)
 
     def head_set(self) -> frozenset[Head]:
@@ -112,10 +115,28 @@ class Circuit:
                 raise CircuitError(f"circuit {self.name!r}: MLP node {m.node} is outside the model's layers 0..{n_layers - 1}")
         return self
 
+    def check_task(self, task: Task) -> Circuit:
+        """Refuse a circuit of another task, or one whose roles or positions the task does not have."""
+        if self.task != task.name:
+            raise CircuitError(f"circuit {self.name!r} is for task {self.task!r}, not {task.name!r}; "
+                               f"pass a circuit of task {task.name!r} (or --task {self.task})")
+        if task.engine == "ioi":
+            return self
+        for h in self.heads:
+            if h.role.value not in task.role_names:
+                raise CircuitError(f"circuit {self.name!r}: head {h.head} has role {h.role.value!r}, which task {task.name!r} does not "
+                                   f"define (its roles: {list(task.role_names)})")
+            for p in h.positions:
+                base = p.split("@")[0].split("+")[0]
+                if p not in ("END", "ALL") and base not in task.slots:
+                    raise CircuitError(f"circuit {self.name!r}: head {h.head} position {p!r} names a slot task {task.name!r} lacks")
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": FORMAT_MLP if self.mlps else FORMAT,
             "name": self.name,
+            **({"task": self.task} if self.task != "ioi" else {}),
             "model": self.model,
             "n_layers": self.n_layers,
             "n_heads": self.n_heads,
@@ -144,11 +165,14 @@ class Circuit:
             raise CircuitError(f"{where}: unknown format {fmt!r}, expected {FORMAT!r} or {FORMAT_MLP!r}")
         if "mlps" in d and fmt != FORMAT_MLP:
             raise CircuitError(f"{where}: 'mlps' (MLP nodes) need \"format\": {FORMAT_MLP!r}")
-        mlps = _parse_mlps(d.get("mlps", []), where)
+        task = d.get("task", "ioi")
+        if not isinstance(task, str) or not task.strip():
+            raise CircuitError(f"{where}: 'task' must be a task name, got {repr(task)[:40]}")
+        mlps = _parse_mlps(d.get("mlps", []), where, task)
         heads: list[CircuitHead] = []
         seen: set[Head] = set()
         for i, e in enumerate(d["heads"]):
-            h = _parse_head(e, f"{where}: heads[{i}]")
+            h = _parse_head(e, f"{where}: heads[{i}]", task)
             if h.head in seen:
                 raise CircuitError(f"{where}: heads[{i}]: head {h.head} listed twice")
             seen.add(h.head)
@@ -158,7 +182,7 @@ class Circuit:
         if not isinstance(prov, Mapping):
             raise CircuitError(f"{where}: 'provenance' must be an object, got {type(prov).__name__}")
         c = cls(name=str(d.get("name", "circuit")), model=str(d.get("model", "")), heads=tuple(heads),
-                n_layers=dims["n_layers"], n_heads=dims["n_heads"], provenance=dict(prov), mlps=mlps)
+                n_layers=dims["n_layers"], n_heads=dims["n_heads"], provenance=dict(prov), mlps=mlps, task=task)
         if c.n_layers and c.n_heads:
             try:
                 c.check_against(c.n_layers, c.n_heads)
@@ -193,7 +217,18 @@ def _dim(v: Any, key: str, where: str) -> int | None:
     return v
 
 
-def _parse_head(e: Any, at: str) -> CircuitHead:
+def _role(e: Any, at: str, head: Head, task: str) -> RoleName:
+    """IOI's roles for an IOI circuit; for another task any role name (checked against the task when it is known)."""
+    valid_roles = [r.value for r in Role]
+    if isinstance(e["role"], str) and e["role"] in valid_roles:
+        return Role(e["role"])
+    if task != "ioi" and isinstance(e["role"], str) and re.fullmatch(r"[a-z][a-z0-9_]*", e["role"]):
+        return TaskRole(e["role"])
+    raise CircuitError(f"{at}: head {head} has unknown role {e['role']!r}; roles: {valid_roles}"
+                       + ("" if task == "ioi" else " or a lowercase role name of the task"))
+
+
+def _parse_head(e: Any, at: str, task: str = "ioi") -> CircuitHead:
     """One entry of a circuit's 'heads' list, every field checked; errors name the entry and head."""
     if not isinstance(e, Mapping) or "head" not in e or "role" not in e:
         raise CircuitError(f"{at}: each head needs 'head' and 'role'")
@@ -203,11 +238,9 @@ def _parse_head(e: Any, at: str) -> CircuitHead:
         head = Head.parse(e["head"])
     except AdvgenError as err:
         raise CircuitError(f"{at}: {err}") from None
-    valid_roles = [r.value for r in Role]
-    if not isinstance(e["role"], str) or e["role"] not in valid_roles:
-        raise CircuitError(f"{at}: head {head} has unknown role {e['role']!r}; roles: {valid_roles}")
-    role = Role(e["role"])
-    positions = _positions(e.get("positions") or DEFAULT_POSITIONS.get(role, ("ALL",)), at, f"head {head}")
+    role = _role(e, at, head, task)
+    default = DEFAULT_POSITIONS.get(role, ("ALL",)) if task == "ioi" and isinstance(role, Role) else ("ALL",)
+    positions = _positions(e.get("positions") or default, at, f"head {head}", task)
     scores = e.get("scores") or {}
     if not isinstance(scores, Mapping):
         raise CircuitError(f"{at}: head {head}: 'scores' must be an object of numbers")
@@ -219,16 +252,21 @@ def _parse_head(e: Any, at: str) -> CircuitHead:
     return CircuitHead(head, role, positions, vals, note if isinstance(note, str) else repr(note), dict(behaviour))
 
 
-def _positions(raw: Any, at: str, what: str) -> tuple[str, ...]:
+def _positions(raw: Any, at: str, what: str, task: str = "ioi") -> tuple[str, ...]:
     if not isinstance(raw, (list, tuple)) or not all(isinstance(p, str) for p in raw):
         raise CircuitError(f"{at}: {what}: 'positions' must be a list of strings, e.g. [\"END\"]")
+    if task != "ioi":
+        bad = [p for p in raw if not POSITION_RE.fullmatch(p)]
+        if bad:
+            raise CircuitError(f"{at}: {what} has malformed position(s) {bad}; use END, ALL, SLOT, SLOT@2 or SLOT+1")
+        return tuple(raw)
     bad = [p for p in raw if p not in POSITIONS]
     if bad:
         raise CircuitError(f"{at}: {what} has unknown position(s) {bad}; positions: {list(POSITIONS)}")
     return tuple(raw)
 
 
-def _parse_mlps(raw: Any, where: str) -> tuple[CircuitMLP, ...]:
+def _parse_mlps(raw: Any, where: str, task: str = "ioi") -> tuple[CircuitMLP, ...]:
     """The 'mlps' list of a format-2 circuit: {"node": "m3", "positions": [...], "scores": {...}, "note": "", "behaviour": {...}}."""
     if not isinstance(raw, list):
         raise CircuitError(f"{where}: 'mlps' must be a list of MLP nodes like {{\"node\": \"m3\"}}")
@@ -245,7 +283,7 @@ def _parse_mlps(raw: Any, where: str) -> tuple[CircuitMLP, ...]:
         if not isinstance(scores, Mapping) or not isinstance(beh, Mapping):
             raise CircuitError(f"{at}: MLP node {node}: 'scores' and 'behaviour' must be objects")
         note = e.get("note", "")
-        out[layer] = CircuitMLP(layer, _positions(e.get("positions") or ["END"], at, f"MLP node {node}"),
+        out[layer] = CircuitMLP(layer, _positions(e.get("positions") or ["END"], at, f"MLP node {node}", task),
                                 {str(k): _number(v, f"{at}: MLP node {node}: score {k!r}") for k, v in scores.items()},
                                 note if isinstance(note, str) else repr(note), dict(beh))
     return tuple(out.values())

@@ -6,7 +6,7 @@ import sys
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from advgen.core.types import AdvgenError, Evaluation, Prompt, PromptMetrics
 from advgen.core.version import version
@@ -25,6 +25,10 @@ class PromptRow(TypedDict):
     positions: dict[str, int]
     n_tokens: int
     extra: dict[str, Any]
+    task: NotRequired[str]
+    """Only for tasks other than IOI (IOI rows keep their exact columns): the task, its answer and foil words."""
+    answer: NotRequired[str]
+    foil: NotRequired[str]
 
 
 class MetricRow(TypedDict):
@@ -67,7 +71,7 @@ class AttackRow(MeasuredRow):
 
 
 def prompt_row(p: Prompt) -> PromptRow:
-    return {
+    row: PromptRow = {
         "text": p.text,
         "io": p.io,
         "s": p.s,
@@ -79,6 +83,9 @@ def prompt_row(p: Prompt) -> PromptRow:
         "n_tokens": len(p),
         "extra": dict(p.extra),
     }
+    if p.task != "ioi":
+        row["task"], row["answer"], row["foil"] = p.task, p.answer, p.foil
+    return row
 
 
 def metric_row(m: PromptMetrics) -> MetricRow:

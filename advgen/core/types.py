@@ -29,7 +29,8 @@ class Prompt:
 
     `positions` maps slot names (IO, S1, S1+1, S2, END, PLACE, ...) to token indices in
     `token_ids`; END is the last token, where the answer is read. `io_token` / `s_token` are the
-    single-token ids of " IO" and " S" (with the leading space).
+    single-token ids of " IO" and " S" (with the leading space); for a task other than IOI they are
+    the answer and foil tokens (the field names stay so IOI files keep their columns).
     """
 
     text: str
@@ -48,6 +49,18 @@ class Prompt:
     """Links an attack or control to the clean prompt it came from (equal pair ids = one group)."""
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Free-form provenance (filled slot values, third name, dose, ...), exported as-is."""
+    task: str = "ioi"
+    """The task the prompt belongs to; for other tasks `io`/`s` hold the answer and foil words."""
+
+    @property
+    def answer(self) -> str:
+        """The word the behaviour predicts (IOI: the IO name)."""
+        return self.io
+
+    @property
+    def foil(self) -> str:
+        """The word the metric compares against (IOI: the S name)."""
+        return self.s
 
     @property
     def end(self) -> int:
@@ -142,6 +155,18 @@ class Role(str, enum.Enum):
     """Attends to names and writes against them (acts at END)."""
     BACKUP_NAME_MOVER = "backup_name_mover"
     """Takes over name moving when the name movers are knocked out (acts at END)."""
+
+
+class TaskRole(str):
+    """A role from a task's own vocabulary (a YAML task's "mover", say): used where `Role` (IOI's) has no member."""
+
+    @property
+    def value(self) -> str:
+        return str(self)
+
+
+RoleName = Role | TaskRole
+"""A circuit head's role: IOI's vocabulary or a task's."""
 
 
 @dataclass(frozen=True, order=True)
