@@ -11,6 +11,8 @@ from typing import Any
 from advgen.circuits.format import Circuit, resolve_circuit
 from advgen.model.backends import Backend, RaySettings, make_backend
 from advgen.model.loading import LoadedModel, load_model
+from advgen.tasks.registry import resolve_task
+from advgen.tasks.spec import Task
 
 ModelArg = LoadedModel | str
 """A loaded model, or what `load_model` takes: 'reference', 'planted', 'gpt2', a local HF directory."""
@@ -86,3 +88,18 @@ def circuit_for(circuit: CircuitArg, model: LoadedModel) -> Circuit:
 def default_out(job: str, model: ModelArg, seed: int) -> Path:
     """outputs/JOB-MODEL-sSEED: where a job writes when the caller names no directory."""
     return Path("outputs") / f"{job}-{Path(spec_of(model)).name or 'model'}-s{seed}"
+
+
+TaskArg = Task | str | Path | None
+"""A Task record, a built-in task's name ("ioi", "induction"), or a YAML task file; None is IOI."""
+
+
+def task_of(task: TaskArg) -> Task:
+    """The task, read and checked whole before any model loads (a bad task file fails here, naming file and line)."""
+    return resolve_task(task)
+
+
+def task_option(task: TaskArg) -> str | None:
+    """How the recorded command names the task: None (left out) for IOI, so IOI commands keep their bytes."""
+    t = task_of(task)
+    return None if t.engine == "ioi" else (str(task) if not isinstance(task, Task) else t.source)
