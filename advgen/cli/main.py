@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from advgen.cli import attack, circuits, device, helpfmt, reports, scan
+from advgen.cli.task import add_task_arg
 from advgen.core.options import check_options
 from advgen.core.types import AdvgenError
 from advgen.core.version import version
@@ -14,6 +15,7 @@ from advgen.core.version import version
 
 def _common(p: argparse.ArgumentParser, n: bool = True) -> None:
     p.add_argument("--model", default="reference", help="'reference' (bundled, offline), 'gpt2', or a local HF directory")
+    add_task_arg(p)
     if n:
         p.add_argument("--n", type=int, default=300, help="number of clean prompts")
         p.add_argument("--templates", default=None, help="template pack: a YAML file or a built-in name (default: ioi)")
@@ -27,7 +29,7 @@ def _common(p: argparse.ArgumentParser, n: bool = True) -> None:
 def cmd_generate(args: argparse.Namespace) -> None:
     from advgen.jobs.prompts import generate
 
-    res = generate(args.model, args.n, args.seed, args.out, args.templates, overwrite=args.overwrite)
+    res = generate(args.model, args.n, args.seed, args.out, args.templates, overwrite=args.overwrite, task=args.task)
     _print_lexicon(res.lexicon)
     print(f"wrote {res.n} prompts to {res.prompts_path}")
 
@@ -35,14 +37,18 @@ def cmd_generate(args: argparse.Namespace) -> None:
 def _print_lexicon(report: dict) -> None:
     from advgen.outputs.console import wrap
 
+    if "names" not in report:  # a task's lexicons: {lexicon: {kept, n_dropped, ...}}
+        print(wrap("lexicons: " + ", ".join(f"{k} {v['kept']} words ({v['n_dropped']} dropped: not single tokens)" for k, v in report.items())))
+        return
     print(wrap(f"lexicon: {report['names']} names, {report['places']} places, {report['objects']} objects "
                f"({len(report['dropped'])} entries dropped as not single tokens; listed in manifest.json)"))
 
 
-def _print_summary(summary: dict, out: Path) -> None:
+def _print_summary(summary: dict, out: Path, manifest: dict | None = None) -> None:
     from advgen.outputs import console
 
-    print(console.run_summary(summary))  # <= 100 columns, terms defined
+    task = (manifest or {}).get("settings", {}).get("task", {}).get("name", "ioi")
+    print(console.run_summary(summary, task))  # <= 100 columns, terms defined
     print(console.wrote(out, ["results.jsonl", "results.csv", "summary.json", "manifest.json"]))
 
 
@@ -50,19 +56,19 @@ def cmd_validate(args: argparse.Namespace) -> None:
     from advgen.jobs.prompts import validate
 
     res = validate(args.model, args.prompts, args.out, args.seed, args.batch_size, args.skip_invalid, args.overwrite,
-                   not args.no_progress, **scan.backend_options(args), **device.options(args))
+                   not args.no_progress, **scan.backend_options(args), **device.options(args), task=args.task)
     if args.skip_invalid:
         print(f"rejected {len(res.rejected)} invalid row(s); listed with line and reason in {res.out}/rejected.jsonl")
-    _print_summary(res.summary, res.out)
+    _print_summary(res.summary, res.out, res.manifest)
 
 
 def cmd_run(args: argparse.Namespace) -> None:
     from advgen.jobs.prompts import run
 
     res = run(args.model, args.n, args.seed, args.out, args.templates, args.batch_size, args.overwrite, not args.no_progress,
-              **scan.backend_options(args), **device.options(args))
+              **scan.backend_options(args), **device.options(args), task=args.task)
     _print_lexicon(res.manifest["settings"]["lexicon"])
-    _print_summary(res.summary, res.out)
+    _print_summary(res.summary, res.out, res.manifest)
 
 
 def cmd_train_reference(args: argparse.Namespace) -> None:
@@ -89,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="advgen", description="Circuit-driven adversarial prompts for interpretability claims.")
     ap.add_argument("--version", action="version", version=f"advgen {version()}", help="print advgen's version and exit")
     sub = ap.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("generate", help="render seeded IOI prompts (no model run)")
+    p = sub.add_parser("generate", help="render seeded prompts of a task (IOI by default; no model run)")
     _common(p)
     p.set_defaults(func=cmd_generate)
     p = sub.add_parser("validate", help="run the model on prompts from a JSONL file")

@@ -36,11 +36,17 @@ def terms(text: str) -> str:
     return wrap("Terms: " + text)
 
 
-def run_summary(summary: Mapping[str, Any]) -> str:
+TASK_RUN_TERMS = ("LD = logit(answer) - logit(foil) at the prompt's own END token, by the task's answer and foil rules; "
+                  "accuracy = share of prompts with LD > 0; foil>answer = share with LD < 0; answer prob = softmax probability of the answer.")
+
+
+def run_summary(summary: Mapping[str, Any], task: str = "ioi") -> str:
     ci = summary["logit_diff_ci95"]
-    line = (f"n={summary['n']}  mean LD={summary['mean_logit_diff']:.3f} [{ci['low']:.3f}, {ci['high']:.3f}]  "
-            f"accuracy={summary['accuracy']:.3f}  S>IO={summary['s_beats_io_rate']:.3f}  IO prob={summary['mean_io_prob']:.3f}")
-    return wrap(line) + "\n" + terms(RUN_TERMS)
+    ioi = task == "ioi"
+    line = (f"{'' if ioi else f'task {task}  '}n={summary['n']}  mean LD={summary['mean_logit_diff']:.3f} [{ci['low']:.3f}, {ci['high']:.3f}]  "
+            f"accuracy={summary['accuracy']:.3f}  {'S>IO' if ioi else 'foil>answer'}={summary['s_beats_io_rate']:.3f}  "
+            f"{'IO prob' if ioi else 'answer prob'}={summary['mean_io_prob']:.3f}")
+    return wrap(line) + "\n" + terms(RUN_TERMS if ioi else TASK_RUN_TERMS)
 
 
 def _table(rows: Sequence[Sequence[str]]) -> list[str]:
