@@ -148,3 +148,42 @@ def test_templates_option_is_refused_for_a_task(tmp_path: Path) -> None:
 
     with pytest.raises(AdvgenError, match="--templates is for IOI"):
         advgen.run("reference", n=4, out=tmp_path / "r", task="induction", templates="ioi")
+
+
+def test_task_space_decodes_every_index_to_distinct_values(tok) -> None:
+    from advgen.tasks.space import TaskSpace
+
+    t = resolve_task("induction")
+    words = resolve_lexicons(t, tok).words
+    small = TaskSpace(t, {"word": words["word"][:12]})  # 12 words: every block still a valid k-permutation space
+    assert small.size == sum(small.sizes) > 0
+    seen = set()
+    for i in (0, 1, small.sizes[0] - 1, small.sizes[0], small.size - 1):
+        tmpl, values = small.point(i)
+        assert len(set(values.values())) == len(values) == len(tmpl.slots)
+        seen.add((tmpl.id, tuple(sorted(values.items()))))
+    assert len(seen) == 5
+    with pytest.raises(AdvgenError, match="outside the task's prompt space"):
+        small.point(small.size)
+
+
+def test_scan_and_export_a_task_run(tmp_path: Path) -> None:
+    import advgen
+    from advgen.outputs.scan import ScanConfig
+
+    s = advgen.scan("reference", ScanConfig(sample=40, seed=1, task="induction", unit=20), out=tmp_path / "scan")
+    assert s.summary["n"] == 40 and "by_slot" in s.summary and set(s.summary["by_slot"]) >= {"A", "B", "C"}
+    assert "--task induction" in s.manifest["command"] and s.manifest["settings"]["task"] == "induction"
+    fails = (tmp_path / "scan" / "adversarial" / "results.jsonl").read_text().splitlines()
+    assert len(fails) == s.summary["failures"] and all(json.loads(x)["logit_diff"] < 0 for x in fails)
+    with pytest.raises(AdvgenError, match="shape IOI's space"):
+        advgen.scan("reference", ScanConfig(sample=4, task="induction", distractors=True), out=tmp_path / "scan2")
+    advgen.run("reference", n=8, seed=0, out=tmp_path / "run", task="induction")
+    advgen.export(tmp_path / "run", "auto-circuit", tmp_path / "ac")
+    doc = json.loads((tmp_path / "ac" / "clean.json").read_text())
+    assert len(doc["prompts"]) == 8
+    for e in doc["prompts"]:  # the twin differs from the clean prompt in exactly one word: the first A
+        diff = [(a, b) for a, b in zip(e["clean"].split(), e["corrupt"].split(), strict=True) if a != b]
+        assert len(diff) == 1
+    card = (tmp_path / "ac" / "README.md").read_text()
+    assert "advgen induction prompts" in card and "IOI prompts" not in card

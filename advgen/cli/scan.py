@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from advgen.cli.device import add_device_args, options
+from advgen.cli.task import add_task_arg
 
 
 def add_backend_args(p: argparse.ArgumentParser) -> None:
@@ -28,7 +29,8 @@ def cmd_scan(args: argparse.Namespace) -> None:
     from advgen.outputs.scan import ScanConfig
 
     cfg = ScanConfig(limit=args.limit, sample=args.sample, seed=args.seed, templates=args.templates,
-                     distractors=args.distractors, full_lexicon=args.full_lexicon, unit=args.unit, batch_size=args.batch_size)
+                     distractors=args.distractors, full_lexicon=args.full_lexicon, unit=args.unit, batch_size=args.batch_size,
+                     task=None if args.task == "ioi" else args.task)
     res = scan(args.model, cfg, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
                **backend_options(args), **options(args))
     out = res.out
@@ -37,7 +39,8 @@ def cmd_scan(args: argparse.Namespace) -> None:
     print(f"scanned {s['n']} of {sel['space_size']} prompts ({sel['kind']}"
           + (f", seed {sel['sample_seed']}" if sel["kind"] == "sample" else "") + ")"
           + (f"; reused {res.reused_units} journal units" if res.reused_units else ""))
-    print(f"natural failure rate (S > IO): {100 * s['failure_rate']:.3f} % [{100 * ci['low']:.3f}, {100 * ci['high']:.3f}] "
+    what = "S > IO" if args.task == "ioi" else "foil > answer"
+    print(f"natural failure rate ({what}): {100 * s['failure_rate']:.3f} % [{100 * ci['low']:.3f}, {100 * ci['high']:.3f}] "
           f"(Wilson 95 %), {s['failures']} prompts; mean LD {s['mean_logit_diff']:.3f}")
     if sel["kind"] == "prefix":
         print("note: a prefix of the enumeration is not a random sample; use --sample N for an unbiased estimate")
@@ -53,6 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     g.add_argument("--limit", type=int, default=None, help="the first N prompts of the enumeration (default: all)")
     g.add_argument("--sample", type=int, default=None, help="N prompts sampled without replacement, seeded by --seed (default: scan every prompt)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice; same seed and inputs, same bytes")
+    add_task_arg(p)
     p.add_argument("--templates", default=None, help="template pack: a YAML file or a built-in name (default: ioi)")
     p.add_argument("--distractors", action="store_true", help="add the paper's 5 distractor sentences naming IO or S as a dimension")
     p.add_argument("--full-lexicon", action="store_true", help="every single-token name, place and object, not only the paper's lists")

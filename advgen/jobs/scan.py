@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from advgen.jobs.common import ModelArg, command_line, default_out, runtime_options, spec_of
+from advgen.jobs.common import ModelArg, command_line, default_out, runtime_options, spec_of, task_option
 from advgen.model.backends import LocalBackend, RaySettings, make_backend
 from advgen.outputs.scan import ScanConfig, ScanResult, check_scan, run_scan
 
@@ -18,7 +18,8 @@ def scan(model: ModelArg, config: ScanConfig | None = None, out: str | Path | No
     check_scan(spec_of(model), config, out, overwrite)
     cmd = command if command is not None else command_line(
         "scan", model=spec_of(model), limit=config.limit, sample=config.sample, seed=config.seed, templates=config.templates,
-        distractors=config.distractors, full_lexicon=config.full_lexicon, unit=config.unit, batch_size=config.batch_size, **runtime_options(device, dtype))
+        distractors=config.distractors, full_lexicon=config.full_lexicon, unit=config.unit, batch_size=config.batch_size,
+        task=task_option(config.task), **runtime_options(device, dtype))
     if backend == "local" and not isinstance(model, str):
         be = LocalBackend(model)
     else:

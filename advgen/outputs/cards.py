@@ -27,6 +27,9 @@ FIELDS: dict[str, str] = {
     "n_tokens": "token count of the prompt including BOS",
     "positions": "token index (BOS = 0) of each slot: IO, S1, S1+1, S2, END, PLACE, OBJECT, ...",
     "extra": "provenance: filled slot values, name order as written, ...",
+    "task": "the task (rows of tasks other than IOI); io and s then hold its answer and foil",
+    "answer": "the word the task's answer rule gives (= io)",
+    "foil": "the word the task's metric compares against (= s)",
     "logit_diff": "logit(' ' + io) - logit(' ' + s) at END, measured on the model named below",
     "io_logit": "logit of the IO token at END",
     "s_logit": "logit of the S token at END",
@@ -136,10 +139,11 @@ def front_matter(data: RunData, fmt: str, files: Mapping[str, str]) -> dict[str,
     man = data.manifest
     counts = {k: len(v) for k, v in splits(data.rows).items()}
     front: dict[str, Any] = {
-        "pretty_name": f"advgen IOI prompts ({data.run_dir.name})",
+        "pretty_name": f"advgen {'IOI' if data.task == 'ioi' else data.task} prompts ({data.run_dir.name})",
         "language": ["en"],
         "license": "unknown",
-        "tags": ["interpretability", "mechanistic-interpretability", "indirect-object-identification", "adversarial"],
+        "tags": ["interpretability", "mechanistic-interpretability",
+                 "indirect-object-identification" if data.task == "ioi" else data.task, "adversarial"],
         "task_categories": ["text-generation"],
         "size_categories": [_size_category(len(data.rows))],
     }
@@ -206,6 +210,13 @@ def adversarial_md(data: RunData, left_out: int | None) -> str:
     return f"\n## Adversarial set\n{what}\n"
 
 
+def _what(data: RunData) -> tuple[str, str]:
+    """(short name, long name) of the run's task for the card's prose."""
+    if data.task == "ioi":
+        return "IOI", "Indirect-object-identification (IOI)"
+    return md_escape(data.task), f"Task {md_code(data.task)} (answer and foil in `io` / `s`, also as `answer` / `foil`)"
+
+
 def dataset_card(data: RunData, fmt: str, files: Mapping[str, str], left_out: int | None = None) -> str:
     """README.md for an export of `data` in `fmt`; `files` maps split -> path inside the export.
 
@@ -215,9 +226,9 @@ def dataset_card(data: RunData, fmt: str, files: Mapping[str, str], left_out: in
     present = [f for f in FIELDS if any(f in r for r in data.rows)]
     field_lines = "\n".join(f"| `{f}` | {FIELDS[f]} |" for f in present)
     split_lines = "\n".join(f"| {md_code(k)} | {n} | {md_code(files.get(k, ''))} |" for k, n in counts.items())
-    body = f"""# advgen IOI prompts: {md_escape(data.run_dir.name)}
+    body = f"""# advgen {_what(data)[0]} prompts: {md_escape(data.run_dir.name)}
 
-Indirect-object-identification (IOI) prompts generated and measured by
+{_what(data)[1]} prompts generated and measured by
 advgen (circuit-driven adversarial prompt generation), exported as `{fmt}`.
 
 {provenance_md(data)}
@@ -246,8 +257,8 @@ clean prompts aimed at a failure mode the circuit predicts; `pair_id` links them
 ```
 
 ## Intended use and limits
-- Intended for testing interpretability claims about the IOI circuit (faithfulness, failure modes)
-  and for evaluating other models on IOI-style prompts.
+- Intended for testing interpretability claims about the {_what(data)[0]} circuit (faithfulness, failure modes)
+  and for evaluating other models on {_what(data)[0]}-style prompts.
 - The metrics describe the model named above only; rerun them (`advgen validate`) for any other model.
 - Prompts are synthetic and templated English; they say nothing about natural text and carry the
   name lists' biases (first names, mostly English).

@@ -21,6 +21,10 @@ from typing import Any
 from advgen.core.files import dumps
 from advgen.core.types import AdvgenError
 from advgen.outputs.rundata import RunData, columns, splits, table_row
+from advgen.tasks.lexicons import resolve_lexicons
+from advgen.tasks.registry import task_of_manifest
+from advgen.tasks.sample import TaskSpec, render_spec
+from advgen.tasks.spec import Task
 
 AC_WORD_KEYS = {"IO": "IO", "S1": "S1", "S1+1": "S1+1", "S2": "S2", "END": "end"}
 """Our slot names -> auto-circuit's IOI word_idxs names (auto_circuit/.../ioi_official.py)."""
@@ -82,16 +86,32 @@ def _seq_labels(tok: Any, text: str, word_idxs: dict[str, int]) -> list[str]:
     return labels
 
 
+def task_twin(row: dict[str, Any], tok: Any, task: Task, words: dict[str, tuple[str, ...]], seed: int) -> tuple[str, int] | str:
+    """A task row's corrupted twin by the task's own rule (the mention given a value fixed by seed and text)."""
+    if task.corrupt is None:
+        return f"task {task.name!r} defines no corrupted twin"
+    values = (row.get("extra") or {}).get("values") or {}
+    tmpl = {x.id: x for x in task.templates}.get(str(row.get("template_id")))
+    if tmpl is None or not values:
+        return "row has no template or slot values of the task"
+    pool = [w for w in words[task.slots[task.corrupt.slot]] if w not in values.values()]
+    fresh = pool[int(hashlib.sha256(f"{seed}|{row['text']}".encode()).hexdigest(), 16) % len(pool)]
+    p = render_spec(task, TaskSpec(tmpl, values, str(row.get("pair_id", "")), fresh), tok, corrupt=True)
+    return p.text, 1
+
+
 def write_auto_circuit(data: RunData, tmp: Path) -> dict[str, str]:
     """<split>.json (all rows) + by_positions/<split>-<k>.json (fixed-length groups) + index.json."""
     tok = run_tokenizer(data)
     pool = sorted({r["io"] for r in data.rows} | {r["s"] for r in data.rows})
+    task = task_of_manifest(data.manifest.get("settings"), f"{data.run_dir}/manifest.json") if data.task != "ioi" else None
+    words = dict(resolve_lexicons(task, tok).words) if task is not None else {}
     files: dict[str, str] = {}
     index: dict[str, Any] = {}
     for name, rows in splits(data.rows).items():
         prompts, skipped, groups = [], [], {}
         for r in rows:
-            twin = abc_twin(r, tok, pool, data.seed)
+            twin = task_twin(r, tok, task, words, data.seed) if task is not None else abc_twin(r, tok, pool, data.seed)
             if isinstance(twin, str):
                 skipped.append({"pair_id": r.get("pair_id"), "text": r["text"], "reason": twin})
                 continue

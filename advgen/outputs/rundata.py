@@ -45,6 +45,13 @@ class RunData:
         return seed if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 else 0
 
     @property
+    def task(self) -> str:
+        """The task the run measured: "ioi" unless its manifest names another (task runs record it in settings)."""
+        t = (self.manifest.get("settings") or {}).get("task")
+        name = t.get("name") if isinstance(t, Mapping) else t
+        return name if isinstance(name, str) and name else "ioi"
+
+    @property
     def model_spec(self) -> str:
         """What to pass to `load_model` for the run's model: its local source dir if it still exists, else its name."""
         src = str(self.manifest.get("model_source") or "")

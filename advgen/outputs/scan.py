@@ -35,9 +35,15 @@ from advgen.prompts.lexicon import report as lexicon_report
 from advgen.prompts.sentences import load_bank
 from advgen.prompts.space import PromptSpace, Selection, chunks, paper_space
 from advgen.prompts.templates import resolve_templates, tokenizer_hash
+from advgen.tasks.lexicons import resolve_lexicons
+from advgen.tasks.registry import resolve_task
+from advgen.tasks.space import TaskSpace
 
 Z95 = 1.959963984540054
 N_WORST_PAIRS = 20
+MAX_SLOT_VALUES = 100
+"""A task slot with at most this many values gets every value's failure rate (100 two-digit years); else the 20 worst
+by the Wilson lower bound (a value failing once in one prompt is not the worst)."""
 
 
 @dataclass(frozen=True)
@@ -52,8 +58,16 @@ class ScanConfig:
     """Every single-token name/place/object of the lexicon, not only the paper's lists."""
     unit: int = 512
     batch_size: int = 32
+    task: str | None = None
+    """A built-in task name or YAML task file; None is IOI (its space: templates x names x places x objects)."""
 
     def settings(self) -> dict[str, Any]:
+        if self.task is not None and resolve_task(self.task).engine != "ioi":
+            if self.templates or self.distractors or self.full_lexicon:
+                raise AdvgenError("--templates, --distractors and --full-lexicon shape IOI's space; a task's space is its own templates x lexicons")
+            t = resolve_task(self.task)
+            return {"limit": self.limit, "sample": self.sample, "task": t.name, "task_source": t.source, "unit": self.unit,
+                    "batch_size": self.batch_size}
         return {"limit": self.limit, "sample": self.sample, "templates": str(self.templates or "ioi"),
                 "distractors": self.distractors, "lexicon": "full" if self.full_lexicon else "paper",
                 "unit": self.unit, "batch_size": self.batch_size}
@@ -75,7 +89,7 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class ScanUnit:
-    space: PromptSpace
+    space: PromptSpace | TaskSpace
     selection: Selection
     start: int
     stop: int
@@ -91,8 +105,13 @@ class ScanResult:
     reused_units: int
 
 
-def prepare(model: LoadedModel, cfg: ScanConfig) -> tuple[ModelInfo, PromptSpace]:
+def prepare(model: LoadedModel, cfg: ScanConfig) -> tuple[ModelInfo, PromptSpace | TaskSpace]:
     """Unit 0 of every scan: the space as this model's tokenizer admits it (runs on a worker)."""
+    task = resolve_task(cfg.task)
+    if task.engine != "ioi":
+        words = resolve_lexicons(task, model.tokenizer)
+        return (ModelInfo(model.name, model.source, tokenizer_hash(model.tokenizer), words.report(), module_digest(model.hf_model),
+                          model.runtime), TaskSpace(task, words.words))
     lex = build_lexicon(model.tokenizer)
     sentences = load_bank(lex).paper if cfg.distractors else ()
     space = paper_space(resolve_templates(cfg.templates), lex, sentences, cfg.full_lexicon)
@@ -140,8 +159,10 @@ class Tally:
         self.sum_io_p += float(row["io_prob"])
         keys = {"template": row["template_id"], "order": row["order"], "family": row["family"],
                 "pair": f"{row['io']}|{row['s']}"}
+        if "task" in row:  # a task's rows: failure rate by each slot's value (e.g. per year, per century)
+            keys.update({f"slot:{s}={v}": "" for s, v in row["extra"].get("values", {}).items()})
         for g, k in keys.items():
-            c = self.groups[g].setdefault(k, [0, 0, 0.0])
+            c = self.groups.setdefault(g, {}).setdefault(k, [0, 0, 0.0])
             c[0] += 1
             c[1] += ld < 0
             c[2] += ld
@@ -160,8 +181,27 @@ class Tally:
         }
         for g in ("template", "order", "family"):
             out[f"by_{g}"] = {k: _group(c) for k, c in sorted(self.groups[g].items())}
+        slots = self._by_slot()
+        if slots:
+            out["by_slot"] = slots
         pairs = sorted(self.groups["pair"].items(), key=lambda kv: (-kv[1][1], kv[0]))[:N_WORST_PAIRS]
         out["worst_pairs"] = [{"io": k.split("|")[0], "s": k.split("|")[1], **_group(c)} for k, c in pairs if c[1] > 0]
+        return out
+
+
+    def _by_slot(self) -> dict[str, Any]:
+        """Per slot: every value's failure rate when it has at most MAX_SLOT_VALUES values, else the worst ones."""
+        per: dict[str, dict[str, list[float]]] = {}
+        for g, d in self.groups.items():
+            if g.startswith("slot:"):
+                slot, value = g[5:].split("=", 1)
+                per.setdefault(slot, {})[value] = d[""]
+        out: dict[str, Any] = {}
+        for slot, vals in sorted(per.items()):
+            items = sorted(vals.items())
+            if len(items) > MAX_SLOT_VALUES:
+                items = sorted(items, key=lambda kv: (-wilson(int(kv[1][1]), int(kv[1][0]))["low"], kv[0]))[:N_WORST_PAIRS]
+            out[slot] = {"n_values": len(vals), "values": {k: _group(c) for k, c in items}}
         return out
 
 
@@ -214,9 +254,9 @@ def run_scan(backend: Backend, cfg: ScanConfig, out: Path, resume: bool = False,
         return _scan(backend, cfg, out, info, space, resume, progress, stop_after_units, command)
 
 
-def _scan(backend: Backend, cfg: ScanConfig, out: Path, info: ModelInfo, space: PromptSpace, resume: bool,
+def _scan(backend: Backend, cfg: ScanConfig, out: Path, info: ModelInfo, space: PromptSpace | TaskSpace, resume: bool,
           progress: bool, stop_after_units: int | None, command: str = "") -> ScanResult:
-    sel = Selection.of(len(space), cfg.limit, cfg.sample, cfg.seed)
+    sel = Selection.of(space.size, cfg.limit, cfg.sample, cfg.seed)
     # units are keyed by content: the weights, the tokenizer, the template text, the space, the selection, the batching
     salt = key_of("scan", info.weights_hash, info.tokenizer_hash, [(t.id, t.text) for t in space.templates],
                   space.describe(), sel.describe(), cfg.batch_size)
@@ -254,7 +294,7 @@ def fold_unit(text: str, tally: Tally, bad: Tally, adv: IO[str]) -> None:
             adv.write(line)
 
 
-def _finish(out: Path, cfg: ScanConfig, info: ModelInfo, space: PromptSpace, sel: Selection, tally: Tally,
+def _finish(out: Path, cfg: ScanConfig, info: ModelInfo, space: PromptSpace | TaskSpace, sel: Selection, tally: Tally,
             bad: Tally, n_new: int, n_reused: int, command: str = "") -> ScanResult:
     settings = {**cfg.settings(), "selection": sel.describe(), "space": space.describe(), "lexicon_report": dict(info.lexicon)}
     man = records.manifest(info, info.tokenizer_hash, cfg.seed, settings, command)

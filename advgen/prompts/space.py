@@ -82,6 +82,11 @@ class PromptSpace:
     def __len__(self) -> int:
         return self.n_pairs * self.block
 
+    @property
+    def size(self) -> int:
+        """The number of prompts (`len` too; a task's space can exceed what `len` may return)."""
+        return len(self)
+
     def pair(self, k: int) -> tuple[str, str]:
         """Ordered pair k (round-robin): IO = name k mod n, S = the name (k // n + 1) after it."""
         n = len(self.names)

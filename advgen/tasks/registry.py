@@ -56,3 +56,16 @@ def resolve_task(spec: str | Path | Task | None) -> Task:
     if p.suffix in (".yaml", ".yml") or p.exists():
         return load_task(p)
     raise TaskError(f"--task {s!r} is neither a built-in task ({', '.join(builtin_task_names())}) nor a YAML task file")
+
+
+def task_of_manifest(settings: object, where: str) -> Task:
+    """The task a run directory's manifest records (a built-in by name, a YAML task by its file)."""
+    t = settings.get("task") if isinstance(settings, dict) else None
+    if not isinstance(t, dict):
+        return _builtin(DEFAULT_TASK)
+    src = str(t.get("source", ""))
+    spec = src.removeprefix("builtin:") if src.startswith("builtin:") else src
+    try:
+        return resolve_task(spec)
+    except TaskError as e:
+        raise TaskError(f"{where}: the run's task {t.get('name')!r} cannot be read again ({e})") from None
