@@ -59,7 +59,7 @@ def test_builtin_tasks_are_listed_and_resolve() -> None:
     (("mover: {query: END, key: X}", "mover: {query: END, key: Z+1}"), r"role 'mover': position 'Z\+1' names slot \{Z\}"),
     (("corrupt: {slot: X}", "corrupt: {slot: X, mention: 2}"), r"corrupt asks for mention 2 of \{X\}, template 't1' has 1"),
     (("task: capital", "task: capital\ncolour: red"), r"task.yaml:1: unknown key\(s\) \['colour'\]"),
-    (('text: "The capital of {X} is the city of"', 'text: "The capital of{X} is"'), r"slot \{X\} must follow a space"),
+    (('text: "The capital of {X} is the city of"', 'text: "The capital of{X} is"'), r"slot \{X\} is glued to a word"),
 ])
 def test_bad_task_files_name_file_line_and_slot(tmp_path: Path, edit: tuple[str, str], expect: str | None) -> None:
     p = _write(tmp_path, GOOD.replace(*edit))

@@ -51,6 +51,10 @@ class Prompt:
     """Free-form provenance (filled slot values, third name, dose, ...), exported as-is."""
     task: str = "ioi"
     """The task the prompt belongs to; for other tasks `io`/`s` hold the answer and foil words."""
+    answer_tokens: tuple[int, ...] = ()
+    """A set-answer task's answer tokens (greater-than: the years above YY); empty: the one `io_token`."""
+    foil_tokens: tuple[int, ...] = ()
+    """A set-answer task's foil tokens; empty: the one `s_token`."""
 
     @property
     def answer(self) -> str:

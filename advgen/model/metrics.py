@@ -34,6 +34,24 @@ def metric_rows(end_logits: torch.Tensor, io_tokens: torch.Tensor, s_tokens: tor
     return torch.stack([c.double() for c in cols], dim=1)
 
 
+def set_metric_rows(end_logits: torch.Tensor, answers: torch.Tensor, foils: torch.Tensor) -> torch.Tensor:
+    """`metric_rows` for answer and foil token SETS (greater-than): [batch, 7] on the logits' device.
+
+    answers / foils: [batch, vocab] bool masks. io/s logit = log-sum-exp of the set's logits, so LD =
+    log(p(answers) / p(foils)): negative exactly when the probability difference PD = p(answers) - p(foils)
+    is, and every "LD < 0" rule (breaks, failure rates) reads PD's sign. io/s prob = the set's summed
+    probability; io rank = the rank of the best answer token.
+    """
+    logits = end_logits.double()
+    neg = torch.tensor(float("-inf"), dtype=logits.dtype, device=logits.device)
+    io_l = torch.where(answers.to(logits.device), logits, neg).logsumexp(-1)
+    s_l = torch.where(foils.to(logits.device), logits, neg).logsumexp(-1)
+    lse = logits.logsumexp(-1)
+    best = torch.where(answers.to(logits.device), logits, neg).max(-1).values
+    cols = (io_l - s_l, io_l, s_l, (io_l - lse).exp(), (s_l - lse).exp(), (logits > best[:, None]).sum(-1), logits.argmax(-1))
+    return torch.stack([c.double() for c in cols], dim=1)
+
+
 def rows_to_metrics(rows: torch.Tensor) -> list[PromptMetrics]:
     """PromptMetrics from `metric_rows` output (one host copy, then plain Python numbers)."""
     return [PromptMetrics(ld, io_l, s_l, io_p, s_p, int(rank), int(top))

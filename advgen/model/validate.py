@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from advgen.core.types import AdvgenError, Evaluation, Head, PromptMetrics, PromptSet
 from advgen.model.loading import LoadedModel
-from advgen.model.metrics import metric_rows, rows_to_metrics
+from advgen.model.metrics import metric_rows, rows_to_metrics, set_metric_rows
 from advgen.prompts.templates import tokenizer_hash
 
 Hook = tuple[str, Callable[..., Any]]
@@ -131,6 +131,8 @@ def end_metrics(
     """Per-prompt metrics at END, reduced on the model's device: 7 numbers per prompt reach the host."""
     io_all = [p.io_token for p in prompts]
     s_all = [p.s_token for p in prompts]
+    if any(p.answer_tokens for p in prompts):
+        return _set_metrics(model, prompts, batch_size, hooks, progress, desc)
 
     def reduce(logits: torch.Tensor, idx: list[int]) -> torch.Tensor:
         io = torch.tensor([io_all[i] for i in idx], dtype=torch.long, device=logits.device)
@@ -139,6 +141,21 @@ def end_metrics(
 
     rows = map_end_logits(model, prompts, reduce, batch_size, hooks, progress, desc)
     return tuple(rows_to_metrics(rows)) if len(prompts) else ()
+
+
+def _set_metrics(model: LoadedModel, prompts: PromptSet, batch_size: int, hooks: HookFactory | None, progress: bool,
+                 desc: str) -> tuple[PromptMetrics, ...]:
+    """`end_metrics` for answer/foil token sets: per batch, [b, vocab] masks built on the device."""
+    sets = [(p.answer_tokens or (p.io_token,), p.foil_tokens or (p.s_token,)) for p in prompts]
+
+    def reduce(logits: torch.Tensor, idx: list[int]) -> torch.Tensor:
+        masks = torch.zeros((2, len(idx), logits.shape[-1]), dtype=torch.bool, device=logits.device)
+        for r, i in enumerate(idx):
+            masks[0, r, list(sets[i][0])] = True
+            masks[1, r, list(sets[i][1])] = True
+        return set_metric_rows(logits, masks[0], masks[1])
+
+    return tuple(rows_to_metrics(map_end_logits(model, prompts, reduce, batch_size, hooks, progress, desc)))
 
 
 Read = tuple[Head, str, str]

@@ -45,7 +45,8 @@ def run_summary(summary: Mapping[str, Any], task: str = "ioi") -> str:
     ioi = task == "ioi"
     line = (f"{'' if ioi else f'task {task}  '}n={summary['n']}  mean LD={summary['mean_logit_diff']:.3f} [{ci['low']:.3f}, {ci['high']:.3f}]  "
             f"accuracy={summary['accuracy']:.3f}  {'S>IO' if ioi else 'foil>answer'}={summary['s_beats_io_rate']:.3f}  "
-            f"{'IO prob' if ioi else 'answer prob'}={summary['mean_io_prob']:.3f}")
+            f"{'IO prob' if ioi else 'answer prob'}={summary['mean_io_prob']:.3f}"
+            + (f"  PD={summary['mean_prob_diff']:.3f}" if "mean_prob_diff" in summary else ""))
     return wrap(line) + "\n" + terms(RUN_TERMS if ioi else TASK_RUN_TERMS)
 
 

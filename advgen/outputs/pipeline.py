@@ -20,7 +20,7 @@ from advgen.core import files, records, rundir
 from advgen.core.types import AdvgenError, Evaluation, Prompt, PromptSet
 from advgen.model.backends import Backend, LocalBackend, evaluate
 from advgen.model.loading import LoadedModel
-from advgen.model.metrics import summarize
+from advgen.model.metrics import bootstrap_ci, summarize
 from advgen.model.validate import DEFAULT_BATCH
 from advgen.prompts import datasets
 from advgen.prompts import lexicon as lexicon_mod
@@ -127,6 +127,10 @@ def write_results(out: Path, ev: Evaluation, manifest: dict[str, Any], seed: int
     """results.jsonl / results.csv / summary.json / manifest.json, each written atomically."""
     rows = records.result_rows(ev)
     summary = summarize(ev.metrics, seed, ev.prompts.prompts)  # with by_template and by_order
+    if any(p.answer_tokens for p in ev.prompts):  # a set-answer task: its headline metric, PD = p(answers) - p(foils)
+        pd = [m.io_prob - m.s_prob for m in ev.metrics]
+        summary["mean_prob_diff"] = sum(pd) / len(pd)
+        summary["prob_diff_ci95"] = bootstrap_ci(pd, seed + 3).as_dict()
     summary["by_family"] = {
         fam: summarize([m for p, m in zip(ev.prompts, ev.metrics, strict=False) if p.family == fam], seed)
         for fam in sorted({p.family for p in ev.prompts})

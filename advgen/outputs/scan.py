@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from advgen.core import files, options, records, rundir
 from advgen.core.journal import Interrupted as Interrupted  # re-exported: tests stop a scan with it
 from advgen.core.journal import Journal, key_of, module_digest
-from advgen.core.types import AdvgenError, PromptSet
+from advgen.core.types import AdvgenError, Prompt, PromptSet
 from advgen.model.backends import Backend
 from advgen.model.loading import LoadedModel
 from advgen.model.validate import validate
@@ -38,6 +38,7 @@ from advgen.prompts.templates import resolve_templates, tokenizer_hash
 from advgen.tasks.lexicons import resolve_lexicons
 from advgen.tasks.registry import resolve_task
 from advgen.tasks.space import TaskSpace
+from advgen.tasks.spec import TaskError
 
 Z95 = 1.959963984540054
 N_WORST_PAIRS = 20
@@ -120,9 +121,20 @@ def prepare(model: LoadedModel, cfg: ScanConfig) -> tuple[ModelInfo, PromptSpace
     return info, space
 
 
+def _render(space: PromptSpace | TaskSpace, i: int, tokenizer: Any) -> Prompt | None:
+    """Prompt i; for a task's space None where a slot is not one token in context (GPT-2's " 1302" = " 130" + "2"):
+    such prompts are outside the task, counted in the summary as `excluded_unrenderable`, never silently shifted."""
+    if isinstance(space, PromptSpace):
+        return space.render(i, tokenizer)
+    try:
+        return space.render(i, tokenizer)
+    except TaskError:
+        return None
+
+
 def scan_unit(model: LoadedModel, unit: ScanUnit) -> str:
     """Render and measure one unit's prompts; the unit's rows as JSONL text (what the driver writes)."""
-    prompts = tuple(unit.space.render(i, model.tokenizer) for i in unit.selection.indices(unit.start, unit.stop))
+    prompts = tuple(p for i in unit.selection.indices(unit.start, unit.stop) if (p := _render(unit.space, i, model.tokenizer)))
     ev = validate(model, PromptSet(prompts, tokenizer_hash(model.tokenizer)), unit.batch_size)
     return files.jsonl_text(records.result_rows(ev))
 
@@ -299,6 +311,8 @@ def _finish(out: Path, cfg: ScanConfig, info: ModelInfo, space: PromptSpace | Ta
     settings = {**cfg.settings(), "selection": sel.describe(), "space": space.describe(), "lexicon_report": dict(info.lexicon)}
     man = records.manifest(info, info.tokenizer_hash, cfg.seed, settings, command)
     summary = {**tally.summary(), "selection": sel.describe()}
+    if isinstance(space, TaskSpace):
+        summary["excluded_unrenderable"] = sel.n - tally.n
     files.atomic_write_text(out / "summary.json", files.dumps(summary) + "\n")
     files.atomic_write_text(out / "manifest.json", files.dumps(man) + "\n")
     bad_summary = {k: v for k, v in bad.summary().items() if k not in ("worst_pairs",)}

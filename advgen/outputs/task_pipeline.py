@@ -36,7 +36,7 @@ def task_identity(kind: str, model: str, seed: int, task: Task, **settings: Any)
 def task_prompts(task: Task, tokenizer: Any, n: int, seed: int) -> tuple[PromptSet, Lexicons]:
     """n seeded clean prompts of the task for this tokenizer (lexicons filtered to single tokens first)."""
     lex = resolve_lexicons(task, tokenizer)
-    prompts = tuple(render_spec(task, sp, tokenizer) for sp in iter_task_specs(task, lex, n, seed))
+    prompts = tuple(render_spec(task, sp, tokenizer) for sp in iter_task_specs(task, lex, n, seed, tokenizer=tokenizer))
     return PromptSet(prompts, tokenizer_hash(tokenizer)), lex
 
 

@@ -44,7 +44,7 @@ def resolve_lexicons(task: Task, tokenizer: Any) -> Lexicons:
     dropped: dict[str, tuple[str, ...]] = {}
     for name, lex in task.lexicons.items():
         pool = vocab_words(tokenizer) if isinstance(lex, str) else lex
-        ok = [w for w in pool if is_single_token(tokenizer, w) and _mapped_ok(task, name, w, tokenizer)]
+        ok = [w for w in pool if (is_single_token(tokenizer, w) or bare_single(tokenizer, w)) and _mapped_ok(task, name, w, tokenizer)]
         words[name] = tuple(ok)
         dropped[name] = tuple(w for w in pool if w not in set(ok))
     for name in words:
@@ -53,6 +53,20 @@ def resolve_lexicons(task: Task, tokenizer: Any) -> Lexicons:
             raise TaskError(f"task {task.name!r} ({task.source}): lexicon {name!r} keeps {len(words[name])} word(s) that are one token "
                             f"for this tokenizer (dropped {list(dropped[name])[:8]}); its slots need at least {need} distinct words")
     return Lexicons(words, dropped)
+
+
+def bare_single(tokenizer: Any, word: str) -> bool:
+    """True if `word` without a leading space is one token (a glued slot: "32" after " 17")."""
+    return len(tokenizer.encode(word, add_special_tokens=False)) == 1
+
+
+def answer_token(tokenizer: Any, word: str, space: bool, what: str) -> int:
+    """The one token id of an answer word (" word", or the bare word for a glued answer); a named error otherwise."""
+    ids = tokenizer.encode((" " if space else "") + word, add_special_tokens=False)
+    if len(ids) != 1:
+        pieces = [tokenizer.decode([i]) for i in ids]
+        raise TaskError(f"{what} {word!r} is not a single token{' with its leading space' if space else ''}: {pieces}")
+    return ids[0]
 
 
 def _mapped_ok(task: Task, lexicon: str, word: str, tokenizer: Any) -> bool:

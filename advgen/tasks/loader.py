@@ -16,6 +16,7 @@ The whole file is checked before any model loads, so a typo fails in a second, n
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import yaml
 from advgen.core.files import read_text
 from advgen.core.yamlsafe import MAX_YAML_CHARS, StrictLoader, load_yaml
 from advgen.tasks.spec import (
+    COMPARES,
     METRICS,
     POSITION_RE,
     SLOT_RE,
@@ -38,8 +40,19 @@ from advgen.tasks.spec import (
 )
 
 KEYS = {"task", "description", "metric", "lexicons", "slots", "templates", "answer", "foil", "corrupt", "roles", "edits"}
-GENERATED = ("vocab-words",)
-"""Lexicons made from the tokenizer: "vocab-words" = its single-token lowercase words of 3+ letters."""
+GENERATED = ("vocab-words", "range:A-B")
+"""Generated lexicons: "vocab-words" = the tokenizer's single-token lowercase words of 3+ letters; "range:00-99" =
+the numbers A..B written with A's width (zero-padded: two-digit years)."""
+RANGE_RE = re.compile(r"range:(\d+)-(\d+)")
+
+
+def expand_range(spec: str) -> tuple[str, ...] | None:
+    """"range:02-98" -> ("02", ..., "98"); None if `spec` is not a range."""
+    m = RANGE_RE.fullmatch(spec)
+    if not m:
+        return None
+    a, b = m.groups()
+    return tuple(str(i).zfill(len(a)) for i in range(int(a), int(b) + 1))
 
 
 class _Lines(StrictLoader):
@@ -102,14 +115,21 @@ def _lexicons(raw: Any, where: str) -> dict[str, tuple[str, ...] | str]:
         raise TaskError(f"{where}:{_line(raw)}: 'lexicons' must map lexicon names to word lists (or {list(GENERATED)})")
     out: dict[str, tuple[str, ...] | str] = {}
     for k, v in _plain(raw).items():
-        if isinstance(v, str):
-            if v not in GENERATED:
+        if isinstance(v, list):  # numbers written bare (century: [11, 12]) are words too
+            v = [str(w) if isinstance(w, int) and not isinstance(w, bool) else w for w in v]
+        if isinstance(v, str) and expand_range(v) is not None:
+            words = expand_range(v) or ()
+            if not words:
+                raise TaskError(f"{where}:{_line(raw)}: lexicon {k!r}: {v!r} is an empty range")
+            out[k] = words
+        elif isinstance(v, str):
+            if v != "vocab-words":
                 raise TaskError(f"{where}:{_line(raw)}: lexicon {k!r}: {v!r} is not a word list or one of {list(GENERATED)}")
             out[k] = v
         elif isinstance(v, list) and v and all(isinstance(w, str) and w.strip() == w and w for w in v):
             if len(set(v)) != len(v):
                 raise TaskError(f"{where}:{_line(raw)}: lexicon {k!r} lists a word twice")
-            out[k] = tuple(v)
+            out[k] = tuple(str(w) for w in v)
         else:
             raise TaskError(f"{where}:{_line(raw)}: lexicon {k!r} must be a non-empty list of words without surrounding spaces")
     return out
@@ -146,22 +166,31 @@ def _templates(raw: Any, slots: Mapping[str, str], where: str) -> tuple[TaskTemp
             what = f"slot {{{stray[0]}}} is not declared in 'slots'" if stray else "a brace that is not a {SLOT}"
             raise TaskError(f"{where}:{line}: template {tid!r}: {what}")
         for m in SLOT_RE.finditer(t.text):
-            if m.start() > 0 and t.text[m.start() - 1] != " ":
-                raise TaskError(f"{where}:{line}: template {tid!r}: slot {{{m.group(1)}}} must follow a space (or start the text), "
-                                "so its value is the same token (' word') at every mention")
+            if m.start() > 0 and t.text[m.start() - 1].isalnum():
+                raise TaskError(f"{where}:{line}: template {tid!r}: slot {{{m.group(1)}}} is glued to a word; a slot follows a space, "
+                                "starts the text, or follows another slot or a sign ({XX}{YY}, ${XX}), so its token is known")
         out.append(t)
     return tuple(out)
 
 
 def _rule(raw: Any, what: str, slots: Mapping[str, str], lexicons: Mapping[str, Any], templates: tuple[TaskTemplate, ...], where: str) -> AnswerRule:
     if not isinstance(raw, dict) or not isinstance(raw.get("slot"), str):
-        raise TaskError(f"{where}:{_line(raw)}: '{what}' must be {{slot: NAME}} or {{slot: NAME, map: {{value: word}}}}")
+        raise TaskError(f"{where}:{_line(raw)}: '{what}' must be {{slot: NAME}}, {{slot: NAME, map: {{value: word}}}} "
+                        "or {slot: NAME, compare: '>', over: LEXICON}")
+    unknown = sorted(set(raw) - {"slot", "map", "compare", "over", "space", "__line__"})
+    if unknown:
+        raise TaskError(f"{where}:{_line(raw)}: {what}: unknown key(s) {unknown}; use slot, map, compare, over, space")
     slot = raw["slot"]
     if slot not in slots:
         raise TaskError(f"{where}:{_line(raw)}: {what} slot {{{slot}}} is not declared in 'slots'")
     missing = [t.id for t in templates if slot not in t.slots]
     if missing:
         raise TaskError(f"{where}:{_line(raw)}: {what} slot {{{slot}}} is missing from template(s) {missing}")
+    space = raw.get("space", True)
+    if not isinstance(space, bool):
+        raise TaskError(f"{where}:{_line(raw)}: {what} 'space' must be true or false")
+    if "compare" in raw:
+        return _set_rule(raw, what, slot, slots, lexicons, where, space)
     mapping = raw.get("map") or {}
     if not isinstance(mapping, dict) or not all(isinstance(v, str) and v.strip() == v and v for v in _plain(mapping).values()):
         raise TaskError(f"{where}:{_line(raw)}: {what} 'map' must map slot values to single words")
@@ -173,7 +202,25 @@ def _rule(raw: Any, what: str, slots: Mapping[str, str], lexicons: Mapping[str, 
             raise TaskError(f"{where}:{_line(raw)}: {what} 'map' has no entry for {{{slot}}} value(s) {unmapped[:5]}")
     elif mapping:
         raise TaskError(f"{where}:{_line(raw)}: {what} 'map' needs {{{slot}}} to use a listed lexicon, not {lex!r}")
-    return AnswerRule(slot, mapping)
+    return AnswerRule(slot, mapping, space=space)
+
+
+def _set_rule(raw: Mapping[str, Any], what: str, slot: str, slots: Mapping[str, str], lexicons: Mapping[str, Any], where: str,
+              space: bool) -> AnswerRule:
+    at = f"{where}:{_line(raw)}: {what}"
+    if raw["compare"] not in COMPARES:
+        raise TaskError(f"{at}: compare {raw['compare']!r} is not one of {list(COMPARES)}")
+    over = raw.get("over", slots[slot])
+    words = lexicons.get(over)
+    if not isinstance(words, tuple):
+        raise TaskError(f"{at}: 'over' must name a listed or range lexicon, got {over!r}")
+    own = lexicons[slots[slot]]
+    for w in (*words, *(own if isinstance(own, tuple) else ())):
+        try:
+            float(w)
+        except ValueError:
+            raise TaskError(f"{at}: a set rule compares numbers; {w!r} (slot {{{slot}}} or lexicon {over!r}) is not one") from None
+    return AnswerRule(slot, compare=raw["compare"], over=words, space=space)
 
 
 def _corrupt(raw: Any, slots: Mapping[str, str], templates: tuple[TaskTemplate, ...], where: str) -> Corruption | None:
@@ -181,6 +228,10 @@ def _corrupt(raw: Any, slots: Mapping[str, str], templates: tuple[TaskTemplate, 
         return None
     if not isinstance(raw, dict) or raw.get("slot") not in slots:
         raise TaskError(f"{where}:{_line(raw)}: 'corrupt' must be {{slot: NAME, mention: K}} with a declared slot")
+    value = raw.get("value", "")
+    value = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(value, str):
+        raise TaskError(f"{where}:{_line(raw)}: corrupt 'value' must be a word, e.g. \"01\"")
     mention = raw.get("mention", 1)
     if not isinstance(mention, int) or mention < 1:
         raise TaskError(f"{where}:{_line(raw)}: corrupt mention must be an integer >= 1, got {mention!r}")
@@ -188,7 +239,7 @@ def _corrupt(raw: Any, slots: Mapping[str, str], templates: tuple[TaskTemplate, 
         n = SLOT_RE.findall(t.text).count(raw["slot"])
         if n < mention:
             raise TaskError(f"{where}:{_line(raw)}: corrupt asks for mention {mention} of {{{raw['slot']}}}, template {t.id!r} has {n}")
-    return Corruption(raw["slot"], mention)
+    return Corruption(raw["slot"], mention, value)
 
 
 def _position(p: Any, slots: Mapping[str, str], at: str) -> str:

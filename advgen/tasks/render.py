@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from advgen.core.types import Prompt
-from advgen.prompts.templates import single_token_id
+from advgen.tasks.lexicons import answer_token
 from advgen.tasks.spec import SLOT_RE, Task, TaskError, TaskTemplate
 
 Mention = tuple[str, int]
@@ -56,10 +56,11 @@ def token_positions(template: TaskTemplate, text: str, spans: Mapping[str, tuple
     for name, (a, b) in spans.items():
         hits = [i for i, (s, e) in enumerate(offsets) if s < b and e > a]
         word = text[a:b]
-        if len(hits) != 1 or tokenizer.decode([ids[hits[0] + 1]]) != " " + word:
+        want = (" " if a > 0 and text[a - 1] == " " else "") + word
+        if len(hits) != 1 or tokenizer.decode([ids[hits[0] + 1]]) != want:
             got = [tokenizer.decode([ids[i + 1]]) for i in hits]
-            raise TaskError(f"template {template.id!r} ({template.source}), slot {{{name}}}: {word!r} is not one token with its "
-                            f"leading space in context (tokens {got})")
+            raise TaskError(f"template {template.id!r} ({template.source}), slot {{{name}}}: {want!r} is not one token "
+                            f"in context (tokens {got})")
         positions[name] = hits[0] + 1
     for name, i in list(positions.items()):
         if i + 1 < len(ids):
@@ -76,9 +77,14 @@ def render_task_prompt(task: Task, template: TaskTemplate, values: Mapping[str, 
     answer, foil = task.answer.word(values), task.foil.word(values)
     if answer == foil:
         raise TaskError(f"task {task.name!r}, template {template.id!r}: answer and foil are both {answer!r} for {dict(values)}")
+    ans = tuple(answer_token(tokenizer, w, task.answer.space, f"task {task.name!r} answer") for w in task.answer.words(values))
+    foils = tuple(answer_token(tokenizer, w, task.foil.space, f"task {task.name!r} foil") for w in task.foil.words(values))
+    if not ans or not foils or set(ans) & set(foils):
+        raise TaskError(f"task {task.name!r}, template {template.id!r}: for {dict(values)} the answer set ({len(ans)} tokens) and the "
+                        f"foil set ({len(foils)}) must both be non-empty and disjoint")
     info = {"task": task.name, "values": dict(sorted(values.items())), **({"override": {f"{s}@{k}": v for (s, k), v in override.items()}}
                                                                           if override else {}), **(extra or {})}
-    return Prompt(text=text, io=answer, s=foil, token_ids=tuple(ids), positions=positions,
-                  io_token=single_token_id(tokenizer, answer, f"task {task.name!r} answer"),
-                  s_token=single_token_id(tokenizer, foil, f"task {task.name!r} foil"),
-                  template_id=template.id, order=task.name, family=family, pair_id=pair_id, extra=info, task=task.name)
+    sets = task.sets
+    return Prompt(text=text, io=answer, s=foil, token_ids=tuple(ids), positions=positions, io_token=ans[0], s_token=foils[0],
+                  template_id=template.id, order=task.name, family=family, pair_id=pair_id, extra=info, task=task.name,
+                  answer_tokens=ans if sets else (), foil_tokens=foils if sets else ())

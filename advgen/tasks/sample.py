@@ -40,14 +40,30 @@ def _draw(task: Task, t: TaskTemplate, lex: Lexicons, rng: random.Random) -> tup
             for s, w in zip(mine, rng.sample(lex.words[name], len(mine)), strict=True):
                 values[s] = w
         pool = lex.words[task.slots[task.corrupt.slot]] if task.corrupt else next(iter(lex.words.values()))
-        fresh = rng.choice([w for w in pool if w not in values.values()])
+        fresh = task.corrupt.value if task.corrupt and task.corrupt.value else rng.choice([w for w in pool if w not in values.values()])
         if task.answer.word(values) != task.foil.word(values):
             return values, fresh
     raise TaskError(f"task {task.name!r}, template {t.id!r}: answer and foil coincide in {MAX_TRIES} draws; check the answer/foil rules")
 
 
-def iter_task_specs(task: Task, lex: Lexicons, n: int, seed: int, templates: Sequence[TaskTemplate] | None = None) -> Iterator[TaskSpec]:
-    """n specs, balanced over templates (shuffled blocks), a pure function of the seed."""
+def renders(task: Task, sp: TaskSpec, tokenizer: object) -> bool:
+    """Whether the spec renders with every slot one token in context (GPT-2 splits " 1302" as " 130" + "2", so
+    century 13 with year 02 does not: such draws are redrawn, as the greater-than paper keeps only years that split)."""
+    try:
+        render_spec(task, sp, tokenizer)
+        if task.corrupt is not None:
+            render_spec(task, sp, tokenizer, corrupt=True)
+    except TaskError:
+        return False
+    return True
+
+
+def iter_task_specs(task: Task, lex: Lexicons, n: int, seed: int, templates: Sequence[TaskTemplate] | None = None,
+                    tokenizer: object | None = None) -> Iterator[TaskSpec]:
+    """n specs, balanced over templates (shuffled blocks), a pure function of the seed.
+
+    With `tokenizer`, a draw whose prompt does not render (a slot not one token in context) is redrawn,
+    at most MAX_TRIES times in a row before the template is declared unusable for this tokenizer."""
     if n < 1:
         raise AdvgenError(f"--n must be >= 1, got {n}")
     pool = list(templates or task.templates)
@@ -57,8 +73,14 @@ def iter_task_specs(task: Task, lex: Lexicons, n: int, seed: int, templates: Seq
         block = pool[:]
         rng.shuffle(block)
         for t in block[: n - done]:
-            values, fresh = _draw(task, t, lex, rng)
-            yield TaskSpec(t, values, f"{task.name}-s{seed}-{done:06d}", fresh)
+            for _ in range(MAX_TRIES):
+                values, fresh = _draw(task, t, lex, rng)
+                sp = TaskSpec(t, values, f"{task.name}-s{seed}-{done:06d}", fresh)
+                if tokenizer is None or renders(task, sp, tokenizer):
+                    break
+            else:
+                render_spec(task, sp, tokenizer)  # raises the named error of the last draw
+            yield sp
             done += 1
 
 
@@ -74,7 +96,7 @@ def render_spec(task: Task, sp: TaskSpec, tokenizer: object, *, corrupt: bool = 
 
 def task_sets(task: Task, lex: Lexicons, tokenizer: object, n: int, seed: int) -> tuple[PromptSet, PromptSet | None]:
     """Clean prompts and (if the task has one) their corrupted twins, position-aligned prompt by prompt."""
-    specs = list(iter_task_specs(task, lex, n, seed))
+    specs = list(iter_task_specs(task, lex, n, seed, tokenizer=tokenizer))
     h = tokenizer_hash(tokenizer)
     clean = PromptSet(tuple(render_spec(task, sp, tokenizer) for sp in specs), h)
     if task.corrupt is None:

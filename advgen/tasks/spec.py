@@ -40,21 +40,41 @@ class TaskTemplate:
         return tuple(dict.fromkeys(SLOT_RE.findall(self.text)))
 
 
+COMPARES = {">": lambda a, b: a > b, ">=": lambda a, b: a >= b, "<": lambda a, b: a < b, "<=": lambda a, b: a <= b}
+"""Set rules: every word w of a lexicon with float(w) <op> float(value), e.g. the years greater than YY."""
+
+
 @dataclass(frozen=True)
 class AnswerRule:
-    """Which token a prompt's answer (or foil) is: a slot's value, or a mapping from one slot's value."""
+    """Which token(s) a prompt's answer (or foil) is: a slot's value, a mapping from it, or a set compared to it."""
 
     slot: str
     mapping: Mapping[str, str] = field(default_factory=dict)
     """Empty: the slot's own value; else value -> answer word (e.g. France -> Paris, dog -> is)."""
+    compare: str = ""
+    """A set rule: ">", ">=", "<" or "<=": the words of lexicon `over` that compare so to the slot's value."""
+    over: tuple[str, ...] = ()
+    """The words a set rule ranges over (e.g. "00".."99")."""
+    space: bool = True
+    """Whether the answer token carries a leading space (" Paris"); False for a token glued to the text ("17" + "32")."""
 
     def word(self, values: Mapping[str, str]) -> str:
+        """The single answer word, or a set rule's description ("> 32")."""
         v = values[self.slot]
+        if self.compare:
+            return f"{self.compare} {v}"
         if not self.mapping:
             return v
         if v not in self.mapping:
             raise TaskError(f"slot {{{self.slot}}} value {v!r} has no entry in the answer mapping")
         return self.mapping[v]
+
+    def words(self, values: Mapping[str, str]) -> tuple[str, ...]:
+        """Every answer word: one for a slot or mapping rule, the compared set for a set rule."""
+        if not self.compare:
+            return (self.word(values),)
+        x = float(values[self.slot])
+        return tuple(w for w in self.over if COMPARES[self.compare](float(w), x))
 
 
 @dataclass(frozen=True)
@@ -81,6 +101,8 @@ class Corruption:
     slot: str
     mention: int = 1
     """Which mention of the slot to replace (1 = the first)."""
+    value: str = ""
+    """A fixed replacement (greater-than's "01" twin); empty: a fresh value of the slot's lexicon, drawn per prompt."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +140,11 @@ class Task:
             if r.name == name:
                 return r
         raise TaskError(f"task {self.name!r} has no role {name!r}; its roles: {[r.name for r in self.roles]}")
+
+    @property
+    def sets(self) -> bool:
+        """Whether answers are token sets (metrics then sum probabilities / log-sum-exp logits over each set)."""
+        return bool(self.answer.compare or self.foil.compare)
 
     @property
     def role_names(self) -> tuple[str, ...]:

@@ -1,0 +1,83 @@
+"""Set-answer tasks (greater-than): glued year tokens, answer/foil sets, and PD read at each prompt's END."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from advgen.core.types import PromptSet
+from advgen.tasks.lexicons import resolve_lexicons
+from advgen.tasks.registry import resolve_task
+from advgen.tasks.sample import task_sets
+from advgen.tasks.spec import TaskError
+
+
+@pytest.fixture(scope="module")
+def gt_sets(tiny_model):
+    t, tok = resolve_task("greater-than"), tiny_model.tokenizer  # GPT-2's tokenizer, as the tiny model saved it
+    return t, *task_sets(t, resolve_lexicons(t, tok), tok, 30, seed=0)
+
+
+def test_years_split_as_century_plus_two_digits(gt_sets, tiny_model) -> None:
+    gpt2_tokenizer = tiny_model.tokenizer
+    t, clean, twins = gt_sets
+    for p, q in zip(clean, twins, strict=True):
+        yy = p.extra["values"]["YY"]
+        xx = p.extra["values"]["XX"]
+        assert gpt2_tokenizer.decode([p.token_ids[p.positions["XX"]]]) == " " + xx
+        assert gpt2_tokenizer.decode([p.token_ids[p.positions["YY"]]]) == yy
+        assert gpt2_tokenizer.decode([p.token_ids[p.end]]) == " " + xx
+        answers = {gpt2_tokenizer.decode([i]) for i in p.answer_tokens}
+        foils = {gpt2_tokenizer.decode([i]) for i in p.foil_tokens}
+        assert answers == {f"{y:02d}" for y in range(int(yy) + 1, 100)} and foils == {f"{y:02d}" for y in range(int(yy) + 1)}
+        assert gpt2_tokenizer.decode([q.token_ids[q.positions["YY"]]]) == "01" and len(q) == len(p)
+        assert q.answer_tokens == p.answer_tokens  # the twin is scored against the clean prompt's sets
+
+
+def test_pd_and_ld_match_a_full_softmax(gt_sets, tiny_model) -> None:
+    from advgen.model.validate import end_logits, end_metrics
+
+    _, clean, _ = gt_sets
+    ps = PromptSet(clean.prompts[:8], clean.tokenizer_hash)
+    metrics = end_metrics(tiny_model, ps, batch_size=3)
+    logits = end_logits(tiny_model, ps, batch_size=8).double()
+    for p, m, lg in zip(ps, metrics, logits, strict=True):
+        prob = lg.softmax(-1)
+        pa, pf = float(prob[list(p.answer_tokens)].sum()), float(prob[list(p.foil_tokens)].sum())
+        assert m.io_prob == pytest.approx(pa, rel=1e-4) and m.s_prob == pytest.approx(pf, rel=1e-4)
+        assert m.logit_diff == pytest.approx(float(torch.log(torch.tensor(pa / pf))), abs=1e-4)
+        assert (m.logit_diff < 0) == (pa < pf)
+
+
+def test_run_reports_pd(tmp_path: Path, tiny_model_dir) -> None:
+    import advgen
+
+    r = advgen.run(str(tiny_model_dir), n=12, seed=0, out=tmp_path / "gt", task="greater-than")
+    pd = [m.io_prob - m.s_prob for m in r.evaluation.metrics]
+    assert r.summary["mean_prob_diff"] == pytest.approx(sum(pd) / len(pd))
+    assert r.summary["prob_diff_ci95"]["low"] <= r.summary["mean_prob_diff"] <= r.summary["prob_diff_ci95"]["high"]
+
+
+@pytest.mark.parametrize("rule, expect", [
+    ("{slot: YY, compare: '>>', over: year, space: false}", r"compare '>>' is not one of"),
+    ("{slot: YY, compare: '>', over: noun, space: false}", r"compares numbers; 'war'"),
+    ("{slot: YY, compare: '>', over: nope}", r"'over' must name a listed or range lexicon"),
+    ("{slot: YY, compare: '>', over: year, space: maybe}", r"'space' must be true or false"),
+    ("{slot: YY, comparison: '>'}", r"unknown key\(s\) \['comparison'\]"),
+])
+def test_bad_set_rules_are_named(tmp_path: Path, rule: str, expect: str) -> None:
+    src = (Path(__file__).parents[1] / "advgen" / "tasks" / "data" / "greater-than.yaml").read_text()
+    bad = tmp_path / "gt.yaml"
+    bad.write_text(src.replace("answer: {slot: YY, compare: \">\", over: year, space: false}", f"answer: {rule}"))
+    with pytest.raises(TaskError, match=expect):
+        resolve_task(bad)
+
+
+def test_a_slot_glued_to_a_word_is_refused(tmp_path: Path) -> None:
+    src = (Path(__file__).parents[1] / "advgen" / "tasks" / "data" / "greater-than.yaml").read_text()
+    bad = tmp_path / "gt.yaml"
+    bad.write_text(src.replace("The {NOUN} lasted", "The x{NOUN} lasted"))
+    with pytest.raises(TaskError, match=r"gt.yaml:\d+: template 'lasted': slot \{NOUN\} is glued to a word"):
+        resolve_task(bad)
