@@ -81,3 +81,16 @@ def test_a_slot_glued_to_a_word_is_refused(tmp_path: Path) -> None:
     bad.write_text(src.replace("The {NOUN} lasted", "The x{NOUN} lasted"))
     with pytest.raises(TaskError, match=r"gt.yaml:\d+: template 'lasted': slot \{NOUN\} is glued to a word"):
         resolve_task(bad)
+
+
+def test_builtin_gpt2_greater_than_circuit_names_its_task_and_mlps() -> None:
+    from advgen.circuits.format import CircuitError, resolve_circuit
+
+    c = resolve_circuit("gpt2-small-greater-than", 12, 12)
+    assert c.task == "greater-than" and {m.node for m in c.mlps} == {"m8", "m9", "m10", "m11"}
+    assert {h.role.value for h in c.heads} == {"yy_mover"} and len(c.heads) == 7
+    c.check_task(resolve_task("greater-than"))
+    with pytest.raises(CircuitError, match="is for task 'greater-than', not 'ioi'"):
+        c.check_task(resolve_task("ioi"))
+    with pytest.raises(CircuitError, match="layers 0..3"):
+        c.check_against(4, 4)
