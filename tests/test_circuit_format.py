@@ -71,13 +71,13 @@ def test_round_trip_keeps_roles_positions_scores(tmp_path):
     assert d.to_dict() == c.to_dict()
 
 
-def test_format_1_files_load_and_save_unchanged(tmp_path):
-    """Every built-in circuit (format 1) loads, and is written back byte for byte as format 1."""
-    from advgen.circuits.format import BUILTIN_DIR, builtin_names
+def test_builtin_files_load_and_save_unchanged(tmp_path):
+    """Every built-in circuit loads and is written back unchanged: format 1 without MLP nodes, format 2 with them."""
+    from advgen.circuits.format import BUILTIN_DIR, FORMAT, FORMAT_MLP, builtin_names
 
     for name in builtin_names():
         c = Circuit.load(BUILTIN_DIR / f"{name}.json")
-        assert c.mlps == ()
+        assert json.loads((BUILTIN_DIR / f"{name}.json").read_text())["format"] == (FORMAT_MLP if c.mlps else FORMAT)
         out = c.save(tmp_path / f"{name}.json")
         assert json.loads(out.read_text()) == json.loads((BUILTIN_DIR / f"{name}.json").read_text())
 
