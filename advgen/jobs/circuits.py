@@ -110,13 +110,14 @@ def check_claim(model: ModelArg, circuit: CircuitArg, out: str | Path, settings:
         raise AdvgenError("--greedy-steps and --worst-k must be >= 0 and --scrub-draws >= 1, got "
                           f"{settings.greedy_steps}, {settings.worst_k}, {settings.scrub_draws}")
     spec, inputs = circuit_arg(circuit)
+    (circuit if isinstance(circuit, Circuit) else resolve_circuit(circuit)).check_task(t)  # another task's circuit: refused before the model loads
     ident = rundir.identity_of("check-claim", {"model": spec_of(model), "circuit": spec, **asdict(settings)})
     rundir.check_out(out, "check-claim", ident, overwrite, inputs)
     cmd = command if command is not None else command_line(
         "check-claim", spec, model=spec_of(model), n=settings.n, seed=settings.seed, batch_size=settings.batch_size,
         greedy_steps=settings.greedy_steps, worst_k=settings.worst_k, scrub_draws=settings.scrub_draws, no_ladder=not settings.ladder, **runtime_options(device, dtype))
     m = loaded(model, device, dtype)
-    c = circuit_for(circuit, m).check_task(t)
+    c = circuit_for(circuit, m)
     res = measure_claim(m, c, settings, progress=progress)
     with rundir.writing(out, "check-claim", ident, overwrite, inputs) as d:
         written = write_claims(res, d, cmd)

@@ -1,0 +1,90 @@
+"""Generic discovery (`advgen.circuits.task_discovery`): the rule on synthetic measurements, and the induction model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from advgen.core.types import AdvgenError, Head, Role
+from advgen.tasks.registry import resolve_task
+
+ROOT = Path(__file__).resolve().parents[1]
+INDUCTION = ROOT / "advgen" / "model" / "weights" / "induction"
+needs_model = pytest.mark.skipif(not (INDUCTION / "config.json").exists(),
+                                 reason="bundled induction model not merged yet (advgen/model/weights/induction)")
+
+
+def test_rule_members_by_effect_roles_by_signature_above_chance() -> None:
+    from advgen.circuits.task_discovery import TaskDiscoverySettings, assign, threshold
+
+    s = TaskDiscoverySettings(effect_share=0.2, min_effect=0.05, chance_k=3.0)
+    eff = np.array([[-0.9, 0.01, -0.3], [-1.0, 0.1, 0.0]])
+    thr = threshold(eff, np.zeros(2), s)
+    assert thr == pytest.approx(0.2)
+    sigs = {"previous_token": np.array([[0.9, 0.9, 0.05], [0.1, 0.1, 0.1]]),
+            "induction": np.array([[0.0, 0.0, 0.05], [0.7, 0.9, 0.0]])}
+    chance = {"previous_token": 0.25, "induction": 0.1}  # thresholds 0.75 and 0.3
+    heads, lost = assign(resolve_task("induction"), eff, sigs, chance, thr, s)
+    assert [(str(h.head), h.role, h.positions) for h in heads] == [("a0.h0", Role.PREVIOUS_TOKEN, ("A+1",)),
+                                                                   ("a1.h0", Role.INDUCTION, ("END",))]
+    # a0.h2 clears the effect threshold but attends like nothing: listed with its numbers, not dropped silently
+    assert [(u.head, u.effect) for u in lost] == [(Head(0, 2), -0.3)] and lost[0].signatures["previous_token"] == 0.05
+    # a model whose nodes barely matter gets the floor, not a share of noise
+    assert threshold(np.full((2, 2), 0.01), np.zeros(2), s) == 0.05
+
+
+def test_settings_and_tasks_without_twins_or_roles_are_refused(tiny_model) -> None:
+    from advgen.circuits.task_discovery import TaskDiscoverySettings, discover_task
+    from advgen.tasks.spec import Task, TaskError
+
+    with pytest.raises(AdvgenError, match="effect_share"):
+        TaskDiscoverySettings(effect_share=0.0)
+    t = resolve_task("induction")
+    with pytest.raises(TaskError, match="no corrupted twin"):
+        discover_task(tiny_model, Task(**{**t.__dict__, "corrupt": None}))
+    with pytest.raises(TaskError, match="no roles"):
+        discover_task(tiny_model, Task(**{**t.__dict__, "roles": ()}))
+
+
+def _measured_heads() -> tuple[Head, Head]:
+    """The trainer's own measurement: the strongest previous-token head of layer 0 and induction head of layer 1."""
+    info = json.loads((INDUCTION / "training_info.json").read_text())
+    prev, ind = np.array(info["previous_token_score"]), np.array(info["induction_score"])
+    return Head(0, int(prev[0].argmax())), Head(1, int(ind[1].argmax()))
+
+
+@needs_model
+def test_discovery_recovers_the_induction_models_heads() -> None:
+    from advgen.circuits.task_discovery import TaskDiscoverySettings, discover_task
+    from advgen.model.loading import load_model
+
+    d = discover_task(load_model(str(INDUCTION)), resolve_task("induction"), TaskDiscoverySettings(n=40, seed=0))
+    prev, ind = _measured_heads()
+    roles = {h.head: h.role for h in d.circuit.heads}
+    assert roles.get(prev) == Role.PREVIOUS_TOKEN, d.report["heads"]
+    assert roles.get(ind) == Role.INDUCTION, d.report["heads"]
+    assert all(h.head.layer == 0 for h in d.circuit.heads if h.role == Role.PREVIOUS_TOKEN)
+    assert all(h.head.layer == 1 for h in d.circuit.heads if h.role == Role.INDUCTION)
+    # attention-only: every MLP's output is exactly zero, so no MLP patch moves anything
+    assert not d.circuit.mlps and np.all(d.matrices["mlp_effect"] == 0.0) and d.report["mlp_note"]
+    assert d.circuit.task == "induction" and d.report["roles_missing"] == []
+
+
+@needs_model
+def test_discover_job_writes_the_run_directory(tmp_path: Path) -> None:
+    import advgen
+    from advgen.circuits.format import Circuit
+    from advgen.circuits.task_discovery import TaskDiscoverySettings
+
+    out = tmp_path / "disc"
+    res = advgen.discover(str(INDUCTION), out, TaskDiscoverySettings(n=12, seed=0), task="induction")
+    assert {"circuit.json", "discovery.json", "discovery.png", "discovery.md", "manifest.json", ".advgen-complete.json"} <= {
+        p.name for p in out.iterdir()}
+    assert Circuit.load(out / "circuit.json").task == "induction" == res.circuit.task
+    doc = json.loads((out / "discovery.json").read_text())
+    assert {"effect", "mlp_effect", "sig_previous_token", "sig_induction"} == set(doc["matrices"])
+    assert doc["thresholds"]["effect"] >= doc["thresholds"]["min_effect"]
+    assert "--task induction" in doc["command"]
