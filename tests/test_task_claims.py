@@ -6,12 +6,19 @@ import json
 from pathlib import Path
 
 import pytest
+from handbuilt import load_handbuilt
 
 from advgen.circuits.format import Circuit, CircuitError, resolve_circuit
 from advgen.core.types import AdvgenError, Role
 from advgen.tasks.registry import resolve_task
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def handbuilt_induction(gpt2_tokenizer_dir, tmp_path_factory):
+    return load_handbuilt(gpt2_tokenizer_dir, tmp_path_factory)
+
 INDUCTION = ROOT / "advgen" / "model" / "weights" / "induction"
 
 
@@ -93,3 +100,22 @@ def test_discovered_induction_circuit_is_faithful_under_twin_mean() -> None:
     assert twin_mean["accuracy"]["mean"] >= 0.9 * res.header["model_accuracy"]
     # knocking the circuit out of the full model removes most of the behaviour
     assert res.completeness["twin_mean"]["ld_left"]["mean"] < 0.5
+
+
+def test_handbuilt_circuit_is_faithful_and_complete(handbuilt_induction) -> None:
+    """The constructed circuit (a0.h0 at A+1, a1.h0 at END) alone does what the model does; without it nothing is left."""
+    from advgen.circuits.task_claims import TaskClaimSettings, check_task_claim
+
+    c = Circuit.from_dict({"format": "advgen-circuit/1", "task": "induction", "heads": [
+        {"head": "a0.h0", "role": "previous_token", "positions": ["A+1"]}, {"head": "a1.h0", "role": "induction", "positions": ["END"]}]})
+    res = check_task_claim(handbuilt_induction, c, resolve_task("induction"), TaskClaimSettings(n=24, seed=1, worst_k=5))
+    assert res.header["model_accuracy"] == 1.0
+    for ab in ("twin_mean", "resample", "zero"):
+        assert res.table[ab]["faithfulness_ld"]["low"] > 0.9, (ab, res.table[ab]["faithfulness_ld"])
+        assert res.table[ab]["accuracy"]["mean"] == 1.0
+        assert abs(res.completeness[ab]["ld_left"]["mean"]) < 0.2, (ab, res.completeness[ab])
+    # the circuit without its induction head is not faithful: the measure can fail
+    half = Circuit.from_dict({"format": "advgen-circuit/1", "task": "induction", "heads": [
+        {"head": "a0.h0", "role": "previous_token", "positions": ["A+1"]}]})
+    assert check_task_claim(handbuilt_induction, half, resolve_task("induction"), TaskClaimSettings(n=24, seed=1)).table[
+        "twin_mean"]["faithfulness_ld"]["high"] < 0.5

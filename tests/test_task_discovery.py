@@ -7,11 +7,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from handbuilt import load_handbuilt
 
 from advgen.core.types import AdvgenError, Head, Role
 from advgen.tasks.registry import resolve_task
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def handbuilt_induction(gpt2_tokenizer_dir, tmp_path_factory):
+    return load_handbuilt(gpt2_tokenizer_dir, tmp_path_factory)
+
 INDUCTION = ROOT / "advgen" / "model" / "weights" / "induction"
 needs_model = pytest.mark.skipif(not (INDUCTION / "config.json").exists(),
                                  reason="bundled induction model not merged yet (advgen/model/weights/induction)")
@@ -88,3 +95,42 @@ def test_discover_job_writes_the_run_directory(tmp_path: Path) -> None:
     assert {"effect", "mlp_effect", "sig_previous_token", "sig_induction"} == set(doc["matrices"])
     assert doc["thresholds"]["effect"] >= doc["thresholds"]["min_effect"]
     assert "--task induction" in doc["command"]
+
+
+def test_discovery_recovers_the_handbuilt_induction_circuit(handbuilt_induction, tmp_path: Path) -> None:
+    """Ground truth by construction: a0.h0 previous-token, a1.h0 induction, random distractors a0.h1 and a1.h1, zero MLPs."""
+    from advgen.circuits.task_discovery import TaskDiscoverySettings, discover_task, write_task_discovery
+
+    d = discover_task(handbuilt_induction, resolve_task("induction"), TaskDiscoverySettings(n=16, seed=0))
+    assert [(str(h.head), h.role, h.positions) for h in d.circuit.heads] == [("a0.h0", Role.PREVIOUS_TOKEN, ("A+1",)),
+                                                                           ("a1.h0", Role.INDUCTION, ("END",))]
+    eff = d.matrices["effect"]
+    assert eff[0, 0] > 0.9 and eff[1, 0] > 0.9 and abs(eff[0, 1]) < 0.05 and abs(eff[1, 1]) < 0.05, eff
+    assert d.matrices["sig_previous_token"][0, 0] > 0.95 and d.matrices["sig_induction"][1, 0] > 0.95
+    assert not d.circuit.mlps and np.all(d.matrices["mlp_effect"] == 0.0) and "exactly 0" in d.report["mlp_note"]
+    assert d.unassigned == () and d.report["roles_missing"] == []
+    files = write_task_discovery(d, tmp_path, "advgen discover --task induction")
+    assert [p.name for p in files] == ["circuit.json", "discovery.json", "discovery.png", "discovery.md"]
+    assert "| a1.h0 | induction | END |" in (tmp_path / "discovery.md").read_text()
+    again = write_task_discovery(discover_task(handbuilt_induction, resolve_task("induction"), TaskDiscoverySettings(n=16, seed=0)),
+                                 tmp_path / "again", "advgen discover --task induction") if (tmp_path / "again").mkdir() is None else []
+    assert [p.read_bytes() for p in again] == [p.read_bytes() for p in files]  # same seed, same bytes
+
+
+def test_cli_discover_then_check_claim_with_task(handbuilt_induction, tmp_path: Path, capsys) -> None:
+    """`advgen discover --task induction` writes a circuit that `advgen check-claim --task induction` reads; IOI-only flags are refused."""
+    from advgen.cli.main import main
+
+    model = handbuilt_induction.name  # the directory it was loaded from
+    assert main(["discover", "--task", "induction", "--model", model, "--out", str(tmp_path / "d"), "--n", "8", "--no-progress"]) == 0
+    said = capsys.readouterr().out
+    assert "a0.h0" in said and "previous_token" in said and "a1.h0" in said
+    circuit = str(tmp_path / "d" / "circuit.json")
+    assert main(["check-claim", circuit, "--task", "induction", "--model", model, "--out", str(tmp_path / "c"), "--n", "8"]) == 0
+    assert "| twin_mean |" in capsys.readouterr().out
+    man = json.loads((tmp_path / "c" / "manifest.json").read_text())
+    assert "--task induction" in man["command"]
+    assert main(["check-claim", circuit, "--task", "induction", "--model", model, "--out", str(tmp_path / "e"), "--no-ladder"]) == 2
+    assert "IOI's check-claim options" in capsys.readouterr().err
+    assert main(["check-claim", circuit, "--model", model, "--out", str(tmp_path / "f")]) == 2  # an induction circuit under IOI
+    assert "is for task 'induction', not 'ioi'" in capsys.readouterr().err

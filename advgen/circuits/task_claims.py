@@ -25,14 +25,12 @@ import numpy as np
 import torch
 
 from advgen.circuits.format import Circuit
-from advgen.circuits.task_runs import Row, TaskCache, cache_task_run, patched_rows
+from advgen.circuits.task_runs import Row, TaskCache, cache_task_run, patched_rows, twin_sets
 from advgen.core.types import AdvgenError, PromptSet
 from advgen.model.loading import LoadedModel
 from advgen.model.metrics import bootstrap_ci
 from advgen.model.validate import DEFAULT_BATCH
-from advgen.tasks.lexicons import resolve_lexicons
-from advgen.tasks.sample import task_sets
-from advgen.tasks.spec import Task, TaskError
+from advgen.tasks.spec import Task
 
 TASK_ABLATIONS = ("twin_mean", "resample", "zero")
 N_BOOT = 1000
@@ -150,10 +148,7 @@ def check_task_claim(model: LoadedModel, circuit: Circuit, task: Task, settings:
     s = settings
     circuit.check_task(task)
     circuit.check_against(model.n_layers, model.n_heads)
-    if task.corrupt is None:
-        raise TaskError(f"task {task.name!r} ({task.source}) defines no corrupted twin; twin-mean and resample ablations need one")
-    clean_ps, twin_ps = task_sets(task, resolve_lexicons(task, model.tokenizer), model.tokenizer, s.n, s.seed)
-    assert twin_ps is not None
+    clean_ps, twin_ps = twin_sets(task, model.tokenizer, s.n, s.seed)
     n = len(clean_ps)
     with torch.no_grad():
         clean = cache_task_run(model, clean_ps, (), s.batch_size)

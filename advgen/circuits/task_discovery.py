@@ -28,12 +28,10 @@ import numpy as np
 import torch
 
 from advgen.circuits.format import Circuit, CircuitHead, CircuitMLP
-from advgen.circuits.task_runs import Row, TaskCache, cache_task_run, patched_rows
+from advgen.circuits.task_runs import Row, TaskCache, cache_task_run, patched_rows, twin_sets
 from advgen.core.types import AdvgenError, Head, PromptSet, Role, RoleName, TaskRole
 from advgen.model.loading import LoadedModel
 from advgen.model.validate import DEFAULT_BATCH
-from advgen.tasks.lexicons import resolve_lexicons
-from advgen.tasks.sample import task_sets
 from advgen.tasks.spec import Task, TaskError
 
 TWIN_EPS = 1e-3
@@ -138,12 +136,9 @@ def discover_task(model: LoadedModel, task: Task, settings: TaskDiscoverySetting
                   name: str | None = None, reference: Circuit | None = None) -> TaskDiscovery:
     """Clean + twin caches, per-node activation patching, the rule -> a circuit of `task` with its evidence."""
     s = settings
-    if task.corrupt is None:
-        raise TaskError(f"task {task.name!r} ({task.source}) defines no corrupted twin ('corrupt: {{slot: ...}}'); discovery patches from it")
     if not task.roles:
         raise TaskError(f"task {task.name!r} ({task.source}) defines no roles; discovery names each head by its role's attention signature")
-    clean_ps, twin_ps = task_sets(task, resolve_lexicons(task, model.tokenizer), model.tokenizer, s.n, s.seed)
-    assert twin_ps is not None  # task.corrupt is set
+    clean_ps, twin_ps = twin_sets(task, model.tokenizer, s.n, s.seed)
     with torch.no_grad():
         clean = cache_task_run(model, clean_ps, task.roles, s.batch_size)
         twin = cache_task_run(model, twin_ps, (), s.batch_size)

@@ -20,7 +20,27 @@ from advgen.circuits.patching import positions_of
 from advgen.core.types import AdvgenError, PromptSet
 from advgen.model.loading import LoadedModel
 from advgen.model.validate import DEFAULT_BATCH, end_logits, map_end_logits
-from advgen.tasks.spec import RoleSpec
+from advgen.prompts.templates import tokenizer_hash
+from advgen.tasks.lexicons import Lexicons, resolve_lexicons
+from advgen.tasks.sample import task_sets
+from advgen.tasks.spec import RoleSpec, Task, TaskError
+
+_LEXICONS: dict[tuple[str, str, str, str], Lexicons] = {}
+"""Resolved lexicons per (task, its lexicons, tokenizer): resolving "vocab-words" tokenizes the whole vocabulary."""
+
+
+def twin_sets(task: Task, tokenizer: Any, n: int, seed: int) -> tuple[PromptSet, PromptSet]:
+    """The task's clean prompts and their corrupted twins (a named error for a task without twins)."""
+    if task.corrupt is None:
+        raise TaskError(f"task {task.name!r} ({task.source}) defines no corrupted twin ('corrupt: {{slot: ...}}'); "
+                        "patching and the twin-mean / resample ablations need one")
+    key = (task.name, task.source, repr(sorted(task.lexicons.items())), tokenizer_hash(tokenizer))
+    if key not in _LEXICONS:
+        _LEXICONS[key] = resolve_lexicons(task, tokenizer)
+    clean, twins = task_sets(task, _LEXICONS[key], tokenizer, n, seed)
+    assert twins is not None  # task.corrupt is set
+    return clean, twins
+
 
 HeadEntry = tuple[int, int, str]
 """(layer, head, position name)."""
