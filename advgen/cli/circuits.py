@@ -48,8 +48,11 @@ class StageBar:
 def cmd_discover_task(args: argparse.Namespace) -> None:
     """discover --task T (a generic task): the generic engine's settings and summary."""
     from advgen.circuits.task_discovery import TaskDiscoverySettings
+    from advgen.core.types import AdvgenError
     from advgen.jobs.circuits import discover
 
+    if args.nm_path != "mlp" or args.curve_ablation != "abc_mean":
+        raise AdvgenError(f"--nm-path and --curve-ablation are IOI's discover options; --task {args.task} does not take them")
     settings = TaskDiscoverySettings(n=args.n, seed=args.seed, batch_size=args.batch_size)
     res = discover(args.model, args.out, settings, args.name, args.overwrite, None, **options(args), task=args.task)
     r, t = res.report, res.report["thresholds"]
@@ -114,7 +117,7 @@ def cmd_check_claim(args: argparse.Namespace) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add this group's subcommands to the advgen parser."""
-    p = sub.add_parser("discover", help="find an IOI circuit in a model (scores + patching) and write it as JSON")
+    p = sub.add_parser("discover", help="find a task's circuit in a model (IOI by default; --task for others) and write it as JSON")
     p.add_argument("--model", default="reference", help="'reference', 'gpt2', or a local HF directory")
     p.add_argument("--out", type=Path, required=True,
                    help="run directory: circuit.json, discovery.json, heatmaps (PNG) and manifest.json")
