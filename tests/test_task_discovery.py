@@ -137,3 +137,14 @@ def test_cli_discover_then_check_claim_with_task(handbuilt_induction, tmp_path: 
     assert "IOI's check-claim options" in capsys.readouterr().err
     assert main(["check-claim", circuit, "--model", model, "--out", str(tmp_path / "f")]) == 2  # an induction circuit under IOI
     assert "is for task 'induction', not 'ioi'" in capsys.readouterr().err
+
+
+def test_prob_diff_task_is_discovered_on_its_own_metric(handbuilt_induction) -> None:
+    """A task whose metric is p(answer) - p(foil) is patched on that metric, and finds the same constructed heads."""
+    from advgen.circuits.task_discovery import TaskDiscoverySettings, discover_task
+    from advgen.tasks.spec import Task
+
+    t = resolve_task("induction")
+    d = discover_task(handbuilt_induction, Task(**{**t.__dict__, "metric": "prob_diff"}), TaskDiscoverySettings(n=8, seed=3))
+    assert d.report["rule"]["metric"] == "prob_diff"
+    assert [str(h.head) for h in d.circuit.heads] == ["a0.h0", "a1.h0"]

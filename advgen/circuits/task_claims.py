@@ -2,7 +2,8 @@
 
 F(X) = a metric's mean with everything outside X ablated: every head output and every MLP output
 at every position, except the circuit's heads and MLP nodes at their own positions.
-- faithfulness: F(C) / F(M) per metric (mean logit difference, accuracy = share with LD > 0),
+- faithfulness: F(C) / F(M) per metric (mean logit difference, accuracy = share with LD > 0,
+  p(answer) - p(foil), the metric of "prob_diff" tasks),
   with paired bootstrap 95 % intervals; also (F(C) - F(empty)) / (F(M) - F(empty)), KL(model ||
   circuit) and the share of the answer's loss recovered;
 - completeness: the circuit's heads (all positions) and MLP nodes knocked out of the full model,
@@ -97,12 +98,15 @@ def _paired_ratio(num: np.ndarray, den: np.ndarray, seed: int) -> dict[str, floa
 
 
 def metric_block(model_st: np.ndarray, circ: np.ndarray, empty: np.ndarray, seed: int) -> dict[str, Any]:
-    """Every metric of one kept subgraph against the full model. Columns of the stats: LD, loss, KL."""
+    """Every metric of one kept subgraph against the full model. Columns of the stats: LD, loss, KL, p(answer) - p(foil)."""
     ld_m, ld_c, ld_e = model_st[:, 0], circ[:, 0], empty[:, 0]
     acc_m, acc_c = (ld_m > 0).astype(float), (ld_c > 0).astype(float)
     gap_ld, gap_loss = float(ld_m.mean() - ld_e.mean()), float(empty[:, 1].mean() - model_st[:, 1].mean())
+    pd_m, pd_c = model_st[:, 3], circ[:, 3]
     return {
         "mean_ld": bootstrap_ci(ld_c, seed).as_dict(),
+        "mean_prob_diff": bootstrap_ci(pd_c, seed).as_dict(),
+        "faithfulness_prob_diff": _paired_ratio(pd_c, pd_m, seed),
         "faithfulness_ld": _paired_ratio(ld_c, ld_m, seed),
         "normalised_faithfulness_ld": float((ld_c.mean() - ld_e.mean()) / gap_ld) if abs(gap_ld) > 1e-9 else float("nan"),
         "accuracy": bootstrap_ci(acc_c, seed).as_dict(),
@@ -153,7 +157,8 @@ def check_task_claim(model: LoadedModel, circuit: Circuit, task: Task, settings:
     with torch.no_grad():
         clean = cache_task_run(model, clean_ps, (), s.batch_size)
         twin = cache_task_run(model, twin_ps, (), s.batch_size)
-        model_st = torch.stack([clean.ld, -clean.logp[torch.arange(n), [p.io_token for p in clean_ps]], torch.zeros(n, dtype=torch.float64)], 1).numpy()
+        model_st = torch.stack([clean.ld, -clean.logp[torch.arange(n), [p.io_token for p in clean_ps]], torch.zeros(n, dtype=torch.float64),
+                                clean.pd], 1).numpy()
         table, comp, worst = {}, {}, []
         for ab in s.ablations:
             st = patched_rows(model, clean_ps, _rows(circuit, n, ablation_sources(ab, clean_ps, twin, s.seed)), clean.logp, s.batch_size * 4).numpy()
@@ -166,6 +171,7 @@ def check_task_claim(model: LoadedModel, circuit: Circuit, task: Task, settings:
               "heads": [str(h.head) for h in sorted(circuit.heads, key=lambda h: h.head)], "mlp_nodes": [m.node for m in circuit.mlps],
               "n": n, "seed": s.seed, "settings": asdict(s), "model_mean_ld": bootstrap_ci(model_st[:, 0], s.seed).as_dict(),
               "model_accuracy": float((model_st[:, 0] > 0).mean()), "twin_mean_ld": float(twin.ld.mean()),
+              "model_mean_prob_diff": bootstrap_ci(model_st[:, 3], s.seed).as_dict(),
               "forward_equivalents": {"cache": 2 * n, "patched": 3 * n * len(s.ablations)}}
     return TaskClaimResult(table, comp, worst, header, claims_markdown(header, table, comp))
 
@@ -181,12 +187,12 @@ def claims_markdown(header: dict[str, Any], table: dict[str, dict[str, Any]], co
              f"corrupted twins' mean LD {h['twin_mean_ld']:.3f}.", "",
              f"Circuit: heads {', '.join(h['heads']) or 'none'}; MLP nodes {', '.join(h['mlp_nodes']) or 'none'}. "
              "Everything else (every other head and MLP output, every other position) is ablated.", "",
-             "| ablation | F(C)/F(M) mean LD [95% CI] | normalised | accuracy C [CI] | acc C / acc M [CI] | KL(M‖C) | loss recovered % | "
-             "without C: LD left [CI] | accuracy left |", "|---|---|---|---|---|---|---|---|---|"]
+             "| ablation | F(C)/F(M) mean LD [95% CI] | normalised | accuracy C [CI] | acc C / acc M [CI] | F(C)/F(M) p(answer)-p(foil) [CI] | "
+             "KL(M‖C) | loss recovered % | without C: LD left [CI] | accuracy left |", "|---|---|---|---|---|---|---|---|---|---|"]
     for ab, r in table.items():
         c = comp[ab]
         lines.append(f"| {ab} | {_ci(r['faithfulness_ld'])} | {r['normalised_faithfulness_ld']:.3f} | {_ci(r['accuracy'])} | "
-                     f"{_ci(r['faithfulness_accuracy'])} | {r['kl_model_circuit']['mean']:.3f} | {r['loss_recovered_pct']:.1f} | "
+                     f"{_ci(r['faithfulness_accuracy'])} | {_ci(r['faithfulness_prob_diff'])} | {r['kl_model_circuit']['mean']:.3f} | {r['loss_recovered_pct']:.1f} | "
                      f"{_ci(c['ld_left'])} | {c['accuracy_left']['mean']:.3f} |")
     lines += ["", "Faithfulness F(C)/F(M): 1 = the circuit alone does what the model does. Completeness: the circuit knocked "
               "out of the full model (all positions); a small share left = the circuit is what carries the behaviour."]

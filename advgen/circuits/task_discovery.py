@@ -80,15 +80,17 @@ def role_name(name: str) -> RoleName:
     return Role(name) if name in {r.value for r in Role} else TaskRole(name)
 
 
-def effects(model: LoadedModel, clean_ps: PromptSet, clean: TaskCache, twin: TaskCache, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """[L, H] head effects and [L] MLP effects: each node's twin output patched in at every position."""
+def effects(model: LoadedModel, clean_ps: PromptSet, clean: TaskCache, twin: TaskCache, batch_size: int,
+            metric: str = "logit_diff") -> tuple[np.ndarray, np.ndarray]:
+    """[L, H] head effects and [L] MLP effects on the task's metric: each node's twin output patched in at every position."""
     L, H, n = model.n_layers, model.n_heads, len(clean_ps)
     rows = [Row(i, heads=((layer, h, "ALL"),), z_src=twin.z[i]) for layer in range(L) for h in range(H) for i in range(n)]
     rows += [Row(i, mlps=((layer, "ALL"),), mlp_src=twin.mlp[i]) for layer in range(L) for i in range(n)]
-    ld = patched_rows(model, clean_ps, rows, clean.logp, batch_size)[:, 0].view(L * H + L, n).mean(1)
-    base, drop = float(clean.ld.mean()), float(twin.ld.mean() - clean.ld.mean())
+    col, c_m, t_m = (3, clean.pd, twin.pd) if metric == "prob_diff" else (0, clean.ld, twin.ld)
+    ld = patched_rows(model, clean_ps, rows, clean.logp, batch_size)[:, col].view(L * H + L, n).mean(1)
+    base, drop = float(c_m.mean()), float(t_m.mean() - c_m.mean())
     if abs(drop) < TWIN_EPS:
-        raise TaskError(f"the corrupted twins do not move the metric (mean LD clean {base:.4f}, twin {float(twin.ld.mean()):.4f}): "
+        raise TaskError(f"the corrupted twins do not move the metric {metric} (mean clean {base:.4f}, twin {float(t_m.mean()):.4f}): "
                         "the model does not use what the twin removes, so patching measures nothing")
     eff = ((ld - base) / drop).numpy()
     return eff[: L * H].reshape(L, H), eff[L * H :]
@@ -142,7 +144,7 @@ def discover_task(model: LoadedModel, task: Task, settings: TaskDiscoverySetting
     with torch.no_grad():
         clean = cache_task_run(model, clean_ps, task.roles, s.batch_size)
         twin = cache_task_run(model, twin_ps, (), s.batch_size)
-        head_eff, mlp_eff = effects(model, clean_ps, clean, twin, s.batch_size * 4)
+        head_eff, mlp_eff = effects(model, clean_ps, clean, twin, s.batch_size * 4, task.metric)
     sigs = {r: clean.attn[r].mean(0).numpy() for r in task.role_names}
     chance = chance_levels(task, clean_ps)
     thr = threshold(head_eff, mlp_eff, s)
@@ -175,7 +177,8 @@ def _report(model: LoadedModel, task: Task, c: Circuit, thresholds: dict[str, fl
     return {
         "model": model.name, "model_source": model.source, "runtime": model.runtime, "task": task.describe(), "settings": asdict(s),
         "n": n, "clean_mean_ld": f_m, "twin_mean_ld": f_t, "thresholds": thresholds,
-        "rule": {"effect": "(mean LD with the node's output from the twin, all positions - mean clean LD) / (mean twin LD - mean clean LD)",
+        "rule": {"effect": "(mean metric with the node's output from the twin, all positions - mean clean metric) / (mean twin metric - mean clean metric)",
+                 "metric": task.metric,
                  "member": f"|effect| >= max({s.effect_share} x largest |effect|, {s.min_effect})",
                  "role": f"highest mean attention query->key among roles above {s.chance_k} x 1/(query position + 1); none: unassigned",
                  "mlp": "an MLP whose |effect| clears the same threshold is a node at ALL positions"},

@@ -63,6 +63,17 @@ class TaskCache:
     ld: torch.Tensor
     """[n] float64 logit(answer) - logit(foil) at END."""
 
+    @property
+    def pd(self) -> torch.Tensor:
+        """[n] float64 p(answer) - p(foil) at END (the metric of "prob_diff" tasks)."""
+        a = torch.tensor(self.answers, device="cpu")
+        f = torch.tensor(self.foils, device="cpu")
+        r = torch.arange(len(a), device="cpu")
+        return self.logp[r, a].exp() - self.logp[r, f].exp()
+
+    answers: tuple[int, ...] = ()
+    foils: tuple[int, ...] = ()
+
 
 def _answer_foil(prompts: PromptSet) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.tensor([p.io_token for p in prompts], device="cpu"), torch.tensor([p.s_token for p in prompts], device="cpu")
@@ -103,7 +114,7 @@ def cache_task_run(model: LoadedModel, prompts: PromptSet, roles: Sequence[RoleS
     a, f = _answer_foil(prompts)
     r = torch.arange(n, device="cpu")
     return TaskCache(tuple(torch.stack(v) for v in z), tuple(torch.stack(v) for v in mlp), attn,
-                     torch.log_softmax(logits, -1), logits[r, a] - logits[r, f])
+                     torch.log_softmax(logits, -1), logits[r, a] - logits[r, f], tuple(a.tolist()), tuple(f.tolist()))
 
 
 @dataclass(frozen=True)
@@ -172,7 +183,7 @@ def _hooks(prompts: PromptSet, rows: Sequence[Row], idx: list[int], L: int, H: i
 
 def patched_rows(model: LoadedModel, prompts: PromptSet, rows: Sequence[Row], ref_logp: torch.Tensor,
                  batch_size: int = DEFAULT_BATCH, chunk: int = 512) -> torch.Tensor:
-    """[len(rows), 3] float64: LD, loss of the answer (nats) and KL(model || patched) at END, per row."""
+    """[len(rows), 4] float64 per row, at END: LD, loss of the answer (nats), KL(model || patched), p(answer) - p(foil)."""
     L, H = model.n_layers, model.n_heads
     out = []
     for c0 in range(0, len(rows), chunk):
@@ -187,11 +198,11 @@ def patched_rows(model: LoadedModel, prompts: PromptSet, rows: Sequence[Row], re
             rows_ = torch.arange(len(idx), device=lg.device)
             ai, fi, rp = a[idx].to(lg.device), f[idx].to(lg.device), ref[idx].to(lg.device)
             kl = (rp.exp() * (rp - lp)).sum(-1)
-            return torch.stack([lg[rows_, ai] - lg[rows_, fi], -lp[rows_, ai], kl], 1)
+            return torch.stack([lg[rows_, ai] - lg[rows_, fi], -lp[rows_, ai], kl, lp[rows_, ai].exp() - lp[rows_, fi].exp()], 1)
 
         local = _local(part)
         out.append(map_end_logits(model, ps, reduce, batch_size, hooks=lambda idx, local=local, ps=ps: _hooks(ps, local, idx, L, H)))
-    return torch.cat(out) if out else torch.empty(0, 3, dtype=torch.float64)
+    return torch.cat(out) if out else torch.empty(0, 4, dtype=torch.float64)
 
 
 def _local(part: Sequence[Row]) -> list[Row]:
