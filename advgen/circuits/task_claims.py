@@ -157,8 +157,8 @@ def check_task_claim(model: LoadedModel, circuit: Circuit, task: Task, settings:
     with torch.no_grad():
         clean = cache_task_run(model, clean_ps, (), s.batch_size)
         twin = cache_task_run(model, twin_ps, (), s.batch_size)
-        model_st = torch.stack([clean.ld, -clean.logp[torch.arange(n), [p.io_token for p in clean_ps]], torch.zeros(n, dtype=torch.float64),
-                                clean.pd], 1).numpy()
+        answer_logp = clean.logp[torch.arange(n, device="cpu"), [p.io_token for p in clean_ps]]  # the caches live on the host
+        model_st = torch.stack([clean.ld, -answer_logp, torch.zeros(n, dtype=torch.float64, device="cpu"), clean.pd], 1).numpy()
         table, comp, worst = {}, {}, []
         for ab in s.ablations:
             st = patched_rows(model, clean_ps, _rows(circuit, n, ablation_sources(ab, clean_ps, twin, s.seed)), clean.logp, s.batch_size * 4).numpy()

@@ -136,8 +136,8 @@ class Row:
 def _masks(prompts: PromptSet, row: Row, L: int, H: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
     """[L, width, H] and [L, width]: True where the row replaces z / the MLP output."""
     p = prompts[row.prompt]
-    zm = torch.zeros(L, width, H, dtype=torch.bool)
-    mm = torch.zeros(L, width, dtype=torch.bool)
+    zm = torch.zeros(L, width, H, dtype=torch.bool, device="cpu")  # moved to the activation's device in the hook
+    mm = torch.zeros(L, width, dtype=torch.bool, device="cpu")
     for layer, head, pos in row.heads:
         zm[layer, positions_of(p, pos), head] = True
     for layer, pos in row.mlps:
@@ -150,7 +150,7 @@ def _masks(prompts: PromptSet, row: Row, L: int, H: int, width: int) -> tuple[to
 
 def _pad(src: torch.Tensor | None, width: int, shape: tuple[int, ...]) -> torch.Tensor:
     if src is None:
-        return torch.zeros(width, *shape)
+        return torch.zeros(width, *shape, device="cpu")
     return torch.nn.functional.pad(src, (0,) * (2 * len(shape)) + (0, width - src.shape[0]))
 
 
@@ -202,7 +202,7 @@ def patched_rows(model: LoadedModel, prompts: PromptSet, rows: Sequence[Row], re
 
         local = _local(part)
         out.append(map_end_logits(model, ps, reduce, batch_size, hooks=lambda idx, local=local, ps=ps: _hooks(ps, local, idx, L, H)))
-    return torch.cat(out) if out else torch.empty(0, 4, dtype=torch.float64)
+    return torch.cat(out) if out else torch.empty(0, 4, dtype=torch.float64, device="cpu")
 
 
 def _local(part: Sequence[Row]) -> list[Row]:
