@@ -35,9 +35,12 @@ _EXPORTS = {
     "resolve_circuit": "advgen.circuits.format",
     "AdvgenError": "advgen.core.types",
     "DiscoverySettings": "advgen.circuits.discovery:Settings",
+    "TaskDiscoverySettings": "advgen.circuits.task_discovery",
+    "TaskClaimSettings": "advgen.circuits.task_claims",
 }
 __all__ = [
-    "AdvgenError", "AttackConfig", "Circuit", "ClaimSettings", "DiscoverySettings", "ScanConfig", "attack", "check_claim", "discover",
+    "AdvgenError", "AttackConfig", "Circuit", "ClaimSettings", "DiscoverySettings", "ScanConfig", "TaskClaimSettings", "TaskDiscoverySettings",
+    "attack", "check_claim", "discover",
     "export", "generate", "load_model", "report", "resolve_circuit", "run", "scan", "validate",
 ]
 
@@ -46,6 +49,8 @@ if TYPE_CHECKING:
     from advgen.circuits.claims import ClaimSettings
     from advgen.circuits.discovery import Settings as DiscoverySettings
     from advgen.circuits.format import Circuit, resolve_circuit
+    from advgen.circuits.task_claims import TaskClaimSettings
+    from advgen.circuits.task_discovery import TaskDiscoverySettings
     from advgen.core.types import AdvgenError
     from advgen.jobs.attack import attack
     from advgen.jobs.circuits import check_claim, discover

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from advgen.cli.device import add_device_args, options
+from advgen.cli.task import add_task_arg
 
 
 class StageBar:
@@ -44,10 +45,35 @@ class StageBar:
         self.bar.close()
 
 
+def cmd_discover_task(args: argparse.Namespace) -> None:
+    """discover --task T (a generic task): the generic engine's settings and summary."""
+    from advgen.circuits.task_discovery import TaskDiscoverySettings
+    from advgen.core.types import AdvgenError
+    from advgen.jobs.circuits import discover
+
+    if args.nm_path != "mlp" or args.curve_ablation != "abc_mean":
+        raise AdvgenError(f"--nm-path and --curve-ablation are IOI's discover options; --task {args.task} does not take them")
+    settings = TaskDiscoverySettings(n=args.n, seed=args.seed, batch_size=args.batch_size)
+    res = discover(args.model, args.out, settings, args.name, args.overwrite, None, **options(args), task=args.task)
+    r, t = res.report, res.report["thresholds"]
+    print(f"circuit: {len(res.circuit)} heads, MLP nodes: {', '.join(r['mlp_nodes']) or 'none'}")
+    for h in res.circuit.heads:
+        print(f"  {h.head!s:8} {h.role.value:20} {','.join(h.positions):6} {h.note}")
+    for u in r["unassigned"]:
+        print(f"  unassigned: {u['head']} effect {u['effect']:+.3f}, attention {u['signatures']}")
+    print(f"member threshold |effect| >= {t['effect']:.3f} (largest {t['largest_abs_effect']:.3f}); roles missing: {', '.join(r['roles_missing']) or 'none'}")
+    if "reference" in r:
+        print(f"against {r['reference']['reference']}: precision {r['reference']['precision']:.2f}, recall {r['reference']['recall']:.2f}")
+    print("wrote " + ", ".join(str(p) for p in res.files))
+
+
 def cmd_discover(args: argparse.Namespace) -> None:
     from advgen.circuits.discovery import STAGES, Settings
     from advgen.jobs.circuits import discover
+    from advgen.jobs.common import task_of
 
+    if task_of(args.task).engine != "ioi":
+        return cmd_discover_task(args)
     settings = Settings(n=args.n, seed=args.seed, batch_size=args.batch_size, nm_path=args.nm_path, curve_ablation=args.curve_ablation)
     bar = StageBar(STAGES, enabled=not args.no_progress)
     try:
@@ -69,8 +95,19 @@ def cmd_discover(args: argparse.Namespace) -> None:
 
 def cmd_check_claim(args: argparse.Namespace) -> None:
     from advgen.circuits.claims import ClaimSettings
+    from advgen.circuits.task_claims import TaskClaimSettings
+    from advgen.core.types import AdvgenError
     from advgen.jobs.circuits import check_claim
+    from advgen.jobs.common import task_of
 
+    if task_of(args.task).engine != "ioi":
+        if args.greedy_steps != 4 or args.scrub_draws != 1 or args.no_ladder:
+            raise AdvgenError(f"--greedy-steps, --scrub-draws and --no-ladder are IOI's check-claim options; --task {args.task} does not take them")
+        res = check_claim(args.model, args.circuit, args.out, TaskClaimSettings(n=args.n, seed=args.seed, batch_size=args.batch_size, worst_k=args.worst_k),
+                          args.overwrite, not args.no_progress, **options(args), task=args.task)
+        print(res.result.markdown)
+        print("wrote " + ", ".join(str(p) for p in res.files))
+        return
     settings = ClaimSettings(n=args.n, seed=args.seed, batch_size=args.batch_size, greedy_steps=args.greedy_steps,
                              worst_k=args.worst_k, scrub_draws=args.scrub_draws, ladder=not args.no_ladder)
     res = check_claim(args.model, args.circuit, args.out, settings, args.overwrite, not args.no_progress, **options(args))
@@ -80,7 +117,7 @@ def cmd_check_claim(args: argparse.Namespace) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add this group's subcommands to the advgen parser."""
-    p = sub.add_parser("discover", help="find an IOI circuit in a model (scores + patching) and write it as JSON")
+    p = sub.add_parser("discover", help="find a task's circuit in a model (IOI by default; --task for others) and write it as JSON")
     p.add_argument("--model", default="reference", help="'reference', 'gpt2', or a local HF directory")
     p.add_argument("--out", type=Path, required=True,
                    help="run directory: circuit.json, discovery.json, heatmaps (PNG) and manifest.json")
@@ -94,6 +131,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="head -> logits path of the name-mover rule: later MLPs recomputed (the IOI paper's) or direct only")
     p.add_argument("--curve-ablation", choices=("abc_mean", "ioi_mean", "resample_abc", "zero"), default="abc_mean",  # = ablation.ABLATIONS
                    help="knockout of the heads outside each top-k circuit in the faithfulness curve (CPR, CMD)")
+    add_task_arg(p)
     add_device_args(p)
     p.set_defaults(func=cmd_discover)
     p = sub.add_parser("check-claim", help="faithfulness / completeness / minimality of a circuit under several metrics and ablations")
@@ -109,5 +147,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--scrub-draws", type=int, default=1, help="causal scrubbing: name twins resampled per example")
     p.add_argument("--no-ladder", action="store_true", help="skip placing the circuit on the ladder of reference models")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_task_arg(p)
     add_device_args(p)
     p.set_defaults(func=cmd_check_claim)

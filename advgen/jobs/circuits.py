@@ -16,12 +16,27 @@ from advgen.circuits.claims import ClaimResult, ClaimSettings, write_claims
 from advgen.circuits.claims import check_claim as measure_claim
 from advgen.circuits.discovery import Settings, write_discovery
 from advgen.circuits.discovery import discover as find_circuit
-from advgen.circuits.format import Circuit
+from advgen.circuits.format import Circuit, builtin_names, resolve_circuit
+from advgen.circuits.task_claims import TaskClaimResult, TaskClaimSettings, check_task_claim, write_task_claims
+from advgen.circuits.task_discovery import TaskDiscoverySettings, discover_task, write_task_discovery
 from advgen.core import files, records, rundir
 from advgen.core.types import AdvgenError
-from advgen.jobs.common import CircuitArg, ModelArg, circuit_arg, circuit_for, command_line, loaded, runtime_options, spec_of
+from advgen.jobs.common import (
+    CircuitArg,
+    ModelArg,
+    TaskArg,
+    circuit_arg,
+    circuit_for,
+    command_line,
+    loaded,
+    runtime_options,
+    spec_of,
+    task_of,
+    task_option,
+)
 from advgen.outputs.pipeline import check_args
 from advgen.prompts.templates import tokenizer_hash
+from advgen.tasks.spec import Task
 
 CIRCUIT_FILE = "circuit.json"
 """The circuit a `discover` run directory holds (beside discovery.json, its heatmaps and manifest.json)."""
@@ -39,7 +54,8 @@ class DiscoverResult:
 @dataclass(frozen=True)
 class ClaimRun:
     out: Path
-    result: ClaimResult
+    result: ClaimResult | TaskClaimResult
+    """IOI's full claim result, or a generic task's (faithfulness and completeness per ablation and metric)."""
     files: tuple[Path, ...]
 
 
@@ -49,9 +65,17 @@ def _check_dir_out(out: Path, option: str = "--out") -> None:
                           f"(it holds {CIRCUIT_FILE}, discovery.json, heatmaps and manifest.json): pass a directory")
 
 
-def discover(model: ModelArg, out: str | Path, settings: Settings | None = None, name: str | None = None,
-             overwrite: bool = False, progress: Callable[[str], Any] | None = None, device: str = "auto", dtype: str = "float32", command: str | None = None) -> DiscoverResult:
-    """Find the model's circuit; write OUT/circuit.json, discovery.json, heatmaps, manifest.json."""
+def discover(model: ModelArg, out: str | Path, settings: Settings | TaskDiscoverySettings | None = None, name: str | None = None,
+             overwrite: bool = False, progress: Callable[[str], Any] | None = None, device: str = "auto", dtype: str = "float32",
+             command: str | None = None, task: TaskArg = None) -> DiscoverResult:
+    """Find the model's circuit; write OUT/circuit.json, discovery.json, heatmaps, manifest.json.
+
+    `task` None (or "ioi") runs IOI's discovery; any other task runs the generic engine (`circuits.task_discovery`)."""
+    t = task_of(task)
+    if t.engine != "ioi":
+        return _discover_generic(model, Path(out), t, task, settings, name, overwrite, device, dtype, command)
+    if isinstance(settings, TaskDiscoverySettings):
+        raise AdvgenError("discover: TaskDiscoverySettings are for generic tasks (--task induction, a YAML task); IOI takes DiscoverySettings")
     out, s = Path(out), settings or Settings()
     _check_dir_out(out)
     check_args(s.n, s.seed, s.batch_size)
@@ -69,15 +93,24 @@ def discover(model: ModelArg, out: str | Path, settings: Settings | None = None,
     return DiscoverResult(out, found.circuit, dict(found.report), tuple(written))
 
 
-def check_claim(model: ModelArg, circuit: CircuitArg, out: str | Path, settings: ClaimSettings | None = None,
-                overwrite: bool = False, progress: bool = False, device: str = "auto", dtype: str = "float32", command: str | None = None) -> ClaimRun:
-    """Faithfulness, completeness, minimality (every metric x ablation) -> OUT/claims.json, claims.md, ..."""
+def check_claim(model: ModelArg, circuit: CircuitArg, out: str | Path, settings: ClaimSettings | TaskClaimSettings | None = None,
+                overwrite: bool = False, progress: bool = False, device: str = "auto", dtype: str = "float32", command: str | None = None,
+                task: TaskArg = None) -> ClaimRun:
+    """Faithfulness, completeness, minimality (every metric x ablation) -> OUT/claims.json, claims.md, ...
+
+    `task` None (or "ioi") runs IOI's check; any other task runs the generic engine (`circuits.task_claims`)."""
+    t = task_of(task)
+    if t.engine != "ioi":
+        return _check_claim_generic(model, circuit, Path(out), t, task, settings, overwrite, device, dtype, command)
+    if isinstance(settings, TaskClaimSettings):
+        raise AdvgenError("check-claim: TaskClaimSettings are for generic tasks (--task induction, a YAML task); IOI takes ClaimSettings")
     out, settings = Path(out), settings or ClaimSettings()
     check_args(settings.n, settings.seed, settings.batch_size)
     if settings.greedy_steps < 0 or settings.worst_k < 0 or settings.scrub_draws < 1:
         raise AdvgenError("--greedy-steps and --worst-k must be >= 0 and --scrub-draws >= 1, got "
                           f"{settings.greedy_steps}, {settings.worst_k}, {settings.scrub_draws}")
     spec, inputs = circuit_arg(circuit)
+    (circuit if isinstance(circuit, Circuit) else resolve_circuit(circuit)).check_task(t)  # another task's circuit: refused before the model loads
     ident = rundir.identity_of("check-claim", {"model": spec_of(model), "circuit": spec, **asdict(settings)})
     rundir.check_out(out, "check-claim", ident, overwrite, inputs)
     cmd = command if command is not None else command_line(
@@ -89,5 +122,60 @@ def check_claim(model: ModelArg, circuit: CircuitArg, out: str | Path, settings:
     with rundir.writing(out, "check-claim", ident, overwrite, inputs) as d:
         written = write_claims(res, d, cmd)
         man = records.manifest(m, tokenizer_hash(m.tokenizer), settings.seed, {**asdict(settings), "circuit": c.name}, cmd)
+        written.append(files.atomic_write_text(d / "manifest.json", files.dumps(man) + "\n"))
+    return ClaimRun(out, res, tuple(written))
+
+
+def reference_circuit(task: Task, model: ModelArg) -> Circuit | None:
+    """The built-in circuit of this task for this model (its file's task and model fields), if advgen ships one."""
+    for nm in builtin_names():
+        c = resolve_circuit(nm)
+        if c.task == task.name and c.model in (spec_of(model), Path(spec_of(model)).name):
+            return c
+    return None
+
+
+def _discover_generic(model: ModelArg, out: Path, t: Task, task: TaskArg, settings: Settings | TaskDiscoverySettings | None, name: str | None,
+                      overwrite: bool, device: str, dtype: str, command: str | None) -> DiscoverResult:
+    if isinstance(settings, Settings):
+        raise AdvgenError(f"discover --task {t.name}: pass TaskDiscoverySettings (n, seed, batch_size, thresholds); DiscoverySettings are IOI's")
+    s = settings or TaskDiscoverySettings()
+    _check_dir_out(out)
+    check_args(s.n, s.seed, s.batch_size)
+    opt = task_option(task)
+    ident = rundir.identity_of("discover", {"model": spec_of(model), "task": opt, "task_source": t.source, "name": name, **asdict(s)})
+    rundir.check_out(out, "discover", ident, overwrite)
+    cmd = command if command is not None else command_line(
+        "discover", model=spec_of(model), task=opt, n=s.n, seed=s.seed, batch_size=s.batch_size, name=name, **runtime_options(device, dtype))
+    ref = reference_circuit(t, model)
+    m = loaded(model, device, dtype)
+    found = discover_task(m, t, s, name=name, reference=ref)
+    with rundir.writing(out, "discover", ident, overwrite) as d:
+        written = write_task_discovery(found, d, cmd)
+        man = records.manifest(m, tokenizer_hash(m.tokenizer), s.seed, {**asdict(s), "task": t.describe(), "name": found.circuit.name}, cmd)
+        written.append(files.atomic_write_text(d / "manifest.json", files.dumps(man) + "\n"))
+    return DiscoverResult(out, found.circuit, dict(found.report), tuple(written))
+
+
+def _check_claim_generic(model: ModelArg, circuit: CircuitArg, out: Path, t: Task, task: TaskArg, settings: ClaimSettings | TaskClaimSettings | None,
+                         overwrite: bool, device: str, dtype: str, command: str | None) -> ClaimRun:
+    if isinstance(settings, ClaimSettings):
+        raise AdvgenError(f"check-claim --task {t.name}: pass TaskClaimSettings (n, seed, batch_size, ablations, worst_k); ClaimSettings are IOI's")
+    s = settings or TaskClaimSettings()
+    check_args(s.n, s.seed, s.batch_size)
+    spec, inputs = circuit_arg(circuit)
+    c = circuit if isinstance(circuit, Circuit) else resolve_circuit(circuit)
+    c.check_task(t)  # a circuit of another task fails here, before the model loads
+    opt = task_option(task)
+    ident = rundir.identity_of("check-claim", {"model": spec_of(model), "circuit": spec, "task": opt, "task_source": t.source, **asdict(s)})
+    rundir.check_out(out, "check-claim", ident, overwrite, inputs)
+    cmd = command if command is not None else command_line(
+        "check-claim", spec, model=spec_of(model), task=opt, n=s.n, seed=s.seed, batch_size=s.batch_size,
+        worst_k=s.worst_k, **runtime_options(device, dtype))
+    m = loaded(model, device, dtype)
+    res = check_task_claim(m, circuit_for(c, m), t, s)
+    with rundir.writing(out, "check-claim", ident, overwrite, inputs) as d:
+        written = write_task_claims(res, d, cmd)
+        man = records.manifest(m, tokenizer_hash(m.tokenizer), s.seed, {**asdict(s), "task": t.describe(), "circuit": c.name}, cmd)
         written.append(files.atomic_write_text(d / "manifest.json", files.dumps(man) + "\n"))
     return ClaimRun(out, res, tuple(written))
