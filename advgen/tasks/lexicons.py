@@ -13,17 +13,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from advgen.prompts.lexicon import is_single_token
+from advgen.prompts.templates import tokenizer_hash
 from advgen.tasks.spec import Task, TaskError
 
 WORD_TOKEN = re.compile(r"Ġ[a-z]{3,}")
 """A byte-level BPE vocabulary entry that is a space and a lowercase word of 3+ letters."""
 
 
+_VOCAB_WORDS: dict[str, tuple[str, ...]] = {}
+"""tokenizer hash -> its vocab words: encoding GPT-2's 19k candidates takes seconds, so once per tokenizer."""
+
+
 def vocab_words(tokenizer: Any) -> tuple[str, ...]:
     """The tokenizer's single-token lowercase words (no leading space), sorted: a lexicon any BPE tokenizer has."""
-    vocab = tokenizer.get_vocab()
-    words = sorted(t[1:] for t in vocab if WORD_TOKEN.fullmatch(t))
-    return tuple(w for w in words if is_single_token(tokenizer, w))
+    key = tokenizer_hash(tokenizer)
+    if key not in _VOCAB_WORDS:
+        words = sorted(t[1:] for t in tokenizer.get_vocab() if WORD_TOKEN.fullmatch(t))
+        _VOCAB_WORDS[key] = tuple(w for w in words if is_single_token(tokenizer, w))
+    return _VOCAB_WORDS[key]
 
 
 @dataclass(frozen=True)
