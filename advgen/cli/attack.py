@@ -7,6 +7,7 @@ from pathlib import Path
 
 from advgen.cli.device import add_device_args, options
 from advgen.cli.scan import add_backend_args, backend_options
+from advgen.cli.task import add_task_arg
 
 
 def cmd_attack(args: argparse.Namespace) -> None:
@@ -24,9 +25,15 @@ def cmd_attack(args: argparse.Namespace) -> None:
                        sample_frac=args.sample_frac, templates=args.templates,
                        modes=tuple(m.strip() for m in args.modes.split(",")) if args.modes else None)
     res = attack(args.model, args.circuit, cfg, args.out, args.measure_behaviour, args.resume, args.overwrite,
-                 not args.no_progress, **backend_options(args), **options(args))
+                 not args.no_progress, **backend_options(args), **options(args), task=args.task)
     if res.records_note:
         print(f"behaviour records measured on {args.model}: {res.records_note}")
+    if "schema_version" in res.summary:  # a generic task's run: its own tables
+        from advgen.jobs.task_attack import FILES as TASK_FILES
+
+        print((res.out / "table.md").read_text(encoding="utf-8"), end="")
+        print(console.wrote(res.out, list(TASK_FILES)))
+        return
     print(console.attack_summary(res.summary, res.out, {**res.run.evals, "budget per side": cfg.budget}))
     print(console.wrote(res.out, list(FILES)))
 
@@ -65,6 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="measure the circuit's behaviour records on this model again even when it has valid ones (records that "
                         "are missing or were measured on another model are always measured first, so compiled modes run)")
     p.add_argument("--list-modes", action="store_true", help="print the failure-mode catalogue (and what --circuit implies), run nothing")
+    add_task_arg(p)
     add_backend_args(p)
     add_device_args(p)
     p.set_defaults(func=cmd_attack)
