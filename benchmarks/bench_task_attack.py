@@ -1,7 +1,7 @@
 """Compiled attack on a generic task (induction first): guided vs random yield per seed; writes a Markdown section.
 
     .venv/bin/python benchmarks/bench_task_attack.py --model induction --task induction \\
-        --circuit tests/data/induction-circuit.json --seeds 0,1,2,3,4 --budget 2000 --n-clean 400 --out /tmp/ta/bench
+        --circuit auto --seeds 0,1,2,3,4 --budget 2000 --n-clean 400 --out /tmp/ta/bench
 
 Each seed is one `advgen attack --task` run (the job itself: run directory, records measured on the
 model when the circuit has none). Raw yield = breaks (attack LD < 0 while the clean LD > 0) per
@@ -42,11 +42,27 @@ def unbatched(model: LoadedModel, rows: Sequence[Mapping[str, Any]]) -> tuple[in
     return len(breaks), ok
 
 
+def circuit_from_training_info(model: LoadedModel, task: str, out: Path) -> Path:
+    """A circuit file written from the trainer's measured heads (training_info.json beside the weights): previous-token
+    heads at A+1, induction heads at END. Not a built-in circuit: the file is written into the benchmark's --out."""
+    info = files.read_json(Path(model.source) / "training_info.json", "training info")
+    heads = [{"head": f"a{a}.h{b}", "role": role, "positions": [pos], "note": "from training_info.json"}
+             for key, role, pos in (("previous_token_heads", "previous_token", "A+1"), ("induction_heads", "induction", "END"))
+             for a, b in info.get(key, [])]
+    if not any(h["role"] == "induction" for h in heads):
+        raise SystemExit(f"{model.source}/training_info.json lists no induction head; pass --circuit FILE")
+    doc = {"format": "advgen-circuit/1", "name": f"{model.name}-from-training-info", "task": task, "model": model.name,
+           "n_layers": model.n_layers, "n_heads": model.n_heads, "provenance": {"source": "training_info.json"}, "heads": heads}
+    path = out / "circuit-from-training-info.json"
+    files.atomic_write_text(path, files.dumps(doc, indent=2) + "\n")
+    return path
+
+
 def one_seed(model: LoadedModel, args: argparse.Namespace, seed: int) -> dict[str, Any]:
     cfg = AttackConfig(budget=args.budget, n_clean=args.n_clean, seed=seed, batch_size=args.batch_size)
     out = Path(args.out) / f"s{seed}"
     t0 = time.perf_counter()
-    res = attack(model, args.circuit, cfg, out, task=args.task, resume=args.resume, overwrite=True)
+    res = attack(model, args.circuit_path, cfg, out, task=args.task, resume=args.resume, overwrite=True)
     wall = time.perf_counter() - t0
     y, s = res.summary["yield"], res.summary
     n, ok = unbatched(model, res.run.rows)
@@ -107,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     p.add_argument("--model", default="induction")
     p.add_argument("--task", default="induction")
-    p.add_argument("--circuit", default="tests/data/induction-circuit.json")
+    p.add_argument("--circuit", default="auto", help="circuit file of the task; 'auto': written from the model's training_info.json")
     p.add_argument("--seeds", default="0,1,2,3,4")
     p.add_argument("--budget", type=int, default=2000)
     p.add_argument("--n-clean", type=int, default=400)
@@ -118,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     command = "python benchmarks/bench_task_attack.py " + shlex.join(a for a in (argv if argv is not None else sys.argv[1:]) if a != "--resume")
     model = load_model(args.model)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    args.circuit_path = circuit_from_training_info(model, args.task, Path(args.out)) if args.circuit == "auto" else args.circuit
     runs = []
     for seed in (int(s) for s in args.seeds.split(",")):
         runs.append(one_seed(model, args, seed))

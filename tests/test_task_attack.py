@@ -122,10 +122,17 @@ def test_a_circuit_of_another_task_is_refused(tiny_setup, tmp_path):
 
 @pytest.mark.skipif(not (INDUCTION_DIR / "config.json").exists(), reason="bundled induction model not merged yet (advgen/model/weights/induction)")
 def test_guided_attributable_breaks_beat_random_on_the_induction_model(tmp_path):
+    """A circuit written by hand from the trainer's measured heads (training_info.json), as the benchmark does."""
+    import json
+
     from advgen.jobs.attack import attack
 
-    circuit = Path(__file__).parent / "data" / "induction-circuit.json"
-    res = attack("induction", circuit, AttackConfig(budget=400, n_clean=80, seed=0), tmp_path / "ind", task="induction")
+    info = json.loads((INDUCTION_DIR / "training_info.json").read_text())
+    heads = [{"head": f"a{a}.h{b}", "role": "induction", "positions": ["END"]} for a, b in info["induction_heads"]]
+    assert heads, "the trainer found no induction head"
+    path = tmp_path / "circuit.json"
+    path.write_text(json.dumps({"format": "advgen-circuit/1", "name": "ind", "task": "induction", "model": "induction", "heads": heads}))
+    res = attack("induction", path, AttackConfig(budget=300, n_clean=60, seed=0), tmp_path / "ind", task="induction")
     y = res.summary["yield"]
     assert y["attributable_breaks"] > 0
     assert y["attributable_per_1000"] > 3 * y["random_per_1000"]
