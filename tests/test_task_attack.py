@@ -156,3 +156,11 @@ def test_cli_attack_with_task_records_the_task_in_the_command(tiny_model, tiny_m
     assert "--task induction" in man["command"] and man["task"]["name"] == "induction"
     rows = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
     assert {r["family"] for r in rows} >= {"clean", "attack", "control", "baseline"}
+
+
+def test_ioi_attack_refuses_a_circuit_of_another_task(tiny_setup, tmp_path):
+    from advgen.jobs.attack import attack
+
+    _, circuit = tiny_setup
+    with pytest.raises(CircuitError, match="is for task 'copy', not 'ioi'"):
+        attack("reference", circuit, CFG, tmp_path / "z")

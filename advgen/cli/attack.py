@@ -17,7 +17,7 @@ def cmd_attack(args: argparse.Namespace) -> None:
     from advgen.outputs import console
 
     if args.list_modes:
-        _list_modes(args.circuit)
+        _list_modes(args.circuit, args.task)
         return
     if args.circuit is None or args.budget is None:
         raise AdvgenError("advgen attack needs --circuit and --budget (or --list-modes)")
@@ -38,12 +38,23 @@ def cmd_attack(args: argparse.Namespace) -> None:
     print(console.wrote(res.out, list(FILES)))
 
 
-def _list_modes(circuit_spec: str | None) -> None:
+def _list_modes(circuit_spec: str | None, task: str = "ioi") -> None:
     from advgen.attacks.catalogue import catalogue_markdown
     from advgen.attacks.compiler import compile_modes, compiled_markdown
     from advgen.circuits.format import resolve_circuit
+    from advgen.jobs.common import task_of
 
     circuit = resolve_circuit(circuit_spec) if circuit_spec else None
+    t = task_of(task)
+    if t.engine == "generic":
+        from advgen.attacks.task_compiler import compile_task_modes, modes_markdown
+
+        if circuit is None or not all(h.behaviour for h in circuit.heads):
+            print(f"Task {t.name!r}: modes are compiled from the circuit's task records, measured on the model by `advgen attack`.")
+            return
+        modes, why = compile_task_modes(circuit.check_task(t), t.edits.max_dose if t.edits else 0)
+        print(modes_markdown(modes, why), end="")
+        return
     print(catalogue_markdown(circuit), end="")
     if circuit is not None:
         compiled, why = compile_modes(circuit)

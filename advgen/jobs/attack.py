@@ -10,7 +10,7 @@ from advgen.attacks.search import AttackConfig, AttackRun, run_attack
 from advgen.attacks.tables import write_run
 from advgen.attacks.task_attack import TaskRun
 from advgen.circuits.behaviour import BehaviourSettings, ensure_records
-from advgen.circuits.format import Circuit
+from advgen.circuits.format import Circuit, resolve_circuit
 from advgen.core import records, rundir
 from advgen.jobs.common import (
     CircuitArg,
@@ -67,6 +67,7 @@ def attack(model: ModelArg, circuit: CircuitArg, config: AttackConfig, out: str 
         return AttackResult(out, summary, run, c, why)
     config.check()  # arguments, the circuit and --out are checked before the model loads
     spec, inputs = circuit_arg(circuit)
+    (circuit if isinstance(circuit, Circuit) else resolve_circuit(circuit)).check_task(task_of(task))  # a circuit of another task: named error
     ident = rundir.identity_of("attack", {"model": spec_of(model), "circuit": spec, "measure_behaviour": measure_behaviour,
                                           **vars(config)})
     rundir.check_out(out, "attack", ident, overwrite, inputs)
