@@ -94,6 +94,7 @@ def markdown(runs: list[dict[str, Any]], args: argparse.Namespace, command: str)
                      f"{r['unbatched'][1]}/{r['unbatched'][0]} | {e['clean'] + e['sample'] + e['search']} / {e['clean'] + e['baseline']} | {r['wall']:.0f} |")
     att = [ratio_value(r["yield"]["attributable_ratio"], r["yield"]["attributable_ratio_lower_bound"]) for r in runs]
     raw = [ratio_value(r["yield"]["ratio"], r["yield"]["ratio_lower_bound"]) for r in runs]
+    bounds = sum(r["yield"]["ratio"] is None for r in runs)
     exp = [r["explained"] if r["explained"] is not None else float("nan") for r in runs]
     worst = runs[int(np.argmin(att))]["seed"]
 
@@ -102,7 +103,8 @@ def markdown(runs: list[dict[str, Any]], args: argparse.Namespace, command: str)
 
     lines += ["", f"Over {len(runs)} seeds, min / median / max: attributable ratio {mmm(att)}, raw ratio {mmm(raw)}, explained share "
               f"{mmm([100 * x for x in exp], '.0f')} %; worst seed (attributable) {worst}. A ratio shown as \"> x\" is a lower bound "
-              "(the random side found no break; rule of three).", "",
+              f"(the random side found no break; rule of three); {bounds} of {len(runs)} seeds' ratios are such bounds, and the "
+              "spread above uses the bound for them.", "",
               "Per mode (random sample, paired LD(attack) - LD(control), 95 % CI over clean prompts; predicted sign from the records):", "",
               "| seed | mode | predicted | seen | verdict | breaks | attributable | explained |", "|---|---|---|---|---|---|---|---|"]
     for r in runs:
