@@ -112,7 +112,7 @@ def markdown(runs: list[dict[str, Any]], args: argparse.Namespace, command: str)
             ci = m["seen"]
             seen = f"{ci['mean']:+.2f} [{ci['low']:+.2f}, {ci['high']:+.2f}]" if ci else "-"
             ex = "-" if m["explained_fraction"] is None else f"{m['explained_fraction'] * 100:.0f}%"
-            lines.append(f"| {r['seed']} | {name} | {'< 0' if m['predicted_sign'] < 0 else '> 0'} | {seen} | {m['verdict']} | "
+            lines.append(f"| {r['seed']} | {name} | {'< 0' if m['predicted_sign'] < 0 else '> 0'} | {seen} | {m['verdict']}{' (' + m['cause'] + ')' if m.get('cause') else ''} | "
                          f"{m['breaks']} | {m['attributable_breaks']} | {ex} |")
     r0 = runs[0]
     lines += ["", "Compiled from (seed " + str(r0["seed"]) + "): " + "; ".join(f"`{k}`: {v['compiled_from']}" for k, v in r0["modes"].items()),

@@ -62,9 +62,22 @@ def mode_tables(run: TaskRun, seed: int) -> dict[str, Any]:
             cells[key] = {"sample": cell_table(*_split([r for r in sample if r["cell"] == key])),
                           "all": cell_table(*_split([r for r in mine if r["cell"] == key])),
                           "verdict": run.screening["cell_verdicts"].get(key)}
-        out["modes"][m.name] = {**m.describe(), "prediction": prediction_check(_typed(sample), m.expected_sign, seed),
+        pred = prediction_check(_typed(sample), m.expected_sign, seed)
+        out["modes"][m.name] = {**m.describe(), "prediction": pred, "cause": cause(sample, pred["verdict"]),
                                 "random_sample": cell_table(*_split(sample)), "all": cell_table(*_split(mine)), "cells": cells}
     return out
+
+
+def cause(sample: Sequence[dict[str, Any]], verdict: str) -> str | None:
+    """For a prediction not confirmed: what the signal did, measured on the same paired rows (None when confirmed)."""
+    if verdict == "confirmed":
+        return None
+    shifts = [r["signal_shift"] for r in sample if r["family"] == "attack" and r["signal_shift"] is not None]
+    if not shifts:
+        return "no paired attack in the random sample"
+    mean = float(np.mean(shifts))
+    moved = "the heads' END attention to E2 rose against the control" if mean > 0 else "the heads' END attention to E2 did not rise"
+    return f"{moved} (mean shift {mean:+.3f} over {len(shifts)} pairs), and LD did not move with the heads' DLA sign"
 
 
 def _ratio(guided: float, base: float, base_evals: int) -> dict[str, float | None]:
@@ -119,7 +132,8 @@ def markdown(modes: dict[str, Any], base: dict[str, Any]) -> str:
     for name, m in modes["modes"].items():
         p, ci = m["prediction"], m["prediction"]["attack_minus_control"]
         seen = f"{ci['mean']:+.2f} [{ci['low']:+.2f}, {ci['high']:+.2f}]" if ci else "-"
-        lines.append(f"- {name}: predicted {'negative' if p['expected_sign'] < 0 else 'positive'}, seen {seen} (n = {p['n']}): {p['verdict']}; "
+        why = f" (measured cause: {m['cause']})" if m.get("cause") else ""
+        lines.append(f"- {name}: predicted {'negative' if p['expected_sign'] < 0 else 'positive'}, seen {seen} (n = {p['n']}): {p['verdict']}{why}; "
                      f"compiled from {m['compiled_from']}")
     lines += ["", "Skipped modes: " + ("; ".join(f"{k}: {v}" for k, v in modes["skipped_modes"].items()) or "none"), ""]
     g, b = base["guided"], base["baseline"]
@@ -142,7 +156,7 @@ def summary_doc(run: TaskRun, cfg: AttackConfig, modes: dict[str, Any], base: di
                "control_shared_breaks": base["guided"]["control_shared_breaks"]},
             "explained_fraction": float(np.mean([bool(r["explained"]) for r in breaks])) if breaks else None,
             "modes": {k: {"predicted_sign": v["prediction"]["expected_sign"], "seen": v["prediction"]["attack_minus_control"],
-                          "verdict": v["prediction"]["verdict"], "compiled_from": v["compiled_from"], "breaks": v["all"]["breaks"],
+                          "verdict": v["prediction"]["verdict"], "cause": v["cause"], "compiled_from": v["compiled_from"], "breaks": v["all"]["breaks"],
                           "attributable_breaks": v["all"]["attributable_breaks"], "explained_fraction": v["all"]["explained_fraction"]}
                       for k, v in modes["modes"].items()},
             "skipped_modes": run.skipped, "natural_failure_rate": modes["natural"].get("s_beats_io_rate"), "screening": run.screening}
