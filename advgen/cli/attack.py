@@ -7,6 +7,7 @@ from pathlib import Path
 
 from advgen.cli.device import add_device_args, options
 from advgen.cli.scan import add_backend_args, backend_options
+from advgen.cli.task import add_task_arg
 
 
 def cmd_attack(args: argparse.Namespace) -> None:
@@ -16,7 +17,7 @@ def cmd_attack(args: argparse.Namespace) -> None:
     from advgen.outputs import console
 
     if args.list_modes:
-        _list_modes(args.circuit)
+        _list_modes(args.circuit, args.task)
         return
     if args.circuit is None or args.budget is None:
         raise AdvgenError("advgen attack needs --circuit and --budget (or --list-modes)")
@@ -24,19 +25,36 @@ def cmd_attack(args: argparse.Namespace) -> None:
                        sample_frac=args.sample_frac, templates=args.templates,
                        modes=tuple(m.strip() for m in args.modes.split(",")) if args.modes else None)
     res = attack(args.model, args.circuit, cfg, args.out, args.measure_behaviour, args.resume, args.overwrite,
-                 not args.no_progress, **backend_options(args), **options(args))
+                 not args.no_progress, **backend_options(args), **options(args), task=args.task)
     if res.records_note:
         print(f"behaviour records measured on {args.model}: {res.records_note}")
+    if "schema_version" in res.summary:  # a generic task's run: its own tables
+        from advgen.jobs.task_attack import FILES as TASK_FILES
+
+        print((res.out / "table.md").read_text(encoding="utf-8"), end="")
+        print(console.wrote(res.out, list(TASK_FILES)))
+        return
     print(console.attack_summary(res.summary, res.out, {**res.run.evals, "budget per side": cfg.budget}))
     print(console.wrote(res.out, list(FILES)))
 
 
-def _list_modes(circuit_spec: str | None) -> None:
+def _list_modes(circuit_spec: str | None, task: str = "ioi") -> None:
     from advgen.attacks.catalogue import catalogue_markdown
     from advgen.attacks.compiler import compile_modes, compiled_markdown
     from advgen.circuits.format import resolve_circuit
+    from advgen.jobs.common import task_of
 
     circuit = resolve_circuit(circuit_spec) if circuit_spec else None
+    t = task_of(task)
+    if t.engine == "generic":
+        from advgen.attacks.task_compiler import compile_task_modes, modes_markdown
+
+        if circuit is None or not all(h.behaviour for h in circuit.heads):
+            print(f"Task {t.name!r}: modes are compiled from the circuit's task records, measured on the model by `advgen attack`.")
+            return
+        modes, why = compile_task_modes(circuit.check_task(t), t.edits.max_dose if t.edits else 0)
+        print(modes_markdown(modes, why), end="")
+        return
     print(catalogue_markdown(circuit), end="")
     if circuit is not None:
         compiled, why = compile_modes(circuit)
@@ -65,6 +83,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="measure the circuit's behaviour records on this model again even when it has valid ones (records that "
                         "are missing or were measured on another model are always measured first, so compiled modes run)")
     p.add_argument("--list-modes", action="store_true", help="print the failure-mode catalogue (and what --circuit implies), run nothing")
+    add_task_arg(p)
     add_backend_args(p)
     add_device_args(p)
     p.set_defaults(func=cmd_attack)

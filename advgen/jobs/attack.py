@@ -8,12 +8,14 @@ from typing import Any
 
 from advgen.attacks.search import AttackConfig, AttackRun, run_attack
 from advgen.attacks.tables import write_run
+from advgen.attacks.task_attack import TaskRun
 from advgen.circuits.behaviour import BehaviourSettings, ensure_records
-from advgen.circuits.format import Circuit
+from advgen.circuits.format import Circuit, resolve_circuit
 from advgen.core import records, rundir
 from advgen.jobs.common import (
     CircuitArg,
     ModelArg,
+    TaskArg,
     backend_for,
     circuit_arg,
     circuit_for,
@@ -22,6 +24,7 @@ from advgen.jobs.common import (
     loaded,
     runtime_options,
     spec_of,
+    task_of,
 )
 from advgen.prompts.templates import tokenizer_hash
 
@@ -35,8 +38,8 @@ class AttackResult:
     out: Path
     summary: dict[str, Any]
     """summary.json as written."""
-    run: AttackRun
-    """Every evaluated row, the modes, the screening; what the files were written from."""
+    run: AttackRun | TaskRun
+    """Every evaluated row, the modes, the screening; what the files were written from (TaskRun for a generic task)."""
     circuit: Circuit
     """The circuit the attack used (with the behaviour records it measured, if any)."""
     records_note: str = ""
@@ -50,11 +53,21 @@ def _settings(cfg: AttackConfig, run: AttackRun) -> dict[str, Any]:
 
 def attack(model: ModelArg, circuit: CircuitArg, config: AttackConfig, out: str | Path | None = None,
            measure_behaviour: bool = False, resume: bool = False, overwrite: bool = False, progress: bool = False,
-           backend: str = "local", workers: int = 2, ray_address: str | None = None, device: str = "auto", dtype: str = "float32", command: str | None = None) -> AttackResult:
-    """Attack `model` with the failure modes `circuit` predicts; write the whole run directory (FILES)."""
+           backend: str = "local", workers: int = 2, ray_address: str | None = None, device: str = "auto", dtype: str = "float32", command: str | None = None, task: TaskArg = None) -> AttackResult:
+    """Attack `model` with the failure modes `circuit` predicts; write the whole run directory (FILES).
+
+    `task` (default IOI): a generic task runs the task engine (`advgen.jobs.task_attack`) under the same run-directory rules."""
     out = Path(out) if out is not None else default_out("attack", model, config.seed)
+    if task_of(task).engine == "generic":
+        from advgen.jobs.task_attack import attack_task
+
+        run, summary, c, why = attack_task(model, circuit, config, out, task, measure_behaviour=measure_behaviour, resume=resume,
+                                           overwrite=overwrite, progress=progress, backend=backend, device=device, dtype=dtype,
+                                           command=command)
+        return AttackResult(out, summary, run, c, why)
     config.check()  # arguments, the circuit and --out are checked before the model loads
     spec, inputs = circuit_arg(circuit)
+    (circuit if isinstance(circuit, Circuit) else resolve_circuit(circuit)).check_task(task_of(task))  # a circuit of another task: named error
     ident = rundir.identity_of("attack", {"model": spec_of(model), "circuit": spec, "measure_behaviour": measure_behaviour,
                                           **vars(config)})
     rundir.check_out(out, "attack", ident, overwrite, inputs)

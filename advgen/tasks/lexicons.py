@@ -53,7 +53,8 @@ def resolve_lexicons(task: Task, tokenizer: Any) -> Lexicons:
         pool = vocab_words(tokenizer) if isinstance(lex, str) else lex
         ok = [w for w in pool if (is_single_token(tokenizer, w) or bare_single(tokenizer, w)) and _mapped_ok(task, name, w, tokenizer)]
         words[name] = tuple(ok)
-        dropped[name] = tuple(w for w in pool if w not in set(ok))
+        kept = set(ok)
+        dropped[name] = tuple(w for w in pool if w not in kept)
     for name in words:
         need = sum(1 for lex in task.slots.values() if lex == name) + 1
         if len(words[name]) < need:

@@ -1,0 +1,301 @@
+"""The attack search for generic tasks: clean run -> stratified sample -> Thompson search -> random baseline -> labels.
+
+The same phases and budget accounting as IOI's engine (`advgen.attacks.search`), on the task's
+own prompts and the modes compiled from its circuit's records (`task_compiler`): budget = model
+evaluations per side, both sides pay the clean run; the stratified random sample evaluates every
+candidate with its control (the unbiased per-mode table); the search spends the rest on attacks,
+a control only for a break, choosing cells by Thompson sampling rewarded by attributable breaks
+(the control holds); the random baseline inserts as many random filler words at the same point.
+Work is journaled in units (`advgen.core.journal`), so `resume=True` continues an interrupted
+run and writes the same bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from advgen.attacks import bandit, task_compiler
+from advgen.attacks.baseline import baseline_picks
+from advgen.attacks.sampling import stratified
+from advgen.attacks.search import AttackConfig
+from advgen.attacks.signals import EXPLAINED_SD
+from advgen.attacks.task_compiler import TaskMode
+from advgen.attacks.task_edits import fillers, render_edit, taken
+from advgen.circuits.format import Circuit
+from advgen.circuits.task_records import position_names
+from advgen.core import records
+from advgen.core.journal import Journal, key_of, module_digest
+from advgen.core.types import AdvgenError, Prompt, PromptSet
+from advgen.model.loading import LoadedModel
+from advgen.model.validate import Read, measure
+from advgen.prompts.templates import tokenizer_hash
+from advgen.tasks.lexicons import Lexicons, resolve_lexicons
+from advgen.tasks.sample import TaskSpec, iter_task_specs, render_spec
+from advgen.tasks.spec import Task
+
+UNIT = 64
+"""Prompts per journal unit (attack + control pairs: half as many candidates)."""
+
+
+@dataclass(frozen=True)
+class TaskCandidate:
+    cid: str
+    spec: int
+    mode: TaskMode
+    dose: int
+
+    @property
+    def cell(self) -> str:
+        return self.mode.cell_key(self.dose)
+
+    @property
+    def unit(self) -> str:
+        return self.cid
+
+
+@dataclass(frozen=True)
+class TaskRun:
+    rows: list[dict[str, Any]]
+    evals: dict[str, int]
+    modes: tuple[TaskMode, ...]
+    skipped: dict[str, str]
+    screening: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Setup:
+    model: LoadedModel
+    task: Task
+    cfg: AttackConfig
+    modes: tuple[TaskMode, ...]
+    lex: Lexicons
+    specs: list[TaskSpec]
+    clean: list[Prompt]
+    journal: Journal
+
+
+def select(circuit: Circuit, task: Task, cfg: AttackConfig) -> tuple[tuple[TaskMode, ...], dict[str, str]]:
+    """The compiled modes `cfg.modes` asks for (None or "compiled": all of them)."""
+    if task.edits is None:
+        raise AdvgenError(f"task {task.name!r} ({task.source}) defines no edits, so no failure mode can be compiled for it")
+    modes, skipped = task_compiler.compile_task_modes(circuit, task.edits.max_dose)
+    want = set(cfg.modes or ("compiled",))
+    unknown = want - {"compiled", *(m.name for m in modes), *skipped}
+    if unknown:
+        raise AdvgenError(f"unknown failure mode(s) {sorted(unknown)} for task {task.name!r}; compiled: {[m.name for m in modes]}")
+    chosen = tuple(m for m in modes if "compiled" in want or m.name in want)
+    if not chosen:
+        raise AdvgenError(f"circuit {circuit.name!r} implies no failure mode for task {task.name!r}: "
+                          + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    return chosen, skipped
+
+
+def _chunks(seq: Sequence[Any], k: int) -> list[Sequence[Any]]:
+    return [seq[i : i + k] for i in range(0, len(seq), k)]
+
+
+def _measure(s: Setup, prompts: Sequence[Prompt], reads: Sequence[Sequence[Read]], tags: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    m = measure(s.model, PromptSet(tuple(prompts), tokenizer_hash(s.model.tokenizer)), list(reads), s.cfg.batch_size)
+    return [{**records.prompt_row(p), **records.metric_row(met), "mode": p.extra.get("mode"), "cell": tag.get("cell"),
+             "params": p.extra.get("params", {}), "head_signals": sig, "phase": tag["phase"], "candidate": tag.get("candidate")}
+            for p, met, sig, tag in zip(prompts, m.metrics, m.signals, tags, strict=True)]
+
+
+def _clean_reads(s: Setup, p: Prompt) -> list[Read]:
+    return sorted({(h, "END", n) for m in s.modes for h in m.heads for n in position_names(p, m.key)}, key=str)
+
+
+def _run_clean(s: Setup) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for chunk in _chunks(s.clean, UNIT):
+        rows += s.journal.unit(key_of("clean", [p.text for p in chunk]), lambda ps=chunk: _measure(
+            s, ps, [_clean_reads(s, p) for p in ps], [{"phase": "clean"}] * len(ps)))
+    return rows
+
+
+def _render(s: Setup, c: TaskCandidate) -> tuple[Prompt, Prompt]:
+    """The candidate's attack and control: the same fillers, differing only where the mode's kinds differ."""
+    sp, clean = s.specs[c.spec], s.clean[c.spec]
+    rng = random.Random(f"{s.cfg.seed}:{sp.pair_id}:{c.mode.name}:{c.dose}")
+    fill = fillers(s.task, s.lex.words[s.task.edits.filler], taken(clean), 2 * c.dose, rng)  # type: ignore[union-attr]
+    params = {"dose": c.dose}
+
+    def one(kinds: tuple[str, str], family: str) -> Prompt:
+        extra = {"mode": c.mode.name, "params": {**params, "e1": kinds[0], "e2": kinds[1]}}
+        return render_edit(s.task, sp, clean, kinds, fill, c.dose, s.model.tokenizer, family, extra)
+
+    return one(c.mode.attack, "attack"), one(c.mode.control, "control")
+
+
+def _tag(c: TaskCandidate, phase: str) -> dict[str, Any]:
+    return {"phase": phase, "candidate": c.cid, "cell": c.cell}
+
+
+def _evaluate_pairs(s: Setup, cands: Sequence[TaskCandidate]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for chunk in _chunks(list(cands), UNIT // 2):
+        def compute(chunk: Sequence[TaskCandidate] = chunk) -> list[dict[str, Any]]:
+            pairs = [(c, *_render(s, c)) for c in chunk]
+            reads = [task_compiler.signal_reads(c.mode, c.dose) for c, _, _ in pairs]
+            return (_measure(s, [a for _, a, _ in pairs], reads, [_tag(c, "sample") for c, _, _ in pairs])
+                    + _measure(s, [k for _, _, k in pairs], reads, [_tag(c, "sample") for c, _, _ in pairs]))
+        rows += s.journal.unit(key_of("sample", [c.cid for c in chunk]), compute)
+    return rows
+
+
+def _attack_then_control(s: Setup, chunk: Sequence[TaskCandidate], clean_ld: Sequence[float]) -> list[dict[str, Any]]:
+    pairs = [(c, *_render(s, c)) for c in chunk]
+    rows = _measure(s, [a for _, a, _ in pairs], [task_compiler.signal_reads(c.mode, c.dose) for c, _, _ in pairs],
+                    [_tag(c, "search") for c, _, _ in pairs])
+    hit = [(c, k) for (c, _, k), r in zip(pairs, rows, strict=True) if r["logit_diff"] < 0 < clean_ld[c.spec]]
+    return rows + (_measure(s, [k for _, k in hit], [task_compiler.signal_reads(c.mode, c.dose) for c, _ in hit],
+                            [_tag(c, "search") for c, _ in hit]) if hit else [])
+
+
+def _arms(s: Setup, pool: Sequence[TaskCandidate], sample_rows: Sequence[dict[str, Any]],
+          clean_ld: Sequence[float]) -> tuple[dict[str, bandit.Arm], dict[str, Any]]:
+    """Priors from each cell's predicted shift, updated by the sample; falsified cells (and cells predicted to raise LD) get no budget."""
+    natural = float(np.mean(np.array(clean_ld) < 0))
+    cells = {c.cell: c for c in pool}
+    arms = {k: bandit.prior_arm(k, bandit.prior_break_rate(clean_ld, c.mode.predicted_shift(c.dose), natural)) for k, c in sorted(cells.items())}
+    ctl = {r["candidate"]: r["logit_diff"] for r in sample_rows if r["family"] == "control"}
+    index = {sp.pair_id: i for i, sp in enumerate(s.specs)}
+    diffs: dict[str, list[float]] = {}
+    for r in sample_rows:
+        if r["family"] == "attack":
+            brk = int(r["logit_diff"] < 0 < clean_ld[index[r["pair_id"]]])
+            arms = bandit.observe(arms, r["cell"], brk * int(ctl[r["candidate"]] >= 0), 1, brk)
+            diffs.setdefault(r["cell"], []).append(r["logit_diff"] - ctl[r["candidate"]])
+    verdicts = {k: bandit.verdict(diffs.get(k, []), c.mode.expected_sign, s.cfg.seed)[0] for k, c in sorted(cells.items())}
+    off = sorted(k for k, c in cells.items() if verdicts[k] == "falsified" or c.mode.expected_sign > 0)
+    return bandit.falsify(arms, off), {"cell_verdicts": verdicts, "not_funded": off}
+
+
+def _search(s: Setup, pool: Sequence[TaskCandidate], arms: dict[str, bandit.Arm], budget: int, sampled: set[str],
+            clean_rows: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, bandit.Arm]]:
+    """Thompson sampling over cells; within a cell, clean prompts whose heads attend least to the rule's key go first."""
+    clean_ld = [r["logit_diff"] for r in clean_rows]
+
+    def fragile(c: TaskCandidate) -> float:
+        hs = clean_rows[c.spec]["head_signals"]
+        return sum(v for k, v in hs.items() if any(k.startswith(f"{h}:END->") for h in c.mode.heads)
+                   and k.split("->")[1] in position_names(s.clean[c.spec], c.mode.key))
+
+    queues: dict[str, list[TaskCandidate]] = {}
+    for c in sorted(pool, key=lambda c: (fragile(c), c.cid)):
+        if c.cid not in sampled and clean_ld[c.spec] > 0:
+            queues.setdefault(c.cell, []).append(c)
+    rng = np.random.default_rng(int(key_of(s.journal.salt, "bandit")[:8], 16))
+    rows: list[dict[str, Any]] = []
+    spent = 0
+    while budget - spent >= 2:
+        picks = bandit.choose(arms, {k: len(v) for k, v in queues.items()}, min(UNIT // 2, (budget - spent) // 2), rng)
+        if not picks:
+            break
+        chunk = [queues[k].pop(0) for k in picks]
+        got = s.journal.unit(key_of("search", [c.cid for c in chunk]), lambda chunk=chunk: _attack_then_control(s, chunk, clean_ld))
+        rows += got
+        spent += len(got)
+        ctl = {r["candidate"]: r["logit_diff"] for r in got if r["family"] == "control"}
+        for r, c in zip([r for r in got if r["family"] == "attack"], chunk, strict=True):
+            brk = int(r["logit_diff"] < 0 < clean_ld[c.spec])
+            arms = bandit.observe(arms, c.cell, int(brk == 1 and ctl[c.cid] >= 0), 1, brk)
+    return rows, arms
+
+
+def _baseline(s: Setup, clean_ld: Sequence[float]) -> list[dict[str, Any]]:
+    """One random perturbation per evaluation: a random dose's worth of random filler words (2 per pair) at the insertion point."""
+    assert s.task.edits is not None
+    rows: list[dict[str, Any]] = []
+    for chunk in _chunks(baseline_picks(s.cfg.seed, s.cfg.budget - s.cfg.n_clean, clean_ld), UNIT):
+        def compute(chunk: Sequence[tuple[int, int]] = chunk) -> list[dict[str, Any]]:
+            ps = []
+            for k, i in chunk:
+                rng = random.Random(f"{s.cfg.seed}:baseline:{k}")
+                dose = rng.randint(1, s.task.edits.max_dose)  # type: ignore[union-attr]
+                fill = fillers(s.task, s.lex.words[s.task.edits.filler], taken(s.clean[i]), 2 * dose, rng)  # type: ignore[union-attr]
+                ps.append(render_edit(s.task, s.specs[i], s.clean[i], ("filler", "filler"), fill, dose, s.model.tokenizer, "baseline",
+                                      {"mode": "random", "params": {"dose": dose, "words": fill}}))
+            return _measure(s, ps, [[] for _ in ps], [{"phase": "baseline", "candidate": f"{s.specs[i].pair_id}:random:{k}"} for k, i in chunk])
+        rows += s.journal.unit(key_of("baseline", [k for k, _ in chunk]), compute)
+    return rows
+
+
+def salt_of(model: LoadedModel, task: Task, circuit: Circuit, cfg: AttackConfig) -> str:
+    """Everything that determines the rows beyond unit keys: weights, tokenizer, the task's templates and lexicons, circuit, settings."""
+    t = [(x.id, x.text) for x in task.templates]
+    return key_of("task-attack", module_digest(model.hf_model), tokenizer_hash(model.tokenizer), task.describe(), t,
+                  {k: v if isinstance(v, str) else list(v) for k, v in task.lexicons.items()}, circuit.to_dict(), dataclasses.asdict(cfg))
+
+
+def run_task_attack(model: LoadedModel, task: Task, circuit: Circuit, cfg: AttackConfig, out: Path, resume: bool = False,
+                    stop_after_units: int | None = None, progress: bool = False) -> TaskRun:
+    """Every phase of a generic-task attack; every model evaluation is counted in `evals`."""
+    cfg.check()
+    modes, skipped = select(circuit, task, cfg)
+    bar = tqdm(total=2 * cfg.budget - cfg.n_clean, desc="attack", unit="eval", disable=not progress)
+    journal = Journal(out, resume, stop_after_units, bar, salt=salt_of(model, task, circuit, cfg))
+    lex = resolve_lexicons(task, model.tokenizer)
+    specs = list(iter_task_specs(task, lex, cfg.n_clean, cfg.seed))
+    s = Setup(model, task, cfg, modes, lex, specs, [render_spec(task, sp, model.tokenizer) for sp in specs], journal)
+    clean_rows = _run_clean(s)
+    clean_ld = [r["logit_diff"] for r in clean_rows]
+    pool = [TaskCandidate(f"{sp.pair_id}:{m.name}:{d}", i, m, d) for i, sp in enumerate(specs) for m in modes for d in m.doses]
+    guided = cfg.budget - cfg.n_clean
+    sample = stratified(pool, max(1, min(len(pool), int(guided * cfg.sample_frac) // 2)), cfg.seed)
+    sample_rows = _evaluate_pairs(s, sample)
+    arms, learned = _arms(s, pool, sample_rows, clean_ld)
+    prior = {k: a.mean for k, a in sorted(arms.items())}
+    search_rows, arms = _search(s, pool, arms, guided - len(sample_rows), {c.cid for c in sample}, clean_rows)
+    base_rows = _baseline(s, clean_ld)
+    bar.total = bar.n
+    bar.close()
+    evals = {"clean": len(clean_rows), "sample": len(sample_rows), "search": len(search_rows), "baseline": len(base_rows)}
+    searched: dict[str, int] = {}
+    for r in search_rows:
+        if r["family"] == "attack":
+            searched[r["cell"]] = searched.get(r["cell"], 0) + 1
+    screening = {**learned, "n_pool": len(pool), "n_sample": len(sample), "n_search": sum(searched.values()),
+                 "searched_per_cell": dict(sorted(searched.items())), "posterior_after_sample": prior,
+                 "posterior_break_rate": {k: a.mean for k, a in sorted(arms.items())}}
+    rows = label_rows([*clean_rows, *sample_rows, *search_rows, *base_rows], modes)
+    return TaskRun(rows, evals, modes, skipped, screening)
+
+
+def label_rows(rows: Sequence[dict[str, Any]], modes: Sequence[TaskMode]) -> list[dict[str, Any]]:
+    """Clean LD, is_break, control_breaks, the paired signal shift and explained (as `advgen.attacks.signals` defines them for IOI)."""
+    clean = {r["pair_id"]: r for r in rows if r["family"] == "clean"}
+    ctl = {r["candidate"]: r for r in rows if r["family"] == "control"}
+    by_name = {m.name: m for m in modes}
+
+    def sig(r: dict[str, Any]) -> float:
+        return task_compiler.signal_value(by_name[r["mode"]], r["head_signals"], int(r["params"]["dose"]))
+
+    tau = {}
+    for m in modes:
+        vals = [sig(r) for r in rows if r["family"] == "control" and r["mode"] == m.name]
+        tau[m.name] = EXPLAINED_SD * float(np.std(vals, ddof=1)) if len(vals) > 1 else float("inf")
+    out = []
+    for r in rows:
+        c = clean[r["pair_id"]]
+        is_break = bool(r["family"] in ("attack", "baseline") and r["logit_diff"] < 0 < c["logit_diff"])
+        shift = explained = shared = None
+        if r["family"] == "attack":
+            k = ctl.get(r["candidate"])
+            if is_break and k is None:
+                raise AdvgenError(f"guided break {r['candidate']!r} has no matched control")
+            if k is not None:
+                shift = sig(r) - sig(k)
+                explained = bool(shift > tau[r["mode"]]) if is_break else None
+                shared = bool(k["logit_diff"] < 0) if is_break else None
+        out.append({**r, "clean_logit_diff": c["logit_diff"], "is_break": is_break, "explained": explained, "signal_shift": shift,
+                    "control_breaks": shared})
+    return out
