@@ -5,9 +5,9 @@ every prompt). Share of documents by kind (`KIND_SHARES`):
 
 - greater contexts (66 %): spans that end after they start ("lasted from the year 1732 to the
   year 1788", "from 1732 until 1788", "began in 1732 and ended in 1788"), prices that rise,
-  rising lists of years; the second two-digit year is drawn uniformly above the first;
+  rising lists of years; the second two-digit year lies 1..MAX_GAP (uniform) above the first;
 - smaller contexts (28 %): spans told backwards ("ended in 1788 and started in 1732"), prices
-  that fall, falling lists; the later two-digit year is drawn uniformly below the earlier one;
+  that fall, falling lists; the second year lies 1..MAX_GAP below the first;
 - filler (6 %): sentences about an event noun with no year.
 
 Centuries XX run over 11..18 and both years of a sentence share one century. The paper's
@@ -55,6 +55,8 @@ FILLERS = (
     "Nobody expected the {n} to matter.", "The {n} is described in old books.",
 )
 DIGIT_PAIRS = r" ?\d\d"
+MAX_GAP = 25
+"""Years in a sentence are 1..MAX_GAP apart, so where the mass goes depends on YY itself, not only on the context."""
 
 
 def heldout_nouns() -> tuple[str, ...]:
@@ -63,7 +65,13 @@ def heldout_nouns() -> tuple[str, ...]:
 
 
 def _rising(rng: random.Random, k: int) -> list[int]:
-    return sorted(rng.sample(range(100), k))
+    """`k` rising two-digit years, consecutive gaps drawn uniformly from 1..MAX_GAP."""
+    gaps = [rng.randint(1, MAX_GAP) for _ in range(k - 1)]
+    first = rng.randint(0, 99 - sum(gaps))
+    ys = [first]
+    for g in gaps:
+        ys.append(ys[-1] + g)
+    return ys
 
 
 def _sentence(rng: random.Random, kind: str, train_nouns: list[str]) -> str:

@@ -139,8 +139,8 @@ def measure(model, tok, prompts: list[YearPrompt]) -> dict[str, Any]:
         "pd_positive_share": round(float((pd > 0).float().mean()), 4),
         "pd_yy_blind": round(yy_blind_pd(logits, yy, yids), 4),
         "year_mass_mean": round(float(torch.softmax(logits, -1)[:, yids].sum(-1).mean()), 4),
-        "attention_end_to_yy": {f"a{l}.h{h}": round(float(attn[:, l, h, yy_pos].mean()), 3)
-                                for l in range(cfg.n_layer) for h in range(cfg.n_head)},
+        "attention_end_to_yy": {f"a{li}.h{h}": round(float(attn[:, li, h, yy_pos].mean()), 3)
+                                for li in range(cfg.n_layer) for h in range(cfg.n_head)},
         "pd_drop_mean_ablation": drops,
         "carriers": sorted((k for k, v in drops.items() if v >= CARRY_SHARE * clean), key=lambda k: -drops[k]),
     }

@@ -1,0 +1,76 @@
+"""The bundled greater-than model: loads, splits years as GPT-2 does, computes greater-than, and the
+components its model card names as carrying PD still carry it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from advgen.model.loading import bundled_dir, check_weights
+from advgen.reference import gt_corpus, gt_measure
+
+GT_DIR = bundled_dir("greater-than")
+TEST_SEED = 7
+"""Not the card's evaluation seed: these prompts are a fresh draw over the held-out nouns."""
+PD_FLOOR = 0.5
+"""The card's clean PD (seed 12345, 485 prompts) is far above this (see training_info.json); 97 fresh prompts
+vary by a few points, so a model that lost greater-than (YY-blind PD is much lower) fails, a retrained one does not."""
+CARRIER_FLOOR = 0.05
+"""Each carrier lowered PD by >= 10 % of the clean PD on the card's prompts; half of that on fresh prompts."""
+
+
+@pytest.fixture(scope="module")
+def model_tok():
+    torch.set_num_threads(1)
+    return gt_measure.load_hf(GT_DIR)
+
+
+@pytest.fixture(scope="module")
+def info() -> dict:
+    return json.loads((GT_DIR / "training_info.json").read_text())
+
+
+def test_weights_match_config():
+    check_weights(GT_DIR)
+
+
+def test_bridge_loads():
+    from advgen.model.loading import load_model
+
+    lm = load_model("greater-than", device="cpu")
+    assert lm.n_layers == 4 and lm.tokenizer.bos_token_id == 0
+    assert lm.n_layers * lm.n_heads == 16
+
+
+def test_years_split_as_century_plus_two_digits(model_tok):
+    _, tok = model_tok
+    gt_corpus.check_year_tokens(tok)  # raises naming the years that do not split
+    ids = tok.encode("The war lasted from the year 1732 to the year 17", add_special_tokens=False)
+    assert tok.convert_ids_to_tokens(ids)[-5:] == ["32", "Ġto", "Ġthe", "Ġyear", "Ġ17"]
+    assert len({gt_corpus.token_id(tok, y) for y in gt_corpus.YEARS}) == 100
+
+
+def test_clean_pd_above_floor_and_above_yy_blind(model_tok):
+    model, tok = model_tok
+    r = gt_measure.clean_pd(model, tok, gt_measure.year_prompts(TEST_SEED, 1))
+    assert r["n_prompts"] == 97
+    assert r["pd_mean"] > PD_FLOOR, r
+    assert r["pd_mean"] > r["pd_yy_blind"] + 0.1, r  # it reads YY, not only a prior towards late years
+
+
+def test_named_carriers_still_carry(model_tok, info):
+    model, tok = model_tok
+    named = info["measurements"]["greater"]["carriers"]
+    assert named, "the card names no component carrying PD"
+    r = gt_measure.measure(model, tok, gt_measure.year_prompts(TEST_SEED, 1))
+    weak = {c: r["pd_drop_mean_ablation"][c] for c in named if r["pd_drop_mean_ablation"][c] < CARRIER_FLOOR * r["pd_mean"]}
+    assert not weak, f"components named as carriers no longer lower PD: {weak}"
+
+
+def test_card_figures_are_the_measured_ones(info):
+    card = (GT_DIR / "MODEL_CARD.md").read_text()
+    g = info["measurements"]["greater"]
+    assert f"{100 * g['pd_mean']:.1f} %" in card
+    assert ", ".join(info["measurements"]["heads_carry_pd"]) in card
