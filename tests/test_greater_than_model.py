@@ -42,6 +42,7 @@ def test_bridge_loads():
     lm = load_model("greater-than", device="cpu")
     assert lm.n_layers == 4 and lm.tokenizer.bos_token_id == 0
     assert lm.n_layers * lm.n_heads == 16
+    gt_corpus.check_year_tokens(lm.tokenizer)  # the tokenizer TransformerLens hands advgen splits years the same way
 
 
 def test_years_split_as_century_plus_two_digits(model_tok):

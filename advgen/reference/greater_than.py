@@ -33,7 +33,7 @@ from advgen.reference.train import batch_for_step, collate, make_batches
 @dataclass(frozen=True)
 class GTSettings:
     seed: int = 0
-    steps: int = 1800
+    steps: int = 2000
     n_docs: int = 150_000
     tokens_per_batch: int = 1536
     seq_len: int = 64
