@@ -15,10 +15,11 @@ GT_DIR = bundled_dir("greater-than")
 TEST_SEED = 7
 """Not the card's evaluation seed: these prompts are a fresh draw over the held-out nouns."""
 PD_FLOOR = 0.5
-"""The card's clean PD (seed 12345, 485 prompts) is far above this (see training_info.json); 97 fresh prompts
-vary by a few points, so a model that lost greater-than (YY-blind PD is much lower) fails, a retrained one does not."""
+"""Measured: PD 0.865 on the card's 485 prompts (seed 12345) and 0.863 on these 97 (seed 7), where a model that
+ignores YY scores 0.23; 0.5 leaves a wide margin for a retrained model and still fails one that lost greater-than."""
 CARRIER_FLOOR = 0.05
-"""Each carrier lowered PD by >= 10 % of the clean PD on the card's prompts; half of that on fresh prompts."""
+"""Each carrier lowered PD by >= 10 % of the clean PD on the card's prompts (measured on these 97: a0.h2 0.55,
+m0 0.58, m1 0.16 of a 0.86 PD); a carrier must still lower it by >= 5 % of the clean PD here."""
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +76,10 @@ def test_card_figures_are_the_measured_ones(info):
     g = info["measurements"]["greater"]
     assert f"{100 * g['pd_mean']:.1f} %" in card
     assert ", ".join(info["measurements"]["heads_carry_pd"]) in card
+
+
+def test_cli_accepts_kind_greater_than():
+    from advgen.cli.main import build_parser
+
+    a = build_parser().parse_args(["train-reference", "--kind", "greater-than", "--out", "x", "--seed", "3"])
+    assert (a.kind, a.seed) == ("greater-than", 3)
