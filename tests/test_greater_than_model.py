@@ -83,3 +83,21 @@ def test_cli_accepts_kind_greater_than():
 
     a = build_parser().parse_args(["train-reference", "--kind", "greater-than", "--out", "x", "--seed", "3"])
     assert (a.kind, a.seed) == ("greater-than", 3)
+
+
+@pytest.mark.slow  # three tiny trainings with their measurements: about 12 s on the shared machine
+def test_training_is_seeded_and_resumes_to_the_same_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    from advgen.reference.greater_than import GTSettings, train_greater_than
+
+    s = GTSettings(steps=6, n_docs=3000, tokens_per_batch=256, n_layer=1, n_head=2, n_embd=16, checkpoint_every=2)
+    a = train_greater_than(tmp_path / "a", s, progress=False)
+    (a / "checkpoints" / "step-000006.pt").unlink()  # as if killed after step 4: the rerun resumes there
+    b = train_greater_than(tmp_path / "a", s, progress=False)
+    assert json.loads((b / "training_info.json").read_text())["resumed_from_step"] == 4
+    c = train_greater_than(tmp_path / "c", s, progress=False)
+    wa = load_file(str(tmp_path / "c" / "model.safetensors"))
+    wb = load_file(str(b / "model.safetensors"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert (c / "tokenizer.json").read_bytes() == (b / "tokenizer.json").read_bytes()
