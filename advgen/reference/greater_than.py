@@ -199,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="output directory (HF model + checkpoints/)")
     p.add_argument("--measure", type=Path, metavar="MODEL_DIR",
                    help="only measure MODEL_DIR (PD, smaller context, ablations) into its training_info.json and MODEL_CARD.md")
+    p.add_argument("--other-seeds", type=Path, nargs="*", default=None, metavar="DIR",
+                   help="with --measure: runs of other seeds to summarise in the card (their own --measure done)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=GTSettings.steps)
     p.add_argument("--threads", type=int, default=GTSettings.threads)
@@ -208,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.measure:
         from advgen.reference.gt_card import measure_dir
 
-        print(json.dumps(measure_dir(a.measure), indent=2))
+        print(json.dumps(measure_dir(a.measure, a.other_seeds), indent=2))
         return 0
     if a.out is None:
         p.error("--out is required (or --measure MODEL_DIR)")

@@ -21,8 +21,23 @@ PER_YY = 5
 GPT2_PUBLISHED = "GPT-2 small: PD 81.7 % (unverified); ACDC's setting 84 % (model), 72 % (its circuit)"
 
 
-def measure_dir(path: Path) -> dict[str, Any]:
-    """Measure the model in `path`, add the figures to its training_info.json, write MODEL_CARD.md."""
+def seed_summary(dirs: list[Path]) -> list[dict[str, Any]]:
+    """The headline figures of other seeds' runs, read from their training_info.json (made by the same command)."""
+    rows = []
+    for d in dirs:
+        info = json.loads((d / "training_info.json").read_text())
+        m = info["measurements"]
+        rows.append({"seed": info["settings"]["seed"], "pd_greater": m["greater"]["pd_mean"],
+                     "pd_smaller": m["smaller"]["pd_mean"], "pd_yy_blind": m["greater"]["pd_yy_blind"],
+                     "carriers": m["greater"]["carriers"], "train_seconds": info["train_seconds_this_process"]})
+    return rows
+
+
+def measure_dir(path: Path, other_seeds: list[Path] | None = None) -> dict[str, Any]:
+    """Measure the model in `path`, add the figures to its training_info.json, write MODEL_CARD.md.
+
+    `other_seeds`: directories of the same command run with other seeds, summarised beside this one.
+    """
     torch.set_num_threads(1)
     model, tok = gt_measure.load_hf(path)
     gt_corpus.check_year_tokens(tok)
@@ -41,6 +56,8 @@ def measure_dir(path: Path) -> dict[str, Any]:
     info_path = path / "training_info.json"
     info = json.loads(info_path.read_text()) if info_path.exists() else {}
     info["measurements"] = res
+    if other_seeds:
+        info["other_seeds"] = seed_summary(other_seeds)
     info_path.write_text(json.dumps(info, indent=2) + "\n")
     (path / "MODEL_CARD.md").write_text(card(info))
     return res
@@ -94,6 +111,19 @@ def card(info: dict) -> str:
         f"Ablation: {m['ablation']}; a component carries PD when ablating it alone lowers mean PD by at least "
         f"{_pct(m['carry_share'])} of the clean PD.",
         f"- Heads that carry PD: {', '.join(m['heads_carry_pd']) or 'none'}.", f"- {mlp_line}", "",
-        *_ablation_rows(g, s), "",
+        *_ablation_rows(g, s), "", *_seed_rows(info, g),
     ]
     return "\n".join(lines)
+
+
+def _seed_rows(info: dict, g: dict) -> list[str]:
+    others = info.get("other_seeds")
+    if not others:
+        return []
+    rows = ["## Other training seeds (same command, same measurement)",
+            "| seed | PD greater | PD smaller | YY-blind PD | carriers | training s |", "|---|---|---|---|---|---|",
+            f"| {info['settings']['seed']} (this model) | {_pct(g['pd_mean'])} | {_pct(info['measurements']['smaller']['pd_mean'])} "
+            f"| {_pct(g['pd_yy_blind'])} | {', '.join(g['carriers'])} | {info['train_seconds_this_process']} |"]
+    rows += [f"| {r['seed']} | {_pct(r['pd_greater'])} | {_pct(r['pd_smaller'])} | {_pct(r['pd_yy_blind'])} "
+             f"| {', '.join(r['carriers'])} | {r['train_seconds']} |" for r in others]
+    return [*rows, ""]
