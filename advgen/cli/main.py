@@ -85,6 +85,12 @@ def cmd_train_reference(args: argparse.Namespace) -> None:
         out = train_planted(args.out, s, resume=not args.no_resume, progress=not args.no_progress, stop_after=stop)
         print(f"planted model written to {out} (copy its final files into advgen/model/weights/planted/)")
         return
+    if args.kind == "greater-than":
+        from advgen.reference.greater_than import GTSettings, train_greater_than
+
+        gs = GTSettings(seed=args.seed, **({"steps": args.steps} if args.steps else {}))
+        print(f"greater-than model written to {train_greater_than(args.out, gs, resume_run=not args.no_resume, progress=not args.no_progress)}")
+        return
     from advgen.reference.train import train_reference
 
     out = train_reference(args.out, seed=args.seed, steps=args.steps, resume=not args.no_resume, progress=not args.no_progress)
@@ -120,9 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stop-after", type=int, default=None, help="planted: stop after this step and write that step's "
                    "model (the schedule still spans --steps; default: step 2000 of the default schedule, the shipped "
                    "model; every step with --steps; --stop-after 2400 runs the whole default schedule)")
-    p.add_argument("--kind", choices=("reference", "planted"), default="reference",
+    p.add_argument("--kind", choices=("reference", "planted", "greater-than"), default="reference",
                    help="reference: natural training (default); planted: GPT-2's IOI circuit imposed by "
-                   "interchange-intervention training, warm-started from the bundled reference (about 25 min to the shipped step on 2 cores)")
+                   "interchange-intervention training, warm-started from the bundled reference (about 25 min to the shipped step on 2 cores); "
+                   "greater-than: the year-comparison model (advgen/model/weights/greater-than/, about 15 min on one thread)")
     p.add_argument("--ladder", action="store_true", help="train the ladder of smaller models (OUT holds their checkpoints) "
                    "and write advgen/model/weights/ladder/ladder.json")
     p.set_defaults(func=cmd_train_reference)
