@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from advgen.circuits.format import Circuit
-from advgen.circuits.task_runs import Row, TaskCache, cache_task_run, patched_rows, twin_sets
+from advgen.circuits.task_runs import Row, TaskCache, answer_masks, cache_task_run, end_scores, patched_rows, twin_sets
 from advgen.core.types import AdvgenError, PromptSet
 from advgen.model.loading import LoadedModel
 from advgen.model.metrics import bootstrap_ci
@@ -157,8 +157,8 @@ def check_task_claim(model: LoadedModel, circuit: Circuit, task: Task, settings:
     with torch.no_grad():
         clean = cache_task_run(model, clean_ps, (), s.batch_size)
         twin = cache_task_run(model, twin_ps, (), s.batch_size)
-        answer_logp = clean.logp[torch.arange(n, device="cpu"), [p.io_token for p in clean_ps]]  # the caches live on the host
-        model_st = torch.stack([clean.ld, -answer_logp, torch.zeros(n, dtype=torch.float64, device="cpu"), clean.pd], 1).numpy()
+        _, answer_loss, _, _ = end_scores(clean.logp, *answer_masks(clean_ps, clean.logp.shape[-1]))  # log-probs are logits too
+        model_st = torch.stack([clean.ld, answer_loss, torch.zeros(n, dtype=torch.float64, device="cpu"), clean.pd], 1).numpy()
         table, comp, worst = {}, {}, []
         for ab in s.ablations:
             st = patched_rows(model, clean_ps, _rows(circuit, n, ablation_sources(ab, clean_ps, twin, s.seed)), clean.logp, s.batch_size * 4).numpy()

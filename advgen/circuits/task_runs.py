@@ -61,22 +61,32 @@ class TaskCache:
     logp: torch.Tensor
     """[n, vocab] float64 log-probabilities at END."""
     ld: torch.Tensor
-    """[n] float64 logit(answer) - logit(foil) at END."""
-
-    @property
-    def pd(self) -> torch.Tensor:
-        """[n] float64 p(answer) - p(foil) at END (the metric of "prob_diff" tasks)."""
-        a = torch.tensor(self.answers, device="cpu")
-        f = torch.tensor(self.foils, device="cpu")
-        r = torch.arange(len(a), device="cpu")
-        return self.logp[r, a].exp() - self.logp[r, f].exp()
-
-    answers: tuple[int, ...] = ()
-    foils: tuple[int, ...] = ()
+    """[n] float64 logit(answer) - logit(foil) at END (sets: log-sum-exp over each, as the validator reads it)."""
+    pd: torch.Tensor
+    """[n] float64 p(answer) - p(foil) at END (sets: summed; the metric of "prob_diff" tasks)."""
 
 
-def _answer_foil(prompts: PromptSet) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.tensor([p.io_token for p in prompts], device="cpu"), torch.tensor([p.s_token for p in prompts], device="cpu")
+def answer_masks(prompts: PromptSet, vocab: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """[n, vocab] bool masks of each prompt's answer and foil tokens (one each, or a set task's sets)."""
+    a = torch.zeros(len(prompts), vocab, dtype=torch.bool, device="cpu")
+    f = torch.zeros(len(prompts), vocab, dtype=torch.bool, device="cpu")
+    for i, p in enumerate(prompts):
+        a[i, list(p.answer_tokens or (p.io_token,))] = True
+        f[i, list(p.foil_tokens or (p.s_token,))] = True
+    return a, f
+
+
+def end_scores(logits: torch.Tensor, a: torch.Tensor, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(LD, loss of the answer, p(answer) - p(foil), log-probs) from END logits [b, vocab] and answer/foil masks.
+
+    A one-token set gives exactly the one-token figures (log-sum-exp of one logit is that logit); sets give
+    the validator's set metrics, so patching and claims read the same LD and PD as `advgen run`."""
+    lg = logits.double()
+    lp = torch.log_softmax(lg, -1)
+    neg = torch.tensor(float("-inf"), dtype=lg.dtype, device=lg.device)
+    la = torch.where(a.to(lg.device), lp, neg).logsumexp(-1)
+    lf = torch.where(f.to(lg.device), lp, neg).logsumexp(-1)
+    return la - lf, -la, la.exp() - lf.exp(), lp
 
 
 def cache_task_run(model: LoadedModel, prompts: PromptSet, roles: Sequence[RoleSpec] = (), batch_size: int = DEFAULT_BATCH) -> TaskCache:
@@ -111,10 +121,8 @@ def cache_task_run(model: LoadedModel, prompts: PromptSet, roles: Sequence[RoleS
     logits = end_logits(model, prompts, batch_size, hooks=factory).double()
     if any(len(z[i]) != L or len(mlp[i]) != L for i in range(n)):
         raise AdvgenError(f"model {model.name!r}: the z / MLP-output hooks did not fire once per layer; generic patching needs a GPT-2-style block")
-    a, f = _answer_foil(prompts)
-    r = torch.arange(n, device="cpu")
-    return TaskCache(tuple(torch.stack(v) for v in z), tuple(torch.stack(v) for v in mlp), attn,
-                     torch.log_softmax(logits, -1), logits[r, a] - logits[r, f], tuple(a.tolist()), tuple(f.tolist()))
+    ld, _, pd, logp = end_scores(logits, *answer_masks(prompts, logits.shape[-1]))
+    return TaskCache(tuple(torch.stack(v) for v in z), tuple(torch.stack(v) for v in mlp), attn, logp, ld, pd)
 
 
 @dataclass(frozen=True)
@@ -189,16 +197,14 @@ def patched_rows(model: LoadedModel, prompts: PromptSet, rows: Sequence[Row], re
     for c0 in range(0, len(rows), chunk):
         part = rows[c0 : c0 + chunk]
         ps = PromptSet(tuple(prompts[r.prompt] for r in part), prompts.tokenizer_hash)
-        a, f = _answer_foil(ps)
+        a, f = answer_masks(ps, ref_logp.shape[-1])
         ref = ref_logp[[r.prompt for r in part]]
 
         def reduce(logits: torch.Tensor, idx: list[int], a: torch.Tensor = a, f: torch.Tensor = f, ref: torch.Tensor = ref) -> torch.Tensor:
-            lg = logits.double()
-            lp = torch.log_softmax(lg, -1)
-            rows_ = torch.arange(len(idx), device=lg.device)
-            ai, fi, rp = a[idx].to(lg.device), f[idx].to(lg.device), ref[idx].to(lg.device)
+            ld, loss, pd, lp = end_scores(logits, a[idx], f[idx])
+            rp = ref[idx].to(lp.device)
             kl = (rp.exp() * (rp - lp)).sum(-1)
-            return torch.stack([lg[rows_, ai] - lg[rows_, fi], -lp[rows_, ai], kl, lp[rows_, ai].exp() - lp[rows_, fi].exp()], 1)
+            return torch.stack([ld, loss, kl, pd], 1)
 
         local = _local(part)
         out.append(map_end_logits(model, ps, reduce, batch_size, hooks=lambda idx, local=local, ps=ps: _hooks(ps, local, idx, L, H)))
