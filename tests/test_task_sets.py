@@ -94,3 +94,18 @@ def test_builtin_gpt2_greater_than_circuit_names_its_task_and_mlps() -> None:
         c.check_task(resolve_task("ioi"))
     with pytest.raises(CircuitError, match="layers 0..3"):
         c.check_against(4, 4)
+
+
+def test_gpt2_greater_than_claims_run_on_the_gpt2_shaped_model(tmp_path: Path, gpt2_shaped_dir) -> None:
+    """The built-in circuit's heads and MLP nodes fit GPT-2 small's shape and every ablation runs (random weights:
+    the numbers mean nothing, the plumbing does)."""
+    import json
+
+    import advgen
+
+    from advgen.circuits.task_claims import TaskClaimSettings
+
+    advgen.check_claim(str(gpt2_shaped_dir), "gpt2-small-greater-than", tmp_path / "c", TaskClaimSettings(n=6), task="greater-than")
+    doc = json.loads((tmp_path / "c" / "claims.json").read_text())
+    text = json.dumps(doc)
+    assert "m9" in text and "a9.h1" in text and "twin_mean" in text and "zero" in text
