@@ -109,3 +109,13 @@ def test_gpt2_greater_than_claims_run_on_the_gpt2_shaped_model(tmp_path: Path, g
     doc = json.loads((tmp_path / "c" / "claims.json").read_text())
     text = json.dumps(doc)
     assert "m9" in text and "a9.h1" in text and "twin_mean" in text and "zero" in text
+
+
+def test_attack_on_a_set_task_is_refused_before_anything_is_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from advgen.cli.main import main
+
+    out = tmp_path / "att"
+    rc = main(["attack", "--task", "greater-than", "--model", "greater-than", "--circuit", "gpt2-small-greater-than",
+               "--budget", "200", "--out", str(out)])
+    assert rc == 2 and not out.exists()
+    assert "scores answer and foil token sets" in capsys.readouterr().err

@@ -82,10 +82,20 @@ class Setup:
     journal: Journal
 
 
-def select(circuit: Circuit, task: Task, cfg: AttackConfig) -> tuple[tuple[TaskMode, ...], dict[str, str]]:
-    """The compiled modes `cfg.modes` asks for (None or "compiled": all of them)."""
+def check_attackable(task: Task) -> None:
+    """Refuse, before any model loads, a task the compiled rules cannot attack (named reason)."""
     if task.edits is None:
         raise AdvgenError(f"task {task.name!r} ({task.source}) defines no edits, so no failure mode can be compiled for it")
+    if task.sets:
+        raise AdvgenError(f"task {task.name!r} scores answer and foil token sets; the compiled rules insert one foil token "
+                          "(copy split, extra foil mention) and have no set form yet (a distractor year is the natural one: "
+                          "not built). discover, check-claim and scan work on it")
+
+
+def select(circuit: Circuit, task: Task, cfg: AttackConfig) -> tuple[tuple[TaskMode, ...], dict[str, str]]:
+    """The compiled modes `cfg.modes` asks for (None or "compiled": all of them)."""
+    check_attackable(task)
+    assert task.edits is not None
     modes, skipped = task_compiler.compile_task_modes(circuit, task.edits.max_dose)
     want = set(cfg.modes or ("compiled",))
     unknown = want - {"compiled", *(m.name for m in modes), *skipped}

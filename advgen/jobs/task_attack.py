@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from advgen.attacks.search import AttackConfig
-from advgen.attacks.task_attack import TaskRun, run_task_attack
+from advgen.attacks.task_attack import TaskRun, check_attackable, run_task_attack
 from advgen.attacks.task_tables import write_task_run
 from advgen.circuits.format import Circuit, resolve_circuit
 from advgen.circuits.task_records import ensure_task_records
@@ -51,6 +51,7 @@ def _check(config: AttackConfig, circuit: CircuitArg, task: TaskArg, backend: st
         raise AdvgenError(f"--templates is IOI's template pack; task {task_of(task).name!r} takes its templates from the task file")
     if backend != "local":
         raise AdvgenError(f"--backend {backend}: task attacks run on the local backend only")
+    check_attackable(task_of(task))
     c = circuit if isinstance(circuit, Circuit) else resolve_circuit(circuit)
     return c.check_task(task_of(task))
 
