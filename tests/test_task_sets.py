@@ -102,7 +102,6 @@ def test_gpt2_greater_than_claims_run_on_the_gpt2_shaped_model(tmp_path: Path, g
     import json
 
     import advgen
-
     from advgen.circuits.task_claims import TaskClaimSettings
 
     advgen.check_claim(str(gpt2_shaped_dir), "gpt2-small-greater-than", tmp_path / "c", TaskClaimSettings(n=6), task="greater-than")

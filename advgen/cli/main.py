@@ -91,6 +91,12 @@ def cmd_train_reference(args: argparse.Namespace) -> None:
         gs = GTSettings(seed=args.seed, **({"steps": args.steps} if args.steps else {}))
         print(f"greater-than model written to {train_greater_than(args.out, gs, resume_run=not args.no_resume, progress=not args.no_progress)}")
         return
+    if args.kind == "induction":
+        from advgen.reference.induction import InductionSettings, train_induction
+
+        ind = InductionSettings(seed=args.seed, **({"steps": args.steps} if args.steps else {}))
+        print(f"induction model written to {train_induction(args.out, ind, resume_run=not args.no_resume, progress=not args.no_progress)}")
+        return
     from advgen.reference.train import train_reference
 
     out = train_reference(args.out, seed=args.seed, steps=args.steps, resume=not args.no_resume, progress=not args.no_progress)
@@ -126,10 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stop-after", type=int, default=None, help="planted: stop after this step and write that step's "
                    "model (the schedule still spans --steps; default: step 2000 of the default schedule, the shipped "
                    "model; every step with --steps; --stop-after 2400 runs the whole default schedule)")
-    p.add_argument("--kind", choices=("reference", "planted", "greater-than"), default="reference",
+    p.add_argument("--kind", choices=("reference", "planted", "greater-than", "induction"), default="reference",
                    help="reference: natural training (default); planted: GPT-2's IOI circuit imposed by "
                    "interchange-intervention training, warm-started from the bundled reference (about 25 min to the shipped step on 2 cores); "
-                   "greater-than: the year-comparison model (advgen/model/weights/greater-than/, about 15 min on one thread)")
+                   "greater-than: the year-comparison model (advgen/model/weights/greater-than/, about 15 min on one thread); "
+                   "induction: the 2-layer attention-only copying model (advgen/model/weights/induction/, a few minutes)")
     p.add_argument("--ladder", action="store_true", help="train the ladder of smaller models (OUT holds their checkpoints) "
                    "and write advgen/model/weights/ladder/ladder.json")
     p.set_defaults(func=cmd_train_reference)

@@ -79,7 +79,7 @@ def reference_dir() -> Path:
     return REFERENCE_DIR
 
 
-BUNDLED = ("reference", "planted", "greater-than")
+BUNDLED = ("reference", "planted", "greater-than", "induction")
 """Model specs shipped in the package (advgen/model/weights/<name>/)."""
 
 

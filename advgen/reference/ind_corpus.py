@@ -1,0 +1,111 @@
+"""The induction model's corpus and tokenizer: word sequences with planted repeats, pure functions of (seed, step).
+
+The world is `WORDS` (common English nouns). A document is BOS and `SEQ_WORDS` words drawn with
+replacement; most documents then copy earlier material later on (`KIND_SHARES`):
+- `segment`: a span of 4-10 words recurs 0-4 words after its end, at a random place (a copy at a
+  fixed distance is learnt as a positional shortcut, not as induction);
+- `pairs`: one to four bigrams `A B` recur later as `A B` (the induction task's own shape);
+- `plain`: no planted repeats.
+
+Words are drawn with replacement on purpose: in documents of distinct words a word already seen
+is never next (except in a copy), so training pushes heads to suppress what is in context, the
+opposite of induction, and the loss sat at the uniform value for thousands of steps.
+
+The tokenizer is word-level with GPT-2's byte-level conventions (" cat" is `Ġcat`), so each word
+is one token with and without its leading space and nothing else is in the vocabulary: every
+`vocab-words` entry is a trained word, never an untrained BPE fragment.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+BOS = "<|endoftext|>"
+WORDS: tuple[str, ...] = tuple(sorted(set("""
+apple arrow badge bag ball banana band barn basket beach bean bear bed bell belt bench berry bird
+blade blanket boat bone book boot bottle bowl box bread brick bridge broom brush bucket bus butter
+button cabin cake camel camera candle canoe cap car card carpet cart castle cat chain chair chalk
+cheese cherry chest chicken circle clock cloud coat coin comb cookie corn cow crab crown cup
+curtain desk dish dog doll donkey door dragon drum duck eagle egg engine fan farm feather fence
+field finger fish flag flower flute fog fork fox frog garden gate ghost gift glass glove goat
+grape grass guitar hammer hat hill horse house island jacket jar jelly kettle key king kite
+knife ladder lake lamp leaf lemon lion lock map market mask melon mirror monkey moon mouse mug
+nail needle nest net oven owl paint pan paper parrot peach pear pen pencil piano pie pig pillow
+pipe plate pocket pond potato queen rabbit radio rain ribbon ring river road robot rock roof rope
+rose sail salt sand saw scarf ship shirt shoe shovel sink skirt snake sock sofa spoon star stone
+stove sugar sun swan table tent tiger toast tomato tower towel toy tractor train tree truck
+turtle umbrella van vase violin wagon wall watch whale wheel whistle window wolf wool zebra
+""".split())))
+SEQ_WORDS = 24
+KIND_SHARES = {"segment": 0.6, "pairs": 0.3, "plain": 0.1}
+PAIRS = (1, 4)
+"""How many bigrams a `pairs` document repeats (inclusive range; a draw that would break consistency is skipped)."""
+SEGMENT = (4, 10)
+GAP = (0, 4)
+"""Words between a segment and its copy (inclusive range), so the copy's distance varies."""
+"""The length of a `segment` document's repeated span (inclusive range)."""
+
+
+def build_tokenizer() -> Any:
+    """Word-level tokenizer: BOS, then `word` and `Ġword` for every word; a `GPT2`-style fast tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {BOS: 0}
+    for w in WORDS:
+        vocab[w] = len(vocab)
+        vocab["Ġ" + w] = len(vocab)
+    tok = Tokenizer(models.WordLevel(vocab, unk_token=BOS))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)  # pyright: ignore[reportAttributeAccessIssue]
+    tok.decoder = decoders.ByteLevel()  # pyright: ignore[reportAttributeAccessIssue]
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)  # pyright: ignore[reportAttributeAccessIssue]
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=BOS, unk_token=BOS, pad_token=BOS,
+                                   model_max_length=SEQ_WORDS + 1)
+
+
+def word_ids(n_words: int) -> tuple[np.ndarray, np.ndarray]:
+    """(bare id, spaced id) of word index i, as `build_tokenizer` numbers them."""
+    i = np.arange(n_words)
+    return 1 + 2 * i, 2 + 2 * i
+
+
+def document(rng: np.random.Generator, kind: str, n_words: int = len(WORDS), length: int = SEQ_WORDS) -> np.ndarray:
+    """Word indices of one document of `kind` (see the module docstring)."""
+    w = rng.integers(0, n_words, length)  # with replacement: see the module docstring
+    if kind == "pairs":
+        used = np.zeros(length, dtype=bool)  # positions a copy wrote, or a copy was read from
+        for _ in range(int(rng.integers(PAIRS[0], PAIRS[1] + 1))):
+            i = int(rng.integers(0, length - 4))
+            j = int(rng.integers(i + 2, length - 1))
+            if used[[i, i + 1, j, j + 1]].any():
+                continue  # a copy of a copy could pair A with two different successors
+            w[j], w[j + 1] = w[i], w[i + 1]
+            used[[i, i + 1, j, j + 1]] = True
+    elif kind == "segment":
+        n = int(rng.integers(SEGMENT[0], SEGMENT[1] + 1))
+        gap = int(rng.integers(GAP[0], GAP[1] + 1))
+        i = int(rng.integers(0, length - 2 * n - gap + 1))
+        j = i + n + gap
+        w[j:j + n] = w[i:i + n]
+    return w
+
+
+def batch(seed: int, step: int, batch_size: int, n_words: int = len(WORDS), length: int = SEQ_WORDS) -> np.ndarray:
+    """Token ids [batch, 1 + length] of training step `step`: a pure function of (seed, step)."""
+    rng = np.random.default_rng([seed, step])
+    kinds = list(KIND_SHARES)
+    p = np.array([KIND_SHARES[k] for k in kinds])
+    bare, spaced = word_ids(n_words)
+    out = np.zeros((batch_size, 1 + length), dtype=np.int64)
+    for r in range(batch_size):
+        w = document(rng, kinds[int(rng.choice(len(kinds), p=p))], n_words, length)
+        out[r, 1] = bare[w[0]]
+        out[r, 2:] = spaced[w[1:]]
+    return out
+
+
+def text_of(ids: np.ndarray, tok: Any) -> str:
+    """The document's text (without BOS): what the tokenizer maps back to `ids[1:]`."""
+    return tok.decode(ids[1:].tolist())

@@ -1,0 +1,203 @@
+"""Train advgen's bundled induction model: a 2-layer attention-only GPT-2 on word sequences with planted repeats.
+
+    python -m advgen.reference.induction --out DIR --seed 0
+
+Two layers and no MLPs (each MLP's weights are zero and frozen, so it adds exactly nothing): the
+intended solution of "say what followed this word last time" is a head that looks one token back
+composed with a later head that looks for the current token's earlier successor. A two-layer model
+can also learn positional shortcuts (copy from a typical distance), so what training found is
+measured, not assumed (`advgen.reference.ind_measure`, into DIR/training_info.json and the card).
+
+Status: no recipe tried so far forms the previous-token -> induction circuit within minutes on
+2 cores, so no induction model is bundled yet; docs/tasks.md (Induction) lists what was measured.
+
+Batches are a pure function of (seed, step) (`ind_corpus.batch`), so a run resumes from its
+newest checkpoint in DIR/checkpoints and ends byte-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from advgen.core.types import AdvgenError
+from advgen.prompts.templates import tokenizer_sha256
+from advgen.reference import ind_corpus
+
+
+@dataclass(frozen=True)
+class InductionSettings:
+    seed: int = 0
+    steps: int = 12000
+    batch_size: int = 32
+    lr: float = 2e-3
+    min_lr_ratio: float = 0.1
+    warmup: int = 100
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    n_layer: int = 2
+    n_head: int = 4
+    n_embd: int = 64
+    checkpoint_every: int = 500
+    threads: int = 1
+
+
+def lr_at(step: int, s: InductionSettings) -> float:
+    """Linear warm-up, then cosine decay to `min_lr_ratio` of the peak."""
+    if step < s.warmup:
+        return s.lr * (step + 1) / s.warmup
+    p = (step - s.warmup) / max(1, s.steps - s.warmup)
+    return s.lr * (s.min_lr_ratio + (1 - s.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+def build_model(s: InductionSettings, tok: Any) -> tuple[Any, torch.optim.Optimizer]:
+    """A seeded attention-only GPT-2 (MLPs zeroed and frozen) and its AdamW over the trainable weights."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(s.seed)
+    bos = tok.bos_token_id
+    config = GPT2Config(vocab_size=len(tok), n_positions=ind_corpus.SEQ_WORDS + 1, n_embd=s.n_embd, n_layer=s.n_layer,
+                        n_head=s.n_head, n_inner=4, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=bos,
+                        eos_token_id=bos, pad_token_id=bos, tie_word_embeddings=True)
+    model = GPT2LMHeadModel(config)
+    for block in model.transformer.h:
+        for p in block.mlp.parameters():  # pyright: ignore[reportAttributeAccessIssue]
+            p.data.zero_()
+            p.requires_grad_(False)
+    train = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW([{"params": [p for p in train if p.dim() >= 2], "weight_decay": s.weight_decay},
+                             {"params": [p for p in train if p.dim() < 2], "weight_decay": 0.0}],
+                            lr=s.lr, betas=(0.9, 0.98))
+    return model, opt
+
+
+def _checkpoints(ck_dir: Path) -> list[Path]:
+    return sorted(ck_dir.glob("step-*.pt"))
+
+
+def save_checkpoint(ck_dir: Path, step: int, model: Any, opt: torch.optim.Optimizer, losses: list[float],
+                    s: InductionSettings) -> None:
+    ck_dir.mkdir(parents=True, exist_ok=True)
+    path = ck_dir / f"step-{step:06d}.pt"
+    tmp = path.with_suffix(".tmp")
+    torch.save({"step": step, "model": model.state_dict(), "optimizer": opt.state_dict(), "losses": losses,
+                "settings": asdict(s)}, tmp)
+    os.replace(tmp, path)
+    for old in _checkpoints(ck_dir)[:-2]:
+        old.unlink()
+
+
+def resume(ck_dir: Path, model: Any, opt: torch.optim.Optimizer, s: InductionSettings) -> tuple[int, list[float]]:
+    """Restore the newest checkpoint; (0, []) when there is none."""
+    cks = _checkpoints(ck_dir)
+    if not cks:
+        return 0, []
+    try:
+        state = torch.load(cks[-1], weights_only=True)
+    except Exception as e:
+        raise AdvgenError(f"checkpoint {cks[-1]} is not a plain advgen checkpoint ({type(e).__name__}: {e}); "
+                          "delete it or use --no-resume") from e
+    if state.get("settings") != asdict(s):
+        raise AdvgenError(f"checkpoint {cks[-1]} was made with other settings; delete DIR/checkpoints or use --no-resume")
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    return int(state["step"]), list(state["losses"])
+
+
+def run_steps(model: Any, opt: torch.optim.Optimizer, s: InductionSettings, ck_dir: Path, start: int,
+              losses: list[float], progress: bool) -> None:
+    model.train()
+    t0 = time.time()
+    for step in range(start, s.steps):
+        ids = torch.from_numpy(ind_corpus.batch(s.seed, step, s.batch_size))
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, s)
+        loss = model(input_ids=ids, labels=ids).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], s.grad_clip)
+        opt.step()
+        losses.append(loss.item())
+        done = step + 1
+        if progress and done % 100 == 0:
+            print(f"step {done}/{s.steps} loss {sum(losses[-100:]) / 100:.4f} ({time.time() - t0:.0f} s)", flush=True)
+        if done % s.checkpoint_every == 0 or done == s.steps:
+            save_checkpoint(ck_dir, done, model, opt, losses, s)
+
+
+def train_induction(out_dir: Path, s: InductionSettings, *, resume_run: bool = True, progress: bool = True) -> Path:
+    """Tokenizer, model, training, measurements; writes the Hugging Face directory `out_dir`."""
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(s.threads)
+        return _train(Path(out_dir), s, resume_run, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(out_dir: Path, s: InductionSettings, resume_run: bool, progress: bool) -> Path:
+    t0 = time.time()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ck_dir = out_dir / "checkpoints"
+    tok = ind_corpus.build_tokenizer()
+    model, opt = build_model(s, tok)
+    start, losses = resume(ck_dir, model, opt, s) if resume_run else (0, [])
+    run_steps(model, opt, s, ck_dir, start, losses, progress)
+    model.eval()
+    model.save_pretrained(str(out_dir), safe_serialization=True)
+    tok.save_pretrained(str(out_dir))
+    info = {
+        "settings": asdict(s), "corpus_kind_shares": ind_corpus.KIND_SHARES, "n_words": len(ind_corpus.WORDS),
+        "words_per_document": ind_corpus.SEQ_WORDS, "vocab_size": len(tok),
+        "n_parameters": sum(p.numel() for p in model.parameters()),
+        "n_trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "final_loss_mean_last_100_steps": round(sum(losses[-100:]) / max(1, len(losses[-100:])), 4),
+        "loss_curve_every_100_steps": [round(sum(losses[i:i + 100]) / len(losses[i:i + 100]), 4)
+                                       for i in range(0, len(losses), 100)],
+        "resumed_from_step": start, "total_seconds_this_process": round(time.time() - t0, 1),
+        "torch": torch.__version__, "tokenizer_sha256": tokenizer_sha256(tok),
+    }
+    (out_dir / "training_info.json").write_text(json.dumps(info, indent=2) + "\n")
+    from advgen.reference.ind_measure import measure_dir
+
+    measure_dir(out_dir)
+    return out_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m advgen.reference.induction", description=(__doc__ or "").split("\n")[0])
+    p.add_argument("--out", type=Path, help="output directory (HF model + checkpoints/)")
+    p.add_argument("--measure", type=Path, metavar="MODEL_DIR", help="only measure MODEL_DIR into its training_info.json and MODEL_CARD.md")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=InductionSettings.steps)
+    p.add_argument("--lr", type=float, default=InductionSettings.lr)
+    p.add_argument("--n-head", type=int, default=InductionSettings.n_head)
+    p.add_argument("--n-embd", type=int, default=InductionSettings.n_embd)
+    p.add_argument("--batch-size", type=int, default=InductionSettings.batch_size)
+    p.add_argument("--threads", type=int, default=InductionSettings.threads)
+    p.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
+    p.add_argument("--quiet", action="store_true")
+    a = p.parse_args(argv)
+    if a.measure:
+        from advgen.reference.ind_measure import measure_dir
+
+        print(json.dumps(measure_dir(a.measure), indent=2))
+        return 0
+    if a.out is None:
+        p.error("--out is required (or --measure MODEL_DIR)")
+    s = InductionSettings(seed=a.seed, steps=a.steps, lr=a.lr, n_head=a.n_head, n_embd=a.n_embd, batch_size=a.batch_size,
+                          threads=a.threads)
+    print(f"induction model written to {train_induction(a.out, s, resume_run=not a.no_resume, progress=not a.quiet)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

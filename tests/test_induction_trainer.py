@@ -1,0 +1,78 @@
+"""The induction trainer's corpus, tokenizer, resume and measurement (the model itself is not bundled yet: docs/tasks.md)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from advgen.reference import ind_corpus
+from advgen.reference.induction import InductionSettings, train_induction
+from advgen.tasks.lexicons import resolve_lexicons, vocab_words
+from advgen.tasks.registry import resolve_task
+
+
+def test_batches_are_a_pure_function_of_seed_and_step_and_decode_to_their_text() -> None:
+    tok = ind_corpus.build_tokenizer()
+    a, b = ind_corpus.batch(3, 7, 16), ind_corpus.batch(3, 7, 16)
+    assert np.array_equal(a, b) and not np.array_equal(a, ind_corpus.batch(3, 8, 16))
+    assert (a[:, 0] == tok.bos_token_id).all()
+    for row in a:
+        assert tok(ind_corpus.text_of(row, tok), add_special_tokens=False)["input_ids"] == row[1:].tolist()
+
+
+def test_planted_copies_repeat_what_followed_earlier() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        w = ind_corpus.document(rng, "segment")
+        spans = [(i, j) for i in range(len(w)) for j in range(i + 1, len(w) - 3)
+                 if np.array_equal(w[i:i + 4], w[j:j + 4])]
+        assert spans, w  # a copy of at least SEGMENT[0] = 4 words
+
+
+def test_every_vocab_word_is_a_corpus_word_and_the_task_renders() -> None:
+    tok = ind_corpus.build_tokenizer()
+    assert set(vocab_words(tok)) == set(ind_corpus.WORDS)
+    task = resolve_task("induction")
+    lex = resolve_lexicons(task, tok)
+    assert lex.words["word"] == ind_corpus.WORDS and not lex.dropped["word"]
+
+
+def test_training_resumes_to_the_same_weights_and_is_measured(tmp_path: Path) -> None:
+    s = InductionSettings(steps=6, checkpoint_every=3, batch_size=4)
+    full = train_induction(tmp_path / "full", s, progress=False)
+    part = tmp_path / "part"
+    train_induction(part, InductionSettings(steps=6, checkpoint_every=3, batch_size=4), progress=False)
+    (part / "model.safetensors").unlink()
+    ck = sorted((part / "checkpoints").glob("step-*.pt"))
+    ck[-1].unlink()  # resume from step 3
+    train_induction(part, s, progress=False)
+    assert (full / "model.safetensors").read_bytes() == (part / "model.safetensors").read_bytes()
+    info = json.loads((part / "training_info.json").read_text())
+    assert info["resumed_from_step"] == 3
+    m = info["measurements"]
+    assert set(m["head_scores"]) == {f"a{a}.h{h}" for a in range(2) for h in range(4)}
+    assert 0.0 <= m["task"]["top1"] <= 1.0 and m["task_prompts"] == 400
+    assert "# advgen bundled induction model" in (part / "MODEL_CARD.md").read_text()
+
+
+def test_mlps_add_nothing(tmp_path: Path) -> None:
+    import torch
+
+    from advgen.reference.induction import build_model
+
+    model, _ = build_model(InductionSettings(), ind_corpus.build_tokenizer())
+    x = torch.randn(2, 5, 64)
+    for block in model.transformer.h:
+        assert torch.count_nonzero(block.mlp(x)) == 0
+        assert not any(p.requires_grad for p in block.mlp.parameters())
+
+
+def test_a_checkpoint_of_other_settings_is_refused(tmp_path: Path) -> None:
+    from advgen.core.types import AdvgenError
+
+    train_induction(tmp_path, InductionSettings(steps=2, checkpoint_every=1, batch_size=2), progress=False)
+    with pytest.raises(AdvgenError, match="other settings"):
+        train_induction(tmp_path, InductionSettings(steps=3, checkpoint_every=1, batch_size=2, lr=1e-2), progress=False)
