@@ -54,6 +54,7 @@ def test_training_resumes_to_the_same_weights_and_is_measured(tmp_path: Path) ->
     assert info["resumed_from_step"] == 3
     m = info["measurements"]
     assert set(m["head_scores"]) == {f"a{a}.h{h}" for a in range(2) for h in range(4)}
+    assert info["induction_heads"] == [[int(h[1]), int(h[-1])] for h in m["induction_heads"]]
     assert 0.0 <= m["task"]["top1"] <= 1.0 and m["task_prompts"] == 400
     assert "# advgen bundled induction model" in (part / "MODEL_CARD.md").read_text()
 

@@ -193,6 +193,9 @@ def measure_dir(path: Path) -> dict[str, Any]:
     info_path = Path(path) / "training_info.json"
     info = json.loads(info_path.read_text()) if info_path.exists() else {}
     info["measurements"] = res
+    # [layer, head] pairs at the top level: what `bench_task_attack --circuit auto` and the tests read
+    for key in ("previous_token_heads", "induction_heads"):
+        info[key] = [[int(h[1:].split(".")[0]), int(h.split(".h")[1])] for h in res[key]]
     info_path.write_text(json.dumps(info, indent=2) + "\n")
     if "settings" in info:
         (Path(path) / "MODEL_CARD.md").write_text(card(info))
