@@ -16,8 +16,9 @@ from advgen.tasks.registry import resolve_task
 
 def test_batches_are_a_pure_function_of_seed_and_step_and_decode_to_their_text() -> None:
     tok = ind_corpus.build_tokenizer()
-    a, b = ind_corpus.batch(3, 7, 16), ind_corpus.batch(3, 7, 16)
-    assert np.array_equal(a, b) and not np.array_equal(a, ind_corpus.batch(3, 8, 16))
+    c = ind_corpus.CorpusSettings()
+    a, b = ind_corpus.batch(3, 7, 16, c), ind_corpus.batch(3, 7, 16, c)
+    assert np.array_equal(a, b) and not np.array_equal(a, ind_corpus.batch(3, 8, 16, c))
     assert (a[:, 0] == tok.bos_token_id).all()
     for row in a:
         assert tok(ind_corpus.text_of(row, tok), add_special_tokens=False)["input_ids"] == row[1:].tolist()
@@ -26,7 +27,7 @@ def test_batches_are_a_pure_function_of_seed_and_step_and_decode_to_their_text()
 def test_planted_copies_repeat_what_followed_earlier() -> None:
     rng = np.random.default_rng(0)
     for _ in range(50):
-        w = ind_corpus.document(rng, "segment")
+        w = ind_corpus.document(rng, "segment", ind_corpus.CorpusSettings())
         spans = [(i, j) for i in range(len(w)) for j in range(i + 1, len(w) - 3)
                  if np.array_equal(w[i:i + 4], w[j:j + 4])]
         assert spans, w  # a copy of at least SEGMENT[0] = 4 words

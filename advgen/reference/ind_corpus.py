@@ -1,10 +1,10 @@
 """The induction model's corpus and tokenizer: word sequences with planted repeats, pure functions of (seed, step).
 
-The world is `WORDS` (common English nouns). A document is BOS and `SEQ_WORDS` words drawn with
-replacement; most documents then copy earlier material later on (`KIND_SHARES`):
-- `segment`: a span of 4-10 words recurs 0-4 words after its end, at a random place (a copy at a
-  fixed distance is learnt as a positional shortcut, not as induction);
-- `pairs`: one to four bigrams `A B` recur later as `A B` (the induction task's own shape);
+The world is `WORDS` (common English nouns). A document is BOS and `seq_words` words drawn with
+replacement; most documents then copy earlier material later on (`CorpusSettings`):
+- `segment`: a span recurs a few words after its end, at a random place (a copy at a fixed
+  distance is learnt as a positional shortcut, not as induction);
+- `pairs`: bigrams `A B` recur later as `A B` (the induction task's own shape);
 - `plain`: no planted repeats.
 
 Words are drawn with replacement on purpose: in documents of distinct words a word already seen
@@ -18,6 +18,7 @@ is one token with and without its leading space and nothing else is in the vocab
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,14 +39,33 @@ rose sail salt sand saw scarf ship shirt shoe shovel sink skirt snake sock sofa 
 stove sugar sun swan table tent tiger toast tomato tower towel toy tractor train tree truck
 turtle umbrella van vase violin wagon wall watch whale wheel whistle window wolf wool zebra
 """.split())))
-SEQ_WORDS = 24
-KIND_SHARES = {"segment": 0.6, "pairs": 0.3, "plain": 0.1}
-PAIRS = (1, 4)
-"""How many bigrams a `pairs` document repeats (inclusive range; a draw that would break consistency is skipped)."""
-SEGMENT = (4, 10)
-GAP = (0, 4)
-"""Words between a segment and its copy (inclusive range), so the copy's distance varies."""
-"""The length of a `segment` document's repeated span (inclusive range)."""
+
+
+@dataclass(frozen=True)
+class CorpusSettings:
+    """What a training document looks like; ranges are inclusive."""
+
+    seq_words: int = 24
+    segment_share: float = 0.6
+    pairs_share: float = 0.3
+    segment: tuple[int, int] = (4, 10)
+    """Length of a `segment` document's repeated span."""
+    gap: tuple[int, int] = (0, 4)
+    """Words between a segment and its copy, so the copy's distance varies."""
+    pairs: tuple[int, int] = (1, 4)
+    """How many bigrams a `pairs` document repeats (a draw that would overlap an earlier copy is skipped)."""
+
+    def __post_init__(self) -> None:
+        if 2 * self.segment[1] + self.gap[1] > self.seq_words or self.seq_words < 6:
+            raise ValueError(f"corpus settings: a span of {self.segment[1]} words, its copy and a gap of {self.gap[1]} "
+                             f"do not fit in {self.seq_words} words")
+        if not 0.0 <= self.segment_share + self.pairs_share <= 1.0 or min(self.segment_share, self.pairs_share) < 0:
+            raise ValueError(f"corpus settings: shares {self.segment_share} + {self.pairs_share} must lie in [0, 1]")
+
+    @property
+    def shares(self) -> dict[str, float]:
+        return {"segment": self.segment_share, "pairs": self.pairs_share,
+                "plain": round(1.0 - self.segment_share - self.pairs_share, 6)}
 
 
 def build_tokenizer() -> Any:
@@ -62,7 +82,7 @@ def build_tokenizer() -> Any:
     tok.decoder = decoders.ByteLevel()  # pyright: ignore[reportAttributeAccessIssue]
     tok.post_processor = processors.ByteLevel(trim_offsets=False)  # pyright: ignore[reportAttributeAccessIssue]
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=BOS, unk_token=BOS, pad_token=BOS,
-                                   model_max_length=SEQ_WORDS + 1)
+                                   model_max_length=1024)
 
 
 def word_ids(n_words: int) -> tuple[np.ndarray, np.ndarray]:
@@ -71,12 +91,13 @@ def word_ids(n_words: int) -> tuple[np.ndarray, np.ndarray]:
     return 1 + 2 * i, 2 + 2 * i
 
 
-def document(rng: np.random.Generator, kind: str, n_words: int = len(WORDS), length: int = SEQ_WORDS) -> np.ndarray:
+def document(rng: np.random.Generator, kind: str, c: CorpusSettings, n_words: int = len(WORDS)) -> np.ndarray:
     """Word indices of one document of `kind` (see the module docstring)."""
+    length = c.seq_words
     w = rng.integers(0, n_words, length)  # with replacement: see the module docstring
     if kind == "pairs":
         used = np.zeros(length, dtype=bool)  # positions a copy wrote, or a copy was read from
-        for _ in range(int(rng.integers(PAIRS[0], PAIRS[1] + 1))):
+        for _ in range(int(rng.integers(c.pairs[0], c.pairs[1] + 1))):
             i = int(rng.integers(0, length - 4))
             j = int(rng.integers(i + 2, length - 1))
             if used[[i, i + 1, j, j + 1]].any():
@@ -84,23 +105,24 @@ def document(rng: np.random.Generator, kind: str, n_words: int = len(WORDS), len
             w[j], w[j + 1] = w[i], w[i + 1]
             used[[i, i + 1, j, j + 1]] = True
     elif kind == "segment":
-        n = int(rng.integers(SEGMENT[0], SEGMENT[1] + 1))
-        gap = int(rng.integers(GAP[0], GAP[1] + 1))
+        n = int(rng.integers(c.segment[0], c.segment[1] + 1))
+        gap = int(rng.integers(c.gap[0], c.gap[1] + 1))
         i = int(rng.integers(0, length - 2 * n - gap + 1))
         j = i + n + gap
         w[j:j + n] = w[i:i + n]
     return w
 
 
-def batch(seed: int, step: int, batch_size: int, n_words: int = len(WORDS), length: int = SEQ_WORDS) -> np.ndarray:
-    """Token ids [batch, 1 + length] of training step `step`: a pure function of (seed, step)."""
+def batch(seed: int, step: int, batch_size: int, c: CorpusSettings, n_words: int = len(WORDS)) -> np.ndarray:
+    """Token ids [batch, 1 + seq_words] of training step `step`: a pure function of (seed, step, c)."""
     rng = np.random.default_rng([seed, step])
-    kinds = list(KIND_SHARES)
-    p = np.array([KIND_SHARES[k] for k in kinds])
+    shares = c.shares
+    kinds = list(shares)
+    p = np.array([shares[k] for k in kinds])
     bare, spaced = word_ids(n_words)
-    out = np.zeros((batch_size, 1 + length), dtype=np.int64)
+    out = np.zeros((batch_size, 1 + c.seq_words), dtype=np.int64)
     for r in range(batch_size):
-        w = document(rng, kinds[int(rng.choice(len(kinds), p=p))], n_words, length)
+        w = document(rng, kinds[int(rng.choice(len(kinds), p=p))], c, n_words)
         out[r, 1] = bare[w[0]]
         out[r, 2:] = spaced[w[1:]]
     return out

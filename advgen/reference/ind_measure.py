@@ -26,7 +26,6 @@ from advgen.reference import ind_corpus
 EVAL_SEED = 12345
 N_TASK = 400
 N_DOCS = 64
-REPEAT_LEN = ind_corpus.SEQ_WORDS // 2
 CARRY_SHARE = 0.25
 SCORE_MIN = 0.4
 """A head is called a previous-token (induction) head when its score is at least this."""
@@ -67,20 +66,23 @@ def head_scores(model: Any, n_docs: int = N_DOCS, seed: int = EVAL_SEED) -> dict
     """Previous-token and induction score of every head (module docstring)."""
     rng = np.random.default_rng(seed)
     n_words = len(ind_corpus.WORDS)
+    length = model.config.n_positions - 1
+    repeat_len = length // 2
+    corpus = ind_corpus.CorpusSettings(seq_words=length)
     bare, spaced = ind_corpus.word_ids(n_words)
-    plain = np.zeros((n_docs, 1 + ind_corpus.SEQ_WORDS), dtype=np.int64)
-    rep = np.zeros((n_docs, 1 + 2 * REPEAT_LEN), dtype=np.int64)
+    plain = np.zeros((n_docs, 1 + length), dtype=np.int64)
+    rep = np.zeros((n_docs, 1 + 2 * repeat_len), dtype=np.int64)
     for r in range(n_docs):
-        w = ind_corpus.document(rng, "plain", n_words)
+        w = ind_corpus.document(rng, "plain", corpus, n_words)
         plain[r, 1], plain[r, 2:] = bare[w[0]], spaced[w[1:]]
-        v = rng.permutation(n_words)[:REPEAT_LEN]
-        rep[r, 1], rep[r, 2:1 + REPEAT_LEN] = bare[v[0]], spaced[v[1:]]
-        rep[r, 1 + REPEAT_LEN:] = spaced[v]
+        v = rng.permutation(n_words)[:repeat_len]
+        rep[r, 1], rep[r, 2:1 + repeat_len] = bare[v[0]], spaced[v[1:]]
+        rep[r, 1 + repeat_len:] = spaced[v]
     att_plain = model(input_ids=torch.from_numpy(plain), output_attentions=True).attentions
     att_rep = model(input_ids=torch.from_numpy(rep), output_attentions=True).attentions
     out: dict[str, dict[str, float]] = {}
-    q = torch.arange(2 + REPEAT_LEN, 1 + 2 * REPEAT_LEN)  # the second r_1 .. r_19
-    k = q - REPEAT_LEN + 1  # the first r_(k+1)
+    q = torch.arange(2 + repeat_len, 1 + 2 * repeat_len)  # the second r_1 .. r_(n-1)
+    k = q - repeat_len + 1  # the first r_(k+1)
     t = torch.arange(2, plain.shape[1])
     for layer, (ap, ar) in enumerate(zip(att_plain, att_rep, strict=True)):
         for h in range(ap.shape[1]):

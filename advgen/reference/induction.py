@@ -47,6 +47,7 @@ class InductionSettings:
     n_head: int = 4
     n_embd: int = 64
     checkpoint_every: int = 500
+    corpus: ind_corpus.CorpusSettings = ind_corpus.CorpusSettings()
     threads: int = 1
 
 
@@ -64,7 +65,7 @@ def build_model(s: InductionSettings, tok: Any) -> tuple[Any, torch.optim.Optimi
 
     torch.manual_seed(s.seed)
     bos = tok.bos_token_id
-    config = GPT2Config(vocab_size=len(tok), n_positions=ind_corpus.SEQ_WORDS + 1, n_embd=s.n_embd, n_layer=s.n_layer,
+    config = GPT2Config(vocab_size=len(tok), n_positions=s.corpus.seq_words + 1, n_embd=s.n_embd, n_layer=s.n_layer,
                         n_head=s.n_head, n_inner=4, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=bos,
                         eos_token_id=bos, pad_token_id=bos, tie_word_embeddings=True)
     model = GPT2LMHeadModel(config)
@@ -89,7 +90,7 @@ def save_checkpoint(ck_dir: Path, step: int, model: Any, opt: torch.optim.Optimi
     path = ck_dir / f"step-{step:06d}.pt"
     tmp = path.with_suffix(".tmp")
     torch.save({"step": step, "model": model.state_dict(), "optimizer": opt.state_dict(), "losses": losses,
-                "settings": asdict(s)}, tmp)
+                "settings": json.loads(json.dumps(asdict(s)))}, tmp)
     os.replace(tmp, path)
     for old in _checkpoints(ck_dir)[:-2]:
         old.unlink()
@@ -105,7 +106,7 @@ def resume(ck_dir: Path, model: Any, opt: torch.optim.Optimizer, s: InductionSet
     except Exception as e:
         raise AdvgenError(f"checkpoint {cks[-1]} is not a plain advgen checkpoint ({type(e).__name__}: {e}); "
                           "delete it or use --no-resume") from e
-    if state.get("settings") != asdict(s):
+    if state.get("settings") != json.loads(json.dumps(asdict(s))):
         raise AdvgenError(f"checkpoint {cks[-1]} was made with other settings; delete DIR/checkpoints or use --no-resume")
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
@@ -117,7 +118,7 @@ def run_steps(model: Any, opt: torch.optim.Optimizer, s: InductionSettings, ck_d
     model.train()
     t0 = time.time()
     for step in range(start, s.steps):
-        ids = torch.from_numpy(ind_corpus.batch(s.seed, step, s.batch_size))
+        ids = torch.from_numpy(ind_corpus.batch(s.seed, step, s.batch_size, s.corpus))
         for g in opt.param_groups:
             g["lr"] = lr_at(step, s)
         loss = model(input_ids=ids, labels=ids).loss
@@ -155,8 +156,8 @@ def _train(out_dir: Path, s: InductionSettings, resume_run: bool, progress: bool
     model.save_pretrained(str(out_dir), safe_serialization=True)
     tok.save_pretrained(str(out_dir))
     info = {
-        "settings": asdict(s), "corpus_kind_shares": ind_corpus.KIND_SHARES, "n_words": len(ind_corpus.WORDS),
-        "words_per_document": ind_corpus.SEQ_WORDS, "vocab_size": len(tok),
+        "settings": asdict(s), "corpus_kind_shares": s.corpus.shares, "n_words": len(ind_corpus.WORDS),
+        "words_per_document": s.corpus.seq_words, "vocab_size": len(tok),
         "n_parameters": sum(p.numel() for p in model.parameters()),
         "n_trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "final_loss_mean_last_100_steps": round(sum(losses[-100:]) / max(1, len(losses[-100:])), 4),
@@ -181,6 +182,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=InductionSettings.lr)
     p.add_argument("--n-head", type=int, default=InductionSettings.n_head)
     p.add_argument("--n-embd", type=int, default=InductionSettings.n_embd)
+    p.add_argument("--seq-words", type=int, default=ind_corpus.CorpusSettings.seq_words, help="words per training document")
+    p.add_argument("--segment", type=int, nargs=2, default=ind_corpus.CorpusSettings.segment, metavar=("MIN", "MAX"),
+                   help="length range of a segment document's copied span")
+    p.add_argument("--gap", type=int, nargs=2, default=ind_corpus.CorpusSettings.gap, metavar=("MIN", "MAX"),
+                   help="words between a span and its copy")
+    p.add_argument("--pairs", type=int, nargs=2, default=ind_corpus.CorpusSettings.pairs, metavar=("MIN", "MAX"),
+                   help="copied bigrams per pairs document")
+    p.add_argument("--segment-share", type=float, default=ind_corpus.CorpusSettings.segment_share)
+    p.add_argument("--pairs-share", type=float, default=ind_corpus.CorpusSettings.pairs_share)
     p.add_argument("--batch-size", type=int, default=InductionSettings.batch_size)
     p.add_argument("--threads", type=int, default=InductionSettings.threads)
     p.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
@@ -193,8 +203,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if a.out is None:
         p.error("--out is required (or --measure MODEL_DIR)")
-    s = InductionSettings(seed=a.seed, steps=a.steps, lr=a.lr, n_head=a.n_head, n_embd=a.n_embd, batch_size=a.batch_size,
-                          threads=a.threads)
+    try:
+        s = InductionSettings(seed=a.seed, steps=a.steps, lr=a.lr, n_head=a.n_head, n_embd=a.n_embd, batch_size=a.batch_size,
+                              corpus=ind_corpus.CorpusSettings(a.seq_words, a.segment_share, a.pairs_share, tuple(a.segment),
+                                                               tuple(a.gap), tuple(a.pairs)),
+                              threads=a.threads)
+    except ValueError as e:
+        p.error(str(e))
     print(f"induction model written to {train_induction(a.out, s, resume_run=not a.no_resume, progress=not a.quiet)}")
     return 0
 
