@@ -78,3 +78,19 @@ def test_a_checkpoint_of_other_settings_is_refused(tmp_path: Path) -> None:
     train_induction(tmp_path, InductionSettings(steps=2, checkpoint_every=1, batch_size=2), progress=False)
     with pytest.raises(AdvgenError, match="other settings"):
         train_induction(tmp_path, InductionSettings(steps=3, checkpoint_every=1, batch_size=2, lr=1e-2), progress=False)
+
+
+def test_head_scores_find_the_handbuilt_models_circuit(gpt2_tokenizer_dir, tmp_path: Path) -> None:
+    """The trainer's acceptance measure, on a model whose circuit is known by construction (a0.h0 previous-token,
+    a1.h0 induction): it must name exactly those, or its verdict on trained models means nothing."""
+    import torch
+    from handbuilt import make_induction_gpt2
+
+    from advgen.reference.ind_measure import SCORE_MIN, head_scores, load_hf
+
+    model, _ = load_hf(make_induction_gpt2(tmp_path / "hb", gpt2_tokenizer_dir))
+    with torch.no_grad():
+        scores = head_scores(model)
+    assert [h for h, s in scores.items() if s["previous_token"] >= SCORE_MIN] == ["a0.h0"]
+    assert [h for h, s in scores.items() if s["induction"] >= SCORE_MIN] == ["a1.h0"]
+    assert scores["a0.h0"]["previous_token"] > 0.95 and scores["a1.h0"]["induction"] > 0.95

@@ -48,6 +48,11 @@ class InductionSettings:
     n_embd: int = 64
     checkpoint_every: int = 500
     corpus: ind_corpus.CorpusSettings = ind_corpus.CorpusSettings()
+    tie_embeddings: bool = True
+    init_std: float = 0.02
+    """Std of the weights' initialisation (GPT-2's `initializer_range`)."""
+    position_init_std: float | None = None
+    """None: GPT-2's own initialisation (std 0.02, as the tokens)."""
     threads: int = 1
 
 
@@ -67,8 +72,11 @@ def build_model(s: InductionSettings, tok: Any) -> tuple[Any, torch.optim.Optimi
     bos = tok.bos_token_id
     config = GPT2Config(vocab_size=len(tok), n_positions=s.corpus.seq_words + 1, n_embd=s.n_embd, n_layer=s.n_layer,
                         n_head=s.n_head, n_inner=4, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=bos,
-                        eos_token_id=bos, pad_token_id=bos, tie_word_embeddings=True)
+                        eos_token_id=bos, pad_token_id=bos, tie_word_embeddings=s.tie_embeddings,
+                        initializer_range=s.init_std)
     model = GPT2LMHeadModel(config)
+    if s.position_init_std is not None:
+        torch.nn.init.normal_(model.transformer.wpe.weight, std=s.position_init_std)
     for block in model.transformer.h:
         for p in block.mlp.parameters():  # pyright: ignore[reportAttributeAccessIssue]
             p.data.zero_()
@@ -191,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="copied bigrams per pairs document")
     p.add_argument("--segment-share", type=float, default=ind_corpus.CorpusSettings.segment_share)
     p.add_argument("--pairs-share", type=float, default=ind_corpus.CorpusSettings.pairs_share)
+    p.add_argument("--untied", action="store_true", help="separate unembedding (GPT-2 ties it to the embedding)")
+    p.add_argument("--init-std", type=float, default=InductionSettings.init_std, help="initialisation std of the weights")
+    p.add_argument("--position-init-std", type=float, default=InductionSettings.position_init_std)
     p.add_argument("--batch-size", type=int, default=InductionSettings.batch_size)
     p.add_argument("--threads", type=int, default=InductionSettings.threads)
     p.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
@@ -207,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         s = InductionSettings(seed=a.seed, steps=a.steps, lr=a.lr, n_head=a.n_head, n_embd=a.n_embd, batch_size=a.batch_size,
                               corpus=ind_corpus.CorpusSettings(a.seq_words, a.segment_share, a.pairs_share, tuple(a.segment),
                                                                tuple(a.gap), tuple(a.pairs)),
-                              threads=a.threads)
+                              tie_embeddings=not a.untied, init_std=a.init_std, position_init_std=a.position_init_std, threads=a.threads)
     except ValueError as e:
         p.error(str(e))
     print(f"induction model written to {train_induction(a.out, s, resume_run=not a.no_resume, progress=not a.quiet)}")
