@@ -49,6 +49,9 @@ class InductionSettings:
     checkpoint_every: int = 500
     corpus: ind_corpus.CorpusSettings = ind_corpus.CorpusSettings()
     tie_embeddings: bool = True
+    sinusoidal_positions: bool = False
+    """Fixed sinusoidal position code (the original Transformer's, scaled to the token embeddings' size) instead of
+    learned positions: "the token before" is then the same linear map at every position."""
     init_std: float = 0.02
     """Std of the weights' initialisation (GPT-2's `initializer_range`)."""
     position_init_std: float | None = None
@@ -64,6 +67,15 @@ def lr_at(step: int, s: InductionSettings) -> float:
     return s.lr * (s.min_lr_ratio + (1 - s.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
 
 
+def sinusoidal(n: int, d: int) -> torch.Tensor:
+    """The original Transformer's position code [n, d]: sin and cos of the position at geometric frequencies."""
+    pos = torch.arange(n, dtype=torch.float32)[:, None]
+    freq = torch.exp(-math.log(10_000.0) * torch.arange(0, d, 2, dtype=torch.float32) / d)
+    out = torch.zeros(n, d)
+    out[:, 0::2], out[:, 1::2] = torch.sin(pos * freq), torch.cos(pos * freq)
+    return out
+
+
 def build_model(s: InductionSettings, tok: Any) -> tuple[Any, torch.optim.Optimizer]:
     """A seeded attention-only GPT-2 (MLPs zeroed and frozen) and its AdamW over the trainable weights."""
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -75,7 +87,10 @@ def build_model(s: InductionSettings, tok: Any) -> tuple[Any, torch.optim.Optimi
                         eos_token_id=bos, pad_token_id=bos, tie_word_embeddings=s.tie_embeddings,
                         initializer_range=s.init_std)
     model = GPT2LMHeadModel(config)
-    if s.position_init_std is not None:
+    if s.sinusoidal_positions:
+        model.transformer.wpe.weight.data.copy_(sinusoidal(config.n_positions, s.n_embd) * s.init_std)
+        model.transformer.wpe.weight.requires_grad_(False)
+    elif s.position_init_std is not None:
         torch.nn.init.normal_(model.transformer.wpe.weight, std=s.position_init_std)
     for block in model.transformer.h:
         for p in block.mlp.parameters():  # pyright: ignore[reportAttributeAccessIssue]
@@ -201,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pairs-share", type=float, default=ind_corpus.CorpusSettings.pairs_share)
     p.add_argument("--untied", action="store_true", help="separate unembedding (GPT-2 ties it to the embedding)")
     p.add_argument("--init-std", type=float, default=InductionSettings.init_std, help="initialisation std of the weights")
+    p.add_argument("--sinusoidal", action="store_true", help="fixed sinusoidal positions instead of learned ones")
     p.add_argument("--position-init-std", type=float, default=InductionSettings.position_init_std)
     p.add_argument("--batch-size", type=int, default=InductionSettings.batch_size)
     p.add_argument("--threads", type=int, default=InductionSettings.threads)
@@ -218,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         s = InductionSettings(seed=a.seed, steps=a.steps, lr=a.lr, n_head=a.n_head, n_embd=a.n_embd, batch_size=a.batch_size,
                               corpus=ind_corpus.CorpusSettings(a.seq_words, a.segment_share, a.pairs_share, tuple(a.segment),
                                                                tuple(a.gap), tuple(a.pairs)),
-                              tie_embeddings=not a.untied, init_std=a.init_std, position_init_std=a.position_init_std, threads=a.threads)
+                              tie_embeddings=not a.untied, init_std=a.init_std, sinusoidal_positions=a.sinusoidal, position_init_std=a.position_init_std, threads=a.threads)
     except ValueError as e:
         p.error(str(e))
     print(f"induction model written to {train_induction(a.out, s, resume_run=not a.no_resume, progress=not a.quiet)}")
