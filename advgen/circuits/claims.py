@@ -60,6 +60,10 @@ class ClaimSettings:
     """name twins per example in causal scrubbing."""
     ladder: bool = True
     """place the circuit on the ladder of reference models (runs each ladder model on the prompts)."""
+    failures_max: int = 300
+    """error agreement (`--failures`): at most this many errors and this many successes per failure set (seeded sample)."""
+    agreement_steps: int = 3
+    """error agreement: heads added back by the greedy search."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,8 @@ class ClaimResult:
     markdown: str
     causal_scrubbing: dict[str, Any] = field(default_factory=dict)
     absolute: dict[str, Any] = field(default_factory=dict)
+    error_agreement: list[dict[str, Any]] = field(default_factory=list)
+    """one block per failure set (`advgen.circuits.failures`): its source and the agreement per ablation."""
 
 
 def _paired_ratio_ci(num: np.ndarray, den: np.ndarray, seed: int, n_boot: int = 1000) -> dict[str, float]:
@@ -351,7 +357,8 @@ def write_claims(res: ClaimResult, out: str | Path, command: str = "") -> list[P
     from advgen.core.records import package_versions
 
     doc = {**res.header, "command": command, "versions": package_versions(), "table": res.table,
-           "causal_scrubbing": res.causal_scrubbing, "absolute": res.absolute, "completeness": res.completeness, "minimality": res.minimality}
+           "causal_scrubbing": res.causal_scrubbing, "absolute": res.absolute, "completeness": res.completeness, "minimality": res.minimality,
+           **({"error_agreement": res.error_agreement} if res.error_agreement else {})}
     md = res.markdown + (f"\nCommand: `{command}`\n" if command else "")
     return [atomic_write_text(out / "claims.json", dumps(doc) + "\n"), atomic_write_text(out / "claims.md", md),
             atomic_write_text(out / "worst_cases.jsonl", jsonl_text(res.worst_cases))]

@@ -7,8 +7,8 @@ by a completion marker, with a manifest that records the command.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from advgen.circuits.claims import ClaimResult, ClaimSettings, write_claims
 from advgen.circuits.claims import check_claim as measure_claim
 from advgen.circuits.discovery import Settings, write_discovery
 from advgen.circuits.discovery import discover as find_circuit
+from advgen.circuits.failures import AgreementSettings, agreement_for
 from advgen.circuits.format import Circuit, builtin_names, resolve_circuit
 from advgen.circuits.task_claims import TaskClaimResult, TaskClaimSettings, check_task_claim, write_task_claims
 from advgen.circuits.task_discovery import TaskDiscoverySettings, discover_task, write_task_discovery
@@ -34,6 +35,7 @@ from advgen.jobs.common import (
     task_of,
     task_option,
 )
+from advgen.outputs.failure_sets import read_failures, source_meta
 from advgen.outputs.pipeline import check_args
 from advgen.prompts.templates import tokenizer_hash
 from advgen.tasks.spec import Task
@@ -95,35 +97,53 @@ def discover(model: ModelArg, out: str | Path, settings: Settings | TaskDiscover
 
 def check_claim(model: ModelArg, circuit: CircuitArg, out: str | Path, settings: ClaimSettings | TaskClaimSettings | None = None,
                 overwrite: bool = False, progress: bool = False, device: str = "auto", dtype: str = "float32", command: str | None = None,
-                task: TaskArg = None) -> ClaimRun:
+                task: TaskArg = None, failures: Sequence[str | Path] = ()) -> ClaimRun:
     """Faithfulness, completeness, minimality (every metric x ablation) -> OUT/claims.json, claims.md, ...
 
+    `failures`: attack, scan or run directories or validated JSONL files; for each, error agreement (does the circuit
+    also get the model's errors wrong?) is added to the claims (`circuits.failures`).
     `task` None (or "ioi") runs IOI's check; any other task runs the generic engine (`circuits.task_claims`)."""
     t = task_of(task)
     if t.engine != "ioi":
+        if failures:
+            raise AdvgenError(f"check-claim --failures is IOI's error agreement; --task {t.name} does not take it yet")
         return _check_claim_generic(model, circuit, Path(out), t, task, settings, overwrite, device, dtype, command)
     if isinstance(settings, TaskClaimSettings):
         raise AdvgenError("check-claim: TaskClaimSettings are for generic tasks (--task induction, a YAML task); IOI takes ClaimSettings")
     out, settings = Path(out), settings or ClaimSettings()
     check_args(settings.n, settings.seed, settings.batch_size)
-    if settings.greedy_steps < 0 or settings.worst_k < 0 or settings.scrub_draws < 1:
-        raise AdvgenError("--greedy-steps and --worst-k must be >= 0 and --scrub-draws >= 1, got "
-                          f"{settings.greedy_steps}, {settings.worst_k}, {settings.scrub_draws}")
+    if settings.greedy_steps < 0 or settings.worst_k < 0 or settings.scrub_draws < 1 or settings.agreement_steps < 0 or settings.failures_max < 1:
+        raise AdvgenError("--greedy-steps, --worst-k and --agreement-steps must be >= 0, --scrub-draws and --failures-max >= 1, got "
+                          f"{settings.greedy_steps}, {settings.worst_k}, {settings.agreement_steps}, {settings.scrub_draws}, {settings.failures_max}")
     spec, inputs = circuit_arg(circuit)
     (circuit if isinstance(circuit, Circuit) else resolve_circuit(circuit)).check_task(t)  # another task's circuit: refused before the model loads
-    ident = rundir.identity_of("check-claim", {"model": spec_of(model), "circuit": spec, **asdict(settings)})
-    rundir.check_out(out, "check-claim", ident, overwrite, inputs)
+    sources = [read_failures(f, settings.failures_max, settings.seed) for f in failures]  # a bad file fails here, before the model loads
+    fail_ids = [{"path": src.path, "sha256": src.digest} for src in sources]
+    ident = rundir.identity_of("check-claim", {"model": spec_of(model), "circuit": spec, **asdict(settings), **({"failures": fail_ids} if fail_ids else {})})
+    rundir.check_out(out, "check-claim", ident, overwrite, [*inputs, *(Path(f) for f in failures)])
     cmd = command if command is not None else command_line(
         "check-claim", spec, model=spec_of(model), n=settings.n, seed=settings.seed, batch_size=settings.batch_size,
-        greedy_steps=settings.greedy_steps, worst_k=settings.worst_k, scrub_draws=settings.scrub_draws, no_ladder=not settings.ladder, **runtime_options(device, dtype))
+        greedy_steps=settings.greedy_steps, worst_k=settings.worst_k, scrub_draws=settings.scrub_draws, no_ladder=not settings.ladder,
+        failures=[str(f) for f in failures] or None, **_agreement_options(settings, bool(failures)), **runtime_options(device, dtype))
     m = loaded(model, device, dtype)
     c = circuit_for(circuit, m)
     res = measure_claim(m, c, settings, progress=progress)
+    if sources:
+        blocks, md = agreement_for(m, c, [(source_meta(src), src.errors, src.successes) for src in sources],
+                                   AgreementSettings(seed=settings.seed, batch_size=settings.batch_size, greedy_steps=settings.agreement_steps))
+        res = replace(res, error_agreement=blocks, markdown=res.markdown + md)
     with rundir.writing(out, "check-claim", ident, overwrite, inputs) as d:
         written = write_claims(res, d, cmd)
         man = records.manifest(m, tokenizer_hash(m.tokenizer), settings.seed, {**asdict(settings), "circuit": c.name}, cmd)
         written.append(files.atomic_write_text(d / "manifest.json", files.dumps(man) + "\n"))
     return ClaimRun(out, res, tuple(written))
+
+
+def _agreement_options(s: ClaimSettings, used: bool) -> dict[str, int | None]:
+    """--failures-max / --agreement-steps for the recorded command, when failures are checked and not the defaults."""
+    d = ClaimSettings()
+    return {"failures_max": s.failures_max if used and s.failures_max != d.failures_max else None,
+            "agreement_steps": s.agreement_steps if used and s.agreement_steps != d.agreement_steps else None}
 
 
 def reference_circuit(task: Task, model: ModelArg) -> Circuit | None:

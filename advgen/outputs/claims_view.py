@@ -120,3 +120,49 @@ def section(run_dir: Path) -> str:
         parts.append(img(png_b64(fig), "ladder", f"Ladder: {a.get('ladder_basis', '')}"))
         plt.close(fig)
     return "".join(parts)
+
+
+def _ci_pct(ci: Any) -> str:
+    if not isinstance(ci, Mapping) or not all(isinstance(ci.get(k), (int, float)) for k in ("mean", "low", "high")):
+        return "n/a"
+    return f"{100 * ci['mean']:.1f} [{100 * ci['low']:.1f}, {100 * ci['high']:.1f}]"
+
+
+def _ld_ci(ci: Any) -> str:
+    return f"{ci['mean']:.2f}" if isinstance(ci, Mapping) and isinstance(ci.get("mean"), (int, float)) else "n/a"
+
+
+def agreement_block(b: Mapping[str, Any]) -> str:
+    """One failure set: error vs success agreement per ablation (empty circuit beside), then the heads added back."""
+    src = b.get("source") or {}
+    rows = []
+    for ab, r in (b.get("table") or {}).items():
+        e, o = r.get("errors") or {}, r.get("successes") or {}
+        rows.append([ab, _ci_pct(e.get("agreement")), _pct(_x100(e.get("empty_agreement"))), _ci_pct(o.get("agreement")),
+                     _pct(_x100(o.get("empty_agreement"))), _ld_ci(e.get("abs_ld_diff")), _ld_ci(o.get("abs_ld_diff"))])
+    parts = [f"<h3>{esc(src.get('path', ''))} ({esc(src.get('kind', ''))})</h3>",
+             f"<p class='note'>{esc(src.get('meaning', ''))}. {esc(b.get('n_errors'))} errors and {esc(b.get('n_successes'))} "
+             f"successes used; {esc(b.get('skipped'))} rows skipped (no ABC twin).</p>",
+             table(["knockout", "error agreement (%)", "empty circuit (%)", "success agreement (%)", "empty circuit (%)",
+                    "mean abs LD diff: errors", "successes"], rows)]
+    steps = (b.get("add_back") or {}).get("steps") or []
+    if steps:
+        parts.append(table(["heads added back (greedy)", "error agreement (%)", "success agreement (%)", "mean abs LD diff on errors"],
+                           [[", ".join(s.get("added", [])), _ci_pct(s.get("error_agreement")), _ci_pct(s.get("success_agreement")),
+                             _pct(s.get("abs_ld_diff_errors"))] for s in steps]))
+    return "".join(parts)
+
+
+def agreement_section(run_dir: Path) -> str:
+    """Does the circuit make the model's mistakes too? ('' when claims.json has no failure set)."""
+    path = Path(run_dir) / "claims.json"
+    if not path.exists():
+        return ""
+    doc = read_json(path)
+    blocks = doc.get("error_agreement") if isinstance(doc, Mapping) else None
+    if not blocks:
+        return ""
+    return ("<p class='note'>Error agreement: on the prompts the model gets wrong (LD &lt; 0), the share where the circuit alone "
+            "(every other head knocked out) is wrong too; success agreement is the same on prompts it gets right. The empty "
+            "circuit is the floor. Heads added back: the greedy search for what the circuit is missing.</p>"
+            + "".join(agreement_block(b) for b in blocks if isinstance(b, Mapping)))

@@ -359,6 +359,7 @@ def _sections(d: Path, out: Path, data: RunData, heatmaps: str, view: str) -> tu
         ("Discovery heatmaps", section_discovery(d, out)),
         ("Claim check", section_claims(d)),
         ("Claim check: causal scrubbing and absolute performance", claims_view.section(d)),
+        ("Claim check: does the circuit make the model's errors?", claims_view.agreement_section(d)),
     ]
 
 
