@@ -108,12 +108,15 @@ def test_the_whole_model_agrees_everywhere_and_add_back_finds_the_missing_head(t
     # two heads left out: the search returns the better one first, and both give back the whole model
     missing = [Head(1, 2), Head(0, 1)]
     part = error_agreement(tiny_model, _every_head(tiny_model, missing), fp, replace(FAST, greedy_steps=2))
-    first, second = part["add_back"]["steps"]
-    cands = part["add_back"]["first_step_candidates"]
-    assert sorted(c["head"] for c in cands) == sorted(map(str, missing)) and first["added"] == [cands[0]["head"]]
+    steps, cands = part["add_back"]["steps"], part["add_back"]["first_step_candidates"]
+    assert part["table"]["abc_mean"]["errors"]["agreement"]["mean"] < 1.0  # the two heads matter for the errors
+    assert sorted(c["head"] for c in cands) == sorted(map(str, missing)) and steps[0]["added"] == [cands[0]["head"]]
     assert cands[0]["error_agreement"] >= cands[1]["error_agreement"]
-    assert sorted(second["added"]) == sorted(map(str, missing)) and second["error_agreement"]["mean"] == 1.0
-    assert second["abs_ld_diff_errors"] < 1e-4
+    assert steps[-1]["error_agreement"]["mean"] == 1.0
+    if len(steps) == 2:
+        assert sorted(steps[1]["added"]) == sorted(map(str, missing)) and steps[1]["abs_ld_diff_errors"] < 1e-4
+    else:  # one head was enough: nothing left to raise, and the search says so
+        assert "no outside head raises error agreement above 100.0 %" in part["add_back"]["stopped"]
 
 
 def test_agreement_is_deterministic_and_the_empty_floor_is_reported(tiny_model, jsonl):
@@ -124,10 +127,15 @@ def test_agreement_is_deterministic_and_the_empty_floor_is_reported(tiny_model, 
     assert files.dumps(a) == files.dumps(b)
     r = a["table"]["zero"]["errors"]
     assert 0.0 <= r["empty_agreement"] <= 1.0 and 0.0 <= r["agreement"]["low"] <= r["agreement"]["high"] <= 1.0
-    assert len(a["add_back"]["steps"]) == 2 and len(set(a["add_back"]["steps"][1]["added"])) == 2
-    scores = [x["error_agreement"] for x in a["add_back"]["first_step_candidates"]]
+    g = a["add_back"]
+    scores = [x["error_agreement"] for x in g["first_step_candidates"]]
     assert scores == sorted(scores, reverse=True)
-    assert np.isclose(a["add_back"]["steps"][0]["error_agreement"]["mean"], scores[0])
+    # every step raises error agreement, or the search stops and says which head came closest
+    reached = [a["table"]["abc_mean"]["errors"]["agreement"]["mean"]] + [st["error_agreement"]["mean"] for st in g["steps"]]
+    assert all(x < y for x, y in zip(reached, reached[1:], strict=False))
+    assert len(g["steps"]) == 2 or (g["stopped"] and "no outside head raises error agreement" in g["stopped"])
+    if g["steps"]:
+        assert np.isclose(g["steps"][0]["error_agreement"]["mean"], scores[0])
 
 
 def test_check_claim_cli_refuses_a_missing_failure_set_before_loading_the_model(tiny_model_dir, tmp_path):
@@ -148,7 +156,8 @@ def test_check_claim_job_writes_error_agreement_to_json_markdown_manifest_and_re
     check_claim(tiny_model, c, out, s, failures=[jsonl])
     doc = json.loads((out / "claims.json").read_text())
     (block,) = doc["error_agreement"]
-    assert block["source"]["kind"] == "jsonl" and block["source"]["n_errors_used"] == 8 and len(block["add_back"]["steps"]) == 1
+    assert block["source"]["kind"] == "jsonl" and block["source"]["n_errors_used"] == 8
+    assert len(block["add_back"]["steps"]) == 1 or "no outside head raises" in block["add_back"]["stopped"]
     assert set(block["table"]) == {"abc_mean", "ioi_mean", "resample_abc", "zero"}
     assert "## Error agreement" in (out / "claims.md").read_text()
     man = json.loads((out / "manifest.json").read_text())

@@ -100,8 +100,9 @@ def _with(entries: tuple[Entry, ...], heads: Sequence[Head]) -> tuple[Entry, ...
 
 
 def add_back(model: LoadedModel, circuit: Circuit, ps: PromptSet, vals: ablation.AblationValues, ref_logp: torch.Tensor,
-             model_ld: np.ndarray, s: AgreementSettings) -> dict[str, Any]:
-    """Greedy: each step adds the outside head whose return (at every position) raises error agreement most."""
+             model_ld: np.ndarray, start: float, s: AgreementSettings) -> dict[str, Any]:
+    """Greedy: each step adds the outside head whose return (at every position) raises error agreement most;
+    it stops, and says so, when no head raises it above `start` (the agreement so far)."""
     err = np.flatnonzero(model_ld < 0)
     e_ps, e_vals = _subset(ps, vals, err)
     e_ref = ref_logp[torch.from_numpy(err)]
@@ -118,12 +119,17 @@ def add_back(model: LoadedModel, circuit: Circuit, ps: PromptSet, vals: ablation
         if not first:
             order = sorted(range(len(cands)), key=lambda i: (-score[i], i))[: s.top_candidates]
             first = [{"head": str(cands[i]), "error_agreement": score[i]} for i in order]
+        if score[best] <= start:
+            return {"ablation": vals.name, "first_step_candidates": first, "steps": steps,
+                    "stopped": f"no outside head raises error agreement above {100 * start:.1f} % "
+                               f"(best: {cands[best]} at {100 * score[best]:.1f} %)"}
+        start = score[best]
         added.append(cands[best])
         (full,) = ablation.run_kept(model, ps, [_with(base, added)], vals, ref_logp, s.batch_size * 4)
         ld = full.ld.numpy()
         steps.append({"added": [str(h) for h in added], "error_agreement": _ci(ld[err] < 0, s.seed),
                       "success_agreement": _ci(ld[model_ld > 0] > 0, s.seed), "abs_ld_diff_errors": float(np.abs(model_ld - ld)[err].mean())})
-    return {"ablation": vals.name, "first_step_candidates": first, "steps": steps}
+    return {"ablation": vals.name, "first_step_candidates": first, "steps": steps, "stopped": None}
 
 
 def error_agreement(model: LoadedModel, circuit: Circuit, fp: FailurePrompts, settings: AgreementSettings = AgreementSettings()) -> dict[str, Any]:
@@ -148,7 +154,7 @@ def error_agreement(model: LoadedModel, circuit: Circuit, fp: FailurePrompts, se
         if ab in s.ablations:
             table[ab] = _row(model_ld, circ, empty, err, ok, s.seed)
         if ab == s.greedy_ablation and err.any():
-            greedy = add_back(model, circuit, ps, vals, ref_logp, model_ld, s)
+            greedy = add_back(model, circuit, ps, vals, ref_logp, model_ld, float(np.mean(circ.ld.numpy()[err] < 0)), s)
     groups: dict[tuple[str, int], int] = {}
     for p in ps:
         groups[(p.template_id, len(p))] = groups.get((p.template_id, len(p)), 0) + 1
@@ -185,12 +191,15 @@ def agreement_markdown(source: dict[str, Any], block: dict[str, Any]) -> list[st
         lines.append(f"| {ab} | {_pct(e['agreement'])} | {emp[0]} | {_pct(o['agreement'])} | {emp[1]} | {_ld(e['abs_ld_diff'])} "
                      f"| {_ld(o['abs_ld_diff'])} |")
     g = block.get("add_back") or {}
+    if g.get("stopped"):
+        lines += ["", f"Heads added back (greedy, `{g['ablation']}`): stopped after {len(g['steps'])} step(s): {g['stopped']}."]
     if g.get("steps"):
         lines += ["", f"Heads added back (greedy, `{g['ablation']}`, each at every position), the error agreement they reach:", "",
                   "| step | heads added | error agreement | success agreement | abs(LD diff) on errors |", "|---|---|---|---|---|"]
         for j, st in enumerate(g["steps"], 1):
             lines.append(f"| {j} | {', '.join(st['added'])} | {_pct(st['error_agreement'])} | {_pct(st['success_agreement'])} "
                          f"| {st['abs_ld_diff_errors']:.3f} |")
+    if g.get("first_step_candidates"):
         lines += ["", "Best single heads at the first step: " + ", ".join(
             f"{c['head']} ({100 * c['error_agreement']:.1f} %)" for c in g["first_step_candidates"]) + "."]
     return lines

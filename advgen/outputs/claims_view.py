@@ -145,7 +145,10 @@ def agreement_block(b: Mapping[str, Any]) -> str:
              f"successes used; {esc(b.get('skipped'))} rows skipped (no ABC twin).</p>",
              table(["knockout", "error agreement (%)", "empty circuit (%)", "success agreement (%)", "empty circuit (%)",
                     "mean abs LD diff: errors", "successes"], rows)]
-    steps = (b.get("add_back") or {}).get("steps") or []
+    g = b.get("add_back") or {}
+    steps = g.get("steps") or []
+    if g.get("stopped"):
+        parts.append(f"<p>Heads added back: stopped after {len(steps)} step(s): {esc(g['stopped'])}.</p>")
     if steps:
         parts.append(table(["heads added back (greedy)", "error agreement (%)", "success agreement (%)", "mean abs LD diff on errors"],
                            [[", ".join(s.get("added", [])), _ci_pct(s.get("error_agreement")), _ci_pct(s.get("success_agreement")),
