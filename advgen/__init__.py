@@ -29,6 +29,7 @@ _EXPORTS = {
     "report": "advgen.jobs.reports",
     "export": "advgen.jobs.reports",
     "AttackConfig": "advgen.attacks.search",
+    "DivergenceSettings": "advgen.attacks.divergence",
     "ScanConfig": "advgen.outputs.scan",
     "ClaimSettings": "advgen.circuits.claims",
     "Circuit": "advgen.circuits.format",
@@ -39,12 +40,13 @@ _EXPORTS = {
     "TaskClaimSettings": "advgen.circuits.task_claims",
 }
 __all__ = [
-    "AdvgenError", "AttackConfig", "Circuit", "ClaimSettings", "DiscoverySettings", "ScanConfig", "TaskClaimSettings", "TaskDiscoverySettings",
+    "AdvgenError", "AttackConfig", "Circuit", "ClaimSettings", "DiscoverySettings", "DivergenceSettings", "ScanConfig", "TaskClaimSettings", "TaskDiscoverySettings",
     "attack", "check_claim", "discover",
     "export", "generate", "load_model", "report", "resolve_circuit", "run", "scan", "validate",
 ]
 
 if TYPE_CHECKING:
+    from advgen.attacks.divergence import DivergenceSettings
     from advgen.attacks.search import AttackConfig
     from advgen.circuits.claims import ClaimSettings
     from advgen.circuits.discovery import Settings as DiscoverySettings

@@ -11,6 +11,7 @@ from advgen.cli.task import add_task_arg
 
 
 def cmd_attack(args: argparse.Namespace) -> None:
+    from advgen.attacks.divergence import DivergenceSettings
     from advgen.attacks.search import AttackConfig
     from advgen.core.types import AdvgenError
     from advgen.jobs.attack import FILES, attack
@@ -24,10 +25,17 @@ def cmd_attack(args: argparse.Namespace) -> None:
     cfg = AttackConfig(budget=args.budget, n_clean=args.n_clean, seed=args.seed, batch_size=args.batch_size,
                        sample_frac=args.sample_frac, templates=args.templates,
                        modes=tuple(m.strip() for m in args.modes.split(",")) if args.modes else None)
+    div = DivergenceSettings(ablation=args.ablation, measure=args.divergence, top=args.top, controls=args.controls)
     res = attack(args.model, args.circuit, cfg, args.out, args.measure_behaviour, args.resume, args.overwrite,
-                 not args.no_progress, **backend_options(args), **options(args), task=args.task)
+                 not args.no_progress, **backend_options(args), **options(args), task=args.task, objective=args.objective, divergence=div)
     if res.records_note:
         print(f"behaviour records measured on {args.model}: {res.records_note}")
+    if args.objective == "divergence":
+        from advgen.attacks.divergence_tables import FILES as DIVERGENCE_FILES
+
+        print((res.out / "table.md").read_text(encoding="utf-8"), end="")
+        print(console.wrote(res.out, list(DIVERGENCE_FILES)))
+        return
     if "schema_version" in res.summary:  # a generic task's run: its own tables
         from advgen.jobs.task_attack import FILES as TASK_FILES
 
@@ -83,6 +91,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="measure the circuit's behaviour records on this model again even when it has valid ones (records that "
                         "are missing or were measured on another model are always measured first, so compiled modes run)")
     p.add_argument("--list-modes", action="store_true", help="print the failure-mode catalogue (and what --circuit implies), run nothing")
+    g = p.add_argument_group("objective", "what the search maximises (break: the default; divergence: where the circuit and the model part)")
+    g.add_argument("--objective", choices=("break", "divergence"), default="break",
+                   help="break: prompts that flip the model, as the circuit predicts; divergence: prompts that maximise the circuit's "
+                        "divergence from the model, against a random search of the same budget (worst prompts exported as results.jsonl)")
+    g.add_argument("--ablation", default="abc_mean", help="divergence: heads outside the circuit replaced by their output on the prompt's own ABC twin "
+                   "(abc_mean) or by zeros (zero)")
+    g.add_argument("--divergence", default="ld", choices=("ld", "kl"), help="divergence: |LD_model - LD_circuit| (ld) or KL(model || circuit) at END (kl)")
+    g.add_argument("--top", type=int, default=100, help="divergence: worst guided prompts written as the test set (results.jsonl)")
+    g.add_argument("--controls", type=int, default=20, help="divergence: worst attack prompts whose matched control is measured (from the guided budget)")
     add_task_arg(p)
     add_backend_args(p)
     add_device_args(p)

@@ -346,7 +346,13 @@ def _check_report_out(run_dir: Path, out: Path) -> None:
 
 def _sections(d: Path, out: Path, data: RunData, heatmaps: str, view: str) -> tuple[str, list[tuple[str, str]]]:
     """The verdict panel and every titled section (the caller drops empty ones)."""
-    panel = verdict.panel(d, data.summary, data.rows)
+    if data.summary.get("objective") == "divergence":  # a divergence search: its comparison is the verdict
+        md = read_text(d / "table.md") if (d / "table.md").is_file() else ""
+        panel = ("<p class='note'>A divergence search (advgen attack --objective divergence): the guided search against a random "
+                 "search of the same budget, and the prompts where the circuit and the model part most. The rows below are that "
+                 "test set (results.jsonl), worst first.</p>" + markdown_html(md))
+    else:
+        panel = verdict.panel(d, data.summary, data.rows)
     return panel, [
         ("Run", section_run(data)),
         ("Summary", section_summary(data)),
