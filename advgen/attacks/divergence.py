@@ -41,7 +41,17 @@ from advgen.attacks.baseline import baseline_picks, baseline_prompts
 from advgen.attacks.catalogue import FailureMode
 from advgen.attacks.journal import REUSED, Journal, content_salt
 from advgen.attacks.sampling import stratified
-from advgen.attacks.search import UNIT_PROMPTS, AttackConfig, Candidate, Setup, _chunks, _key, _pool, _prepare, _render
+from advgen.attacks.search import (
+    UNIT_PROMPTS,
+    AttackConfig,
+    Candidate,
+    Setup,
+    candidate_pool,
+    chunks,
+    prepare,
+    render_pair,
+    unit_key,
+)
 from advgen.circuits import ablation, patching
 from advgen.circuits.format import Circuit
 from advgen.core import records
@@ -149,8 +159,8 @@ def _tag(c: Candidate, phase: str) -> dict[str, Any]:
 
 
 def _attacks(x: _Ctx, cands: Sequence[Candidate], phase: str) -> list[Row]:
-    prompts = [_render(x.s, c)[0] for c in cands]
-    return x.run(_key(x.s.base_key, "divergence", phase, [c.cid for c in cands]), prompts, [_tag(c, phase) for c in cands])
+    prompts = [render_pair(x.s, c)[0] for c in cands]
+    return x.run(unit_key(x.s.base_key, "divergence", phase, [c.cid for c in cands]), prompts, [_tag(c, phase) for c in cands])
 
 
 def _search(x: _Ctx, pool: Sequence[Candidate], seen: Sequence[Row], budget: int, sampled: set[str],
@@ -169,7 +179,7 @@ def _search(x: _Ctx, pool: Sequence[Candidate], seen: Sequence[Row], budget: int
     for r in seen:
         if r["phase"] == "sample" and r["cell"] in arms:
             arms = bandit.observe(arms, r["cell"], int(r["divergence"] >= tau), 1)
-    rng = np.random.default_rng(int(_key(s.base_key, "divergence-bandit")[:8], 16))
+    rng = np.random.default_rng(int(unit_key(s.base_key, "divergence-bandit")[:8], 16))
     rows: list[Row] = []
     spent = dropped = 0
     while budget - spent > 0:
@@ -198,12 +208,12 @@ def _controls(x: _Ctx, pool: Sequence[Candidate], attacked: Sequence[Row]) -> tu
     """Matched controls of the worst attack prompts; a control text shared by several is measured once (the rest: reused rows)."""
     by_cid = {c.cid: c for c in pool}
     worst = sorted((r for r in attacked if r["family"] == "attack"), key=lambda r: (-r["divergence"], r["candidate"]))[: x.ds.controls]
-    items = [(by_cid[r["candidate"]], _render(x.s, by_cid[r["candidate"]])[1]) for r in worst]
+    items = [(by_cid[r["candidate"]], render_pair(x.s, by_cid[r["candidate"]])[1]) for r in worst]
     first: dict[str, int] = {}
     for i, (_, p) in enumerate(items):
         first.setdefault(p.text, i)
     todo = sorted(first.values())
-    got = x.run(_key(x.s.base_key, "divergence", "control", [items[i][0].cid for i in todo]), [items[i][1] for i in todo],
+    got = x.run(unit_key(x.s.base_key, "divergence", "control", [items[i][0].cid for i in todo]), [items[i][1] for i in todo],
                 [_tag(items[i][0], "control") for i in todo]) if todo else []
     measured = {r["text"]: r for r in got}
     rows: list[Row] = []
@@ -222,10 +232,10 @@ def _random(x: _Ctx, n: int) -> tuple[list[Row], int]:
     s = x.s
     picks = baseline_picks(s.cfg.seed, n, [1.0] * len(s.specs))  # every clean spec eligible: random never reads a measurement
     rows: list[Row] = []
-    for chunk in _chunks(picks, UNIT_PROMPTS):
+    for chunk in chunks(picks, UNIT_PROMPTS):
         prompts = baseline_prompts(chunk, s.specs, s.cfg.seed, s.bank, s.lex, s.model.tokenizer)
         tags = [{"phase": "baseline", "candidate": f"{s.specs[i].pair_id}:random:{k}"} for k, i in chunk]
-        rows += x.run(_key(s.base_key, "divergence", "baseline", [k for k, _ in chunk]), prompts, tags)
+        rows += x.run(unit_key(s.base_key, "divergence", "baseline", [k for k, _ in chunk]), prompts, tags)
     return rows, len(picks) - len(rows)
 
 
@@ -237,16 +247,16 @@ def run_divergence(model: LoadedModel, circuit: Circuit, cfg: AttackConfig, ds: 
     bar = tqdm(total=2 * cfg.budget, desc="divergence", unit="eval", disable=not progress)
     salt = key_of(content_salt(model, circuit, cfg), "divergence", asdict(ds))
     journal = Journal(out, resume, stop_after_units, bar, salt=salt, advance=lambda rows: sum(REUSED not in r["extra"] for r in rows))
-    s = _prepare(model, circuit, cfg, journal)
+    s = prepare(model, circuit, cfg, journal)
     x = _Ctx(s, ds)
     clean: list[Row] = []
-    for chunk in _chunks(s.clean_prompts, UNIT_PROMPTS):
-        clean += x.run(_key(s.base_key, "divergence", "clean", [p.text for p in chunk]), list(chunk), [{"phase": "clean"}] * len(chunk))
-    pool = _pool(s)
+    for chunk in chunks(s.clean_prompts, UNIT_PROMPTS):
+        clean += x.run(unit_key(s.base_key, "divergence", "clean", [p.text for p in chunk]), list(chunk), [{"phase": "clean"}] * len(chunk))
+    pool = candidate_pool(s)
     guided = cfg.budget - len(clean) - ds.controls
     sample = stratified(pool, max(1, min(len(pool), int(guided * cfg.sample_frac) // 2)), cfg.seed)
     sample_rows: list[Row] = []
-    for part in _chunks(sample, UNIT_PROMPTS):
+    for part in chunks(sample, UNIT_PROMPTS):
         sample_rows += _attacks(x, part, "sample")
     seen = clean + sample_rows
     tau = float(np.quantile([r["divergence"] for r in seen], TOP_QUANTILE))

@@ -108,11 +108,11 @@ class AttackRun:
     screening: dict[str, Any]
 
 
-def _key(*parts: Any) -> str:
+def unit_key(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-def _chunks(seq: Sequence[Any], k: int) -> list[Sequence[Any]]:
+def chunks(seq: Sequence[Any], k: int) -> list[Sequence[Any]]:
     return [seq[i : i + k] for i in range(0, len(seq), k)]
 
 
@@ -153,7 +153,7 @@ def _measure(s: Setup, prompts: list[Prompt], reads: list[list[Read]], tags: lis
     return out
 
 
-def _prepare(model: LoadedModel, circuit: Circuit, cfg: AttackConfig, journal: Journal, backend: Backend | None = None) -> Setup:
+def prepare(model: LoadedModel, circuit: Circuit, cfg: AttackConfig, journal: Journal, backend: Backend | None = None) -> Setup:
     cfg.check()
     circuit.check_against(model.n_layers, model.n_heads)
     proposal = select_modes(circuit, cfg.modes)
@@ -175,15 +175,15 @@ def _run_clean(s: Setup) -> list[MeasuredRow]:
     reads = sorted({r for m in s.proposal.modes for r in signal_reads(m, s.circuit)}, key=str)
     rows: list[MeasuredRow] = []
     if s.ahead:
-        s.ahead.queue([(list(c), [reads] * len(c)) for c in _chunks(s.clean_prompts, UNIT_PROMPTS)])
-    for chunk in _chunks(s.clean_prompts, UNIT_PROMPTS):
+        s.ahead.queue([(list(c), [reads] * len(c)) for c in chunks(s.clean_prompts, UNIT_PROMPTS)])
+    for chunk in chunks(s.clean_prompts, UNIT_PROMPTS):
         ps = list(chunk)
-        rows += s.journal.unit(_key(s.base_key, "clean", [p.text for p in ps]),
+        rows += s.journal.unit(unit_key(s.base_key, "clean", [p.text for p in ps]),
                                lambda ps=ps: _measure(s, ps, [reads] * len(ps), [{"phase": "clean"}] * len(ps)))
     return rows
 
 
-def _pool(s: Setup) -> list[Candidate]:
+def candidate_pool(s: Setup) -> list[Candidate]:
     """Every (clean spec, mode, cell) candidate as template strings; rendering waits for evaluation."""
     pool = []
     for i, sp in enumerate(s.specs):
@@ -200,7 +200,7 @@ def _pool(s: Setup) -> list[Candidate]:
     return pool
 
 
-def _render(s: Setup, cand: Candidate) -> tuple[Prompt, Prompt]:
+def render_pair(s: Setup, cand: Candidate) -> tuple[Prompt, Prompt]:
     a, c = cand.mode.render(s.specs[cand.spec], cand.variant, s.model.tokenizer)
     check_unambiguous(s.clean_prompts[cand.spec], a, c)
     return a, c
@@ -256,13 +256,13 @@ def _remember(s: Setup, rows: Sequence[MeasuredRow]) -> None:
 def _evaluate_pairs(s: Setup, cands: Sequence[Candidate]) -> list[MeasuredRow]:
     """The random sample: attack and control of every candidate (a shared control once)."""
     rows: list[MeasuredRow] = []
-    for chunk in _chunks(list(cands), UNIT_PROMPTS // 2):
+    for chunk in chunks(list(cands), UNIT_PROMPTS // 2):
         def compute(chunk: Sequence[Candidate] = chunk) -> list[MeasuredRow]:
-            pairs = [(cand, *_render(s, cand)) for cand in chunk]
+            pairs = [(cand, *render_pair(s, cand)) for cand in chunk]
             att = _measure(s, [a for _, a, _ in pairs], [signal_reads(c.mode, s.circuit) for c, _, _ in pairs],
                            [_tag(c, "sample") for c, _, _ in pairs])
             return att + _controls(s, [(c, k) for c, _, k in pairs], "sample")
-        rows += _unit(s, _key(s.base_key, "sample", [c.cid for c in chunk]), compute)
+        rows += _unit(s, unit_key(s.base_key, "sample", [c.cid for c in chunk]), compute)
     return rows
 
 
@@ -273,7 +273,7 @@ def _unit(s: Setup, key: str, compute: Callable[[], list[MeasuredRow]]) -> list[
 
 
 def _attack_then_control(s: Setup, chunk: Sequence[Candidate], clean_ld: Sequence[float]) -> list[MeasuredRow]:
-    pairs = [(cand, *_render(s, cand)) for cand in chunk]
+    pairs = [(cand, *render_pair(s, cand)) for cand in chunk]
     rows = _measure(s, [a for _, a, _ in pairs], [signal_reads(cand.mode, s.circuit) for cand, _, _ in pairs],
                     [_tag(cand, "search") for cand, _, _ in pairs])
     hit = [(cand, c) for (cand, _, c), r in zip(pairs, rows, strict=True) if r["logit_diff"] < 0 < clean_ld[cand.spec]]
@@ -320,7 +320,7 @@ def _search(s: Setup, pool: Sequence[Candidate], arms: dict[str, bandit.Arm], bu
     order = sorted(queued := [c for v in queues.values() for c in v],
                    key=lambda c: (-fragility(c.mode, s.circuit, clean_rows[c.spec]["head_signals"]), c.cid))
     rank = {c.cid: i for i, c in enumerate(order)} if queued else {}
-    rng = np.random.default_rng(int(_key(s.base_key, "bandit")[:8], 16))
+    rng = np.random.default_rng(int(unit_key(s.base_key, "bandit")[:8], 16))
     rows: list[MeasuredRow] = []
     spent = 0
     while budget - spent >= 2:
@@ -333,7 +333,7 @@ def _search(s: Setup, pool: Sequence[Candidate], arms: dict[str, bandit.Arm], bu
         if not picks:
             break
         chunk = [queues[k].pop(0) for k in picks]
-        got = _unit(s, _key(s.base_key, "search", [c.cid for c in chunk]), lambda chunk=chunk: _attack_then_control(s, chunk, clean_ld))
+        got = _unit(s, unit_key(s.base_key, "search", [c.cid for c in chunk]), lambda chunk=chunk: _attack_then_control(s, chunk, clean_ld))
         rows += got
         spent += evaluated(got)
         att = {r["candidate"]: r for r in got if r["family"] == "attack"}
@@ -348,14 +348,14 @@ def _baseline_prompts(s: Setup, chunk: Sequence[tuple[int, int]]) -> list[Prompt
     return baseline_prompts(chunk, s.specs, s.cfg.seed, s.bank, s.lex, s.model.tokenizer)
 
 
-def _baseline(s: Setup, chunks: Sequence[Sequence[tuple[int, int]]]) -> list[MeasuredRow]:
+def _baseline(s: Setup, units: Sequence[Sequence[tuple[int, int]]]) -> list[MeasuredRow]:
     """The same total budget on random perturbations of the clean prompts with LD > 0 (`baseline_picks`)."""
     rows: list[MeasuredRow] = []
-    for chunk in chunks:
+    for chunk in units:
         def compute(chunk: Sequence[tuple[int, int]] = chunk) -> list[MeasuredRow]:
             tags = [{"phase": "baseline", "candidate": f"{s.specs[i].pair_id}:random:{k}"} for k, i in chunk]
             return _measure(s, _baseline_prompts(s, chunk), [[] for _ in chunk], tags)
-        rows += s.journal.unit(_key(s.base_key, "baseline", [k for k, _ in chunk]), compute)
+        rows += s.journal.unit(unit_key(s.base_key, "baseline", [k for k, _ in chunk]), compute)
     return rows
 
 
@@ -366,15 +366,15 @@ def run_attack(
     """Run every phase; every model evaluation is counted in `evals`."""
     bar = tqdm(total=2 * cfg.budget - cfg.n_clean, desc="attack", unit="eval", disable=not progress)
     journal = Journal(out, resume, stop_after_units, bar, salt=content_salt(model, circuit, cfg), advance=evaluated)
-    s = _prepare(model, circuit, cfg, journal, backend)
+    s = prepare(model, circuit, cfg, journal, backend)
     clean_rows = _run_clean(s)
     clean_ld = [r["logit_diff"] for r in clean_rows]
-    pool = _pool(s)
+    pool = candidate_pool(s)
     guided = cfg.budget - cfg.n_clean
     sample = stratified(pool, max(1, min(len(pool), int(guided * cfg.sample_frac) // 2)), cfg.seed)
-    base_chunks = _chunks(baseline_picks(cfg.seed, cfg.budget - cfg.n_clean, clean_ld), UNIT_PROMPTS)
+    base_chunks = chunks(baseline_picks(cfg.seed, cfg.budget - cfg.n_clean, clean_ld), UNIT_PROMPTS)
     if s.ahead:  # Ray: the sample's units, then the baseline's, run beside the search
-        s.ahead.queue(prefetch.pair_requests(_chunks(list(sample), UNIT_PROMPTS // 2), lambda c: _render(s, c), lambda c: c.unit != c.cid,
+        s.ahead.queue(prefetch.pair_requests(chunks(list(sample), UNIT_PROMPTS // 2), lambda c: render_pair(s, c), lambda c: c.unit != c.cid,
                                              lambda c: signal_reads(c.mode, s.circuit), lambda c: _control_reads(s, c))
                       + [(ps, [[] for _ in ps]) for ps in (_baseline_prompts(s, ch) for ch in base_chunks)])
     sample_rows = _evaluate_pairs(s, sample)
