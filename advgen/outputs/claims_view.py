@@ -8,29 +8,14 @@ scrubbed circuit and the empty circuit marked where they fall).
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from advgen.core.files import read_json
+from advgen.outputs.htmlparts import esc, img, table
 from advgen.outputs.plots import png_b64
-
-
-def esc(x: Any) -> str:
-    return html.escape(str(x), quote=True)
-
-
-def table(header: list[str], rows: list[list[Any]]) -> str:
-    th = "".join(f"<th>{esc(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{esc(v)}</td>" for v in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def img(b64: str, alt: str, caption: str) -> str:
-    return f'<figure><img alt="{esc(alt)}" src="data:image/png;base64,{b64}"><figcaption>{esc(caption)}</figcaption></figure>'
-
 
 MARKS = {"model": ("#222", "-"), "circuit": ("#c0392b", "--"), "scrubbed": ("#2471a3", ":"), "empty": ("#888", "-.")}
 
