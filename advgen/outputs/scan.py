@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -225,21 +222,6 @@ def _group(c: list[float]) -> dict[str, Any]:
 # ---- the driver ----------------------------------------------------------------------------------
 
 
-@contextmanager
-def streamed(path: Path) -> Iterator[IO[str]]:
-    """A file written line by line under a temporary name, renamed into place only on success."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        files.follow_umask(tmp)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            yield f
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def scan_identity(model_spec: str, cfg: ScanConfig) -> str:
     """What makes two scan directories the same scan (for the --out rules of `advgen.core.rundir`)."""
     return rundir.identity_of("scan", {"model": model_spec, "seed": cfg.seed, **cfg.settings()})
@@ -280,7 +262,7 @@ def _scan(backend: Backend, cfg: ScanConfig, out: Path, info: ModelInfo, space: 
     computed = backend.map(scan_unit, todo)
     tally, bad = Tally(), Tally()
     bar = tqdm(total=sel.n, desc="scan", unit="prompt", disable=not progress)
-    with streamed(out / "adversarial" / "results.jsonl") as adv:
+    with files.atomic_open(out / "adversarial" / "results.jsonl") as adv:
         for u in range(len(ranges)):
             if u in reuse:
                 text = journal.load_part(u, keys[u])  # verified again: never a part changed since the check
