@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -26,7 +25,7 @@ import torch
 
 from advgen.core.types import AdvgenError
 from advgen.prompts.templates import tokenizer_sha256
-from advgen.reference import gt_corpus
+from advgen.reference import checkpoints, gt_corpus
 from advgen.reference.train import batch_for_step, collate, make_batches
 
 
@@ -96,34 +95,20 @@ def build_model(s: GTSettings, tok):
     return model, opt
 
 
-def _checkpoints(ck_dir: Path) -> list[Path]:
-    return sorted(ck_dir.glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1]) if p.stem[5:].isdigit() else -1)
-
-
 def save_checkpoint(ck_dir: Path, step: int, model, opt, losses: list, s: GTSettings, tok_hash: str) -> None:
-    ck_dir.mkdir(parents=True, exist_ok=True)
-    path = ck_dir / f"step-{step:06d}.pt"
-    tmp = path.with_suffix(".tmp")
-    torch.save({"step": step, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "torch_rng": torch.get_rng_state(), "losses": losses, "settings": asdict(s),
-                "tokenizer_sha256": tok_hash}, tmp)
-    os.replace(tmp, path)
-    for old in _checkpoints(ck_dir)[:-2]:  # keep the two newest
-        old.unlink()
+    checkpoints.save(ck_dir, step, {"step": step, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                                    "torch_rng": torch.get_rng_state(), "losses": losses, "settings": asdict(s),
+                                    "tokenizer_sha256": tok_hash})
 
 
 def resume(ck_dir: Path, model, opt, s: GTSettings, tok_hash: str) -> tuple[int, list]:
     """Restore the newest checkpoint (weights_only); (0, []) when there is none."""
-    cks = _checkpoints(ck_dir)
-    if not cks:
+    got = checkpoints.newest(ck_dir)
+    if got is None:
         return 0, []
-    try:
-        state = torch.load(cks[-1], weights_only=True)
-    except Exception as e:
-        raise AdvgenError(f"checkpoint {cks[-1]} is not a plain advgen checkpoint ({type(e).__name__}: {e}); "
-                          "delete it or use --no-resume") from e
+    path, state = got
     if state.get("settings") != asdict(s) or state.get("tokenizer_sha256") != tok_hash:
-        raise AdvgenError(f"checkpoint {cks[-1]} was made with other settings or another corpus; "
+        raise AdvgenError(f"checkpoint {path} was made with other settings or another corpus; "
                           "delete DIR/checkpoints or use --no-resume")
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ import torch
 
 from advgen.core.types import AdvgenError
 from advgen.prompts.templates import tokenizer_sha256
-from advgen.reference import ind_corpus
+from advgen.reference import checkpoints, ind_corpus
 
 
 @dataclass(frozen=True)
@@ -103,34 +102,20 @@ def build_model(s: InductionSettings, tok: Any) -> tuple[Any, torch.optim.Optimi
     return model, opt
 
 
-def _checkpoints(ck_dir: Path) -> list[Path]:
-    return sorted(ck_dir.glob("step-*.pt"))
-
-
 def save_checkpoint(ck_dir: Path, step: int, model: Any, opt: torch.optim.Optimizer, losses: list[float],
                     s: InductionSettings) -> None:
-    ck_dir.mkdir(parents=True, exist_ok=True)
-    path = ck_dir / f"step-{step:06d}.pt"
-    tmp = path.with_suffix(".tmp")
-    torch.save({"step": step, "model": model.state_dict(), "optimizer": opt.state_dict(), "losses": losses,
-                "settings": json.loads(json.dumps(asdict(s)))}, tmp)
-    os.replace(tmp, path)
-    for old in _checkpoints(ck_dir)[:-2]:
-        old.unlink()
+    checkpoints.save(ck_dir, step, {"step": step, "model": model.state_dict(), "optimizer": opt.state_dict(), "losses": losses,
+                                    "settings": json.loads(json.dumps(asdict(s)))})
 
 
 def resume(ck_dir: Path, model: Any, opt: torch.optim.Optimizer, s: InductionSettings) -> tuple[int, list[float]]:
     """Restore the newest checkpoint; (0, []) when there is none."""
-    cks = _checkpoints(ck_dir)
-    if not cks:
+    got = checkpoints.newest(ck_dir)
+    if got is None:
         return 0, []
-    try:
-        state = torch.load(cks[-1], weights_only=True)
-    except Exception as e:
-        raise AdvgenError(f"checkpoint {cks[-1]} is not a plain advgen checkpoint ({type(e).__name__}: {e}); "
-                          "delete it or use --no-resume") from e
+    path, state = got
     if state.get("settings") != json.loads(json.dumps(asdict(s))):
-        raise AdvgenError(f"checkpoint {cks[-1]} was made with other settings; delete DIR/checkpoints or use --no-resume")
+        raise AdvgenError(f"checkpoint {path} was made with other settings; delete DIR/checkpoints or use --no-resume")
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
     return int(state["step"]), list(state["losses"])

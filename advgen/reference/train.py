@@ -15,9 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import random
-import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ import torch
 
 from advgen.core.types import AdvgenError
 from advgen.prompts.templates import tokenizer_sha256
+from advgen.reference import checkpoints
 from advgen.reference import corpus as corpus_mod
 from advgen.reference import tokenizer as tok_mod
 
@@ -120,33 +119,10 @@ def lr_at(step: int, s: TrainSettings) -> float:
     return s.lr * (s.min_lr_ratio + (1 - s.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
 
 
-def _latest_checkpoint(ck_dir: Path) -> Path | None:
-    """The newest step-NNNNNN.pt; files not named like our checkpoints are not ours and are ignored."""
-    cks = sorted((p for p in ck_dir.glob("step-*.pt") if re.fullmatch(r"step-\d+\.pt", p.name)),
-                 key=lambda p: int(p.stem.split("-")[1]))
-    return cks[-1] if cks else None
-
-
 def _save_checkpoint(ck_dir: Path, step: int, model, opt, losses, settings, tok_hash) -> None:
-    ck_dir.mkdir(parents=True, exist_ok=True)
-    path = ck_dir / f"step-{step:06d}.pt"
-    tmp = path.with_suffix(".tmp")
-    torch.save(
-        {
-            "step": step,
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "losses": losses,
-            "settings": asdict(settings),
-            "tokenizer_sha256": tok_hash,
-        },
-        tmp,
-    )
-    os.replace(tmp, path)
-    for old in ck_dir.glob("step-*.pt"):  # keep the two newest
-        if old != path and re.fullmatch(r"step-\d+\.pt", old.name) and int(old.stem.split("-")[1]) < step - settings.checkpoint_every:
-            old.unlink()
+    checkpoints.save(ck_dir, step, {"step": step, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                                    "torch_rng": torch.get_rng_state(), "losses": losses, "settings": asdict(settings),
+                                    "tokenizer_sha256": tok_hash})
 
 
 def train_reference(
@@ -229,15 +205,11 @@ CHECKPOINT_KEYS = ("step", "model", "optimizer", "torch_rng", "losses", "setting
 
 def _resume(ck_dir: Path, model, opt, s: TrainSettings, tok_hash: str) -> tuple[int, list]:
     """Restore the latest checkpoint (tensors and plain data only: weights_only=True), if any."""
-    ck = _latest_checkpoint(ck_dir)
-    if ck is None:
+    got = checkpoints.newest(ck_dir)
+    if got is None:
         return 0, []
-    try:
-        state = torch.load(ck, weights_only=True)
-    except Exception as e:  # pickles with code, corrupt or foreign files
-        raise AdvgenError(f"checkpoint {ck} is not a plain advgen checkpoint ({type(e).__name__}: {e}); "
-                           "delete it or use --no-resume") from e
-    if not isinstance(state, dict) or any(k not in state for k in CHECKPOINT_KEYS):
+    ck, state = got
+    if any(k not in state for k in CHECKPOINT_KEYS):
         raise AdvgenError(f"checkpoint {ck} is not an advgen reference checkpoint (keys {CHECKPOINT_KEYS} expected)")
     if state["tokenizer_sha256"] != tok_hash:
         raise AdvgenError(f"checkpoint {ck} was made with a different tokenizer/corpus; "
