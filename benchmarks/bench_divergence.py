@@ -56,7 +56,9 @@ def one(model: LoadedModel, name: str, seed: int, args: argparse.Namespace, ds: 
             "ratio": s["worst_case_ratio"], "top10_ratio": s["top10_mean_ratio"], "clean_max": s["clean"]["max"],
             "guided_n": s["guided"]["n"], "random_n": s["random"]["n"], "worst_mode": s["worst_case"]["guided"]["mode"] or "clean",
             "worst_model_ld": s["worst_case"]["guided"]["logit_diff"], "worst_circuit_ld": s["worst_case"]["guided"]["circuit_logit_diff"],
-            "controls": s["controls"], "recheck_err": err}
+            "controls": s["controls"], "recheck_err": err, "sample_max": s["guided_by_phase"]["sample"]["max"],
+            "search_max": s["guided_by_phase"]["search"]["max"], "sample_n": s["guided_by_phase"]["sample"]["n"],
+            "search_n": s["guided_by_phase"]["search"]["n"]}
 
 
 def _spread(xs: list[float]) -> str:
@@ -71,20 +73,23 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace, command: str)
            f"per side, {args.n_clean} clean prompts "
            "(paid by the guided side). Each worst prompt was measured again alone (batch 1): largest difference "
            f"{max(r['recheck_err'] for r in rows):.1e}.", "",
-           "| model | seed | guided max | random max | worst-case ratio | top-10 mean ratio | clean max | worst prompt: mode, LD model / circuit | "
-           "controls of the 20 worst: attack - control [95 % CI] |",
-           "|---|---:|---:|---:|---:|---:|---:|---|---|"]
+           "| model | seed | guided max | random max | worst-case ratio | top-10 mean ratio | clean max | uniform sample max (n) | "
+           "search max (n) | worst prompt: mode, LD model / circuit | controls of the 20 worst: attack - control [95 % CI] |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     for r in rows:
         c = r["controls"]["attack_minus_control"]
         ctl = f"{c['mean']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}] (n={r['controls']['n']})" if c else "n/a"
         out.append(f"| {r['model']} | {r['seed']} | {r['guided_max']:.3f} | {r['random_max']:.3f} | {r['ratio']:.2f}x | {r['top10_ratio']:.2f}x | "
-                   f"{r['clean_max']:.3f} | {r['worst_mode']}, {r['worst_model_ld']:+.2f} / {r['worst_circuit_ld']:+.2f} | {ctl} |")
-    out += ["", "Per model, min / median / max over seeds:", ""]
+                   f"{r['clean_max']:.3f} | {r['sample_max']:.3f} ({r['sample_n']}) | {r['search_max']:.3f} ({r['search_n']}) | {r['worst_mode']}, {r['worst_model_ld']:+.2f} / {r['worst_circuit_ld']:+.2f} | {ctl} |")
+    out += ["", "The uniform sample draws the guided side's candidates (the circuit's failure modes) at random; the search then "
+            "spends the rest of the guided budget where divergence was found. Their maxima separate what the candidates contribute "
+            "from what the search does.", "", "Per model, min / median / max over seeds:", ""]
     for name in dict.fromkeys(r["model"] for r in rows):
         mine = [r for r in rows if r["model"] == name]
         wins = sum(r["guided_max"] > r["random_max"] for r in mine)
         out.append(f"- {name}: worst-case ratio {_spread([r['ratio'] for r in mine])}x, top-10 mean ratio "
-                   f"{_spread([r['top10_ratio'] for r in mine])}x; the guided worst case exceeds random's at {wins} of {len(mine)} seeds.")
+                   f"{_spread([r['top10_ratio'] for r in mine])}x; the guided worst case exceeds random's at {wins} of {len(mine)} seeds; "
+                   f"the search's maximum exceeds the uniform sample's at {sum(r['search_max'] > r['sample_max'] for r in mine)} of {len(mine)}.")
     return "\n".join(out) + "\n"
 
 

@@ -99,6 +99,7 @@ def summary_doc(run: DivergenceRun, cfg: AttackConfig) -> dict[str, Any]:
         "objective": "divergence", "measure": run.settings.measure, "ablation": run.settings.ablation, "seed": cfg.seed,
         "budget_per_side": cfg.budget, "evaluations": run.evals, "skipped_no_twin": run.skipped,
         "guided": g, "random": b, "clean": clean,
+        "guided_by_phase": {ph: side_stats([r for r in run.guided if r["phase"] == ph]) for ph in ("clean", "sample", "search", "control")},
         "worst_case_ratio": _ratio(g["max"], b["max"]), f"{k}_ratio": _ratio(g[k], b[k]),
         "guided_worst_exceeds_random": None if g["max"] is None or b["max"] is None else g["max"] > b["max"],
         "worst_case": {"guided": _brief(_worst(run.guided)), "random": _brief(_worst(run.random))},
