@@ -54,7 +54,7 @@ from advgen.attacks.search import (
 )
 from advgen.circuits import ablation, patching
 from advgen.circuits.format import Circuit
-from advgen.core import records
+from advgen.core import options, records
 from advgen.core.journal import key_of
 from advgen.core.types import AdvgenError, Prompt, PromptSet
 from advgen.model.loading import LoadedModel
@@ -62,8 +62,8 @@ from advgen.model.metrics import prompt_metrics
 from advgen.prompts.rows import abc_twin
 from advgen.prompts.templates import tokenizer_hash
 
-ABLATIONS = ("abc_mean", "zero")
-MEASURES = ("ld", "kl")
+ABLATIONS = options.DIVERGENCE_ABLATIONS
+MEASURES = options.DIVERGENCE_MEASURES
 TOP_QUANTILE = 0.9
 """A searched candidate is rewarded when its divergence reaches this quantile of the clean run and the sample."""
 

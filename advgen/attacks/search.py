@@ -37,7 +37,7 @@ from advgen.attacks.journal import REUSED, Interrupted, Journal, content_salt, e
 from advgen.attacks.sampling import stratified
 from advgen.attacks.signals import fragility, label_rows, signal_doc, signal_reads
 from advgen.circuits.format import Circuit
-from advgen.core import records
+from advgen.core import options, records
 from advgen.core.records import AttackRow, MeasuredRow
 from advgen.core.types import AdvgenError, Prompt, PromptSet
 from advgen.model.backends import Backend, measure_unit
@@ -77,8 +77,8 @@ class AttackConfig:
         if self.budget > MAX_BUDGET:
             raise AdvgenError(f"--budget {self.budget:,} is above the limit of {MAX_BUDGET:,} evaluations per side "
                               "(an attack holds its rows in memory; see docs/reliability.md)")
-        if self.seed < 0 or not 1 <= self.batch_size <= 1024:
-            raise AdvgenError(f"--seed must be >= 0 and --batch-size between 1 and 1024, got {self.seed} and {self.batch_size}")
+        if self.seed < 0 or not 1 <= self.batch_size <= options.MAX_BATCH:
+            raise AdvgenError(f"--seed must be >= 0 and --batch-size between 1 and {options.MAX_BATCH}, got {self.seed} and {self.batch_size}")
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,11 @@ import torch
 
 from advgen.circuits.format import Circuit
 from advgen.circuits.patching import Entry, Patch, RowStats, RunCache, patched_run
+from advgen.core import options
 from advgen.core.types import AdvgenError, Head, PromptSet
 from advgen.model.validate import DEFAULT_BATCH
 
-ABLATIONS = ("abc_mean", "ioi_mean", "resample_abc", "zero")
+ABLATIONS = options.ABLATIONS
 PAPER_ABLATION = "abc_mean"
 
 

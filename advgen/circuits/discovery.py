@@ -35,7 +35,7 @@ from advgen.model.validate import DEFAULT_BATCH
 from advgen.prompts import datasets
 
 NM_PATHS = {"mlp": ("pp_logits_mlp", "path->MLPs->logits"), "direct": ("pp_logits", "path->logits")}
-"""name-mover rule path -> (score matrix it reads, label in the role's note)."""
+"""name-mover rule path -> (score matrix it reads, label in the role's note); its keys are `options.NM_PATHS` (the CLI's choices)."""
 
 
 @dataclass(frozen=True)

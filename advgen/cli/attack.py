@@ -8,6 +8,7 @@ from pathlib import Path
 from advgen.cli.device import add_device_args, options
 from advgen.cli.scan import add_backend_args, backend_options
 from advgen.cli.task import add_task_arg
+from advgen.core import options as opts
 
 
 def cmd_attack(args: argparse.Namespace) -> None:
@@ -92,12 +93,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                         "are missing or were measured on another model are always measured first, so compiled modes run)")
     p.add_argument("--list-modes", action="store_true", help="print the failure-mode catalogue (and what --circuit implies), run nothing")
     g = p.add_argument_group("objective", "what the search maximises (break: the default; divergence: where the circuit and the model part)")
-    g.add_argument("--objective", choices=("break", "divergence"), default="break",
+    g.add_argument("--objective", choices=opts.OBJECTIVES, default="break",
                    help="break: prompts that flip the model, as the circuit predicts; divergence: prompts that maximise the circuit's "
                         "divergence from the model, against a random search of the same budget (worst prompts exported as results.jsonl)")
     g.add_argument("--ablation", default="abc_mean", help="divergence: heads outside the circuit replaced by their output on the prompt's own ABC twin "
                    "(abc_mean) or by zeros (zero)")
-    g.add_argument("--divergence", default="ld", choices=("ld", "kl"), help="divergence: |LD_model - LD_circuit| (ld) or KL(model || circuit) at END (kl)")
+    g.add_argument("--divergence", default="ld", choices=opts.DIVERGENCE_MEASURES, help="divergence: |LD_model - LD_circuit| (ld) or KL(model || circuit) at END (kl)")
     g.add_argument("--top", type=int, default=100, help="divergence: worst guided prompts written as the test set (results.jsonl)")
     g.add_argument("--controls", type=int, default=20, help="divergence: worst attack prompts whose matched control is measured (from the guided budget)")
     add_task_arg(p)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from advgen.cli.device import add_device_args, options
 from advgen.cli.task import add_task_arg
+from advgen.core import options as opts
 
 
 class StageBar:
@@ -129,9 +130,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--batch-size", type=int, default=32, help="prompts per model forward")
     p.add_argument("--no-progress", action="store_true", help="print stage messages instead of the progress bar")
     p.add_argument("--name", default=None, help="circuit name (default: discovered-<model>)")
-    p.add_argument("--nm-path", choices=("mlp", "direct"), default="mlp",  # = discovery.NM_PATHS (not imported: torch)
+    p.add_argument("--nm-path", choices=opts.NM_PATHS, default="mlp",
                    help="head -> logits path of the name-mover rule: later MLPs recomputed (the IOI paper's) or direct only")
-    p.add_argument("--curve-ablation", choices=("abc_mean", "ioi_mean", "resample_abc", "zero"), default="abc_mean",  # = ablation.ABLATIONS
+    p.add_argument("--curve-ablation", choices=opts.ABLATIONS, default="abc_mean",
                    help="knockout of the heads outside each top-k circuit in the faithfulness curve (CPR, CMD)")
     add_task_arg(p)
     add_device_args(p)

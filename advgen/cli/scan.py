@@ -8,11 +8,12 @@ from typing import Any
 
 from advgen.cli.device import add_device_args, options
 from advgen.cli.task import add_task_arg
+from advgen.core import options as opts
 
 
 def add_backend_args(p: argparse.ArgumentParser) -> None:
     """--backend / --ray-address / --workers: where evaluation units run (the output is the same)."""
-    p.add_argument("--backend", choices=("local", "ray"), default="local",
+    p.add_argument("--backend", choices=opts.BACKENDS, default="local",
                    help="run evaluation units in this process (local) or on Ray actors, one model replica each")
     p.add_argument("--ray-address", default=None,
                    help="an existing Ray cluster (e.g. 10.0.0.5:6379 or ray://head:10001); default: start a local Ray instance")

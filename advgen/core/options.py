@@ -20,7 +20,20 @@ from advgen.core.types import AdvgenError
 MAX_SEED = 2**63 - 1
 """Seeds are stored in manifests (JSON) and fed to numpy and torch: a non-negative 64-bit integer."""
 MAX_BATCH = 1024
-"""Prompts per forward: one forward's activations grow with the batch (same bound as `pipeline.MAX_BATCH`)."""
+"""Prompts per forward: one forward's activations grow with the batch."""
+
+# Choices of options that several layers read; here (torch-free) so the CLI takes them without importing the model code.
+BACKENDS = ("local", "ray")
+"""Where evaluation units run (`advgen.model.backends`)."""
+ABLATIONS = ("abc_mean", "ioi_mean", "resample_abc", "zero")
+"""Knockouts of heads outside a kept subgraph (`advgen.circuits.ablation`)."""
+NM_PATHS = ("mlp", "direct")
+"""Head -> logits paths of discovery's name-mover rule (`advgen.circuits.discovery.NM_PATHS`)."""
+OBJECTIVES = ("break", "divergence")
+"""What `advgen attack` searches for: prompts that flip the model, or where circuit and model part."""
+DIVERGENCE_ABLATIONS = ("abc_mean", "zero")
+"""Ablations the divergence search can run: a searched prompt is its own group (`advgen.attacks.divergence`)."""
+DIVERGENCE_MEASURES = ("ld", "kl")
 
 
 @dataclass(frozen=True)

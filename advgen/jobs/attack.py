@@ -13,7 +13,7 @@ from advgen.attacks.tables import write_run
 from advgen.attacks.task_attack import TaskRun
 from advgen.circuits.behaviour import BehaviourSettings, ensure_records
 from advgen.circuits.format import Circuit, resolve_circuit
-from advgen.core import records, rundir
+from advgen.core import options, records, rundir
 from advgen.core.types import AdvgenError
 from advgen.jobs.common import (
     CircuitArg,
@@ -31,7 +31,7 @@ from advgen.jobs.common import (
 )
 from advgen.prompts.templates import tokenizer_hash
 
-OBJECTIVES = ("break", "divergence")
+OBJECTIVES = options.OBJECTIVES
 """break: prompts that flip the model (the circuit's failure modes); divergence: prompts where circuit and model part."""
 FILES = ("results.jsonl", "results.csv", "summary.json", "modes.json", "adversarial.jsonl", "near_misses.jsonl",
          "baseline.json", "circuit.json", "manifest.json", "table.md")

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from tqdm.auto import tqdm
 
+from advgen.core import options
 from advgen.core.types import AdvgenError, Evaluation, PromptMetrics, PromptSet
 from advgen.model.loading import LoadedModel, load_model
 from advgen.model.validate import DEFAULT_BATCH, Measured, Read, check_prompts, measure, validate
@@ -28,7 +29,7 @@ BATCHES_PER_UNIT = 16
 """Batches per evaluation unit of `evaluate` (a unit is whole batches, so padding never changes)."""
 UnitFn = Callable[[LoadedModel, Any], Any]
 """A module-level function (picklable by reference) run on one unit with a loaded model."""
-BACKENDS = ("local", "ray")
+BACKENDS = options.BACKENDS
 
 
 class Backend(Protocol):

@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from advgen.core import locks
-from advgen.core.files import csv_rows_text, dumps, follow_umask, read_json
+from advgen.core.files import atomic_write_text, csv_rows_text, dumps, follow_umask, read_json
 from advgen.core.rundir import MARKER, file_hashes, write_marker
 from advgen.core.types import AdvgenError
 from advgen.outputs import cards, eap_ig, integrations
@@ -134,8 +134,8 @@ def atomic_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
 
 
 def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8", newline="")
+    """A file of the export's staging directory, through the one atomic writer (the directory is renamed into place too)."""
+    atomic_write_text(path, text)
 
 
 # ---- the formats -------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from advgen.core import files, records, rundir
+from advgen.core import files, options, records, rundir
 from advgen.core.types import AdvgenError, Evaluation, Prompt, PromptSet
 from advgen.model.backends import Backend, LocalBackend, evaluate
 from advgen.model.loading import LoadedModel
@@ -33,7 +33,7 @@ MAX_ROWS = 100_000
 """Largest prompt count of one `validate` / `run` (held in memory; see docs/reliability.md)."""
 CHUNK = 2048
 """Prompts rendered and written per chunk by `generate`."""
-MAX_BATCH = 1024
+MAX_BATCH = options.MAX_BATCH
 """Largest --batch-size: one forward's activations grow with it."""
 
 
