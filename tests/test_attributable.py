@@ -22,7 +22,7 @@ from advgen.attacks.tables import write_run
 from advgen.circuits.format import make_circuit
 from advgen.core import files
 from advgen.core.types import Role
-from advgen.outputs import console, verdict
+from advgen.outputs import console, glossary, verdict
 
 N_PROMPTS = 20
 CFG = AttackConfig(budget=2 * N_PROMPTS + 2 * N_PROMPTS + N_PROMPTS, n_clean=N_PROMPTS, seed=0)
@@ -90,11 +90,11 @@ def test_console_and_report_lead_with_the_attributable_yield(runs):
     text = console.attack_summary(summary, out)
     att, raw = text.index("Attributable yield: 0.0 breaks"), text.index("Raw yield (for building test sets): 333.3")
     assert att < raw and "ratio 0.00x" in text and "20 breaks whose control broke too left out" in text
-    assert "attributable yield = breaks whose matched control does not break" in " ".join(text.split())
+    assert f"attributable yield = {glossary.LEGEND['attributable yield']}" in " ".join(text.split())
     assert max(map(len, text.splitlines())) <= console.WIDTH
     html = verdict.attack_panel(out, summary)
     assert html.index("<b>Attributable yield</b>") < html.index("<b>Raw yield</b>") and "ratio <b>0.00x</b>" in html
-    assert {"attributable yield", "raw yield"} <= set(verdict.LEGEND)
+    assert {"attributable yield", "raw yield"} <= set(glossary.LEGEND)
 
 
 def test_a_run_without_control_breaks_says_so(runs):

@@ -12,20 +12,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from advgen.outputs import verdict
+from advgen.outputs import glossary, verdict
 
 WIDTH = 100
 
-RUN_TERMS = ('LD = logit(" IO") - logit(" S") at the prompt\'s own END token; accuracy = share of prompts with LD > 0; '
-             "S>IO = share with LD < 0 (the model prefers the subject); IO prob = softmax probability of \" IO\".")
-ATTACK_TERMS = ('LD = logit(" IO") - logit(" S") at the END token; '
-                "pairs = attack/control pairs in the unbiased random sample; predicted = sign of LD(attack) - LD(control) "
-                "the circuit predicts; seen = its measured mean [95 % CI]; verdict: confirmed / falsified = the interval "
-                "excludes 0 on the predicted / the other side, inconclusive = it contains 0; break = an attack with LD < 0 "
-                "whose clean prompt had LD > 0 (breaks: in the random sample); attributable yield = breaks whose matched control does "
-                "not break (LD >= 0), per 1,000 guided model evaluations, against random-perturbation breaks per 1,000: the "
-                "circuit's evidence; raw yield = every break per 1,000, control-shared ones included: the figure for building "
-                "test sets.")
+RUN_TERMS = glossary.terms_line(glossary.CONSOLE_RUN)
+ATTACK_TERMS = glossary.terms_line(glossary.CONSOLE_ATTACK)
 
 
 def wrap(text: str, indent: str = "") -> str:
@@ -36,8 +28,7 @@ def terms(text: str) -> str:
     return wrap("Terms: " + text)
 
 
-TASK_RUN_TERMS = ("LD = logit(answer) - logit(foil) at the prompt's own END token, by the task's answer and foil rules; "
-                  "accuracy = share of prompts with LD > 0; foil>answer = share with LD < 0; answer prob = softmax probability of the answer.")
+TASK_RUN_TERMS = glossary.terms_line(glossary.CONSOLE_TASK_RUN)
 
 
 def run_summary(summary: Mapping[str, Any], task: str = "ioi") -> str:

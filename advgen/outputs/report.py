@@ -22,7 +22,7 @@ from advgen.core.files import atomic_write_text, read_jsonl, read_text
 from advgen.core.records import check_manifest
 from advgen.core.types import AdvgenError
 from advgen.model.metrics import bootstrap_ci
-from advgen.outputs import claims_view, plots, verdict
+from advgen.outputs import claims_view, glossary, plots, verdict
 from advgen.outputs.htmlparts import esc, fmt, img, markdown_html, table
 from advgen.outputs.rundata import RunData, load_run
 from advgen.outputs.runinfo import provenance, section_run, source_label
@@ -381,8 +381,8 @@ def build_report(run_dir: str | Path, out_html: str | Path, model: str | None = 
     except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
         raise AdvgenError(f"{d}: a document of this run has a field of a type the report cannot read "
                           f"({type(e).__name__}: {str(e)[:120]}); rerun the command that wrote it") from None
-    terms = None if any(r.get("family") == "attack" for r in data.rows) else verdict.RUN_TERMS
-    key = verdict.legend(terms) if data.rows else ""
+    terms = None if any(r.get("family") == "attack" for r in data.rows) else glossary.RUN_TERMS
+    key = glossary.legend(terms) if data.rows else ""
     first = ""
     if panel:
         legend = f"<details open><summary>Legend: every column in this report</summary>{key}</details>" if key else ""
