@@ -110,11 +110,51 @@ def test_gpt2_greater_than_claims_run_on_the_gpt2_shaped_model(tmp_path: Path, g
     assert "m9" in text and "a9.h1" in text and "twin_mean" in text and "zero" in text
 
 
-def test_attack_on_a_set_task_is_refused_before_anything_is_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_set_task_without_a_value_mention_is_refused_before_anything_is_written(tmp_path: Path,
+                                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     from advgen.cli.main import main
 
+    src = (Path(__file__).parents[1] / "advgen" / "tasks" / "data" / "greater-than.yaml").read_text()
+    bare = tmp_path / "gt.yaml"
+    bare.write_text(src.replace(', mention: "{XX}{E}"}', "}"))
     out = tmp_path / "att"
-    rc = main(["attack", "--task", "greater-than", "--model", "greater-than", "--circuit", "gpt2-small-greater-than",
+    rc = main(["attack", "--task", str(bare), "--model", "greater-than", "--circuit", "gpt2-small-greater-than",
                "--budget", "200", "--out", str(out)])
     assert rc == 2 and not out.exists()
-    assert "scores answer and foil token sets" in capsys.readouterr().err
+    assert "needs a set answer rule (compare) and 'edits: {mention: ...}'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mention, expect", [("{XX}", "exactly one {E}"), ("{QQ}{E}", r"names slots \['QQ'\]")])
+def test_a_bad_value_mention_is_named(tmp_path: Path, mention: str, expect: str) -> None:
+    src = (Path(__file__).parents[1] / "advgen" / "tasks" / "data" / "greater-than.yaml").read_text()
+    bad = tmp_path / "gt.yaml"
+    bad.write_text(src.replace('mention: "{XX}{E}"', f'mention: "{mention}"'))
+    with pytest.raises(TaskError, match=expect):
+        resolve_task(bad)
+
+
+def test_distractor_attack_inserts_foil_side_values_against_the_clean_value(tmp_path: Path) -> None:
+    """On the bundled greater-than model: the compiled value-distractor mode, its attacks (earlier years of the
+    prompt's century) against controls (the clean year itself), the answer sets unchanged, every phase within budget."""
+    import json
+
+    import advgen
+
+    circuit = tmp_path / "gt.json"  # discover's circuit on the bundled model (`advgen discover --task greater-than --model greater-than`)
+    circuit.write_text(json.dumps({"format": "advgen-circuit/2", "name": "gt", "task": "greater-than", "model": "greater-than",
+                                   "n_layers": 4, "n_heads": 4, "heads": [{"head": "a0.h2", "role": "yy_mover", "positions": ["END"]}],
+                                   "mlps": [{"node": "m0", "positions": ["ALL"]}, {"node": "m1", "positions": ["ALL"]}]}))
+    res = advgen.attack("greater-than", str(circuit), advgen.AttackConfig(budget=240, n_clean=40, seed=0), tmp_path / "a", task="greater-than")
+    rows = res.run.rows
+    assert [m.name for m in res.run.modes] == ["compiled_value_distractor"]
+    assert sum(res.run.evals.values()) <= 240 + 240 - 40
+    clean = {r["pair_id"]: r for r in rows if r["family"] == "clean"}
+    pairs = [r for r in rows if r["family"] in ("attack", "control")]
+    assert pairs and {r["cell"].rsplit(":", 1)[1] for r in pairs} <= {"gap=near", "gap=far"}
+    for r in pairs:
+        yy = clean[r["pair_id"]]["extra"]["values"]["YY"]
+        vals = r["params"]["values"]
+        assert len(vals) == r["params"]["dose"] and (r["io"], r["s"]) == (clean[r["pair_id"]]["io"], clean[r["pair_id"]]["s"])
+        assert all(int(v) < int(yy) for v in vals) if r["family"] == "attack" else vals == [yy] * len(vals)
+        assert f"{clean[r['pair_id']]['extra']['values']['XX']}{vals[0]} " in r["text"]
+    assert all(r["explained"] is not None for r in rows if r["family"] == "attack" and r["is_break"])

@@ -28,7 +28,7 @@ from advgen.attacks.sampling import stratified
 from advgen.attacks.search import AttackConfig
 from advgen.attacks.signals import EXPLAINED_SD
 from advgen.attacks.task_compiler import TaskMode
-from advgen.attacks.task_edits import fillers, render_edit, taken
+from advgen.attacks.task_edits import fillers, render_edit, render_mention_edit, taken
 from advgen.circuits.format import Circuit
 from advgen.circuits.task_records import position_names
 from advgen.core import records
@@ -43,6 +43,10 @@ from advgen.tasks.spec import Task
 
 UNIT = 64
 """Prompts per journal unit (attack + control pairs: half as many candidates)."""
+NEAR = 10
+"""Value-mention modes: a foil-side value within this distance of the clean value is "near", else "far"."""
+DRAWS = 3
+"""Value-mention modes: candidates (independent value draws) per clean prompt, dose and gap."""
 
 
 @dataclass(frozen=True)
@@ -51,10 +55,12 @@ class TaskCandidate:
     spec: int
     mode: TaskMode
     dose: int
+    gap: str = ""
+    """Value-mention modes: "near" (foil-side values within NEAR of the clean value) or "far" (the rest)."""
 
     @property
     def cell(self) -> str:
-        return self.mode.cell_key(self.dose)
+        return self.mode.cell_key(self.dose) + (f":gap={self.gap}" if self.gap else "")
 
     @property
     def unit(self) -> str:
@@ -86,17 +92,30 @@ def check_attackable(task: Task) -> None:
     """Refuse, before any model loads, a task the compiled rules cannot attack (named reason)."""
     if task.edits is None:
         raise AdvgenError(f"task {task.name!r} ({task.source}) defines no edits, so no failure mode can be compiled for it")
-    if task.sets:
-        raise AdvgenError(f"task {task.name!r} scores answer and foil token sets; the compiled rules insert one foil token "
-                          "(copy split, extra foil mention) and have no set form yet (a distractor year is the natural one: "
-                          "not built). discover, check-claim and scan work on it")
+    if task.sets and not (task.edits.mention and task.answer.compare):
+        raise AdvgenError(f"task {task.name!r} scores answer and foil token sets; its set form of attack inserts values of the "
+                          "compared slot, which needs a set answer rule (compare) and 'edits: {mention: ...}' (e.g. \"{XX}{E}\")")
+
+
+def value_mentions(task: Task) -> bool:
+    """Whether the task's modes insert values of its set rule's compared slot (else `{E1} {E2}` pairs)."""
+    return bool(task.sets and task.edits and task.edits.mention and task.answer.compare)
+
+
+def compiled_for(circuit: Circuit, task: Task) -> tuple[list[TaskMode], dict[str, str]]:
+    """Every mode the circuit's records imply for `task`: value distractors for a set rule with mentions, else the pair rules."""
+    check_attackable(task)
+    assert task.edits is not None
+    if value_mentions(task):
+        return task_compiler.compile_distractor(circuit, task.answer.slot, task.edits.max_dose)
+    return task_compiler.compile_task_modes(circuit, task.edits.max_dose)
 
 
 def select(circuit: Circuit, task: Task, cfg: AttackConfig) -> tuple[tuple[TaskMode, ...], dict[str, str]]:
     """The compiled modes `cfg.modes` asks for (None or "compiled": all of them)."""
     check_attackable(task)
     assert task.edits is not None
-    modes, skipped = task_compiler.compile_task_modes(circuit, task.edits.max_dose)
+    modes, skipped = compiled_for(circuit, task)
     want = set(cfg.modes or ("compiled",))
     unknown = want - {"compiled", *(m.name for m in modes), *skipped}
     if unknown:
@@ -119,8 +138,15 @@ def _measure(s: Setup, prompts: Sequence[Prompt], reads: Sequence[Sequence[Read]
             for p, met, sig, tag in zip(prompts, m.metrics, m.signals, tags, strict=True)]
 
 
+def key_positions(mode: TaskMode, p: Prompt) -> list[str]:
+    """The positions of the mode's key in `p`: a key group's tokens, or (a value-mention mode) the compared slot itself."""
+    if mode.edit == "mention":
+        return [mode.key] if mode.key in p.positions else []
+    return position_names(p, mode.key)
+
+
 def _clean_reads(s: Setup, p: Prompt) -> list[Read]:
-    return sorted({(h, "END", n) for m in s.modes for h in m.heads for n in position_names(p, m.key)}, key=str)
+    return sorted({(h, "END", n) for m in s.modes for h in m.heads for n in key_positions(m, p)}, key=str)
 
 
 def _run_clean(s: Setup) -> list[dict[str, Any]]:
@@ -131,9 +157,34 @@ def _run_clean(s: Setup) -> list[dict[str, Any]]:
     return rows
 
 
+def foil_side(task: Task, values: dict[str, str], gap: str) -> list[str]:
+    """The values of the set rule's range for which the foil rule holds against the clean value (the clean value
+    excluded), within NEAR of it ("near") or further ("far")."""
+    x = float(values[task.answer.slot])
+    return [w for w in task.foil.words(values) if w != values[task.answer.slot] and (abs(float(w) - x) <= NEAR) == (gap == "near")]
+
+
+def _render_mentions(s: Setup, c: TaskCandidate, rng: random.Random) -> tuple[Prompt, Prompt]:
+    sp, clean = s.specs[c.spec], s.clean[c.spec]
+    pool = foil_side(s.task, dict(sp.values), c.gap)
+    if len(pool) < c.dose:
+        raise AdvgenError(f"candidate {c.cid!r}: {len(pool)} {c.gap} foil-side values, the edit needs {c.dose}")
+    vals = rng.sample(pool, c.dose)
+    same = [sp.values[s.task.answer.slot]] * c.dose
+
+    def one(v: list[str], kind: str, family: str) -> Prompt:
+        return render_mention_edit(s.task, sp, clean, v, s.model.tokenizer, family,
+                                   {"mode": c.mode.name, "params": {"dose": c.dose, "kind": kind, "values": v}})
+
+    return one(vals, "foil_side", "attack"), one(same, "same", "control")
+
+
 def _render(s: Setup, c: TaskCandidate) -> tuple[Prompt, Prompt]:
     """The candidate's attack and control: the same fillers, differing only where the mode's kinds differ."""
     sp, clean = s.specs[c.spec], s.clean[c.spec]
+    if c.mode.edit == "mention":
+        rng = random.Random(f"{s.cfg.seed}:{c.cid}")
+        return _render_mentions(s, c, rng)
     rng = random.Random(f"{s.cfg.seed}:{sp.pair_id}:{c.mode.name}:{c.dose}")
     fill = fillers(s.task, s.lex.words[s.task.edits.filler], taken(clean), 2 * c.dose, rng)  # type: ignore[union-attr]
     params = {"dose": c.dose}
@@ -197,7 +248,7 @@ def _search(s: Setup, pool: Sequence[TaskCandidate], arms: dict[str, bandit.Arm]
     def fragile(c: TaskCandidate) -> float:
         hs = clean_rows[c.spec]["head_signals"]
         return sum(v for k, v in hs.items() if any(k.startswith(f"{h}:END->") for h in c.mode.heads)
-                   and k.split("->")[1] in position_names(s.clean[c.spec], c.mode.key))
+                   and k.split("->")[1] in key_positions(c.mode, s.clean[c.spec]))
 
     queues: dict[str, list[TaskCandidate]] = {}
     for c in sorted(pool, key=lambda c: (fragile(c), c.cid)):
@@ -231,6 +282,11 @@ def _baseline(s: Setup, clean_ld: Sequence[float]) -> list[dict[str, Any]]:
             for k, i in chunk:
                 rng = random.Random(f"{s.cfg.seed}:baseline:{k}")
                 dose = rng.randint(1, s.task.edits.max_dose)  # type: ignore[union-attr]
+                if value_mentions(s.task):  # random values of the compared slot's range, in the same mention form
+                    vals = [rng.choice(s.task.answer.over) for _ in range(dose)]
+                    ps.append(render_mention_edit(s.task, s.specs[i], s.clean[i], vals, s.model.tokenizer, "baseline",
+                                                  {"mode": "random", "params": {"dose": dose, "values": vals}}))
+                    continue
                 fill = fillers(s.task, s.lex.words[s.task.edits.filler], taken(s.clean[i]), 2 * dose, rng)  # type: ignore[union-attr]
                 ps.append(render_edit(s.task, s.specs[i], s.clean[i], ("filler", "filler"), fill, dose, s.model.tokenizer, "baseline",
                                       {"mode": "random", "params": {"dose": dose, "words": fill}}))
@@ -246,6 +302,21 @@ def salt_of(model: LoadedModel, task: Task, circuit: Circuit, cfg: AttackConfig)
                   {k: v if isinstance(v, str) else list(v) for k, v in task.lexicons.items()}, circuit.to_dict(), dataclasses.asdict(cfg))
 
 
+def candidates(task: Task, specs: Sequence[TaskSpec], modes: Sequence[TaskMode]) -> list[TaskCandidate]:
+    """Every (clean spec, mode, dose) candidate; a value-mention mode also by gap and DRAWS value draws (where the gap has enough values)."""
+    pool = []
+    for i, sp in enumerate(specs):
+        for m in modes:
+            for d in m.doses:
+                if m.edit != "mention":
+                    pool.append(TaskCandidate(f"{sp.pair_id}:{m.name}:{d}", i, m, d))
+                    continue
+                for gap in ("near", "far"):
+                    if len(foil_side(task, dict(sp.values), gap)) >= d:
+                        pool += [TaskCandidate(f"{sp.pair_id}:{m.name}:{d}:{gap}:{k}", i, m, d, gap) for k in range(DRAWS)]
+    return pool
+
+
 def run_task_attack(model: LoadedModel, task: Task, circuit: Circuit, cfg: AttackConfig, out: Path, resume: bool = False,
                     stop_after_units: int | None = None, progress: bool = False) -> TaskRun:
     """Every phase of a generic-task attack; every model evaluation is counted in `evals`."""
@@ -258,7 +329,7 @@ def run_task_attack(model: LoadedModel, task: Task, circuit: Circuit, cfg: Attac
     s = Setup(model, task, cfg, modes, lex, specs, [render_spec(task, sp, model.tokenizer) for sp in specs], journal)
     clean_rows = _run_clean(s)
     clean_ld = [r["logit_diff"] for r in clean_rows]
-    pool = [TaskCandidate(f"{sp.pair_id}:{m.name}:{d}", i, m, d) for i, sp in enumerate(specs) for m in modes for d in m.doses]
+    pool = candidates(task, specs, modes)
     guided = cfg.budget - cfg.n_clean
     sample = stratified(pool, max(1, min(len(pool), int(guided * cfg.sample_frac) // 2)), cfg.seed)
     sample_rows = _evaluate_pairs(s, sample)
@@ -302,8 +373,8 @@ def label_rows(rows: Sequence[dict[str, Any]], modes: Sequence[TaskMode]) -> lis
             k = ctl.get(r["candidate"])
             if is_break and k is None:
                 raise AdvgenError(f"guided break {r['candidate']!r} has no matched control")
-            if k is not None:
-                shift = sig(r) - sig(k)
+            if k is not None:  # a value mention is read alike in attack and control (only its value differs): against clean (0)
+                shift = sig(r) - (0.0 if by_name[r["mode"]].edit == "mention" else sig(k))
                 explained = bool(shift > tau[r["mode"]]) if is_break else None
                 shared = bool(k["logit_diff"] < 0) if is_break else None
         out.append({**r, "clean_logit_diff": c["logit_diff"], "is_break": is_break, "explained": explained, "signal_shift": shift,

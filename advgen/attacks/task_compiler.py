@@ -48,6 +48,17 @@ class TaskMode:
     """Sum of the heads' mean DLA to answer - foil (the prior's shift scale)."""
     evidence: str
     mechanism: str
+    edit: str = "pair"
+    """"pair": `{E1} {E2}` pairs of VALUE_KINDS; "mention": values of the set rule's compared slot (`edits.mention`),
+    of kind "foil_side" (a value the foil rule holds for, other than the clean one) or "same" (the clean value)."""
+
+    @property
+    def signal_slot(self) -> str:
+        """The inserted slot whose mentions the heads' END attention is read on."""
+        return "E" if self.edit == "mention" else "E2"
+
+    def signal_names(self, dose: int) -> list[str]:
+        return [self.signal_slot, *(f"{self.signal_slot}@{k}" for k in range(2, dose + 1))]
 
     def cell_key(self, dose: int) -> str:
         return f"{self.name}:dose={dose}"
@@ -60,8 +71,14 @@ class TaskMode:
     def describe(self) -> dict[str, Any]:
         return {"heads": [str(h) for h in self.heads], "key": self.key, "attack": list(self.attack), "control": list(self.control),
                 "expected_sign": self.expected_sign, "doses": list(self.doses), "compiled_from": self.evidence,
-                "mechanism": self.mechanism, "signal": {"query": "END", "keys": "E2 (every mention)", "direction": "+1 vs the control"},
-                "cells": [self.cell_key(d) for d in self.doses]}
+                "mechanism": self.mechanism, "edit": self.edit,
+                "signal": {"query": "END", "keys": f"{self.signal_slot} (every mention)", "direction": "+1 vs the control"},
+                "cells": self.cells()}
+
+    def cells(self) -> list[str]:
+        """Cell keys: one per dose; a value-mention mode's also by gap (near or far from the clean value)."""
+        gaps = ("near", "far") if self.edit == "mention" else ("",)
+        return [self.cell_key(d) + (f":gap={g}" if g else "") for d in self.doses for g in gaps]
 
 
 RULES: tuple[tuple[str, str, tuple[str, str], tuple[str, str], str], ...] = (
@@ -106,17 +123,42 @@ def compile_task_modes(circuit: Circuit, max_dose: int) -> tuple[list[TaskMode],
 
 
 def signal_value(mode: TaskMode, signals: Mapping[str, float], dose: int) -> float:
-    """Mean over the mode's heads of their END attention summed over the E2 mentions."""
-    names = ["E2", *(f"E2@{k}" for k in range(2, dose + 1))]
-    return sum(signals.get(f"{h}:END->{n}", 0.0) for h in mode.heads for n in names) / len(mode.heads)
+    """Mean over the mode's heads of their END attention summed over the inserted mentions (E2, or E for a value mention)."""
+    return sum(signals.get(f"{h}:END->{n}", 0.0) for h in mode.heads for n in mode.signal_names(dose)) / len(mode.heads)
 
 
 def signal_reads(mode: TaskMode, dose: int) -> list[tuple[Head, str, str]]:
-    return [(h, "END", n) for h in mode.heads for n in ["E2", *(f"E2@{k}" for k in range(2, dose + 1))]]
+    return [(h, "END", n) for h in mode.heads for n in mode.signal_names(dose)]
+
+
+DISTRACTOR = "compiled_value_distractor"
+DISTRACTOR_MECHANISM = ("heads that carry the compared value from its mention to END also read an inserted value of the same kind; "
+                        "one on the foil side of the rule (e.g. an earlier year, for 'greater than') moves the answer set's "
+                        "probability to foils, against a control that inserts the clean value itself")
+
+
+def compile_distractor(circuit: Circuit, compared: str, max_dose: int) -> tuple[list[TaskMode], dict[str, str]]:
+    """The set-rule mode: heads whose END attention goes mostly to the compared slot's mention (record
+    `attention_by_position`, >= MIN_MASS and no other position more). Its sign needs no DLA: a head whose read value
+    reaches the answer through later MLPs is as much a carrier as one that writes it directly."""
+    recs = {h.head: dict(h.behaviour) for h in circuit.heads}
+    hits = []
+    for h, r in sorted(recs.items(), key=lambda kv: (kv[0].layer, kv[0].head)):
+        att = r.get("attention_by_position", {})
+        if att.get(compared, 0.0) >= MIN_MASS and att.get(compared, 0.0) >= max(att.values(), default=0.0):
+            hits.append((h, r))
+    if not hits:
+        why = "; ".join(f"{h}: END attention to {compared} {r.get('attention_by_position', {}).get(compared, 0.0):.2f}" for h, r in recs.items())
+        return [], {DISTRACTOR: f"no head attends from END mostly to the compared slot {compared} (>= {MIN_MASS}): {why or 'no heads'}"}
+    evidence = "; ".join(f"{h} (END attention to {compared} {r['attention_by_position'][compared]:.2f}, DLA {r.get('dla', 0.0):+.2f}, "
+                         f"n = {r.get('n')})" for h, r in hits)
+    dla = sum(float(r.get("dla", 0.0)) for _, r in hits)
+    return [TaskMode(DISTRACTOR, tuple(h for h, _ in hits), compared, ("foil_side", "foil_side"), ("same", "same"), -1,
+                     tuple(range(1, max_dose + 1)), abs(dla), evidence, DISTRACTOR_MECHANISM, edit="mention")], {}
 
 
 def modes_markdown(modes: Sequence[TaskMode], skipped: Mapping[str, str]) -> str:
-    lines = [f"- `{m.name}` (predicted sign {m.expected_sign:+d}; cells {', '.join(m.cell_key(d) for d in m.doses)}): {m.mechanism}; "
+    lines = [f"- `{m.name}` (predicted sign {m.expected_sign:+d}; cells {', '.join(m.cells())}): {m.mechanism}; "
              f"compiled from {m.evidence}" for m in modes]
     lines += [f"- `{k}` not compiled: {v}" for k, v in skipped.items()]
     return "\n".join(lines) + "\n"

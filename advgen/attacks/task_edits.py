@@ -72,3 +72,31 @@ def render_edit(task: Task, sp: TaskSpec, clean: Prompt, kinds: tuple[str, str],
 
 def taken(clean: Prompt) -> list[str]:
     return [*clean.extra["values"].values(), clean.io, clean.s]
+
+
+MENTION = "E"
+"""The slot of an inserted value mention (`edits.mention`); its k-th mention is position E@k."""
+
+
+def render_mention_edit(task: Task, sp: TaskSpec, clean: Prompt, values: Sequence[str], tokenizer: Any, family: str,
+                        extra: Mapping[str, Any]) -> Prompt:
+    """The clean spec with one `edits.mention` per value (e.g. "1705 " for "{XX}{E}") inserted before the insertion slot.
+
+    Only the inserted mentions are new: the set rule still compares against the clean prompt's value, so the
+    answer and foil sets are the clean prompt's (checked)."""
+    if task.edits is None or not task.edits.mention:
+        raise TaskError(f"task {task.name!r} ({task.source}) defines no value mention ('edits: {{mention: ...}}')")
+    if MENTION in task.slots:
+        raise TaskError(f"task {task.name!r}: slot {MENTION} is reserved for inserted value mentions")
+    mark = "{" + task.edits.insert_before + "}"
+    at = sp.template.text.find(mark)
+    if at < 0:
+        raise TaskError(f"template {sp.template.id!r} ({sp.template.source}) has no {mark} to insert before (edits.insert_before)")
+    t = TaskTemplate(f"{sp.template.id}+m{len(values)}", sp.template.text[:at] + (task.edits.mention + " ") * len(values)
+                     + sp.template.text[at:], sp.template.source)
+    over = {(MENTION, k + 1): v for k, v in enumerate(values) if k}
+    p = render_task_prompt(task, t, {**sp.values, MENTION: values[0]}, tokenizer, family=family, pair_id=sp.pair_id, override=over,
+                           extra=extra)
+    if (p.io_token, p.s_token) != (clean.io_token, clean.s_token):
+        raise AdvgenError(f"edit of {sp.pair_id!r} changed the answer or foil ({p.io!r}/{p.s!r} vs {clean.io!r}/{clean.s!r})")
+    return p

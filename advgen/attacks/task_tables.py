@@ -57,8 +57,7 @@ def mode_tables(run: TaskRun, seed: int) -> dict[str, Any]:
         mine = [r for r in run.rows if r["mode"] == m.name]
         sample = [r for r in mine if r["phase"] == "sample"]
         cells = {}
-        for d in m.doses:
-            key = m.cell_key(d)
+        for key in sorted({r["cell"] for r in mine if r["cell"]} | {m.cell_key(d) for d in m.doses if m.edit != "mention"}):
             cells[key] = {"sample": cell_table(*_split([r for r in sample if r["cell"] == key])),
                           "all": cell_table(*_split([r for r in mine if r["cell"] == key])),
                           "verdict": run.screening["cell_verdicts"].get(key)}
@@ -76,7 +75,9 @@ def cause(sample: Sequence[dict[str, Any]], verdict: str) -> str | None:
     if not shifts:
         return "no paired attack in the random sample"
     mean = float(np.mean(shifts))
-    moved = "the heads' END attention to E2 rose against the control" if mean > 0 else "the heads' END attention to E2 did not rise"
+    slot = "the inserted values" if sample and sample[0].get("mode") and "E" in (sample[0].get("positions") or {}) else "E2"
+    moved = (f"the heads' END attention to {slot} rose against the control" if mean > 0
+             else f"the heads' END attention to {slot} did not rise")
     return f"{moved} (mean shift {mean:+.3f} over {len(shifts)} pairs), and LD did not move with the heads' DLA sign"
 
 

@@ -56,12 +56,13 @@ def _list_modes(circuit_spec: str | None, task: str = "ioi") -> None:
     circuit = resolve_circuit(circuit_spec) if circuit_spec else None
     t = task_of(task)
     if t.engine == "generic":
-        from advgen.attacks.task_compiler import compile_task_modes, modes_markdown
+        from advgen.attacks.task_attack import compiled_for
+        from advgen.attacks.task_compiler import modes_markdown
 
         if circuit is None or not all(h.behaviour for h in circuit.heads):
             print(f"Task {t.name!r}: modes are compiled from the circuit's task records, measured on the model by `advgen attack`.")
             return
-        modes, why = compile_task_modes(circuit.check_task(t), t.edits.max_dose if t.edits else 0)
+        modes, why = compiled_for(circuit.check_task(t), t)
         print(modes_markdown(modes, why), end="")
         return
     print(catalogue_markdown(circuit), end="")

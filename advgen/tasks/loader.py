@@ -274,4 +274,11 @@ def _edits(raw: Any, slots: Mapping[str, str], lexicons: Mapping[str, Any], wher
     dose = raw.get("max_dose", 3)
     if not isinstance(dose, int) or not 1 <= dose <= 8:
         raise TaskError(f"{at}: max_dose must be an integer in 1..8, got {dose!r}")
-    return Edits(_position(raw["insert_before"], slots, at), raw["filler"], dose)
+    mention = raw.get("mention", "")
+    if mention:
+        if not isinstance(mention, str) or mention.count("{E}") != 1:
+            raise TaskError(f"{at}: mention must be text with exactly one {{E}} (the inserted value), got {mention!r}")
+        unknown = sorted(set(re.findall(r"\{(\w+)\}", mention)) - {"E", *slots})
+        if unknown:
+            raise TaskError(f"{at}: mention names slots {unknown} that the task does not define")
+    return Edits(_position(raw["insert_before"], slots, at), raw["filler"], dose, mention)

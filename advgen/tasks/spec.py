@@ -114,6 +114,9 @@ class Edits:
     filler: str
     """Lexicon that fresh tokens (controls, random perturbations) are drawn from."""
     max_dose: int = 3
+    mention: str = ""
+    """How an inserted value of a set rule's compared slot is written, with {E} for the value and the prompt's own
+    values in any other slot (e.g. "{XX}{E}": a year of the prompt's century). Empty: no value-mention edits."""
 
 
 @dataclass(frozen=True)
