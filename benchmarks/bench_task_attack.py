@@ -22,23 +22,38 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from advgen.attacks.search import AttackConfig
 from advgen.core import files
 from advgen.jobs.attack import attack
 from advgen.model.loading import LoadedModel, load_model
-from advgen.model.validate import single_logit_diff
+from advgen.model.validate import model_device, single_logit_diff
 from advgen.prompts.templates import single_token_id
+from advgen.tasks.lexicons import answer_token
+from advgen.tasks.registry import resolve_task
+from advgen.tasks.spec import Task
 
 
-def unbatched(model: LoadedModel, rows: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
+def set_ld(model: LoadedModel, ids: Sequence[int], task: Task, values: Mapping[str, str]) -> float:
+    """A set task's LD = log p(answers) - log p(foils) from one unbatched, unpadded forward."""
+    with torch.inference_mode():
+        logits = model.bridge(torch.tensor([list(ids)], device=model_device(model)))[0, -1].double()
+    toks = [[answer_token(model.tokenizer, w, rule.space, "set") for w in rule.words(values)] for rule in (task.answer, task.foil)]
+    return float(logits[toks[0]].logsumexp(0) - logits[toks[1]].logsumexp(0))
+
+
+def unbatched(model: LoadedModel, rows: Sequence[Mapping[str, Any]], task: Task) -> tuple[int, int]:
     """(guided breaks, those whose LD is < 0 again in one unbatched, unpadded forward of the row's text)."""
     tok = model.tokenizer
     breaks = [r for r in rows if r["family"] == "attack" and r["is_break"]]
     ok = 0
     for r in breaks:
         ids = [tok.bos_token_id, *tok(r["text"], add_special_tokens=False)["input_ids"]]
-        ok += single_logit_diff(model, ids, single_token_id(tok, r["answer"]), single_token_id(tok, r["foil"])) < 0
+        if task.sets:
+            ok += set_ld(model, ids, task, r["extra"]["values"]) < 0
+        else:
+            ok += single_logit_diff(model, ids, single_token_id(tok, r["answer"]), single_token_id(tok, r["foil"])) < 0
     return len(breaks), ok
 
 
@@ -65,7 +80,7 @@ def one_seed(model: LoadedModel, args: argparse.Namespace, seed: int) -> dict[st
     res = attack(model, args.circuit_path, cfg, out, task=args.task, resume=args.resume, overwrite=True)
     wall = time.perf_counter() - t0
     y, s = res.summary["yield"], res.summary
-    n, ok = unbatched(model, res.run.rows)
+    n, ok = unbatched(model, res.run.rows, resolve_task(args.task))
     return {"seed": seed, "yield": y, "explained": s["explained_fraction"], "modes": s["modes"], "skipped": s["skipped_modes"],
             "evaluations": s["evaluations"], "unbatched": (n, ok), "wall": wall, "note": res.records_note}
 
@@ -80,7 +95,7 @@ def ratio_value(x: float | None, lb: float | None) -> float:
 
 
 def markdown(runs: list[dict[str, Any]], args: argparse.Namespace, command: str) -> str:
-    lines = [f"## Induction: `{args.model}` with circuit `{args.circuit}`, seeds {', '.join(str(r['seed']) for r in runs)}", "",
+    lines = [f"## {args.task}: `{args.model}` with circuit `{args.circuit}`, seeds {', '.join(str(r['seed']) for r in runs)}", "",
              f"Command: `{command}`", "",
              "| seed | attributable / 1,000 | random / 1,000 | attributable ratio | raw / 1,000 | raw ratio | breaks | control also breaks "
              "| explained (vs control) | LD < 0 unbatched | evaluations guided / random | wall s |",
