@@ -90,3 +90,8 @@ def make_attack_run(clean_dir: Path, out: Path, tok, seed: int = 0, legacy: bool
     atomic_write_text(out / "baseline.json", dumps(baseline) + "\n")
     atomic_write_text(out / "adversarial.jsonl", jsonl_text(r for r in rows if r["is_break"]))
     return out
+
+
+def file_bytes(out: Path, names: tuple[str, ...]) -> dict[str, bytes]:
+    """The named files of a run directory, as bytes: what 'same seed, same files' compares."""
+    return {f: (out / f).read_bytes() for f in names}

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from rundirs import file_bytes
 
 from advgen.attacks.journal import REUSED
 from advgen.attacks.search import AttackConfig, Interrupted, run_attack
@@ -35,10 +36,6 @@ def _run(model, circuit, out: Path, **kw):
     run = run_attack(model, circuit, CFG, out, **kw)
     write_run(out, run, CFG, circuit, {"model": "tiny", "seed": CFG.seed})
     return run
-
-
-def _files(out: Path) -> dict[str, bytes]:
-    return {f: (out / f).read_bytes() for f in FILES}
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +113,7 @@ def test_breaks_hold_in_an_unbatched_forward(tiny_model, tiny_run):
 def test_same_seed_same_files(tiny_model, tiny_circuit, tiny_run, tmp_path):
     out, _ = tiny_run
     _run(tiny_model, tiny_circuit, tmp_path / "b")
-    assert _files(tmp_path / "b") == _files(out)
+    assert file_bytes(tmp_path / "b", FILES) == file_bytes(out, FILES)
 
 
 def test_where_the_model_lives_does_not_change_the_run(tiny_model, tiny_circuit, tiny_run, tmp_path):
@@ -125,7 +122,7 @@ def test_where_the_model_lives_does_not_change_the_run(tiny_model, tiny_circuit,
     moved = dataclasses.replace(tiny_model, source="/elsewhere/clone/advgen/model/weights/tiny")
     assert moved.source != tiny_model.source
     _run(moved, tiny_circuit, tmp_path / "m")
-    assert _files(tmp_path / "m") == _files(out)
+    assert file_bytes(tmp_path / "m", FILES) == file_bytes(out, FILES)
 
 
 def test_interrupted_then_resumed_equals_uninterrupted(tiny_model, tiny_circuit, tiny_run, tmp_path):
@@ -135,7 +132,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(tiny_model, tiny_circuit,
     assert len(list((tmp_path / "c" / "journal").glob("unit-*.json"))) == 2
     resumed = _run(tiny_model, tiny_circuit, tmp_path / "c", resume=True)
     assert resumed.evals == run.evals
-    assert _files(tmp_path / "c") == _files(out)
+    assert file_bytes(tmp_path / "c", FILES) == file_bytes(out, FILES)
 
 
 def test_fresh_run_discards_an_old_journal(tiny_model, tiny_circuit, tmp_path):
@@ -278,7 +275,7 @@ def test_compiled_run_resumes_to_the_same_files(tiny_model, compiled_tiny_run, t
         run_attack(tiny_model, circuit, cfg, tmp_path / "r", stop_after_units=2)
     resumed = run_attack(tiny_model, circuit, cfg, tmp_path / "r", resume=True)
     write_run(tmp_path / "r", resumed, cfg, circuit, {"model": "tiny", "seed": cfg.seed})
-    assert resumed.evals == run.evals and _files(tmp_path / "r") == _files(out)
+    assert resumed.evals == run.evals and file_bytes(tmp_path / "r", FILES) == file_bytes(out, FILES)
 
 
 def test_summary_counts_compiled_predictions_by_verdict(compiled_tiny_run, tmp_path, capsys):

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from rundirs import file_bytes
 
 from advgen.attacks.divergence import DivergenceSettings, measure_divergence, run_divergence
 from advgen.attacks.divergence_tables import FILES, write_divergence
@@ -34,10 +35,6 @@ def _run(model, circuit, out: Path, ds: DivergenceSettings = DS, **kw):
     run = run_divergence(model, circuit, CFG, ds, out, **kw)
     write_divergence(out, run, CFG, circuit, {"model": "tiny", "seed": CFG.seed})
     return run
-
-
-def _bytes(out: Path) -> dict[str, bytes]:
-    return {f: (out / f).read_bytes() for f in FILES}
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +89,7 @@ def test_interrupted_then_resumed_gives_the_same_bytes(tiny_model, circuit, div_
     with pytest.raises(Interrupted):
         _run(tiny_model, circuit, cut, stop_after_units=2)
     _run(tiny_model, circuit, cut, resume=True)
-    assert _bytes(cut) == _bytes(out)
+    assert file_bytes(cut, FILES) == file_bytes(out, FILES)
 
 
 @pytest.mark.slow

@@ -60,6 +60,15 @@ def test_run_reports_pd(tmp_path: Path, tiny_model_dir) -> None:
     assert r.summary["prob_diff_ci95"]["low"] <= r.summary["mean_prob_diff"] <= r.summary["prob_diff_ci95"]["high"]
 
 
+def gt_variant(tmp_path: Path, old: str, new: str) -> Path:
+    """The built-in greater-than task file with one piece of text replaced, written to tmp_path/gt.yaml."""
+    src = (Path(__file__).parents[1] / "advgen" / "tasks" / "data" / "greater-than.yaml").read_text()
+    assert old in src
+    path = tmp_path / "gt.yaml"
+    path.write_text(src.replace(old, new))
+    return path
+
+
 @pytest.mark.parametrize("rule, expect", [
     ("{slot: YY, compare: '>>', over: year, space: false}", r"compare '>>' is not one of"),
     ("{slot: YY, compare: '>', over: noun, space: false}", r"compares numbers; 'war'"),
@@ -68,11 +77,8 @@ def test_run_reports_pd(tmp_path: Path, tiny_model_dir) -> None:
     ("{slot: YY, comparison: '>'}", r"unknown key\(s\) \['comparison'\]"),
 ])
 def test_bad_set_rules_are_named(tmp_path: Path, rule: str, expect: str) -> None:
-    src = (Path(__file__).parents[1] / "advgen" / "tasks" / "data" / "greater-than.yaml").read_text()
-    bad = tmp_path / "gt.yaml"
-    bad.write_text(src.replace("answer: {slot: YY, compare: \">\", over: year, space: false}", f"answer: {rule}"))
     with pytest.raises(TaskError, match=expect):
-        resolve_task(bad)
+        resolve_task(gt_variant(tmp_path, "answer: {slot: YY, compare: \">\", over: year, space: false}", f"answer: {rule}"))
 
 
 def test_a_slot_glued_to_a_word_is_refused(tmp_path: Path) -> None:
@@ -114,9 +120,7 @@ def test_a_set_task_without_a_value_mention_is_refused_before_anything_is_writte
                                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     from advgen.cli.main import main
 
-    src = (Path(__file__).parents[1] / "advgen" / "tasks" / "data" / "greater-than.yaml").read_text()
-    bare = tmp_path / "gt.yaml"
-    bare.write_text(src.replace(', mention: "{XX}{E}"}', "}"))
+    bare = gt_variant(tmp_path, ', mention: "{XX}{E}"}', "}")
     out = tmp_path / "att"
     rc = main(["attack", "--task", str(bare), "--model", "greater-than", "--circuit", "gpt2-small-greater-than",
                "--budget", "200", "--out", str(out)])
@@ -126,11 +130,8 @@ def test_a_set_task_without_a_value_mention_is_refused_before_anything_is_writte
 
 @pytest.mark.parametrize("mention, expect", [("{XX}", "exactly one {E}"), ("{QQ}{E}", r"names slots \['QQ'\]")])
 def test_a_bad_value_mention_is_named(tmp_path: Path, mention: str, expect: str) -> None:
-    src = (Path(__file__).parents[1] / "advgen" / "tasks" / "data" / "greater-than.yaml").read_text()
-    bad = tmp_path / "gt.yaml"
-    bad.write_text(src.replace('mention: "{XX}{E}"', f'mention: "{mention}"'))
     with pytest.raises(TaskError, match=expect):
-        resolve_task(bad)
+        resolve_task(gt_variant(tmp_path, 'mention: "{XX}{E}"', f'mention: "{mention}"'))
 
 
 def test_distractor_attack_inserts_foil_side_values_against_the_clean_value(tmp_path: Path) -> None:
