@@ -44,8 +44,13 @@ RUN_TERMS = ("LD", "mean LD [95 % CI]", "LD > 0", "S > IO", "mean IO prob", "IO 
 """The columns of a plain run's tables (no attack families)."""
 
 
+CONSOLE_ONLY = ("pairs", "task LD", "task LD > 0", "foil > answer", "answer prob")
+"""Entries only the console states (its column labels and task runs); the report's legend leaves them out."""
+
+
 def legend(terms: Sequence[str] | None = None) -> str:
-    keys = [k for k in LEGEND if terms is None or k in terms]
+    """The report's legend: `terms` (None: every report entry)."""
+    keys = [k for k in LEGEND if (k in terms if terms is not None else k not in CONSOLE_ONLY)]
     return "<dl class='legend'>" + "".join(f"<dt>{esc(k)}</dt><dd>{esc(LEGEND[k])}</dd>" for k in keys) + "</dl>"
 
 
