@@ -34,6 +34,8 @@ def info() -> dict:
 
 
 def test_weights_match_config():
+    """The shipped file exists (check_weights passes silently without one) and its names and shapes match the config."""
+    assert (GT_DIR / "model.safetensors").is_file() and (GT_DIR / "config.json").is_file()
     check_weights(GT_DIR)
 
 
