@@ -18,7 +18,7 @@ from advgen.model.validate import single_logit_diff
 from advgen.prompts.templates import single_token_id
 
 FILES = ("results.jsonl", "results.csv", "summary.json", "modes.json", "adversarial.jsonl", "near_misses.jsonl",
-         "baseline.json", "circuit.json", "manifest.json", "table.md")
+         "baseline.json", "circuit.json", "manifest.json", "table.md", "causes.json")
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
+from advgen.attacks.causes import explain_cell
+from advgen.attacks.compiler import select_modes
 from advgen.attacks.search import AttackConfig, run_attack
 from advgen.circuits.format import resolve_circuit
 from advgen.model.validate import single_logit_diff
@@ -61,3 +65,27 @@ def test_compiled_modes_predict_s_repetition_on_the_reference_model(compiled_run
     assert np.mean(d) < 0  # the prediction holds on the model (a falsified prediction fails this test, it is not tuned away)
     breaks = [r for r in compiled_run.rows if r["family"] == "attack" and r["is_break"]]
     assert breaks and np.mean([bool(r["explained"]) for r in breaks]) >= 0.8
+
+
+def _flipped(circuit):
+    """The same circuit with every head's write gain negated: its compiled predictions turn round, the model does not."""
+    heads = tuple(replace(h, behaviour={**h.behaviour, "write_gain": -h.behaviour["write_gain"]}) for h in circuit.heads)
+    return replace(circuit, heads=heads)
+
+
+def test_a_falsified_cell_is_traced_to_the_records_gain(reference_model, compiled_run):
+    """Issue 22: a falsified prediction is reported with its measured cause. With the gains flipped, every cell the real
+    records confirmed is falsified by the same rows; the heads' attention still moves as recorded, so the cause must be
+    'gain', not the attention or the rest of the model."""
+    circuit = resolve_circuit("reference-ioi", reference_model.n_layers, reference_model.n_heads)
+    confirmed = sorted(k for k, v in compiled_run.screening["cell_verdicts"].items() if v == "confirmed")
+    assert confirmed
+    flipped = {m.name: m for m in select_modes(_flipped(circuit)).modes}
+    for key in confirmed:
+        mode = flipped[key.rsplit(":", 1)[0]]
+        c = explain_cell(reference_model, circuit, mode, key, compiled_run.rows, batch_size=64, seed=0)
+        assert c is not None and c.predicted is not None
+        assert (c.observed["mean"] > 0) != (c.predicted > 0)  # the flipped prediction is wrong on these rows
+        assert c.cause in ("gain", "outside the circuit"), c.text
+        if abs(c.circuit) > abs(c.outside):  # the circuit carried most of the shift: its nodes went against the flipped gain
+            assert c.cause == "gain", c.text

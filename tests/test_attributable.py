@@ -16,6 +16,7 @@ import pytest
 
 from advgen.attacks import bandit
 from advgen.attacks.catalogue import mode_named
+from advgen.attacks.causes import CellCause, NodeShift, classify
 from advgen.attacks.search import AttackConfig, AttackRun
 from advgen.attacks.signals import label_rows, signal_doc
 from advgen.attacks.tables import write_run
@@ -37,7 +38,7 @@ def _row(family: str, pair: str, ld: float, phase: str, cand: str | None) -> dic
             "phase": phase, "candidate": cand}
 
 
-def _write(out: Path, control_ld: float) -> dict:
+def _write(out: Path, control_ld: float, causes: tuple = ()) -> dict:
     """A run: every attack breaks (LD -1 on a clean LD +2), its control at `control_ld`; 1 in 4 random perturbations breaks."""
     rows = []
     for i in range(N_PROMPTS):
@@ -53,14 +54,33 @@ def _write(out: Path, control_ld: float) -> dict:
     evals = {"clean": N_PROMPTS, "sample": 2 * N_PROMPTS, "search": 0, "baseline": N_PROMPTS}
     run = AttackRun(labelled, evals, (mode,), {}, {}, {mode.name: signal_doc(mode, circuit)}, screening)
     out.mkdir(parents=True)
-    write_run(out, run, CFG, circuit, {"model": "hand-made", "seed": 0})
+    write_run(out, run, CFG, circuit, {"model": "hand-made", "seed": 0}, causes)
     return json.loads((out / "summary.json").read_text())
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("attr")
-    return {k: (base / k, _write(base / k, ld)) for k, ld in (("shared", -0.5), ("held", 0.5))}
+    got = {k: (base / k, _write(base / k, ld)) for k, ld in (("shared", -0.5), ("held", 0.5))}
+    cause = classify("duplicated_io:0", "duplicated_io", {}, N_PROMPTS, None, {"mean": -3.0, "low": -3.2, "high": -2.8},
+                     [NodeShift("a0.h1", True, 0.1, 0.2), NodeShift("a1.h0", False, -2.5, -2.9), NodeShift("rest", False, 0.0, 0.0)])
+    got["caused"] = (base / "caused", _write(base / "caused", -0.5, (cause,)))
+    return got
+
+
+def test_a_falsified_cell_carries_its_cause_into_every_view(runs):
+    out, summary = runs["caused"]
+    doc = json.loads((out / "causes.json").read_text())
+    assert [CellCause.from_dict(c).cause for c in doc["causes"]] == ["no node prediction"]
+    assert summary["falsified_causes"]["duplicated_io:0"]["cause"] == "no node prediction"
+    assert "## Falsified cells: measured cause" in (out / "table.md").read_text() and "a1.h0 -2.90" in (out / "table.md").read_text()
+    text = console.attack_summary(summary, out)
+    assert "Falsified duplicated_io:0, measured cause (no node prediction)" in text
+    assert max(map(len, text.splitlines())) <= console.WIDTH
+    assert "1 falsified cell(s): measured cause" in verdict.attack_panel(out, summary)
+    clean_out, clean = runs["held"]
+    assert json.loads((clean_out / "causes.json").read_text()) == {"causes": []} and clean["falsified_causes"] == {}
+    assert "Falsified" not in console.attack_summary(clean, clean_out) and "measured cause" not in verdict.attack_panel(clean_out, clean)
 
 
 def test_every_control_breaking_leaves_no_attributable_yield(runs):

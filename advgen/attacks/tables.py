@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from advgen.attacks.bandit import verdict
+from advgen.attacks.causes import CellCause, causes_markdown
 from advgen.attacks.compiler import prediction_accuracy
 from advgen.attacks.search import AttackConfig, AttackRun
 from advgen.circuits.format import Circuit
@@ -246,8 +247,9 @@ def _mode_summary(m: dict[str, Any]) -> dict[str, Any]:
             "explained_fraction": m["all"]["explained_fraction"]}
 
 
-def write_run(out: Path, run: AttackRun, cfg: AttackConfig, circuit: Circuit, manifest: dict[str, Any]) -> dict[str, Any]:
-    """All files of the run-directory contract, each written atomically."""
+def write_run(out: Path, run: AttackRun, cfg: AttackConfig, circuit: Circuit, manifest: dict[str, Any],
+              causes: Sequence[CellCause] = ()) -> dict[str, Any]:
+    """All files of the run-directory contract, each written atomically; `causes`: the falsified cells' measured causes."""
     modes = mode_tables(run, cfg.seed)
     base = baseline_doc(run, cfg)
     screening = screening_totals(run)
@@ -260,6 +262,7 @@ def write_run(out: Path, run: AttackRun, cfg: AttackConfig, circuit: Circuit, ma
     bound = near_miss_threshold(rows)
     summary["near_miss_bound"] = bound
     summary["prediction_accuracy"] = prediction_accuracy(screening["cell_verdicts"])
+    summary["falsified_causes"] = {c.cell: {"cause": c.cause, "text": c.text} for c in causes}
     near = [r for r in rows if r["family"] == "attack" and not r["is_break"] and r["clean_logit_diff"] > 0 and 0 <= r["logit_diff"] < bound]
     outputs: Iterable[tuple[str, str]] = (
         ("results.jsonl", files.jsonl_text(rows)),
@@ -271,7 +274,8 @@ def write_run(out: Path, run: AttackRun, cfg: AttackConfig, circuit: Circuit, ma
         ("summary.json", files.dumps(summary) + "\n"),
         ("circuit.json", files.dumps(circuit.to_dict()) + "\n"),
         ("manifest.json", files.dumps(manifest) + "\n"),
-        ("table.md", markdown(modes, base, screening)),
+        ("causes.json", files.dumps({"causes": [c.to_dict() for c in causes]}) + "\n"),
+        ("table.md", markdown(modes, base, screening) + causes_markdown(causes)),
     )
     for name, text in outputs:
         files.atomic_write_text(out / name, text)

@@ -7,7 +7,7 @@ Kept apart from `behaviour` (which turns these reads into records) so each modul
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,8 +38,12 @@ def final_norm(model: LoadedModel) -> torch.nn.LayerNorm:
     return ln
 
 
-def read_heads(model: LoadedModel, prompts: PromptSet, heads: Sequence[Head], batch_size: int, mlps: Sequence[int] = ()) -> Reads:
-    """One forward per batch: END attention rows of `heads`; both LD figures of every head and MLP node (`mlps`, layers)."""
+def read_heads(model: LoadedModel, prompts: PromptSet, heads: Sequence[Head], batch_size: int, mlps: Sequence[int] = (),
+               held: Collection[int] | None = None) -> Reads:
+    """One forward per batch: END attention rows of `heads`; both LD figures of every head and MLP node (`mlps`, layers).
+
+    `held`: the MLP layers the path figures keep at their clean output (default `mlps`: a circuit's MLP nodes, whose own
+    records count what passes through them); every other MLP after a write is recomputed."""
     layers = sorted({h.layer for h in heads})
     n, L = len(prompts), model.n_layers
     rows: list[dict[Head, np.ndarray]] = [{} for _ in prompts]
@@ -85,7 +89,8 @@ def read_heads(model: LoadedModel, prompts: PromptSet, heads: Sequence[Head], ba
         return torch.stack([torch.stack([b.get(layer, torch.zeros_like(final[0])) for layer in range(L)]) for b in got[key]])
 
     starts = [h.layer for h in heads] + [m + 1 for m in mlps]  # the first MLP each write passes through
-    _, path = paths.end_write_contributions(model, prompts, per_layer("mid"), per_layer("mlp"), final, writes, starts, fixed=set(mlps))
+    _, path = paths.end_write_contributions(model, prompts, per_layer("mid"), per_layer("mlp"), final, writes, starts,
+                                           fixed=set(mlps) if held is None else set(held))
     return Reads(rows, _dla(model, prompts, writes, final), path)
 
 

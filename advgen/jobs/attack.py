@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from advgen.attacks.causes import CellCause, explain_falsified
 from advgen.attacks.divergence import DivergenceRun, DivergenceSettings, run_divergence
 from advgen.attacks.divergence_tables import write_divergence
 from advgen.attacks.search import AttackConfig, AttackRun, run_attack
@@ -34,7 +35,7 @@ from advgen.prompts.templates import tokenizer_hash
 OBJECTIVES = options.OBJECTIVES
 """break: prompts that flip the model (the circuit's failure modes); divergence: prompts where circuit and model part."""
 FILES = ("results.jsonl", "results.csv", "summary.json", "modes.json", "adversarial.jsonl", "near_misses.jsonl",
-         "baseline.json", "circuit.json", "manifest.json", "table.md")
+         "baseline.json", "circuit.json", "manifest.json", "table.md", "causes.json")
 """What an attack run directory holds (besides journal/, kept for --resume)."""
 
 
@@ -50,6 +51,8 @@ class AttackResult:
     """The circuit the attack used (with the behaviour records it measured, if any)."""
     records_note: str = ""
     """Why behaviour records were measured on this model (empty: the circuit's own were used)."""
+    causes: tuple[CellCause, ...] = ()
+    """The measured cause of every falsified compiled cell (`advgen.attacks.causes`)."""
 
 
 def _settings_common(cfg: AttackConfig) -> dict[str, Any]:
@@ -103,8 +106,9 @@ def attack(model: ModelArg, circuit: CircuitArg, config: AttackConfig, out: str 
             run = run_attack(m, c, config, out, resume=resume, progress=progress, backend=be)
         man = records.manifest(m, tokenizer_hash(m.tokenizer), config.seed, _settings(config, run), cmd)
         man["circuit"] = {"name": c.name, "spec": spec, "n_heads": len(c)}
-        written = write_run(out, run, config, c, man)
-    return AttackResult(out, written["summary"], run, c, why or "")
+        causes = tuple(explain_falsified(m, c, run.modes, run.screening["cell_verdicts"], run.rows, config.batch_size, config.seed))
+        written = write_run(out, run, config, c, man, causes)
+    return AttackResult(out, written["summary"], run, c, why or "", causes)
 
 
 def _divergence(model: ModelArg, circuit: CircuitArg, config: AttackConfig, ds: DivergenceSettings, out: Path, measure_behaviour: bool,

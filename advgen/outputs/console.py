@@ -72,6 +72,9 @@ def attack_summary(summary: Mapping[str, Any], run_dir: Path, evaluations: Mappi
         lines.append(wrap(f"Compiled predictions: of {acc['compiled_cells']} compiled cells, {acc['confirmed']} confirmed, "
                           f"{acc['falsified']} falsified, {acc['inconclusive']} inconclusive (each cell's predicted sign of "
                           "LD(attack) - LD(control), tested on the random sample)."))
+    causes = summary.get("falsified_causes")
+    if isinstance(causes, Mapping):
+        lines += [wrap(f"Falsified {cell}, measured cause ({c['cause']}): {c['text']}.") for cell, c in causes.items()]
     y = verdict.run_yield(summary, verdict.read_json(run_dir / "baseline.json"))
     if y is not None:
         lines += yield_lines(y)

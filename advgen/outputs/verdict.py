@@ -160,6 +160,10 @@ def attack_panel(run_dir: Path, summary: Mapping[str, Any]) -> str:
     html_ += _yield_html(y) if y else "<p class='note'>Yield: not recorded (no baseline.json).</p>"
     if isinstance(nat, (int, float)):
         html_ += f"<p class='note'>Natural failure rate (S &gt; IO on the unmodified clean prompts): {nat:.3f}.</p>"
+    causes = summary.get("falsified_causes")
+    if isinstance(causes, Mapping) and causes:  # collapsed: the panel must still fit the first screen
+        items = "".join(f"<li><code>{esc(k)}</code> ({esc(c.get('cause', '?'))}): {esc(c.get('text', ''))}</li>" for k, c in causes.items())
+        html_ += f"<details><summary>{len(causes)} falsified cell(s): measured cause</summary><ul>{items}</ul></details>"
     return html_
 
 
