@@ -284,3 +284,14 @@ def test_report_renders_in_chromium(attack_report):
     assert png_size(shot.read_bytes()) == (1280, 2400)
     assert px[..., :3].std() > 0.05, "screenshot is blank"
     assert len({tuple(p) for p in (px[::17, ::17, :3] * 255).astype(int).reshape(-1, 3).tolist()}) > 20
+
+
+def test_the_run_table_lists_every_circuit_node_mlps_included():
+    """Issue 22: the report names a circuit's MLP nodes, not only its heads; a broken circuit file is said, not hidden."""
+    from advgen.outputs.runinfo import circuit_label
+
+    doc = {"format": "advgen-circuit/2", "name": "mixed", "model": "m", "heads": [{"head": "a1.h2", "role": "name_mover", "positions": ["END"]}],
+           "mlps": [{"node": "m3", "positions": ["END"]}, {"node": "m0"}]}
+    assert circuit_label(doc, "c.json") == "mixed: 1 heads (a1.h2 name_mover @END); MLP nodes m0 @END, m3 @END"
+    assert circuit_label({"name": "bad", "heads": [{"head": "zz"}]}, "c.json").startswith("bad (unreadable: c.json: heads[0]")
+    assert circuit_label({}, "c.json") == "none"

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from advgen.core.types import AdvgenError
 from advgen.core.version import version
 from advgen.outputs import verdict
 from advgen.outputs.htmlparts import table
@@ -49,9 +50,27 @@ def section_run(data: RunData) -> str:
             ["model", f"{m.get('model') or 'not recorded'} ({source_label(m.get('model_source'))})"],
             ["seed", str(m.get("seed", "not recorded"))], ["command", m.get("command") or "not recorded"],
             ["device / precision", runtime_label(m.get("runtime"))],
-            ["circuit", circ.get("name", "none") if isinstance(circ, Mapping) else str(circ)], ["versions", versions],
+            ["circuit", circuit_label(circ, str(data.run_dir / "circuit.json"))], ["versions", versions],
             ["report written by", f"advgen {version()}"]]  # the run's own advgen is in versions; a later advgen may report it
     return table(["", ""], rows)
+
+
+def circuit_label(circ: Any, where: str) -> str:
+    """The circuit's name and every node with its role and positions: heads, then MLP nodes (format 2)."""
+    from advgen.circuits.format import Circuit
+
+    if not isinstance(circ, Mapping) or not circ:
+        return "none" if not circ else str(circ)
+    try:
+        c = Circuit.from_dict(circ, where)
+    except AdvgenError as e:
+        return f"{circ.get('name', '?')} (unreadable: {e})"
+    heads = ", ".join(f"{h.head} {getattr(h.role, 'value', h.role)} @{'+'.join(h.positions)}" for h in c.heads)
+    text = f"{c.name}: {len(c.heads)} heads ({heads or 'none'})"
+    if c.mlps:
+        nodes = [f"{m.node} @{'+'.join(m.positions)}" for m in sorted(c.mlps, key=lambda m: m.layer)]
+        text += f"; MLP nodes {', '.join(nodes)}"
+    return text
 
 
 def runtime_label(rt: Any) -> str:
