@@ -73,7 +73,7 @@ def test_a_falsified_cell_carries_its_cause_into_every_view(runs):
     doc = json.loads((out / "causes.json").read_text())
     assert [CellCause.from_dict(c).cause for c in doc["causes"]] == ["no node prediction"]
     assert summary["falsified_causes"]["duplicated_io:0"]["cause"] == "no node prediction"
-    assert "## Falsified cells: measured cause" in (out / "table.md").read_text() and "a1.h0 -2.90" in (out / "table.md").read_text()
+    assert "## Falsified cells: measured cause" in (out / "table.md").read_text() and "a1.h0 -2.50" in (out / "table.md").read_text()
     text = console.attack_summary(summary, out)
     assert "Falsified duplicated_io:0, measured cause (no node prediction)" in text
     assert max(map(len, text.splitlines())) <= console.WIDTH

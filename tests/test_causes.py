@@ -22,9 +22,17 @@ def _nodes(circuit_path: float, attention: float, outside: tuple[tuple[str, floa
 def test_circuit_carried_the_prediction_so_the_cause_is_outside_it():
     c = classify("compiled_repeat_io:3", "compiled_repeat_io", {"dose": 1, "site": "after"}, 40, -1.0, OBS, _nodes(-0.5, 0.04))
     assert c.cause == "outside the circuit"
-    assert c.circuit == pytest.approx(-0.5) and c.outside == pytest.approx(2.5)
-    assert "a0.h3 +1.50, m1 +0.90" in c.text and "a0.h0" in c.text  # ranked by how far each moved LD the falsifying way
+    assert c.circuit == pytest.approx(-0.5) and c.circuit_direct == pytest.approx(-0.25) and c.outside == pytest.approx(2.25)
+    assert "a0.h3 +1.50, m1 +0.90" in c.text and "a0.h0" in c.text  # ranked by how far each wrote LD the falsifying way
     assert [n.node for n in c.nodes] == ["a1.h2", "m0", "a0.h3", "m1", "a0.h0", "rest"]
+
+
+def test_nodes_that_move_as_predicted_along_paths_but_write_the_change_directly():
+    """The path figures (each write removed whole) said -0.5, as predicted; the same node wrote +1.9 directly."""
+    nodes = [NodeShift("m0", True, 1.9, -0.5, predicted=-1.0), NodeShift("a0.h3", False, 0.05, 0.1), NodeShift("rest", False, 0.05, 0.05)]
+    c = classify("k:0", "m", {}, 40, -1.0, OBS, nodes)
+    assert c.cause == "path not additive" and c.circuit_direct == pytest.approx(1.9) and c.outside == pytest.approx(0.1)
+    assert "wrote +1.90 directly" in c.text
 
 
 def test_attention_against_the_record_is_named():
@@ -51,12 +59,12 @@ def test_an_mlp_node_that_misses_its_record():
 def test_a_mode_without_node_predictions_says_so():
     nodes = [NodeShift("a1.h2", True, 0.0, 0.4), NodeShift("a0.h3", False, 1.0, 1.6), NodeShift("rest", False, 0.0, 0.0)]
     c = classify("duplicated_io:0", "duplicated_io", {}, 10, None, OBS, nodes)
-    assert c.cause == "no node prediction" and "a0.h3 +1.60" in c.text
+    assert c.cause == "no node prediction" and "a0.h3 +1.00" in c.text
 
 
 def test_cause_round_trips_and_renders():
     c = classify("k:0", "m", {"dose": 2, "site": "before"}, 40, -1.0, OBS, _nodes(1.8, 0.06))
     assert CellCause.from_dict(c.to_dict()) == c
     md = causes_markdown([c])
-    assert "| k:0 | dose=2, site=before | 40 | -1.00 | +2.00 [+1.50, +2.50] | +1.80 | +0.20 | gain |" in md
+    assert "| k:0 | dose=2, site=before | 40 | -1.00 | +2.00 [+1.50, +2.50] | +1.80 | +0.90 | +1.10 | gain |" in md
     assert causes_markdown([]) == ""

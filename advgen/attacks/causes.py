@@ -4,8 +4,11 @@ A cell is falsified when LD(attack) - LD(control) has the opposite sign to the r
 prediction. The prediction is a sum over circuit nodes (a head: gain x its attention shift; an
 MLP node: its recorded write change), so three things can be wrong, and each is read here on the
 prompts of the random sample that falsified the cell (no new prompts):
-- the circuit's nodes moved LD as predicted, but the rest of the model moved it the other way
-  further (cause "outside the circuit", naming the components that did);
+- the circuit's nodes moved LD as predicted, but the rest of the model wrote the other way, further
+  (cause "outside the circuit", naming the components that did);
+- the nodes moved as predicted along their paths, yet they themselves wrote the falsifying change
+  directly: the path figures (each write removed whole, later MLPs recomputed) do not add up to the
+  change they are summed into (cause "path not additive");
 - a head's attention to the mentioned name did not move as its record says (cause "attention"), or its write moved
   by more (or other) than its gain times its measured attention change (cause "gain"); the node's miss is split
   into these two parts and the larger names the cause;
@@ -39,7 +42,7 @@ MAX_PAIRS = 200
 """Pairs read per falsified cell (the sample's first, in run order): enough for a stable mean, bounded cost."""
 TOP_OUTSIDE = 3
 """Components outside the circuit named in a cause."""
-CAUSES = ("outside the circuit", "attention", "gain", "mlp node", "no node prediction")
+CAUSES = ("outside the circuit", "path not additive", "attention", "gain", "mlp node", "no node prediction")
 
 
 @dataclass(frozen=True)
@@ -72,15 +75,18 @@ class CellCause:
     observed: Mapping[str, float]
     """LD(attack) - LD(control): mean and bootstrap 95 % interval (the rows' LDs)."""
     circuit: float
-    """Sum over the circuit's nodes of their path change: what the circuit carried."""
+    """Sum over the circuit's nodes of their path change: the records' measure, compared with `predicted`."""
+    circuit_direct: float
+    """Sum over the circuit's nodes of their direct change: the exact accounting (direct changes of every component
+    and the rest add up to the observed mean)."""
     outside: float
-    """observed mean - circuit: what the rest of the model carried."""
+    """observed mean - circuit_direct: what the rest of the model wrote directly."""
     cause: str
     """One of CAUSES."""
     text: str
     """The cause in one sentence, with its numbers."""
     nodes: tuple[NodeShift, ...]
-    """The circuit's nodes, then the components outside it with the largest path change."""
+    """The circuit's nodes, then the components outside it with the largest direct change the falsifying way, then "rest"."""
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "params": dict(self.params), "observed": dict(self.observed), "nodes": [asdict(n) for n in self.nodes]}
@@ -154,22 +160,23 @@ def classify(cell: str, mode: str, params: dict[str, Any], n: int, predicted: fl
              nodes: Sequence[NodeShift]) -> CellCause:
     """Name the cause from the nodes' measured changes: did the circuit carry the predicted sign, and if not, which node missed?"""
     inside = [x for x in nodes if x.in_circuit]
-    circ = float(sum(x.path for x in inside))
+    circ, circ_direct = float(sum(x.path for x in inside)), float(sum(x.direct for x in inside))
     obs = float(observed["mean"])
-    outside = obs - circ
-    others = sorted((x for x in nodes if not x.in_circuit and x.node != "rest"), key=lambda x: -x.path * np.sign(outside))
-    named = ", ".join(f"{x.node} {x.path:+.2f}" for x in others[:TOP_OUTSIDE])
+    outside = obs - circ_direct
+    others = sorted((x for x in nodes if not x.in_circuit and x.node != "rest"), key=lambda x: -x.direct * np.sign(obs))
+    named = ", ".join(f"{x.node} {x.direct:+.2f}" for x in others[:TOP_OUTSIDE])
     keep = tuple(inside) + tuple(others[:TOP_OUTSIDE]) + tuple(x for x in nodes if x.node == "rest")
+    wrote = f"the circuit's nodes wrote {circ_direct:+.2f} directly, the rest of the model {outside:+.2f} (most: {named})"
     if predicted is None or not any(x.predicted is not None for x in inside):
-        cause, text = "no node prediction", f"LD moved {obs:+.2f}; the mode predicts a sign only. Largest changes outside the circuit: {named}"
-    elif np.sign(circ) == np.sign(predicted):
-        cause = "outside the circuit"
-        text = (f"the circuit's nodes moved LD {circ:+.2f} along their paths, with the predicted sign ({predicted:+.2f}); "
-                f"the rest of the model moved it {outside:+.2f}, most through {named}")
-    else:
+        cause, text = "no node prediction", f"LD moved {obs:+.2f} and the mode predicts a sign only; {wrote}"
+    elif np.sign(circ) != np.sign(predicted):
         miss = max((x for x in inside if x.predicted is not None), key=lambda x: abs(x.path - (x.predicted or 0.0)))
         cause, text = _node_cause(miss, circ, predicted)
-    return CellCause(cell, mode, params, n, predicted, observed, circ, outside, cause, text, keep)
+    else:
+        along = f"the circuit's nodes moved LD {circ:+.2f} along their paths, with the predicted sign ({predicted:+.2f}); "
+        cause = "outside the circuit" if abs(outside) >= abs(circ_direct) else "path not additive"
+        text = along + wrote
+    return CellCause(cell, mode, params, n, predicted, observed, circ, circ_direct, outside, cause, text, keep)
 
 
 def _node_cause(x: NodeShift, circ: float, predicted: float) -> tuple[str, str]:
@@ -203,13 +210,14 @@ def causes_markdown(causes: Sequence[CellCause]) -> str:
     if not causes:
         return ""
     lines = ["", "## Falsified cells: measured cause", "",
-             "| cell | params | pairs | predicted | seen LD(attack) - LD(control) | circuit carried | rest carried | cause |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| cell | params | pairs | predicted | seen LD(attack) - LD(control) | circuit, along paths | circuit, direct | rest, direct | cause |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for c in causes:
         p = "none" if c.predicted is None else f"{c.predicted:+.2f}"
         o = c.observed
         lines.append(f"| {c.cell} | {', '.join(f'{k}={v}' for k, v in c.params.items())} | {c.n} | {p} | "
-                     f"{o['mean']:+.2f} [{o['low']:+.2f}, {o['high']:+.2f}] | {c.circuit:+.2f} | {c.outside:+.2f} | {c.cause} |")
+                     f"{o['mean']:+.2f} [{o['low']:+.2f}, {o['high']:+.2f}] | {c.circuit:+.2f} | {c.circuit_direct:+.2f} | "
+                     f"{c.outside:+.2f} | {c.cause} |")
     lines.append("")
     lines += [f"- {c.cell}: {c.text}" for c in causes]
     return "\n".join(lines) + "\n"
