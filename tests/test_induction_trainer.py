@@ -94,3 +94,18 @@ def test_head_scores_find_the_handbuilt_models_circuit(gpt2_tokenizer_dir, tmp_p
     assert [h for h, s in scores.items() if s["previous_token"] >= SCORE_MIN] == ["a0.h0"]
     assert [h for h, s in scores.items() if s["induction"] >= SCORE_MIN] == ["a1.h0"]
     assert scores["a0.h0"]["previous_token"] > 0.95 and scores["a1.h0"]["induction"] > 0.95
+
+
+def test_skip_and_periodic_documents_and_unused_kinds_leave_other_batches_alone() -> None:
+    rng = np.random.default_rng(1)
+    c = ind_corpus.CorpusSettings(skip_share=1.0, segment_share=0.0, pairs_share=0.0, skip_p=1.0)
+    w = ind_corpus.document(rng, "skip", c)
+    assert (w[2:] == ind_corpus.SKIP_MAP[w[:-2]]).all()
+    w = ind_corpus.document(rng, "skip", ind_corpus.CorpusSettings(skip_p=1.0, skip_copy=True))
+    assert (w[2:] == w[:-2]).all()
+    for _ in range(20):
+        w = ind_corpus.document(rng, "periodic", ind_corpus.CorpusSettings(period=(3, 3)))
+        assert (w[-9:-3] == w[-6:]).all()  # the last block repeats the one before it
+    assert set(ind_corpus.CorpusSettings().shares) == {"segment", "pairs", "plain"}
+    with pytest.raises(ValueError, match="shares"):
+        ind_corpus.CorpusSettings(segment_share=0.6, pairs_share=0.3, skip_share=0.2)

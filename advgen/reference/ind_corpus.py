@@ -5,6 +5,12 @@ replacement; most documents then copy earlier material later on (`CorpusSettings
 - `segment`: a span recurs a few words after its end, at a random place (a copy at a fixed
   distance is learnt as a positional shortcut, not as induction);
 - `pairs`: bigrams `A B` recur later as `A B` (the induction task's own shape);
+- `skip`: each word from the third on is, with probability `skip_p`, `SKIP_MAP` of the word two
+  before it (else random), so the word after the current one depends on the previous word: a
+  previous-token head is useful on its own there, which starts the one that induction reads;
+- `periodic`: after a random number of free words (up to half the document), a block of `period`
+  random words repeats to the end; a block of 2 is predicted by a previous-token head copying the
+  previous word, longer ones by induction reading that same head, so the first starts the second;
 - `plain`: no planted repeats.
 
 Words are drawn with replacement on purpose: in documents of distinct words a word already seen
@@ -41,6 +47,10 @@ turtle umbrella van vase violin wagon wall watch whale wheel whistle window wolf
 """.split())))
 
 
+SKIP_MAP: np.ndarray = np.random.default_rng(20240).permutation(len(WORDS))
+"""The fixed word -> word map of `skip` documents (word index to word index)."""
+
+
 @dataclass(frozen=True)
 class CorpusSettings:
     """What a training document looks like; ranges are inclusive."""
@@ -54,18 +64,37 @@ class CorpusSettings:
     """Words between a segment and its copy, so the copy's distance varies."""
     pairs: tuple[int, int] = (1, 4)
     """How many bigrams a `pairs` document repeats (a draw that would overlap an earlier copy is skipped)."""
+    skip_share: float = 0.0
+    skip_p: float = 0.5
+    """In a `skip` document, the chance that a word is `SKIP_MAP` of the word two before it."""
+    skip_copy: bool = False
+    """`skip` documents repeat the word two before (`A B A`) instead of mapping it: the previous-token head they start
+    then copies its word, which is what an induction head's key has to read."""
+    periodic_share: float = 0.0
+    period: tuple[int, int] = (2, 8)
+    """Length range of a `periodic` document's repeating block."""
 
     def __post_init__(self) -> None:
         if 2 * self.segment[1] + self.gap[1] > self.seq_words or self.seq_words < 6:
             raise ValueError(f"corpus settings: a span of {self.segment[1]} words, its copy and a gap of {self.gap[1]} "
                              f"do not fit in {self.seq_words} words")
-        if not 0.0 <= self.segment_share + self.pairs_share <= 1.0 or min(self.segment_share, self.pairs_share) < 0:
-            raise ValueError(f"corpus settings: shares {self.segment_share} + {self.pairs_share} must lie in [0, 1]")
+        total = self.segment_share + self.pairs_share + self.skip_share + self.periodic_share
+        if not 0.0 <= total <= 1.0 + 1e-9 or min(self.segment_share, self.pairs_share, self.skip_share, self.periodic_share) < 0:
+            raise ValueError(f"corpus settings: shares {self.segment_share} + {self.pairs_share} + {self.skip_share} "
+                             "must lie in [0, 1]")
+        if not 0.0 <= self.skip_p <= 1.0:
+            raise ValueError(f"corpus settings: skip_p {self.skip_p} must lie in [0, 1]")
 
     @property
     def shares(self) -> dict[str, float]:
-        return {"segment": self.segment_share, "pairs": self.pairs_share,
-                "plain": round(1.0 - self.segment_share - self.pairs_share, 6)}
+        out = {"segment": self.segment_share, "pairs": self.pairs_share,
+               "plain": max(0.0, round(1.0 - self.segment_share - self.pairs_share - self.skip_share
+                                       - self.periodic_share, 6))}
+        if self.skip_share:  # after plain, and only when used: a zero share must not move other settings' draws
+            out["skip"] = self.skip_share
+        if self.periodic_share:
+            out["periodic"] = self.periodic_share
+        return out
 
 
 def build_tokenizer() -> Any:
@@ -110,6 +139,17 @@ def document(rng: np.random.Generator, kind: str, c: CorpusSettings, n_words: in
         i = int(rng.integers(0, length - 2 * n - gap + 1))
         j = i + n + gap
         w[j:j + n] = w[i:i + n]
+    elif kind == "periodic":
+        p = int(rng.integers(c.period[0], c.period[1] + 1))
+        o = int(rng.integers(0, length // 2 + 1))
+        w[o:] = np.resize(w[o:o + p], length - o)
+    elif kind == "skip":
+        m = np.arange(n_words) if c.skip_copy else (
+            SKIP_MAP if n_words == len(SKIP_MAP) else np.random.default_rng(20240).permutation(n_words))
+        hit = rng.random(length) < c.skip_p
+        for t in range(2, length):
+            if hit[t]:
+                w[t] = m[w[t - 2]]
     return w
 
 

@@ -122,7 +122,7 @@ def resume(ck_dir: Path, model: Any, opt: torch.optim.Optimizer, s: InductionSet
 
 
 def run_steps(model: Any, opt: torch.optim.Optimizer, s: InductionSettings, ck_dir: Path, start: int,
-              losses: list[float], progress: bool) -> None:
+              losses: list[float], progress: bool, probe_every: int = 0) -> None:
     model.train()
     t0 = time.time()
     for step in range(start, s.steps):
@@ -138,28 +138,48 @@ def run_steps(model: Any, opt: torch.optim.Optimizer, s: InductionSettings, ck_d
         done = step + 1
         if progress and done % 100 == 0:
             print(f"step {done}/{s.steps} loss {sum(losses[-100:]) / 100:.4f} ({time.time() - t0:.0f} s)", flush=True)
+        if progress and probe_every and done % probe_every == 0:
+            print(f"step {done} best heads: {probe(model)}", flush=True)
         if done % s.checkpoint_every == 0 or done == s.steps:
             save_checkpoint(ck_dir, done, model, opt, losses, s)
 
 
-def train_induction(out_dir: Path, s: InductionSettings, *, resume_run: bool = True, progress: bool = True) -> Path:
-    """Tokenizer, model, training, measurements; writes the Hugging Face directory `out_dir`."""
+def probe(model: Any) -> str:
+    """The best previous-token and induction head scores now (`ind_measure.head_scores`), as one line."""
+    from advgen.reference.ind_measure import head_scores
+
+    impl = model.config._attn_implementation
+    model.set_attn_implementation("eager")  # attention weights are only returned by eager attention
+    try:
+        with torch.no_grad():
+            sc = head_scores(model, n_docs=16)
+    finally:
+        model.set_attn_implementation(impl)
+        model.train()
+    best = {k: max(sc, key=lambda h: sc[h][k]) for k in ("previous_token", "induction")}
+    return " ".join(f"{k} {sc[h][k]:.2f} ({h})" for k, h in best.items())
+
+
+def train_induction(out_dir: Path, s: InductionSettings, *, resume_run: bool = True, progress: bool = True,
+                    probe_every: int = 0) -> Path:
+    """Tokenizer, model, training, measurements; writes the Hugging Face directory `out_dir`. `probe_every`: print the
+    best head scores every that many steps (with `progress`; a printout only, so not one of the settings)."""
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(s.threads)
-        return _train(Path(out_dir), s, resume_run, progress)
+        return _train(Path(out_dir), s, resume_run, progress, probe_every)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(out_dir: Path, s: InductionSettings, resume_run: bool, progress: bool) -> Path:
+def _train(out_dir: Path, s: InductionSettings, resume_run: bool, progress: bool, probe_every: int) -> Path:
     t0 = time.time()
     out_dir.mkdir(parents=True, exist_ok=True)
     ck_dir = out_dir / "checkpoints"
     tok = ind_corpus.build_tokenizer()
     model, opt = build_model(s, tok)
     start, losses = resume(ck_dir, model, opt, s) if resume_run else (0, [])
-    run_steps(model, opt, s, ck_dir, start, losses, progress)
+    run_steps(model, opt, s, ck_dir, start, losses, progress, probe_every)
     model.eval()
     model.save_pretrained(str(out_dir), safe_serialization=True)
     tok.save_pretrained(str(out_dir))
@@ -199,12 +219,23 @@ def main(argv: list[str] | None = None) -> int:
                    help="copied bigrams per pairs document")
     p.add_argument("--segment-share", type=float, default=ind_corpus.CorpusSettings.segment_share)
     p.add_argument("--pairs-share", type=float, default=ind_corpus.CorpusSettings.pairs_share)
+    p.add_argument("--skip-share", type=float, default=ind_corpus.CorpusSettings.skip_share,
+                   help="share of skip documents (a word often a fixed map of the word two before: starts a previous-token head)")
+    p.add_argument("--skip-p", type=float, default=ind_corpus.CorpusSettings.skip_p,
+                   help="in a skip document, the chance that a word is the map of the word two before")
+    p.add_argument("--skip-copy", action="store_true", help="skip documents repeat the word two before instead of mapping it")
+    p.add_argument("--periodic-share", type=float, default=ind_corpus.CorpusSettings.periodic_share,
+                   help="share of periodic documents (a block of random words repeated to the end)")
+    p.add_argument("--period", type=int, nargs=2, default=ind_corpus.CorpusSettings.period, metavar=("MIN", "MAX"),
+                   help="length range of a periodic document's block")
     p.add_argument("--untied", action="store_true", help="separate unembedding (GPT-2 ties it to the embedding)")
     p.add_argument("--init-std", type=float, default=InductionSettings.init_std, help="initialisation std of the weights")
     p.add_argument("--sinusoidal", action="store_true", help="fixed sinusoidal positions instead of learned ones")
     p.add_argument("--position-init-std", type=float, default=InductionSettings.position_init_std)
     p.add_argument("--batch-size", type=int, default=InductionSettings.batch_size)
     p.add_argument("--threads", type=int, default=InductionSettings.threads)
+    p.add_argument("--probe-every", type=int, default=0, metavar="N",
+                   help="every N steps print the best previous-token and induction head scores (0: never)")
     p.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
@@ -218,11 +249,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         s = InductionSettings(seed=a.seed, steps=a.steps, lr=a.lr, n_head=a.n_head, n_embd=a.n_embd, batch_size=a.batch_size,
                               corpus=ind_corpus.CorpusSettings(a.seq_words, a.segment_share, a.pairs_share, tuple(a.segment),
-                                                               tuple(a.gap), tuple(a.pairs)),
+                                                               tuple(a.gap), tuple(a.pairs), a.skip_share, a.skip_p,
+                                                               a.skip_copy, a.periodic_share, tuple(a.period)),
                               tie_embeddings=not a.untied, init_std=a.init_std, sinusoidal_positions=a.sinusoidal, position_init_std=a.position_init_std, threads=a.threads)
     except ValueError as e:
         p.error(str(e))
-    print(f"induction model written to {train_induction(a.out, s, resume_run=not a.no_resume, progress=not a.quiet)}")
+    out = train_induction(a.out, s, resume_run=not a.no_resume, progress=not a.quiet, probe_every=a.probe_every)
+    print(f"induction model written to {out}")
     return 0
 
 
