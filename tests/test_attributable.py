@@ -19,6 +19,7 @@ from advgen.attacks.catalogue import mode_named
 from advgen.attacks.causes import CellCause, NodeShift, classify
 from advgen.attacks.search import AttackConfig, AttackRun
 from advgen.attacks.signals import label_rows, signal_doc
+from advgen.attacks.summary import RunYield, read_attack_summary
 from advgen.attacks.tables import write_run
 from advgen.circuits.format import make_circuit
 from advgen.core import files
@@ -120,8 +121,8 @@ def test_console_and_report_lead_with_the_attributable_yield(runs):
 def test_a_run_without_control_breaks_says_so(runs):
     out, summary = runs["shared"]
     old = {**summary, "yield": {k: summary["yield"][k] for k in ("guided_per_1000", "random_per_1000", "ratio")}}
-    y = verdict.run_yield(old, None)
-    assert y == verdict.Yield(old["yield"]["guided_per_1000"], old["yield"]["random_per_1000"], old["yield"]["ratio"])
+    y = verdict.run_yield(read_attack_summary(old, out / "summary.json"))
+    assert y == RunYield(old["yield"]["guided_per_1000"], old["yield"]["random_per_1000"], old["yield"]["ratio"])
     assert "Attributable yield: not recorded" in console.attack_summary(old, out)
     html = verdict.attack_panel(out, old)
     assert "Attributable yield: not recorded" in html and "<b>Raw yield</b>" in html

@@ -14,8 +14,8 @@ import numpy as np
 
 from advgen.attacks.bandit import verdict
 from advgen.attacks.causes import CellCause, causes_markdown
-from advgen.attacks.compiler import prediction_accuracy
 from advgen.attacks.search import AttackConfig, AttackRun
+from advgen.attacks.summary import AttackSummary, ModeSummary, PredictionAccuracy, RunYield
 from advgen.circuits.format import Circuit
 from advgen.core import files
 from advgen.core.records import AttackRow
@@ -164,14 +164,6 @@ def baseline_doc(run: AttackRun, cfg: AttackConfig) -> dict[str, Any]:
     }
 
 
-def yield_summary(base: dict[str, Any]) -> dict[str, Any]:
-    """summary.json's `yield`: the raw keys it always had, then the attributable ones (the headline)."""
-    g = base["guided"]
-    return {"guided_per_1000": base["guided_per_1000"], "random_per_1000": base["random_per_1000"], "ratio": base["ratio"],
-            "attributable_per_1000": base["attributable_per_1000"], "attributable_ratio": base["attributable_ratio"],
-            "breaks": g["breaks"], "attributable_breaks": g["attributable_breaks"], "control_shared_breaks": g["control_shared_breaks"]}
-
-
 def markdown(modes: dict[str, Any], base: dict[str, Any], screening: dict[str, Any]) -> str:
     """The tables as Markdown, printed by the CLI and copied into docs verbatim."""
     nat = modes["natural"]
@@ -236,17 +228,6 @@ def _f(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3f}"
 
 
-def _mode_summary(m: dict[str, Any]) -> dict[str, Any]:
-    """predicted_sign, seen (paired attack - control on the random sample, with n) and verdict of one mode."""
-    p = m["prediction"]
-    seen = {**p["attack_minus_control"], "n": p["n"]} if p["attack_minus_control"] else {"n": p["n"]}
-    breaks = m["all"]["breaks"]
-    return {"predicted_sign": p["expected_sign"], "seen": seen, "verdict": p["verdict"], "compiled_from": m["compiled_from"],
-            "random_sample": m["random_sample"], "all": m["all"], "breaks": breaks,
-            "attributable_breaks": breaks - m["all"]["control_shared_breaks"],
-            "explained_fraction": m["all"]["explained_fraction"]}
-
-
 def write_run(out: Path, run: AttackRun, cfg: AttackConfig, circuit: Circuit, manifest: dict[str, Any],
               causes: Sequence[CellCause] = ()) -> dict[str, Any]:
     """All files of the run-directory contract, each written atomically; `causes`: the falsified cells' measured causes."""
@@ -255,14 +236,13 @@ def write_run(out: Path, run: AttackRun, cfg: AttackConfig, circuit: Circuit, ma
     screening = screening_totals(run)
     rows = run.rows
     fam = {f: family_stats([r for r in rows if r["family"] == f], cfg.seed) for f in ("clean", "attack", "control", "baseline")}
-    summary = {**family_stats(rows, cfg.seed), "by_family": fam, "evaluations": run.evals,
-               "yield": yield_summary(base),
-               "modes": {k: _mode_summary(v) for k, v in modes["modes"].items()},
-               "natural_failure_rate": modes["natural"].get("s_beats_io_rate"), "baseline": base, "screening": screening}
     bound = near_miss_threshold(rows)
-    summary["near_miss_bound"] = bound
-    summary["prediction_accuracy"] = prediction_accuracy(screening["cell_verdicts"])
-    summary["falsified_causes"] = {c.cell: {"cause": c.cause, "text": c.text} for c in causes}
+    summary = AttackSummary(  # summary.json's shape is stated once, in attacks/summary.py
+        modes={k: ModeSummary.of_table(v) for k, v in modes["modes"].items()}, yield_=RunYield.of_baseline(base),
+        natural_failure_rate=modes["natural"].get("s_beats_io_rate"),
+        prediction_accuracy=PredictionAccuracy.of_verdicts(screening["cell_verdicts"]),
+        falsified_causes=AttackSummary.causes_of(causes), overall=family_stats(rows, cfg.seed), by_family=fam,
+        evaluations=run.evals, baseline=base, screening=screening, near_miss_bound=bound).to_dict()
     near = [r for r in rows if r["family"] == "attack" and not r["is_break"] and r["clean_logit_diff"] > 0 and 0 <= r["logit_diff"] < bound]
     outputs: Iterable[tuple[str, str]] = (
         ("results.jsonl", files.jsonl_text(rows)),

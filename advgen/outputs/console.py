@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from advgen.attacks.summary import RunYield
 from advgen.outputs import glossary, verdict
 
 WIDTH = 100
@@ -54,10 +55,10 @@ def _table(rows: Sequence[Sequence[str]]) -> list[str]:
 def attack_summary(summary: Mapping[str, Any], run_dir: Path, evaluations: Mapping[str, int] | None = None) -> str:
     """Natural failure rate, one line per mode (predicted vs seen, verdict), the yield, the terms, where the tables are."""
     lines = []
-    nat = summary.get("natural_failure_rate")
-    if isinstance(nat, (int, float)):
-        lines.append(wrap(f"Natural failure rate: S>IO on {100 * nat:.1f} % of the clean prompts, before any attack."))
-    vs = verdict.mode_verdicts(summary, verdict.read_json(run_dir / "modes.json"))
+    s = verdict.attack_record(run_dir, summary)
+    if s.natural_failure_rate is not None:
+        lines.append(wrap(f"Natural failure rate: S>IO on {100 * s.natural_failure_rate:.1f} % of the clean prompts, before any attack."))
+    vs = verdict.mode_verdicts(s)
     if vs:
         rows = [["mode", "pairs", "predicted", "seen [95 % CI]", "breaks", "verdict"]]
         for v in vs:
@@ -67,15 +68,13 @@ def attack_summary(summary: Mapping[str, Any], run_dir: Path, evaluations: Mappi
         if max(map(len, table)) > WIDTH:  # the terms below define the verdicts; drop their reasons to fit
             table = _table([r[:-1] + [re.sub(r"\s*\(.*\)$", "", r[-1])] for r in rows])
         lines += table
-    acc = summary.get("prediction_accuracy")
-    if isinstance(acc, Mapping) and acc.get("compiled_cells"):
-        lines.append(wrap(f"Compiled predictions: of {acc['compiled_cells']} compiled cells, {acc['confirmed']} confirmed, "
-                          f"{acc['falsified']} falsified, {acc['inconclusive']} inconclusive (each cell's predicted sign of "
+    acc = s.prediction_accuracy
+    if acc is not None and acc.compiled_cells:
+        lines.append(wrap(f"Compiled predictions: of {acc.compiled_cells} compiled cells, {acc.confirmed} confirmed, "
+                          f"{acc.falsified} falsified, {acc.inconclusive} inconclusive (each cell's predicted sign of "
                           "LD(attack) - LD(control), tested on the random sample)."))
-    causes = summary.get("falsified_causes")
-    if isinstance(causes, Mapping):
-        lines += [wrap(f"Falsified {cell}, measured cause ({c['cause']}): {c['text']}.") for cell, c in causes.items()]
-    y = verdict.run_yield(summary, verdict.read_json(run_dir / "baseline.json"))
+    lines += [wrap(f"Falsified {cell}, measured cause ({c.cause}): {c.text}.") for cell, c in s.falsified_causes.items()]
+    y = verdict.run_yield(s)
     if y is not None:
         lines += yield_lines(y)
     if evaluations:
@@ -90,15 +89,16 @@ def _ratio(r: float | None) -> str:
     return "n/a: the random baseline found no break" if r is None else f"ratio {r:.2f}x"
 
 
-def yield_lines(y: verdict.Yield) -> list[str]:
+def yield_lines(y: RunYield) -> list[str]:
     """Attributable yield (the headline), then raw yield labelled for test sets."""
-    raw = (f"Raw yield (for building test sets): {y.guided:.1f} breaks per 1,000 guided evaluations, {y.random:.1f} "
-           f"from random perturbation ({_ratio(y.ratio)}).")
-    if y.attributable is None:
+    raw = (f"Raw yield (for building test sets): {y.guided_per_1000:.1f} breaks per 1,000 guided evaluations, "
+           f"{y.random_per_1000:.1f} from random perturbation ({_ratio(y.ratio)}).")
+    if y.attributable_per_1000 is None:
         return [wrap("Attributable yield: not recorded (run directory from before control_breaks)."), wrap(raw)]
-    shared = "" if y.control_shared is None else f"; {y.control_shared} breaks whose control broke too left out"
-    return [wrap(f"Attributable yield: {y.attributable:.1f} breaks per 1,000 guided evaluations whose control does not break, "
-                 f"{y.random:.1f} from random perturbation ({_ratio(y.attributable_ratio)}{shared})."), wrap(raw)]
+    shared = "" if y.control_shared_breaks is None else f"; {y.control_shared_breaks} breaks whose control broke too left out"
+    return [wrap(f"Attributable yield: {y.attributable_per_1000:.1f} breaks per 1,000 guided evaluations whose control does "
+                 f"not break, {y.random_per_1000:.1f} from random perturbation ({_ratio(y.attributable_ratio)}{shared})."),
+            wrap(raw)]
 
 
 def wrote(out: Path, names: Sequence[str]) -> str:

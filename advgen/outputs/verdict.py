@@ -1,17 +1,19 @@
 """The report's first screen: what the run found (per-mode verdicts, yield) and a legend of every column.
 
-Attack runs record their verdicts in summary.json (`modes.<m>.predicted_sign / seen / verdict`,
-top-level `yield`); older run directories only have them in modes.json (`prediction`) and
-baseline.json, so both are read, newest first. Nothing here runs a model.
+Attack runs are read through one typed record (advgen.attacks.summary.read_attack_summary), which
+also knows older run directories (verdicts only in modes.json, the yield only in baseline.json);
+nothing here reads summary.json's keys itself. Nothing here runs a model.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from advgen.attacks.summary import AttackSummary, ModeSummary, RunYield, Seen, read_attack_summary
 from advgen.core import files
 from advgen.outputs.docschema import check_doc
 from advgen.outputs.htmlparts import Raw, esc, table
@@ -19,7 +21,7 @@ from advgen.outputs.htmlparts import Raw, esc, table
 
 @dataclass(frozen=True)
 class ModeVerdict:
-    """One failure mode's prediction against what the random sample showed."""
+    """One failure mode's prediction against what the random sample showed, as the panel and console word it."""
 
     mode: str
     predicted: str
@@ -27,24 +29,6 @@ class ModeVerdict:
     n: int | None
     verdict: str
     breaks: str
-
-
-@dataclass(frozen=True)
-class Yield:
-    """Confirmed breaks per 1,000 model evaluations, circuit-guided against the random baseline.
-
-    `guided`/`ratio` are the raw yield (every break: for building test sets); `attributable` and
-    `attributable_ratio` count only breaks whose matched control does not break (the circuit's
-    evidence, the headline). Run directories older than issue 28 lack them (None).
-    """
-
-    guided: float
-    random: float
-    ratio: float | None
-    attributable: float | None = None
-    attributable_ratio: float | None = None
-    control_shared: int | None = None
-    """Guided breaks whose control broke too."""
 
 
 def read_json(path: Path) -> Any:
@@ -56,69 +40,43 @@ def read_json(path: Path) -> Any:
     return doc
 
 
-def _sign_word(sign: Any) -> str:
-    if isinstance(sign, str):
-        return sign
-    if isinstance(sign, (int, float)) and sign:
-        return "LD(attack) < LD(control)" if sign < 0 else "LD(attack) > LD(control)"
-    return "not recorded"
+def attack_record(run_dir: Path, summary: Mapping[str, Any]) -> AttackSummary:
+    """`summary` (run_dir's summary.json, as read) typed; modes.json and baseline.json pass the report's checks first."""
+    return read_attack_summary(summary, run_dir / "summary.json", read_json(run_dir / "modes.json"),
+                               read_json(run_dir / "baseline.json"))
 
 
-def _seen_text(seen: Any) -> str:
-    if isinstance(seen, Mapping) and {"mean", "low", "high"} <= set(seen):
-        if not all(isinstance(seen[k], (int, float)) for k in ("mean", "low", "high")):
-            return "no pairs measured" if not seen.get("n") else "n/a"  # NaN is written null
-        return f"{seen['mean']:+.2f} [{seen['low']:+.2f}, {seen['high']:+.2f}]"
-    if isinstance(seen, Mapping):
-        return "no pairs measured" if not seen.get("n") else "not recorded"
-    if isinstance(seen, (int, float)) and not isinstance(seen, bool):
-        return f"{seen:+.2f}"
-    return "not recorded" if seen is None else str(seen)
+def _sign_word(sign: int | None) -> str:
+    if not sign:
+        return "not recorded"
+    return "LD(attack) < LD(control)" if sign < 0 else "LD(attack) > LD(control)"
 
 
-def _breaks(entry: Mapping[str, Any] | None) -> str:
-    rs = (entry or {}).get("random_sample") or {}
-    att = rs.get("attack") or {}
-    if "breaks" not in rs:
-        return ""
-    return f"{rs['breaks']} of {att.get('n', '?')}"
+def _seen_text(seen: Seen | None) -> str:
+    if seen is None:
+        return "not recorded"
+    ci = seen.interval
+    if ci is None:
+        return "no pairs measured" if not seen.n else "not recorded"
+    if any(math.isnan(x) for x in (ci.mean, ci.low, ci.high)):
+        return "no pairs measured" if not seen.n else "n/a"  # NaN is written null
+    return f"{ci.mean:+.2f} [{ci.low:+.2f}, {ci.high:+.2f}]"
 
 
-def mode_verdicts(summary: Mapping[str, Any], modes_doc: Mapping[str, Any] | None) -> list[ModeVerdict]:
-    """Per mode: predicted sign, seen paired difference [95 % CI], verdict; summary.json first, then modes.json."""
-    raw = summary.get("modes")
-    s_modes: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
-    m_modes = (modes_doc or {}).get("modes") or {}
-    out = []
-    for name in list(dict.fromkeys([*s_modes, *m_modes])):
-        s = s_modes.get(name) or {}
-        pred = (m_modes.get(name) or {}).get("prediction") or {}
-        sign = s.get("predicted_sign", pred.get("expected_sign"))
-        seen = s.get("seen", pred.get("attack_minus_control"))
-        n = seen.get("n") if isinstance(seen, Mapping) and "n" in seen else pred.get("n")
-        verdict = str(s.get("verdict") or pred.get("verdict") or "not recorded")
-        out.append(ModeVerdict(name, _sign_word(sign), _seen_text(seen), n, verdict, _breaks(m_modes.get(name) or s)))
-    return out
+def _breaks(m: ModeSummary) -> str:
+    got = m.sample_breaks
+    return "" if got is None else f"{got[0]} of {'?' if got[1] is None else got[1]}"
 
 
-def run_yield(summary: Mapping[str, Any], baseline: Mapping[str, Any] | None) -> Yield | None:
-    y = summary.get("yield")
-    if isinstance(y, Mapping) and "guided_per_1000" in y:
-        att = y.get("attributable_per_1000")
-        return Yield(_num(y["guided_per_1000"]), _num(y.get("random_per_1000")), y.get("ratio"),
-                     None if att is None else _num(att), y.get("attributable_ratio"), y.get("control_shared_breaks"))
-    b = baseline or (summary.get("baseline") if isinstance(summary.get("baseline"), Mapping) else None)
-    if b and isinstance(b.get("guided"), Mapping) and "breaks_per_1000" in b["guided"]:
-        g = b["guided"]
-        att = g.get("attributable_per_1000")
-        return Yield(_num(g["breaks_per_1000"]), _num((b.get("baseline") or {}).get("breaks_per_1000")), b.get("ratio"),
-                     None if att is None else _num(att), b.get("attributable_ratio"), g.get("control_shared_breaks"))
-    return None
+def mode_verdicts(s: AttackSummary) -> list[ModeVerdict]:
+    """Per mode: predicted sign, seen paired difference [95 % CI], verdict, breaks in the random sample."""
+    return [ModeVerdict(name, _sign_word(m.predicted_sign), _seen_text(m.seen), None if m.seen is None else m.seen.n,
+                        m.verdict or "not recorded", _breaks(m)) for name, m in s.modes.items()]
 
 
-def _num(x: Any) -> float:
-    """A number as read (null, for NaN, and absence become nan)."""
-    return float(x) if isinstance(x, (int, float)) else float("nan")
+def run_yield(s: AttackSummary) -> RunYield | None:
+    """The run's yield, raw and attributable (None: the run directory records none)."""
+    return s.yield_
 
 
 def verdict_class(verdict: str) -> str:
@@ -130,39 +88,38 @@ def _ratio(r: float | None) -> str:
     return "n/a (the random baseline found no break)" if r is None else f"{r:.2f}x"
 
 
-def _yield_html(y: Yield) -> str:
+def _yield_html(y: RunYield) -> str:
     """Attributable yield first (the circuit's evidence), raw yield beside it (for test sets)."""
-    raw = (f"<b>Raw yield</b> (every break; the figure for building test sets): circuit-guided {y.guided:.1f} vs random "
-           f"{y.random:.1f} confirmed breaks per 1,000 model evaluations; ratio {esc(_ratio(y.ratio))}.")
-    if y.attributable is None:
+    raw = (f"<b>Raw yield</b> (every break; the figure for building test sets): circuit-guided {y.guided_per_1000:.1f} vs random "
+           f"{y.random_per_1000:.1f} confirmed breaks per 1,000 model evaluations; ratio {esc(_ratio(y.ratio))}.")
+    if y.attributable_per_1000 is None:
         return (f"<p class='yield'>{raw}</p><p class='note'>Attributable yield: not recorded (a run directory from before "
                 "advgen recorded whether each break's control broke too).</p>")
     r = y.attributable_ratio
     better = ("" if r is None or r == 1 else " (the circuit's mechanism beat random perturbation)" if r > 1
               else " (random perturbation found breaks faster than the circuit's mechanism)")
-    shared = "" if y.control_shared is None else f"; {y.control_shared} breaks shared by their control left out"
-    return (f"<p class='yield'><b>Attributable yield</b>: circuit-guided {y.attributable:.1f} breaks whose control does not "
-            f"break vs random {y.random:.1f} breaks per 1,000 model evaluations; ratio <b>{esc(_ratio(r))}</b>{esc(better)}"
-            f"{esc(shared)}.</p><p class='note'>{raw}</p>")
+    shared = "" if y.control_shared_breaks is None else f"; {y.control_shared_breaks} breaks shared by their control left out"
+    return (f"<p class='yield'><b>Attributable yield</b>: circuit-guided {y.attributable_per_1000:.1f} breaks whose control does "
+            f"not break vs random {y.random_per_1000:.1f} breaks per 1,000 model evaluations; ratio <b>{esc(_ratio(r))}</b>"
+            f"{esc(better)}{esc(shared)}.</p><p class='note'>{raw}</p>")
 
 
 def attack_panel(run_dir: Path, summary: Mapping[str, Any]) -> str:
-    modes_doc = read_json(run_dir / "modes.json")
-    verdicts = mode_verdicts(summary, modes_doc)
+    s = attack_record(run_dir, summary)
+    verdicts = mode_verdicts(s)
     if not verdicts:
         return ""
     rows = [[v.mode, v.predicted, v.seen, v.n if v.n is not None else "", Raw(f"<span class='v {verdict_class(v.verdict)}'>{esc(v.verdict)}</span>"),
              v.breaks] for v in verdicts]
     html_ = table(["mode", "predicted", "seen: LD(attack) - LD(control) [95 % CI]", "n pairs", "verdict", "breaks (random sample)"],
                   rows, cls="verdict")
-    y = run_yield(summary, read_json(run_dir / "baseline.json"))
-    nat = summary.get("natural_failure_rate")
+    y, nat = run_yield(s), s.natural_failure_rate
     html_ += _yield_html(y) if y else "<p class='note'>Yield: not recorded (no baseline.json).</p>"
-    if isinstance(nat, (int, float)):
+    if nat is not None:
         html_ += f"<p class='note'>Natural failure rate (S &gt; IO on the unmodified clean prompts): {nat:.3f}.</p>"
-    causes = summary.get("falsified_causes")
-    if isinstance(causes, Mapping) and causes:  # collapsed: the panel must still fit the first screen
-        items = "".join(f"<li><code>{esc(k)}</code> ({esc(c.get('cause', '?'))}): {esc(c.get('text', ''))}</li>" for k, c in causes.items())
+    causes = s.falsified_causes
+    if causes:  # collapsed: the panel must still fit the first screen
+        items = "".join(f"<li><code>{esc(k)}</code> ({esc(c.cause)}): {esc(c.text)}</li>" for k, c in causes.items())
         html_ += f"<details><summary>{len(causes)} falsified cell(s): measured cause</summary><ul>{items}</ul></details>"
     return html_
 

@@ -1,0 +1,369 @@
+"""The IOI attack's summary.json as typed records: one writer, one reader.
+
+`write_run` (attacks/tables.py) builds summary.json through these records, so its shape is stated
+once; `read_attack_summary` is the one reader, and the only code that knows older run directories
+(verdicts only in modes.json, the yield only in baseline.json, no attributable yield before issue 28,
+no prediction accuracy or causes before them). A record of the current shape is read strictly: a
+field missing or of the wrong type is an AdvgenError naming the file and the field. Nothing here
+runs a model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from advgen.attacks.causes import CellCause
+from advgen.attacks.compiler import VERDICTS, prediction_accuracy
+from advgen.core import files
+from advgen.core.files import type_name
+from advgen.core.types import AdvgenError, Interval
+
+NUM: tuple[type, ...] = (int, float)
+_WANT = {int: "integer", float: "number", str: "string", dict: "object", list: "array", type(None): "null"}
+
+
+def _check(v: Any, types: tuple[type, ...], where: str, at: str, null: bool = False) -> Any:
+    """`v` if it has one of `types` (bool is no number; null only where allowed), else a named error."""
+    if v is None and null:
+        return None
+    if isinstance(v, bool) or not isinstance(v, types):
+        want = " or ".join(dict.fromkeys(_WANT.get(t, t.__name__) for t in (*types, *((type(None),) if null else ()))))
+        want = want.replace("integer or number", "number")
+        raise AdvgenError(f"{where}: field {at!r} must be {want}, got {type_name(v)}")
+    return v
+
+
+def _req(d: Mapping[str, Any], key: str, types: tuple[type, ...], where: str, at: str, null: bool = False) -> Any:
+    """A field the current shape always writes: absent is an error naming it."""
+    path = f"{at}.{key}" if at else key
+    if key not in d:
+        raise AdvgenError(f"{where}: field {path!r} is missing")
+    return _check(d[key], types, where, path, null)
+
+
+def _opt(d: Mapping[str, Any], key: str, types: tuple[type, ...], where: str, at: str) -> Any:
+    """A field older run directories may lack: absent or null is None."""
+    return _check(d.get(key), types, where, f"{at}.{key}" if at else key, null=True)
+
+
+def _obj(v: Any, where: str, at: str) -> Mapping[str, Any]:
+    return _check(v, (dict,), where, at)
+
+
+def _nan(x: float | None) -> float:
+    """A number as read: null (how NaN is written) is nan."""
+    return float("nan") if x is None else x
+
+
+@dataclass(frozen=True)
+class RunYield:
+    """summary.json's `yield`: confirmed breaks per 1,000 model evaluations, guided against random.
+
+    The raw keys (every break; for test sets) come first, then the attributable ones (breaks whose
+    matched control holds: the circuit's evidence). None: not recorded (a run from before issue 28);
+    a ratio is None when the random baseline found no break.
+    """
+
+    guided_per_1000: float
+    random_per_1000: float
+    ratio: float | None
+    attributable_per_1000: float | None = None
+    attributable_ratio: float | None = None
+    breaks: int | None = None
+    attributable_breaks: int | None = None
+    control_shared_breaks: int | None = None
+
+    @classmethod
+    def of_baseline(cls, base: Mapping[str, Any]) -> RunYield:
+        """From baseline.json's document (tables.baseline_doc): the headline numbers, lifted out of its nesting."""
+        g = base["guided"]
+        return cls(base["guided_per_1000"], base["random_per_1000"], base["ratio"], base["attributable_per_1000"],
+                   base["attributable_ratio"], g["breaks"], g["attributable_breaks"], g["control_shared_breaks"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"guided_per_1000": self.guided_per_1000, "random_per_1000": self.random_per_1000, "ratio": self.ratio,
+                "attributable_per_1000": self.attributable_per_1000, "attributable_ratio": self.attributable_ratio,
+                "breaks": self.breaks, "attributable_breaks": self.attributable_breaks,
+                "control_shared_breaks": self.control_shared_breaks}
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str | Path, at: str = "yield") -> RunYield:
+        w = str(where)
+        d = _obj(d, w, at)
+        num = [_nan(_req(d, k, NUM, w, at, null=True)) for k in ("guided_per_1000", "random_per_1000")]
+        ratios = [_req(d, k, NUM, w, at, null=True) for k in ("ratio", "attributable_ratio")]
+        counts = [_req(d, k, (int,), w, at) for k in ("breaks", "attributable_breaks", "control_shared_breaks")]
+        return cls(num[0], num[1], ratios[0], _nan(_req(d, "attributable_per_1000", NUM, w, at, null=True)), ratios[1], *counts)
+
+
+def _interval(d: Mapping[str, Any], where: str, at: str) -> Interval:
+    """mean / low / high, each a number or null (NaN)."""
+    return Interval(*(_nan(_req(d, k, NUM, where, at, null=True)) for k in ("mean", "low", "high")))
+
+
+@dataclass(frozen=True)
+class Seen:
+    """The paired LD(attack) - LD(control) on the random sample: mean [95 % CI] over clean prompts, and n pairs.
+
+    `interval` is None when fewer than two prompts were measured (no interval to state).
+    """
+
+    interval: Interval | None
+    n: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**(self.interval.as_dict() if self.interval else {}), **({} if self.n is None else {"n": self.n})}
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str | Path, at: str = "seen") -> Seen:
+        w = str(where)
+        d = _obj(d, w, at)
+        has = any(k in d for k in ("mean", "low", "high"))
+        return cls(_interval(d, w, at) if has else None, _req(d, "n", (int,), w, at))
+
+
+@dataclass(frozen=True)
+class ModeSummary:
+    """One failure mode in summary.json: its prediction against the random sample, and its breaks.
+
+    `random_sample` and `sample_and_search` are modes.json's tables of the mode, carried verbatim
+    (not typed here). None marks what an older run directory did not record.
+    """
+
+    predicted_sign: int | None
+    """-1: LD(attack) < LD(control) predicted; +1: >."""
+    seen: Seen | None
+    verdict: str | None
+    compiled_from: str | None = None
+    random_sample: Mapping[str, Any] | None = None
+    sample_and_search: Mapping[str, Any] | None = None
+    breaks: int | None = None
+    attributable_breaks: int | None = None
+    explained_fraction: float | None = None
+
+    @classmethod
+    def of_table(cls, m: Mapping[str, Any]) -> ModeSummary:
+        """From one mode of modes.json (tables.mode_tables): the verdict lifted out, the tables kept."""
+        p, t = m["prediction"], m["all"]
+        ci = p["attack_minus_control"]
+        return cls(p["expected_sign"], Seen(Interval(ci["mean"], ci["low"], ci["high"]) if ci else None, p["n"]), p["verdict"],
+                   m["compiled_from"], m["random_sample"], t, t["breaks"], t["breaks"] - t["control_shared_breaks"],
+                   t["explained_fraction"])
+
+    @property
+    def sample_breaks(self) -> tuple[int, int | None] | None:
+        """(breaks, attacks) in the random sample; None when not recorded."""
+        rs = self.random_sample or {}
+        att, b = rs.get("attack"), rs.get("breaks")
+        n = att.get("n") if isinstance(att, Mapping) else None
+        return (b, n if isinstance(n, int) else None) if isinstance(b, int) else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"predicted_sign": self.predicted_sign, "seen": None if self.seen is None else self.seen.to_dict(),
+                "verdict": self.verdict, "compiled_from": self.compiled_from, "random_sample": self.random_sample,
+                "all": self.sample_and_search, "breaks": self.breaks, "attributable_breaks": self.attributable_breaks,
+                "explained_fraction": self.explained_fraction}
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str | Path, at: str = "modes.?") -> ModeSummary:
+        w = str(where)
+        d = _obj(d, w, at)
+        rs = _req(d, "random_sample", (dict,), w, at)
+        _req(rs, "breaks", (int,), w, f"{at}.random_sample")
+        _req(_req(rs, "attack", (dict,), w, f"{at}.random_sample"), "n", (int,), w, f"{at}.random_sample.attack")
+        return cls(_req(d, "predicted_sign", (int,), w, at), Seen.from_dict(_req(d, "seen", (dict,), w, at), w, f"{at}.seen"),
+                   _req(d, "verdict", (str,), w, at), _req(d, "compiled_from", (str,), w, at, null=True), rs,
+                   _req(d, "all", (dict,), w, at), _req(d, "breaks", (int,), w, at), _req(d, "attributable_breaks", (int,), w, at),
+                   _req(d, "explained_fraction", NUM, w, at, null=True))
+
+
+@dataclass(frozen=True)
+class PredictionAccuracy:
+    """Over the run's compiled cells: how many the random sample confirmed, falsified or left inconclusive."""
+
+    compiled_cells: int
+    confirmed: int
+    falsified: int
+    inconclusive: int
+    falsified_cells: tuple[str, ...]
+
+    @classmethod
+    def of_verdicts(cls, cell_verdicts: Mapping[str, str]) -> PredictionAccuracy:
+        return cls.from_dict(prediction_accuracy(cell_verdicts), "prediction_accuracy (compiler)", "")
+
+    def to_dict(self) -> dict[str, Any]:
+        counts = {"confirmed": self.confirmed, "falsified": self.falsified, "inconclusive": self.inconclusive}
+        return {"compiled_cells": self.compiled_cells, **{v: counts[v] for v in VERDICTS}, "falsified_cells": list(self.falsified_cells)}
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str | Path, at: str = "prediction_accuracy") -> PredictionAccuracy:
+        w = str(where)
+        d = _obj(d, w, at)
+        cells = _req(d, "falsified_cells", (list,), w, at)
+        for i, c in enumerate(cells):
+            _check(c, (str,), w, f"{at}.falsified_cells[{i}]")
+        c = {k: _req(d, k, (int,), w, at) for k in ("compiled_cells", "confirmed", "falsified", "inconclusive")}
+        return cls(c["compiled_cells"], c["confirmed"], c["falsified"], c["inconclusive"], tuple(cells))
+
+
+@dataclass(frozen=True)
+class FalsifiedCause:
+    """summary.json's `falsified_causes.<cell>`: the measured cause of a falsified compiled cell (causes.json has the detail)."""
+
+    cause: str
+    text: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cause": self.cause, "text": self.text}
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str | Path, at: str = "falsified_causes.?") -> FalsifiedCause:
+        w = str(where)
+        d = _obj(d, w, at)
+        return cls(_req(d, "cause", (str,), w, at), _req(d, "text", (str,), w, at))
+
+
+SECTIONS = ("by_family", "evaluations", "yield", "modes", "natural_failure_rate", "baseline", "screening", "near_miss_bound",
+            "prediction_accuracy", "falsified_causes")
+"""summary.json's keys after the statistics of every row, in the order written."""
+
+
+@dataclass(frozen=True)
+class AttackSummary:
+    """The whole of summary.json. `overall` (statistics of every row), `by_family`, `evaluations`, `baseline` (baseline.json)
+    and `screening` are carried verbatim, not typed here; empty when an older run directory lacks them."""
+
+    modes: Mapping[str, ModeSummary]
+    yield_: RunYield | None = None
+    natural_failure_rate: float | None = None
+    prediction_accuracy: PredictionAccuracy | None = None
+    falsified_causes: Mapping[str, FalsifiedCause] = field(default_factory=dict)
+    overall: Mapping[str, Any] = field(default_factory=dict)
+    by_family: Mapping[str, Any] = field(default_factory=dict)
+    evaluations: Mapping[str, Any] = field(default_factory=dict)
+    baseline: Mapping[str, Any] = field(default_factory=dict)
+    screening: Mapping[str, Any] = field(default_factory=dict)
+    near_miss_bound: float | None = None
+
+    @staticmethod
+    def causes_of(causes: Sequence[CellCause]) -> dict[str, FalsifiedCause]:
+        return {c.cell: FalsifiedCause(c.cause, c.text) for c in causes}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.overall, "by_family": self.by_family, "evaluations": self.evaluations,
+                "yield": None if self.yield_ is None else self.yield_.to_dict(),
+                "modes": {k: m.to_dict() for k, m in self.modes.items()}, "natural_failure_rate": self.natural_failure_rate,
+                "baseline": self.baseline, "screening": self.screening, "near_miss_bound": self.near_miss_bound,
+                "prediction_accuracy": None if self.prediction_accuracy is None else self.prediction_accuracy.to_dict(),
+                "falsified_causes": {k: c.to_dict() for k, c in self.falsified_causes.items()}}
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str | Path) -> AttackSummary:
+        """The current shape, strictly; `read_attack_summary` reads older ones too."""
+        w = str(where)
+        d = _obj(d, w, "")
+        modes = _req(d, "modes", (dict,), w, "")
+        causes = _req(d, "falsified_causes", (dict,), w, "")
+        return cls({k: ModeSummary.from_dict(v, w, f"modes.{k}") for k, v in modes.items()},
+                   RunYield.from_dict(_req(d, "yield", (dict,), w, ""), w),
+                   _req(d, "natural_failure_rate", NUM, w, "", null=True),
+                   PredictionAccuracy.from_dict(_req(d, "prediction_accuracy", (dict,), w, ""), w),
+                   {k: FalsifiedCause.from_dict(v, w, f"falsified_causes.{k}") for k, v in causes.items()},
+                   {k: v for k, v in d.items() if k not in SECTIONS},
+                   **{k: _req(d, k, (dict,), w, "") for k in ("by_family", "evaluations", "baseline", "screening")},
+                   near_miss_bound=_req(d, "near_miss_bound", NUM, w, "", null=True))
+
+
+# ---- the one reader: current run directories strictly, older ones by their known shapes --------------------------
+
+
+def read_attack_summary(summary: Mapping[str, Any], where: str | Path, modes_doc: Any = None,
+                        baseline_doc: Any = None) -> AttackSummary:
+    """The typed summary of any attack run directory; `modes_doc` / `baseline_doc` (modes.json / baseline.json, None
+    when absent) are read only where summary.json predates a section. `where` names summary.json in errors."""
+    w = Path(where)
+    s = _obj(summary, str(w), "")
+    causes = _opt(s, "falsified_causes", (dict,), str(w), "") or {}
+    acc = s.get("prediction_accuracy")
+    return AttackSummary(
+        _modes(s, w, modes_doc), _yield(s, w, baseline_doc), _opt(s, "natural_failure_rate", NUM, str(w), ""),
+        None if acc is None else PredictionAccuracy.from_dict(acc, w),
+        {k: FalsifiedCause.from_dict(v, w, f"falsified_causes.{k}") for k, v in causes.items()},
+        {k: v for k, v in s.items() if k not in SECTIONS},
+        **{k: _opt(s, k, (dict,), str(w), "") or {} for k in ("by_family", "evaluations", "baseline", "screening")},
+        near_miss_bound=_opt(s, "near_miss_bound", NUM, str(w), ""))
+
+
+def load_attack_summary(run_dir: Path) -> AttackSummary:
+    """summary.json of `run_dir` (with modes.json and baseline.json where it is older), typed."""
+    def doc(name: str) -> Any:
+        return files.read_json(run_dir / name) if (run_dir / name).exists() else None
+    summary = doc("summary.json")
+    if summary is None:
+        raise AdvgenError(f"{run_dir}: no summary.json (not an attack run directory, or an unfinished one)")
+    return read_attack_summary(summary, run_dir / "summary.json", doc("modes.json"), doc("baseline.json"))
+
+
+def _yield(s: Mapping[str, Any], w: Path, baseline_doc: Any) -> RunYield | None:
+    """summary.json's `yield`; before issue 28 it had only the raw keys; before that only baseline.json had it."""
+    y = _opt(s, "yield", (dict,), str(w), "")
+    if y is not None and "attributable_per_1000" in y:
+        return RunYield.from_dict(y, w)
+    if y is not None and "guided_per_1000" in y:
+        num = [_opt(y, k, NUM, str(w), "yield") for k in ("guided_per_1000", "random_per_1000", "ratio", "attributable_per_1000",
+                                                             "attributable_ratio")]
+        ints = [_opt(y, k, (int,), str(w), "yield") for k in ("breaks", "attributable_breaks", "control_shared_breaks")]
+        return RunYield(_nan(num[0]), _nan(num[1]), *num[2:], *ints)
+    where, at = (w.with_name("baseline.json"), "") if baseline_doc else (w, "baseline")
+    b = baseline_doc or s.get("baseline")
+    if not isinstance(b, Mapping) or not isinstance(b.get("guided"), Mapping) or "breaks_per_1000" not in b["guided"]:
+        return None
+    g, r = b["guided"], _opt(b, "baseline", (dict,), str(where), at) or {}
+    gat = f"{at}.guided" if at else "guided"
+    ints = [_opt(g, k, (int,), str(where), gat) for k in ("breaks", "attributable_breaks", "control_shared_breaks")]
+    return RunYield(_nan(_opt(g, "breaks_per_1000", NUM, str(where), gat)),
+                    _nan(_opt(r, "breaks_per_1000", NUM, str(where), f"{at}.baseline" if at else "baseline")),
+                    _opt(b, "ratio", NUM, str(where), at), _opt(g, "attributable_per_1000", NUM, str(where), gat),
+                    _opt(b, "attributable_ratio", NUM, str(where), at), *ints)
+
+
+def _modes(s: Mapping[str, Any], w: Path, modes_doc: Any) -> dict[str, ModeSummary]:
+    """Per mode, summary.json's record; a mode from before issue 28, or of a generic task's run (`schema_version`),
+    is read leniently, its verdict from modes.json's `prediction` where summary.json lacks one."""
+    s_modes = _opt(s, "modes", (dict,), str(w), "") or {}
+    mw = str(w.with_name("modes.json"))
+    m_modes = _opt(_check(modes_doc, (dict,), mw, "", null=True) or {}, "modes", (dict,), mw, "") or {}
+    out = {}
+    for name in dict.fromkeys([*s_modes, *m_modes]):
+        e = _check(s_modes.get(name), (dict,), str(w), f"modes.{name}", null=True) or {}
+        if "attributable_breaks" in e and "schema_version" not in s:
+            out[name] = ModeSummary.from_dict(e, w, f"modes.{name}")
+        else:
+            out[name] = _older_mode(e, _check(m_modes.get(name), (dict,), mw, f"modes.{name}", null=True) or {}, w, name)
+    return out
+
+
+def _older_mode(e: Mapping[str, Any], m: Mapping[str, Any], w: Path, name: str) -> ModeSummary:
+    """A mode of an older (or generic-task) summary.json `e`, completed from modes.json's mode `m`."""
+    sw, mw, at = str(w), str(w.with_name("modes.json")), f"modes.{name}"
+    pred = _opt(m, "prediction", (dict,), mw, at) or {}
+    pat = f"{at}.prediction"
+    sign = _opt(e, "predicted_sign", NUM, sw, at) if "predicted_sign" in e else _opt(pred, "expected_sign", NUM, mw, pat)
+    raw, src, sat = (e["seen"], sw, f"{at}.seen") if "seen" in e else (pred.get("attack_minus_control"), mw, f"{pat}.attack_minus_control")
+    n = _opt(pred, "n", (int,), mw, pat)
+    seen = None if n is None else Seen(None, n)  # no interval (under two prompts): the pairs counted all the same
+    if raw is not None:
+        raw = _obj(raw, src, sat)
+        full = {"mean", "low", "high"} <= set(raw)
+        seen = Seen(_interval(raw, src, sat) if full else None, _opt(raw, "n", (int,), src, sat) if "n" in raw else n)
+    verdict = _opt(e, "verdict", (str,), sw, at) or _opt(pred, "verdict", (str,), mw, pat)
+    src_rs, rs_w = (m, mw) if m else (e, sw)
+    table = _opt(e, "all", (dict,), sw, at) or _opt(m, "all", (dict,), mw, at)
+    return ModeSummary(None if sign is None else int(math.copysign(1, sign)) if sign else 0, seen, verdict,
+                       _opt(e, "compiled_from", (str,), sw, at), _opt(src_rs, "random_sample", (dict,), rs_w, at), table,
+                       _opt(e, "breaks", (int,), sw, at), _opt(e, "attributable_breaks", (int,), sw, at),
+                       _opt(e, "explained_fraction", NUM, sw, at))
