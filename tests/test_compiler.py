@@ -225,3 +225,22 @@ def test_an_mlp_node_record_alone_compiles_a_mode_with_its_measured_sign():
     s_both = {m.name: m for m in compile_modes(both)[0]}["compiled_repeat_s"]
     s_heads = {m.name: m for m in compile_modes(_circuit(NATURAL))[0]}["compiled_repeat_s"]
     assert s_both.predicted_shift({"dose": 1, "site": "before"}) == pytest.approx(s_heads.predicted_shift({"dose": 1, "site": "before"}) - 0.2)
+
+
+def test_attack_style_probes_are_the_attacks_own_sentence_block(setup):
+    """BehaviourSettings(probe="attack"): records measured on what the compiled attack adds (three neutral sentences,
+    the first naming the person, the rest "Someone"), not on one paper sentence; the block size follows the attack's doses."""
+    from advgen.circuits.behaviour import EDIT_SENTENCES, BehaviourSettings, measure_records, probes
+    from advgen.prompts.datasets import sample_specs
+
+    tok, lex, bank, _ = setup
+    assert max(DOSES) == EDIT_SENTENCES
+    specs = sample_specs(resolve_templates(None), lex, 4, 0)
+    one, three = probes(specs, bank.paper, tok, 0), probes(specs, bank.neutral, tok, 0, EDIT_SENTENCES)
+    assert len(one) == len(three) > 0
+    for a, b in zip(one, three, strict=True):
+        assert (a.mentioned, a.site) == (b.mentioned, b.site)
+        assert [p.text.lower().count("someone") for p in (a.attack, a.control)] == [0, 1]
+        assert [p.text.lower().count("someone") for p in (b.attack, b.control)] == [EDIT_SENTENCES - 1, EDIT_SENTENCES]
+    with pytest.raises(AdvgenError, match="behaviour probe 'typo' is not one of"):
+        measure_records(None, [], [], BehaviourSettings(probe="typo"))  # type: ignore[arg-type]

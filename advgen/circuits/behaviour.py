@@ -172,15 +172,21 @@ def _insert(text: str, sentence: str, site: str) -> str | None:
     return text[: cut + 2] + sentence + " " + text[cut + 2 :]
 
 
-def probes(specs: Sequence[datasets.Spec], sentences: Sequence[str], tokenizer: Any, seed: int) -> list[_Probe]:
-    """Per clean spec, mentioned name and site: the probe pair (slot {IO2}/{S3} vs 'someone')."""
+def probes(specs: Sequence[datasets.Spec], sentences: Sequence[str], tokenizer: Any, seed: int, block: int = 1) -> list[_Probe]:
+    """Per clean spec, mentioned name and site: the probe pair (slot {IO2}/{S3} vs 'someone').
+
+    `block` > 1: that many distinct sentences, the first naming the person and the rest about "Someone" (the attack's edit)."""
     out = []
     for i, sp in enumerate(specs):
         rng = random.Random(f"{seed}:behaviour:{sp.pair_id}")
         text = sp.template.in_order(sp.order)
         for y in MENTIONED:
             for site in SITES:
-                sent = rng.choice(list(sentences))
+                if block == 1:
+                    sent = rng.choice(list(sentences))
+                else:
+                    first, *rest = rng.sample(list(sentences), block)
+                    sent = " ".join([first, *(r.replace("{N}", "Someone") for r in rest)])
                 a_text = _insert(text, name_slot(sent, "IO2" if y == "IO" else "S3"), site)
                 c_text = _insert(text, sent.replace("{N}", "someone" if site == "before" else "Someone"), site)
                 if a_text is None or c_text is None or any(x.startswith("X") for x in sp.template.slots):
@@ -214,12 +220,22 @@ def name_mass(p: Prompt, row: np.ndarray) -> tuple[float, float]:
     return float(row[ids == p.io_token].sum()), float(row[ids == p.s_token].sum())
 
 
+PROBES = ("paper", "attack")
+"""How a mention probe is written. "paper": one of the IOI paper's five sentences naming the person (the records'
+default). "attack": the compiled attack's own edit at dose 1, EDIT_SENTENCES sentences of the neutral bank, the first
+naming the person and the rest "Someone" (its control: all "Someone"), so the records are measured on what the attack adds."""
+EDIT_SENTENCES = 3
+"""The compiled attack's sentence block (`advgen.attacks.compiler.DOSES`' largest; a test keeps them equal)."""
+
+
 @dataclass(frozen=True)
 class BehaviourSettings:
     n: int = 100
     seed: int = 0
     batch_size: int = DEFAULT_BATCH
     templates: str | None = None
+    probe: str = "paper"
+    """One of PROBES."""
 
 
 def measure_behaviour(model: LoadedModel, heads: Sequence[Head], s: BehaviourSettings = BehaviourSettings(),
@@ -234,11 +250,14 @@ def measure_records(model: LoadedModel, heads: Sequence[Head], mlps: Sequence[in
 
     A head's path runs through the later MLPs that are not nodes; a node's own record counts what passes through it.
     """
+    if s.probe not in PROBES:
+        raise AdvgenError(f"behaviour probe {s.probe!r} is not one of {list(PROBES)}")
     tok = model.tokenizer
     lex = build_lexicon(tok)
     specs = datasets.sample_specs(resolve_templates(s.templates), lex, s.n, s.seed)
     clean = list(datasets.build(specs, tok))
-    pr = probes(specs, load_bank(lex).paper, tok, s.seed)
+    bank = load_bank(lex)
+    pr = probes(specs, bank.paper, tok, s.seed) if s.probe == "paper" else probes(specs, bank.neutral, tok, s.seed, EDIT_SENTENCES)
     allp = clean + [p for q in pr for p in (q.attack, q.control)]
     reads = read_heads(model, PromptSet(tuple(allp), tokenizer_hash(tok)), list(heads), s.batch_size, list(mlps))
     ident = model_identity(model)
@@ -315,7 +334,8 @@ def attach_records(model: LoadedModel, circuit: Circuit, s: BehaviourSettings = 
     """`circuit` with behaviour records measured on `model` for every head and MLP node (e.g. a hand-written or planted circuit)."""
     heads, mlps = with_records(model, circuit.heads, {}, s, 0.0, circuit.mlps)
     prov = {**circuit.provenance, "behaviour_records": f"measured on {model.name} by advgen.circuits.behaviour "
-            f"(n={s.n} clean prompts and their mention probes, seed={s.seed})" + (f": {why}" if why else "")}
+            f"(n={s.n} clean prompts and their mention probes, seed={s.seed}"
+            + ("" if s.probe == "paper" else f", probes written as {s.probe!r}") + ")" + (f": {why}" if why else "")}
     return replace(circuit, heads=heads, mlps=mlps, provenance=prov)
 
 
