@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from advgen.cli import attack, circuits, device, helpfmt, reports, scan
 from advgen.cli.task import add_task_arg
 from advgen.core.options import check_options
 from advgen.core.types import AdvgenError
 from advgen.core.version import version
+
+if TYPE_CHECKING:
+    from advgen.outputs.run_summary import RunSummary
 
 
 def _common(p: argparse.ArgumentParser, n: bool = True) -> None:
@@ -44,7 +48,7 @@ def _print_lexicon(report: dict) -> None:
                f"({len(report['dropped'])} entries dropped as not single tokens; listed in manifest.json)"))
 
 
-def _print_summary(summary: dict, out: Path, manifest: dict | None = None) -> None:
+def _print_summary(summary: RunSummary, out: Path, manifest: dict | None = None) -> None:
     from advgen.outputs import console
 
     task = (manifest or {}).get("settings", {}).get("task", {}).get("name", "ioi")
@@ -59,7 +63,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
                    not args.no_progress, **scan.backend_options(args), **device.options(args), task=args.task)
     if args.skip_invalid:
         print(f"rejected {len(res.rejected)} invalid row(s); listed with line and reason in {res.out}/rejected.jsonl")
-    _print_summary(res.summary, res.out, res.manifest)
+    _print_summary(res.record, res.out, res.manifest)
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -68,7 +72,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     res = run(args.model, args.n, args.seed, args.out, args.templates, args.batch_size, args.overwrite, not args.no_progress,
               **scan.backend_options(args), **device.options(args), task=args.task)
     _print_lexicon(res.manifest["settings"]["lexicon"])
-    _print_summary(res.summary, res.out, res.manifest)
+    _print_summary(res.record, res.out, res.manifest)
 
 
 def cmd_train_reference(args: argparse.Namespace) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from advgen.cli.device import add_device_args, options
 from advgen.cli.task import add_task_arg
 from advgen.core import options as opts
+from advgen.core.types import AdvgenError
 
 
 def add_backend_args(p: argparse.ArgumentParser) -> None:
@@ -35,15 +36,17 @@ def cmd_scan(args: argparse.Namespace) -> None:
     res = scan(args.model, cfg, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
                **backend_options(args), **options(args))
     out = res.out
-    s, sel = res.summary, res.summary["selection"]
-    ci = s["failure_ci95"]
-    print(f"scanned {s['n']} of {sel['space_size']} prompts ({sel['kind']}"
-          + (f", seed {sel['sample_seed']}" if sel["kind"] == "sample" else "") + ")"
+    s = res.record
+    sel, ci = s.selection, s.failure_ci95
+    if sel is None:
+        raise AdvgenError(f"{out}/summary.json: field 'selection' is missing")
+    print(f"scanned {s.n} of {sel.space_size} prompts ({sel.kind}"
+          + (f", seed {sel.sample_seed}" if sel.kind == "sample" else "") + ")"
           + (f"; reused {res.reused_units} journal units" if res.reused_units else ""))
     what = "S > IO" if args.task == "ioi" else "foil > answer"
-    print(f"natural failure rate ({what}): {100 * s['failure_rate']:.3f} % [{100 * ci['low']:.3f}, {100 * ci['high']:.3f}] "
-          f"(Wilson 95 %), {s['failures']} prompts; mean LD {s['mean_logit_diff']:.3f}")
-    if sel["kind"] == "prefix":
+    print(f"natural failure rate ({what}): {100 * s.failure_rate:.3f} % [{100 * ci.low:.3f}, {100 * ci.high:.3f}] "
+          f"(Wilson 95 %), {s.failures} prompts; mean LD {s.mean_logit_diff:.3f}")
+    if sel.kind == "prefix":
         print("note: a prefix of the enumeration is not a random sample; use --sample N for an unbiased estimate")
     print(f"wrote {out}/summary.json, manifest.json, parts/ ({len(list((out / 'parts').glob('*.jsonl')))} files); "
           f"failing prompts: {out}/adversarial/results.jsonl (export with `advgen export {out}/adversarial --format F --out DIR`)")

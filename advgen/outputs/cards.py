@@ -7,12 +7,14 @@ equal cards.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
 
 from advgen.core.files import md_code, md_escape
+from advgen.outputs.run_summary import headlines
 from advgen.outputs.rundata import MARKER_KEY, RunData, arrow_table, columns, splits
 
 FIELDS: dict[str, str] = {
@@ -101,17 +103,21 @@ def _circuit_line(c: Mapping[str, Any] | None) -> str:
     return f"{md_code(c.get('name', '?'))} ({len(heads)} heads; {by_role})"
 
 
-def _summary_table(summary: Mapping[str, Any]) -> str:
-    keys = [("n", "n"), ("mean_logit_diff", "mean LD"), ("accuracy", "LD > 0"), ("s_beats_io_rate", "S > IO"),
-            ("mean_io_prob", "mean IO prob")]
-    if not summary:
+def _cell(x: int | float | None) -> str:
+    """A headline figure: absent is blank; null (NaN) is written as before, "None"."""
+    if x is None:
+        return ""
+    return "None" if isinstance(x, float) and math.isnan(x) else _fmt(x)
+
+
+def _summary_table(summary: Mapping[str, Any], where: str = "summary.json") -> str:
+    labels = ("n", "mean LD", "LD > 0", "S > IO", "mean IO prob")
+    groups = headlines(summary, where)  # run, attack or scan summary.json, typed (advgen.outputs.run_summary)
+    if not groups:
         return "(no summary.json in the run directory)\n"
-    lines = ["| group | " + " | ".join(k[1] for k in keys) + " |", "|---" * (len(keys) + 1) + "|"]
-    by_family = summary.get("by_family")
-    groups = {"all": summary, **(dict(by_family) if isinstance(by_family, Mapping) else {})}
-    for name, s in groups.items():
-        if isinstance(s, Mapping):
-            lines.append(f"| {md_escape(name)} | " + " | ".join(_fmt(s.get(k, "")) for k, _ in keys) + " |")
+    lines = ["| group | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    for name, h in groups.items():
+        lines.append(f"| {md_escape(name)} | " + " | ".join(_cell(x) for x in h.figures()) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -243,7 +249,7 @@ clean prompts aimed at a failure mode the circuit predicts; `pair_id` links them
 
 {adversarial_md(data, left_out)}
 ## Measured on the model above (from summary.json)
-{_summary_table(data.summary)}
+{_summary_table(data.summary, str(data.run_dir / "summary.json"))}
 ## Fields
 | field | meaning |
 |---|---|

@@ -14,6 +14,7 @@ from typing import Any
 
 from advgen.attacks.summary import RunYield
 from advgen.outputs import glossary, verdict
+from advgen.outputs.run_summary import RunSummary
 
 WIDTH = 100
 
@@ -32,13 +33,15 @@ def terms(text: str) -> str:
 TASK_RUN_TERMS = glossary.terms_line(glossary.CONSOLE_TASK_RUN)
 
 
-def run_summary(summary: Mapping[str, Any], task: str = "ioi") -> str:
-    ci = summary["logit_diff_ci95"]
+def run_summary(summary: RunSummary | Mapping[str, Any], task: str = "ioi") -> str:
+    """A `run` / `validate` summary (the record, or summary.json as written) in one line, and its terms."""
+    s = summary if isinstance(summary, RunSummary) else RunSummary.from_dict(summary, "summary.json")
+    st, ci = s.stats, s.stats.logit_diff_ci95
     ioi = task == "ioi"
-    line = (f"{'' if ioi else f'task {task}  '}n={summary['n']}  mean LD={summary['mean_logit_diff']:.3f} [{ci['low']:.3f}, {ci['high']:.3f}]  "
-            f"accuracy={summary['accuracy']:.3f}  {'S>IO' if ioi else 'foil>answer'}={summary['s_beats_io_rate']:.3f}  "
-            f"{'IO prob' if ioi else 'answer prob'}={summary['mean_io_prob']:.3f}"
-            + (f"  PD={summary['mean_prob_diff']:.3f}" if "mean_prob_diff" in summary else ""))
+    line = (f"{'' if ioi else f'task {task}  '}n={st.n}  mean LD={st.mean_logit_diff:.3f} [{ci.low:.3f}, {ci.high:.3f}]  "
+            f"accuracy={st.accuracy:.3f}  {'S>IO' if ioi else 'foil>answer'}={st.s_beats_io_rate:.3f}  "
+            f"{'IO prob' if ioi else 'answer prob'}={st.mean_io_prob:.3f}"
+            + (f"  PD={s.prob_diff.mean:.3f}" if s.prob_diff is not None else ""))
     return wrap(line) + "\n" + terms(RUN_TERMS if ioi else TASK_RUN_TERMS)
 
 

@@ -20,8 +20,9 @@ from advgen.core import files, options, records, rundir
 from advgen.core.types import AdvgenError, Evaluation, Prompt, PromptSet
 from advgen.model.backends import Backend, LocalBackend, evaluate
 from advgen.model.loading import LoadedModel
-from advgen.model.metrics import bootstrap_ci, summarize
+from advgen.model.metrics import bootstrap_ci
 from advgen.model.validate import DEFAULT_BATCH
+from advgen.outputs.run_summary import ProbDiff, RunSummary, summary_of
 from advgen.prompts import datasets
 from advgen.prompts import lexicon as lexicon_mod
 from advgen.prompts.lexicon import Lexicon, build_lexicon
@@ -45,6 +46,11 @@ class RunResult:
     manifest: dict[str, Any]
     rejected: tuple[dict[str, Any], ...] = ()
     """Rows `validate --skip-invalid` left out: {row, line, reason}."""
+
+    @property
+    def record(self) -> RunSummary:
+        """`summary` (summary.json as written) typed."""
+        return RunSummary.from_dict(self.summary, self.out / "summary.json")
 
 
 def check_args(n: int | None = None, seed: int = 0, batch_size: int = DEFAULT_BATCH, limit: int = MAX_ROWS) -> None:
@@ -124,17 +130,16 @@ def write_prompts(out: Path, prompts: PromptSet, manifest: dict[str, Any]) -> Pa
 
 
 def write_results(out: Path, ev: Evaluation, manifest: dict[str, Any], seed: int) -> dict[str, Any]:
-    """results.jsonl / results.csv / summary.json / manifest.json, each written atomically."""
+    """results.jsonl / results.csv / summary.json / manifest.json, each written atomically; summary.json as written.
+
+    summary.json's shape is stated once, in `advgen.outputs.run_summary.RunSummary`.
+    """
     rows = records.result_rows(ev)
-    summary = summarize(ev.metrics, seed, ev.prompts.prompts)  # with by_template and by_order
+    pd = None
     if any(p.answer_tokens for p in ev.prompts):  # a set-answer task: its headline metric, PD = p(answers) - p(foils)
-        pd = [m.io_prob - m.s_prob for m in ev.metrics]
-        summary["mean_prob_diff"] = sum(pd) / len(pd)
-        summary["prob_diff_ci95"] = bootstrap_ci(pd, seed + 3).as_dict()
-    summary["by_family"] = {
-        fam: summarize([m for p, m in zip(ev.prompts, ev.metrics, strict=False) if p.family == fam], seed)
-        for fam in sorted({p.family for p in ev.prompts})
-    }
+        diffs = [m.io_prob - m.s_prob for m in ev.metrics]
+        pd = ProbDiff(sum(diffs) / len(diffs), bootstrap_ci(diffs, seed + 3))
+    summary = summary_of(ev.metrics, ev.prompts.prompts, seed, pd).to_dict()  # with by_template, by_order and by_family
     files.atomic_write_text(out / "results.jsonl", files.jsonl_text(rows))
     files.atomic_write_text(out / "results.csv", files.csv_text(rows))
     files.atomic_write_text(out / "summary.json", files.dumps(summary) + "\n")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -23,10 +23,11 @@ from tqdm.auto import tqdm
 from advgen.core import files, options, records, rundir
 from advgen.core.journal import Interrupted as Interrupted  # re-exported: tests stop a scan with it
 from advgen.core.journal import Journal, key_of, module_digest
-from advgen.core.types import AdvgenError, Prompt, PromptSet
+from advgen.core.types import AdvgenError, Interval, Prompt, PromptSet
 from advgen.model.backends import Backend
 from advgen.model.loading import LoadedModel
 from advgen.model.validate import validate
+from advgen.outputs.scan_summary import Z95, FailureGroup, ScanSelection, ScanSource, ScanSummary, SlotValues, WorstPair, wilson
 from advgen.prompts.lexicon import build_lexicon
 from advgen.prompts.lexicon import report as lexicon_report
 from advgen.prompts.sentences import load_bank
@@ -37,7 +38,6 @@ from advgen.tasks.registry import resolve_task
 from advgen.tasks.space import TaskSpace
 from advgen.tasks.spec import TaskError
 
-Z95 = 1.959963984540054
 N_WORST_PAIRS = 20
 MAX_SLOT_VALUES = 100
 """A task slot with at most this many values gets every value's failure rate (100 two-digit years); else the 20 worst
@@ -102,6 +102,11 @@ class ScanResult:
     computed_units: int
     reused_units: int
 
+    @property
+    def record(self) -> ScanSummary:
+        """`summary` (summary.json as written) typed."""
+        return ScanSummary.from_dict(self.summary, self.out / "summary.json")
+
 
 def prepare(model: LoadedModel, cfg: ScanConfig) -> tuple[ModelInfo, PromptSpace | TaskSpace]:
     """Unit 0 of every scan: the space as this model's tokenizer admits it (runs on a worker)."""
@@ -139,17 +144,6 @@ def scan_unit(model: LoadedModel, unit: ScanUnit) -> str:
 # ---- running counts ------------------------------------------------------------------------------
 
 
-def wilson(k: int, n: int) -> dict[str, float]:
-    """Wilson score 95 % interval of a proportion k / n (sound near 0, where failure rates live)."""
-    if n == 0:
-        return {"mean": float("nan"), "low": float("nan"), "high": float("nan")}
-    p = k / n
-    den = 1 + Z95**2 / n
-    mid = (p + Z95**2 / (2 * n)) / den
-    half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / den
-    return {"mean": p, "low": max(0.0, mid - half), "high": min(1.0, mid + half)}
-
-
 class Tally:
     """Counts and sums folded row by row in unit order, so equal rows give equal floats."""
 
@@ -177,46 +171,40 @@ class Tally:
             c[2] += ld
 
     def summary(self) -> dict[str, Any]:
+        return self.record().to_dict()
+
+    def record(self) -> ScanSummary:
+        """The counts as a summary (the driver adds the selection, or the source of a failing set)."""
         n = self.n
         mean = self.sum_ld / n if n else float("nan")
         sd = math.sqrt(max(0.0, self.sum_ld2 / n - mean * mean) * n / (n - 1)) if n > 1 else float("nan")
         half = Z95 * sd / math.sqrt(n) if n > 1 else float("nan")
-        out: dict[str, Any] = {
-            "n": n, "failures": self.fail, "failure_rate": self.fail / n if n else float("nan"),
-            "failure_ci95": wilson(self.fail, n), "mean_logit_diff": mean,
-            "logit_diff_ci95": {"mean": mean, "low": mean - half, "high": mean + half},
-            "accuracy": self.pos / n if n else float("nan"), "s_beats_io_rate": self.fail / n if n else float("nan"),
-            "mean_io_prob": self.sum_io_p / n if n else float("nan"),
-        }
-        for g in ("template", "order", "family"):
-            out[f"by_{g}"] = {k: _group(c) for k, c in sorted(self.groups[g].items())}
-        slots = self._by_slot()
-        if slots:
-            out["by_slot"] = slots
+        by = {g: {k: _group(c) for k, c in sorted(self.groups[g].items())} for g in ("template", "order", "family")}
         pairs = sorted(self.groups["pair"].items(), key=lambda kv: (-kv[1][1], kv[0]))[:N_WORST_PAIRS]
-        out["worst_pairs"] = [{"io": k.split("|")[0], "s": k.split("|")[1], **_group(c)} for k, c in pairs if c[1] > 0]
-        return out
+        return ScanSummary(
+            n, self.fail, self.fail / n if n else float("nan"), wilson(self.fail, n), mean, Interval(mean, mean - half, mean + half),
+            self.pos / n if n else float("nan"), self.fail / n if n else float("nan"), self.sum_io_p / n if n else float("nan"),
+            by["template"], by["order"], by["family"], self._by_slot() or None,
+            tuple(WorstPair(k.split("|")[0], k.split("|")[1], _group(c)) for k, c in pairs if c[1] > 0))
 
-
-    def _by_slot(self) -> dict[str, Any]:
+    def _by_slot(self) -> dict[str, SlotValues]:
         """Per slot: every value's failure rate when it has at most MAX_SLOT_VALUES values, else the worst ones."""
         per: dict[str, dict[str, list[float]]] = {}
         for g, d in self.groups.items():
             if g.startswith("slot:"):
                 slot, value = g[5:].split("=", 1)
                 per.setdefault(slot, {})[value] = d[""]
-        out: dict[str, Any] = {}
+        out: dict[str, SlotValues] = {}
         for slot, vals in sorted(per.items()):
             items = sorted(vals.items())
             if len(items) > MAX_SLOT_VALUES:
-                items = sorted(items, key=lambda kv: (-wilson(int(kv[1][1]), int(kv[1][0]))["low"], kv[0]))[:N_WORST_PAIRS]
-            out[slot] = {"n_values": len(vals), "values": {k: _group(c) for k, c in items}}
+                items = sorted(items, key=lambda kv: (-wilson(int(kv[1][1]), int(kv[1][0])).low, kv[0]))[:N_WORST_PAIRS]
+            out[slot] = SlotValues(len(vals), {k: _group(c) for k, c in items})
         return out
 
 
-def _group(c: list[float]) -> dict[str, Any]:
-    n, k = int(c[0]), int(c[1])
-    return {"n": n, "failures": k, "failure_rate": k / n, "failure_ci95": wilson(k, n), "mean_logit_diff": c[2] / n}
+def _group(c: list[float]) -> FailureGroup:
+    return FailureGroup.of_counts(int(c[0]), int(c[1]), c[2])
 
 
 # ---- the driver ----------------------------------------------------------------------------------
@@ -292,13 +280,12 @@ def _finish(out: Path, cfg: ScanConfig, info: ModelInfo, space: PromptSpace | Ta
             bad: Tally, n_new: int, n_reused: int, command: str = "") -> ScanResult:
     settings = {**cfg.settings(), "selection": sel.describe(), "space": space.describe(), "lexicon_report": dict(info.lexicon)}
     man = records.manifest(info, info.tokenizer_hash, cfg.seed, settings, command)
-    summary = {**tally.summary(), "selection": sel.describe()}
-    if isinstance(space, TaskSpace):
-        summary["excluded_unrenderable"] = sel.n - tally.n
+    excluded = sel.n - tally.n if isinstance(space, TaskSpace) else None
+    record = replace(tally.record(), selection=ScanSelection.from_dict(sel.describe(), "Selection.describe"), excluded_unrenderable=excluded)
+    summary = record.to_dict()  # its shape is stated once, in advgen.outputs.scan_summary
     files.atomic_write_text(out / "summary.json", files.dumps(summary) + "\n")
     files.atomic_write_text(out / "manifest.json", files.dumps(man) + "\n")
-    bad_summary = {k: v for k, v in bad.summary().items() if k not in ("worst_pairs",)}
-    bad_summary["source"] = {"scan": "..", "n_scanned": tally.n, "failure_rate": summary["failure_rate"]}
+    bad_summary = replace(bad.record(), worst_pairs=None, source=ScanSource("..", tally.n, record.failure_rate)).to_dict()
     files.atomic_write_text(out / "adversarial" / "summary.json", files.dumps(bad_summary) + "\n")
     adv_man = {**man, "settings": {**man["settings"], "subset": "failing prompts (logit_diff < 0)"}}
     files.atomic_write_text(out / "adversarial" / "manifest.json", files.dumps(adv_man) + "\n")
