@@ -106,15 +106,51 @@ def test_prompts_without_a_template_fill_skip_scrubbing_but_not_the_claim_check(
     assert math.isnan(res.absolute["ioi_loss"]["scrubbed"])
 
 
-def test_mlp_nodes_are_named_in_the_claim_and_change_no_figure(tiny_model):
-    """check-claim knocks out heads only; a format-2 circuit's MLP nodes are reported, never silently dropped."""
+def test_mlp_nodes_are_kept_and_every_other_mlp_knocked_out_by_default(tiny_model):
+    """A format-2 circuit claims the MLPs it does not name are not needed: by default (--mlps auto) they are knocked out
+    with the row's ablation; --mlps keep is the heads' claim with every MLP running, the figures of a format-1 circuit."""
     from dataclasses import replace
 
+    from advgen.circuits.claims import mlp_mode
     from advgen.circuits.format import CircuitMLP
 
     c = make_circuit("t", "tiny", {Role.NAME_MOVER: ["a1.h0"]}, 2, 4)
     s = ClaimSettings(n=6, **{**FAST, "ablations": ("abc_mean",)})
-    plain, with_mlp = check_claim(tiny_model, c, s), check_claim(tiny_model, replace(c, mlps=(CircuitMLP(1),)), s)
-    assert with_mlp.header["mlp_nodes"] == ["m1"] and "heads only" in with_mlp.header["mlp_note"]
-    assert "MLP nodes m1:" in with_mlp.markdown and "mlp_nodes" not in plain.header
-    assert with_mlp.table == plain.table
+    node = replace(c, mlps=(CircuitMLP(1),))
+    plain, kept = check_claim(tiny_model, c, s), check_claim(tiny_model, node, replace(s, mlps="keep"))
+    ablated = check_claim(tiny_model, node, s)
+    assert kept.header["mlp_nodes"] == ["m1"] and "heads only" in kept.header["mlp_note"] and kept.header["mlps"] == "keep"
+    assert "MLP nodes m1 (--mlps keep):" in kept.markdown and "mlp_nodes" not in plain.header and "mlps" not in plain.header
+    assert kept.table == plain.table  # keeping every MLP changes no figure
+    assert ablated.header["mlps"] == "ablate" and "knocked out" in ablated.header["mlp_note"]
+    assert ablated.table["abc_mean"] != kept.table["abc_mean"]  # m0 knocked out now, in the circuit and the empty circuit
+    assert check_claim(tiny_model, c, replace(s, mlps="keep")).table == plain.table  # auto keeps for a format-1 circuit
+    assert (mlp_mode("auto", c), mlp_mode("auto", node), mlp_mode("ablate", c)) == ("keep", "ablate", "ablate")
+    with pytest.raises(AdvgenError, match="--mlps 'some': choose one of"):
+        mlp_mode("some", c)
+
+
+def test_mlp_knockouts_match_a_forward_with_those_mlps_zeroed(tiny_model):
+    """run_kept's MLP knockout against an independent forward: every head kept, MLP 0 zeroed at every position."""
+    from advgen.model.validate import end_logits
+
+    clean_ps, abc_ps, _ = ioi_sets(tiny_model.tokenizer, 6, 0)
+    clean, abc = patching.cache_run(tiny_model, clean_ps, 8, mlp=True), patching.cache_run(tiny_model, abc_ps, 8, mlp=True)
+    ref = torch.log_softmax(clean.logits.double(), -1)
+    full = ablation.all_but(tiny_model.n_layers, tiny_model.n_heads, [])
+    zero = ablation.ablation_values("zero", clean_ps, clean, abc)
+    every, no_m0 = ablation.run_kept(tiny_model, clean_ps, [full, full], zero, ref, mlps=[((0, "ALL"), (1, "ALL")), ((1, "ALL"),)])
+    assert torch.allclose(every.ld, clean.ld.double(), atol=1e-4)
+    logits = end_logits(tiny_model, clean_ps, 8, hooks=lambda idx: [("blocks.0.mlp.hook_out", lambda t, hook: torch.zeros_like(t))]).double()
+    io = torch.tensor([p.io_token for p in clean_ps])
+    s_tok = torch.tensor([p.s_token for p in clean_ps])
+    r = torch.arange(len(clean_ps))
+    assert torch.allclose(no_m0.ld, logits[r, io] - logits[r, s_tok], atol=1e-4)
+    assert float((no_m0.ld - clean.ld.double()).abs().max()) > 1e-4
+    mean = ablation.ablation_values("abc_mean", clean_ps, clean, abc)
+    assert mean.mlp_sources is not None
+    for members in ablation._groups(clean_ps).values():
+        assert all(torch.equal(mean.mlp_sources[i], torch.stack([abc.mlp[i2] for i2 in members]).mean(0)) for i in members)
+    plain = ablation.ablation_values("abc_mean", clean_ps, patching.cache_run(tiny_model, clean_ps, 8), abc)
+    with pytest.raises(AdvgenError, match="MLP knockouts need MLP outputs recorded"):
+        ablation.run_kept(tiny_model, clean_ps, [full], plain, ref, mlps=[()])

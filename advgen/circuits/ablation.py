@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from advgen.circuits.format import Circuit
+from advgen.circuits.mlp_patch import MLPEntry
 from advgen.circuits.patching import Entry, Patch, RowStats, RunCache, patched_run
 from advgen.core import options
 from advgen.core.types import AdvgenError, Head, PromptSet
@@ -39,6 +40,9 @@ class AblationValues:
 
     name: str
     sources: tuple[torch.Tensor | None, ...]
+    mlp_sources: tuple[torch.Tensor | None, ...] | None = None
+    """Per clean prompt, the replacement MLP outputs [L, T, d_model] by the same rule (None = zeros); only when both
+    caches recorded MLP outputs (`cache_run(mlp=True)`)."""
 
 
 def ablation_values(name: str, prompts: PromptSet, clean: RunCache, abc: RunCache, seed: int = 0) -> AblationValues:
@@ -47,13 +51,21 @@ def ablation_values(name: str, prompts: PromptSet, clean: RunCache, abc: RunCach
         raise AdvgenError(f"unknown ablation {name!r}; ablations: {list(ABLATIONS)}")
     n = len(prompts)
     if name == "zero":
-        return AblationValues(name, (None,) * n)
+        return AblationValues(name, (None,) * n, (None,) * n if clean.mlp is not None and abc.mlp is not None else None)
+    z = _replacements(name, prompts, clean.z, abc.z, seed)
+    mlp = _replacements(name, prompts, clean.mlp, abc.mlp, seed) if clean.mlp is not None and abc.mlp is not None else None
+    return AblationValues(name, z, mlp)
+
+
+def _replacements(name: str, prompts: PromptSet, clean: tuple[torch.Tensor, ...], abc: tuple[torch.Tensor, ...],
+                  seed: int) -> tuple[torch.Tensor | None, ...]:
+    """One activation per clean prompt: the group mean (ABC or clean) or a resampled ABC twin of the same template and length."""
     groups = _groups(prompts)
-    out: list[torch.Tensor | None] = [None] * n
+    out: list[torch.Tensor | None] = [None] * len(prompts)
     if name in ("abc_mean", "ioi_mean"):
-        z = abc.z if name == "abc_mean" else clean.z
+        acts = abc if name == "abc_mean" else clean
         for members in groups.values():
-            mean = torch.stack([z[i] for i in members]).mean(0)
+            mean = torch.stack([acts[i] for i in members]).mean(0)
             for i in members:
                 out[i] = mean
     else:
@@ -66,8 +78,8 @@ def ablation_values(name: str, prompts: PromptSet, clean: RunCache, abc: RunCach
                 j = donors[k]
                 if j == i and len(members) > 1:
                     j = donors[(k + 1) % len(members)]
-                out[i] = abc.z[j]
-    return AblationValues(name, tuple(out))
+                out[i] = abc[j]
+    return tuple(out)
 
 
 def circuit_entries(circuit: Circuit, drop: Iterable[Head] = ()) -> tuple[Entry, ...]:
@@ -84,11 +96,18 @@ def all_but(n_layers: int, n_heads: int, drop: Iterable[Head]) -> tuple[Entry, .
 
 def run_kept(
     model, prompts: PromptSet, kept: Sequence[tuple[Entry, ...]], values: AblationValues, ref_logp: torch.Tensor,
-    batch_size: int = DEFAULT_BATCH,
+    batch_size: int = DEFAULT_BATCH, mlps: Sequence[tuple[MLPEntry, ...] | None] | None = None,
 ) -> list[RowStats]:
-    """Per-prompt stats for each kept subgraph, all variants stacked along the batch dimension."""
+    """Per-prompt stats for each kept subgraph, all variants stacked along the batch dimension.
+
+    `mlps[v]`: the MLP (layer, position) outputs variant v keeps, every other MLP output replaced by the ablation's
+    (values must carry `mlp_sources`); None, or `mlps` None: every MLP runs as is."""
     n = len(prompts)
-    patches = [Patch(i, entries, values.sources[i], keep=True) for entries in kept for i in range(n)]
+    mk = list(mlps) if mlps is not None else [None] * len(kept)
+    if any(m is not None for m in mk) and values.mlp_sources is None:
+        raise AdvgenError(f"ablation {values.name!r}: MLP knockouts need MLP outputs recorded (cache_run(..., mlp=True))")
+    patches = [Patch(i, entries, values.sources[i], keep=True, mlp_kept=m, mlp_source=None if m is None or values.mlp_sources is None
+                     else values.mlp_sources[i]) for entries, m in zip(kept, mk, strict=True) for i in range(n)]
     st = patched_run(model, prompts, patches, batch_size, ref_logp=ref_logp)
     return [RowStats(st.ld[v * n : (v + 1) * n], st.loss[v * n : (v + 1) * n], st.kl[v * n : (v + 1) * n]) for v in range(len(kept))]
 

@@ -64,6 +64,20 @@ class ClaimSettings:
     """error agreement (`--failures`): at most this many errors and this many successes per failure set (seeded sample)."""
     agreement_steps: int = 3
     """error agreement: heads added back by the greedy search."""
+    mlps: str = "auto"
+    """MLP_MODES: "keep" runs every MLP (the heads' claim); "ablate" knocks out every MLP output the circuit's MLP nodes
+    do not name, with the row's ablation (the empty circuit knocks out every MLP); "auto" ablates when the circuit has
+    MLP nodes, else keeps. Faithfulness table and completeness / minimality; scrubbing and the ladder keep every MLP."""
+
+
+MLP_MODES = ("auto", "keep", "ablate")
+
+
+def mlp_mode(setting: str, circuit: Circuit) -> str:
+    """"keep" or "ablate" for this circuit: a circuit that names MLP nodes claims the other MLPs are not needed."""
+    if setting not in MLP_MODES:
+        raise AdvgenError(f"--mlps {setting!r}: choose one of {list(MLP_MODES)}")
+    return ("ablate" if circuit.mlps else "keep") if setting == "auto" else setting
 
 
 @dataclass(frozen=True)
@@ -150,8 +164,10 @@ def check_claim(model: LoadedModel, circuit: Circuit, settings: ClaimSettings = 
     circuit.check_against(model.n_layers, model.n_heads)
     clean_ps, abc_ps = prompts if prompts else ioi_sets(model.tokenizer, s.n, s.seed)[:2]
     bar = tqdm(total=len(s.ablations) + 4, desc="check-claim", unit="step", disable=not progress)
-    clean = patching.cache_run(model, clean_ps, s.batch_size)
-    abc = patching.cache_run(model, abc_ps, s.batch_size)
+    mode = mlp_mode(s.mlps, circuit)
+    clean = patching.cache_run(model, clean_ps, s.batch_size, mlp=mode == "ablate")
+    abc = patching.cache_run(model, abc_ps, s.batch_size, mlp=mode == "ablate")
+    c_mlps = tuple((m.layer, pos) for m in circuit.mlps for pos in m.positions) if mode == "ablate" else None
     bar.update()
     ref_logp = torch.log_softmax(clean.logits.double(), -1)
     io = torch.tensor([p.io_token for p in clean_ps], device="cpu")  # ref_logp is a host tensor
@@ -164,7 +180,8 @@ def check_claim(model: LoadedModel, circuit: Circuit, settings: ClaimSettings = 
     vals = {}
     for ab in s.ablations:
         vals[ab] = ablation.ablation_values(ab, clean_ps, clean, abc, s.seed)
-        circ, empty = ablation.run_kept(model, clean_ps, [c_entries, ()], vals[ab], ref_logp, s.batch_size * 4)
+        circ, empty = ablation.run_kept(model, clean_ps, [c_entries, ()], vals[ab], ref_logp, s.batch_size * 4,
+                                        None if c_mlps is None else [c_mlps, ()])
         table[ab] = metric_row(model_ld, model_loss, circ, empty, s.seed)
         if ab == ablation.PAPER_ABLATION:
             worst = _worst_cases(clean_ps, model_ld, circ, s.worst_k)
@@ -175,29 +192,36 @@ def check_claim(model: LoadedModel, circuit: Circuit, settings: ClaimSettings = 
     paper_row = table.get(paper)
     if paper_row is None:
         c_stats, empty_stats = ablation.run_kept(
-            model, clean_ps, [c_entries, ()], ablation.ablation_values(paper, clean_ps, clean, abc, s.seed), ref_logp, s.batch_size * 4)
+            model, clean_ps, [c_entries, ()], ablation.ablation_values(paper, clean_ps, clean, abc, s.seed), ref_logp, s.batch_size * 4,
+            None if c_mlps is None else [c_mlps, ()])
         paper_row = metric_row(model_ld, model_loss, c_stats, empty_stats, s.seed)
     absolute = absolute_performance(model, clean_ps, paper_row, scrub, s.batch_size, s.ladder)
     bar.update()
     comp, mini = completeness_minimality(model, clean_ps, circuit, vals.get(paper) or ablation.ablation_values(paper, clean_ps, clean, abc, s.seed),
-                                         ref_logp, f_m, s)
+                                         ref_logp, f_m, s, c_mlps)
     bar.update()
     bar.close()
     header = {"model": model.name, "model_source": model.source, "runtime": model.runtime, "circuit": circuit.name, "n_heads_in_circuit": len(circuit),
               "n": len(clean_ps), "seed": s.seed, "F_M": f_m, "settings": asdict(s), "paper_setting": paper}
     if circuit.mlps:  # format 2: said, never silently dropped
         header["mlp_nodes"] = [m.node for m in circuit.mlps]
-        header["mlp_note"] = ("check-claim knocks out heads only: every MLP, the circuit's MLP nodes included, runs unablated in the "
-                              "circuit and in the empty-circuit runs, so these figures are the heads' claim with all MLPs kept")
+    if circuit.mlps or mode == "ablate":
+        header["mlps"] = mode
+        header["mlp_note"] = (
+            "every MLP output the circuit's MLP nodes do not name is knocked out with the row's ablation (the empty circuit knocks "
+            "out every MLP); causal scrubbing and the ladder keep every MLP" if mode == "ablate" else
+            "check-claim knocks out heads only (--mlps keep): every MLP, the circuit's MLP nodes included, runs unablated in the "
+            "circuit and in the empty-circuit runs, so these figures are the heads' claim with all MLPs kept")
     md = markdown(header, table, comp, mini, scrub, absolute)
     return ClaimResult(table, comp, mini, worst, header, md, scrub, absolute)
 
 
 def completeness_minimality(
     model: LoadedModel, prompts: PromptSet, circuit: Circuit, vals: ablation.AblationValues, ref_logp: torch.Tensor,
-    f_m: float, s: ClaimSettings,
+    f_m: float, s: ClaimSettings, c_mlps: tuple[tuple[int, str], ...] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Incompleteness for random / per-role / greedy K, and minimality per head (paper's ablation)."""
+    """Incompleteness for random / per-role / greedy K, and minimality per head (paper's ablation); `c_mlps`: the MLP
+    outputs C\\K keeps when MLPs are knocked out (M\\K keeps every MLP)."""
     L, H = model.n_layers, model.n_heads
     heads = sorted(circuit.head_set())
     rng = random.Random(s.seed)
@@ -211,7 +235,8 @@ def completeness_minimality(
         kept = [ablation.circuit_entries(circuit, k) for k in todo_c] + [ablation.all_but(L, H, k) for k in todo_m]
         if not kept:
             return
-        st = ablation.run_kept(model, prompts, kept, vals, ref_logp, s.batch_size * 4)
+        mk = None if c_mlps is None else [c_mlps] * len(todo_c) + [None] * len(todo_m)
+        st = ablation.run_kept(model, prompts, kept, vals, ref_logp, s.batch_size * 4, mk)
         for k, r in zip(todo_c, st[: len(todo_c)], strict=True):
             f_c[k] = _f(r)
         for k, r in zip(todo_m, st[len(todo_c) :], strict=True):
@@ -343,8 +368,8 @@ def markdown(header: dict[str, Any], table: dict[str, dict[str, Any]], comp: dic
     lines = [f"## Claim check: circuit `{header['circuit']}` ({header['n_heads_in_circuit']} heads) on `{header['model']}`",
              "", f"n = {header['n']} clean IOI prompts, seed {header['seed']}; F(M) = {header['F_M']:.3f}. "
              f"Paper's setting = `{header['paper_setting']}` + mean LD. Intervals: bootstrap 95 %.", ""]
-    if header.get("mlp_nodes"):
-        lines += [f"MLP nodes {', '.join(header['mlp_nodes'])}: {header['mlp_note']}.", ""]
+    if header.get("mlp_note"):
+        lines += [f"MLP nodes {', '.join(header.get('mlp_nodes') or []) or 'none'} (--mlps {header['mlps']}): {header['mlp_note']}.", ""]
     lines += _table_lines(header, table, scrub or {})
     lines += _absolute_lines(header, absolute or {})
     lines += _completeness_lines(header, comp, mini)

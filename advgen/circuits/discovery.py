@@ -199,7 +199,7 @@ def discover(model: LoadedModel, settings: Settings = Settings(), name: str | No
     say(STAGES[2])
     ta = time.perf_counter()
     act, n_act = patching.activation_patching(model, clean_ps, clean, corrupt, batch_size=s.batch_size * 4)
-    t_act, rank = time.perf_counter() - ta, {k: patching.spearman(act[k], attr[k]) for k in act}
+    t_act, rank = time.perf_counter() - ta, {k: scores.spearman(act[k], attr[k]) for k in act}
     say(f"activation patching: {n_act} prompt-forwards in {t_act:.1f}s; attribution rank corr (ALL) {rank['ALL']:.3f}")
     m: dict[str, np.ndarray] = {f"act_{k}": v for k, v in act.items()}
     m.update({f"attr_{k}": v for k, v in attr.items()})

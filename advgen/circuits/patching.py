@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from advgen.circuits.mlp_patch import MLPEntry, MLPRecorder, mlp_hooks
 from advgen.core.types import AdvgenError, Prompt, PromptSet
 from advgen.model.loading import LoadedModel
 from advgen.model.metrics import kl_divergence
@@ -79,6 +80,8 @@ class RunCache:
     """[n] logit(IO) - logit(S) at END."""
     grad_z: tuple[torch.Tensor, ...] | None = None
     """Per prompt d LD / d z (same shapes as z), when asked for (attribution patching)."""
+    mlp: tuple[torch.Tensor, ...] | None = None
+    """Per prompt [n_layers, T, d_model] MLP outputs, when asked for (knocking out MLPs)."""
     forwards: int = 0
     backwards: int = 0
 
@@ -115,20 +118,16 @@ def _collect(idx: list[int], prompts: PromptSet, grad: bool, zs: dict[int, torch
 
 def cache_run(
     model: LoadedModel, prompts: PromptSet, batch_size: int = DEFAULT_BATCH, grad: bool = False,
-    extra_hooks: ExtraHooks | None = None,
+    extra_hooks: ExtraHooks | None = None, mlp: bool = False,
 ) -> RunCache:
-    """One forward per batch (on the model's device) recording z, residuals at END, attention readouts (and d LD/dz);
-    the recordings reach the CPU in one copy per batch."""
+    """One forward per batch (on the model's device) recording z, residuals at END, attention readouts (and d LD/dz;
+    with `mlp`, every MLP's output at every position); the recordings reach the CPU in one copy per batch."""
     check_prompts(model, prompts)
     dev = model_device(model)
-    L, n = model.n_layers, len(prompts)
-    run = end_logits_fn(model)
-    z: list[Any] = [None] * n
-    gz: list[Any] = [None] * n
-    rfin: list[Any] = [None] * n
-    rpre: list[Any] = [None] * n
+    L, n, run = model.n_layers, len(prompts), end_logits_fn(model)
+    bufs: list[list[Any]] = [[None] * n for _ in range(6)]  # per prompt: z, grad z, final resid, resid_pre, logits, MLP outputs
+    z, gz, rfin, rpre, logits_out, mlp_out = bufs
     attn = {f"{q}->{k}": torch.zeros(n, L, model.n_heads, device="cpu") for q, k in ATTN_PAIRS}
-    logits_out: list[Any] = [None] * n
     io_all, s_all = io_s_tokens(prompts)
     for idx in prompts.batches(batch_size):
         ids, ends = pad_batch(prompts, idx, device=dev)
@@ -157,6 +156,8 @@ def cache_run(
 
         hooks = list(extra_hooks(idx, ids.shape[1])) if extra_hooks else []
         hooks.append(("ln_final.hook_in", finhook))
+        rec = MLPRecorder(L) if mlp else None
+        hooks += rec.hooks() if rec else []
         for layer in range(L):
             hooks += [
                 (f"blocks.{layer}.attn.hook_z", lambda t, hook, layer=layer: zhook(t, hook, layer)),
@@ -169,10 +170,12 @@ def cache_run(
                 ld = logits[rows, io_all[idx].to(dev)] - logits[rows, s_all[idx].to(dev)]
                 ld.sum().backward()
         _collect(idx, prompts, grad, zs, pre, fin[0], logits, (z, gz, rfin, rpre, logits_out))
+        if rec:
+            rec.collect(idx, [len(prompts[i]) for i in idx], mlp_out)
     lg = torch.stack(logits_out)
     ld = lg[torch.arange(n, device="cpu"), io_all] - lg[torch.arange(n, device="cpu"), s_all]
     return RunCache(tuple(z), torch.stack(rfin), torch.stack(rpre), attn, lg, ld,
-                    tuple(gz) if grad else None, forwards=n, backwards=n if grad else 0)
+                    tuple(gz) if grad else None, tuple(mlp_out) if mlp else None, forwards=n, backwards=n if grad else 0)
 
 
 # ---------------------------------------------------------------- batched replacement runs
@@ -194,6 +197,10 @@ class Patch:
     kv_patch: tuple[tuple[int, int, str, torch.Tensor], ...] = field(default=())
     """(layer, head, "k" or "v", new keys / values at every position [T, d_head]), for path
     patching to keys and values."""
+    mlp_kept: tuple[MLPEntry, ...] | None = None
+    """MLP (layer, position) outputs kept; every other MLP output takes `mlp_source` (None: every MLP runs as is)."""
+    mlp_source: torch.Tensor | None = None
+    """[L, T, d_model] replacement MLP outputs (None = zeros)."""
 
 
 def _row_mask(p: Prompt, patch: Patch, L: int, H: int, width: int) -> torch.Tensor:
@@ -259,7 +266,8 @@ def patched_run(
 
                 hooks.append((f"blocks.{layer}.attn.hook_q", qhook))
             hooks += _kv_hooks([(r, kv) for r, i in enumerate(idx) for kv in part[i].kv_patch])
-            return hooks
+            return hooks + mlp_hooks([rows_ps[i] for i in idx], [part[i].mlp_kept for i in idx], [part[i].mlp_source for i in idx], L,
+                                     width, positions_of)
 
         logits = end_logits(model, rows_ps, batch_size, hooks=factory).double()
         io, s = io_s_tokens(rows_ps)
@@ -373,15 +381,3 @@ def direct_logit_attribution(model: LoadedModel, prompts: PromptSet, clean: RunC
     dla_ld = torch.einsum("nlhd,nd->nlh", centred, W[io] - W[s]).mean(0)
     dla_io = torch.einsum("nlhd,nd->nlh", centred, W[io]).mean(0)
     return dla_ld.numpy(), dla_io.numpy()
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Rank correlation of two equally shaped score arrays (average ranks for ties)."""
-    from scipy.stats import spearmanr
-
-    x, y = np.asarray(a).ravel(), np.asarray(b).ravel()
-    ok = np.isfinite(x) & np.isfinite(y)
-    if ok.sum() < 3 or np.std(x[ok]) == 0 or np.std(y[ok]) == 0:
-        return float("nan")
-    result: Any = spearmanr(x[ok], y[ok])  # scipy's stubs type the result as a bare tuple
-    return float(result.statistic)

@@ -84,3 +84,15 @@ def ioi_scores(model: LoadedModel, prompts: PromptSet, clean: RunCache) -> HeadS
     scores["dla_ld"] = dla_ld / abs(base)
     scores["dla_io"] = dla_io
     return HeadScores(scores, forwards=0)
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Rank correlation of two equally shaped score arrays (average ranks for ties)."""
+    from scipy.stats import spearmanr
+
+    x, y = np.asarray(a).ravel(), np.asarray(b).ravel()
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 3 or np.std(x[ok]) == 0 or np.std(y[ok]) == 0:
+        return float("nan")
+    result: Any = spearmanr(x[ok], y[ok])  # scipy's stubs type the result as a bare tuple
+    return float(result.statistic)

@@ -102,8 +102,9 @@ def cmd_check_claim(args: argparse.Namespace) -> None:
     from advgen.jobs.common import task_of
 
     if task_of(args.task).engine != "ioi":
-        if args.greedy_steps != 4 or args.scrub_draws != 1 or args.no_ladder or args.failures:
-            raise AdvgenError(f"--greedy-steps, --scrub-draws, --no-ladder and --failures are IOI's check-claim options; --task {args.task} does not take them")
+        if args.greedy_steps != 4 or args.scrub_draws != 1 or args.no_ladder or args.failures or args.mlps != "auto":
+            raise AdvgenError(f"--greedy-steps, --scrub-draws, --no-ladder, --failures and --mlps are IOI's check-claim options; --task {args.task} "
+                              "does not take them")
         res = check_claim(args.model, args.circuit, args.out, TaskClaimSettings(n=args.n, seed=args.seed, batch_size=args.batch_size, worst_k=args.worst_k),
                           args.overwrite, not args.no_progress, **options(args), task=args.task)
         print(res.result.markdown)
@@ -111,7 +112,7 @@ def cmd_check_claim(args: argparse.Namespace) -> None:
         return
     settings = ClaimSettings(n=args.n, seed=args.seed, batch_size=args.batch_size, greedy_steps=args.greedy_steps,
                              worst_k=args.worst_k, scrub_draws=args.scrub_draws, ladder=not args.no_ladder,
-                             failures_max=args.failures_max, agreement_steps=args.agreement_steps)
+                             failures_max=args.failures_max, agreement_steps=args.agreement_steps, mlps=args.mlps)
     failures = [f for arg in args.failures or [] for f in arg.split(",") if f]
     res = check_claim(args.model, args.circuit, args.out, settings, args.overwrite, not args.no_progress, **options(args), failures=failures)
     print(res.result.markdown)
@@ -149,6 +150,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--worst-k", type=int, default=20, help="prompts in the worst-case list")
     p.add_argument("--scrub-draws", type=int, default=1, help="causal scrubbing: name twins resampled per example")
     p.add_argument("--no-ladder", action="store_true", help="skip placing the circuit on the ladder of reference models")
+    p.add_argument("--mlps", choices=("auto", "keep", "ablate"), default="auto",
+                   help="MLPs in the faithfulness table and completeness: keep every MLP (the heads' claim), or ablate every MLP output "
+                        "the circuit's MLP nodes do not name; auto: ablate when the circuit has MLP nodes")
     p.add_argument("--failures", action="append", metavar="PATH",
                    help="error agreement over the model's mistakes: an attack, scan or run directory or a validated JSONL "
                         "(repeat, or separate by commas, for several; default: none, no error agreement)")

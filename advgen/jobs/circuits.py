@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from advgen.circuits.claims import ClaimResult, ClaimSettings, write_claims
+from advgen.circuits.claims import ClaimResult, ClaimSettings, mlp_mode, write_claims
 from advgen.circuits.claims import check_claim as measure_claim
 from advgen.circuits.discovery import Settings, write_discovery
 from advgen.circuits.discovery import discover as find_circuit
@@ -116,7 +116,9 @@ def check_claim(model: ModelArg, circuit: CircuitArg, out: str | Path, settings:
         raise AdvgenError("--greedy-steps, --worst-k and --agreement-steps must be >= 0, --scrub-draws and --failures-max >= 1, got "
                           f"{settings.greedy_steps}, {settings.worst_k}, {settings.agreement_steps}, {settings.scrub_draws}, {settings.failures_max}")
     spec, inputs = circuit_arg(circuit)
-    (circuit if isinstance(circuit, Circuit) else resolve_circuit(circuit)).check_task(t)  # another task's circuit: refused before the model loads
+    resolved = circuit if isinstance(circuit, Circuit) else resolve_circuit(circuit)
+    resolved.check_task(t)  # another task's circuit: refused before the model loads
+    mlp_mode(settings.mlps, resolved)  # a bad --mlps too
     sources = [read_failures(f, settings.failures_max, settings.seed) for f in failures]  # a bad file fails here, before the model loads
     fail_ids = [{"path": src.path, "sha256": src.digest} for src in sources]
     ident = rundir.identity_of("check-claim", {"model": spec_of(model), "circuit": spec, **asdict(settings), **({"failures": fail_ids} if fail_ids else {})})
@@ -124,7 +126,8 @@ def check_claim(model: ModelArg, circuit: CircuitArg, out: str | Path, settings:
     cmd = command if command is not None else command_line(
         "check-claim", spec, model=spec_of(model), n=settings.n, seed=settings.seed, batch_size=settings.batch_size,
         greedy_steps=settings.greedy_steps, worst_k=settings.worst_k, scrub_draws=settings.scrub_draws, no_ladder=not settings.ladder,
-        failures=[str(f) for f in failures] or None, **_agreement_options(settings, bool(failures)), **runtime_options(device, dtype))
+        failures=[str(f) for f in failures] or None, mlps=None if settings.mlps == "auto" else settings.mlps,
+        **_agreement_options(settings, bool(failures)), **runtime_options(device, dtype))
     m = loaded(model, device, dtype)
     c = circuit_for(circuit, m)
     res = measure_claim(m, c, settings, progress=progress)
