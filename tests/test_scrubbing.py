@@ -44,7 +44,8 @@ def test_whole_model_scrubs_to_exactly_100_percent(tiny_model, setup):
     run = scrubbing.scrub(tiny_model, _whole(tiny_model), clean, donors, of, batch_size=4)
     assert np.array_equal(run.scrubbed_ld, np.stack([run.model_ld, run.model_ld]))
     s = scrubbing.summarize(run)
-    assert s["ld_kept_pct"] == 100.0 and s["sign_flip_rate"] == 0.0
+    # the LDs are equal bit for bit (above); the percentage is a mean of ratios, exact only up to float rounding
+    assert s["ld_kept_pct"] == pytest.approx(100.0, abs=1e-9) and s["sign_flip_rate"] == 0.0
     assert run.model_ld.shape == (len(clean),)
 
 
