@@ -210,7 +210,7 @@ def check_claim(model: LoadedModel, circuit: Circuit, settings: ClaimSettings = 
         header["mlp_note"] = (
             "every MLP output the circuit's MLP nodes do not name is knocked out with the row's ablation (the empty circuit knocks "
             "out every MLP); causal scrubbing and the ladder keep every MLP" if mode == "ablate" else
-            "check-claim knocks out heads only (--mlps keep): every MLP, the circuit's MLP nodes included, runs unablated in the "
+            "check-claim knocks out heads only: every MLP, the circuit's MLP nodes included, runs unablated in the "
             "circuit and in the empty-circuit runs, so these figures are the heads' claim with all MLPs kept")
     md = markdown(header, table, comp, mini, scrub, absolute)
     return ClaimResult(table, comp, mini, worst, header, md, scrub, absolute)
