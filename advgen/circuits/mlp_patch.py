@@ -56,7 +56,7 @@ def mlp_hooks(rows: Sequence[Prompt], kept: Sequence[Sequence[MLPEntry] | None],
     A row whose `kept` is None runs every MLP unchanged (a heads-only knockout)."""
     if all(k is None for k in kept):
         return []
-    masks = torch.stack([mlp_mask(p, k, n_layers, width, positions) if k is not None else torch.zeros(n_layers, width, dtype=torch.bool)
+    masks = torch.stack([mlp_mask(p, k, n_layers, width, positions) if k is not None else torch.zeros(n_layers, width, dtype=torch.bool, device="cpu")
                          for p, k in zip(rows, kept, strict=True)])  # [b, L, W]
     hooks: list[tuple[str, Callable[..., Any]]] = []
     for layer in range(n_layers):
