@@ -19,39 +19,8 @@ from typing import Any
 from advgen.attacks.causes import CellCause
 from advgen.attacks.compiler import VERDICTS, prediction_accuracy
 from advgen.core import files
-from advgen.core.files import type_name
+from advgen.core.docfields import NUM, check, obj, opt, req
 from advgen.core.types import AdvgenError, Interval
-
-NUM: tuple[type, ...] = (int, float)
-_WANT = {int: "integer", float: "number", str: "string", dict: "object", list: "array", type(None): "null"}
-
-
-def _check(v: Any, types: tuple[type, ...], where: str, at: str, null: bool = False) -> Any:
-    """`v` if it has one of `types` (bool is no number; null only where allowed), else a named error."""
-    if v is None and null:
-        return None
-    if isinstance(v, bool) or not isinstance(v, types):
-        want = " or ".join(dict.fromkeys(_WANT.get(t, t.__name__) for t in (*types, *((type(None),) if null else ()))))
-        want = want.replace("integer or number", "number")
-        raise AdvgenError(f"{where}: field {at!r} must be {want}, got {type_name(v)}")
-    return v
-
-
-def _req(d: Mapping[str, Any], key: str, types: tuple[type, ...], where: str, at: str, null: bool = False) -> Any:
-    """A field the current shape always writes: absent is an error naming it."""
-    path = f"{at}.{key}" if at else key
-    if key not in d:
-        raise AdvgenError(f"{where}: field {path!r} is missing")
-    return _check(d[key], types, where, path, null)
-
-
-def _opt(d: Mapping[str, Any], key: str, types: tuple[type, ...], where: str, at: str) -> Any:
-    """A field older run directories may lack: absent or null is None."""
-    return _check(d.get(key), types, where, f"{at}.{key}" if at else key, null=True)
-
-
-def _obj(v: Any, where: str, at: str) -> Mapping[str, Any]:
-    return _check(v, (dict,), where, at)
 
 
 def _nan(x: float | None) -> float:
@@ -93,16 +62,16 @@ class RunYield:
     @classmethod
     def from_dict(cls, d: Any, where: str | Path, at: str = "yield") -> RunYield:
         w = str(where)
-        d = _obj(d, w, at)
-        num = [_nan(_req(d, k, NUM, w, at, null=True)) for k in ("guided_per_1000", "random_per_1000")]
-        ratios = [_req(d, k, NUM, w, at, null=True) for k in ("ratio", "attributable_ratio")]
-        counts = [_req(d, k, (int,), w, at) for k in ("breaks", "attributable_breaks", "control_shared_breaks")]
-        return cls(num[0], num[1], ratios[0], _nan(_req(d, "attributable_per_1000", NUM, w, at, null=True)), ratios[1], *counts)
+        d = obj(d, w, at)
+        num = [_nan(req(d, k, NUM, w, at, null=True)) for k in ("guided_per_1000", "random_per_1000")]
+        ratios = [req(d, k, NUM, w, at, null=True) for k in ("ratio", "attributable_ratio")]
+        counts = [req(d, k, (int,), w, at) for k in ("breaks", "attributable_breaks", "control_shared_breaks")]
+        return cls(num[0], num[1], ratios[0], _nan(req(d, "attributable_per_1000", NUM, w, at, null=True)), ratios[1], *counts)
 
 
 def _interval(d: Mapping[str, Any], where: str, at: str) -> Interval:
     """mean / low / high, each a number or null (NaN)."""
-    return Interval(*(_nan(_req(d, k, NUM, where, at, null=True)) for k in ("mean", "low", "high")))
+    return Interval(*(_nan(req(d, k, NUM, where, at, null=True)) for k in ("mean", "low", "high")))
 
 
 @dataclass(frozen=True)
@@ -121,9 +90,9 @@ class Seen:
     @classmethod
     def from_dict(cls, d: Any, where: str | Path, at: str = "seen") -> Seen:
         w = str(where)
-        d = _obj(d, w, at)
+        d = obj(d, w, at)
         has = any(k in d for k in ("mean", "low", "high"))
-        return cls(_interval(d, w, at) if has else None, _req(d, "n", (int,), w, at))
+        return cls(_interval(d, w, at) if has else None, req(d, "n", (int,), w, at))
 
 
 @dataclass(frozen=True)
@@ -171,14 +140,14 @@ class ModeSummary:
     @classmethod
     def from_dict(cls, d: Any, where: str | Path, at: str = "modes.?") -> ModeSummary:
         w = str(where)
-        d = _obj(d, w, at)
-        rs = _req(d, "random_sample", (dict,), w, at)
-        _req(rs, "breaks", (int,), w, f"{at}.random_sample")
-        _req(_req(rs, "attack", (dict,), w, f"{at}.random_sample"), "n", (int,), w, f"{at}.random_sample.attack")
-        return cls(_req(d, "predicted_sign", (int,), w, at), Seen.from_dict(_req(d, "seen", (dict,), w, at), w, f"{at}.seen"),
-                   _req(d, "verdict", (str,), w, at), _req(d, "compiled_from", (str,), w, at, null=True), rs,
-                   _req(d, "all", (dict,), w, at), _req(d, "breaks", (int,), w, at), _req(d, "attributable_breaks", (int,), w, at),
-                   _req(d, "explained_fraction", NUM, w, at, null=True))
+        d = obj(d, w, at)
+        rs = req(d, "random_sample", (dict,), w, at)
+        req(rs, "breaks", (int,), w, f"{at}.random_sample")
+        req(req(rs, "attack", (dict,), w, f"{at}.random_sample"), "n", (int,), w, f"{at}.random_sample.attack")
+        return cls(req(d, "predicted_sign", (int,), w, at), Seen.from_dict(req(d, "seen", (dict,), w, at), w, f"{at}.seen"),
+                   req(d, "verdict", (str,), w, at), req(d, "compiled_from", (str,), w, at, null=True), rs,
+                   req(d, "all", (dict,), w, at), req(d, "breaks", (int,), w, at), req(d, "attributable_breaks", (int,), w, at),
+                   req(d, "explained_fraction", NUM, w, at, null=True))
 
 
 @dataclass(frozen=True)
@@ -202,11 +171,11 @@ class PredictionAccuracy:
     @classmethod
     def from_dict(cls, d: Any, where: str | Path, at: str = "prediction_accuracy") -> PredictionAccuracy:
         w = str(where)
-        d = _obj(d, w, at)
-        cells = _req(d, "falsified_cells", (list,), w, at)
+        d = obj(d, w, at)
+        cells = req(d, "falsified_cells", (list,), w, at)
         for i, c in enumerate(cells):
-            _check(c, (str,), w, f"{at}.falsified_cells[{i}]")
-        c = {k: _req(d, k, (int,), w, at) for k in ("compiled_cells", "confirmed", "falsified", "inconclusive")}
+            check(c, (str,), w, f"{at}.falsified_cells[{i}]")
+        c = {k: req(d, k, (int,), w, at) for k in ("compiled_cells", "confirmed", "falsified", "inconclusive")}
         return cls(c["compiled_cells"], c["confirmed"], c["falsified"], c["inconclusive"], tuple(cells))
 
 
@@ -223,8 +192,8 @@ class FalsifiedCause:
     @classmethod
     def from_dict(cls, d: Any, where: str | Path, at: str = "falsified_causes.?") -> FalsifiedCause:
         w = str(where)
-        d = _obj(d, w, at)
-        return cls(_req(d, "cause", (str,), w, at), _req(d, "text", (str,), w, at))
+        d = obj(d, w, at)
+        return cls(req(d, "cause", (str,), w, at), req(d, "text", (str,), w, at))
 
 
 SECTIONS = ("by_family", "evaluations", "yield", "modes", "natural_failure_rate", "baseline", "screening", "near_miss_bound",
@@ -265,17 +234,17 @@ class AttackSummary:
     def from_dict(cls, d: Any, where: str | Path) -> AttackSummary:
         """The current shape, strictly; `read_attack_summary` reads older ones too."""
         w = str(where)
-        d = _obj(d, w, "")
-        modes = _req(d, "modes", (dict,), w, "")
-        causes = _req(d, "falsified_causes", (dict,), w, "")
+        d = obj(d, w, "")
+        modes = req(d, "modes", (dict,), w, "")
+        causes = req(d, "falsified_causes", (dict,), w, "")
         return cls({k: ModeSummary.from_dict(v, w, f"modes.{k}") for k, v in modes.items()},
-                   RunYield.from_dict(_req(d, "yield", (dict,), w, ""), w),
-                   _req(d, "natural_failure_rate", NUM, w, "", null=True),
-                   PredictionAccuracy.from_dict(_req(d, "prediction_accuracy", (dict,), w, ""), w),
+                   RunYield.from_dict(req(d, "yield", (dict,), w, ""), w),
+                   req(d, "natural_failure_rate", NUM, w, "", null=True),
+                   PredictionAccuracy.from_dict(req(d, "prediction_accuracy", (dict,), w, ""), w),
                    {k: FalsifiedCause.from_dict(v, w, f"falsified_causes.{k}") for k, v in causes.items()},
                    {k: v for k, v in d.items() if k not in SECTIONS},
-                   **{k: _req(d, k, (dict,), w, "") for k in ("by_family", "evaluations", "baseline", "screening")},
-                   near_miss_bound=_req(d, "near_miss_bound", NUM, w, "", null=True))
+                   **{k: req(d, k, (dict,), w, "") for k in ("by_family", "evaluations", "baseline", "screening")},
+                   near_miss_bound=req(d, "near_miss_bound", NUM, w, "", null=True))
 
 
 # ---- the one reader: current run directories strictly, older ones by their known shapes --------------------------
@@ -286,16 +255,16 @@ def read_attack_summary(summary: Mapping[str, Any], where: str | Path, modes_doc
     """The typed summary of any attack run directory; `modes_doc` / `baseline_doc` (modes.json / baseline.json, None
     when absent) are read only where summary.json predates a section. `where` names summary.json in errors."""
     w = Path(where)
-    s = _obj(summary, str(w), "")
-    causes = _opt(s, "falsified_causes", (dict,), str(w), "") or {}
+    s = obj(summary, str(w), "")
+    causes = opt(s, "falsified_causes", (dict,), str(w), "") or {}
     acc = s.get("prediction_accuracy")
     return AttackSummary(
-        _modes(s, w, modes_doc), _yield(s, w, baseline_doc), _opt(s, "natural_failure_rate", NUM, str(w), ""),
+        _modes(s, w, modes_doc), _yield(s, w, baseline_doc), opt(s, "natural_failure_rate", NUM, str(w), ""),
         None if acc is None else PredictionAccuracy.from_dict(acc, w),
         {k: FalsifiedCause.from_dict(v, w, f"falsified_causes.{k}") for k, v in causes.items()},
         {k: v for k, v in s.items() if k not in SECTIONS},
-        **{k: _opt(s, k, (dict,), str(w), "") or {} for k in ("by_family", "evaluations", "baseline", "screening")},
-        near_miss_bound=_opt(s, "near_miss_bound", NUM, str(w), ""))
+        **{k: opt(s, k, (dict,), str(w), "") or {} for k in ("by_family", "evaluations", "baseline", "screening")},
+        near_miss_bound=opt(s, "near_miss_bound", NUM, str(w), ""))
 
 
 def load_attack_summary(run_dir: Path) -> AttackSummary:
@@ -310,60 +279,60 @@ def load_attack_summary(run_dir: Path) -> AttackSummary:
 
 def _yield(s: Mapping[str, Any], w: Path, baseline_doc: Any) -> RunYield | None:
     """summary.json's `yield`; before issue 28 it had only the raw keys; before that only baseline.json had it."""
-    y = _opt(s, "yield", (dict,), str(w), "")
+    y = opt(s, "yield", (dict,), str(w), "")
     if y is not None and "attributable_per_1000" in y:
         return RunYield.from_dict(y, w)
     if y is not None and "guided_per_1000" in y:
-        num = [_opt(y, k, NUM, str(w), "yield") for k in ("guided_per_1000", "random_per_1000", "ratio", "attributable_per_1000",
+        num = [opt(y, k, NUM, str(w), "yield") for k in ("guided_per_1000", "random_per_1000", "ratio", "attributable_per_1000",
                                                              "attributable_ratio")]
-        ints = [_opt(y, k, (int,), str(w), "yield") for k in ("breaks", "attributable_breaks", "control_shared_breaks")]
+        ints = [opt(y, k, (int,), str(w), "yield") for k in ("breaks", "attributable_breaks", "control_shared_breaks")]
         return RunYield(_nan(num[0]), _nan(num[1]), *num[2:], *ints)
     where, at = (w.with_name("baseline.json"), "") if baseline_doc else (w, "baseline")
     b = baseline_doc or s.get("baseline")
     if not isinstance(b, Mapping) or not isinstance(b.get("guided"), Mapping) or "breaks_per_1000" not in b["guided"]:
         return None
-    g, r = b["guided"], _opt(b, "baseline", (dict,), str(where), at) or {}
+    g, r = b["guided"], opt(b, "baseline", (dict,), str(where), at) or {}
     gat = f"{at}.guided" if at else "guided"
-    ints = [_opt(g, k, (int,), str(where), gat) for k in ("breaks", "attributable_breaks", "control_shared_breaks")]
-    return RunYield(_nan(_opt(g, "breaks_per_1000", NUM, str(where), gat)),
-                    _nan(_opt(r, "breaks_per_1000", NUM, str(where), f"{at}.baseline" if at else "baseline")),
-                    _opt(b, "ratio", NUM, str(where), at), _opt(g, "attributable_per_1000", NUM, str(where), gat),
-                    _opt(b, "attributable_ratio", NUM, str(where), at), *ints)
+    ints = [opt(g, k, (int,), str(where), gat) for k in ("breaks", "attributable_breaks", "control_shared_breaks")]
+    return RunYield(_nan(opt(g, "breaks_per_1000", NUM, str(where), gat)),
+                    _nan(opt(r, "breaks_per_1000", NUM, str(where), f"{at}.baseline" if at else "baseline")),
+                    opt(b, "ratio", NUM, str(where), at), opt(g, "attributable_per_1000", NUM, str(where), gat),
+                    opt(b, "attributable_ratio", NUM, str(where), at), *ints)
 
 
 def _modes(s: Mapping[str, Any], w: Path, modes_doc: Any) -> dict[str, ModeSummary]:
     """Per mode, summary.json's record; a mode from before issue 28, or of a generic task's run (`schema_version`),
     is read leniently, its verdict from modes.json's `prediction` where summary.json lacks one."""
-    s_modes = _opt(s, "modes", (dict,), str(w), "") or {}
+    s_modes = opt(s, "modes", (dict,), str(w), "") or {}
     mw = str(w.with_name("modes.json"))
-    m_modes = _opt(_check(modes_doc, (dict,), mw, "", null=True) or {}, "modes", (dict,), mw, "") or {}
+    m_modes = opt(check(modes_doc, (dict,), mw, "", null=True) or {}, "modes", (dict,), mw, "") or {}
     out = {}
     for name in dict.fromkeys([*s_modes, *m_modes]):
-        e = _check(s_modes.get(name), (dict,), str(w), f"modes.{name}", null=True) or {}
+        e = check(s_modes.get(name), (dict,), str(w), f"modes.{name}", null=True) or {}
         if "attributable_breaks" in e and "schema_version" not in s:
             out[name] = ModeSummary.from_dict(e, w, f"modes.{name}")
         else:
-            out[name] = _older_mode(e, _check(m_modes.get(name), (dict,), mw, f"modes.{name}", null=True) or {}, w, name)
+            out[name] = _older_mode(e, check(m_modes.get(name), (dict,), mw, f"modes.{name}", null=True) or {}, w, name)
     return out
 
 
 def _older_mode(e: Mapping[str, Any], m: Mapping[str, Any], w: Path, name: str) -> ModeSummary:
     """A mode of an older (or generic-task) summary.json `e`, completed from modes.json's mode `m`."""
     sw, mw, at = str(w), str(w.with_name("modes.json")), f"modes.{name}"
-    pred = _opt(m, "prediction", (dict,), mw, at) or {}
+    pred = opt(m, "prediction", (dict,), mw, at) or {}
     pat = f"{at}.prediction"
-    sign = _opt(e, "predicted_sign", NUM, sw, at) if "predicted_sign" in e else _opt(pred, "expected_sign", NUM, mw, pat)
+    sign = opt(e, "predicted_sign", NUM, sw, at) if "predicted_sign" in e else opt(pred, "expected_sign", NUM, mw, pat)
     raw, src, sat = (e["seen"], sw, f"{at}.seen") if "seen" in e else (pred.get("attack_minus_control"), mw, f"{pat}.attack_minus_control")
-    n = _opt(pred, "n", (int,), mw, pat)
+    n = opt(pred, "n", (int,), mw, pat)
     seen = None if n is None else Seen(None, n)  # no interval (under two prompts): the pairs counted all the same
     if raw is not None:
-        raw = _obj(raw, src, sat)
+        raw = obj(raw, src, sat)
         full = {"mean", "low", "high"} <= set(raw)
-        seen = Seen(_interval(raw, src, sat) if full else None, _opt(raw, "n", (int,), src, sat) if "n" in raw else n)
-    verdict = _opt(e, "verdict", (str,), sw, at) or _opt(pred, "verdict", (str,), mw, pat)
+        seen = Seen(_interval(raw, src, sat) if full else None, opt(raw, "n", (int,), src, sat) if "n" in raw else n)
+    verdict = opt(e, "verdict", (str,), sw, at) or opt(pred, "verdict", (str,), mw, pat)
     src_rs, rs_w = (m, mw) if m else (e, sw)
-    table = _opt(e, "all", (dict,), sw, at) or _opt(m, "all", (dict,), mw, at)
+    table = opt(e, "all", (dict,), sw, at) or opt(m, "all", (dict,), mw, at)
     return ModeSummary(None if sign is None else int(math.copysign(1, sign)) if sign else 0, seen, verdict,
-                       _opt(e, "compiled_from", (str,), sw, at), _opt(src_rs, "random_sample", (dict,), rs_w, at), table,
-                       _opt(e, "breaks", (int,), sw, at), _opt(e, "attributable_breaks", (int,), sw, at),
-                       _opt(e, "explained_fraction", NUM, sw, at))
+                       opt(e, "compiled_from", (str,), sw, at), opt(src_rs, "random_sample", (dict,), rs_w, at), table,
+                       opt(e, "breaks", (int,), sw, at), opt(e, "attributable_breaks", (int,), sw, at),
+                       opt(e, "explained_fraction", NUM, sw, at))

@@ -1,5 +1,5 @@
 """Typed reading of one JSON document's fields: a field missing or of the wrong type is an AdvgenError naming the
-file and the field's dotted path. The typed summary records of `run` / `validate` and `scan` read through these.
+file and the field's dotted path. The typed summary records of `attack`, `run` / `validate` and `scan` read through these.
 
 NaN and +-Infinity are written `null` (`advgen.core.files.dumps`); `number` reads a null number as NaN, so a
 record read from a file and written again gives the same bytes.
@@ -36,6 +36,11 @@ def req(d: Mapping[str, Any], key: str, types: tuple[type, ...], where: str, at:
     if key not in d:
         raise AdvgenError(f"{where}: field {path_of(at, key)!r} is missing")
     return check(d[key], types, where, path_of(at, key), null)
+
+
+def opt(d: Mapping[str, Any], key: str, types: tuple[type, ...], where: str, at: str) -> Any:
+    """A field older run directories may lack: absent or null is None."""
+    return check(d.get(key), types, where, path_of(at, key), null=True)
 
 
 def obj(v: Any, where: str, at: str) -> Mapping[str, Any]:
