@@ -95,3 +95,13 @@ def make_attack_run(clean_dir: Path, out: Path, tok, seed: int = 0, legacy: bool
 def file_bytes(out: Path, names: tuple[str, ...]) -> dict[str, bytes]:
     """The named files of a run directory, as bytes: what 'same seed, same files' compares."""
     return {f: (out / f).read_bytes() for f in names}
+
+
+def hand_row(family: str, pair: str, ld: float, phase: str, cand: str | None) -> dict:
+    """A hand-made measured attack row (duplicated_io cell 0 for attack and control), every field of the contract."""
+    mode = {"clean": None, "baseline": "random"}.get(family, "duplicated_io")
+    return {"text": f"{family} {pair} {cand}", "io": "Mary", "s": "John", "template_id": "t", "order": "BABA", "family": family,
+            "pair_id": pair, "positions": {"IO": 1, "S1": 3, "S2": 7, "END": 9}, "n_tokens": 10, "extra": {}, "logit_diff": ld,
+            "io_logit": 0.0, "s_logit": 0.0, "io_prob": 0.5, "s_prob": 0.5, "io_rank": 0, "s_beats_io": ld < 0, "mode": mode,
+            "cell": "duplicated_io:0" if family in ("attack", "control") else None, "params": {}, "head_signals": {},
+            "phase": phase, "candidate": cand}

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rundirs import hand_row
 
 from advgen.attacks import bandit
 from advgen.attacks.catalogue import mode_named
@@ -30,23 +31,14 @@ N_PROMPTS = 20
 CFG = AttackConfig(budget=2 * N_PROMPTS + 2 * N_PROMPTS + N_PROMPTS, n_clean=N_PROMPTS, seed=0)
 
 
-def _row(family: str, pair: str, ld: float, phase: str, cand: str | None) -> dict:
-    mode = {"clean": None, "baseline": "random"}.get(family, "duplicated_io")
-    return {"text": f"{family} {pair} {cand}", "io": "Mary", "s": "John", "template_id": "t", "order": "BABA", "family": family,
-            "pair_id": pair, "positions": {"IO": 1, "S1": 3, "S2": 7, "END": 9}, "n_tokens": 10, "extra": {}, "logit_diff": ld,
-            "io_logit": 0.0, "s_logit": 0.0, "io_prob": 0.5, "s_prob": 0.5, "io_rank": 0, "s_beats_io": ld < 0, "mode": mode,
-            "cell": "duplicated_io:0" if family in ("attack", "control") else None, "params": {}, "head_signals": {},
-            "phase": phase, "candidate": cand}
-
-
 def _write(out: Path, control_ld: float, causes: tuple = ()) -> dict:
     """A run: every attack breaks (LD -1 on a clean LD +2), its control at `control_ld`; 1 in 4 random perturbations breaks."""
     rows = []
     for i in range(N_PROMPTS):
         p = f"p{i}"
-        rows += [_row("clean", p, 2.0, "clean", None), _row("attack", p, -1.0, "sample", f"{p}:a"),
-                 _row("control", p, control_ld, "sample", f"{p}:a"),
-                 _row("baseline", p, -0.5 if i % 4 == 0 else 1.0, "baseline", f"{p}:random")]
+        rows += [hand_row("clean", p, 2.0, "clean", None), hand_row("attack", p, -1.0, "sample", f"{p}:a"),
+                 hand_row("control", p, control_ld, "sample", f"{p}:a"),
+                 hand_row("baseline", p, -0.5 if i % 4 == 0 else 1.0, "baseline", f"{p}:random")]
     circuit = make_circuit("hand-made", "none", {Role.NAME_MOVER: ["a0.h1"]}, 2, 2)
     mode = mode_named("duplicated_io")
     labelled = label_rows(rows, circuit, (mode,))

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from rundirs import hand_row
 
 from advgen.attacks.catalogue import mode_named
 from advgen.attacks.search import AttackConfig, AttackRun
@@ -35,23 +36,14 @@ from advgen.outputs import console, verdict
 N = 12
 
 
-def _row(family: str, pair: str, ld: float, phase: str, cand: str | None) -> dict:
-    mode = {"clean": None, "baseline": "random"}.get(family, "duplicated_io")
-    return {"text": f"{family} {pair} {cand}", "io": "Mary", "s": "John", "template_id": "t", "order": "BABA", "family": family,
-            "pair_id": pair, "positions": {"IO": 1, "S1": 3, "S2": 7, "END": 9}, "n_tokens": 10, "extra": {}, "logit_diff": ld,
-            "io_logit": 0.0, "s_logit": 0.0, "io_prob": 0.5, "s_prob": 0.5, "io_rank": 0, "s_beats_io": ld < 0, "mode": mode,
-            "cell": "duplicated_io:0" if family in ("attack", "control") else None, "params": {}, "head_signals": {},
-            "phase": phase, "candidate": cand}
-
-
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     """A written attack run: half the attacks break (LD -1 on clean +2), every control holds, 1 in 3 random perturbations breaks."""
     rows = []
     for i in range(N):
         p = f"p{i}"
-        rows += [_row("clean", p, 2.0, "clean", None), _row("attack", p, -1.0 if i % 2 else 1.0 + 0.1 * i, "sample", f"{p}:a"),
-                 _row("control", p, 1.5, "sample", f"{p}:a"), _row("baseline", p, -0.5 if i % 3 == 0 else 1.0, "baseline", f"{p}:r")]
+        rows += [hand_row("clean", p, 2.0, "clean", None), hand_row("attack", p, -1.0 if i % 2 else 1.0 + 0.1 * i, "sample", f"{p}:a"),
+                 hand_row("control", p, 1.5, "sample", f"{p}:a"), hand_row("baseline", p, -0.5 if i % 3 == 0 else 1.0, "baseline", f"{p}:r")]
     circuit = make_circuit("hand-made", "none", {Role.NAME_MOVER: ["a0.h1"]}, 2, 2)
     mode = mode_named("duplicated_io")
     screening = {"cell_verdicts": {"compiled_x:0": "confirmed", "compiled_x:1": "falsified"}, "not_funded": [], "n_pool": N,
