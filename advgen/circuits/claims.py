@@ -379,11 +379,12 @@ def markdown(header: dict[str, Any], table: dict[str, dict[str, Any]], comp: dic
 def write_claims(res: ClaimResult, out: str | Path, command: str = "") -> list[Path]:
     """DIR/claims.json, DIR/claims.md, DIR/worst_cases.jsonl (atomic writes)."""
     out = Path(out)
+    from advgen.circuits.claims_doc import claims_doc
     from advgen.core.records import package_versions
 
-    doc = {**res.header, "command": command, "versions": package_versions(), "table": res.table,
-           "causal_scrubbing": res.causal_scrubbing, "absolute": res.absolute, "completeness": res.completeness, "minimality": res.minimality,
-           **({"error_agreement": res.error_agreement} if res.error_agreement else {})}
+    doc = claims_doc(res.header, command, package_versions(), {
+        "table": res.table, "causal_scrubbing": res.causal_scrubbing, "absolute": res.absolute, "completeness": res.completeness,
+        "minimality": res.minimality, **({"error_agreement": res.error_agreement} if res.error_agreement else {})})
     md = res.markdown + (f"\nCommand: `{command}`\n" if command else "")
-    return [atomic_write_text(out / "claims.json", dumps(doc) + "\n"), atomic_write_text(out / "claims.md", md),
+    return [atomic_write_text(out / "claims.json", dumps(doc.to_dict()) + "\n"), atomic_write_text(out / "claims.md", md),
             atomic_write_text(out / "worst_cases.jsonl", jsonl_text(res.worst_cases))]

@@ -2,7 +2,8 @@
 
 Attack runs are read through one typed record (advgen.attacks.summary.read_attack_summary), which
 also knows older run directories (verdicts only in modes.json, the yield only in baseline.json);
-nothing here reads summary.json's keys itself. Nothing here runs a model.
+nothing here reads summary.json's keys itself. A claim check's claims.json is read through
+advgen.circuits.claims_doc.read_claims. Nothing here runs a model.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from advgen.attacks.summary import AttackSummary, ModeSummary, RunYield, Seen, read_attack_summary
+from advgen.circuits.claims_doc import read_claims
 from advgen.core import files
 from advgen.outputs.docschema import check_doc
 from advgen.outputs.htmlparts import Raw, esc, table
@@ -149,16 +151,15 @@ def claims_panel(run_dir: Path) -> str:
     doc = read_json(run_dir / "claims.json")
     if not isinstance(doc, Mapping) or not isinstance(doc.get("table"), Mapping):
         return ""
-    paper = doc.get("paper_setting")
-    row = doc["table"].get(paper) or {}
-    ratio = row.get("ratio_to_model")
-    if isinstance(ratio, Mapping):
-        ratio = ratio.get("mean")
-    if not isinstance(ratio, (int, float)):
+    c = read_claims(doc, run_dir / "claims.json")
+    row = c.paper_row
+    ratio = None if row is None or row.ratio_to_model is None else row.ratio_to_model.mean
+    if ratio is None or math.isnan(ratio):
         return ""
-    needed = (doc.get("minimality") or {}).get("all_needed")
-    return (f"<p class='finding'>Circuit <code>{esc(doc.get('circuit', '?'))}</code> keeps <b>F(C)/F(M) = {ratio:.3f}</b> of the "
-            f"model's mean LD under the paper's ablation (<code>{esc(paper)}</code>); every head needed (minimality): {esc(needed)}.</p>")
+    needed = None if c.minimality is None else c.minimality.all_needed
+    circuit = "?" if "circuit" not in doc else c.circuit
+    return (f"<p class='finding'>Circuit <code>{esc(circuit)}</code> keeps <b>F(C)/F(M) = {ratio:.3f}</b> of the "
+            f"model's mean LD under the paper's ablation (<code>{esc(c.paper_setting)}</code>); every head needed (minimality): {esc(needed)}.</p>")
 
 
 def panel(run_dir: Path, summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> str:
