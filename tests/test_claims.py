@@ -123,6 +123,7 @@ def test_mlp_nodes_are_kept_and_every_other_mlp_knocked_out_by_default(tiny_mode
     assert "MLP nodes m1 (--mlps keep):" in kept.markdown and "mlp_nodes" not in plain.header and "mlps" not in plain.header
     assert kept.table == plain.table  # keeping every MLP changes no figure
     assert ablated.header["mlps"] == "ablate" and "knocked out" in ablated.header["mlp_note"]
+    assert "| mean LD, all heads and MLPs ablated" in ablated.markdown and "| mean LD, all heads ablated |" in kept.markdown
     assert ablated.table["abc_mean"] != kept.table["abc_mean"]  # m0 knocked out now, in the circuit and the empty circuit
     assert check_claim(tiny_model, c, replace(s, mlps="keep")).table == plain.table  # auto keeps for a format-1 circuit
     assert (mlp_mode("auto", c), mlp_mode("auto", node), mlp_mode("ablate", c)) == ("keep", "ablate", "ablate")

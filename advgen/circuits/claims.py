@@ -306,6 +306,8 @@ def _table_lines(header: dict[str, Any], table: dict[str, dict[str, Any]], scrub
     cols = {**table, **({SCRUB_COLUMN: scrub["metrics"]} if scrub.get("metrics") else {})}
     lines = ["| metric | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
     for k, label in ROW_NAMES.items():
+        if k == "empty_mean_ld" and header.get("mlps") == "ablate":  # the empty circuit knocks out every MLP too
+            label = "mean LD, all heads and MLPs ablated (causal scrubbing: all heads)"
         lines.append(f"| {label} | " + " | ".join(_cell(c[k]) if k in c else "" for c in cols.values()) + " |")
     if scrub.get("skipped"):
         lines += ["", f"Causal scrubbing skipped: {scrub['skipped']}"]
