@@ -121,6 +121,7 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024, len(
 """
 
 
+@pytest.mark.slow  # over 7 s: keeps the default suite within 3 minutes; CI runs it with the slow tests
 def test_validate_memory_does_not_grow_with_vocabulary_times_n(tiny_model_dir: Path) -> None:
     """1,500 prompts x GPT-2's 50,257-token vocabulary: the old path kept every END row (peak RSS +1,992 MB); now +68 MB."""
     import os

@@ -56,6 +56,7 @@ def test_attribution_agrees_with_activation_patching_on_tiny(tiny_model, tiny_ca
     assert scores.spearman(act["ALL"], attr["ALL"]) > 0.8  # a near-linear random model
 
 
+@pytest.mark.slow  # over 7 s: keeps the default suite within 3 minutes; CI runs it with the slow tests
 def test_discover_writes_circuit_scores_and_plots(tiny_model, tmp_path):
     d = discover(tiny_model, Settings(n=4, detector_seqs=1, detector_len=6), progress=None)
     paths = write_discovery(d, tmp_path / "c.json", "test")

@@ -80,6 +80,7 @@ def test_a_checkpoint_of_other_settings_is_refused(tmp_path: Path) -> None:
         train_induction(tmp_path, InductionSettings(steps=3, checkpoint_every=1, batch_size=2, lr=1e-2), progress=False)
 
 
+@pytest.mark.slow  # over 7 s: keeps the default suite within 3 minutes; CI runs it with the slow tests
 def test_head_scores_find_the_handbuilt_models_circuit(gpt2_tokenizer_dir, tmp_path: Path) -> None:
     """The trainer's acceptance measure, on a model whose circuit is known by construction (a0.h0 previous-token,
     a1.h0 induction): it must name exactly those, or its verdict on trained models means nothing."""

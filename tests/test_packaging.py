@@ -13,6 +13,8 @@ import tomllib
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from advgen.core import records
 from advgen.core.version import version
 from advgen.prompts.templates import TEMPLATES_DIR, builtin_pack
@@ -62,6 +64,7 @@ def test_python_dash_m_advgen_says_its_version() -> None:
     assert out.stdout.strip() == f"advgen {version()}"
 
 
+@pytest.mark.slow  # over 7 s: keeps the default suite within 3 minutes; CI runs it with the slow tests
 def test_manifest_command_is_the_same_for_the_script_and_python_dash_m(tmp_path) -> None:
     """The manifest records the job's equivalent `advgen` command, never argv (a path local to one machine)."""
     import json

@@ -102,6 +102,7 @@ def test_builtin_gpt2_greater_than_circuit_names_its_task_and_mlps() -> None:
         c.check_against(4, 4)
 
 
+@pytest.mark.slow  # over 7 s: keeps the default suite within 3 minutes; CI runs it with the slow tests
 def test_gpt2_greater_than_claims_run_on_the_gpt2_shaped_model(tmp_path: Path, gpt2_shaped_dir) -> None:
     """The built-in circuit's heads and MLP nodes fit GPT-2 small's shape and every ablation runs (random weights:
     the numbers mean nothing, the plumbing does)."""
