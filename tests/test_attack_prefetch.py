@@ -13,6 +13,8 @@ import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import pytest
+
 from advgen.attacks import prefetch
 
 
@@ -49,6 +51,7 @@ class QueueBackend:
         pass
 
 
+@pytest.mark.slow  # 6-10 s: keeps the default suite within 3 minutes; CI runs it with the slow tests
 def test_queued_units_give_the_same_rows_and_none_is_wasted(reference_model, tmp_path) -> None:
     from advgen.attacks.search import UNIT_PROMPTS, AttackConfig, run_attack
     from advgen.circuits.format import resolve_circuit

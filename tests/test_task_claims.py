@@ -62,6 +62,7 @@ def test_task_claim_settings_are_checked() -> None:
         advgen.check_claim("reference", "reference-ioi", "unused", TaskClaimSettings())
 
 
+@pytest.mark.slow  # 6-10 s: keeps the default suite within 3 minutes; CI runs it with the slow tests
 def test_check_claim_on_a_gpt2_shaped_model_writes_the_run_directory(gpt2_shaped_dir: Path, tmp_path: Path) -> None:
     """End to end on random GPT-2-small-shaped weights: the numbers mean nothing, the files and shapes do."""
     import advgen
