@@ -27,17 +27,14 @@ from typing import Any
 import numpy as np
 
 from advgen.attacks.compiler import DOSES, mention_edits
-from advgen.circuits.behaviour import EDIT_SENTENCES, PROBES, BehaviourSettings, measure_records, probes
+from advgen.circuits.behaviour import PROBES, BehaviourSettings, measure_records, probe_set
 from advgen.circuits.format import Circuit
 from advgen.circuits.reads import read_heads
 from advgen.core import files
 from advgen.core.types import AdvgenError, PromptSet
 from advgen.model.loading import load_model
 from advgen.model.metrics import bootstrap_ci
-from advgen.prompts import datasets
-from advgen.prompts.lexicon import build_lexicon
-from advgen.prompts.sentences import load_bank
-from advgen.prompts.templates import resolve_templates, tokenizer_hash
+from advgen.prompts.templates import tokenizer_hash
 
 
 def seen_per_site(run_dirs: list[Path]) -> dict[tuple[str, str], list[float]]:
@@ -72,10 +69,7 @@ def rule_predictions(model: Any, circuit: Circuit, probe: str, n: int) -> Predic
 def write_predictions(model: Any, circuit: Circuit, probe: str, n: int) -> Prediction:
     """Every node's measured real-path write change on the same probes (the records' clean specs), summed per site."""
     tok = model.tokenizer
-    lex = build_lexicon(tok)
-    bank = load_bank(lex)
-    specs = datasets.sample_specs(resolve_templates(None), lex, n, 0)
-    pr = probes(specs, bank.paper, tok, 0) if probe == "paper" else probes(specs, bank.neutral, tok, 0, EDIT_SENTENCES)
+    _, pr = probe_set(tok, BehaviourSettings(n=n, probe=probe))
     heads, mlps = [h.head for h in circuit.heads], [m.layer for m in circuit.mlps]
     reads = read_heads(model, PromptSet(tuple(p for q in pr for p in (q.attack, q.control)), tokenizer_hash(tok)), heads, 32, mlps)
     names = [str(h) for h in heads] + [f"m{x}" for x in mlps]

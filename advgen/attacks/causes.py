@@ -148,12 +148,7 @@ def explain_cell(model: LoadedModel, circuit: Circuit, mode: FailureMode, cell_k
         nodes.append(NodeShift(name, name in members, float(d_direct[j]), float(d_path[j]), pred, att, att_pred))
     rest = float(obs.mean() - d_direct.sum())
     nodes.append(NodeShift("rest", False, rest, rest))
-    return classify(cell_key, mode.name, dict(cell), len(pairs), mode_prediction(mode, cell), observed, nodes)
-
-
-def mode_prediction(mode: FailureMode, cell: Mapping[str, Any]) -> float | None:
-    shift = getattr(mode, "predicted_shift", None)
-    return None if shift is None else shift(cell)
+    return classify(cell_key, mode.name, dict(cell), len(pairs), mode.predicted_shift(cell), observed, nodes)
 
 
 def classify(cell: str, mode: str, params: dict[str, Any], n: int, predicted: float | None, observed: Mapping[str, float],

@@ -237,6 +237,19 @@ class BehaviourSettings:
     probe: str = "paper"
     """One of PROBES."""
 
+    def __post_init__(self) -> None:
+        if self.probe not in PROBES:
+            raise AdvgenError(f"behaviour probe {self.probe!r} is not one of {list(PROBES)}")
+
+
+def probe_set(tokenizer: Any, s: BehaviourSettings) -> tuple[list[Prompt], list[_Probe]]:
+    """The records' clean prompts and their mention probes, written as `s.probe` says."""
+    lex = build_lexicon(tokenizer)
+    specs = datasets.sample_specs(resolve_templates(s.templates), lex, s.n, s.seed)
+    bank = load_bank(lex)
+    pr = probes(specs, bank.paper, tokenizer, s.seed) if s.probe == "paper" else probes(specs, bank.neutral, tokenizer, s.seed, EDIT_SENTENCES)
+    return list(datasets.build(specs, tokenizer)), pr
+
 
 def measure_behaviour(model: LoadedModel, heads: Sequence[Head], s: BehaviourSettings = BehaviourSettings(),
                       feeds: Mapping[Head, tuple[tuple[str, ...], float]] | None = None) -> dict[Head, HeadBehaviour]:
@@ -250,14 +263,8 @@ def measure_records(model: LoadedModel, heads: Sequence[Head], mlps: Sequence[in
 
     A head's path runs through the later MLPs that are not nodes; a node's own record counts what passes through it.
     """
-    if s.probe not in PROBES:
-        raise AdvgenError(f"behaviour probe {s.probe!r} is not one of {list(PROBES)}")
     tok = model.tokenizer
-    lex = build_lexicon(tok)
-    specs = datasets.sample_specs(resolve_templates(s.templates), lex, s.n, s.seed)
-    clean = list(datasets.build(specs, tok))
-    bank = load_bank(lex)
-    pr = probes(specs, bank.paper, tok, s.seed) if s.probe == "paper" else probes(specs, bank.neutral, tok, s.seed, EDIT_SENTENCES)
+    clean, pr = probe_set(tok, s)
     allp = clean + [p for q in pr for p in (q.attack, q.control)]
     reads = read_heads(model, PromptSet(tuple(allp), tokenizer_hash(tok)), list(heads), s.batch_size, list(mlps))
     ident = model_identity(model)
