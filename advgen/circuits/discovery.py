@@ -349,6 +349,7 @@ def _scatter(path: Path, m: dict[str, np.ndarray], rank: dict[str, float]) -> No
 
 def write_discovery(d: Discovery, out: str | Path, command: str = "") -> list[Path]:
     """OUT circuit JSON; beside it discovery.json (every score matrix + report) and PNG heatmaps."""
+    from advgen.circuits.discovery_doc import DiscoveryDoc, build
     from advgen.core.files import atomic_write_text, dumps
     from advgen.core.records import package_versions
 
@@ -356,8 +357,8 @@ def write_discovery(d: Discovery, out: str | Path, command: str = "") -> list[Pa
     written = [d.circuit.save(out)]
     folder = out.parent
     report = {k: v for k, v in d.report.items() if k != "seconds"}  # wall times would break byte-identical reruns
-    doc = {**report, "command": command, "versions": package_versions(), "matrices": {k: np.round(v, 6).tolist() for k, v in sorted(d.matrices.items())}}
-    written.append(atomic_write_text(folder / "discovery.json", dumps(_finite(doc)) + "\n"))
+    doc = build(DiscoveryDoc, report, command, package_versions(), d.matrices)  # the shape, stated once (NaN written null)
+    written.append(atomic_write_text(folder / "discovery.json", dumps(doc.to_dict()) + "\n"))
     title = f"{d.report['model']}, F(M) = clean mean LD = {d.report['clean_mean_ld']:.2f}"
     for fname, names in HEATMAPS.items():
         _heatmaps(folder / fname, names, d.matrices, title)
@@ -365,14 +366,3 @@ def write_discovery(d: Discovery, out: str | Path, command: str = "") -> list[Pa
     _scatter(folder / "attribution_vs_activation.png", d.matrices, d.report["attribution_vs_activation_spearman"])
     written.append(folder / "attribution_vs_activation.png")
     return written
-
-
-def _finite(x: Any) -> Any:
-    """JSON has no NaN: write null instead."""
-    if isinstance(x, float):
-        return x if np.isfinite(x) else None
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_finite(v) for v in x]
-    return x

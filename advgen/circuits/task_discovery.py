@@ -247,14 +247,14 @@ def discovery_markdown(d: TaskDiscovery, command: str = "") -> str:
 
 def write_task_discovery(d: TaskDiscovery, out: str | Path, command: str = "") -> list[Path]:
     """OUT/circuit.json, discovery.json (matrices, thresholds, rule, report), discovery.png, discovery.md."""
-    from advgen.core.files import atomic_write_text, dumps, finite
+    from advgen.circuits.discovery_doc import TaskDiscoveryDoc, build
+    from advgen.core.files import atomic_write_text, dumps
     from advgen.core.records import package_versions
 
     out = Path(out)
     written = [d.circuit.save(out / "circuit.json")]
-    doc = {**d.report, "command": command, "versions": package_versions(),
-           "matrices": {k: np.round(v, 6).tolist() for k, v in sorted(d.matrices.items())}}
-    written.append(atomic_write_text(out / "discovery.json", dumps(finite(doc)) + "\n"))
+    doc = build(TaskDiscoveryDoc, d.report, command, package_versions(), d.matrices)  # the shape, stated once (NaN written null)
+    written.append(atomic_write_text(out / "discovery.json", dumps(doc.to_dict()) + "\n"))
     written.append(_heatmap(out / "discovery.png", d))
     written.append(atomic_write_text(out / "discovery.md", discovery_markdown(d, command)))
     return written

@@ -24,9 +24,13 @@ from typing import Any
 
 import numpy as np
 
+from advgen.circuits.discovery_doc import read_discovery
 from advgen.circuits.format import Circuit, resolve_circuit
 from advgen.core.files import read_json
 from advgen.core.types import AdvgenError, Role
+
+SCORED = ("act_ALL", "pp_logits", "pp_queries", "pp_keys", "pp_values")
+"""The discovery matrices the graph's scores read (the others are not scores of a node or an edge)."""
 
 
 def node_names(n_layers: int, n_heads: int) -> list[str]:
@@ -60,11 +64,8 @@ def circuit_source(src: str | Path) -> tuple[Circuit, dict[str, np.ndarray]]:
     directory, a circuit JSON file, or a built-in circuit name."""
     p = Path(src)
     if p.is_dir():
-        matrices: dict[str, np.ndarray] = {}
-        if (p / "discovery.json").is_file():
-            doc = read_json(p / "discovery.json")
-            matrices = {k: np.array(v, dtype=float) for k, v in doc.get("matrices", {}).items()
-                        if k in ("act_ALL", "pp_logits", "pp_queries", "pp_keys", "pp_values")}
+        doc = read_discovery(p) if (p / "discovery.json").is_file() else None
+        matrices = {} if doc is None else doc.arrays(SCORED)
         if (p / "circuit.json").is_file():
             return Circuit.load(p / "circuit.json"), matrices
         if (p / "claims.json").is_file() and (p / "manifest.json").is_file():

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from advgen.circuits.discovery_doc import Curves, DiscoveryDoc, read_discovery
 from advgen.core.files import atomic_write_text, read_jsonl, read_text
 from advgen.core.records import check_manifest
 from advgen.core.types import AdvgenError
@@ -276,9 +277,9 @@ def section_discovery(run_dir: Path, exclude: Path) -> str:
     order = list(titles)
     pngs = sorted((p for p in run_dir.glob("*.png") if not (same_dir and p.name.startswith(exclude.stem))),
                   key=lambda p: (order.index(p.name) if p.name in order else len(order), p.name))
-    parts, curves = [], ""
-    if (run_dir / "discovery.json").exists():
-        curves = _curves_html(_read_json(run_dir / "discovery.json").get("faithfulness_curves"))
+    parts, curves, doc = [], "", read_discovery(run_dir)
+    if doc is not None:
+        curves = _curves_html(doc.faithfulness_curves if isinstance(doc, DiscoveryDoc) else None)
         parts += ["<p class='note'>Scores: discovery.json in the run directory.</p>", curves]
     for p in pngs:
         cap = f"{p.name}: {titles[p.name]}" if p.name in titles else p.name
@@ -286,17 +287,17 @@ def section_discovery(run_dir: Path, exclude: Path) -> str:
     return "".join(parts) if pngs or curves else ""
 
 
-def _curves_html(fc: Any) -> str:
+def _curves_html(fc: Curves | None) -> str:
     """Faithfulness at MIB's sizes per ranking, with CPR and CMD (advgen.circuits.curves); '' before the curves existed."""
-    if not isinstance(fc, dict) or "signed" not in fc:
+    if fc is None or fc.signed is None:
         return ""
-    names = [k for k in ("signed", "absolute", "circuit_first") if k in fc]
-    rows = [[f"{p['size']:g} ({p['n_heads']} heads)", *(fmt(next(q["faithfulness"] for q in fc[k]["sizes"] if q["size"] == p["size"])) for k in names)]
-            for p in fc["signed"]["sizes"]]
-    rows += [["CPR (area under)", *(fmt(fc[k]["cpr"]) for k in names)], ["CMD (area between it and 1)", *(fmt(fc[k]["cmd"]) for k in names)]]
-    return (f"<p class='note'>Faithfulness (mean LD, (m(C) - m(empty)) / (m(M) - m(empty))) of the top-k heads by {esc(fc['rank_score'])}, "
-            f"{esc(fc['ablation'])} ablation of the rest, at MIB's sizes over {fc['n_nodes']} heads (MLPs kept). MIB reads CPR off the "
-            "signed ranking and CMD off the absolute one.</p>" + table(["size", *names], rows))
+    curves = fc.rankings()
+    rows = [[f"{p.size:g} ({p.n_heads} heads)", *(fmt(q.faithfulness if (q := c.at(p.size)) else None) for c in curves.values())]
+            for p in fc.signed.sizes or () if p.size is not None]
+    rows += [["CPR (area under)", *(fmt(c.cpr) for c in curves.values())], ["CMD (area between it and 1)", *(fmt(c.cmd) for c in curves.values())]]
+    return (f"<p class='note'>Faithfulness (mean LD, (m(C) - m(empty)) / (m(M) - m(empty))) of the top-k heads by {esc(fc.rank_score)}, "
+            f"{esc(fc.ablation)} ablation of the rest, at MIB's sizes over {fc.n_nodes} heads (MLPs kept). MIB reads CPR off the "
+            "signed ranking and CMD off the absolute one.</p>" + table(["size", *curves], rows))
 
 
 def section_claims(run_dir: Path) -> str:

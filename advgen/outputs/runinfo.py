@@ -1,7 +1,8 @@
 """The report's Run section: where a run came from (model, seed, command, versions), without local paths.
 
 Run and attack directories carry manifest.json; discover and check-claim directories record the
-same in the header of discovery.json / claims.json, which is read when the manifest lacks a value.
+same in the header of discovery.json / claims.json, which is read when the manifest lacks a value,
+through their typed records (advgen.circuits.discovery_doc, advgen.circuits.claims_doc).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from advgen.circuits.claims_doc import read_claims
+from advgen.circuits.discovery_doc import read_discovery
 from advgen.core.types import AdvgenError
 from advgen.core.version import version
 from advgen.outputs import verdict
@@ -20,16 +23,16 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
 def provenance(data: RunData) -> dict[str, Any]:
-    """Model, seed, command, versions: manifest.json, else the header of discovery.json / claims.json."""
+    """Model, seed, command, versions: manifest.json, else the header of discovery.json / claims.json (typed records)."""
     m: dict[str, Any] = dict(data.manifest)
-    for name in ("discovery.json", "claims.json"):
-        doc = verdict.read_json(data.run_dir / name)
-        if isinstance(doc, Mapping):
-            seed = doc.get("seed", (doc.get("settings") or {}).get("seed"))
-            for k, v in (("model", doc.get("model")), ("model_source", doc.get("model_source")), ("seed", seed),
-                         ("command", doc.get("command")), ("versions", doc.get("versions")), ("runtime", doc.get("runtime"))):
-                if m.get(k) in (None, "", {}) and v not in (None, ""):
-                    m[k] = v
+    claims = verdict.read_json(data.run_dir / "claims.json")  # the report's checks first, as the claims panel does
+    for doc in (read_discovery(data.run_dir), None if claims is None else read_claims(claims, data.run_dir / "claims.json")):
+        if doc is None:
+            continue
+        for k, v in (("model", doc.model), ("model_source", doc.model_source), ("seed", doc.seed), ("command", doc.command),
+                     ("versions", doc.versions), ("runtime", doc.runtime)):
+            if m.get(k) in (None, "", {}) and v not in (None, ""):
+                m[k] = v
     return m
 
 

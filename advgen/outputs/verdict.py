@@ -3,7 +3,8 @@
 Attack runs are read through one typed record (advgen.attacks.summary.read_attack_summary), which
 also knows older run directories (verdicts only in modes.json, the yield only in baseline.json);
 nothing here reads summary.json's keys itself. A claim check's claims.json is read through
-advgen.circuits.claims_doc.read_claims. Nothing here runs a model.
+advgen.circuits.claims_doc.read_claims, a discovery's discovery.json through
+advgen.circuits.discovery_doc.read_discovery. Nothing here runs a model.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from advgen.attacks.summary import AttackSummary, ModeSummary, RunYield, Seen, read_attack_summary
 from advgen.circuits.claims_doc import read_claims
+from advgen.circuits.discovery_doc import read_discovery
 from advgen.core import files
 from advgen.outputs.docschema import check_doc
 from advgen.outputs.htmlparts import Raw, esc, table
@@ -138,11 +140,11 @@ def run_panel(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def discovery_panel(run_dir: Path) -> str:
-    doc = read_json(run_dir / "discovery.json")
-    if not isinstance(doc, Mapping) or "roles_found" not in doc:
+    """Discovery's headline from its typed record: heads kept, roles found and missing ('' without roles_found)."""
+    doc = read_discovery(run_dir)
+    if doc is None or doc.roles_found is None:
         return ""
-    heads = doc.get("heads") or {}
-    found, missing = doc.get("roles_found") or [], doc.get("roles_missing") or []
+    heads, found, missing = doc.heads or {}, doc.roles_found, doc.roles_missing or ()
     return (f"<p class='finding'>Discovery kept <b>{len(heads)} heads</b>; roles found: <b>{esc(', '.join(found) or 'none')}</b>; "
             f"missing: {esc(', '.join(missing) or 'none')}.</p>")
 
