@@ -65,8 +65,8 @@ def test_mlps_add_nothing(tmp_path: Path) -> None:
 
     from advgen.reference.induction import build_model
 
-    model, _ = build_model(InductionSettings(), ind_corpus.build_tokenizer())
-    x = torch.randn(2, 5, 64)
+    model, _, _ = build_model(InductionSettings(), ind_corpus.build_tokenizer())
+    x = torch.randn(2, 5, model.config.n_embd, device="cpu")
     for block in model.transformer.h:
         assert torch.count_nonzero(block.mlp(x)) == 0
         assert not any(p.requires_grad for p in block.mlp.parameters())
@@ -110,3 +110,50 @@ def test_skip_and_periodic_documents_and_unused_kinds_leave_other_batches_alone(
     assert set(ind_corpus.CorpusSettings().shares) == {"segment", "pairs", "plain"}
     with pytest.raises(ValueError, match="shares"):
         ind_corpus.CorpusSettings(segment_share=0.6, pairs_share=0.3, skip_share=0.2)
+
+
+def test_the_card_command_rebuilds_the_settings() -> None:
+    """training_info.json and the card state the command; parsing it back must give the very settings trained."""
+    import shlex
+
+    from advgen.reference.induction import command_of, parser, settings_of
+
+    for s in (InductionSettings(), InductionSettings(seed=3, steps=50, force_previous_token=True, force_scale=2.5, n_embd=96,
+                                                     corpus=ind_corpus.CorpusSettings(seq_words=30, segment=(5, 9), gap=(1, 3))),
+              InductionSettings(tie_embeddings=False, sinusoidal_positions=True, threads=2)):
+        args = shlex.split(command_of(s))[3:]
+        assert settings_of(parser().parse_args(args)) == s, args
+
+
+def test_forced_previous_token_head_attends_one_back_and_stays_fixed_while_training(tmp_path: Path) -> None:
+    """a0.h0 is a previous-token head from step 0; training moves the other weights, never its query/key or the
+    position code, and token embeddings stay out of the position subspace."""
+    import torch
+
+    from advgen.reference.ind_force import position_dims
+    from advgen.reference.ind_measure import head_scores
+    from advgen.reference.induction import build_model, run_steps
+
+    s = InductionSettings(steps=20, batch_size=8, n_embd=64, force_previous_token=True, checkpoint_every=1000)
+    model, opt, project = build_model(s, ind_corpus.build_tokenizer())
+    model.set_attn_implementation("eager")
+    with torch.no_grad():
+        before = head_scores(model, n_docs=8)
+    assert before["a0.h0"]["previous_token"] > 0.9 and max(v["previous_token"] for h, v in before.items() if h != "a0.h0") < 0.5
+    qk0 = model.transformer.h[0].attn.c_attn.weight[:, list(range(16)) + list(range(64, 80))].clone()
+    wpe0, v0 = model.transformer.wpe.weight.clone(), model.transformer.h[0].attn.c_attn.weight[:, 128:].clone()
+    run_steps(model, opt, s, tmp_path, 0, [], progress=False, project=project)
+    w = model.transformer.h[0].attn.c_attn.weight
+    assert torch.equal(w[:, list(range(16)) + list(range(64, 80))], qk0) and torch.equal(model.transformer.wpe.weight, wpe0)
+    assert not torch.equal(w[:, 128:], v0)  # its value weights (and everything else) are learnt
+    assert torch.count_nonzero(model.transformer.wte.weight[:, position_dims(64, s.force_freqs)]) == 0
+    model.eval()
+    with torch.no_grad():
+        assert head_scores(model, n_docs=8)["a0.h0"]["previous_token"] > 0.9
+
+
+def test_forced_recipe_settings_that_cannot_work_are_refused() -> None:
+    with pytest.raises(ValueError, match="drop --sinusoidal"):
+        InductionSettings(force_previous_token=True, sinusoidal_positions=True)
+    with pytest.raises(ValueError, match="exceed the head size"):
+        InductionSettings(force_previous_token=True, n_embd=64, n_head=8, force_freqs=8)

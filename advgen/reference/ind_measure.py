@@ -149,15 +149,19 @@ def card(info: dict[str, Any]) -> str:
     rows = "\n".join(f"| {h} | {v['previous_token']:.3f} | {v['induction']:.3f} | {m['ablated_ld_mean'][h]:.3f} |"
                      for h, v in m["head_scores"].items())
     tmpl = "\n".join(f"| {t} | {v['ld_mean']:.3f} | {v['top1']:.3f} |" for t, v in m["task"]["per_template"].items())
+    forced = ("\nLayer 0's head 0 is a previous-token head **by construction** (`--force-previous-token`: a fixed "
+              "position code and fixed query/key weights, `advgen/reference/ind_force.py`); every other weight, layer 1 "
+              "included, was learnt.\n") if s.get("force_previous_token") else ""
+    command = info.get("command", f"python -m advgen.reference.induction --out DIR --seed {s['seed']}")
     return f"""# advgen bundled induction model
 
 A {s['n_layer']}-layer, {s['n_head']}-head, d={s['n_embd']} GPT-2 with its MLPs zeroed and frozen (attention
-only), trained by `python -m advgen.reference.induction --out DIR --seed {s['seed']}` for {s['steps']} steps
-(batch {s['batch_size']}, lr {s['lr']}) on advgen's own corpus: sequences of {info['words_per_document']} distinct words from
-{info['n_words']} nouns, with planted repeats (kind shares {info['corpus_kind_shares']}). Word-level tokenizer,
-{info['vocab_size']} tokens (each word with and without its leading space, and BOS).
+only), trained by `{command}` for {s['steps']} steps
+(batch {s['batch_size']}, lr {s['lr']}) on advgen's own corpus: documents of {info['words_per_document']} words drawn
+with replacement from {info['n_words']} nouns, with planted repeats (kind shares {info['corpus_kind_shares']}).
+Word-level tokenizer, {info['vocab_size']} tokens (each word with and without its leading space, and BOS).
 Final training loss (mean of the last 100 steps): {info['final_loss_mean_last_100_steps']}.
-
+{forced}
 It is advgen's test bed for the `induction` task (`[A][B] ... [A] -> [B]`). Not a language model.
 
 ## Induction task (built-in task `induction`, {m['task_prompts']} prompts, seed {m['eval_seed']})

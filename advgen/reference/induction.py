@@ -21,6 +21,7 @@ import argparse
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,23 @@ class InductionSettings:
     position_init_std: float | None = None
     """None: GPT-2's own initialisation (std 0.02, as the tokens)."""
     threads: int = 1
+    force_previous_token: bool = False
+    """Impose a0.h0 as a previous-token head by construction (`ind_force`); only the rest is learnt."""
+    force_freqs: int = 8
+    """Sin/cos frequency pairs of the forced position code (2 * this residual dimensions)."""
+    force_scale: float = 4.0
+    """Sharpness of the forced head's query: the larger, the closer its attention to exactly one token back."""
+
+    def __post_init__(self) -> None:
+        if self.force_previous_token and self.sinusoidal_positions:
+            raise ValueError("--force-previous-token sets its own position code: drop --sinusoidal")
+        if self.force_previous_token:
+            from advgen.reference.ind_force import position_dims
+
+            position_dims(self.n_embd, self.force_freqs)
+            if 2 * self.force_freqs > self.n_embd // self.n_head:
+                raise ValueError(f"--force-freqs {self.force_freqs}: {2 * self.force_freqs} position dimensions exceed "
+                                 f"the head size {self.n_embd // self.n_head}")
 
 
 def lr_at(step: int, s: InductionSettings) -> float:
@@ -75,8 +93,13 @@ def sinusoidal(n: int, d: int) -> torch.Tensor:
     return out
 
 
-def build_model(s: InductionSettings, tok: Any) -> tuple[Any, torch.optim.Optimizer]:
-    """A seeded attention-only GPT-2 (MLPs zeroed and frozen) and its AdamW over the trainable weights."""
+def _no_projection() -> None:
+    """The unconstrained recipe: nothing to restore after a step."""
+
+
+def build_model(s: InductionSettings, tok: Any) -> tuple[Any, torch.optim.Optimizer, Callable[[], None]]:
+    """A seeded attention-only GPT-2 (MLPs zeroed and frozen), its AdamW over the trainable weights, and the
+    projection to apply after every step (`ind_force`; a no-op unless the previous-token head is forced)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(s.seed)
@@ -95,11 +118,36 @@ def build_model(s: InductionSettings, tok: Any) -> tuple[Any, torch.optim.Optimi
         for p in block.mlp.parameters():  # pyright: ignore[reportAttributeAccessIssue]
             p.data.zero_()
             p.requires_grad_(False)
+    project: Callable[[], None] = _no_projection
+    if s.force_previous_token:
+        from advgen.reference.ind_force import force_previous_token
+
+        project = force_previous_token(model, s.force_freqs, s.force_scale)
     train = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW([{"params": [p for p in train if p.dim() >= 2], "weight_decay": s.weight_decay},
                              {"params": [p for p in train if p.dim() < 2], "weight_decay": 0.0}],
                             lr=s.lr, betas=(0.9, 0.98))
-    return model, opt
+    return model, opt, project
+
+
+def command_of(s: InductionSettings) -> str:
+    """The `python -m advgen.reference.induction` command that trains `s`: every option that differs from its default."""
+    d, c, dc = InductionSettings(), s.corpus, ind_corpus.CorpusSettings()
+    pairs = [("--steps", s.steps, d.steps), ("--lr", s.lr, d.lr), ("--n-head", s.n_head, d.n_head),
+             ("--n-embd", s.n_embd, d.n_embd), ("--batch-size", s.batch_size, d.batch_size),
+             ("--init-std", s.init_std, d.init_std), ("--position-init-std", s.position_init_std, d.position_init_std),
+             ("--seq-words", c.seq_words, dc.seq_words), ("--segment", c.segment, dc.segment), ("--gap", c.gap, dc.gap),
+             ("--pairs", c.pairs, dc.pairs), ("--segment-share", c.segment_share, dc.segment_share),
+             ("--pairs-share", c.pairs_share, dc.pairs_share), ("--skip-share", c.skip_share, dc.skip_share),
+             ("--skip-p", c.skip_p, dc.skip_p), ("--periodic-share", c.periodic_share, dc.periodic_share),
+             ("--period", c.period, dc.period), ("--force-freqs", s.force_freqs, d.force_freqs),
+             ("--force-scale", s.force_scale, d.force_scale), ("--threads", s.threads, d.threads)]
+    flags = [("--skip-copy", c.skip_copy), ("--untied", not s.tie_embeddings), ("--sinusoidal", s.sinusoidal_positions),
+             ("--force-previous-token", s.force_previous_token)]
+    args = [f"--seed {s.seed}"]
+    args += [f"{k} {' '.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v, dv in pairs if v != dv]
+    args += [k for k, on in flags if on]
+    return "python -m advgen.reference.induction --out DIR " + " ".join(args)
 
 
 def save_checkpoint(ck_dir: Path, step: int, model: Any, opt: torch.optim.Optimizer, losses: list[float],
@@ -122,7 +170,7 @@ def resume(ck_dir: Path, model: Any, opt: torch.optim.Optimizer, s: InductionSet
 
 
 def run_steps(model: Any, opt: torch.optim.Optimizer, s: InductionSettings, ck_dir: Path, start: int,
-              losses: list[float], progress: bool, probe_every: int = 0) -> None:
+              losses: list[float], progress: bool, probe_every: int = 0, project: Callable[[], None] | None = None) -> None:
     model.train()
     t0 = time.time()
     for step in range(start, s.steps):
@@ -134,6 +182,8 @@ def run_steps(model: Any, opt: torch.optim.Optimizer, s: InductionSettings, ck_d
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], s.grad_clip)
         opt.step()
+        if project is not None:
+            project()
         losses.append(loss.item())
         done = step + 1
         if progress and done % 100 == 0:
@@ -177,14 +227,14 @@ def _train(out_dir: Path, s: InductionSettings, resume_run: bool, progress: bool
     out_dir.mkdir(parents=True, exist_ok=True)
     ck_dir = out_dir / "checkpoints"
     tok = ind_corpus.build_tokenizer()
-    model, opt = build_model(s, tok)
+    model, opt, project = build_model(s, tok)
     start, losses = resume(ck_dir, model, opt, s) if resume_run else (0, [])
-    run_steps(model, opt, s, ck_dir, start, losses, progress, probe_every)
+    run_steps(model, opt, s, ck_dir, start, losses, progress, probe_every, project)
     model.eval()
     model.save_pretrained(str(out_dir), safe_serialization=True)
     tok.save_pretrained(str(out_dir))
     info = {
-        "settings": asdict(s), "corpus_kind_shares": s.corpus.shares, "n_words": len(ind_corpus.WORDS),
+        "settings": asdict(s), "command": command_of(s), "corpus_kind_shares": s.corpus.shares, "n_words": len(ind_corpus.WORDS),
         "words_per_document": s.corpus.seq_words, "vocab_size": len(tok),
         "n_parameters": sum(p.numel() for p in model.parameters()),
         "n_trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
@@ -201,7 +251,7 @@ def _train(out_dir: Path, s: InductionSettings, resume_run: bool, progress: bool
     return out_dir
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m advgen.reference.induction", description=(__doc__ or "").split("\n")[0])
     p.add_argument("--out", type=Path, help="output directory (HF model + checkpoints/)")
     p.add_argument("--measure", type=Path, metavar="MODEL_DIR", help="only measure MODEL_DIR into its training_info.json and MODEL_CARD.md")
@@ -232,12 +282,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--init-std", type=float, default=InductionSettings.init_std, help="initialisation std of the weights")
     p.add_argument("--sinusoidal", action="store_true", help="fixed sinusoidal positions instead of learned ones")
     p.add_argument("--position-init-std", type=float, default=InductionSettings.position_init_std)
+    p.add_argument("--force-previous-token", action="store_true",
+                   help="impose a0.h0 as a previous-token head by construction; layer 1 is left to learn induction")
+    p.add_argument("--force-freqs", type=int, default=InductionSettings.force_freqs)
+    p.add_argument("--force-scale", type=float, default=InductionSettings.force_scale)
     p.add_argument("--batch-size", type=int, default=InductionSettings.batch_size)
     p.add_argument("--threads", type=int, default=InductionSettings.threads)
     p.add_argument("--probe-every", type=int, default=0, metavar="N",
                    help="every N steps print the best previous-token and induction head scores (0: never)")
     p.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
     p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser()
     a = p.parse_args(argv)
     if a.measure:
         from advgen.reference.ind_measure import measure_dir
@@ -247,16 +306,22 @@ def main(argv: list[str] | None = None) -> int:
     if a.out is None:
         p.error("--out is required (or --measure MODEL_DIR)")
     try:
-        s = InductionSettings(seed=a.seed, steps=a.steps, lr=a.lr, n_head=a.n_head, n_embd=a.n_embd, batch_size=a.batch_size,
-                              corpus=ind_corpus.CorpusSettings(a.seq_words, a.segment_share, a.pairs_share, tuple(a.segment),
-                                                               tuple(a.gap), tuple(a.pairs), a.skip_share, a.skip_p,
-                                                               a.skip_copy, a.periodic_share, tuple(a.period)),
-                              tie_embeddings=not a.untied, init_std=a.init_std, sinusoidal_positions=a.sinusoidal, position_init_std=a.position_init_std, threads=a.threads)
+        s = settings_of(a)
     except ValueError as e:
         p.error(str(e))
     out = train_induction(a.out, s, resume_run=not a.no_resume, progress=not a.quiet, probe_every=a.probe_every)
     print(f"induction model written to {out}")
     return 0
+
+
+def settings_of(a: argparse.Namespace) -> InductionSettings:
+    """The settings the parsed command line asks for (ValueError names a setting that does not fit)."""
+    return InductionSettings(seed=a.seed, steps=a.steps, lr=a.lr, n_head=a.n_head, n_embd=a.n_embd, batch_size=a.batch_size,
+                              corpus=ind_corpus.CorpusSettings(a.seq_words, a.segment_share, a.pairs_share, tuple(a.segment),
+                                                               tuple(a.gap), tuple(a.pairs), a.skip_share, a.skip_p,
+                                                               a.skip_copy, a.periodic_share, tuple(a.period)),
+                              tie_embeddings=not a.untied, init_std=a.init_std, sinusoidal_positions=a.sinusoidal, position_init_std=a.position_init_std, threads=a.threads,
+                              force_previous_token=a.force_previous_token, force_freqs=a.force_freqs, force_scale=a.force_scale)
 
 
 if __name__ == "__main__":
