@@ -1,4 +1,4 @@
-"""The induction trainer's corpus, tokenizer, resume and measurement (the model itself is not bundled yet: docs/tasks.md)."""
+"""The induction trainer's corpus, tokenizer, resume, forced recipe and measurement, and the bundled model's card."""
 
 from __future__ import annotations
 
@@ -157,3 +157,25 @@ def test_forced_recipe_settings_that_cannot_work_are_refused() -> None:
         InductionSettings(force_previous_token=True, sinusoidal_positions=True)
     with pytest.raises(ValueError, match="exceed the head size"):
         InductionSettings(force_previous_token=True, n_embd=64, n_head=8, force_freqs=8)
+
+
+def test_the_bundled_model_is_the_defaults_recipe_and_its_card_figures_reproduce() -> None:
+    """`advgen train-reference --kind induction` (the defaults) is what trained the bundled model, and re-measuring its
+    weights gives the card's figures exactly: a layer-0 previous-token head and layer-1 induction heads."""
+    from dataclasses import asdict
+
+    from advgen.model.loading import bundled_dir
+    from advgen.reference.ind_measure import load_hf, measure
+
+    path = bundled_dir("induction")
+    info = json.loads((path / "training_info.json").read_text())
+    assert info["settings"] == json.loads(json.dumps(asdict(InductionSettings())))
+    model, tok = load_hf(path)
+    got, card = measure(model, tok), info["measurements"]
+    for key in ("previous_token_heads", "induction_heads", "carriers", "task_prompts"):
+        assert got[key] == card[key], key
+    # rounded to 4 decimals on the machine that trained it; another CPU may differ in the last digit
+    assert got["task"]["per_template"] == {t: pytest.approx(v, abs=2e-4) for t, v in card["task"]["per_template"].items()}
+    assert got["head_scores"] == {h: pytest.approx(v, abs=2e-4) for h, v in card["head_scores"].items()}
+    assert [h for h in info["previous_token_heads"] if h[0] == 0] and info["induction_heads"]
+    assert all(layer == 1 for layer, _ in info["induction_heads"])

@@ -120,7 +120,6 @@ def test_a_circuit_of_another_task_is_refused(tiny_setup, tmp_path):
         attack(model, circuit, AttackConfig(budget=60, n_clean=10, templates="ioi"), tmp_path / "y", task=copy_task())
 
 
-@pytest.mark.skipif(not (INDUCTION_DIR / "config.json").exists(), reason="bundled induction model not trained yet (docs/tasks.md, Induction: no recipe forms the circuit so far)")
 def test_the_copy_split_prediction_holds_on_the_induction_model(tmp_path):
     """A circuit written by hand from the trainer's measured heads (training_info.json), as the benchmark does."""
     import json

@@ -87,19 +87,22 @@ def test_check_claim_on_a_gpt2_shaped_model_writes_the_run_directory(gpt2_shaped
     assert "twin_mean" in run.result.markdown
 
 
-@pytest.mark.skipif(not (INDUCTION / "config.json").exists(), reason="bundled induction model not trained yet (docs/tasks.md, Induction: no recipe forms the circuit so far)")
 def test_discovered_induction_circuit_is_faithful_under_twin_mean() -> None:
-    """Bounds set before the bundled model existed (the hand-built model measures 1.14-1.16 and ~0 left, seeds 0-2):
-    an induction model whose two layers carry the behaviour must clear them; re-measure when the model lands."""
+    """Measured on the bundled model (discover n 40 seed 0: a0.h2 previous-token, a1.h0-a1.h3 induction; check-claim
+    n 150, seeds 1-3): twin-mean faithfulness 0.92 / 0.83 / 0.89 (lows 0.81 / 0.74 / 0.79), about 0 left without the
+    circuit. Short of 1 because a0.h1 (partly previous-token, 0.23) stays unassigned. A circuit that did not carry
+    the behaviour (the hand-built test below drops its induction head) fails these bounds."""
     from advgen.circuits.task_claims import TaskClaimSettings, check_task_claim
     from advgen.circuits.task_discovery import TaskDiscoverySettings, discover_task
     from advgen.model.loading import load_model
 
     model, task = load_model(str(INDUCTION)), resolve_task("induction")
     found = discover_task(model, task, TaskDiscoverySettings(n=40, seed=0))
-    res = check_task_claim(model, found.circuit, task, TaskClaimSettings(n=60, seed=1))
+    assert {str(h) for h in found.circuit.heads_with(Role.PREVIOUS_TOKEN)} == {"a0.h2"}
+    assert {str(h) for h in found.circuit.heads_with(Role.INDUCTION)} == {"a1.h0", "a1.h1", "a1.h2", "a1.h3"}
+    res = check_task_claim(model, found.circuit, task, TaskClaimSettings(n=150, seed=1))
     twin_mean = res.table["twin_mean"]
-    assert twin_mean["faithfulness_ld"]["low"] > 0.8, twin_mean["faithfulness_ld"]
+    assert twin_mean["faithfulness_ld"]["mean"] > 0.8 and twin_mean["faithfulness_ld"]["low"] > 0.7, twin_mean["faithfulness_ld"]
     assert twin_mean["accuracy"]["mean"] >= 0.9 * res.header["model_accuracy"]
     # knocking the circuit out of the full model removes most of the behaviour
     assert res.completeness["twin_mean"]["ld_left"]["mean"] < 0.5

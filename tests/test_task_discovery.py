@@ -20,8 +20,6 @@ def handbuilt_induction(gpt2_tokenizer_dir, tmp_path_factory):
     return load_handbuilt(gpt2_tokenizer_dir, tmp_path_factory)
 
 INDUCTION = ROOT / "advgen" / "model" / "weights" / "induction"
-needs_model = pytest.mark.skipif(not (INDUCTION / "config.json").exists(),
-                                 reason="bundled induction model not trained yet (docs/tasks.md, Induction: no recipe forms the circuit so far)")
 
 
 def test_rule_members_by_effect_roles_by_signature_above_chance() -> None:
@@ -65,7 +63,6 @@ def _measured_heads() -> tuple[list[Head], list[Head]]:
     return prev, ind
 
 
-@needs_model
 def test_discovery_recovers_the_induction_models_heads() -> None:
     from advgen.circuits.task_discovery import TaskDiscoverySettings, discover_task
     from advgen.model.loading import load_model
@@ -79,11 +76,10 @@ def test_discovery_recovers_the_induction_models_heads() -> None:
     assert all(h.head.layer == 0 for h in d.circuit.heads if h.role == Role.PREVIOUS_TOKEN)
     assert all(h.head.layer == 1 for h in d.circuit.heads if h.role == Role.INDUCTION)
     # attention-only: every MLP's output is exactly zero, so no MLP patch moves anything
-    assert not d.circuit.mlps and np.all(d.matrices["mlp_effect"] == 0.0) and d.report["mlp_note"]
+    assert not d.circuit.mlps and np.all(np.abs(d.matrices["mlp_effect"]) < 1e-6) and d.report["mlp_note"]
     assert d.circuit.task == "induction" and d.report["roles_missing"] == []
 
 
-@needs_model
 def test_discover_job_writes_the_run_directory(tmp_path: Path) -> None:
     import advgen
     from advgen.circuits.format import Circuit
@@ -110,7 +106,7 @@ def test_discovery_recovers_the_handbuilt_induction_circuit(handbuilt_induction,
     eff = d.matrices["effect"]
     assert eff[0, 0] > 0.9 and eff[1, 0] > 0.9 and abs(eff[0, 1]) < 0.05 and abs(eff[1, 1]) < 0.05, eff
     assert d.matrices["sig_previous_token"][0, 0] > 0.95 and d.matrices["sig_induction"][1, 0] > 0.95
-    assert not d.circuit.mlps and np.all(d.matrices["mlp_effect"] == 0.0) and "exactly 0" in d.report["mlp_note"]
+    assert not d.circuit.mlps and np.all(d.matrices["mlp_effect"] == 0.0) and "effect is 0" in d.report["mlp_note"]
     assert d.unassigned == () and d.report["roles_missing"] == []
     files = write_task_discovery(d, tmp_path, "advgen discover --task induction")
     assert [p.name for p in files] == ["circuit.json", "discovery.json", "discovery.png", "discovery.md"]

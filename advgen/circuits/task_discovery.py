@@ -36,6 +36,8 @@ from advgen.tasks.spec import Task, TaskError
 
 TWIN_EPS = 1e-3
 """|mean LD_twin - mean LD_clean| below this: the twin does not move the metric, so nothing can be patched."""
+ZERO_EFFECT = 1e-6
+"""An MLP effect below this is float error, not an effect: patched and clean runs batch prompts differently."""
 
 
 @dataclass(frozen=True)
@@ -173,7 +175,7 @@ def discover_task(model: LoadedModel, task: Task, settings: TaskDiscoverySetting
 def _report(model: LoadedModel, task: Task, c: Circuit, thresholds: dict[str, float], lost: list[Unassigned],
             s: TaskDiscoverySettings, lds: tuple[float, float, int], mlp_eff: np.ndarray) -> dict[str, Any]:
     f_m, f_t, n = lds
-    zero_mlps = bool(np.all(mlp_eff == 0.0))
+    zero_mlps = bool(np.all(np.abs(mlp_eff) < ZERO_EFFECT))
     return {
         "model": model.name, "model_source": model.source, "runtime": model.runtime, "task": task.describe(), "settings": asdict(s),
         "n": n, "clean_mean_ld": f_m, "twin_mean_ld": f_t, "thresholds": thresholds,
@@ -186,7 +188,7 @@ def _report(model: LoadedModel, task: Task, c: Circuit, thresholds: dict[str, fl
         "heads": {str(h.head): {"role": h.role.value, "positions": list(h.positions), **dict(h.scores)} for h in c.heads},
         "unassigned": [{"head": str(u.head), "effect": u.effect, "signatures": u.signatures} for u in lost],
         "mlp_nodes": [m.node for m in c.mlps], "mlp_effects": [round(float(x), 6) for x in mlp_eff],
-        "mlp_note": ("every MLP's patching effect is exactly 0 (its output does not differ between clean and twin runs: "
+        "mlp_note": (f"every MLP's patching effect is 0 (|effect| < {ZERO_EFFECT:g}, float error; its output does not differ between clean and twin runs: "
                      "zero MLPs), so there are no MLP nodes") if zero_mlps else "",
         "forward_equivalents": {"cache_clean": n, "cache_twin": n, "activation_patching": n * (model.n_layers * model.n_heads + model.n_layers)},
     }

@@ -8,8 +8,11 @@ composed with a later head that looks for the current token's earlier successor.
 can also learn positional shortcuts (copy from a typical distance), so what training found is
 measured, not assumed (`advgen.reference.ind_measure`, into DIR/training_info.json and the card).
 
-Status: no recipe tried so far forms the previous-token -> induction circuit within minutes on
-2 cores, so no induction model is bundled yet; docs/tasks.md (Induction) lists what was measured.
+The defaults are the recipe of the bundled model (advgen/model/weights/induction, about 8 minutes on one
+core): a previous-token head (a0.h2) and four induction heads (layer 1) formed, all learnt. Of 24
+recipes tried, it is the first that formed the circuit unaided; docs/tasks.md (Induction) lists them
+all. `--force-previous-token` (`ind_force`) imposes the previous-token head instead and forms the
+induction heads in half the steps.
 
 Batches are a pure function of (seed, step) (`ind_corpus.batch`), so a run resumes from its
 newest checkpoint in DIR/checkpoints and ends byte-identical to an uninterrupted one.
@@ -36,24 +39,27 @@ from advgen.reference import checkpoints, ind_corpus
 @dataclass(frozen=True)
 class InductionSettings:
     seed: int = 0
-    steps: int = 12000
+    steps: int = 8000
     batch_size: int = 32
-    lr: float = 2e-3
+    lr: float = 1e-3
     min_lr_ratio: float = 0.1
     warmup: int = 100
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     n_layer: int = 2
     n_head: int = 4
-    n_embd: int = 64
+    n_embd: int = 128
     checkpoint_every: int = 500
-    corpus: ind_corpus.CorpusSettings = ind_corpus.CorpusSettings()
+    corpus: ind_corpus.CorpusSettings = ind_corpus.CorpusSettings(seq_words=48, segment_share=1.0, pairs_share=0.0,
+                                                                  segment=(6, 16), gap=(0, 16))
+    """Copies only, of 6-16 words at 6-32 words' distance in 48-word documents: the one corpus on which the
+    circuit formed (docs/tasks.md, Induction); adding the task's own bigram copies (`--pairs-share 0.3`) stopped it."""
     tie_embeddings: bool = True
     sinusoidal_positions: bool = False
     """Fixed sinusoidal position code (the original Transformer's, scaled to the token embeddings' size) instead of
     learned positions: "the token before" is then the same linear map at every position."""
-    init_std: float = 0.02
-    """Std of the weights' initialisation (GPT-2's `initializer_range`)."""
+    init_std: float = 0.1
+    """Std of the weights' initialisation (GPT-2's `initializer_range` is 0.02: at 0.02 no induction head formed)."""
     position_init_std: float | None = None
     """None: GPT-2's own initialisation (std 0.02, as the tokens)."""
     threads: int = 1
@@ -132,7 +138,8 @@ def build_model(s: InductionSettings, tok: Any) -> tuple[Any, torch.optim.Optimi
 
 def command_of(s: InductionSettings) -> str:
     """The `python -m advgen.reference.induction` command that trains `s`: every option that differs from its default."""
-    d, c, dc = InductionSettings(), s.corpus, ind_corpus.CorpusSettings()
+    d, c = InductionSettings(), s.corpus
+    dc = d.corpus
     pairs = [("--steps", s.steps, d.steps), ("--lr", s.lr, d.lr), ("--n-head", s.n_head, d.n_head),
              ("--n-embd", s.n_embd, d.n_embd), ("--batch-size", s.batch_size, d.batch_size),
              ("--init-std", s.init_std, d.init_std), ("--position-init-std", s.position_init_std, d.position_init_std),
@@ -260,23 +267,23 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=InductionSettings.lr)
     p.add_argument("--n-head", type=int, default=InductionSettings.n_head)
     p.add_argument("--n-embd", type=int, default=InductionSettings.n_embd)
-    p.add_argument("--seq-words", type=int, default=ind_corpus.CorpusSettings.seq_words, help="words per training document")
-    p.add_argument("--segment", type=int, nargs=2, default=ind_corpus.CorpusSettings.segment, metavar=("MIN", "MAX"),
+    p.add_argument("--seq-words", type=int, default=InductionSettings.corpus.seq_words, help="words per training document")
+    p.add_argument("--segment", type=int, nargs=2, default=InductionSettings.corpus.segment, metavar=("MIN", "MAX"),
                    help="length range of a segment document's copied span")
-    p.add_argument("--gap", type=int, nargs=2, default=ind_corpus.CorpusSettings.gap, metavar=("MIN", "MAX"),
+    p.add_argument("--gap", type=int, nargs=2, default=InductionSettings.corpus.gap, metavar=("MIN", "MAX"),
                    help="words between a span and its copy")
-    p.add_argument("--pairs", type=int, nargs=2, default=ind_corpus.CorpusSettings.pairs, metavar=("MIN", "MAX"),
+    p.add_argument("--pairs", type=int, nargs=2, default=InductionSettings.corpus.pairs, metavar=("MIN", "MAX"),
                    help="copied bigrams per pairs document")
-    p.add_argument("--segment-share", type=float, default=ind_corpus.CorpusSettings.segment_share)
-    p.add_argument("--pairs-share", type=float, default=ind_corpus.CorpusSettings.pairs_share)
-    p.add_argument("--skip-share", type=float, default=ind_corpus.CorpusSettings.skip_share,
+    p.add_argument("--segment-share", type=float, default=InductionSettings.corpus.segment_share)
+    p.add_argument("--pairs-share", type=float, default=InductionSettings.corpus.pairs_share)
+    p.add_argument("--skip-share", type=float, default=InductionSettings.corpus.skip_share,
                    help="share of skip documents (a word often a fixed map of the word two before: starts a previous-token head)")
-    p.add_argument("--skip-p", type=float, default=ind_corpus.CorpusSettings.skip_p,
+    p.add_argument("--skip-p", type=float, default=InductionSettings.corpus.skip_p,
                    help="in a skip document, the chance that a word is the map of the word two before")
     p.add_argument("--skip-copy", action="store_true", help="skip documents repeat the word two before instead of mapping it")
-    p.add_argument("--periodic-share", type=float, default=ind_corpus.CorpusSettings.periodic_share,
+    p.add_argument("--periodic-share", type=float, default=InductionSettings.corpus.periodic_share,
                    help="share of periodic documents (a block of random words repeated to the end)")
-    p.add_argument("--period", type=int, nargs=2, default=ind_corpus.CorpusSettings.period, metavar=("MIN", "MAX"),
+    p.add_argument("--period", type=int, nargs=2, default=InductionSettings.corpus.period, metavar=("MIN", "MAX"),
                    help="length range of a periodic document's block")
     p.add_argument("--untied", action="store_true", help="separate unembedding (GPT-2 ties it to the embedding)")
     p.add_argument("--init-std", type=float, default=InductionSettings.init_std, help="initialisation std of the weights")
