@@ -10,9 +10,10 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-LIMIT_MB = 16
+LIMIT_MB = 18
 """Largest wheel or sdist, in MB (10**6 bytes). 0.1.0 is about 12.4 MB, nearly all bundled weights (reference,
-planted, the ladder); a new model or data file that pushes past this is a decision to make, not an accident."""
+planted, the ladder); a new model or data file that pushes past this is a decision to make, not an accident.
+Raised from 16 to 18 in session 12 for the bundled induction model (0.8 MB), which took both to 16.7 MB."""
 FORBIDDEN = ("__pycache__", ".pyc", ".pyo", ".pytest_cache", ".ipynb_checkpoints", ".DS_Store", "tests/", ".egg-info/")
 
 
