@@ -18,12 +18,12 @@ from typing import Any
 
 from advgen.core import docfields as f
 from advgen.core import files
-from advgen.core.docspec import load_record, plain_record, spec
+from advgen.core.docspec import PlainRecord, load_record, plain_record, spec
 from advgen.core.types import AdvgenError, Interval
 
 
 @dataclass(frozen=True)
-class MetricRow:
+class MetricRow(PlainRecord):
     """One ablation's row of `table` (and causal scrubbing's `metrics`): `claims.metric_row`."""
 
     mean_ld: Interval | None = spec("ci")
@@ -42,9 +42,6 @@ class MetricRow:
     per_example_sd_pct: float | None = spec("num")
     per_example_quantiles_pct: Mapping[str, float] | None = spec("nummap")
     sign_flip_rate: float | None = spec("num")
-
-    def to_dict(self) -> dict[str, Any]:
-        return plain_record(self)
 
 
 @dataclass(frozen=True)
@@ -83,7 +80,7 @@ class Scrubbing:
 
 
 @dataclass(frozen=True)
-class Absolute:
+class Absolute(PlainRecord):
     """The `absolute` block (`advgen.circuits.absolute`): loss recovered and the circuit's place on the ladder.
 
     `placements`, `ladder_basis` and `ladder` are there only when the ladder ran; `ladder_equivalent_params` and
@@ -103,34 +100,25 @@ class Absolute:
     ladder_basis: str | None = spec("str", opt=True)
     ladder: list[Any] | None = spec("list", opt=True)
 
-    def to_dict(self) -> dict[str, Any]:
-        return plain_record(self)
-
 
 @dataclass(frozen=True)
-class MinimalityHead:
+class MinimalityHead(PlainRecord):
     score: float | None = spec("num")
     score_pct_of_F_M: float | None = spec("num")
     K: tuple[str, ...] | None = spec("strs")
     needed: bool | None = spec("bool")
 
-    def to_dict(self) -> dict[str, Any]:
-        return plain_record(self)
-
 
 @dataclass(frozen=True)
-class Minimality:
+class Minimality(PlainRecord):
     threshold: float | None = spec("num")
     K_tried: tuple[str, ...] | None = spec("strs")
     heads: Mapping[str, MinimalityHead] | None = spec("recmap", MinimalityHead)
     all_needed: bool | None = spec("bool")
 
-    def to_dict(self) -> dict[str, Any]:
-        return plain_record(self)
-
 
 @dataclass(frozen=True)
-class AgreementGroup:
+class AgreementGroup(PlainRecord):
     """Errors or successes of one failure set under one ablation; the intervals are null over no prompt."""
 
     n: int | None = spec("int")
@@ -140,32 +128,23 @@ class AgreementGroup:
     mean_ld_model: float | None = spec("num")
     mean_ld_circuit: float | None = spec("num")
 
-    def to_dict(self) -> dict[str, Any]:
-        return plain_record(self)
-
 
 @dataclass(frozen=True)
-class AgreementRow:
+class AgreementRow(PlainRecord):
     errors: AgreementGroup | None = spec("rec", AgreementGroup)
     successes: AgreementGroup | None = spec("rec", AgreementGroup)
 
-    def to_dict(self) -> dict[str, Any]:
-        return plain_record(self)
-
 
 @dataclass(frozen=True)
-class AddBackStep:
+class AddBackStep(PlainRecord):
     added: tuple[str, ...] | None = spec("strs")
     error_agreement: Interval | None = spec("ci", null=True)
     success_agreement: Interval | None = spec("ci", null=True)
     abs_ld_diff_errors: float | None = spec("num")
 
-    def to_dict(self) -> dict[str, Any]:
-        return plain_record(self)
-
 
 @dataclass(frozen=True)
-class AddBack:
+class AddBack(PlainRecord):
     """The greedy add-back over the errors ({} when the set had none); `stopped` null when it ran every step."""
 
     EMPTY_OK = True
@@ -174,12 +153,9 @@ class AddBack:
     steps: tuple[AddBackStep, ...] | None = spec("reclist", AddBackStep)
     stopped: str | None = spec("str", null=True)
 
-    def to_dict(self) -> dict[str, Any]:
-        return plain_record(self)
-
 
 @dataclass(frozen=True)
-class FailureSourceMeta:
+class FailureSourceMeta(PlainRecord):
     """`failure_sets.source_meta`: where the failure set came from and what its groups mean."""
 
     path: str | None = spec("str")
@@ -191,12 +167,9 @@ class FailureSourceMeta:
     n_successes_used: int | None = spec("int")
     sha256: str | None = spec("str")
 
-    def to_dict(self) -> dict[str, Any]:
-        return plain_record(self)
-
 
 @dataclass(frozen=True)
-class AgreementBlock:
+class AgreementBlock(PlainRecord):
     """One failure set of `error_agreement` (`advgen.circuits.failures`)."""
 
     source: FailureSourceMeta | None = spec("rec", FailureSourceMeta)
@@ -211,12 +184,9 @@ class AgreementBlock:
     table: Mapping[str, AgreementRow] | None = spec("recmap", AgreementRow)
     add_back: AddBack | None = spec("rec", AddBack)
 
-    def to_dict(self) -> dict[str, Any]:
-        return plain_record(self)
-
 
 @dataclass(frozen=True)
-class ClaimsDoc:
+class ClaimsDoc(PlainRecord):
     """The whole of an IOI claims.json: the header (model, circuit, n, seed, F(M), settings, the paper's ablation, MLP
     nodes), command and versions, then the table, causal scrubbing, absolute, completeness, minimality, error agreement."""
 
@@ -243,9 +213,6 @@ class ClaimsDoc:
     error_agreement: tuple[AgreementBlock, ...] | None = spec("reclist", AgreementBlock, opt=True)
     extra: Mapping[str, Any] = field(default_factory=dict)
     """What `read_claims` found beside the IOI fields (a task check-claim's header): never written by `to_dict`."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return plain_record(self)
 
     @classmethod
     def from_dict(cls, d: Any, where: str | Path) -> ClaimsDoc:

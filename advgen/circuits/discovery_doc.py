@@ -26,7 +26,7 @@ import numpy as np
 
 from advgen.core import docfields as f
 from advgen.core import files
-from advgen.core.docspec import load_record, plain_record, spec
+from advgen.core.docspec import PlainRecord, load_record, spec
 from advgen.core.types import AdvgenError
 
 FILE = "discovery.json"
@@ -35,18 +35,15 @@ DECIMALS = 6
 
 
 @dataclass(frozen=True)
-class IoiHead:
+class IoiHead(PlainRecord):
     """One kept head of an IOI discovery: its role and why the rule gave it that role."""
 
     role: str | None = spec("str")
     why: str | None = spec("str")
 
-    def to_dict(self) -> dict[str, Any]:
-        return plain_record(self)
-
 
 @dataclass(frozen=True)
-class MlpNodes:
+class MlpNodes(PlainRecord):
     """IOI discovery's MLP-node rule (`advgen.circuits.mlp_nodes`): the rule in words, each layer's measured effect
     (a list of numbers, one per layer), and the proposed nodes with their notes."""
 
@@ -54,24 +51,18 @@ class MlpNodes:
     pp_mlp_logits: list[Any] | None = spec("list")
     proposed: Mapping[str, Any] | None = spec("map")
 
-    def to_dict(self) -> dict[str, Any]:
-        return plain_record(self)
-
 
 @dataclass(frozen=True)
-class CurveSize:
+class CurveSize(PlainRecord):
     """Faithfulness of the top-k heads at one of MIB's sizes (a fraction of the model's heads)."""
 
     size: float | None = spec("num")
     n_heads: int | None = spec("int")
     faithfulness: float | None = spec("num")
 
-    def to_dict(self) -> dict[str, Any]:
-        return plain_record(self)
-
 
 @dataclass(frozen=True)
-class Curve:
+class Curve(PlainRecord):
     """One ranking's faithfulness curve (`advgen.circuits.curves.curve`); `circuit_heads` only on `circuit_first`."""
 
     sizes: tuple[CurveSize, ...] | None = spec("reclist", CurveSize)
@@ -84,16 +75,13 @@ class Curve:
     forwards: int | None = spec("int")
     circuit_heads: tuple[str, ...] | None = spec("strs", opt=True)
 
-    def to_dict(self) -> dict[str, Any]:
-        return plain_record(self)
-
     def at(self, size: float) -> CurveSize | None:
         """This curve's point at `size` (None: not measured there)."""
         return next((p for p in self.sizes or () if p.size == size), None)
 
 
 @dataclass(frozen=True)
-class Curves:
+class Curves(PlainRecord):
     """The `faithfulness_curves` block (`curves.discovery_curves`): signed (read CPR), absolute (read CMD) and
     circuit-first rankings under one ablation; `circuit_first` is None in documents from before it."""
 
@@ -109,9 +97,6 @@ class Curves:
     cpr: float | None = spec("num")
     cmd: float | None = spec("num")
     forwards: int | None = spec("int")
-
-    def to_dict(self) -> dict[str, Any]:
-        return plain_record(self)
 
     def rankings(self) -> dict[str, Curve]:
         """The curves present, by ranking name, in the file's order."""
@@ -141,19 +126,16 @@ class TaskHead:
 
 
 @dataclass(frozen=True)
-class Unassigned:
+class Unassigned(PlainRecord):
     """A task discovery's member head whose attention matches no role above chance."""
 
     head: str | None = spec("str")
     effect: float | None = spec("num")
     signatures: Mapping[str, float] | None = spec("nummap")
 
-    def to_dict(self) -> dict[str, Any]:
-        return plain_record(self)
-
 
 @dataclass(frozen=True)
-class Reference:
+class Reference(PlainRecord):
     """The found heads against the circuit advgen ships for this task and model (`task_discovery.precision_recall`)."""
 
     reference: str | None = spec("str")
@@ -161,9 +143,6 @@ class Reference:
     recall: float | None = spec("num")
     found_not_in_reference: tuple[str, ...] | None = spec("strs")
     reference_not_found: tuple[str, ...] | None = spec("strs")
-
-    def to_dict(self) -> dict[str, Any]:
-        return plain_record(self)
 
 
 class _Shared:
@@ -202,7 +181,7 @@ def _check_matrix(rows: Any, where: str, at: str) -> None:
 
 
 @dataclass(frozen=True)
-class DiscoveryDoc(_Shared):
+class DiscoveryDoc(PlainRecord, _Shared):
     """The whole of an IOI discovery.json: header (model, runtime, settings), F(M) and the ABC twins' mean LD, roles
     found and missing, the heads' direct share, the kept heads, MLP nodes, the attribution-vs-activation rank
     correlation per position kind, forward counts, faithfulness curves, command, versions, and every score matrix."""
@@ -226,9 +205,6 @@ class DiscoveryDoc(_Shared):
     versions: Mapping[str, Any] | None = spec("map")
     matrices: Mapping[str, list[list[float | None]]] | None = spec("map")
 
-    def to_dict(self) -> dict[str, Any]:
-        return plain_record(self)
-
     @classmethod
     def from_dict(cls, d: Any, where: str | Path) -> DiscoveryDoc:
         """The current IOI shape, strictly; `read_discovery` reads older ones too."""
@@ -236,7 +212,7 @@ class DiscoveryDoc(_Shared):
 
 
 @dataclass(frozen=True)
-class TaskDiscoveryDoc(_Shared):
+class TaskDiscoveryDoc(PlainRecord, _Shared):
     """The whole of a generic task's discovery.json: header (model, runtime, task, settings), n, mean metric clean and
     twin, thresholds and the rule in words, roles, kept heads, unassigned members, MLP nodes and effects, forward
     counts, the comparison with a shipped circuit (`reference`, when there is one), command, versions, matrices."""
@@ -264,9 +240,6 @@ class TaskDiscoveryDoc(_Shared):
     command: str | None = spec("str")
     versions: Mapping[str, Any] | None = spec("map")
     matrices: Mapping[str, list[list[float | None]]] | None = spec("map")
-
-    def to_dict(self) -> dict[str, Any]:
-        return plain_record(self)
 
     @classmethod
     def from_dict(cls, d: Any, where: str | Path) -> TaskDiscoveryDoc:

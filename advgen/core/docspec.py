@@ -77,6 +77,13 @@ def _value(meta: Mapping[str, Any], v: Any, w: str, at: str, strict: bool) -> An
     raise AdvgenError(f"{w}: field {at!r}: unknown kind {kind!r}")  # a programming error, said plainly
 
 
+class PlainRecord:
+    """Base of a spec'd record whose JSON form is its fields in order (`plain_record`): the one `to_dict` they share."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return plain_record(self)
+
+
 def load_record(cls: Any, d: Any, w: str, at: str, strict: bool) -> Any:
     """`d` (a JSON object) as a `cls` record: strictly, every non-`opt` field must be there (unless `d` is {} and
     `cls.EMPTY_OK`); leniently, an absent field is None."""

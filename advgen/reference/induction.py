@@ -177,7 +177,7 @@ def resume(ck_dir: Path, model: Any, opt: torch.optim.Optimizer, s: InductionSet
 
 
 def run_steps(model: Any, opt: torch.optim.Optimizer, s: InductionSettings, ck_dir: Path, start: int,
-              losses: list[float], progress: bool, probe_every: int = 0, project: Callable[[], None] | None = None) -> None:
+              losses: list[float], progress: bool, probe_every: int = 0, project: Callable[[], None] = _no_projection) -> None:
     model.train()
     t0 = time.time()
     for step in range(start, s.steps):
@@ -189,8 +189,7 @@ def run_steps(model: Any, opt: torch.optim.Optimizer, s: InductionSettings, ck_d
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], s.grad_clip)
         opt.step()
-        if project is not None:
-            project()
+        project()
         losses.append(loss.item())
         done = step + 1
         if progress and done % 100 == 0:
