@@ -160,3 +160,14 @@ def test_distractor_attack_inserts_foil_side_values_against_the_clean_value(tmp_
         assert all(int(v) < int(yy) for v in vals) if r["family"] == "attack" else vals == [yy] * len(vals)
         assert f"{clean[r['pair_id']]['extra']['values']['XX']}{vals[0]} " in r["text"]
     assert all(r["explained"] is not None for r in rows if r["family"] == "attack" and r["is_break"])
+    # A control prompt (the clean year inserted dose times) is shared by every gap and draw: evaluated once, copied to the rest.
+    from advgen.attacks.journal import REUSED
+
+    ran = [r for r in rows if r["family"] == "control" and REUSED not in r["extra"]]
+    assert len({r["text"] for r in ran}) == len(ran)
+    assert res.run.evals["sample"] + res.run.evals["search"] == sum(REUSED not in r["extra"] for r in rows if r["phase"] in ("sample", "search"))
+    by_cand = {r["candidate"]: r for r in ran}
+    copies = [r for r in rows if r["family"] == "control" and REUSED in r["extra"]]
+    assert copies and all(r["logit_diff"] == by_cand[r["extra"][REUSED]]["logit_diff"] and r["text"] == by_cand[r["extra"][REUSED]]["text"]
+                          for r in copies)
+    assert len({r["candidate"] for r in rows if r["family"] == "control"}) == sum(r["family"] == "control" for r in rows)

@@ -7,7 +7,7 @@ shares a control), so a shared control is evaluated once and every cell still ge
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from typing import Protocol, TypeVar
 
 
@@ -45,4 +45,23 @@ def stratified(pool: Sequence[C], n: int, seed: int) -> list[C]:
             if lst and len(out) + len(lst[-1]) <= n:
                 out += lst.pop()
                 grew = True
+    return out
+
+
+def pop_chunk(queues: dict[str, list[C]], picks: Sequence[str], known: Container[str]) -> list[C]:
+    """One candidate off the front of each picked cell's queue, but at most one per unit whose control is still unknown.
+
+    Siblings picked together before their shared control is known all pay their attack, and when
+    that control breaks none of their breaks can count; so a second sibling of a unit already in
+    this chunk gives way to the next candidate of its cell (the first one when every candidate is such).
+    """
+    pending: set[str] = set()
+    out: list[C] = []
+    for key in picks:
+        q = queues[key]
+        i = next((j for j, c in enumerate(q) if c.unit in known or c.unit not in pending), 0)
+        c = q.pop(i)
+        if c.unit not in known:
+            pending.add(c.unit)
+        out.append(c)
     return out

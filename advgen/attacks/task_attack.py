@@ -5,7 +5,8 @@ own prompts and the modes compiled from its circuit's records (`task_compiler`):
 evaluations per side, both sides pay the clean run; the stratified random sample evaluates every
 candidate with its control (the unbiased per-mode table); the search spends the rest on attacks,
 a control only for a break, choosing cells by Thompson sampling rewarded by attributable breaks
-(the control holds); the random baseline inserts as many random filler words at the same point.
+(the control holds). Candidates with the same control prompt share one evaluation of it, as IOI's
+do; the random baseline inserts random fillers (or random values of the compared slot) at the same point.
 Work is journaled in units (`advgen.core.journal`), so `resume=True` continues an interrupted
 run and writes the same bytes.
 """
@@ -14,8 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,13 @@ from tqdm.auto import tqdm
 
 from advgen.attacks import bandit, task_compiler
 from advgen.attacks.baseline import baseline_picks
-from advgen.attacks.sampling import stratified
+from advgen.attacks.journal import REUSED, evaluated
+from advgen.attacks.sampling import pop_chunk, stratified
 from advgen.attacks.search import AttackConfig
-from advgen.attacks.signals import EXPLAINED_SD
+from advgen.attacks.task_candidates import TaskCandidate, candidates, foil_side
 from advgen.attacks.task_compiler import TaskMode
 from advgen.attacks.task_edits import fillers, render_edit, render_mention_edit, taken
+from advgen.attacks.task_labels import label_rows
 from advgen.circuits.format import Circuit
 from advgen.circuits.task_records import position_names
 from advgen.core import records
@@ -43,28 +46,7 @@ from advgen.tasks.spec import Task
 
 UNIT = 64
 """Prompts per journal unit (attack + control pairs: half as many candidates)."""
-NEAR = 10
-"""Value-mention modes: a foil-side value within this distance of the clean value is "near", else "far"."""
-DRAWS = 3
-"""Value-mention modes: candidates (independent value draws) per clean prompt, dose and gap."""
 
-
-@dataclass(frozen=True)
-class TaskCandidate:
-    cid: str
-    spec: int
-    mode: TaskMode
-    dose: int
-    gap: str = ""
-    """Value-mention modes: "near" (foil-side values within NEAR of the clean value) or "far" (the rest)."""
-
-    @property
-    def cell(self) -> str:
-        return self.mode.cell_key(self.dose) + (f":gap={self.gap}" if self.gap else "")
-
-    @property
-    def unit(self) -> str:
-        return self.cid
 
 
 @dataclass(frozen=True)
@@ -86,6 +68,8 @@ class Setup:
     specs: list[TaskSpec]
     clean: list[Prompt]
     journal: Journal
+    controls: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Evaluated shared controls by unit, from computed and resumed journal units alike."""
 
 
 def check_attackable(task: Task) -> None:
@@ -157,13 +141,6 @@ def _run_clean(s: Setup) -> list[dict[str, Any]]:
     return rows
 
 
-def foil_side(task: Task, values: dict[str, str], gap: str) -> list[str]:
-    """The values of the set rule's range for which the foil rule holds against the clean value (the clean value
-    excluded), within NEAR of it ("near") or further ("far")."""
-    x = float(values[task.answer.slot])
-    return [w for w in task.foil.words(values) if w != values[task.answer.slot] and (abs(float(w) - x) <= NEAR) == (gap == "near")]
-
-
 def _render_mentions(s: Setup, c: TaskCandidate, rng: random.Random) -> tuple[Prompt, Prompt]:
     sp, clean = s.specs[c.spec], s.clean[c.spec]
     pool = foil_side(s.task, dict(sp.values), c.gap)
@@ -200,15 +177,48 @@ def _tag(c: TaskCandidate, phase: str) -> dict[str, Any]:
     return {"phase": phase, "candidate": c.cid, "cell": c.cell}
 
 
+SHARED = "control_unit"
+"""Key in a shared control row's `extra`: the unit whose candidates reuse it."""
+
+
+def _controls(s: Setup, items: Sequence[tuple[TaskCandidate, Prompt]], phase: str) -> list[dict[str, Any]]:
+    """A control row per item; a shared control evaluated already (an earlier unit or this call) is copied, not re-run."""
+    first: dict[str, int] = {}
+    todo = [i for i, (c, _) in enumerate(items)
+            if c.unit == c.cid or (c.unit not in s.controls and first.setdefault(c.unit, i) == i)]
+    measured = _measure(s, [items[i][1] for i in todo], [task_compiler.signal_reads(items[i][0].mode, items[i][0].dose) for i in todo],
+                        [_tag(items[i][0], phase) for i in todo]) if todo else []
+    got = dict(zip(todo, measured, strict=True))
+    rows: list[dict[str, Any]] = []
+    for i, (c, p) in enumerate(items):
+        if i in got:
+            rows.append(got[i] if c.unit == c.cid else {**got[i], "extra": {**got[i]["extra"], SHARED: c.unit}})
+            continue
+        src = s.controls.get(c.unit) or rows[first[c.unit]]
+        rows.append({**src, **records.prompt_row(p), "params": p.extra.get("params", {}), **_tag(c, phase),
+                     "extra": {**src["extra"], SHARED: c.unit, REUSED: src["candidate"]}})
+    return rows
+
+
+def _unit(s: Setup, key: str, compute: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """A journal unit, whose evaluated shared controls are then known (computed and resumed units alike)."""
+    got = s.journal.unit(key, compute)
+    for r in got:
+        if r["family"] == "control" and SHARED in r["extra"] and REUSED not in r["extra"]:
+            s.controls.setdefault(r["extra"][SHARED], r)
+    return got
+
+
 def _evaluate_pairs(s: Setup, cands: Sequence[TaskCandidate]) -> list[dict[str, Any]]:
+    """The random sample: attack and control of every candidate (a shared control once)."""
     rows: list[dict[str, Any]] = []
     for chunk in _chunks(list(cands), UNIT // 2):
         def compute(chunk: Sequence[TaskCandidate] = chunk) -> list[dict[str, Any]]:
             pairs = [(c, *_render(s, c)) for c in chunk]
-            reads = [task_compiler.signal_reads(c.mode, c.dose) for c, _, _ in pairs]
-            return (_measure(s, [a for _, a, _ in pairs], reads, [_tag(c, "sample") for c, _, _ in pairs])
-                    + _measure(s, [k for _, _, k in pairs], reads, [_tag(c, "sample") for c, _, _ in pairs]))
-        rows += s.journal.unit(key_of("sample", [c.cid for c in chunk]), compute)
+            att = _measure(s, [a for _, a, _ in pairs], [task_compiler.signal_reads(c.mode, c.dose) for c, _, _ in pairs],
+                           [_tag(c, "sample") for c, _, _ in pairs])
+            return att + _controls(s, [(c, k) for c, _, k in pairs], "sample")
+        rows += _unit(s, key_of("sample", [c.cid for c in chunk]), compute)
     return rows
 
 
@@ -217,8 +227,7 @@ def _attack_then_control(s: Setup, chunk: Sequence[TaskCandidate], clean_ld: Seq
     rows = _measure(s, [a for _, a, _ in pairs], [task_compiler.signal_reads(c.mode, c.dose) for c, _, _ in pairs],
                     [_tag(c, "search") for c, _, _ in pairs])
     hit = [(c, k) for (c, _, k), r in zip(pairs, rows, strict=True) if r["logit_diff"] < 0 < clean_ld[c.spec]]
-    return rows + (_measure(s, [k for _, k in hit], [task_compiler.signal_reads(c.mode, c.dose) for c, _ in hit],
-                            [_tag(c, "search") for c, _ in hit]) if hit else [])
+    return rows + (_controls(s, hit, "search") if hit else [])
 
 
 def _arms(s: Setup, pool: Sequence[TaskCandidate], sample_rows: Sequence[dict[str, Any]],
@@ -242,7 +251,11 @@ def _arms(s: Setup, pool: Sequence[TaskCandidate], sample_rows: Sequence[dict[st
 
 def _search(s: Setup, pool: Sequence[TaskCandidate], arms: dict[str, bandit.Arm], budget: int, sampled: set[str],
             clean_rows: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, bandit.Arm]]:
-    """Thompson sampling over cells; within a cell, clean prompts whose heads attend least to the rule's key go first."""
+    """Thompson sampling over cells, valued per evaluation (a candidate whose control is evaluated already costs one).
+
+    Within a cell, candidates whose control held go first, then clean prompts whose heads attend
+    least to the rule's key; one whose control is known to break goes last (no attributable break possible).
+    """
     clean_ld = [r["logit_diff"] for r in clean_rows]
 
     def fragile(c: TaskCandidate) -> float:
@@ -251,20 +264,26 @@ def _search(s: Setup, pool: Sequence[TaskCandidate], arms: dict[str, bandit.Arm]
                    and k.split("->")[1] in key_positions(c.mode, s.clean[c.spec]))
 
     queues: dict[str, list[TaskCandidate]] = {}
-    for c in sorted(pool, key=lambda c: (fragile(c), c.cid)):
+    rank: dict[str, int] = {}
+    for i, c in enumerate(sorted(pool, key=lambda c: (fragile(c), c.cid))):
+        rank[c.cid] = i
         if c.cid not in sampled and clean_ld[c.spec] > 0:
             queues.setdefault(c.cell, []).append(c)
     rng = np.random.default_rng(int(key_of(s.journal.salt, "bandit")[:8], 16))
     rows: list[dict[str, Any]] = []
     spent = 0
     while budget - spent >= 2:
-        picks = bandit.choose(arms, {k: len(v) for k, v in queues.items()}, min(UNIT // 2, (budget - spent) // 2), rng)
+        held = {u: r["logit_diff"] >= 0 for u, r in s.controls.items()}
+        for v in queues.values():
+            v.sort(key=lambda c: (c.unit in held and not held[c.unit], c.unit not in held, rank[c.cid]))
+        free = {k: sum(held.get(c.unit, False) for c in v) for k, v in queues.items()}
+        picks = bandit.choose(arms, {k: len(v) for k, v in queues.items()}, min(UNIT // 2, (budget - spent) // 2), rng, free)
         if not picks:
             break
-        chunk = [queues[k].pop(0) for k in picks]
-        got = s.journal.unit(key_of("search", [c.cid for c in chunk]), lambda chunk=chunk: _attack_then_control(s, chunk, clean_ld))
+        chunk = pop_chunk(queues, picks, held)
+        got = _unit(s, key_of("search", [c.cid for c in chunk]), lambda chunk=chunk: _attack_then_control(s, chunk, clean_ld))
         rows += got
-        spent += len(got)
+        spent += evaluated(got)
         ctl = {r["candidate"]: r["logit_diff"] for r in got if r["family"] == "control"}
         for r, c in zip([r for r in got if r["family"] == "attack"], chunk, strict=True):
             brk = int(r["logit_diff"] < 0 < clean_ld[c.spec])
@@ -302,21 +321,6 @@ def salt_of(model: LoadedModel, task: Task, circuit: Circuit, cfg: AttackConfig)
                   {k: v if isinstance(v, str) else list(v) for k, v in task.lexicons.items()}, circuit.to_dict(), dataclasses.asdict(cfg))
 
 
-def candidates(task: Task, specs: Sequence[TaskSpec], modes: Sequence[TaskMode]) -> list[TaskCandidate]:
-    """Every (clean spec, mode, dose) candidate; a value-mention mode also by gap and DRAWS value draws (where the gap has enough values)."""
-    pool = []
-    for i, sp in enumerate(specs):
-        for m in modes:
-            for d in m.doses:
-                if m.edit != "mention":
-                    pool.append(TaskCandidate(f"{sp.pair_id}:{m.name}:{d}", i, m, d))
-                    continue
-                for gap in ("near", "far"):
-                    if len(foil_side(task, dict(sp.values), gap)) >= d:
-                        pool += [TaskCandidate(f"{sp.pair_id}:{m.name}:{d}:{gap}:{k}", i, m, d, gap) for k in range(DRAWS)]
-    return pool
-
-
 def run_task_attack(model: LoadedModel, task: Task, circuit: Circuit, cfg: AttackConfig, out: Path, resume: bool = False,
                     stop_after_units: int | None = None, progress: bool = False) -> TaskRun:
     """Every phase of a generic-task attack; every model evaluation is counted in `evals`."""
@@ -335,48 +339,18 @@ def run_task_attack(model: LoadedModel, task: Task, circuit: Circuit, cfg: Attac
     sample_rows = _evaluate_pairs(s, sample)
     arms, learned = _arms(s, pool, sample_rows, clean_ld)
     prior = {k: a.mean for k, a in sorted(arms.items())}
-    search_rows, arms = _search(s, pool, arms, guided - len(sample_rows), {c.cid for c in sample}, clean_rows)
+    search_rows, arms = _search(s, pool, arms, guided - evaluated(sample_rows), {c.cid for c in sample}, clean_rows)
     base_rows = _baseline(s, clean_ld)
     bar.total = bar.n
     bar.close()
-    evals = {"clean": len(clean_rows), "sample": len(sample_rows), "search": len(search_rows), "baseline": len(base_rows)}
+    evals = {"clean": len(clean_rows), "sample": evaluated(sample_rows), "search": evaluated(search_rows), "baseline": len(base_rows)}
     searched: dict[str, int] = {}
     for r in search_rows:
         if r["family"] == "attack":
             searched[r["cell"]] = searched.get(r["cell"], 0) + 1
     screening = {**learned, "n_pool": len(pool), "n_sample": len(sample), "n_search": sum(searched.values()),
+                 "controls_reused": len(sample_rows) + len(search_rows) - evals["sample"] - evals["search"],
                  "searched_per_cell": dict(sorted(searched.items())), "posterior_after_sample": prior,
                  "posterior_break_rate": {k: a.mean for k, a in sorted(arms.items())}}
     rows = label_rows([*clean_rows, *sample_rows, *search_rows, *base_rows], modes)
     return TaskRun(rows, evals, modes, skipped, screening)
-
-
-def label_rows(rows: Sequence[dict[str, Any]], modes: Sequence[TaskMode]) -> list[dict[str, Any]]:
-    """Clean LD, is_break, control_breaks, the paired signal shift and explained (as `advgen.attacks.signals` defines them for IOI)."""
-    clean = {r["pair_id"]: r for r in rows if r["family"] == "clean"}
-    ctl = {r["candidate"]: r for r in rows if r["family"] == "control"}
-    by_name = {m.name: m for m in modes}
-
-    def sig(r: dict[str, Any]) -> float:
-        return task_compiler.signal_value(by_name[r["mode"]], r["head_signals"], int(r["params"]["dose"]))
-
-    tau = {}
-    for m in modes:
-        vals = [sig(r) for r in rows if r["family"] == "control" and r["mode"] == m.name]
-        tau[m.name] = EXPLAINED_SD * float(np.std(vals, ddof=1)) if len(vals) > 1 else float("inf")
-    out = []
-    for r in rows:
-        c = clean[r["pair_id"]]
-        is_break = bool(r["family"] in ("attack", "baseline") and r["logit_diff"] < 0 < c["logit_diff"])
-        shift = explained = shared = None
-        if r["family"] == "attack":
-            k = ctl.get(r["candidate"])
-            if is_break and k is None:
-                raise AdvgenError(f"guided break {r['candidate']!r} has no matched control")
-            if k is not None:  # a value mention is read alike in attack and control (only its value differs): against clean (0)
-                shift = sig(r) - (0.0 if by_name[r["mode"]].edit == "mention" else sig(k))
-                explained = bool(shift > tau[r["mode"]]) if is_break else None
-                shared = bool(k["logit_diff"] < 0) if is_break else None
-        out.append({**r, "clean_logit_diff": c["logit_diff"], "is_break": is_break, "explained": explained, "signal_shift": shift,
-                    "control_breaks": shared})
-    return out
