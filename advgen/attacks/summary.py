@@ -4,8 +4,9 @@
 once; `read_attack_summary` is the one reader, and the only code that knows older run directories
 (verdicts only in modes.json, the yield only in baseline.json, no attributable yield before issue 28,
 no prediction accuracy or causes before them). A record of the current shape is read strictly: a
-field missing or of the wrong type is an AdvgenError naming the file and the field. Nothing here
-runs a model.
+field missing or of the wrong type is an AdvgenError naming the file and the field. A generic task's
+summary.json (`schema_version`) is read strictly through its own record (`task_summary_doc`) and
+lifted into these, its tables from modes.json. Nothing here runs a model.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from advgen.attacks.causes import CellCause
 from advgen.attacks.compiler import VERDICTS, prediction_accuracy
+from advgen.attacks.task_summary_doc import TaskAttackSummary, TaskYield, read_task_summary
 from advgen.core import files
 from advgen.core.docfields import NUM, check, obj, opt, req
 from advgen.core.types import AdvgenError, Interval
@@ -256,6 +258,9 @@ def read_attack_summary(summary: Mapping[str, Any], where: str | Path, modes_doc
     when absent) are read only where summary.json predates a section. `where` names summary.json in errors."""
     w = Path(where)
     s = obj(summary, str(w), "")
+    task = read_task_summary(s, w)
+    if task is not None:
+        return _of_task(task, w, modes_doc)
     causes = opt(s, "falsified_causes", (dict,), str(w), "") or {}
     acc = s.get("prediction_accuracy")
     return AttackSummary(
@@ -301,15 +306,15 @@ def _yield(s: Mapping[str, Any], w: Path, baseline_doc: Any) -> RunYield | None:
 
 
 def _modes(s: Mapping[str, Any], w: Path, modes_doc: Any) -> dict[str, ModeSummary]:
-    """Per mode, summary.json's record; a mode from before issue 28, or of a generic task's run (`schema_version`),
-    is read leniently, its verdict from modes.json's `prediction` where summary.json lacks one."""
+    """Per mode, summary.json's record; a mode from before issue 28 is read leniently, its verdict from modes.json's
+    `prediction` where summary.json lacks one."""
     s_modes = opt(s, "modes", (dict,), str(w), "") or {}
     mw = str(w.with_name("modes.json"))
     m_modes = opt(check(modes_doc, (dict,), mw, "", null=True) or {}, "modes", (dict,), mw, "") or {}
     out = {}
     for name in dict.fromkeys([*s_modes, *m_modes]):
         e = check(s_modes.get(name), (dict,), str(w), f"modes.{name}", null=True) or {}
-        if "attributable_breaks" in e and "schema_version" not in s:
+        if "attributable_breaks" in e:
             out[name] = ModeSummary.from_dict(e, w, f"modes.{name}")
         else:
             out[name] = _older_mode(e, check(m_modes.get(name), (dict,), mw, f"modes.{name}", null=True) or {}, w, name)
@@ -317,7 +322,7 @@ def _modes(s: Mapping[str, Any], w: Path, modes_doc: Any) -> dict[str, ModeSumma
 
 
 def _older_mode(e: Mapping[str, Any], m: Mapping[str, Any], w: Path, name: str) -> ModeSummary:
-    """A mode of an older (or generic-task) summary.json `e`, completed from modes.json's mode `m`."""
+    """A mode of an older summary.json `e`, completed from modes.json's mode `m`."""
     sw, mw, at = str(w), str(w.with_name("modes.json")), f"modes.{name}"
     pred = opt(m, "prediction", (dict,), mw, at) or {}
     pat = f"{at}.prediction"
@@ -336,3 +341,34 @@ def _older_mode(e: Mapping[str, Any], m: Mapping[str, Any], w: Path, name: str) 
                        opt(e, "compiled_from", (str,), sw, at), opt(src_rs, "random_sample", (dict,), rs_w, at), table,
                        opt(e, "breaks", (int,), sw, at), opt(e, "attributable_breaks", (int,), sw, at),
                        opt(e, "explained_fraction", NUM, sw, at))
+
+
+def _number(x: float | None) -> float | None:
+    """A record's number as these records hold it: null (NaN as read) is None."""
+    return None if x is None or math.isnan(x) else x
+
+
+def _task_yield(y: TaskYield | None) -> RunYield | None:
+    if y is None:
+        return None
+    return RunYield(_nan(y.guided_per_1000), _nan(y.random_per_1000), _number(y.ratio), _nan(y.attributable_per_1000),
+                    _number(y.attributable_ratio), y.breaks, y.attributable_breaks, y.control_shared_breaks)
+
+
+def _of_task(t: TaskAttackSummary, w: Path, modes_doc: Any) -> AttackSummary:
+    """A generic task's summary record as the attack summary the report reads: each mode's pair count and tables
+    (`random_sample`, `all`) from modes.json, which the task's summary.json does not repeat."""
+    mw = str(w.with_name("modes.json"))
+    m_modes = opt(check(modes_doc, (dict,), mw, "", null=True) or {}, "modes", (dict,), mw, "") or {}
+    modes = {}
+    for name, e in (t.modes or {}).items():
+        at = f"modes.{name}"
+        m = check(m_modes.get(name), (dict,), mw, at, null=True) or {}
+        n = opt(opt(m, "prediction", (dict,), mw, at) or {}, "n", (int,), mw, f"{at}.prediction")
+        seen = None if e.seen is None and n is None else Seen(e.seen, n)
+        modes[name] = ModeSummary(e.predicted_sign, seen, e.verdict, e.compiled_from, opt(m, "random_sample", (dict,), mw, at),
+                                  opt(m, "all", (dict,), mw, at), e.breaks, e.attributable_breaks, _number(e.explained_fraction))
+    d = t.to_dict()
+    return AttackSummary(modes, _task_yield(t.yield_), _number(t.natural_failure_rate), None, {},
+                         {k: v for k, v in d.items() if k not in SECTIONS}, by_family=d.get("by_family") or {},
+                         evaluations=d.get("evaluations") or {}, screening=d.get("screening") or {})

@@ -18,12 +18,10 @@ import numpy as np
 from advgen.attacks.search import AttackConfig
 from advgen.attacks.tables import ATTRIBUTABLE, RAW, family_stats, prediction_check
 from advgen.attacks.task_attack import TaskRun
+from advgen.attacks.task_summary_doc import BASELINE_FILE, FILE, SCHEMA_VERSION, TaskAttackSummary, TaskBaseline, built
 from advgen.circuits.format import Circuit
 from advgen.core import files
 from advgen.core.records import AttackRow
-
-SCHEMA_VERSION = 1
-"""summary.json of a generic-task attack: 1 = this layout (IOI's summary has no schema_version and keeps its bytes)."""
 
 
 def _typed(rows: Sequence[dict[str, Any]]) -> list[AttackRow]:
@@ -147,6 +145,7 @@ def markdown(modes: dict[str, Any], base: dict[str, Any]) -> str:
 
 
 def summary_doc(run: TaskRun, cfg: AttackConfig, modes: dict[str, Any], base: dict[str, Any], task: str) -> dict[str, Any]:
+    """summary.json's document (version, families, yield, per-mode verdicts, screening); written through its record."""
     att = [r for r in run.rows if r["family"] == "attack"]
     breaks = [r for r in att if r["is_break"]]
     fam = {f: family_stats(_typed([r for r in run.rows if r["family"] == f]), cfg.seed) for f in ("clean", "attack", "control", "baseline")}
@@ -164,10 +163,12 @@ def summary_doc(run: TaskRun, cfg: AttackConfig, modes: dict[str, Any], base: di
 
 
 def write_task_run(out: Path, run: TaskRun, cfg: AttackConfig, circuit: Circuit, manifest: dict[str, Any], task: str) -> dict[str, Any]:
-    """Every file of the run directory, each written atomically."""
+    """Every file of the run directory, each written atomically; summary.json and baseline.json through their records
+    (`advgen.attacks.task_summary_doc`), so a shape drift fails here. Returns the documents as written."""
     modes = mode_tables(run, cfg.seed)
-    base = baseline_doc(run, cfg)
-    summary = summary_doc(run, cfg, modes, base, task)
+    base_doc = baseline_doc(run, cfg)
+    base = built(TaskBaseline, base_doc, BASELINE_FILE).to_dict()
+    summary = built(TaskAttackSummary, summary_doc(run, cfg, modes, base_doc, task), FILE).to_dict()
     rows = run.rows
     outputs: Iterable[tuple[str, str]] = (
         ("results.jsonl", files.jsonl_text(rows)),
@@ -178,7 +179,7 @@ def write_task_run(out: Path, run: TaskRun, cfg: AttackConfig, circuit: Circuit,
         ("summary.json", files.dumps(summary) + "\n"),
         ("circuit.json", files.dumps(circuit.to_dict()) + "\n"),
         ("manifest.json", files.dumps(manifest) + "\n"),
-        ("table.md", markdown(modes, base)),
+        ("table.md", markdown(modes, base_doc)),
     )
     for name, text in outputs:
         files.atomic_write_text(out / name, text)

@@ -14,6 +14,7 @@ from advgen.core import options as opts
 def cmd_attack(args: argparse.Namespace) -> None:
     from advgen.attacks.divergence import DivergenceSettings
     from advgen.attacks.search import AttackConfig
+    from advgen.attacks.task_summary_doc import read_task_summary
     from advgen.core.types import AdvgenError
     from advgen.jobs.attack import FILES, attack
     from advgen.outputs import console
@@ -37,7 +38,7 @@ def cmd_attack(args: argparse.Namespace) -> None:
         print((res.out / "table.md").read_text(encoding="utf-8"), end="")
         print(console.wrote(res.out, list(DIVERGENCE_FILES)))
         return
-    if "schema_version" in res.summary:  # a generic task's run: its own tables
+    if read_task_summary(res.summary, res.out / "summary.json") is not None:  # a generic task's run (typed): its own tables
         from advgen.jobs.task_attack import FILES as TASK_FILES
 
         print((res.out / "table.md").read_text(encoding="utf-8"), end="")

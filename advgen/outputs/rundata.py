@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from advgen.attacks.task_summary_doc import read_task_summary
 from advgen.core.files import dumps, read_json, read_jsonl_lines
 from advgen.core.records import check_manifest
 from advgen.core.rundir import check_complete
@@ -104,6 +105,7 @@ def load_run(run_dir: str | Path) -> RunData:
     if isinstance(manifest, Mapping):
         check_manifest(manifest, d / "manifest.json")
     summary = _read_json(d / "summary.json") if (d / "summary.json").exists() else {}
+    read_task_summary(summary, d / "summary.json")  # a task attack's: every field typed (its record), before any use
     circuit = None
     if (d / "circuit.json").exists():
         circuit = _read_json(d / "circuit.json")
