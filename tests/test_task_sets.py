@@ -171,3 +171,5 @@ def test_distractor_attack_inserts_foil_side_values_against_the_clean_value(tmp_
     assert copies and all(r["logit_diff"] == by_cand[r["extra"][REUSED]]["logit_diff"] and r["text"] == by_cand[r["extra"][REUSED]]["text"]
                           for r in copies)
     assert len({r["candidate"] for r in rows if r["family"] == "control"}) == sum(r["family"] == "control" for r in rows)
+    att = [r["text"] for r in rows if r["family"] == "attack"]
+    assert len(set(att)) == len(att)  # value draws are distinct: no attack prompt runs twice

@@ -28,7 +28,7 @@ from advgen.attacks.baseline import baseline_picks
 from advgen.attacks.journal import REUSED, evaluated
 from advgen.attacks.sampling import pop_chunk, stratified
 from advgen.attacks.search import AttackConfig
-from advgen.attacks.task_candidates import TaskCandidate, candidates, foil_side
+from advgen.attacks.task_candidates import SAMPLE_DRAWS, TaskCandidate, candidates, foil_side, value_draws
 from advgen.attacks.task_compiler import TaskMode
 from advgen.attacks.task_edits import fillers, render_edit, render_mention_edit, taken
 from advgen.attacks.task_labels import label_rows
@@ -141,12 +141,12 @@ def _run_clean(s: Setup) -> list[dict[str, Any]]:
     return rows
 
 
-def _render_mentions(s: Setup, c: TaskCandidate, rng: random.Random) -> tuple[Prompt, Prompt]:
+def _render_mentions(s: Setup, c: TaskCandidate) -> tuple[Prompt, Prompt]:
     sp, clean = s.specs[c.spec], s.clean[c.spec]
-    pool = foil_side(s.task, dict(sp.values), c.gap)
-    if len(pool) < c.dose:
-        raise AdvgenError(f"candidate {c.cid!r}: {len(pool)} {c.gap} foil-side values, the edit needs {c.dose}")
-    vals = rng.sample(pool, c.dose)
+    draws = value_draws(foil_side(s.task, dict(sp.values), c.gap), c.dose, random.Random(f"{s.cfg.seed}:{c.unit}:{c.gap}"))
+    if c.draw >= len(draws):
+        raise AdvgenError(f"candidate {c.cid!r}: {c.gap} foil-side values give {len(draws)} distinct draws of {c.dose}")
+    vals = draws[c.draw]
     same = [sp.values[s.task.answer.slot]] * c.dose
 
     def one(v: list[str], kind: str, family: str) -> Prompt:
@@ -160,8 +160,7 @@ def _render(s: Setup, c: TaskCandidate) -> tuple[Prompt, Prompt]:
     """The candidate's attack and control: the same fillers, differing only where the mode's kinds differ."""
     sp, clean = s.specs[c.spec], s.clean[c.spec]
     if c.mode.edit == "mention":
-        rng = random.Random(f"{s.cfg.seed}:{c.cid}")
-        return _render_mentions(s, c, rng)
+        return _render_mentions(s, c)
     rng = random.Random(f"{s.cfg.seed}:{sp.pair_id}:{c.mode.name}:{c.dose}")
     fill = fillers(s.task, s.lex.words[s.task.edits.filler], taken(clean), 2 * c.dose, rng)  # type: ignore[union-attr]
     params = {"dose": c.dose}
@@ -335,7 +334,8 @@ def run_task_attack(model: LoadedModel, task: Task, circuit: Circuit, cfg: Attac
     clean_ld = [r["logit_diff"] for r in clean_rows]
     pool = candidates(task, specs, modes)
     guided = cfg.budget - cfg.n_clean
-    sample = stratified(pool, max(1, min(len(pool), int(guided * cfg.sample_frac) // 2)), cfg.seed)
+    sampleable = [c for c in pool if c.draw < SAMPLE_DRAWS]
+    sample = stratified(sampleable, max(1, min(len(sampleable), int(guided * cfg.sample_frac) // 2)), cfg.seed)
     sample_rows = _evaluate_pairs(s, sample)
     arms, learned = _arms(s, pool, sample_rows, clean_ld)
     prior = {k: a.mean for k, a in sorted(arms.items())}
