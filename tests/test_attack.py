@@ -257,14 +257,14 @@ def test_the_compiled_sample_is_stratified_by_whole_units(compiled_tiny_run):
     per_cell: dict[str, int] = {}
     for r in att:
         per_cell[r["cell"]] = per_cell.get(r["cell"], 0) + 1
-    by_site: dict[str, set[int]] = {}
+    by_site: dict[tuple[str, int], set[int]] = {}  # a unit: clean prompt x site x edit length (3 sentences, or the short 1)
     for r in att:
-        by_site.setdefault(r["params"]["site"], set()).add(per_cell[r["cell"]])
+        by_site.setdefault((r["params"]["site"], r["params"].get("length", 3)), set()).add(per_cell[r["cell"]])
     assert all(len(v) == 1 for v in by_site.values()), per_cell
-    units: dict[tuple[str, str], set[str]] = {}
+    units: dict[tuple[str, str, int], set[str]] = {}
     for r in att:
-        units.setdefault((r["pair_id"], r["params"]["site"]), set()).add(r["cell"])
-    assert len({frozenset(v) for (_, site), v in units.items() if site == "before"}) == 1
+        units.setdefault((r["pair_id"], r["params"]["site"], r["params"].get("length", 3)), set()).add(r["cell"])
+    assert len({frozenset(v) for (_, site, n), v in units.items() if site == "before" and n == 3}) == 1
 
 
 def test_compiled_run_resumes_to_the_same_files(tiny_model, compiled_tiny_run, tmp_path):

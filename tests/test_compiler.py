@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import replace
 
@@ -101,9 +102,10 @@ def test_compiled_edits_mention_the_name_dose_times_and_controls_say_someone(set
             a, k = mode.render(spec, v, tok)
             check_unambiguous(clean, a, k)
             assert a.text.count("John") == clean.text.count("John") + cell["dose"]
-            # the same max(DOSES) sentences at every dose: `dose` of them name S, the rest (all, in the control) say someone
-            assert a.text.lower().count("someone") == max(DOSES) - cell["dose"]
-            assert k.text.count("John") == clean.text.count("John") and k.text.lower().count("someone") == max(DOSES)
+            # the same max(DOSES) sentences at every dose (one in a short cell): `dose` of them name S, the rest (all, in the control) say someone
+            length = cell.get("length", max(DOSES))
+            assert a.text.lower().count("someone") == length - cell["dose"]
+            assert k.text.count("John") == clean.text.count("John") and k.text.lower().count("someone") == length
             assert len(a) == len(k)  # the same words: only the mention differs
             n += 1
     assert n > 40
@@ -123,11 +125,13 @@ def test_dose_cells_carry_the_per_mention_evidence_and_share_one_control_per_sit
         assert s.predicted_shift({"dose": k, "site": "after"}) > 0
     t = next(t for t in templates if t.id == "p01")
     spec = Spec(t, "BABA", Fill(io="Mary", s="John", place="store", object="drink"), "p01", "Kevin")
-    for site in ("before", "after"):
+    for site, length in itertools.product(("before", "after"), (1, max(DOSES))):
         controls = set()
+        mine = [c for c in io.cells if c["site"] == site and c.get("length", max(DOSES)) == length]
+        assert mine and [c["dose"] for c in mine] == list(DOSES[:length])  # a short cell holds one sentence, so dose 1 only
         for mode in (io, s):
-            assert len({mode.share_key(c) for c in mode.cells if c["site"] == site}) == 1
-            for cell in (c for c in mode.cells if c["site"] == site):
+            assert len({mode.share_key(c) for c in mine}) == 1
+            for cell in mine:
                 v = mode.variant(spec, cell, random.Random(f"0:p01:{mode.share_key(cell)}"), bank, lex)
                 assert v is not None
                 controls.add(mode.render(spec, v, tok)[1].text)

@@ -30,7 +30,7 @@ from advgen.core.types import AdvgenError, Head, Role
 from advgen.prompts.sentences import SentenceBank, name_slot
 
 DOSES = (1, 2, 3)
-DRAWS = 2
+DRAWS = 4
 """Independent draws of a site's sentences per clean prompt: the search can spend its budget on the cells that break most
 instead of running out of them (each draw is its own unit with its own control; draw 0 is what a single draw would give)."""
 EVIDENCE_SHARE = 0.1
@@ -121,13 +121,14 @@ class CompiledMention(FailureMode):
     draws = DRAWS
 
     def edit(self, parts: Parts, cell: Cell, rng: random.Random, bank: SentenceBank) -> tuple[str, str, dict[str, Any]]:
-        """max(DOSES) sentences at the site; the first `dose` name the mentioned name, the others (and all in the control) 'someone'.
+        """max(DOSES) sentences (a `length` cell: that many) at the site; the first `dose` name the mentioned name, the others
+        (and all in the control) 'someone'. The short edit exists because added text alone can break a model (the control).
 
         Holding the added words fixed across doses isolates the mention count (the records'
         per-mention evidence) from the length of the edit, and makes the control the same prompt
         for every dose and both names at a site: `share_key` lets the search evaluate it once.
         """
-        sents = pick(rng, bank.neutral, max(DOSES))
+        sents = pick(rng, bank.neutral, cell.get("length", max(DOSES)))
         slot = (lambda i: f"IO{i + 2}") if self.mentioned == "IO" else (lambda i: f"S{i + 3}")
         ctl = [s.replace("{N}", "Someone") for s in sents]
         att = [name_slot(s, slot(i)) for i, s in enumerate(sents[: cell["dose"]])] + ctl[cell["dose"] :]
@@ -139,8 +140,8 @@ class CompiledMention(FailureMode):
         return parts.head is not None or cell["site"] == "before"
 
     def share_key(self, cell: Cell) -> str | None:
-        """Every compiled mention mode draws its sentences per site, so all its cells at a site share one control."""
-        return f"compiled_mention:{cell['site']}"
+        """Every compiled mention mode draws its sentences per site (and edit length), so its cells there share one control."""
+        return f"compiled_mention:{cell['site']}" + (f":{cell['length']}" if "length" in cell else "")
 
     def predicted_shift(self, cell: Cell) -> float:
         """The records' LD(attack) - LD(control) for this cell: dose x the site's one-mention shift."""
@@ -190,7 +191,8 @@ def _mode(e: CompiledEdit, records: Mapping[Head, HeadBehaviour], roles: Mapping
         "expected_sign": e.predicted_sign,
         "signals": (Signal(roles[heads[0]] if heads else Role.NAME_MOVER, "END", keys, +1, heads=heads, minus=minus, group=True,
                            signs=signs),),
-        "cells": tuple({"dose": k, "site": site} for site in sorted(e.predicted) for k in DOSES),
+        "cells": tuple({"dose": k, "site": site} for site in sorted(e.predicted) for k in DOSES)
+        + tuple({"dose": 1, "site": site, "length": 1} for site in sorted(e.predicted)),  # the short edit: one sentence
         "group_by": ("dose", "site"),
         "mentioned": e.name,
         "edit_spec": e,

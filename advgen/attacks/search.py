@@ -10,9 +10,8 @@ when it breaks (only a break needs confirming, and its control decides whether i
 the sample falsified gets no search budget. No prompt is evaluated twice: candidates of one clean
 prompt with one control (`FailureMode.share_key`: every dose of both compiled modes at a site)
 are sampled as a unit and their control runs once; a reused control is a row per candidate
-marked `extra["control_reused_from"]`, not an evaluation. The random baseline gets the same
-total budget. Work is done in units checkpointed to DIR/journal/ (one JSON file per unit, written
-atomically), so `resume=True` continues an interrupted run and produces the same files.
+marked `extra["control_reused_from"]`, not an evaluation. The random baseline gets the same total budget.
+Work is journaled in units (DIR/journal/, atomic), so `resume=True` continues a run to the same files.
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ from advgen.attacks.catalogue import FailureMode, Proposal, Variant
 from advgen.attacks.checks import check_unambiguous
 from advgen.attacks.compiler import select_modes
 from advgen.attacks.journal import REUSED, Interrupted, Journal, content_salt, evaluated, read_unit
-from advgen.attacks.sampling import stratified
+from advgen.attacks.sampling import pop_chunk, stratified
 from advgen.attacks.signals import fragility, label_rows, signal_doc, signal_reads
 from advgen.circuits.format import Circuit
 from advgen.core import options, records
@@ -311,7 +310,8 @@ def _search(s: Setup, pool: Sequence[Candidate], arms: dict[str, bandit.Arm], bu
     """Thompson sampling over cells in chunks, valued per evaluation (a candidate whose control is evaluated already costs one).
 
     Within a cell those candidates go first when their control held, then the most fragile clean
-    prompt; a candidate whose control is known to break goes last (its break could not be attributable).
+    prompt; a candidate whose control is known to break goes last (its break could not be attributable),
+    and a chunk takes at most one candidate of a unit whose control is unknown (`sampling.pop_chunk`).
     """
     queues: dict[str, list[Candidate]] = {}
     for c in pool:
@@ -332,7 +332,7 @@ def _search(s: Setup, pool: Sequence[Candidate], arms: dict[str, bandit.Arm], bu
         picks = bandit.choose(arms, {k: len(v) for k, v in queues.items()}, m, rng, free)
         if not picks:
             break
-        chunk = [queues[k].pop(0) for k in picks]
+        chunk = pop_chunk(queues, picks, done)
         got = _unit(s, unit_key(s.base_key, "search", [c.cid for c in chunk]), lambda chunk=chunk: _attack_then_control(s, chunk, clean_ld))
         rows += got
         spent += evaluated(got)
