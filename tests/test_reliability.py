@@ -702,7 +702,7 @@ def _report(capsys, d: Path) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("name, edit, msg", [
-    ("summary.json", lambda d: {**d, "modes": []}, "summary.json: field 'modes' must be object, got array"),
+    ("summary.json", lambda d: {**d, "modes": []}, "summary.json: field 'modes' must be object or null, got array"),
     ("summary.json", lambda d: {**d, "modes": {"m": {"seen": {"mean": "big", "low": 0, "high": 1}}}},
      "field 'modes.m.seen.mean' must be number or null, got string"),
     ("summary.json", lambda d: {**d, "yield": {"guided_per_1000": [1]}}, "field 'yield.guided_per_1000' must be number or null"),

@@ -286,12 +286,17 @@ def test_report_renders_in_chromium(attack_report):
     assert len({tuple(p) for p in (px[::17, ::17, :3] * 255).astype(int).reshape(-1, 3).tolist()}) > 20
 
 
-def test_the_run_table_lists_every_circuit_node_mlps_included():
-    """Issue 22: the report names a circuit's MLP nodes, not only its heads; a broken circuit file is said, not hidden."""
+def test_the_run_table_lists_every_circuit_node_mlps_included(tmp_path):
+    """Issue 22: the report names a circuit's MLP nodes, not only its heads; a broken circuit file is said, not hidden:
+    circuit.json is read through its record (issue 21), so the report names the file and the field and stops."""
+    from advgen.circuits.format import Circuit
+    from advgen.outputs.rundata import read_circuit
     from advgen.outputs.runinfo import circuit_label
 
     doc = {"format": "advgen-circuit/2", "name": "mixed", "model": "m", "heads": [{"head": "a1.h2", "role": "name_mover", "positions": ["END"]}],
            "mlps": [{"node": "m3", "positions": ["END"]}, {"node": "m0"}]}
-    assert circuit_label(doc, "c.json") == "mixed: 1 heads (a1.h2 name_mover @END); MLP nodes m0 @END, m3 @END"
-    assert circuit_label({"name": "bad", "heads": [{"head": "zz"}]}, "c.json").startswith("bad (unreadable: c.json: heads[0]")
-    assert circuit_label({}, "c.json") == "none"
+    assert circuit_label(Circuit.from_dict(doc, "c.json")) == "mixed: 1 heads (a1.h2 name_mover @END); MLP nodes m0 @END, m3 @END"
+    assert circuit_label(None) == "none" and read_circuit(tmp_path) is None
+    (tmp_path / "circuit.json").write_text(json.dumps({"name": "bad", "heads": [{"head": "zz"}]}))
+    with pytest.raises(AdvgenError, match=re.escape(f"{tmp_path / 'circuit.json'}: heads[0]")):
+        read_circuit(tmp_path)

@@ -28,6 +28,8 @@ from advgen.attacks.summary import (
     read_attack_summary,
 )
 from advgen.attacks.tables import write_run
+from advgen.attacks.tables_doc import ModeTable
+from advgen.attacks.task_summary_doc import FamilyStats
 from advgen.circuits.format import make_circuit
 from advgen.core import files
 from advgen.core.types import AdvgenError, Interval, Role
@@ -63,14 +65,19 @@ def _copy(run_dir: Path, dest: Path, edit) -> Path:
     return dest
 
 
+def _table(breaks: int, n: int) -> ModeTable:
+    """A mode's table (modes.json, copied into summary.json) with `breaks` of `n` attacks, every field filled."""
+    fam = FamilyStats(n, -0.5, Interval(-0.5, -0.9, -0.1), 0.3, 0.5) if n else FamilyStats(0)
+    return ModeTable(fam, fam, fam, breaks, 0, breaks / n if n else 0.0, 0.5)
+
+
 RECORDS = [
     RunYield(12.5, 3.0, 4.1666, 10.0, 3.3333, 5, 4, 1),
     RunYield(12.5, 0.0, None, 10.0, None, 5, 4, 1),  # the random baseline found no break: no ratio
     Seen(Interval(-1.3, -1.5, -1.1), 12),
     Seen(None, 1),  # one prompt: no interval
-    ModeSummary(-1, Seen(Interval(0.8, 0.5, 1.1), 12), "falsified", "compiled from heads a0.h1", {"breaks": 1, "attack": {"n": 12}},
-                {"breaks": 3, "attack": {"n": 20}}, 3, 2, 0.5),
-    ModeSummary(1, Seen(None, 0), "inconclusive", None, {"breaks": 0, "attack": {"n": 0}}, {"breaks": 0}, 0, 0, None),
+    ModeSummary(-1, Seen(Interval(0.8, 0.5, 1.1), 12), "falsified", "compiled from heads a0.h1", _table(1, 12), _table(3, 20), 3, 2, 0.5),
+    ModeSummary(1, Seen(None, 0), "inconclusive", None, _table(0, 0), _table(0, 0), 0, 0, None),
     PredictionAccuracy(3, 1, 1, 1, ("compiled_a:0",)),
     FalsifiedCause("gain", "the circuit's nodes moved LD +2.89 against the predicted -0.33"),
 ]
@@ -179,7 +186,7 @@ def test_an_old_modes_json_of_the_wrong_type_names_modes_json(run_dir, tmp_path)
     doc = json.loads((d / "modes.json").read_text())
     doc["modes"]["duplicated_io"]["prediction"]["expected_sign"] = "negative"
     (d / "modes.json").write_text(json.dumps(doc))
-    with pytest.raises(AdvgenError, match=r"modes\.json: field 'modes\.duplicated_io\.prediction\.expected_sign' must be number"):
+    with pytest.raises(AdvgenError, match=r"modes\.json: field 'modes\.duplicated_io\.prediction\.expected_sign' must be integer"):
         load_attack_summary(d)
 
 

@@ -4,21 +4,36 @@
 once; `read_attack_summary` is the one reader, and the only code that knows older run directories
 (verdicts only in modes.json, the yield only in baseline.json, no attributable yield before issue 28,
 no prediction accuracy or causes before them). A record of the current shape is read strictly: a
-field missing or of the wrong type is an AdvgenError naming the file and the field. A generic task's
+field missing or of the wrong type is an AdvgenError naming the file and the field. modes.json and
+baseline.json are read through their records (`tables_doc`), never as raw keys. A generic task's
 summary.json (`schema_version`) is read strictly through its own record (`task_summary_doc`) and
-lifted into these, its tables from modes.json. Nothing here runs a model.
+lifted into these, its tables from its modes.json. Nothing here runs a model.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from advgen.attacks.causes import CellCause
 from advgen.attacks.compiler import VERDICTS, prediction_accuracy
+from advgen.attacks.tables_doc import (
+    BASELINE_FILE,
+    MODES_FILE,
+    Baseline,
+    CellTable,
+    IoiMode,
+    ModesDoc,
+    ModeTable,
+    TaskModesDoc,
+    read_baseline,
+    read_modes,
+    read_table,
+    read_task_modes,
+)
 from advgen.attacks.task_summary_doc import TaskAttackSummary, TaskYield, read_task_summary
 from advgen.core import files
 from advgen.core.docfields import NUM, check, obj, opt, req
@@ -28,6 +43,11 @@ from advgen.core.types import AdvgenError, Interval
 def _nan(x: float | None) -> float:
     """A number as read: null (how NaN is written) is nan."""
     return float("nan") if x is None else x
+
+
+def _get(d: Mapping[str, Any], key: str, types: tuple[type, ...], where: str, at: str, strict: bool, null: bool = False) -> Any:
+    """Strictly a field the current shape writes (absent: named); leniently one an older document may lack (None)."""
+    return req(d, key, types, where, at, null) if strict else opt(d, key, types, where, at)
 
 
 @dataclass(frozen=True)
@@ -62,18 +82,29 @@ class RunYield:
                 "control_shared_breaks": self.control_shared_breaks}
 
     @classmethod
-    def from_dict(cls, d: Any, where: str | Path, at: str = "yield") -> RunYield:
+    def from_dict(cls, d: Any, where: str | Path, at: str = "yield", strict: bool = True) -> RunYield:
+        """Strictly the current shape; leniently one from before issue 28 (the raw keys only: the rest None)."""
         w = str(where)
         d = obj(d, w, at)
-        num = [_nan(req(d, k, NUM, w, at, null=True)) for k in ("guided_per_1000", "random_per_1000")]
-        ratios = [req(d, k, NUM, w, at, null=True) for k in ("ratio", "attributable_ratio")]
-        counts = [req(d, k, (int,), w, at) for k in ("breaks", "attributable_breaks", "control_shared_breaks")]
-        return cls(num[0], num[1], ratios[0], _nan(req(d, "attributable_per_1000", NUM, w, at, null=True)), ratios[1], *counts)
+        num = [_nan(_get(d, k, NUM, w, at, strict, null=True)) for k in ("guided_per_1000", "random_per_1000")]
+        ratios = [_get(d, k, NUM, w, at, strict, null=True) for k in ("ratio", "attributable_ratio")]
+        counts = [_get(d, k, (int,), w, at, strict) for k in ("breaks", "attributable_breaks", "control_shared_breaks")]
+        attributable = _get(d, "attributable_per_1000", NUM, w, at, strict, null=True)
+        return cls(num[0], num[1], ratios[0], _nan(attributable) if strict else attributable, ratios[1], *counts)
+
+    @classmethod
+    def of_baseline_doc(cls, b: Baseline) -> RunYield | None:
+        """From baseline.json's record (a run directory whose summary.json predates `yield`); None without its numbers."""
+        g, r = b.guided, b.baseline
+        if g is None or g.breaks_per_1000 is None:
+            return None
+        return cls(g.breaks_per_1000, _nan(None if r is None else r.breaks_per_1000), _number(b.ratio), _number(g.attributable_per_1000),
+                   _number(b.attributable_ratio), g.breaks, g.attributable_breaks, g.control_shared_breaks)
 
 
-def _interval(d: Mapping[str, Any], where: str, at: str) -> Interval:
-    """mean / low / high, each a number or null (NaN)."""
-    return Interval(*(_nan(req(d, k, NUM, where, at, null=True)) for k in ("mean", "low", "high")))
+def _interval(d: Mapping[str, Any], where: str, at: str, strict: bool = True) -> Interval:
+    """mean / low / high, each a number or null (NaN); leniently an absent one is NaN too."""
+    return Interval(*(_nan(_get(d, k, NUM, where, at, strict, null=True)) for k in ("mean", "low", "high")))
 
 
 @dataclass(frozen=True)
@@ -90,19 +121,20 @@ class Seen:
         return {**(self.interval.as_dict() if self.interval else {}), **({} if self.n is None else {"n": self.n})}
 
     @classmethod
-    def from_dict(cls, d: Any, where: str | Path, at: str = "seen") -> Seen:
+    def from_dict(cls, d: Any, where: str | Path, at: str = "seen", strict: bool = True) -> Seen:
+        """No interval is written when under two prompts were measured; leniently `n` may be absent too."""
         w = str(where)
         d = obj(d, w, at)
         has = any(k in d for k in ("mean", "low", "high"))
-        return cls(_interval(d, w, at) if has else None, req(d, "n", (int,), w, at))
+        return cls(_interval(d, w, at, strict) if has else None, _get(d, "n", (int,), w, at, strict))
 
 
 @dataclass(frozen=True)
 class ModeSummary:
     """One failure mode in summary.json: its prediction against the random sample, and its breaks.
 
-    `random_sample` and `sample_and_search` are modes.json's tables of the mode, carried verbatim
-    (not typed here). None marks what an older run directory did not record.
+    `random_sample` and `sample_and_search` are modes.json's tables of the mode (`tables_doc`): an IOI
+    run's `ModeTable`, a generic task's `CellTable`. None marks what an older run directory did not record.
     """
 
     predicted_sign: int | None
@@ -110,8 +142,8 @@ class ModeSummary:
     seen: Seen | None
     verdict: str | None
     compiled_from: str | None = None
-    random_sample: Mapping[str, Any] | None = None
-    sample_and_search: Mapping[str, Any] | None = None
+    random_sample: ModeTable | CellTable | None = None
+    sample_and_search: ModeTable | CellTable | None = None
     breaks: int | None = None
     attributable_breaks: int | None = None
     explained_fraction: float | None = None
@@ -121,35 +153,35 @@ class ModeSummary:
         """From one mode of modes.json (tables.mode_tables): the verdict lifted out, the tables kept."""
         p, t = m["prediction"], m["all"]
         ci = p["attack_minus_control"]
+        rs, every = (read_table(m[k], "modes.json (writing)", f"modes.?.{k}", strict=True) for k in ("random_sample", "all"))
         return cls(p["expected_sign"], Seen(Interval(ci["mean"], ci["low"], ci["high"]) if ci else None, p["n"]), p["verdict"],
-                   m["compiled_from"], m["random_sample"], t, t["breaks"], t["breaks"] - t["control_shared_breaks"],
-                   t["explained_fraction"])
+                   m["compiled_from"], rs, every, t["breaks"], t["breaks"] - t["control_shared_breaks"], t["explained_fraction"])
 
     @property
     def sample_breaks(self) -> tuple[int, int | None] | None:
         """(breaks, attacks) in the random sample; None when not recorded."""
-        rs = self.random_sample or {}
-        att, b = rs.get("attack"), rs.get("breaks")
-        n = att.get("n") if isinstance(att, Mapping) else None
-        return (b, n if isinstance(n, int) else None) if isinstance(b, int) else None
+        rs = self.random_sample
+        return None if rs is None or rs.breaks is None else (rs.breaks, rs.attacks)
 
     def to_dict(self) -> dict[str, Any]:
+        tables = [None if t is None else t.to_dict() for t in (self.random_sample, self.sample_and_search)]
         return {"predicted_sign": self.predicted_sign, "seen": None if self.seen is None else self.seen.to_dict(),
-                "verdict": self.verdict, "compiled_from": self.compiled_from, "random_sample": self.random_sample,
-                "all": self.sample_and_search, "breaks": self.breaks, "attributable_breaks": self.attributable_breaks,
+                "verdict": self.verdict, "compiled_from": self.compiled_from, "random_sample": tables[0],
+                "all": tables[1], "breaks": self.breaks, "attributable_breaks": self.attributable_breaks,
                 "explained_fraction": self.explained_fraction}
 
     @classmethod
-    def from_dict(cls, d: Any, where: str | Path, at: str = "modes.?") -> ModeSummary:
+    def from_dict(cls, d: Any, where: str | Path, at: str = "modes.?", strict: bool = True) -> ModeSummary:
+        """Strictly the current shape; leniently one from before issue 28 (no attributable breaks) or partial."""
         w = str(where)
         d = obj(d, w, at)
-        rs = req(d, "random_sample", (dict,), w, at)
-        req(rs, "breaks", (int,), w, f"{at}.random_sample")
-        req(req(rs, "attack", (dict,), w, f"{at}.random_sample"), "n", (int,), w, f"{at}.random_sample.attack")
-        return cls(req(d, "predicted_sign", (int,), w, at), Seen.from_dict(req(d, "seen", (dict,), w, at), w, f"{at}.seen"),
-                   req(d, "verdict", (str,), w, at), req(d, "compiled_from", (str,), w, at, null=True), rs,
-                   req(d, "all", (dict,), w, at), req(d, "breaks", (int,), w, at), req(d, "attributable_breaks", (int,), w, at),
-                   req(d, "explained_fraction", NUM, w, at, null=True))
+        seen, rs, t = (_get(d, k, (dict,), w, at, strict) for k in ("seen", "random_sample", "all"))
+        return cls(_get(d, "predicted_sign", (int,), w, at, strict),
+                   None if seen is None else Seen.from_dict(seen, w, f"{at}.seen", strict), _get(d, "verdict", (str,), w, at, strict),
+                   _get(d, "compiled_from", (str,), w, at, strict, null=True),
+                   None if rs is None else read_table(rs, w, f"{at}.random_sample", strict),
+                   None if t is None else read_table(t, w, f"{at}.all", strict), _get(d, "breaks", (int,), w, at, strict),
+                   _get(d, "attributable_breaks", (int,), w, at, strict), _get(d, "explained_fraction", NUM, w, at, strict, null=True))
 
 
 @dataclass(frozen=True)
@@ -255,16 +287,20 @@ class AttackSummary:
 def read_attack_summary(summary: Mapping[str, Any], where: str | Path, modes_doc: Any = None,
                         baseline_doc: Any = None) -> AttackSummary:
     """The typed summary of any attack run directory; `modes_doc` / `baseline_doc` (modes.json / baseline.json, None
-    when absent) are read only where summary.json predates a section. `where` names summary.json in errors."""
+    when absent) are read through their records and used only where summary.json predates a section. `where` names
+    summary.json in errors; modes.json and baseline.json are named beside it."""
     w = Path(where)
     s = obj(summary, str(w), "")
     task = read_task_summary(s, w)
+    mw = w.with_name(MODES_FILE)
     if task is not None:
-        return _of_task(task, w, modes_doc)
+        return _of_task(task, None if modes_doc is None else read_task_modes(modes_doc, mw))
+    modes = None if modes_doc is None else read_modes(modes_doc, mw)
+    base = None if baseline_doc is None else read_baseline(baseline_doc, w.with_name(BASELINE_FILE))
     causes = opt(s, "falsified_causes", (dict,), str(w), "") or {}
-    acc = s.get("prediction_accuracy")
+    acc = opt(s, "prediction_accuracy", (dict,), str(w), "")
     return AttackSummary(
-        _modes(s, w, modes_doc), _yield(s, w, baseline_doc), opt(s, "natural_failure_rate", NUM, str(w), ""),
+        _modes(s, w, modes), _yield(s, w, base), opt(s, "natural_failure_rate", NUM, str(w), ""),
         None if acc is None else PredictionAccuracy.from_dict(acc, w),
         {k: FalsifiedCause.from_dict(v, w, f"falsified_causes.{k}") for k, v in causes.items()},
         {k: v for k, v in s.items() if k not in SECTIONS},
@@ -279,68 +315,40 @@ def load_attack_summary(run_dir: Path) -> AttackSummary:
     summary = doc("summary.json")
     if summary is None:
         raise AdvgenError(f"{run_dir}: no summary.json (not an attack run directory, or an unfinished one)")
-    return read_attack_summary(summary, run_dir / "summary.json", doc("modes.json"), doc("baseline.json"))
+    return read_attack_summary(summary, run_dir / "summary.json", doc(MODES_FILE), doc(BASELINE_FILE))
 
 
-def _yield(s: Mapping[str, Any], w: Path, baseline_doc: Any) -> RunYield | None:
-    """summary.json's `yield`; before issue 28 it had only the raw keys; before that only baseline.json had it."""
+def _yield(s: Mapping[str, Any], w: Path, base: Baseline | None) -> RunYield | None:
+    """summary.json's `yield`, strictly once it has the attributable keys (issue 28), the raw keys alone before; a
+    summary.json from before `yield` has it from baseline.json's record."""
     y = opt(s, "yield", (dict,), str(w), "")
-    if y is not None and "attributable_per_1000" in y:
-        return RunYield.from_dict(y, w)
-    if y is not None and "guided_per_1000" in y:
-        num = [opt(y, k, NUM, str(w), "yield") for k in ("guided_per_1000", "random_per_1000", "ratio", "attributable_per_1000",
-                                                             "attributable_ratio")]
-        ints = [opt(y, k, (int,), str(w), "yield") for k in ("breaks", "attributable_breaks", "control_shared_breaks")]
-        return RunYield(_nan(num[0]), _nan(num[1]), *num[2:], *ints)
-    where, at = (w.with_name("baseline.json"), "") if baseline_doc else (w, "baseline")
-    b = baseline_doc or s.get("baseline")
-    if not isinstance(b, Mapping) or not isinstance(b.get("guided"), Mapping) or "breaks_per_1000" not in b["guided"]:
-        return None
-    g, r = b["guided"], opt(b, "baseline", (dict,), str(where), at) or {}
-    gat = f"{at}.guided" if at else "guided"
-    ints = [opt(g, k, (int,), str(where), gat) for k in ("breaks", "attributable_breaks", "control_shared_breaks")]
-    return RunYield(_nan(opt(g, "breaks_per_1000", NUM, str(where), gat)),
-                    _nan(opt(r, "breaks_per_1000", NUM, str(where), f"{at}.baseline" if at else "baseline")),
-                    opt(b, "ratio", NUM, str(where), at), opt(g, "attributable_per_1000", NUM, str(where), gat),
-                    opt(b, "attributable_ratio", NUM, str(where), at), *ints)
+    if y is not None:
+        return RunYield.from_dict(y, w, strict="attributable_per_1000" in y)
+    return None if base is None else RunYield.of_baseline_doc(base)
 
 
-def _modes(s: Mapping[str, Any], w: Path, modes_doc: Any) -> dict[str, ModeSummary]:
-    """Per mode, summary.json's record; a mode from before issue 28 is read leniently, its verdict from modes.json's
-    `prediction` where summary.json lacks one."""
+def _modes(s: Mapping[str, Any], w: Path, modes: ModesDoc | None) -> dict[str, ModeSummary]:
+    """Per mode, summary.json's record: strictly once it has attributable breaks (issue 28), leniently before. A mode
+    whose entry predates the verdicts (no `verdict`) has its prediction and tables from modes.json's record."""
     s_modes = opt(s, "modes", (dict,), str(w), "") or {}
-    mw = str(w.with_name("modes.json"))
-    m_modes = opt(check(modes_doc, (dict,), mw, "", null=True) or {}, "modes", (dict,), mw, "") or {}
     out = {}
-    for name in dict.fromkeys([*s_modes, *m_modes]):
+    names: list[str] = [*s_modes, *((modes.modes or {}) if modes else {})]
+    for name in dict.fromkeys(names):
         e = check(s_modes.get(name), (dict,), str(w), f"modes.{name}", null=True) or {}
-        if "attributable_breaks" in e:
-            out[name] = ModeSummary.from_dict(e, w, f"modes.{name}")
-        else:
-            out[name] = _older_mode(e, check(m_modes.get(name), (dict,), mw, f"modes.{name}", null=True) or {}, w, name)
+        rec = ModeSummary.from_dict(e, w, f"modes.{name}", strict="attributable_breaks" in e)
+        m = None if modes is None else modes.mode(name)
+        out[name] = rec if rec.verdict is not None or m is None else _of_modes_json(rec, m)
     return out
 
 
-def _older_mode(e: Mapping[str, Any], m: Mapping[str, Any], w: Path, name: str) -> ModeSummary:
-    """A mode of an older summary.json `e`, completed from modes.json's mode `m`."""
-    sw, mw, at = str(w), str(w.with_name("modes.json")), f"modes.{name}"
-    pred = opt(m, "prediction", (dict,), mw, at) or {}
-    pat = f"{at}.prediction"
-    sign = opt(e, "predicted_sign", NUM, sw, at) if "predicted_sign" in e else opt(pred, "expected_sign", NUM, mw, pat)
-    raw, src, sat = (e["seen"], sw, f"{at}.seen") if "seen" in e else (pred.get("attack_minus_control"), mw, f"{pat}.attack_minus_control")
-    n = opt(pred, "n", (int,), mw, pat)
-    seen = None if n is None else Seen(None, n)  # no interval (under two prompts): the pairs counted all the same
-    if raw is not None:
-        raw = obj(raw, src, sat)
-        full = {"mean", "low", "high"} <= set(raw)
-        seen = Seen(_interval(raw, src, sat) if full else None, opt(raw, "n", (int,), src, sat) if "n" in raw else n)
-    verdict = opt(e, "verdict", (str,), sw, at) or opt(pred, "verdict", (str,), mw, pat)
-    src_rs, rs_w = (m, mw) if m else (e, sw)
-    table = opt(e, "all", (dict,), sw, at) or opt(m, "all", (dict,), mw, at)
-    return ModeSummary(None if sign is None else int(math.copysign(1, sign)) if sign else 0, seen, verdict,
-                       opt(e, "compiled_from", (str,), sw, at), opt(src_rs, "random_sample", (dict,), rs_w, at), table,
-                       opt(e, "breaks", (int,), sw, at), opt(e, "attributable_breaks", (int,), sw, at),
-                       opt(e, "explained_fraction", NUM, sw, at))
+def _of_modes_json(rec: ModeSummary, m: IoiMode) -> ModeSummary:
+    """A mode of a summary.json from before the verdicts, completed from its mode in modes.json."""
+    p = m.prediction
+    if p is None:
+        return replace(rec, random_sample=m.random_sample, sample_and_search=m.all)
+    seen = None if p.n is None and p.attack_minus_control is None else Seen(p.attack_minus_control, p.n)
+    return replace(rec, predicted_sign=p.expected_sign, seen=seen, verdict=p.verdict, random_sample=m.random_sample,
+                   sample_and_search=m.all)
 
 
 def _number(x: float | None) -> float | None:
@@ -355,20 +363,17 @@ def _task_yield(y: TaskYield | None) -> RunYield | None:
                     _number(y.attributable_ratio), y.breaks, y.attributable_breaks, y.control_shared_breaks)
 
 
-def _of_task(t: TaskAttackSummary, w: Path, modes_doc: Any) -> AttackSummary:
+def _of_task(t: TaskAttackSummary, modes: TaskModesDoc | None) -> AttackSummary:
     """A generic task's summary record as the attack summary the report reads: each mode's pair count and tables
-    (`random_sample`, `all`) from modes.json, which the task's summary.json does not repeat."""
-    mw = str(w.with_name("modes.json"))
-    m_modes = opt(check(modes_doc, (dict,), mw, "", null=True) or {}, "modes", (dict,), mw, "") or {}
-    modes = {}
+    (`random_sample`, `all`) from modes.json's record, which the task's summary.json does not repeat."""
+    out = {}
     for name, e in (t.modes or {}).items():
-        at = f"modes.{name}"
-        m = check(m_modes.get(name), (dict,), mw, at, null=True) or {}
-        n = opt(opt(m, "prediction", (dict,), mw, at) or {}, "n", (int,), mw, f"{at}.prediction")
+        m = None if modes is None else modes.mode(name)
+        n = None if m is None or m.prediction is None else m.prediction.n
         seen = None if e.seen is None and n is None else Seen(e.seen, n)
-        modes[name] = ModeSummary(e.predicted_sign, seen, e.verdict, e.compiled_from, opt(m, "random_sample", (dict,), mw, at),
-                                  opt(m, "all", (dict,), mw, at), e.breaks, e.attributable_breaks, _number(e.explained_fraction))
+        out[name] = ModeSummary(e.predicted_sign, seen, e.verdict, e.compiled_from, None if m is None else m.random_sample,
+                                None if m is None else m.all, e.breaks, e.attributable_breaks, _number(e.explained_fraction))
     d = t.to_dict()
-    return AttackSummary(modes, _task_yield(t.yield_), _number(t.natural_failure_rate), None, {},
+    return AttackSummary(out, _task_yield(t.yield_), _number(t.natural_failure_rate), None, {},
                          {k: v for k, v in d.items() if k not in SECTIONS}, by_family=d.get("by_family") or {},
                          evaluations=d.get("evaluations") or {}, screening=d.get("screening") or {})

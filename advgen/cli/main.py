@@ -34,25 +34,32 @@ def cmd_generate(args: argparse.Namespace) -> None:
     from advgen.jobs.prompts import generate
 
     res = generate(args.model, args.n, args.seed, args.out, args.templates, overwrite=args.overwrite, task=args.task)
-    _print_lexicon(res.lexicon)
+    _print_lexicon(res.lexicon, _task_name(args) is None)
     print(f"wrote {res.n} prompts to {res.prompts_path}")
 
 
-def _print_lexicon(report: dict) -> None:
+def _task_name(args: argparse.Namespace) -> str | None:
+    """The --task the command ran, by name; None for IOI's own engine (its lexicon and terms are IOI's)."""
+    from advgen.jobs.common import task_of
+
+    t = task_of(args.task)
+    return None if t.engine == "ioi" else t.name
+
+
+def _print_lexicon(report: dict, ioi: bool) -> None:
     from advgen.outputs.console import wrap
 
-    if "names" not in report:  # a task's lexicons: {lexicon: {kept, n_dropped, ...}}
+    if not ioi:  # a task's lexicons: {lexicon: {kept, n_dropped, ...}}
         print(wrap("lexicons: " + ", ".join(f"{k} {v['kept']} words ({v['n_dropped']} dropped: not single tokens)" for k, v in report.items())))
         return
     print(wrap(f"lexicon: {report['names']} names, {report['places']} places, {report['objects']} objects "
                f"({len(report['dropped'])} entries dropped as not single tokens; listed in manifest.json)"))
 
 
-def _print_summary(summary: RunSummary, out: Path, manifest: dict | None = None) -> None:
+def _print_summary(summary: RunSummary, out: Path, task: str | None) -> None:
     from advgen.outputs import console
 
-    task = (manifest or {}).get("settings", {}).get("task", {}).get("name", "ioi")
-    print(console.run_summary(summary, task))  # <= 100 columns, terms defined
+    print(console.run_summary(summary, task or "ioi"))  # <= 100 columns, terms defined
     print(console.wrote(out, ["results.jsonl", "results.csv", "summary.json", "manifest.json"]))
 
 
@@ -63,7 +70,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
                    not args.no_progress, **scan.backend_options(args), **device.options(args), task=args.task)
     if args.skip_invalid:
         print(f"rejected {len(res.rejected)} invalid row(s); listed with line and reason in {res.out}/rejected.jsonl")
-    _print_summary(res.record, res.out, res.manifest)
+    _print_summary(res.record, res.out, _task_name(args))
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -71,8 +78,8 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     res = run(args.model, args.n, args.seed, args.out, args.templates, args.batch_size, args.overwrite, not args.no_progress,
               **scan.backend_options(args), **device.options(args), task=args.task)
-    _print_lexicon(res.manifest["settings"]["lexicon"])
-    _print_summary(res.record, res.out, res.manifest)
+    _print_lexicon(res.manifest["settings"]["lexicon"], _task_name(args) is None)
+    _print_summary(res.record, res.out, _task_name(args))
 
 
 def cmd_train_reference(args: argparse.Namespace) -> None:

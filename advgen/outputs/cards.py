@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from advgen.circuits.format import Circuit
 from advgen.core.files import md_code, md_escape
 from advgen.outputs.run_summary import headlines
 from advgen.outputs.rundata import MARKER_KEY, RunData, arrow_table, columns, splits
@@ -90,17 +91,15 @@ def _fmt(x: Any) -> str:
     return f"{x:.3f}" if isinstance(x, float) else md_escape(x)
 
 
-def _circuit_line(c: Mapping[str, Any] | None) -> str:
-    if not c:
+def _circuit_line(c: Circuit | None) -> str:
+    """The run's circuit (its record, read from circuit.json): name, head count, heads by role."""
+    if c is None:
         return "none (plain `advgen run`: no circuit was used)"
-    heads = c.get("heads") or []
-    heads = heads if isinstance(heads, list) else []
     roles: dict[str, list[str]] = {}
-    for h in heads:
-        if isinstance(h, Mapping):
-            roles.setdefault(str(h.get("role")), []).append(str(h.get("head")))
+    for h in c.heads:
+        roles.setdefault(h.role.value, []).append(str(h.head))
     by_role = "; ".join(f"{md_escape(r)}: {', '.join(md_escape(h) for h in hs)}" for r, hs in roles.items())
-    return f"{md_code(c.get('name', '?'))} ({len(heads)} heads; {by_role})"
+    return f"{md_code(c.name)} ({len(c.heads)} heads; {by_role})"
 
 
 def _cell(x: int | float | None) -> str:
@@ -172,7 +171,7 @@ def front_matter(data: RunData, fmt: str, files: Mapping[str, str]) -> dict[str,
         "model_source": man.get("model_source"),
         "tokenizer_hash": man.get("tokenizer_hash"),
         "seed": man.get("seed"),
-        "circuit": data.circuit.get("name") if data.circuit else None,
+        "circuit": None if data.circuit is None else data.circuit.name,
         "command": man.get("command"),
         "versions": dict(versions) if isinstance(versions, Mapping) else {},
         "splits": counts,

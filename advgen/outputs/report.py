@@ -25,7 +25,7 @@ from advgen.core.types import AdvgenError
 from advgen.model.metrics import bootstrap_ci
 from advgen.outputs import claims_view, glossary, plots, verdict
 from advgen.outputs.htmlparts import esc, fmt, img, markdown_html, table
-from advgen.outputs.rundata import RunData, load_run
+from advgen.outputs.rundata import RunData, load_run, read_circuit
 from advgen.outputs.runinfo import provenance, section_run, source_label
 
 __all__ = ["build_report", "esc", "fmt", "img", "markdown_html", "provenance", "section_run", "table"]
@@ -215,13 +215,13 @@ def example_rows(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, Mapping[s
 def section_attention(data: RunData, model_spec: str | None, circuit_spec: str | None,
                       device: str = "auto", dtype: str = "float32") -> tuple[str, str]:
     """(heatmaps, interactive circuitsvis view) of the circuit's heads on the example prompts; one model run."""
-    from advgen.circuits.format import Circuit, resolve_circuit
+    from advgen.circuits.format import resolve_circuit
     from advgen.outputs import attention
 
     if circuit_spec:
         circuit = resolve_circuit(circuit_spec)
-    elif data.circuit:
-        circuit = Circuit.from_dict(data.circuit, str(data.run_dir / "circuit.json"))
+    elif data.circuit is not None:
+        circuit = data.circuit
     else:
         return "", ""  # no circuit, no heads to draw (`--circuit` names one for a plain run)
     examples = example_rows(data.rows)
@@ -329,11 +329,9 @@ def _load(run_dir: Path) -> RunData:
                 if "prompts.jsonl" in held else "")
         raise AdvgenError(f"{run_dir} has nothing to report: no results.jsonl, discovery.json, claims or PNG heatmaps "
                           f"(it holds: {', '.join(held) or 'nothing'}){hint}")
-    man = _read_json(run_dir / "manifest.json") or {}
-    if isinstance(man, Mapping):
-        check_manifest(man, run_dir / "manifest.json")
-    circ = _read_json(run_dir / "circuit.json")
-    return RunData(run_dir, (), man, {}, circ)
+    man = _read_json(run_dir / "manifest.json") or {}  # an object, or a named error (advgen.outputs.docschema)
+    check_manifest(man, run_dir / "manifest.json")
+    return RunData(run_dir, (), man, {}, read_circuit(run_dir))
 
 
 def _check_report_out(run_dir: Path, out: Path) -> None:

@@ -5,6 +5,7 @@ split per attack mode (named by the mode), and any other family of a plain run (
 Tabular formats flatten a row the same way (`table_row`): `positions` becomes `pos_<slot>` integer
 columns and every other nested value (extra, params, head_signals) a JSON string, so the column
 types stay fixed across rows whose free-form fields differ. `source_row` undoes it.
+The run's circuit.json is read through its record (`Circuit`), the only place a run records its circuit.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from advgen.attacks.task_summary_doc import read_task_summary
+from advgen.circuits.format import Circuit
 from advgen.core.files import dumps, read_json, read_jsonl_lines
 from advgen.core.records import check_manifest
 from advgen.core.rundir import check_complete
@@ -38,7 +40,8 @@ class RunData:
     rows: tuple[dict[str, Any], ...]
     manifest: Mapping[str, Any]
     summary: Mapping[str, Any]
-    circuit: Mapping[str, Any] | None
+    circuit: Circuit | None
+    """circuit.json (attack and discover directories); None for a plain run."""
 
     @property
     def seed(self) -> int:
@@ -78,6 +81,12 @@ def _read_json(path: Path, want: type = dict) -> Any:
     return doc
 
 
+def read_circuit(run_dir: Path) -> Circuit | None:
+    """DIR/circuit.json as its record (None when absent); a field missing or of the wrong type names the file."""
+    p = run_dir / "circuit.json"
+    return Circuit.load(p) if p.exists() else None
+
+
 def _check_row(row: Mapping[str, Any], where: str) -> None:
     pos = row["positions"]
     bad = [k for k, v in pos.items() if isinstance(v, bool) or not isinstance(v, int)]
@@ -102,16 +111,10 @@ def load_run(run_dir: str | Path) -> RunData:
     for _, line, row in got:
         _check_row(row, f"{d / 'results.jsonl'}:{line}")
     manifest = _read_json(d / "manifest.json") if (d / "manifest.json").exists() else {}
-    if isinstance(manifest, Mapping):
-        check_manifest(manifest, d / "manifest.json")
+    check_manifest(manifest, d / "manifest.json")
     summary = _read_json(d / "summary.json") if (d / "summary.json").exists() else {}
     read_task_summary(summary, d / "summary.json")  # a task attack's: every field typed (its record), before any use
-    circuit = None
-    if (d / "circuit.json").exists():
-        circuit = _read_json(d / "circuit.json")
-    elif isinstance(manifest.get("circuit"), Mapping):
-        circuit = manifest["circuit"]
-    return RunData(d, tuple(row for _, _, row in got), manifest, summary, circuit)
+    return RunData(d, tuple(row for _, _, row in got), manifest, summary, read_circuit(d))
 
 
 def sanitize(name: str) -> str:

@@ -11,11 +11,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from advgen.circuits.claims_doc import read_claims
+from advgen.circuits.claims_doc import load_claims
 from advgen.circuits.discovery_doc import read_discovery
-from advgen.core.types import AdvgenError
+from advgen.circuits.format import Circuit
 from advgen.core.version import version
-from advgen.outputs import verdict
 from advgen.outputs.htmlparts import table
 from advgen.outputs.rundata import RunData
 
@@ -25,8 +24,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 def provenance(data: RunData) -> dict[str, Any]:
     """Model, seed, command, versions: manifest.json, else the header of discovery.json / claims.json (typed records)."""
     m: dict[str, Any] = dict(data.manifest)
-    claims = verdict.read_json(data.run_dir / "claims.json")  # the report's checks first, as the claims panel does
-    for doc in (read_discovery(data.run_dir), None if claims is None else read_claims(claims, data.run_dir / "claims.json")):
+    for doc in (read_discovery(data.run_dir), load_claims(data.run_dir)):
         if doc is None:
             continue
         for k, v in (("model", doc.model), ("model_source", doc.model_source), ("seed", doc.seed), ("command", doc.command),
@@ -47,28 +45,21 @@ def source_label(src: Any) -> str:
 
 def section_run(data: RunData) -> str:
     m = provenance(data)
-    circ = data.circuit or {}
     versions = ", ".join(f"{k} {v}" for k, v in (m.get("versions") or {}).items()) or "not recorded"
     rows = [["run directory", data.run_dir.resolve().name],
             ["model", f"{m.get('model') or 'not recorded'} ({source_label(m.get('model_source'))})"],
             ["seed", str(m.get("seed", "not recorded"))], ["command", m.get("command") or "not recorded"],
             ["device / precision", runtime_label(m.get("runtime"))],
-            ["circuit", circuit_label(circ, str(data.run_dir / "circuit.json"))], ["versions", versions],
+            ["circuit", circuit_label(data.circuit)], ["versions", versions],
             ["report written by", f"advgen {version()}"]]  # the run's own advgen is in versions; a later advgen may report it
     return table(["", ""], rows)
 
 
-def circuit_label(circ: Any, where: str) -> str:
+def circuit_label(c: Circuit | None) -> str:
     """The circuit's name and every node with its role and positions: heads, then MLP nodes (format 2)."""
-    from advgen.circuits.format import Circuit
-
-    if not isinstance(circ, Mapping) or not circ:
-        return "none" if not circ else str(circ)
-    try:
-        c = Circuit.from_dict(circ, where)
-    except AdvgenError as e:
-        return f"{circ.get('name', '?')} (unreadable: {e})"
-    heads = ", ".join(f"{h.head} {getattr(h.role, 'value', h.role)} @{'+'.join(h.positions)}" for h in c.heads)
+    if c is None:
+        return "none"
+    heads = ", ".join(f"{h.head} {h.role.value} @{'+'.join(h.positions)}" for h in c.heads)
     text = f"{c.name}: {len(c.heads)} heads ({heads or 'none'})"
     if c.mlps:
         nodes = [f"{m.node} @{'+'.join(m.positions)}" for m in sorted(c.mlps, key=lambda m: m.layer)]

@@ -1,10 +1,10 @@
 """The report's first screen: what the run found (per-mode verdicts, yield) and a legend of every column.
 
 Attack runs are read through one typed record (advgen.attacks.summary.read_attack_summary), which
-also knows older run directories (verdicts only in modes.json, the yield only in baseline.json);
-nothing here reads summary.json's keys itself. A claim check's claims.json is read through
-advgen.circuits.claims_doc.read_claims, a discovery's discovery.json through
-advgen.circuits.discovery_doc.read_discovery. Nothing here runs a model.
+also knows older run directories (verdicts only in modes.json, the yield only in baseline.json) and
+reads those two through their records (advgen.attacks.tables_doc); nothing here reads a document's
+keys itself. A claim check's claims.json is read through advgen.circuits.claims_doc.load_claims, a
+discovery's discovery.json through advgen.circuits.discovery_doc.read_discovery. Nothing here runs a model.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from advgen.attacks.summary import AttackSummary, ModeSummary, RunYield, Seen, read_attack_summary
-from advgen.circuits.claims_doc import read_claims
+from advgen.circuits.claims_doc import load_claims
 from advgen.circuits.discovery_doc import read_discovery
 from advgen.core import files
 from advgen.outputs.docschema import check_doc
@@ -36,16 +36,17 @@ class ModeVerdict:
 
 
 def read_json(path: Path) -> Any:
-    """JSON of a run-directory file, or None when it is absent; a broken file names itself."""
+    """JSON of a run-directory file, or None when it is absent; a broken file names itself (a manifest.json field of
+    the wrong type too: advgen.outputs.docschema). The caller reads it through its record where there is one."""
     if not path.exists():
         return None
     doc = files.read_json(path)  # not UTF-8, a directory, bad JSON: named errors (advgen.core.files)
-    check_doc(doc, path)  # a field of the wrong type: named too (advgen.outputs.docschema)
+    check_doc(doc, path)
     return doc
 
 
 def attack_record(run_dir: Path, summary: Mapping[str, Any]) -> AttackSummary:
-    """`summary` (run_dir's summary.json, as read) typed; modes.json and baseline.json pass the report's checks first."""
+    """`summary` (run_dir's summary.json, as read) typed; modes.json and baseline.json through their records."""
     return read_attack_summary(summary, run_dir / "summary.json", read_json(run_dir / "modes.json"),
                                read_json(run_dir / "baseline.json"))
 
@@ -150,16 +151,16 @@ def discovery_panel(run_dir: Path) -> str:
 
 
 def claims_panel(run_dir: Path) -> str:
-    doc = read_json(run_dir / "claims.json")
-    if not isinstance(doc, Mapping) or not isinstance(doc.get("table"), Mapping):
+    """A claim check's headline from its typed record ('' without claims.json or its table)."""
+    c = load_claims(run_dir)
+    if c is None or c.table is None:
         return ""
-    c = read_claims(doc, run_dir / "claims.json")
     row = c.paper_row
     ratio = None if row is None or row.ratio_to_model is None else row.ratio_to_model.mean
     if ratio is None or math.isnan(ratio):
         return ""
     needed = None if c.minimality is None else c.minimality.all_needed
-    circuit = "?" if "circuit" not in doc else c.circuit
+    circuit = "?" if c.circuit is None else c.circuit
     return (f"<p class='finding'>Circuit <code>{esc(circuit)}</code> keeps <b>F(C)/F(M) = {ratio:.3f}</b> of the "
             f"model's mean LD under the paper's ablation (<code>{esc(c.paper_setting)}</code>); every head needed (minimality): {esc(needed)}.</p>")
 
