@@ -102,8 +102,8 @@ def baseline_doc(run: TaskRun, cfg: AttackConfig) -> dict[str, Any]:
             "ratio_lower_bound": raw["lower_bound"], "attributable_ratio_lower_bound": attr["lower_bound"],
             "definitions": {"attributable": ATTRIBUTABLE, "raw": RAW,
                             "lower_bound": "when the random side found no break: the ratio against its 95 % upper rate 3 / N (rule of three)"},
-            "accounting": "both sides pay the clean run; guided pays attack + control per sampled candidate and per searched break, "
-                          "the baseline one prompt each"}
+            "accounting": "both sides pay the clean run; guided pays attack + control per sampled candidate and per searched break "
+                          "(a control prompt shared by candidates is evaluated once), the baseline one prompt each"}
 
 
 def _fmt(x: float | None, lb: float | None = None) -> str:
