@@ -132,7 +132,7 @@ def markdown(runs: list[dict[str, Any]], args: argparse.Namespace, command: str)
     r0 = runs[0]
     lines += ["", "Compiled from (seed " + str(r0["seed"]) + "): " + "; ".join(f"`{k}`: {v['compiled_from']}" for k, v in r0["modes"].items()),
               "", "Not compiled: " + ("; ".join(f"`{k}`: {v}" for k, v in r0["skipped"].items()) or "none"),
-              "", f"Records: {r0['note'] or 'from the circuit file'}.", ""]
+              "", "Records: " + (f"measured by the attack on the loaded model ({r0['note']})" if r0["note"] else "from the circuit file") + ".", ""]
     return "\n".join(lines)
 
 
