@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from advgen.attacks.search import AttackConfig, run_attack
+from advgen.attacks.attack_setup import AttackConfig
+from advgen.attacks.search import run_attack
 from advgen.attacks.tables import write_run
 from advgen.circuits.behaviour import ensure_records
 from advgen.circuits.format import Circuit, make_circuit, resolve_circuit

@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 
 from advgen.circuits import patching
-from advgen.circuits.discovery import Settings, discover
+from advgen.circuits.discovery import discover
+from advgen.circuits.discovery_roles import Settings
 from advgen.core.files import atomic_write_text
 from advgen.model.loading import load_model
 from advgen.prompts.datasets import ioi_sets

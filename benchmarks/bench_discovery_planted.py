@@ -22,7 +22,8 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from advgen.circuits import ablation, patching
-from advgen.circuits.discovery import Settings, discover
+from advgen.circuits.discovery import discover
+from advgen.circuits.discovery_roles import Settings
 from advgen.circuits.format import resolve_circuit
 from advgen.core.files import atomic_write_text
 from advgen.core.types import Head, Role

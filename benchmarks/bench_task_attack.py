@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from advgen.attacks.search import AttackConfig
+from advgen.attacks.attack_setup import AttackConfig
 from advgen.core import files
 from advgen.jobs.attack import attack
 from advgen.model.loading import LoadedModel, load_model

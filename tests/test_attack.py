@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from rundirs import file_bytes
 
+from advgen.attacks.attack_setup import AttackConfig
 from advgen.attacks.journal import REUSED
-from advgen.attacks.search import AttackConfig, Interrupted, run_attack
+from advgen.attacks.search import Interrupted, run_attack
 from advgen.attacks.tables import write_run
 from advgen.circuits.format import make_circuit
 from advgen.core.types import Role

@@ -53,7 +53,8 @@ class QueueBackend:
 
 @pytest.mark.slow  # 6-10 s: keeps the default suite within 3 minutes; CI runs it with the slow tests
 def test_queued_units_give_the_same_rows_and_none_is_wasted(reference_model, tmp_path) -> None:
-    from advgen.attacks.search import UNIT_PROMPTS, AttackConfig, run_attack
+    from advgen.attacks.attack_setup import UNIT_PROMPTS, AttackConfig
+    from advgen.attacks.search import run_attack
     from advgen.circuits.format import resolve_circuit
 
     circuit = resolve_circuit("reference-ioi", reference_model.n_layers, reference_model.n_heads)

@@ -7,9 +7,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from advgen.attacks.attack_setup import AttackConfig
 from advgen.attacks.causes import explain_cell
 from advgen.attacks.compiler import select_modes
-from advgen.attacks.search import AttackConfig, run_attack
+from advgen.attacks.search import run_attack
 from advgen.circuits.format import resolve_circuit
 from advgen.model.validate import single_logit_diff
 from advgen.prompts.templates import single_token_id

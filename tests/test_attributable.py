@@ -16,11 +16,13 @@ import pytest
 from rundirs import hand_row
 
 from advgen.attacks import bandit
+from advgen.attacks.attack_setup import AttackConfig
 from advgen.attacks.catalogue import mode_named
 from advgen.attacks.causes import CellCause, NodeShift, classify
-from advgen.attacks.search import AttackConfig, AttackRun
+from advgen.attacks.search import AttackRun
 from advgen.attacks.signals import label_rows, signal_doc
-from advgen.attacks.summary import RunYield, read_attack_summary
+from advgen.attacks.summary import RunYield
+from advgen.attacks.summary_read import read_attack_summary
 from advgen.attacks.tables import write_run
 from advgen.circuits.format import make_circuit
 from advgen.core import files

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from advgen.attacks import bandit
-from advgen.attacks.catalogue import Signal
 from advgen.attacks.compiler import compile_modes
+from advgen.attacks.failure_mode import Signal
 from advgen.attacks.signals import EXPLAINED_SD, label_rows, signal_value
-from advgen.circuits.behaviour import HeadBehaviour, Mention
+from advgen.circuits.behaviour_records import HeadBehaviour, Mention
 from advgen.circuits.format import Circuit, make_circuit
 from advgen.core.types import Head, Role
 

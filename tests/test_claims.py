@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from advgen.circuits import ablation, patching
-from advgen.circuits.claims import METRICS, ClaimSettings, check_claim, write_claims
+from advgen.circuits.claim_metrics import METRICS
+from advgen.circuits.claims import ClaimSettings, check_claim, write_claims
 from advgen.circuits.format import make_circuit, resolve_circuit
 from advgen.core.types import AdvgenError, Head, Role
 from advgen.prompts.datasets import ioi_sets

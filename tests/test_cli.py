@@ -108,7 +108,7 @@ def test_unreachable_gpt2_fails_fast_with_advice(tmp_path):
 
 def test_discover_nm_path_choices_are_the_rules_discovery_knows():
     """The CLI lists the paths literally (discovery imports torch); they must stay the same set."""
-    from advgen.circuits.discovery import NM_PATHS, Settings
+    from advgen.circuits.discovery_roles import NM_PATHS, Settings
     from advgen.cli.main import build_parser
 
     sub = next(a for a in build_parser()._actions if a.dest == "command")
@@ -118,10 +118,10 @@ def test_discover_nm_path_choices_are_the_rules_discovery_knows():
 
 @pytest.mark.parametrize(("argv", "stop"), [([], "shipped"), (["--stop-after", "7"], 7), (["--steps", "10"], None)])
 def test_train_planted_cli_stops_at_the_shipped_step_by_default(tmp_path, monkeypatch, argv, stop):
-    from advgen.reference import planted
+    from advgen.reference import planted, planted_recipe
 
     seen = {}
     monkeypatch.setattr(planted, "train_planted", lambda out, s, **kw: seen.update(kw, steps=s.steps) or out)
     assert main(["train-reference", "--kind", "planted", "--out", str(tmp_path), "--no-progress", *argv]) == 0
     assert seen["stop_after"] == (planted.SHIPPED_STEP if stop == "shipped" else stop)
-    assert seen["steps"] == (10 if "--steps" in argv else planted.PlantedSettings().steps)
+    assert seen["steps"] == (10 if "--steps" in argv else planted_recipe.PlantedSettings().steps)

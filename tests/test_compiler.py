@@ -10,7 +10,7 @@ import pytest
 
 from advgen.attacks.checks import check_unambiguous, first_clause
 from advgen.attacks.compiler import DOSES, compile_modes, select_modes
-from advgen.circuits.behaviour import HeadBehaviour, Mention
+from advgen.circuits.behaviour_records import HeadBehaviour, Mention
 from advgen.circuits.format import Circuit, make_circuit
 from advgen.core.types import AdvgenError, Role
 from advgen.prompts.datasets import Spec
@@ -212,7 +212,7 @@ def test_prediction_accuracy_counts_only_compiled_cells():
 
 
 def test_an_mlp_node_record_alone_compiles_a_mode_with_its_measured_sign():
-    from advgen.circuits.behaviour import MLPBehaviour, WriteChange
+    from advgen.circuits.behaviour_records import MLPBehaviour, WriteChange
     from advgen.circuits.format import CircuitMLP
 
     def w(x: float) -> WriteChange:

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from advgen.circuits import ablation, patching, scores
+from advgen.circuits import ablation, direct_effects, patching, scores
 from advgen.circuits.claims import ClaimSettings, check_claim
-from advgen.circuits.discovery import Settings, discover, write_discovery
+from advgen.circuits.discovery import discover, write_discovery
+from advgen.circuits.discovery_roles import Settings
 from advgen.circuits.format import Circuit, CircuitHead
 from advgen.core.types import AdvgenError, Head, Role
 from advgen.model.metrics import bootstrap_ci
@@ -51,7 +52,7 @@ def test_stacked_patching_equals_one_variant_per_run(tiny_model, tiny_caches):
 def test_attribution_agrees_with_activation_patching_on_tiny(tiny_model, tiny_caches):
     clean_ps, clean, corrupt = tiny_caches
     act, rows = patching.activation_patching(tiny_model, clean_ps, clean, corrupt, kinds=("ALL", "S2"))
-    attr = patching.attribution_patching(tiny_model, clean_ps, clean, corrupt, kinds=("ALL", "S2"))
+    attr = direct_effects.attribution_patching(tiny_model, clean_ps, clean, corrupt, kinds=("ALL", "S2"))
     assert rows == 2 * tiny_model.n_layers * tiny_model.n_heads * len(clean_ps)
     assert scores.spearman(act["ALL"], attr["ALL"]) > 0.8  # a near-linear random model
 
@@ -132,7 +133,7 @@ def test_backup_gain_runs_the_name_mover_knockout(tiny_model, tiny_caches):
 
 
 def test_role_rules_on_synthetic_scores():
-    from advgen.circuits.discovery import assign_roles
+    from advgen.circuits.discovery_roles import assign_roles
 
     z = np.zeros((4, 2))
     m = {k: z.copy() for k in ("pp_logits", "dla_ld", "attn_END_to_IO", "attn_END_to_S2", "act_ALL", "act_END", "act_S2", "act_S1+1", "act_S1",

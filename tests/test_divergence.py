@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from rundirs import file_bytes
 
+from advgen.attacks.attack_setup import AttackConfig
 from advgen.attacks.divergence import DivergenceSettings, measure_divergence, run_divergence
 from advgen.attacks.divergence_tables import FILES, write_divergence
 from advgen.attacks.journal import REUSED
-from advgen.attacks.search import AttackConfig, Interrupted
+from advgen.attacks.search import Interrupted
 from advgen.circuits.format import make_circuit
 from advgen.core import files
 from advgen.core.types import AdvgenError, Role

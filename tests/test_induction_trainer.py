@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from advgen.reference import ind_corpus
-from advgen.reference.induction import InductionSettings, train_induction
+from advgen.reference.ind_model import InductionSettings
+from advgen.reference.induction import train_induction
 from advgen.tasks.lexicons import resolve_lexicons, vocab_words
 from advgen.tasks.registry import resolve_task
 
@@ -63,7 +64,7 @@ def test_training_resumes_to_the_same_weights_and_is_measured(tmp_path: Path) ->
 def test_mlps_add_nothing(tmp_path: Path) -> None:
     import torch
 
-    from advgen.reference.induction import build_model
+    from advgen.reference.ind_model import build_model
 
     model, _, _ = build_model(InductionSettings(), ind_corpus.build_tokenizer())
     x = torch.randn(2, 5, model.config.n_embd, device="cpu")
@@ -132,7 +133,8 @@ def test_forced_previous_token_head_attends_one_back_and_stays_fixed_while_train
 
     from advgen.reference.ind_force import position_dims
     from advgen.reference.ind_measure import head_scores
-    from advgen.reference.induction import build_model, run_steps
+    from advgen.reference.ind_model import build_model
+    from advgen.reference.induction import run_steps
 
     s = InductionSettings(steps=20, batch_size=8, n_embd=64, force_previous_token=True, checkpoint_every=1000)
     model, opt, project = build_model(s, ind_corpus.build_tokenizer())

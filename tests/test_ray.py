@@ -162,7 +162,8 @@ def test_killed_actor_mid_run_gives_the_same_output(pool: RayBackend, local_scan
 
 
 def test_ray_attack_evaluation_gives_the_same_rows(pool: RayBackend, reference_model, tmp_path: Path) -> None:
-    from advgen.attacks.search import AttackConfig, run_attack
+    from advgen.attacks.attack_setup import AttackConfig
+    from advgen.attacks.search import run_attack
     from advgen.circuits.format import resolve_circuit
 
     circuit = resolve_circuit("reference-ioi", reference_model.n_layers, reference_model.n_heads)

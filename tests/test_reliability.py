@@ -425,7 +425,8 @@ def test_csv_writer_of_export_is_inert(hostile_validate, tmp_path):
 def test_csv_writer_of_attack_is_inert(tiny_model, tmp_path):
     import dataclasses
 
-    from advgen.attacks.search import AttackConfig, run_attack
+    from advgen.attacks.attack_setup import AttackConfig
+    from advgen.attacks.search import run_attack
     from advgen.attacks.tables import write_run
     from advgen.circuits.format import make_circuit
     from advgen.core.types import Role
@@ -633,7 +634,8 @@ def test_unlock_clears_an_old_lock_and_keeps_the_directory_incomplete(capsys, tm
 def test_attack_resume_after_the_weights_change_recomputes(tiny_model, tiny_model_dir, tmp_path):
     import torch
 
-    from advgen.attacks.search import AttackConfig, Interrupted, run_attack
+    from advgen.attacks.attack_setup import AttackConfig
+    from advgen.attacks.search import Interrupted, run_attack
     from advgen.circuits.format import make_circuit
     from advgen.core.types import Role
     from advgen.model.loading import load_model

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from advgen.circuits import ablation, patching, paths
+from advgen.circuits import ablation, direct_effects, patching, paths
 from advgen.circuits.claims import ClaimSettings, check_claim
 from advgen.circuits.format import Circuit, CircuitHead
 from advgen.core.types import Head, PromptSet, Role
@@ -228,7 +228,7 @@ def test_resample_ablation_is_seeded_and_draws_other_abc_prompts_of_the_same_tem
 def test_patching_from_the_clean_run_itself_has_zero_effect(tiny_model, run):
     clean_ps, _, clean, _, _ = run
     act, _ = patching.activation_patching(tiny_model, clean_ps, clean, clean, batch_size=16)
-    attr = patching.attribution_patching(tiny_model, clean_ps, clean, clean)
+    attr = direct_effects.attribution_patching(tiny_model, clean_ps, clean, clean)
     for kind in patching.KINDS:
         assert np.abs(act[kind]).max() < 1e-4, kind
         assert np.abs(attr[kind]).max() == 0.0, kind
@@ -238,7 +238,7 @@ def test_patching_at_slots_before_s2_from_the_abc_twin_has_zero_effect(tiny_mode
     """ABC twins equal the clean prompt before S2, so their z there are the clean z."""
     clean_ps, _, clean, abc, _ = run
     act, _ = patching.activation_patching(tiny_model, clean_ps, clean, abc, kinds=("S1", "S1+1"), batch_size=16)
-    attr = patching.attribution_patching(tiny_model, clean_ps, clean, abc, kinds=("S1", "S1+1"))
+    attr = direct_effects.attribution_patching(tiny_model, clean_ps, clean, abc, kinds=("S1", "S1+1"))
     for kind in ("S1", "S1+1"):
         assert np.abs(act[kind]).max() < 1e-4
         assert np.abs(attr[kind]).max() < 1e-6
@@ -287,7 +287,7 @@ def test_attribution_is_the_derivative_of_activation_patching(tiny_model, run):
     """attr = (z_abc - z_clean) . dLD/dz, so patching z_clean + eps (z_abc - z_clean) must move LD by eps * attr."""
     clean_ps, _, clean, abc, _ = run
     kinds = ("ALL", "END", "S2")
-    attr = patching.attribution_patching(tiny_model, clean_ps, clean, abc, kinds=kinds)
+    attr = direct_effects.attribution_patching(tiny_model, clean_ps, clean, abc, kinds=kinds)
     eps = 0.1
     near = dataclasses.replace(abc, z=tuple(c + eps * (a - c) for c, a in zip(clean.z, abc.z, strict=False)))
     act, _ = patching.activation_patching(tiny_model, clean_ps, clean, near, kinds=kinds, batch_size=16)
@@ -332,7 +332,7 @@ def test_path_patching_to_logits_matches_a_manual_direct_path_patch(tiny_model, 
     residual (LayerNorm recomputed), everything else clean. The change is measured via hook_attn_out,
     so the W_O layout used by `head_outputs_end` is checked independently."""
     clean_ps, abc_ps, clean, abc, _ = run
-    pp = patching.path_patching_logits(tiny_model, clean_ps, clean, abc)
+    pp = direct_effects.path_patching_logits(tiny_model, clean_ps, clean, abc)
     base = float(clean.ld.mean())
     for head in (Head(0, 1), Head(1, 3)):
         lds = []
@@ -366,7 +366,7 @@ def test_path_patching_to_logits_via_mlps_matches_a_manual_frozen_heads_patch(ti
     its clean output everywhere, MLPs recomputed; done here with hooks on a full forward."""
     clean_ps, abc_ps, clean, abc, _ = run
     pp = paths.path_patching_logits_via_mlps(tiny_model, clean_ps, clean, abc)
-    direct = patching.path_patching_logits(tiny_model, clean_ps, clean, abc)
+    direct = direct_effects.path_patching_logits(tiny_model, clean_ps, clean, abc)
     base = float(clean.ld.mean())
     for head in (Head(0, 1), Head(0, 2), Head(1, 3)):
         lds = []

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from rundirs import hand_row
 
+from advgen.attacks.attack_setup import AttackConfig
 from advgen.attacks.catalogue import mode_named
-from advgen.attacks.search import AttackConfig, AttackRun
+from advgen.attacks.search import AttackRun
 from advgen.attacks.signals import label_rows, signal_doc
 from advgen.attacks.summary import (
     AttackSummary,
@@ -24,9 +25,8 @@ from advgen.attacks.summary import (
     PredictionAccuracy,
     RunYield,
     Seen,
-    load_attack_summary,
-    read_attack_summary,
 )
+from advgen.attacks.summary_read import load_attack_summary, read_attack_summary
 from advgen.attacks.tables import write_run
 from advgen.attacks.tables_doc import ModeTable
 from advgen.attacks.task_summary_doc import FamilyStats

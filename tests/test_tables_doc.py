@@ -18,10 +18,12 @@ import pytest
 from rundirs import hand_row
 from test_task_attack import CFG, circuit_with, copy_task, record
 
+from advgen.attacks.attack_setup import AttackConfig
 from advgen.attacks.catalogue import mode_named
-from advgen.attacks.search import AttackConfig, AttackRun
+from advgen.attacks.search import AttackRun
 from advgen.attacks.signals import label_rows, signal_doc
-from advgen.attacks.summary import RunYield, load_attack_summary, read_attack_summary
+from advgen.attacks.summary import RunYield
+from advgen.attacks.summary_read import load_attack_summary, read_attack_summary
 from advgen.attacks.tables import write_run
 from advgen.attacks.tables_doc import (
     Baseline,

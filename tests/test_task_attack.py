@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from advgen.attacks.search import AttackConfig
+from advgen.attacks.attack_setup import AttackConfig
 from advgen.attacks.task_attack import run_task_attack
 from advgen.attacks.task_compiler import compile_task_modes
 from advgen.attacks.task_edits import fillers, render_edit, taken

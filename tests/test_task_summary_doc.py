@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from test_task_attack import CFG, circuit_with, copy_task, record
 
-from advgen.attacks.summary import load_attack_summary, read_attack_summary
+from advgen.attacks.summary_read import load_attack_summary, read_attack_summary
 from advgen.attacks.task_summary_doc import (
     SCHEMA_VERSION,
     TaskAttackSummary,

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from advgen.attacks.catalogue import Parts, applicable_template
 from advgen.attacks.checks import check_unambiguous
+from advgen.attacks.failure_mode import Parts, applicable_template
 from advgen.core.types import Prompt
 from advgen.prompts.datasets import Spec
 from advgen.prompts.lexicon import Lexicon

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from advgen.attacks.catalogue import FailureMode
+from advgen.attacks.failure_mode import FailureMode
 from advgen.circuits.behaviour import name_mass
 from advgen.circuits.format import Circuit
 from advgen.circuits.reads import read_heads

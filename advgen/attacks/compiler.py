@@ -23,8 +23,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from advgen.attacks.catalogue import CATALOGUE, Cell, FailureMode, Parts, Proposal, Signal, modes_for, pick
-from advgen.circuits.behaviour import MENTIONED, SITES, HeadBehaviour, MLPBehaviour
+from advgen.attacks.catalogue import CATALOGUE, modes_for
+from advgen.attacks.failure_mode import Cell, FailureMode, Parts, Proposal, Signal, pick
+from advgen.circuits.behaviour_records import MENTIONED, SITES, HeadBehaviour, MLPBehaviour
 from advgen.circuits.format import Circuit
 from advgen.core.types import AdvgenError, Head, Role
 from advgen.prompts.sentences import SentenceBank, name_slot

@@ -37,11 +37,7 @@ import torch
 from tqdm.auto import tqdm
 
 from advgen.attacks import bandit
-from advgen.attacks.baseline import baseline_picks, baseline_prompts
-from advgen.attacks.catalogue import FailureMode
-from advgen.attacks.journal import REUSED, Journal, content_salt
-from advgen.attacks.sampling import stratified
-from advgen.attacks.search import (
+from advgen.attacks.attack_setup import (
     UNIT_PROMPTS,
     AttackConfig,
     Candidate,
@@ -52,6 +48,10 @@ from advgen.attacks.search import (
     render_pair,
     unit_key,
 )
+from advgen.attacks.baseline import baseline_picks, baseline_prompts
+from advgen.attacks.failure_mode import FailureMode
+from advgen.attacks.journal import REUSED, Journal, content_salt
+from advgen.attacks.sampling import stratified
 from advgen.circuits import ablation, patching
 from advgen.circuits.format import Circuit
 from advgen.core import options, records

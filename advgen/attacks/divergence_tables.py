@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from advgen.attacks.attack_setup import AttackConfig
 from advgen.attacks.divergence import DivergenceRun, Row
 from advgen.attacks.journal import REUSED
-from advgen.attacks.search import AttackConfig
 from advgen.circuits.format import Circuit
 from advgen.core import files
 from advgen.model.metrics import bootstrap_ci

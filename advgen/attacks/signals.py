@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from advgen.attacks.catalogue import FailureMode, Signal
+from advgen.attacks.failure_mode import FailureMode, Signal
 from advgen.circuits.format import Circuit
 from advgen.core.records import AttackRow, MeasuredRow
 from advgen.model.validate import Read, read_key

@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from advgen.attacks.attack_setup import AttackConfig
 from advgen.attacks.bandit import verdict
 from advgen.attacks.causes import CellCause, causes_markdown
-from advgen.attacks.search import AttackConfig, AttackRun
+from advgen.attacks.search import AttackRun
 from advgen.attacks.summary import AttackSummary, ModeSummary, PredictionAccuracy, RunYield
 from advgen.circuits.format import Circuit
 from advgen.core import files
@@ -168,30 +169,44 @@ def markdown(modes: dict[str, Any], base: dict[str, Any], screening: dict[str, A
     """The tables as Markdown, printed by the CLI and copied into docs verbatim."""
     nat = modes["natural"]
     lines = [f"Natural failure rate (clean prompts, S > IO): {nat['s_beats_io_rate']:.3f} (n = {nat['n']}, mean LD {nat['mean_logit_diff']:.2f})", ""]
-    lines += ["| mode | subset | n | clean LD [95% CI] | control LD [95% CI] | attack LD [95% CI] | IO prob clean / ctrl / attack | S>IO clean / ctrl / attack | breaks | explained |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += _mode_table_lines(modes)
+    lines += _prediction_lines(modes)
+    lines += _yield_lines(base, screening)
+    return "\n".join(lines) + "\n"
 
-    def ld(s: dict[str, Any]) -> str:
-        return f"{s['mean_logit_diff']:.2f} [{s['logit_diff_ci95']['low']:.2f}, {s['logit_diff_ci95']['high']:.2f}]" if s.get("n") else "-"
 
-    def row(name: str, subset: str, t: dict[str, Any]) -> str:
-        c, k, a = t["clean"], t["control"], t["attack"]
-        ex = "-" if t["explained_fraction"] is None else f"{t['explained_fraction']:.2f}"
-        return (f"| {name} | {subset} | {a.get('n', 0)} | {ld(c)} | {ld(k)} | {ld(a)} | "
-                f"{c.get('mean_io_prob', float('nan')):.2f} / {k.get('mean_io_prob', float('nan')):.2f} / {a.get('mean_io_prob', float('nan')):.2f} | "
-                f"{c.get('s_beats_io_rate', float('nan')):.3f} / {k.get('s_beats_io_rate', float('nan')):.3f} / {a.get('s_beats_io_rate', float('nan')):.3f} | "
-                f"{t['breaks']} | {ex} |")
+def _ld(s: dict[str, Any]) -> str:
+    return f"{s['mean_logit_diff']:.2f} [{s['logit_diff_ci95']['low']:.2f}, {s['logit_diff_ci95']['high']:.2f}]" if s.get("n") else "-"
 
+
+def _table_row(name: str, subset: str, t: dict[str, Any]) -> str:
+    c, k, a = t["clean"], t["control"], t["attack"]
+    ex = "-" if t["explained_fraction"] is None else f"{t['explained_fraction']:.2f}"
+    return (f"| {name} | {subset} | {a.get('n', 0)} | {_ld(c)} | {_ld(k)} | {_ld(a)} | "
+            f"{c.get('mean_io_prob', float('nan')):.2f} / {k.get('mean_io_prob', float('nan')):.2f} / {a.get('mean_io_prob', float('nan')):.2f} | "
+            f"{c.get('s_beats_io_rate', float('nan')):.3f} / {k.get('s_beats_io_rate', float('nan')):.3f} / {a.get('s_beats_io_rate', float('nan')):.3f} | "
+            f"{t['breaks']} | {ex} |")
+
+
+def _mode_table_lines(modes: dict[str, Any]) -> list[str]:
+    """Per mode: the random sample, sample + search, and the sample by each parameter; breaks shared by their control."""
+    lines = ["| mode | subset | n | clean LD [95% CI] | control LD [95% CI] | attack LD [95% CI] | IO prob clean / ctrl / attack | S>IO clean / ctrl / attack | breaks | explained |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name, m in modes["modes"].items():
-        lines.append(row(name, "random sample", m["random_sample"]))
-        lines.append(row(name, "sample + search", m["all"]))
+        lines.append(_table_row(name, "random sample", m["random_sample"]))
+        lines.append(_table_row(name, "sample + search", m["all"]))
     for name, m in modes["modes"].items():
         for key, vals in m["by_params"].items():
             for val, t in vals.items():
-                lines.append(row(name, f"sample, {key}={val}", t))
+                lines.append(_table_row(name, f"sample, {key}={val}", t))
     lines += ["", "Breaks whose matched control also breaks (LD < 0; not attributable to the mechanism): " + "; ".join(
         f"{name} {m['all']['control_shared_breaks']} of {m['all']['breaks']}" for name, m in modes["modes"].items())]
-    lines += ["", "Predicted vs seen (random sample, paired LD(attack) - LD(control); 95% CI resampling clean prompts):", ""]
+    return lines
+
+
+def _prediction_lines(modes: dict[str, Any]) -> list[str]:
+    """Predicted vs seen per mode, what compiled modes were compiled from, skipped modes and modes run outside the proposal."""
+    lines = ["", "Predicted vs seen (random sample, paired LD(attack) - LD(control); 95% CI resampling clean prompts):", ""]
     for name, m in modes["modes"].items():
         p = m["prediction"]
         ci = p["attack_minus_control"]
@@ -205,23 +220,27 @@ def markdown(modes: dict[str, Any], base: dict[str, Any], screening: dict[str, A
     lines += ["", "Skipped modes: " + ("; ".join(f"{k}: {v}" for k, v in modes["skipped_modes"].items()) or "none"), ""]
     if modes.get("mode_notes"):
         lines += ["Modes run outside the circuit's proposal: " + "; ".join(f"{k}: {v}" for k, v in modes["mode_notes"].items()), ""]
+    return lines
+
+
+def _ratio(x: float | None) -> str:
+    return "n/a (baseline found no break)" if x is None else f"{x:.1f}x"
+
+
+def _yield_lines(base: dict[str, Any], screening: dict[str, Any]) -> list[str]:
+    """The attributable and raw yield against the random baseline, and what the search spent."""
     g, b = base["guided"], base["baseline"]
-
-    def ratio(x: float | None) -> str:
-        return "n/a (baseline found no break)" if x is None else f"{x:.1f}x"
-
-    lines += [f"Attributable yield (breaks whose control does not break, per 1,000 model evaluations): guided "
-              f"{g['attributable_per_1000']:.1f} ({g['attributable_breaks']} in {g['evaluations']}; {g['control_shared_breaks']} "
-              f"breaks shared by their control left out), random baseline {b['breaks_per_1000']:.1f} ({b['breaks']} in "
-              f"{b['evaluations']}); ratio {ratio(base['attributable_ratio'])}.",
-              f"Raw yield (every confirmed break, the figure for building test sets): guided {g['breaks_per_1000']:.1f} "
-              f"({g['breaks']} in {g['evaluations']}), random baseline {b['breaks_per_1000']:.1f}; ratio {ratio(base['ratio'])}.",
-              f"Search: precision {_f(screening['precision'])} (attributable {_f(screening['attributable_precision'])}) on "
-              f"{screening['n_search']} searched candidates; random sample "
-              f"{screening['n_sample']} candidates, break rate {_f(screening['sample_break_rate'])}; controls reused (evaluated once, "
-              f"shared by candidates of one clean prompt): {screening['controls_reused']}; cells not funded: "
-              f"{', '.join(screening['not_funded']) or 'none'}."]
-    return "\n".join(lines) + "\n"
+    return [f"Attributable yield (breaks whose control does not break, per 1,000 model evaluations): guided "
+            f"{g['attributable_per_1000']:.1f} ({g['attributable_breaks']} in {g['evaluations']}; {g['control_shared_breaks']} "
+            f"breaks shared by their control left out), random baseline {b['breaks_per_1000']:.1f} ({b['breaks']} in "
+            f"{b['evaluations']}); ratio {_ratio(base['attributable_ratio'])}.",
+            f"Raw yield (every confirmed break, the figure for building test sets): guided {g['breaks_per_1000']:.1f} "
+            f"({g['breaks']} in {g['evaluations']}), random baseline {b['breaks_per_1000']:.1f}; ratio {_ratio(base['ratio'])}.",
+            f"Search: precision {_f(screening['precision'])} (attributable {_f(screening['attributable_precision'])}) on "
+            f"{screening['n_search']} searched candidates; random sample "
+            f"{screening['n_sample']} candidates, break rate {_f(screening['sample_break_rate'])}; controls reused (evaluated once, "
+            f"shared by candidates of one clean prompt): {screening['controls_reused']}; cells not funded: "
+            f"{', '.join(screening['not_funded']) or 'none'}."]
 
 
 def _f(x: float | None) -> str:

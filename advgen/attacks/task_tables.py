@@ -15,7 +15,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from advgen.attacks.search import AttackConfig
+from advgen.attacks.attack_setup import AttackConfig
 from advgen.attacks.tables import ATTRIBUTABLE, RAW, family_stats, prediction_check
 from advgen.attacks.task_attack import TaskRun
 from advgen.attacks.task_summary_doc import BASELINE_FILE, FILE, SCHEMA_VERSION, TaskAttackSummary, TaskBaseline, built

@@ -51,7 +51,7 @@ class CircuitHead:
     """Evidence for the role, e.g. {"induction_score": 0.41, "patching_effect": -0.8}."""
     note: str = ""
     behaviour: Mapping[str, Any] = field(default_factory=dict)
-    """Measured head behaviour record (`advgen.circuits.behaviour.HeadBehaviour.to_dict`); empty if not measured."""
+    """Measured head behaviour record (`advgen.circuits.behaviour_records.HeadBehaviour.to_dict`); empty if not measured."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class CircuitMLP:
     scores: Mapping[str, float] = field(default_factory=dict)
     note: str = ""
     behaviour: Mapping[str, Any] = field(default_factory=dict)
-    """Measured record (`advgen.circuits.behaviour.MLPBehaviour.to_dict`); empty if not measured."""
+    """Measured record (`advgen.circuits.behaviour_records.MLPBehaviour.to_dict`); empty if not measured."""
 
     @property
     def node(self) -> str:

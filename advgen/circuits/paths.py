@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from advgen.circuits.patching import Patch, RunCache, head_outputs_end, ld_from_resid, patched_run
+from advgen.circuits.direct_effects import head_outputs_end, ld_from_resid
+from advgen.circuits.patching import Patch, RunCache, patched_run
 from advgen.core.types import PromptSet
 from advgen.model.loading import LoadedModel
 from advgen.model.validate import DEFAULT_BATCH, end_logits, model_device

@@ -84,14 +84,15 @@ def read_heads(model: LoadedModel, prompts: PromptSet, heads: Sequence[Head], ba
     final = torch.stack([f for f in fin if f is not None])
     if not writes.shape[1]:
         return Reads(rows, np.zeros((n, 0)), np.zeros((n, 0)))
-
-    def per_layer(key: str) -> torch.Tensor:  # [n, L, d]; zeros before the first layer read (never used)
-        return torch.stack([torch.stack([b.get(layer, torch.zeros_like(final[0])) for layer in range(L)]) for b in got[key]])
-
     starts = [h.layer for h in heads] + [m + 1 for m in mlps]  # the first MLP each write passes through
-    _, path = paths.end_write_contributions(model, prompts, per_layer("mid"), per_layer("mlp"), final, writes, starts,
-                                           fixed=set(mlps) if held is None else set(held))
+    mid, mlp = (_per_layer(got[k], final[0], L) for k in ("mid", "mlp"))
+    _, path = paths.end_write_contributions(model, prompts, mid, mlp, final, writes, starts, fixed=set(mlps) if held is None else set(held))
     return Reads(rows, _dla(model, prompts, writes, final), path)
+
+
+def _per_layer(recorded: list[dict[int, torch.Tensor]], like: torch.Tensor, L: int) -> torch.Tensor:
+    """[n, L, d] the recordings per prompt and layer; zeros before the first layer read (never used)."""
+    return torch.stack([torch.stack([b.get(layer, torch.zeros_like(like)) for layer in range(L)]) for b in recorded])
 
 
 def _writes(model: LoadedModel, heads: Sequence[Head], mlps: Sequence[int], got: Mapping[str, list[dict[int, torch.Tensor]]]) -> torch.Tensor:

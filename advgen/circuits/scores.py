@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from advgen.circuits.patching import RunCache, direct_logit_attribution
+from advgen.circuits.direct_effects import direct_logit_attribution
+from advgen.circuits.patching import RunCache
 from advgen.core.types import PromptSet
 from advgen.model.loading import LoadedModel
 

@@ -151,12 +151,8 @@ def discover_task(model: LoadedModel, task: Task, settings: TaskDiscoverySetting
     chance = chance_levels(task, clean_ps)
     thr = threshold(head_eff, mlp_eff, s)
     heads, lost = assign(task, head_eff, sigs, chance, thr, s)
-    mlps = tuple(CircuitMLP(int(layer), ("ALL",), {"patching_effect": round(float(mlp_eff[layer]), 5)},
-                            f"MLP output from the twin (all positions) {float(mlp_eff[layer]):+.3f}")
-                 for layer in np.nonzero(np.abs(mlp_eff) >= thr)[0])
-    thresholds = {"effect": thr, "effect_share": s.effect_share, "min_effect": s.min_effect, "largest_abs_effect": float(
-        max(np.abs(head_eff).max(), np.abs(mlp_eff).max())), "chance_k": s.chance_k,
-        **{f"chance_{r}": chance[r] for r in task.role_names}, **{f"signature_min_{r}": s.chance_k * chance[r] for r in task.role_names}}
+    mlps = _mlp_nodes(mlp_eff, thr)
+    thresholds = _thresholds(task, s, thr, chance, float(max(np.abs(head_eff).max(), np.abs(mlp_eff).max())))
     f_m, f_t = float(clean.ld.mean()), float(twin.ld.mean())
     found = sorted({h.role.value for h in heads})
     prov = {"method": "advgen discover --task (activation patching from the corrupted twin + role attention signatures)",
@@ -170,6 +166,20 @@ def discover_task(model: LoadedModel, task: Task, settings: TaskDiscoverySetting
     if reference is not None:
         report["reference"] = precision_recall(circuit.head_set(), reference)
     return TaskDiscovery(circuit, matrices, thresholds, tuple(lost), report)
+
+
+def _mlp_nodes(mlp_eff: np.ndarray, thr: float) -> tuple[CircuitMLP, ...]:
+    """The MLPs whose output from the twin (all positions) moves the metric by at least the threshold."""
+    return tuple(CircuitMLP(int(layer), ("ALL",), {"patching_effect": round(float(mlp_eff[layer]), 5)},
+                            f"MLP output from the twin (all positions) {float(mlp_eff[layer]):+.3f}")
+                 for layer in np.nonzero(np.abs(mlp_eff) >= thr)[0])
+
+
+def _thresholds(task: Task, s: TaskDiscoverySettings, thr: float, chance: dict[str, float], largest: float) -> dict[str, float]:
+    """The effect threshold and what it came from; each role's chance level and the signature minimum above it."""
+    return {"effect": thr, "effect_share": s.effect_share, "min_effect": s.min_effect, "largest_abs_effect": largest,
+            "chance_k": s.chance_k, **{f"chance_{r}": chance[r] for r in task.role_names},
+            **{f"signature_min_{r}": s.chance_k * chance[r] for r in task.role_names}}
 
 
 def _report(model: LoadedModel, task: Task, c: Circuit, thresholds: dict[str, float], lost: list[Unassigned],

@@ -12,8 +12,8 @@ from advgen.core import options as opts
 
 
 def cmd_attack(args: argparse.Namespace) -> None:
+    from advgen.attacks.attack_setup import AttackConfig
     from advgen.attacks.divergence import DivergenceSettings
-    from advgen.attacks.search import AttackConfig
     from advgen.attacks.task_summary_doc import read_task_summary
     from advgen.core.types import AdvgenError
     from advgen.jobs.attack import FILES, attack
@@ -57,8 +57,8 @@ def _list_modes(circuit_spec: str | None, task: str = "ioi") -> None:
     circuit = resolve_circuit(circuit_spec) if circuit_spec else None
     t = task_of(task)
     if t.engine == "generic":
-        from advgen.attacks.task_attack import compiled_for
         from advgen.attacks.task_compiler import modes_markdown
+        from advgen.attacks.task_setup import compiled_for
 
         if circuit is None or not all(h.behaviour for h in circuit.heads):
             print(f"Task {t.name!r}: modes are compiled from the circuit's task records, measured on the model by `advgen attack`.")
@@ -94,6 +94,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="measure the circuit's behaviour records on this model again even when it has valid ones (records that "
                         "are missing or were measured on another model are always measured first, so compiled modes run)")
     p.add_argument("--list-modes", action="store_true", help="print the failure-mode catalogue (and what --circuit implies), run nothing")
+    _objective_args(p)
+    add_task_arg(p)
+    add_backend_args(p)
+    add_device_args(p)
+    p.set_defaults(func=cmd_attack)
+
+
+def _objective_args(p: argparse.ArgumentParser) -> None:
+    """--objective and the divergence search's options, in their own group of the help."""
     g = p.add_argument_group("objective", "what the search maximises (break: the default; divergence: where the circuit and the model part)")
     g.add_argument("--objective", choices=opts.OBJECTIVES, default="break",
                    help="break: prompts that flip the model, as the circuit predicts; divergence: prompts that maximise the circuit's "
@@ -103,7 +112,3 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     g.add_argument("--divergence", default="ld", choices=opts.DIVERGENCE_MEASURES, help="divergence: |LD_model - LD_circuit| (ld) or KL(model || circuit) at END (kl)")
     g.add_argument("--top", type=int, default=100, help="divergence: worst guided prompts written as the test set (results.jsonl)")
     g.add_argument("--controls", type=int, default=20, help="divergence: worst attack prompts whose matched control is measured (from the guided budget)")
-    add_task_arg(p)
-    add_backend_args(p)
-    add_device_args(p)
-    p.set_defaults(func=cmd_attack)

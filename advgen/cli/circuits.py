@@ -69,7 +69,8 @@ def cmd_discover_task(args: argparse.Namespace) -> None:
 
 
 def cmd_discover(args: argparse.Namespace) -> None:
-    from advgen.circuits.discovery import STAGES, Settings
+    from advgen.circuits.discovery import STAGES
+    from advgen.circuits.discovery_roles import Settings
     from advgen.jobs.circuits import discover
     from advgen.jobs.common import task_of
 
@@ -121,6 +122,11 @@ def cmd_check_claim(args: argparse.Namespace) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add this group's subcommands to the advgen parser."""
+    _register_discover(sub)
+    _register_check_claim(sub)
+
+
+def _register_discover(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("discover", help="find a task's circuit in a model (IOI by default; --task for others) and write it as JSON")
     p.add_argument("--model", default="reference", help="'reference', 'gpt2', or a local HF directory")
     p.add_argument("--out", type=Path, required=True,
@@ -138,6 +144,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_task_arg(p)
     add_device_args(p)
     p.set_defaults(func=cmd_discover)
+
+
+def _register_check_claim(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("check-claim", help="faithfulness / completeness / minimality of a circuit under several metrics and ablations")
     p.add_argument("circuit", help="circuit JSON file or built-in name (e.g. gpt2-small-ioi, reference-ioi)")
     p.add_argument("--model", default="reference", help="'reference', 'gpt2', or a local HF directory")

@@ -89,7 +89,8 @@ def cmd_train_reference(args: argparse.Namespace) -> None:
         print(f"ladder written to {build_ladder(args.out, seed=args.seed, steps=args.steps, progress=not args.no_progress)}")
         return
     if args.kind == "planted":
-        from advgen.reference.planted import SHIPPED_STEP, PlantedSettings, train_planted
+        from advgen.reference.planted import SHIPPED_STEP, train_planted
+        from advgen.reference.planted_recipe import PlantedSettings
 
         s = PlantedSettings(seed=args.seed, **({"steps": args.steps} if args.steps else {}))
         stop = args.stop_after if args.stop_after is not None else (SHIPPED_STEP if not args.steps else None)
@@ -103,7 +104,8 @@ def cmd_train_reference(args: argparse.Namespace) -> None:
         print(f"greater-than model written to {train_greater_than(args.out, gs, resume_run=not args.no_resume, progress=not args.no_progress)}")
         return
     if args.kind == "induction":
-        from advgen.reference.induction import InductionSettings, train_induction
+        from advgen.reference.ind_model import InductionSettings
+        from advgen.reference.induction import train_induction
 
         ind = InductionSettings(seed=args.seed, **({"steps": args.steps} if args.steps else {}))
         print(f"induction model written to {train_induction(args.out, ind, resume_run=not args.no_resume, progress=not args.no_progress)}")

@@ -14,8 +14,9 @@ from typing import Any
 
 from advgen.circuits.claims import ClaimResult, ClaimSettings, mlp_mode, write_claims
 from advgen.circuits.claims import check_claim as measure_claim
-from advgen.circuits.discovery import Settings, write_discovery
 from advgen.circuits.discovery import discover as find_circuit
+from advgen.circuits.discovery import write_discovery
+from advgen.circuits.discovery_roles import Settings
 from advgen.circuits.failures import AgreementSettings, agreement_for
 from advgen.circuits.format import Circuit, builtin_names, resolve_circuit
 from advgen.circuits.task_claims import TaskClaimResult, TaskClaimSettings, check_task_claim, write_task_claims
@@ -111,10 +112,7 @@ def check_claim(model: ModelArg, circuit: CircuitArg, out: str | Path, settings:
     if isinstance(settings, TaskClaimSettings):
         raise AdvgenError("check-claim: TaskClaimSettings are for generic tasks (--task induction, a YAML task); IOI takes ClaimSettings")
     out, settings = Path(out), settings or ClaimSettings()
-    check_args(settings.n, settings.seed, settings.batch_size)
-    if settings.greedy_steps < 0 or settings.worst_k < 0 or settings.scrub_draws < 1 or settings.agreement_steps < 0 or settings.failures_max < 1:
-        raise AdvgenError("--greedy-steps, --worst-k and --agreement-steps must be >= 0, --scrub-draws and --failures-max >= 1, got "
-                          f"{settings.greedy_steps}, {settings.worst_k}, {settings.agreement_steps}, {settings.scrub_draws}, {settings.failures_max}")
+    _check_claim_settings(settings)
     spec, inputs = circuit_arg(circuit)
     resolved = circuit if isinstance(circuit, Circuit) else resolve_circuit(circuit)
     resolved.check_task(t)  # another task's circuit: refused before the model loads
@@ -123,11 +121,7 @@ def check_claim(model: ModelArg, circuit: CircuitArg, out: str | Path, settings:
     fail_ids = [{"path": src.path, "sha256": src.digest} for src in sources]
     ident = rundir.identity_of("check-claim", {"model": spec_of(model), "circuit": spec, **asdict(settings), **({"failures": fail_ids} if fail_ids else {})})
     rundir.check_out(out, "check-claim", ident, overwrite, [*inputs, *(Path(f) for f in failures)])
-    cmd = command if command is not None else command_line(
-        "check-claim", spec, model=spec_of(model), n=settings.n, seed=settings.seed, batch_size=settings.batch_size,
-        greedy_steps=settings.greedy_steps, worst_k=settings.worst_k, scrub_draws=settings.scrub_draws, no_ladder=not settings.ladder,
-        failures=[str(f) for f in failures] or None, mlps=None if settings.mlps == "auto" else settings.mlps,
-        **_agreement_options(settings, bool(failures)), **runtime_options(device, dtype))
+    cmd = command if command is not None else _claim_command(model, spec, settings, failures, device, dtype)
     m = loaded(model, device, dtype)
     c = circuit_for(circuit, m)
     res = measure_claim(m, c, settings, progress=progress)
@@ -140,6 +134,23 @@ def check_claim(model: ModelArg, circuit: CircuitArg, out: str | Path, settings:
         man = records.manifest(m, tokenizer_hash(m.tokenizer), settings.seed, {**asdict(settings), "circuit": c.name}, cmd)
         written.append(files.atomic_write_text(d / "manifest.json", files.dumps(man) + "\n"))
     return ClaimRun(out, res, tuple(written))
+
+
+def _check_claim_settings(settings: ClaimSettings) -> None:
+    """IOI's claim settings, checked before the model loads (named errors)."""
+    check_args(settings.n, settings.seed, settings.batch_size)
+    if settings.greedy_steps < 0 or settings.worst_k < 0 or settings.scrub_draws < 1 or settings.agreement_steps < 0 or settings.failures_max < 1:
+        raise AdvgenError("--greedy-steps, --worst-k and --agreement-steps must be >= 0, --scrub-draws and --failures-max >= 1, got "
+                          f"{settings.greedy_steps}, {settings.worst_k}, {settings.agreement_steps}, {settings.scrub_draws}, {settings.failures_max}")
+
+
+def _claim_command(model: ModelArg, spec: str, settings: ClaimSettings, failures: Sequence[str | Path], device: str, dtype: str) -> str:
+    """The `advgen check-claim` command line that reruns this check (recorded in claims.md and the manifest)."""
+    return command_line(
+        "check-claim", spec, model=spec_of(model), n=settings.n, seed=settings.seed, batch_size=settings.batch_size,
+        greedy_steps=settings.greedy_steps, worst_k=settings.worst_k, scrub_draws=settings.scrub_draws, no_ladder=not settings.ladder,
+        failures=[str(f) for f in failures] or None, mlps=None if settings.mlps == "auto" else settings.mlps,
+        **_agreement_options(settings, bool(failures)), **runtime_options(device, dtype))
 
 
 def _agreement_options(s: ClaimSettings, used: bool) -> dict[str, int | None]:

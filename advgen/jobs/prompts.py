@@ -71,15 +71,19 @@ def validate(model: ModelArg, prompts: str | Path, out: str | Path | None = None
     if t.engine != "ioi":
         if skip_invalid:
             raise AdvgenError(f"--skip-invalid is for IOI prompt files; a {t.name!r} file is re-rendered from its templates and must be whole")
-        cmd = command if command is not None else command_line(
-            "validate", prompts, model=spec_of(model), seed=seed, batch_size=batch_size, task=task_option(task), **runtime_options(device, dtype))
+        cmd = command
+        if cmd is None:
+            cmd = command_line("validate", prompts, model=spec_of(model), seed=seed, batch_size=batch_size, task=task_option(task),
+                               **runtime_options(device, dtype))
         m = loaded(model, device, dtype)
         with backend_for(backend, spec_of(model), m, workers, ray_address, device, dtype) as be:
             return task_pipeline.validate_rows(m, t, src, out, batch_size, seed, progress, overwrite, be, cmd)
     ident = pipeline.validate_identity(spec_of(model), src.path, seed, batch_size, skip_invalid)
     rundir.check_out(out, "validate", ident, overwrite, inputs=[src.path])
-    cmd = command if command is not None else command_line(
-        "validate", prompts, model=spec_of(model), seed=seed, batch_size=batch_size, skip_invalid=skip_invalid, **runtime_options(device, dtype))
+    cmd = command
+    if cmd is None:
+        cmd = command_line("validate", prompts, model=spec_of(model), seed=seed, batch_size=batch_size, skip_invalid=skip_invalid,
+                           **runtime_options(device, dtype))
     m = loaded(model, device, dtype)
     with backend_for(backend, spec_of(model), m, workers, ray_address, device, dtype) as be:
         return pipeline.validate_rows(m, src, out, batch_size, seed, progress, skip_invalid=skip_invalid,

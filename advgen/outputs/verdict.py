@@ -1,6 +1,6 @@
 """The report's first screen: what the run found (per-mode verdicts, yield) and a legend of every column.
 
-Attack runs are read through one typed record (advgen.attacks.summary.read_attack_summary), which
+Attack runs are read through one typed record (advgen.attacks.summary_read.read_attack_summary), which
 also knows older run directories (verdicts only in modes.json, the yield only in baseline.json) and
 reads those two through their records (advgen.attacks.tables_doc); nothing here reads a document's
 keys itself. A claim check's claims.json is read through advgen.circuits.claims_doc.load_claims, a
@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from advgen.attacks.summary import AttackSummary, ModeSummary, RunYield, Seen, read_attack_summary
+from advgen.attacks.summary import AttackSummary, ModeSummary, RunYield, Seen
+from advgen.attacks.summary_read import read_attack_summary
 from advgen.circuits.claims_doc import load_claims
 from advgen.circuits.discovery_doc import read_discovery
 from advgen.core import files
