@@ -40,9 +40,26 @@ _EXPORTS = {
     "TaskClaimSettings": "advgen.circuits.task_claims",
 }
 __all__ = [
-    "AdvgenError", "AttackConfig", "Circuit", "ClaimSettings", "DiscoverySettings", "DivergenceSettings", "ScanConfig", "TaskClaimSettings", "TaskDiscoverySettings",
-    "attack", "check_claim", "discover",
-    "export", "generate", "load_model", "report", "resolve_circuit", "run", "scan", "validate",
+    "AdvgenError",
+    "AttackConfig",
+    "Circuit",
+    "ClaimSettings",
+    "DiscoverySettings",
+    "DivergenceSettings",
+    "ScanConfig",
+    "TaskClaimSettings",
+    "TaskDiscoverySettings",
+    "attack",
+    "check_claim",
+    "discover",
+    "export",
+    "generate",
+    "load_model",
+    "report",
+    "resolve_circuit",
+    "run",
+    "scan",
+    "validate",
 ]
 
 if TYPE_CHECKING:

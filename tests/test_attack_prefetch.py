@@ -74,7 +74,9 @@ def test_resumed_run_queues_nothing(reference_model, tmp_path) -> None:
     (tmp_path / "journal" / "unit-00000.json").write_text("{}")
     from advgen.attacks.journal import Journal
 
-    assert prefetch.start(QueueBackend(reference_model), not any(Journal(tmp_path, True).dir.glob("unit-*.json")), "h", 32) is None
+    assert (
+        prefetch.start(QueueBackend(reference_model), not any(Journal(tmp_path, True).dir.glob("unit-*.json")), "h", 32) is None
+    )
     assert prefetch.start(object(), True, "h", 32) is None  # a backend that cannot queue measures on demand
 
 
@@ -84,7 +86,9 @@ def test_report_figures_draw_no_empty_legend() -> None:
 
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
-        pngs = [plots.png_b64(plots.ld_histograms({"all": {"attack": [float("nan")], "clean": []}, "m": {"attack": [1.0, 2.0]}})),
-                plots.png_b64(plots.dose_response({}, "no points"))]
+        pngs = [
+            plots.png_b64(plots.ld_histograms({"all": {"attack": [float("nan")], "clean": []}, "m": {"attack": [1.0, 2.0]}})),
+            plots.png_b64(plots.dose_response({}, "no points")),
+        ]
     assert [str(w.message) for w in seen] == []
     assert all(base64.b64decode(p).startswith(b"\x89PNG") for p in pngs), "each figure still renders"

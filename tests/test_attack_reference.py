@@ -61,8 +61,11 @@ def test_compiled_modes_predict_s_repetition_on_the_reference_model(compiled_run
     assert modes["compiled_repeat_s"].expected_sign == -1
     assert modes["compiled_repeat_io"].expected_sign == +1
     ctl = {r["candidate"]: r["logit_diff"] for r in compiled_run.rows if r["family"] == "control" and r["phase"] == "sample"}
-    d = [r["logit_diff"] - ctl[r["candidate"]] for r in compiled_run.rows
-         if r["family"] == "attack" and r["phase"] == "sample" and r["mode"] == "compiled_repeat_s"]
+    d = [
+        r["logit_diff"] - ctl[r["candidate"]]
+        for r in compiled_run.rows
+        if r["family"] == "attack" and r["phase"] == "sample" and r["mode"] == "compiled_repeat_s"
+    ]
     assert np.mean(d) < 0  # the prediction holds on the model (a falsified prediction fails this test, it is not tuned away)
     breaks = [r for r in compiled_run.rows if r["family"] == "attack" and r["is_break"]]
     assert breaks and np.mean([bool(r["explained"]) for r in breaks]) >= 0.8

@@ -50,10 +50,31 @@ def test_prior_is_the_share_of_clean_prompts_the_predicted_shift_breaks():
 
 
 def _row(family: str, cand: str | None, ld: float, hs: dict[str, float], mode: str | None = "compiled_repeat_s") -> dict:
-    return {"text": "", "io": "Mary", "s": "John", "template_id": "t", "order": "BABA", "family": family, "pair_id": "p",
-            "positions": {}, "n_tokens": 10, "extra": {}, "logit_diff": ld, "io_logit": 0.0, "s_logit": 0.0, "io_prob": 0.0,
-            "s_prob": 0.0, "io_rank": 0, "s_beats_io": ld < 0, "mode": mode if family != "clean" else None,
-            "cell": "compiled_repeat_s:0" if cand else None, "params": {}, "head_signals": hs, "phase": "sample", "candidate": cand}
+    return {
+        "text": "",
+        "io": "Mary",
+        "s": "John",
+        "template_id": "t",
+        "order": "BABA",
+        "family": family,
+        "pair_id": "p",
+        "positions": {},
+        "n_tokens": 10,
+        "extra": {},
+        "logit_diff": ld,
+        "io_logit": 0.0,
+        "s_logit": 0.0,
+        "io_prob": 0.0,
+        "s_prob": 0.0,
+        "io_rank": 0,
+        "s_beats_io": ld < 0,
+        "mode": mode if family != "clean" else None,
+        "cell": "compiled_repeat_s:0" if cand else None,
+        "params": {},
+        "head_signals": hs,
+        "phase": "sample",
+        "candidate": cand,
+    }
 
 
 def test_explained_is_measured_against_the_control_not_the_clean_prompt():

@@ -54,7 +54,9 @@ def test_generate_then_validate_matches_run(tmp_path, tiny_model_dir):
 
 def test_validate_accepts_minimal_foreign_rows(tmp_path, tiny_model_dir):
     f = tmp_path / "mine.jsonl"
-    f.write_text(json.dumps({"text": "When Mary and John went to the store, John gave a drink to", "io": "Mary", "s": "John"}) + "\n")
+    f.write_text(
+        json.dumps({"text": "When Mary and John went to the store, John gave a drink to", "io": "Mary", "s": "John"}) + "\n"
+    )
     out = tmp_path / "o"
     assert main(["validate", str(f), "--model", str(tiny_model_dir), "--out", str(out), "--no-progress"]) == 0
     row = json.loads((out / "results.jsonl").read_text())
@@ -65,7 +67,10 @@ def test_validate_accepts_minimal_foreign_rows(tmp_path, tiny_model_dir):
     "row,needle",
     [
         ({"text": "When Mary and John went, John gave it to", "io": "Mary"}, "mine.jsonl:2: row is missing field(s) ['s']"),
-        ({"text": "When Mary and Paul went, Paul gave it to", "io": "Mary", "s": "John"}, "mine.jsonl:2: text does not contain the S1"),
+        (
+            {"text": "When Mary and Paul went, Paul gave it to", "io": "Mary", "s": "John"},
+            "mine.jsonl:2: text does not contain the S1",
+        ),
         ({"text": "When Xylophonia and John went, John gave it to", "io": "Xylophonia", "s": "John"}, "mine.jsonl:2"),
     ],
 )
@@ -84,8 +89,20 @@ def test_bad_template_file_exits_nonzero_without_output(tmp_path, tiny_model_dir
     t.write_text("templates:\n  - {id: a, text: '{S1} and {IO} met at {TOWN}. {S2} gave it to'}\n")
     out = tmp_path / "o"
     proc = subprocess.run(
-        [sys.executable, "-m", "advgen.cli.main", "run", "--model", str(tiny_model_dir), "--templates", str(t), "--out", str(out)],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "advgen.cli.main",
+            "run",
+            "--model",
+            str(tiny_model_dir),
+            "--templates",
+            str(t),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 2
     assert "bad.yaml:2" in proc.stderr and "{TOWN}" in proc.stderr
@@ -98,8 +115,12 @@ def test_unreachable_gpt2_fails_fast_with_advice(tmp_path):
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}  # empty cache
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "advgen.cli.main", "run", "--model", "gpt2", "--n", "2",
-                           "--out", str(tmp_path / "o")], capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "advgen.cli.main", "run", "--model", "gpt2", "--n", "2", "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert proc.returncode == 2, proc.stderr
     assert time.perf_counter() - t0 < 60  # process start and imports included; the probe itself takes seconds
     err = proc.stderr

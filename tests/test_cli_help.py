@@ -30,7 +30,12 @@ def test_help_shows_defaults(command, capsys):
     ap = build_parser()
     sub = next(a for a in ap._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
     for action in sub._actions:
-        if action.option_strings and action.nargs != 0 and action.default not in (None, argparse.SUPPRESS) and not action.required:
+        if (
+            action.option_strings
+            and action.nargs != 0
+            and action.default not in (None, argparse.SUPPRESS)
+            and not action.required
+        ):
             assert f"(default: {action.default})" in text or "default" in (action.help or ""), (command, action.dest)
 
 

@@ -29,8 +29,7 @@ def test_planted_copies_repeat_what_followed_earlier() -> None:
     rng = np.random.default_rng(0)
     for _ in range(50):
         w = ind_corpus.document(rng, "segment", ind_corpus.CorpusSettings())
-        spans = [(i, j) for i in range(len(w)) for j in range(i + 1, len(w) - 3)
-                 if np.array_equal(w[i:i + 4], w[j:j + 4])]
+        spans = [(i, j) for i in range(len(w)) for j in range(i + 1, len(w) - 3) if np.array_equal(w[i : i + 4], w[j : j + 4])]
         assert spans, w  # a copy of at least SEGMENT[0] = 4 words
 
 
@@ -119,9 +118,18 @@ def test_the_card_command_rebuilds_the_settings() -> None:
 
     from advgen.reference.induction import command_of, parser, settings_of
 
-    for s in (InductionSettings(), InductionSettings(seed=3, steps=50, force_previous_token=True, force_scale=2.5, n_embd=96,
-                                                     corpus=ind_corpus.CorpusSettings(seq_words=30, segment=(5, 9), gap=(1, 3))),
-              InductionSettings(tie_embeddings=False, sinusoidal_positions=True, threads=2)):
+    for s in (
+        InductionSettings(),
+        InductionSettings(
+            seed=3,
+            steps=50,
+            force_previous_token=True,
+            force_scale=2.5,
+            n_embd=96,
+            corpus=ind_corpus.CorpusSettings(seq_words=30, segment=(5, 9), gap=(1, 3)),
+        ),
+        InductionSettings(tie_embeddings=False, sinusoidal_positions=True, threads=2),
+    ):
         args = shlex.split(command_of(s))[3:]
         assert settings_of(parser().parse_args(args)) == s, args
 

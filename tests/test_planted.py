@@ -13,9 +13,25 @@ from advgen.reference import iit, planted, planted_recipe
 from advgen.reference.planted_ckpt import CheckpointError, latest, load
 from advgen.reference.planted_data import ioi_batch, repeat_batch
 
-TINY = dict(init="scratch", n_layer=4, n_head=4, n_embd=32, batch=4, repeat_batch=2, repeat_half=4,
-            w_lm=0.0, steps=4, checkpoint_every=2, warmup=1, w_path=1.0, w_strict_twin=1.0,
-            w_strict_swap=1.0, w_close_extra=1.0, w_io=1.0, extra_from=0)
+TINY = dict(
+    init="scratch",
+    n_layer=4,
+    n_head=4,
+    n_embd=32,
+    batch=4,
+    repeat_batch=2,
+    repeat_half=4,
+    w_lm=0.0,
+    steps=4,
+    checkpoint_every=2,
+    warmup=1,
+    w_path=1.0,
+    w_strict_twin=1.0,
+    w_strict_swap=1.0,
+    w_close_extra=1.0,
+    w_io=1.0,
+    extra_from=0,
+)
 """With the second-phase terms on (path, name-twin and swap-twin strictness, extra closeness, IO
 cross-entropy), so they are tested."""
 
@@ -83,8 +99,26 @@ def test_strictness_mask_keeps_planted_heads_at_their_slot(tiny):
 def test_every_loss_term_is_finite_and_trains_the_planted_heads(tiny):
     s, model, tok = tiny
     parts = planted_recipe.step_losses(model, tok, None, 0, s)
-    want = {"behaviour", "attn_prev", "attn_dup", "attn_ind", "attn_sinh", "attn_nm", "attn_abc", "attn_repeat",
-            "strict", "iit_sinh", "iit_dup", "iit_nm", "iit_half", "sinh_direct", "path_sinh", "strict_twin", "strict_swap", "io"}
+    want = {
+        "behaviour",
+        "attn_prev",
+        "attn_dup",
+        "attn_ind",
+        "attn_sinh",
+        "attn_nm",
+        "attn_abc",
+        "attn_repeat",
+        "strict",
+        "iit_sinh",
+        "iit_dup",
+        "iit_nm",
+        "iit_half",
+        "sinh_direct",
+        "path_sinh",
+        "strict_twin",
+        "strict_swap",
+        "io",
+    }
     assert set(parts) == want
     assert all(torch.isfinite(v.detach()) and float(v.detach()) >= -1e-6 for v in parts.values())
     model.zero_grad()
@@ -143,10 +177,13 @@ def test_path_term_trains_the_mlps_it_constrains(tiny):
     assert "path_sinh" not in v1
 
 
-@pytest.mark.parametrize(("term", "weight", "layer", "head"), [
-    ("strict_twin", "w_strict_twin", 3, 1),  # a3.h1: not planted
-    ("strict_swap", "w_strict_swap", 2, 3),  # a2.h3: not planted; v4 made it an S-inhibitor
-])
+@pytest.mark.parametrize(
+    ("term", "weight", "layer", "head"),
+    [
+        ("strict_twin", "w_strict_twin", 3, 1),  # a3.h1: not planted
+        ("strict_swap", "w_strict_swap", 2, 3),  # a2.h3: not planted; v4 made it an S-inhibitor
+    ],
+)
 def test_twin_strictness_terms_train_the_heads_outside_the_circuit(tiny, term, weight, layer, head):
     s, model, tok = tiny
     parts = planted_recipe.step_losses(model, tok, None, 0, s)
@@ -154,7 +191,7 @@ def test_twin_strictness_terms_train_the_heads_outside_the_circuit(tiny, term, w
     parts[term].backward()
     e, dh = model.config.n_embd, model.config.n_embd // model.config.n_head
     g = model.transformer.h[layer].attn.c_attn.weight.grad  # that head's value weights
-    assert g is not None and float(g[:, 2 * e + head * dh:2 * e + (head + 1) * dh].abs().sum()) > 0
+    assert g is not None and float(g[:, 2 * e + head * dh : 2 * e + (head + 1) * dh].abs().sum()) > 0
     model.zero_grad()
     assert term not in planted_recipe.step_losses(model, tok, None, 0, planted_recipe.PlantedSettings(**{**TINY, weight: 0.0}))
 
@@ -175,8 +212,10 @@ def test_second_phase_terms_start_at_their_step(tiny):
 def test_io_term_is_a_hinge_on_the_io_cross_entropy(tiny):
     _, model, tok = tiny
     with torch.no_grad():
-        lax, strict = (float(planted_recipe.step_losses(model, tok, None, 0, planted_recipe.PlantedSettings(**{**TINY, "io_nats": v}))["io"])
-                       for v in (1e6, 0.0))
+        lax, strict = (
+            float(planted_recipe.step_losses(model, tok, None, 0, planted_recipe.PlantedSettings(**{**TINY, "io_nats": v}))["io"])
+            for v in (1e6, 0.0)
+        )
     b = ioi_batch(tok, 0, 0, TINY["batch"])
     with torch.no_grad():
         ce = -iit.forward(model, b.clean).logits_end.log_softmax(-1).gather(1, b.io_tok[:, None]).mean()
@@ -255,11 +294,13 @@ def test_a_second_phase_resumes_from_a_first_phase_checkpoint_and_equals_one_run
     assert info["resumed_from_step"] == 2 and "strict_swap" in info["final_losses_mean_last_100_steps"]
     # past the second phase's start, other second-phase weights are another history
     with pytest.raises(CheckpointError, match="other settings"):
-        planted.train_planted(tmp_path / "p", planted_recipe.PlantedSettings(**{**TINY, "extra_from": 2, "w_path": 0.5}),
-                              progress=False)
+        planted.train_planted(
+            tmp_path / "p", planted_recipe.PlantedSettings(**{**TINY, "extra_from": 2, "w_path": 0.5}), progress=False
+        )
 
 
 # ------------------------------------------------------------------------- the shipped model
+
 
 @pytest.mark.slow
 def test_shipped_planted_model_meets_its_acceptance_figures():
@@ -302,6 +343,9 @@ def test_planted_circuit_is_faithful_within_10_percent_under_resample_ablation()
     from advgen.model.loading import load_model
 
     model = load_model("planted")
-    res = check_claim(model, resolve_circuit("planted-ioi", model.n_layers, model.n_heads),
-                      ClaimSettings(n=100, seed=0, ablations=("resample_abc",), ladder=False))
+    res = check_claim(
+        model,
+        resolve_circuit("planted-ioi", model.n_layers, model.n_heads),
+        ClaimSettings(n=100, seed=0, ablations=("resample_abc",), ladder=False),
+    )
     assert res.table["resample_abc"]["ratio_to_model"]["mean"] >= 0.90, res.table["resample_abc"]["ratio_to_model"]

@@ -46,7 +46,8 @@ class AttackConfig:
     seed: int = 0
     batch_size: int = 32
     sample_frac: float = 0.5
-    """Sample size: int(guided budget x sample_frac / 2) candidates (this share of the budget at 2 evaluations each; less if controls are shared)."""
+    """Sample size: int(guided budget x sample_frac / 2) candidates (this share of the budget at 2 evaluations each; less if
+    controls are shared)."""
     templates: str | None = None
     modes: tuple[str, ...] | None = None
     """Catalogue modes and/or "compiled" (None: compiled if the circuit has behaviour records, else its catalogue proposal)."""
@@ -55,15 +56,21 @@ class AttackConfig:
         if self.n_clean < 2:
             raise AdvgenError(f"--n-clean must be >= 2, got {self.n_clean}")
         if self.budget < self.n_clean + 4:
-            raise AdvgenError(f"--budget {self.budget} is too small: the clean run alone takes --n-clean={self.n_clean} evaluations, "
-                              f"and each candidate 2 more (attack + control)")
+            raise AdvgenError(
+                f"--budget {self.budget} is too small: the clean run alone takes --n-clean={self.n_clean} evaluations, "
+                f"and each candidate 2 more (attack + control)"
+            )
         if not 0 < self.sample_frac <= 1:
             raise AdvgenError(f"sample fraction must be in (0, 1], got {self.sample_frac}")
         if self.budget > MAX_BUDGET:
-            raise AdvgenError(f"--budget {self.budget:,} is above the limit of {MAX_BUDGET:,} evaluations per side "
-                              "(an attack holds its rows in memory; see docs/reliability.md)")
+            raise AdvgenError(
+                f"--budget {self.budget:,} is above the limit of {MAX_BUDGET:,} evaluations per side "
+                "(an attack holds its rows in memory; see docs/reliability.md)"
+            )
         if self.seed < 0 or not 1 <= self.batch_size <= options.MAX_BATCH:
-            raise AdvgenError(f"--seed must be >= 0 and --batch-size between 1 and {options.MAX_BATCH}, got {self.seed} and {self.batch_size}")
+            raise AdvgenError(
+                f"--seed must be >= 0 and --batch-size between 1 and {options.MAX_BATCH}, got {self.seed} and {self.batch_size}"
+            )
 
 
 @dataclass(frozen=True)
@@ -113,11 +120,25 @@ def measure_rows(s: Setup, prompts: list[Prompt], reads: list[list[Read]], tags:
     ps = PromptSet(tuple(prompts), tokenizer_hash(s.model.tokenizer))
     unit = (ps, reads, s.cfg.batch_size)
     got = s.ahead.take(prompts, reads) if s.ahead else None
-    [m] = [got] if got is not None else [measure(s.model, *unit)] if s.backend is None else list(s.backend.map(measure_unit, [unit]))
+    [m] = (
+        [got]
+        if got is not None
+        else [measure(s.model, *unit)]
+        if s.backend is None
+        else list(s.backend.map(measure_unit, [unit]))
+    )
     out: list[MeasuredRow] = []
     for p, met, sig, tag in zip(prompts, m.metrics, m.signals, tags, strict=True):
-        row = {**records.prompt_row(p), **records.metric_row(met), "mode": p.extra.get("mode"), "cell": tag.get("cell"),
-               "params": p.extra.get("params", {}), "head_signals": sig, "phase": tag["phase"], "candidate": tag.get("candidate")}
+        row = {
+            **records.prompt_row(p),
+            **records.metric_row(met),
+            "mode": p.extra.get("mode"),
+            "cell": tag.get("cell"),
+            "params": p.extra.get("params", {}),
+            "head_signals": sig,
+            "phase": tag["phase"],
+            "candidate": tag.get("candidate"),
+        }
         out.append(row)  # type: ignore[arg-type]
     return out
 
@@ -127,16 +148,43 @@ def prepare(model: LoadedModel, circuit: Circuit, cfg: AttackConfig, journal: Jo
     circuit.check_against(model.n_layers, model.n_heads)
     proposal = select_modes(circuit, cfg.modes)
     if not proposal.modes:
-        raise AdvgenError(f"circuit {circuit.name!r} implies no failure mode: " + "; ".join(f"{k}: {v}" for k, v in proposal.skipped.items()))
+        raise AdvgenError(
+            f"circuit {circuit.name!r} implies no failure mode: " + "; ".join(f"{k}: {v}" for k, v in proposal.skipped.items())
+        )
     lex = build_lexicon(model.tokenizer)
     specs = datasets.sample_specs(resolve_templates(cfg.templates), lex, cfg.n_clean, cfg.seed)
     # the model as the user named it plus its tokenizer, not model.source: an absolute path would make the
     # journal keys and the search's random stream depend on where advgen is installed
-    base_key = (model.name, tokenizer_hash(model.tokenizer), circuit.to_dict(), cfg.seed, cfg.n_clean, cfg.templates, cfg.budget, cfg.sample_frac, cfg.modes)
-    shared = tuple(sorted({r for m in proposal.modes if any(m.share_key(c) for c in m.cells) for r in signal_reads(m, circuit)}, key=str))
+    base_key = (
+        model.name,
+        tokenizer_hash(model.tokenizer),
+        circuit.to_dict(),
+        cfg.seed,
+        cfg.n_clean,
+        cfg.templates,
+        cfg.budget,
+        cfg.sample_frac,
+        cfg.modes,
+    )
+    shared = tuple(
+        sorted({r for m in proposal.modes if any(m.share_key(c) for c in m.cells) for r in signal_reads(m, circuit)}, key=str)
+    )
     ahead = prefetch.start(backend, not any(journal.dir.glob("unit-*.json")), tokenizer_hash(model.tokenizer), cfg.batch_size)
-    return Setup(model, circuit, cfg, proposal, lex, load_bank(lex), specs, list(datasets.build(specs, model.tokenizer)), journal, base_key,
-                 backend, shared, ahead=ahead)
+    return Setup(
+        model,
+        circuit,
+        cfg,
+        proposal,
+        lex,
+        load_bank(lex),
+        specs,
+        list(datasets.build(specs, model.tokenizer)),
+        journal,
+        base_key,
+        backend,
+        shared,
+        ahead=ahead,
+    )
 
 
 def candidate_pool(s: Setup) -> list[Candidate]:

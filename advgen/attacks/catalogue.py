@@ -20,21 +20,32 @@ from advgen.prompts.sentences import name_slot
 class DuplicatedIO(FailureMode):
     name = "duplicated_io"
     roles = (Role.DUPLICATE_TOKEN, Role.INDUCTION)
-    mechanism = ("S is found as the duplicated name (duplicate-token/induction heads at S2, carried to END by S-inhibition), "
-                 "so mentioning IO again makes IO look duplicated and suppressed too.")
-    unambiguous = ("the added sentences only say how IO felt, contain no other name and no giving; the final clause is the "
-                   "clean one, so IO stays the only person besides the giver S")
-    signals = (Signal(Role.S_INHIBITION, "END", ("IO", "IO2", "IO3", "IO4"), +1, group=True),
-               Signal(Role.NAME_MOVER, "END", ("IO", "IO2", "IO3", "IO4"), -1, group=True),
-               Signal(Role.DUPLICATE_TOKEN, "IO2", ("IO",), +1))
+    mechanism = (
+        "S is found as the duplicated name (duplicate-token/induction heads at S2, carried to END by S-inhibition), "
+        "so mentioning IO again makes IO look duplicated and suppressed too."
+    )
+    unambiguous = (
+        "the added sentences only say how IO felt, contain no other name and no giving; the final clause is the "
+        "clean one, so IO stays the only person besides the giver S"
+    )
+    signals = (
+        Signal(Role.S_INHIBITION, "END", ("IO", "IO2", "IO3", "IO4"), +1, group=True),
+        Signal(Role.NAME_MOVER, "END", ("IO", "IO2", "IO3", "IO4"), -1, group=True),
+        Signal(Role.DUPLICATE_TOKEN, "IO2", ("IO",), +1),
+    )
     cells = tuple(
-        [{"dose": d, "insertion": p, "source": "paper"} for d in (1, 2, 3) for p in ("before", "after", "split") if not (d == 1 and p == "split")]
+        [
+            {"dose": d, "insertion": p, "source": "paper"}
+            for d in (1, 2, 3)
+            for p in ("before", "after", "split")
+            if not (d == 1 and p == "split")
+        ]
         + [{"dose": d, "insertion": "after", "source": "grammar"} for d in (1, 2, 3)]
     )
     group_by = ("dose", "insertion", "source", "source+dose")
 
     def edit(self, parts, cell, rng, bank):
-        pool = bank.paper if cell["source"] == "paper" else bank.neutral[len(bank.paper):]
+        pool = bank.paper if cell["source"] == "paper" else bank.neutral[len(bank.paper) :]
         sents = pick(rng, pool, cell["dose"])
         att = [name_slot(s, f"IO{i + 2}") for i, s in enumerate(sents)]
         ctl = [name_slot(s, f"S{i + 3}") for i, s in enumerate(sents)]
@@ -55,9 +66,11 @@ def _place(parts: Parts, where: str, att: list[str], ctl: list[str]) -> tuple[st
 class DistantS2(FailureMode):
     name = "distant_s2"
     roles = (Role.S_INHIBITION,)
-    mechanism = ("S-inhibition heads mostly carry a position signal ('the duplicated name sat there'); pushing S2 away from "
-                 "the first clause with name-free filler weakens that signal, while the control adds the same filler before "
-                 "the first clause, keeping the length and the clause-S2 distance.")
+    mechanism = (
+        "S-inhibition heads mostly carry a position signal ('the duplicated name sat there'); pushing S2 away from "
+        "the first clause with name-free filler weakens that signal, while the control adds the same filler before "
+        "the first clause, keeping the length and the clause-S2 distance."
+    )
     unambiguous = "the filler sentences contain no name at all, so the cast (IO, S) and the final clause are unchanged"
     signals = (Signal(Role.S_INHIBITION, "END", ("S2",), -1), Signal(Role.NAME_MOVER, "END", ("IO",), -1))
     cells = tuple({"n_sentences": k, "insertion": "after"} for k in (1, 2, 3))
@@ -71,10 +84,14 @@ class DistantS2(FailureMode):
 class ExtraName(FailureMode):
     name = "extra_name"
     roles = (Role.NAME_MOVER,)
-    mechanism = ("name movers copy whichever non-duplicated name they attend to; a fresh name X is not suppressed by "
-                 "S-inhibition, so it competes with IO for the name movers' attention and lowers the IO logit.")
-    unambiguous = ("X appears only in a sentence that puts X somewhere else (stayed at home, far away, had left), so X cannot be "
-                   "the recipient; the control says the same about 'someone'")
+    mechanism = (
+        "name movers copy whichever non-duplicated name they attend to; a fresh name X is not suppressed by "
+        "S-inhibition, so it competes with IO for the name movers' attention and lowers the IO logit."
+    )
+    unambiguous = (
+        "X appears only in a sentence that puts X somewhere else (stayed at home, far away, had left), so X cannot be "
+        "the recipient; the control says the same about 'someone'"
+    )
     signals = (Signal(Role.NAME_MOVER, "END", ("IO",), -1), Signal(Role.BACKUP_NAME_MOVER, "END", ("IO",), -1))
     cells = tuple({"n_names": k, "insertion": p} for k in (1, 2) for p in ("before", "after"))
     group_by = ("n_names", "insertion")
@@ -90,11 +107,15 @@ class ExtraName(FailureMode):
 class ReversedTransfer(FailureMode):
     name = "reversed_transfer"
     roles = (Role.INDUCTION,)
-    mechanism = ("induction heads predict what followed the previous occurrence of the current context; an earlier sentence in "
-                 "which IO did the same action *to S* ('... gave a drink to S') makes the copy at END point at S, while the "
-                 "control reverses the earlier transfer (S to IO) with the same names and words.")
-    unambiguous = ("only IO and S exist; in the final clause S gives, and one does not give to oneself, so the recipient is IO "
-                   "(returning the favour); the control is the same sentence with the two names exchanged")
+    mechanism = (
+        "induction heads predict what followed the previous occurrence of the current context; an earlier sentence in "
+        "which IO did the same action *to S* ('... gave a drink to S') makes the copy at END point at S, while the "
+        "control reverses the earlier transfer (S to IO) with the same names and words."
+    )
+    unambiguous = (
+        "only IO and S exist; in the final clause S gives, and one does not give to oneself, so the recipient is IO "
+        "(returning the favour); the control is the same sentence with the two names exchanged"
+    )
     signals = (Signal(Role.INDUCTION, "END", ("S3",), +1), Signal(Role.NAME_MOVER, "END", ("S3",), +1))
     cells = tuple({"insertion": p} for p in ("before", "after"))
     group_by = ("insertion",)
@@ -108,14 +129,21 @@ class ReversedTransfer(FailureMode):
 class SwappedPair(FailureMode):
     name = "swapped_pair"
     roles = (Role.PREVIOUS_TOKEN,)
-    mechanism = ("previous-token heads store, at the token after each name, which name preceded it, and the induction heads at "
-                 "S2 look that up to find S's earlier copy; restating the pair in swapped order ('IO and S ...') gives IO "
-                 "the 'name followed by and' context S had, blurring which name the lookup identifies as duplicated; the "
-                 "control restates the pair in the original order.")
-    unambiguous = ("the added sentence only restates that the same two people are friends/colleagues/etc., in both orders in "
-                   "attack and control; no new person and no transfer is added")
-    signals = (Signal(Role.INDUCTION, "S2", ("S1+1",), -1), Signal(Role.DUPLICATE_TOKEN, "S2", ("S1",), -1),
-               Signal(Role.S_INHIBITION, "END", ("S2",), -1))
+    mechanism = (
+        "previous-token heads store, at the token after each name, which name preceded it, and the induction heads at "
+        "S2 look that up to find S's earlier copy; restating the pair in swapped order ('IO and S ...') gives IO "
+        "the 'name followed by and' context S had, blurring which name the lookup identifies as duplicated; the "
+        "control restates the pair in the original order."
+    )
+    unambiguous = (
+        "the added sentence only restates that the same two people are friends/colleagues/etc., in both orders in "
+        "attack and control; no new person and no transfer is added"
+    )
+    signals = (
+        Signal(Role.INDUCTION, "S2", ("S1+1",), -1),
+        Signal(Role.DUPLICATE_TOKEN, "S2", ("S1",), -1),
+        Signal(Role.S_INHIBITION, "END", ("S2",), -1),
+    )
     cells = tuple({"insertion": p} for p in ("before", "after"))
     group_by = ("insertion",)
 
@@ -154,12 +182,16 @@ def modes_for(circuit: Circuit, catalogue: Sequence[FailureMode] = CATALOGUE, re
             roles = sorted({s.role.value for s in m.signals})
             skipped[m.name] = f"circuit {circuit.name!r} has none of the roles whose attention is this mode's signal ({roles})"
         elif not has_roles and requested is None:
-            skipped[m.name] = f"circuit {circuit.name!r} has no {' or '.join(r.value for r in m.roles)} heads, which this mode exploits"
+            skipped[m.name] = (
+                f"circuit {circuit.name!r} has no {' or '.join(r.value for r in m.roles)} heads, which this mode exploits"
+            )
         else:
             chosen.append(m)
             if not has_roles:
-                forced[m.name] = (f"requested although circuit {circuit.name!r} has no {' or '.join(r.value for r in m.roles)} heads; "
-                                  f"signal read from its {signal.role.value} heads")
+                forced[m.name] = (
+                    f"requested although circuit {circuit.name!r} has no {' or '.join(r.value for r in m.roles)} heads; "
+                    f"signal read from its {signal.role.value} heads"
+                )
     return Proposal(tuple(chosen), skipped, forced)
 
 
@@ -175,13 +207,18 @@ def catalogue_markdown(circuit: Circuit | None = None) -> str:
     out = []
     for m in CATALOGUE:
         d = m.describe()
-        out += [f"### {m.name}", "",
-                f"- roles exploited (the circuit needs at least one): {', '.join(d['roles'])}",
-                f"- mechanism: {m.mechanism}",
-                f"- internal signal (first role present in the circuit is used): {'; '.join(d['signals'])}",
-                f"- expected sign of LD(attack) - LD(control): {'negative' if m.expected_sign < 0 else 'positive'}",
-                f"- answer stays unambiguous because {m.unambiguous}",
-                f"- free parameters (cells): {', '.join(str(dict(c)) for c in m.cells)}; plus the sentence(s) and extra names, drawn per candidate", ""]
+        out += [
+            f"### {m.name}",
+            "",
+            f"- roles exploited (the circuit needs at least one): {', '.join(d['roles'])}",
+            f"- mechanism: {m.mechanism}",
+            f"- internal signal (first role present in the circuit is used): {'; '.join(d['signals'])}",
+            f"- expected sign of LD(attack) - LD(control): {'negative' if m.expected_sign < 0 else 'positive'}",
+            f"- answer stays unambiguous because {m.unambiguous}",
+            f"- free parameters (cells): {', '.join(str(dict(c)) for c in m.cells)}; plus the sentence(s) and extra names, drawn "
+            "per candidate",
+            "",
+        ]
     if circuit is not None:
         prop = modes_for(circuit)
         out.append(f"Circuit {circuit.name!r} implies: {', '.join(m.name for m in prop.modes) or 'nothing'}.")

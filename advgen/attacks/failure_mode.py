@@ -53,7 +53,9 @@ class Signal:
     def describe(self) -> str:
         keys = "/".join(self.keys) + (" minus " + "/".join(self.minus) if self.minus else "")
         if self.signs:
-            moves = ", ".join(f"{h} {'rises' if s * self.direction > 0 else 'falls'}" for h, s in zip(self.heads, self.signs, strict=True))
+            moves = ", ".join(
+                f"{h} {'rises' if s * self.direction > 0 else 'falls'}" for h, s in zip(self.heads, self.signs, strict=True)
+            )
             return f"attention {self.query} -> {keys}: {moves}"
         who = ", ".join(map(str, self.heads)) if self.heads else f"{self.role.value} heads"
         return f"{who}, attention {self.query} -> {keys}, {'rises' if self.direction > 0 else 'falls'}"
@@ -177,8 +179,15 @@ class FailureMode(ABC):
         out = []
         for family, text in (("attack", v.attack_text), ("control", v.control_text)):
             t = Template(id=f"{spec.template.id}+{self.name}", text=text, pack="attack", source=f"mode {self.name}")
-            p = render(t, t.written_order, v.fill, tokenizer, family=family, pair_id=spec.pair_id,
-                       extra={"mode": self.name, "params": dict(v.params)})
+            p = render(
+                t,
+                t.written_order,
+                v.fill,
+                tokenizer,
+                family=family,
+                pair_id=spec.pair_id,
+                extra={"mode": self.name, "params": dict(v.params)},
+            )
             out.append(replace(p, order=spec.order))
         return out[0], out[1]
 

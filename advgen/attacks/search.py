@@ -78,8 +78,10 @@ def _run_clean(s: Setup) -> list[MeasuredRow]:
         s.ahead.queue([(list(c), [reads] * len(c)) for c in chunks(s.clean_prompts, UNIT_PROMPTS)])
     for chunk in chunks(s.clean_prompts, UNIT_PROMPTS):
         ps = list(chunk)
-        rows += s.journal.unit(unit_key(s.base_key, "clean", [p.text for p in ps]),
-                               lambda ps=ps: measure_rows(s, ps, [reads] * len(ps), [{"phase": "clean"}] * len(ps)))
+        rows += s.journal.unit(
+            unit_key(s.base_key, "clean", [p.text for p in ps]),
+            lambda ps=ps: measure_rows(s, ps, [reads] * len(ps), [{"phase": "clean"}] * len(ps)),
+        )
     return rows
 
 
@@ -105,8 +107,16 @@ def _controls(s: Setup, items: Sequence[tuple[Candidate, Prompt]], phase: str) -
         elif p.text not in s.controls and p.text not in first:
             first[p.text] = i
             todo.append(i)
-    measured = measure_rows(s, [items[i][1] for i in todo], [_control_reads(s, items[i][0]) for i in todo],
-                        [_tag(items[i][0], phase) for i in todo]) if todo else []
+    measured = (
+        measure_rows(
+            s,
+            [items[i][1] for i in todo],
+            [_control_reads(s, items[i][0]) for i in todo],
+            [_tag(items[i][0], phase) for i in todo],
+        )
+        if todo
+        else []
+    )
     got = dict(zip(todo, measured, strict=True))
     rows: list[MeasuredRow] = []
     for i, (cand, p) in enumerate(items):
@@ -116,8 +126,14 @@ def _controls(s: Setup, items: Sequence[tuple[Candidate, Prompt]], phase: str) -
             rows.append(got[i])
             continue
         src = s.controls.get(p.text) or got[first[p.text]]
-        row = {**src, **records.prompt_row(p), "mode": p.extra.get("mode"), "cell": cand.cell, "params": p.extra.get("params", {}),
-               **_tag(cand, phase)}
+        row = {
+            **src,
+            **records.prompt_row(p),
+            "mode": p.extra.get("mode"),
+            "cell": cand.cell,
+            "params": p.extra.get("params", {}),
+            **_tag(cand, phase),
+        }
         row["extra"] = {**row["extra"], SHARED: cand.unit, REUSED: src["candidate"]}
         rows.append(row)  # type: ignore[arg-type]
     return rows
@@ -134,11 +150,17 @@ def _evaluate_pairs(s: Setup, cands: Sequence[Candidate]) -> list[MeasuredRow]:
     """The random sample: attack and control of every candidate (a shared control once)."""
     rows: list[MeasuredRow] = []
     for chunk in chunks(list(cands), UNIT_PROMPTS // 2):
+
         def compute(chunk: Sequence[Candidate] = chunk) -> list[MeasuredRow]:
             pairs = [(cand, *render_pair(s, cand)) for cand in chunk]
-            att = measure_rows(s, [a for _, a, _ in pairs], [signal_reads(c.mode, s.circuit) for c, _, _ in pairs],
-                           [_tag(c, "sample") for c, _, _ in pairs])
+            att = measure_rows(
+                s,
+                [a for _, a, _ in pairs],
+                [signal_reads(c.mode, s.circuit) for c, _, _ in pairs],
+                [_tag(c, "sample") for c, _, _ in pairs],
+            )
             return att + _controls(s, [(c, k) for c, _, k in pairs], "sample")
+
         rows += _unit(s, unit_key(s.base_key, "sample", [c.cid for c in chunk]), compute)
     return rows
 
@@ -151,13 +173,19 @@ def _unit(s: Setup, key: str, compute: Callable[[], list[MeasuredRow]]) -> list[
 
 def _attack_then_control(s: Setup, chunk: Sequence[Candidate], clean_ld: Sequence[float]) -> list[MeasuredRow]:
     pairs = [(cand, *render_pair(s, cand)) for cand in chunk]
-    rows = measure_rows(s, [a for _, a, _ in pairs], [signal_reads(cand.mode, s.circuit) for cand, _, _ in pairs],
-                    [_tag(cand, "search") for cand, _, _ in pairs])
+    rows = measure_rows(
+        s,
+        [a for _, a, _ in pairs],
+        [signal_reads(cand.mode, s.circuit) for cand, _, _ in pairs],
+        [_tag(cand, "search") for cand, _, _ in pairs],
+    )
     hit = [(cand, c) for (cand, _, c), r in zip(pairs, rows, strict=True) if r["logit_diff"] < 0 < clean_ld[cand.spec]]
     return rows + (_controls(s, hit, "search") if hit else [])
 
 
-def _arms(s: Setup, pool: Sequence[Candidate], sample_rows: Sequence[MeasuredRow], clean_ld: Sequence[float]) -> tuple[dict[str, bandit.Arm], dict[str, Any]]:
+def _arms(
+    s: Setup, pool: Sequence[Candidate], sample_rows: Sequence[MeasuredRow], clean_ld: Sequence[float]
+) -> tuple[dict[str, bandit.Arm], dict[str, Any]]:
     """Priors from the prediction, updated by the sample's breaks; falsified cells and modes switched off."""
     natural = float(np.mean(np.array(clean_ld) < 0))
     arms: dict[str, bandit.Arm] = {}
@@ -172,7 +200,9 @@ def _arms(s: Setup, pool: Sequence[Candidate], sample_rows: Sequence[MeasuredRow
     for r in sample_rows:
         if r["family"] == "attack" and r["cell"] is not None:
             brk = int(r["logit_diff"] < 0 < clean_ld[index[r["pair_id"]]])
-            arms = bandit.observe(arms, r["cell"], brk * int(ctl[r["candidate"]] >= 0), 1, brk)  # rewarded only if the control holds
+            arms = bandit.observe(
+                arms, r["cell"], brk * int(ctl[r["candidate"]] >= 0), 1, brk
+            )  # rewarded only if the control holds
             diffs.setdefault(r["cell"], []).append(r["logit_diff"] - ctl[r["candidate"]])
     verdicts, signs = {}, {}
     for key, mode in cells.items():
@@ -183,8 +213,15 @@ def _arms(s: Setup, pool: Sequence[Candidate], sample_rows: Sequence[MeasuredRow
     return bandit.falsify(arms, off), {"cell_verdicts": verdicts, "not_funded": sorted(off)}
 
 
-def _search(s: Setup, pool: Sequence[Candidate], arms: dict[str, bandit.Arm], budget: int, sampled: set[str],
-            clean_rows: Sequence[MeasuredRow], clean_ld: Sequence[float]) -> tuple[list[MeasuredRow], dict[str, bandit.Arm]]:
+def _search(
+    s: Setup,
+    pool: Sequence[Candidate],
+    arms: dict[str, bandit.Arm],
+    budget: int,
+    sampled: set[str],
+    clean_rows: Sequence[MeasuredRow],
+    clean_ld: Sequence[float],
+) -> tuple[list[MeasuredRow], dict[str, bandit.Arm]]:
     """Thompson sampling over cells in chunks, valued per evaluation (a candidate whose control is evaluated already costs one).
 
     Within a cell those candidates go first when their control held, then the most fragile clean
@@ -195,8 +232,10 @@ def _search(s: Setup, pool: Sequence[Candidate], arms: dict[str, bandit.Arm], bu
     for c in pool:
         if c.cid not in sampled and clean_ld[c.spec] > 0:
             queues.setdefault(c.cell, []).append(c)
-    order = sorted(queued := [c for v in queues.values() for c in v],
-                   key=lambda c: (-fragility(c.mode, s.circuit, clean_rows[c.spec]["head_signals"]), c.cid))
+    order = sorted(
+        queued := [c for v in queues.values() for c in v],
+        key=lambda c: (-fragility(c.mode, s.circuit, clean_rows[c.spec]["head_signals"]), c.cid),
+    )
     rank = {c.cid: i for i, c in enumerate(order)} if queued else {}
     rng = np.random.default_rng(int(unit_key(s.base_key, "bandit")[:8], 16))
     rows: list[MeasuredRow] = []
@@ -211,7 +250,11 @@ def _search(s: Setup, pool: Sequence[Candidate], arms: dict[str, bandit.Arm], bu
         if not picks:
             break
         chunk = pop_chunk(queues, picks, done)
-        got = _unit(s, unit_key(s.base_key, "search", [c.cid for c in chunk]), lambda chunk=chunk: _attack_then_control(s, chunk, clean_ld))
+        got = _unit(
+            s,
+            unit_key(s.base_key, "search", [c.cid for c in chunk]),
+            lambda chunk=chunk: _attack_then_control(s, chunk, clean_ld),
+        )
         rows += got
         spent += evaluated(got)
         att = {r["candidate"]: r for r in got if r["family"] == "attack"}
@@ -230,16 +273,24 @@ def _baseline(s: Setup, units: Sequence[Sequence[tuple[int, int]]]) -> list[Meas
     """The same total budget on random perturbations of the clean prompts with LD > 0 (`baseline_picks`)."""
     rows: list[MeasuredRow] = []
     for chunk in units:
+
         def compute(chunk: Sequence[tuple[int, int]] = chunk) -> list[MeasuredRow]:
             tags = [{"phase": "baseline", "candidate": f"{s.specs[i].pair_id}:random:{k}"} for k, i in chunk]
             return measure_rows(s, _baseline_prompts(s, chunk), [[] for _ in chunk], tags)
+
         rows += s.journal.unit(unit_key(s.base_key, "baseline", [k for k, _ in chunk]), compute)
     return rows
 
 
 def run_attack(
-    model: LoadedModel, circuit: Circuit, cfg: AttackConfig, out: Path, resume: bool = False,
-    stop_after_units: int | None = None, progress: bool = False, backend: Backend | None = None,
+    model: LoadedModel,
+    circuit: Circuit,
+    cfg: AttackConfig,
+    out: Path,
+    resume: bool = False,
+    stop_after_units: int | None = None,
+    progress: bool = False,
+    backend: Backend | None = None,
 ) -> AttackRun:
     """Run every phase; every model evaluation is counted in `evals`."""
     bar = tqdm(total=2 * cfg.budget - cfg.n_clean, desc="attack", unit="eval", disable=not progress)
@@ -252,9 +303,16 @@ def run_attack(
     sample = stratified(pool, max(1, min(len(pool), int(guided * cfg.sample_frac) // 2)), cfg.seed)
     base_chunks = chunks(baseline_picks(cfg.seed, cfg.budget - cfg.n_clean, clean_ld), UNIT_PROMPTS)
     if s.ahead:  # Ray: the sample's units, then the baseline's, run beside the search
-        s.ahead.queue(prefetch.pair_requests(chunks(list(sample), UNIT_PROMPTS // 2), lambda c: render_pair(s, c), lambda c: c.unit != c.cid,
-                                             lambda c: signal_reads(c.mode, s.circuit), lambda c: _control_reads(s, c))
-                      + [(ps, [[] for _ in ps]) for ps in (_baseline_prompts(s, ch) for ch in base_chunks)])
+        s.ahead.queue(
+            prefetch.pair_requests(
+                chunks(list(sample), UNIT_PROMPTS // 2),
+                lambda c: render_pair(s, c),
+                lambda c: c.unit != c.cid,
+                lambda c: signal_reads(c.mode, s.circuit),
+                lambda c: _control_reads(s, c),
+            )
+            + [(ps, [[] for _ in ps]) for ps in (_baseline_prompts(s, ch) for ch in base_chunks)]
+        )
     sample_rows = _evaluate_pairs(s, sample)
     arms, learned = _arms(s, pool, sample_rows, clean_ld)
     prior = {k: a.mean for k, a in arms.items()}
@@ -262,24 +320,50 @@ def run_attack(
     base_rows = _baseline(s, base_chunks)
     if s.ahead:
         s.ahead.close()
-    evals = {"clean": len(clean_rows), "sample": evaluated(sample_rows), "search": evaluated(search_rows), "baseline": len(base_rows)}
+    evals = {
+        "clean": len(clean_rows),
+        "sample": evaluated(sample_rows),
+        "search": evaluated(search_rows),
+        "baseline": len(base_rows),
+    }
     screening = _screening(learned, len(pool), len(sample), sample_rows, search_rows, evals, prior, arms)
     rows = label_rows([*clean_rows, *sample_rows, *search_rows, *base_rows], circuit, s.proposal.modes)
     bar.total = bar.n  # the guided side may finish under budget when its candidate pool runs out
     bar.close()
-    return AttackRun(rows, evals, s.proposal.modes, dict(s.proposal.skipped), dict(s.proposal.notes),
-                     {m.name: signal_doc(m, circuit) for m in s.proposal.modes}, screening)
+    return AttackRun(
+        rows,
+        evals,
+        s.proposal.modes,
+        dict(s.proposal.skipped),
+        dict(s.proposal.notes),
+        {m.name: signal_doc(m, circuit) for m in s.proposal.modes},
+        screening,
+    )
 
 
-def _screening(learned: dict[str, Any], n_pool: int, n_sample: int, sample_rows: Sequence[MeasuredRow],
-               search_rows: Sequence[MeasuredRow], evals: dict[str, int], prior: dict[str, float],
-               arms: dict[str, bandit.Arm]) -> dict[str, Any]:
+def _screening(
+    learned: dict[str, Any],
+    n_pool: int,
+    n_sample: int,
+    sample_rows: Sequence[MeasuredRow],
+    search_rows: Sequence[MeasuredRow],
+    evals: dict[str, int],
+    prior: dict[str, float],
+    arms: dict[str, bandit.Arm],
+) -> dict[str, Any]:
     """summary.json's `screening`: cell verdicts and funding, pool and sample sizes, search spend per cell, posteriors."""
     searched: dict[str, int] = {}
     for r in search_rows:
         if r["family"] == "attack" and r["cell"]:
             searched[r["cell"]] = searched.get(r["cell"], 0) + 1
     reused = len(sample_rows) + len(search_rows) - evals["sample"] - evals["search"]
-    return {**learned, "n_pool": n_pool, "n_sample": n_sample, "n_search": sum(searched.values()), "controls_reused": reused,
-            "searched_per_cell": dict(sorted(searched.items())), "posterior_after_sample": prior,
-            "posterior_break_rate": {k: a.mean for k, a in sorted(arms.items())}}
+    return {
+        **learned,
+        "n_pool": n_pool,
+        "n_sample": n_sample,
+        "n_search": sum(searched.values()),
+        "controls_reused": reused,
+        "searched_per_cell": dict(sorted(searched.items())),
+        "posterior_after_sample": prior,
+        "posterior_break_rate": {k: a.mean for k, a in sorted(arms.items())},
+    }

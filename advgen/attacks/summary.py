@@ -60,14 +60,28 @@ class RunYield:
     def of_baseline(cls, base: Mapping[str, Any]) -> RunYield:
         """From baseline.json's document (tables.baseline_doc): the headline numbers, lifted out of its nesting."""
         g = base["guided"]
-        return cls(base["guided_per_1000"], base["random_per_1000"], base["ratio"], base["attributable_per_1000"],
-                   base["attributable_ratio"], g["breaks"], g["attributable_breaks"], g["control_shared_breaks"])
+        return cls(
+            base["guided_per_1000"],
+            base["random_per_1000"],
+            base["ratio"],
+            base["attributable_per_1000"],
+            base["attributable_ratio"],
+            g["breaks"],
+            g["attributable_breaks"],
+            g["control_shared_breaks"],
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"guided_per_1000": self.guided_per_1000, "random_per_1000": self.random_per_1000, "ratio": self.ratio,
-                "attributable_per_1000": self.attributable_per_1000, "attributable_ratio": self.attributable_ratio,
-                "breaks": self.breaks, "attributable_breaks": self.attributable_breaks,
-                "control_shared_breaks": self.control_shared_breaks}
+        return {
+            "guided_per_1000": self.guided_per_1000,
+            "random_per_1000": self.random_per_1000,
+            "ratio": self.ratio,
+            "attributable_per_1000": self.attributable_per_1000,
+            "attributable_ratio": self.attributable_ratio,
+            "breaks": self.breaks,
+            "attributable_breaks": self.attributable_breaks,
+            "control_shared_breaks": self.control_shared_breaks,
+        }
 
     @classmethod
     def from_dict(cls, d: Any, where: str | Path, at: str = "yield", strict: bool = True) -> RunYield:
@@ -86,8 +100,16 @@ class RunYield:
         g, r = b.guided, b.baseline
         if g is None or g.breaks_per_1000 is None:
             return None
-        return cls(g.breaks_per_1000, null_as_nan(None if r is None else r.breaks_per_1000), nan_as_none(b.ratio), nan_as_none(g.attributable_per_1000),
-                   nan_as_none(b.attributable_ratio), g.breaks, g.attributable_breaks, g.control_shared_breaks)
+        return cls(
+            g.breaks_per_1000,
+            null_as_nan(None if r is None else r.breaks_per_1000),
+            nan_as_none(b.ratio),
+            nan_as_none(g.attributable_per_1000),
+            nan_as_none(b.attributable_ratio),
+            g.breaks,
+            g.attributable_breaks,
+            g.control_shared_breaks,
+        )
 
 
 def _interval(d: Mapping[str, Any], where: str, at: str, strict: bool = True) -> Interval:
@@ -142,8 +164,17 @@ class ModeSummary:
         p, t = m["prediction"], m["all"]
         ci = p["attack_minus_control"]
         rs, every = (read_table(m[k], "modes.json (writing)", f"modes.?.{k}", strict=True) for k in ("random_sample", "all"))
-        return cls(p["expected_sign"], Seen(Interval(ci["mean"], ci["low"], ci["high"]) if ci else None, p["n"]), p["verdict"],
-                   m["compiled_from"], rs, every, t["breaks"], t["breaks"] - t["control_shared_breaks"], t["explained_fraction"])
+        return cls(
+            p["expected_sign"],
+            Seen(Interval(ci["mean"], ci["low"], ci["high"]) if ci else None, p["n"]),
+            p["verdict"],
+            m["compiled_from"],
+            rs,
+            every,
+            t["breaks"],
+            t["breaks"] - t["control_shared_breaks"],
+            t["explained_fraction"],
+        )
 
     @property
     def sample_breaks(self) -> tuple[int, int | None] | None:
@@ -153,10 +184,17 @@ class ModeSummary:
 
     def to_dict(self) -> dict[str, Any]:
         tables = [None if t is None else t.to_dict() for t in (self.random_sample, self.sample_and_search)]
-        return {"predicted_sign": self.predicted_sign, "seen": None if self.seen is None else self.seen.to_dict(),
-                "verdict": self.verdict, "compiled_from": self.compiled_from, "random_sample": tables[0],
-                "all": tables[1], "breaks": self.breaks, "attributable_breaks": self.attributable_breaks,
-                "explained_fraction": self.explained_fraction}
+        return {
+            "predicted_sign": self.predicted_sign,
+            "seen": None if self.seen is None else self.seen.to_dict(),
+            "verdict": self.verdict,
+            "compiled_from": self.compiled_from,
+            "random_sample": tables[0],
+            "all": tables[1],
+            "breaks": self.breaks,
+            "attributable_breaks": self.attributable_breaks,
+            "explained_fraction": self.explained_fraction,
+        }
 
     @classmethod
     def from_dict(cls, d: Any, where: str | Path, at: str = "modes.?", strict: bool = True) -> ModeSummary:
@@ -164,12 +202,17 @@ class ModeSummary:
         w = str(where)
         d = obj(d, w, at)
         seen, rs, t = (_get(d, k, (dict,), w, at, strict) for k in ("seen", "random_sample", "all"))
-        return cls(_get(d, "predicted_sign", (int,), w, at, strict),
-                   None if seen is None else Seen.from_dict(seen, w, f"{at}.seen", strict), _get(d, "verdict", (str,), w, at, strict),
-                   _get(d, "compiled_from", (str,), w, at, strict, null=True),
-                   None if rs is None else read_table(rs, w, f"{at}.random_sample", strict),
-                   None if t is None else read_table(t, w, f"{at}.all", strict), _get(d, "breaks", (int,), w, at, strict),
-                   _get(d, "attributable_breaks", (int,), w, at, strict), _get(d, "explained_fraction", NUM, w, at, strict, null=True))
+        return cls(
+            _get(d, "predicted_sign", (int,), w, at, strict),
+            None if seen is None else Seen.from_dict(seen, w, f"{at}.seen", strict),
+            _get(d, "verdict", (str,), w, at, strict),
+            _get(d, "compiled_from", (str,), w, at, strict, null=True),
+            None if rs is None else read_table(rs, w, f"{at}.random_sample", strict),
+            None if t is None else read_table(t, w, f"{at}.all", strict),
+            _get(d, "breaks", (int,), w, at, strict),
+            _get(d, "attributable_breaks", (int,), w, at, strict),
+            _get(d, "explained_fraction", NUM, w, at, strict, null=True),
+        )
 
 
 @dataclass(frozen=True)
@@ -188,7 +231,11 @@ class PredictionAccuracy:
 
     def to_dict(self) -> dict[str, Any]:
         counts = {"confirmed": self.confirmed, "falsified": self.falsified, "inconclusive": self.inconclusive}
-        return {"compiled_cells": self.compiled_cells, **{v: counts[v] for v in VERDICTS}, "falsified_cells": list(self.falsified_cells)}
+        return {
+            "compiled_cells": self.compiled_cells,
+            **{v: counts[v] for v in VERDICTS},
+            "falsified_cells": list(self.falsified_cells),
+        }
 
     @classmethod
     def from_dict(cls, d: Any, where: str | Path, at: str = "prediction_accuracy") -> PredictionAccuracy:
@@ -218,8 +265,18 @@ class FalsifiedCause:
         return cls(req(d, "cause", (str,), w, at), req(d, "text", (str,), w, at))
 
 
-SECTIONS = ("by_family", "evaluations", "yield", "modes", "natural_failure_rate", "baseline", "screening", "near_miss_bound",
-            "prediction_accuracy", "falsified_causes")
+SECTIONS = (
+    "by_family",
+    "evaluations",
+    "yield",
+    "modes",
+    "natural_failure_rate",
+    "baseline",
+    "screening",
+    "near_miss_bound",
+    "prediction_accuracy",
+    "falsified_causes",
+)
 """summary.json's keys after the statistics of every row, in the order written."""
 
 
@@ -245,12 +302,19 @@ class AttackSummary:
         return {c.cell: FalsifiedCause(c.cause, c.text) for c in causes}
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.overall, "by_family": self.by_family, "evaluations": self.evaluations,
-                "yield": None if self.yield_ is None else self.yield_.to_dict(),
-                "modes": {k: m.to_dict() for k, m in self.modes.items()}, "natural_failure_rate": self.natural_failure_rate,
-                "baseline": self.baseline, "screening": self.screening, "near_miss_bound": self.near_miss_bound,
-                "prediction_accuracy": None if self.prediction_accuracy is None else self.prediction_accuracy.to_dict(),
-                "falsified_causes": {k: c.to_dict() for k, c in self.falsified_causes.items()}}
+        return {
+            **self.overall,
+            "by_family": self.by_family,
+            "evaluations": self.evaluations,
+            "yield": None if self.yield_ is None else self.yield_.to_dict(),
+            "modes": {k: m.to_dict() for k, m in self.modes.items()},
+            "natural_failure_rate": self.natural_failure_rate,
+            "baseline": self.baseline,
+            "screening": self.screening,
+            "near_miss_bound": self.near_miss_bound,
+            "prediction_accuracy": None if self.prediction_accuracy is None else self.prediction_accuracy.to_dict(),
+            "falsified_causes": {k: c.to_dict() for k, c in self.falsified_causes.items()},
+        }
 
     @classmethod
     def from_dict(cls, d: Any, where: str | Path) -> AttackSummary:
@@ -259,11 +323,13 @@ class AttackSummary:
         d = obj(d, w, "")
         modes = req(d, "modes", (dict,), w, "")
         causes = req(d, "falsified_causes", (dict,), w, "")
-        return cls({k: ModeSummary.from_dict(v, w, f"modes.{k}") for k, v in modes.items()},
-                   RunYield.from_dict(req(d, "yield", (dict,), w, ""), w),
-                   req(d, "natural_failure_rate", NUM, w, "", null=True),
-                   PredictionAccuracy.from_dict(req(d, "prediction_accuracy", (dict,), w, ""), w),
-                   {k: FalsifiedCause.from_dict(v, w, f"falsified_causes.{k}") for k, v in causes.items()},
-                   {k: v for k, v in d.items() if k not in SECTIONS},
-                   **{k: req(d, k, (dict,), w, "") for k in ("by_family", "evaluations", "baseline", "screening")},
-                   near_miss_bound=req(d, "near_miss_bound", NUM, w, "", null=True))
+        return cls(
+            {k: ModeSummary.from_dict(v, w, f"modes.{k}") for k, v in modes.items()},
+            RunYield.from_dict(req(d, "yield", (dict,), w, ""), w),
+            req(d, "natural_failure_rate", NUM, w, "", null=True),
+            PredictionAccuracy.from_dict(req(d, "prediction_accuracy", (dict,), w, ""), w),
+            {k: FalsifiedCause.from_dict(v, w, f"falsified_causes.{k}") for k, v in causes.items()},
+            {k: v for k, v in d.items() if k not in SECTIONS},
+            **{k: req(d, k, (dict,), w, "") for k in ("by_family", "evaluations", "baseline", "screening")},
+            near_miss_bound=req(d, "near_miss_bound", NUM, w, "", null=True),
+        )

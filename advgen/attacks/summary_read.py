@@ -42,8 +42,9 @@ from advgen.core.docfields import NUM, check, obj, opt
 from advgen.core.types import AdvgenError
 
 
-def read_attack_summary(summary: Mapping[str, Any], where: str | Path, modes_doc: Any = None,
-                        baseline_doc: Any = None) -> AttackSummary:
+def read_attack_summary(
+    summary: Mapping[str, Any], where: str | Path, modes_doc: Any = None, baseline_doc: Any = None
+) -> AttackSummary:
     """The typed summary of any attack run directory; `modes_doc` / `baseline_doc` (modes.json / baseline.json, None
     when absent) are read through their records and used only where summary.json predates a section. `where` names
     summary.json in errors; modes.json and baseline.json are named beside it."""
@@ -58,18 +59,23 @@ def read_attack_summary(summary: Mapping[str, Any], where: str | Path, modes_doc
     causes = opt(s, "falsified_causes", (dict,), str(w), "") or {}
     acc = opt(s, "prediction_accuracy", (dict,), str(w), "")
     return AttackSummary(
-        _modes(s, w, modes), _yield(s, w, base), opt(s, "natural_failure_rate", NUM, str(w), ""),
+        _modes(s, w, modes),
+        _yield(s, w, base),
+        opt(s, "natural_failure_rate", NUM, str(w), ""),
         None if acc is None else PredictionAccuracy.from_dict(acc, w),
         {k: FalsifiedCause.from_dict(v, w, f"falsified_causes.{k}") for k, v in causes.items()},
         {k: v for k, v in s.items() if k not in SECTIONS},
         **{k: opt(s, k, (dict,), str(w), "") or {} for k in ("by_family", "evaluations", "baseline", "screening")},
-        near_miss_bound=opt(s, "near_miss_bound", NUM, str(w), ""))
+        near_miss_bound=opt(s, "near_miss_bound", NUM, str(w), ""),
+    )
 
 
 def load_attack_summary(run_dir: Path) -> AttackSummary:
     """summary.json of `run_dir` (with modes.json and baseline.json where it is older), typed."""
+
     def doc(name: str) -> Any:
         return files.read_json(run_dir / name) if (run_dir / name).exists() else None
+
     summary = doc("summary.json")
     if summary is None:
         raise AdvgenError(f"{run_dir}: no summary.json (not an attack run directory, or an unfinished one)")
@@ -105,15 +111,24 @@ def _of_modes_json(rec: ModeSummary, m: IoiMode) -> ModeSummary:
     if p is None:
         return replace(rec, random_sample=m.random_sample, sample_and_search=m.all)
     seen = None if p.n is None and p.attack_minus_control is None else Seen(p.attack_minus_control, p.n)
-    return replace(rec, predicted_sign=p.expected_sign, seen=seen, verdict=p.verdict, random_sample=m.random_sample,
-                   sample_and_search=m.all)
+    return replace(
+        rec, predicted_sign=p.expected_sign, seen=seen, verdict=p.verdict, random_sample=m.random_sample, sample_and_search=m.all
+    )
 
 
 def _task_yield(y: TaskYield | None) -> RunYield | None:
     if y is None:
         return None
-    return RunYield(null_as_nan(y.guided_per_1000), null_as_nan(y.random_per_1000), nan_as_none(y.ratio), null_as_nan(y.attributable_per_1000),
-                    nan_as_none(y.attributable_ratio), y.breaks, y.attributable_breaks, y.control_shared_breaks)
+    return RunYield(
+        null_as_nan(y.guided_per_1000),
+        null_as_nan(y.random_per_1000),
+        nan_as_none(y.ratio),
+        null_as_nan(y.attributable_per_1000),
+        nan_as_none(y.attributable_ratio),
+        y.breaks,
+        y.attributable_breaks,
+        y.control_shared_breaks,
+    )
 
 
 def _of_task(t: TaskAttackSummary, modes: TaskModesDoc | None) -> AttackSummary:
@@ -124,9 +139,26 @@ def _of_task(t: TaskAttackSummary, modes: TaskModesDoc | None) -> AttackSummary:
         m = None if modes is None else modes.mode(name)
         n = None if m is None or m.prediction is None else m.prediction.n
         seen = None if e.seen is None and n is None else Seen(e.seen, n)
-        out[name] = ModeSummary(e.predicted_sign, seen, e.verdict, e.compiled_from, None if m is None else m.random_sample,
-                                None if m is None else m.all, e.breaks, e.attributable_breaks, nan_as_none(e.explained_fraction))
+        out[name] = ModeSummary(
+            e.predicted_sign,
+            seen,
+            e.verdict,
+            e.compiled_from,
+            None if m is None else m.random_sample,
+            None if m is None else m.all,
+            e.breaks,
+            e.attributable_breaks,
+            nan_as_none(e.explained_fraction),
+        )
     d = t.to_dict()
-    return AttackSummary(out, _task_yield(t.yield_), nan_as_none(t.natural_failure_rate), None, {},
-                         {k: v for k, v in d.items() if k not in SECTIONS}, by_family=d.get("by_family") or {},
-                         evaluations=d.get("evaluations") or {}, screening=d.get("screening") or {})
+    return AttackSummary(
+        out,
+        _task_yield(t.yield_),
+        nan_as_none(t.natural_failure_rate),
+        None,
+        {},
+        {k: v for k, v in d.items() if k not in SECTIONS},
+        by_family=d.get("by_family") or {},
+        evaluations=d.get("evaluations") or {},
+        screening=d.get("screening") or {},
+    )

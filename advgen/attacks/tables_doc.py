@@ -136,7 +136,9 @@ class ModesDoc(PlainRecord):
             at = f.path_of("modes", name)
             for k in ("random_sample", "all"):
                 _check_table(getattr(m, k), where, f"{at}.{k}", strict)
-            modes[name] = replace(m, by_params=None if m.by_params is None else _by_params(m.by_params, where, f"{at}.by_params", strict))
+            modes[name] = replace(
+                m, by_params=None if m.by_params is None else _by_params(m.by_params, where, f"{at}.by_params", strict)
+            )
         return replace(doc, modes=modes)
 
     def mode(self, name: str) -> IoiMode | None:

@@ -69,8 +69,10 @@ def _clean_reads(s: Setup, p: Prompt) -> list[Read]:
 def _run_clean(s: Setup) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for chunk in chunks(s.clean, UNIT):
-        rows += s.journal.unit(key_of("clean", [p.text for p in chunk]), lambda ps=chunk: measure_rows(
-            s, ps, [_clean_reads(s, p) for p in ps], [{"phase": "clean"}] * len(ps)))
+        rows += s.journal.unit(
+            key_of("clean", [p.text for p in chunk]),
+            lambda ps=chunk: measure_rows(s, ps, [_clean_reads(s, p) for p in ps], [{"phase": "clean"}] * len(ps)),
+        )
     return rows
 
 
@@ -85,10 +87,19 @@ SHARED = "control_unit"
 def _controls(s: Setup, items: Sequence[tuple[TaskCandidate, Prompt]], phase: str) -> list[dict[str, Any]]:
     """A control row per item; a shared control evaluated already (an earlier unit or this call) is copied, not re-run."""
     first: dict[str, int] = {}
-    todo = [i for i, (c, _) in enumerate(items)
-            if c.unit == c.cid or (c.unit not in s.controls and first.setdefault(c.unit, i) == i)]
-    measured = measure_rows(s, [items[i][1] for i in todo], [task_compiler.signal_reads(items[i][0].mode, items[i][0].dose) for i in todo],
-                        [_tag(items[i][0], phase) for i in todo]) if todo else []
+    todo = [
+        i for i, (c, _) in enumerate(items) if c.unit == c.cid or (c.unit not in s.controls and first.setdefault(c.unit, i) == i)
+    ]
+    measured = (
+        measure_rows(
+            s,
+            [items[i][1] for i in todo],
+            [task_compiler.signal_reads(items[i][0].mode, items[i][0].dose) for i in todo],
+            [_tag(items[i][0], phase) for i in todo],
+        )
+        if todo
+        else []
+    )
     got = dict(zip(todo, measured, strict=True))
     rows: list[dict[str, Any]] = []
     for i, (c, p) in enumerate(items):
@@ -96,8 +107,15 @@ def _controls(s: Setup, items: Sequence[tuple[TaskCandidate, Prompt]], phase: st
             rows.append(got[i] if c.unit == c.cid else {**got[i], "extra": {**got[i]["extra"], SHARED: c.unit}})
             continue
         src = s.controls.get(c.unit) or rows[first[c.unit]]
-        rows.append({**src, **records.prompt_row(p), "params": p.extra.get("params", {}), **_tag(c, phase),
-                     "extra": {**src["extra"], SHARED: c.unit, REUSED: src["candidate"]}})
+        rows.append(
+            {
+                **src,
+                **records.prompt_row(p),
+                "params": p.extra.get("params", {}),
+                **_tag(c, phase),
+                "extra": {**src["extra"], SHARED: c.unit, REUSED: src["candidate"]},
+            }
+        )
     return rows
 
 
@@ -114,29 +132,44 @@ def _evaluate_pairs(s: Setup, cands: Sequence[TaskCandidate]) -> list[dict[str, 
     """The random sample: attack and control of every candidate (a shared control once)."""
     rows: list[dict[str, Any]] = []
     for chunk in chunks(list(cands), UNIT // 2):
+
         def compute(chunk: Sequence[TaskCandidate] = chunk) -> list[dict[str, Any]]:
             pairs = [(c, *render_pair(s, c)) for c in chunk]
-            att = measure_rows(s, [a for _, a, _ in pairs], [task_compiler.signal_reads(c.mode, c.dose) for c, _, _ in pairs],
-                           [_tag(c, "sample") for c, _, _ in pairs])
+            att = measure_rows(
+                s,
+                [a for _, a, _ in pairs],
+                [task_compiler.signal_reads(c.mode, c.dose) for c, _, _ in pairs],
+                [_tag(c, "sample") for c, _, _ in pairs],
+            )
             return att + _controls(s, [(c, k) for c, _, k in pairs], "sample")
+
         rows += _unit(s, key_of("sample", [c.cid for c in chunk]), compute)
     return rows
 
 
 def _attack_then_control(s: Setup, chunk: Sequence[TaskCandidate], clean_ld: Sequence[float]) -> list[dict[str, Any]]:
     pairs = [(c, *render_pair(s, c)) for c in chunk]
-    rows = measure_rows(s, [a for _, a, _ in pairs], [task_compiler.signal_reads(c.mode, c.dose) for c, _, _ in pairs],
-                    [_tag(c, "search") for c, _, _ in pairs])
+    rows = measure_rows(
+        s,
+        [a for _, a, _ in pairs],
+        [task_compiler.signal_reads(c.mode, c.dose) for c, _, _ in pairs],
+        [_tag(c, "search") for c, _, _ in pairs],
+    )
     hit = [(c, k) for (c, _, k), r in zip(pairs, rows, strict=True) if r["logit_diff"] < 0 < clean_ld[c.spec]]
     return rows + (_controls(s, hit, "search") if hit else [])
 
 
-def _arms(s: Setup, pool: Sequence[TaskCandidate], sample_rows: Sequence[dict[str, Any]],
-          clean_ld: Sequence[float]) -> tuple[dict[str, bandit.Arm], dict[str, Any]]:
-    """Priors from each cell's predicted shift, updated by the sample; falsified cells (and cells predicted to raise LD) get no budget."""
+def _arms(
+    s: Setup, pool: Sequence[TaskCandidate], sample_rows: Sequence[dict[str, Any]], clean_ld: Sequence[float]
+) -> tuple[dict[str, bandit.Arm], dict[str, Any]]:
+    """Priors from each cell's predicted shift, updated by the sample; falsified cells (and cells predicted to raise LD) get no
+    budget."""
     natural = float(np.mean(np.array(clean_ld) < 0))
     cells = {c.cell: c for c in pool}
-    arms = {k: bandit.prior_arm(k, bandit.prior_break_rate(clean_ld, c.mode.predicted_shift(c.dose), natural)) for k, c in sorted(cells.items())}
+    arms = {
+        k: bandit.prior_arm(k, bandit.prior_break_rate(clean_ld, c.mode.predicted_shift(c.dose), natural))
+        for k, c in sorted(cells.items())
+    }
     ctl = {r["candidate"]: r["logit_diff"] for r in sample_rows if r["family"] == "control"}
     index = {sp.pair_id: i for i, sp in enumerate(s.specs)}
     diffs: dict[str, list[float]] = {}
@@ -150,8 +183,14 @@ def _arms(s: Setup, pool: Sequence[TaskCandidate], sample_rows: Sequence[dict[st
     return bandit.falsify(arms, off), {"cell_verdicts": verdicts, "not_funded": off}
 
 
-def _search(s: Setup, pool: Sequence[TaskCandidate], arms: dict[str, bandit.Arm], budget: int, sampled: set[str],
-            clean_rows: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, bandit.Arm]]:
+def _search(
+    s: Setup,
+    pool: Sequence[TaskCandidate],
+    arms: dict[str, bandit.Arm],
+    budget: int,
+    sampled: set[str],
+    clean_rows: Sequence[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], dict[str, bandit.Arm]]:
     """Thompson sampling over cells, valued per evaluation (a candidate whose control is evaluated already costs one).
 
     Within a cell, candidates whose control held go first, then clean prompts whose heads attend
@@ -161,8 +200,12 @@ def _search(s: Setup, pool: Sequence[TaskCandidate], arms: dict[str, bandit.Arm]
 
     def fragile(c: TaskCandidate) -> float:
         hs = clean_rows[c.spec]["head_signals"]
-        return sum(v for k, v in hs.items() if any(k.startswith(f"{h}:END->") for h in c.mode.heads)
-                   and k.split("->")[1] in key_positions(c.mode, s.clean[c.spec]))
+        return sum(
+            v
+            for k, v in hs.items()
+            if any(k.startswith(f"{h}:END->") for h in c.mode.heads)
+            and k.split("->")[1] in key_positions(c.mode, s.clean[c.spec])
+        )
 
     queues: dict[str, list[TaskCandidate]] = {}
     rank: dict[str, int] = {}
@@ -193,10 +236,12 @@ def _search(s: Setup, pool: Sequence[TaskCandidate], arms: dict[str, bandit.Arm]
 
 
 def _baseline(s: Setup, clean_ld: Sequence[float]) -> list[dict[str, Any]]:
-    """One random perturbation per evaluation: a random dose's worth of random filler words (2 per pair) at the insertion point."""
+    """One random perturbation per evaluation: a random dose's worth of random filler words (2 per pair) at the insertion
+    point."""
     assert s.task.edits is not None
     rows: list[dict[str, Any]] = []
     for chunk in chunks(baseline_picks(s.cfg.seed, s.cfg.budget - s.cfg.n_clean, clean_ld), UNIT):
+
         def compute(chunk: Sequence[tuple[int, int]] = chunk) -> list[dict[str, Any]]:
             ps = []
             for k, i in chunk:
@@ -204,19 +249,53 @@ def _baseline(s: Setup, clean_ld: Sequence[float]) -> list[dict[str, Any]]:
                 dose = rng.randint(1, s.task.edits.max_dose)  # type: ignore[union-attr]
                 if value_mentions(s.task):  # random values of the compared slot's range, in the same mention form
                     vals = [rng.choice(s.task.answer.over) for _ in range(dose)]
-                    ps.append(render_mention_edit(s.task, s.specs[i], s.clean[i], vals, s.model.tokenizer, "baseline",
-                                                  {"mode": "random", "params": {"dose": dose, "values": vals}}))
+                    ps.append(
+                        render_mention_edit(
+                            s.task,
+                            s.specs[i],
+                            s.clean[i],
+                            vals,
+                            s.model.tokenizer,
+                            "baseline",
+                            {"mode": "random", "params": {"dose": dose, "values": vals}},
+                        )
+                    )
                     continue
                 fill = fillers(s.task, s.lex.words[s.task.edits.filler], taken(s.clean[i]), 2 * dose, rng)  # type: ignore[union-attr]
-                ps.append(render_edit(s.task, s.specs[i], s.clean[i], ("filler", "filler"), fill, dose, s.model.tokenizer, "baseline",
-                                      {"mode": "random", "params": {"dose": dose, "words": fill}}))
-            return measure_rows(s, ps, [[] for _ in ps], [{"phase": "baseline", "candidate": f"{s.specs[i].pair_id}:random:{k}"} for k, i in chunk])
+                ps.append(
+                    render_edit(
+                        s.task,
+                        s.specs[i],
+                        s.clean[i],
+                        ("filler", "filler"),
+                        fill,
+                        dose,
+                        s.model.tokenizer,
+                        "baseline",
+                        {"mode": "random", "params": {"dose": dose, "words": fill}},
+                    )
+                )
+            return measure_rows(
+                s,
+                ps,
+                [[] for _ in ps],
+                [{"phase": "baseline", "candidate": f"{s.specs[i].pair_id}:random:{k}"} for k, i in chunk],
+            )
+
         rows += s.journal.unit(key_of("baseline", [k for k, _ in chunk]), compute)
     return rows
 
 
-def run_task_attack(model: LoadedModel, task: Task, circuit: Circuit, cfg: AttackConfig, out: Path, resume: bool = False,
-                    stop_after_units: int | None = None, progress: bool = False) -> TaskRun:
+def run_task_attack(
+    model: LoadedModel,
+    task: Task,
+    circuit: Circuit,
+    cfg: AttackConfig,
+    out: Path,
+    resume: bool = False,
+    stop_after_units: int | None = None,
+    progress: bool = False,
+) -> TaskRun:
     """Every phase of a generic-task attack; every model evaluation is counted in `evals`."""
     cfg.check()
     modes, skipped = select(circuit, task, cfg)
@@ -238,14 +317,25 @@ def run_task_attack(model: LoadedModel, task: Task, circuit: Circuit, cfg: Attac
     base_rows = _baseline(s, clean_ld)
     bar.total = bar.n
     bar.close()
-    evals = {"clean": len(clean_rows), "sample": evaluated(sample_rows), "search": evaluated(search_rows), "baseline": len(base_rows)}
+    evals = {
+        "clean": len(clean_rows),
+        "sample": evaluated(sample_rows),
+        "search": evaluated(search_rows),
+        "baseline": len(base_rows),
+    }
     searched: dict[str, int] = {}
     for r in search_rows:
         if r["family"] == "attack":
             searched[r["cell"]] = searched.get(r["cell"], 0) + 1
-    screening = {**learned, "n_pool": len(pool), "n_sample": len(sample), "n_search": sum(searched.values()),
-                 "controls_reused": len(sample_rows) + len(search_rows) - evals["sample"] - evals["search"],
-                 "searched_per_cell": dict(sorted(searched.items())), "posterior_after_sample": prior,
-                 "posterior_break_rate": {k: a.mean for k, a in sorted(arms.items())}}
+    screening = {
+        **learned,
+        "n_pool": len(pool),
+        "n_sample": len(sample),
+        "n_search": sum(searched.values()),
+        "controls_reused": len(sample_rows) + len(search_rows) - evals["sample"] - evals["search"],
+        "searched_per_cell": dict(sorted(searched.items())),
+        "posterior_after_sample": prior,
+        "posterior_break_rate": {k: a.mean for k, a in sorted(arms.items())},
+    }
     rows = label_rows([*clean_rows, *sample_rows, *search_rows, *base_rows], modes)
     return TaskRun(rows, evals, modes, skipped, screening)

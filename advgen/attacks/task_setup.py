@@ -54,8 +54,10 @@ def check_attackable(task: Task) -> None:
     if task.edits is None:
         raise AdvgenError(f"task {task.name!r} ({task.source}) defines no edits, so no failure mode can be compiled for it")
     if task.sets and not (task.edits.mention and task.answer.compare):
-        raise AdvgenError(f"task {task.name!r} scores answer and foil token sets; its set form of attack inserts values of the "
-                          "compared slot, which needs a set answer rule (compare) and 'edits: {mention: ...}' (e.g. \"{XX}{E}\")")
+        raise AdvgenError(
+            f"task {task.name!r} scores answer and foil token sets; its set form of attack inserts values of the "
+            "compared slot, which needs a set answer rule (compare) and 'edits: {mention: ...}' (e.g. \"{XX}{E}\")"
+        )
 
 
 def value_mentions(task: Task) -> bool:
@@ -80,11 +82,15 @@ def select(circuit: Circuit, task: Task, cfg: AttackConfig) -> tuple[tuple[TaskM
     want = set(cfg.modes or ("compiled",))
     unknown = want - {"compiled", *(m.name for m in modes), *skipped}
     if unknown:
-        raise AdvgenError(f"unknown failure mode(s) {sorted(unknown)} for task {task.name!r}; compiled: {[m.name for m in modes]}")
+        raise AdvgenError(
+            f"unknown failure mode(s) {sorted(unknown)} for task {task.name!r}; compiled: {[m.name for m in modes]}"
+        )
     chosen = tuple(m for m in modes if "compiled" in want or m.name in want)
     if not chosen:
-        raise AdvgenError(f"circuit {circuit.name!r} implies no failure mode for task {task.name!r}: "
-                          + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+        raise AdvgenError(
+            f"circuit {circuit.name!r} implies no failure mode for task {task.name!r}: "
+            + "; ".join(f"{k}: {v}" for k, v in skipped.items())
+        )
     return chosen, skipped
 
 
@@ -92,11 +98,23 @@ def chunks(seq: Sequence[Any], k: int) -> list[Sequence[Any]]:
     return [seq[i : i + k] for i in range(0, len(seq), k)]
 
 
-def measure_rows(s: Setup, prompts: Sequence[Prompt], reads: Sequence[Sequence[Read]], tags: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def measure_rows(
+    s: Setup, prompts: Sequence[Prompt], reads: Sequence[Sequence[Read]], tags: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
     m = measure(s.model, PromptSet(tuple(prompts), tokenizer_hash(s.model.tokenizer)), list(reads), s.cfg.batch_size)
-    return [{**records.prompt_row(p), **records.metric_row(met), "mode": p.extra.get("mode"), "cell": tag.get("cell"),
-             "params": p.extra.get("params", {}), "head_signals": sig, "phase": tag["phase"], "candidate": tag.get("candidate")}
-            for p, met, sig, tag in zip(prompts, m.metrics, m.signals, tags, strict=True)]
+    return [
+        {
+            **records.prompt_row(p),
+            **records.metric_row(met),
+            "mode": p.extra.get("mode"),
+            "cell": tag.get("cell"),
+            "params": p.extra.get("params", {}),
+            "head_signals": sig,
+            "phase": tag["phase"],
+            "candidate": tag.get("candidate"),
+        }
+        for p, met, sig, tag in zip(prompts, m.metrics, m.signals, tags, strict=True)
+    ]
 
 
 def key_positions(mode: TaskMode, p: Prompt) -> list[str]:
@@ -115,8 +133,15 @@ def _render_mentions(s: Setup, c: TaskCandidate) -> tuple[Prompt, Prompt]:
     same = [sp.values[s.task.answer.slot]] * c.dose
 
     def one(v: list[str], kind: str, family: str) -> Prompt:
-        return render_mention_edit(s.task, sp, clean, v, s.model.tokenizer, family,
-                                   {"mode": c.mode.name, "params": {"dose": c.dose, "kind": kind, "values": v}})
+        return render_mention_edit(
+            s.task,
+            sp,
+            clean,
+            v,
+            s.model.tokenizer,
+            family,
+            {"mode": c.mode.name, "params": {"dose": c.dose, "kind": kind, "values": v}},
+        )
 
     return one(vals, "foil_side", "attack"), one(same, "same", "control")
 
@@ -138,7 +163,16 @@ def render_pair(s: Setup, c: TaskCandidate) -> tuple[Prompt, Prompt]:
 
 
 def salt_of(model: LoadedModel, task: Task, circuit: Circuit, cfg: AttackConfig) -> str:
-    """Everything that determines the rows beyond unit keys: weights, tokenizer, the task's templates and lexicons, circuit, settings."""
+    """Everything that determines the rows beyond unit keys: weights, tokenizer, the task's templates and lexicons, circuit,
+    settings."""
     t = [(x.id, x.text) for x in task.templates]
-    return key_of("task-attack", module_digest(model.hf_model), tokenizer_hash(model.tokenizer), task.describe(), t,
-                  {k: v if isinstance(v, str) else list(v) for k, v in task.lexicons.items()}, circuit.to_dict(), dataclasses.asdict(cfg))
+    return key_of(
+        "task-attack",
+        module_digest(model.hf_model),
+        tokenizer_hash(model.tokenizer),
+        task.describe(),
+        t,
+        {k: v if isinstance(v, str) else list(v) for k, v in task.lexicons.items()},
+        circuit.to_dict(),
+        dataclasses.asdict(cfg),
+    )

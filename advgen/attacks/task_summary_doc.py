@@ -117,8 +117,10 @@ class TaskAttackSummary(PlainRecord):
         `SCHEMA_VERSION` is refused first, and a field of the wrong type is named."""
         version = f.req(f.obj(d, where, ""), "schema_version", (int,), where, "")
         if version != SCHEMA_VERSION:
-            raise AdvgenError(f"{where}: schema_version {version} of a task attack summary; this advgen reads version "
-                              f"{SCHEMA_VERSION} (a run directory written by another advgen: read it with that version)")
+            raise AdvgenError(
+                f"{where}: schema_version {version} of a task attack summary; this advgen reads version "
+                f"{SCHEMA_VERSION} (a run directory written by another advgen: read it with that version)"
+            )
         doc = load_record(cls, d, where, "", strict)
         for k, s in (doc.by_family or {}).items():
             s.checked(where, f.path_of("by_family", k), strict)

@@ -129,18 +129,31 @@ def probe_set(tokenizer: Any, s: BehaviourSettings) -> tuple[list[Prompt], list[
     lex = build_lexicon(tokenizer)
     specs = datasets.sample_specs(resolve_templates(s.templates), lex, s.n, s.seed)
     bank = load_bank(lex)
-    pr = probes(specs, bank.paper, tokenizer, s.seed) if s.probe == "paper" else probes(specs, bank.neutral, tokenizer, s.seed, EDIT_SENTENCES)
+    pr = (
+        probes(specs, bank.paper, tokenizer, s.seed)
+        if s.probe == "paper"
+        else probes(specs, bank.neutral, tokenizer, s.seed, EDIT_SENTENCES)
+    )
     return list(datasets.build(specs, tokenizer)), pr
 
 
-def measure_behaviour(model: LoadedModel, heads: Sequence[Head], s: BehaviourSettings = BehaviourSettings(),
-                      feeds: Mapping[Head, tuple[tuple[str, ...], float]] | None = None) -> dict[Head, HeadBehaviour]:
+def measure_behaviour(
+    model: LoadedModel,
+    heads: Sequence[Head],
+    s: BehaviourSettings = BehaviourSettings(),
+    feeds: Mapping[Head, tuple[tuple[str, ...], float]] | None = None,
+) -> dict[Head, HeadBehaviour]:
     """Behaviour records for `heads` (query END) from n clean prompts and their mention probes."""
     return measure_records(model, heads, (), s, feeds)[0]
 
 
-def measure_records(model: LoadedModel, heads: Sequence[Head], mlps: Sequence[int], s: BehaviourSettings = BehaviourSettings(),
-                    feeds: Mapping[Head, tuple[tuple[str, ...], float]] | None = None) -> tuple[dict[Head, HeadBehaviour], dict[int, MLPBehaviour]]:
+def measure_records(
+    model: LoadedModel,
+    heads: Sequence[Head],
+    mlps: Sequence[int],
+    s: BehaviourSettings = BehaviourSettings(),
+    feeds: Mapping[Head, tuple[tuple[str, ...], float]] | None = None,
+) -> tuple[dict[Head, HeadBehaviour], dict[int, MLPBehaviour]]:
     """Records for `heads` and the MLP nodes in layers `mlps`, from one read of n clean prompts and their mention probes.
 
     A head's path runs through the later MLPs that are not nodes; a node's own record counts what passes through it.
@@ -157,14 +170,33 @@ def measure_records(model: LoadedModel, heads: Sequence[Head], mlps: Sequence[in
         gain, direct = (float(np.polyfit(diff, y[:, j], 1)[0]) if np.ptp(diff) > 0 else 0.0 for y in (reads.path, reads.dla))
         mention = _mentions(h, j, len(clean), pr, allp, reads)
         fq, fe = (feeds or {}).get(h, ((), None))
-        out[h] = HeadBehaviour(str(h), "END", {k: float(np.mean([m[k] for m in masses])) for k in SLOTS}, mention, gain,
-                               "copies" if gain > 0 else "suppresses", float(reads.dla[: len(clean), j].mean()),
-                               tuple(fq), None if fe is None else float(fe), len(clean), direct, "direct+mlps", ident)
+        out[h] = HeadBehaviour(
+            str(h),
+            "END",
+            {k: float(np.mean([m[k] for m in masses])) for k in SLOTS},
+            mention,
+            gain,
+            "copies" if gain > 0 else "suppresses",
+            float(reads.dla[: len(clean), j].mean()),
+            tuple(fq),
+            None if fe is None else float(fe),
+            len(clean),
+            direct,
+            "direct+mlps",
+            ident,
+        )
     nodes = {}
     for k, layer in enumerate(mlps):
         j = len(heads) + k
-        nodes[layer] = MLPBehaviour(f"m{layer}", "END", float(reads.dla[: len(clean), j].mean()), float(reads.path[: len(clean), j].mean()),
-                                    _write_changes(j, len(clean), pr, reads), len(clean), ident)
+        nodes[layer] = MLPBehaviour(
+            f"m{layer}",
+            "END",
+            float(reads.dla[: len(clean), j].mean()),
+            float(reads.path[: len(clean), j].mean()),
+            _write_changes(j, len(clean), pr, reads),
+            len(clean),
+            ident,
+        )
     return out, nodes
 
 
@@ -187,49 +219,74 @@ def _probe_pairs(pr: Sequence[_Probe], n_clean: int) -> Iterator[tuple[str, str,
                 yield y, site, [n_clean + 2 * k for k in ks], [n_clean + 2 * k + 1 for k in ks]
 
 
-def _mentions(h: Head, j: int, n_clean: int, pr: Sequence[_Probe], allp: Sequence[Prompt], reads: Reads) -> dict[str, dict[str, Mention]]:
+def _mentions(
+    h: Head, j: int, n_clean: int, pr: Sequence[_Probe], allp: Sequence[Prompt], reads: Reads
+) -> dict[str, dict[str, Mention]]:
     """Per mentioned name and site: mean change of the head's mass on IO and on S, probe minus its control."""
     out: dict[str, dict[str, Mention]] = {}
     for y, site, a, c in _probe_pairs(pr, n_clean):
-        d = np.array([name_mass(allp[i], reads.rows[i][h]) for i in a]) - np.array([name_mass(allp[i], reads.rows[i][h]) for i in c])
+        d = np.array([name_mass(allp[i], reads.rows[i][h]) for i in a]) - np.array(
+            [name_mass(allp[i], reads.rows[i][h]) for i in c]
+        )
         dd = d[:, 0] - d[:, 1]
         se = float(dd.std(ddof=1) / np.sqrt(len(dd))) if len(dd) > 1 else 0.0
-        out.setdefault(y, {})[site] = Mention(float(d[:, 0].mean()), float(d[:, 1].mean()),
-                                              float((reads.dla[a, j] - reads.dla[c, j]).mean()), se, len(dd))
+        out.setdefault(y, {})[site] = Mention(
+            float(d[:, 0].mean()), float(d[:, 1].mean()), float((reads.dla[a, j] - reads.dla[c, j]).mean()), se, len(dd)
+        )
     return out
 
 
-def query_feeds(pp_queries: np.ndarray | None, name_movers: Sequence[Head], threshold: float) -> dict[Head, tuple[tuple[str, ...], float]]:
+def query_feeds(
+    pp_queries: np.ndarray | None, name_movers: Sequence[Head], threshold: float
+) -> dict[Head, tuple[tuple[str, ...], float]]:
     """Heads whose path-patching effect on the name movers' queries is at most -threshold."""
     if pp_queries is None or not name_movers:
         return {}
     q = np.nan_to_num(pp_queries, nan=0.0)
-    return {Head(int(a), int(b)): (tuple(str(h) for h in name_movers), float(q[a, b])) for a, b in zip(*np.nonzero(q <= -threshold), strict=True)}
+    return {
+        Head(int(a), int(b)): (tuple(str(h) for h in name_movers), float(q[a, b]))
+        for a, b in zip(*np.nonzero(q <= -threshold), strict=True)
+    }
 
 
-def with_records(model: LoadedModel, heads: Sequence[CircuitHead], matrices: Mapping[str, np.ndarray],
-                 s: BehaviourSettings, feed_threshold: float, mlps: Sequence[CircuitMLP] = ()) -> tuple[tuple[CircuitHead, ...], tuple[CircuitMLP, ...]]:
+def with_records(
+    model: LoadedModel,
+    heads: Sequence[CircuitHead],
+    matrices: Mapping[str, np.ndarray],
+    s: BehaviourSettings,
+    feed_threshold: float,
+    mlps: Sequence[CircuitMLP] = (),
+) -> tuple[tuple[CircuitHead, ...], tuple[CircuitMLP, ...]]:
     """The circuit's heads and MLP nodes with their behaviour records filled in (discovery's last step)."""
     if not heads and not mlps:
         return tuple(heads), tuple(mlps)
     nms = [h.head for h in heads if h.role == Role.NAME_MOVER]
     feeds = query_feeds(matrices.get("pp_queries"), nms, feed_threshold)
     recs, nodes = measure_records(model, [h.head for h in heads], [m.layer for m in mlps], s, feeds)
-    return (tuple(replace(h, behaviour=recs[h.head].to_dict()) for h in heads),
-            tuple(replace(m, behaviour=nodes[m.layer].to_dict()) for m in mlps))
+    return (
+        tuple(replace(h, behaviour=recs[h.head].to_dict()) for h in heads),
+        tuple(replace(m, behaviour=nodes[m.layer].to_dict()) for m in mlps),
+    )
 
 
 def attach_records(model: LoadedModel, circuit: Circuit, s: BehaviourSettings = BehaviourSettings(), why: str = "") -> Circuit:
-    """`circuit` with behaviour records measured on `model` for every head and MLP node (e.g. a hand-written or planted circuit)."""
+    """`circuit` with behaviour records measured on `model` for every head and MLP node (e.g. a hand-written or planted
+    circuit)."""
     heads, mlps = with_records(model, circuit.heads, {}, s, 0.0, circuit.mlps)
-    prov = {**circuit.provenance, "behaviour_records": f"measured on {model.name} by advgen.circuits.behaviour "
-            f"(n={s.n} clean prompts and their mention probes, seed={s.seed}"
-            + ("" if s.probe == "paper" else f", probes written as {s.probe!r}") + ")" + (f": {why}" if why else "")}
+    prov = {
+        **circuit.provenance,
+        "behaviour_records": f"measured on {model.name} by advgen.circuits.behaviour "
+        f"(n={s.n} clean prompts and their mention probes, seed={s.seed}"
+        + ("" if s.probe == "paper" else f", probes written as {s.probe!r}")
+        + ")"
+        + (f": {why}" if why else ""),
+    }
     return replace(circuit, heads=heads, mlps=mlps, provenance=prov)
 
 
-def ensure_records(model: LoadedModel, circuit: Circuit, s: BehaviourSettings = BehaviourSettings(),
-                   force: bool = False) -> tuple[Circuit, str | None]:
+def ensure_records(
+    model: LoadedModel, circuit: Circuit, s: BehaviourSettings = BehaviourSettings(), force: bool = False
+) -> tuple[Circuit, str | None]:
     """The circuit with records measured on `model` wherever they are missing or from another model, and why they were measured.
 
     Records are never reused across models: one measured on other weights or another tokenizer

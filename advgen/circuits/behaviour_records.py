@@ -72,11 +72,21 @@ class HeadBehaviour:
     def from_dict(cls, d: Mapping[str, Any], where: str = "<behaviour>") -> HeadBehaviour:
         try:
             mention = {y: {site: Mention(**m) for site, m in sites.items()} for y, sites in d["mention"].items()}
-            return cls(str(d["head"]), str(d["query"]), {k: float(v) for k, v in d["mass"].items()}, mention,
-                       float(d["write_gain"]), str(d["write_sign"]), float(d["dla_ld"]),
-                       tuple(d.get("feeds_query_of") or ()), d.get("feeds_effect"), int(d.get("n_prompts", 0)),
-                       _opt_float(d.get("write_gain_direct")), str(d.get("write_path", "direct")),
-                       {str(k): str(v) for k, v in (d.get("measured_on") or {}).items()})
+            return cls(
+                str(d["head"]),
+                str(d["query"]),
+                {k: float(v) for k, v in d["mass"].items()},
+                mention,
+                float(d["write_gain"]),
+                str(d["write_sign"]),
+                float(d["dla_ld"]),
+                tuple(d.get("feeds_query_of") or ()),
+                d.get("feeds_effect"),
+                int(d.get("n_prompts", 0)),
+                _opt_float(d.get("write_gain_direct")),
+                str(d.get("write_path", "direct")),
+                {str(k): str(v) for k, v in (d.get("measured_on") or {}).items()},
+            )
         except (KeyError, TypeError, ValueError) as e:
             raise AdvgenError(f"{where}: malformed behaviour record ({type(e).__name__}: {e})") from None
 
@@ -117,8 +127,15 @@ class MLPBehaviour:
     def from_dict(cls, d: Mapping[str, Any], where: str = "<behaviour>") -> MLPBehaviour:
         try:
             mention = {y: {site: WriteChange(**m) for site, m in sites.items()} for y, sites in d["mention"].items()}
-            return cls(str(d["node"]), str(d["query"]), float(d["dla_ld"]), float(d["path_ld"]), mention, int(d.get("n_prompts", 0)),
-                       {str(k): str(v) for k, v in (d.get("measured_on") or {}).items()})
+            return cls(
+                str(d["node"]),
+                str(d["query"]),
+                float(d["dla_ld"]),
+                float(d["path_ld"]),
+                mention,
+                int(d.get("n_prompts", 0)),
+                {str(k): str(v) for k, v in (d.get("measured_on") or {}).items()},
+            )
         except (KeyError, TypeError, ValueError) as e:
             raise AdvgenError(f"{where}: malformed MLP node record ({type(e).__name__}: {e})") from None
 

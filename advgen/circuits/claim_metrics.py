@@ -18,8 +18,15 @@ from advgen.model.metrics import bootstrap_ci
 
 GAP_EPS = 1e-5
 """Relative loss gap (empty circuit vs model) below which loss recovered (%) is undefined (float32 noise)."""
-METRICS = ("mean_ld", "ratio_to_model", "mean_abs_ld_diff", "kl_model_circuit", "accuracy", "loss_recovered_nats", "loss_recovered_pct")
-
+METRICS = (
+    "mean_ld",
+    "ratio_to_model",
+    "mean_abs_ld_diff",
+    "kl_model_circuit",
+    "accuracy",
+    "loss_recovered_nats",
+    "loss_recovered_pct",
+)
 
 
 def _paired_ratio_ci(num: np.ndarray, den: np.ndarray, seed: int, n_boot: int = 1000) -> dict[str, float]:
@@ -47,7 +54,8 @@ def metric_row(model_ld: np.ndarray, model_loss: np.ndarray, c: RowStats, empty:
         "loss_empty": float(e_loss.mean()),
         "loss_recovered_nats": rec,
         # undefined when knocking everything out costs (numerically) nothing: float noise is not a percentage
-        "loss_recovered_pct": 100.0 * rec / gap_total if abs(gap_total) > GAP_EPS * max(1.0, abs(float(model_loss.mean())))
+        "loss_recovered_pct": 100.0 * rec / gap_total
+        if abs(gap_total) > GAP_EPS * max(1.0, abs(float(model_loss.mean())))
         else float("nan"),
         "empty_mean_ld": float(empty.ld.mean()),
         **scrubbing.spread(ld, model_ld),
@@ -60,7 +68,18 @@ def worst_cases(prompts: PromptSet, model_ld: np.ndarray, circ: RowStats, k: int
     out = []
     for i in np.argsort(-dev, kind="stable")[:k]:
         p = prompts[int(i)]
-        out.append({"text": p.text, "io": p.io, "s": p.s, "template_id": p.template_id, "order": p.order,
-                    "pair_id": p.pair_id, "ld_model": float(model_ld[i]), "ld_circuit": float(circ.ld[i]),
-                    "abs_diff": float(dev[i]), "kl_model_circuit": float(circ.kl[i])})
+        out.append(
+            {
+                "text": p.text,
+                "io": p.io,
+                "s": p.s,
+                "template_id": p.template_id,
+                "order": p.order,
+                "pair_id": p.pair_id,
+                "ld_model": float(model_ld[i]),
+                "ld_circuit": float(circ.ld[i]),
+                "abs_diff": float(dev[i]),
+                "kl_model_circuit": float(circ.kl[i]),
+            }
+        )
     return out

@@ -72,7 +72,7 @@ MLP_MODES = ("auto", "keep", "ablate")
 
 
 def mlp_mode(setting: str, circuit: Circuit) -> str:
-    """"keep" or "ablate" for this circuit: a circuit that names MLP nodes claims the other MLPs are not needed."""
+    """ "keep" or "ablate" for this circuit: a circuit that names MLP nodes claims the other MLPs are not needed."""
     if setting not in MLP_MODES:
         raise AdvgenError(f"--mlps {setting!r}: choose one of {list(MLP_MODES)}")
     return ("ablate" if circuit.mlps else "keep") if setting == "auto" else setting
@@ -97,11 +97,20 @@ def _f(stats: RowStats) -> float:
     return float(stats.ld.mean())
 
 
-def scrub_block(model: LoadedModel, circuit: Circuit, prompts: PromptSet, ref_logp: torch.Tensor, model_ld: np.ndarray,
-                model_loss: np.ndarray, s: ClaimSettings) -> dict[str, Any]:
+def scrub_block(
+    model: LoadedModel,
+    circuit: Circuit,
+    prompts: PromptSet,
+    ref_logp: torch.Tensor,
+    model_ld: np.ndarray,
+    model_loss: np.ndarray,
+    s: ClaimSettings,
+) -> dict[str, Any]:
     """The `causal_scrubbing` block, with a `metrics` row shaped like the ablation table's columns."""
     try:
-        summary, run = scrubbing.causal_scrubbing(model, circuit, prompts, s.seed, s.scrub_draws, s.batch_size * 4, ref_logp=ref_logp)
+        summary, run = scrubbing.causal_scrubbing(
+            model, circuit, prompts, s.seed, s.scrub_draws, s.batch_size * 4, ref_logp=ref_logp
+        )
     except AdvgenError as e:  # prompts not rendered from the template pack: no name twins to draw
         return {"skipped": str(e)}
     circ = RowStats(*(torch.from_numpy(a.mean(0)) for a in (run.scrubbed_ld, run.scrubbed_loss, run.scrubbed_kl)))
@@ -109,8 +118,13 @@ def scrub_block(model: LoadedModel, circuit: Circuit, prompts: PromptSet, ref_lo
     return {**summary, "metrics": metric_row(model_ld, model_loss, circ, empty, s.seed)}
 
 
-def check_claim(model: LoadedModel, circuit: Circuit, settings: ClaimSettings = ClaimSettings(),
-                prompts: tuple[PromptSet, PromptSet] | None = None, progress: bool = False) -> ClaimResult:
+def check_claim(
+    model: LoadedModel,
+    circuit: Circuit,
+    settings: ClaimSettings = ClaimSettings(),
+    prompts: tuple[PromptSet, PromptSet] | None = None,
+    progress: bool = False,
+) -> ClaimResult:
     """Faithfulness table, scrubbing, absolute performance, completeness, minimality, worst cases."""
     from tqdm.auto import tqdm
 
@@ -164,38 +178,72 @@ def _model_reference(clean: patching.RunCache, clean_ps: PromptSet) -> tuple[tor
     return ref_logp, model_ld, model_loss
 
 
-def _circuit_and_empty(model: LoadedModel, prompts: PromptSet, c_entries: tuple[Entry, ...],
-                       c_mlps: tuple[tuple[int, str], ...] | None, vals: ablation.AblationValues, ref_logp: torch.Tensor,
-                       s: ClaimSettings) -> list[RowStats]:
+def _circuit_and_empty(
+    model: LoadedModel,
+    prompts: PromptSet,
+    c_entries: tuple[Entry, ...],
+    c_mlps: tuple[tuple[int, str], ...] | None,
+    vals: ablation.AblationValues,
+    ref_logp: torch.Tensor,
+    s: ClaimSettings,
+) -> list[RowStats]:
     """The circuit alone and the empty circuit under one ablation, in one stacked run."""
-    return ablation.run_kept(model, prompts, [c_entries, ()], vals, ref_logp, s.batch_size * 4,
-                             None if c_mlps is None else [c_mlps, ()])
+    return ablation.run_kept(
+        model, prompts, [c_entries, ()], vals, ref_logp, s.batch_size * 4, None if c_mlps is None else [c_mlps, ()]
+    )
 
 
 def _header(model: LoadedModel, circuit: Circuit, n: int, s: ClaimSettings, f_m: float, mode: str) -> dict[str, Any]:
     """claims.json's header: what was checked, on which model, under which settings; MLP nodes and mode said."""
-    header = {"model": model.name, "model_source": model.source, "runtime": model.runtime, "circuit": circuit.name,
-              "n_heads_in_circuit": len(circuit), "n": n, "seed": s.seed, "F_M": f_m, "settings": asdict(s),
-              "paper_setting": ablation.PAPER_ABLATION}
+    header = {
+        "model": model.name,
+        "model_source": model.source,
+        "runtime": model.runtime,
+        "circuit": circuit.name,
+        "n_heads_in_circuit": len(circuit),
+        "n": n,
+        "seed": s.seed,
+        "F_M": f_m,
+        "settings": asdict(s),
+        "paper_setting": ablation.PAPER_ABLATION,
+    }
     if circuit.mlps:  # format 2: said, never silently dropped
         header["mlp_nodes"] = [m.node for m in circuit.mlps]
     if circuit.mlps or mode == "ablate":
         header["mlps"] = mode
         header["mlp_note"] = (
-            "every MLP output the circuit's MLP nodes do not name is knocked out with the row's ablation (the empty circuit knocks "
-            "out every MLP); causal scrubbing and the ladder keep every MLP" if mode == "ablate" else
-            "check-claim knocks out heads only: every MLP, the circuit's MLP nodes included, runs unablated in the "
-            "circuit and in the empty-circuit runs, so these figures are the heads' claim with all MLPs kept")
+            "every MLP output the circuit's MLP nodes do not name is knocked out with the row's ablation (the empty circuit "
+            "knocks "
+            "out every MLP); causal scrubbing and the ladder keep every MLP"
+            if mode == "ablate"
+            else "check-claim knocks out heads only: every MLP, the circuit's MLP nodes included, runs unablated in the "
+            "circuit and in the empty-circuit runs, so these figures are the heads' claim with all MLPs kept"
+        )
     return header
 
 
 class _Knockouts:
     """F(C\\K) and F(M\\K) for every K tried, each new K run once (paper's ablation), many K in one stacked run."""
 
-    def __init__(self, model: LoadedModel, prompts: PromptSet, circuit: Circuit, vals: ablation.AblationValues,
-                 ref_logp: torch.Tensor, s: ClaimSettings, c_mlps: tuple[tuple[int, str], ...] | None) -> None:
+    def __init__(
+        self,
+        model: LoadedModel,
+        prompts: PromptSet,
+        circuit: Circuit,
+        vals: ablation.AblationValues,
+        ref_logp: torch.Tensor,
+        s: ClaimSettings,
+        c_mlps: tuple[tuple[int, str], ...] | None,
+    ) -> None:
         self.model, self.prompts, self.circuit, self.vals, self.ref_logp, self.s, self.c_mlps = (
-            model, prompts, circuit, vals, ref_logp, s, c_mlps)
+            model,
+            prompts,
+            circuit,
+            vals,
+            ref_logp,
+            s,
+            c_mlps,
+        )
         self.f_c: dict[frozenset[Head], float] = {}
         self.f_mk: dict[frozenset[Head], float] = {}
 
@@ -222,8 +270,14 @@ class _Knockouts:
 
 
 def completeness_minimality(
-    model: LoadedModel, prompts: PromptSet, circuit: Circuit, vals: ablation.AblationValues, ref_logp: torch.Tensor,
-    f_m: float, s: ClaimSettings, c_mlps: tuple[tuple[int, str], ...] | None = None,
+    model: LoadedModel,
+    prompts: PromptSet,
+    circuit: Circuit,
+    vals: ablation.AblationValues,
+    ref_logp: torch.Tensor,
+    f_m: float,
+    s: ClaimSettings,
+    c_mlps: tuple[tuple[int, str], ...] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Incompleteness for random / per-role / greedy K, and minimality per head (paper's ablation); `c_mlps`: the MLP
     outputs C\\K keeps when MLPs are knocked out (M\\K keeps every MLP)."""
@@ -241,20 +295,26 @@ def completeness_minimality(
         greedy = max(cands, key=lambda k: (ko.inc(k), sorted(k)))
         greedy_path.append({"K": sorted(map(str, greedy)), "incompleteness": ko.inc(greedy)})
     comp = {
-        "F_M": f_m, "F_C": ko.f_c[frozenset()],
+        "F_M": f_m,
+        "F_C": ko.f_c[frozenset()],
         "random_K": [ko.k_row(k) for k in randoms],
         "per_role_K": {r: ko.k_row(k) for r, k in per_role.items()},
         "greedy_K": greedy_path,
         "max_incompleteness": max([ko.inc(k) for k in ko.f_mk] or [0.0]),
     }
     # minimality: for each v, K candidates = empty, v's role class, greedy set, random sets (all minus v)
-    base_ks = ([frozenset()] + (list(per_role.values()) if "role" in s.minimality_k else [])
-               + ([greedy] if "greedy" in s.minimality_k else []) + (randoms[: s.minimality_random_k] if "random" in s.minimality_k else []))
+    base_ks = (
+        [frozenset()]
+        + (list(per_role.values()) if "role" in s.minimality_k else [])
+        + ([greedy] if "greedy" in s.minimality_k else [])
+        + (randoms[: s.minimality_random_k] if "random" in s.minimality_k else [])
+    )
     return comp, _minimality(ko, heads, base_ks, f_m, s)
 
 
-def _minimality(ko: _Knockouts, heads: Sequence[Head], base_ks: Sequence[frozenset[Head]], f_m: float,
-                s: ClaimSettings) -> dict[str, Any]:
+def _minimality(
+    ko: _Knockouts, heads: Sequence[Head], base_ks: Sequence[frozenset[Head]], f_m: float, s: ClaimSettings
+) -> dict[str, Any]:
     """For each head v, the largest change of F(C\\K) when v is removed too, over the K sets tried (each minus v)."""
     pairs = {v: list(dict.fromkeys(k - {v} for k in base_ks)) for v in heads}
     ko.evaluate([k for v in heads for k in pairs[v]] + [k | {v} for v in heads for k in pairs[v]], with_m=False)
@@ -263,8 +323,12 @@ def _minimality(ko: _Knockouts, heads: Sequence[Head], base_ks: Sequence[frozens
     for v in heads:
         best = max(pairs[v], key=lambda k: (abs(f_c[k | {v}] - f_c[k]), sorted(k)))
         score = abs(f_c[best | {v}] - f_c[best])
-        mini["heads"][str(v)] = {"score": score, "score_pct_of_F_M": 100 * score / abs(f_m) if f_m else float("nan"),
-                                 "K": sorted(map(str, best)), "needed": score >= s.minimality_threshold * abs(f_m)}
+        mini["heads"][str(v)] = {
+            "score": score,
+            "score_pct_of_F_M": 100 * score / abs(f_m) if f_m else float("nan"),
+            "K": sorted(map(str, best)),
+            "needed": score >= s.minimality_threshold * abs(f_m),
+        }
     mini["all_needed"] = all(h["needed"] for h in mini["heads"].values())
     return mini
 
@@ -275,9 +339,22 @@ def write_claims(res: ClaimResult, out: str | Path, command: str = "") -> list[P
     from advgen.circuits.claims_doc import claims_doc
     from advgen.core.records import package_versions
 
-    doc = claims_doc(res.header, command, package_versions(), {
-        "table": res.table, "causal_scrubbing": res.causal_scrubbing, "absolute": res.absolute, "completeness": res.completeness,
-        "minimality": res.minimality, **({"error_agreement": res.error_agreement} if res.error_agreement else {})})
+    doc = claims_doc(
+        res.header,
+        command,
+        package_versions(),
+        {
+            "table": res.table,
+            "causal_scrubbing": res.causal_scrubbing,
+            "absolute": res.absolute,
+            "completeness": res.completeness,
+            "minimality": res.minimality,
+            **({"error_agreement": res.error_agreement} if res.error_agreement else {}),
+        },
+    )
     md = res.markdown + (f"\nCommand: `{command}`\n" if command else "")
-    return [atomic_write_text(out / "claims.json", dumps(doc.to_dict()) + "\n"), atomic_write_text(out / "claims.md", md),
-            atomic_write_text(out / "worst_cases.jsonl", jsonl_text(res.worst_cases))]
+    return [
+        atomic_write_text(out / "claims.json", dumps(doc.to_dict()) + "\n"),
+        atomic_write_text(out / "claims.md", md),
+        atomic_write_text(out / "worst_cases.jsonl", jsonl_text(res.worst_cases)),
+    ]

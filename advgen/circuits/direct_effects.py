@@ -28,7 +28,9 @@ def _unembed_parts(model: LoadedModel) -> tuple[torch.nn.LayerNorm, torch.Tensor
 
 def head_outputs_end(model: LoadedModel, prompts: PromptSet, cache: RunCache) -> torch.Tensor:
     """[n, L, H, d_model] each head's write into the residual stream at END (z @ W_O, no bias)."""
-    W_O = torch.stack([model.bridge.blocks[layer].attn.W_O.detach().float().cpu() for layer in range(model.n_layers)])  # [L,H,dh,d]
+    W_O = torch.stack(
+        [model.bridge.blocks[layer].attn.W_O.detach().float().cpu() for layer in range(model.n_layers)]
+    )  # [L,H,dh,d]
     zend = torch.stack([cache.z[i][:, p.end] for i, p in enumerate(prompts)])  # [n, L, H, dh]
     return torch.einsum("nlhe,lhed->nlhd", zend, W_O)
 
@@ -65,8 +67,13 @@ def direct_logit_attribution(model: LoadedModel, prompts: PromptSet, clean: RunC
     return dla_ld.numpy(), dla_io.numpy()
 
 
-def attribution_patching(model: LoadedModel, prompts: PromptSet, clean: RunCache,
-                         corrupt: Mapping[str, RunCache] | RunCache, kinds: Sequence[str] = KINDS) -> dict[str, np.ndarray]:
+def attribution_patching(
+    model: LoadedModel,
+    prompts: PromptSet,
+    clean: RunCache,
+    corrupt: Mapping[str, RunCache] | RunCache,
+    kinds: Sequence[str] = KINDS,
+) -> dict[str, np.ndarray]:
     """Linear estimate (z_abc - z_clean) . dLD/dz, from a clean run with gradients (no extra forwards)."""
     if clean.grad_z is None:
         raise AdvgenError("attribution patching needs the clean cache run with grad=True")

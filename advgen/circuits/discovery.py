@@ -46,14 +46,22 @@ class Discovery:
     report: dict[str, Any]
 
 
-def backup_gain(model: LoadedModel, prompts: PromptSet, clean: patching.RunCache, abc: patching.RunCache,
-                name_movers: list[Head], batch_size: int) -> tuple[np.ndarray, int]:
+def backup_gain(
+    model: LoadedModel,
+    prompts: PromptSet,
+    clean: patching.RunCache,
+    abc: patching.RunCache,
+    name_movers: list[Head],
+    batch_size: int,
+) -> tuple[np.ndarray, int]:
     """Per head, the rise of its direct logit attribution when the name movers are ABC-mean ablated."""
     if not name_movers:
         return np.zeros((model.n_layers, model.n_heads)), 0
     vals = ablation.ablation_values(ablation.PAPER_ABLATION, prompts, clean, abc)
     kept = ablation.all_but(model.n_layers, model.n_heads, name_movers)
-    recorded = _cache_under(model, prompts, [patching.Patch(i, kept, vals.sources[i], keep=True) for i in range(len(prompts))], batch_size)
+    recorded = _cache_under(
+        model, prompts, [patching.Patch(i, kept, vals.sources[i], keep=True) for i in range(len(prompts))], batch_size
+    )
     dla_ko, _ = direct_logit_attribution(model, prompts, recorded)
     dla, _ = direct_logit_attribution(model, prompts, clean)
     gain = (dla_ko - dla) / abs(float(clean.ld.mean()))
@@ -74,13 +82,24 @@ def _cache_under(model: LoadedModel, prompts: PromptSet, patches: list[patching.
         src = torch.stack([torch.nn.functional.pad(srcs[i].source[layer], (0, 0, 0, 0, 0, width - len(prompts[i]))) for i in idx])
         return lambda t, hook: torch.where(masks[..., None].to(t.device), src.to(t.device, t.dtype), t)
 
-    return patching.cache_run(model, prompts, batch_size, extra_hooks=lambda idx, width: [
-        (f"blocks.{layer}.attn.hook_z", hook_for(layer, idx, width)) for layer in range(L)])
+    return patching.cache_run(
+        model,
+        prompts,
+        batch_size,
+        extra_hooks=lambda idx, width: [(f"blocks.{layer}.attn.hook_z", hook_for(layer, idx, width)) for layer in range(L)],
+    )
 
 
-STAGES = ("caching clean, ABC and S1-twin runs", "attribution patching", "activation patching", "path patching to the logits",
-          "head scores and detectors", "path patching to name-mover queries, keys and values", "backup knockout",
-          "behaviour records of the kept heads")
+STAGES = (
+    "caching clean, ABC and S1-twin runs",
+    "attribution patching",
+    "activation patching",
+    "path patching to the logits",
+    "head scores and detectors",
+    "path patching to name-mover queries, keys and values",
+    "backup knockout",
+    "behaviour records of the kept heads",
+)
 """What `discover` reports through `progress`, in order, before each step (a CLI turns them into a progress bar)."""
 
 
@@ -99,7 +118,9 @@ class _Runs:
     seconds: dict[str, float]
 
 
-def discover(model: LoadedModel, settings: Settings = Settings(), name: str | None = None, progress: Callable[[str], Any] | None = None) -> Discovery:
+def discover(
+    model: LoadedModel, settings: Settings = Settings(), name: str | None = None, progress: Callable[[str], Any] | None = None
+) -> Discovery:
     """Run every step of the method; returns the circuit, all score matrices and a report."""
     s, t0, say = settings, time.perf_counter(), progress or (lambda *_: None)
     r = _patching(model, s, say)
@@ -107,23 +128,51 @@ def discover(model: LoadedModel, settings: Settings = Settings(), name: str | No
     m, f_m = r.m, r.f_m
     roles = assign_roles(m, s)
     say(STAGES[7])
-    mlp_eff = mlp_nodes.mlp_path_effects(model, r.clean_ps, r.abc_ps, f_m, s.batch_size)  # 2 forwards: END states of clean and ABC
+    mlp_eff = mlp_nodes.mlp_path_effects(
+        model, r.clean_ps, r.abc_ps, f_m, s.batch_size
+    )  # 2 forwards: END states of clean and ABC
     heads, mlps = _circuit_heads(model, roles, m, s, mlp_nodes.propose(mlp_eff, s.nm_effect))
-    mlp_report = {"rule": f"END output from the ABC twin lowers LD by >= nm_effect ({s.nm_effect}) x F(M), later MLPs recomputed",
-                  "pp_mlp_logits": [round(float(x), 6) for x in mlp_eff], "proposed": {n.node: n.note for n in mlps}}
+    mlp_report = {
+        "rule": f"END output from the ABC twin lowers LD by >= nm_effect ({s.nm_effect}) x F(M), later MLPs recomputed",
+        "pp_mlp_logits": [round(float(x), 6) for x in mlp_eff],
+        "proposed": {n.node: n.note for n in mlps},
+    }
     found, missing = _roles_found(roles)
-    fc = curves.discovery_curves(model, r.clean_ps, r.clean, r.abc, m, s.curve_ablation, s.seed, s.batch_size * 4, [h.head for h in heads])
+    fc = curves.discovery_curves(
+        model, r.clean_ps, r.clean, r.abc, m, s.curve_ablation, s.seed, s.batch_size * 4, [h.head for h in heads]
+    )
     forwards = {**r.forwards, "mlp_end_states": len(r.clean_ps) + len(r.abc_ps), "faithfulness_curves": fc["forwards"]}
     settings_d = asdict(s)
-    circuit = Circuit(name=name or f"discovered-{Path(model.name).name}", model=model.name, heads=tuple(heads), mlps=mlps,
-                      n_layers=model.n_layers, n_heads=model.n_heads, provenance={
-                          "method": "advgen discover (attribution + activation + path patching, head_detector scores)",
-                          "settings": settings_d, "clean_mean_ld": round(f_m, 5), "roles_found": found, "roles_missing": missing})
+    circuit = Circuit(
+        name=name or f"discovered-{Path(model.name).name}",
+        model=model.name,
+        heads=tuple(heads),
+        mlps=mlps,
+        n_layers=model.n_layers,
+        n_heads=model.n_heads,
+        provenance={
+            "method": "advgen discover (attribution + activation + path patching, head_detector scores)",
+            "settings": settings_d,
+            "clean_mean_ld": round(f_m, 5),
+            "roles_found": found,
+            "roles_missing": missing,
+        },
+    )
     report = {
-        "model": model.name, "model_source": model.source, "runtime": model.runtime, "settings": settings_d, "clean_mean_ld": f_m,
-        "abc_mean_ld": float(r.abc.ld.mean()), "roles_found": found, "roles_missing": missing, **_direct_share(m),
+        "model": model.name,
+        "model_source": model.source,
+        "runtime": model.runtime,
+        "settings": settings_d,
+        "clean_mean_ld": f_m,
+        "abc_mean_ld": float(r.abc.ld.mean()),
+        "roles_found": found,
+        "roles_missing": missing,
+        **_direct_share(m),
         "heads": {str(h.head): {"role": h.role.value, "why": h.note} for h in heads},
-        "mlp_nodes": mlp_report, "attribution_vs_activation_spearman": r.rank, "forward_equivalents": forwards, "faithfulness_curves": fc,
+        "mlp_nodes": mlp_report,
+        "attribution_vs_activation_spearman": r.rank,
+        "forward_equivalents": forwards,
+        "faithfulness_curves": fc,
         "seconds": {**r.seconds, "total": time.perf_counter() - t0},
     }
     return Discovery(circuit, m, report)
@@ -150,9 +199,16 @@ def _patching(model: LoadedModel, s: Settings, say: Callable[[str], Any]) -> _Ru
     say(STAGES[3])
     m["pp_logits"] = path_patching_logits(model, clean_ps, clean, abc)
     m["pp_logits_mlp"] = paths.path_patching_logits_via_mlps(model, clean_ps, clean, abc)  # the name-mover rule's path by default
-    forwards = {"cache_clean_forward": len(clean_ps), "cache_abc_forward": len(abc_ps), "cache_s1_twin_forward": len(s1_ps),
-                "cache_clean_backward": len(clean_ps), "activation_patching": n_act}
-    return _Runs(clean_ps, abc_ps, clean, abc, f_m, m, rank, forwards, {"attribution_total": t_attr, "activation_patching": t_act})
+    forwards = {
+        "cache_clean_forward": len(clean_ps),
+        "cache_abc_forward": len(abc_ps),
+        "cache_s1_twin_forward": len(s1_ps),
+        "cache_clean_backward": len(clean_ps),
+        "activation_patching": n_act,
+    }
+    return _Runs(
+        clean_ps, abc_ps, clean, abc, f_m, m, rank, forwards, {"attribution_total": t_attr, "activation_patching": t_act}
+    )
 
 
 def _scores_and_paths(model: LoadedModel, s: Settings, r: _Runs, say: Callable[[str], Any]) -> None:
@@ -164,13 +220,21 @@ def _scores_and_paths(model: LoadedModel, s: Settings, r: _Runs, say: Callable[[
     m.update(det.scores)
     nms = [h for h, (role, _) in assign_roles(m, s).items() if role == Role.NAME_MOVER]  # first pass: who the name movers are
     say(STAGES[5])
-    m["pp_queries"], n_q = paths.path_patching_queries(model, clean_ps, clean, abc, [(h.layer, h.head) for h in nms], s.batch_size * 4)
+    m["pp_queries"], n_q = paths.path_patching_queries(
+        model, clean_ps, clean, abc, [(h.layer, h.head) for h in nms], s.batch_size * 4
+    )
     kv, n_kv = paths.path_patching_kv(model, clean_ps, clean, abc, [(h.layer, h.head) for h in nms], s.batch_size * 4)
     m["pp_keys"], m["pp_values"] = kv["k"], kv["v"]
     say(STAGES[6])
     m["backup_gain"], n_b = backup_gain(model, clean_ps, clean, abc, nms, s.batch_size)
-    r.forwards.update({"path_patching_queries": n_q, "path_patching_keys_values": n_kv, "backup_knockout": n_b,
-                       "head_detector_sequences": det.forwards})
+    r.forwards.update(
+        {
+            "path_patching_queries": n_q,
+            "path_patching_keys_values": n_kv,
+            "backup_knockout": n_b,
+            "head_detector_sequences": det.forwards,
+        }
+    )
 
 
 def _roles_found(roles: dict[Head, tuple[Role, str]]) -> tuple[list[str], list[str]]:
@@ -179,8 +243,9 @@ def _roles_found(roles: dict[Head, tuple[Role, str]]) -> tuple[list[str], list[s
     return found, [r.value for r in Role if r.value not in found]
 
 
-def _circuit_heads(model: LoadedModel, roles: dict[Head, tuple[Role, str]], m: dict[str, np.ndarray], s: Settings,
-                   mlps: tuple[CircuitMLP, ...]) -> tuple[tuple[CircuitHead, ...], tuple[CircuitMLP, ...]]:
+def _circuit_heads(
+    model: LoadedModel, roles: dict[Head, tuple[Role, str]], m: dict[str, np.ndarray], s: Settings, mlps: tuple[CircuitMLP, ...]
+) -> tuple[tuple[CircuitHead, ...], tuple[CircuitMLP, ...]]:
     """Each kept head with its role, positions, every score as evidence, and its behaviour record; the MLP nodes with theirs."""
     heads = []
     for h in sorted(roles):
@@ -191,8 +256,12 @@ def _circuit_heads(model: LoadedModel, roles: dict[Head, tuple[Role, str]], m: d
 
 
 def _direct_share(m: dict[str, np.ndarray]) -> dict[str, Any]:
-    return {"heads_direct_share_of_ld": float(np.sum(m["dla_ld"])),
-            "note_direct_share": "sum over heads of direct logit attribution / F(M); the rest reaches the logits through MLPs, embeddings and biases"}
+    return {
+        "heads_direct_share_of_ld": float(np.sum(m["dla_ld"])),
+        "note_direct_share": (
+            "sum over heads of direct logit attribution / F(M); the rest reaches the logits through MLPs, embeddings and biases"
+        ),
+    }
 
 
 def write_discovery(d: Discovery, out: str | Path, command: str = "") -> list[Path]:

@@ -23,11 +23,18 @@ HEATMAPS = {
 
 
 PANEL_TITLES = {
-    **{f"act_{k}": f"patched at {k}" for k in patching.KINDS}, **{f"attr_{k}": f"estimated at {k}" for k in patching.KINDS},
-    "pp_logits": "path: head -> logits", "pp_logits_mlp": "path: head -> MLPs -> logits", "pp_queries": "path: head -> name-mover queries",
-    "pp_keys": "path: head -> name-mover keys", "pp_values": "path: head -> name-mover values",
-    "dla_ld": "direct logit attribution", "backup_gain": "backup gain (name movers ablated)",
-    "previous_token_score": "previous-token score", "duplicate_token_score": "duplicate-token score", "induction_score": "induction score",
+    **{f"act_{k}": f"patched at {k}" for k in patching.KINDS},
+    **{f"attr_{k}": f"estimated at {k}" for k in patching.KINDS},
+    "pp_logits": "path: head -> logits",
+    "pp_logits_mlp": "path: head -> MLPs -> logits",
+    "pp_queries": "path: head -> name-mover queries",
+    "pp_keys": "path: head -> name-mover keys",
+    "pp_values": "path: head -> name-mover values",
+    "dla_ld": "direct logit attribution",
+    "backup_gain": "backup gain (name movers ablated)",
+    "previous_token_score": "previous-token score",
+    "duplicate_token_score": "duplicate-token score",
+    "induction_score": "induction score",
 }
 FILE_TITLES = {
     "patching.png": "Activation patching: change in mean LD / F(M) when a head's output is taken from the corrupted twin",
@@ -47,7 +54,9 @@ def heatmaps(path: Path, names: tuple[str, ...], m: dict[str, np.ndarray], title
 
     names = tuple(k for k in names if k in m)
     L, H = next(iter(m.values())).shape
-    fig, axes = plt.subplots(1, len(names), figsize=(1.0 + min(max(2.6, 0.45 * H + 1.4), 4.5) * len(names), 1.6 + min(0.4 * L, 4.8)), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(names), figsize=(1.0 + min(max(2.6, 0.45 * H + 1.4), 4.5) * len(names), 1.6 + min(0.4 * L, 4.8)), squeeze=False
+    )
     for ax, k in zip(axes[0], names, strict=True):
         v = np.nan_to_num(m[k])
         lim = max(float(np.abs(v).max()), 1e-9)

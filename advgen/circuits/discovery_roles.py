@@ -16,7 +16,8 @@ from advgen.core.types import AdvgenError, Head, Role
 from advgen.model.validate import DEFAULT_BATCH
 
 NM_PATHS = {"mlp": ("pp_logits_mlp", "path->MLPs->logits"), "direct": ("pp_logits", "path->logits")}
-"""name-mover rule path -> (score matrix it reads, label in the role's note); its keys are `options.NM_PATHS` (the CLI's choices)."""
+"""name-mover rule path -> (score matrix it reads, label in the role's note); its keys are `options.NM_PATHS` (the CLI's
+choices)."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,9 @@ class Settings:
         if self.nm_path not in NM_PATHS:  # checked here, before any model run
             raise AdvgenError(f"discover settings: nm_path {self.nm_path!r}, expected one of {', '.join(NM_PATHS)}")
         if self.curve_ablation not in ablation.ABLATIONS:
-            raise AdvgenError(f"discover settings: curve_ablation {self.curve_ablation!r}, expected one of {', '.join(ablation.ABLATIONS)}")
+            raise AdvgenError(
+                f"discover settings: curve_ablation {self.curve_ablation!r}, expected one of {', '.join(ablation.ABLATIONS)}"
+            )
 
 
 def _heads(mask: np.ndarray) -> list[Head]:
@@ -80,10 +83,14 @@ def _name_movers(m: dict[str, np.ndarray], s: Settings, roles: dict[Head, tuple[
         roles[h] = (Role.NAME_MOVER, f"{via} {pp[h.layer, h.head]:+.2f}, END->IO {m['attn_END_to_IO'][h.layer, h.head]:.2f}")
     direct = m["pp_logits"]
     for h in _heads((direct >= s.nm_effect / 2) & (m["dla_ld"] < 0)):
-        roles.setdefault(h, (Role.NEGATIVE_NAME_MOVER, f"path->logits {direct[h.layer, h.head]:+.2f}, DLA {m['dla_ld'][h.layer, h.head]:+.2f}"))
+        roles.setdefault(
+            h, (Role.NEGATIVE_NAME_MOVER, f"path->logits {direct[h.layer, h.head]:+.2f}, DLA {m['dla_ld'][h.layer, h.head]:+.2f}")
+        )
     if "backup_gain" in m:
         for h in _heads((m["backup_gain"] >= s.backup_effect) & ~nm):
-            roles.setdefault(h, (Role.BACKUP_NAME_MOVER, f"DLA gain under name-mover knockout {m['backup_gain'][h.layer, h.head]:+.2f}"))
+            roles.setdefault(
+                h, (Role.BACKUP_NAME_MOVER, f"DLA gain under name-mover knockout {m['backup_gain'][h.layer, h.head]:+.2f}")
+            )
     return order
 
 
@@ -92,14 +99,27 @@ def _sinh_via_queries(m: dict[str, np.ndarray], s: Settings, roles: dict[Head, t
     if "pp_queries" in m and movers:
         sinh = np.nan_to_num(m["pp_queries"], nan=0.0) <= -s.sinh_effect
         for h in sorted(_heads(sinh), key=lambda h: m["pp_queries"][h.layer, h.head]):
-            roles.setdefault(h, (Role.S_INHIBITION, f"path->NM queries {m['pp_queries'][h.layer, h.head]:+.2f}, END->S2 {m['attn_END_to_S2'][h.layer, h.head]:.2f}"))
+            roles.setdefault(
+                h,
+                (
+                    Role.S_INHIBITION,
+                    f"path->NM queries {m['pp_queries'][h.layer, h.head]:+.2f}, END->S2 "
+                    f"{m['attn_END_to_S2'][h.layer, h.head]:.2f}",
+                ),
+            )
     elif not movers:
         # no name-mover heads to path-patch into (the logits are written by MLPs): fall back to the
         # S-inhibition signature itself: END attends to S2 and patching END from ABC lowers LD
         sinh = (m["act_END"] <= -s.sinh_effect) & (m["attn_END_to_S2"] > m["attn_END_to_IO"])
         for h in sorted(_heads(sinh), key=lambda h: m["act_END"][h.layer, h.head]):
-            roles.setdefault(h, (Role.S_INHIBITION, f"no name movers; patch@END {m['act_END'][h.layer, h.head]:+.2f}, "
-                                 f"END->S2 {m['attn_END_to_S2'][h.layer, h.head]:.2f} vs END->IO {m['attn_END_to_IO'][h.layer, h.head]:.2f}"))
+            roles.setdefault(
+                h,
+                (
+                    Role.S_INHIBITION,
+                    f"no name movers; patch@END {m['act_END'][h.layer, h.head]:+.2f}, "
+                    f"END->S2 {m['attn_END_to_S2'][h.layer, h.head]:.2f} vs END->IO {m['attn_END_to_IO'][h.layer, h.head]:.2f}",
+                ),
+            )
 
 
 def _upstream(m: dict[str, np.ndarray], s: Settings, roles: dict[Head, tuple[Role, str]]) -> None:
@@ -123,8 +143,11 @@ def _spread(m: dict[str, np.ndarray], s: Settings, roles: dict[Head, tuple[Role,
     spread = (m["act_ALL"] <= -s.upstream_effect) & (slots > m["act_ALL"] / 2)
     for h in _heads(spread):
         if h not in roles:
-            roles[h] = (Role.S_INHIBITION, f"moves S2 forward: patch@ALL {m['act_ALL'][h.layer, h.head]:+.2f} but "
-                        f"at most {slots[h.layer, h.head]:+.2f} at any one slot; kept at ALL positions")
+            roles[h] = (
+                Role.S_INHIBITION,
+                f"moves S2 forward: patch@ALL {m['act_ALL'][h.layer, h.head]:+.2f} but "
+                f"at most {slots[h.layer, h.head]:+.2f} at any one slot; kept at ALL positions",
+            )
 
 
 def _sinh_via_kv(m: dict[str, np.ndarray], s: Settings, roles: dict[Head, tuple[Role, str]]) -> None:
@@ -134,5 +157,11 @@ def _sinh_via_kv(m: dict[str, np.ndarray], s: Settings, roles: dict[Head, tuple[
         return
     kv = np.minimum(np.nan_to_num(m["pp_keys"], nan=0.0), np.nan_to_num(m["pp_values"], nan=0.0))
     for h in sorted(_heads(kv <= -s.sinh_effect), key=lambda h: kv[h.layer, h.head]):
-        roles.setdefault(h, (Role.S_INHIBITION, f"path->NM keys {m['pp_keys'][h.layer, h.head]:+.2f}, values "
-                             f"{m['pp_values'][h.layer, h.head]:+.2f}, queries {m['pp_queries'][h.layer, h.head]:+.2f}"))
+        roles.setdefault(
+            h,
+            (
+                Role.S_INHIBITION,
+                f"path->NM keys {m['pp_keys'][h.layer, h.head]:+.2f}, values "
+                f"{m['pp_values'][h.layer, h.head]:+.2f}, queries {m['pp_queries'][h.layer, h.head]:+.2f}",
+            ),
+        )

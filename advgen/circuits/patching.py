@@ -48,6 +48,8 @@ def source_for(kind: str, corrupt: Mapping[str, RunCache] | RunCache) -> RunCach
     if isinstance(corrupt, RunCache):
         return corrupt
     return corrupt["s1"] if kind in S1_KINDS and "s1" in corrupt else corrupt["abc"]
+
+
 ATTN_PAIRS = (("END", "IO"), ("END", "S1"), ("END", "S2"), ("S2", "S1"), ("S2", "S1+1"), ("S1+1", "S1"))
 """(query slot, key slot) attention readouts recorded in every cached run."""
 
@@ -103,8 +105,16 @@ def _grad(t: torch.Tensor) -> torch.Tensor:
     return t.grad
 
 
-def _collect(idx: list[int], prompts: PromptSet, grad: bool, zs: dict[int, torch.Tensor], pre: dict[int, torch.Tensor],
-             fin: torch.Tensor, logits: torch.Tensor, out: tuple[list[Any], ...]) -> None:
+def _collect(
+    idx: list[int],
+    prompts: PromptSet,
+    grad: bool,
+    zs: dict[int, torch.Tensor],
+    pre: dict[int, torch.Tensor],
+    fin: torch.Tensor,
+    logits: torch.Tensor,
+    out: tuple[list[Any], ...],
+) -> None:
     """Copy one batch's recordings into the per-prompt lists (z, grad z, final resid, resid_pre, logits)."""
     (z, gz, rfin, rpre, logits_out), L = out, len(zs)
     zb = torch.stack([zs[layer].detach().float() for layer in range(L)], 1).cpu()  # one host copy per batch
@@ -119,8 +129,12 @@ def _collect(idx: list[int], prompts: PromptSet, grad: bool, zs: dict[int, torch
 
 
 def cache_run(
-    model: LoadedModel, prompts: PromptSet, batch_size: int = DEFAULT_BATCH, grad: bool = False,
-    extra_hooks: ExtraHooks | None = None, mlp: bool = False,
+    model: LoadedModel,
+    prompts: PromptSet,
+    batch_size: int = DEFAULT_BATCH,
+    grad: bool = False,
+    extra_hooks: ExtraHooks | None = None,
+    mlp: bool = False,
 ) -> RunCache:
     """One forward per batch (on the model's device) recording z, residuals at END, attention readouts (and d LD/dz;
     with `mlp`, every MLP's output at every position); the recordings reach the CPU in one copy per batch."""
@@ -150,16 +164,33 @@ def cache_run(
             mlp_rec.collect(idx, [len(prompts[i]) for i in idx], mlp_out)
     lg = torch.stack(logits_out)
     ld = lg[torch.arange(n, device="cpu"), io_all] - lg[torch.arange(n, device="cpu"), s_all]
-    return RunCache(tuple(z), torch.stack(rfin), torch.stack(rpre), attn, lg, ld,
-                    tuple(gz) if grad else None, tuple(mlp_out) if mlp else None, forwards=n, backwards=n if grad else 0)
+    return RunCache(
+        tuple(z),
+        torch.stack(rfin),
+        torch.stack(rpre),
+        attn,
+        lg,
+        ld,
+        tuple(gz) if grad else None,
+        tuple(mlp_out) if mlp else None,
+        forwards=n,
+        backwards=n if grad else 0,
+    )
 
 
 class _Recording:
     """One batch's recording hooks: z per layer (its gradient retained with `grad`), residuals and final input at END,
     the attention readouts (ATTN_PAIRS, written straight into `attn`)."""
 
-    def __init__(self, prompts: PromptSet, idx: list[int], rows: torch.Tensor, ends: torch.Tensor, grad: bool,
-                 attn: dict[str, torch.Tensor]) -> None:
+    def __init__(
+        self,
+        prompts: PromptSet,
+        idx: list[int],
+        rows: torch.Tensor,
+        ends: torch.Tensor,
+        grad: bool,
+        attn: dict[str, torch.Tensor],
+    ) -> None:
         self.prompts, self.idx, self.rows, self.ends, self.grad, self.attn = prompts, idx, rows, ends, grad, attn
         self.zs: dict[int, torch.Tensor] = {}
         self.pre: dict[int, torch.Tensor] = {}
@@ -196,6 +227,7 @@ class _Recording:
 
 # ---------------------------------------------------------------- batched replacement runs
 
+
 @dataclass(frozen=True)
 class Patch:
     """One row of a patched run: prompt `prompt`, with z at `entries` replaced by `source`.
@@ -226,7 +258,7 @@ def _row_mask(p: Prompt, patch: Patch, L: int, H: int, width: int) -> torch.Tens
         m[layer, positions_of(p, kind), head] = True
     if patch.keep:
         m = ~m
-        m[:, len(p):] = False
+        m[:, len(p) :] = False
     return m
 
 
@@ -240,8 +272,12 @@ class RowStats:
 
 
 def patched_run(
-    model: LoadedModel, prompts: PromptSet, patches: Sequence[Patch], batch_size: int = DEFAULT_BATCH,
-    ref_logp: torch.Tensor | None = None, chunk: int = 512,
+    model: LoadedModel,
+    prompts: PromptSet,
+    patches: Sequence[Patch],
+    batch_size: int = DEFAULT_BATCH,
+    ref_logp: torch.Tensor | None = None,
+    chunk: int = 512,
 ) -> RowStats:
     """Run every patch (row) and reduce END logits to LD / loss / KL at once (no vocab-size output)."""
     L, H = model.n_layers, model.n_heads
@@ -264,7 +300,9 @@ def patched_run(
     return RowStats(torch.cat(lds), torch.cat(losses), torch.cat(kls))
 
 
-def _patch_hooks(idx: list[int], part: Sequence[Patch], rows_ps: PromptSet, L: int, H: int) -> list[tuple[str, Callable[..., Any]]]:
+def _patch_hooks(
+    idx: list[int], part: Sequence[Patch], rows_ps: PromptSet, L: int, H: int
+) -> list[tuple[str, Callable[..., Any]]]:
     """The hooks of one batch (rows `idx` of `part`): z, query, key / value and MLP replacements."""
     width = max(len(rows_ps[i]) for i in idx)
     masks = torch.stack([_row_mask(rows_ps[i], part[i], L, H, width) for i in idx])  # [b, L, W, H]
@@ -286,8 +324,9 @@ def _patch_hooks(idx: list[int], part: Sequence[Patch], rows_ps: PromptSet, L: i
         hooks.append((f"blocks.{layer}.attn.hook_z", zhook))
     hooks += _q_hooks(idx, part, rows_ps)
     hooks += _kv_hooks([(r, kv) for r, i in enumerate(idx) for kv in part[i].kv_patch])
-    return hooks + mlp_hooks([rows_ps[i] for i in idx], [part[i].mlp_kept for i in idx], [part[i].mlp_source for i in idx], L,
-                             width, positions_of)
+    return hooks + mlp_hooks(
+        [rows_ps[i] for i in idx], [part[i].mlp_kept for i in idx], [part[i].mlp_source for i in idx], L, width, positions_of
+    )
 
 
 def _q_hooks(idx: list[int], part: Sequence[Patch], rows_ps: PromptSet) -> list[tuple[str, Callable[..., Any]]]:
@@ -326,9 +365,14 @@ def _kv_hooks(rows: list[tuple[int, tuple[int, int, str, torch.Tensor]]]) -> lis
 
 # ---------------------------------------------------------------- activation patching
 
+
 def activation_patching(
-    model: LoadedModel, prompts: PromptSet, clean: RunCache, corrupt: Mapping[str, RunCache] | RunCache,
-    kinds: Sequence[str] = KINDS, batch_size: int = DEFAULT_BATCH,
+    model: LoadedModel,
+    prompts: PromptSet,
+    clean: RunCache,
+    corrupt: Mapping[str, RunCache] | RunCache,
+    kinds: Sequence[str] = KINDS,
+    batch_size: int = DEFAULT_BATCH,
 ) -> tuple[dict[str, np.ndarray], int]:
     """Exhaustive: every (head, kind) patched from its corrupted twin; len(prompts) rows per variant."""
     L, H, n = model.n_layers, model.n_heads, len(prompts)

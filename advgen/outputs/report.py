@@ -63,8 +63,9 @@ def example_rows(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, Mapping[s
     return [("clean", first)] if first is not None else []
 
 
-def section_attention(data: RunData, model_spec: str | None, circuit_spec: str | None,
-                      device: str = "auto", dtype: str = "float32") -> tuple[str, str]:
+def section_attention(
+    data: RunData, model_spec: str | None, circuit_spec: str | None, device: str = "auto", dtype: str = "float32"
+) -> tuple[str, str]:
     """(heatmaps, interactive circuitsvis view) of the circuit's heads on the example prompts; one model run."""
     from advgen.circuits.format import resolve_circuit
     from advgen.outputs import attention
@@ -93,15 +94,20 @@ def section_attention(data: RunData, model_spec: str | None, circuit_spec: str |
     chosen = attention.pick_heads(circuit)
     exs = attention.patterns(model, [h for h, _ in every], examples)
     name = source_label(model.name) if Path(model.name).is_absolute() else model.name
-    parts = [f"<p class='note'>Model <code>{esc(name)}</code>, circuit <code>{esc(circuit.name)}</code>; "
-             f"up to two heads per role (up to eight in the interactive view). Prompts: " + "; ".join(f"{esc(e.label)}: <code>{esc(r['text'])}</code>"
-                                                                for e, (_, r) in zip(exs, examples, strict=True)) + "</p>"]
+    parts = [
+        f"<p class='note'>Model <code>{esc(name)}</code>, circuit <code>{esc(circuit.name)}</code>; "
+        f"up to two heads per role (up to eight in the interactive view). Prompts: "
+        + "; ".join(f"{esc(e.label)}: <code>{esc(r['text'])}</code>" for e, (_, r) in zip(exs, examples, strict=True))
+        + "</p>"
+    ]
     for head, role in chosen:
         fig = plots.attention_pair(str(head), role, [(e.label, e.tokens, e.patterns[head]) for e in exs])
         parts.append(img(plots.png_b64(fig), f"attention {head}"))
     try:
-        view = ("<p class='note'>circuitsvis <code>AttentionHeads</code>: pick a head, hover a token to see where it "
-                "attends (rows: query, columns: key).</p>" + attention.interactive_html(exs, every))
+        view = (
+            "<p class='note'>circuitsvis <code>AttentionHeads</code>: pick a head, hover a token to see where it "
+            "attends (rows: query, columns: key).</p>" + attention.interactive_html(exs, every)
+        )
     except AdvgenError as e:
         print(f"advgen report: interactive attention view skipped: {e}", file=sys.stderr)
         view = f"<p class='note'>Interactive view skipped: {esc(e)}</p>"
@@ -111,11 +117,16 @@ def section_attention(data: RunData, model_spec: str | None, circuit_spec: str |
 def section_discovery(run_dir: Path, exclude: Path) -> str:
     from advgen.circuits.discovery_plots import FILE_TITLES
 
-    titles = {**FILE_TITLES, "attribution_vs_activation.png": "attribution estimate against activation patching effect, per head and position"}
+    titles = {
+        **FILE_TITLES,
+        "attribution_vs_activation.png": "attribution estimate against activation patching effect, per head and position",
+    }
     same_dir = exclude.parent.resolve() == run_dir.resolve()
     order = list(titles)
-    pngs = sorted((p for p in run_dir.glob("*.png") if not (same_dir and p.name.startswith(exclude.stem))),
-                  key=lambda p: (order.index(p.name) if p.name in order else len(order), p.name))
+    pngs = sorted(
+        (p for p in run_dir.glob("*.png") if not (same_dir and p.name.startswith(exclude.stem))),
+        key=lambda p: (order.index(p.name) if p.name in order else len(order), p.name),
+    )
     parts, curves, doc = [], "", read_discovery(run_dir)
     if doc is not None:
         curves = _curves_html(doc.faithfulness_curves if isinstance(doc, DiscoveryDoc) else None)
@@ -131,12 +142,21 @@ def _curves_html(fc: Curves | None) -> str:
     if fc is None or fc.signed is None:
         return ""
     curves = fc.rankings()
-    rows = [[f"{p.size:g} ({p.n_heads} heads)", *(fmt(q.faithfulness if (q := c.at(p.size)) else None) for c in curves.values())]
-            for p in fc.signed.sizes or () if p.size is not None]
-    rows += [["CPR (area under)", *(fmt(c.cpr) for c in curves.values())], ["CMD (area between it and 1)", *(fmt(c.cmd) for c in curves.values())]]
-    return (f"<p class='note'>Faithfulness (mean LD, (m(C) - m(empty)) / (m(M) - m(empty))) of the top-k heads by {esc(fc.rank_score)}, "
-            f"{esc(fc.ablation)} ablation of the rest, at MIB's sizes over {fc.n_nodes} heads (MLPs kept). MIB reads CPR off the "
-            "signed ranking and CMD off the absolute one.</p>" + table(["size", *curves], rows))
+    rows = [
+        [f"{p.size:g} ({p.n_heads} heads)", *(fmt(q.faithfulness if (q := c.at(p.size)) else None) for c in curves.values())]
+        for p in fc.signed.sizes or ()
+        if p.size is not None
+    ]
+    rows += [
+        ["CPR (area under)", *(fmt(c.cpr) for c in curves.values())],
+        ["CMD (area between it and 1)", *(fmt(c.cmd) for c in curves.values())],
+    ]
+    return (
+        "<p class='note'>Faithfulness (mean LD, (m(C) - m(empty)) / (m(M) - m(empty))) of the top-k heads by "
+        f"{esc(fc.rank_score)}, "
+        f"{esc(fc.ablation)} ablation of the rest, at MIB's sizes over {fc.n_nodes} heads (MLPs kept). MIB reads CPR off the "
+        "signed ranking and CMD off the absolute one.</p>" + table(["size", *curves], rows)
+    )
 
 
 def section_claims(run_dir: Path) -> str:
@@ -148,8 +168,12 @@ def section_claims(run_dir: Path) -> str:
     worst = run_dir / "worst_cases.jsonl"
     if worst.exists() and worst.stat().st_size:
         rows = read_jsonl(worst, required=("text",))[:MAX_EXAMPLES]
-        keys = [k for k in rows[0] if isinstance(rows[0][k], (str, int, float)) and k not in ("template_id", "order", "pair_id")][:8]
-        parts.append("<p class='note'>Worst cases (worst_cases.jsonl):</p>" + table(keys, [[r.get(k, "") for k in keys] for r in rows]))
+        keys = [k for k in rows[0] if isinstance(rows[0][k], (str, int, float)) and k not in ("template_id", "order", "pair_id")][
+            :8
+        ]
+        parts.append(
+            "<p class='note'>Worst cases (worst_cases.jsonl):</p>" + table(keys, [[r.get(k, "") for k in keys] for r in rows])
+        )
     return "".join(parts)
 
 
@@ -164,10 +188,15 @@ def _load(run_dir: Path) -> RunData:
         raise AdvgenError(f"run directory not found: {run_dir}")
     if not any((run_dir / f).exists() for f in MEASURED) and not any(run_dir.glob("*.png")):
         held = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("."))
-        hint = (f"; prompts without model outputs: run `advgen validate {run_dir / 'prompts.jsonl'} --out DIR` and report DIR"
-                if "prompts.jsonl" in held else "")
-        raise AdvgenError(f"{run_dir} has nothing to report: no results.jsonl, discovery.json, claims or PNG heatmaps "
-                          f"(it holds: {', '.join(held) or 'nothing'}){hint}")
+        hint = (
+            f"; prompts without model outputs: run `advgen validate {run_dir / 'prompts.jsonl'} --out DIR` and report DIR"
+            if "prompts.jsonl" in held
+            else ""
+        )
+        raise AdvgenError(
+            f"{run_dir} has nothing to report: no results.jsonl, discovery.json, claims or PNG heatmaps "
+            f"(it holds: {', '.join(held) or 'nothing'}){hint}"
+        )
     man = _read_json(run_dir / "manifest.json") or {}  # an object, or a named error (advgen.outputs.docschema)
     check_manifest(man, run_dir / "manifest.json")
     return RunData(run_dir, (), man, {}, read_circuit(run_dir))
@@ -186,9 +215,11 @@ def _sections(d: Path, out: Path, data: RunData, heatmaps: str, view: str) -> tu
     """The verdict panel and every titled section (the caller drops empty ones)."""
     if data.summary.get("objective") == "divergence":  # a divergence search: its comparison is the verdict
         md = read_text(d / "table.md") if (d / "table.md").is_file() else ""
-        panel = ("<p class='note'>A divergence search (advgen attack --objective divergence): the guided search against a random "
-                 "search of the same budget, and the prompts where the circuit and the model part most. The rows below are that "
-                 "test set (results.jsonl), worst first.</p>" + markdown_html(md))
+        panel = (
+            "<p class='note'>A divergence search (advgen attack --objective divergence): the guided search against a random "
+            "search of the same budget, and the prompts where the circuit and the model part most. The rows below are that "
+            "test set (results.jsonl), worst first.</p>" + markdown_html(md)
+        )
     else:
         panel = verdict.panel(d, data.summary, data.rows)
     return panel, [
@@ -207,8 +238,15 @@ def _sections(d: Path, out: Path, data: RunData, heatmaps: str, view: str) -> tu
     ]
 
 
-def build_report(run_dir: str | Path, out_html: str | Path, model: str | None = None, circuit: str | None = None,
-                 attention: bool = True, device: str = "auto", dtype: str = "float32") -> Path:
+def build_report(
+    run_dir: str | Path,
+    out_html: str | Path,
+    model: str | None = None,
+    circuit: str | None = None,
+    attention: bool = True,
+    device: str = "auto",
+    dtype: str = "float32",
+) -> Path:
     """Write one self-contained HTML report of `run_dir` to `out_html` (atomically)."""
     d, out = Path(run_dir), Path(out_html)
     _check_report_out(d, out)
@@ -217,8 +255,10 @@ def build_report(run_dir: str | Path, out_html: str | Path, model: str | None = 
     try:  # documents are typed when read (docschema); a field no schema names still ends in a named error
         panel, sections = _sections(d, out, data, heatmaps, view)
     except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
-        raise AdvgenError(f"{d}: a document of this run has a field of a type the report cannot read "
-                          f"({type(e).__name__}: {str(e)[:120]}); rerun the command that wrote it") from None
+        raise AdvgenError(
+            f"{d}: a document of this run has a field of a type the report cannot read "
+            f"({type(e).__name__}: {str(e)[:120]}); rerun the command that wrote it"
+        ) from None
     terms = None if any(r.get("family") == "attack" for r in data.rows) else glossary.RUN_TERMS
     key = glossary.legend(terms) if data.rows else ""
     first = ""
@@ -229,6 +269,8 @@ def build_report(run_dir: str | Path, out_html: str | Path, model: str | None = 
         sections.insert(2, ("Legend", key))
     body = first + "".join(f"<section><h2>{esc(t)}</h2>{h}</section>\n" for t, h in sections if h)
     title = f"advgen report: {d.resolve().name}"
-    doc = (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{esc(title)}</title>"
-           f"<style>{CSS}</style></head><body><h1>{esc(title)}</h1>\n{body}</body></html>\n")
+    doc = (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
+        f"<style>{CSS}</style></head><body><h1>{esc(title)}</h1>\n{body}</body></html>\n"
+    )
     return atomic_write_text(out, doc)

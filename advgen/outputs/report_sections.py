@@ -45,8 +45,15 @@ def _group_row(name: str, rs: Sequence[Mapping[str, Any]], seed: int) -> list[An
     ld = np.array([r["logit_diff"] for r in rs], dtype=float)
     ci = bootstrap_ci(ld, seed)
     top1 = [r["io_rank"] == 0 for r in rs if "io_rank" in r]
-    return [name, len(rs), f"{fmt(ci.mean)} [{fmt(ci.low)}, {fmt(ci.high)}]", float((ld > 0).mean()), float((ld < 0).mean()),
-            float(np.mean([r.get("io_prob", np.nan) for r in rs])), float(np.mean(top1)) if top1 else ""]
+    return [
+        name,
+        len(rs),
+        f"{fmt(ci.mean)} [{fmt(ci.low)}, {fmt(ci.high)}]",
+        float((ld > 0).mean()),
+        float((ld < 0).mean()),
+        float(np.mean([r.get("io_prob", np.nan) for r in rs])),
+        float(np.mean(top1)) if top1 else "",
+    ]
 
 
 def section_summary(data: RunData) -> str:
@@ -59,11 +66,19 @@ def section_summary(data: RunData) -> str:
     out = [_group_row("all", data.rows, data.seed)] + [_group_row(k, v, data.seed) for k, v in fams.items()]
     head = ["group", "n", "mean LD [95 % CI]", "LD > 0", "S > IO", "mean IO prob", "IO top-1"]
     clean = fams.get("clean", [])
-    parts = [f"<details><summary>Clean prompts by {what} (summary.json: {key})</summary>"
-             + table([field, *head[1:]], [_group_row(v, [r for r in clean if r.get(field) == v], data.seed)
-                                         for v in sorted({str(r.get(field)) for r in clean})]) + "</details>"
-             for what, key, field in (("name order", "by_order", "order"), ("template", "by_template", "template_id"))
-             if clean and all(field in r for r in clean)]
+    parts = [
+        f"<details><summary>Clean prompts by {what} (summary.json: {key})</summary>"
+        + table(
+            [field, *head[1:]],
+            [
+                _group_row(v, [r for r in clean if r.get(field) == v], data.seed)
+                for v in sorted({str(r.get(field)) for r in clean})
+            ],
+        )
+        + "</details>"
+        for what, key, field in (("name order", "by_order", "order"), ("template", "by_template", "template_id"))
+        if clean and all(field in r for r in clean)
+    ]
     return table(head, out) + "".join(parts)
 
 
@@ -116,9 +131,13 @@ def section_modes(data: RunData) -> str:
                 rs = [r for r in fams[fam] if subset_of(r) == sub]
                 if rs:
                     out.append(_mode_row(mode, sub, fam, rs, data.seed))
-    html_ = table(["mode", "subset", "family", "n", "mean LD [95 % CI]", "S > IO", "mean IO prob", "breaks", "explained (of breaks)"], out)
-    html_ += ("<p class='note'>Random-sample rows estimate each family's behaviour without bias; search rows were picked by the "
-              "screen for a high predicted signal, so their break counts are not rates. Search controls are run only for breaks.</p>")
+    html_ = table(
+        ["mode", "subset", "family", "n", "mean LD [95 % CI]", "S > IO", "mean IO prob", "breaks", "explained (of breaks)"], out
+    )
+    html_ += (
+        "<p class='note'>Random-sample rows estimate each family's behaviour without bias; search rows were picked by the "
+        "screen for a high predicted signal, so their break counts are not rates. Search controls are run only for breaks.</p>"
+    )
     table_md = data.run_dir / "table.md"
     if table_md.exists():
         html_ += "<details><summary>The attack's full table (table.md: by parameter, predicted vs seen, yield)</summary>"
@@ -126,7 +145,11 @@ def section_modes(data: RunData) -> str:
     path = data.run_dir / "baseline.json"
     if path.exists():
         flat_b = flatten(verdict.read_json(path))
-        html_ += "<details><summary>baseline.json</summary>" + table(["metric", "value"], [[k, v] for k, v in flat_b.items()]) + "</details>"
+        html_ += (
+            "<details><summary>baseline.json</summary>"
+            + table(["metric", "value"], [[k, v] for k, v in flat_b.items()])
+            + "</details>"
+        )
     return html_
 
 
@@ -136,10 +159,15 @@ def section_histograms(data: RunData) -> str:
         return ""
     sampled = any(r.get("phase") == "sample" for r in data.rows)
     rows = [r for r in data.rows if not sampled or r.get("family") not in ("attack", "control") or r.get("phase") == "sample"]
-    panels = {mode: {fam: [r["logit_diff"] for r in rs] for fam, rs in fams.items() if rs} for mode, fams in by_mode(rows).items()}
+    panels = {
+        mode: {fam: [r["logit_diff"] for r in rs] for fam, rs in fams.items() if rs} for mode, fams in by_mode(rows).items()
+    }
     note = " Attack and control: the random sample (search candidates left out: the screen picked them)." if sampled else ""
-    return img(plots.png_b64(plots.ld_histograms(panels)), "LD histograms",
-               "Logit difference per prompt; left of the dashed line S beats IO." + note)
+    return img(
+        plots.png_b64(plots.ld_histograms(panels)),
+        "LD histograms",
+        "Logit difference per prompt; left of the dashed line S beats IO." + note,
+    )
 
 
 def _dose_series(rows: Sequence[Mapping[str, Any]], seed: int) -> dict[str, list[plots.DosePoint]]:
@@ -149,14 +177,19 @@ def _dose_series(rows: Sequence[Mapping[str, Any]], seed: int) -> dict[str, list
         for dose in sorted({float(r["params"]["dose"]) for r in rs}):
             ld = [r["logit_diff"] for r in rs if float(r["params"]["dose"]) == dose]
             ci = bootstrap_ci(ld, seed)
-            series.setdefault(fam, []).append(plots.DosePoint(dose, ci.mean, ci.low, ci.high, float(np.mean(np.array(ld) < 0)), len(ld)))
+            series.setdefault(fam, []).append(
+                plots.DosePoint(dose, ci.mean, ci.low, ci.high, float(np.mean(np.array(ld) < 0)), len(ld))
+            )
     return series
 
 
 def section_dose(data: RunData) -> str:
     """Plot: the random sample (unbiased); table: every subset, labelled, so search rows never pass for the sample."""
-    dosed = [r for r in data.rows if r.get("mode") and isinstance(r.get("params"), Mapping)
-             and isinstance(r["params"].get("dose"), (int, float))]  # any mode with a dose parameter
+    dosed = [
+        r
+        for r in data.rows
+        if r.get("mode") and isinstance(r.get("params"), Mapping) and isinstance(r["params"].get("dose"), (int, float))
+    ]  # any mode with a dose parameter
     if not dosed:
         return ""
     out = []
@@ -166,12 +199,19 @@ def section_dose(data: RunData) -> str:
         by_sub = {sub: _dose_series([r for r in mine if subset_of(r) == sub], data.seed) for sub in subsets}
         shown = "random sample" if "random sample" in by_sub else subsets[0]
         fig = plots.dose_response(by_sub[shown], f"{mode}: dose response ({shown})")
-        rows = [[sub, fam, f"{p.dose:g}", p.n, f"{p.mean:.3f} [{p.low:.3f}, {p.high:.3f}]", p.s_beats_io]
-                for sub, series in by_sub.items() for fam, ps in series.items() for p in ps]
-        cap = f"Plotted: the {shown} rows only." + (" The search rows below were chosen by the screen (biased toward breaks)."
-                                                      if "search" in by_sub else "")
-        out.append(img(plots.png_b64(fig), f"dose response {mode}", cap)
-                   + table(["subset", "family", "dose", "n", "mean LD [95 % CI]", "S > IO"], rows))
+        rows = [
+            [sub, fam, f"{p.dose:g}", p.n, f"{p.mean:.3f} [{p.low:.3f}, {p.high:.3f}]", p.s_beats_io]
+            for sub, series in by_sub.items()
+            for fam, ps in series.items()
+            for p in ps
+        ]
+        cap = f"Plotted: the {shown} rows only." + (
+            " The search rows below were chosen by the screen (biased toward breaks)." if "search" in by_sub else ""
+        )
+        out.append(
+            img(plots.png_b64(fig), f"dose response {mode}", cap)
+            + table(["subset", "family", "dose", "n", "mean LD [95 % CI]", "S > IO"], rows)
+        )
     return "".join(out)
 
 
@@ -182,6 +222,10 @@ def section_examples(data: RunData) -> str:
     rows = read_jsonl(path, required=("text", "io", "s", "logit_diff"))
     clean = {r.get("pair_id"): r for r in data.rows if r.get("family") == "clean"}
     rows = sorted(rows, key=lambda r: r["logit_diff"])[:MAX_EXAMPLES]
-    body = [[r.get("mode"), r["text"], r["io"], r["s"], clean.get(r.get("pair_id"), {}).get("logit_diff", ""), r["logit_diff"]] for r in rows]
+    body = [
+        [r.get("mode"), r["text"], r["io"], r["s"], clean.get(r.get("pair_id"), {}).get("logit_diff", ""), r["logit_diff"]]
+        for r in rows
+    ]
     return f"<p class='note'>The {len(body)} strongest confirmed breaks (adversarial.jsonl).</p>" + table(
-        ["mode", "attack prompt", "IO", "S", "clean LD", "attack LD"], body)
+        ["mode", "attack prompt", "IO", "S", "clean LD", "attack LD"], body
+    )

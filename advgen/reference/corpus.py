@@ -76,8 +76,7 @@ def corpus_names(faker_stride: int = FAKER_STRIDE) -> tuple[str, ...]:
     # A lexicon name that is a prefix of a chosen one (" Alex" of " Alexander") tends to become a
     # token of its own; include it so that no single-token lexicon name is left untrained.
     while True:
-        extra = [n for n in names if n not in chosen
-                 and any(m != n and m.startswith(n) for m in chosen)]
+        extra = [n for n in names if n not in chosen and any(m != n and m.startswith(n) for m in chosen)]
         if not extra:
             return tuple(chosen)
         chosen += extra
@@ -159,8 +158,7 @@ class _Gen:
         if r < 0.75:
             return f"{s} {self.c(MODAL_PREFIX)} {self.c(GIVE_INF)} {article(obj)} to", "."
         if r < 0.83:  # double object: "S gave IO a ring."
-            return f"{s} {self.c(('gave', 'handed', 'sent', 'showed', 'offered', 'brought', 'lent'))}", \
-                f" {article(obj)}."
+            return f"{s} {self.c(('gave', 'handed', 'sent', 'showed', 'offered', 'brought', 'lent'))}", f" {article(obj)}."
         return f"{s} {self.c(SAY_VERBS)}", self.c((".", ".", " again.", " quietly.", " for a while."))
 
     def middle(self, people: Sequence[str]) -> str:
@@ -212,8 +210,7 @@ class _Gen:
                 out.append(f"{p} {self.c(PAIR_ACTS)} {q}.")
             elif r < 0.65:
                 q = self.c([n for n in people if n != p])
-                out.append(fix_articles(
-                    f"{p} {self.c(GIVE_VERBS)} {article(self.c(self.v.objects))} to {q}."))
+                out.append(fix_articles(f"{p} {self.c(GIVE_VERBS)} {article(self.c(self.v.objects))} to {q}."))
             elif r < 0.75:
                 q = self.c([n for n in people if n != p])
                 out.append(f"{p} {self.c(SAY_VERBS)} {q}.")
@@ -232,26 +229,29 @@ class _Gen:
             if r < 0.4:
                 out.append(self.neutral_sentence())
             elif r < 0.6:
-                out.append(fix_articles(
-                    f"The {self.c(self.v.objects)} was on the {self.c(FILLER_NOUNS)}."
-                    if self.r.random() < 0.3 else
-                    f"There was {article(self.c(FILLER_ADJ))} {self.c(self.v.objects)} in the {self.c(self.v.places)}."))
+                out.append(
+                    fix_articles(
+                        f"The {self.c(self.v.objects)} was on the {self.c(FILLER_NOUNS)}."
+                        if self.r.random() < 0.3
+                        else f"There was {article(self.c(FILLER_ADJ))} {self.c(self.v.objects)} in the {self.c(self.v.places)}."
+                    )
+                )
             elif r < 0.8:
-                out.append(f"The {self.c(FILLER_NOUNS)} and the {self.c(FILLER_NOUNS)} "
-                           f"{self.c(FILLER_VERBS_INTR)}.")
+                out.append(f"The {self.c(FILLER_NOUNS)} and the {self.c(FILLER_NOUNS)} {self.c(FILLER_VERBS_INTR)}.")
             else:
-                out.append(fix_articles(
-                    f"{article(self.c(FILLER_NOUNS)).capitalize()} {self.c(FILLER_VERBS_INTR)} "
-                    f"near the {self.c(self.v.places)}."))
+                out.append(
+                    fix_articles(
+                        f"{article(self.c(FILLER_NOUNS)).capitalize()} {self.c(FILLER_VERBS_INTR)} "
+                        f"near the {self.c(self.v.places)}."
+                    )
+                )
         return " ".join(out)
 
 
-KINDS: tuple[tuple[str, float], ...] = (("ioi", 0.60), ("abc", 0.10), ("story", 0.20),
-                                         ("filler", 0.10))
+KINDS: tuple[tuple[str, float], ...] = (("ioi", 0.60), ("abc", 0.10), ("story", 0.20), ("filler", 0.10))
 
 
-def generate_documents(rng: random.Random, n_docs: int, vocab: Vocab | None = None
-                       ) -> tuple[list[str], Counter[str]]:
+def generate_documents(rng: random.Random, n_docs: int, vocab: Vocab | None = None) -> tuple[list[str], Counter[str]]:
     """`n_docs` documents (without BOS) and a Counter of kinds (plus rejected held-out hits)."""
     gen = _Gen(rng, vocab or default_vocab())
     kinds = [k for k, _ in KINDS]

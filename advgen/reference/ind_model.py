@@ -31,8 +31,9 @@ class InductionSettings:
     n_head: int = 4
     n_embd: int = 128
     checkpoint_every: int = 500
-    corpus: ind_corpus.CorpusSettings = ind_corpus.CorpusSettings(seq_words=48, segment_share=1.0, pairs_share=0.0,
-                                                                  segment=(6, 16), gap=(0, 16))
+    corpus: ind_corpus.CorpusSettings = ind_corpus.CorpusSettings(
+        seq_words=48, segment_share=1.0, pairs_share=0.0, segment=(6, 16), gap=(0, 16)
+    )
     """Copies only, of 6-16 words at 6-32 words' distance in 48-word documents: the one corpus on which the
     circuit formed (docs/tasks.md, Induction); adding the task's own bigram copies (`--pairs-share 0.3`) stopped it."""
     tie_embeddings: bool = True
@@ -59,8 +60,10 @@ class InductionSettings:
 
             position_dims(self.n_embd, self.force_freqs)
             if 2 * self.force_freqs > self.n_embd // self.n_head:
-                raise ValueError(f"--force-freqs {self.force_freqs}: {2 * self.force_freqs} position dimensions exceed "
-                                 f"the head size {self.n_embd // self.n_head}")
+                raise ValueError(
+                    f"--force-freqs {self.force_freqs}: {2 * self.force_freqs} position dimensions exceed "
+                    f"the head size {self.n_embd // self.n_head}"
+                )
 
 
 def lr_at(step: int, s: InductionSettings) -> float:
@@ -91,10 +94,22 @@ def build_model(s: InductionSettings, tok: Any) -> tuple[Any, torch.optim.Optimi
 
     torch.manual_seed(s.seed)
     bos = tok.bos_token_id
-    config = GPT2Config(vocab_size=len(tok), n_positions=s.corpus.seq_words + 1, n_embd=s.n_embd, n_layer=s.n_layer,
-                        n_head=s.n_head, n_inner=4, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=bos,
-                        eos_token_id=bos, pad_token_id=bos, tie_word_embeddings=s.tie_embeddings,
-                        initializer_range=s.init_std)
+    config = GPT2Config(
+        vocab_size=len(tok),
+        n_positions=s.corpus.seq_words + 1,
+        n_embd=s.n_embd,
+        n_layer=s.n_layer,
+        n_head=s.n_head,
+        n_inner=4,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=bos,
+        eos_token_id=bos,
+        pad_token_id=bos,
+        tie_word_embeddings=s.tie_embeddings,
+        initializer_range=s.init_std,
+    )
     model = GPT2LMHeadModel(config)
     if s.sinusoidal_positions:
         model.transformer.wpe.weight.data.copy_(sinusoidal(config.n_positions, s.n_embd) * s.init_std)
@@ -111,7 +126,12 @@ def build_model(s: InductionSettings, tok: Any) -> tuple[Any, torch.optim.Optimi
 
         project = force_previous_token(model, s.force_freqs, s.force_scale)
     train = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW([{"params": [p for p in train if p.dim() >= 2], "weight_decay": s.weight_decay},
-                             {"params": [p for p in train if p.dim() < 2], "weight_decay": 0.0}],
-                            lr=s.lr, betas=(0.9, 0.98))
+    opt = torch.optim.AdamW(
+        [
+            {"params": [p for p in train if p.dim() >= 2], "weight_decay": s.weight_decay},
+            {"params": [p for p in train if p.dim() < 2], "weight_decay": 0.0},
+        ],
+        lr=s.lr,
+        betas=(0.9, 0.98),
+    )
     return model, opt, project

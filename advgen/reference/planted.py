@@ -48,9 +48,20 @@ def _model_and_tokenizer(s: PlantedSettings):
     if s.init == "reference":
         model = GPT2LMHeadModel.from_pretrained(str(REFERENCE_DIR), attn_implementation="eager")
     elif s.init == "scratch":
-        cfg = GPT2Config(vocab_size=len(tok), n_positions=128, n_embd=s.n_embd, n_layer=s.n_layer, n_head=s.n_head,
-                         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=tok.bos_token_id,
-                         eos_token_id=tok.bos_token_id, pad_token_id=tok.bos_token_id, tie_word_embeddings=True)
+        cfg = GPT2Config(
+            vocab_size=len(tok),
+            n_positions=128,
+            n_embd=s.n_embd,
+            n_layer=s.n_layer,
+            n_head=s.n_head,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.bos_token_id,
+            pad_token_id=tok.bos_token_id,
+            tie_word_embeddings=True,
+        )
         model = GPT2LMHeadModel(cfg)
     else:
         raise ValueError(f"unknown init {s.init!r}: 'reference' or 'scratch'")
@@ -69,8 +80,12 @@ def _lm_data(tok, s: PlantedSettings):
 def _optimizer(model, s: PlantedSettings) -> torch.optim.Optimizer:
     decay = [p for _, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for _, p in model.named_parameters() if p.dim() < 2]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": s.weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=s.lr, betas=(0.9, 0.98), eps=1e-8)
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": s.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=s.lr,
+        betas=(0.9, 0.98),
+        eps=1e-8,
+    )
 
 
 def _loop(model, tok, lm, opt, s: PlantedSettings, ck_dir: Path, start: int, log: list, stop_after, progress) -> bool:
@@ -89,18 +104,37 @@ def _loop(model, tok, lm, opt, s: PlantedSettings, ck_dir: Path, start: int, log
         log.append({k: round(float(v.detach()), 5) for k, v in parts.items()} | {"total": round(float(loss.detach()), 5)})
         done = step + 1
         if progress and (done % 25 == 0 or done == 1):
-            print(f"step {done}/{s.steps} {time.time() - t0:.0f}s p_ablate={p_ablate(step, s):.2f} "
-                  + " ".join(f"{k}={v:.3f}" for k, v in log[-1].items()), flush=True)
+            print(
+                f"step {done}/{s.steps} {time.time() - t0:.0f}s p_ablate={p_ablate(step, s):.2f} "
+                + " ".join(f"{k}={v:.3f}" for k, v in log[-1].items()),
+                flush=True,
+            )
         if done % s.checkpoint_every == 0 or done == s.steps or done == stop_after:
-            save(ck_dir, done, model, opt, {"settings": asdict(s), "tokenizer_sha256": tokenizer_sha256(tok), "log": log,
-                                            "cpu_capability": cpu_capability()})
+            save(
+                ck_dir,
+                done,
+                model,
+                opt,
+                {
+                    "settings": asdict(s),
+                    "tokenizer_sha256": tokenizer_sha256(tok),
+                    "log": log,
+                    "cpu_capability": cpu_capability(),
+                },
+            )
         if stop_after is not None and done >= stop_after and done < s.steps:
             return False
     return True
 
 
-def train_planted(out_dir: Path, settings: PlantedSettings | None = None, *, resume: bool = True,
-                  stop_after: int | None = None, progress: bool = True) -> Path:
+def train_planted(
+    out_dir: Path,
+    settings: PlantedSettings | None = None,
+    *,
+    resume: bool = True,
+    stop_after: int | None = None,
+    progress: bool = True,
+) -> Path:
     """Train (or resume) the planted model and write it in HF format to `out_dir`.
 
     With `stop_after`, training stops after that step (checkpointed) and the HF files hold that
@@ -118,13 +152,16 @@ def train_planted(out_dir: Path, settings: PlantedSettings | None = None, *, res
         if ck is not None:
             meta = load(ck, model, opt)
             if not same_history(meta["settings"], s, int(meta["step"])) or meta["tokenizer_sha256"] != tokenizer_sha256(tok):
-                raise CheckpointError(f"checkpoint {ck} was made with other settings or tokenizer; "
-                                      "use --no-resume or the original settings")
+                raise CheckpointError(
+                    f"checkpoint {ck} was made with other settings or tokenizer; use --no-resume or the original settings"
+                )
             start, log = int(meta["step"]), list(meta["log"])
             warn_if_other_kernels(meta, ck)
         if stop_after is not None and start > stop_after:
-            raise CheckpointError(f"the newest checkpoint in {ck_dir} is step {start}, past --stop-after {stop_after}; "
-                                  "use a fresh OUT to reproduce an earlier step")
+            raise CheckpointError(
+                f"the newest checkpoint in {ck_dir} is step {start}, past --stop-after {stop_after}; "
+                "use a fresh OUT to reproduce an earlier step"
+            )
         lm = _lm_data(tok, s) if start < (stop_after or s.steps) else None
         if start < (stop_after or s.steps):
             _loop(model, tok, lm, opt, s, ck_dir, start, log, stop_after, progress)
@@ -157,10 +194,12 @@ def _write_final(model, tok, s: PlantedSettings, out_dir: Path, log: list, start
         "settings": asdict(s),
         "planted_heads": [{"head": str(p.head), "role": p.role.value, "position": p.position} for p in iit.PLANTED],
         "n_parameters": sum(p.numel() for p in model.parameters()),
-        "final_losses_mean_last_100_steps": {k: round(sum(r[k] for r in tail if k in r) / sum(k in r for r in tail), 4)
-                                             for k in keys},
-        "total_loss_every_100_steps": [round(sum(r["total"] for r in log[i:i + 100]) / len(log[i:i + 100]), 4)
-                                       for i in range(0, len(log), 100)],
+        "final_losses_mean_last_100_steps": {
+            k: round(sum(r[k] for r in tail if k in r) / sum(k in r for r in tail), 4) for k in keys
+        },
+        "total_loss_every_100_steps": [
+            round(sum(r["total"] for r in log[i : i + 100]) / len(log[i : i + 100]), 4) for i in range(0, len(log), 100)
+        ],
         "resumed_from_step": start,
         "steps_done": len(log),
         "torch": torch.__version__,

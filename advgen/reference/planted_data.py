@@ -101,7 +101,7 @@ def ioi_batch(tok, seed: int, step: int, size: int, vocab: C.Vocab | None = None
     s2 = n - 1 - s_hits.flip(1).argmax(1)
     if bool((s1 == s2).any()) or int(s_hits.sum(1).max()) != 2:
         raise RuntimeError(f"skeleton {sk!r}: subject not found exactly twice")
-    return IOIBatch(cl, t[size:2 * size], t[2 * size:3 * size], io_pos, s1, s2, io_t, s_t, t[3 * size:])
+    return IOIBatch(cl, t[size : 2 * size], t[2 * size : 3 * size], io_pos, s1, s2, io_t, s_t, t[3 * size :])
 
 
 def repeat_batch(seed: int, step: int, size: int, half: int, vocab_size: int, bos: int) -> torch.Tensor:

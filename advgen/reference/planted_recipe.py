@@ -80,8 +80,9 @@ class PlantedSettings:
     threads: int = 1
 
     def base_settings(self) -> base.TrainSettings:
-        return base.TrainSettings(seed=self.seed, steps=self.steps, lr=self.lr, warmup=self.warmup,
-                                  min_lr_ratio=self.min_lr_ratio)
+        return base.TrainSettings(
+            seed=self.seed, steps=self.steps, lr=self.lr, warmup=self.warmup, min_lr_ratio=self.min_lr_ratio
+        )
 
 
 def p_ablate(step: int, s: PlantedSettings) -> float:
@@ -128,8 +129,7 @@ def step_losses(model, tok, lm, step: int, s: PlantedSettings) -> dict[str, torc
     return out
 
 
-def _keeps_answer(run: iit.Run, clean: iit.Run, ld: torch.Tensor, b, s: PlantedSettings, close: float
-                  ) -> torch.Tensor:
+def _keeps_answer(run: iit.Run, clean: iit.Run, ld: torch.Tensor, b, s: PlantedSettings, close: float) -> torch.Tensor:
     """Strictness target "nothing changes": LD in the band, close to the model's LD, and the END
     distribution over the whole vocabulary close to the model's (KL).
 
@@ -139,8 +139,11 @@ def _keeps_answer(run: iit.Run, clean: iit.Run, ld: torch.Tensor, b, s: PlantedS
     name twins carry another duplicated name."""
     ld_c = iit.logit_diff(run.logits_end, b.io_tok, b.s_tok)
     ref = clean.logits_end.detach().log_softmax(-1)
-    return (iit.band(ld_c, s.ld_low, s.ld_high) + close * (ld_c - ld.detach()).pow(2).mean()
-            + F.kl_div(run.logits_end.log_softmax(-1), ref, log_target=True, reduction="batchmean"))
+    return (
+        iit.band(ld_c, s.ld_low, s.ld_high)
+        + close * (ld_c - ld.detach()).pow(2).mean()
+        + F.kl_div(run.logits_end.log_softmax(-1), ref, log_target=True, reduction="batchmean")
+    )
 
 
 def _sinh_path_run(model, b, clean: iit.Run, swap_z: tuple[torch.Tensor, ...], L: int, H: int) -> iit.Run:
@@ -157,13 +160,16 @@ def _sinh_path_run(model, b, clean: iit.Run, swap_z: tuple[torch.Tensor, ...], L
     return iit.forward(model, b.clean, rep, swap_z, query_delta=(nm, delta))
 
 
-def _iit_terms(model, b, clean, abc, L: int, H: int, s: PlantedSettings, swap_z: tuple[torch.Tensor, ...]
-               ) -> dict[str, torch.Tensor]:
+def _iit_terms(
+    model, b, clean, abc, L: int, H: int, s: PlantedSettings, swap_z: tuple[torch.Tensor, ...]
+) -> dict[str, torch.Tensor]:
     """Interchange interventions on SINH, DUP+IND and NM, with the high-level model's targets."""
     t = b.clean.shape[1]
     end = torch.full_like(b.s2_pos, t - 1)
-    sinh, dup, ind, nm = (iit.planted_by_role(r).head for r in (
-        iit.Role.S_INHIBITION, iit.Role.DUPLICATE_TOKEN, iit.Role.INDUCTION, iit.Role.NAME_MOVER))
+    sinh, dup, ind, nm = (
+        iit.planted_by_role(r).head
+        for r in (iit.Role.S_INHIBITION, iit.Role.DUPLICATE_TOKEN, iit.Role.INDUCTION, iit.Role.NAME_MOVER)
+    )
     r1 = iit.forward(model, b.clean, iit.only(b, L, H, (sinh,), end), swap_z)
     r2 = iit.forward(model, b.clean, iit.only(b, L, H, (dup, ind), b.s2_pos), tuple(z.detach() for z in abc.z))
     other = iit.derange(tuple(z.detach() for z in clean.z))
@@ -188,8 +194,7 @@ def _iit_terms(model, b, clean, abc, L: int, H: int, s: PlantedSettings, swap_z:
 def _half_evidence(b, L: int, H: int, abc, other) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
     """Rows cycle through: DUP alone from the ABC twin at S2; IND alone from the ABC twin at S2;
     PT at S1+1 from another prompt (IND then finds no match). Returns (replace mask, donor z)."""
-    dup, ind, pt = (iit.planted_by_role(r).head for r in (
-        iit.Role.DUPLICATE_TOKEN, iit.Role.INDUCTION, iit.Role.PREVIOUS_TOKEN))
+    dup, ind, pt = (iit.planted_by_role(r).head for r in (iit.Role.DUPLICATE_TOKEN, iit.Role.INDUCTION, iit.Role.PREVIOUS_TOKEN))
     n = b.clean.shape[0]
     kind = torch.arange(n) % 3
     rep = torch.zeros(n, b.clean.shape[1], L, H, dtype=torch.bool)
@@ -202,8 +207,15 @@ def _half_evidence(b, L: int, H: int, abc, other) -> tuple[torch.Tensor, tuple[t
     return rep, donor
 
 
-WEIGHT_OF = {"lm": "w_lm", "behaviour": "w_behaviour", "strict": "w_strict", "strict_twin": "w_strict_twin",
-             "strict_swap": "w_strict_swap", "path_sinh": "w_path", "io": "w_io"}
+WEIGHT_OF = {
+    "lm": "w_lm",
+    "behaviour": "w_behaviour",
+    "strict": "w_strict",
+    "strict_twin": "w_strict_twin",
+    "strict_swap": "w_strict_swap",
+    "path_sinh": "w_path",
+    "io": "w_io",
+}
 
 
 def total_loss(parts: dict[str, torch.Tensor], s: PlantedSettings) -> torch.Tensor:
