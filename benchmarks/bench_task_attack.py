@@ -177,7 +177,9 @@ def markdown(runs: list[dict[str, Any]], args: argparse.Namespace, command: str)
         "",
         "Not compiled: " + ("; ".join(f"`{k}`: {v}" for k, v in r0["skipped"].items()) or "none"),
         "",
-        f"Records: {r0['note'] or 'from the circuit file'}.",
+        "Records: "
+        + (f"measured by the attack on the loaded model ({r0['note']})" if r0["note"] else "from the circuit file")
+        + ".",
         "",
     ]
     return "\n".join(lines)

@@ -130,8 +130,8 @@ def baseline_doc(run: TaskRun, cfg: AttackConfig) -> dict[str, Any]:
             "lower_bound": "when the random side found no break: the ratio against its 95 % upper rate 3 / N (rule of three)",
         },
         "accounting": (
-            "both sides pay the clean run; guided pays attack + control per sampled candidate and per searched break, "
-            "the baseline one prompt each"
+            "both sides pay the clean run; guided pays attack + control per sampled candidate and per searched break "
+            "(a control prompt shared by candidates is evaluated once), the baseline one prompt each"
         ),
     }
 
