@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 AC_VENV ?= .venv-autocircuit
 AC_STAMP = $(AC_VENV)/.advgen-installed
 
-.PHONY: setup demo test test-slow bench install-check clean
+.PHONY: setup demo test test-slow lint format bench install-check clean
 
 setup: $(STAMP)
 
@@ -46,6 +46,18 @@ test: setup $(AC_STAMP)
 
 test-slow: setup
 	$(BIN)/python -m pytest -m slow -q $(PYTEST_ARGS)
+
+# ruff check (bugbear, complexity, the 130-column limit), ruff format --check (the code's formatting is
+# ruff format's: a file it would change fails) and pyright (basic, over advgen/); .ci/run runs this target
+LINT_PATHS = advgen tests benchmarks .ci
+lint: setup
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/pyright
+
+# apply the formatting `make lint` checks
+format: setup
+	$(BIN)/ruff format $(LINT_PATHS)
 
 # build sdist + wheel, check their contents, install the wheel alone in a fresh venv and run the quick start there
 install-check: setup

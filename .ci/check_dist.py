@@ -19,15 +19,22 @@ FORBIDDEN = ("__pycache__", ".pyc", ".pyo", ".pytest_cache", ".ipynb_checkpoints
 
 def package_files(root: Path) -> set[str]:
     """Every file under advgen/ in this checkout (code and data), as the wheel names them."""
-    return {p.relative_to(root).as_posix() for p in (root / "advgen").rglob("*")
-            if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo")}
+    return {
+        p.relative_to(root).as_posix()
+        for p in (root / "advgen").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo")
+    }
 
 
 def problems(names: list[str], size: int, kind: str, expected: set[str], prefix: str = "") -> list[str]:
-    out = [f"{kind}: {n} should not ship" for n in names if any(f in n for f in FORBIDDEN if f != ".egg-info/" or kind == "wheel")]
-    have = {n[len(prefix):] for n in names if n.startswith(prefix)}
+    out = [
+        f"{kind}: {n} should not ship" for n in names if any(f in n for f in FORBIDDEN if f != ".egg-info/" or kind == "wheel")
+    ]
+    have = {n[len(prefix) :] for n in names if n.startswith(prefix)}
     out += [f"{kind}: {e} is missing (a file a command reads at run time?)" for e in sorted(expected - have)]
-    out += [f"{kind}: {n} is not in the checkout's advgen/" for n in sorted(have) if n.startswith("advgen/") and n not in expected]
+    out += [
+        f"{kind}: {n} is not in the checkout's advgen/" for n in sorted(have) if n.startswith("advgen/") and n not in expected
+    ]
     if size > LIMIT_MB * 10**6:
         out.append(f"{kind}: {size / 1e6:.1f} MB is over the {LIMIT_MB} MB limit")
     return out
@@ -50,8 +57,10 @@ def main(dist: Path) -> int:
     for msg in bad:
         print(f"check_dist: {msg}")
     if not bad:
-        print(f"check_dist: ok: {wheels[0].name} ({wheels[0].stat().st_size / 1e6:.1f} MB), {sdists[0].name} "
-              f"({sdists[0].stat().st_size / 1e6:.1f} MB), {len(expected)} package files each, limit {LIMIT_MB} MB")
+        print(
+            f"check_dist: ok: {wheels[0].name} ({wheels[0].stat().st_size / 1e6:.1f} MB), {sdists[0].name} "
+            f"({sdists[0].stat().st_size / 1e6:.1f} MB), {len(expected)} package files each, limit {LIMIT_MB} MB"
+        )
     return 1 if bad else 0
 
 

@@ -28,28 +28,45 @@ _EXPORTS = {
     "scan": "advgen.jobs.scan",
     "report": "advgen.jobs.reports",
     "export": "advgen.jobs.reports",
-    "AttackConfig": "advgen.attacks.search",
+    "AttackConfig": "advgen.attacks.attack_setup",
     "DivergenceSettings": "advgen.attacks.divergence",
     "ScanConfig": "advgen.outputs.scan",
     "ClaimSettings": "advgen.circuits.claims",
     "Circuit": "advgen.circuits.format",
     "resolve_circuit": "advgen.circuits.format",
     "AdvgenError": "advgen.core.types",
-    "DiscoverySettings": "advgen.circuits.discovery:Settings",
+    "DiscoverySettings": "advgen.circuits.discovery_roles:Settings",
     "TaskDiscoverySettings": "advgen.circuits.task_discovery",
     "TaskClaimSettings": "advgen.circuits.task_claims",
 }
 __all__ = [
-    "AdvgenError", "AttackConfig", "Circuit", "ClaimSettings", "DiscoverySettings", "DivergenceSettings", "ScanConfig", "TaskClaimSettings", "TaskDiscoverySettings",
-    "attack", "check_claim", "discover",
-    "export", "generate", "load_model", "report", "resolve_circuit", "run", "scan", "validate",
+    "AdvgenError",
+    "AttackConfig",
+    "Circuit",
+    "ClaimSettings",
+    "DiscoverySettings",
+    "DivergenceSettings",
+    "ScanConfig",
+    "TaskClaimSettings",
+    "TaskDiscoverySettings",
+    "attack",
+    "check_claim",
+    "discover",
+    "export",
+    "generate",
+    "load_model",
+    "report",
+    "resolve_circuit",
+    "run",
+    "scan",
+    "validate",
 ]
 
 if TYPE_CHECKING:
+    from advgen.attacks.attack_setup import AttackConfig
     from advgen.attacks.divergence import DivergenceSettings
-    from advgen.attacks.search import AttackConfig
     from advgen.circuits.claims import ClaimSettings
-    from advgen.circuits.discovery import Settings as DiscoverySettings
+    from advgen.circuits.discovery_roles import Settings as DiscoverySettings
     from advgen.circuits.format import Circuit, resolve_circuit
     from advgen.circuits.task_claims import TaskClaimSettings
     from advgen.circuits.task_discovery import TaskDiscoverySettings

@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 
 from advgen.circuits import patching
-from advgen.circuits.discovery import Settings, discover
+from advgen.circuits.discovery import discover
+from advgen.circuits.discovery_roles import Settings
 from advgen.core.files import atomic_write_text
 from advgen.model.loading import load_model
 from advgen.prompts.datasets import ioi_sets
@@ -76,31 +77,49 @@ def main(argv: list[str] | None = None) -> int:
     stacked, looped = stacking_speedup(model, nb, a.seed, n_var, a.batch_size)
     rho = r["attribution_vs_activation_spearman"]
     lines = [
-        "# Discovery benchmark", "",
-        f"Command: `{command}`", "",
+        "# Discovery benchmark",
+        "",
+        f"Command: `{command}`",
+        "",
         f"Model `{a.model}` ({model.n_layers} layers x {model.n_heads} heads), n = {n} clean IOI prompts (+ ABC and S1 twins), "
         f"seed {a.seed}, batch size {a.batch_size}; {platform.processor() or platform.machine()}, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads. Wall times are on a shared machine.", "",
-        "## Cost of one `discover` run, in prompt forward-pass equivalents (1 = one prompt, one forward)", "",
-        "| step | prompt-forwards |", "|---|---|",
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads. Wall times are on a shared machine.",
+        "",
+        "## Cost of one `discover` run, in prompt forward-pass equivalents (1 = one prompt, one forward)",
+        "",
+        "| step | prompt-forwards |",
+        "|---|---|",
         f"| cached runs: clean (+ backward = 2 fwd-eq), ABC twin, S1 twin | {attr_fe} |",
-        f"| exhaustive activation patching ({model.n_layers * model.n_heads} heads x {len(patching.KINDS)} position kinds) | {fe['activation_patching']} |",
+        f"| exhaustive activation patching ({model.n_layers * model.n_heads} heads x {len(patching.KINDS)} position kinds) | "
+        f"{fe['activation_patching']} |",
         f"| path patching heads -> name-mover queries | {fe['path_patching_queries']} |",
         f"| name-mover knockout (backup detection) | {fe['backup_knockout']} |",
         f"| head_detector (repeated random tokens, sequences) | {fe['head_detector_sequences']} |",
-        f"| **total** (without head_detector) | **{total_fe}** = {total_fe / n:.0f} x n |", "",
-        "Path patching to the logits and direct logit attribution are computed from the cached runs (0 extra forwards).", "",
-        "## Attribution patching vs exhaustive activation patching (same run)", "",
-        "| | seconds | prompt-forward equivalents |", "|---|---|---|",
-        f"| attribution patching (cached runs: clean forward + backward, ABC and S1 twins forward; estimates for every head x kind) | {sec['attribution_total']:.2f} | {attr_fe} |",
+        f"| **total** (without head_detector) | **{total_fe}** = {total_fe / n:.0f} x n |",
+        "",
+        "Path patching to the logits and direct logit attribution are computed from the cached runs (0 extra forwards).",
+        "",
+        "## Attribution patching vs exhaustive activation patching (same run)",
+        "",
+        "| | seconds | prompt-forward equivalents |",
+        "|---|---|---|",
+        "| attribution patching (cached runs: clean forward + backward, ABC and S1 twins forward; estimates for every head x "
+        f"kind) | {sec['attribution_total']:.2f} | {attr_fe} |",
         f"| exhaustive activation patching | {sec['activation_patching']:.2f} | {fe['activation_patching']} |",
-        f"| **speed-up** | **{sec['activation_patching'] / sec['attribution_total']:.1f}x** | {fe['activation_patching'] / attr_fe:.1f}x |", "",
+        f"| **speed-up** | **{sec['activation_patching'] / sec['attribution_total']:.1f}x** | "
+        f"{fe['activation_patching'] / attr_fe:.1f}x |",
+        "",
         "Rank agreement (Spearman) of the attribution estimate with activation patching, per position kind: "
-        + ", ".join(f"{k} {v:.3f}" for k, v in rho.items()) + ".", "",
-        "## Batched patching", "",
+        + ", ".join(f"{k} {v:.3f}" for k, v in rho.items())
+        + ".",
+        "",
+        "## Batched patching",
+        "",
         f"{n_var} single-head patches (END) on {nb} prompts: stacked along the batch dimension {stacked:.2f} s, "
-        f"one variant per run {looped:.2f} s ({looped / stacked:.1f}x); best of 3 each.", "",
-        f"Total discovery wall time: {sec['total']:.1f} s.", "",
+        f"one variant per run {looped:.2f} s ({looped / stacked:.1f}x); best of 3 each.",
+        "",
+        f"Total discovery wall time: {sec['total']:.1f} s.",
+        "",
     ]
     atomic_write_text(a.out, "\n".join(lines))
     print("\n".join(lines))

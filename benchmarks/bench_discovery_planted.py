@@ -22,7 +22,8 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from advgen.circuits import ablation, patching
-from advgen.circuits.discovery import Settings, discover
+from advgen.circuits.discovery import discover
+from advgen.circuits.discovery_roles import Settings
 from advgen.circuits.format import resolve_circuit
 from advgen.core.files import atomic_write_text
 from advgen.core.types import Head, Role
@@ -51,13 +52,16 @@ def methods(m: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     out = {
         "activation patching (max |effect| over slots)": drop("act"),
         "attribution patching (max |estimate| over slots)": drop("attr"),
-        "path patching (|to logits| or |to NM queries|)": np.maximum(np.abs(m["pp_logits"]),
-                                                                  np.abs(np.nan_to_num(m.get("pp_queries", 0 * m["pp_logits"])))),
+        "path patching (|to logits| or |to NM queries|)": np.maximum(
+            np.abs(m["pp_logits"]), np.abs(np.nan_to_num(m.get("pp_queries", 0 * m["pp_logits"])))
+        ),
         "path patching, MLPs recomputed (|to logits| or |to NM queries|)": np.maximum(
             np.abs(m.get("pp_logits_mlp", np.full_like(m["pp_logits"], np.nan))),
-            np.abs(np.nan_to_num(m.get("pp_queries", 0 * m["pp_logits"])))),
-        "head detectors (max prev/dup/induction score)": np.max([m["previous_token_score"], m["duplicate_token_score"],
-                                                                m["induction_score"]], axis=0),
+            np.abs(np.nan_to_num(m.get("pp_queries", 0 * m["pp_logits"]))),
+        ),
+        "head detectors (max prev/dup/induction score)": np.max(
+            [m["previous_token_score"], m["duplicate_token_score"], m["induction_score"]], axis=0
+        ),
         "IOI attention readouts (max over slot pairs)": np.max([m[k] for k in m if k.startswith("attn_")], axis=0),
         "direct logit attribution (|DLA|)": np.abs(m["dla_ld"]),
     }
@@ -70,10 +74,10 @@ def score(found: dict[Head, Role], truth: dict[Head, Role | None], m: dict[str, 
     roled = [h for h in hits if truth[h] is not None]
     L, H = m["pp_logits"].shape
     y = np.array([Head(la, h) in truth for la in range(L) for h in range(H)])
-    aurocs = {k: float(roc_auc_score(y, v.ravel())) if 0 < y.sum() < len(y) else float("nan")
-              for k, v in methods(m).items()}
+    aurocs = {k: float(roc_auc_score(y, v.ravel())) if 0 < y.sum() < len(y) else float("nan") for k, v in methods(m).items()}
     return {
-        "truth": sorted(str(h) for h in truth), "found": sorted(f"{h} {r.value}" for h, r in found.items()),
+        "truth": sorted(str(h) for h in truth),
+        "found": sorted(f"{h} {r.value}" for h, r in found.items()),
         "precision": len(hits) / len(found) if found else float("nan"),
         "recall": len(hits) / len(truth),
         "role_accuracy": sum(found[h] == truth[h] for h in roled) / len(roled) if roled else float("nan"),
@@ -108,12 +112,22 @@ def run_model(name: str, truth: dict[Head, Role | None], n: int, seed: int) -> t
 
 
 def _table(title: str, r: dict, note: str) -> list[str]:
-    lines = [f"## {title}", "", note, "",
-             f"Truth set: {', '.join(r['truth'])}. Found by `discover`: {', '.join(r['found']) or '(none)'}.", "",
-             "| name-mover rule | head precision | head recall | role accuracy (on found heads with a known role) | heads found |",
-             "|---|---|---|---|---|",
-             *(f"| {rule} | {x['precision']:.2f} | {x['recall']:.2f} | {x['role_accuracy']:.2f} | {', '.join(x['found']) or '(none)'} |"
-               for rule, x in (("path -> MLPs -> logits (default)", r), ("direct path (`--nm-path direct`)", r["direct"]))), ""]
+    lines = [
+        f"## {title}",
+        "",
+        note,
+        "",
+        f"Truth set: {', '.join(r['truth'])}. Found by `discover`: {', '.join(r['found']) or '(none)'}.",
+        "",
+        "| name-mover rule | head precision | head recall | role accuracy (on found heads with a known role) | heads found |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {rule} | {x['precision']:.2f} | {x['recall']:.2f} | {x['role_accuracy']:.2f} | "
+            f"{', '.join(x['found']) or '(none)'} |"
+            for rule, x in (("path -> MLPs -> logits (default)", r), ("direct path (`--nm-path direct`)", r["direct"]))
+        ),
+        "",
+    ]
     if r["role_pairs"]:
         lines += ["Found heads in the truth set: " + "; ".join(r["role_pairs"]) + ".", ""]
     lines += ["| scoring method | AUROC (in truth set vs not, 16 heads) |", "|---|---|"]
@@ -136,22 +150,33 @@ def main(argv: list[str] | None = None) -> int:
     ref_truth = {h: ref_roles.get(h) for h, e in ko.items() if e <= -a.ko_threshold}
     rr, _ = run_model("reference", ref_truth, a.n, a.seed)
     ko_txt = ", ".join(f"{h} {e:+.2f}" for h, e in sorted(ko.items(), key=lambda kv: kv[1])[:6])
-    lines = ["# Discovery against ground truth", "",
-             f"Command: `{' '.join(shlex.quote(x) for x in ['python', 'benchmarks/bench_discovery_planted.py', *sys.argv[1:]])}`", "",
-             f"n = {a.n} clean IOI prompts on the paper's 15 templates (+ ABC and S1 twins), seed {a.seed}; "
-             f"{platform.machine()}, torch {torch.__version__}.", ""]
-    lines += _table("Planted model (`--model planted`) vs `planted-ioi`", rp,
-                    "Ground truth by construction: the heads and roles the trainer imposed (advgen/reference/iit.py "
-                    "`PLANTED`). Certain, up to whether training succeeded (see docs/planted.md for the attention and "
-                    "strictness checks).")
-    lines += _table("Natural reference model (`--model reference`)", rr,
-                    f"No ground truth exists. Truth set here = heads whose resample knockout (ABC prompt of the same "
-                    f"template, every position) lowers mean LD by at least {a.ko_threshold:.2f} x F(M) (F(M) = {f_m:.2f}); "
-                    f"strongest knockouts: {ko_txt}. Roles are those of `reference-ioi` (relay a0.h1 and the contrastive "
-                    "END heads are labelled s_inhibition there, since the role vocabulary has no 'relay' or 'contrastive'). "
-                    "How sure: the head set is a causal measurement independent of discover's rules, but it uses the same "
-                    "kind of intervention as activation patching, so agreement is partly by construction; the roles are "
-                    "discovery's own labels, so role accuracy on this model is self-consistency, not validation.")
+    lines = [
+        "# Discovery against ground truth",
+        "",
+        f"Command: `{' '.join(shlex.quote(x) for x in ['python', 'benchmarks/bench_discovery_planted.py', *sys.argv[1:]])}`",
+        "",
+        f"n = {a.n} clean IOI prompts on the paper's 15 templates (+ ABC and S1 twins), seed {a.seed}; "
+        f"{platform.machine()}, torch {torch.__version__}.",
+        "",
+    ]
+    lines += _table(
+        "Planted model (`--model planted`) vs `planted-ioi`",
+        rp,
+        "Ground truth by construction: the heads and roles the trainer imposed (advgen/reference/iit.py "
+        "`PLANTED`). Certain, up to whether training succeeded (see docs/planted.md for the attention and "
+        "strictness checks).",
+    )
+    lines += _table(
+        "Natural reference model (`--model reference`)",
+        rr,
+        f"No ground truth exists. Truth set here = heads whose resample knockout (ABC prompt of the same "
+        f"template, every position) lowers mean LD by at least {a.ko_threshold:.2f} x F(M) (F(M) = {f_m:.2f}); "
+        f"strongest knockouts: {ko_txt}. Roles are those of `reference-ioi` (relay a0.h1 and the contrastive "
+        "END heads are labelled s_inhibition there, since the role vocabulary has no 'relay' or 'contrastive'). "
+        "How sure: the head set is a causal measurement independent of discover's rules, but it uses the same "
+        "kind of intervention as activation patching, so agreement is partly by construction; the roles are "
+        "discovery's own labels, so role accuracy on this model is self-consistency, not validation.",
+    )
     lines += ["## Reading", "", *NOTES, ""]
     atomic_write_text(a.out, "\n".join(lines))
     print("\n".join(lines))

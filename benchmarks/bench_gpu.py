@@ -76,6 +76,7 @@ def bare_full(hf: Any, batches: list) -> Callable[[], None]:
         with torch.inference_mode():
             for ids, ends, rows in batches:
                 hf(input_ids=ids).logits[rows, ends].float()
+
     return run
 
 
@@ -86,6 +87,7 @@ def bare_end(hf: Any, batches: list) -> Callable[[], None]:
         with torch.inference_mode():
             for ids, ends, rows in batches:
                 head(body(input_ids=ids).last_hidden_state[rows, ends]).float()
+
     return run
 
 
@@ -106,9 +108,12 @@ def one_setting(model: Any, hf: Any, prompts: Any, bs: int, a: argparse.Namespac
     dev, n = model.device, len(prompts)
     batches = bare_batches(prompts, bs, dev)
     rows: dict[str, Any] = {}
-    for name, fn in (("bare_full", bare_full(hf, batches)), ("bare_end", bare_end(hf, batches)),
-                     ("validate", lambda: validate(model, prompts, bs)),
-                     ("attack_eval", lambda: measure(model, prompts, attack_reads(model, n), bs))):
+    for name, fn in (
+        ("bare_full", bare_full(hf, batches)),
+        ("bare_end", bare_end(hf, batches)),
+        ("validate", lambda: validate(model, prompts, bs)),
+        ("attack_eval", lambda: measure(model, prompts, attack_reads(model, n), bs)),
+    ):
         s, mem = timed(fn, dev, a.repeats)
         rows[name] = {"seconds": s, "prompts_per_s": n / s, "peak_device_mb": mem}
     if a.scan_n:
@@ -136,8 +141,11 @@ def memory_growth(model: Any, sizes: list[int], bs: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         validate(model, prompts, bs)
         sync(model.device)
-        out[str(n)] = {"peak_device_mb": peak_mb(model.device), "seconds": time.perf_counter() - t0,
-                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        out[str(n)] = {
+            "peak_device_mb": peak_mb(model.device),
+            "seconds": time.perf_counter() - t0,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        }
     return out
 
 
@@ -156,7 +164,10 @@ def load_pair(spec: str, device: str, dtype: str, tmp: Path) -> tuple[Any, Any]:
 
 
 def table(results: dict[str, Any]) -> str:
-    lines = ["| dtype | batch | path | prompts/s | vs bare body+END | vs bare full | peak device MiB |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| dtype | batch | path | prompts/s | vs bare body+END | vs bare full | peak device MiB |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for dtype, per_bs in results["runs"].items():
         for bs, rows in per_bs.items():
             for name, r in rows.items():
@@ -195,18 +206,25 @@ def main() -> None:
             for dtype, (model, hf) in pairs.items():
                 rows = one_setting(model, hf, prompts, bs, a, Path(tmp))
                 results["runs"].setdefault(dtype, {})[str(bs)] = rows
-                print(json.dumps({"dtype": dtype, "batch": bs, **{k: round(v["prompts_per_s"]) for k, v in rows.items()}}), flush=True)
+                print(
+                    json.dumps({"dtype": dtype, "batch": bs, **{k: round(v["prompts_per_s"]) for k, v in rows.items()}}),
+                    flush=True,
+                )
                 if a.json:
                     a.json.write_text(json.dumps(results, indent=2) + "\n")
         if a.memory_n:
             results["memory"] = memory_growth(first, a.memory_n, max(a.batch_sizes))
             print(f"memory: {json.dumps(results['memory'])}", flush=True)
     if "float32" in results["runs"] and "bfloat16" in results["runs"]:
-        results["bf16_over_fp32_validate"] = {bs: results["runs"]["bfloat16"][bs]["validate"]["prompts_per_s"]
-                                              / results["runs"]["float32"][bs]["validate"]["prompts_per_s"]
-                                              for bs in results["runs"]["float32"]}
-    print(f"model {a.model} on {results['device']} ({results['device_name']}), n {a.n}, "
-          f"{results['mean_tokens']:.1f} tokens per prompt on average, median of {a.repeats} after a warm-up")
+        results["bf16_over_fp32_validate"] = {
+            bs: results["runs"]["bfloat16"][bs]["validate"]["prompts_per_s"]
+            / results["runs"]["float32"][bs]["validate"]["prompts_per_s"]
+            for bs in results["runs"]["float32"]
+        }
+    print(
+        f"model {a.model} on {results['device']} ({results['device_name']}), n {a.n}, "
+        f"{results['mean_tokens']:.1f} tokens per prompt on average, median of {a.repeats} after a warm-up"
+    )
     print(table(results))
     for k in ("bf16_over_fp32_validate", "memory"):
         if k in results:

@@ -30,7 +30,14 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "load.md")
     args = ap.parse_args()
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    runs = [json.loads(subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, check=True).stdout.strip().splitlines()[-1]) for _ in range(args.repeats)]
+    runs = [
+        json.loads(
+            subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, check=True)
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        for _ in range(args.repeats)
+    ]
     imp = statistics.median(r["imports"] for r in runs)
     load = statistics.median(r["load"] for r in runs)
     from advgen.core.files import atomic_write_text

@@ -54,17 +54,24 @@ def main() -> None:
                     argv = ["generate", "--n", str(n), "--seed", "0", "--out", str(gen)]
                 elif job == "validate":
                     if not (gen / "prompts.jsonl").exists():
-                        subprocess.run([str(ADVGEN), "generate", "--n", str(n), "--out", str(gen)], check=True, capture_output=True)
+                        subprocess.run(
+                            [str(ADVGEN), "generate", "--n", str(n), "--out", str(gen)], check=True, capture_output=True
+                        )
                     argv = ["validate", str(gen / "prompts.jsonl"), "--out", str(Path(tmp) / f"v{n}"), "--no-progress"]
                 else:
                     argv = ["run", "--n", str(n), "--seed", "0", "--out", str(Path(tmp) / f"r{n}"), "--no-progress"]
                 mib, secs = peak_of(argv + ["--model", "reference"])
                 rows.append((job, n, mib, secs))
                 print(f"{job:9} n={n:>7}  peak RSS {mib:8.1f} MiB  {secs:7.1f} s", flush=True)
-    lines = ["# Peak memory by n (reference model, CPU)", "",
-             f"`python benchmarks/bench_memory.py --ns {args.ns} --jobs {args.jobs}`; one fresh process per command, "
-             "peak RSS from the kernel (`wait4` rusage of that child).", "",
-             "| command | n | peak RSS (MiB) | wall (s) |", "|---|---:|---:|---:|"]
+    lines = [
+        "# Peak memory by n (reference model, CPU)",
+        "",
+        f"`python benchmarks/bench_memory.py --ns {args.ns} --jobs {args.jobs}`; one fresh process per command, "
+        "peak RSS from the kernel (`wait4` rusage of that child).",
+        "",
+        "| command | n | peak RSS (MiB) | wall (s) |",
+        "|---|---:|---:|---:|",
+    ]
     lines += [f"| `{job}` | {n:,} | {mib:.0f} | {secs:.0f} |" for job, n, mib, secs in rows]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")

@@ -40,9 +40,20 @@ def child(args: argparse.Namespace) -> None:
     res = run_scan(backend, cfg, Path(args.dir))
     t_scan = time.perf_counter() - t1
     backend.close()
-    print(json.dumps({"backend": args.backend, "n": args.n, "startup_s": t_start, "scan_s": t_scan,
-                      "prompts_per_s": args.n / t_scan, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                      "failure_rate": res.summary["failure_rate"], "units": res.computed_units}))
+    print(
+        json.dumps(
+            {
+                "backend": args.backend,
+                "n": args.n,
+                "startup_s": t_start,
+                "scan_s": t_scan,
+                "prompts_per_s": args.n / t_scan,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "failure_rate": res.summary["failure_rate"],
+                "units": res.computed_units,
+            }
+        )
+    )
 
 
 def _noop_unit(model: Any, unit: Any) -> str:
@@ -87,8 +98,25 @@ def driver_fold(unit_text: str, repeats: int = 20) -> dict[str, float]:
 
 def run_child(backend: str, n: int, a: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     d = tmp / f"scan-{n}"  # the same path for both backends: the manifest records the command line
-    cmd = [sys.executable, __file__, "--child", "--backend", backend, "--n", str(n), "--dir", str(d), "--workers", str(a.workers),
-           "--unit", str(a.unit), "--threads", str(a.threads), "--batch-size", str(a.batch_size)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--backend",
+        backend,
+        "--n",
+        str(n),
+        "--dir",
+        str(d),
+        "--workers",
+        str(a.workers),
+        "--unit",
+        str(a.unit),
+        "--threads",
+        str(a.threads),
+        "--batch-size",
+        str(a.batch_size),
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(a.threads)})
     if r.returncode != 0:
         raise SystemExit(f"child failed: {r.stderr[-2000:]}")
@@ -124,9 +152,15 @@ def main() -> None:
     part = runs[0].pop("part0")
     for r in runs:
         r.pop("part0", None)
-    result = {"runs": runs if a.sizes else [], "byte_identical_across_backends": same,
-              "overhead": overhead(a.workers, a.overhead_units, part), "driver_fold": driver_fold(part), "nproc": os.cpu_count(),
-              "load_avg_at_end": os.getloadavg(), "settings": {k: v for k, v in vars(a).items() if k not in ("child", "dir", "n", "out")}}
+    result = {
+        "runs": runs if a.sizes else [],
+        "byte_identical_across_backends": same,
+        "overhead": overhead(a.workers, a.overhead_units, part),
+        "driver_fold": driver_fold(part),
+        "nproc": os.cpu_count(),
+        "load_avg_at_end": os.getloadavg(),
+        "settings": {k: v for k, v in vars(a).items() if k not in ("child", "dir", "n", "out")},
+    }
     print(json.dumps({"overhead": result["overhead"], "driver_fold": result["driver_fold"]}))
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from advgen.attacks.search import AttackConfig
+from advgen.attacks.attack_setup import AttackConfig
 from advgen.core import files
 from advgen.jobs.attack import attack
 from advgen.model.loading import LoadedModel, load_model
@@ -39,7 +39,9 @@ def set_ld(model: LoadedModel, ids: Sequence[int], task: Task, values: Mapping[s
     """A set task's LD = log p(answers) - log p(foils) from one unbatched, unpadded forward."""
     with torch.inference_mode():
         logits = model.bridge(torch.tensor([list(ids)], device=model_device(model)))[0, -1].double()
-    toks = [[answer_token(model.tokenizer, w, rule.space, "set") for w in rule.words(values)] for rule in (task.answer, task.foil)]
+    toks = [
+        [answer_token(model.tokenizer, w, rule.space, "set") for w in rule.words(values)] for rule in (task.answer, task.foil)
+    ]
     return float(logits[toks[0]].logsumexp(0) - logits[toks[1]].logsumexp(0))
 
 
@@ -61,13 +63,23 @@ def circuit_from_training_info(model: LoadedModel, task: str, out: Path) -> Path
     """A circuit file written from the trainer's measured heads (training_info.json beside the weights): previous-token
     heads at A+1, induction heads at END. Not a built-in circuit: the file is written into the benchmark's --out."""
     info = files.read_json(Path(model.source) / "training_info.json", "training info")
-    heads = [{"head": f"a{a}.h{b}", "role": role, "positions": [pos], "note": "from training_info.json"}
-             for key, role, pos in (("previous_token_heads", "previous_token", "A+1"), ("induction_heads", "induction", "END"))
-             for a, b in info.get(key, [])]
+    heads = [
+        {"head": f"a{a}.h{b}", "role": role, "positions": [pos], "note": "from training_info.json"}
+        for key, role, pos in (("previous_token_heads", "previous_token", "A+1"), ("induction_heads", "induction", "END"))
+        for a, b in info.get(key, [])
+    ]
     if not any(h["role"] == "induction" for h in heads):
         raise SystemExit(f"{model.source}/training_info.json lists no induction head; pass --circuit FILE")
-    doc = {"format": "advgen-circuit/1", "name": f"{model.name}-from-training-info", "task": task, "model": model.name,
-           "n_layers": model.n_layers, "n_heads": model.n_heads, "provenance": {"source": "training_info.json"}, "heads": heads}
+    doc = {
+        "format": "advgen-circuit/1",
+        "name": f"{model.name}-from-training-info",
+        "task": task,
+        "model": model.name,
+        "n_layers": model.n_layers,
+        "n_heads": model.n_heads,
+        "provenance": {"source": "training_info.json"},
+        "heads": heads,
+    }
     path = out / "circuit-from-training-info.json"
     files.atomic_write_text(path, files.dumps(doc, indent=2) + "\n")
     return path
@@ -81,8 +93,17 @@ def one_seed(model: LoadedModel, args: argparse.Namespace, seed: int) -> dict[st
     wall = time.perf_counter() - t0
     y, s = res.summary["yield"], res.summary
     n, ok = unbatched(model, res.run.rows, resolve_task(args.task))
-    return {"seed": seed, "yield": y, "explained": s["explained_fraction"], "modes": s["modes"], "skipped": s["skipped_modes"],
-            "evaluations": s["evaluations"], "unbatched": (n, ok), "wall": wall, "note": res.records_note}
+    return {
+        "seed": seed,
+        "yield": y,
+        "explained": s["explained_fraction"],
+        "modes": s["modes"],
+        "skipped": s["skipped_modes"],
+        "evaluations": s["evaluations"],
+        "unbatched": (n, ok),
+        "wall": wall,
+        "note": res.records_note,
+    }
 
 
 def ratio(x: float | None, lb: float | None) -> str:
@@ -95,18 +116,26 @@ def ratio_value(x: float | None, lb: float | None) -> float:
 
 
 def markdown(runs: list[dict[str, Any]], args: argparse.Namespace, command: str) -> str:
-    lines = [f"## {args.task}: `{args.model}` with circuit `{args.circuit}`, seeds {', '.join(str(r['seed']) for r in runs)}", "",
-             f"Command: `{command}`", "",
-             "| seed | attributable / 1,000 | random / 1,000 | attributable ratio | raw / 1,000 | raw ratio | breaks | control also breaks "
-             "| explained (vs control) | LD < 0 unbatched | evaluations guided / random | wall s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"## {args.task}: `{args.model}` with circuit `{args.circuit}`, seeds {', '.join(str(r['seed']) for r in runs)}",
+        "",
+        f"Command: `{command}`",
+        "",
+        "| seed | attributable / 1,000 | random / 1,000 | attributable ratio | raw / 1,000 | raw ratio | breaks | control also "
+        "breaks "
+        "| explained (vs control) | LD < 0 unbatched | evaluations guided / random | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in runs:
         y, e = r["yield"], r["evaluations"]
         ex = "-" if r["explained"] is None else f"{r['explained'] * 100:.0f}%"
-        lines.append(f"| {r['seed']} | {y['attributable_per_1000']:.1f} | {y['random_per_1000']:.1f} | "
-                     f"{ratio(y['attributable_ratio'], y['attributable_ratio_lower_bound'])} | {y['guided_per_1000']:.1f} | "
-                     f"{ratio(y['ratio'], y['ratio_lower_bound'])} | {y['breaks']} | {y['control_shared_breaks']} | {ex} | "
-                     f"{r['unbatched'][1]}/{r['unbatched'][0]} | {e['clean'] + e['sample'] + e['search']} / {e['clean'] + e['baseline']} | {r['wall']:.0f} |")
+        lines.append(
+            f"| {r['seed']} | {y['attributable_per_1000']:.1f} | {y['random_per_1000']:.1f} | "
+            f"{ratio(y['attributable_ratio'], y['attributable_ratio_lower_bound'])} | {y['guided_per_1000']:.1f} | "
+            f"{ratio(y['ratio'], y['ratio_lower_bound'])} | {y['breaks']} | {y['control_shared_breaks']} | {ex} | "
+            f"{r['unbatched'][1]}/{r['unbatched'][0]} | {e['clean'] + e['sample'] + e['search']} / {e['clean'] + e['baseline']} "
+            f"| {r['wall']:.0f} |"
+        )
     att = [ratio_value(r["yield"]["attributable_ratio"], r["yield"]["attributable_ratio_lower_bound"]) for r in runs]
     raw = [ratio_value(r["yield"]["ratio"], r["yield"]["ratio_lower_bound"]) for r in runs]
     bounds = sum(r["yield"]["ratio"] is None for r in runs)
@@ -116,23 +145,43 @@ def markdown(runs: list[dict[str, Any]], args: argparse.Namespace, command: str)
     def mmm(v: list[float], f: str = ".1f") -> str:
         return " / ".join(format(x, f) for x in (min(v), float(np.median(v)), max(v)))
 
-    lines += ["", f"Over {len(runs)} seeds, min / median / max: attributable ratio {mmm(att)}, raw ratio {mmm(raw)}, explained share "
-              f"{mmm([100 * x for x in exp], '.0f')} %; worst seed (attributable) {worst}. A ratio shown as \"> x\" is a lower bound "
-              f"(the random side found no break; rule of three); {bounds} of {len(runs)} seeds' ratios are such bounds, and the "
-              "spread above uses the bound for them.", "",
-              "Per mode (random sample, paired LD(attack) - LD(control), 95 % CI over clean prompts; predicted sign from the records):", "",
-              "| seed | mode | predicted | seen | verdict | breaks | attributable | explained |", "|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"Over {len(runs)} seeds, min / median / max: attributable ratio {mmm(att)}, raw ratio {mmm(raw)}, explained share "
+        f'{mmm([100 * x for x in exp], ".0f")} %; worst seed (attributable) {worst}. A ratio shown as "> x" is a lower bound '
+        f"(the random side found no break; rule of three); {bounds} of {len(runs)} seeds' ratios are such bounds, and the "
+        "spread above uses the bound for them.",
+        "",
+        "Per mode (random sample, paired LD(attack) - LD(control), 95 % CI over clean prompts; predicted sign from the records):",
+        "",
+        "| seed | mode | predicted | seen | verdict | breaks | attributable | explained |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in runs:
         for name, m in r["modes"].items():
             ci = m["seen"]
             seen = f"{ci['mean']:+.2f} [{ci['low']:+.2f}, {ci['high']:+.2f}]" if ci else "-"
             ex = "-" if m["explained_fraction"] is None else f"{m['explained_fraction'] * 100:.0f}%"
-            lines.append(f"| {r['seed']} | {name} | {'< 0' if m['predicted_sign'] < 0 else '> 0'} | {seen} | {m['verdict']}{' (' + m['cause'] + ')' if m.get('cause') else ''} | "
-                         f"{m['breaks']} | {m['attributable_breaks']} | {ex} |")
+            lines.append(
+                f"| {r['seed']} | {name} | {'< 0' if m['predicted_sign'] < 0 else '> 0'} | {seen} | "
+                f"{m['verdict']}{' (' + m['cause'] + ')' if m.get('cause') else ''} | "
+                f"{m['breaks']} | {m['attributable_breaks']} | {ex} |"
+            )
     r0 = runs[0]
-    lines += ["", "Compiled from (seed " + str(r0["seed"]) + "): " + "; ".join(f"`{k}`: {v['compiled_from']}" for k, v in r0["modes"].items()),
-              "", "Not compiled: " + ("; ".join(f"`{k}`: {v}" for k, v in r0["skipped"].items()) or "none"),
-              "", "Records: " + (f"measured by the attack on the loaded model ({r0['note']})" if r0["note"] else "from the circuit file") + ".", ""]
+    lines += [
+        "",
+        "Compiled from (seed "
+        + str(r0["seed"])
+        + "): "
+        + "; ".join(f"`{k}`: {v['compiled_from']}" for k, v in r0["modes"].items()),
+        "",
+        "Not compiled: " + ("; ".join(f"`{k}`: {v}" for k, v in r0["skipped"].items()) or "none"),
+        "",
+        "Records: "
+        + (f"measured by the attack on the loaded model ({r0['note']})" if r0["note"] else "from the circuit file")
+        + ".",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -140,7 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     p.add_argument("--model", default="induction")
     p.add_argument("--task", default="induction")
-    p.add_argument("--circuit", default="auto", help="circuit file of the task; 'auto': written from the model's training_info.json")
+    p.add_argument(
+        "--circuit", default="auto", help="circuit file of the task; 'auto': written from the model's training_info.json"
+    )
     p.add_argument("--seeds", default="0,1,2,3,4")
     p.add_argument("--budget", type=int, default=2000)
     p.add_argument("--n-clean", type=int, default=400)
@@ -149,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--doc", default=None, help="write the Markdown section here (default: print it)")
     p.add_argument("--resume", action="store_true")
     args = p.parse_args(argv)
-    command = "python benchmarks/bench_task_attack.py " + shlex.join(a for a in (argv if argv is not None else sys.argv[1:]) if a != "--resume")
+    command = "python benchmarks/bench_task_attack.py " + shlex.join(
+        a for a in (argv if argv is not None else sys.argv[1:]) if a != "--resume"
+    )
     model = load_model(args.model)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     args.circuit_path = circuit_from_training_info(model, args.task, Path(args.out)) if args.circuit == "auto" else args.circuit
@@ -157,8 +210,11 @@ def main(argv: list[str] | None = None) -> int:
     for seed in (int(s) for s in args.seeds.split(",")):
         runs.append(one_seed(model, args, seed))
         y = runs[-1]["yield"]
-        print(f"seed {seed}: attributable {ratio(y['attributable_ratio'], y['attributable_ratio_lower_bound'])}, raw "
-              f"{ratio(y['ratio'], y['ratio_lower_bound'])}, explained {runs[-1]['explained']}, {runs[-1]['wall']:.0f} s", flush=True)
+        print(
+            f"seed {seed}: attributable {ratio(y['attributable_ratio'], y['attributable_ratio_lower_bound'])}, raw "
+            f"{ratio(y['ratio'], y['ratio_lower_bound'])}, explained {runs[-1]['explained']}, {runs[-1]['wall']:.0f} s",
+            flush=True,
+        )
     text = markdown(runs, args, command)
     if args.doc:
         files.atomic_write_text(Path(args.doc), text)

@@ -88,9 +88,11 @@ median of {args.repeats} interleaved repeats. Throughput ratio = baseline time /
 
 | side | median seconds | prompts / s | ratio vs advgen |
 |---|---|---|---|
-| advgen validator (TransformerBridge, length-bucketed, END-only unembedding) | {med['advgen']:.3f} | {args.n / med['advgen']:.1f} | 1.00 |
-| bare HF forward, eager attention (same numerics as the bridge) | {med['hf_eager']:.3f} | {args.n / med['hf_eager']:.1f} | {r_eager:.2f} |
-| bare HF forward, default (sdpa) attention | {med['hf_sdpa']:.3f} | {args.n / med['hf_sdpa']:.1f} | {r_sdpa:.2f} |
+| advgen validator (TransformerBridge, length-bucketed, END-only unembedding) | {med["advgen"]:.3f} | \
+{args.n / med["advgen"]:.1f} | 1.00 |
+| bare HF forward, eager attention (same numerics as the bridge) | {med["hf_eager"]:.3f} | \
+{args.n / med["hf_eager"]:.1f} | {r_eager:.2f} |
+| bare HF forward, default (sdpa) attention | {med["hf_sdpa"]:.3f} | {args.n / med["hf_sdpa"]:.1f} | {r_sdpa:.2f} |
 
 Max |advgen - bare HF eager| over all END logits: {max_err:.2e}.
 """

@@ -34,14 +34,21 @@ def measure(spec: str, device: str, n: int, seeds: list[int], dtypes: list[str],
             got = validate(models[d], prompts, batch_size).metrics
             ld = np.array([m.logit_diff for m in got])
             diff = np.abs(ld - ld0)
-            per[d].append({"max_abs_ld": float(diff.max()), "median_abs_ld": float(np.median(diff)),
-                           "max_over_ld_std": float(diff.max() / ld0.std()),
-                           "max_abs_io_prob": float(np.abs(np.array([m.io_prob for m in got]) - p0).max()),
-                           "sign_flips": int(((ld > 0) != (ld0 > 0)).sum())})
+            per[d].append(
+                {
+                    "max_abs_ld": float(diff.max()),
+                    "median_abs_ld": float(np.median(diff)),
+                    "max_over_ld_std": float(diff.max() / ld0.std()),
+                    "max_abs_io_prob": float(np.abs(np.array([m.io_prob for m in got]) - p0).max()),
+                    "sign_flips": int(((ld > 0) != (ld0 > 0)).sum()),
+                }
+            )
     out: dict[str, Any] = {"model": spec, "device": models["float32"].device, "n": n, "seeds": seeds}
     for d, rows in per.items():
-        out[d] = {k: {"min": min(r[k] for r in rows), "median": statistics.median(r[k] for r in rows),
-                      "max": max(r[k] for r in rows)} for k in rows[0]}
+        out[d] = {
+            k: {"min": min(r[k] for r in rows), "median": statistics.median(r[k] for r in rows), "max": max(r[k] for r in rows)}
+            for k in rows[0]
+        }
     return out
 
 

@@ -76,16 +76,65 @@ def commands(a: argparse.Namespace, d: Path, cpu_run: Path) -> dict[str, tuple[l
     n = str(a.n)
     common = ["--model", "reference", "--seed", "0", "--no-progress", "--overwrite"]
     return {
-        "discover": (["discover", "--model", "reference", "--n", str(max(a.n // 3, 12)), "--seed", "0", "--no-progress"],
-                     ["@circuit.json", "@discovery.json"]),
-        "check-claim": (["check-claim", "reference-ioi", "--model", "reference", "--n", str(max(a.n // 3, 12)), "--seed", "0",
-                         "--no-progress"], ["claims.json"]),
+        "discover": (
+            ["discover", "--model", "reference", "--n", str(max(a.n // 3, 12)), "--seed", "0", "--no-progress"],
+            ["@circuit.json", "@discovery.json"],
+        ),
+        "check-claim": (
+            [
+                "check-claim",
+                "reference-ioi",
+                "--model",
+                "reference",
+                "--n",
+                str(max(a.n // 3, 12)),
+                "--seed",
+                "0",
+                "--no-progress",
+            ],
+            ["claims.json"],
+        ),
         "run": (["run", *common, "--n", n, "--batch-size", "16"], ["results.jsonl", "summary.json"]),
-        "validate": (["validate", str(cpu_run / "results.jsonl"), *common, "--batch-size", "7"], ["results.jsonl", "summary.json"]),
-        "attack": (["attack", "--model", "reference", "--circuit", "reference-ioi", "--budget", str(5 * a.n), "--n-clean",
-                    str(max(a.n // 3, 12)), "--seed", "0", "--no-progress", "--overwrite"], ["summary.json"]),
-        "scan": (["scan", "--model", "reference", "--sample", str(4 * a.n), "--seed", "0", "--unit", "64", "--batch-size", "32",
-                  "--no-progress", "--overwrite"], ["summary.json"]),
+        "validate": (
+            ["validate", str(cpu_run / "results.jsonl"), *common, "--batch-size", "7"],
+            ["results.jsonl", "summary.json"],
+        ),
+        "attack": (
+            [
+                "attack",
+                "--model",
+                "reference",
+                "--circuit",
+                "reference-ioi",
+                "--budget",
+                str(5 * a.n),
+                "--n-clean",
+                str(max(a.n // 3, 12)),
+                "--seed",
+                "0",
+                "--no-progress",
+                "--overwrite",
+            ],
+            ["summary.json"],
+        ),
+        "scan": (
+            [
+                "scan",
+                "--model",
+                "reference",
+                "--sample",
+                str(4 * a.n),
+                "--seed",
+                "0",
+                "--unit",
+                "64",
+                "--batch-size",
+                "32",
+                "--no-progress",
+                "--overwrite",
+            ],
+            ["summary.json"],
+        ),
     }
 
 

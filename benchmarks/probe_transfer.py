@@ -1,6 +1,7 @@
 """Do the behaviour records' mention probes predict what the compiled attack's edit does? Writes a markdown table.
 
-    .venv/bin/python benchmarks/probe_transfer.py --model reference --runs RUN_DIR[,RUN_DIR...] --out docs/benchmarks/probe-transfer-reference.md
+    .venv/bin/python benchmarks/probe_transfer.py --model reference --runs RUN_DIR[,RUN_DIR...] \\
+        --out docs/benchmarks/probe-transfer-reference.md
 
 The compiled mention modes predict LD(attack) - LD(control) per site from records measured on probes:
 by default ("paper") one of the IOI paper's five sentences naming the person, against the same
@@ -45,7 +46,12 @@ def seen_per_site(run_dirs: list[Path]) -> dict[tuple[str, str], list[float]]:
         ctl = {r["candidate"]: r["logit_diff"] for r in rows if r["phase"] == "sample" and r["family"] == "control"}
         for r in rows:
             mode = str(r.get("mode") or "")
-            if r["phase"] != "sample" or r["family"] != "attack" or not mode.startswith("compiled_repeat_") or r["params"].get("dose") != 1:
+            if (
+                r["phase"] != "sample"
+                or r["family"] != "attack"
+                or not mode.startswith("compiled_repeat_")
+                or r["params"].get("dose") != 1
+            ):
                 continue
             name = "IO" if mode == "compiled_repeat_io" else "S"
             out.setdefault((name, r["params"]["site"]), []).append(r["logit_diff"] - ctl[r["candidate"]])
@@ -58,7 +64,9 @@ Prediction = dict[tuple[str, str], tuple[float, str]]
 
 def rule_predictions(model: Any, circuit: Circuit, probe: str, n: int) -> Prediction:
     """The compiler's mention rule over records measured with `probe`."""
-    recs, nodes = measure_records(model, [h.head for h in circuit.heads], [m.layer for m in circuit.mlps], BehaviourSettings(n=n, probe=probe))
+    recs, nodes = measure_records(
+        model, [h.head for h in circuit.heads], [m.layer for m in circuit.mlps], BehaviourSettings(n=n, probe=probe)
+    )
     out = {}
     for e in mention_edits(recs, {f"m{k}": v for k, v in nodes.items()}):
         for site, total in e.predicted.items():
@@ -71,7 +79,9 @@ def write_predictions(model: Any, circuit: Circuit, probe: str, n: int) -> Predi
     tok = model.tokenizer
     _, pr = probe_set(tok, BehaviourSettings(n=n, probe=probe))
     heads, mlps = [h.head for h in circuit.heads], [m.layer for m in circuit.mlps]
-    reads = read_heads(model, PromptSet(tuple(p for q in pr for p in (q.attack, q.control)), tokenizer_hash(tok)), heads, 32, mlps)
+    reads = read_heads(
+        model, PromptSet(tuple(p for q in pr for p in (q.attack, q.control)), tokenizer_hash(tok)), heads, 32, mlps
+    )
     names = [str(h) for h in heads] + [f"m{x}" for x in mlps]
     out = {}
     for y in ("IO", "S"):
@@ -86,7 +96,9 @@ def write_predictions(model: Any, circuit: Circuit, probe: str, n: int) -> Predi
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--model", required=True)
-    ap.add_argument("--runs", required=True, help="comma-separated attack run directories (compiled modes, same model and circuit)")
+    ap.add_argument(
+        "--runs", required=True, help="comma-separated attack run directories (compiled modes, same model and circuit)"
+    )
     ap.add_argument("--n", type=int, default=100, help="clean prompts of the records (the attack's default)")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args(argv)
@@ -96,14 +108,24 @@ def main(argv: list[str] | None = None) -> int:
     circuit = Circuit.from_dict(files.read_json(runs[0] / "circuit.json"), str(runs[0] / "circuit.json"))
     model = load_model(a.model)
     seen = seen_per_site(runs)
-    pred = {f"{kind}, `{p}` probes": fn(model, circuit, p, a.n) for p in PROBES
-            for kind, fn in (("rule", rule_predictions), ("write", write_predictions))}
-    lines = [f"# Mention probes against the attack's edit: `{a.model}`, circuit `{circuit.name}`", "",
-             f"Command: `python benchmarks/probe_transfer.py {shlex.join(sys.argv[1:] if argv is None else argv)}`", "",
-             f"Records measured on {a.n} clean prompts (seed 0) per probe style; seen = dose-1 pairs of the runs' random samples "
-             f"({len(runs)} runs), mean [95 % CI]. Nodes: {', '.join([str(h.head) for h in circuit.heads] + [m.node for m in circuit.mlps])}. "
-             "Each predictor's column: its predicted LD change for one mention, and whether its sign is the seen one.", "",
-             "| mentioned | site | seen, dose 1 | pairs | " + " | ".join(pred) + " |", "|---|---|---|---|" + "---|" * len(pred)]
+    pred = {
+        f"{kind}, `{p}` probes": fn(model, circuit, p, a.n)
+        for p in PROBES
+        for kind, fn in (("rule", rule_predictions), ("write", write_predictions))
+    }
+    lines = [
+        f"# Mention probes against the attack's edit: `{a.model}`, circuit `{circuit.name}`",
+        "",
+        f"Command: `python benchmarks/probe_transfer.py {shlex.join(sys.argv[1:] if argv is None else argv)}`",
+        "",
+        f"Records measured on {a.n} clean prompts (seed 0) per probe style; seen = dose-1 pairs of the runs' random samples "
+        f"({len(runs)} runs), mean [95 % CI]. Nodes: "
+        f"{', '.join([str(h.head) for h in circuit.heads] + [m.node for m in circuit.mlps])}. "
+        "Each predictor's column: its predicted LD change for one mention, and whether its sign is the seen one.",
+        "",
+        "| mentioned | site | seen, dose 1 | pairs | " + " | ".join(pred) + " |",
+        "|---|---|---|---|" + "---|" * len(pred),
+    ]
     right = dict.fromkeys(pred, 0)
     counted = 0
     keys = sorted(set(seen) & set.intersection(*(set(v) for v in pred.values())))
@@ -117,9 +139,22 @@ def main(argv: list[str] | None = None) -> int:
             ok = decided and (got[key][0] > 0) == (ci["mean"] > 0)
             right[name] += ok
             cells.append(f"{got[key][0]:+.2f} ({'yes' if ok else 'no' if decided else 'seen inconclusive'})")
-        lines.append(f"| {key[0]} | {key[1]} | {ci['mean']:+.2f} [{ci['low']:+.2f}, {ci['high']:+.2f}] | {len(d)} | " + " | ".join(cells) + " |")
-    lines += ["", "Signs right, of the sites whose seen interval excludes 0: " + "; ".join(f"{k} {v} of {counted}" for k, v in right.items()) + ".",
-              "", "Node terms (per mention):", "", "| mentioned | site | " + " | ".join(pred) + " |", "|---|---|" + "---|" * len(pred)]
+        lines.append(
+            f"| {key[0]} | {key[1]} | {ci['mean']:+.2f} [{ci['low']:+.2f}, {ci['high']:+.2f}] | {len(d)} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    lines += [
+        "",
+        "Signs right, of the sites whose seen interval excludes 0: "
+        + "; ".join(f"{k} {v} of {counted}" for k, v in right.items())
+        + ".",
+        "",
+        "Node terms (per mention):",
+        "",
+        "| mentioned | site | " + " | ".join(pred) + " |",
+        "|---|---|" + "---|" * len(pred),
+    ]
     lines += [f"| {k[0]} | {k[1]} | " + " | ".join(v[k][1] for v in pred.values()) + " |" for k in keys]
     lines.append("")
     a.out.parent.mkdir(parents=True, exist_ok=True)

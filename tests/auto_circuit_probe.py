@@ -18,9 +18,22 @@ export_json, tokenizer_dir = sys.argv[1], sys.argv[2]
 tok = AutoTokenizer.from_pretrained(tokenizer_dir)
 if tok.pad_token is None:  # as TransformerLens sets it on the model.tokenizer auto-circuit users pass
     tok.pad_token = tok.eos_token
-train, _test = load_datasets_from_json(types.SimpleNamespace(tokenizer=tok), Path(export_json), torch.device("cpu"),
-                                       batch_size=4, train_test_size=(4, 4), shuffle=False)
+train, _test = load_datasets_from_json(
+    types.SimpleNamespace(tokenizer=tok),
+    Path(export_json),
+    torch.device("cpu"),
+    batch_size=4,
+    train_test_size=(4, 4),
+    shuffle=False,
+)
 batch = next(iter(train))
-print(json.dumps({"clean": list(batch.clean.shape), "corrupt": list(batch.corrupt.shape),
-                  "answers": [a.flatten().tolist() for a in batch.answers],
-                  "wrong_answers": [a.flatten().tolist() for a in batch.wrong_answers]}))
+print(
+    json.dumps(
+        {
+            "clean": list(batch.clean.shape),
+            "corrupt": list(batch.corrupt.shape),
+            "answers": [a.flatten().tolist() for a in batch.answers],
+            "wrong_answers": [a.flatten().tolist() for a in batch.wrong_answers],
+        }
+    )
+)

@@ -78,7 +78,9 @@ def make_induction_gpt2(out_dir: str | Path, tokenizer_dir: str | Path, seed: in
             ca[:, part * D + DH : (part + 1) * D] = 0.05 * torch.randn(D, DH, generator=g)
         cp[DH:, :] = 0.01 * torch.randn(DH, D, generator=g)
     _prev_token_head(sd["transformer.h.0.attn.c_attn.weight"], sd["transformer.h.0.attn.c_proj.weight"], beta=1.2 * math.sqrt(DH))
-    _induction_head(sd["transformer.h.1.attn.c_attn.weight"], sd["transformer.h.1.attn.c_proj.weight"], gamma=0.16 * math.sqrt(DH), copy=1.0)
+    _induction_head(
+        sd["transformer.h.1.attn.c_attn.weight"], sd["transformer.h.1.attn.c_proj.weight"], gamma=0.16 * math.sqrt(DH), copy=1.0
+    )
     sd["transformer.ln_f.weight"] = torch.full((D,), 0.05)
     for layer in range(2):
         sd[f"transformer.h.{layer}.ln_2.weight"] = torch.ones(D)
@@ -86,7 +88,6 @@ def make_induction_gpt2(out_dir: str | Path, tokenizer_dir: str | Path, seed: in
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out
-
 
 
 def load_handbuilt(tokenizer_dir: Path, tmp_path_factory) -> object:

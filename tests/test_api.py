@@ -18,8 +18,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _files(d: Path) -> dict[str, bytes]:
-    return {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.rglob("*"))
-            if p.is_file() and "journal" not in p.relative_to(d).parts}
+    return {
+        p.relative_to(d).as_posix(): p.read_bytes()
+        for p in sorted(d.rglob("*"))
+        if p.is_file() and "journal" not in p.relative_to(d).parts
+    }
 
 
 def test_every_public_name_resolves_and_import_does_not_load_torch() -> None:
@@ -60,8 +63,23 @@ def _discover(out: Path, overwrite: bool) -> None:
 
 
 def _check_claim(out: Path, overwrite: bool) -> None:
-    main_raising(["check-claim", "reference-ioi", "--model", "reference", "--n", "4", "--no-progress", "--no-ladder",
-                  "--greedy-steps", "1", "--out", str(out), *(["--overwrite"] if overwrite else [])])
+    main_raising(
+        [
+            "check-claim",
+            "reference-ioi",
+            "--model",
+            "reference",
+            "--n",
+            "4",
+            "--no-progress",
+            "--no-ladder",
+            "--greedy-steps",
+            "1",
+            "--out",
+            str(out),
+            *(["--overwrite"] if overwrite else []),
+        ]
+    )
 
 
 @pytest.mark.parametrize("job", ["discover", "check-claim"])
@@ -114,7 +132,10 @@ def test_manifests_carry_a_schema_version_and_readers_refuse_unknown_ones(tiny_m
     man["schema_version"] = MANIFEST_SCHEMA + 1
     man_path.write_text(json.dumps(man))
     (tmp_path / "r" / rundir.MARKER).unlink()  # an edited directory, not a half-written one
-    with pytest.raises(AdvgenError, match=f"manifest.json: manifest schema_version {MANIFEST_SCHEMA + 1}, this advgen reads versions 1 to {MANIFEST_SCHEMA}"):
+    with pytest.raises(
+        AdvgenError,
+        match=f"manifest.json: manifest schema_version {MANIFEST_SCHEMA + 1}, this advgen reads versions 1 to {MANIFEST_SCHEMA}",
+    ):
         advgen.export(tmp_path / "r", "jsonl", tmp_path / "e2")
     with pytest.raises(AdvgenError, match="schema_version"):
         advgen.report(tmp_path / "r", tmp_path / "r.html", attention=False)

@@ -21,8 +21,11 @@ def documented() -> set[tuple[str, str]]:
 
 def modules() -> set[tuple[str, str]]:
     pkg = ROOT / "advgen"
-    return {(p.relative_to(pkg).parts[0], p.name) for p in pkg.rglob("*.py")
-            if p.name != "__init__.py" and "__pycache__" not in p.parts and len(p.relative_to(pkg).parts) > 1}
+    return {
+        (p.relative_to(pkg).parts[0], p.name)
+        for p in pkg.rglob("*.py")
+        if p.name != "__init__.py" and "__pycache__" not in p.parts and len(p.relative_to(pkg).parts) > 1
+    }
 
 
 def test_the_architecture_table_lists_every_module() -> None:

@@ -9,24 +9,47 @@ from pathlib import Path
 import pytest
 from rundirs import file_bytes
 
+from advgen.attacks.attack_setup import AttackConfig
 from advgen.attacks.journal import REUSED
-from advgen.attacks.search import AttackConfig, Interrupted, run_attack
+from advgen.attacks.search import Interrupted, run_attack
 from advgen.attacks.tables import write_run
 from advgen.circuits.format import make_circuit
 from advgen.core.types import Role
 from advgen.model.validate import single_logit_diff
 from advgen.prompts.templates import single_token_id
 
-FILES = ("results.jsonl", "results.csv", "summary.json", "modes.json", "adversarial.jsonl", "near_misses.jsonl",
-         "baseline.json", "circuit.json", "manifest.json", "table.md", "causes.json")
+FILES = (
+    "results.jsonl",
+    "results.csv",
+    "summary.json",
+    "modes.json",
+    "adversarial.jsonl",
+    "near_misses.jsonl",
+    "baseline.json",
+    "circuit.json",
+    "manifest.json",
+    "table.md",
+    "causes.json",
+)
 
 
 @pytest.fixture(scope="module")
 def tiny_circuit():
     """Every role on the 2 x 4 tiny model, so every mode is proposed."""
-    return make_circuit("tiny-all", "tiny", {
-        Role.PREVIOUS_TOKEN: ["a0.h0"], Role.DUPLICATE_TOKEN: ["a0.h1"], Role.INDUCTION: ["a0.h2"],
-        Role.S_INHIBITION: ["a0.h3"], Role.NAME_MOVER: ["a1.h0", "a1.h1"], Role.NEGATIVE_NAME_MOVER: ["a1.h2"]}, 2, 4)
+    return make_circuit(
+        "tiny-all",
+        "tiny",
+        {
+            Role.PREVIOUS_TOKEN: ["a0.h0"],
+            Role.DUPLICATE_TOKEN: ["a0.h1"],
+            Role.INDUCTION: ["a0.h2"],
+            Role.S_INHIBITION: ["a0.h3"],
+            Role.NAME_MOVER: ["a1.h0", "a1.h1"],
+            Role.NEGATIVE_NAME_MOVER: ["a1.h2"],
+        },
+        2,
+        4,
+    )
 
 
 CFG = AttackConfig(budget=100, n_clean=12, seed=3, batch_size=64)
@@ -78,7 +101,9 @@ def test_rows_follow_the_contract(tiny_run):
         else:
             assert r["logit_diff"] >= 0 or clean_ld[r["pair_id"]] <= 0
         assert (r["explained"] is not None) == (r["family"] == "attack" and r["is_break"])
-        if r["family"] == "attack" and r["is_break"]:  # the control the verdict compares against: same candidate, same clean prompt
+        if (
+            r["family"] == "attack" and r["is_break"]
+        ):  # the control the verdict compares against: same candidate, same clean prompt
             [k] = [c for c in rows if c["family"] == "control" and c["candidate"] == r["candidate"]]
             assert k["pair_id"] == r["pair_id"] and r["control_breaks"] is (k["logit_diff"] < 0)
         else:
@@ -86,7 +111,11 @@ def test_rows_follow_the_contract(tiny_run):
     y = json.loads((out / "summary.json").read_text())["yield"]
     attack_breaks = [r for r in rows if r["family"] == "attack" and r["is_break"]]
     assert y["breaks"] == len(attack_breaks) and y["control_shared_breaks"] == sum(r["control_breaks"] for r in attack_breaks)
-    assert y["attributable_per_1000"] == pytest.approx(y["guided_per_1000"] * y["attributable_breaks"] / y["breaks"]) if y["breaks"] else True
+    assert (
+        y["attributable_per_1000"] == pytest.approx(y["guided_per_1000"] * y["attributable_breaks"] / y["breaks"])
+        if y["breaks"]
+        else True
+    )
     adv = (out / "adversarial.jsonl").read_text().splitlines()
     assert len(adv) == sum(r["is_break"] and r["family"] == "attack" for r in rows)
     modes = json.loads((out / "modes.json").read_text())
@@ -148,8 +177,23 @@ def test_cli_end_to_end_on_gpt2_shaped_model(gpt2_shaped_dir, tmp_path, capsys):
     from advgen.cli.main import main
 
     out = tmp_path / "e2e"
-    rc = main(["attack", "--model", str(gpt2_shaped_dir), "--circuit", "gpt2-small-ioi", "--budget", "60",
-               "--n-clean", "10", "--out", str(out), "--batch-size", "16"])
+    rc = main(
+        [
+            "attack",
+            "--model",
+            str(gpt2_shaped_dir),
+            "--circuit",
+            "gpt2-small-ioi",
+            "--budget",
+            "60",
+            "--n-clean",
+            "10",
+            "--out",
+            str(out),
+            "--batch-size",
+            "16",
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     assert "Natural failure rate" in printed and "behaviour records measured on" in printed
@@ -167,7 +211,21 @@ def test_cli_end_to_end_on_gpt2_shaped_model(gpt2_shaped_dir, tmp_path, capsys):
 def test_cli_reports_a_bad_circuit(tiny_model_dir, tmp_path, capsys):
     from advgen.cli.main import main
 
-    rc = main(["attack", "--model", str(tiny_model_dir), "--circuit", "gpt2-small-ioi", "--budget", "40", "--n-clean", "12", "--out", str(tmp_path)])
+    rc = main(
+        [
+            "attack",
+            "--model",
+            str(tiny_model_dir),
+            "--circuit",
+            "gpt2-small-ioi",
+            "--budget",
+            "40",
+            "--n-clean",
+            "12",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert rc == 2
     err = capsys.readouterr().err
     assert "gpt2-small-ioi" in err and "a0.h10" in err
@@ -179,8 +237,16 @@ def test_search_spends_nothing_on_cells_it_does_not_fund(tiny_run):
     assert set(sc["searched_per_cell"]).isdisjoint(sc["not_funded"])
     assert all(v in ("confirmed", "falsified", "inconclusive") for v in sc["cell_verdicts"].values())
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary["yield"]) == {"guided_per_1000", "random_per_1000", "ratio", "attributable_per_1000", "attributable_ratio",
-                                     "breaks", "attributable_breaks", "control_shared_breaks"}
+    assert set(summary["yield"]) == {
+        "guided_per_1000",
+        "random_per_1000",
+        "ratio",
+        "attributable_per_1000",
+        "attributable_ratio",
+        "breaks",
+        "attributable_breaks",
+        "control_shared_breaks",
+    }
     for m in summary["modes"].values():
         assert m["predicted_sign"] in (-1, 1) and m["verdict"] in ("confirmed", "falsified", "inconclusive") and "n" in m["seen"]
 
@@ -191,8 +257,23 @@ def test_cli_measure_behaviour_runs_the_compiled_modes(tiny_model_dir, tmp_path)
     circuit = tmp_path / "c.json"
     make_circuit("tiny-nm", "tiny", {Role.NAME_MOVER: ["a1.h0", "a1.h1"]}, 2, 4).save(circuit)
     out = tmp_path / "a"
-    rc = main(["attack", "--model", str(tiny_model_dir), "--circuit", str(circuit), "--budget", "80", "--n-clean", "12",
-               "--measure-behaviour", "--out", str(out), "--no-progress"])
+    rc = main(
+        [
+            "attack",
+            "--model",
+            str(tiny_model_dir),
+            "--circuit",
+            str(circuit),
+            "--budget",
+            "80",
+            "--n-clean",
+            "12",
+            "--measure-behaviour",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     modes = json.loads((out / "modes.json").read_text())["modes"]
     assert set(modes) <= {"compiled_repeat_s", "compiled_repeat_io"} and modes
@@ -207,13 +288,33 @@ def test_cli_measures_missing_records_by_default(tiny_model_dir, tmp_path, capsy
     circuit = tmp_path / "c.json"
     make_circuit("tiny-nm", "tiny", {Role.NAME_MOVER: ["a1.h0", "a1.h1"]}, 2, 4).save(circuit)
     out = tmp_path / "a"
-    assert main(["attack", "--model", str(tiny_model_dir), "--circuit", str(circuit), "--budget", "80", "--n-clean", "12",
-                 "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "attack",
+                "--model",
+                str(tiny_model_dir),
+                "--circuit",
+                str(circuit),
+                "--budget",
+                "80",
+                "--n-clean",
+                "12",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "the circuit has no behaviour records" in capsys.readouterr().out
     modes = json.loads((out / "modes.json").read_text())["modes"]
     assert set(modes) <= {"compiled_repeat_s", "compiled_repeat_io"} and modes
     saved = json.loads((out / "circuit.json").read_text())
-    assert all(h["behaviour"]["measured_on"]["model"] == str(tiny_model_dir) and h["behaviour"]["n_prompts"] == 12 for h in saved["heads"])
+    assert all(
+        h["behaviour"]["measured_on"]["model"] == str(tiny_model_dir) and h["behaviour"]["n_prompts"] == 12
+        for h in saved["heads"]
+    )
     assert "n=12 clean prompts" in saved["provenance"]["behaviour_records"]  # min(100, --n-clean)
 
 
@@ -246,7 +347,9 @@ def test_a_shared_control_is_evaluated_once(compiled_tiny_run):
     assert e["sample"] + e["search"] == len(guided) - len(reused)
     assert e["clean"] + e["sample"] + e["search"] <= cfg.budget
     ctl_of = {r["candidate"] for r in ctl}
-    assert all(r["candidate"] in ctl_of for r in run.rows if r["family"] == "attack" and (r["phase"] == "sample" or r["is_break"]))
+    assert all(
+        r["candidate"] in ctl_of for r in run.rows if r["family"] == "attack" and (r["phase"] == "sample" or r["is_break"])
+    )
     assert run.screening["controls_reused"] == len(reused)
 
 

@@ -53,7 +53,8 @@ class QueueBackend:
 
 @pytest.mark.slow  # 6-10 s: keeps the default suite within 3 minutes; CI runs it with the slow tests
 def test_queued_units_give_the_same_rows_and_none_is_wasted(reference_model, tmp_path) -> None:
-    from advgen.attacks.search import UNIT_PROMPTS, AttackConfig, run_attack
+    from advgen.attacks.attack_setup import UNIT_PROMPTS, AttackConfig
+    from advgen.attacks.search import run_attack
     from advgen.circuits.format import resolve_circuit
 
     circuit = resolve_circuit("reference-ioi", reference_model.n_layers, reference_model.n_heads)
@@ -73,7 +74,9 @@ def test_resumed_run_queues_nothing(reference_model, tmp_path) -> None:
     (tmp_path / "journal" / "unit-00000.json").write_text("{}")
     from advgen.attacks.journal import Journal
 
-    assert prefetch.start(QueueBackend(reference_model), not any(Journal(tmp_path, True).dir.glob("unit-*.json")), "h", 32) is None
+    assert (
+        prefetch.start(QueueBackend(reference_model), not any(Journal(tmp_path, True).dir.glob("unit-*.json")), "h", 32) is None
+    )
     assert prefetch.start(object(), True, "h", 32) is None  # a backend that cannot queue measures on demand
 
 
@@ -83,7 +86,9 @@ def test_report_figures_draw_no_empty_legend() -> None:
 
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
-        pngs = [plots.png_b64(plots.ld_histograms({"all": {"attack": [float("nan")], "clean": []}, "m": {"attack": [1.0, 2.0]}})),
-                plots.png_b64(plots.dose_response({}, "no points"))]
+        pngs = [
+            plots.png_b64(plots.ld_histograms({"all": {"attack": [float("nan")], "clean": []}, "m": {"attack": [1.0, 2.0]}})),
+            plots.png_b64(plots.dose_response({}, "no points")),
+        ]
     assert [str(w.message) for w in seen] == []
     assert all(base64.b64decode(p).startswith(b"\x89PNG") for p in pngs), "each figure still renders"

@@ -7,9 +7,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from advgen.attacks.attack_setup import AttackConfig
 from advgen.attacks.causes import explain_cell
 from advgen.attacks.compiler import select_modes
-from advgen.attacks.search import AttackConfig, run_attack
+from advgen.attacks.search import run_attack
 from advgen.circuits.format import resolve_circuit
 from advgen.model.validate import single_logit_diff
 from advgen.prompts.templates import single_token_id
@@ -60,8 +61,11 @@ def test_compiled_modes_predict_s_repetition_on_the_reference_model(compiled_run
     assert modes["compiled_repeat_s"].expected_sign == -1
     assert modes["compiled_repeat_io"].expected_sign == +1
     ctl = {r["candidate"]: r["logit_diff"] for r in compiled_run.rows if r["family"] == "control" and r["phase"] == "sample"}
-    d = [r["logit_diff"] - ctl[r["candidate"]] for r in compiled_run.rows
-         if r["family"] == "attack" and r["phase"] == "sample" and r["mode"] == "compiled_repeat_s"]
+    d = [
+        r["logit_diff"] - ctl[r["candidate"]]
+        for r in compiled_run.rows
+        if r["family"] == "attack" and r["phase"] == "sample" and r["mode"] == "compiled_repeat_s"
+    ]
     assert np.mean(d) < 0  # the prediction holds on the model (a falsified prediction fails this test, it is not tuned away)
     breaks = [r for r in compiled_run.rows if r["family"] == "attack" and r["is_break"]]
     assert breaks and np.mean([bool(r["explained"]) for r in breaks]) >= 0.8

@@ -16,11 +16,13 @@ import pytest
 from rundirs import hand_row
 
 from advgen.attacks import bandit
+from advgen.attacks.attack_setup import AttackConfig
 from advgen.attacks.catalogue import mode_named
 from advgen.attacks.causes import CellCause, NodeShift, classify
-from advgen.attacks.search import AttackConfig, AttackRun
+from advgen.attacks.search import AttackRun
 from advgen.attacks.signals import label_rows, signal_doc
-from advgen.attacks.summary import RunYield, read_attack_summary
+from advgen.attacks.summary import RunYield
+from advgen.attacks.summary_read import read_attack_summary
 from advgen.attacks.tables import write_run
 from advgen.circuits.format import make_circuit
 from advgen.core import files
@@ -36,14 +38,25 @@ def _write(out: Path, control_ld: float, causes: tuple = ()) -> dict:
     rows = []
     for i in range(N_PROMPTS):
         p = f"p{i}"
-        rows += [hand_row("clean", p, 2.0, "clean", None), hand_row("attack", p, -1.0, "sample", f"{p}:a"),
-                 hand_row("control", p, control_ld, "sample", f"{p}:a"),
-                 hand_row("baseline", p, -0.5 if i % 4 == 0 else 1.0, "baseline", f"{p}:random")]
+        rows += [
+            hand_row("clean", p, 2.0, "clean", None),
+            hand_row("attack", p, -1.0, "sample", f"{p}:a"),
+            hand_row("control", p, control_ld, "sample", f"{p}:a"),
+            hand_row("baseline", p, -0.5 if i % 4 == 0 else 1.0, "baseline", f"{p}:random"),
+        ]
     circuit = make_circuit("hand-made", "none", {Role.NAME_MOVER: ["a0.h1"]}, 2, 2)
     mode = mode_named("duplicated_io")
     labelled = label_rows(rows, circuit, (mode,))
-    screening = {"cell_verdicts": {}, "not_funded": [], "n_pool": N_PROMPTS, "n_sample": N_PROMPTS, "n_search": 0,
-                 "controls_reused": 0, "searched_per_cell": {}, "posterior_break_rate": {}}
+    screening = {
+        "cell_verdicts": {},
+        "not_funded": [],
+        "n_pool": N_PROMPTS,
+        "n_sample": N_PROMPTS,
+        "n_search": 0,
+        "controls_reused": 0,
+        "searched_per_cell": {},
+        "posterior_break_rate": {},
+    }
     evals = {"clean": N_PROMPTS, "sample": 2 * N_PROMPTS, "search": 0, "baseline": N_PROMPTS}
     run = AttackRun(labelled, evals, (mode,), {}, {}, {mode.name: signal_doc(mode, circuit)}, screening)
     out.mkdir(parents=True)
@@ -55,8 +68,15 @@ def _write(out: Path, control_ld: float, causes: tuple = ()) -> dict:
 def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("attr")
     got = {k: (base / k, _write(base / k, ld)) for k, ld in (("shared", -0.5), ("held", 0.5))}
-    cause = classify("duplicated_io:0", "duplicated_io", {}, N_PROMPTS, None, {"mean": -3.0, "low": -3.2, "high": -2.8},
-                     [NodeShift("a0.h1", True, 0.1, 0.2), NodeShift("a1.h0", False, -2.5, -2.9), NodeShift("rest", False, 0.0, 0.0)])
+    cause = classify(
+        "duplicated_io:0",
+        "duplicated_io",
+        {},
+        N_PROMPTS,
+        None,
+        {"mean": -3.0, "low": -3.2, "high": -2.8},
+        [NodeShift("a0.h1", True, 0.1, 0.2), NodeShift("a1.h0", False, -2.5, -2.9), NodeShift("rest", False, 0.0, 0.0)],
+    )
     got["caused"] = (base / "caused", _write(base / "caused", -0.5, (cause,)))
     return got
 
@@ -66,14 +86,18 @@ def test_a_falsified_cell_carries_its_cause_into_every_view(runs):
     doc = json.loads((out / "causes.json").read_text())
     assert [CellCause.from_dict(c).cause for c in doc["causes"]] == ["no node prediction"]
     assert summary["falsified_causes"]["duplicated_io:0"]["cause"] == "no node prediction"
-    assert "## Falsified cells: measured cause" in (out / "table.md").read_text() and "a1.h0 -2.50" in (out / "table.md").read_text()
+    assert (
+        "## Falsified cells: measured cause" in (out / "table.md").read_text() and "a1.h0 -2.50" in (out / "table.md").read_text()
+    )
     text = console.attack_summary(summary, out)
     assert "Falsified duplicated_io:0, measured cause (no node prediction)" in text
     assert max(map(len, text.splitlines())) <= console.WIDTH
     assert "1 falsified cell(s): measured cause" in verdict.attack_panel(out, summary)
     clean_out, clean = runs["held"]
     assert json.loads((clean_out / "causes.json").read_text()) == {"causes": []} and clean["falsified_causes"] == {}
-    assert "Falsified" not in console.attack_summary(clean, clean_out) and "measured cause" not in verdict.attack_panel(clean_out, clean)
+    assert "Falsified" not in console.attack_summary(clean, clean_out) and "measured cause" not in verdict.attack_panel(
+        clean_out, clean
+    )
 
 
 def test_every_control_breaking_leaves_no_attributable_yield(runs):
@@ -138,8 +162,11 @@ def test_export_with_and_without_control_shared_breaks(runs, tmp_path):
     assert rc == 0 and len(rows) == N_PROMPTS and all(r["control_breaks"] for r in rows)
     assert f"including {N_PROMPTS} whose matched control also broke" in card and "attributable_only: false" in card
     rc, rows, card = _export(run_dir, tmp_path / "attr", "--attributable-only")
-    controls = [json.loads(x) for x in (tmp_path / "attr" / "data" / "control.jsonl").read_text().splitlines()] \
-        if (tmp_path / "attr" / "data" / "control.jsonl").exists() else []
+    controls = (
+        [json.loads(x) for x in (tmp_path / "attr" / "data" / "control.jsonl").read_text().splitlines()]
+        if (tmp_path / "attr" / "data" / "control.jsonl").exists()
+        else []
+    )
     assert rc == 0 and rows == [] and controls == []  # every break was shared: no break, and none of their controls, is left
     assert f"{N_PROMPTS} breaks whose matched control also broke were left out" in card and "attributable_only: true" in card
     held_dir, _ = runs["held"]
@@ -157,9 +184,13 @@ def test_attributable_only_refuses_a_run_that_cannot_tell(runs, tmp_path, capsys
     assert rc == 2 and "needs an attack run" in capsys.readouterr().err and not (tmp_path / "x").exists()
     old = tmp_path / "old"
     old.mkdir()
-    files.atomic_write_text(old / "results.jsonl", files.jsonl_text({k: v for k, v in r.items() if k != "control_breaks"} for r in rows))
+    files.atomic_write_text(
+        old / "results.jsonl", files.jsonl_text({k: v for k, v in r.items() if k != "control_breaks"} for r in rows)
+    )
     rc, _, _ = _export(old, tmp_path / "y", "--attributable-only")
-    assert rc == 2 and "does not record control_breaks for break 'p0:a'" in capsys.readouterr().err and not (tmp_path / "y").exists()
+    assert (
+        rc == 2 and "does not record control_breaks for break 'p0:a'" in capsys.readouterr().err and not (tmp_path / "y").exists()
+    )
 
 
 def test_the_search_does_not_reward_breaks_the_control_shares():

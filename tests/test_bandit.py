@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from advgen.attacks import bandit
-from advgen.attacks.catalogue import Signal
 from advgen.attacks.compiler import compile_modes
+from advgen.attacks.failure_mode import Signal
 from advgen.attacks.signals import EXPLAINED_SD, label_rows, signal_value
-from advgen.circuits.behaviour import HeadBehaviour, Mention
+from advgen.circuits.behaviour_records import HeadBehaviour, Mention
 from advgen.circuits.format import Circuit, make_circuit
 from advgen.core.types import Head, Role
 
@@ -50,10 +50,31 @@ def test_prior_is_the_share_of_clean_prompts_the_predicted_shift_breaks():
 
 
 def _row(family: str, cand: str | None, ld: float, hs: dict[str, float], mode: str | None = "compiled_repeat_s") -> dict:
-    return {"text": "", "io": "Mary", "s": "John", "template_id": "t", "order": "BABA", "family": family, "pair_id": "p",
-            "positions": {}, "n_tokens": 10, "extra": {}, "logit_diff": ld, "io_logit": 0.0, "s_logit": 0.0, "io_prob": 0.0,
-            "s_prob": 0.0, "io_rank": 0, "s_beats_io": ld < 0, "mode": mode if family != "clean" else None,
-            "cell": "compiled_repeat_s:0" if cand else None, "params": {}, "head_signals": hs, "phase": "sample", "candidate": cand}
+    return {
+        "text": "",
+        "io": "Mary",
+        "s": "John",
+        "template_id": "t",
+        "order": "BABA",
+        "family": family,
+        "pair_id": "p",
+        "positions": {},
+        "n_tokens": 10,
+        "extra": {},
+        "logit_diff": ld,
+        "io_logit": 0.0,
+        "s_logit": 0.0,
+        "io_prob": 0.0,
+        "s_prob": 0.0,
+        "io_rank": 0,
+        "s_beats_io": ld < 0,
+        "mode": mode if family != "clean" else None,
+        "cell": "compiled_repeat_s:0" if cand else None,
+        "params": {},
+        "head_signals": hs,
+        "phase": "sample",
+        "candidate": cand,
+    }
 
 
 def test_explained_is_measured_against_the_control_not_the_clean_prompt():

@@ -13,9 +13,13 @@ from advgen.attacks.causes import CellCause, NodeShift, causes_markdown, classif
 OBS = {"mean": 2.0, "low": 1.5, "high": 2.5}
 
 
-def _nodes(circuit_path: float, attention: float, outside: tuple[tuple[str, float], ...] = (("a0.h3", 1.5), ("m1", 0.9), ("a0.h0", -0.2))):
-    inside = [NodeShift("a1.h2", True, circuit_path / 2, circuit_path, predicted=-1.0, attention=attention, attention_predicted=0.05),
-              NodeShift("m0", True, 0.0, 0.0, predicted=0.0)]
+def _nodes(
+    circuit_path: float, attention: float, outside: tuple[tuple[str, float], ...] = (("a0.h3", 1.5), ("m1", 0.9), ("a0.h0", -0.2))
+):
+    inside = [
+        NodeShift("a1.h2", True, circuit_path / 2, circuit_path, predicted=-1.0, attention=attention, attention_predicted=0.05),
+        NodeShift("m0", True, 0.0, 0.0, predicted=0.0),
+    ]
     return inside + [NodeShift(n, False, v, v) for n, v in outside] + [NodeShift("rest", False, 0.1, 0.1)]
 
 
@@ -29,7 +33,11 @@ def test_circuit_carried_the_prediction_so_the_cause_is_outside_it():
 
 def test_nodes_that_move_as_predicted_along_paths_but_write_the_change_directly():
     """The path figures (each write removed whole) said -0.5, as predicted; the same node wrote +1.9 directly."""
-    nodes = [NodeShift("m0", True, 1.9, -0.5, predicted=-1.0), NodeShift("a0.h3", False, 0.05, 0.1), NodeShift("rest", False, 0.05, 0.05)]
+    nodes = [
+        NodeShift("m0", True, 1.9, -0.5, predicted=-1.0),
+        NodeShift("a0.h3", False, 0.05, 0.1),
+        NodeShift("rest", False, 0.05, 0.05),
+    ]
     c = classify("k:0", "m", {}, 40, -1.0, OBS, nodes)
     assert c.cause == "path not additive" and c.circuit_direct == pytest.approx(1.9) and c.outside == pytest.approx(0.1)
     assert "wrote +1.90 directly" in c.text
@@ -50,8 +58,11 @@ def test_attention_as_recorded_but_write_against_the_gain():
 
 
 def test_an_mlp_node_that_misses_its_record():
-    nodes = [NodeShift("a1.h2", True, 0.0, -0.1, predicted=-0.2, attention=0.05, attention_predicted=0.05),
-             NodeShift("m1", True, 2.0, 2.2, predicted=-0.8), NodeShift("rest", False, 0.0, 0.0)]
+    nodes = [
+        NodeShift("a1.h2", True, 0.0, -0.1, predicted=-0.2, attention=0.05, attention_predicted=0.05),
+        NodeShift("m1", True, 2.0, 2.2, predicted=-0.8),
+        NodeShift("rest", False, 0.0, 0.0),
+    ]
     c = classify("k:0", "m", {}, 10, -1.0, OBS, nodes)
     assert c.cause == "mlp node" and "m1" in c.text and "+2.20" in c.text
 

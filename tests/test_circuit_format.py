@@ -83,9 +83,14 @@ def test_builtin_files_load_and_save_unchanged(tmp_path):
 
 
 def test_format_2_mlp_nodes_round_trip_and_are_range_checked(tmp_path):
-    d = {"format": "advgen-circuit/2", "name": "c", "n_layers": 4, "n_heads": 4,
-         "heads": [{"head": "a2.h1", "role": "name_mover"}],
-         "mlps": [{"node": "m3", "positions": ["END"], "scores": {"act_END": -0.2}, "note": "why"}, {"node": "m0"}]}
+    d = {
+        "format": "advgen-circuit/2",
+        "name": "c",
+        "n_layers": 4,
+        "n_heads": 4,
+        "heads": [{"head": "a2.h1", "role": "name_mover"}],
+        "mlps": [{"node": "m3", "positions": ["END"], "scores": {"act_END": -0.2}, "note": "why"}, {"node": "m0"}],
+    }
     c = Circuit.from_dict(d)
     assert [(m.node, m.positions) for m in c.mlps] == [("m3", ("END",)), ("m0", ("END",))]
     back = Circuit.load(c.save(tmp_path / "c.json"))
@@ -95,13 +100,16 @@ def test_format_2_mlp_nodes_round_trip_and_are_range_checked(tmp_path):
         Circuit.from_dict(dict(d, n_layers=None, n_heads=None, heads=[])).check_against(2, 4)
 
 
-@pytest.mark.parametrize("mlps, message", [
-    ([{"node": "a3"}], "'node' like 'm3'"),
-    ([{"node": "m1"}, {"node": "m1"}], "m1 listed twice"),
-    ([{"node": "m1", "positions": ["S9"]}], r"mlps\[0\]: MLP node m1 has unknown position"),
-    ([{"node": "m9"}], "MLP node m9 is outside"),
-    ("m1", "'mlps' must be a list"),
-])
+@pytest.mark.parametrize(
+    "mlps, message",
+    [
+        ([{"node": "a3"}], "'node' like 'm3'"),
+        ([{"node": "m1"}, {"node": "m1"}], "m1 listed twice"),
+        ([{"node": "m1", "positions": ["S9"]}], r"mlps\[0\]: MLP node m1 has unknown position"),
+        ([{"node": "m9"}], "MLP node m9 is outside"),
+        ("m1", "'mlps' must be a list"),
+    ],
+)
 def test_bad_mlp_nodes_are_named(mlps, message):
     d = {"format": "advgen-circuit/2", "n_layers": 4, "n_heads": 4, "heads": [], "mlps": mlps}
     with pytest.raises(CircuitError, match=message):

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from advgen.circuits import ablation, patching
-from advgen.circuits.claims import METRICS, ClaimSettings, check_claim, write_claims
+from advgen.circuits.claim_metrics import METRICS
+from advgen.circuits.claims import ClaimSettings, check_claim, write_claims
 from advgen.circuits.format import make_circuit, resolve_circuit
 from advgen.core.types import AdvgenError, Head, Role
 from advgen.prompts.datasets import ioi_sets
@@ -140,9 +141,13 @@ def test_mlp_knockouts_match_a_forward_with_those_mlps_zeroed(tiny_model):
     ref = torch.log_softmax(clean.logits.double(), -1)
     full = ablation.all_but(tiny_model.n_layers, tiny_model.n_heads, [])
     zero = ablation.ablation_values("zero", clean_ps, clean, abc)
-    every, no_m0 = ablation.run_kept(tiny_model, clean_ps, [full, full], zero, ref, mlps=[((0, "ALL"), (1, "ALL")), ((1, "ALL"),)])
+    every, no_m0 = ablation.run_kept(
+        tiny_model, clean_ps, [full, full], zero, ref, mlps=[((0, "ALL"), (1, "ALL")), ((1, "ALL"),)]
+    )
     assert torch.allclose(every.ld, clean.ld.double(), atol=1e-4)
-    logits = end_logits(tiny_model, clean_ps, 8, hooks=lambda idx: [("blocks.0.mlp.hook_out", lambda t, hook: torch.zeros_like(t))]).double()
+    logits = end_logits(
+        tiny_model, clean_ps, 8, hooks=lambda idx: [("blocks.0.mlp.hook_out", lambda t, hook: torch.zeros_like(t))]
+    ).double()
     io = torch.tensor([p.io_token for p in clean_ps])
     s_tok = torch.tensor([p.s_token for p in clean_ps])
     r = torch.arange(len(clean_ps))

@@ -54,7 +54,9 @@ def test_generate_then_validate_matches_run(tmp_path, tiny_model_dir):
 
 def test_validate_accepts_minimal_foreign_rows(tmp_path, tiny_model_dir):
     f = tmp_path / "mine.jsonl"
-    f.write_text(json.dumps({"text": "When Mary and John went to the store, John gave a drink to", "io": "Mary", "s": "John"}) + "\n")
+    f.write_text(
+        json.dumps({"text": "When Mary and John went to the store, John gave a drink to", "io": "Mary", "s": "John"}) + "\n"
+    )
     out = tmp_path / "o"
     assert main(["validate", str(f), "--model", str(tiny_model_dir), "--out", str(out), "--no-progress"]) == 0
     row = json.loads((out / "results.jsonl").read_text())
@@ -65,7 +67,10 @@ def test_validate_accepts_minimal_foreign_rows(tmp_path, tiny_model_dir):
     "row,needle",
     [
         ({"text": "When Mary and John went, John gave it to", "io": "Mary"}, "mine.jsonl:2: row is missing field(s) ['s']"),
-        ({"text": "When Mary and Paul went, Paul gave it to", "io": "Mary", "s": "John"}, "mine.jsonl:2: text does not contain the S1"),
+        (
+            {"text": "When Mary and Paul went, Paul gave it to", "io": "Mary", "s": "John"},
+            "mine.jsonl:2: text does not contain the S1",
+        ),
         ({"text": "When Xylophonia and John went, John gave it to", "io": "Xylophonia", "s": "John"}, "mine.jsonl:2"),
     ],
 )
@@ -84,8 +89,20 @@ def test_bad_template_file_exits_nonzero_without_output(tmp_path, tiny_model_dir
     t.write_text("templates:\n  - {id: a, text: '{S1} and {IO} met at {TOWN}. {S2} gave it to'}\n")
     out = tmp_path / "o"
     proc = subprocess.run(
-        [sys.executable, "-m", "advgen.cli.main", "run", "--model", str(tiny_model_dir), "--templates", str(t), "--out", str(out)],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "advgen.cli.main",
+            "run",
+            "--model",
+            str(tiny_model_dir),
+            "--templates",
+            str(t),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 2
     assert "bad.yaml:2" in proc.stderr and "{TOWN}" in proc.stderr
@@ -98,8 +115,12 @@ def test_unreachable_gpt2_fails_fast_with_advice(tmp_path):
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}  # empty cache
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "advgen.cli.main", "run", "--model", "gpt2", "--n", "2",
-                           "--out", str(tmp_path / "o")], capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "advgen.cli.main", "run", "--model", "gpt2", "--n", "2", "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert proc.returncode == 2, proc.stderr
     assert time.perf_counter() - t0 < 60  # process start and imports included; the probe itself takes seconds
     err = proc.stderr
@@ -108,7 +129,7 @@ def test_unreachable_gpt2_fails_fast_with_advice(tmp_path):
 
 def test_discover_nm_path_choices_are_the_rules_discovery_knows():
     """The CLI lists the paths literally (discovery imports torch); they must stay the same set."""
-    from advgen.circuits.discovery import NM_PATHS, Settings
+    from advgen.circuits.discovery_roles import NM_PATHS, Settings
     from advgen.cli.main import build_parser
 
     sub = next(a for a in build_parser()._actions if a.dest == "command")
@@ -118,10 +139,10 @@ def test_discover_nm_path_choices_are_the_rules_discovery_knows():
 
 @pytest.mark.parametrize(("argv", "stop"), [([], "shipped"), (["--stop-after", "7"], 7), (["--steps", "10"], None)])
 def test_train_planted_cli_stops_at_the_shipped_step_by_default(tmp_path, monkeypatch, argv, stop):
-    from advgen.reference import planted
+    from advgen.reference import planted, planted_recipe
 
     seen = {}
     monkeypatch.setattr(planted, "train_planted", lambda out, s, **kw: seen.update(kw, steps=s.steps) or out)
     assert main(["train-reference", "--kind", "planted", "--out", str(tmp_path), "--no-progress", *argv]) == 0
     assert seen["stop_after"] == (planted.SHIPPED_STEP if stop == "shipped" else stop)
-    assert seen["steps"] == (10 if "--steps" in argv else planted.PlantedSettings().steps)
+    assert seen["steps"] == (10 if "--steps" in argv else planted_recipe.PlantedSettings().steps)

@@ -30,7 +30,12 @@ def test_help_shows_defaults(command, capsys):
     ap = build_parser()
     sub = next(a for a in ap._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
     for action in sub._actions:
-        if action.option_strings and action.nargs != 0 and action.default not in (None, argparse.SUPPRESS) and not action.required:
+        if (
+            action.option_strings
+            and action.nargs != 0
+            and action.default not in (None, argparse.SUPPRESS)
+            and not action.required
+        ):
             assert f"(default: {action.default})" in text or "default" in (action.help or ""), (command, action.dest)
 
 
@@ -45,13 +50,13 @@ def test_seed_and_batch_size_help(capsys):
 def test_the_cli_choices_are_the_codes_own() -> None:
     """The CLI takes its choices from core.options (torch-free); the modules that act on them agree."""
     from advgen.attacks import divergence
-    from advgen.circuits import ablation, discovery
+    from advgen.circuits import ablation, discovery_roles
     from advgen.core import options
     from advgen.jobs import attack
     from advgen.model import backends
     from advgen.outputs import pipeline
 
-    assert tuple(discovery.NM_PATHS) == options.NM_PATHS
+    assert tuple(discovery_roles.NM_PATHS) == options.NM_PATHS
     assert ablation.ABLATIONS == options.ABLATIONS and backends.BACKENDS == options.BACKENDS
     assert attack.OBJECTIVES == options.OBJECTIVES and pipeline.MAX_BATCH == options.MAX_BATCH
     assert set(divergence.ABLATIONS) <= set(ablation.ABLATIONS)

@@ -10,7 +10,7 @@ import pytest
 
 from advgen.attacks.checks import check_unambiguous, first_clause
 from advgen.attacks.compiler import DOSES, compile_modes, select_modes
-from advgen.circuits.behaviour import HeadBehaviour, Mention
+from advgen.circuits.behaviour_records import HeadBehaviour, Mention
 from advgen.circuits.format import Circuit, make_circuit
 from advgen.core.types import AdvgenError, Role
 from advgen.prompts.datasets import Spec
@@ -21,13 +21,24 @@ from advgen.prompts.templates import Fill, render, resolve_templates
 
 def _record(head: str, gain: float, io_on_io: float, s_on_io: float, io_on_s: float, s_on_s: float) -> dict:
     """A record whose mass on (IO, S) changes by (io_on_X, s_on_X) when X is mentioned once more, at both sites."""
+
     def m(d_io: float, d_s: float) -> Mention:
         return Mention(d_io, d_s, 0.0, 0.01, 50)
 
-    mention = {"IO": {"before": m(io_on_io, s_on_io), "after": m(io_on_io / 2, s_on_io / 2)},
-               "S": {"before": m(io_on_s, s_on_s), "after": m(io_on_s / 2, s_on_s / 2)}}
-    return HeadBehaviour(head, "END", {"IO": 0.3, "S1": 0.3, "S1+1": 0.0, "S2": 0.1, "END-1": 0.0, "other_names": 0.0, "filler": 0.3},
-                         mention, gain, "copies" if gain > 0 else "suppresses", 0.5, n_prompts=50).to_dict()
+    mention = {
+        "IO": {"before": m(io_on_io, s_on_io), "after": m(io_on_io / 2, s_on_io / 2)},
+        "S": {"before": m(io_on_s, s_on_s), "after": m(io_on_s / 2, s_on_s / 2)},
+    }
+    return HeadBehaviour(
+        head,
+        "END",
+        {"IO": 0.3, "S1": 0.3, "S1+1": 0.0, "S2": 0.1, "END-1": 0.0, "other_names": 0.0, "filler": 0.3},
+        mention,
+        gain,
+        "copies" if gain > 0 else "suppresses",
+        0.5,
+        n_prompts=50,
+    ).to_dict()
 
 
 def _circuit(records: dict[str, dict], name: str = "hand-made") -> Circuit:
@@ -36,8 +47,10 @@ def _circuit(records: dict[str, dict], name: str = "hand-made") -> Circuit:
 
 
 # A head that copies what it attends to, attention growing with mentions, S found by position (the natural reference model)
-NATURAL = {"a0.h1": _record("a0.h1", gain=0.5, io_on_io=0.2, s_on_io=0.0, io_on_s=0.0, s_on_s=0.2),
-           "a2.h3": _record("a2.h3", gain=0.05, io_on_io=0.01, s_on_io=0.0, io_on_s=0.0, s_on_s=0.01)}
+NATURAL = {
+    "a0.h1": _record("a0.h1", gain=0.5, io_on_io=0.2, s_on_io=0.0, io_on_s=0.0, s_on_s=0.2),
+    "a2.h3": _record("a2.h3", gain=0.05, io_on_io=0.01, s_on_io=0.0, io_on_s=0.0, s_on_s=0.01),
+}
 # Name movers copy, but a second mention of IO makes IO look duplicated: their attention to IO falls (the paper's circuit)
 PLANTED = {"a2.h1": _record("a2.h1", gain=2.0, io_on_io=-0.3, s_on_io=0.05, io_on_s=0.02, s_on_s=-0.05)}
 
@@ -102,7 +115,8 @@ def test_compiled_edits_mention_the_name_dose_times_and_controls_say_someone(set
             a, k = mode.render(spec, v, tok)
             check_unambiguous(clean, a, k)
             assert a.text.count("John") == clean.text.count("John") + cell["dose"]
-            # the same max(DOSES) sentences at every dose (one in a short cell): `dose` of them name S, the rest (all, in the control) say someone
+            # the same max(DOSES) sentences at every dose (one in a short cell): `dose` of them name S, the rest (all, in the
+            # control) say someone
             length = cell.get("length", max(DOSES))
             assert a.text.lower().count("someone") == length - cell["dose"]
             assert k.text.count("John") == clean.text.count("John") and k.text.lower().count("someone") == length
@@ -147,8 +161,14 @@ def test_first_clause_check_is_real_for_templates_without_a_full_stop(setup):
     fill = Fill(io="Mary", s="John", place="store", object="drink")
     clean = render(t, "BABA", fill, tok, pair_id="x")
     assert first_clause(clean) == "John and Mary went to the store"
-    bad = render(Template("bad", "After {S1} and {IO} met at the {PLACE}, {S2} gave a {OBJECT} to", pack="x"), "BABA", fill, tok,
-                 family="attack", pair_id="x")
+    bad = render(
+        Template("bad", "After {S1} and {IO} met at the {PLACE}, {S2} gave a {OBJECT} to", pack="x"),
+        "BABA",
+        fill,
+        tok,
+        family="attack",
+        pair_id="x",
+    )
     with pytest.raises(AdvgenError, match="first clause"):
         check_unambiguous(clean, bad, bad)
 
@@ -204,22 +224,32 @@ def test_default_falls_back_to_the_catalogue_when_records_compile_nothing():
 def test_prediction_accuracy_counts_only_compiled_cells():
     from advgen.attacks.compiler import prediction_accuracy
 
-    acc = prediction_accuracy({"compiled_repeat_s:0": "confirmed", "compiled_repeat_s:1": "falsified",
-                               "compiled_repeat_io:0": "inconclusive", "duplicated_io:0": "falsified"})
+    acc = prediction_accuracy(
+        {
+            "compiled_repeat_s:0": "confirmed",
+            "compiled_repeat_s:1": "falsified",
+            "compiled_repeat_io:0": "inconclusive",
+            "duplicated_io:0": "falsified",
+        }
+    )
     assert (acc["compiled_cells"], acc["confirmed"], acc["falsified"], acc["inconclusive"]) == (3, 1, 1, 1)
     assert acc["falsified_cells"] == ["compiled_repeat_s:1"]
     assert prediction_accuracy({"duplicated_io:0": "confirmed"})["compiled_cells"] == 0
 
 
 def test_an_mlp_node_record_alone_compiles_a_mode_with_its_measured_sign():
-    from advgen.circuits.behaviour import MLPBehaviour, WriteChange
+    from advgen.circuits.behaviour_records import MLPBehaviour, WriteChange
     from advgen.circuits.format import CircuitMLP
 
     def w(x: float) -> WriteChange:
         return WriteChange(x, x / 2, 0.01, 50)
 
-    rec = MLPBehaviour("m3", "END", 0.4, 0.5, {"IO": {"before": w(0.3), "after": w(0.1)}, "S": {"before": w(-0.2), "after": w(-0.1)}}, 50)
-    c = replace(make_circuit("mlp-only", "none", {Role.NAME_MOVER: ["a1.h0"]}, 4, 4), mlps=(CircuitMLP(3, behaviour=rec.to_dict()),))
+    rec = MLPBehaviour(
+        "m3", "END", 0.4, 0.5, {"IO": {"before": w(0.3), "after": w(0.1)}, "S": {"before": w(-0.2), "after": w(-0.1)}}, 50
+    )
+    c = replace(
+        make_circuit("mlp-only", "none", {Role.NAME_MOVER: ["a1.h0"]}, 4, 4), mlps=(CircuitMLP(3, behaviour=rec.to_dict()),)
+    )
     by = {m.name: m for m in compile_modes(c)[0]}
     assert by["compiled_repeat_io"].expected_sign == +1 and by["compiled_repeat_s"].expected_sign == -1
     assert by["compiled_repeat_s"].predicted_shift({"dose": 2, "site": "before"}) == pytest.approx(-0.4)
@@ -228,7 +258,9 @@ def test_an_mlp_node_record_alone_compiles_a_mode_with_its_measured_sign():
     both = replace(_circuit(NATURAL), mlps=c.mlps)
     s_both = {m.name: m for m in compile_modes(both)[0]}["compiled_repeat_s"]
     s_heads = {m.name: m for m in compile_modes(_circuit(NATURAL))[0]}["compiled_repeat_s"]
-    assert s_both.predicted_shift({"dose": 1, "site": "before"}) == pytest.approx(s_heads.predicted_shift({"dose": 1, "site": "before"}) - 0.2)
+    assert s_both.predicted_shift({"dose": 1, "site": "before"}) == pytest.approx(
+        s_heads.predicted_shift({"dose": 1, "site": "before"}) - 0.2
+    )
 
 
 def test_attack_style_probes_are_the_attacks_own_sentence_block(setup):

@@ -79,7 +79,7 @@ def test_report_shows_the_curve_table(tmp_path) -> None:
 
 
 def test_discover_settings_refuse_an_unknown_curve_ablation() -> None:
-    from advgen.circuits.discovery import Settings
+    from advgen.circuits.discovery_roles import Settings
 
     with pytest.raises(AdvgenError, match="curve_ablation 'mean'"):
         Settings(curve_ablation="mean")

@@ -12,8 +12,15 @@ import torch
 from advgen.core.types import AdvgenError, PromptMetrics
 
 PKG = Path(__file__).resolve().parents[1] / "advgen"
-DEVICE_MODULES = sorted([*(PKG / "circuits").glob("*.py"), *(PKG / "attacks").glob("*.py"), *(PKG / "model").glob("*.py"),
-                         PKG / "outputs" / "scan.py", PKG / "outputs" / "attention.py"])
+DEVICE_MODULES = sorted(
+    [
+        *(PKG / "circuits").glob("*.py"),
+        *(PKG / "attacks").glob("*.py"),
+        *(PKG / "model").glob("*.py"),
+        PKG / "outputs" / "scan.py",
+        PKG / "outputs" / "attention.py",
+    ]
+)
 FACTORIES = {"tensor", "as_tensor", "arange", "zeros", "ones", "full", "empty", "rand", "randn", "randint", "linspace", "eye"}
 
 
@@ -25,8 +32,18 @@ def reference_metrics(end_logits: torch.Tensor, io_tokens: torch.Tensor, s_token
     io_l, s_l = logits[rows, io_tokens], logits[rows, s_tokens]
     io_rank = (logits > io_l[:, None]).sum(-1)
     top = logits.argmax(-1)
-    return [PromptMetrics(float(io_l[i] - s_l[i]), float(io_l[i]), float(s_l[i]), float(logp[i, io_tokens[i]].exp()),
-                          float(logp[i, s_tokens[i]].exp()), int(io_rank[i]), int(top[i])) for i in range(len(logits))]
+    return [
+        PromptMetrics(
+            float(io_l[i] - s_l[i]),
+            float(io_l[i]),
+            float(s_l[i]),
+            float(logp[i, io_tokens[i]].exp()),
+            float(logp[i, s_tokens[i]].exp()),
+            int(io_rank[i]),
+            int(top[i]),
+        )
+        for i in range(len(logits))
+    ]
 
 
 @pytest.mark.parametrize("scale", [0.1, 1.0, 10.0, 60.0])
@@ -61,9 +78,14 @@ def test_metric_rows_in_float32_stay_within_the_documented_tolerance() -> None:
 def _factory_calls_without_device(path: Path) -> list[str]:
     bad = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in FACTORIES
-                and isinstance(node.func.value, ast.Name) and node.func.value.id == "torch"
-                and not any(k.arg == "device" for k in node.keywords)):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in FACTORIES
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "torch"
+            and not any(k.arg == "device" for k in node.keywords)
+        ):
             bad.append(f"{path.relative_to(PKG)}:{node.lineno} torch.{node.func.attr}(...)")
     return bad
 
@@ -130,8 +152,9 @@ def test_validate_memory_does_not_grow_with_vocabulary_times_n(tiny_model_dir: P
 
     n, vocab = 1500, 50257
     env = {**os.environ, "PYTHONPATH": str(PKG.parent)}
-    r = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(tiny_model_dir), str(n)], capture_output=True, text=True,
-                       env=env, check=True)
+    r = subprocess.run(
+        [sys.executable, "-c", MEMORY_SCRIPT, str(tiny_model_dir), str(n)], capture_output=True, text=True, env=env, check=True
+    )
     grown_mb, count = r.stdout.split()[-2:]
     assert int(count) == n
     assert float(grown_mb) < 0.5 * n * vocab * 4 / 2**20, f"peak RSS grew by {grown_mb} MB during validate"  # old path: ~2 GB

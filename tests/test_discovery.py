@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from advgen.circuits import ablation, patching, scores
+from advgen.circuits import ablation, direct_effects, patching, scores
 from advgen.circuits.claims import ClaimSettings, check_claim
-from advgen.circuits.discovery import Settings, discover, write_discovery
+from advgen.circuits.discovery import discover, write_discovery
+from advgen.circuits.discovery_roles import Settings
 from advgen.circuits.format import Circuit, CircuitHead
 from advgen.core.types import AdvgenError, Head, Role
 from advgen.model.metrics import bootstrap_ci
@@ -42,8 +43,12 @@ def test_stacked_patching_equals_one_variant_per_run(tiny_model, tiny_caches):
     variants = [(0, 1, "ALL"), (1, 3, "END"), (1, 0, "S2"), (0, 2, "S1+1")]
     patches = [patching.Patch(i, (v,), patching.source_for(v[2], corrupt).z[i]) for v in variants for i in range(n)]
     stacked = patching.patched_run(tiny_model, clean_ps, patches, batch_size=64).ld
-    single = torch.cat([patching.patched_run(tiny_model, clean_ps, patches[k * n : (k + 1) * n], batch_size=2, chunk=n).ld
-                        for k in range(len(variants))])
+    single = torch.cat(
+        [
+            patching.patched_run(tiny_model, clean_ps, patches[k * n : (k + 1) * n], batch_size=2, chunk=n).ld
+            for k in range(len(variants))
+        ]
+    )
     assert torch.allclose(stacked, single, atol=1e-5)
     assert float((stacked - clean.ld.double().repeat(len(variants))).abs().max()) > 1e-6  # patches did something
 
@@ -51,7 +56,7 @@ def test_stacked_patching_equals_one_variant_per_run(tiny_model, tiny_caches):
 def test_attribution_agrees_with_activation_patching_on_tiny(tiny_model, tiny_caches):
     clean_ps, clean, corrupt = tiny_caches
     act, rows = patching.activation_patching(tiny_model, clean_ps, clean, corrupt, kinds=("ALL", "S2"))
-    attr = patching.attribution_patching(tiny_model, clean_ps, clean, corrupt, kinds=("ALL", "S2"))
+    attr = direct_effects.attribution_patching(tiny_model, clean_ps, clean, corrupt, kinds=("ALL", "S2"))
     assert rows == 2 * tiny_model.n_layers * tiny_model.n_heads * len(clean_ps)
     assert scores.spearman(act["ALL"], attr["ALL"]) > 0.8  # a near-linear random model
 
@@ -70,12 +75,15 @@ def test_discover_writes_circuit_scores_and_plots(tiny_model, tmp_path):
     loaded = Circuit.load(tmp_path / "c.json").check_against(tiny_model.n_layers, tiny_model.n_heads)
     assert loaded.to_dict() == d.circuit.to_dict()
     assert (tmp_path / "patching.png").read_bytes()[:4] == b"\x89PNG"
-    again = write_discovery(discover(tiny_model, Settings(n=4, detector_seqs=1, detector_len=6), progress=None), tmp_path / "b" / "c.json", "test")
+    again = write_discovery(
+        discover(tiny_model, Settings(n=4, detector_seqs=1, detector_len=6), progress=None), tmp_path / "b" / "c.json", "test"
+    )
     for p, q in zip(paths, again, strict=False):
         assert p.read_bytes() == q.read_bytes(), f"{p.name} differs between two identical runs"
 
 
 # ------------------------------------------------------------------ reference model (science)
+
 
 @pytest.fixture(scope="module")
 def ref_discovery(reference_model):
@@ -105,7 +113,9 @@ def test_random_circuit_of_same_size_scores_clearly_worse(reference_model, ref_d
     """Faithfulness gap |1 - F(C)/F(M)| (paper's ablation) of the discovered heads vs 3 random sets of heads, every MLP kept
     (--mlps keep: the heads' ranking; the same MLP nodes knocked out around random heads is measured in docs/circuits.md)."""
     c = ref_discovery.circuit
-    fast = ClaimSettings(n=60, seed=2, ablations=("abc_mean",), n_random_k=1, greedy_steps=0, minimality_k=(), worst_k=1, mlps="keep")
+    fast = ClaimSettings(
+        n=60, seed=2, ablations=("abc_mean",), n_random_k=1, greedy_steps=0, minimality_k=(), worst_k=1, mlps="keep"
+    )
 
     def gap(circuit: Circuit) -> float:
         return abs(1 - check_claim(reference_model, circuit, fast).table["abc_mean"]["ratio_to_model"]["mean"])
@@ -116,7 +126,9 @@ def test_random_circuit_of_same_size_scores_clearly_worse(reference_model, ref_d
     randoms = []
     for _ in range(3):
         picks = rng.sample([h for h in all_heads if h not in c.head_set()] if len(c) * 2 <= len(all_heads) else all_heads, len(c))
-        rc = replace(c, name="random", heads=tuple(CircuitHead(h, ch.role, ch.positions) for h, ch in zip(picks, c.heads, strict=False)))
+        rc = replace(
+            c, name="random", heads=tuple(CircuitHead(h, ch.role, ch.positions) for h, ch in zip(picks, c.heads, strict=False))
+        )
         randoms.append(gap(rc))
     assert min(randoms) - found >= 0.2, f"discovered gap {found:.3f}, random gaps {randoms}"
 
@@ -132,12 +144,29 @@ def test_backup_gain_runs_the_name_mover_knockout(tiny_model, tiny_caches):
 
 
 def test_role_rules_on_synthetic_scores():
-    from advgen.circuits.discovery import assign_roles
+    from advgen.circuits.discovery_roles import assign_roles
 
     z = np.zeros((4, 2))
-    m = {k: z.copy() for k in ("pp_logits", "dla_ld", "attn_END_to_IO", "attn_END_to_S2", "act_ALL", "act_END", "act_S2", "act_S1+1", "act_S1",
-                               "induction_score", "attn_S2_to_S1+1", "duplicate_token_score", "attn_S2_to_S1",
-                               "previous_token_score", "attn_S1+1_to_S1")}
+    m = {
+        k: z.copy()
+        for k in (
+            "pp_logits",
+            "dla_ld",
+            "attn_END_to_IO",
+            "attn_END_to_S2",
+            "act_ALL",
+            "act_END",
+            "act_S2",
+            "act_S1+1",
+            "act_S1",
+            "induction_score",
+            "attn_S2_to_S1+1",
+            "duplicate_token_score",
+            "attn_S2_to_S1",
+            "previous_token_score",
+            "attn_S1+1_to_S1",
+        )
+    }
     m["pp_logits"][2, 0], m["dla_ld"][2, 0], m["attn_END_to_IO"][2, 0] = -0.4, 0.3, 0.6  # name mover
     m["pp_logits"][2, 1], m["dla_ld"][2, 1] = 0.2, -0.1  # negative name mover
     m["pp_logits_mlp"] = m["pp_logits"].copy()
@@ -149,8 +178,14 @@ def test_role_rules_on_synthetic_scores():
     m["act_ALL"][3, 1], m["act_END"][3, 1] = -0.5, -0.1  # effect spread over unnamed positions
     m["act_ALL"][3, 0], m["act_END"][3, 0] = -0.5, -0.4  # mostly at END, but no rule for it: no role
     roles = {str(h): r.value for h, (r, _) in assign_roles(m, Settings()).items()}
-    want = {"a2.h0": "name_mover", "a2.h1": "negative_name_mover", "a1.h1": "s_inhibition",
-            "a1.h0": "induction", "a0.h0": "previous_token", "a3.h1": "s_inhibition"}
+    want = {
+        "a2.h0": "name_mover",
+        "a2.h1": "negative_name_mover",
+        "a1.h1": "s_inhibition",
+        "a1.h0": "induction",
+        "a0.h0": "previous_token",
+        "a3.h1": "s_inhibition",
+    }
     assert roles == want
     # a name mover whose write reaches the logits through the last MLP: found on the paper's path
     # (the default), not on the direct one; negative name movers are read on the direct path only

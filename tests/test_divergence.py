@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from rundirs import file_bytes
 
+from advgen.attacks.attack_setup import AttackConfig
 from advgen.attacks.divergence import DivergenceSettings, measure_divergence, run_divergence
 from advgen.attacks.divergence_tables import FILES, write_divergence
 from advgen.attacks.journal import REUSED
-from advgen.attacks.search import AttackConfig, Interrupted
+from advgen.attacks.search import Interrupted
 from advgen.circuits.format import make_circuit
 from advgen.core import files
 from advgen.core.types import AdvgenError, Role
@@ -26,9 +27,20 @@ DS = DivergenceSettings(top=20, controls=5)
 
 @pytest.fixture(scope="module")
 def circuit():
-    return make_circuit("tiny-all", "tiny", {
-        Role.PREVIOUS_TOKEN: ["a0.h0"], Role.DUPLICATE_TOKEN: ["a0.h1"], Role.INDUCTION: ["a0.h2"],
-        Role.S_INHIBITION: ["a0.h3"], Role.NAME_MOVER: ["a1.h0"], Role.NEGATIVE_NAME_MOVER: ["a1.h2"]}, 2, 4)
+    return make_circuit(
+        "tiny-all",
+        "tiny",
+        {
+            Role.PREVIOUS_TOKEN: ["a0.h0"],
+            Role.DUPLICATE_TOKEN: ["a0.h1"],
+            Role.INDUCTION: ["a0.h2"],
+            Role.S_INHIBITION: ["a0.h3"],
+            Role.NAME_MOVER: ["a1.h0"],
+            Role.NEGATIVE_NAME_MOVER: ["a1.h2"],
+        },
+        2,
+        4,
+    )
 
 
 def _run(model, circuit, out: Path, ds: DivergenceSettings = DS, **kw):
@@ -99,12 +111,15 @@ def test_kl_measure_and_zero_ablation(tiny_model, circuit, tmp_path):
     assert run.skipped == {"clean": 0, "sample": 0, "search": 0, "control": 0, "random": 0}  # zero needs no ABC twin
 
 
-@pytest.mark.parametrize("ds, match", [
-    (DivergenceSettings(ablation="ioi_mean"), "own template-and-length group"),
-    (DivergenceSettings(measure="js"), "not a divergence measure"),
-    (DivergenceSettings(top=0), "--top must be >= 1"),
-    (DivergenceSettings(controls=200), "too small for the divergence search"),
-])
+@pytest.mark.parametrize(
+    "ds, match",
+    [
+        (DivergenceSettings(ablation="ioi_mean"), "own template-and-length group"),
+        (DivergenceSettings(measure="js"), "not a divergence measure"),
+        (DivergenceSettings(top=0), "--top must be >= 1"),
+        (DivergenceSettings(controls=200), "too small for the divergence search"),
+    ],
+)
 def test_bad_settings_are_named(tiny_model, circuit, tmp_path, ds, match):
     with pytest.raises(AdvgenError, match=match):
         run_divergence(tiny_model, circuit, CFG, ds, tmp_path / "x")
@@ -118,16 +133,70 @@ def test_cli_writes_a_test_set_that_exports_and_reports(tiny_model_dir, tmp_path
     from advgen.cli.main import main
 
     out = tmp_path / "run"
-    rc = main(["attack", "--model", str(tiny_model_dir), "--circuit", "gpt2-small-ioi", "--objective", "divergence", "--budget", "90",
-               "--n-clean", "12", "--out", str(tmp_path / "bad"), "--no-progress"])  # GPT-2 small's circuit on a 2-layer model
+    rc = main(
+        [
+            "attack",
+            "--model",
+            str(tiny_model_dir),
+            "--circuit",
+            "gpt2-small-ioi",
+            "--objective",
+            "divergence",
+            "--budget",
+            "90",
+            "--n-clean",
+            "12",
+            "--out",
+            str(tmp_path / "bad"),
+            "--no-progress",
+        ]
+    )  # GPT-2 small's circuit on a 2-layer model
     assert rc == 2 and "a0.h10" in capsys.readouterr().err and not (tmp_path / "bad").exists()
-    rc = main(["attack", "--model", str(tiny_model_dir), "--circuit", "gpt2-small-ioi", "--objective", "divergence", "--ablation", "ioi_mean",
-               "--budget", "90", "--n-clean", "12", "--out", str(tmp_path / "bad"), "--no-progress"])
+    rc = main(
+        [
+            "attack",
+            "--model",
+            str(tiny_model_dir),
+            "--circuit",
+            "gpt2-small-ioi",
+            "--objective",
+            "divergence",
+            "--ablation",
+            "ioi_mean",
+            "--budget",
+            "90",
+            "--n-clean",
+            "12",
+            "--out",
+            str(tmp_path / "bad"),
+            "--no-progress",
+        ]
+    )
     assert rc == 2 and "--ablation 'ioi_mean'" in capsys.readouterr().err and not (tmp_path / "bad").exists()
     circ = tmp_path / "c.json"
     circ.write_text(json.dumps(make_circuit("tiny-nm", "tiny", {Role.NAME_MOVER: ["a1.h0", "a1.h1"]}, 2, 4).to_dict()))
-    main(["attack", "--model", str(tiny_model_dir), "--circuit", str(circ), "--objective", "divergence", "--budget", "90",
-          "--n-clean", "12", "--top", "10", "--controls", "4", "--out", str(out), "--no-progress"])
+    main(
+        [
+            "attack",
+            "--model",
+            str(tiny_model_dir),
+            "--circuit",
+            str(circ),
+            "--objective",
+            "divergence",
+            "--budget",
+            "90",
+            "--n-clean",
+            "12",
+            "--top",
+            "10",
+            "--controls",
+            "4",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     printed = capsys.readouterr().out
     assert "Worst case, guided / random" in printed and "evaluated.jsonl" in printed
     assert json.loads((out / "manifest.json").read_text())["settings"]["objective"] == "divergence"

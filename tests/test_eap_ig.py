@@ -35,8 +35,13 @@ def test_export_matches_the_hand_written_file(tmp_path: Path) -> None:
 
 def test_edge_scores_from_discovery_matrices_and_gpt2_counts() -> None:
     L, H = 2, 1
-    m = {"act_ALL": np.array([[-0.1], [-0.8]]), "pp_logits": np.array([[0.05], [-0.7]]),
-         "pp_queries": np.array([[-0.3], [np.nan]]), "pp_keys": np.array([[0.0], [np.nan]]), "pp_values": np.array([[-0.2], [np.nan]])}
+    m = {
+        "act_ALL": np.array([[-0.1], [-0.8]]),
+        "pp_logits": np.array([[0.05], [-0.7]]),
+        "pp_queries": np.array([[-0.3], [np.nan]]),
+        "pp_keys": np.array([[0.0], [np.nan]]),
+        "pp_values": np.array([[-0.2], [np.nan]]),
+    }
     g = eap_ig.eap_ig_graph(_two_layer(), m)
     assert g["edges"]["a1.h0->logits"]["score"] == pytest.approx(-0.7)  # measured edge beats the node score
     assert g["edges"]["a0.h0->a1.h0<q>"]["score"] == pytest.approx(-0.3)

@@ -74,7 +74,9 @@ def test_failure_set_from_jsonl_is_split_by_sign_capped_and_checked(jsonl, rows,
     assert src.n_errors_total == sum(r["logit_diff"] < 0 for r in rows)
     assert all(r["logit_diff"] < 0 for _, r in src.errors) and all(r["logit_diff"] > 0 for _, r in src.successes)
     assert read_failures(jsonl, cap=5, seed=0) == src  # seeded
-    assert [w for w, _ in src.errors] == sorted((w for w, _ in src.errors), key=lambda w: int(w.rsplit(":", 1)[1]))  # file order kept
+    assert [w for w, _ in src.errors] == sorted(
+        (w for w, _ in src.errors), key=lambda w: int(w.rsplit(":", 1)[1])
+    )  # file order kept
     with pytest.raises(AdvgenError, match="not found"):
         read_failures(tmp_path / "nope")
     bad = tmp_path / "bad.jsonl"
@@ -90,8 +92,12 @@ def test_failure_set_from_jsonl_is_split_by_sign_capped_and_checked(jsonl, rows,
 
 
 def _every_head(model, drop=()) -> Circuit:
-    heads = tuple(CircuitHead(Head(layer, h), Role.NAME_MOVER, ("ALL",)) for layer in range(model.n_layers)
-                  for h in range(model.n_heads) if Head(layer, h) not in drop)
+    heads = tuple(
+        CircuitHead(Head(layer, h), Role.NAME_MOVER, ("ALL",))
+        for layer in range(model.n_layers)
+        for h in range(model.n_heads)
+        if Head(layer, h) not in drop
+    )
     return Circuit("all", "tiny", heads, model.n_layers, model.n_heads)
 
 
@@ -139,8 +145,23 @@ def test_agreement_is_deterministic_and_the_empty_floor_is_reported(tiny_model, 
 
 
 def test_check_claim_cli_refuses_a_missing_failure_set_before_loading_the_model(tiny_model_dir, tmp_path):
-    bad = subprocess.run([sys.executable, "-m", "advgen", "check-claim", "reference-ioi", "--model", str(tiny_model_dir), "--out",
-                          str(tmp_path / "x"), "--failures", str(tmp_path / "missing")], capture_output=True, text=True)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "advgen",
+            "check-claim",
+            "reference-ioi",
+            "--model",
+            str(tiny_model_dir),
+            "--out",
+            str(tmp_path / "x"),
+            "--failures",
+            str(tmp_path / "missing"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode != 0 and "missing: not found" in bad.stderr and not (tmp_path / "x").exists()
 
 
@@ -150,8 +171,17 @@ def test_check_claim_job_writes_error_agreement_to_json_markdown_manifest_and_re
     from advgen.outputs.report import build_report
 
     c = make_circuit("t", "tiny", {Role.NAME_MOVER: ["a1.h0"], Role.S_INHIBITION: ["a0.h2"]}, 2, 4)
-    s = ClaimSettings(n=6, n_random_k=1, greedy_steps=1, minimality_k=("empty",), worst_k=2, batch_size=16, ladder=False,
-                      failures_max=8, agreement_steps=1)
+    s = ClaimSettings(
+        n=6,
+        n_random_k=1,
+        greedy_steps=1,
+        minimality_k=("empty",),
+        worst_k=2,
+        batch_size=16,
+        ladder=False,
+        failures_max=8,
+        agreement_steps=1,
+    )
     out = tmp_path / "claims"
     check_claim(tiny_model, c, out, s, failures=[jsonl])
     doc = json.loads((out / "claims.json").read_text())

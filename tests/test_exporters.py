@@ -192,8 +192,13 @@ def test_auto_circuit_real_loader(run_dirs, tmp_path, gpt2_tokenizer_dir):
     if not python:
         pytest.skip("ADVGEN_AUTO_CIRCUIT_PYTHON is not set: run through `make test`, which builds auto-circuit's venv")
     probe = Path(__file__).with_name("auto_circuit_probe.py")
-    res = subprocess.run([python, str(probe), str(out / "clean.json"), str(gpt2_tokenizer_dir)],
-                         capture_output=True, text=True, timeout=600, check=False)
+    res = subprocess.run(
+        [python, str(probe), str(out / "clean.json"), str(gpt2_tokenizer_dir)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     batch = json.loads(res.stdout.strip().splitlines()[-1])
     assert batch["clean"] == batch["corrupt"] and batch["clean"][0] == 4
@@ -270,9 +275,15 @@ def test_lm_eval_scores_agree_with_advgen(run_dirs, tmp_path, tiny_model_dir):
     from lm_eval.tasks import TaskManager
 
     out = export(run_dirs[0], "lm-eval", tmp_path / "lm")
-    res = simple_evaluate(model="hf", model_args=f"pretrained={tiny_model_dir},add_bos_token=True", tasks=["advgen_ioi_clean"],
-                          task_manager=TaskManager(include_path=str(out), include_defaults=False), device="cpu",
-                          batch_size=8, log_samples=True)
+    res = simple_evaluate(
+        model="hf",
+        model_args=f"pretrained={tiny_model_dir},add_bos_token=True",
+        tasks=["advgen_ioi_clean"],
+        task_manager=TaskManager(include_path=str(out), include_defaults=False),
+        device="cpu",
+        batch_size=8,
+        log_samples=True,
+    )
     samples = sorted(res["samples"]["advgen_ioi_clean"], key=lambda s: s["doc_id"])
     rows = load_run(run_dirs[0]).rows
     assert [s["acc"] for s in samples] == [float(r["logit_diff"] > 0) for r in rows]

@@ -53,7 +53,7 @@ def test_every_mode_renders_and_stays_unambiguous(setup, mode):
     assert len(cells_seen) == len(mode.cells), "every cell applies to some template"
     for clean, a, k, _v in vs:
         check_unambiguous(clean, a, k)
-        assert a.text.endswith(clean.text[clean.text.rindex(" John"):])
+        assert a.text.endswith(clean.text[clean.text.rindex(" John") :])
         assert a.order == clean.order and a.pair_id == clean.pair_id
         assert a.text != k.text
 

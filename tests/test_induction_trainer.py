@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from advgen.reference import ind_corpus
-from advgen.reference.induction import InductionSettings, train_induction
+from advgen.reference.ind_model import InductionSettings
+from advgen.reference.induction import train_induction
 from advgen.tasks.lexicons import resolve_lexicons, vocab_words
 from advgen.tasks.registry import resolve_task
 
@@ -28,8 +29,7 @@ def test_planted_copies_repeat_what_followed_earlier() -> None:
     rng = np.random.default_rng(0)
     for _ in range(50):
         w = ind_corpus.document(rng, "segment", ind_corpus.CorpusSettings())
-        spans = [(i, j) for i in range(len(w)) for j in range(i + 1, len(w) - 3)
-                 if np.array_equal(w[i:i + 4], w[j:j + 4])]
+        spans = [(i, j) for i in range(len(w)) for j in range(i + 1, len(w) - 3) if np.array_equal(w[i : i + 4], w[j : j + 4])]
         assert spans, w  # a copy of at least SEGMENT[0] = 4 words
 
 
@@ -63,7 +63,7 @@ def test_training_resumes_to_the_same_weights_and_is_measured(tmp_path: Path) ->
 def test_mlps_add_nothing(tmp_path: Path) -> None:
     import torch
 
-    from advgen.reference.induction import build_model
+    from advgen.reference.ind_model import build_model
 
     model, _, _ = build_model(InductionSettings(), ind_corpus.build_tokenizer())
     x = torch.randn(2, 5, model.config.n_embd, device="cpu")
@@ -118,9 +118,18 @@ def test_the_card_command_rebuilds_the_settings() -> None:
 
     from advgen.reference.induction import command_of, parser, settings_of
 
-    for s in (InductionSettings(), InductionSettings(seed=3, steps=50, force_previous_token=True, force_scale=2.5, n_embd=96,
-                                                     corpus=ind_corpus.CorpusSettings(seq_words=30, segment=(5, 9), gap=(1, 3))),
-              InductionSettings(tie_embeddings=False, sinusoidal_positions=True, threads=2)):
+    for s in (
+        InductionSettings(),
+        InductionSettings(
+            seed=3,
+            steps=50,
+            force_previous_token=True,
+            force_scale=2.5,
+            n_embd=96,
+            corpus=ind_corpus.CorpusSettings(seq_words=30, segment=(5, 9), gap=(1, 3)),
+        ),
+        InductionSettings(tie_embeddings=False, sinusoidal_positions=True, threads=2),
+    ):
         args = shlex.split(command_of(s))[3:]
         assert settings_of(parser().parse_args(args)) == s, args
 
@@ -132,7 +141,8 @@ def test_forced_previous_token_head_attends_one_back_and_stays_fixed_while_train
 
     from advgen.reference.ind_force import position_dims
     from advgen.reference.ind_measure import head_scores
-    from advgen.reference.induction import build_model, run_steps
+    from advgen.reference.ind_model import build_model
+    from advgen.reference.induction import run_steps
 
     s = InductionSettings(steps=20, batch_size=8, n_embd=64, force_previous_token=True, checkpoint_every=1000)
     model, opt, project = build_model(s, ind_corpus.build_tokenizer())

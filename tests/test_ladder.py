@@ -77,16 +77,38 @@ def test_shipped_ladder_is_complete_and_ordered():
 def test_claims_view_renders_scrubbing_beside_faithfulness_and_the_ladder_plot(tmp_path):
     from advgen.outputs import claims_view
 
-    row = {"ratio_to_model": {"mean": 1.31, "low": 1.2, "high": 1.4}, "per_example_sd_pct": 40.0, "sign_flip_rate": 0.0,
-           "per_example_quantiles_pct": {"q05": 60.0, "q25": 90.0, "q50": 120.0, "q75": 150.0, "q95": 190.0}, "loss_recovered_pct": 36.5}
+    row = {
+        "ratio_to_model": {"mean": 1.31, "low": 1.2, "high": 1.4},
+        "per_example_sd_pct": 40.0,
+        "sign_flip_rate": 0.0,
+        "per_example_quantiles_pct": {"q05": 60.0, "q25": 90.0, "q50": 120.0, "q75": 150.0, "q95": 190.0},
+        "loss_recovered_pct": 36.5,
+    }
     scrub = {**row, "ratio_to_model": {"mean": 0.78, "low": 0.7, "high": 0.86}, "sign_flip_rate": 0.06}
-    places = {k: {"equivalent_params": e, "position": p} for k, e, p in
-              (("model", 1000.0, "equal to b"), ("circuit", None, "below the ladder (worse than a)"), ("scrubbed", None, "below"), ("empty", None, "below"))}
-    doc = {"paper_setting": "abc_mean", "table": {"abc_mean": row}, "causal_scrubbing": {"metrics": scrub},
-           "absolute": {"loss_recovered_nats": 2.4, "loss_recovered_pct": 36.5, "ladder_position": places["circuit"]["position"],
-                        "ladder_equivalent_params": None, "placements": places, "ladder_basis": "live",
-                        "ioi_loss": {"model": 0.2, "circuit": 3.0, "scrubbed": 8.0, "empty": 6.0},
-                        "ladder": [{"name": "a", "parameters": 100, "ioi_loss": 2.0}, {"name": "b", "parameters": 1000, "ioi_loss": 0.2}]}}
+    places = {
+        k: {"equivalent_params": e, "position": p}
+        for k, e, p in (
+            ("model", 1000.0, "equal to b"),
+            ("circuit", None, "below the ladder (worse than a)"),
+            ("scrubbed", None, "below"),
+            ("empty", None, "below"),
+        )
+    }
+    doc = {
+        "paper_setting": "abc_mean",
+        "table": {"abc_mean": row},
+        "causal_scrubbing": {"metrics": scrub},
+        "absolute": {
+            "loss_recovered_nats": 2.4,
+            "loss_recovered_pct": 36.5,
+            "ladder_position": places["circuit"]["position"],
+            "ladder_equivalent_params": None,
+            "placements": places,
+            "ladder_basis": "live",
+            "ioi_loss": {"model": 0.2, "circuit": 3.0, "scrubbed": 8.0, "empty": 6.0},
+            "ladder": [{"name": "a", "parameters": 100, "ioi_loss": 2.0}, {"name": "b", "parameters": 1000, "ioi_loss": 0.2}],
+        },
+    }
     (tmp_path / "claims.json").write_text(json.dumps(doc))
     html = claims_view.section(tmp_path)
     assert "causal scrubbing" in html and "abc_mean" in html and "<img" in html

@@ -24,7 +24,9 @@ def test_last_mlp_effect_equals_patching_its_end_output_from_the_twin(tiny_model
             t = t.clone()
             t[torch.arange(len(idx)), ends] = twin[idx].to(t.dtype)
             return t
+
         return [(f"blocks.{tiny_model.n_layers - 1}.mlp.hook_out", put)]
+
     pl = end_logits(tiny_model, clean_ps, 8, hooks=hooks)
     patched = np.array([float(pl[i, p.io_token] - pl[i, p.s_token]) for i, p in enumerate(clean_ps)])
     assert eff.shape == (tiny_model.n_layers,)

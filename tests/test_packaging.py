@@ -33,8 +33,10 @@ def test_repository_templates_are_byte_identical_copies_of_the_packaged_packs() 
     assert packaged, f"no packaged template packs in {TEMPLATES_DIR}"
     assert sorted(copies) == sorted(packaged), "templates/ and advgen/prompts/data/templates/ hold different packs"
     drifted = [n for n in packaged if copies[n] != packaged[n]]
-    assert not drifted, (f"templates/{drifted} differ from the packaged copies; edit advgen/prompts/data/templates/ "
-                         "and copy the file to templates/")
+    assert not drifted, (
+        f"templates/{drifted} differ from the packaged copies; edit advgen/prompts/data/templates/ "
+        "and copy the file to templates/"
+    )
 
 
 def test_builtin_packs_resolve_inside_the_package() -> None:
@@ -69,8 +71,9 @@ def test_manifest_command_is_the_same_for_the_script_and_python_dash_m(tmp_path)
     """The manifest records the job's equivalent `advgen` command, never argv (a path local to one machine)."""
     import json
 
-    subprocess.run([sys.executable, "-m", "advgen", "generate", "--n", "5", "--out", str(tmp_path / "g")], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "advgen", "generate", "--n", "5", "--out", str(tmp_path / "g")], check=True, capture_output=True
+    )
     man = json.loads((tmp_path / "g" / "manifest.json").read_text())
     assert man["command"] == "advgen generate --model reference --n 5 --seed 0"
 

@@ -9,20 +9,36 @@ import pytest
 import torch
 
 from advgen.core.types import Role
-from advgen.reference import iit, planted
+from advgen.reference import iit, planted, planted_recipe
 from advgen.reference.planted_ckpt import CheckpointError, latest, load
 from advgen.reference.planted_data import ioi_batch, repeat_batch
 
-TINY = dict(init="scratch", n_layer=4, n_head=4, n_embd=32, batch=4, repeat_batch=2, repeat_half=4,
-            w_lm=0.0, steps=4, checkpoint_every=2, warmup=1, w_path=1.0, w_strict_twin=1.0,
-            w_strict_swap=1.0, w_close_extra=1.0, w_io=1.0, extra_from=0)
+TINY = dict(
+    init="scratch",
+    n_layer=4,
+    n_head=4,
+    n_embd=32,
+    batch=4,
+    repeat_batch=2,
+    repeat_half=4,
+    w_lm=0.0,
+    steps=4,
+    checkpoint_every=2,
+    warmup=1,
+    w_path=1.0,
+    w_strict_twin=1.0,
+    w_strict_swap=1.0,
+    w_close_extra=1.0,
+    w_io=1.0,
+    extra_from=0,
+)
 """With the second-phase terms on (path, name-twin and swap-twin strictness, extra closeness, IO
 cross-entropy), so they are tested."""
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    s = planted.PlantedSettings(**TINY)
+    s = planted_recipe.PlantedSettings(**TINY)
     model, tok = planted._model_and_tokenizer(s)
     return s, model, tok
 
@@ -82,9 +98,27 @@ def test_strictness_mask_keeps_planted_heads_at_their_slot(tiny):
 
 def test_every_loss_term_is_finite_and_trains_the_planted_heads(tiny):
     s, model, tok = tiny
-    parts = planted.step_losses(model, tok, None, 0, s)
-    want = {"behaviour", "attn_prev", "attn_dup", "attn_ind", "attn_sinh", "attn_nm", "attn_abc", "attn_repeat",
-            "strict", "iit_sinh", "iit_dup", "iit_nm", "iit_half", "sinh_direct", "path_sinh", "strict_twin", "strict_swap", "io"}
+    parts = planted_recipe.step_losses(model, tok, None, 0, s)
+    want = {
+        "behaviour",
+        "attn_prev",
+        "attn_dup",
+        "attn_ind",
+        "attn_sinh",
+        "attn_nm",
+        "attn_abc",
+        "attn_repeat",
+        "strict",
+        "iit_sinh",
+        "iit_dup",
+        "iit_nm",
+        "iit_half",
+        "sinh_direct",
+        "path_sinh",
+        "strict_twin",
+        "strict_swap",
+        "io",
+    }
     assert set(parts) == want
     assert all(torch.isfinite(v.detach()) and float(v.detach()) >= -1e-6 for v in parts.values())
     model.zero_grad()
@@ -132,51 +166,56 @@ def test_query_delta_reaches_only_that_heads_query(tiny):
 
 def test_path_term_trains_the_mlps_it_constrains(tiny):
     s, model, tok = tiny
-    parts = planted.step_losses(model, tok, None, 0, s)
+    parts = planted_recipe.step_losses(model, tok, None, 0, s)
     model.zero_grad()
     parts["path_sinh"].backward()
     sinh = iit.planted_by_role(Role.S_INHIBITION).head
     g = model.transformer.h[sinh.layer].mlp.c_fc.weight.grad  # the SINH -> MLP -> logits shortcut
     assert g is not None and float(g.abs().sum()) > 0
     model.zero_grad()
-    v1 = planted.step_losses(model, tok, None, 0, planted.PlantedSettings(**{**TINY, "w_path": 0.0}))
+    v1 = planted_recipe.step_losses(model, tok, None, 0, planted_recipe.PlantedSettings(**{**TINY, "w_path": 0.0}))
     assert "path_sinh" not in v1
 
 
-@pytest.mark.parametrize(("term", "weight", "layer", "head"), [
-    ("strict_twin", "w_strict_twin", 3, 1),  # a3.h1: not planted
-    ("strict_swap", "w_strict_swap", 2, 3),  # a2.h3: not planted; v4 made it an S-inhibitor
-])
+@pytest.mark.parametrize(
+    ("term", "weight", "layer", "head"),
+    [
+        ("strict_twin", "w_strict_twin", 3, 1),  # a3.h1: not planted
+        ("strict_swap", "w_strict_swap", 2, 3),  # a2.h3: not planted; v4 made it an S-inhibitor
+    ],
+)
 def test_twin_strictness_terms_train_the_heads_outside_the_circuit(tiny, term, weight, layer, head):
     s, model, tok = tiny
-    parts = planted.step_losses(model, tok, None, 0, s)
+    parts = planted_recipe.step_losses(model, tok, None, 0, s)
     model.zero_grad()
     parts[term].backward()
     e, dh = model.config.n_embd, model.config.n_embd // model.config.n_head
     g = model.transformer.h[layer].attn.c_attn.weight.grad  # that head's value weights
-    assert g is not None and float(g[:, 2 * e + head * dh:2 * e + (head + 1) * dh].abs().sum()) > 0
+    assert g is not None and float(g[:, 2 * e + head * dh : 2 * e + (head + 1) * dh].abs().sum()) > 0
     model.zero_grad()
-    assert term not in planted.step_losses(model, tok, None, 0, planted.PlantedSettings(**{**TINY, weight: 0.0}))
+    assert term not in planted_recipe.step_losses(model, tok, None, 0, planted_recipe.PlantedSettings(**{**TINY, weight: 0.0}))
 
 
 def test_second_phase_terms_start_at_their_step(tiny):
     _, model, tok = tiny
-    later = planted.PlantedSettings(**{**TINY, "extra_from": 3})
-    assert not {"strict_swap", "strict_twin", "path_sinh", "io"} & set(planted.step_losses(model, tok, None, 2, later))
-    assert {"strict_swap", "strict_twin", "path_sinh", "io"} <= set(planted.step_losses(model, tok, None, 3, later))
+    later = planted_recipe.PlantedSettings(**{**TINY, "extra_from": 3})
+    assert not {"strict_swap", "strict_twin", "path_sinh", "io"} & set(planted_recipe.step_losses(model, tok, None, 2, later))
+    assert {"strict_swap", "strict_twin", "path_sinh", "io"} <= set(planted_recipe.step_losses(model, tok, None, 3, later))
     # the extra closeness weight, too: the strictness term grows only from its step
-    loose = planted.PlantedSettings(**{**TINY, "extra_from": 3, "w_close_extra": 0.0})
+    loose = planted_recipe.PlantedSettings(**{**TINY, "extra_from": 3, "w_close_extra": 0.0})
     with torch.no_grad():
-        before, before0 = (float(planted.step_losses(model, tok, None, 2, x)["strict"]) for x in (later, loose))
-        after, after0 = (float(planted.step_losses(model, tok, None, 3, x)["strict"]) for x in (later, loose))
+        before, before0 = (float(planted_recipe.step_losses(model, tok, None, 2, x)["strict"]) for x in (later, loose))
+        after, after0 = (float(planted_recipe.step_losses(model, tok, None, 3, x)["strict"]) for x in (later, loose))
     assert before == before0 and after > after0
 
 
 def test_io_term_is_a_hinge_on_the_io_cross_entropy(tiny):
     _, model, tok = tiny
     with torch.no_grad():
-        lax, strict = (float(planted.step_losses(model, tok, None, 0, planted.PlantedSettings(**{**TINY, "io_nats": v}))["io"])
-                       for v in (1e6, 0.0))
+        lax, strict = (
+            float(planted_recipe.step_losses(model, tok, None, 0, planted_recipe.PlantedSettings(**{**TINY, "io_nats": v}))["io"])
+            for v in (1e6, 0.0)
+        )
     b = ioi_batch(tok, 0, 0, TINY["batch"])
     with torch.no_grad():
         ce = -iit.forward(model, b.clean).logits_end.log_softmax(-1).gather(1, b.io_tok[:, None]).mean()
@@ -195,16 +234,16 @@ def _weights(out):
 
 
 def test_same_seed_same_weights_and_resume_is_exact(tmp_path):
-    s = planted.PlantedSettings(**TINY)
+    s = planted_recipe.PlantedSettings(**TINY)
     a = planted.train_planted(tmp_path / "a", s, progress=False)
-    b = planted.train_planted(tmp_path / "b", planted.PlantedSettings(**TINY), progress=False)
-    planted.train_planted(tmp_path / "c", planted.PlantedSettings(**TINY), progress=False, stop_after=2)
+    b = planted.train_planted(tmp_path / "b", planted_recipe.PlantedSettings(**TINY), progress=False)
+    planted.train_planted(tmp_path / "c", planted_recipe.PlantedSettings(**TINY), progress=False, stop_after=2)
     assert latest(tmp_path / "c" / "checkpoints").name == "step-000002.json"
-    c = planted.train_planted(tmp_path / "c", planted.PlantedSettings(**TINY), progress=False)
+    c = planted.train_planted(tmp_path / "c", planted_recipe.PlantedSettings(**TINY), progress=False)
     wa, wb, wc = _weights(a), _weights(b), _weights(c)
     assert wa.keys() == wb.keys() == wc.keys()
     assert all(torch.equal(wa[k], wb[k]) and torch.equal(wa[k], wc[k]) for k in wa)
-    other = planted.train_planted(tmp_path / "d", planted.PlantedSettings(**{**TINY, "seed": 1}), progress=False)
+    other = planted.train_planted(tmp_path / "d", planted_recipe.PlantedSettings(**{**TINY, "seed": 1}), progress=False)
     assert any(not torch.equal(wa[k], _weights(other)[k]) for k in wa)
 
 
@@ -221,22 +260,22 @@ def test_foreign_checkpoints_are_refused(tmp_path, tiny):
 
 
 def test_resume_with_other_settings_is_refused(tmp_path):
-    planted.train_planted(tmp_path / "r", planted.PlantedSettings(**TINY), progress=False, stop_after=2)
+    planted.train_planted(tmp_path / "r", planted_recipe.PlantedSettings(**TINY), progress=False, stop_after=2)
     with pytest.raises(CheckpointError, match="other settings"):
-        planted.train_planted(tmp_path / "r", planted.PlantedSettings(**{**TINY, "lr": 5e-4}), progress=False)
+        planted.train_planted(tmp_path / "r", planted_recipe.PlantedSettings(**{**TINY, "lr": 5e-4}), progress=False)
 
 
 def test_resuming_under_other_cpu_kernels_warns(tmp_path, capsys):
-    planted.train_planted(tmp_path / "k", planted.PlantedSettings(**TINY), progress=False, stop_after=2)
+    planted.train_planted(tmp_path / "k", planted_recipe.PlantedSettings(**TINY), progress=False, stop_after=2)
     ck = latest(tmp_path / "k" / "checkpoints")
     meta = json.loads(ck.read_text())
     assert meta["cpu_capability"] == planted.cpu_capability()
     capsys.readouterr()
-    planted.train_planted(tmp_path / "k", planted.PlantedSettings(**TINY), progress=False, stop_after=3)
+    planted.train_planted(tmp_path / "k", planted_recipe.PlantedSettings(**TINY), progress=False, stop_after=3)
     assert "warning" not in capsys.readouterr().out
     ck = latest(tmp_path / "k" / "checkpoints")
     ck.write_text(json.dumps({**json.loads(ck.read_text()), "cpu_capability": "SOME_OTHER_ISA"}))
-    planted.train_planted(tmp_path / "k", planted.PlantedSettings(**TINY), progress=False)
+    planted.train_planted(tmp_path / "k", planted_recipe.PlantedSettings(**TINY), progress=False)
     out = capsys.readouterr().out
     assert "SOME_OTHER_ISA" in out and planted.cpu_capability() in out and "bitwise" in out
     info = json.loads((tmp_path / "k" / "training_info.json").read_text())
@@ -245,8 +284,8 @@ def test_resuming_under_other_cpu_kernels_warns(tmp_path, capsys):
 
 def test_a_second_phase_resumes_from_a_first_phase_checkpoint_and_equals_one_run(tmp_path):
     first = {**TINY, "w_path": 0.0, "w_strict_twin": 0.0, "w_strict_swap": 0.0, "w_close_extra": 0.0, "w_io": 0.0}
-    second = planted.PlantedSettings(**{**TINY, "extra_from": 2})
-    planted.train_planted(tmp_path / "p", planted.PlantedSettings(**first), progress=False, stop_after=2)
+    second = planted_recipe.PlantedSettings(**{**TINY, "extra_from": 2})
+    planted.train_planted(tmp_path / "p", planted_recipe.PlantedSettings(**first), progress=False, stop_after=2)
     resumed = planted.train_planted(tmp_path / "p", second, progress=False)
     straight = planted.train_planted(tmp_path / "s", second, progress=False)
     wr, ws = _weights(resumed), _weights(straight)
@@ -255,11 +294,13 @@ def test_a_second_phase_resumes_from_a_first_phase_checkpoint_and_equals_one_run
     assert info["resumed_from_step"] == 2 and "strict_swap" in info["final_losses_mean_last_100_steps"]
     # past the second phase's start, other second-phase weights are another history
     with pytest.raises(CheckpointError, match="other settings"):
-        planted.train_planted(tmp_path / "p", planted.PlantedSettings(**{**TINY, "extra_from": 2, "w_path": 0.5}),
-                              progress=False)
+        planted.train_planted(
+            tmp_path / "p", planted_recipe.PlantedSettings(**{**TINY, "extra_from": 2, "w_path": 0.5}), progress=False
+        )
 
 
 # ------------------------------------------------------------------------- the shipped model
+
 
 @pytest.mark.slow
 def test_shipped_planted_model_meets_its_acceptance_figures():
@@ -278,7 +319,8 @@ def test_shipped_planted_model_meets_its_acceptance_figures():
 
 @pytest.mark.slow
 def test_discovery_recovers_the_planted_circuit():
-    from advgen.circuits.discovery import Settings, discover
+    from advgen.circuits.discovery import discover
+    from advgen.circuits.discovery_roles import Settings
     from advgen.circuits.format import resolve_circuit
     from advgen.model.loading import load_model
 
@@ -301,6 +343,9 @@ def test_planted_circuit_is_faithful_within_10_percent_under_resample_ablation()
     from advgen.model.loading import load_model
 
     model = load_model("planted")
-    res = check_claim(model, resolve_circuit("planted-ioi", model.n_layers, model.n_heads),
-                      ClaimSettings(n=100, seed=0, ablations=("resample_abc",), ladder=False))
+    res = check_claim(
+        model,
+        resolve_circuit("planted-ioi", model.n_layers, model.n_heads),
+        ClaimSettings(n=100, seed=0, ablations=("resample_abc",), ladder=False),
+    )
     assert res.table["resample_abc"]["ratio_to_model"]["mean"] >= 0.90, res.table["resample_abc"]["ratio_to_model"]

@@ -28,8 +28,11 @@ from advgen.model.backends import LocalBackend, RayBackend, RaySettings, evaluat
 from advgen.outputs.scan import ScanConfig, run_scan  # noqa: E402
 
 # a mark, not a module-level importorskip: `make test` deselects these slow tests without listing a skip
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900),
-              pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray is an optional extra: pip install 'advgen[ray]'")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(900),
+    pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray is an optional extra: pip install 'advgen[ray]'"),
+]
 BIN = Path(sys.executable).parent
 CFG = ScanConfig(sample=1500, seed=3, unit=128, batch_size=32, distractors=True)
 
@@ -49,10 +52,26 @@ def head() -> Iterator[str]:
     """`ray start --head` on 127.0.0.1 (blocking, so ending this process stops the cluster it started)."""
     port = _free_port()
     tmp = tempfile.mkdtemp(prefix="rayt", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
-    cmd = [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
-           "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", tmp]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                            env={**os.environ, **HEAD_ENV})
+    cmd = [
+        str(BIN / "ray"),
+        "start",
+        "--head",
+        "--block",
+        "--node-ip-address",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--num-cpus",
+        "2",
+        "--include-dashboard",
+        "false",
+        "--disable-usage-stats",
+        "--temp-dir",
+        tmp,
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env={**os.environ, **HEAD_ENV}
+    )
     address = f"127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -162,7 +181,8 @@ def test_killed_actor_mid_run_gives_the_same_output(pool: RayBackend, local_scan
 
 
 def test_ray_attack_evaluation_gives_the_same_rows(pool: RayBackend, reference_model, tmp_path: Path) -> None:
-    from advgen.attacks.search import AttackConfig, run_attack
+    from advgen.attacks.attack_setup import AttackConfig
+    from advgen.attacks.search import run_attack
     from advgen.circuits.format import resolve_circuit
 
     circuit = resolve_circuit("reference-ioi", reference_model.n_layers, reference_model.n_heads)
@@ -182,8 +202,9 @@ def test_a_user_error_on_a_worker_is_reported_not_retried(pool: RayBackend, refe
         list(pool.map(validate_unit, [(PromptSet(prompts.prompts, "not-this-tokenizer"), 32)]))
 
 
-def test_a_local_run_cut_short_resumes_on_ray_with_the_same_bytes(pool: RayBackend, reference_model, local_scan: dict[str, bytes],
-                                                                  tmp_path: Path) -> None:
+def test_a_local_run_cut_short_resumes_on_ray_with_the_same_bytes(
+    pool: RayBackend, reference_model, local_scan: dict[str, bytes], tmp_path: Path
+) -> None:
     from advgen.outputs.scan import Interrupted
 
     with pytest.raises(Interrupted):

@@ -31,6 +31,7 @@ def run_dir(tiny_model, tmp_path_factory) -> Path:
 
 # ---- run directories as units ---------------------------------------------------------------------
 
+
 def test_completed_run_has_marker_and_no_lock(run_dir):
     mark = json.loads((run_dir / rundir.MARKER).read_text())
     assert mark["kind"] == "run" and set(mark["files"]) == {"results.jsonl", "results.csv", "summary.json", "manifest.json"}
@@ -129,31 +130,35 @@ def test_foreign_directory_is_never_replaced(capsys, tmp_path):
 
 # ---- refusals before any work ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("argv,msg", [
-    (["generate", "--n", "5", "--seed", "-1"], "--seed must be >= 0"),
-    (["generate", "--n", "1000000000"], "--n must be between 1 and 10,000,000"),
-    (["run", "--n", "0"], "--n must be "),
-    (["run", "--n", "100001"], "--n must be between 1 and 100,000"),
-    (["discover", "--seed", "-1"], "--seed must be >= 0"),
-    (["scan", "--seed", "-1"], "--seed must be >= 0"),
-    (["train-reference", "--seed", "-1"], "--seed must be >= 0"),
-    (["check-claim", "reference-ioi", "--seed", "-1"], "--seed must be >= 0"),
-    (["validate", "p.jsonl", "--seed", str(2**63)], "--seed must be >= 0 (and below 2**63)"),
-    (["scan", "--batch-size", "100000"], "--batch-size must be between 1 and 1024"),
-    (["discover", "--batch-size", "0"], "--batch-size must be between 1 and 1024"),
-    (["train-reference", "--kind", "planted", "--steps", "0"], "--steps must be >= 1"),
-    (["train-reference", "--stop-after", "0"], "--stop-after must be >= 1"),
-    (["scan", "--unit", "0"], "--unit must be >= 1"),
-    (["check-claim", "reference-ioi", "--scrub-draws", "0"], "--scrub-draws must be >= 1"),
-    (["discover", "--name", "ioi\udcff"], "--name 'ioi\\udcff' is not valid UTF-8 text"),  # argv bytes b"ioi\xff"
-    (["run", "--n", "2", "--templates", "t\udcff.yaml"], "--templates 't\\udcff.yaml' is not valid UTF-8 text"),
-    (["run", "--n", "5", "--batch-size", "0"], "--batch-size must be between 1 and 1024"),
-    (["run", "--n", "5", "--batch-size", "1000000000"], "--batch-size must be between 1 and 1024"),
-    (["run", "--n", "5", "--seed", "-4"], "--seed must be >= 0"),
-    (["attack", "--circuit", "reference-ioi", "--budget", "1000000000"], "above the limit of 100,000"),
-    (["attack", "--circuit", "reference-ioi", "--budget", "300", "--seed", "-1"], "--seed must be >= 0"),
-    (["attack", "--circuit", "reference-ioi", "--budget", "300", "--batch-size", "100000"], "between 1 and 1024"),
-])
+
+@pytest.mark.parametrize(
+    "argv,msg",
+    [
+        (["generate", "--n", "5", "--seed", "-1"], "--seed must be >= 0"),
+        (["generate", "--n", "1000000000"], "--n must be between 1 and 10,000,000"),
+        (["run", "--n", "0"], "--n must be "),
+        (["run", "--n", "100001"], "--n must be between 1 and 100,000"),
+        (["discover", "--seed", "-1"], "--seed must be >= 0"),
+        (["scan", "--seed", "-1"], "--seed must be >= 0"),
+        (["train-reference", "--seed", "-1"], "--seed must be >= 0"),
+        (["check-claim", "reference-ioi", "--seed", "-1"], "--seed must be >= 0"),
+        (["validate", "p.jsonl", "--seed", str(2**63)], "--seed must be >= 0 (and below 2**63)"),
+        (["scan", "--batch-size", "100000"], "--batch-size must be between 1 and 1024"),
+        (["discover", "--batch-size", "0"], "--batch-size must be between 1 and 1024"),
+        (["train-reference", "--kind", "planted", "--steps", "0"], "--steps must be >= 1"),
+        (["train-reference", "--stop-after", "0"], "--stop-after must be >= 1"),
+        (["scan", "--unit", "0"], "--unit must be >= 1"),
+        (["check-claim", "reference-ioi", "--scrub-draws", "0"], "--scrub-draws must be >= 1"),
+        (["discover", "--name", "ioi\udcff"], "--name 'ioi\\udcff' is not valid UTF-8 text"),  # argv bytes b"ioi\xff"
+        (["run", "--n", "2", "--templates", "t\udcff.yaml"], "--templates 't\\udcff.yaml' is not valid UTF-8 text"),
+        (["run", "--n", "5", "--batch-size", "0"], "--batch-size must be between 1 and 1024"),
+        (["run", "--n", "5", "--batch-size", "1000000000"], "--batch-size must be between 1 and 1024"),
+        (["run", "--n", "5", "--seed", "-4"], "--seed must be >= 0"),
+        (["attack", "--circuit", "reference-ioi", "--budget", "1000000000"], "above the limit of 100,000"),
+        (["attack", "--circuit", "reference-ioi", "--budget", "300", "--seed", "-1"], "--seed must be >= 0"),
+        (["attack", "--circuit", "reference-ioi", "--budget", "300", "--batch-size", "100000"], "between 1 and 1024"),
+    ],
+)
 def test_bad_arguments_fail_before_the_model_loads(capsys, monkeypatch, tmp_path, argv, msg):
     import advgen.model.loading as loading
 
@@ -204,6 +209,7 @@ def test_export_never_deletes_a_directory_holding_only_a_readme(run_dir, tmp_pat
 
 
 # ---- readers: named errors, physical lines --------------------------------------------------------
+
 
 def test_jsonl_errors_name_the_physical_line(tmp_path):
     p = tmp_path / "p.jsonl"
@@ -276,15 +282,24 @@ def test_model_whose_weights_do_not_match_its_config(tiny_model_dir, tmp_path):
 
 # ---- security -----------------------------------------------------------------------------------
 
+
 def test_csv_formula_cells_are_neutralised():
-    text = files.csv_text([{"text": "=HYPERLINK(\"http://x\")", "io": "+1", "s": "@SUM(A1)", "mode": "-2", "t": "\tx",
-                            "logit_diff": -1.5, "n": 3}])
+    text = files.csv_text(
+        [{"text": '=HYPERLINK("http://x")', "io": "+1", "s": "@SUM(A1)", "mode": "-2", "t": "\tx", "logit_diff": -1.5, "n": 3}]
+    )
     import csv
     import io
 
     row = list(csv.DictReader(io.StringIO(text)))[0]
-    assert row == {"text": "'=HYPERLINK(\"http://x\")", "io": "'+1", "s": "'@SUM(A1)", "mode": "'-2", "t": "'\tx",
-                   "logit_diff": "-1.5", "n": "3"}  # numbers stay numbers
+    assert row == {
+        "text": '\'=HYPERLINK("http://x")',
+        "io": "'+1",
+        "s": "'@SUM(A1)",
+        "mode": "'-2",
+        "t": "'\tx",
+        "logit_diff": "-1.5",
+        "n": "3",
+    }  # numbers stay numbers
 
 
 def test_dataset_card_escapes_data(run_dir, tmp_path):
@@ -303,11 +318,24 @@ def test_dataset_card_escapes_data(run_dir, tmp_path):
 def test_skip_invalid_lists_rejected_rows(capsys, tiny_model_dir, tmp_path):
     good = {"text": "Then, John and Mary went to the store. John gave a drink to", "io": "Mary", "s": "John"}
     p = tmp_path / "p.jsonl"
-    p.write_bytes(b"\n".join([json.dumps(good).encode(), b"", b"not json", json.dumps({**good, "c": 7}).encode(),
-                              json.dumps({**good, "text": "Mary and John went. John gave it to"}).encode(), b"\xff"]) + b"\n")
+    p.write_bytes(
+        b"\n".join(
+            [
+                json.dumps(good).encode(),
+                b"",
+                b"not json",
+                json.dumps({**good, "c": 7}).encode(),
+                json.dumps({**good, "text": "Mary and John went. John gave it to"}).encode(),
+                b"\xff",
+            ]
+        )
+        + b"\n"
+    )
     rc, err = _cli(capsys, "validate", str(p), "--model", str(tiny_model_dir), "--out", str(tmp_path / "v"), "--no-progress")
     assert rc == 2 and "p.jsonl:3: not valid JSON" in err
-    rc = main(["validate", str(p), "--model", str(tiny_model_dir), "--out", str(tmp_path / "v"), "--no-progress", "--skip-invalid"])
+    rc = main(
+        ["validate", str(p), "--model", str(tiny_model_dir), "--out", str(tmp_path / "v"), "--no-progress", "--skip-invalid"]
+    )
     assert rc == 0 and "rejected 4 invalid row(s)" in capsys.readouterr().out
     rej = [json.loads(x) for x in (tmp_path / "v" / "rejected.jsonl").read_text().splitlines()]
     assert [(r["row"], r["line"]) for r in rej] == [(2, 3), (3, 4), (4, 5), (5, 6)]
@@ -373,7 +401,7 @@ def test_run_directory_of_an_older_version_needs_overwrite(tmp_path):
 
 # ---- CSV: a line break inside a cell never splits a row or starts a formula -----------------------
 
-HOSTILE_PAIR = "p1\r=HYPERLINK(\"http://x\")\n+1\r\n@SUM(A1)\r-2"
+HOSTILE_PAIR = 'p1\r=HYPERLINK("http://x")\n+1\r\n@SUM(A1)\r-2'
 
 
 def _assert_inert_csv(text: str, column: str, cell: str) -> None:
@@ -404,8 +432,13 @@ def test_csv_line_break_in_a_cell_cannot_split_a_row():
 @pytest.fixture(scope="module")
 def hostile_validate(tiny_model, tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("csv")
-    row = {"text": "Then, John and Mary went to the store. John gave a drink to", "io": "Mary", "s": "John",
-           "pair_id": HOSTILE_PAIR, "template_id": "t\r=1+1"}
+    row = {
+        "text": "Then, John and Mary went to the store. John gave a drink to",
+        "io": "Mary",
+        "s": "John",
+        "pair_id": HOSTILE_PAIR,
+        "template_id": "t\r=1+1",
+    }
     (d / "p.jsonl").write_text(json.dumps(row) + "\n")
     return pipeline.validate_rows(tiny_model, d / "p.jsonl", d / "v").out
 
@@ -425,7 +458,8 @@ def test_csv_writer_of_export_is_inert(hostile_validate, tmp_path):
 def test_csv_writer_of_attack_is_inert(tiny_model, tmp_path):
     import dataclasses
 
-    from advgen.attacks.search import AttackConfig, run_attack
+    from advgen.attacks.attack_setup import AttackConfig
+    from advgen.attacks.search import run_attack
     from advgen.attacks.tables import write_run
     from advgen.circuits.format import make_circuit
     from advgen.core.types import Role
@@ -441,19 +475,23 @@ def test_csv_writer_of_attack_is_inert(tiny_model, tmp_path):
 
 def _assert_strict_json(d: Path) -> int:
     """Every JSON / JSONL file under `d` parses with NaN and Infinity refused; returns how many nulls stand for them."""
+
     def refuse(tok: str) -> None:
         raise AssertionError(f"non-JSON constant {tok}")
 
     n = 0
     for p in sorted(d.rglob("*.json*")):
-        for line in ([p.read_text()] if p.suffix == ".json" else p.read_text().splitlines()):
+        for line in [p.read_text()] if p.suffix == ".json" else p.read_text().splitlines():
             json.loads(line, parse_constant=refuse)
             n += line.count("null")
     return n
 
 
 def test_json_is_written_without_nan(tiny_model, tmp_path):
-    assert files.dumps({"a": float("nan"), "b": [float("inf"), 1.5, {"c": float("-inf")}]}) == '{"a": null, "b": [null, 1.5, {"c": null}]}'
+    assert (
+        files.dumps({"a": float("nan"), "b": [float("inf"), 1.5, {"c": float("-inf")}]})
+        == '{"a": null, "b": [null, 1.5, {"c": null}]}'
+    )
     from advgen.outputs.scan import Tally
 
     files.atomic_write_text(tmp_path / "s" / "summary.json", files.dumps(Tally().summary()))  # n = 0: every mean is NaN
@@ -480,24 +518,37 @@ def test_written_files_follow_the_umask(run_dir, tmp_path):
 
 # ---- YAML: no aliases, no duplicate keys, bounded size, encodable text ------------------------------
 
-@pytest.mark.parametrize("text, msg", [
-    ("a: &a [x, x, x, x, x, x, x, x, x]\nb: [*a, *a, *a, *a, *a, *a, *a, *a, *a]\ntemplates: []\n",
-     r"t.yaml:1: YAML anchor &a refused"),
-    ("templates:\n  - {id: a, text: 'Then, {S1} and {IO} met. {S2} said to'}\n  - *x\n", r"t.yaml:3: YAML alias \*x refused"),
-    ("templates:\n  - id: a\n    text: 'Then, {S1} and {IO} met. {S2} said to'\n    text: 'x'\n",
-     r"t.yaml:4: duplicate key 'text' \(first on line 3\)"),
-    ("templates: []\ntemplates: []\n", r"t.yaml:2: duplicate key 'templates'"),
-    ("templates:\n  - text: 'Then, {S1} and {IO} met. {S2} said to" + "a" * 20_000 + "'\n", r"t.yaml:2: scalar of 20,03\d characters"),
-    ("#" + "x" * (1 << 20) + "\ntemplates: []\n", r"t.yaml: 1,048,5\d\d characters of YAML; at most 1,048,576"),
-    ('templates:\n  - text: "Then, {S1} and {IO} met.\\ud800 {S2} said to"\n', r"t.yaml:2: .*lone surrogate"),
-])
+
+@pytest.mark.parametrize(
+    "text, msg",
+    [
+        (
+            "a: &a [x, x, x, x, x, x, x, x, x]\nb: [*a, *a, *a, *a, *a, *a, *a, *a, *a]\ntemplates: []\n",
+            r"t.yaml:1: YAML anchor &a refused",
+        ),
+        ("templates:\n  - {id: a, text: 'Then, {S1} and {IO} met. {S2} said to'}\n  - *x\n", r"t.yaml:3: YAML alias \*x refused"),
+        (
+            "templates:\n  - id: a\n    text: 'Then, {S1} and {IO} met. {S2} said to'\n    text: 'x'\n",
+            r"t.yaml:4: duplicate key 'text' \(first on line 3\)",
+        ),
+        ("templates: []\ntemplates: []\n", r"t.yaml:2: duplicate key 'templates'"),
+        (
+            "templates:\n  - text: 'Then, {S1} and {IO} met. {S2} said to" + "a" * 20_000 + "'\n",
+            r"t.yaml:2: scalar of 20,03\d characters",
+        ),
+        ("#" + "x" * (1 << 20) + "\ntemplates: []\n", r"t.yaml: 1,048,5\d\d characters of YAML; at most 1,048,576"),
+        ('templates:\n  - text: "Then, {S1} and {IO} met.\\ud800 {S2} said to"\n', r"t.yaml:2: .*lone surrogate"),
+    ],
+)
 def test_yaml_template_pack_is_read_strictly(capsys, tmp_path, text, msg):
     from advgen.prompts.templates import TemplateError, load_templates
 
     (tmp_path / "t.yaml").write_text(text)
     with pytest.raises(TemplateError, match=msg):
         load_templates(tmp_path / "t.yaml")
-    rc, err = _cli(capsys, "generate", "--model", "x", "--templates", str(tmp_path / "t.yaml"), "--n", "2", "--out", str(tmp_path / "o"))
+    rc, err = _cli(
+        capsys, "generate", "--model", "x", "--templates", str(tmp_path / "t.yaml"), "--n", "2", "--out", str(tmp_path / "o")
+    )
     assert rc == 2 and "t.yaml" in err and "Traceback" not in err and not (tmp_path / "o").exists()
 
 
@@ -521,6 +572,7 @@ def test_yaml_distractor_file_refuses_aliases(tmp_path):
 
 # ---- text: every string read is encodable, checked when read ----------------------------------------
 
+
 def test_lone_surrogate_in_a_row_is_named_when_read(capsys, tiny_model_dir, tmp_path):
     good = {"text": "Then, John and Mary went to the store. John gave a drink to", "io": "Mary", "s": "John"}
     p = tmp_path / "p.jsonl"
@@ -531,7 +583,7 @@ def test_lone_surrogate_in_a_row_is_named_when_read(capsys, tiny_model_dir, tmp_
     with pytest.raises(AdvgenError, match=r"p.jsonl:1: field 'extra.k\\udc00' holds a lone surrogate"):
         files.read_jsonl(p)
     p.write_text(json.dumps({**good, "text": good["text"] + " \ud83d\ude00"}) + "\n")  # a surrogate *pair* is an emoji
-    assert files.read_jsonl(p)[0]["text"].endswith("\U0001F600")
+    assert files.read_jsonl(p)[0]["text"].endswith("\U0001f600")
 
 
 def test_lone_surrogate_in_a_circuit_name_is_named_with_its_line(tmp_path):
@@ -544,6 +596,7 @@ def test_lone_surrogate_in_a_circuit_name_is_named_with_its_line(tmp_path):
 
 
 # ---- locks that can be judged stale ------------------------------------------------------------------
+
 
 @pytest.fixture()
 def sleeper():
@@ -584,12 +637,15 @@ def test_live_lock_refuses_writers_and_unlock(capsys, tmp_path, sleeper):
     assert rc == 2 and f"process {sleeper} is running and holds the lock" in err
 
 
-@pytest.mark.parametrize("fields, why", [
-    ({"pid": 2**30}, "process 1073741824 is gone"),
-    ({"start": -5}, "now belongs to another process"),  # same pid, other start time: the pid was reused
-    ({"boot": "00000000-0000-0000-0000-000000000000"}, "before this machine last booted"),
-    ({"host": "elsewhere.example"}, "on host 'elsewhere.example'"),
-])
+@pytest.mark.parametrize(
+    "fields, why",
+    [
+        ({"pid": 2**30}, "process 1073741824 is gone"),
+        ({"start": -5}, "now belongs to another process"),  # same pid, other start time: the pid was reused
+        ({"boot": "00000000-0000-0000-0000-000000000000"}, "before this machine last booted"),
+        ({"host": "elsewhere.example"}, "on host 'elsewhere.example'"),
+    ],
+)
 def test_stale_lock_is_reported_and_taken_over(tmp_path, sleeper, fields, why):
     from advgen.core import locks
 
@@ -630,10 +686,12 @@ def test_unlock_clears_an_old_lock_and_keeps_the_directory_incomplete(capsys, tm
 
 # ---- resume keyed by content ------------------------------------------------------------------------
 
+
 def test_attack_resume_after_the_weights_change_recomputes(tiny_model, tiny_model_dir, tmp_path):
     import torch
 
-    from advgen.attacks.search import AttackConfig, Interrupted, run_attack
+    from advgen.attacks.attack_setup import AttackConfig
+    from advgen.attacks.search import Interrupted, run_attack
     from advgen.circuits.format import make_circuit
     from advgen.core.types import Role
     from advgen.model.loading import load_model
@@ -701,14 +759,24 @@ def _report(capsys, d: Path) -> tuple[int, str]:
     return rc, err
 
 
-@pytest.mark.parametrize("name, edit, msg", [
-    ("summary.json", lambda d: {**d, "modes": []}, "summary.json: field 'modes' must be object or null, got array"),
-    ("summary.json", lambda d: {**d, "modes": {"m": {"seen": {"mean": "big", "low": 0, "high": 1}}}},
-     "field 'modes.m.seen.mean' must be number or null, got string"),
-    ("summary.json", lambda d: {**d, "yield": {"guided_per_1000": [1]}}, "field 'yield.guided_per_1000' must be number or null"),
-    ("manifest.json", lambda d: {**d, "versions": "1.0"}, "manifest.json: field 'versions' must be object, got string"),
-    ("modes.json", lambda d: {"modes": {"m": {"prediction": 3}}}, "modes.json: field 'modes.m.prediction' must be object"),
-])
+@pytest.mark.parametrize(
+    "name, edit, msg",
+    [
+        ("summary.json", lambda d: {**d, "modes": []}, "summary.json: field 'modes' must be object or null, got array"),
+        (
+            "summary.json",
+            lambda d: {**d, "modes": {"m": {"seen": {"mean": "big", "low": 0, "high": 1}}}},
+            "field 'modes.m.seen.mean' must be number or null, got string",
+        ),
+        (
+            "summary.json",
+            lambda d: {**d, "yield": {"guided_per_1000": [1]}},
+            "field 'yield.guided_per_1000' must be number or null",
+        ),
+        ("manifest.json", lambda d: {**d, "versions": "1.0"}, "manifest.json: field 'versions' must be object, got string"),
+        ("modes.json", lambda d: {"modes": {"m": {"prediction": 3}}}, "modes.json: field 'modes.m.prediction' must be object"),
+    ],
+)
 def test_report_names_a_run_document_of_the_wrong_type(capsys, run_dir, tmp_path, name, edit, msg):
     import shutil
 
@@ -720,14 +788,24 @@ def test_report_names_a_run_document_of_the_wrong_type(capsys, run_dir, tmp_path
     assert rc == 2 and msg in err
 
 
-@pytest.mark.parametrize("name, edit, msg", [
-    ("discovery.json", lambda d: {**d, "roles_found": "name_mover"}, "field 'roles_found' must be array, got string"),
-    ("discovery.json", lambda d: {**d, "roles_missing": [1]}, "field 'roles_missing[0]' must be string, got number"),
-    ("claims.json", lambda d: {**d, "table": {k: {**v, "ratio_to_model": {"mean": "0.9"}} for k, v in d["table"].items()}},
-     "must be number or null, got string"),
-    ("claims.json", lambda d: {**d, "absolute": {**d.get("absolute", {}), "ladder": {"a": 1}}}, "field 'absolute.ladder' must be array"),
-    ("claims.json", lambda d: {**d, "minimality": ["x"]}, "field 'minimality' must be object, got array"),
-])
+@pytest.mark.parametrize(
+    "name, edit, msg",
+    [
+        ("discovery.json", lambda d: {**d, "roles_found": "name_mover"}, "field 'roles_found' must be array, got string"),
+        ("discovery.json", lambda d: {**d, "roles_missing": [1]}, "field 'roles_missing[0]' must be string, got number"),
+        (
+            "claims.json",
+            lambda d: {**d, "table": {k: {**v, "ratio_to_model": {"mean": "0.9"}} for k, v in d["table"].items()}},
+            "must be number or null, got string",
+        ),
+        (
+            "claims.json",
+            lambda d: {**d, "absolute": {**d.get("absolute", {}), "ladder": {"a": 1}}},
+            "field 'absolute.ladder' must be array",
+        ),
+        ("claims.json", lambda d: {**d, "minimality": ["x"]}, "field 'minimality' must be object, got array"),
+    ],
+)
 def test_report_names_a_discovery_or_claims_document_of_the_wrong_type(capsys, tmp_path, name, edit, msg):
     d = tmp_path / "c"
     d.mkdir()
@@ -750,6 +828,7 @@ def test_report_reads_null_where_nan_was(capsys, tmp_path):
 
 
 # ---- export: content, not names; a lock; a re-check before the rename --------------------------------
+
 
 def test_export_compares_content_not_names(run_dir, tmp_path):
     ex = export(run_dir, "jsonl", tmp_path / "ex")

@@ -19,9 +19,17 @@ from advgen.outputs import pipeline
 from advgen.outputs.report import build_report
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--host-resolver-rules=MAP * ~NOTFOUND"]  # nothing resolves: the page must render offline
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--host-resolver-rules=MAP * ~NOTFOUND",
+]  # nothing resolves: the page must render offline
 
 
 @pytest.fixture(scope="module")
@@ -91,16 +99,27 @@ def test_plain_run_report(runs, tmp_path):
     summary = json.loads((runs[0] / "summary.json").read_text())
     for order, g in summary["by_order"].items():  # the same numbers as summary.json's breakdown
         ci = g["logit_diff_ci95"]
-        assert f"<td>{order}</td><td class=\"num\">{g['n']}</td><td>{g['mean_logit_diff']:.3f} [{ci['low']:.3f}, {ci['high']:.3f}]</td>" in html
+        assert (
+            f'<td>{order}</td><td class="num">{g["n"]}</td><td>{g["mean_logit_diff"]:.3f} [{ci["low"]:.3f}, '
+            f"{ci['high']:.3f}]</td>" in html
+        )
     assert "Clean prompts by template" in html and all(f"<td>{t}</td>" in html for t in summary["by_template"])
 
 
 def test_attack_run_report(attack_report):
     html = attack_report.read_text()
     assert_self_contained(html)
-    assert sections(html) == ["Verdict", "Run", "Summary", "Failure modes", "Logit-difference histograms",
-                              "Duplicated-IO dose response", "Confirmed adversarial examples",
-                              "Attention of the circuit&#x27;s heads", "Interactive attention (circuitsvis)"]
+    assert sections(html) == [
+        "Verdict",
+        "Run",
+        "Summary",
+        "Failure modes",
+        "Logit-difference histograms",
+        "Duplicated-IO dose response",
+        "Confirmed adversarial examples",
+        "Attention of the circuit&#x27;s heads",
+        "Interactive attention (circuitsvis)",
+    ]
     imgs = embedded_images(html)
     # histograms + one dose-response plot + one figure per shown head (4 heads in the test circuit)
     assert len(imgs) == 1 + 1 + 4
@@ -117,9 +136,19 @@ def test_verdict_panel_reads_summary(attack_report):
     assert "-1.30 [-1.50, -1.10]" in panel and "+0.80 [+0.50, +1.10]" in panel
     assert "circuit-guided 15.0 vs random 5.0" in panel and "ratio 3.00x" in panel  # raw, beside the headline
     assert "circuit-guided 10.0 breaks whose control does not break vs random 5.0" in panel and "<b>2.00x</b>" in panel
-    assert panel.index("<b>Attributable yield</b>") < panel.index("<b>Raw yield</b>") and "2 breaks shared by their control" in panel
-    for term in ("LD", "S &gt; IO", "explained (of breaks)", "random sample / search", "attributable yield", "raw yield", "yield",
-                 "verdict"):
+    assert (
+        panel.index("<b>Attributable yield</b>") < panel.index("<b>Raw yield</b>") and "2 breaks shared by their control" in panel
+    )
+    for term in (
+        "LD",
+        "S &gt; IO",
+        "explained (of breaks)",
+        "random sample / search",
+        "attributable yield",
+        "raw yield",
+        "yield",
+        "verdict",
+    ):
         assert f"<dt>{term}</dt>" in panel, term
 
 
@@ -138,16 +167,16 @@ def test_verdict_panel_falls_back_to_modes_json(runs, tiny_model, tmp_path):
 
 def test_dose_table_labels_sample_and_search(attack_report):
     html = attack_report.read_text()
-    dose = html[html.index("Duplicated-IO dose response"):html.index("Confirmed adversarial examples")]
+    dose = html[html.index("Duplicated-IO dose response") : html.index("Confirmed adversarial examples")]
     assert "<th>subset</th>" in dose and "<td>random sample</td>" in dose and "<td>search</td>" in dose
     assert "Plotted: the random sample rows only." in dose
-    modes = html[html.index("<h2>Failure modes</h2>"):html.index("Logit-difference histograms")]
+    modes = html[html.index("<h2>Failure modes</h2>") : html.index("Logit-difference histograms")]
     assert "<td>clean partners</td>" in modes and "<td>search</td>" in modes
 
 
 def test_interactive_attention_view_is_inline(attack_report):
     html = attack_report.read_text()
-    view = html[html.index("Interactive attention (circuitsvis)"):]
+    view = html[html.index("Interactive attention (circuitsvis)") :]
     assert "circuitsvis" in view and "var CircuitsVis" in view, "the circuitsvis bundle is inlined"
     assert view.count("CircuitsVis.render(") == 2, "one view per example prompt"
     assert re.findall(r'<div id="(advgen-cv-\d)"', view) == ["advgen-cv-0", "advgen-cv-1"]
@@ -164,16 +193,28 @@ def test_discovery_and_claims_directory(tmp_path, heatmap_png):
     d.mkdir()
     (d / "patching.png").write_bytes(heatmap_png)
     versions = {"python": "3.11.7", "torch": "2.13.0+cpu"}
-    (d / "discovery.json").write_text(json.dumps({"model": "reference", "model_source": "/some/dir", "settings": {"seed": 7},
-                                                  "command": "advgen discover --n 20", "versions": versions,
-                                                  "roles_found": ["s_inhibition"], "roles_missing": ["name_mover"],
-                                                  "heads": {"a0.h1": {}}}))
-    (d / "claims.md").write_text("# Claims\n\n| metric | ablation | F(C)/F(M) |\n|---|---|---|\n| LD | mean | 0.87 |\n"
-                                 "| KL(model \\|\\| circuit) | mean | 0.5 |\n")
+    (d / "discovery.json").write_text(
+        json.dumps(
+            {
+                "model": "reference",
+                "model_source": "/some/dir",
+                "settings": {"seed": 7},
+                "command": "advgen discover --n 20",
+                "versions": versions,
+                "roles_found": ["s_inhibition"],
+                "roles_missing": ["name_mover"],
+                "heads": {"a0.h1": {}},
+            }
+        )
+    )
+    (d / "claims.md").write_text(
+        "# Claims\n\n| metric | ablation | F(C)/F(M) |\n|---|---|---|\n| LD | mean | 0.87 |\n"
+        "| KL(model \\|\\| circuit) | mean | 0.5 |\n"
+    )
     text = build_report(d, d / "report.html").read_text()
     assert sections(text)[:3] == ["Verdict", "Run", "Discovery heatmaps"] and "Claim check" in sections(text)
     assert "Discovery kept <b>1 heads</b>" in text and "roles found: <b>s_inhibition</b>" in text
-    run = text[text.index("<h2>Run</h2>"):text.index("<h2>Discovery heatmaps</h2>")]
+    run = text[text.index("<h2>Run</h2>") : text.index("<h2>Discovery heatmaps</h2>")]
     assert "reference (/some/dir)" in run and "<td>7</td>" in run and "torch 2.13.0+cpu" in run
     assert "?" not in run, "no unknown metadata"
     assert "<td>0.87</td>" in text and len(embedded_images(text)) == 1
@@ -230,10 +271,12 @@ window.addEventListener('error', e => window.__errors.push(String(e.message || e
 window.addEventListener('load', () => setTimeout(() => {
   const imgs = Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight]);
   const v = document.getElementById('verdict').getBoundingClientRect();
-  const cv = Array.from(document.querySelectorAll('div.circuitsvis')).map(d => [d.id, d.querySelectorAll('*').length, d.innerText]);
+  const cv = Array.from(document.querySelectorAll('div.circuitsvis'))
+    .map(d => [d.id, d.querySelectorAll('*').length, d.innerText]);
   const out = document.createElement('pre');
   out.id = 'advgen-check';
-  out.textContent = JSON.stringify({errors: window.__errors, imgs: imgs, h2: document.querySelectorAll('body > section > h2').length,
+  out.textContent = JSON.stringify({errors: window.__errors, imgs: imgs,
+    h2: document.querySelectorAll('body > section > h2').length,
     verdict: [v.top, v.height, window.innerHeight, document.getElementById('verdict').innerText], cv: cv});
   document.body.appendChild(out);
 }, 1000));
@@ -242,8 +285,13 @@ window.addEventListener('load', () => setTimeout(() => {
 
 def _chromium(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     with tempfile.TemporaryDirectory() as profile:
-        return subprocess.run([str(CHROMIUM), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
-                              capture_output=True, text=True, timeout=180, cwd=cwd)
+        return subprocess.run(
+            [str(CHROMIUM), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            cwd=cwd,
+        )
 
 
 @pytest.mark.slow
@@ -255,7 +303,9 @@ def test_report_renders_in_chromium(attack_report):
     # the checker is a copy with one more inline script that reports what the page shows
     checker = attack_report.with_name(attack_report.stem + "-check.html")
     checker.write_text(html.replace("</body>", CHECK_JS + "</body>"))
-    res = _chromium(["--window-size=1280,1000", "--virtual-time-budget=8000", "--dump-dom", checker.as_uri()], attack_report.parent)
+    res = _chromium(
+        ["--window-size=1280,1000", "--virtual-time-budget=8000", "--dump-dom", checker.as_uri()], attack_report.parent
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     m = re.search(r'<pre id="advgen-check">([^<]*)</pre>', res.stdout)
     assert m, "the page did not finish loading:\n" + res.stdout[-1000:]
@@ -276,7 +326,9 @@ def test_report_renders_in_chromium(attack_report):
     checker.unlink()
     # a screenshot next to the report, and it is not blank
     shot = attack_report.with_suffix(".png")
-    res = _chromium(["--window-size=1280,2400", "--hide-scrollbars", f"--screenshot={shot}", attack_report.as_uri()], attack_report.parent)
+    res = _chromium(
+        ["--window-size=1280,2400", "--hide-scrollbars", f"--screenshot={shot}", attack_report.as_uri()], attack_report.parent
+    )
     assert res.returncode == 0 and shot.exists(), res.stderr[-2000:]
     from matplotlib.image import imread
 
@@ -293,8 +345,13 @@ def test_the_run_table_lists_every_circuit_node_mlps_included(tmp_path):
     from advgen.outputs.rundata import read_circuit
     from advgen.outputs.runinfo import circuit_label
 
-    doc = {"format": "advgen-circuit/2", "name": "mixed", "model": "m", "heads": [{"head": "a1.h2", "role": "name_mover", "positions": ["END"]}],
-           "mlps": [{"node": "m3", "positions": ["END"]}, {"node": "m0"}]}
+    doc = {
+        "format": "advgen-circuit/2",
+        "name": "mixed",
+        "model": "m",
+        "heads": [{"head": "a1.h2", "role": "name_mover", "positions": ["END"]}],
+        "mlps": [{"node": "m3", "positions": ["END"]}, {"node": "m0"}],
+    }
     assert circuit_label(Circuit.from_dict(doc, "c.json")) == "mixed: 1 heads (a1.h2 name_mover @END); MLP nodes m0 @END, m3 @END"
     assert circuit_label(None) == "none" and read_circuit(tmp_path) is None
     (tmp_path / "circuit.json").write_text(json.dumps({"name": "bad", "heads": [{"head": "zz"}]}))

@@ -38,7 +38,9 @@ def run_dir(tiny_model, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def scan_dir(tiny_model, tmp_path_factory) -> Path:
-    return run_scan(LocalBackend(tiny_model), ScanConfig(sample=96, seed=3, unit=48, batch_size=16), tmp_path_factory.mktemp("scan") / "s").out
+    return run_scan(
+        LocalBackend(tiny_model), ScanConfig(sample=96, seed=3, unit=48, batch_size=16), tmp_path_factory.mktemp("scan") / "s"
+    ).out
 
 
 def _text(path: Path) -> str:
@@ -67,15 +69,26 @@ def test_run_records_round_trip():
     assert list(d)[-3:] == ["mean_prob_diff", "prob_diff_ci95", "by_family"]
 
 
-@pytest.mark.parametrize("edit, field, what", [
-    (lambda d: d.pop("accuracy"), "accuracy", "is missing"),
-    (lambda d: d.update(n="12"), "n", "must be integer, got string"),
-    (lambda d: d["logit_diff_ci95"].pop("low"), "logit_diff_ci95.low", "is missing"),
-    (lambda d: d["by_family"]["clean"].update(mean_io_prob="x"), "by_family.clean.mean_io_prob", "must be number or null, got string"),
-    (lambda d: d.update(by_order=[]), "by_order", "must be object, got array"),
-    (lambda d: next(iter(d["by_template"].values())).update(io_top1_rate=True), "io_top1_rate", "must be number or null, got boolean"),
-    (lambda d: d.update(mean_prob_diff=0.5), "prob_diff_ci95", "is missing"),
-])
+@pytest.mark.parametrize(
+    "edit, field, what",
+    [
+        (lambda d: d.pop("accuracy"), "accuracy", "is missing"),
+        (lambda d: d.update(n="12"), "n", "must be integer, got string"),
+        (lambda d: d["logit_diff_ci95"].pop("low"), "logit_diff_ci95.low", "is missing"),
+        (
+            lambda d: d["by_family"]["clean"].update(mean_io_prob="x"),
+            "by_family.clean.mean_io_prob",
+            "must be number or null, got string",
+        ),
+        (lambda d: d.update(by_order=[]), "by_order", "must be object, got array"),
+        (
+            lambda d: next(iter(d["by_template"].values())).update(io_top1_rate=True),
+            "io_top1_rate",
+            "must be number or null, got boolean",
+        ),
+        (lambda d: d.update(mean_prob_diff=0.5), "prob_diff_ci95", "is missing"),
+    ],
+)
 def test_a_run_summary_field_missing_or_of_the_wrong_type_names_the_file_and_the_field(run_dir, edit, field, what):
     doc = files.read_json(run_dir / "summary.json")
     edit(doc)
@@ -109,7 +122,10 @@ def test_the_console_states_the_record_as_it_stated_the_document(run_dir):
     rec = RunSummary.from_dict(doc, "summary.json")
     assert console.run_summary(doc) == console.run_summary(rec)
     st = rec.stats
-    assert f"n=12  mean LD={st.mean_logit_diff:.3f} [{st.logit_diff_ci95.low:.3f}, {st.logit_diff_ci95.high:.3f}]" in console.run_summary(rec)
+    assert (
+        f"n=12  mean LD={st.mean_logit_diff:.3f} [{st.logit_diff_ci95.low:.3f}, {st.logit_diff_ci95.high:.3f}]"
+        in console.run_summary(rec)
+    )
     pd = RunSummary(rec.stats, rec.by_family, rec.by_template, rec.by_order, ProbDiff(0.4191, Interval(0.4, 0.3, 0.5)))
     assert "PD=0.419" in " ".join(console.run_summary(pd, "greater-than").split())
     with pytest.raises(AdvgenError, match="'mean_io_prob' is missing"):
@@ -149,8 +165,16 @@ def test_the_scan_summaries_read_back_strictly_and_write_the_same_bytes(scan_dir
 
 
 def _row(i: int, ld: float, year: str | None = None) -> dict:
-    row = {"logit_diff": ld, "io_prob": 0.5, "template_id": f"t{i % 2}", "order": "ABBA", "family": "clean",
-           "io": f"A{i % 3}", "s": "B", "extra": {}}
+    row = {
+        "logit_diff": ld,
+        "io_prob": 0.5,
+        "template_id": f"t{i % 2}",
+        "order": "ABBA",
+        "family": "clean",
+        "io": f"A{i % 3}",
+        "s": "B",
+        "extra": {},
+    }
     if year is not None:
         row.update(task="greater-than", extra={"values": {"YY": year}})
     return row
@@ -181,20 +205,39 @@ def test_wilson_is_the_interval_it_was():
 
 def test_scan_records_round_trip():
     g = FailureGroup(4, 1, 0.25, wilson(1, 4), 1.5)
-    rec = ScanSummary(4, 1, 0.25, wilson(1, 4), 1.5, Interval(1.5, 1.0, 2.0), 0.75, 0.25, 0.6, {"t": g}, {"ABBA": g}, {"clean": g},
-                      {"YY": SlotValues(1, {"07": g})}, (WorstPair("A", "B", g),), ScanSelection("prefix", 4, 100, None), 2,
-                      ScanSource("..", 10, 0.1))
+    rec = ScanSummary(
+        4,
+        1,
+        0.25,
+        wilson(1, 4),
+        1.5,
+        Interval(1.5, 1.0, 2.0),
+        0.75,
+        0.25,
+        0.6,
+        {"t": g},
+        {"ABBA": g},
+        {"clean": g},
+        {"YY": SlotValues(1, {"07": g})},
+        (WorstPair("A", "B", g),),
+        ScanSelection("prefix", 4, 100, None),
+        2,
+        ScanSource("..", 10, 0.1),
+    )
     assert ScanSummary.from_dict(json.loads(files.dumps(rec.to_dict())), "s.json") == rec
 
 
-@pytest.mark.parametrize("edit, field, what", [
-    (lambda d: d.pop("failures"), "failures", "is missing"),
-    (lambda d: d["failure_ci95"].update(low="0"), "failure_ci95.low", "must be number or null, got string"),
-    (lambda d: next(iter(d["by_template"].values())).update(n=1.5), "by_template.", "must be integer, got number"),
-    (lambda d: d["selection"].update(space_size=None), "selection.space_size", "must be integer, got null"),
-    (lambda d: d.update(worst_pairs={}), "worst_pairs", "must be array, got object"),
-    (lambda d: d.update(source={"scan": "..", "n_scanned": 3}), "source.failure_rate", "is missing"),
-])
+@pytest.mark.parametrize(
+    "edit, field, what",
+    [
+        (lambda d: d.pop("failures"), "failures", "is missing"),
+        (lambda d: d["failure_ci95"].update(low="0"), "failure_ci95.low", "must be number or null, got string"),
+        (lambda d: next(iter(d["by_template"].values())).update(n=1.5), "by_template.", "must be integer, got number"),
+        (lambda d: d["selection"].update(space_size=None), "selection.space_size", "must be integer, got null"),
+        (lambda d: d.update(worst_pairs={}), "worst_pairs", "must be array, got object"),
+        (lambda d: d.update(source={"scan": "..", "n_scanned": 3}), "source.failure_rate", "is missing"),
+    ],
+)
 def test_a_scan_summary_field_missing_or_of_the_wrong_type_names_the_file_and_the_field(scan_dir, edit, field, what):
     path = scan_dir / "summary.json"
     doc = files.read_json(path)

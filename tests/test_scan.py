@@ -19,8 +19,9 @@ from advgen.prompts.templates import Template, resolve_templates
 def small_space() -> PromptSpace:
     t1 = Template("a", "Then, {S1} and {IO} went to the {PLACE}. {S2} gave a {OBJECT} to")
     t2 = Template("b", "Then, {S1} and {IO} had a long argument. Afterwards {S2} said to")
-    return PromptSpace((t1, t2), ("John", "Mary", "Paul", "Anna"), ("store", "park"), ("ring", "drink", "book"),
-                       distractors=("{N} was tired.",))
+    return PromptSpace(
+        (t1, t2), ("John", "Mary", "Paul", "Anna"), ("store", "park"), ("ring", "drink", "book"), distractors=("{N} was tired.",)
+    )
 
 
 def test_space_size_counts_each_prompt_once(small_space: PromptSpace) -> None:
@@ -135,7 +136,9 @@ def test_cli_scan_prints_the_rate_and_refuses_both_limit_and_sample(tiny_model_d
     from advgen.cli.main import main
 
     out = tmp_path / "cli"
-    assert main(["scan", "--model", str(tiny_model_dir), "--sample", "64", "--unit", "32", "--no-progress", "--out", str(out)]) == 0
+    assert (
+        main(["scan", "--model", str(tiny_model_dir), "--sample", "64", "--unit", "32", "--no-progress", "--out", str(out)]) == 0
+    )
     printed = capsys.readouterr().out
     assert "natural failure rate (S > IO)" in printed and "Wilson 95 %" in printed
     assert (out / "adversarial" / "results.jsonl").exists() and (out / ".advgen-complete.json").exists()

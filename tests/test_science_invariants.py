@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from advgen.circuits import ablation, patching, paths
+from advgen.circuits import ablation, direct_effects, patching, paths
 from advgen.circuits.claims import ClaimSettings, check_claim
 from advgen.circuits.format import Circuit, CircuitHead
 from advgen.core.types import Head, PromptSet, Role
@@ -26,6 +26,7 @@ FAST = dict(n_random_k=2, greedy_steps=2, minimality_k=("empty", "random"), mini
 
 
 # ------------------------------------------------------------------ independent reference runs
+
 
 def _manual_run(model, p, hooks=()) -> tuple[float, torch.Tensor]:
     """LD at END and END logits of one prompt, unbatched, with the given (name, fn) hooks."""
@@ -42,6 +43,7 @@ def _manual_z(model, p) -> torch.Tensor:
     def rec(layer):
         def f(t, hook):
             got[layer] = t[0].detach().clone().float()
+
         return f
 
     _manual_run(model, p, [(f"blocks.{layer}.attn.hook_z", rec(layer)) for layer in range(model.n_layers)])
@@ -81,6 +83,7 @@ def _circuit(heads: dict[str, tuple[str, ...]]) -> Circuit:
 
 
 # ------------------------------------------------------------------ fixtures
+
 
 def _two_templates():
     """p01 and p05 render to the same token length with GPT-2's tokenizer, so a mean taken per
@@ -122,6 +125,7 @@ def test_caches_match_unbatched_manual_runs(tiny_model, run):
 
 # ------------------------------------------------------------------ knockouts
 
+
 @pytest.mark.parametrize("kind", ablation.ABLATIONS)
 def test_full_model_as_circuit_reproduces_model_ld_per_prompt(tiny_model, run, kind):
     clean_ps, _, clean, abc, ref = run
@@ -129,7 +133,8 @@ def test_full_model_as_circuit_reproduces_model_ld_per_prompt(tiny_model, run, k
     every_head_all = _circuit({f"a{layer}.h{h}": ("ALL",) for layer in range(2) for h in range(4)})
     every_head_slots = _circuit({f"a{layer}.h{h}": ("END", "S2", "S1+1", "S1", "IO") for layer in range(2) for h in range(4)})
     full, slots_only = ablation.run_kept(
-        tiny_model, clean_ps, [ablation.circuit_entries(every_head_all), ablation.circuit_entries(every_head_slots)], vals, ref)
+        tiny_model, clean_ps, [ablation.circuit_entries(every_head_all), ablation.circuit_entries(every_head_slots)], vals, ref
+    )
     assert torch.allclose(full.ld, clean.ld.double(), atol=1e-4)
     assert float(full.kl.abs().max()) < 1e-6
     # keeping every head only at the named slots ablates the other tokens: not the model any more
@@ -193,8 +198,12 @@ def test_mean_ablation_is_per_template_and_keeps_circuit_heads_only_at_their_pos
     kept = {Head(1, 0): ("END",), Head(0, 2): ("S2", "S1+1")}
     circuit = _circuit({str(h): pos for h, pos in kept.items()})
     at_end, at_all = ablation.run_kept(
-        tiny_model, clean_ps, [ablation.circuit_entries(circuit),
-                               ablation.circuit_entries(_circuit({str(h): ("ALL",) for h in kept}))], vals, ref)
+        tiny_model,
+        clean_ps,
+        [ablation.circuit_entries(circuit), ablation.circuit_entries(_circuit({str(h): ("ALL",) for h in kept}))],
+        vals,
+        ref,
+    )
     for i, p in enumerate(clean_ps):
         want, logits = _manual_run(tiny_model, p, _replace_hooks(tiny_model, _kept_mask(tiny_model, p, kept), want_src[i]))
         assert abs(float(at_end.ld[i]) - want) < 1e-4, i
@@ -225,10 +234,11 @@ def test_resample_ablation_is_seeded_and_draws_other_abc_prompts_of_the_same_tem
 
 # ------------------------------------------------------------------ activation / attribution patching
 
+
 def test_patching_from_the_clean_run_itself_has_zero_effect(tiny_model, run):
     clean_ps, _, clean, _, _ = run
     act, _ = patching.activation_patching(tiny_model, clean_ps, clean, clean, batch_size=16)
-    attr = patching.attribution_patching(tiny_model, clean_ps, clean, clean)
+    attr = direct_effects.attribution_patching(tiny_model, clean_ps, clean, clean)
     for kind in patching.KINDS:
         assert np.abs(act[kind]).max() < 1e-4, kind
         assert np.abs(attr[kind]).max() == 0.0, kind
@@ -238,7 +248,7 @@ def test_patching_at_slots_before_s2_from_the_abc_twin_has_zero_effect(tiny_mode
     """ABC twins equal the clean prompt before S2, so their z there are the clean z."""
     clean_ps, _, clean, abc, _ = run
     act, _ = patching.activation_patching(tiny_model, clean_ps, clean, abc, kinds=("S1", "S1+1"), batch_size=16)
-    attr = patching.attribution_patching(tiny_model, clean_ps, clean, abc, kinds=("S1", "S1+1"))
+    attr = direct_effects.attribution_patching(tiny_model, clean_ps, clean, abc, kinds=("S1", "S1+1"))
     for kind in ("S1", "S1+1"):
         assert np.abs(act[kind]).max() < 1e-4
         assert np.abs(attr[kind]).max() < 1e-6
@@ -254,6 +264,7 @@ def test_patching_every_head_from_a_run_that_differs_only_in_head_outputs_reprod
             t = t.clone()
             t[:, :, 1] = 0.0
             return t
+
         return [("blocks.0.attn.hook_z", f)]
 
     corrupt = patching.cache_run(tiny_model, clean_ps, 4, extra_hooks=zero_a0h1)
@@ -287,7 +298,7 @@ def test_attribution_is_the_derivative_of_activation_patching(tiny_model, run):
     """attr = (z_abc - z_clean) . dLD/dz, so patching z_clean + eps (z_abc - z_clean) must move LD by eps * attr."""
     clean_ps, _, clean, abc, _ = run
     kinds = ("ALL", "END", "S2")
-    attr = patching.attribution_patching(tiny_model, clean_ps, clean, abc, kinds=kinds)
+    attr = direct_effects.attribution_patching(tiny_model, clean_ps, clean, abc, kinds=kinds)
     eps = 0.1
     near = dataclasses.replace(abc, z=tuple(c + eps * (a - c) for c, a in zip(clean.z, abc.z, strict=False)))
     act, _ = patching.activation_patching(tiny_model, clean_ps, clean, near, kinds=kinds, batch_size=16)
@@ -302,6 +313,7 @@ def test_attribution_is_the_derivative_of_activation_patching(tiny_model, run):
 
 
 # ------------------------------------------------------------------ the trained reference model
+
 
 def test_reference_circuit_f_c_matches_a_hand_made_abc_mean_knockout(reference_model):
     """F(C) reported by check_claim for the built-in reference circuit = our own per-template ABC-mean knockout."""
@@ -332,7 +344,7 @@ def test_path_patching_to_logits_matches_a_manual_direct_path_patch(tiny_model, 
     residual (LayerNorm recomputed), everything else clean. The change is measured via hook_attn_out,
     so the W_O layout used by `head_outputs_end` is checked independently."""
     clean_ps, abc_ps, clean, abc, _ = run
-    pp = patching.path_patching_logits(tiny_model, clean_ps, clean, abc)
+    pp = direct_effects.path_patching_logits(tiny_model, clean_ps, clean, abc)
     base = float(clean.ld.mean())
     for head in (Head(0, 1), Head(1, 3)):
         lds = []
@@ -346,8 +358,12 @@ def test_path_patching_to_logits_matches_a_manual_direct_path_patch(tiny_model, 
             mask[head.layer, p.end, head.head] = True
             name = f"blocks.{head.layer}.hook_attn_out"
             _manual_run(tiny_model, p, [(name, lambda t, hook: rec(t, hook, "clean"))])
-            _manual_run(tiny_model, p, _replace_hooks(tiny_model, mask, _manual_z(tiny_model, abc_ps[i]))
-                        + [(name, lambda t, hook: rec(t, hook, "abc"))])
+            _manual_run(
+                tiny_model,
+                p,
+                _replace_hooks(tiny_model, mask, _manual_z(tiny_model, abc_ps[i]))
+                + [(name, lambda t, hook: rec(t, hook, "abc"))],
+            )
             delta = outs["abc"] - outs["clean"]
 
             def add(t, hook, delta=delta, end=p.end):
@@ -366,15 +382,16 @@ def test_path_patching_to_logits_via_mlps_matches_a_manual_frozen_heads_patch(ti
     its clean output everywhere, MLPs recomputed; done here with hooks on a full forward."""
     clean_ps, abc_ps, clean, abc, _ = run
     pp = paths.path_patching_logits_via_mlps(tiny_model, clean_ps, clean, abc)
-    direct = patching.path_patching_logits(tiny_model, clean_ps, clean, abc)
+    direct = direct_effects.path_patching_logits(tiny_model, clean_ps, clean, abc)
     base = float(clean.ld.mean())
     for head in (Head(0, 1), Head(0, 2), Head(1, 3)):
         lds = []
         for i, p in enumerate(clean_ps):
             source = _manual_z(tiny_model, p)
             source[head.layer, p.end, head.head] = _manual_z(tiny_model, abc_ps[i])[head.layer, p.end, head.head]
-            lds.append(_manual_run(tiny_model, p, _replace_hooks(tiny_model, torch.ones(source.shape[:3], dtype=torch.bool),
-                                                                 source))[0])
+            lds.append(
+                _manual_run(tiny_model, p, _replace_hooks(tiny_model, torch.ones(source.shape[:3], dtype=torch.bool), source))[0]
+            )
         want = (np.mean(lds) - base) / abs(base)
         assert abs(pp[head.layer, head.head] - want) < 2e-5 + 0.01 * abs(want), (head, pp[head.layer, head.head], want)
     # last-layer senders see only the last MLP; earlier ones differ from the direct path through the MLPs

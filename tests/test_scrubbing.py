@@ -20,7 +20,9 @@ def setup(tiny_model):
 
 
 def _whole(model) -> Circuit:
-    heads = tuple(CircuitHead(Head(layer, h), Role.NAME_MOVER, ("ALL",)) for layer in range(model.n_layers) for h in range(model.n_heads))
+    heads = tuple(
+        CircuitHead(Head(layer, h), Role.NAME_MOVER, ("ALL",)) for layer in range(model.n_layers) for h in range(model.n_heads)
+    )
     return Circuit("whole", "tiny", heads)
 
 
@@ -34,7 +36,7 @@ def test_name_twins_respect_the_equivalence_classes(tiny_model, setup):
         assert {q.io, q.s}.isdisjoint({p.io, p.s}) and q.io != q.s
         assert {k: v for k, v in q.positions.items()} == dict(p.positions)
     # the two draws differ, and the same seed gives the same twins
-    assert [q.text for q in donors][: len(clean)] != [q.text for q in donors][len(clean):]
+    assert [q.text for q in donors][: len(clean)] != [q.text for q in donors][len(clean) :]
     again, _ = scrubbing.name_twins(clean, tiny_model.tokenizer, seed=0, draws=2)
     assert [q.text for q in again] == [q.text for q in donors]
 
@@ -61,10 +63,15 @@ def test_empty_circuit_scrubs_to_the_resample_baseline_independent_hooks(tiny_mo
     for k in (0, len(clean) + 3):
         p, q = clean[of[k]], donors[k]
         zs = {}
-        hooks = [(f"blocks.{layer}.attn.hook_z", lambda t, hook, layer=layer, zs=zs: zs.__setitem__(layer, t.clone())) for layer in range(tiny_model.n_layers)]
+        hooks = [
+            (f"blocks.{layer}.attn.hook_z", lambda t, hook, layer=layer, zs=zs: zs.__setitem__(layer, t.clone()))
+            for layer in range(tiny_model.n_layers)
+        ]
         with torch.no_grad(), bridge.hooks(fwd_hooks=hooks):
             bridge(torch.tensor([q.token_ids]))
-        put = [(f"blocks.{layer}.attn.hook_z", lambda t, hook, layer=layer, zs=zs: zs[layer]) for layer in range(tiny_model.n_layers)]
+        put = [
+            (f"blocks.{layer}.attn.hook_z", lambda t, hook, layer=layer, zs=zs: zs[layer]) for layer in range(tiny_model.n_layers)
+        ]
         with torch.no_grad(), bridge.hooks(fwd_hooks=put):
             logits = bridge(torch.tensor([p.token_ids]))[0, -1].double()
         want = float(logits[p.io_token] - logits[p.s_token])

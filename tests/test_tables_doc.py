@@ -18,10 +18,12 @@ import pytest
 from rundirs import hand_row
 from test_task_attack import CFG, circuit_with, copy_task, record
 
+from advgen.attacks.attack_setup import AttackConfig
 from advgen.attacks.catalogue import mode_named
-from advgen.attacks.search import AttackConfig, AttackRun
+from advgen.attacks.search import AttackRun
 from advgen.attacks.signals import label_rows, signal_doc
-from advgen.attacks.summary import RunYield, load_attack_summary, read_attack_summary
+from advgen.attacks.summary import RunYield
+from advgen.attacks.summary_read import load_attack_summary, read_attack_summary
 from advgen.attacks.tables import write_run
 from advgen.attacks.tables_doc import (
     Baseline,
@@ -47,14 +49,33 @@ def ioi_dir(tmp_path_factory) -> Path:
     rows = []
     for i in range(N):
         p = f"p{i}"
-        rows += [hand_row("clean", p, 2.0, "clean", None), hand_row("attack", p, -1.0 if i % 2 else 1.0, "sample", f"{p}:a"),
-                 hand_row("control", p, 1.5, "sample", f"{p}:a"), hand_row("baseline", p, -0.5 if i % 3 == 0 else 1.0, "baseline", f"{p}:r")]
+        rows += [
+            hand_row("clean", p, 2.0, "clean", None),
+            hand_row("attack", p, -1.0 if i % 2 else 1.0, "sample", f"{p}:a"),
+            hand_row("control", p, 1.5, "sample", f"{p}:a"),
+            hand_row("baseline", p, -0.5 if i % 3 == 0 else 1.0, "baseline", f"{p}:r"),
+        ]
     circuit = make_circuit("hand-made", "none", {Role.NAME_MOVER: ["a0.h1"]}, 2, 2)
     mode = mode_named("duplicated_io")
-    screening = {"cell_verdicts": {}, "not_funded": [], "n_pool": N, "n_sample": N, "n_search": 0, "controls_reused": 0,
-                 "searched_per_cell": {}, "posterior_break_rate": {}}
-    run = AttackRun(label_rows(rows, circuit, (mode,)), {"clean": N, "sample": 2 * N, "search": 0, "baseline": N}, (mode,),
-                    {"duplicate_s": "no S-inhibition head"}, {}, {mode.name: signal_doc(mode, circuit)}, screening)
+    screening = {
+        "cell_verdicts": {},
+        "not_funded": [],
+        "n_pool": N,
+        "n_sample": N,
+        "n_search": 0,
+        "controls_reused": 0,
+        "searched_per_cell": {},
+        "posterior_break_rate": {},
+    }
+    run = AttackRun(
+        label_rows(rows, circuit, (mode,)),
+        {"clean": N, "sample": 2 * N, "search": 0, "baseline": N},
+        (mode,),
+        {"duplicate_s": "no S-inhibition head"},
+        {},
+        {mode.name: signal_doc(mode, circuit)},
+        screening,
+    )
     out = tmp_path_factory.mktemp("tables") / "run"
     out.mkdir()
     write_run(out, run, AttackConfig(budget=5 * N, n_clean=N, seed=0), circuit, {"model": "hand-made", "seed": 0})
@@ -99,16 +120,19 @@ def _broken(doc: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     return d
 
 
-@pytest.mark.parametrize(("path", "value", "where", "message"), [
-    ("modes.duplicated_io.prediction.expected_sign", "negative", None, "must be integer, got string"),
-    ("modes.duplicated_io.prediction.attack_minus_control.low", "x", None, "must be number or null, got string"),
-    ("modes.duplicated_io.random_sample.attack.n", 1.5, None, "must be integer, got number"),
-    ("modes.duplicated_io.all.breaks", None, None, "must be integer, got null"),
-    ("modes.duplicated_io.screening.cells_not_funded", "c:0", None, "must be array, got string"),
-    ("modes.duplicated_io.roles", [1], "modes.duplicated_io.roles[0]", "must be string, got number"),
-    ("skipped_modes.duplicate_s", 3, None, "must be string, got number"),
-    ("natural", [], None, "must be object, got array"),
-])
+@pytest.mark.parametrize(
+    ("path", "value", "where", "message"),
+    [
+        ("modes.duplicated_io.prediction.expected_sign", "negative", None, "must be integer, got string"),
+        ("modes.duplicated_io.prediction.attack_minus_control.low", "x", None, "must be number or null, got string"),
+        ("modes.duplicated_io.random_sample.attack.n", 1.5, None, "must be integer, got number"),
+        ("modes.duplicated_io.all.breaks", None, None, "must be integer, got null"),
+        ("modes.duplicated_io.screening.cells_not_funded", "c:0", None, "must be array, got string"),
+        ("modes.duplicated_io.roles", [1], "modes.duplicated_io.roles[0]", "must be string, got number"),
+        ("skipped_modes.duplicate_s", 3, None, "must be string, got number"),
+        ("natural", [], None, "must be object, got array"),
+    ],
+)
 def test_a_wrong_ioi_modes_field_is_named_by_file_and_path(ioi_dir, path, value, where, message):
     doc = _broken(_doc(ioi_dir, "modes.json"), path, value)
     for read in (ModesDoc.from_dict, read_modes):  # strict and lenient alike
@@ -128,8 +152,11 @@ def test_by_params_tables_are_typed_too(ioi_dir):
 
 def test_strict_needs_every_field_lenient_reads_older_documents(ioi_dir):
     """Before the interval over clean prompts a prediction had no n_prompts; before issue 28 no shared breaks."""
-    older = _broken(_broken(_doc(ioi_dir, "modes.json"), "modes.duplicated_io.prediction.n_prompts", KeyError),
-                    "modes.duplicated_io.all.control_shared_breaks", KeyError)
+    older = _broken(
+        _broken(_doc(ioi_dir, "modes.json"), "modes.duplicated_io.prediction.n_prompts", KeyError),
+        "modes.duplicated_io.all.control_shared_breaks",
+        KeyError,
+    )
     with pytest.raises(AdvgenError, match="modes.json: field 'modes.duplicated_io.prediction.n_prompts' is missing"):
         ModesDoc.from_dict(older, "modes.json")
     m = read_modes(older, "modes.json").mode("duplicated_io")
@@ -159,17 +186,51 @@ def test_an_older_baseline_json_gives_the_raw_yield_alone(ioi_dir):
 
 def task_modes_doc() -> dict[str, Any]:
     """A generic task's modes.json of the current shape: one mode, one cell, a null cause and interval."""
-    cell = {"n": 4, "breaks": 2, "attributable_breaks": 1, "raw_break_rate": 0.5, "attributable_break_rate": 0.25, "explained": 1,
-            "explained_fraction": 0.5, "mean_ld_attack": -0.2, "mean_ld_control": 0.4, "control_break_rate": 0.25}
-    empty = {**cell, "n": 0, "breaks": 0, "attributable_breaks": 0, "raw_break_rate": None, "attributable_break_rate": None,
-             "explained": 0, "explained_fraction": None, "mean_ld_attack": None, "mean_ld_control": None, "control_break_rate": None}
-    mode = {"heads": ["a1.h0"], "key": "copy_next", "attack": ["end", "foil"], "control": ["filler", "foil"], "expected_sign": -1,
-            "doses": [1, 2], "compiled_from": "a1.h0 (copies)", "mechanism": "split", "edit": "insert",
-            "signal": {"query": "END", "keys": "E2 (every mention)", "direction": "+1 vs the control"},
-            "cells": {"m:dose=1": {"sample": cell, "all": cell, "verdict": "confirmed"}, "m:dose=2": {"sample": empty, "all": empty,
-                                                                                                    "verdict": None}},
-            "prediction": {"n": 1, "n_prompts": 1, "expected_sign": -1, "attack_minus_control": None, "verdict": "inconclusive"},
-            "cause": "no paired attack in the random sample", "random_sample": cell, "all": cell}
+    cell = {
+        "n": 4,
+        "breaks": 2,
+        "attributable_breaks": 1,
+        "raw_break_rate": 0.5,
+        "attributable_break_rate": 0.25,
+        "explained": 1,
+        "explained_fraction": 0.5,
+        "mean_ld_attack": -0.2,
+        "mean_ld_control": 0.4,
+        "control_break_rate": 0.25,
+    }
+    empty = {
+        **cell,
+        "n": 0,
+        "breaks": 0,
+        "attributable_breaks": 0,
+        "raw_break_rate": None,
+        "attributable_break_rate": None,
+        "explained": 0,
+        "explained_fraction": None,
+        "mean_ld_attack": None,
+        "mean_ld_control": None,
+        "control_break_rate": None,
+    }
+    mode = {
+        "heads": ["a1.h0"],
+        "key": "copy_next",
+        "attack": ["end", "foil"],
+        "control": ["filler", "foil"],
+        "expected_sign": -1,
+        "doses": [1, 2],
+        "compiled_from": "a1.h0 (copies)",
+        "mechanism": "split",
+        "edit": "insert",
+        "signal": {"query": "END", "keys": "E2 (every mention)", "direction": "+1 vs the control"},
+        "cells": {
+            "m:dose=1": {"sample": cell, "all": cell, "verdict": "confirmed"},
+            "m:dose=2": {"sample": empty, "all": empty, "verdict": None},
+        },
+        "prediction": {"n": 1, "n_prompts": 1, "expected_sign": -1, "attack_minus_control": None, "verdict": "inconclusive"},
+        "cause": "no paired attack in the random sample",
+        "random_sample": cell,
+        "all": cell,
+    }
     return {"natural": {"n": 0}, "skipped_modes": {}, "modes": {"m": mode}}
 
 
@@ -181,8 +242,14 @@ def test_a_task_modes_json_round_trips_and_names_a_wrong_field():
     assert m is not None and isinstance(m.random_sample, CellTable) and m.random_sample.attacks == 4
     assert m.prediction is not None and m.prediction.attack_minus_control is None
     cells = m.cells or {}
-    assert cells["m:dose=2"].verdict is None and cells["m:dose=2"].sample is not None and math.isnan(cells["m:dose=2"].sample.raw_break_rate or 0)
-    with pytest.raises(AdvgenError, match=r"^modes.json: field 'modes.m.cells.m:dose=1.sample.breaks' must be integer, got string$"):
+    assert (
+        cells["m:dose=2"].verdict is None
+        and cells["m:dose=2"].sample is not None
+        and math.isnan(cells["m:dose=2"].sample.raw_break_rate or 0)
+    )
+    with pytest.raises(
+        AdvgenError, match=r"^modes.json: field 'modes.m.cells.m:dose=1.sample.breaks' must be integer, got string$"
+    ):
         read_task_modes(_broken(doc, "modes.m.cells", {"m:dose=1": {"sample": {"breaks": "2"}}}), "modes.json")
     with pytest.raises(AdvgenError, match="field 'modes.m.cause' is missing"):
         TaskModesDoc.from_dict(_broken(doc, "modes.m.cause", KeyError), "modes.json")
@@ -193,8 +260,13 @@ def test_a_task_modes_json_round_trips_and_names_a_wrong_field():
 def task_dir(tiny_model, tmp_path_factory) -> Path:
     from advgen.jobs.attack import attack
 
-    circuit = circuit_with("copy", {"a1.h0": record("copy_next", 0.8, model_identity(tiny_model)),
-                                    "a0.h0": record("previous", 0.2, model_identity(tiny_model))})
+    circuit = circuit_with(
+        "copy",
+        {
+            "a1.h0": record("copy_next", 0.8, model_identity(tiny_model)),
+            "a0.h0": record("previous", 0.2, model_identity(tiny_model)),
+        },
+    )
     return attack(tiny_model, circuit, CFG, tmp_path_factory.mktemp("task") / "run", task=copy_task()).out
 
 

@@ -1,4 +1,5 @@
-"""The compiled attack for generic tasks: modes from records, edits, determinism, resume, the circuit's task, the induction model."""
+"""The compiled attack for generic tasks: modes from records, edits, determinism, resume, the circuit's task, the induction
+model."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from advgen.attacks.search import AttackConfig
+from advgen.attacks.attack_setup import AttackConfig
 from advgen.attacks.task_attack import run_task_attack
 from advgen.attacks.task_compiler import compile_task_modes
 from advgen.attacks.task_edits import fillers, render_edit, taken
@@ -21,18 +22,58 @@ from advgen.tasks.lexicons import resolve_lexicons
 from advgen.tasks.sample import iter_task_specs, render_spec
 from advgen.tasks.spec import AnswerRule, Corruption, Edits, RoleSpec, Task, TaskTemplate
 
-WORDS = ("cat", "dog", "red", "blue", "tree", "house", "car", "sun", "moon", "star", "fish", "bird", "book", "door", "hand",
-         "king", "road", "ship", "song", "wall", "milk", "rain", "snow", "wind", "fire", "gold", "iron", "salt", "sand", "stone")
+WORDS = (
+    "cat",
+    "dog",
+    "red",
+    "blue",
+    "tree",
+    "house",
+    "car",
+    "sun",
+    "moon",
+    "star",
+    "fish",
+    "bird",
+    "book",
+    "door",
+    "hand",
+    "king",
+    "road",
+    "ship",
+    "song",
+    "wall",
+    "milk",
+    "rain",
+    "snow",
+    "wind",
+    "fire",
+    "gold",
+    "iron",
+    "salt",
+    "sand",
+    "stone",
+)
 INDUCTION_DIR = Path(__file__).resolve().parents[1] / "advgen" / "model" / "weights" / "induction"
 
 
 def copy_task(name: str = "copy") -> Task:
     """An induction-shaped task with a small inline lexicon (fast to resolve); the rules never read its name."""
-    return Task(name=name, description="copy the token after the earlier copy",
-                templates=(TaskTemplate("t1", "{F1} {F2} {A} {B} {F3} {C} {F4} {A}"), TaskTemplate("t2", "{F1} {A} {B} {F2} {C} {F3} {A}")),
-                lexicons={"w": WORDS}, slots={s: "w" for s in ("A", "B", "C", "F1", "F2", "F3", "F4")},
-                answer=AnswerRule("B"), foil=AnswerRule("C"), corrupt=Corruption("A"),
-                roles=(RoleSpec("previous_token", "A+1", "A"), RoleSpec("induction", "END", "A+1")), edits=Edits("A", "w", 3))
+    return Task(
+        name=name,
+        description="copy the token after the earlier copy",
+        templates=(
+            TaskTemplate("t1", "{F1} {F2} {A} {B} {F3} {C} {F4} {A}"),
+            TaskTemplate("t2", "{F1} {A} {B} {F2} {C} {F3} {A}"),
+        ),
+        lexicons={"w": WORDS},
+        slots={s: "w" for s in ("A", "B", "C", "F1", "F2", "F3", "F4")},
+        answer=AnswerRule("B"),
+        foil=AnswerRule("C"),
+        corrupt=Corruption("A"),
+        roles=(RoleSpec("previous_token", "A+1", "A"), RoleSpec("induction", "END", "A+1")),
+        edits=Edits("A", "w", 3),
+    )
 
 
 def record(key: str, dla: float, ident: dict[str, str] | None = None) -> dict[str, object]:
@@ -41,21 +82,33 @@ def record(key: str, dla: float, ident: dict[str, str] | None = None) -> dict[st
 
 
 def circuit_with(task: str, recs: dict[str, dict[str, object]]) -> Circuit:
-    heads = [{"head": h, "role": "induction" if r["attention"]["copy_next"] > 0.5 else "previous_token",  # type: ignore[index]
-              "positions": ["END"], "behaviour": r} for h, r in recs.items()]
-    return Circuit.from_dict({"format": "advgen-circuit/1", "name": "fake", "task": task, "model": "tiny", "n_layers": 2, "n_heads": 4,
-                              "heads": heads})
+    heads = [
+        {
+            "head": h,
+            "role": "induction" if r["attention"]["copy_next"] > 0.5 else "previous_token",  # type: ignore[index]
+            "positions": ["END"],
+            "behaviour": r,
+        }
+        for h, r in recs.items()
+    ]
+    return Circuit.from_dict(
+        {"format": "advgen-circuit/1", "name": "fake", "task": task, "model": "tiny", "n_layers": 2, "n_heads": 4, "heads": heads}
+    )
 
 
 def test_modes_come_from_records_and_their_sign_from_dla():
-    modes, skipped = compile_task_modes(circuit_with("copy", {"a1.h0": record("copy_next", 0.8), "a0.h1": record("previous", 0.1)}), 3)
+    modes, skipped = compile_task_modes(
+        circuit_with("copy", {"a1.h0": record("copy_next", 0.8), "a0.h1": record("previous", 0.1)}), 3
+    )
     assert [(m.name, m.expected_sign, [str(h) for h in m.heads]) for m in modes] == [("compiled_copy_split", -1, ["a1.h0"])]
     assert [modes[0].cell_key(d) for d in modes[0].doses] == [f"compiled_copy_split:dose={d}" for d in (1, 2, 3)]
     assert "a0.h1: END attention mostly on previous" in skipped["compiled_foil_mention"]
     flipped, _ = compile_task_modes(circuit_with("copy", {"a1.h0": record("copy_next", -0.8)}), 3)
     assert flipped[0].expected_sign == +1 and flipped[0].predicted_shift(2) > 0  # the head suppresses what it attends to
     foil, _ = compile_task_modes(circuit_with("copy", {"a1.h2": record("answer_mention", 0.5)}), 2)
-    assert [(m.name, m.attack, m.control, m.doses) for m in foil] == [("compiled_foil_mention", ("filler", "foil"), ("filler", "filler"), (1, 2))]
+    assert [(m.name, m.attack, m.control, m.doses) for m in foil] == [
+        ("compiled_foil_mention", ("filler", "foil"), ("filler", "filler"), (1, 2))
+    ]
 
 
 def test_attack_and_control_differ_only_in_e1_and_keep_the_answer(gpt2_tokenizer):
@@ -130,7 +183,9 @@ def test_the_copy_split_prediction_holds_on_the_induction_model(tmp_path):
     heads = [{"head": f"a{a}.h{b}", "role": "induction", "positions": ["END"]} for a, b in info["induction_heads"]]
     assert heads, "the trainer found no induction head"
     path = tmp_path / "circuit.json"
-    path.write_text(json.dumps({"format": "advgen-circuit/1", "name": "ind", "task": "induction", "model": "induction", "heads": heads}))
+    path.write_text(
+        json.dumps({"format": "advgen-circuit/1", "name": "ind", "task": "induction", "model": "induction", "heads": heads})
+    )
     res = attack("induction", path, AttackConfig(budget=300, n_clean=60, seed=0), tmp_path / "ind", task="induction")
     mode = res.summary["modes"]["compiled_copy_split"]
     # measured on a partly trained stand-in (docs/benchmarks/attack.md, Induction): the prediction held at every seed
@@ -148,8 +203,24 @@ def test_cli_attack_with_task_records_the_task_in_the_command(tiny_model, tiny_m
     path = tmp_path / "ind.json"
     circuit_with("induction", {"a1.h0": record("copy_next", 0.8, ident)}).save(path)
     out = tmp_path / "run"
-    rc = main(["attack", "--model", str(tiny_model_dir), "--task", "induction", "--circuit", str(path), "--budget", "40",
-               "--n-clean", "8", "--out", str(out), "--no-progress"])
+    rc = main(
+        [
+            "attack",
+            "--model",
+            str(tiny_model_dir),
+            "--task",
+            "induction",
+            "--circuit",
+            str(path),
+            "--budget",
+            "40",
+            "--n-clean",
+            "8",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     assert "Attributable yield" in printed and "compiled_copy_split" in printed

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def handbuilt_induction(gpt2_tokenizer_dir, tmp_path_factory):
     return load_handbuilt(gpt2_tokenizer_dir, tmp_path_factory)
 
+
 INDUCTION = ROOT / "advgen" / "model" / "weights" / "induction"
 
 
@@ -69,7 +70,9 @@ def test_check_claim_on_a_gpt2_shaped_model_writes_the_run_directory(gpt2_shaped
     from advgen.circuits.task_claims import TASK_ABLATIONS, TaskClaimSettings
 
     out = tmp_path / "claim"
-    run = advgen.check_claim(str(gpt2_shaped_dir), "gpt2-small-induction", out, TaskClaimSettings(n=4, seed=1, worst_k=3), task="induction")
+    run = advgen.check_claim(
+        str(gpt2_shaped_dir), "gpt2-small-induction", out, TaskClaimSettings(n=4, seed=1, worst_k=3), task="induction"
+    )
     names = {p.name for p in out.iterdir()}
     assert {"claims.json", "claims.md", "worst_cases.jsonl", "manifest.json", ".advgen-complete.json"} <= names
     doc = json.loads((out / "claims.json").read_text())
@@ -112,8 +115,16 @@ def test_handbuilt_circuit_is_faithful_and_complete(handbuilt_induction) -> None
     """The constructed circuit (a0.h0 at A+1, a1.h0 at END) alone does what the model does; without it nothing is left."""
     from advgen.circuits.task_claims import TaskClaimSettings, check_task_claim
 
-    c = Circuit.from_dict({"format": "advgen-circuit/1", "task": "induction", "heads": [
-        {"head": "a0.h0", "role": "previous_token", "positions": ["A+1"]}, {"head": "a1.h0", "role": "induction", "positions": ["END"]}]})
+    c = Circuit.from_dict(
+        {
+            "format": "advgen-circuit/1",
+            "task": "induction",
+            "heads": [
+                {"head": "a0.h0", "role": "previous_token", "positions": ["A+1"]},
+                {"head": "a1.h0", "role": "induction", "positions": ["END"]},
+            ],
+        }
+    )
     res = check_task_claim(handbuilt_induction, c, resolve_task("induction"), TaskClaimSettings(n=24, seed=1, worst_k=5))
     assert res.header["model_accuracy"] == 1.0
     for ab in ("twin_mean", "resample", "zero"):
@@ -121,7 +132,16 @@ def test_handbuilt_circuit_is_faithful_and_complete(handbuilt_induction) -> None
         assert res.table[ab]["accuracy"]["mean"] == 1.0
         assert abs(res.completeness[ab]["ld_left"]["mean"]) < 0.2, (ab, res.completeness[ab])
     # the circuit without its induction head is not faithful: the measure can fail
-    half = Circuit.from_dict({"format": "advgen-circuit/1", "task": "induction", "heads": [
-        {"head": "a0.h0", "role": "previous_token", "positions": ["A+1"]}]})
-    assert check_task_claim(handbuilt_induction, half, resolve_task("induction"), TaskClaimSettings(n=24, seed=1)).table[
-        "twin_mean"]["faithfulness_ld"]["high"] < 0.5
+    half = Circuit.from_dict(
+        {
+            "format": "advgen-circuit/1",
+            "task": "induction",
+            "heads": [{"head": "a0.h0", "role": "previous_token", "positions": ["A+1"]}],
+        }
+    )
+    assert (
+        check_task_claim(handbuilt_induction, half, resolve_task("induction"), TaskClaimSettings(n=24, seed=1)).table[
+            "twin_mean"
+        ]["faithfulness_ld"]["high"]
+        < 0.5
+    )

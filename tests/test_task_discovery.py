@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def handbuilt_induction(gpt2_tokenizer_dir, tmp_path_factory):
     return load_handbuilt(gpt2_tokenizer_dir, tmp_path_factory)
 
+
 INDUCTION = ROOT / "advgen" / "model" / "weights" / "induction"
 
 
@@ -29,12 +30,16 @@ def test_rule_members_by_effect_roles_by_signature_above_chance() -> None:
     eff = np.array([[-0.9, 0.01, -0.3], [-1.0, 0.1, 0.0]])
     thr = threshold(eff, np.zeros(2), s)
     assert thr == pytest.approx(0.2)
-    sigs = {"previous_token": np.array([[0.9, 0.9, 0.05], [0.1, 0.1, 0.1]]),
-            "induction": np.array([[0.0, 0.0, 0.05], [0.7, 0.9, 0.0]])}
+    sigs = {
+        "previous_token": np.array([[0.9, 0.9, 0.05], [0.1, 0.1, 0.1]]),
+        "induction": np.array([[0.0, 0.0, 0.05], [0.7, 0.9, 0.0]]),
+    }
     chance = {"previous_token": 0.25, "induction": 0.1}  # thresholds 0.75 and 0.3
     heads, lost = assign(resolve_task("induction"), eff, sigs, chance, thr, s)
-    assert [(str(h.head), h.role, h.positions) for h in heads] == [("a0.h0", Role.PREVIOUS_TOKEN, ("A+1",)),
-                                                                   ("a1.h0", Role.INDUCTION, ("END",))]
+    assert [(str(h.head), h.role, h.positions) for h in heads] == [
+        ("a0.h0", Role.PREVIOUS_TOKEN, ("A+1",)),
+        ("a1.h0", Role.INDUCTION, ("END",)),
+    ]
     # a0.h2 clears the effect threshold but attends like nothing: listed with its numbers, not dropped silently
     assert [(u.head, u.effect) for u in lost] == [(Head(0, 2), -0.3)] and lost[0].signatures["previous_token"] == 0.05
     # a model whose nodes barely matter gets the floor, not a share of noise
@@ -59,7 +64,10 @@ def _measured_heads() -> tuple[list[Head], list[Head]]:
     info = json.loads((INDUCTION / "training_info.json").read_text())
     prev = [Head(a, b) for a, b in info["previous_token_heads"] if a == 0]
     ind = [Head(a, b) for a, b in info["induction_heads"] if a == 1]
-    assert prev and ind, f"the trainer found no layer-0 previous-token or layer-1 induction head: {info['previous_token_heads']}, {info['induction_heads']}"
+    assert prev and ind, (
+        f"the trainer found no layer-0 previous-token or layer-1 induction head: {info['previous_token_heads']}, "
+        f"{info['induction_heads']}"
+    )
     return prev, ind
 
 
@@ -88,7 +96,8 @@ def test_discover_job_writes_the_run_directory(tmp_path: Path) -> None:
     out = tmp_path / "disc"
     res = advgen.discover(str(INDUCTION), out, TaskDiscoverySettings(n=12, seed=0), task="induction")
     assert {"circuit.json", "discovery.json", "discovery.png", "discovery.md", "manifest.json", ".advgen-complete.json"} <= {
-        p.name for p in out.iterdir()}
+        p.name for p in out.iterdir()
+    }
     assert Circuit.load(out / "circuit.json").task == "induction" == res.circuit.task
     doc = json.loads((out / "discovery.json").read_text())
     assert {"effect", "mlp_effect", "sig_previous_token", "sig_induction"} == set(doc["matrices"])
@@ -101,8 +110,10 @@ def test_discovery_recovers_the_handbuilt_induction_circuit(handbuilt_induction,
     from advgen.circuits.task_discovery import TaskDiscoverySettings, discover_task, write_task_discovery
 
     d = discover_task(handbuilt_induction, resolve_task("induction"), TaskDiscoverySettings(n=16, seed=0))
-    assert [(str(h.head), h.role, h.positions) for h in d.circuit.heads] == [("a0.h0", Role.PREVIOUS_TOKEN, ("A+1",)),
-                                                                           ("a1.h0", Role.INDUCTION, ("END",))]
+    assert [(str(h.head), h.role, h.positions) for h in d.circuit.heads] == [
+        ("a0.h0", Role.PREVIOUS_TOKEN, ("A+1",)),
+        ("a1.h0", Role.INDUCTION, ("END",)),
+    ]
     eff = d.matrices["effect"]
     assert eff[0, 0] > 0.9 and eff[1, 0] > 0.9 and abs(eff[0, 1]) < 0.05 and abs(eff[1, 1]) < 0.05, eff
     assert d.matrices["sig_previous_token"][0, 0] > 0.95 and d.matrices["sig_induction"][1, 0] > 0.95
@@ -111,17 +122,28 @@ def test_discovery_recovers_the_handbuilt_induction_circuit(handbuilt_induction,
     files = write_task_discovery(d, tmp_path, "advgen discover --task induction")
     assert [p.name for p in files] == ["circuit.json", "discovery.json", "discovery.png", "discovery.md"]
     assert "| a1.h0 | induction | END |" in (tmp_path / "discovery.md").read_text()
-    again = write_task_discovery(discover_task(handbuilt_induction, resolve_task("induction"), TaskDiscoverySettings(n=16, seed=0)),
-                                 tmp_path / "again", "advgen discover --task induction") if (tmp_path / "again").mkdir() is None else []
+    again = (
+        write_task_discovery(
+            discover_task(handbuilt_induction, resolve_task("induction"), TaskDiscoverySettings(n=16, seed=0)),
+            tmp_path / "again",
+            "advgen discover --task induction",
+        )
+        if (tmp_path / "again").mkdir() is None
+        else []
+    )
     assert [p.read_bytes() for p in again] == [p.read_bytes() for p in files]  # same seed, same bytes
 
 
 def test_cli_discover_then_check_claim_with_task(handbuilt_induction, tmp_path: Path, capsys) -> None:
-    """`advgen discover --task induction` writes a circuit that `advgen check-claim --task induction` reads; IOI-only flags are refused."""
+    """`advgen discover --task induction` writes a circuit that `advgen check-claim --task induction` reads; IOI-only flags are
+    refused."""
     from advgen.cli.main import main
 
     model = handbuilt_induction.name  # the directory it was loaded from
-    assert main(["discover", "--task", "induction", "--model", model, "--out", str(tmp_path / "d"), "--n", "8", "--no-progress"]) == 0
+    assert (
+        main(["discover", "--task", "induction", "--model", model, "--out", str(tmp_path / "d"), "--n", "8", "--no-progress"])
+        == 0
+    )
     said = capsys.readouterr().out
     assert "a0.h0" in said and "previous_token" in said and "a1.h0" in said
     circuit = str(tmp_path / "d" / "circuit.json")
@@ -129,7 +151,9 @@ def test_cli_discover_then_check_claim_with_task(handbuilt_induction, tmp_path: 
     assert "| twin_mean |" in capsys.readouterr().out
     man = json.loads((tmp_path / "c" / "manifest.json").read_text())
     assert "--task induction" in man["command"]
-    assert main(["check-claim", circuit, "--task", "induction", "--model", model, "--out", str(tmp_path / "e"), "--no-ladder"]) == 2
+    assert (
+        main(["check-claim", circuit, "--task", "induction", "--model", model, "--out", str(tmp_path / "e"), "--no-ladder"]) == 2
+    )
     assert "IOI's check-claim options" in capsys.readouterr().err
     assert main(["check-claim", circuit, "--model", model, "--out", str(tmp_path / "f")]) == 2  # an induction circuit under IOI
     assert "is for task 'induction', not 'ioi'" in capsys.readouterr().err

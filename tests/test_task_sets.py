@@ -69,16 +69,19 @@ def gt_variant(tmp_path: Path, old: str, new: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("rule, expect", [
-    ("{slot: YY, compare: '>>', over: year, space: false}", r"compare '>>' is not one of"),
-    ("{slot: YY, compare: '>', over: noun, space: false}", r"compares numbers; 'war'"),
-    ("{slot: YY, compare: '>', over: nope}", r"'over' must name a listed or range lexicon"),
-    ("{slot: YY, compare: '>', over: year, space: maybe}", r"'space' must be true or false"),
-    ("{slot: YY, comparison: '>'}", r"unknown key\(s\) \['comparison'\]"),
-])
+@pytest.mark.parametrize(
+    "rule, expect",
+    [
+        ("{slot: YY, compare: '>>', over: year, space: false}", r"compare '>>' is not one of"),
+        ("{slot: YY, compare: '>', over: noun, space: false}", r"compares numbers; 'war'"),
+        ("{slot: YY, compare: '>', over: nope}", r"'over' must name a listed or range lexicon"),
+        ("{slot: YY, compare: '>', over: year, space: maybe}", r"'space' must be true or false"),
+        ("{slot: YY, comparison: '>'}", r"unknown key\(s\) \['comparison'\]"),
+    ],
+)
 def test_bad_set_rules_are_named(tmp_path: Path, rule: str, expect: str) -> None:
     with pytest.raises(TaskError, match=expect):
-        resolve_task(gt_variant(tmp_path, "answer: {slot: YY, compare: \">\", over: year, space: false}", f"answer: {rule}"))
+        resolve_task(gt_variant(tmp_path, 'answer: {slot: YY, compare: ">", over: year, space: false}', f"answer: {rule}"))
 
 
 def test_a_slot_glued_to_a_word_is_refused(tmp_path: Path) -> None:
@@ -111,20 +114,36 @@ def test_gpt2_greater_than_claims_run_on_the_gpt2_shaped_model(tmp_path: Path, g
     import advgen
     from advgen.circuits.task_claims import TaskClaimSettings
 
-    advgen.check_claim(str(gpt2_shaped_dir), "gpt2-small-greater-than", tmp_path / "c", TaskClaimSettings(n=6), task="greater-than")
+    advgen.check_claim(
+        str(gpt2_shaped_dir), "gpt2-small-greater-than", tmp_path / "c", TaskClaimSettings(n=6), task="greater-than"
+    )
     doc = json.loads((tmp_path / "c" / "claims.json").read_text())
     text = json.dumps(doc)
     assert "m9" in text and "a9.h1" in text and "twin_mean" in text and "zero" in text
 
 
-def test_a_set_task_without_a_value_mention_is_refused_before_anything_is_written(tmp_path: Path,
-                                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_set_task_without_a_value_mention_is_refused_before_anything_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from advgen.cli.main import main
 
     bare = gt_variant(tmp_path, ', mention: "{XX}{E}"}', "}")
     out = tmp_path / "att"
-    rc = main(["attack", "--task", str(bare), "--model", "greater-than", "--circuit", "gpt2-small-greater-than",
-               "--budget", "200", "--out", str(out)])
+    rc = main(
+        [
+            "attack",
+            "--task",
+            str(bare),
+            "--model",
+            "greater-than",
+            "--circuit",
+            "gpt2-small-greater-than",
+            "--budget",
+            "200",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 2 and not out.exists()
     assert "needs a set answer rule (compare) and 'edits: {mention: ...}'" in capsys.readouterr().err
 
@@ -142,11 +161,26 @@ def test_distractor_attack_inserts_foil_side_values_against_the_clean_value(tmp_
 
     import advgen
 
-    circuit = tmp_path / "gt.json"  # discover's circuit on the bundled model (`advgen discover --task greater-than --model greater-than`)
-    circuit.write_text(json.dumps({"format": "advgen-circuit/2", "name": "gt", "task": "greater-than", "model": "greater-than",
-                                   "n_layers": 4, "n_heads": 4, "heads": [{"head": "a0.h2", "role": "yy_mover", "positions": ["END"]}],
-                                   "mlps": [{"node": "m0", "positions": ["ALL"]}, {"node": "m1", "positions": ["ALL"]}]}))
-    res = advgen.attack("greater-than", str(circuit), advgen.AttackConfig(budget=240, n_clean=40, seed=0), tmp_path / "a", task="greater-than")
+    circuit = (
+        tmp_path / "gt.json"
+    )  # discover's circuit on the bundled model (`advgen discover --task greater-than --model greater-than`)
+    circuit.write_text(
+        json.dumps(
+            {
+                "format": "advgen-circuit/2",
+                "name": "gt",
+                "task": "greater-than",
+                "model": "greater-than",
+                "n_layers": 4,
+                "n_heads": 4,
+                "heads": [{"head": "a0.h2", "role": "yy_mover", "positions": ["END"]}],
+                "mlps": [{"node": "m0", "positions": ["ALL"]}, {"node": "m1", "positions": ["ALL"]}],
+            }
+        )
+    )
+    res = advgen.attack(
+        "greater-than", str(circuit), advgen.AttackConfig(budget=240, n_clean=40, seed=0), tmp_path / "a", task="greater-than"
+    )
     rows = res.run.rows
     assert [m.name for m in res.run.modes] == ["compiled_value_distractor"]
     assert sum(res.run.evals.values()) <= 240 + 240 - 40
@@ -165,11 +199,15 @@ def test_distractor_attack_inserts_foil_side_values_against_the_clean_value(tmp_
 
     ran = [r for r in rows if r["family"] == "control" and REUSED not in r["extra"]]
     assert len({r["text"] for r in ran}) == len(ran)
-    assert res.run.evals["sample"] + res.run.evals["search"] == sum(REUSED not in r["extra"] for r in rows if r["phase"] in ("sample", "search"))
+    assert res.run.evals["sample"] + res.run.evals["search"] == sum(
+        REUSED not in r["extra"] for r in rows if r["phase"] in ("sample", "search")
+    )
     by_cand = {r["candidate"]: r for r in ran}
     copies = [r for r in rows if r["family"] == "control" and REUSED in r["extra"]]
-    assert copies and all(r["logit_diff"] == by_cand[r["extra"][REUSED]]["logit_diff"] and r["text"] == by_cand[r["extra"][REUSED]]["text"]
-                          for r in copies)
+    assert copies and all(
+        r["logit_diff"] == by_cand[r["extra"][REUSED]]["logit_diff"] and r["text"] == by_cand[r["extra"][REUSED]]["text"]
+        for r in copies
+    )
     assert len({r["candidate"] for r in rows if r["family"] == "control"}) == sum(r["family"] == "control" for r in rows)
     att = [r["text"] for r in rows if r["family"] == "attack"]
     assert len(set(att)) == len(att)  # value draws are distinct: no attack prompt runs twice

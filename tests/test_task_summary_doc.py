@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from test_task_attack import CFG, circuit_with, copy_task, record
 
-from advgen.attacks.summary import load_attack_summary, read_attack_summary
+from advgen.attacks.summary_read import load_attack_summary, read_attack_summary
 from advgen.attacks.task_summary_doc import (
     SCHEMA_VERSION,
     TaskAttackSummary,
@@ -26,27 +26,64 @@ from advgen.core.types import AdvgenError, Interval
 
 def summary_doc() -> dict[str, Any]:
     """A summary.json of the current shape: an empty family, a null ratio and cause, a screening key no record names."""
-    clean = {"n": 2, "mean_logit_diff": 1.5, "logit_diff_ci95": {"mean": 1.5, "low": 1.0, "high": 2.0}, "mean_io_prob": 0.3,
-             "s_beats_io_rate": 0.0}
-    return {"schema_version": SCHEMA_VERSION, "task": "copy", "by_family": {"clean": clean, "baseline": {"n": 0}},
-            "evaluations": {"clean": 2, "sample": 4, "search": 0, "baseline": 6},
-            "yield": {"guided_per_1000": 250.0, "random_per_1000": 0.0, "ratio": None, "ratio_lower_bound": 0.5,
-                      "attributable_per_1000": 250.0, "attributable_ratio": None, "attributable_ratio_lower_bound": 0.5, "breaks": 1,
-                      "attributable_breaks": 1, "control_shared_breaks": 0},
-            "explained_fraction": 1.0,
-            "modes": {"compiled_copy_split": {"predicted_sign": -1, "seen": {"mean": -2.0, "low": -3.0, "high": -1.0},
-                                              "verdict": "confirmed", "cause": None, "compiled_from": "a1.h0 (copies)", "breaks": 1,
-                                              "attributable_breaks": 1, "explained_fraction": 1.0}},
-            "skipped_modes": {"compiled_foil_mention": "no head attends to answer_mention"}, "natural_failure_rate": 0.0,
-            "screening": {"cell_verdicts": {"compiled_copy_split:dose=1": "confirmed"}, "added_by_the_search_later": [1, 2]}}
+    clean = {
+        "n": 2,
+        "mean_logit_diff": 1.5,
+        "logit_diff_ci95": {"mean": 1.5, "low": 1.0, "high": 2.0},
+        "mean_io_prob": 0.3,
+        "s_beats_io_rate": 0.0,
+    }
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "task": "copy",
+        "by_family": {"clean": clean, "baseline": {"n": 0}},
+        "evaluations": {"clean": 2, "sample": 4, "search": 0, "baseline": 6},
+        "yield": {
+            "guided_per_1000": 250.0,
+            "random_per_1000": 0.0,
+            "ratio": None,
+            "ratio_lower_bound": 0.5,
+            "attributable_per_1000": 250.0,
+            "attributable_ratio": None,
+            "attributable_ratio_lower_bound": 0.5,
+            "breaks": 1,
+            "attributable_breaks": 1,
+            "control_shared_breaks": 0,
+        },
+        "explained_fraction": 1.0,
+        "modes": {
+            "compiled_copy_split": {
+                "predicted_sign": -1,
+                "seen": {"mean": -2.0, "low": -3.0, "high": -1.0},
+                "verdict": "confirmed",
+                "cause": None,
+                "compiled_from": "a1.h0 (copies)",
+                "breaks": 1,
+                "attributable_breaks": 1,
+                "explained_fraction": 1.0,
+            }
+        },
+        "skipped_modes": {"compiled_foil_mention": "no head attends to answer_mention"},
+        "natural_failure_rate": 0.0,
+        "screening": {"cell_verdicts": {"compiled_copy_split:dose=1": "confirmed"}, "added_by_the_search_later": [1, 2]},
+    }
 
 
 def baseline_doc() -> dict[str, Any]:
-    return {"budget": 6, "guided_per_1000": 250.0, "attributable_per_1000": 250.0, "random_per_1000": 0.0,
-            "guided": {"evaluations": 4, "breaks": 1, "control_shared_breaks": 0, "attributable_breaks": 1},
-            "baseline": {"evaluations": 6, "breaks": 0}, "ratio": None, "attributable_ratio": None, "ratio_lower_bound": 0.5,
-            "attributable_ratio_lower_bound": 0.5, "definitions": {"attributable": "a", "raw": "r", "lower_bound": "b"},
-            "accounting": "both sides pay the clean run"}
+    return {
+        "budget": 6,
+        "guided_per_1000": 250.0,
+        "attributable_per_1000": 250.0,
+        "random_per_1000": 0.0,
+        "guided": {"evaluations": 4, "breaks": 1, "control_shared_breaks": 0, "attributable_breaks": 1},
+        "baseline": {"evaluations": 6, "breaks": 0},
+        "ratio": None,
+        "attributable_ratio": None,
+        "ratio_lower_bound": 0.5,
+        "attributable_ratio_lower_bound": 0.5,
+        "definitions": {"attributable": "a", "raw": "r", "lower_bound": "b"},
+        "accounting": "both sides pay the clean run",
+    }
 
 
 def test_round_trip_keeps_the_record_and_the_bytes():
@@ -54,7 +91,12 @@ def test_round_trip_keeps_the_record_and_the_bytes():
     rec = TaskAttackSummary.from_dict(doc, "summary.json")
     assert TaskAttackSummary.from_dict(rec.to_dict(), "summary.json") == rec
     assert files.dumps(rec.to_dict()) == files.dumps(doc)  # same keys, same order; null stays null
-    assert rec.yield_ is not None and rec.yield_.ratio is not None and math.isnan(rec.yield_.ratio) and rec.yield_.ratio_lower_bound == 0.5
+    assert (
+        rec.yield_ is not None
+        and rec.yield_.ratio is not None
+        and math.isnan(rec.yield_.ratio)
+        and rec.yield_.ratio_lower_bound == 0.5
+    )
     mode = (rec.modes or {})["compiled_copy_split"]
     assert mode.seen == Interval(-2.0, -3.0, -1.0) and mode.cause is None
     assert (rec.by_family or {})["baseline"].to_dict() == {"n": 0}
@@ -77,17 +119,20 @@ def _broken(path: str, value: Any, doc: dict[str, Any] | None = None) -> dict[st
     return d
 
 
-@pytest.mark.parametrize(("path", "value", "message"), [
-    ("yield.ratio", "high", "field 'yield.ratio' must be number or null, got string"),
-    ("yield.breaks", 1.5, "field 'yield.breaks' must be integer, got number"),
-    ("modes.compiled_copy_split.verdict", KeyError, "field 'modes.compiled_copy_split.verdict' is missing"),
-    ("modes.compiled_copy_split.seen.low", "x", "field 'modes.compiled_copy_split.seen.low' must be number or null"),
-    ("by_family.clean.mean_io_prob", KeyError, "field 'by_family.clean.mean_io_prob' is missing"),
-    ("evaluations.clean", "2", "field 'evaluations.clean' must be integer, got string"),
-    ("skipped_modes.compiled_foil_mention", 3, "field 'skipped_modes.compiled_foil_mention' must be string"),
-    ("screening", [], "field 'screening' must be object, got array"),
-    ("yield", KeyError, "field 'yield' is missing"),
-])
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("yield.ratio", "high", "field 'yield.ratio' must be number or null, got string"),
+        ("yield.breaks", 1.5, "field 'yield.breaks' must be integer, got number"),
+        ("modes.compiled_copy_split.verdict", KeyError, "field 'modes.compiled_copy_split.verdict' is missing"),
+        ("modes.compiled_copy_split.seen.low", "x", "field 'modes.compiled_copy_split.seen.low' must be number or null"),
+        ("by_family.clean.mean_io_prob", KeyError, "field 'by_family.clean.mean_io_prob' is missing"),
+        ("evaluations.clean", "2", "field 'evaluations.clean' must be integer, got string"),
+        ("skipped_modes.compiled_foil_mention", 3, "field 'skipped_modes.compiled_foil_mention' must be string"),
+        ("screening", [], "field 'screening' must be object, got array"),
+        ("yield", KeyError, "field 'yield' is missing"),
+    ],
+)
 def test_a_wrong_field_is_named_by_file_and_path(path, value, message):
     with pytest.raises(AdvgenError, match="^run/summary.json: " + message.replace("(", r"\(")):
         TaskAttackSummary.from_dict(_broken(path, value), "run/summary.json")

@@ -50,17 +50,26 @@ def test_builtin_tasks_are_listed_and_resolve() -> None:
     assert resolve_task(None).engine == "ioi"
 
 
-@pytest.mark.parametrize("edit, expect", [
-    (("slots: {X: country}", "slots: {X: nations}"), r"task.yaml:\d+: slot \{X\} uses lexicon 'nations'"),
-    (('text: "The capital of {X} is the city of"', 'text: "The capital of {Y} is"'), r"task.yaml:\d+: template 't1': slot \{Y\} is not declared"),
-    (("Italy: Rome}", "Italy: Rome, Peru: Lima}"), None),
-    (("France: Paris, Spain: Madrid, Italy: Rome", "France: Paris, Spain: Madrid"), r"task.yaml:\d+: answer 'map' has no entry for \{X\} value\(s\) \['Italy'\]"),
-    (("metric: logit_diff", "metric: accuracy"), r"metric 'accuracy' is not one of"),
-    (("mover: {query: END, key: X}", "mover: {query: END, key: Z+1}"), r"role 'mover': position 'Z\+1' names slot \{Z\}"),
-    (("corrupt: {slot: X}", "corrupt: {slot: X, mention: 2}"), r"corrupt asks for mention 2 of \{X\}, template 't1' has 1"),
-    (("task: capital", "task: capital\ncolour: red"), r"task.yaml:1: unknown key\(s\) \['colour'\]"),
-    (('text: "The capital of {X} is the city of"', 'text: "The capital of{X} is"'), r"slot \{X\} is glued to a word"),
-])
+@pytest.mark.parametrize(
+    "edit, expect",
+    [
+        (("slots: {X: country}", "slots: {X: nations}"), r"task.yaml:\d+: slot \{X\} uses lexicon 'nations'"),
+        (
+            ('text: "The capital of {X} is the city of"', 'text: "The capital of {Y} is"'),
+            r"task.yaml:\d+: template 't1': slot \{Y\} is not declared",
+        ),
+        (("Italy: Rome}", "Italy: Rome, Peru: Lima}"), None),
+        (
+            ("France: Paris, Spain: Madrid, Italy: Rome", "France: Paris, Spain: Madrid"),
+            r"task.yaml:\d+: answer 'map' has no entry for \{X\} value\(s\) \['Italy'\]",
+        ),
+        (("metric: logit_diff", "metric: accuracy"), r"metric 'accuracy' is not one of"),
+        (("mover: {query: END, key: X}", "mover: {query: END, key: Z+1}"), r"role 'mover': position 'Z\+1' names slot \{Z\}"),
+        (("corrupt: {slot: X}", "corrupt: {slot: X, mention: 2}"), r"corrupt asks for mention 2 of \{X\}, template 't1' has 1"),
+        (("task: capital", "task: capital\ncolour: red"), r"task.yaml:1: unknown key\(s\) \['colour'\]"),
+        (('text: "The capital of {X} is the city of"', 'text: "The capital of{X} is"'), r"slot \{X\} is glued to a word"),
+    ],
+)
 def test_bad_task_files_name_file_line_and_slot(tmp_path: Path, edit: tuple[str, str], expect: str | None) -> None:
     p = _write(tmp_path, GOOD.replace(*edit))
     if expect is None:  # an extra mapping entry for a value the lexicon lacks is harmless
@@ -77,7 +86,9 @@ def test_unknown_task_name_lists_the_builtins() -> None:
 
 def test_yaml_alias_is_refused(tmp_path: Path) -> None:
     with pytest.raises(AdvgenError, match="alias|anchor"):
-        resolve_task(_write(tmp_path, GOOD.replace("country: [France, Spain, Italy]", "country: &c [France, Spain, Italy]\n  other: *c")))
+        resolve_task(
+            _write(tmp_path, GOOD.replace("country: [France, Spain, Italy]", "country: &c [France, Spain, Italy]\n  other: *c"))
+        )
 
 
 def test_vocab_words_are_single_tokens_and_sorted(tok) -> None:
@@ -87,9 +98,12 @@ def test_vocab_words_are_single_tokens_and_sorted(tok) -> None:
 
 
 def test_lexicon_too_small_after_single_token_filter_is_named(tmp_path: Path, tok) -> None:
-    p = _write(tmp_path, GOOD.replace("[France, Spain, Italy]", "[Xanthippeland, Qwertzistan, Italy]").replace(
-        "{France: Paris, Spain: Madrid, Italy: Rome}", "{Xanthippeland: Paris, Qwertzistan: Madrid, Italy: Rome}").replace(
-        "{France: Madrid, Spain: Paris, Italy: Paris}", "{Xanthippeland: Madrid, Qwertzistan: Paris, Italy: Paris}"))
+    p = _write(
+        tmp_path,
+        GOOD.replace("[France, Spain, Italy]", "[Xanthippeland, Qwertzistan, Italy]")
+        .replace("{France: Paris, Spain: Madrid, Italy: Rome}", "{Xanthippeland: Paris, Qwertzistan: Madrid, Italy: Rome}")
+        .replace("{France: Madrid, Spain: Paris, Italy: Paris}", "{Xanthippeland: Madrid, Qwertzistan: Paris, Italy: Paris}"),
+    )
     with pytest.raises(TaskError, match=r"lexicon 'country' keeps \d word\(s\) that are one token"):
         resolve_lexicons(resolve_task(p), tok)
 

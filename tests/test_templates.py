@@ -70,12 +70,18 @@ def test_malformed_yaml_names_file(tmp_path):
 
 
 def test_unknown_slot_names_file_line_and_slot(tmp_path):
-    f = _write(tmp_path, "templates:\n  - {id: a, text: 'Then {S1} and {IO} met. {S2} gave it to'}\n  - {id: b, text: 'Then {S1} and {IO} at {CITY}. {S2} gave it to'}\n")
+    f = _write(
+        tmp_path,
+        "templates:\n  - {id: a, text: 'Then {S1} and {IO} met. {S2} gave it to'}\n  - {id: b, text: 'Then {S1} and {IO} at "
+        "{CITY}. {S2} gave it to'}\n",
+    )
     with pytest.raises(TemplateError, match=r"t.yaml:3.*unknown slot \{CITY\}"):
         load_templates(f)
 
 
-@pytest.mark.parametrize("missing,text", [("IO", "{S1} and Bob met. {S2} gave it to"), ("S2", "{S1} and {IO} met. He gave it to")])
+@pytest.mark.parametrize(
+    "missing,text", [("IO", "{S1} and Bob met. {S2} gave it to"), ("S2", "{S1} and {IO} met. He gave it to")]
+)
 def test_template_missing_required_slot(tmp_path, missing, text):
     f = _write(tmp_path, f"templates:\n  - {{id: a, text: '{text}'}}\n")
     with pytest.raises(TemplateError, match=re.escape(f"missing required slot {{{missing}}}")):
@@ -95,12 +101,15 @@ def test_slot_that_merges_with_neighbour_is_rejected(gpt2_tokenizer):
         render(t, "BABA", Fill(io="Mary", s="John"), gpt2_tokenizer)
 
 
-@pytest.mark.parametrize("text,slot", [
-    ("{S1} and {IO} went out. {S2} gave it to", "S1"),     # starts with a name: no leading space
-    ("{IO} and {S1} went out. {S2} gave it to", "IO"),
-    ('Then "{S1}" and {IO} met. {S2} gave it to', "S1"),    # after a quote: "John, not " John"
-    ("Then,\n{S1} and {IO} met. {S2} gave it to", "S1"),   # after a newline
-])
+@pytest.mark.parametrize(
+    "text,slot",
+    [
+        ("{S1} and {IO} went out. {S2} gave it to", "S1"),  # starts with a name: no leading space
+        ("{IO} and {S1} went out. {S2} gave it to", "IO"),
+        ('Then "{S1}" and {IO} met. {S2} gave it to', "S1"),  # after a quote: "John, not " John"
+        ("Then,\n{S1} and {IO} met. {S2} gave it to", "S1"),  # after a newline
+    ],
+)
 def test_slot_without_leading_space_is_rejected(tmp_path, text, slot):
     f = _write(tmp_path, "templates:\n  - id: a\n    text: " + json.dumps(text) + "\n")
     with pytest.raises(TemplateError, match=r"t.yaml:2.*slot \{" + slot + r"\}.*follow a space"):

@@ -55,7 +55,9 @@ def test_prompt_longer_than_context_is_rejected(tiny_model, mixed_prompts):
     from dataclasses import replace
 
     p = mixed_prompts[0]
-    long = replace(p, token_ids=p.token_ids + (11,) * tiny_model.n_ctx, positions={**p.positions, "END": len(p) + tiny_model.n_ctx - 1})
+    long = replace(
+        p, token_ids=p.token_ids + (11,) * tiny_model.n_ctx, positions={**p.positions, "END": len(p) + tiny_model.n_ctx - 1}
+    )
     with pytest.raises(AdvgenError, match="context"):
         end_logits(tiny_model, PromptSet((long,), mixed_prompts.tokenizer_hash))
 

@@ -29,6 +29,7 @@ def test_path_contribution_of_a_last_layer_head_equals_removing_its_output_in_a_
     reads = read_heads(tiny_model, prompts, HEADS, 8)
     base = _ld(tiny_model, prompts)
     for j, h in enumerate(HEADS):
+
         def hooks(idx, h=h):
             ends = [prompts[i].end for i in idx]
 
@@ -36,7 +37,9 @@ def test_path_contribution_of_a_last_layer_head_equals_removing_its_output_in_a_
                 t = t.clone()
                 t[torch.arange(len(idx)), ends, h.head] = 0.0
                 return t
+
             return [(f"blocks.{h.layer}.attn.hook_z", zero)]
+
         np.testing.assert_allclose(reads.path[:, j], base - _ld(tiny_model, prompts, hooks), atol=2e-4)
     assert np.abs(reads.path).max() > 1e-3  # the check is not vacuous
 
@@ -87,7 +90,9 @@ def test_an_mlp_node_in_the_last_layer_contributes_what_removing_its_output_remo
             t = t.clone()
             t[torch.arange(len(idx)), ends] = 0.0
             return t
+
         return [("blocks.1.mlp.hook_out", zero)]
+
     np.testing.assert_allclose(reads.path[:, 1], _ld(tiny_model, prompts) - _ld(tiny_model, prompts, hooks), atol=2e-4)
     # with the node held, the layer-1 head's path passes no MLP: its figure is its direct effect (LayerNorm recomputed)
     free = read(tiny_model, prompts, HEADS[:1], 8)

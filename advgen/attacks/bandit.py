@@ -77,8 +77,9 @@ def falsify(arms: Mapping[str, Arm], keys: Sequence[str]) -> dict[str, Arm]:
     return {k: replace(a, falsified=True) if k in keys else a for k, a in arms.items()}
 
 
-def choose(arms: Mapping[str, Arm], available: Mapping[str, int], k: int, rng: np.random.Generator,
-           free: Mapping[str, int] | None = None) -> list[str]:
+def choose(
+    arms: Mapping[str, Arm], available: Mapping[str, int], k: int, rng: np.random.Generator, free: Mapping[str, int] | None = None
+) -> list[str]:
     """k Thompson draws: each draw samples every live arm's attributable break rate and takes the most per evaluation.
 
     A candidate costs its attack, plus its control if it breaks at all (attributable or not, at

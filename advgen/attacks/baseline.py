@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from advgen.attacks.catalogue import Parts, applicable_template
 from advgen.attacks.checks import check_unambiguous
+from advgen.attacks.failure_mode import Parts, applicable_template
 from advgen.core.types import Prompt
 from advgen.prompts.datasets import Spec
 from advgen.prompts.lexicon import Lexicon
@@ -25,8 +25,9 @@ from advgen.prompts.templates import Template, render
 KINDS = ("sentence", "name_swap", "order_swap")
 
 
-def random_perturbation(spec: Spec, rng: random.Random, bank: SentenceBank, lexicon: Lexicon, tokenizer: Any,
-                        tag: str) -> tuple[Prompt, Prompt]:
+def random_perturbation(
+    spec: Spec, rng: random.Random, bank: SentenceBank, lexicon: Lexicon, tokenizer: Any, tag: str
+) -> tuple[Prompt, Prompt]:
     """One random perturbation of a clean spec and its unperturbed reference (same names and order), both rendered."""
     kind = rng.choice(KINDS)
     names = lexicon.name_texts
@@ -54,8 +55,9 @@ def random_perturbation(spec: Spec, rng: random.Random, bank: SentenceBank, lexi
         text = spec.template.in_order(order)
         params.update(order=order)
     t = Template(id=f"{spec.template.id}+random", text=text, pack="baseline", source=f"baseline {tag}")
-    p = render(t, t.written_order, fill, tokenizer, family="baseline", pair_id=spec.pair_id,
-               extra={"mode": "random", "params": params})
+    p = render(
+        t, t.written_order, fill, tokenizer, family="baseline", pair_id=spec.pair_id, extra={"mode": "random", "params": params}
+    )
     ref = render(spec.template, order, replace(fill, x=()), tokenizer, family="clean", pair_id=spec.pair_id)
     return replace(p, order=order), ref
 
@@ -67,8 +69,9 @@ def baseline_picks(seed: int, n: int, clean_ld: Sequence[float]) -> list[tuple[i
     return [(k, brng.choice(eligible)) for k in range(n)]
 
 
-def baseline_prompts(picks: Sequence[tuple[int, int]], specs: Sequence[Spec], seed: int, bank: SentenceBank, lexicon: Lexicon,
-                     tokenizer: Any) -> list[Prompt]:
+def baseline_prompts(
+    picks: Sequence[tuple[int, int]], specs: Sequence[Spec], seed: int, bank: SentenceBank, lexicon: Lexicon, tokenizer: Any
+) -> list[Prompt]:
     """The picks' perturbations, each checked for ambiguity; a pure function of its inputs (one seeded rng per
     prompt), so rendering a unit ahead of time (`--backend ray`) and again in its turn gives the same prompts."""
     out = []

@@ -1,7 +1,7 @@
 """The failure-mode catalogue: what a circuit's roles say will break, as attack + control transforms.
 
-Each mode is one short class (TextAttack style: the base does the bookkeeping, a mode overrides
-only `edit`). A mode edits the clean prompt's *template text* (in the prompt's name order) by
+Each mode is one short class (TextAttack style: the base, `advgen.attacks.failure_mode`, does the
+bookkeeping, a mode overrides only `edit`). A mode edits the clean prompt's *template text* (in the prompt's name order) by
 inserting sentences whose names are numbered slots ({IO2}, {S3}, {X}); rendering then verifies
 every mention's token position, so the internal signal can be read at exactly the right tokens.
 Attack and control receive the same edit except for the one ingredient the mechanism needs.
@@ -9,218 +9,43 @@ Attack and control receive the same edit except for the one ingredient the mecha
 
 from __future__ import annotations
 
-import random
-from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+from collections.abc import Sequence
 
+from advgen.attacks.failure_mode import FailureMode, Parts, Proposal, Signal, pick
 from advgen.circuits.format import Circuit
-from advgen.core.types import AdvgenError, Head, Prompt, Role
-from advgen.prompts.datasets import Spec
-from advgen.prompts.lexicon import Lexicon
-from advgen.prompts.sentences import SentenceBank, name_slot
-from advgen.prompts.templates import SLOT_RE, Fill, Template, render
-
-Cell = Mapping[str, Any]
-"""One point of a mode's free-parameter grid, e.g. {"dose": 2, "insertion": "after"}."""
-
-
-@dataclass(frozen=True)
-class Signal:
-    """Attention of a role's heads (or of named heads) from a query slot to key slots, expected to move one way.
-
-    The value is the attention mass on `keys` minus the mass on `minus`. With `group` the keys
-    are every mention of one name, so a mention one prompt lacks contributes 0 (the mass on a name
-    is defined in every prompt); otherwise only keys present in both compared prompts count.
-    """
-
-    role: Role
-    query: str
-    keys: tuple[str, ...]
-    direction: int
-    """+1: the attack should raise it relative to its control; -1: lower it."""
-    heads: tuple[Head, ...] = ()
-    """Heads to read (compiled modes name them); empty: every circuit head with `role`."""
-    minus: tuple[str, ...] = ()
-    group: bool = False
-    signs: tuple[int, ...] = ()
-    """Per head in `heads`, the way that head's value should move (+1 / -1); the signal is their signed mean."""
-
-    def heads_in(self, circuit: Circuit) -> tuple[Head, ...]:
-        return self.heads or circuit.heads_with(self.role)
-
-    def describe(self) -> str:
-        keys = "/".join(self.keys) + (" minus " + "/".join(self.minus) if self.minus else "")
-        if self.signs:
-            moves = ", ".join(f"{h} {'rises' if s * self.direction > 0 else 'falls'}" for h, s in zip(self.heads, self.signs, strict=True))
-            return f"attention {self.query} -> {keys}: {moves}"
-        who = ", ".join(map(str, self.heads)) if self.heads else f"{self.role.value} heads"
-        return f"{who}, attention {self.query} -> {keys}, {'rises' if self.direction > 0 else 'falls'}"
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One candidate: the attack and control template texts for one clean spec and one cell."""
-
-    mode: str
-    cell: Cell
-    params: Mapping[str, Any]
-    attack_text: str
-    control_text: str
-    fill: Fill
-
-
-@dataclass(frozen=True)
-class Parts:
-    """The clean template text in the prompt's name order, split where sentences can go."""
-
-    text: str
-    head: str | None
-    """Text up to and including the sentence break before {S2} (None if S2 is in sentence one)."""
-    rest: str | None
-    after_s2: str
-    """What follows {S2} up to the end, e.g. " gave a {OBJECT} to"."""
-    first_clause_order: str
-    """"S-IO" if {S1} precedes {IO} in the text, else "IO-S"."""
-
-    @classmethod
-    def of(cls, spec: Spec) -> Parts:
-        text = spec.template.in_order(spec.order)
-        s2 = text.index("{S2}")
-        cut = text.rfind(". ", 0, s2)
-        head, rest = (text[: cut + 2], text[cut + 2 :]) if cut >= text.index("{IO}") else (None, None)
-        order = "S-IO" if text.index("{S1}") < text.index("{IO}") else "IO-S"
-        return cls(text, head, rest, text[s2 + len("{S2}") :], order)
-
-    def insert(self, before: Sequence[str] = (), after: Sequence[str] = (), lead: bool | None = None) -> str:
-        """Sentences before the whole text and/or after clause one.
-
-        A text-initial name would be a different token (no leading space), so a leading name slot
-        gets "Earlier, " in front (`lead`: force it on or off, so attack and control match).
-        """
-        out = self.text
-        if after:
-            if self.head is None or self.rest is None:
-                raise AdvgenError("template has no sentence break before S2; cannot insert after the first clause")
-            out = self.head + " ".join(after) + " " + self.rest
-        if before:
-            first = before[0]
-            if before[0].startswith("{") if lead is None else lead:
-                first = "Earlier, " + (first if first.startswith("{") else first[0].lower() + first[1:])
-            out = " ".join([first, *before[1:]]) + " " + out
-        return out
-
-
-def slot_names(text: str) -> list[str]:
-    return SLOT_RE.findall(text)
-
-
-class FailureMode(ABC):
-    """A circuit-predicted failure: roles needed, mechanism, transforms, expected sign, signal."""
-
-    name: ClassVar[str]
-    roles: ClassVar[tuple[Role, ...]]
-    """Roles the mode exploits; the circuit must have at least one of them for the mode to be proposed."""
-    mechanism: ClassVar[str]
-    unambiguous: ClassVar[str]
-    """Why a human still reads IO as the answer in the attack."""
-    expected_sign: ClassVar[int] = -1
-    """Expected sign of LD(attack) - LD(control)."""
-    signals: ClassVar[tuple[Signal, ...]]
-    """The internal signal; the first whose role the circuit has is used."""
-    cells: ClassVar[tuple[Cell, ...]]
-    group_by: ClassVar[tuple[str, ...]] = ()
-    """Params the per-mode table breaks down by (e.g. dose)."""
-    draws: ClassVar[int] = 1
-    """Candidates per clean prompt and cell, each with its own random draw of sentences and names."""
-
-    @abstractmethod
-    def edit(self, parts: Parts, cell: Cell, rng: random.Random, bank: SentenceBank) -> tuple[str, str, dict[str, Any]]:
-        """(attack text, control text, params) for one clean template text; the one override point."""
-
-    def applicable(self, parts: Parts, cell: Cell) -> bool:
-        return parts.head is not None or cell.get("insertion", "before") == "before"
-
-    def signal_for(self, circuit: Circuit) -> Signal | None:
-        return next((s for s in self.signals if s.heads_in(circuit)), None)
-
-    def predicted_shift(self, cell: Cell) -> float | None:
-        """Predicted LD(attack) - LD(control) in logits for a cell, where the mode's source gives one (compiled modes)."""
-        return None
-
-    def share_key(self, cell: Cell) -> str | None:
-        """Cells of this mode whose candidates on one clean prompt have the same control (same key, same draws), or None.
-
-        Candidates that share a key are drawn from one random stream, so their controls are the
-        same prompt; the search evaluates such a control once and the sample takes them together.
-        """
-        return None
-
-    def cell_key(self, index: int) -> str:
-        """The id of one cell ("mode:index"), carried in every row of the cell."""
-        return f"{self.name}:{index}"
-
-    def variant(self, spec: Spec, cell: Cell, rng: random.Random, bank: SentenceBank, lexicon: Lexicon) -> Variant | None:
-        parts = Parts.of(spec)
-        if not applicable_template(spec) or not self.applicable(parts, cell):
-            return None
-        pool = [n for n in lexicon.name_texts if n not in (spec.fill.io, spec.fill.s)]
-        extra = tuple(rng.sample(pool, 2))
-        attack, control, params = self.edit(parts, cell, rng, bank)
-        xs = sorted({s for s in slot_names(attack) + slot_names(control) if s.startswith("X")})
-        fill = replace(spec.fill, x=extra[: len(xs)])
-        return Variant(self.name, dict(cell), {**dict(cell), **params}, attack, control, fill)
-
-    def render(self, spec: Spec, v: Variant, tokenizer: Any) -> tuple[Prompt, Prompt]:
-        """Attack and control prompts with verified positions, order label kept from the clean spec."""
-        out = []
-        for family, text in (("attack", v.attack_text), ("control", v.control_text)):
-            t = Template(id=f"{spec.template.id}+{self.name}", text=text, pack="attack", source=f"mode {self.name}")
-            p = render(t, t.written_order, v.fill, tokenizer, family=family, pair_id=spec.pair_id,
-                       extra={"mode": self.name, "params": dict(v.params)})
-            out.append(replace(p, order=spec.order))
-        return out[0], out[1]
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "roles": [r.value for r in self.roles],
-            "mechanism": self.mechanism,
-            "unambiguous": self.unambiguous,
-            "expected_sign": self.expected_sign,
-            "signals": [s.describe() for s in self.signals],
-            "cells": [dict(c) for c in self.cells],
-        }
-
-
-def applicable_template(spec: Spec) -> bool:
-    """Modes number their extra names from {X}; a template that already uses X slots is skipped."""
-    return not any(s.startswith("X") for s in spec.template.slots)
-
-
-def pick(rng: random.Random, pool: Sequence[str], k: int) -> list[str]:
-    return rng.sample(list(pool), k) if len(pool) >= k else [rng.choice(pool) for _ in range(k)]
+from advgen.core.types import AdvgenError, Role
+from advgen.prompts.sentences import name_slot
 
 
 class DuplicatedIO(FailureMode):
     name = "duplicated_io"
     roles = (Role.DUPLICATE_TOKEN, Role.INDUCTION)
-    mechanism = ("S is found as the duplicated name (duplicate-token/induction heads at S2, carried to END by S-inhibition), "
-                 "so mentioning IO again makes IO look duplicated and suppressed too.")
-    unambiguous = ("the added sentences only say how IO felt, contain no other name and no giving; the final clause is the "
-                   "clean one, so IO stays the only person besides the giver S")
-    signals = (Signal(Role.S_INHIBITION, "END", ("IO", "IO2", "IO3", "IO4"), +1, group=True),
-               Signal(Role.NAME_MOVER, "END", ("IO", "IO2", "IO3", "IO4"), -1, group=True),
-               Signal(Role.DUPLICATE_TOKEN, "IO2", ("IO",), +1))
+    mechanism = (
+        "S is found as the duplicated name (duplicate-token/induction heads at S2, carried to END by S-inhibition), "
+        "so mentioning IO again makes IO look duplicated and suppressed too."
+    )
+    unambiguous = (
+        "the added sentences only say how IO felt, contain no other name and no giving; the final clause is the "
+        "clean one, so IO stays the only person besides the giver S"
+    )
+    signals = (
+        Signal(Role.S_INHIBITION, "END", ("IO", "IO2", "IO3", "IO4"), +1, group=True),
+        Signal(Role.NAME_MOVER, "END", ("IO", "IO2", "IO3", "IO4"), -1, group=True),
+        Signal(Role.DUPLICATE_TOKEN, "IO2", ("IO",), +1),
+    )
     cells = tuple(
-        [{"dose": d, "insertion": p, "source": "paper"} for d in (1, 2, 3) for p in ("before", "after", "split") if not (d == 1 and p == "split")]
+        [
+            {"dose": d, "insertion": p, "source": "paper"}
+            for d in (1, 2, 3)
+            for p in ("before", "after", "split")
+            if not (d == 1 and p == "split")
+        ]
         + [{"dose": d, "insertion": "after", "source": "grammar"} for d in (1, 2, 3)]
     )
     group_by = ("dose", "insertion", "source", "source+dose")
 
     def edit(self, parts, cell, rng, bank):
-        pool = bank.paper if cell["source"] == "paper" else bank.neutral[len(bank.paper):]
+        pool = bank.paper if cell["source"] == "paper" else bank.neutral[len(bank.paper) :]
         sents = pick(rng, pool, cell["dose"])
         att = [name_slot(s, f"IO{i + 2}") for i, s in enumerate(sents)]
         ctl = [name_slot(s, f"S{i + 3}") for i, s in enumerate(sents)]
@@ -241,9 +66,11 @@ def _place(parts: Parts, where: str, att: list[str], ctl: list[str]) -> tuple[st
 class DistantS2(FailureMode):
     name = "distant_s2"
     roles = (Role.S_INHIBITION,)
-    mechanism = ("S-inhibition heads mostly carry a position signal ('the duplicated name sat there'); pushing S2 away from "
-                 "the first clause with name-free filler weakens that signal, while the control adds the same filler before "
-                 "the first clause, keeping the length and the clause-S2 distance.")
+    mechanism = (
+        "S-inhibition heads mostly carry a position signal ('the duplicated name sat there'); pushing S2 away from "
+        "the first clause with name-free filler weakens that signal, while the control adds the same filler before "
+        "the first clause, keeping the length and the clause-S2 distance."
+    )
     unambiguous = "the filler sentences contain no name at all, so the cast (IO, S) and the final clause are unchanged"
     signals = (Signal(Role.S_INHIBITION, "END", ("S2",), -1), Signal(Role.NAME_MOVER, "END", ("IO",), -1))
     cells = tuple({"n_sentences": k, "insertion": "after"} for k in (1, 2, 3))
@@ -257,10 +84,14 @@ class DistantS2(FailureMode):
 class ExtraName(FailureMode):
     name = "extra_name"
     roles = (Role.NAME_MOVER,)
-    mechanism = ("name movers copy whichever non-duplicated name they attend to; a fresh name X is not suppressed by "
-                 "S-inhibition, so it competes with IO for the name movers' attention and lowers the IO logit.")
-    unambiguous = ("X appears only in a sentence that puts X somewhere else (stayed at home, far away, had left), so X cannot be "
-                   "the recipient; the control says the same about 'someone'")
+    mechanism = (
+        "name movers copy whichever non-duplicated name they attend to; a fresh name X is not suppressed by "
+        "S-inhibition, so it competes with IO for the name movers' attention and lowers the IO logit."
+    )
+    unambiguous = (
+        "X appears only in a sentence that puts X somewhere else (stayed at home, far away, had left), so X cannot be "
+        "the recipient; the control says the same about 'someone'"
+    )
     signals = (Signal(Role.NAME_MOVER, "END", ("IO",), -1), Signal(Role.BACKUP_NAME_MOVER, "END", ("IO",), -1))
     cells = tuple({"n_names": k, "insertion": p} for k in (1, 2) for p in ("before", "after"))
     group_by = ("n_names", "insertion")
@@ -276,11 +107,15 @@ class ExtraName(FailureMode):
 class ReversedTransfer(FailureMode):
     name = "reversed_transfer"
     roles = (Role.INDUCTION,)
-    mechanism = ("induction heads predict what followed the previous occurrence of the current context; an earlier sentence in "
-                 "which IO did the same action *to S* ('... gave a drink to S') makes the copy at END point at S, while the "
-                 "control reverses the earlier transfer (S to IO) with the same names and words.")
-    unambiguous = ("only IO and S exist; in the final clause S gives, and one does not give to oneself, so the recipient is IO "
-                   "(returning the favour); the control is the same sentence with the two names exchanged")
+    mechanism = (
+        "induction heads predict what followed the previous occurrence of the current context; an earlier sentence in "
+        "which IO did the same action *to S* ('... gave a drink to S') makes the copy at END point at S, while the "
+        "control reverses the earlier transfer (S to IO) with the same names and words."
+    )
+    unambiguous = (
+        "only IO and S exist; in the final clause S gives, and one does not give to oneself, so the recipient is IO "
+        "(returning the favour); the control is the same sentence with the two names exchanged"
+    )
     signals = (Signal(Role.INDUCTION, "END", ("S3",), +1), Signal(Role.NAME_MOVER, "END", ("S3",), +1))
     cells = tuple({"insertion": p} for p in ("before", "after"))
     group_by = ("insertion",)
@@ -294,14 +129,21 @@ class ReversedTransfer(FailureMode):
 class SwappedPair(FailureMode):
     name = "swapped_pair"
     roles = (Role.PREVIOUS_TOKEN,)
-    mechanism = ("previous-token heads store, at the token after each name, which name preceded it, and the induction heads at "
-                 "S2 look that up to find S's earlier copy; restating the pair in swapped order ('IO and S ...') gives IO "
-                 "the 'name followed by and' context S had, blurring which name the lookup identifies as duplicated; the "
-                 "control restates the pair in the original order.")
-    unambiguous = ("the added sentence only restates that the same two people are friends/colleagues/etc., in both orders in "
-                   "attack and control; no new person and no transfer is added")
-    signals = (Signal(Role.INDUCTION, "S2", ("S1+1",), -1), Signal(Role.DUPLICATE_TOKEN, "S2", ("S1",), -1),
-               Signal(Role.S_INHIBITION, "END", ("S2",), -1))
+    mechanism = (
+        "previous-token heads store, at the token after each name, which name preceded it, and the induction heads at "
+        "S2 look that up to find S's earlier copy; restating the pair in swapped order ('IO and S ...') gives IO "
+        "the 'name followed by and' context S had, blurring which name the lookup identifies as duplicated; the "
+        "control restates the pair in the original order."
+    )
+    unambiguous = (
+        "the added sentence only restates that the same two people are friends/colleagues/etc., in both orders in "
+        "attack and control; no new person and no transfer is added"
+    )
+    signals = (
+        Signal(Role.INDUCTION, "S2", ("S1+1",), -1),
+        Signal(Role.DUPLICATE_TOKEN, "S2", ("S1",), -1),
+        Signal(Role.S_INHIBITION, "END", ("S2",), -1),
+    )
     cells = tuple({"insertion": p} for p in ("before", "after"))
     group_by = ("insertion",)
 
@@ -314,16 +156,6 @@ class SwappedPair(FailureMode):
 
 
 CATALOGUE: tuple[FailureMode, ...] = (DuplicatedIO(), DistantS2(), ExtraName(), ReversedTransfer(), SwappedPair())
-
-
-@dataclass(frozen=True)
-class Proposal:
-    """The modes a circuit implies, and why the others were left out."""
-
-    modes: tuple[FailureMode, ...]
-    skipped: Mapping[str, str] = field(default_factory=dict)
-    notes: Mapping[str, str] = field(default_factory=dict)
-    """Per chosen mode run outside its default proposal: why it runs and where its signal comes from."""
 
 
 def modes_for(circuit: Circuit, catalogue: Sequence[FailureMode] = CATALOGUE, requested: Sequence[str] | None = None) -> Proposal:
@@ -350,12 +182,16 @@ def modes_for(circuit: Circuit, catalogue: Sequence[FailureMode] = CATALOGUE, re
             roles = sorted({s.role.value for s in m.signals})
             skipped[m.name] = f"circuit {circuit.name!r} has none of the roles whose attention is this mode's signal ({roles})"
         elif not has_roles and requested is None:
-            skipped[m.name] = f"circuit {circuit.name!r} has no {' or '.join(r.value for r in m.roles)} heads, which this mode exploits"
+            skipped[m.name] = (
+                f"circuit {circuit.name!r} has no {' or '.join(r.value for r in m.roles)} heads, which this mode exploits"
+            )
         else:
             chosen.append(m)
             if not has_roles:
-                forced[m.name] = (f"requested although circuit {circuit.name!r} has no {' or '.join(r.value for r in m.roles)} heads; "
-                                  f"signal read from its {signal.role.value} heads")
+                forced[m.name] = (
+                    f"requested although circuit {circuit.name!r} has no {' or '.join(r.value for r in m.roles)} heads; "
+                    f"signal read from its {signal.role.value} heads"
+                )
     return Proposal(tuple(chosen), skipped, forced)
 
 
@@ -371,13 +207,18 @@ def catalogue_markdown(circuit: Circuit | None = None) -> str:
     out = []
     for m in CATALOGUE:
         d = m.describe()
-        out += [f"### {m.name}", "",
-                f"- roles exploited (the circuit needs at least one): {', '.join(d['roles'])}",
-                f"- mechanism: {m.mechanism}",
-                f"- internal signal (first role present in the circuit is used): {'; '.join(d['signals'])}",
-                f"- expected sign of LD(attack) - LD(control): {'negative' if m.expected_sign < 0 else 'positive'}",
-                f"- answer stays unambiguous because {m.unambiguous}",
-                f"- free parameters (cells): {', '.join(str(dict(c)) for c in m.cells)}; plus the sentence(s) and extra names, drawn per candidate", ""]
+        out += [
+            f"### {m.name}",
+            "",
+            f"- roles exploited (the circuit needs at least one): {', '.join(d['roles'])}",
+            f"- mechanism: {m.mechanism}",
+            f"- internal signal (first role present in the circuit is used): {'; '.join(d['signals'])}",
+            f"- expected sign of LD(attack) - LD(control): {'negative' if m.expected_sign < 0 else 'positive'}",
+            f"- answer stays unambiguous because {m.unambiguous}",
+            f"- free parameters (cells): {', '.join(str(dict(c)) for c in m.cells)}; plus the sentence(s) and extra names, drawn "
+            "per candidate",
+            "",
+        ]
     if circuit is not None:
         prop = modes_for(circuit)
         out.append(f"Circuit {circuit.name!r} implies: {', '.join(m.name for m in prop.modes) or 'nothing'}.")

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from advgen.attacks.catalogue import FailureMode
+from advgen.attacks.failure_mode import FailureMode
 from advgen.circuits.behaviour import name_mass
 from advgen.circuits.format import Circuit
 from advgen.circuits.reads import read_heads
@@ -89,7 +89,12 @@ class CellCause:
     """The circuit's nodes, then the components outside it with the largest direct change the falsifying way, then "rest"."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "params": dict(self.params), "observed": dict(self.observed), "nodes": [asdict(n) for n in self.nodes]}
+        return {
+            **asdict(self),
+            "params": dict(self.params),
+            "observed": dict(self.observed),
+            "nodes": [asdict(n) for n in self.nodes],
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> CellCause:
@@ -115,15 +120,18 @@ def _node_terms(mode: FailureMode, cell: Mapping[str, Any]) -> dict[str, tuple[f
     return out
 
 
-def explain_cell(model: LoadedModel, circuit: Circuit, mode: FailureMode, cell_key: str, rows: Sequence[AttackRow],
-                 batch_size: int, seed: int) -> CellCause | None:
+def explain_cell(
+    model: LoadedModel, circuit: Circuit, mode: FailureMode, cell_key: str, rows: Sequence[AttackRow], batch_size: int, seed: int
+) -> CellCause | None:
     """The measured cause of one falsified cell (None when the sample holds fewer than 2 pairs of it)."""
     pairs = _pairs(rows, cell_key)
     if len(pairs) < 2:
         return None
     cell = mode.cells[int(cell_key.rsplit(":", 1)[1])]
     tok = model.tokenizer
-    prompts = [prompt_of_row(r, tok, f"cell {cell_key}, candidate {r['candidate']}, {r['family']}") for pair in pairs for r in pair]
+    prompts = [
+        prompt_of_row(r, tok, f"cell {cell_key}, candidate {r['candidate']}, {r['family']}") for pair in pairs for r in pair
+    ]
     heads = [Head(a, b) for a in range(model.n_layers) for b in range(model.n_heads)]
     layers = list(range(model.n_layers))
     node_layers = [m.layer for m in circuit.mlps]
@@ -151,9 +159,17 @@ def explain_cell(model: LoadedModel, circuit: Circuit, mode: FailureMode, cell_k
     return classify(cell_key, mode.name, dict(cell), len(pairs), mode.predicted_shift(cell), observed, nodes)
 
 
-def classify(cell: str, mode: str, params: dict[str, Any], n: int, predicted: float | None, observed: Mapping[str, float],
-             nodes: Sequence[NodeShift]) -> CellCause:
-    """Name the cause from the nodes' measured changes: did the circuit carry the predicted sign, and if not, which node missed?"""
+def classify(
+    cell: str,
+    mode: str,
+    params: dict[str, Any],
+    n: int,
+    predicted: float | None,
+    observed: Mapping[str, float],
+    nodes: Sequence[NodeShift],
+) -> CellCause:
+    """Name the cause from the nodes' measured changes: did the circuit carry the predicted sign, and if not, which node
+    missed?"""
     inside = [x for x in nodes if x.in_circuit]
     circ, circ_direct = float(sum(x.path for x in inside)), float(sum(x.direct for x in inside))
     obs = float(observed["mean"])
@@ -182,14 +198,23 @@ def _node_cause(x: NodeShift, circ: float, predicted: float) -> tuple[str, str]:
     gain = x.predicted / x.attention_predicted if x.attention_predicted else 0.0  # LD per unit of attention on the mentioned name
     via_attention = gain * x.attention
     att_err, write_err = via_attention - x.predicted, x.path - via_attention
-    text = (f"{head}: its attention to the mentioned name moved {x.attention:+.3f} (record {x.attention_predicted:+.3f}), "
-            f"which at its gain is LD {via_attention:+.2f}; its write moved LD {x.path:+.2f} (predicted {x.predicted:+.2f}), "
-            f"so {att_err:+.2f} of the miss is the attention's and {write_err:+.2f} the write's beyond it")
+    text = (
+        f"{head}: its attention to the mentioned name moved {x.attention:+.3f} (record {x.attention_predicted:+.3f}), "
+        f"which at its gain is LD {via_attention:+.2f}; its write moved LD {x.path:+.2f} (predicted {x.predicted:+.2f}), "
+        f"so {att_err:+.2f} of the miss is the attention's and {write_err:+.2f} the write's beyond it"
+    )
     return ("attention" if abs(att_err) >= abs(write_err) else "gain"), text
 
 
-def explain_falsified(model: LoadedModel, circuit: Circuit, modes: Sequence[FailureMode], cell_verdicts: Mapping[str, str],
-                      rows: Sequence[AttackRow], batch_size: int, seed: int) -> list[CellCause]:
+def explain_falsified(
+    model: LoadedModel,
+    circuit: Circuit,
+    modes: Sequence[FailureMode],
+    cell_verdicts: Mapping[str, str],
+    rows: Sequence[AttackRow],
+    batch_size: int,
+    seed: int,
+) -> list[CellCause]:
     """A measured cause for every falsified cell of the run, in cell order."""
     by_name = {m.name: m for m in modes}
     out = []
@@ -204,15 +229,22 @@ def explain_falsified(model: LoadedModel, circuit: Circuit, modes: Sequence[Fail
 def causes_markdown(causes: Sequence[CellCause]) -> str:
     if not causes:
         return ""
-    lines = ["", "## Falsified cells: measured cause", "",
-             "| cell | params | pairs | predicted | seen LD(attack) - LD(control) | circuit, along paths | circuit, direct | rest, direct | cause |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "",
+        "## Falsified cells: measured cause",
+        "",
+        "| cell | params | pairs | predicted | seen LD(attack) - LD(control) | circuit, along paths | circuit, direct | rest, "
+        "direct | cause |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for c in causes:
         p = "none" if c.predicted is None else f"{c.predicted:+.2f}"
         o = c.observed
-        lines.append(f"| {c.cell} | {', '.join(f'{k}={v}' for k, v in c.params.items())} | {c.n} | {p} | "
-                     f"{o['mean']:+.2f} [{o['low']:+.2f}, {o['high']:+.2f}] | {c.circuit:+.2f} | {c.circuit_direct:+.2f} | "
-                     f"{c.outside:+.2f} | {c.cause} |")
+        lines.append(
+            f"| {c.cell} | {', '.join(f'{k}={v}' for k, v in c.params.items())} | {c.n} | {p} | "
+            f"{o['mean']:+.2f} [{o['low']:+.2f}, {o['high']:+.2f}] | {c.circuit:+.2f} | {c.circuit_direct:+.2f} | "
+            f"{c.outside:+.2f} | {c.cause} |"
+        )
     lines.append("")
     lines += [f"- {c.cell}: {c.text}" for c in causes]
     return "\n".join(lines) + "\n"

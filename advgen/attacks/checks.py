@@ -34,7 +34,7 @@ def check_unambiguous(clean: Prompt, attack: Prompt, control: Prompt) -> None:
     """
     for p in (attack, control):
         where = f"{p.family} of {clean.pair_id} ({p.extra.get('mode')})"
-        tail_clean = clean.text[clean.text.rindex(clean.s):]
+        tail_clean = clean.text[clean.text.rindex(clean.s) :]
         if not p.text.endswith(tail_clean):
             raise AdvgenError(f"{where}: final clause changed: {p.text!r} does not end with {tail_clean!r}")
         if (p.io, p.s) != (clean.io, clean.s) or p.io_token != clean.io_token or p.s_token != clean.s_token:

@@ -23,8 +23,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from advgen.attacks.catalogue import CATALOGUE, Cell, FailureMode, Parts, Proposal, Signal, modes_for, pick
-from advgen.circuits.behaviour import MENTIONED, SITES, HeadBehaviour, MLPBehaviour
+from advgen.attacks.catalogue import CATALOGUE, modes_for
+from advgen.attacks.failure_mode import Cell, FailureMode, Parts, Proposal, Signal, pick
+from advgen.circuits.behaviour_records import MENTIONED, SITES, HeadBehaviour, MLPBehaviour
 from advgen.circuits.format import Circuit
 from advgen.core.types import AdvgenError, Head, Role
 from advgen.prompts.sentences import SentenceBank, name_slot
@@ -74,13 +75,20 @@ class CompiledEdit:
 
 def records_of(circuit: Circuit) -> dict[Head, HeadBehaviour]:
     """The behaviour records stored in a circuit (heads without one are left out)."""
-    return {h.head: HeadBehaviour.from_dict(h.behaviour, f"circuit {circuit.name!r}, head {h.head}")
-            for h in circuit.heads if h.behaviour}
+    return {
+        h.head: HeadBehaviour.from_dict(h.behaviour, f"circuit {circuit.name!r}, head {h.head}")
+        for h in circuit.heads
+        if h.behaviour
+    }
 
 
 def mlp_records_of(circuit: Circuit) -> dict[str, MLPBehaviour]:
     """The MLP node records stored in a circuit (nodes without one are left out)."""
-    return {m.node: MLPBehaviour.from_dict(m.behaviour, f"circuit {circuit.name!r}, MLP node {m.node}") for m in circuit.mlps if m.behaviour}
+    return {
+        m.node: MLPBehaviour.from_dict(m.behaviour, f"circuit {circuit.name!r}, MLP node {m.node}")
+        for m in circuit.mlps
+        if m.behaviour
+    }
 
 
 def mention_edits(records: Mapping[Head, HeadBehaviour], mlps: Mapping[str, MLPBehaviour] | None = None) -> list[CompiledEdit]:
@@ -148,8 +156,11 @@ class CompiledMention(FailureMode):
         return cell["dose"] * self.edit_spec.predicted[cell["site"]]
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "compiled_from": self.evidence_text,
-                "predicted_shift_per_mention": dict(self.edit_spec.predicted)}
+        return {
+            **super().describe(),
+            "compiled_from": self.evidence_text,
+            "predicted_shift_per_mention": dict(self.edit_spec.predicted),
+        }
 
 
 def _gain_text(r: HeadBehaviour) -> str:
@@ -163,8 +174,10 @@ def _cite(c: Contribution, records: Mapping[Head, HeadBehaviour], name: str, oth
     if not isinstance(c.head, Head):
         return f"{c.head} (MLP node, measured LD change {c.shift:+.3f} per mention {c.site})"
     r = records[c.head]
-    return (f"{c.head} ({r.write_sign}, gain {_gain_text(r)}, mass on {name} minus {other} {c.d_mentioned:+.3f} "
-            f"per mention {c.site}, shift {c.shift:+.3f})")
+    return (
+        f"{c.head} ({r.write_sign}, gain {_gain_text(r)}, mass on {name} minus {other} {c.d_mentioned:+.3f} "
+        f"per mention {c.site}, shift {c.shift:+.3f})"
+    )
 
 
 def _mode(e: CompiledEdit, records: Mapping[Head, HeadBehaviour], roles: Mapping[Head, Role]) -> FailureMode:
@@ -177,20 +190,31 @@ def _mode(e: CompiledEdit, records: Mapping[Head, HeadBehaviour], roles: Mapping
     signs = tuple(1 if c.d_mentioned >= 0 else -1 for c in hev)  # each cited head's own predicted move
     cited = "; ".join(_cite(c, records, e.name, other) for c in ev)
     nodes = [str(c.head) for c in ev if not isinstance(c.head, Head)]
-    evidence = (f"compiled from heads {', '.join(map(str, heads)) or 'none'}" + (f" and MLP nodes {', '.join(nodes)}" if nodes else "")
-                + f": {cited}")
+    evidence = (
+        f"compiled from heads {', '.join(map(str, heads)) or 'none'}"
+        + (f" and MLP nodes {', '.join(nodes)}" if nodes else "")
+        + f": {cited}"
+    )
     sign_word = "lowers" if e.predicted_sign < 0 else "raises"
     attrs = {
         "name": f"compiled_repeat_{e.name.lower()}",
         "roles": tuple(dict.fromkeys(roles[h] for h in heads)),
-        "mechanism": (f"heads that write what they attend to shift their attention with each mention of a name; summed over the "
-                      f"circuit's records, one more mention of {e.name} {sign_word} LD by "
-                      + ", ".join(f"{v:+.3f} ({k})" for k, v in sorted(e.predicted.items())) + f". {evidence}"),
-        "unambiguous": (f"the added sentences only say how {e.name} felt or what {e.name} did, with no giving and no other "
-                        "name; the first and final clauses are the clean ones; the control says the same about 'someone'"),
+        "mechanism": (
+            f"heads that write what they attend to shift their attention with each mention of a name; summed over the "
+            f"circuit's records, one more mention of {e.name} {sign_word} LD by "
+            + ", ".join(f"{v:+.3f} ({k})" for k, v in sorted(e.predicted.items()))
+            + f". {evidence}"
+        ),
+        "unambiguous": (
+            f"the added sentences only say how {e.name} felt or what {e.name} did, with no giving and no other "
+            "name; the first and final clauses are the clean ones; the control says the same about 'someone'"
+        ),
         "expected_sign": e.predicted_sign,
-        "signals": (Signal(roles[heads[0]] if heads else Role.NAME_MOVER, "END", keys, +1, heads=heads, minus=minus, group=True,
-                           signs=signs),),
+        "signals": (
+            Signal(
+                roles[heads[0]] if heads else Role.NAME_MOVER, "END", keys, +1, heads=heads, minus=minus, group=True, signs=signs
+            ),
+        ),
         "cells": tuple({"dose": k, "site": site} for site in sorted(e.predicted) for k in DOSES)
         + tuple({"dose": 1, "site": site, "length": 1} for site in sorted(e.predicted)),  # the short edit: one sentence
         "group_by": ("dose", "site"),
@@ -223,10 +247,15 @@ def has_records(circuit: Circuit) -> bool:
 def compiled_markdown(modes: Sequence[FailureMode]) -> str:
     out = []
     for m in modes:
-        out += [f"### {m.name}", "", f"- mechanism: {m.mechanism}",
-                f"- predicted sign of LD(attack) - LD(control): {'negative' if m.expected_sign < 0 else 'positive'}",
-                f"- answer stays unambiguous because {m.unambiguous}",
-                f"- cells: {', '.join(str(dict(c)) for c in m.cells)}", ""]
+        out += [
+            f"### {m.name}",
+            "",
+            f"- mechanism: {m.mechanism}",
+            f"- predicted sign of LD(attack) - LD(control): {'negative' if m.expected_sign < 0 else 'positive'}",
+            f"- answer stays unambiguous because {m.unambiguous}",
+            f"- cells: {', '.join(str(dict(c)) for c in m.cells)}",
+            "",
+        ]
     return "\n".join(out)
 
 
@@ -248,7 +277,9 @@ def select_modes(circuit: Circuit, requested: Sequence[str] | None = None) -> Pr
     if rest:
         cat = modes_for(circuit, requested=rest)
         return Proposal(modes + cat.modes, {**skipped, **cat.skipped}, cat.notes)
-    return Proposal(modes, {**skipped, **{m.name: "catalogue mode; compiled modes run instead (--modes to add it)" for m in CATALOGUE}}, {})
+    return Proposal(
+        modes, {**skipped, **{m.name: "catalogue mode; compiled modes run instead (--modes to add it)" for m in CATALOGUE}}, {}
+    )
 
 
 VERDICTS = ("confirmed", "falsified", "inconclusive")
@@ -259,5 +290,8 @@ def prediction_accuracy(cell_verdicts: Mapping[str, str]) -> dict[str, Any]:
     left inconclusive by the random sample (each cell judged against its own predicted sign, as screening does)."""
     got = [v for k, v in sorted(cell_verdicts.items()) if k.startswith("compiled_")]
     counts = {v: got.count(v) for v in VERDICTS}
-    return {"compiled_cells": len(got), **counts,
-            "falsified_cells": sorted(k for k, v in cell_verdicts.items() if k.startswith("compiled_") and v == "falsified")}
+    return {
+        "compiled_cells": len(got),
+        **counts,
+        "falsified_cells": sorted(k for k, v in cell_verdicts.items() if k.startswith("compiled_") and v == "falsified"),
+    }

@@ -37,11 +37,7 @@ import torch
 from tqdm.auto import tqdm
 
 from advgen.attacks import bandit
-from advgen.attacks.baseline import baseline_picks, baseline_prompts
-from advgen.attacks.catalogue import FailureMode
-from advgen.attacks.journal import REUSED, Journal, content_salt
-from advgen.attacks.sampling import stratified
-from advgen.attacks.search import (
+from advgen.attacks.attack_setup import (
     UNIT_PROMPTS,
     AttackConfig,
     Candidate,
@@ -52,6 +48,10 @@ from advgen.attacks.search import (
     render_pair,
     unit_key,
 )
+from advgen.attacks.baseline import baseline_picks, baseline_prompts
+from advgen.attacks.failure_mode import FailureMode
+from advgen.attacks.journal import REUSED, Journal, content_salt
+from advgen.attacks.sampling import stratified
 from advgen.circuits import ablation, patching
 from advgen.circuits.format import Circuit
 from advgen.core import options, records
@@ -83,16 +83,26 @@ class DivergenceSettings:
 
     def check(self, cfg: AttackConfig) -> None:
         if self.ablation not in ABLATIONS:
-            why = (" (a searched prompt is its own template-and-length group, so ioi_mean would be the prompt itself and "
-                   "resample_abc its own twin, which is abc_mean)") if self.ablation in ablation.ABLATIONS else ""
-            raise AdvgenError(f"--ablation {self.ablation!r} cannot drive the divergence search{why}; choose one of {list(ABLATIONS)}")
+            why = (
+                (
+                    " (a searched prompt is its own template-and-length group, so ioi_mean would be the prompt itself and "
+                    "resample_abc its own twin, which is abc_mean)"
+                )
+                if self.ablation in ablation.ABLATIONS
+                else ""
+            )
+            raise AdvgenError(
+                f"--ablation {self.ablation!r} cannot drive the divergence search{why}; choose one of {list(ABLATIONS)}"
+            )
         if self.measure not in MEASURES:
             raise AdvgenError(f"--divergence {self.measure!r} is not a divergence measure; choose one of {list(MEASURES)}")
         if self.top < 1 or self.controls < 0:
             raise AdvgenError(f"--top must be >= 1 and --controls >= 0, got {self.top} and {self.controls}")
         if cfg.budget < cfg.n_clean + self.controls + 4:
-            raise AdvgenError(f"--budget {cfg.budget} is too small for the divergence search: the clean run takes --n-clean={cfg.n_clean} "
-                              f"evaluations and the worst prompts' controls --controls={self.controls}, leaving fewer than 4 to search")
+            raise AdvgenError(
+                f"--budget {cfg.budget} is too small for the divergence search: the clean run takes --n-clean={cfg.n_clean} "
+                f"evaluations and the worst prompts' controls --controls={self.controls}, leaving fewer than 4 to search"
+            )
 
 
 @dataclass(frozen=True)
@@ -111,8 +121,16 @@ class DivergenceRun:
     settings: DivergenceSettings
 
 
-def measure_divergence(model: LoadedModel, circuit: Circuit, prompts: Sequence[Prompt], tags: Sequence[dict[str, Any]],
-                       ds: DivergenceSettings, names: Sequence[str], batch_size: int, seed: int) -> list[Row]:
+def measure_divergence(
+    model: LoadedModel,
+    circuit: Circuit,
+    prompts: Sequence[Prompt],
+    tags: Sequence[dict[str, Any]],
+    ds: DivergenceSettings,
+    names: Sequence[str],
+    batch_size: int,
+    seed: int,
+) -> list[Row]:
     """Model and circuit on `prompts`, batched: one row per prompt that has an ABC twin (abc_mean) or every prompt (zero)."""
     keep: list[tuple[Prompt, dict[str, Any]]] = []
     twins: list[Prompt] = []
@@ -136,10 +154,21 @@ def measure_divergence(model: LoadedModel, circuit: Circuit, prompts: Sequence[P
     rows: list[Row] = []
     for i, ((p, tag), m) in enumerate(zip(keep, prompt_metrics(clean.logits, io, s), strict=True)):
         cld, kl = float(circ.ld[i]), float(circ.kl[i])
-        rows.append({**records.prompt_row(p), **records.metric_row(m), "mode": p.extra.get("mode"), "cell": tag.get("cell"),
-                     "params": p.extra.get("params", {}), "head_signals": {}, "phase": tag["phase"], "candidate": tag.get("candidate"),
-                     "circuit_logit_diff": cld, "circuit_kl": kl,
-                     "divergence": abs(m.logit_diff - cld) if ds.measure == "ld" else kl})
+        rows.append(
+            {
+                **records.prompt_row(p),
+                **records.metric_row(m),
+                "mode": p.extra.get("mode"),
+                "cell": tag.get("cell"),
+                "params": p.extra.get("params", {}),
+                "head_signals": {},
+                "phase": tag["phase"],
+                "candidate": tag.get("candidate"),
+                "circuit_logit_diff": cld,
+                "circuit_kl": kl,
+                "divergence": abs(m.logit_diff - cld) if ds.measure == "ld" else kl,
+            }
+        )
     return rows
 
 
@@ -150,8 +179,12 @@ class _Ctx:
 
     def run(self, key: str, prompts: Sequence[Prompt], tags: Sequence[dict[str, Any]]) -> list[Row]:
         s = self.s
-        return s.journal.unit(key, lambda: measure_divergence(s.model, s.circuit, prompts, tags, self.ds, s.lex.name_texts,
-                                                              s.cfg.batch_size, s.cfg.seed))
+        return s.journal.unit(
+            key,
+            lambda: measure_divergence(
+                s.model, s.circuit, prompts, tags, self.ds, s.lex.name_texts, s.cfg.batch_size, s.cfg.seed
+            ),
+        )
 
 
 def _tag(c: Candidate, phase: str) -> dict[str, Any]:
@@ -163,8 +196,9 @@ def _attacks(x: _Ctx, cands: Sequence[Candidate], phase: str) -> list[Row]:
     return x.run(unit_key(x.s.base_key, "divergence", phase, [c.cid for c in cands]), prompts, [_tag(c, phase) for c in cands])
 
 
-def _search(x: _Ctx, pool: Sequence[Candidate], seen: Sequence[Row], budget: int, sampled: set[str],
-            tau: float) -> tuple[list[Row], dict[str, Any], int]:
+def _search(
+    x: _Ctx, pool: Sequence[Candidate], seen: Sequence[Row], budget: int, sampled: set[str], tau: float
+) -> tuple[list[Row], dict[str, Any], int]:
     """Thompson sampling over cells (reward: divergence >= tau), each cell's queue ordered by its clean prompt's best so far."""
     s = x.s
     pair = {c.cid: s.specs[c.spec].pair_id for c in pool}
@@ -200,21 +234,33 @@ def _search(x: _Ctx, pool: Sequence[Candidate], seen: Sequence[Row], budget: int
     searched: dict[str, int] = {}
     for r in rows:
         searched[r["cell"]] = searched.get(r["cell"], 0) + 1
-    doc = {"searched_per_cell": dict(sorted(searched.items())), "hit_rate_posterior": {k: a.mean for k, a in sorted(arms.items())}}
+    doc = {
+        "searched_per_cell": dict(sorted(searched.items())),
+        "hit_rate_posterior": {k: a.mean for k, a in sorted(arms.items())},
+    }
     return rows, doc, dropped
 
 
 def _controls(x: _Ctx, pool: Sequence[Candidate], attacked: Sequence[Row]) -> tuple[list[Row], int]:
     """Matched controls of the worst attack prompts; a control text shared by several is measured once (the rest: reused rows)."""
     by_cid = {c.cid: c for c in pool}
-    worst = sorted((r for r in attacked if r["family"] == "attack"), key=lambda r: (-r["divergence"], r["candidate"]))[: x.ds.controls]
+    worst = sorted((r for r in attacked if r["family"] == "attack"), key=lambda r: (-r["divergence"], r["candidate"]))[
+        : x.ds.controls
+    ]
     items = [(by_cid[r["candidate"]], render_pair(x.s, by_cid[r["candidate"]])[1]) for r in worst]
     first: dict[str, int] = {}
     for i, (_, p) in enumerate(items):
         first.setdefault(p.text, i)
     todo = sorted(first.values())
-    got = x.run(unit_key(x.s.base_key, "divergence", "control", [items[i][0].cid for i in todo]), [items[i][1] for i in todo],
-                [_tag(items[i][0], "control") for i in todo]) if todo else []
+    got = (
+        x.run(
+            unit_key(x.s.base_key, "divergence", "control", [items[i][0].cid for i in todo]),
+            [items[i][1] for i in todo],
+            [_tag(items[i][0], "control") for i in todo],
+        )
+        if todo
+        else []
+    )
     measured = {r["text"]: r for r in got}
     rows: list[Row] = []
     for c, p in items:
@@ -239,19 +285,31 @@ def _random(x: _Ctx, n: int) -> tuple[list[Row], int]:
     return rows, len(picks) - len(rows)
 
 
-def run_divergence(model: LoadedModel, circuit: Circuit, cfg: AttackConfig, ds: DivergenceSettings, out: Path, resume: bool = False,
-                   stop_after_units: int | None = None, progress: bool = False) -> DivergenceRun:
+def run_divergence(
+    model: LoadedModel,
+    circuit: Circuit,
+    cfg: AttackConfig,
+    ds: DivergenceSettings,
+    out: Path,
+    resume: bool = False,
+    stop_after_units: int | None = None,
+    progress: bool = False,
+) -> DivergenceRun:
     """The guided search and the random baseline, each `cfg.budget` evaluations; units journaled under out/journal/."""
     cfg.check()
     ds.check(cfg)
     bar = tqdm(total=2 * cfg.budget, desc="divergence", unit="eval", disable=not progress)
     salt = key_of(content_salt(model, circuit, cfg), "divergence", asdict(ds))
-    journal = Journal(out, resume, stop_after_units, bar, salt=salt, advance=lambda rows: sum(REUSED not in r["extra"] for r in rows))
+    journal = Journal(
+        out, resume, stop_after_units, bar, salt=salt, advance=lambda rows: sum(REUSED not in r["extra"] for r in rows)
+    )
     s = prepare(model, circuit, cfg, journal)
     x = _Ctx(s, ds)
     clean: list[Row] = []
     for chunk in chunks(s.clean_prompts, UNIT_PROMPTS):
-        clean += x.run(unit_key(s.base_key, "divergence", "clean", [p.text for p in chunk]), list(chunk), [{"phase": "clean"}] * len(chunk))
+        clean += x.run(
+            unit_key(s.base_key, "divergence", "clean", [p.text for p in chunk]), list(chunk), [{"phase": "clean"}] * len(chunk)
+        )
     pool = candidate_pool(s)
     guided = cfg.budget - len(clean) - ds.controls
     sample = stratified(pool, max(1, min(len(pool), int(guided * cfg.sample_frac) // 2)), cfg.seed)
@@ -266,9 +324,22 @@ def run_divergence(model: LoadedModel, circuit: Circuit, cfg: AttackConfig, ds: 
     bar.total = bar.n
     bar.close()
     fresh = [r for r in control_rows if REUSED not in r["extra"]]
-    evals = {"clean": len(clean), "sample": len(sample_rows), "search": len(search_rows), "control": len(fresh),
-             "guided": len(clean) + len(sample_rows) + len(search_rows) + len(fresh), "random": len(random_rows)}
-    skipped = {"clean": len(s.clean_prompts) - len(clean), "sample": len(sample) - len(sample_rows), "search": search_dropped,
-               "control": control_dropped, "random": random_dropped}
+    evals = {
+        "clean": len(clean),
+        "sample": len(sample_rows),
+        "search": len(search_rows),
+        "control": len(fresh),
+        "guided": len(clean) + len(sample_rows) + len(search_rows) + len(fresh),
+        "random": len(random_rows),
+    }
+    skipped = {
+        "clean": len(s.clean_prompts) - len(clean),
+        "sample": len(sample) - len(sample_rows),
+        "search": search_dropped,
+        "control": control_dropped,
+        "random": random_dropped,
+    }
     doc = {**doc, "n_pool": len(pool), "n_sample": len(sample), "controls_reused": len(control_rows) - len(fresh)}
-    return DivergenceRun(clean + sample_rows + search_rows + control_rows, random_rows, evals, skipped, s.proposal.modes, tau, doc, ds)
+    return DivergenceRun(
+        clean + sample_rows + search_rows + control_rows, random_rows, evals, skipped, s.proposal.modes, tau, doc, ds
+    )

@@ -31,5 +31,6 @@ def content_salt(model: LoadedModel, circuit: Circuit, cfg: Any) -> str:
     """What determines an attack's rows beyond its unit keys: weights, tokenizer, template text, circuit, settings."""
     templates = [(t.id, t.text) for t in resolve_templates(cfg.templates)]
     settings = dataclasses.asdict(cfg)
-    return key_of("attack", module_digest(model.hf_model), tokenizer_hash(model.tokenizer), templates,
-                  circuit.to_dict(), settings)
+    return key_of(
+        "attack", module_digest(model.hf_model), tokenizer_hash(model.tokenizer), templates, circuit.to_dict(), settings
+    )

@@ -67,8 +67,13 @@ def start(backend: Any, fresh: bool, tokenizer_hash: str, batch_size: int) -> Pr
     return Prefetcher(backend, tokenizer_hash, batch_size)
 
 
-def pair_requests(chunks: Sequence[Sequence[C]], render: Callable[[C], tuple[Prompt, Prompt]], shared: Callable[[C], bool],
-                  attack_reads: Callable[[C], list[Read]], control_reads: Callable[[C], list[Read]]) -> list[Request]:
+def pair_requests(
+    chunks: Sequence[Sequence[C]],
+    render: Callable[[C], tuple[Prompt, Prompt]],
+    shared: Callable[[C], bool],
+    attack_reads: Callable[[C], list[Read]],
+    control_reads: Callable[[C], list[Read]],
+) -> list[Request]:
     """The sample phase's units in order: each chunk's attacks, then its controls, a shared control only the first time."""
     seen: set[str] = set()
     out: list[Request] = []

@@ -12,15 +12,13 @@ prompt with one control (`FailureMode.share_key`: every dose of both compiled mo
 are sampled as a unit and their control runs once; a reused control is a row per candidate
 marked `extra["control_reused_from"]`, not an evaluation. The random baseline gets the same total budget.
 Work is journaled in units (DIR/journal/, atomic), so `resume=True` continues a run to the same files.
+The config, the candidates and the setup every phase shares are `advgen.attacks.attack_setup`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,67 +26,32 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from advgen.attacks import bandit, prefetch
+from advgen.attacks.attack_setup import (
+    UNIT_PROMPTS,
+    AttackConfig,
+    Candidate,
+    Setup,
+    candidate_pool,
+    chunks,
+    measure_rows,
+    prepare,
+    render_pair,
+    unit_key,
+)
 from advgen.attacks.baseline import baseline_picks, baseline_prompts
-from advgen.attacks.catalogue import FailureMode, Proposal, Variant
-from advgen.attacks.checks import check_unambiguous
-from advgen.attacks.compiler import select_modes
+from advgen.attacks.failure_mode import FailureMode
 from advgen.attacks.journal import REUSED, Interrupted, Journal, content_salt, evaluated, read_unit
 from advgen.attacks.sampling import pop_chunk, stratified
 from advgen.attacks.signals import fragility, label_rows, signal_doc, signal_reads
 from advgen.circuits.format import Circuit
-from advgen.core import options, records
+from advgen.core import records
 from advgen.core.records import AttackRow, MeasuredRow
-from advgen.core.types import AdvgenError, Prompt, PromptSet
-from advgen.model.backends import Backend, measure_unit
+from advgen.core.types import Prompt
+from advgen.model.backends import Backend
 from advgen.model.loading import LoadedModel
-from advgen.model.validate import Read, measure
-from advgen.prompts import datasets
-from advgen.prompts.lexicon import Lexicon, build_lexicon
-from advgen.prompts.sentences import SentenceBank, load_bank
-from advgen.prompts.templates import resolve_templates, tokenizer_hash
+from advgen.model.validate import Read
 
-UNIT_PROMPTS = 64
-MAX_BUDGET = 100_000
-"""Largest --budget (model evaluations per side): rows are held in memory until the run is written."""
-__all__ = ["AttackConfig", "AttackRun", "Candidate", "Interrupted", "Journal", "read_unit", "run_attack", "stratified"]  # journal's, re-exported
-
-
-@dataclass(frozen=True)
-class AttackConfig:
-    budget: int
-    n_clean: int = 100
-    seed: int = 0
-    batch_size: int = 32
-    sample_frac: float = 0.5
-    """Sample size: int(guided budget x sample_frac / 2) candidates (this share of the budget at 2 evaluations each; less if controls are shared)."""
-    templates: str | None = None
-    modes: tuple[str, ...] | None = None
-    """Catalogue modes and/or "compiled" (None: compiled if the circuit has behaviour records, else its catalogue proposal)."""
-
-    def check(self) -> None:
-        if self.n_clean < 2:
-            raise AdvgenError(f"--n-clean must be >= 2, got {self.n_clean}")
-        if self.budget < self.n_clean + 4:
-            raise AdvgenError(f"--budget {self.budget} is too small: the clean run alone takes --n-clean={self.n_clean} evaluations, "
-                              f"and each candidate 2 more (attack + control)")
-        if not 0 < self.sample_frac <= 1:
-            raise AdvgenError(f"sample fraction must be in (0, 1], got {self.sample_frac}")
-        if self.budget > MAX_BUDGET:
-            raise AdvgenError(f"--budget {self.budget:,} is above the limit of {MAX_BUDGET:,} evaluations per side "
-                              "(an attack holds its rows in memory; see docs/reliability.md)")
-        if self.seed < 0 or not 1 <= self.batch_size <= options.MAX_BATCH:
-            raise AdvgenError(f"--seed must be >= 0 and --batch-size between 1 and {options.MAX_BATCH}, got {self.seed} and {self.batch_size}")
-
-
-@dataclass(frozen=True)
-class Candidate:
-    cid: str
-    spec: int
-    mode: FailureMode
-    cell: str
-    variant: Variant
-    unit: str
-    """Candidates with one unit share their control (same clean prompt, same share key); otherwise the cid."""
+__all__ = ["AttackRun", "Interrupted", "Journal", "read_unit", "run_attack", "stratified"]  # journal's, re-exported
 
 
 SHARED = "control_unit"
@@ -107,68 +70,6 @@ class AttackRun:
     screening: dict[str, Any]
 
 
-def unit_key(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
-
-
-def chunks(seq: Sequence[Any], k: int) -> list[Sequence[Any]]:
-    return [seq[i : i + k] for i in range(0, len(seq), k)]
-
-
-@dataclass(frozen=True)
-class Setup:
-    """Everything the phases share: model, circuit, proposal, clean specs and prompts, the journal."""
-
-    model: LoadedModel
-    circuit: Circuit
-    cfg: AttackConfig
-    proposal: Proposal
-    lex: Lexicon
-    bank: SentenceBank
-    specs: list[datasets.Spec]
-    clean_prompts: list[Prompt]
-    journal: Journal
-    base_key: tuple[Any, ...]
-    backend: Backend | None = None
-    """Where measurements run (None: here, on `model`); `--backend ray` gives the same rows."""
-    shared_reads: tuple[Read, ...] = ()
-    """Reads of every mode with a share key: a shared control carries the signal of every mode that may reuse it."""
-    controls: dict[str, MeasuredRow] = field(default_factory=dict)
-    """Control rows evaluated so far, by prompt text and reads (filled after each journal unit, so resume matches)."""
-    ahead: prefetch.Prefetcher | None = None
-    """Ray, fresh run: units queued ahead (`advgen.attacks.prefetch`); None: each unit measured when asked for."""
-
-
-def _measure(s: Setup, prompts: list[Prompt], reads: list[list[Read]], tags: list[dict[str, Any]]) -> list[MeasuredRow]:
-    ps = PromptSet(tuple(prompts), tokenizer_hash(s.model.tokenizer))
-    unit = (ps, reads, s.cfg.batch_size)
-    got = s.ahead.take(prompts, reads) if s.ahead else None
-    [m] = [got] if got is not None else [measure(s.model, *unit)] if s.backend is None else list(s.backend.map(measure_unit, [unit]))
-    out: list[MeasuredRow] = []
-    for p, met, sig, tag in zip(prompts, m.metrics, m.signals, tags, strict=True):
-        row = {**records.prompt_row(p), **records.metric_row(met), "mode": p.extra.get("mode"), "cell": tag.get("cell"),
-               "params": p.extra.get("params", {}), "head_signals": sig, "phase": tag["phase"], "candidate": tag.get("candidate")}
-        out.append(row)  # type: ignore[arg-type]
-    return out
-
-
-def prepare(model: LoadedModel, circuit: Circuit, cfg: AttackConfig, journal: Journal, backend: Backend | None = None) -> Setup:
-    cfg.check()
-    circuit.check_against(model.n_layers, model.n_heads)
-    proposal = select_modes(circuit, cfg.modes)
-    if not proposal.modes:
-        raise AdvgenError(f"circuit {circuit.name!r} implies no failure mode: " + "; ".join(f"{k}: {v}" for k, v in proposal.skipped.items()))
-    lex = build_lexicon(model.tokenizer)
-    specs = datasets.sample_specs(resolve_templates(cfg.templates), lex, cfg.n_clean, cfg.seed)
-    # the model as the user named it plus its tokenizer, not model.source: an absolute path would make the
-    # journal keys and the search's random stream depend on where advgen is installed
-    base_key = (model.name, tokenizer_hash(model.tokenizer), circuit.to_dict(), cfg.seed, cfg.n_clean, cfg.templates, cfg.budget, cfg.sample_frac, cfg.modes)
-    shared = tuple(sorted({r for m in proposal.modes if any(m.share_key(c) for c in m.cells) for r in signal_reads(m, circuit)}, key=str))
-    ahead = prefetch.start(backend, not any(journal.dir.glob("unit-*.json")), tokenizer_hash(model.tokenizer), cfg.batch_size)
-    return Setup(model, circuit, cfg, proposal, lex, load_bank(lex), specs, list(datasets.build(specs, model.tokenizer)), journal, base_key,
-                 backend, shared, ahead=ahead)
-
-
 def _run_clean(s: Setup) -> list[MeasuredRow]:
     """Clean prompts, with every mode's signal reads (fragility comes from them)."""
     reads = sorted({r for m in s.proposal.modes for r in signal_reads(m, s.circuit)}, key=str)
@@ -177,32 +78,11 @@ def _run_clean(s: Setup) -> list[MeasuredRow]:
         s.ahead.queue([(list(c), [reads] * len(c)) for c in chunks(s.clean_prompts, UNIT_PROMPTS)])
     for chunk in chunks(s.clean_prompts, UNIT_PROMPTS):
         ps = list(chunk)
-        rows += s.journal.unit(unit_key(s.base_key, "clean", [p.text for p in ps]),
-                               lambda ps=ps: _measure(s, ps, [reads] * len(ps), [{"phase": "clean"}] * len(ps)))
+        rows += s.journal.unit(
+            unit_key(s.base_key, "clean", [p.text for p in ps]),
+            lambda ps=ps: measure_rows(s, ps, [reads] * len(ps), [{"phase": "clean"}] * len(ps)),
+        )
     return rows
-
-
-def candidate_pool(s: Setup) -> list[Candidate]:
-    """Every (clean spec, mode, cell) candidate as template strings; rendering waits for evaluation."""
-    pool = []
-    for i, sp in enumerate(s.specs):
-        for mode in s.proposal.modes:
-            for (c, cell), d in ((cc, d) for cc in enumerate(mode.cells) for d in range(mode.draws)):
-                tail = f":{d}" if d else ""  # draw 0 keeps the single-draw ids and random streams
-                cid, share = f"{sp.pair_id}:{mode.name}:{c}{tail}", mode.share_key(cell)
-                rng = random.Random(f"{s.cfg.seed}:{sp.pair_id}:{share or f'{mode.name}:{c}'}{tail}")
-                v = mode.variant(sp, cell, rng, s.bank, s.lex)
-                if v is not None:
-                    pool.append(Candidate(cid, i, mode, mode.cell_key(c), v, f"{sp.pair_id}:{share}{tail}" if share else cid))
-    if not pool:
-        raise AdvgenError("no candidate applies to the sampled templates")
-    return pool
-
-
-def render_pair(s: Setup, cand: Candidate) -> tuple[Prompt, Prompt]:
-    a, c = cand.mode.render(s.specs[cand.spec], cand.variant, s.model.tokenizer)
-    check_unambiguous(s.clean_prompts[cand.spec], a, c)
-    return a, c
 
 
 def _tag(cand: Candidate, phase: str) -> dict[str, Any]:
@@ -227,8 +107,16 @@ def _controls(s: Setup, items: Sequence[tuple[Candidate, Prompt]], phase: str) -
         elif p.text not in s.controls and p.text not in first:
             first[p.text] = i
             todo.append(i)
-    measured = _measure(s, [items[i][1] for i in todo], [_control_reads(s, items[i][0]) for i in todo],
-                        [_tag(items[i][0], phase) for i in todo]) if todo else []
+    measured = (
+        measure_rows(
+            s,
+            [items[i][1] for i in todo],
+            [_control_reads(s, items[i][0]) for i in todo],
+            [_tag(items[i][0], phase) for i in todo],
+        )
+        if todo
+        else []
+    )
     got = dict(zip(todo, measured, strict=True))
     rows: list[MeasuredRow] = []
     for i, (cand, p) in enumerate(items):
@@ -238,8 +126,14 @@ def _controls(s: Setup, items: Sequence[tuple[Candidate, Prompt]], phase: str) -
             rows.append(got[i])
             continue
         src = s.controls.get(p.text) or got[first[p.text]]
-        row = {**src, **records.prompt_row(p), "mode": p.extra.get("mode"), "cell": cand.cell, "params": p.extra.get("params", {}),
-               **_tag(cand, phase)}
+        row = {
+            **src,
+            **records.prompt_row(p),
+            "mode": p.extra.get("mode"),
+            "cell": cand.cell,
+            "params": p.extra.get("params", {}),
+            **_tag(cand, phase),
+        }
         row["extra"] = {**row["extra"], SHARED: cand.unit, REUSED: src["candidate"]}
         rows.append(row)  # type: ignore[arg-type]
     return rows
@@ -256,11 +150,17 @@ def _evaluate_pairs(s: Setup, cands: Sequence[Candidate]) -> list[MeasuredRow]:
     """The random sample: attack and control of every candidate (a shared control once)."""
     rows: list[MeasuredRow] = []
     for chunk in chunks(list(cands), UNIT_PROMPTS // 2):
+
         def compute(chunk: Sequence[Candidate] = chunk) -> list[MeasuredRow]:
             pairs = [(cand, *render_pair(s, cand)) for cand in chunk]
-            att = _measure(s, [a for _, a, _ in pairs], [signal_reads(c.mode, s.circuit) for c, _, _ in pairs],
-                           [_tag(c, "sample") for c, _, _ in pairs])
+            att = measure_rows(
+                s,
+                [a for _, a, _ in pairs],
+                [signal_reads(c.mode, s.circuit) for c, _, _ in pairs],
+                [_tag(c, "sample") for c, _, _ in pairs],
+            )
             return att + _controls(s, [(c, k) for c, _, k in pairs], "sample")
+
         rows += _unit(s, unit_key(s.base_key, "sample", [c.cid for c in chunk]), compute)
     return rows
 
@@ -273,13 +173,19 @@ def _unit(s: Setup, key: str, compute: Callable[[], list[MeasuredRow]]) -> list[
 
 def _attack_then_control(s: Setup, chunk: Sequence[Candidate], clean_ld: Sequence[float]) -> list[MeasuredRow]:
     pairs = [(cand, *render_pair(s, cand)) for cand in chunk]
-    rows = _measure(s, [a for _, a, _ in pairs], [signal_reads(cand.mode, s.circuit) for cand, _, _ in pairs],
-                    [_tag(cand, "search") for cand, _, _ in pairs])
+    rows = measure_rows(
+        s,
+        [a for _, a, _ in pairs],
+        [signal_reads(cand.mode, s.circuit) for cand, _, _ in pairs],
+        [_tag(cand, "search") for cand, _, _ in pairs],
+    )
     hit = [(cand, c) for (cand, _, c), r in zip(pairs, rows, strict=True) if r["logit_diff"] < 0 < clean_ld[cand.spec]]
     return rows + (_controls(s, hit, "search") if hit else [])
 
 
-def _arms(s: Setup, pool: Sequence[Candidate], sample_rows: Sequence[MeasuredRow], clean_ld: Sequence[float]) -> tuple[dict[str, bandit.Arm], dict[str, Any]]:
+def _arms(
+    s: Setup, pool: Sequence[Candidate], sample_rows: Sequence[MeasuredRow], clean_ld: Sequence[float]
+) -> tuple[dict[str, bandit.Arm], dict[str, Any]]:
     """Priors from the prediction, updated by the sample's breaks; falsified cells and modes switched off."""
     natural = float(np.mean(np.array(clean_ld) < 0))
     arms: dict[str, bandit.Arm] = {}
@@ -294,7 +200,9 @@ def _arms(s: Setup, pool: Sequence[Candidate], sample_rows: Sequence[MeasuredRow
     for r in sample_rows:
         if r["family"] == "attack" and r["cell"] is not None:
             brk = int(r["logit_diff"] < 0 < clean_ld[index[r["pair_id"]]])
-            arms = bandit.observe(arms, r["cell"], brk * int(ctl[r["candidate"]] >= 0), 1, brk)  # rewarded only if the control holds
+            arms = bandit.observe(
+                arms, r["cell"], brk * int(ctl[r["candidate"]] >= 0), 1, brk
+            )  # rewarded only if the control holds
             diffs.setdefault(r["cell"], []).append(r["logit_diff"] - ctl[r["candidate"]])
     verdicts, signs = {}, {}
     for key, mode in cells.items():
@@ -305,8 +213,15 @@ def _arms(s: Setup, pool: Sequence[Candidate], sample_rows: Sequence[MeasuredRow
     return bandit.falsify(arms, off), {"cell_verdicts": verdicts, "not_funded": sorted(off)}
 
 
-def _search(s: Setup, pool: Sequence[Candidate], arms: dict[str, bandit.Arm], budget: int, sampled: set[str],
-            clean_rows: Sequence[MeasuredRow], clean_ld: Sequence[float]) -> tuple[list[MeasuredRow], dict[str, bandit.Arm]]:
+def _search(
+    s: Setup,
+    pool: Sequence[Candidate],
+    arms: dict[str, bandit.Arm],
+    budget: int,
+    sampled: set[str],
+    clean_rows: Sequence[MeasuredRow],
+    clean_ld: Sequence[float],
+) -> tuple[list[MeasuredRow], dict[str, bandit.Arm]]:
     """Thompson sampling over cells in chunks, valued per evaluation (a candidate whose control is evaluated already costs one).
 
     Within a cell those candidates go first when their control held, then the most fragile clean
@@ -317,8 +232,10 @@ def _search(s: Setup, pool: Sequence[Candidate], arms: dict[str, bandit.Arm], bu
     for c in pool:
         if c.cid not in sampled and clean_ld[c.spec] > 0:
             queues.setdefault(c.cell, []).append(c)
-    order = sorted(queued := [c for v in queues.values() for c in v],
-                   key=lambda c: (-fragility(c.mode, s.circuit, clean_rows[c.spec]["head_signals"]), c.cid))
+    order = sorted(
+        queued := [c for v in queues.values() for c in v],
+        key=lambda c: (-fragility(c.mode, s.circuit, clean_rows[c.spec]["head_signals"]), c.cid),
+    )
     rank = {c.cid: i for i, c in enumerate(order)} if queued else {}
     rng = np.random.default_rng(int(unit_key(s.base_key, "bandit")[:8], 16))
     rows: list[MeasuredRow] = []
@@ -333,7 +250,11 @@ def _search(s: Setup, pool: Sequence[Candidate], arms: dict[str, bandit.Arm], bu
         if not picks:
             break
         chunk = pop_chunk(queues, picks, done)
-        got = _unit(s, unit_key(s.base_key, "search", [c.cid for c in chunk]), lambda chunk=chunk: _attack_then_control(s, chunk, clean_ld))
+        got = _unit(
+            s,
+            unit_key(s.base_key, "search", [c.cid for c in chunk]),
+            lambda chunk=chunk: _attack_then_control(s, chunk, clean_ld),
+        )
         rows += got
         spent += evaluated(got)
         att = {r["candidate"]: r for r in got if r["family"] == "attack"}
@@ -352,16 +273,24 @@ def _baseline(s: Setup, units: Sequence[Sequence[tuple[int, int]]]) -> list[Meas
     """The same total budget on random perturbations of the clean prompts with LD > 0 (`baseline_picks`)."""
     rows: list[MeasuredRow] = []
     for chunk in units:
+
         def compute(chunk: Sequence[tuple[int, int]] = chunk) -> list[MeasuredRow]:
             tags = [{"phase": "baseline", "candidate": f"{s.specs[i].pair_id}:random:{k}"} for k, i in chunk]
-            return _measure(s, _baseline_prompts(s, chunk), [[] for _ in chunk], tags)
+            return measure_rows(s, _baseline_prompts(s, chunk), [[] for _ in chunk], tags)
+
         rows += s.journal.unit(unit_key(s.base_key, "baseline", [k for k, _ in chunk]), compute)
     return rows
 
 
 def run_attack(
-    model: LoadedModel, circuit: Circuit, cfg: AttackConfig, out: Path, resume: bool = False,
-    stop_after_units: int | None = None, progress: bool = False, backend: Backend | None = None,
+    model: LoadedModel,
+    circuit: Circuit,
+    cfg: AttackConfig,
+    out: Path,
+    resume: bool = False,
+    stop_after_units: int | None = None,
+    progress: bool = False,
+    backend: Backend | None = None,
 ) -> AttackRun:
     """Run every phase; every model evaluation is counted in `evals`."""
     bar = tqdm(total=2 * cfg.budget - cfg.n_clean, desc="attack", unit="eval", disable=not progress)
@@ -374,9 +303,16 @@ def run_attack(
     sample = stratified(pool, max(1, min(len(pool), int(guided * cfg.sample_frac) // 2)), cfg.seed)
     base_chunks = chunks(baseline_picks(cfg.seed, cfg.budget - cfg.n_clean, clean_ld), UNIT_PROMPTS)
     if s.ahead:  # Ray: the sample's units, then the baseline's, run beside the search
-        s.ahead.queue(prefetch.pair_requests(chunks(list(sample), UNIT_PROMPTS // 2), lambda c: render_pair(s, c), lambda c: c.unit != c.cid,
-                                             lambda c: signal_reads(c.mode, s.circuit), lambda c: _control_reads(s, c))
-                      + [(ps, [[] for _ in ps]) for ps in (_baseline_prompts(s, ch) for ch in base_chunks)])
+        s.ahead.queue(
+            prefetch.pair_requests(
+                chunks(list(sample), UNIT_PROMPTS // 2),
+                lambda c: render_pair(s, c),
+                lambda c: c.unit != c.cid,
+                lambda c: signal_reads(c.mode, s.circuit),
+                lambda c: _control_reads(s, c),
+            )
+            + [(ps, [[] for _ in ps]) for ps in (_baseline_prompts(s, ch) for ch in base_chunks)]
+        )
     sample_rows = _evaluate_pairs(s, sample)
     arms, learned = _arms(s, pool, sample_rows, clean_ld)
     prior = {k: a.mean for k, a in arms.items()}
@@ -384,17 +320,50 @@ def run_attack(
     base_rows = _baseline(s, base_chunks)
     if s.ahead:
         s.ahead.close()
-    evals = {"clean": len(clean_rows), "sample": evaluated(sample_rows), "search": evaluated(search_rows), "baseline": len(base_rows)}
+    evals = {
+        "clean": len(clean_rows),
+        "sample": evaluated(sample_rows),
+        "search": evaluated(search_rows),
+        "baseline": len(base_rows),
+    }
+    screening = _screening(learned, len(pool), len(sample), sample_rows, search_rows, evals, prior, arms)
+    rows = label_rows([*clean_rows, *sample_rows, *search_rows, *base_rows], circuit, s.proposal.modes)
+    bar.total = bar.n  # the guided side may finish under budget when its candidate pool runs out
+    bar.close()
+    return AttackRun(
+        rows,
+        evals,
+        s.proposal.modes,
+        dict(s.proposal.skipped),
+        dict(s.proposal.notes),
+        {m.name: signal_doc(m, circuit) for m in s.proposal.modes},
+        screening,
+    )
+
+
+def _screening(
+    learned: dict[str, Any],
+    n_pool: int,
+    n_sample: int,
+    sample_rows: Sequence[MeasuredRow],
+    search_rows: Sequence[MeasuredRow],
+    evals: dict[str, int],
+    prior: dict[str, float],
+    arms: dict[str, bandit.Arm],
+) -> dict[str, Any]:
+    """summary.json's `screening`: cell verdicts and funding, pool and sample sizes, search spend per cell, posteriors."""
     searched: dict[str, int] = {}
     for r in search_rows:
         if r["family"] == "attack" and r["cell"]:
             searched[r["cell"]] = searched.get(r["cell"], 0) + 1
     reused = len(sample_rows) + len(search_rows) - evals["sample"] - evals["search"]
-    screening = {**learned, "n_pool": len(pool), "n_sample": len(sample), "n_search": sum(searched.values()), "controls_reused": reused,
-                 "searched_per_cell": dict(sorted(searched.items())), "posterior_after_sample": prior,
-                 "posterior_break_rate": {k: a.mean for k, a in sorted(arms.items())}}
-    rows = label_rows([*clean_rows, *sample_rows, *search_rows, *base_rows], circuit, s.proposal.modes)
-    bar.total = bar.n  # the guided side may finish under budget when its candidate pool runs out
-    bar.close()
-    return AttackRun(rows, evals, s.proposal.modes, dict(s.proposal.skipped), dict(s.proposal.notes),
-                     {m.name: signal_doc(m, circuit) for m in s.proposal.modes}, screening)
+    return {
+        **learned,
+        "n_pool": n_pool,
+        "n_sample": n_sample,
+        "n_search": sum(searched.values()),
+        "controls_reused": reused,
+        "searched_per_cell": dict(sorted(searched.items())),
+        "posterior_after_sample": prior,
+        "posterior_break_rate": {k: a.mean for k, a in sorted(arms.items())},
+    }

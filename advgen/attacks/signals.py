@@ -14,13 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from advgen.attacks.catalogue import FailureMode, Signal
+from advgen.attacks.failure_mode import FailureMode, Signal
 from advgen.circuits.format import Circuit
 from advgen.core.records import AttackRow, MeasuredRow
 from advgen.model.validate import Read, read_key
 
 EXPLAINED_SD = 0.5
-"""A break is explained when signal(attack) - signal(control), in the predicted direction, exceeds this many SDs of the signal over the mode's controls."""
+"""A break is explained when signal(attack) - signal(control), in the predicted direction, exceeds this many SDs of the signal
+over the mode's controls."""
 
 
 def signal_reads(mode: FailureMode, circuit: Circuit) -> list[Read]:
@@ -35,6 +36,7 @@ def signal_doc(mode: FailureMode, circuit: Circuit) -> dict[str, Any]:
 
 def signal_value(sig: Signal, circuit: Circuit, hs: Mapping[str, float], other: Mapping[str, float] | None = None) -> float:
     """Mean over the signal's heads of mass(keys) - mass(minus); with `other`, non-group keys count only if read in both."""
+
     def mass(head: Any, keys: Sequence[str]) -> float:
         tot = 0.0
         for k in keys:
@@ -61,7 +63,11 @@ def thresholds(rows: Sequence[MeasuredRow], circuit: Circuit, modes: Sequence[Fa
     out = {}
     for m in modes:
         s = m.signal_for(circuit)
-        vals = [signal_value(s, circuit, r["head_signals"]) for r in rows if r["family"] == "control" and r["mode"] == m.name] if s else []
+        vals = (
+            [signal_value(s, circuit, r["head_signals"]) for r in rows if r["family"] == "control" and r["mode"] == m.name]
+            if s
+            else []
+        )
         out[m.name] = EXPLAINED_SD * float(np.std(vals, ddof=1)) if len(vals) > 1 else float("inf")
     return out
 
@@ -83,12 +89,22 @@ def label_rows(rows: Sequence[MeasuredRow], circuit: Circuit, modes: Sequence[Fa
             sig = by_name[r["mode"]].signal_for(circuit)
             k = ctl.get(r["candidate"])
             if sig is not None and k is not None:
-                shift = sig.direction * (signal_value(sig, circuit, r["head_signals"], k["head_signals"])
-                                         - signal_value(sig, circuit, k["head_signals"], r["head_signals"]))
+                shift = sig.direction * (
+                    signal_value(sig, circuit, r["head_signals"], k["head_signals"])
+                    - signal_value(sig, circuit, k["head_signals"], r["head_signals"])
+                )
                 if is_break:
                     explained = bool(shift > tau[str(r["mode"])])
-        out.append({**r, "clean_logit_diff": c["logit_diff"], "is_break": is_break, "explained": explained, "signal_shift": shift,
-                    "control_breaks": shared})
+        out.append(
+            {
+                **r,
+                "clean_logit_diff": c["logit_diff"],
+                "is_break": is_break,
+                "explained": explained,
+                "signal_shift": shift,
+                "control_breaks": shared,
+            }
+        )
     return out
 
 

@@ -1,48 +1,36 @@
-"""The IOI attack's summary.json as typed records: one writer, one reader.
+"""The IOI attack's summary.json as typed records: the shape stated once.
 
 `write_run` (attacks/tables.py) builds summary.json through these records, so its shape is stated
-once; `read_attack_summary` is the one reader, and the only code that knows older run directories
-(verdicts only in modes.json, the yield only in baseline.json, no attributable yield before issue 28,
-no prediction accuracy or causes before them). A record of the current shape is read strictly: a
-field missing or of the wrong type is an AdvgenError naming the file and the field. modes.json and
-baseline.json are read through their records (`tables_doc`), never as raw keys. A generic task's
-summary.json (`schema_version`) is read strictly through its own record (`task_summary_doc`) and
-lifted into these, its tables from its modes.json. Nothing here runs a model.
+once; `advgen.attacks.summary_read.read_attack_summary` is the one reader, and the only code that
+knows older run directories. A record of the current shape is read strictly (`from_dict`): a field
+missing or of the wrong type is an AdvgenError naming the file and the field; leniently (`strict=False`)
+for the shapes older documents have. modes.json and baseline.json are read through their records
+(`tables_doc`), never as raw keys. Nothing here runs a model.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from advgen.attacks.causes import CellCause
 from advgen.attacks.compiler import VERDICTS, prediction_accuracy
-from advgen.attacks.tables_doc import (
-    BASELINE_FILE,
-    MODES_FILE,
-    Baseline,
-    CellTable,
-    IoiMode,
-    ModesDoc,
-    ModeTable,
-    TaskModesDoc,
-    read_baseline,
-    read_modes,
-    read_table,
-    read_task_modes,
-)
-from advgen.attacks.task_summary_doc import TaskAttackSummary, TaskYield, read_task_summary
-from advgen.core import files
+from advgen.attacks.tables_doc import Baseline, CellTable, ModeTable, read_table
 from advgen.core.docfields import NUM, check, obj, opt, req
-from advgen.core.types import AdvgenError, Interval
+from advgen.core.types import Interval
 
 
-def _nan(x: float | None) -> float:
+def null_as_nan(x: float | None) -> float:
     """A number as read: null (how NaN is written) is nan."""
     return float("nan") if x is None else x
+
+
+def nan_as_none(x: float | None) -> float | None:
+    """A record's number as these records hold it: null (NaN as read) is None."""
+    return None if x is None or math.isnan(x) else x
 
 
 def _get(d: Mapping[str, Any], key: str, types: tuple[type, ...], where: str, at: str, strict: bool, null: bool = False) -> Any:
@@ -72,25 +60,39 @@ class RunYield:
     def of_baseline(cls, base: Mapping[str, Any]) -> RunYield:
         """From baseline.json's document (tables.baseline_doc): the headline numbers, lifted out of its nesting."""
         g = base["guided"]
-        return cls(base["guided_per_1000"], base["random_per_1000"], base["ratio"], base["attributable_per_1000"],
-                   base["attributable_ratio"], g["breaks"], g["attributable_breaks"], g["control_shared_breaks"])
+        return cls(
+            base["guided_per_1000"],
+            base["random_per_1000"],
+            base["ratio"],
+            base["attributable_per_1000"],
+            base["attributable_ratio"],
+            g["breaks"],
+            g["attributable_breaks"],
+            g["control_shared_breaks"],
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"guided_per_1000": self.guided_per_1000, "random_per_1000": self.random_per_1000, "ratio": self.ratio,
-                "attributable_per_1000": self.attributable_per_1000, "attributable_ratio": self.attributable_ratio,
-                "breaks": self.breaks, "attributable_breaks": self.attributable_breaks,
-                "control_shared_breaks": self.control_shared_breaks}
+        return {
+            "guided_per_1000": self.guided_per_1000,
+            "random_per_1000": self.random_per_1000,
+            "ratio": self.ratio,
+            "attributable_per_1000": self.attributable_per_1000,
+            "attributable_ratio": self.attributable_ratio,
+            "breaks": self.breaks,
+            "attributable_breaks": self.attributable_breaks,
+            "control_shared_breaks": self.control_shared_breaks,
+        }
 
     @classmethod
     def from_dict(cls, d: Any, where: str | Path, at: str = "yield", strict: bool = True) -> RunYield:
         """Strictly the current shape; leniently one from before issue 28 (the raw keys only: the rest None)."""
         w = str(where)
         d = obj(d, w, at)
-        num = [_nan(_get(d, k, NUM, w, at, strict, null=True)) for k in ("guided_per_1000", "random_per_1000")]
+        num = [null_as_nan(_get(d, k, NUM, w, at, strict, null=True)) for k in ("guided_per_1000", "random_per_1000")]
         ratios = [_get(d, k, NUM, w, at, strict, null=True) for k in ("ratio", "attributable_ratio")]
         counts = [_get(d, k, (int,), w, at, strict) for k in ("breaks", "attributable_breaks", "control_shared_breaks")]
         attributable = _get(d, "attributable_per_1000", NUM, w, at, strict, null=True)
-        return cls(num[0], num[1], ratios[0], _nan(attributable) if strict else attributable, ratios[1], *counts)
+        return cls(num[0], num[1], ratios[0], null_as_nan(attributable) if strict else attributable, ratios[1], *counts)
 
     @classmethod
     def of_baseline_doc(cls, b: Baseline) -> RunYield | None:
@@ -98,13 +100,21 @@ class RunYield:
         g, r = b.guided, b.baseline
         if g is None or g.breaks_per_1000 is None:
             return None
-        return cls(g.breaks_per_1000, _nan(None if r is None else r.breaks_per_1000), _number(b.ratio), _number(g.attributable_per_1000),
-                   _number(b.attributable_ratio), g.breaks, g.attributable_breaks, g.control_shared_breaks)
+        return cls(
+            g.breaks_per_1000,
+            null_as_nan(None if r is None else r.breaks_per_1000),
+            nan_as_none(b.ratio),
+            nan_as_none(g.attributable_per_1000),
+            nan_as_none(b.attributable_ratio),
+            g.breaks,
+            g.attributable_breaks,
+            g.control_shared_breaks,
+        )
 
 
 def _interval(d: Mapping[str, Any], where: str, at: str, strict: bool = True) -> Interval:
     """mean / low / high, each a number or null (NaN); leniently an absent one is NaN too."""
-    return Interval(*(_nan(_get(d, k, NUM, where, at, strict, null=True)) for k in ("mean", "low", "high")))
+    return Interval(*(null_as_nan(_get(d, k, NUM, where, at, strict, null=True)) for k in ("mean", "low", "high")))
 
 
 @dataclass(frozen=True)
@@ -154,8 +164,17 @@ class ModeSummary:
         p, t = m["prediction"], m["all"]
         ci = p["attack_minus_control"]
         rs, every = (read_table(m[k], "modes.json (writing)", f"modes.?.{k}", strict=True) for k in ("random_sample", "all"))
-        return cls(p["expected_sign"], Seen(Interval(ci["mean"], ci["low"], ci["high"]) if ci else None, p["n"]), p["verdict"],
-                   m["compiled_from"], rs, every, t["breaks"], t["breaks"] - t["control_shared_breaks"], t["explained_fraction"])
+        return cls(
+            p["expected_sign"],
+            Seen(Interval(ci["mean"], ci["low"], ci["high"]) if ci else None, p["n"]),
+            p["verdict"],
+            m["compiled_from"],
+            rs,
+            every,
+            t["breaks"],
+            t["breaks"] - t["control_shared_breaks"],
+            t["explained_fraction"],
+        )
 
     @property
     def sample_breaks(self) -> tuple[int, int | None] | None:
@@ -165,10 +184,17 @@ class ModeSummary:
 
     def to_dict(self) -> dict[str, Any]:
         tables = [None if t is None else t.to_dict() for t in (self.random_sample, self.sample_and_search)]
-        return {"predicted_sign": self.predicted_sign, "seen": None if self.seen is None else self.seen.to_dict(),
-                "verdict": self.verdict, "compiled_from": self.compiled_from, "random_sample": tables[0],
-                "all": tables[1], "breaks": self.breaks, "attributable_breaks": self.attributable_breaks,
-                "explained_fraction": self.explained_fraction}
+        return {
+            "predicted_sign": self.predicted_sign,
+            "seen": None if self.seen is None else self.seen.to_dict(),
+            "verdict": self.verdict,
+            "compiled_from": self.compiled_from,
+            "random_sample": tables[0],
+            "all": tables[1],
+            "breaks": self.breaks,
+            "attributable_breaks": self.attributable_breaks,
+            "explained_fraction": self.explained_fraction,
+        }
 
     @classmethod
     def from_dict(cls, d: Any, where: str | Path, at: str = "modes.?", strict: bool = True) -> ModeSummary:
@@ -176,12 +202,17 @@ class ModeSummary:
         w = str(where)
         d = obj(d, w, at)
         seen, rs, t = (_get(d, k, (dict,), w, at, strict) for k in ("seen", "random_sample", "all"))
-        return cls(_get(d, "predicted_sign", (int,), w, at, strict),
-                   None if seen is None else Seen.from_dict(seen, w, f"{at}.seen", strict), _get(d, "verdict", (str,), w, at, strict),
-                   _get(d, "compiled_from", (str,), w, at, strict, null=True),
-                   None if rs is None else read_table(rs, w, f"{at}.random_sample", strict),
-                   None if t is None else read_table(t, w, f"{at}.all", strict), _get(d, "breaks", (int,), w, at, strict),
-                   _get(d, "attributable_breaks", (int,), w, at, strict), _get(d, "explained_fraction", NUM, w, at, strict, null=True))
+        return cls(
+            _get(d, "predicted_sign", (int,), w, at, strict),
+            None if seen is None else Seen.from_dict(seen, w, f"{at}.seen", strict),
+            _get(d, "verdict", (str,), w, at, strict),
+            _get(d, "compiled_from", (str,), w, at, strict, null=True),
+            None if rs is None else read_table(rs, w, f"{at}.random_sample", strict),
+            None if t is None else read_table(t, w, f"{at}.all", strict),
+            _get(d, "breaks", (int,), w, at, strict),
+            _get(d, "attributable_breaks", (int,), w, at, strict),
+            _get(d, "explained_fraction", NUM, w, at, strict, null=True),
+        )
 
 
 @dataclass(frozen=True)
@@ -200,7 +231,11 @@ class PredictionAccuracy:
 
     def to_dict(self) -> dict[str, Any]:
         counts = {"confirmed": self.confirmed, "falsified": self.falsified, "inconclusive": self.inconclusive}
-        return {"compiled_cells": self.compiled_cells, **{v: counts[v] for v in VERDICTS}, "falsified_cells": list(self.falsified_cells)}
+        return {
+            "compiled_cells": self.compiled_cells,
+            **{v: counts[v] for v in VERDICTS},
+            "falsified_cells": list(self.falsified_cells),
+        }
 
     @classmethod
     def from_dict(cls, d: Any, where: str | Path, at: str = "prediction_accuracy") -> PredictionAccuracy:
@@ -230,8 +265,18 @@ class FalsifiedCause:
         return cls(req(d, "cause", (str,), w, at), req(d, "text", (str,), w, at))
 
 
-SECTIONS = ("by_family", "evaluations", "yield", "modes", "natural_failure_rate", "baseline", "screening", "near_miss_bound",
-            "prediction_accuracy", "falsified_causes")
+SECTIONS = (
+    "by_family",
+    "evaluations",
+    "yield",
+    "modes",
+    "natural_failure_rate",
+    "baseline",
+    "screening",
+    "near_miss_bound",
+    "prediction_accuracy",
+    "falsified_causes",
+)
 """summary.json's keys after the statistics of every row, in the order written."""
 
 
@@ -257,12 +302,19 @@ class AttackSummary:
         return {c.cell: FalsifiedCause(c.cause, c.text) for c in causes}
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.overall, "by_family": self.by_family, "evaluations": self.evaluations,
-                "yield": None if self.yield_ is None else self.yield_.to_dict(),
-                "modes": {k: m.to_dict() for k, m in self.modes.items()}, "natural_failure_rate": self.natural_failure_rate,
-                "baseline": self.baseline, "screening": self.screening, "near_miss_bound": self.near_miss_bound,
-                "prediction_accuracy": None if self.prediction_accuracy is None else self.prediction_accuracy.to_dict(),
-                "falsified_causes": {k: c.to_dict() for k, c in self.falsified_causes.items()}}
+        return {
+            **self.overall,
+            "by_family": self.by_family,
+            "evaluations": self.evaluations,
+            "yield": None if self.yield_ is None else self.yield_.to_dict(),
+            "modes": {k: m.to_dict() for k, m in self.modes.items()},
+            "natural_failure_rate": self.natural_failure_rate,
+            "baseline": self.baseline,
+            "screening": self.screening,
+            "near_miss_bound": self.near_miss_bound,
+            "prediction_accuracy": None if self.prediction_accuracy is None else self.prediction_accuracy.to_dict(),
+            "falsified_causes": {k: c.to_dict() for k, c in self.falsified_causes.items()},
+        }
 
     @classmethod
     def from_dict(cls, d: Any, where: str | Path) -> AttackSummary:
@@ -271,109 +323,13 @@ class AttackSummary:
         d = obj(d, w, "")
         modes = req(d, "modes", (dict,), w, "")
         causes = req(d, "falsified_causes", (dict,), w, "")
-        return cls({k: ModeSummary.from_dict(v, w, f"modes.{k}") for k, v in modes.items()},
-                   RunYield.from_dict(req(d, "yield", (dict,), w, ""), w),
-                   req(d, "natural_failure_rate", NUM, w, "", null=True),
-                   PredictionAccuracy.from_dict(req(d, "prediction_accuracy", (dict,), w, ""), w),
-                   {k: FalsifiedCause.from_dict(v, w, f"falsified_causes.{k}") for k, v in causes.items()},
-                   {k: v for k, v in d.items() if k not in SECTIONS},
-                   **{k: req(d, k, (dict,), w, "") for k in ("by_family", "evaluations", "baseline", "screening")},
-                   near_miss_bound=req(d, "near_miss_bound", NUM, w, "", null=True))
-
-
-# ---- the one reader: current run directories strictly, older ones by their known shapes --------------------------
-
-
-def read_attack_summary(summary: Mapping[str, Any], where: str | Path, modes_doc: Any = None,
-                        baseline_doc: Any = None) -> AttackSummary:
-    """The typed summary of any attack run directory; `modes_doc` / `baseline_doc` (modes.json / baseline.json, None
-    when absent) are read through their records and used only where summary.json predates a section. `where` names
-    summary.json in errors; modes.json and baseline.json are named beside it."""
-    w = Path(where)
-    s = obj(summary, str(w), "")
-    task = read_task_summary(s, w)
-    mw = w.with_name(MODES_FILE)
-    if task is not None:
-        return _of_task(task, None if modes_doc is None else read_task_modes(modes_doc, mw))
-    modes = None if modes_doc is None else read_modes(modes_doc, mw)
-    base = None if baseline_doc is None else read_baseline(baseline_doc, w.with_name(BASELINE_FILE))
-    causes = opt(s, "falsified_causes", (dict,), str(w), "") or {}
-    acc = opt(s, "prediction_accuracy", (dict,), str(w), "")
-    return AttackSummary(
-        _modes(s, w, modes), _yield(s, w, base), opt(s, "natural_failure_rate", NUM, str(w), ""),
-        None if acc is None else PredictionAccuracy.from_dict(acc, w),
-        {k: FalsifiedCause.from_dict(v, w, f"falsified_causes.{k}") for k, v in causes.items()},
-        {k: v for k, v in s.items() if k not in SECTIONS},
-        **{k: opt(s, k, (dict,), str(w), "") or {} for k in ("by_family", "evaluations", "baseline", "screening")},
-        near_miss_bound=opt(s, "near_miss_bound", NUM, str(w), ""))
-
-
-def load_attack_summary(run_dir: Path) -> AttackSummary:
-    """summary.json of `run_dir` (with modes.json and baseline.json where it is older), typed."""
-    def doc(name: str) -> Any:
-        return files.read_json(run_dir / name) if (run_dir / name).exists() else None
-    summary = doc("summary.json")
-    if summary is None:
-        raise AdvgenError(f"{run_dir}: no summary.json (not an attack run directory, or an unfinished one)")
-    return read_attack_summary(summary, run_dir / "summary.json", doc(MODES_FILE), doc(BASELINE_FILE))
-
-
-def _yield(s: Mapping[str, Any], w: Path, base: Baseline | None) -> RunYield | None:
-    """summary.json's `yield`, strictly once it has the attributable keys (issue 28), the raw keys alone before; a
-    summary.json from before `yield` has it from baseline.json's record."""
-    y = opt(s, "yield", (dict,), str(w), "")
-    if y is not None:
-        return RunYield.from_dict(y, w, strict="attributable_per_1000" in y)
-    return None if base is None else RunYield.of_baseline_doc(base)
-
-
-def _modes(s: Mapping[str, Any], w: Path, modes: ModesDoc | None) -> dict[str, ModeSummary]:
-    """Per mode, summary.json's record: strictly once it has attributable breaks (issue 28), leniently before. A mode
-    whose entry predates the verdicts (no `verdict`) has its prediction and tables from modes.json's record."""
-    s_modes = opt(s, "modes", (dict,), str(w), "") or {}
-    out = {}
-    names: list[str] = [*s_modes, *((modes.modes or {}) if modes else {})]
-    for name in dict.fromkeys(names):
-        e = check(s_modes.get(name), (dict,), str(w), f"modes.{name}", null=True) or {}
-        rec = ModeSummary.from_dict(e, w, f"modes.{name}", strict="attributable_breaks" in e)
-        m = None if modes is None else modes.mode(name)
-        out[name] = rec if rec.verdict is not None or m is None else _of_modes_json(rec, m)
-    return out
-
-
-def _of_modes_json(rec: ModeSummary, m: IoiMode) -> ModeSummary:
-    """A mode of a summary.json from before the verdicts, completed from its mode in modes.json."""
-    p = m.prediction
-    if p is None:
-        return replace(rec, random_sample=m.random_sample, sample_and_search=m.all)
-    seen = None if p.n is None and p.attack_minus_control is None else Seen(p.attack_minus_control, p.n)
-    return replace(rec, predicted_sign=p.expected_sign, seen=seen, verdict=p.verdict, random_sample=m.random_sample,
-                   sample_and_search=m.all)
-
-
-def _number(x: float | None) -> float | None:
-    """A record's number as these records hold it: null (NaN as read) is None."""
-    return None if x is None or math.isnan(x) else x
-
-
-def _task_yield(y: TaskYield | None) -> RunYield | None:
-    if y is None:
-        return None
-    return RunYield(_nan(y.guided_per_1000), _nan(y.random_per_1000), _number(y.ratio), _nan(y.attributable_per_1000),
-                    _number(y.attributable_ratio), y.breaks, y.attributable_breaks, y.control_shared_breaks)
-
-
-def _of_task(t: TaskAttackSummary, modes: TaskModesDoc | None) -> AttackSummary:
-    """A generic task's summary record as the attack summary the report reads: each mode's pair count and tables
-    (`random_sample`, `all`) from modes.json's record, which the task's summary.json does not repeat."""
-    out = {}
-    for name, e in (t.modes or {}).items():
-        m = None if modes is None else modes.mode(name)
-        n = None if m is None or m.prediction is None else m.prediction.n
-        seen = None if e.seen is None and n is None else Seen(e.seen, n)
-        out[name] = ModeSummary(e.predicted_sign, seen, e.verdict, e.compiled_from, None if m is None else m.random_sample,
-                                None if m is None else m.all, e.breaks, e.attributable_breaks, _number(e.explained_fraction))
-    d = t.to_dict()
-    return AttackSummary(out, _task_yield(t.yield_), _number(t.natural_failure_rate), None, {},
-                         {k: v for k, v in d.items() if k not in SECTIONS}, by_family=d.get("by_family") or {},
-                         evaluations=d.get("evaluations") or {}, screening=d.get("screening") or {})
+        return cls(
+            {k: ModeSummary.from_dict(v, w, f"modes.{k}") for k, v in modes.items()},
+            RunYield.from_dict(req(d, "yield", (dict,), w, ""), w),
+            req(d, "natural_failure_rate", NUM, w, "", null=True),
+            PredictionAccuracy.from_dict(req(d, "prediction_accuracy", (dict,), w, ""), w),
+            {k: FalsifiedCause.from_dict(v, w, f"falsified_causes.{k}") for k, v in causes.items()},
+            {k: v for k, v in d.items() if k not in SECTIONS},
+            **{k: req(d, k, (dict,), w, "") for k in ("by_family", "evaluations", "baseline", "screening")},
+            near_miss_bound=req(d, "near_miss_bound", NUM, w, "", null=True),
+        )

@@ -4,7 +4,7 @@
 the records below are their fields in the file's key order, so a document read and written again keeps its bytes.
 `from_dict` reads the current shape strictly: a field missing or of the wrong type is an AdvgenError naming the file
 and the dotted field path. `read_modes` / `read_task_modes` / `read_baseline` are the readers
-`advgen.attacks.summary.read_attack_summary` uses (summary.json says which attack wrote the directory): they also
+`advgen.attacks.summary_read.read_attack_summary` uses (summary.json says which attack wrote the directory): they also
 read older and partial documents, a field they lack being None; a field of the wrong type is an error either way.
 Older IOI documents: before control breaks were recorded (2026-12-04) a table had no `control_shared_breaks` and
 baseline.json no attributable yield; before the interval over clean prompts (2026-12-01) a prediction had no
@@ -136,7 +136,9 @@ class ModesDoc(PlainRecord):
             at = f.path_of("modes", name)
             for k in ("random_sample", "all"):
                 _check_table(getattr(m, k), where, f"{at}.{k}", strict)
-            modes[name] = replace(m, by_params=None if m.by_params is None else _by_params(m.by_params, where, f"{at}.by_params", strict))
+            modes[name] = replace(
+                m, by_params=None if m.by_params is None else _by_params(m.by_params, where, f"{at}.by_params", strict)
+            )
         return replace(doc, modes=modes)
 
     def mode(self, name: str) -> IoiMode | None:

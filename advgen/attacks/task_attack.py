@@ -8,15 +8,14 @@ a control only for a break, choosing cells by Thompson sampling rewarded by attr
 (the control holds). Candidates with the same control prompt share one evaluation of it, as IOI's
 do; the random baseline inserts random fillers (or random values of the compared slot) at the same point.
 Work is journaled in units (`advgen.core.journal`), so `resume=True` continues an interrupted
-run and writes the same bytes.
+run and writes the same bytes. Mode selection, the setup, measuring and rendering are `advgen.attacks.task_setup`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,29 +23,34 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from advgen.attacks import bandit, task_compiler
+from advgen.attacks.attack_setup import AttackConfig
 from advgen.attacks.baseline import baseline_picks
 from advgen.attacks.journal import REUSED, evaluated
 from advgen.attacks.sampling import pop_chunk, stratified
-from advgen.attacks.search import AttackConfig
-from advgen.attacks.task_candidates import SAMPLE_DRAWS, TaskCandidate, candidates, foil_side, value_draws
+from advgen.attacks.task_candidates import SAMPLE_DRAWS, TaskCandidate, candidates
 from advgen.attacks.task_compiler import TaskMode
 from advgen.attacks.task_edits import fillers, render_edit, render_mention_edit, taken
 from advgen.attacks.task_labels import label_rows
+from advgen.attacks.task_setup import (
+    UNIT,
+    Setup,
+    chunks,
+    key_positions,
+    measure_rows,
+    render_pair,
+    salt_of,
+    select,
+    value_mentions,
+)
 from advgen.circuits.format import Circuit
-from advgen.circuits.task_records import position_names
 from advgen.core import records
-from advgen.core.journal import Journal, key_of, module_digest
-from advgen.core.types import AdvgenError, Prompt, PromptSet
+from advgen.core.journal import Journal, key_of
+from advgen.core.types import Prompt
 from advgen.model.loading import LoadedModel
-from advgen.model.validate import Read, measure
-from advgen.prompts.templates import tokenizer_hash
-from advgen.tasks.lexicons import Lexicons, resolve_lexicons
-from advgen.tasks.sample import TaskSpec, iter_task_specs, render_spec
+from advgen.model.validate import Read
+from advgen.tasks.lexicons import resolve_lexicons
+from advgen.tasks.sample import iter_task_specs, render_spec
 from advgen.tasks.spec import Task
-
-UNIT = 64
-"""Prompts per journal unit (attack + control pairs: half as many candidates)."""
-
 
 
 @dataclass(frozen=True)
@@ -58,118 +62,18 @@ class TaskRun:
     screening: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class Setup:
-    model: LoadedModel
-    task: Task
-    cfg: AttackConfig
-    modes: tuple[TaskMode, ...]
-    lex: Lexicons
-    specs: list[TaskSpec]
-    clean: list[Prompt]
-    journal: Journal
-    controls: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Evaluated shared controls by unit, from computed and resumed journal units alike."""
-
-
-def check_attackable(task: Task) -> None:
-    """Refuse, before any model loads, a task the compiled rules cannot attack (named reason)."""
-    if task.edits is None:
-        raise AdvgenError(f"task {task.name!r} ({task.source}) defines no edits, so no failure mode can be compiled for it")
-    if task.sets and not (task.edits.mention and task.answer.compare):
-        raise AdvgenError(f"task {task.name!r} scores answer and foil token sets; its set form of attack inserts values of the "
-                          "compared slot, which needs a set answer rule (compare) and 'edits: {mention: ...}' (e.g. \"{XX}{E}\")")
-
-
-def value_mentions(task: Task) -> bool:
-    """Whether the task's modes insert values of its set rule's compared slot (else `{E1} {E2}` pairs)."""
-    return bool(task.sets and task.edits and task.edits.mention and task.answer.compare)
-
-
-def compiled_for(circuit: Circuit, task: Task) -> tuple[list[TaskMode], dict[str, str]]:
-    """Every mode the circuit's records imply for `task`: value distractors for a set rule with mentions, else the pair rules."""
-    check_attackable(task)
-    assert task.edits is not None
-    if value_mentions(task):
-        return task_compiler.compile_distractor(circuit, task.answer.slot, task.edits.max_dose)
-    return task_compiler.compile_task_modes(circuit, task.edits.max_dose)
-
-
-def select(circuit: Circuit, task: Task, cfg: AttackConfig) -> tuple[tuple[TaskMode, ...], dict[str, str]]:
-    """The compiled modes `cfg.modes` asks for (None or "compiled": all of them)."""
-    check_attackable(task)
-    assert task.edits is not None
-    modes, skipped = compiled_for(circuit, task)
-    want = set(cfg.modes or ("compiled",))
-    unknown = want - {"compiled", *(m.name for m in modes), *skipped}
-    if unknown:
-        raise AdvgenError(f"unknown failure mode(s) {sorted(unknown)} for task {task.name!r}; compiled: {[m.name for m in modes]}")
-    chosen = tuple(m for m in modes if "compiled" in want or m.name in want)
-    if not chosen:
-        raise AdvgenError(f"circuit {circuit.name!r} implies no failure mode for task {task.name!r}: "
-                          + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
-    return chosen, skipped
-
-
-def _chunks(seq: Sequence[Any], k: int) -> list[Sequence[Any]]:
-    return [seq[i : i + k] for i in range(0, len(seq), k)]
-
-
-def _measure(s: Setup, prompts: Sequence[Prompt], reads: Sequence[Sequence[Read]], tags: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    m = measure(s.model, PromptSet(tuple(prompts), tokenizer_hash(s.model.tokenizer)), list(reads), s.cfg.batch_size)
-    return [{**records.prompt_row(p), **records.metric_row(met), "mode": p.extra.get("mode"), "cell": tag.get("cell"),
-             "params": p.extra.get("params", {}), "head_signals": sig, "phase": tag["phase"], "candidate": tag.get("candidate")}
-            for p, met, sig, tag in zip(prompts, m.metrics, m.signals, tags, strict=True)]
-
-
-def key_positions(mode: TaskMode, p: Prompt) -> list[str]:
-    """The positions of the mode's key in `p`: a key group's tokens, or (a value-mention mode) the compared slot itself."""
-    if mode.edit == "mention":
-        return [mode.key] if mode.key in p.positions else []
-    return position_names(p, mode.key)
-
-
 def _clean_reads(s: Setup, p: Prompt) -> list[Read]:
     return sorted({(h, "END", n) for m in s.modes for h in m.heads for n in key_positions(m, p)}, key=str)
 
 
 def _run_clean(s: Setup) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    for chunk in _chunks(s.clean, UNIT):
-        rows += s.journal.unit(key_of("clean", [p.text for p in chunk]), lambda ps=chunk: _measure(
-            s, ps, [_clean_reads(s, p) for p in ps], [{"phase": "clean"}] * len(ps)))
+    for chunk in chunks(s.clean, UNIT):
+        rows += s.journal.unit(
+            key_of("clean", [p.text for p in chunk]),
+            lambda ps=chunk: measure_rows(s, ps, [_clean_reads(s, p) for p in ps], [{"phase": "clean"}] * len(ps)),
+        )
     return rows
-
-
-def _render_mentions(s: Setup, c: TaskCandidate) -> tuple[Prompt, Prompt]:
-    sp, clean = s.specs[c.spec], s.clean[c.spec]
-    draws = value_draws(foil_side(s.task, dict(sp.values), c.gap), c.dose, random.Random(f"{s.cfg.seed}:{c.unit}:{c.gap}"))
-    if c.draw >= len(draws):
-        raise AdvgenError(f"candidate {c.cid!r}: {c.gap} foil-side values give {len(draws)} distinct draws of {c.dose}")
-    vals = draws[c.draw]
-    same = [sp.values[s.task.answer.slot]] * c.dose
-
-    def one(v: list[str], kind: str, family: str) -> Prompt:
-        return render_mention_edit(s.task, sp, clean, v, s.model.tokenizer, family,
-                                   {"mode": c.mode.name, "params": {"dose": c.dose, "kind": kind, "values": v}})
-
-    return one(vals, "foil_side", "attack"), one(same, "same", "control")
-
-
-def _render(s: Setup, c: TaskCandidate) -> tuple[Prompt, Prompt]:
-    """The candidate's attack and control: the same fillers, differing only where the mode's kinds differ."""
-    sp, clean = s.specs[c.spec], s.clean[c.spec]
-    if c.mode.edit == "mention":
-        return _render_mentions(s, c)
-    rng = random.Random(f"{s.cfg.seed}:{sp.pair_id}:{c.mode.name}:{c.dose}")
-    fill = fillers(s.task, s.lex.words[s.task.edits.filler], taken(clean), 2 * c.dose, rng)  # type: ignore[union-attr]
-    params = {"dose": c.dose}
-
-    def one(kinds: tuple[str, str], family: str) -> Prompt:
-        extra = {"mode": c.mode.name, "params": {**params, "e1": kinds[0], "e2": kinds[1]}}
-        return render_edit(s.task, sp, clean, kinds, fill, c.dose, s.model.tokenizer, family, extra)
-
-    return one(c.mode.attack, "attack"), one(c.mode.control, "control")
 
 
 def _tag(c: TaskCandidate, phase: str) -> dict[str, Any]:
@@ -183,10 +87,19 @@ SHARED = "control_unit"
 def _controls(s: Setup, items: Sequence[tuple[TaskCandidate, Prompt]], phase: str) -> list[dict[str, Any]]:
     """A control row per item; a shared control evaluated already (an earlier unit or this call) is copied, not re-run."""
     first: dict[str, int] = {}
-    todo = [i for i, (c, _) in enumerate(items)
-            if c.unit == c.cid or (c.unit not in s.controls and first.setdefault(c.unit, i) == i)]
-    measured = _measure(s, [items[i][1] for i in todo], [task_compiler.signal_reads(items[i][0].mode, items[i][0].dose) for i in todo],
-                        [_tag(items[i][0], phase) for i in todo]) if todo else []
+    todo = [
+        i for i, (c, _) in enumerate(items) if c.unit == c.cid or (c.unit not in s.controls and first.setdefault(c.unit, i) == i)
+    ]
+    measured = (
+        measure_rows(
+            s,
+            [items[i][1] for i in todo],
+            [task_compiler.signal_reads(items[i][0].mode, items[i][0].dose) for i in todo],
+            [_tag(items[i][0], phase) for i in todo],
+        )
+        if todo
+        else []
+    )
     got = dict(zip(todo, measured, strict=True))
     rows: list[dict[str, Any]] = []
     for i, (c, p) in enumerate(items):
@@ -194,8 +107,15 @@ def _controls(s: Setup, items: Sequence[tuple[TaskCandidate, Prompt]], phase: st
             rows.append(got[i] if c.unit == c.cid else {**got[i], "extra": {**got[i]["extra"], SHARED: c.unit}})
             continue
         src = s.controls.get(c.unit) or rows[first[c.unit]]
-        rows.append({**src, **records.prompt_row(p), "params": p.extra.get("params", {}), **_tag(c, phase),
-                     "extra": {**src["extra"], SHARED: c.unit, REUSED: src["candidate"]}})
+        rows.append(
+            {
+                **src,
+                **records.prompt_row(p),
+                "params": p.extra.get("params", {}),
+                **_tag(c, phase),
+                "extra": {**src["extra"], SHARED: c.unit, REUSED: src["candidate"]},
+            }
+        )
     return rows
 
 
@@ -211,30 +131,45 @@ def _unit(s: Setup, key: str, compute: Callable[[], list[dict[str, Any]]]) -> li
 def _evaluate_pairs(s: Setup, cands: Sequence[TaskCandidate]) -> list[dict[str, Any]]:
     """The random sample: attack and control of every candidate (a shared control once)."""
     rows: list[dict[str, Any]] = []
-    for chunk in _chunks(list(cands), UNIT // 2):
+    for chunk in chunks(list(cands), UNIT // 2):
+
         def compute(chunk: Sequence[TaskCandidate] = chunk) -> list[dict[str, Any]]:
-            pairs = [(c, *_render(s, c)) for c in chunk]
-            att = _measure(s, [a for _, a, _ in pairs], [task_compiler.signal_reads(c.mode, c.dose) for c, _, _ in pairs],
-                           [_tag(c, "sample") for c, _, _ in pairs])
+            pairs = [(c, *render_pair(s, c)) for c in chunk]
+            att = measure_rows(
+                s,
+                [a for _, a, _ in pairs],
+                [task_compiler.signal_reads(c.mode, c.dose) for c, _, _ in pairs],
+                [_tag(c, "sample") for c, _, _ in pairs],
+            )
             return att + _controls(s, [(c, k) for c, _, k in pairs], "sample")
+
         rows += _unit(s, key_of("sample", [c.cid for c in chunk]), compute)
     return rows
 
 
 def _attack_then_control(s: Setup, chunk: Sequence[TaskCandidate], clean_ld: Sequence[float]) -> list[dict[str, Any]]:
-    pairs = [(c, *_render(s, c)) for c in chunk]
-    rows = _measure(s, [a for _, a, _ in pairs], [task_compiler.signal_reads(c.mode, c.dose) for c, _, _ in pairs],
-                    [_tag(c, "search") for c, _, _ in pairs])
+    pairs = [(c, *render_pair(s, c)) for c in chunk]
+    rows = measure_rows(
+        s,
+        [a for _, a, _ in pairs],
+        [task_compiler.signal_reads(c.mode, c.dose) for c, _, _ in pairs],
+        [_tag(c, "search") for c, _, _ in pairs],
+    )
     hit = [(c, k) for (c, _, k), r in zip(pairs, rows, strict=True) if r["logit_diff"] < 0 < clean_ld[c.spec]]
     return rows + (_controls(s, hit, "search") if hit else [])
 
 
-def _arms(s: Setup, pool: Sequence[TaskCandidate], sample_rows: Sequence[dict[str, Any]],
-          clean_ld: Sequence[float]) -> tuple[dict[str, bandit.Arm], dict[str, Any]]:
-    """Priors from each cell's predicted shift, updated by the sample; falsified cells (and cells predicted to raise LD) get no budget."""
+def _arms(
+    s: Setup, pool: Sequence[TaskCandidate], sample_rows: Sequence[dict[str, Any]], clean_ld: Sequence[float]
+) -> tuple[dict[str, bandit.Arm], dict[str, Any]]:
+    """Priors from each cell's predicted shift, updated by the sample; falsified cells (and cells predicted to raise LD) get no
+    budget."""
     natural = float(np.mean(np.array(clean_ld) < 0))
     cells = {c.cell: c for c in pool}
-    arms = {k: bandit.prior_arm(k, bandit.prior_break_rate(clean_ld, c.mode.predicted_shift(c.dose), natural)) for k, c in sorted(cells.items())}
+    arms = {
+        k: bandit.prior_arm(k, bandit.prior_break_rate(clean_ld, c.mode.predicted_shift(c.dose), natural))
+        for k, c in sorted(cells.items())
+    }
     ctl = {r["candidate"]: r["logit_diff"] for r in sample_rows if r["family"] == "control"}
     index = {sp.pair_id: i for i, sp in enumerate(s.specs)}
     diffs: dict[str, list[float]] = {}
@@ -248,8 +183,14 @@ def _arms(s: Setup, pool: Sequence[TaskCandidate], sample_rows: Sequence[dict[st
     return bandit.falsify(arms, off), {"cell_verdicts": verdicts, "not_funded": off}
 
 
-def _search(s: Setup, pool: Sequence[TaskCandidate], arms: dict[str, bandit.Arm], budget: int, sampled: set[str],
-            clean_rows: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, bandit.Arm]]:
+def _search(
+    s: Setup,
+    pool: Sequence[TaskCandidate],
+    arms: dict[str, bandit.Arm],
+    budget: int,
+    sampled: set[str],
+    clean_rows: Sequence[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], dict[str, bandit.Arm]]:
     """Thompson sampling over cells, valued per evaluation (a candidate whose control is evaluated already costs one).
 
     Within a cell, candidates whose control held go first, then clean prompts whose heads attend
@@ -259,8 +200,12 @@ def _search(s: Setup, pool: Sequence[TaskCandidate], arms: dict[str, bandit.Arm]
 
     def fragile(c: TaskCandidate) -> float:
         hs = clean_rows[c.spec]["head_signals"]
-        return sum(v for k, v in hs.items() if any(k.startswith(f"{h}:END->") for h in c.mode.heads)
-                   and k.split("->")[1] in key_positions(c.mode, s.clean[c.spec]))
+        return sum(
+            v
+            for k, v in hs.items()
+            if any(k.startswith(f"{h}:END->") for h in c.mode.heads)
+            and k.split("->")[1] in key_positions(c.mode, s.clean[c.spec])
+        )
 
     queues: dict[str, list[TaskCandidate]] = {}
     rank: dict[str, int] = {}
@@ -291,10 +236,12 @@ def _search(s: Setup, pool: Sequence[TaskCandidate], arms: dict[str, bandit.Arm]
 
 
 def _baseline(s: Setup, clean_ld: Sequence[float]) -> list[dict[str, Any]]:
-    """One random perturbation per evaluation: a random dose's worth of random filler words (2 per pair) at the insertion point."""
+    """One random perturbation per evaluation: a random dose's worth of random filler words (2 per pair) at the insertion
+    point."""
     assert s.task.edits is not None
     rows: list[dict[str, Any]] = []
-    for chunk in _chunks(baseline_picks(s.cfg.seed, s.cfg.budget - s.cfg.n_clean, clean_ld), UNIT):
+    for chunk in chunks(baseline_picks(s.cfg.seed, s.cfg.budget - s.cfg.n_clean, clean_ld), UNIT):
+
         def compute(chunk: Sequence[tuple[int, int]] = chunk) -> list[dict[str, Any]]:
             ps = []
             for k, i in chunk:
@@ -302,26 +249,53 @@ def _baseline(s: Setup, clean_ld: Sequence[float]) -> list[dict[str, Any]]:
                 dose = rng.randint(1, s.task.edits.max_dose)  # type: ignore[union-attr]
                 if value_mentions(s.task):  # random values of the compared slot's range, in the same mention form
                     vals = [rng.choice(s.task.answer.over) for _ in range(dose)]
-                    ps.append(render_mention_edit(s.task, s.specs[i], s.clean[i], vals, s.model.tokenizer, "baseline",
-                                                  {"mode": "random", "params": {"dose": dose, "values": vals}}))
+                    ps.append(
+                        render_mention_edit(
+                            s.task,
+                            s.specs[i],
+                            s.clean[i],
+                            vals,
+                            s.model.tokenizer,
+                            "baseline",
+                            {"mode": "random", "params": {"dose": dose, "values": vals}},
+                        )
+                    )
                     continue
                 fill = fillers(s.task, s.lex.words[s.task.edits.filler], taken(s.clean[i]), 2 * dose, rng)  # type: ignore[union-attr]
-                ps.append(render_edit(s.task, s.specs[i], s.clean[i], ("filler", "filler"), fill, dose, s.model.tokenizer, "baseline",
-                                      {"mode": "random", "params": {"dose": dose, "words": fill}}))
-            return _measure(s, ps, [[] for _ in ps], [{"phase": "baseline", "candidate": f"{s.specs[i].pair_id}:random:{k}"} for k, i in chunk])
+                ps.append(
+                    render_edit(
+                        s.task,
+                        s.specs[i],
+                        s.clean[i],
+                        ("filler", "filler"),
+                        fill,
+                        dose,
+                        s.model.tokenizer,
+                        "baseline",
+                        {"mode": "random", "params": {"dose": dose, "words": fill}},
+                    )
+                )
+            return measure_rows(
+                s,
+                ps,
+                [[] for _ in ps],
+                [{"phase": "baseline", "candidate": f"{s.specs[i].pair_id}:random:{k}"} for k, i in chunk],
+            )
+
         rows += s.journal.unit(key_of("baseline", [k for k, _ in chunk]), compute)
     return rows
 
 
-def salt_of(model: LoadedModel, task: Task, circuit: Circuit, cfg: AttackConfig) -> str:
-    """Everything that determines the rows beyond unit keys: weights, tokenizer, the task's templates and lexicons, circuit, settings."""
-    t = [(x.id, x.text) for x in task.templates]
-    return key_of("task-attack", module_digest(model.hf_model), tokenizer_hash(model.tokenizer), task.describe(), t,
-                  {k: v if isinstance(v, str) else list(v) for k, v in task.lexicons.items()}, circuit.to_dict(), dataclasses.asdict(cfg))
-
-
-def run_task_attack(model: LoadedModel, task: Task, circuit: Circuit, cfg: AttackConfig, out: Path, resume: bool = False,
-                    stop_after_units: int | None = None, progress: bool = False) -> TaskRun:
+def run_task_attack(
+    model: LoadedModel,
+    task: Task,
+    circuit: Circuit,
+    cfg: AttackConfig,
+    out: Path,
+    resume: bool = False,
+    stop_after_units: int | None = None,
+    progress: bool = False,
+) -> TaskRun:
     """Every phase of a generic-task attack; every model evaluation is counted in `evals`."""
     cfg.check()
     modes, skipped = select(circuit, task, cfg)
@@ -343,14 +317,25 @@ def run_task_attack(model: LoadedModel, task: Task, circuit: Circuit, cfg: Attac
     base_rows = _baseline(s, clean_ld)
     bar.total = bar.n
     bar.close()
-    evals = {"clean": len(clean_rows), "sample": evaluated(sample_rows), "search": evaluated(search_rows), "baseline": len(base_rows)}
+    evals = {
+        "clean": len(clean_rows),
+        "sample": evaluated(sample_rows),
+        "search": evaluated(search_rows),
+        "baseline": len(base_rows),
+    }
     searched: dict[str, int] = {}
     for r in search_rows:
         if r["family"] == "attack":
             searched[r["cell"]] = searched.get(r["cell"], 0) + 1
-    screening = {**learned, "n_pool": len(pool), "n_sample": len(sample), "n_search": sum(searched.values()),
-                 "controls_reused": len(sample_rows) + len(search_rows) - evals["sample"] - evals["search"],
-                 "searched_per_cell": dict(sorted(searched.items())), "posterior_after_sample": prior,
-                 "posterior_break_rate": {k: a.mean for k, a in sorted(arms.items())}}
+    screening = {
+        **learned,
+        "n_pool": len(pool),
+        "n_sample": len(sample),
+        "n_search": sum(searched.values()),
+        "controls_reused": len(sample_rows) + len(search_rows) - evals["sample"] - evals["search"],
+        "searched_per_cell": dict(sorted(searched.items())),
+        "posterior_after_sample": prior,
+        "posterior_break_rate": {k: a.mean for k, a in sorted(arms.items())},
+    }
     rows = label_rows([*clean_rows, *sample_rows, *search_rows, *base_rows], modes)
     return TaskRun(rows, evals, modes, skipped, screening)

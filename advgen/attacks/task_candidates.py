@@ -52,7 +52,9 @@ def foil_side(task: Task, values: dict[str, str], gap: str) -> list[str]:
     """The values of the set rule's range for which the foil rule holds against the clean value (the clean value
     excluded), within NEAR of it ("near") or further ("far")."""
     x = float(values[task.answer.slot])
-    return [w for w in task.foil.words(values) if w != values[task.answer.slot] and (abs(float(w) - x) <= NEAR) == (gap == "near")]
+    return [
+        w for w in task.foil.words(values) if w != values[task.answer.slot] and (abs(float(w) - x) <= NEAR) == (gap == "near")
+    ]
 
 
 def value_draws(pool: Sequence[str], dose: int, rng: random.Random) -> list[list[str]]:
@@ -69,7 +71,8 @@ def value_draws(pool: Sequence[str], dose: int, rng: random.Random) -> list[list
 
 
 def candidates(task: Task, specs: Sequence[TaskSpec], modes: Sequence[TaskMode]) -> list[TaskCandidate]:
-    """Every (clean spec, mode, dose) candidate; a value-mention mode also by gap and draw (distinct values: fewer draws where the gap has few)."""
+    """Every (clean spec, mode, dose) candidate; a value-mention mode also by gap and draw (distinct values: fewer draws where the
+    gap has few)."""
     pool = []
     for i, sp in enumerate(specs):
         for m in modes:
@@ -79,6 +82,8 @@ def candidates(task: Task, specs: Sequence[TaskSpec], modes: Sequence[TaskMode])
                     continue
                 for gap in ("near", "far"):
                     n = min(DRAWS, math.perm(len(foil_side(task, dict(sp.values), gap)), d))
-                    pool += [TaskCandidate(f"{sp.pair_id}:{m.name}:{d}:{gap}:{k}", i, m, d, gap, k, f"{sp.pair_id}:{m.name}:{d}")
-                             for k in range(n)]
+                    pool += [
+                        TaskCandidate(f"{sp.pair_id}:{m.name}:{d}:{gap}:{k}", i, m, d, gap, k, f"{sp.pair_id}:{m.name}:{d}")
+                        for k in range(n)
+                    ]
     return pool

@@ -64,16 +64,25 @@ class TaskMode:
         return f"{self.name}:dose={dose}"
 
     def predicted_shift(self, dose: int) -> float:
-        """A rough LD shift for the prior: the heads' write moves from the answer to the foil by share dose / (dose + 1), both ways."""
+        """A rough LD shift for the prior: the heads' write moves from the answer to the foil by share dose / (dose + 1), both
+        ways."""
         share = dose / (dose + 1)
         return -(2 if self.key == "copy_next" else 1) * share * self.dla
 
     def describe(self) -> dict[str, Any]:
-        return {"heads": [str(h) for h in self.heads], "key": self.key, "attack": list(self.attack), "control": list(self.control),
-                "expected_sign": self.expected_sign, "doses": list(self.doses), "compiled_from": self.evidence,
-                "mechanism": self.mechanism, "edit": self.edit,
-                "signal": {"query": "END", "keys": f"{self.signal_slot} (every mention)", "direction": "+1 vs the control"},
-                "cells": self.cells()}
+        return {
+            "heads": [str(h) for h in self.heads],
+            "key": self.key,
+            "attack": list(self.attack),
+            "control": list(self.control),
+            "expected_sign": self.expected_sign,
+            "doses": list(self.doses),
+            "compiled_from": self.evidence,
+            "mechanism": self.mechanism,
+            "edit": self.edit,
+            "signal": {"query": "END", "keys": f"{self.signal_slot} (every mention)", "direction": "+1 vs the control"},
+            "cells": self.cells(),
+        }
 
     def cells(self) -> list[str]:
         """Cell keys: one per dose; a value-mention mode's also by gap (near or far from the clean value)."""
@@ -82,11 +91,21 @@ class TaskMode:
 
 
 RULES: tuple[tuple[str, str, tuple[str, str], tuple[str, str], str], ...] = (
-    ("compiled_copy_split", "copy_next", ("end", "foil"), ("filler", "foil"),
-     "heads that attend from END to the token after an earlier copy of END's token split that attention onto the foil "
-     "when another copy of END's token precedes it"),
-    ("compiled_foil_mention", "answer_mention", ("filler", "foil"), ("filler", "filler"),
-     "heads that attend from END to the answer's own mention split that attention onto extra foil mentions"),
+    (
+        "compiled_copy_split",
+        "copy_next",
+        ("end", "foil"),
+        ("filler", "foil"),
+        "heads that attend from END to the token after an earlier copy of END's token split that attention onto the foil "
+        "when another copy of END's token precedes it",
+    ),
+    (
+        "compiled_foil_mention",
+        "answer_mention",
+        ("filler", "foil"),
+        ("filler", "filler"),
+        "heads that attend from END to the answer's own mention split that attention onto extra foil mentions",
+    ),
 )
 
 
@@ -109,16 +128,36 @@ def compile_task_modes(circuit: Circuit, max_dose: int) -> tuple[list[TaskMode],
     modes: list[TaskMode] = []
     skipped: dict[str, str] = {}
     for name, key, attack, control, mechanism in RULES:
-        hits = [(h, r) for h, r in sorted(recs.items(), key=lambda kv: (kv[0].layer, kv[0].head))
-                if _concentrates(r, key) and r.get("dla", 0.0) != 0.0]
+        hits = [
+            (h, r)
+            for h, r in sorted(recs.items(), key=lambda kv: (kv[0].layer, kv[0].head))
+            if _concentrates(r, key) and r.get("dla", 0.0) != 0.0
+        ]
         if not hits:
-            skipped[name] = f"no head attends from END mostly to {key} (>= {MIN_MASS}): " + "; ".join(_why_not(h, r) for h, r in recs.items())
+            skipped[name] = f"no head attends from END mostly to {key} (>= {MIN_MASS}): " + "; ".join(
+                _why_not(h, r) for h, r in recs.items()
+            )
             continue
         dla = sum(float(r["dla"]) for _, r in hits)
-        evidence = "; ".join(f"{h} (END attention to {key} {r['attention'][key]:.2f}, DLA {r['dla']:+.2f}: "
-                             f"{'copies' if r['dla'] > 0 else 'suppresses'} what it attends to, n = {r.get('n')})" for h, r in hits)
-        modes.append(TaskMode(name, tuple(h for h, _ in hits), key, attack, control, -1 if dla > 0 else 1,
-                              tuple(range(1, max_dose + 1)), dla, evidence, mechanism))
+        evidence = "; ".join(
+            f"{h} (END attention to {key} {r['attention'][key]:.2f}, DLA {r['dla']:+.2f}: "
+            f"{'copies' if r['dla'] > 0 else 'suppresses'} what it attends to, n = {r.get('n')})"
+            for h, r in hits
+        )
+        modes.append(
+            TaskMode(
+                name,
+                tuple(h for h, _ in hits),
+                key,
+                attack,
+                control,
+                -1 if dla > 0 else 1,
+                tuple(range(1, max_dose + 1)),
+                dla,
+                evidence,
+                mechanism,
+            )
+        )
     return modes, skipped
 
 
@@ -132,9 +171,11 @@ def signal_reads(mode: TaskMode, dose: int) -> list[tuple[Head, str, str]]:
 
 
 DISTRACTOR = "compiled_value_distractor"
-DISTRACTOR_MECHANISM = ("heads that carry the compared value from its mention to END also read an inserted value of the same kind; "
-                        "one on the foil side of the rule (e.g. an earlier year, for 'greater than') moves the answer set's "
-                        "probability to foils, against a control that inserts the clean value itself")
+DISTRACTOR_MECHANISM = (
+    "heads that carry the compared value from its mention to END also read an inserted value of the same kind; "
+    "one on the foil side of the rule (e.g. an earlier year, for 'greater than') moves the answer set's "
+    "probability to foils, against a control that inserts the clean value itself"
+)
 
 
 def compile_distractor(circuit: Circuit, compared: str, max_dose: int) -> tuple[list[TaskMode], dict[str, str]]:
@@ -148,17 +189,41 @@ def compile_distractor(circuit: Circuit, compared: str, max_dose: int) -> tuple[
         if att.get(compared, 0.0) >= MIN_MASS and att.get(compared, 0.0) >= max(att.values(), default=0.0):
             hits.append((h, r))
     if not hits:
-        why = "; ".join(f"{h}: END attention to {compared} {r.get('attention_by_position', {}).get(compared, 0.0):.2f}" for h, r in recs.items())
-        return [], {DISTRACTOR: f"no head attends from END mostly to the compared slot {compared} (>= {MIN_MASS}): {why or 'no heads'}"}
-    evidence = "; ".join(f"{h} (END attention to {compared} {r['attention_by_position'][compared]:.2f}, DLA {r.get('dla', 0.0):+.2f}, "
-                         f"n = {r.get('n')})" for h, r in hits)
+        why = "; ".join(
+            f"{h}: END attention to {compared} {r.get('attention_by_position', {}).get(compared, 0.0):.2f}"
+            for h, r in recs.items()
+        )
+        return [], {
+            DISTRACTOR: f"no head attends from END mostly to the compared slot {compared} (>= {MIN_MASS}): {why or 'no heads'}"
+        }
+    evidence = "; ".join(
+        f"{h} (END attention to {compared} {r['attention_by_position'][compared]:.2f}, DLA {r.get('dla', 0.0):+.2f}, "
+        f"n = {r.get('n')})"
+        for h, r in hits
+    )
     dla = sum(float(r.get("dla", 0.0)) for _, r in hits)
-    return [TaskMode(DISTRACTOR, tuple(h for h, _ in hits), compared, ("foil_side", "foil_side"), ("same", "same"), -1,
-                     tuple(range(1, max_dose + 1)), abs(dla), evidence, DISTRACTOR_MECHANISM, edit="mention")], {}
+    return [
+        TaskMode(
+            DISTRACTOR,
+            tuple(h for h, _ in hits),
+            compared,
+            ("foil_side", "foil_side"),
+            ("same", "same"),
+            -1,
+            tuple(range(1, max_dose + 1)),
+            abs(dla),
+            evidence,
+            DISTRACTOR_MECHANISM,
+            edit="mention",
+        )
+    ], {}
 
 
 def modes_markdown(modes: Sequence[TaskMode], skipped: Mapping[str, str]) -> str:
-    lines = [f"- `{m.name}` (predicted sign {m.expected_sign:+d}; cells {', '.join(m.cells())}): {m.mechanism}; "
-             f"compiled from {m.evidence}" for m in modes]
+    lines = [
+        f"- `{m.name}` (predicted sign {m.expected_sign:+d}; cells {', '.join(m.cells())}): {m.mechanism}; "
+        f"compiled from {m.evidence}"
+        for m in modes
+    ]
     lines += [f"- `{k}` not compiled: {v}" for k, v in skipped.items()]
     return "\n".join(lines) + "\n"

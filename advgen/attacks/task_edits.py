@@ -23,7 +23,9 @@ SLOTS = ("E1", "E2")
 def edited_template(task: Task, t: TaskTemplate, dose: int) -> TaskTemplate:
     """`t` with `dose` pairs "{E1} {E2} " inserted right before the first mention of the task's insertion slot."""
     if task.edits is None:
-        raise TaskError(f"task {task.name!r} ({task.source}) defines no edits ('edits: {{insert_before: SLOT, filler: LEXICON}}')")
+        raise TaskError(
+            f"task {task.name!r} ({task.source}) defines no edits ('edits: {{insert_before: SLOT, filler: LEXICON}}')"
+        )
     if any(s in task.slots for s in SLOTS):
         raise TaskError(f"task {task.name!r}: slots {SLOTS} are reserved for attack insertions")
     mark = "{" + task.edits.insert_before + "}"
@@ -49,10 +51,20 @@ def fillers(task: Task, words: Sequence[str], taken: Sequence[str], n: int, rng:
     return rng.sample(pool, n)
 
 
-def render_edit(task: Task, sp: TaskSpec, clean: Prompt, kinds: tuple[str, str], fill: Sequence[str], dose: int,
-                tokenizer: Any, family: str, extra: Mapping[str, Any]) -> Prompt:
+def render_edit(
+    task: Task,
+    sp: TaskSpec,
+    clean: Prompt,
+    kinds: tuple[str, str],
+    fill: Sequence[str],
+    dose: int,
+    tokenizer: Any,
+    family: str,
+    extra: Mapping[str, Any],
+) -> Prompt:
     """The clean spec with `dose` inserted pairs; E1/E2 of kind "end", "foil" or "filler" (fillers taken from `fill`:
     E1's are fill[:dose], E2's fill[dose:])."""
+
     def value(kind: str, slot: int, k: int) -> str:
         if kind == "end":
             return end_value(clean)
@@ -63,8 +75,9 @@ def render_edit(task: Task, sp: TaskSpec, clean: Prompt, kinds: tuple[str, str],
     t = edited_template(task, sp.template, dose)
     vals = {s: value(kinds[j], j, 0) for j, s in enumerate(SLOTS)}
     over = {(s, k + 1): value(kinds[j], j, k) for j, s in enumerate(SLOTS) for k in range(1, dose)}
-    p = render_task_prompt(task, t, {**sp.values, **vals}, tokenizer, family=family, pair_id=sp.pair_id, override=over,
-                           extra=extra)
+    p = render_task_prompt(
+        task, t, {**sp.values, **vals}, tokenizer, family=family, pair_id=sp.pair_id, override=over, extra=extra
+    )
     if (p.io_token, p.s_token) != (clean.io_token, clean.s_token):
         raise AdvgenError(f"edit of {sp.pair_id!r} changed the answer or foil ({p.io!r}/{p.s!r} vs {clean.io!r}/{clean.s!r})")
     return p
@@ -78,8 +91,9 @@ MENTION = "E"
 """The slot of an inserted value mention (`edits.mention`); its k-th mention is position E@k."""
 
 
-def render_mention_edit(task: Task, sp: TaskSpec, clean: Prompt, values: Sequence[str], tokenizer: Any, family: str,
-                        extra: Mapping[str, Any]) -> Prompt:
+def render_mention_edit(
+    task: Task, sp: TaskSpec, clean: Prompt, values: Sequence[str], tokenizer: Any, family: str, extra: Mapping[str, Any]
+) -> Prompt:
     """The clean spec with one `edits.mention` per value (e.g. "1705 " for "{XX}{E}") inserted before the insertion slot.
 
     Only the inserted mentions are new: the set rule still compares against the clean prompt's value, so the
@@ -91,12 +105,18 @@ def render_mention_edit(task: Task, sp: TaskSpec, clean: Prompt, values: Sequenc
     mark = "{" + task.edits.insert_before + "}"
     at = sp.template.text.find(mark)
     if at < 0:
-        raise TaskError(f"template {sp.template.id!r} ({sp.template.source}) has no {mark} to insert before (edits.insert_before)")
-    t = TaskTemplate(f"{sp.template.id}+m{len(values)}", sp.template.text[:at] + (task.edits.mention + " ") * len(values)
-                     + sp.template.text[at:], sp.template.source)
+        raise TaskError(
+            f"template {sp.template.id!r} ({sp.template.source}) has no {mark} to insert before (edits.insert_before)"
+        )
+    t = TaskTemplate(
+        f"{sp.template.id}+m{len(values)}",
+        sp.template.text[:at] + (task.edits.mention + " ") * len(values) + sp.template.text[at:],
+        sp.template.source,
+    )
     over = {(MENTION, k + 1): v for k, v in enumerate(values) if k}
-    p = render_task_prompt(task, t, {**sp.values, MENTION: values[0]}, tokenizer, family=family, pair_id=sp.pair_id, override=over,
-                           extra=extra)
+    p = render_task_prompt(
+        task, t, {**sp.values, MENTION: values[0]}, tokenizer, family=family, pair_id=sp.pair_id, override=over, extra=extra
+    )
     if (p.io_token, p.s_token) != (clean.io_token, clean.s_token):
         raise AdvgenError(f"edit of {sp.pair_id!r} changed the answer or foil ({p.io!r}/{p.s!r} vs {clean.io!r}/{clean.s!r})")
     return p

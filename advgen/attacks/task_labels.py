@@ -20,7 +20,8 @@ from advgen.core.types import AdvgenError
 
 
 def label_rows(rows: Sequence[dict[str, Any]], modes: Sequence[TaskMode]) -> list[dict[str, Any]]:
-    """Clean LD, is_break, control_breaks, the paired signal shift and explained (as `advgen.attacks.signals` defines them for IOI)."""
+    """Clean LD, is_break, control_breaks, the paired signal shift and explained (as `advgen.attacks.signals` defines them for
+    IOI)."""
     clean = {r["pair_id"]: r for r in rows if r["family"] == "clean"}
     ctl = {r["candidate"]: r for r in rows if r["family"] == "control"}
     by_name = {m.name: m for m in modes}
@@ -45,6 +46,14 @@ def label_rows(rows: Sequence[dict[str, Any]], modes: Sequence[TaskMode]) -> lis
                 shift = sig(r) - (0.0 if by_name[r["mode"]].edit == "mention" else sig(k))
                 explained = bool(shift > tau[r["mode"]]) if is_break else None
                 shared = bool(k["logit_diff"] < 0) if is_break else None
-        out.append({**r, "clean_logit_diff": c["logit_diff"], "is_break": is_break, "explained": explained, "signal_shift": shift,
-                    "control_breaks": shared})
+        out.append(
+            {
+                **r,
+                "clean_logit_diff": c["logit_diff"],
+                "is_break": is_break,
+                "explained": explained,
+                "signal_shift": shift,
+                "control_breaks": shared,
+            }
+        )
     return out

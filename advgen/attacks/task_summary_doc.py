@@ -5,7 +5,7 @@ file, so a drifted key fails at the write, and the bytes are the record's). `fro
 strictly: a field missing or of the wrong type is an AdvgenError naming the file and the field's dotted path.
 summary.json carries `schema_version` (IOI's summary has none: `is_task_summary` tells them apart); a version
 other than `SCHEMA_VERSION` is refused by name. `read_task_summary` is the reader the CLI and the run loader use;
-`advgen.attacks.summary.read_attack_summary` lifts the record into the attack summary the report and console read.
+`advgen.attacks.summary_read.read_attack_summary` lifts the record into the attack summary the report and console read.
 `read_task_summary` also reads older and partial documents (`cause` was added to each mode on 2026-12-04), a field
 they lack being None; a field of the wrong type is an error either way.
 
@@ -117,8 +117,10 @@ class TaskAttackSummary(PlainRecord):
         `SCHEMA_VERSION` is refused first, and a field of the wrong type is named."""
         version = f.req(f.obj(d, where, ""), "schema_version", (int,), where, "")
         if version != SCHEMA_VERSION:
-            raise AdvgenError(f"{where}: schema_version {version} of a task attack summary; this advgen reads version "
-                              f"{SCHEMA_VERSION} (a run directory written by another advgen: read it with that version)")
+            raise AdvgenError(
+                f"{where}: schema_version {version} of a task attack summary; this advgen reads version "
+                f"{SCHEMA_VERSION} (a run directory written by another advgen: read it with that version)"
+            )
         doc = load_record(cls, d, where, "", strict)
         for k, s in (doc.by_family or {}).items():
             s.checked(where, f.path_of("by_family", k), strict)

@@ -57,8 +57,9 @@ def ablation_values(name: str, prompts: PromptSet, clean: RunCache, abc: RunCach
     return AblationValues(name, z, mlp)
 
 
-def _replacements(name: str, prompts: PromptSet, clean: tuple[torch.Tensor, ...], abc: tuple[torch.Tensor, ...],
-                  seed: int) -> tuple[torch.Tensor | None, ...]:
+def _replacements(
+    name: str, prompts: PromptSet, clean: tuple[torch.Tensor, ...], abc: tuple[torch.Tensor, ...], seed: int
+) -> tuple[torch.Tensor | None, ...]:
     """One activation per clean prompt: the group mean (ABC or clean) or a resampled ABC twin of the same template and length."""
     groups = _groups(prompts)
     out: list[torch.Tensor | None] = [None] * len(prompts)
@@ -95,8 +96,13 @@ def all_but(n_layers: int, n_heads: int, drop: Iterable[Head]) -> tuple[Entry, .
 
 
 def run_kept(
-    model, prompts: PromptSet, kept: Sequence[tuple[Entry, ...]], values: AblationValues, ref_logp: torch.Tensor,
-    batch_size: int = DEFAULT_BATCH, mlps: Sequence[tuple[MLPEntry, ...] | None] | None = None,
+    model,
+    prompts: PromptSet,
+    kept: Sequence[tuple[Entry, ...]],
+    values: AblationValues,
+    ref_logp: torch.Tensor,
+    batch_size: int = DEFAULT_BATCH,
+    mlps: Sequence[tuple[MLPEntry, ...] | None] | None = None,
 ) -> list[RowStats]:
     """Per-prompt stats for each kept subgraph, all variants stacked along the batch dimension.
 
@@ -106,14 +112,30 @@ def run_kept(
     mk = list(mlps) if mlps is not None else [None] * len(kept)
     if any(m is not None for m in mk) and values.mlp_sources is None:
         raise AdvgenError(f"ablation {values.name!r}: MLP knockouts need MLP outputs recorded (cache_run(..., mlp=True))")
-    patches = [Patch(i, entries, values.sources[i], keep=True, mlp_kept=m, mlp_source=None if m is None or values.mlp_sources is None
-                     else values.mlp_sources[i]) for entries, m in zip(kept, mk, strict=True) for i in range(n)]
+    patches = [
+        Patch(
+            i,
+            entries,
+            values.sources[i],
+            keep=True,
+            mlp_kept=m,
+            mlp_source=None if m is None or values.mlp_sources is None else values.mlp_sources[i],
+        )
+        for entries, m in zip(kept, mk, strict=True)
+        for i in range(n)
+    ]
     st = patched_run(model, prompts, patches, batch_size, ref_logp=ref_logp)
-    return [RowStats(st.ld[v * n : (v + 1) * n], st.loss[v * n : (v + 1) * n], st.kl[v * n : (v + 1) * n]) for v in range(len(kept))]
+    return [
+        RowStats(st.ld[v * n : (v + 1) * n], st.loss[v * n : (v + 1) * n], st.kl[v * n : (v + 1) * n]) for v in range(len(kept))
+    ]
 
 
 def knockout(
-    model, prompts: PromptSet, heads: Sequence[Head], values: AblationValues, ref_logp: torch.Tensor,
+    model,
+    prompts: PromptSet,
+    heads: Sequence[Head],
+    values: AblationValues,
+    ref_logp: torch.Tensor,
     batch_size: int = DEFAULT_BATCH,
 ) -> RowStats:
     """The model with `heads` replaced at every position (everything else intact)."""

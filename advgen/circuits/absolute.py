@@ -20,8 +20,9 @@ from advgen.model.loading import LoadedModel
 from advgen.model.validate import DEFAULT_BATCH
 
 
-def ladder_curve(prompts: PromptSet, batch_size: int = DEFAULT_BATCH,
-                 device: str = "cpu") -> tuple[tuple[Rung, ...], list[dict[str, float]], str]:
+def ladder_curve(
+    prompts: PromptSet, batch_size: int = DEFAULT_BATCH, device: str = "cpu"
+) -> tuple[tuple[Rung, ...], list[dict[str, float]], str]:
     """(rungs, per-rung IOI figures, basis): live on `prompts` (on `device`) when the tokenizer matches."""
     header, rungs = load_ladder()
     if not rungs:
@@ -30,8 +31,14 @@ def ladder_curve(prompts: PromptSet, batch_size: int = DEFAULT_BATCH,
         return rungs, live_ioi_losses(rungs, prompts, batch_size, device), "live: every ladder model run on these prompts"
     ioi = header.get("ioi", {})
     figs = [{k: r.figure(k) for k in ("ioi_loss", "ioi_mean_ld", "ioi_accuracy")} for r in rungs]
-    return rungs, figs, (f"stored in ladder.json (ladder models on their own prompts: {ioi.get('templates')}, n={ioi.get('n')}, "
-                         f"seed {ioi.get('seed')}); this model's tokenizer differs from the ladder's, so the prompts differ")
+    return (
+        rungs,
+        figs,
+        (
+            f"stored in ladder.json (ladder models on their own prompts: {ioi.get('templates')}, n={ioi.get('n')}, "
+            f"seed {ioi.get('seed')}); this model's tokenizer differs from the ladder's, so the prompts differ"
+        ),
+    )
 
 
 def _placed(p: Placement, model_params: int) -> dict[str, Any]:
@@ -40,19 +47,38 @@ def _placed(p: Placement, model_params: int) -> dict[str, Any]:
     return d
 
 
-def absolute_performance(model: LoadedModel, prompts: PromptSet, paper_row: Mapping[str, Any], scrub: Mapping[str, Any],
-                         batch_size: int = DEFAULT_BATCH, ladder: bool = True) -> dict[str, Any]:
+def absolute_performance(
+    model: LoadedModel,
+    prompts: PromptSet,
+    paper_row: Mapping[str, Any],
+    scrub: Mapping[str, Any],
+    batch_size: int = DEFAULT_BATCH,
+    ladder: bool = True,
+) -> dict[str, Any]:
     """The `absolute` block: nats, LD and ladder placement of model, circuit, scrubbed circuit, empty circuit."""
     model_params = parameter_count(model)
     nan = float("nan")
     f_m = paper_row["mean_ld"]["mean"] + paper_row["faithfulness_gap"]["mean"]
-    losses = {"model": paper_row["loss_model"], "circuit": paper_row["loss_circuit"],
-              "scrubbed": scrub.get("mean_loss_scrubbed", nan), "empty": paper_row["loss_empty"]}
+    losses = {
+        "model": paper_row["loss_model"],
+        "circuit": paper_row["loss_circuit"],
+        "scrubbed": scrub.get("mean_loss_scrubbed", nan),
+        "empty": paper_row["loss_empty"],
+    }
     out: dict[str, Any] = {
-        "loss_recovered_nats": paper_row["loss_recovered_nats"], "loss_recovered_pct": paper_row["loss_recovered_pct"],
-        "ioi_loss": losses, "ioi_mean_ld": {"model": f_m, "circuit": paper_row["mean_ld"]["mean"],
-                                            "scrubbed": scrub.get("mean_ld_scrubbed", nan), "empty": paper_row["empty_mean_ld"]},
-        "model_parameters": model_params, "ladder_equivalent_params": None, "ladder_position": "no ladder", "times_smaller": None,
+        "loss_recovered_nats": paper_row["loss_recovered_nats"],
+        "loss_recovered_pct": paper_row["loss_recovered_pct"],
+        "ioi_loss": losses,
+        "ioi_mean_ld": {
+            "model": f_m,
+            "circuit": paper_row["mean_ld"]["mean"],
+            "scrubbed": scrub.get("mean_ld_scrubbed", nan),
+            "empty": paper_row["empty_mean_ld"],
+        },
+        "model_parameters": model_params,
+        "ladder_equivalent_params": None,
+        "ladder_position": "no ladder",
+        "times_smaller": None,
     }
     if not ladder:
         return out
@@ -65,8 +91,17 @@ def absolute_performance(model: LoadedModel, prompts: PromptSet, paper_row: Mapp
     ys = [f["ioi_loss"] for f in figs]
     placements = {k: _placed(place(v, params, ys, names), model_params) for k, v in losses.items()}
     c = placements["circuit"]
-    out.update({"ladder_equivalent_params": c["equivalent_params"], "ladder_position": c["position"], "times_smaller": c["times_smaller"],
-                "placements": placements, "ladder_basis": basis,
-                "ladder": [{"name": r.name, "parameters": r.parameters, "heldout_loss": r.figure("heldout_loss"), **f}
-                           for r, f in zip(rungs, figs, strict=True)]})
+    out.update(
+        {
+            "ladder_equivalent_params": c["equivalent_params"],
+            "ladder_position": c["position"],
+            "times_smaller": c["times_smaller"],
+            "placements": placements,
+            "ladder_basis": basis,
+            "ladder": [
+                {"name": r.name, "parameters": r.parameters, "heldout_loss": r.figure("heldout_loss"), **f}
+                for r, f in zip(rungs, figs, strict=True)
+            ],
+        }
+    )
     return out

@@ -6,18 +6,20 @@ when a name is mentioned once more (a probe sentence naming IO or S against the 
 about "someone", so length and words match), what it writes (the slope of its direct logit
 attribution to IO - S against its IO-minus-S attention: positive = copies what it attends to,
 negative = suppresses it) and which upstream heads feed its query (from path patching, when
-discovery ran it). Records go into the circuit JSON beside the role scores.
+discovery ran it). Records go into the circuit JSON beside the role scores; their types are
+`advgen.circuits.behaviour_records`.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
+from advgen.circuits.behaviour_records import MENTIONED, SITES, SLOTS, HeadBehaviour, Mention, MLPBehaviour, WriteChange
 from advgen.circuits.format import Circuit, CircuitHead, CircuitMLP
 from advgen.circuits.identity import model_identity, stale_records
 from advgen.circuits.reads import Reads, read_heads
@@ -28,126 +30,6 @@ from advgen.prompts import datasets
 from advgen.prompts.lexicon import build_lexicon
 from advgen.prompts.sentences import load_bank, name_slot
 from advgen.prompts.templates import Template, render, resolve_templates, tokenizer_hash
-
-SLOTS = ("IO", "S1", "S1+1", "S2", "END-1", "other_names", "filler")
-"""Where a head's attention mass at its query goes; the masses of one prompt sum to 1."""
-MENTIONED = ("IO", "S")
-SITES = ("before", "after")
-"""Where the probe sentence goes: before the whole text, or after the first clause's sentence."""
-
-
-@dataclass(frozen=True)
-class Mention:
-    """Change (probe naming the slot's name minus probe naming 'someone') at one site, mean over pairs."""
-
-    d_mass_io: float
-    """Change of attention mass on every token of the IO name."""
-    d_mass_s: float
-    """Change of attention mass on every token of the S name."""
-    d_write: float
-    """Change of the head's direct logit attribution to IO - S (measured, for comparison)."""
-    se: float
-    """Standard error of d_mass_io - d_mass_s over pairs."""
-    n: int
-
-
-@dataclass(frozen=True)
-class HeadBehaviour:
-    head: str
-    query: str
-    mass: Mapping[str, float]
-    """Mean attention mass per slot (SLOTS) on clean prompts."""
-    mention: Mapping[str, Mapping[str, Mention]]
-    """Mentioned name ("IO" / "S") -> site -> change."""
-    write_gain: float
-    """LD per unit of IO-minus-S attention mass (least-squares slope over prompts), along `write_path`."""
-    write_sign: str
-    """"copies" (gain > 0) or "suppresses" (gain < 0)."""
-    dla_ld: float
-    """Mean direct logit attribution to IO - S on clean prompts."""
-    feeds_query_of: tuple[str, ...] = ()
-    feeds_effect: float | None = None
-    """Path-patching effect (/ F(M)) of this head on those heads' queries, where measured."""
-    n_prompts: int = 0
-    write_gain_direct: float | None = None
-    """The same slope for the head's direct write only (final LayerNorm frozen), kept beside the path figure."""
-    write_path: str = "direct"
-    """"direct+mlps": the gain counts the write's effect through every later MLP (recomputed at END);
-    "direct": a record from before that was measured (its gain is the direct one)."""
-    measured_on: Mapping[str, str] = field(default_factory=dict)
-    """`model_identity` of the model the record was measured on (empty in records from before it was kept)."""
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["feeds_query_of"] = list(self.feeds_query_of)
-        d["measured_on"] = dict(self.measured_on)
-        return {k: _round(v) for k, v in d.items()}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any], where: str = "<behaviour>") -> HeadBehaviour:
-        try:
-            mention = {y: {site: Mention(**m) for site, m in sites.items()} for y, sites in d["mention"].items()}
-            return cls(str(d["head"]), str(d["query"]), {k: float(v) for k, v in d["mass"].items()}, mention,
-                       float(d["write_gain"]), str(d["write_sign"]), float(d["dla_ld"]),
-                       tuple(d.get("feeds_query_of") or ()), d.get("feeds_effect"), int(d.get("n_prompts", 0)),
-                       _opt_float(d.get("write_gain_direct")), str(d.get("write_path", "direct")),
-                       {str(k): str(v) for k, v in (d.get("measured_on") or {}).items()})
-        except (KeyError, TypeError, ValueError) as e:
-            raise AdvgenError(f"{where}: malformed behaviour record ({type(e).__name__}: {e})") from None
-
-
-@dataclass(frozen=True)
-class WriteChange:
-    """Change of an MLP node's LD contribution at END, probe minus its 'someone' control, mean over pairs."""
-
-    d_write: float
-    """Along the real path (later MLPs that are not nodes recomputed): what the compiler sums."""
-    d_write_direct: float
-    se: float
-    """Standard error of d_write over pairs."""
-    n: int
-
-
-@dataclass(frozen=True)
-class MLPBehaviour:
-    """An MLP node's record: its IO-minus-S write at END and how each mention probe changes it (measured, not modelled)."""
-
-    node: str
-    query: str
-    dla_ld: float
-    """Mean direct logit attribution of the MLP's END output to IO - S on clean prompts."""
-    path_ld: float
-    """Mean LD contribution of that output along the real path on clean prompts."""
-    mention: Mapping[str, Mapping[str, WriteChange]]
-    """Mentioned name ("IO" / "S") -> site -> change."""
-    n_prompts: int = 0
-    measured_on: Mapping[str, str] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["measured_on"] = dict(self.measured_on)
-        return {k: _round(v) for k, v in d.items()}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any], where: str = "<behaviour>") -> MLPBehaviour:
-        try:
-            mention = {y: {site: WriteChange(**m) for site, m in sites.items()} for y, sites in d["mention"].items()}
-            return cls(str(d["node"]), str(d["query"]), float(d["dla_ld"]), float(d["path_ld"]), mention, int(d.get("n_prompts", 0)),
-                       {str(k): str(v) for k, v in (d.get("measured_on") or {}).items()})
-        except (KeyError, TypeError, ValueError) as e:
-            raise AdvgenError(f"{where}: malformed MLP node record ({type(e).__name__}: {e})") from None
-
-
-def _opt_float(v: Any) -> float | None:
-    return None if v is None else float(v)
-
-
-def _round(v: Any) -> Any:
-    if isinstance(v, float):
-        return round(v, 5)
-    if isinstance(v, dict):
-        return {k: _round(x) for k, x in v.items()}
-    return v
 
 
 @dataclass(frozen=True)
@@ -247,18 +129,31 @@ def probe_set(tokenizer: Any, s: BehaviourSettings) -> tuple[list[Prompt], list[
     lex = build_lexicon(tokenizer)
     specs = datasets.sample_specs(resolve_templates(s.templates), lex, s.n, s.seed)
     bank = load_bank(lex)
-    pr = probes(specs, bank.paper, tokenizer, s.seed) if s.probe == "paper" else probes(specs, bank.neutral, tokenizer, s.seed, EDIT_SENTENCES)
+    pr = (
+        probes(specs, bank.paper, tokenizer, s.seed)
+        if s.probe == "paper"
+        else probes(specs, bank.neutral, tokenizer, s.seed, EDIT_SENTENCES)
+    )
     return list(datasets.build(specs, tokenizer)), pr
 
 
-def measure_behaviour(model: LoadedModel, heads: Sequence[Head], s: BehaviourSettings = BehaviourSettings(),
-                      feeds: Mapping[Head, tuple[tuple[str, ...], float]] | None = None) -> dict[Head, HeadBehaviour]:
+def measure_behaviour(
+    model: LoadedModel,
+    heads: Sequence[Head],
+    s: BehaviourSettings = BehaviourSettings(),
+    feeds: Mapping[Head, tuple[tuple[str, ...], float]] | None = None,
+) -> dict[Head, HeadBehaviour]:
     """Behaviour records for `heads` (query END) from n clean prompts and their mention probes."""
     return measure_records(model, heads, (), s, feeds)[0]
 
 
-def measure_records(model: LoadedModel, heads: Sequence[Head], mlps: Sequence[int], s: BehaviourSettings = BehaviourSettings(),
-                    feeds: Mapping[Head, tuple[tuple[str, ...], float]] | None = None) -> tuple[dict[Head, HeadBehaviour], dict[int, MLPBehaviour]]:
+def measure_records(
+    model: LoadedModel,
+    heads: Sequence[Head],
+    mlps: Sequence[int],
+    s: BehaviourSettings = BehaviourSettings(),
+    feeds: Mapping[Head, tuple[tuple[str, ...], float]] | None = None,
+) -> tuple[dict[Head, HeadBehaviour], dict[int, MLPBehaviour]]:
     """Records for `heads` and the MLP nodes in layers `mlps`, from one read of n clean prompts and their mention probes.
 
     A head's path runs through the later MLPs that are not nodes; a node's own record counts what passes through it.
@@ -275,14 +170,33 @@ def measure_records(model: LoadedModel, heads: Sequence[Head], mlps: Sequence[in
         gain, direct = (float(np.polyfit(diff, y[:, j], 1)[0]) if np.ptp(diff) > 0 else 0.0 for y in (reads.path, reads.dla))
         mention = _mentions(h, j, len(clean), pr, allp, reads)
         fq, fe = (feeds or {}).get(h, ((), None))
-        out[h] = HeadBehaviour(str(h), "END", {k: float(np.mean([m[k] for m in masses])) for k in SLOTS}, mention, gain,
-                               "copies" if gain > 0 else "suppresses", float(reads.dla[: len(clean), j].mean()),
-                               tuple(fq), None if fe is None else float(fe), len(clean), direct, "direct+mlps", ident)
+        out[h] = HeadBehaviour(
+            str(h),
+            "END",
+            {k: float(np.mean([m[k] for m in masses])) for k in SLOTS},
+            mention,
+            gain,
+            "copies" if gain > 0 else "suppresses",
+            float(reads.dla[: len(clean), j].mean()),
+            tuple(fq),
+            None if fe is None else float(fe),
+            len(clean),
+            direct,
+            "direct+mlps",
+            ident,
+        )
     nodes = {}
     for k, layer in enumerate(mlps):
         j = len(heads) + k
-        nodes[layer] = MLPBehaviour(f"m{layer}", "END", float(reads.dla[: len(clean), j].mean()), float(reads.path[: len(clean), j].mean()),
-                                    _write_changes(j, len(clean), pr, reads), len(clean), ident)
+        nodes[layer] = MLPBehaviour(
+            f"m{layer}",
+            "END",
+            float(reads.dla[: len(clean), j].mean()),
+            float(reads.path[: len(clean), j].mean()),
+            _write_changes(j, len(clean), pr, reads),
+            len(clean),
+            ident,
+        )
     return out, nodes
 
 
@@ -305,49 +219,74 @@ def _probe_pairs(pr: Sequence[_Probe], n_clean: int) -> Iterator[tuple[str, str,
                 yield y, site, [n_clean + 2 * k for k in ks], [n_clean + 2 * k + 1 for k in ks]
 
 
-def _mentions(h: Head, j: int, n_clean: int, pr: Sequence[_Probe], allp: Sequence[Prompt], reads: Reads) -> dict[str, dict[str, Mention]]:
+def _mentions(
+    h: Head, j: int, n_clean: int, pr: Sequence[_Probe], allp: Sequence[Prompt], reads: Reads
+) -> dict[str, dict[str, Mention]]:
     """Per mentioned name and site: mean change of the head's mass on IO and on S, probe minus its control."""
     out: dict[str, dict[str, Mention]] = {}
     for y, site, a, c in _probe_pairs(pr, n_clean):
-        d = np.array([name_mass(allp[i], reads.rows[i][h]) for i in a]) - np.array([name_mass(allp[i], reads.rows[i][h]) for i in c])
+        d = np.array([name_mass(allp[i], reads.rows[i][h]) for i in a]) - np.array(
+            [name_mass(allp[i], reads.rows[i][h]) for i in c]
+        )
         dd = d[:, 0] - d[:, 1]
         se = float(dd.std(ddof=1) / np.sqrt(len(dd))) if len(dd) > 1 else 0.0
-        out.setdefault(y, {})[site] = Mention(float(d[:, 0].mean()), float(d[:, 1].mean()),
-                                              float((reads.dla[a, j] - reads.dla[c, j]).mean()), se, len(dd))
+        out.setdefault(y, {})[site] = Mention(
+            float(d[:, 0].mean()), float(d[:, 1].mean()), float((reads.dla[a, j] - reads.dla[c, j]).mean()), se, len(dd)
+        )
     return out
 
 
-def query_feeds(pp_queries: np.ndarray | None, name_movers: Sequence[Head], threshold: float) -> dict[Head, tuple[tuple[str, ...], float]]:
+def query_feeds(
+    pp_queries: np.ndarray | None, name_movers: Sequence[Head], threshold: float
+) -> dict[Head, tuple[tuple[str, ...], float]]:
     """Heads whose path-patching effect on the name movers' queries is at most -threshold."""
     if pp_queries is None or not name_movers:
         return {}
     q = np.nan_to_num(pp_queries, nan=0.0)
-    return {Head(int(a), int(b)): (tuple(str(h) for h in name_movers), float(q[a, b])) for a, b in zip(*np.nonzero(q <= -threshold), strict=True)}
+    return {
+        Head(int(a), int(b)): (tuple(str(h) for h in name_movers), float(q[a, b]))
+        for a, b in zip(*np.nonzero(q <= -threshold), strict=True)
+    }
 
 
-def with_records(model: LoadedModel, heads: Sequence[CircuitHead], matrices: Mapping[str, np.ndarray],
-                 s: BehaviourSettings, feed_threshold: float, mlps: Sequence[CircuitMLP] = ()) -> tuple[tuple[CircuitHead, ...], tuple[CircuitMLP, ...]]:
+def with_records(
+    model: LoadedModel,
+    heads: Sequence[CircuitHead],
+    matrices: Mapping[str, np.ndarray],
+    s: BehaviourSettings,
+    feed_threshold: float,
+    mlps: Sequence[CircuitMLP] = (),
+) -> tuple[tuple[CircuitHead, ...], tuple[CircuitMLP, ...]]:
     """The circuit's heads and MLP nodes with their behaviour records filled in (discovery's last step)."""
     if not heads and not mlps:
         return tuple(heads), tuple(mlps)
     nms = [h.head for h in heads if h.role == Role.NAME_MOVER]
     feeds = query_feeds(matrices.get("pp_queries"), nms, feed_threshold)
     recs, nodes = measure_records(model, [h.head for h in heads], [m.layer for m in mlps], s, feeds)
-    return (tuple(replace(h, behaviour=recs[h.head].to_dict()) for h in heads),
-            tuple(replace(m, behaviour=nodes[m.layer].to_dict()) for m in mlps))
+    return (
+        tuple(replace(h, behaviour=recs[h.head].to_dict()) for h in heads),
+        tuple(replace(m, behaviour=nodes[m.layer].to_dict()) for m in mlps),
+    )
 
 
 def attach_records(model: LoadedModel, circuit: Circuit, s: BehaviourSettings = BehaviourSettings(), why: str = "") -> Circuit:
-    """`circuit` with behaviour records measured on `model` for every head and MLP node (e.g. a hand-written or planted circuit)."""
+    """`circuit` with behaviour records measured on `model` for every head and MLP node (e.g. a hand-written or planted
+    circuit)."""
     heads, mlps = with_records(model, circuit.heads, {}, s, 0.0, circuit.mlps)
-    prov = {**circuit.provenance, "behaviour_records": f"measured on {model.name} by advgen.circuits.behaviour "
-            f"(n={s.n} clean prompts and their mention probes, seed={s.seed}"
-            + ("" if s.probe == "paper" else f", probes written as {s.probe!r}") + ")" + (f": {why}" if why else "")}
+    prov = {
+        **circuit.provenance,
+        "behaviour_records": f"measured on {model.name} by advgen.circuits.behaviour "
+        f"(n={s.n} clean prompts and their mention probes, seed={s.seed}"
+        + ("" if s.probe == "paper" else f", probes written as {s.probe!r}")
+        + ")"
+        + (f": {why}" if why else ""),
+    }
     return replace(circuit, heads=heads, mlps=mlps, provenance=prov)
 
 
-def ensure_records(model: LoadedModel, circuit: Circuit, s: BehaviourSettings = BehaviourSettings(),
-                   force: bool = False) -> tuple[Circuit, str | None]:
+def ensure_records(
+    model: LoadedModel, circuit: Circuit, s: BehaviourSettings = BehaviourSettings(), force: bool = False
+) -> tuple[Circuit, str | None]:
     """The circuit with records measured on `model` wherever they are missing or from another model, and why they were measured.
 
     Records are never reused across models: one measured on other weights or another tokenizer

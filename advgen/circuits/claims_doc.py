@@ -24,7 +24,7 @@ from advgen.core.types import AdvgenError, Interval
 
 @dataclass(frozen=True)
 class MetricRow(PlainRecord):
-    """One ablation's row of `table` (and causal scrubbing's `metrics`): `claims.metric_row`."""
+    """One ablation's row of `table` (and causal scrubbing's `metrics`): `claim_metrics.metric_row`."""
 
     mean_ld: Interval | None = spec("ci")
     ratio_to_model: Interval | None = spec("ci")

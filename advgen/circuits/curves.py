@@ -85,8 +85,15 @@ def circuit_first(order: Sequence[Head], circuit: Circuit | Iterable[Head]) -> l
     return [h for h in order if h in heads] + [h for h in order if h not in heads]
 
 
-def curve(model: LoadedModel, prompts: PromptSet, clean: patching.RunCache, values: ablation.AblationValues,
-          order: Sequence[Head], sizes: Sequence[float] = MIB_SIZES, batch_size: int = 64) -> dict[str, Any]:
+def curve(
+    model: LoadedModel,
+    prompts: PromptSet,
+    clean: patching.RunCache,
+    values: ablation.AblationValues,
+    order: Sequence[Head],
+    sizes: Sequence[float] = MIB_SIZES,
+    batch_size: int = 64,
+) -> dict[str, Any]:
     """Faithfulness of the top-k heads of `order` at each size, all sizes in one stacked run."""
     total = model.n_layers * model.n_heads
     if len(set(order)) != total:
@@ -98,25 +105,49 @@ def curve(model: LoadedModel, prompts: PromptSet, clean: patching.RunCache, valu
     m = {c: float(st.ld.double().mean()) for c, st in zip(counts, stats, strict=True)}
     m_empty, m_model = m[0], m[total]
     if abs(m_model - m_empty) < 1e-9:
-        raise AdvgenError(f"curve: the model's mean LD equals the empty circuit's ({m_model:.4f}) under {values.name}; faithfulness is undefined")
+        raise AdvgenError(
+            f"curve: the model's mean LD equals the empty circuit's ({m_model:.4f}) under {values.name}; faithfulness is "
+            "undefined"
+        )
     f = {c: (m[c] - m_empty) / (m_model - m_empty) for c in counts}
     xs, ys = [c / total for c in counts], [f[c] for c in counts]
-    return {"sizes": [{"size": s, "n_heads": n_kept(s, total), "faithfulness": f[n_kept(s, total)]} for s in sizes],
-            "points": [{"fraction": x, "n_heads": c, "faithfulness": y, "mean_ld": m[c]} for x, c, y in zip(xs, counts, ys, strict=True)],
-            "top_heads": [str(h) for h in order[: max(n_kept(s, total) for s in sizes)]],
-            "cpr": cpr(xs, ys), "cmd": cmd(xs, ys), "mean_ld_model": m_model, "mean_ld_empty": m_empty,
-            "forwards": len(counts) * len(prompts)}
+    return {
+        "sizes": [{"size": s, "n_heads": n_kept(s, total), "faithfulness": f[n_kept(s, total)]} for s in sizes],
+        "points": [
+            {"fraction": x, "n_heads": c, "faithfulness": y, "mean_ld": m[c]} for x, c, y in zip(xs, counts, ys, strict=True)
+        ],
+        "top_heads": [str(h) for h in order[: max(n_kept(s, total) for s in sizes)]],
+        "cpr": cpr(xs, ys),
+        "cmd": cmd(xs, ys),
+        "mean_ld_model": m_model,
+        "mean_ld_empty": m_empty,
+        "forwards": len(counts) * len(prompts),
+    }
 
 
-def discovery_curves(model: LoadedModel, prompts: PromptSet, clean: patching.RunCache, abc: patching.RunCache,
-                     matrices: Mapping[str, np.ndarray], ablation_name: str, seed: int, batch_size: int,
-                     circuit: Iterable[Head] = ()) -> dict[str, Any]:
+def discovery_curves(
+    model: LoadedModel,
+    prompts: PromptSet,
+    clean: patching.RunCache,
+    abc: patching.RunCache,
+    matrices: Mapping[str, np.ndarray],
+    ablation_name: str,
+    seed: int,
+    batch_size: int,
+    circuit: Iterable[Head] = (),
+) -> dict[str, Any]:
     """The `faithfulness_curves` block of discovery.json: signed ranking (read CPR) and absolute
     ranking (read CMD) of `RANK_SCORE`, under one ablation, at MIB's sizes; and the signed ranking
     with `circuit`'s heads moved to the top ("circuit_first": the found circuit as a point on the curve)."""
     values = ablation.ablation_values(ablation_name, prompts, clean, abc, seed)
-    out: dict[str, Any] = {"ablation": ablation_name, "rank_score": RANK_SCORE, "nodes": "attention heads (MLPs always kept)",
-                           "n_nodes": model.n_layers * model.n_heads, "n_prompts": len(prompts), "mib_sizes": list(MIB_SIZES)}
+    out: dict[str, Any] = {
+        "ablation": ablation_name,
+        "rank_score": RANK_SCORE,
+        "nodes": "attention heads (MLPs always kept)",
+        "n_nodes": model.n_layers * model.n_heads,
+        "n_prompts": len(prompts),
+        "mib_sizes": list(MIB_SIZES),
+    }
     signed = ranking(matrices[RANK_SCORE], True)
     orders = {"signed": signed, "absolute": ranking(matrices[RANK_SCORE], False), "circuit_first": circuit_first(signed, circuit)}
     heads = sorted(set(circuit))

@@ -120,9 +120,13 @@ class TaskHead:
         d = f.obj(d, where, at)
         get = f.req if strict else f.opt
         pos = get(d, "positions", (list,), where, at)
-        return cls(get(d, "role", (str,), where, at),
-                   None if pos is None else tuple(f.check(p, (str,), where, f"{f.path_of(at, 'positions')}[{i}]") for i, p in enumerate(pos)),
-                   {k: f.number(d, k, where, at) for k in d if k not in ("role", "positions")})
+        return cls(
+            get(d, "role", (str,), where, at),
+            None
+            if pos is None
+            else tuple(f.check(p, (str,), where, f"{f.path_of(at, 'positions')}[{i}]") for i, p in enumerate(pos)),
+            {k: f.number(d, k, where, at) for k in d if k not in ("role", "positions")},
+        )
 
 
 @dataclass(frozen=True)
@@ -250,7 +254,9 @@ class TaskDiscoveryDoc(PlainRecord, _Shared):
     def load(cls, d: Any, where: str, strict: bool) -> TaskDiscoveryDoc:
         doc = load_record(cls, d, where, "", strict)
         if doc.heads is not None:
-            doc = replace(doc, heads={k: TaskHead.from_dict(v, where, f.path_of("heads", k), strict) for k, v in doc.heads.items()})
+            doc = replace(
+                doc, heads={k: TaskHead.from_dict(v, where, f.path_of("heads", k), strict) for k, v in doc.heads.items()}
+            )
         return doc.checked(where, strict)
 
 
@@ -280,8 +286,13 @@ def written_matrices(m: Mapping[str, np.ndarray]) -> dict[str, list[Any]]:
     return {k: np.round(v, DECIMALS).tolist() for k, v in sorted(m.items())}
 
 
-def build(cls: type[DiscoveryDoc] | type[TaskDiscoveryDoc], report: Mapping[str, Any], command: str, versions: Mapping[str, Any],
-          matrices: Mapping[str, np.ndarray]) -> AnyDiscovery:
+def build(
+    cls: type[DiscoveryDoc] | type[TaskDiscoveryDoc],
+    report: Mapping[str, Any],
+    command: str,
+    versions: Mapping[str, Any],
+    matrices: Mapping[str, np.ndarray],
+) -> AnyDiscovery:
     """The record a writer writes, from its engine's report (checked like a file, so a shape drift fails here)."""
     doc = {**report, "command": command, "versions": versions, "matrices": written_matrices(matrices)}
     unknown = sorted(set(doc) - {fl.name for fl in fields(cls)})

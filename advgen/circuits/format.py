@@ -51,7 +51,7 @@ class CircuitHead:
     """Evidence for the role, e.g. {"induction_score": 0.41, "patching_effect": -0.8}."""
     note: str = ""
     behaviour: Mapping[str, Any] = field(default_factory=dict)
-    """Measured head behaviour record (`advgen.circuits.behaviour.HeadBehaviour.to_dict`); empty if not measured."""
+    """Measured head behaviour record (`advgen.circuits.behaviour_records.HeadBehaviour.to_dict`); empty if not measured."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class CircuitMLP:
     scores: Mapping[str, float] = field(default_factory=dict)
     note: str = ""
     behaviour: Mapping[str, Any] = field(default_factory=dict)
-    """Measured record (`advgen.circuits.behaviour.MLPBehaviour.to_dict`); empty if not measured."""
+    """Measured record (`advgen.circuits.behaviour_records.MLPBehaviour.to_dict`); empty if not measured."""
 
     @property
     def node(self) -> str:
@@ -118,18 +118,24 @@ class Circuit:
     def check_task(self, task: Task) -> Circuit:
         """Refuse a circuit of another task, or one whose roles or positions the task does not have."""
         if self.task != task.name:
-            raise CircuitError(f"circuit {self.name!r} is for task {self.task!r}, not {task.name!r}; "
-                               f"pass a circuit of task {task.name!r} (or --task {self.task})")
+            raise CircuitError(
+                f"circuit {self.name!r} is for task {self.task!r}, not {task.name!r}; "
+                f"pass a circuit of task {task.name!r} (or --task {self.task})"
+            )
         if task.engine == "ioi":
             return self
         for h in self.heads:
             if h.role.value not in task.role_names:
-                raise CircuitError(f"circuit {self.name!r}: head {h.head} has role {h.role.value!r}, which task {task.name!r} does not "
-                                   f"define (its roles: {list(task.role_names)})")
+                raise CircuitError(
+                    f"circuit {self.name!r}: head {h.head} has role {h.role.value!r}, which task {task.name!r} does not "
+                    f"define (its roles: {list(task.role_names)})"
+                )
             for p in h.positions:
                 base = p.split("@")[0].split("+")[0]
                 if p not in ("END", "ALL") and base not in task.slots:
-                    raise CircuitError(f"circuit {self.name!r}: head {h.head} position {p!r} names a slot task {task.name!r} lacks")
+                    raise CircuitError(
+                        f"circuit {self.name!r}: head {h.head} position {p!r} names a slot task {task.name!r} lacks"
+                    )
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -142,13 +148,32 @@ class Circuit:
             "n_heads": self.n_heads,
             "provenance": dict(self.provenance),
             "heads": [
-                {"head": str(h.head), "role": h.role.value, "positions": list(h.positions), "scores": dict(h.scores), "note": h.note,
-                 **({"behaviour": dict(h.behaviour)} if h.behaviour else {})}
+                {
+                    "head": str(h.head),
+                    "role": h.role.value,
+                    "positions": list(h.positions),
+                    "scores": dict(h.scores),
+                    "note": h.note,
+                    **({"behaviour": dict(h.behaviour)} if h.behaviour else {}),
+                }
                 for h in sorted(self.heads, key=lambda h: (h.head.layer, h.head.head))
             ],
-            **({"mlps": [{"node": m.node, "positions": list(m.positions), "scores": dict(m.scores), "note": m.note,
-                          **({"behaviour": dict(m.behaviour)} if m.behaviour else {})}
-                         for m in sorted(self.mlps, key=lambda m: m.layer)]} if self.mlps else {}),
+            **(
+                {
+                    "mlps": [
+                        {
+                            "node": m.node,
+                            "positions": list(m.positions),
+                            "scores": dict(m.scores),
+                            "note": m.note,
+                            **({"behaviour": dict(m.behaviour)} if m.behaviour else {}),
+                        }
+                        for m in sorted(self.mlps, key=lambda m: m.layer)
+                    ]
+                }
+                if self.mlps
+                else {}
+            ),
         }
 
     def save(self, path: str | Path) -> Path:
@@ -181,8 +206,16 @@ class Circuit:
         prov = d.get("provenance") or {}
         if not isinstance(prov, Mapping):
             raise CircuitError(f"{where}: 'provenance' must be an object, got {type(prov).__name__}")
-        c = cls(name=str(d.get("name", "circuit")), model=str(d.get("model", "")), heads=tuple(heads),
-                n_layers=dims["n_layers"], n_heads=dims["n_heads"], provenance=dict(prov), mlps=mlps, task=task)
+        c = cls(
+            name=str(d.get("name", "circuit")),
+            model=str(d.get("model", "")),
+            heads=tuple(heads),
+            n_layers=dims["n_layers"],
+            n_heads=dims["n_heads"],
+            provenance=dict(prov),
+            mlps=mlps,
+            task=task,
+        )
         if c.n_layers and c.n_heads:
             try:
                 c.check_against(c.n_layers, c.n_heads)
@@ -224,8 +257,10 @@ def _role(e: Any, at: str, head: Head, task: str) -> RoleName:
         return Role(e["role"])
     if task != "ioi" and isinstance(e["role"], str) and re.fullmatch(r"[a-z][a-z0-9_]*", e["role"]):
         return TaskRole(e["role"])
-    raise CircuitError(f"{at}: head {head} has unknown role {e['role']!r}; roles: {valid_roles}"
-                       + ("" if task == "ioi" else " or a lowercase role name of the task"))
+    raise CircuitError(
+        f"{at}: head {head} has unknown role {e['role']!r}; roles: {valid_roles}"
+        + ("" if task == "ioi" else " or a lowercase role name of the task")
+    )
 
 
 def _parse_head(e: Any, at: str, task: str = "ioi") -> CircuitHead:
@@ -267,9 +302,10 @@ def _positions(raw: Any, at: str, what: str, task: str = "ioi") -> tuple[str, ..
 
 
 def _parse_mlps(raw: Any, where: str, task: str = "ioi") -> tuple[CircuitMLP, ...]:
-    """The 'mlps' list of a format-2 circuit: {"node": "m3", "positions": [...], "scores": {...}, "note": "", "behaviour": {...}}."""
+    """The 'mlps' list of a format-2 circuit: {"node": "m3", "positions": [...], "scores": {...}, "note": "", "behaviour":
+    {...}}."""
     if not isinstance(raw, list):
-        raise CircuitError(f"{where}: 'mlps' must be a list of MLP nodes like {{\"node\": \"m3\"}}")
+        raise CircuitError(f'{where}: \'mlps\' must be a list of MLP nodes like {{"node": "m3"}}')
     out: dict[int, CircuitMLP] = {}
     for i, e in enumerate(raw):
         at = f"{where}: mlps[{i}]"
@@ -283,9 +319,13 @@ def _parse_mlps(raw: Any, where: str, task: str = "ioi") -> tuple[CircuitMLP, ..
         if not isinstance(scores, Mapping) or not isinstance(beh, Mapping):
             raise CircuitError(f"{at}: MLP node {node}: 'scores' and 'behaviour' must be objects")
         note = e.get("note", "")
-        out[layer] = CircuitMLP(layer, _positions(e.get("positions") or ["END"], at, f"MLP node {node}", task),
-                                {str(k): _number(v, f"{at}: MLP node {node}: score {k!r}") for k, v in scores.items()},
-                                note if isinstance(note, str) else repr(note), dict(beh))
+        out[layer] = CircuitMLP(
+            layer,
+            _positions(e.get("positions") or ["END"], at, f"MLP node {node}", task),
+            {str(k): _number(v, f"{at}: MLP node {node}: score {k!r}") for k, v in scores.items()},
+            note if isinstance(note, str) else repr(note),
+            dict(beh),
+        )
     return tuple(out.values())
 
 
@@ -308,7 +348,11 @@ def resolve_circuit(spec: str | Path, n_layers: int | None = None, n_heads: int 
 
 
 def make_circuit(
-    name: str, model: str, roles: Mapping[Role, Iterable[str]], n_layers: int | None = None, n_heads: int | None = None,
+    name: str,
+    model: str,
+    roles: Mapping[Role, Iterable[str]],
+    n_layers: int | None = None,
+    n_heads: int | None = None,
     provenance: Mapping[str, Any] | None = None,
 ) -> Circuit:
     """Build a circuit from {role: ["a9.h9", ...]} with each role's default positions."""

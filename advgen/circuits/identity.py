@@ -50,6 +50,8 @@ def stale_records(circuit: Circuit, ident: Mapping[str, str]) -> str | None:
         if not on:
             return f"{name}'s record does not say which model it was measured on (it predates model identities)"
         if (on.get("weights_sha256"), on.get("tokenizer_hash")) != (ident["weights_sha256"], ident["tokenizer_hash"]):
-            return (f"{name}'s record was measured on another model ({on.get('model')!r}, weights "
-                    f"{str(on.get('weights_sha256'))[:12]}), not on {ident['model']!r} (weights {ident['weights_sha256'][:12]})")
+            return (
+                f"{name}'s record was measured on another model ({on.get('model')!r}, weights "
+                f"{str(on.get('weights_sha256'))[:12]}), not on {ident['model']!r} (weights {ident['weights_sha256'][:12]})"
+            )
     return None

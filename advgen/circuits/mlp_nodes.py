@@ -25,8 +25,11 @@ def end_states(model: LoadedModel, prompts: PromptSet, batch_size: int = DEFAULT
     """One forward per batch: at END, each block's residual after attention ("mid") and MLP output ("mlp") [n, L, d], and the
     final LayerNorm input ("final") [n, d]."""
     L, n = model.n_layers, len(prompts)
-    got: dict[str, list[dict[int, torch.Tensor]]] = {"mid": [{} for _ in range(n)], "mlp": [{} for _ in range(n)],
-                                                     "final": [{} for _ in range(n)]}
+    got: dict[str, list[dict[int, torch.Tensor]]] = {
+        "mid": [{} for _ in range(n)],
+        "mlp": [{} for _ in range(n)],
+        "final": [{} for _ in range(n)],
+    }
 
     def factory(idx: list[int]) -> list[tuple[str, Callable[..., Any]]]:
         ends = [prompts[i].end for i in idx]
@@ -48,17 +51,27 @@ def end_states(model: LoadedModel, prompts: PromptSet, batch_size: int = DEFAULT
     return out
 
 
-def mlp_path_effects(model: LoadedModel, clean_ps: PromptSet, abc_ps: PromptSet, f_m: float, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
+def mlp_path_effects(
+    model: LoadedModel, clean_ps: PromptSet, abc_ps: PromptSet, f_m: float, batch_size: int = DEFAULT_BATCH
+) -> np.ndarray:
     """[L] change of mean LD / |F(M)| when each MLP's END output is taken from the ABC twin, the later MLPs recomputed."""
     clean, abc = end_states(model, clean_ps, batch_size), end_states(model, abc_ps, batch_size)
     writes = clean["mlp"] - abc["mlp"]  # removing this from the clean run puts the twin's output in its place
     L = model.n_layers
-    _, path = paths.end_write_contributions(model, clean_ps, clean["mid"], clean["mlp"], clean["final"], writes, [layer + 1 for layer in range(L)])
+    _, path = paths.end_write_contributions(
+        model, clean_ps, clean["mid"], clean["mlp"], clean["final"], writes, [layer + 1 for layer in range(L)]
+    )
     return -path.mean(0) / abs(f_m)
 
 
 def propose(effects: np.ndarray, threshold: float) -> tuple[CircuitMLP, ...]:
     """MLP nodes at END for the layers whose ABC patch lowers LD by at least `threshold` x F(M)."""
-    return tuple(CircuitMLP(int(layer), ("END",), {"pp_mlp_logits": round(float(effects[layer]), 5)},
-                            f"path->MLPs->logits {float(effects[layer]):+.2f} (END output from the ABC twin)")
-                 for layer in np.nonzero(effects <= -threshold)[0])
+    return tuple(
+        CircuitMLP(
+            int(layer),
+            ("END",),
+            {"pp_mlp_logits": round(float(effects[layer]), 5)},
+            f"path->MLPs->logits {float(effects[layer]):+.2f} (END output from the ABC twin)",
+        )
+        for layer in np.nonzero(effects <= -threshold)[0]
+    )

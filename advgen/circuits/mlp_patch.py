@@ -31,7 +31,9 @@ class MLPRecorder:
         def keep(t: torch.Tensor, hook: Any, layer: int = 0) -> None:
             self.got[layer] = t.detach().float()
 
-        return [(f"blocks.{layer}.mlp.hook_out", lambda t, hook, layer=layer: keep(t, hook, layer)) for layer in range(self.n_layers)]
+        return [
+            (f"blocks.{layer}.mlp.hook_out", lambda t, hook, layer=layer: keep(t, hook, layer)) for layer in range(self.n_layers)
+        ]
 
     def collect(self, idx: Sequence[int], lengths: Sequence[int], out: list[Any]) -> None:
         """out[i] = [L, T_i, d] for each prompt i of the batch (padding cut)."""
@@ -40,24 +42,38 @@ class MLPRecorder:
             out[i] = mb[r, :, :n].clone()
 
 
-def mlp_mask(p: Prompt, kept: Sequence[MLPEntry], n_layers: int, width: int, positions: Callable[[Prompt, str], list[int]]) -> torch.Tensor:
+def mlp_mask(
+    p: Prompt, kept: Sequence[MLPEntry], n_layers: int, width: int, positions: Callable[[Prompt, str], list[int]]
+) -> torch.Tensor:
     """[L, width] True where the MLP output is replaced: every real position of every layer except `kept`; never padding."""
     m = torch.ones(n_layers, width, dtype=torch.bool, device="cpu")
-    m[:, len(p):] = False
+    m[:, len(p) :] = False
     for layer, kind in kept:
         m[layer, positions(p, kind)] = False
     return m
 
 
-def mlp_hooks(rows: Sequence[Prompt], kept: Sequence[Sequence[MLPEntry] | None], sources: Sequence[torch.Tensor | None],
-              n_layers: int, width: int, positions: Callable[[Prompt, str], list[int]]) -> list[tuple[str, Callable[..., Any]]]:
+def mlp_hooks(
+    rows: Sequence[Prompt],
+    kept: Sequence[Sequence[MLPEntry] | None],
+    sources: Sequence[torch.Tensor | None],
+    n_layers: int,
+    width: int,
+    positions: Callable[[Prompt, str], list[int]],
+) -> list[tuple[str, Callable[..., Any]]]:
     """`mlp.hook_out` replacements for one batch: row r's MLPs outside kept[r] take sources[r] ([L, T, d]; None = zeros).
 
     A row whose `kept` is None runs every MLP unchanged (a heads-only knockout)."""
     if all(k is None for k in kept):
         return []
-    masks = torch.stack([mlp_mask(p, k, n_layers, width, positions) if k is not None else torch.zeros(n_layers, width, dtype=torch.bool, device="cpu")
-                         for p, k in zip(rows, kept, strict=True)])  # [b, L, W]
+    masks = torch.stack(
+        [
+            mlp_mask(p, k, n_layers, width, positions)
+            if k is not None
+            else torch.zeros(n_layers, width, dtype=torch.bool, device="cpu")
+            for p, k in zip(rows, kept, strict=True)
+        ]
+    )  # [b, L, W]
     hooks: list[tuple[str, Callable[..., Any]]] = []
     for layer in range(n_layers):
         lm = masks[:, layer]
@@ -66,7 +82,9 @@ def mlp_hooks(rows: Sequence[Prompt], kept: Sequence[Sequence[MLPEntry] | None],
         srcs = [None if s is None else _fit(s[layer], width) for s in sources]
 
         def hook(t: torch.Tensor, hook: Any, lm: torch.Tensor = lm, srcs: list = srcs) -> torch.Tensor:
-            src = torch.stack([torch.zeros(t.shape[1], t.shape[2], device="cpu") if s is None else s for s in srcs]).to(t.device, t.dtype)
+            src = torch.stack([torch.zeros(t.shape[1], t.shape[2], device="cpu") if s is None else s for s in srcs]).to(
+                t.device, t.dtype
+            )
             return torch.where(lm[..., None].to(t.device), src, t)
 
         hooks.append((f"blocks.{layer}.mlp.hook_out", hook))

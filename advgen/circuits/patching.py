@@ -1,4 +1,4 @@
-"""Activation, path and attribution patching per head and position, batched over heads.
+"""Cached runs and batched patched runs per head and position: activation patching, and what path patching builds on.
 
 Clean IOI prompts are paired with their ABC twins (same template, S2 replaced by a third name,
 so every slot sits at the same token index). One cached run per distribution records what every
@@ -6,13 +6,15 @@ later step needs (per-head outputs `hook_z`, residuals at END, gradients of LD);
 then stack many (head, position) variants along the batch dimension, so a forward pass patches
 as many heads as it has rows. TransformerLens' `patching` module patches one head at one absolute
 position per forward and assumes equal positions across a batch; IOI prompts have per-prompt
-positions, hence this compact version.
+positions, hence this compact version. Attribution patching, path patching to the logits and direct
+logit attribution need no forward beyond the cached runs: `advgen.circuits.direct_effects`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -46,6 +48,8 @@ def source_for(kind: str, corrupt: Mapping[str, RunCache] | RunCache) -> RunCach
     if isinstance(corrupt, RunCache):
         return corrupt
     return corrupt["s1"] if kind in S1_KINDS and "s1" in corrupt else corrupt["abc"]
+
+
 ATTN_PAIRS = (("END", "IO"), ("END", "S1"), ("END", "S2"), ("S2", "S1"), ("S2", "S1+1"), ("S1+1", "S1"))
 """(query slot, key slot) attention readouts recorded in every cached run."""
 
@@ -101,8 +105,16 @@ def _grad(t: torch.Tensor) -> torch.Tensor:
     return t.grad
 
 
-def _collect(idx: list[int], prompts: PromptSet, grad: bool, zs: dict[int, torch.Tensor], pre: dict[int, torch.Tensor],
-             fin: torch.Tensor, logits: torch.Tensor, out: tuple[list[Any], ...]) -> None:
+def _collect(
+    idx: list[int],
+    prompts: PromptSet,
+    grad: bool,
+    zs: dict[int, torch.Tensor],
+    pre: dict[int, torch.Tensor],
+    fin: torch.Tensor,
+    logits: torch.Tensor,
+    out: tuple[list[Any], ...],
+) -> None:
     """Copy one batch's recordings into the per-prompt lists (z, grad z, final resid, resid_pre, logits)."""
     (z, gz, rfin, rpre, logits_out), L = out, len(zs)
     zb = torch.stack([zs[layer].detach().float() for layer in range(L)], 1).cpu()  # one host copy per batch
@@ -117,8 +129,12 @@ def _collect(idx: list[int], prompts: PromptSet, grad: bool, zs: dict[int, torch
 
 
 def cache_run(
-    model: LoadedModel, prompts: PromptSet, batch_size: int = DEFAULT_BATCH, grad: bool = False,
-    extra_hooks: ExtraHooks | None = None, mlp: bool = False,
+    model: LoadedModel,
+    prompts: PromptSet,
+    batch_size: int = DEFAULT_BATCH,
+    grad: bool = False,
+    extra_hooks: ExtraHooks | None = None,
+    mlp: bool = False,
 ) -> RunCache:
     """One forward per batch (on the model's device) recording z, residuals at END, attention readouts (and d LD/dz;
     with `mlp`, every MLP's output at every position); the recordings reach the CPU in one copy per batch."""
@@ -132,53 +148,85 @@ def cache_run(
     for idx in prompts.batches(batch_size):
         ids, ends = pad_batch(prompts, idx, device=dev)
         rows = torch.arange(len(idx), device=dev)
-        zs: dict[int, torch.Tensor] = {}
-        pre: dict[int, torch.Tensor] = {}
-        fin: list[torch.Tensor] = []
-
-        def zhook(t: torch.Tensor, hook: Any, layer: int = 0) -> torch.Tensor:
-            if grad:
-                t.retain_grad()
-            zs[layer] = t
-            return t
-
-        def prehook(t: torch.Tensor, hook: Any, layer: int = 0) -> None:
-            pre[layer] = t[rows, ends].detach().float()
-
-        def pathook(t: torch.Tensor, hook: Any, layer: int = 0) -> None:
-            for q, k in ATTN_PAIRS:
-                qi = torch.tensor([prompts[i].positions[q] for i in idx], device=t.device)
-                ki = torch.tensor([prompts[i].positions[k] for i in idx], device=t.device)
-                attn[f"{q}->{k}"][idx, layer] = t[rows, :, qi, ki].detach().float().cpu()
-
-        def finhook(t: torch.Tensor, hook: Any) -> None:
-            fin.append(t[rows, ends].detach().float())
-
+        rec = _Recording(prompts, idx, rows, ends, grad, attn)
         hooks = list(extra_hooks(idx, ids.shape[1])) if extra_hooks else []
-        hooks.append(("ln_final.hook_in", finhook))
-        rec = MLPRecorder(L) if mlp else None
-        hooks += rec.hooks() if rec else []
-        for layer in range(L):
-            hooks += [
-                (f"blocks.{layer}.attn.hook_z", lambda t, hook, layer=layer: zhook(t, hook, layer)),
-                (f"blocks.{layer}.hook_resid_pre", lambda t, hook, layer=layer: prehook(t, hook, layer)),
-                (f"blocks.{layer}.attn.hook_pattern", lambda t, hook, layer=layer: pathook(t, hook, layer)),
-            ]
+        hooks.append(("ln_final.hook_in", rec.finhook))
+        mlp_rec = MLPRecorder(L) if mlp else None
+        hooks += mlp_rec.hooks() if mlp_rec else []
+        hooks += rec.hooks(L)
         with torch.set_grad_enabled(grad), model.bridge.hooks(fwd_hooks=hooks):
             logits = run(ids, ends).float()
             if grad:
                 ld = logits[rows, io_all[idx].to(dev)] - logits[rows, s_all[idx].to(dev)]
                 ld.sum().backward()
-        _collect(idx, prompts, grad, zs, pre, fin[0], logits, (z, gz, rfin, rpre, logits_out))
-        if rec:
-            rec.collect(idx, [len(prompts[i]) for i in idx], mlp_out)
+        _collect(idx, prompts, grad, rec.zs, rec.pre, rec.fin[0], logits, (z, gz, rfin, rpre, logits_out))
+        if mlp_rec:
+            mlp_rec.collect(idx, [len(prompts[i]) for i in idx], mlp_out)
     lg = torch.stack(logits_out)
     ld = lg[torch.arange(n, device="cpu"), io_all] - lg[torch.arange(n, device="cpu"), s_all]
-    return RunCache(tuple(z), torch.stack(rfin), torch.stack(rpre), attn, lg, ld,
-                    tuple(gz) if grad else None, tuple(mlp_out) if mlp else None, forwards=n, backwards=n if grad else 0)
+    return RunCache(
+        tuple(z),
+        torch.stack(rfin),
+        torch.stack(rpre),
+        attn,
+        lg,
+        ld,
+        tuple(gz) if grad else None,
+        tuple(mlp_out) if mlp else None,
+        forwards=n,
+        backwards=n if grad else 0,
+    )
+
+
+class _Recording:
+    """One batch's recording hooks: z per layer (its gradient retained with `grad`), residuals and final input at END,
+    the attention readouts (ATTN_PAIRS, written straight into `attn`)."""
+
+    def __init__(
+        self,
+        prompts: PromptSet,
+        idx: list[int],
+        rows: torch.Tensor,
+        ends: torch.Tensor,
+        grad: bool,
+        attn: dict[str, torch.Tensor],
+    ) -> None:
+        self.prompts, self.idx, self.rows, self.ends, self.grad, self.attn = prompts, idx, rows, ends, grad, attn
+        self.zs: dict[int, torch.Tensor] = {}
+        self.pre: dict[int, torch.Tensor] = {}
+        self.fin: list[torch.Tensor] = []
+
+    def zhook(self, t: torch.Tensor, hook: Any, layer: int = 0) -> torch.Tensor:
+        if self.grad:
+            t.retain_grad()
+        self.zs[layer] = t
+        return t
+
+    def prehook(self, t: torch.Tensor, hook: Any, layer: int = 0) -> None:
+        self.pre[layer] = t[self.rows, self.ends].detach().float()
+
+    def pathook(self, t: torch.Tensor, hook: Any, layer: int = 0) -> None:
+        for q, k in ATTN_PAIRS:
+            qi = torch.tensor([self.prompts[i].positions[q] for i in self.idx], device=t.device)
+            ki = torch.tensor([self.prompts[i].positions[k] for i in self.idx], device=t.device)
+            self.attn[f"{q}->{k}"][self.idx, layer] = t[self.rows, :, qi, ki].detach().float().cpu()
+
+    def finhook(self, t: torch.Tensor, hook: Any) -> None:
+        self.fin.append(t[self.rows, self.ends].detach().float())
+
+    def hooks(self, n_layers: int) -> list[tuple[str, Callable[..., Any]]]:
+        out: list[tuple[str, Callable[..., Any]]] = []
+        for layer in range(n_layers):
+            out += [
+                (f"blocks.{layer}.attn.hook_z", lambda t, hook, layer=layer: self.zhook(t, hook, layer)),
+                (f"blocks.{layer}.hook_resid_pre", lambda t, hook, layer=layer: self.prehook(t, hook, layer)),
+                (f"blocks.{layer}.attn.hook_pattern", lambda t, hook, layer=layer: self.pathook(t, hook, layer)),
+            ]
+        return out
 
 
 # ---------------------------------------------------------------- batched replacement runs
+
 
 @dataclass(frozen=True)
 class Patch:
@@ -210,7 +258,7 @@ def _row_mask(p: Prompt, patch: Patch, L: int, H: int, width: int) -> torch.Tens
         m[layer, positions_of(p, kind), head] = True
     if patch.keep:
         m = ~m
-        m[:, len(p):] = False
+        m[:, len(p) :] = False
     return m
 
 
@@ -224,8 +272,12 @@ class RowStats:
 
 
 def patched_run(
-    model: LoadedModel, prompts: PromptSet, patches: Sequence[Patch], batch_size: int = DEFAULT_BATCH,
-    ref_logp: torch.Tensor | None = None, chunk: int = 512,
+    model: LoadedModel,
+    prompts: PromptSet,
+    patches: Sequence[Patch],
+    batch_size: int = DEFAULT_BATCH,
+    ref_logp: torch.Tensor | None = None,
+    chunk: int = 512,
 ) -> RowStats:
     """Run every patch (row) and reduce END logits to LD / loss / KL at once (no vocab-size output)."""
     L, H = model.n_layers, model.n_heads
@@ -233,42 +285,7 @@ def patched_run(
     for c0 in range(0, len(patches), chunk):
         part = patches[c0 : c0 + chunk]
         rows_ps = PromptSet(tuple(prompts[p.prompt] for p in part), prompts.tokenizer_hash)
-
-        def factory(idx: list[int], part: Sequence[Patch] = part, rows_ps: PromptSet = rows_ps) -> list[tuple[str, Callable[..., Any]]]:
-            width = max(len(rows_ps[i]) for i in idx)
-            masks = torch.stack([_row_mask(rows_ps[i], part[i], L, H, width) for i in idx])  # [b, L, W, H]
-            hooks: list[tuple[str, Callable[..., Any]]] = []
-            for layer in range(L):
-                lm = masks[:, layer]
-                if not lm.any():
-                    continue
-                srcs = []
-                for i in idx:
-                    src = part[i].source
-                    s = torch.zeros(width, H, 1, device="cpu") if src is None else src[layer]
-                    srcs.append(F.pad(s, (0, 0, 0, 0, 0, width - s.shape[0])) if s.shape[0] < width else s[:width])
-
-                def zhook(t: torch.Tensor, hook: Any, lm: torch.Tensor = lm, srcs: list = srcs) -> torch.Tensor:
-                    src = torch.stack([s.expand(t.shape[1], t.shape[2], t.shape[3]) for s in srcs]).to(t.device, t.dtype)
-                    return torch.where(lm[..., None].to(t.device), src, t)
-
-                hooks.append((f"blocks.{layer}.attn.hook_z", zhook))
-            qrows = [(r, q) for r, i in enumerate(idx) for q in part[i].q_patch]
-            for layer in sorted({q[0] for _, q in qrows}):
-                sel = [(r, h, v) for r, (lq, h, v) in qrows if lq == layer]
-                ends = [rows_ps[idx[r]].end for r, _, _ in sel]
-
-                def qhook(t: torch.Tensor, hook: Any, sel: list = sel, ends: list = ends) -> torch.Tensor:
-                    t = t.clone()
-                    for (r, h, v), e in zip(sel, ends, strict=False):
-                        t[r, e, h] = v.to(t.device, t.dtype)
-                    return t
-
-                hooks.append((f"blocks.{layer}.attn.hook_q", qhook))
-            hooks += _kv_hooks([(r, kv) for r, i in enumerate(idx) for kv in part[i].kv_patch])
-            return hooks + mlp_hooks([rows_ps[i] for i in idx], [part[i].mlp_kept for i in idx], [part[i].mlp_source for i in idx], L,
-                                     width, positions_of)
-
+        factory = partial(_patch_hooks, part=part, rows_ps=rows_ps, L=L, H=H)
         logits = end_logits(model, rows_ps, batch_size, hooks=factory).double()
         io, s = io_s_tokens(rows_ps)
         r = torch.arange(len(part), device="cpu")  # end_logits returns host tensors
@@ -281,6 +298,53 @@ def patched_run(
         else:
             kls.append(torch.full((len(part),), float("nan"), dtype=torch.float64, device="cpu"))
     return RowStats(torch.cat(lds), torch.cat(losses), torch.cat(kls))
+
+
+def _patch_hooks(
+    idx: list[int], part: Sequence[Patch], rows_ps: PromptSet, L: int, H: int
+) -> list[tuple[str, Callable[..., Any]]]:
+    """The hooks of one batch (rows `idx` of `part`): z, query, key / value and MLP replacements."""
+    width = max(len(rows_ps[i]) for i in idx)
+    masks = torch.stack([_row_mask(rows_ps[i], part[i], L, H, width) for i in idx])  # [b, L, W, H]
+    hooks: list[tuple[str, Callable[..., Any]]] = []
+    for layer in range(L):
+        lm = masks[:, layer]
+        if not lm.any():
+            continue
+        srcs = []
+        for i in idx:
+            src = part[i].source
+            s = torch.zeros(width, H, 1, device="cpu") if src is None else src[layer]
+            srcs.append(F.pad(s, (0, 0, 0, 0, 0, width - s.shape[0])) if s.shape[0] < width else s[:width])
+
+        def zhook(t: torch.Tensor, hook: Any, lm: torch.Tensor = lm, srcs: list = srcs) -> torch.Tensor:
+            src = torch.stack([s.expand(t.shape[1], t.shape[2], t.shape[3]) for s in srcs]).to(t.device, t.dtype)
+            return torch.where(lm[..., None].to(t.device), src, t)
+
+        hooks.append((f"blocks.{layer}.attn.hook_z", zhook))
+    hooks += _q_hooks(idx, part, rows_ps)
+    hooks += _kv_hooks([(r, kv) for r, i in enumerate(idx) for kv in part[i].kv_patch])
+    return hooks + mlp_hooks(
+        [rows_ps[i] for i in idx], [part[i].mlp_kept for i in idx], [part[i].mlp_source for i in idx], L, width, positions_of
+    )
+
+
+def _q_hooks(idx: list[int], part: Sequence[Patch], rows_ps: PromptSet) -> list[tuple[str, Callable[..., Any]]]:
+    """hook_q replacements: batch row r gets a new query at END for one head."""
+    hooks: list[tuple[str, Callable[..., Any]]] = []
+    qrows = [(r, q) for r, i in enumerate(idx) for q in part[i].q_patch]
+    for layer in sorted({q[0] for _, q in qrows}):
+        sel = [(r, h, v) for r, (lq, h, v) in qrows if lq == layer]
+        ends = [rows_ps[idx[r]].end for r, _, _ in sel]
+
+        def qhook(t: torch.Tensor, hook: Any, sel: list = sel, ends: list = ends) -> torch.Tensor:
+            t = t.clone()
+            for (r, h, v), e in zip(sel, ends, strict=False):
+                t[r, e, h] = v.to(t.device, t.dtype)
+            return t
+
+        hooks.append((f"blocks.{layer}.attn.hook_q", qhook))
+    return hooks
 
 
 def _kv_hooks(rows: list[tuple[int, tuple[int, int, str, torch.Tensor]]]) -> list[tuple[str, Callable[..., Any]]]:
@@ -299,11 +363,16 @@ def _kv_hooks(rows: list[tuple[int, tuple[int, int, str, torch.Tensor]]]) -> lis
     return hooks
 
 
-# ---------------------------------------------------------------- the three patching methods
+# ---------------------------------------------------------------- activation patching
+
 
 def activation_patching(
-    model: LoadedModel, prompts: PromptSet, clean: RunCache, corrupt: Mapping[str, RunCache] | RunCache,
-    kinds: Sequence[str] = KINDS, batch_size: int = DEFAULT_BATCH,
+    model: LoadedModel,
+    prompts: PromptSet,
+    clean: RunCache,
+    corrupt: Mapping[str, RunCache] | RunCache,
+    kinds: Sequence[str] = KINDS,
+    batch_size: int = DEFAULT_BATCH,
 ) -> tuple[dict[str, np.ndarray], int]:
     """Exhaustive: every (head, kind) patched from its corrupted twin; len(prompts) rows per variant."""
     L, H, n = model.n_layers, model.n_heads, len(prompts)
@@ -316,68 +385,3 @@ def activation_patching(
     for (layer, head, kind), e in zip(variants, eff, strict=False):
         out[kind][layer, head] = e
     return out, len(patches)
-
-
-def attribution_patching(model: LoadedModel, prompts: PromptSet, clean: RunCache,
-                         corrupt: Mapping[str, RunCache] | RunCache, kinds: Sequence[str] = KINDS) -> dict[str, np.ndarray]:
-    """Linear estimate (z_abc - z_clean) . dLD/dz, from a clean run with gradients (no extra forwards)."""
-    if clean.grad_z is None:
-        raise AdvgenError("attribution patching needs the clean cache run with grad=True")
-    L, H = model.n_layers, model.n_heads
-    base = float(clean.ld.mean())
-    out = {k: np.zeros((L, H)) for k in kinds}
-    for i, p in enumerate(prompts):
-        contrib: dict[int, torch.Tensor] = {}
-        for k in kinds:
-            src = source_for(k, corrupt)
-            if id(src) not in contrib:
-                contrib[id(src)] = ((src.z[i] - clean.z[i]) * clean.grad_z[i]).sum(-1)  # [L, T, H]
-            out[k] += contrib[id(src)][:, positions_of(p, k)].sum(1).numpy()
-    return {k: v / len(prompts) / abs(base) for k, v in out.items()}
-
-
-def _unembed_parts(model: LoadedModel) -> tuple[torch.nn.LayerNorm, torch.Tensor]:
-    hf = model.hf_model
-    ln = getattr(hf.base_model, "ln_f", None) or getattr(hf.base_model, "norm", None)
-    if ln is None:
-        raise AdvgenError(f"model {model.name!r}: no final LayerNorm found (path patching supports GPT-2-style models)")
-    return ln, hf.get_output_embeddings().weight.detach()
-
-
-def head_outputs_end(model: LoadedModel, prompts: PromptSet, cache: RunCache) -> torch.Tensor:
-    """[n, L, H, d_model] each head's write into the residual stream at END (z @ W_O, no bias)."""
-    W_O = torch.stack([model.bridge.blocks[layer].attn.W_O.detach().float().cpu() for layer in range(model.n_layers)])  # [L,H,dh,d]
-    zend = torch.stack([cache.z[i][:, p.end] for i, p in enumerate(prompts)])  # [n, L, H, dh]
-    return torch.einsum("nlhe,lhed->nlhd", zend, W_O)
-
-
-def ld_from_resid(model: LoadedModel, prompts: PromptSet, resid: torch.Tensor) -> torch.Tensor:
-    """LD from final residuals [n, ..., d] through the real final LayerNorm and unembedding."""
-    ln, W_U = _unembed_parts(model)
-    io, s = io_s_tokens(prompts)
-    direction = (W_U[io.to(W_U.device)] - W_U[s.to(W_U.device)]).float()  # [n, d]
-    with torch.no_grad():
-        x = ln(resid.to(W_U.device, W_U.dtype)).float()
-    return torch.einsum("n...d,nd->n...", x, direction).cpu()
-
-
-def path_patching_logits(model: LoadedModel, prompts: PromptSet, clean: RunCache, abc: RunCache) -> np.ndarray:
-    """[L, H] effect of each head's ABC output reaching the logits directly (LayerNorm recomputed)."""
-    delta = head_outputs_end(model, prompts, abc) - head_outputs_end(model, prompts, clean)  # [n,L,H,d]
-    ld = ld_from_resid(model, prompts, clean.resid_final[:, None, None, :] + delta)  # [n, L, H]
-    base = clean.ld.mean()
-    return ((ld.mean(0) - base) / abs(base)).numpy()
-
-
-def direct_logit_attribution(model: LoadedModel, prompts: PromptSet, clean: RunCache) -> tuple[np.ndarray, np.ndarray]:
-    """[L, H] per-head direct contribution to LD and to the IO logit at END (final LN scale frozen)."""
-    ln, W_U = _unembed_parts(model)
-    out = head_outputs_end(model, prompts, clean).float().cpu()  # [n, L, H, d]; reduced on the CPU, like the recordings
-    r = clean.resid_final.float().cpu()
-    scale = ((r - r.mean(-1, keepdim=True)).pow(2).mean(-1) + ln.eps).sqrt()  # [n]
-    g, W = ln.weight.detach().float().cpu(), W_U.detach().float().cpu()
-    centred = (out - out.mean(-1, keepdim=True)) * g / scale[:, None, None, None]
-    io, s = (t.cpu() for t in io_s_tokens(prompts))
-    dla_ld = torch.einsum("nlhd,nd->nlh", centred, W[io] - W[s]).mean(0)
-    dla_io = torch.einsum("nlhd,nd->nlh", centred, W[io]).mean(0)
-    return dla_ld.numpy(), dla_io.numpy()

@@ -14,14 +14,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from advgen.circuits.patching import Patch, RunCache, head_outputs_end, ld_from_resid, patched_run
+from advgen.circuits.direct_effects import head_outputs_end, ld_from_resid
+from advgen.circuits.patching import Patch, RunCache, patched_run
 from advgen.core.types import PromptSet
 from advgen.model.loading import LoadedModel
 from advgen.model.validate import DEFAULT_BATCH, end_logits, model_device
 
 
 def path_patching_queries(
-    model: LoadedModel, prompts: PromptSet, clean: RunCache, abc: RunCache, receivers: Sequence[tuple[int, int]],
+    model: LoadedModel,
+    prompts: PromptSet,
+    clean: RunCache,
+    abc: RunCache,
+    receivers: Sequence[tuple[int, int]],
     batch_size: int = DEFAULT_BATCH,
 ) -> tuple[np.ndarray, int]:
     """[L, H] effect on LD of each sender head's ABC output reaching only the receivers' queries at END.
@@ -57,8 +62,9 @@ def path_patching_queries(
     return out, len(patches)
 
 
-def resid_pre_all(model: LoadedModel, prompts: PromptSet, layers: Sequence[int], batch_size: int = DEFAULT_BATCH
-                  ) -> list[dict[int, torch.Tensor]]:
+def resid_pre_all(
+    model: LoadedModel, prompts: PromptSet, layers: Sequence[int], batch_size: int = DEFAULT_BATCH
+) -> list[dict[int, torch.Tensor]]:
     """Per prompt, {layer: [T, d_model]} residual stream entering each of `layers`, every position."""
     out: list[dict[int, torch.Tensor]] = [{} for _ in prompts]
     for idx in prompts.batches(batch_size):
@@ -68,7 +74,9 @@ def resid_pre_all(model: LoadedModel, prompts: PromptSet, layers: Sequence[int],
                 def hook(t: torch.Tensor, hook: Any) -> None:
                     for r, i in enumerate(idx):
                         out[i][layer] = t[r, : len(prompts[i])].detach().float().cpu()
+
                 return hook
+
             return [(f"blocks.{layer}.hook_resid_pre", make(layer)) for layer in layers]
 
         sub = PromptSet(tuple(prompts[i] for i in idx), prompts.tokenizer_hash)
@@ -78,7 +86,11 @@ def resid_pre_all(model: LoadedModel, prompts: PromptSet, layers: Sequence[int],
 
 
 def path_patching_kv(
-    model: LoadedModel, prompts: PromptSet, clean: RunCache, abc: RunCache, receivers: Sequence[tuple[int, int]],
+    model: LoadedModel,
+    prompts: PromptSet,
+    clean: RunCache,
+    abc: RunCache,
+    receivers: Sequence[tuple[int, int]],
     batch_size: int = DEFAULT_BATCH,
 ) -> tuple[dict[str, np.ndarray], int]:
     """{"k", "v"} -> [L, H] effect on LD of each sender head's ABC output (every position) reaching
@@ -133,8 +145,13 @@ def path_patching_logits_via_mlps(model: LoadedModel, prompts: PromptSet, clean:
     delta = head_outputs_end(model, prompts, abc) - out_c
     post = torch.cat([clean.resid_pre[:, 1:], clean.resid_final[:, None]], 1)  # [n, L, d] leaving each block
     with torch.no_grad():
-        mid = torch.stack([clean.resid_pre[:, layer] + out_c[:, layer].sum(1) + model.bridge.blocks[layer].attn.b_O.float().cpu()
-                           for layer in range(L)], 1)  # [n, L, d] after each block's attention
+        mid = torch.stack(
+            [
+                clean.resid_pre[:, layer] + out_c[:, layer].sum(1) + model.bridge.blocks[layer].attn.b_O.float().cpu()
+                for layer in range(L)
+            ],
+            1,
+        )  # [n, L, d] after each block's attention
         d = torch.zeros_like(delta)  # accumulated change at END, per sender
         for layer in range(L):
             d = d + torch.where(torch.arange(L, device=d.device)[None, :, None, None] == layer, delta, torch.zeros_like(delta))
@@ -148,9 +165,16 @@ def path_patching_logits_via_mlps(model: LoadedModel, prompts: PromptSet, clean:
     return ((ld.mean(0) - base) / abs(base)).numpy()
 
 
-def end_write_contributions(model: LoadedModel, prompts: PromptSet, mid: torch.Tensor, mlp_out: torch.Tensor,
-                            resid_final: torch.Tensor, writes: torch.Tensor, layers: Sequence[int],
-                            fixed: Collection[int] = ()) -> tuple[np.ndarray, np.ndarray]:
+def end_write_contributions(
+    model: LoadedModel,
+    prompts: PromptSet,
+    mid: torch.Tensor,
+    mlp_out: torch.Tensor,
+    resid_final: torch.Tensor,
+    writes: torch.Tensor,
+    layers: Sequence[int],
+    fixed: Collection[int] = (),
+) -> tuple[np.ndarray, np.ndarray]:
     """Per prompt and write: LD(clean) - LD(that write removed at END), directly and along the real path.
 
     `writes` [n, K, d] are residual-stream writes at END (a head's z @ W_O, or an MLP's output);

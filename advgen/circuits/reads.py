@@ -38,8 +38,14 @@ def final_norm(model: LoadedModel) -> torch.nn.LayerNorm:
     return ln
 
 
-def read_heads(model: LoadedModel, prompts: PromptSet, heads: Sequence[Head], batch_size: int, mlps: Sequence[int] = (),
-               held: Collection[int] | None = None) -> Reads:
+def read_heads(
+    model: LoadedModel,
+    prompts: PromptSet,
+    heads: Sequence[Head],
+    batch_size: int,
+    mlps: Sequence[int] = (),
+    held: Collection[int] | None = None,
+) -> Reads:
     """One forward per batch: END attention rows of `heads`; both LD figures of every head and MLP node (`mlps`, layers).
 
     `held`: the MLP layers the path figures keep at their clean output (default `mlps`: a circuit's MLP nodes, whose own
@@ -84,20 +90,28 @@ def read_heads(model: LoadedModel, prompts: PromptSet, heads: Sequence[Head], ba
     final = torch.stack([f for f in fin if f is not None])
     if not writes.shape[1]:
         return Reads(rows, np.zeros((n, 0)), np.zeros((n, 0)))
-
-    def per_layer(key: str) -> torch.Tensor:  # [n, L, d]; zeros before the first layer read (never used)
-        return torch.stack([torch.stack([b.get(layer, torch.zeros_like(final[0])) for layer in range(L)]) for b in got[key]])
-
     starts = [h.layer for h in heads] + [m + 1 for m in mlps]  # the first MLP each write passes through
-    _, path = paths.end_write_contributions(model, prompts, per_layer("mid"), per_layer("mlp"), final, writes, starts,
-                                           fixed=set(mlps) if held is None else set(held))
+    mid, mlp = (_per_layer(got[k], final[0], L) for k in ("mid", "mlp"))
+    _, path = paths.end_write_contributions(
+        model, prompts, mid, mlp, final, writes, starts, fixed=set(mlps) if held is None else set(held)
+    )
     return Reads(rows, _dla(model, prompts, writes, final), path)
 
 
-def _writes(model: LoadedModel, heads: Sequence[Head], mlps: Sequence[int], got: Mapping[str, list[dict[int, torch.Tensor]]]) -> torch.Tensor:
+def _per_layer(recorded: list[dict[int, torch.Tensor]], like: torch.Tensor, L: int) -> torch.Tensor:
+    """[n, L, d] the recordings per prompt and layer; zeros before the first layer read (never used)."""
+    return torch.stack([torch.stack([b.get(layer, torch.zeros_like(like)) for layer in range(L)]) for b in recorded])
+
+
+def _writes(
+    model: LoadedModel, heads: Sequence[Head], mlps: Sequence[int], got: Mapping[str, list[dict[int, torch.Tensor]]]
+) -> torch.Tensor:
     """[n, heads + mlps, d] every write at END."""
     W_O = {h: model.bridge.blocks[h.layer].attn.W_O.detach().float().cpu()[h.head] for h in heads}
-    per = [[z[h.layer][h.head] @ W_O[h] for h in heads] + [m[layer] for layer in mlps] for z, m in zip(got["z"], got["mlp"], strict=True)]
+    per = [
+        [z[h.layer][h.head] @ W_O[h] for h in heads] + [m[layer] for layer in mlps]
+        for z, m in zip(got["z"], got["mlp"], strict=True)
+    ]
     d = model.bridge.cfg.d_model
     return torch.stack([torch.stack(w) if w else torch.zeros(0, d, device="cpu") for w in per])
 

@@ -15,12 +15,17 @@ from typing import Any
 
 import numpy as np
 
-from advgen.circuits.patching import RunCache, direct_logit_attribution
+from advgen.circuits.direct_effects import direct_logit_attribution
+from advgen.circuits.patching import RunCache
 from advgen.core.types import PromptSet
 from advgen.model.loading import LoadedModel
 
 # values are TransformerLens HeadName literals
-DETECTORS: dict[str, Any] = {"previous_token": "previous_token_head", "duplicate_token": "duplicate_token_head", "induction": "induction_head"}
+DETECTORS: dict[str, Any] = {
+    "previous_token": "previous_token_head",
+    "duplicate_token": "duplicate_token_head",
+    "induction": "induction_head",
+}
 
 
 @dataclass(frozen=True)
@@ -68,11 +73,19 @@ def detector_scores(model: LoadedModel, n_seq: int = 8, length: int = 20, seed: 
             if saved[0] is None:
                 bt.no_truncation()
             else:
-                bt.enable_truncation(**{k: v for k, v in saved[0].items() if k in ("max_length", "stride", "strategy", "direction")})
+                bt.enable_truncation(
+                    **{k: v for k, v in saved[0].items() if k in ("max_length", "stride", "strategy", "direction")}
+                )
             if saved[1] is None:
                 bt.no_padding()
             else:
-                bt.enable_padding(**{k: v for k, v in saved[1].items() if k in ("direction", "pad_id", "pad_type_id", "pad_token", "length", "pad_to_multiple_of")})
+                bt.enable_padding(
+                    **{
+                        k: v
+                        for k, v in saved[1].items()
+                        if k in ("direction", "pad_id", "pad_type_id", "pad_token", "length", "pad_to_multiple_of")
+                    }
+                )
     return HeadScores(scores, forwards=len(texts) * len(DETECTORS))
 
 

@@ -44,8 +44,9 @@ def equivalence_key(p: Prompt) -> tuple[Any, ...]:
     return (p.template_id, p.order, len(p), fill.get("place"), fill.get("object"))
 
 
-def name_twins(prompts: PromptSet, tokenizer: Any, seed: int = 0, draws: int = 1,
-               templates: str | None = None) -> tuple[PromptSet, tuple[int, ...]]:
+def name_twins(
+    prompts: PromptSet, tokenizer: Any, seed: int = 0, draws: int = 1, templates: str | None = None
+) -> tuple[PromptSet, tuple[int, ...]]:
     """`draws` donors per prompt (draw-major): same template, order, place, object; new IO and S.
 
     Returns the donors and, per donor, the index of the prompt it serves.
@@ -60,8 +61,10 @@ def name_twins(prompts: PromptSet, tokenizer: Any, seed: int = 0, draws: int = 1
             t = by_id.get(p.template_id)
             fd = p.extra.get("fill")
             if t is None or not isinstance(fd, dict):
-                raise AdvgenError(f"prompt {i} ({p.pair_id or p.text[:40]!r}): template {p.template_id!r} or its fill is unknown; "
-                                  "causal scrubbing needs prompts rendered from a template pack")
+                raise AdvgenError(
+                    f"prompt {i} ({p.pair_id or p.text[:40]!r}): template {p.template_id!r} or its fill is unknown; "
+                    "causal scrubbing needs prompts rendered from a template pack"
+                )
             fill = Fill(io=fd["io"], s=fd["s"], place=fd.get("place", ""), object=fd.get("object", ""), x=tuple(fd.get("x", ())))
             used = {fill.io, fill.s, *fill.x}
             io2, s2 = rng.sample([n for n in names if n not in used], 2)
@@ -98,9 +101,15 @@ class ScrubRun:
     """[draws, n] -log p(IO of the donor) in the scrubbed circuit."""
 
 
-def scrub_rows(model: LoadedModel, prompts: PromptSet, entries: tuple[Entry, ...], donors: RunCache,
-               donor_of: Sequence[int], batch_size: int = DEFAULT_BATCH, ref_logp: torch.Tensor | None = None,
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def scrub_rows(
+    model: LoadedModel,
+    prompts: PromptSet,
+    entries: tuple[Entry, ...],
+    donors: RunCache,
+    donor_of: Sequence[int],
+    batch_size: int = DEFAULT_BATCH,
+    ref_logp: torch.Tensor | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per draw, LD, IO loss and KL with every z outside `entries` taken from the donor run; [draws, n] each."""
     n = len(prompts)
     if len(donor_of) % n:
@@ -111,30 +120,50 @@ def scrub_rows(model: LoadedModel, prompts: PromptSet, entries: tuple[Entry, ...
         if [donor_of[k] for k in block] != list(range(n)):
             raise AdvgenError(f"donor draw {d} is not in prompt order")
         # one patched_run per draw, n rows in prompt order: the same batches as the model's own run
-        st = patched_run(model, prompts, [Patch(i, entries, donors.z[k], keep=True) for i, k in enumerate(block)], batch_size,
-                         ref_logp=ref_logp)
+        st = patched_run(
+            model,
+            prompts,
+            [Patch(i, entries, donors.z[k], keep=True) for i, k in enumerate(block)],
+            batch_size,
+            ref_logp=ref_logp,
+        )
         lds.append(st.ld.numpy())
         losses.append(st.loss.numpy())
         kls.append(st.kl.numpy())
     return np.stack(lds), np.stack(losses), np.stack(kls)
 
 
-def donor_answer_rows(model: LoadedModel, prompts: PromptSet, entries: tuple[Entry, ...], donors: PromptSet, cache: RunCache,
-                      batch_size: int = DEFAULT_BATCH) -> tuple[np.ndarray, np.ndarray]:
+def donor_answer_rows(
+    model: LoadedModel,
+    prompts: PromptSet,
+    entries: tuple[Entry, ...],
+    donors: PromptSet,
+    cache: RunCache,
+    batch_size: int = DEFAULT_BATCH,
+) -> tuple[np.ndarray, np.ndarray]:
     """Per draw, logit(IO') - logit(IO) and -log p(IO') of the scrubbed run, IO' = the donor's IO; [draws, n]."""
     n = len(prompts)
     lds, losses = [], []
     for d in range(len(donors) // n):
-        alt = PromptSet(tuple(replace(p, io_token=donors[d * n + i].io_token, s_token=p.io_token) for i, p in enumerate(prompts)),
-                        prompts.tokenizer_hash)
+        alt = PromptSet(
+            tuple(replace(p, io_token=donors[d * n + i].io_token, s_token=p.io_token) for i, p in enumerate(prompts)),
+            prompts.tokenizer_hash,
+        )
         st = patched_run(model, alt, [Patch(i, entries, cache.z[d * n + i], keep=True) for i in range(n)], batch_size)
         lds.append(st.ld.numpy())
         losses.append(st.loss.numpy())
     return np.stack(lds), np.stack(losses)
 
 
-def scrub(model: LoadedModel, circuit: Circuit, prompts: PromptSet, donors: PromptSet, donor_of: Sequence[int],
-          batch_size: int = DEFAULT_BATCH, ref_logp: torch.Tensor | None = None) -> ScrubRun:
+def scrub(
+    model: LoadedModel,
+    circuit: Circuit,
+    prompts: PromptSet,
+    donors: PromptSet,
+    donor_of: Sequence[int],
+    batch_size: int = DEFAULT_BATCH,
+    ref_logp: torch.Tensor | None = None,
+) -> ScrubRun:
     """Scrub `circuit` and the empty circuit over every draw; the model's LD from the same machinery."""
     circuit.check_against(model.n_layers, model.n_heads)
     dc = cache_run(model, donors, batch_size)
@@ -153,9 +182,13 @@ def spread(ld: np.ndarray, model_ld: np.ndarray) -> dict[str, Any]:
     """Per-example view of a variant's LD [..., n]: 100 x LD(x) / mean LD_model, its sd, quantiles, sign flips."""
     per = _pct(np.asarray(ld, dtype=np.float64), float(np.mean(model_ld)))
     flips = np.sign(ld) != np.sign(model_ld)
-    return {"per_example_sd_pct": float(per.std(ddof=1)) if per.size > 1 else 0.0,
-            "per_example_quantiles_pct": {f"q{q:02d}": float(v) for q, v in zip(QUANTILES, np.percentile(per, QUANTILES), strict=True)},
-            "sign_flip_rate": float(np.mean(flips))}
+    return {
+        "per_example_sd_pct": float(per.std(ddof=1)) if per.size > 1 else 0.0,
+        "per_example_quantiles_pct": {
+            f"q{q:02d}": float(v) for q, v in zip(QUANTILES, np.percentile(per, QUANTILES), strict=True)
+        },
+        "sign_flip_rate": float(np.mean(flips)),
+    }
 
 
 def summarize(run: ScrubRun, seed: int = 0, n_boot: int = 1000) -> dict[str, Any]:
@@ -191,11 +224,17 @@ def summarize(run: ScrubRun, seed: int = 0, n_boot: int = 1000) -> dict[str, Any
     }
 
 
-def causal_scrubbing(model: LoadedModel, circuit: Circuit, prompts: PromptSet, seed: int = 0, draws: int = 1,
-                     batch_size: int = DEFAULT_BATCH, templates: str | None = None, ref_logp: torch.Tensor | None = None,
-                     ) -> tuple[dict[str, Any], ScrubRun]:
+def causal_scrubbing(
+    model: LoadedModel,
+    circuit: Circuit,
+    prompts: PromptSet,
+    seed: int = 0,
+    draws: int = 1,
+    batch_size: int = DEFAULT_BATCH,
+    templates: str | None = None,
+    ref_logp: torch.Tensor | None = None,
+) -> tuple[dict[str, Any], ScrubRun]:
     """Build name twins, scrub, summarize: the `causal_scrubbing` block of check-claim."""
     donors, of = name_twins(prompts, model.tokenizer, seed, draws, templates)
     run = scrub(model, circuit, prompts, donors, of, batch_size, ref_logp)
     return summarize(run, seed), run
-

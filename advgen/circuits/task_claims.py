@@ -48,7 +48,9 @@ class TaskClaimSettings:
     def __post_init__(self) -> None:
         bad = [a for a in self.ablations if a not in TASK_ABLATIONS]
         if bad or not self.ablations:
-            raise AdvgenError(f"check-claim settings: unknown ablation(s) {bad or 'none given'}; ablations: {list(TASK_ABLATIONS)}")
+            raise AdvgenError(
+                f"check-claim settings: unknown ablation(s) {bad or 'none given'}; ablations: {list(TASK_ABLATIONS)}"
+            )
         if self.worst_k < 0:
             raise AdvgenError(f"--worst-k must be >= 0, got {self.worst_k}")
 
@@ -63,7 +65,9 @@ class TaskClaimResult:
     markdown: str
 
 
-def ablation_sources(name: str, prompts: PromptSet, twin: TaskCache, seed: int) -> list[tuple[torch.Tensor | None, torch.Tensor | None]]:
+def ablation_sources(
+    name: str, prompts: PromptSet, twin: TaskCache, seed: int
+) -> list[tuple[torch.Tensor | None, torch.Tensor | None]]:
     """Per clean prompt, the (z, MLP output) that replaces what is ablated; None = zeros."""
     if name == "zero":
         return [(None, None)] * len(prompts)
@@ -113,7 +117,9 @@ def metric_block(model_st: np.ndarray, circ: np.ndarray, empty: np.ndarray, seed
         "faithfulness_accuracy": _paired_ratio(acc_c, acc_m, seed),
         "kl_model_circuit": bootstrap_ci(circ[:, 2], seed).as_dict(),
         "loss_circuit": float(circ[:, 1].mean()),
-        "loss_recovered_pct": 100.0 * float(empty[:, 1].mean() - circ[:, 1].mean()) / gap_loss if abs(gap_loss) > 1e-6 else float("nan"),
+        "loss_recovered_pct": 100.0 * float(empty[:, 1].mean() - circ[:, 1].mean()) / gap_loss
+        if abs(gap_loss) > 1e-6
+        else float("nan"),
         "empty_mean_ld": float(ld_e.mean()),
         "empty_accuracy": float((ld_e > 0).mean()),
     }
@@ -124,17 +130,33 @@ def completeness_block(model_st: np.ndarray, knocked: np.ndarray, seed: int) -> 
     ld_m, ld_k = model_st[:, 0], knocked[:, 0]
     left = _paired_ratio(ld_k, ld_m, seed)
     acc_left = _paired_ratio((ld_k > 0).astype(float), (ld_m > 0).astype(float), seed)
-    return {"mean_ld_without_circuit": bootstrap_ci(ld_k, seed).as_dict(), "ld_left": left, "ld_fall": 1.0 - left["mean"],
-            "accuracy_without_circuit": bootstrap_ci((ld_k > 0).astype(float), seed).as_dict(), "accuracy_left": acc_left,
-            "kl_model_knocked": bootstrap_ci(knocked[:, 2], seed).as_dict()}
+    return {
+        "mean_ld_without_circuit": bootstrap_ci(ld_k, seed).as_dict(),
+        "ld_left": left,
+        "ld_fall": 1.0 - left["mean"],
+        "accuracy_without_circuit": bootstrap_ci((ld_k > 0).astype(float), seed).as_dict(),
+        "accuracy_left": acc_left,
+        "kl_model_knocked": bootstrap_ci(knocked[:, 2], seed).as_dict(),
+    }
 
 
 def _worst(prompts: PromptSet, model_st: np.ndarray, circ: np.ndarray, k: int, ablation: str) -> list[dict[str, Any]]:
     dev = np.abs(model_st[:, 0] - circ[:, 0])
-    return [{"text": prompts[int(i)].text, "answer": prompts[int(i)].answer, "foil": prompts[int(i)].foil,
-             "template_id": prompts[int(i)].template_id, "pair_id": prompts[int(i)].pair_id, "ablation": ablation,
-             "ld_model": float(model_st[i, 0]), "ld_circuit": float(circ[i, 0]), "abs_diff": float(dev[i]),
-             "kl_model_circuit": float(circ[i, 2])} for i in np.argsort(-dev, kind="stable")[:k]]
+    return [
+        {
+            "text": prompts[int(i)].text,
+            "answer": prompts[int(i)].answer,
+            "foil": prompts[int(i)].foil,
+            "template_id": prompts[int(i)].template_id,
+            "pair_id": prompts[int(i)].pair_id,
+            "ablation": ablation,
+            "ld_model": float(model_st[i, 0]),
+            "ld_circuit": float(circ[i, 0]),
+            "abs_diff": float(dev[i]),
+            "kl_model_circuit": float(circ[i, 2]),
+        }
+        for i in np.argsort(-dev, kind="stable")[:k]
+    ]
 
 
 def _rows(circuit: Circuit, n: int, sources: list[tuple[torch.Tensor | None, torch.Tensor | None]]) -> list[Row]:
@@ -143,11 +165,16 @@ def _rows(circuit: Circuit, n: int, sources: list[tuple[torch.Tensor | None, tor
     mlps = tuple((m.layer, pos) for m in circuit.mlps for pos in m.positions)
     ko_h = tuple((h.head.layer, h.head.head, "ALL") for h in circuit.heads)
     ko_m = tuple((m.layer, "ALL") for m in circuit.mlps)
-    return ([Row(i, heads, mlps, True, *sources[i]) for i in range(n)] + [Row(i, keep=True, z_src=sources[i][0], mlp_src=sources[i][1])
-            for i in range(n)] + [Row(i, ko_h, ko_m, False, *sources[i]) for i in range(n)])
+    return (
+        [Row(i, heads, mlps, True, *sources[i]) for i in range(n)]
+        + [Row(i, keep=True, z_src=sources[i][0], mlp_src=sources[i][1]) for i in range(n)]
+        + [Row(i, ko_h, ko_m, False, *sources[i]) for i in range(n)]
+    )
 
 
-def check_task_claim(model: LoadedModel, circuit: Circuit, task: Task, settings: TaskClaimSettings = TaskClaimSettings()) -> TaskClaimResult:
+def check_task_claim(
+    model: LoadedModel, circuit: Circuit, task: Task, settings: TaskClaimSettings = TaskClaimSettings()
+) -> TaskClaimResult:
     """Faithfulness (every metric x ablation), completeness and worst cases of `circuit` on `task`'s prompts."""
     s = settings
     circuit.check_task(task)
@@ -161,18 +188,31 @@ def check_task_claim(model: LoadedModel, circuit: Circuit, task: Task, settings:
         model_st = torch.stack([clean.ld, answer_loss, torch.zeros(n, dtype=torch.float64, device="cpu"), clean.pd], 1).numpy()
         table, comp, worst = {}, {}, []
         for ab in s.ablations:
-            st = patched_rows(model, clean_ps, _rows(circuit, n, ablation_sources(ab, clean_ps, twin, s.seed)), clean.logp, s.batch_size * 4).numpy()
+            st = patched_rows(
+                model, clean_ps, _rows(circuit, n, ablation_sources(ab, clean_ps, twin, s.seed)), clean.logp, s.batch_size * 4
+            ).numpy()
             circ, empty, knocked = st[:n], st[n : 2 * n], st[2 * n :]
             table[ab] = metric_block(model_st, circ, empty, s.seed)
             comp[ab] = completeness_block(model_st, knocked, s.seed)
             if ab == s.ablations[0]:
                 worst = _worst(clean_ps, model_st, circ, s.worst_k, ab)
-    header = {"model": model.name, "model_source": model.source, "runtime": model.runtime, "task": task.describe(), "circuit": circuit.name,
-              "heads": [str(h.head) for h in sorted(circuit.heads, key=lambda h: h.head)], "mlp_nodes": [m.node for m in circuit.mlps],
-              "n": n, "seed": s.seed, "settings": asdict(s), "model_mean_ld": bootstrap_ci(model_st[:, 0], s.seed).as_dict(),
-              "model_accuracy": float((model_st[:, 0] > 0).mean()), "twin_mean_ld": float(twin.ld.mean()),
-              "model_mean_prob_diff": bootstrap_ci(model_st[:, 3], s.seed).as_dict(),
-              "forward_equivalents": {"cache": 2 * n, "patched": 3 * n * len(s.ablations)}}
+    header = {
+        "model": model.name,
+        "model_source": model.source,
+        "runtime": model.runtime,
+        "task": task.describe(),
+        "circuit": circuit.name,
+        "heads": [str(h.head) for h in sorted(circuit.heads, key=lambda h: h.head)],
+        "mlp_nodes": [m.node for m in circuit.mlps],
+        "n": n,
+        "seed": s.seed,
+        "settings": asdict(s),
+        "model_mean_ld": bootstrap_ci(model_st[:, 0], s.seed).as_dict(),
+        "model_accuracy": float((model_st[:, 0] > 0).mean()),
+        "twin_mean_ld": float(twin.ld.mean()),
+        "model_mean_prob_diff": bootstrap_ci(model_st[:, 3], s.seed).as_dict(),
+        "forward_equivalents": {"cache": 2 * n, "patched": 3 * n * len(s.ablations)},
+    }
     return TaskClaimResult(table, comp, worst, header, claims_markdown(header, table, comp))
 
 
@@ -182,20 +222,33 @@ def _ci(d: dict[str, float]) -> str:
 
 def claims_markdown(header: dict[str, Any], table: dict[str, dict[str, Any]], comp: dict[str, dict[str, Any]]) -> str:
     h = header
-    lines = [f"# Circuit claim: {h['circuit']} on {h['model']}, task {h['task']['name']}", "",
-             f"{h['n']} prompts (seed {h['seed']}); model mean LD {_ci(h['model_mean_ld'])}, accuracy {h['model_accuracy']:.3f}; "
-             f"corrupted twins' mean LD {h['twin_mean_ld']:.3f}.", "",
-             f"Circuit: heads {', '.join(h['heads']) or 'none'}; MLP nodes {', '.join(h['mlp_nodes']) or 'none'}. "
-             "Everything else (every other head and MLP output, every other position) is ablated.", "",
-             "| ablation | F(C)/F(M) mean LD [95% CI] | normalised | accuracy C [CI] | acc C / acc M [CI] | F(C)/F(M) p(answer)-p(foil) [CI] | "
-             "KL(M‖C) | loss recovered % | without C: LD left [CI] | accuracy left |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Circuit claim: {h['circuit']} on {h['model']}, task {h['task']['name']}",
+        "",
+        f"{h['n']} prompts (seed {h['seed']}); model mean LD {_ci(h['model_mean_ld'])}, accuracy {h['model_accuracy']:.3f}; "
+        f"corrupted twins' mean LD {h['twin_mean_ld']:.3f}.",
+        "",
+        f"Circuit: heads {', '.join(h['heads']) or 'none'}; MLP nodes {', '.join(h['mlp_nodes']) or 'none'}. "
+        "Everything else (every other head and MLP output, every other position) is ablated.",
+        "",
+        "| ablation | F(C)/F(M) mean LD [95% CI] | normalised | accuracy C [CI] | acc C / acc M [CI] | F(C)/F(M) "
+        "p(answer)-p(foil) [CI] | "
+        "KL(M‖C) | loss recovered % | without C: LD left [CI] | accuracy left |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for ab, r in table.items():
         c = comp[ab]
-        lines.append(f"| {ab} | {_ci(r['faithfulness_ld'])} | {r['normalised_faithfulness_ld']:.3f} | {_ci(r['accuracy'])} | "
-                     f"{_ci(r['faithfulness_accuracy'])} | {_ci(r['faithfulness_prob_diff'])} | {r['kl_model_circuit']['mean']:.3f} | {r['loss_recovered_pct']:.1f} | "
-                     f"{_ci(c['ld_left'])} | {c['accuracy_left']['mean']:.3f} |")
-    lines += ["", "Faithfulness F(C)/F(M): 1 = the circuit alone does what the model does. Completeness: the circuit knocked "
-              "out of the full model (all positions); a small share left = the circuit is what carries the behaviour."]
+        lines.append(
+            f"| {ab} | {_ci(r['faithfulness_ld'])} | {r['normalised_faithfulness_ld']:.3f} | {_ci(r['accuracy'])} | "
+            f"{_ci(r['faithfulness_accuracy'])} | {_ci(r['faithfulness_prob_diff'])} | {r['kl_model_circuit']['mean']:.3f} | "
+            f"{r['loss_recovered_pct']:.1f} | "
+            f"{_ci(c['ld_left'])} | {c['accuracy_left']['mean']:.3f} |"
+        )
+    lines += [
+        "",
+        "Faithfulness F(C)/F(M): 1 = the circuit alone does what the model does. Completeness: the circuit knocked "
+        "out of the full model (all positions); a small share left = the circuit is what carries the behaviour.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -206,6 +259,8 @@ def write_task_claims(res: TaskClaimResult, out: str | Path, command: str = "") 
 
     out = Path(out)
     doc = {**res.header, "command": command, "versions": package_versions(), "table": res.table, "completeness": res.completeness}
-    return [atomic_write_text(out / "claims.json", dumps(finite(doc)) + "\n"),
-            atomic_write_text(out / "claims.md", (f"Command: `{command}`\n\n" if command else "") + res.markdown),
-            atomic_write_text(out / "worst_cases.jsonl", jsonl_text(finite(res.worst_cases)))]
+    return [
+        atomic_write_text(out / "claims.json", dumps(finite(doc)) + "\n"),
+        atomic_write_text(out / "claims.md", (f"Command: `{command}`\n\n" if command else "") + res.markdown),
+        atomic_write_text(out / "worst_cases.jsonl", jsonl_text(finite(res.worst_cases))),
+    ]

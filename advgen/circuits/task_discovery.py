@@ -54,8 +54,10 @@ class TaskDiscoverySettings:
 
     def __post_init__(self) -> None:
         if not (0 < self.effect_share <= 1 and self.min_effect >= 0 and self.chance_k > 0):
-            raise AdvgenError(f"discover settings: effect_share in (0, 1], min_effect >= 0 and chance_k > 0, got "
-                              f"{self.effect_share}, {self.min_effect}, {self.chance_k}")
+            raise AdvgenError(
+                f"discover settings: effect_share in (0, 1], min_effect >= 0 and chance_k > 0, got "
+                f"{self.effect_share}, {self.min_effect}, {self.chance_k}"
+            )
 
 
 @dataclass(frozen=True)
@@ -82,8 +84,9 @@ def role_name(name: str) -> RoleName:
     return Role(name) if name in {r.value for r in Role} else TaskRole(name)
 
 
-def effects(model: LoadedModel, clean_ps: PromptSet, clean: TaskCache, twin: TaskCache, batch_size: int,
-            metric: str = "logit_diff") -> tuple[np.ndarray, np.ndarray]:
+def effects(
+    model: LoadedModel, clean_ps: PromptSet, clean: TaskCache, twin: TaskCache, batch_size: int, metric: str = "logit_diff"
+) -> tuple[np.ndarray, np.ndarray]:
     """[L, H] head effects and [L] MLP effects on the task's metric: each node's twin output patched in at every position."""
     L, H, n = model.n_layers, model.n_heads, len(clean_ps)
     rows = [Row(i, heads=((layer, h, "ALL"),), z_src=twin.z[i]) for layer in range(L) for h in range(H) for i in range(n)]
@@ -92,8 +95,10 @@ def effects(model: LoadedModel, clean_ps: PromptSet, clean: TaskCache, twin: Tas
     ld = patched_rows(model, clean_ps, rows, clean.logp, batch_size)[:, col].view(L * H + L, n).mean(1)
     base, drop = float(c_m.mean()), float(t_m.mean() - c_m.mean())
     if abs(drop) < TWIN_EPS:
-        raise TaskError(f"the corrupted twins do not move the metric {metric} (mean clean {base:.4f}, twin {float(t_m.mean()):.4f}): "
-                        "the model does not use what the twin removes, so patching measures nothing")
+        raise TaskError(
+            f"the corrupted twins do not move the metric {metric} (mean clean {base:.4f}, twin {float(t_m.mean()):.4f}): "
+            "the model does not use what the twin removes, so patching measures nothing"
+        )
     eff = ((ld - base) / drop).numpy()
     return eff[: L * H].reshape(L, H), eff[L * H :]
 
@@ -108,8 +113,9 @@ def threshold(head_eff: np.ndarray, mlp_eff: np.ndarray, s: TaskDiscoverySetting
     return max(s.effect_share * top, s.min_effect)
 
 
-def assign(task: Task, eff: np.ndarray, sigs: dict[str, np.ndarray], chance: dict[str, float], thr: float,
-           s: TaskDiscoverySettings) -> tuple[list[CircuitHead], list[Unassigned]]:
+def assign(
+    task: Task, eff: np.ndarray, sigs: dict[str, np.ndarray], chance: dict[str, float], thr: float, s: TaskDiscoverySettings
+) -> tuple[list[CircuitHead], list[Unassigned]]:
     """Members by effect, roles by signature above chance (the rule in the module docstring)."""
     heads, lost = [], []
     for layer, h in zip(*np.nonzero(np.abs(eff) >= thr), strict=True):
@@ -122,8 +128,10 @@ def assign(task: Task, eff: np.ndarray, sigs: dict[str, np.ndarray], chance: dic
         r = max(above, key=lambda k: (above[k], k))
         spec = task.role(r)
         scores = {"patching_effect": round(e, 5), **{f"attn_{k}": v for k, v in sig.items()}}
-        note = (f"patch from twin (all positions) {e:+.3f}; attention {spec.query}->{spec.key} {sig[r]:.3f} "
-                f"(chance x{s.chance_k:g} = {s.chance_k * chance[r]:.3f})")
+        note = (
+            f"patch from twin (all positions) {e:+.3f}; attention {spec.query}->{spec.key} {sig[r]:.3f} "
+            f"(chance x{s.chance_k:g} = {s.chance_k * chance[r]:.3f})"
+        )
         heads.append(CircuitHead(Head(int(layer), int(h)), role_name(r), spec.positions, scores, note))
     return heads, lost
 
@@ -131,17 +139,28 @@ def assign(task: Task, eff: np.ndarray, sigs: dict[str, np.ndarray], chance: dic
 def precision_recall(found: frozenset[Head], reference: Circuit) -> dict[str, Any]:
     ref = reference.head_set()
     hit = found & ref
-    return {"reference": reference.name, "precision": len(hit) / len(found) if found else float("nan"),
-            "recall": len(hit) / len(ref) if ref else float("nan"), "found_not_in_reference": sorted(map(str, found - ref)),
-            "reference_not_found": sorted(map(str, ref - found))}
+    return {
+        "reference": reference.name,
+        "precision": len(hit) / len(found) if found else float("nan"),
+        "recall": len(hit) / len(ref) if ref else float("nan"),
+        "found_not_in_reference": sorted(map(str, found - ref)),
+        "reference_not_found": sorted(map(str, ref - found)),
+    }
 
 
-def discover_task(model: LoadedModel, task: Task, settings: TaskDiscoverySettings = TaskDiscoverySettings(),
-                  name: str | None = None, reference: Circuit | None = None) -> TaskDiscovery:
+def discover_task(
+    model: LoadedModel,
+    task: Task,
+    settings: TaskDiscoverySettings = TaskDiscoverySettings(),
+    name: str | None = None,
+    reference: Circuit | None = None,
+) -> TaskDiscovery:
     """Clean + twin caches, per-node activation patching, the rule -> a circuit of `task` with its evidence."""
     s = settings
     if not task.roles:
-        raise TaskError(f"task {task.name!r} ({task.source}) defines no roles; discovery names each head by its role's attention signature")
+        raise TaskError(
+            f"task {task.name!r} ({task.source}) defines no roles; discovery names each head by its role's attention signature"
+        )
     clean_ps, twin_ps = twin_sets(task, model.tokenizer, s.n, s.seed)
     with torch.no_grad():
         clean = cache_task_run(model, clean_ps, task.roles, s.batch_size)
@@ -151,20 +170,30 @@ def discover_task(model: LoadedModel, task: Task, settings: TaskDiscoverySetting
     chance = chance_levels(task, clean_ps)
     thr = threshold(head_eff, mlp_eff, s)
     heads, lost = assign(task, head_eff, sigs, chance, thr, s)
-    mlps = tuple(CircuitMLP(int(layer), ("ALL",), {"patching_effect": round(float(mlp_eff[layer]), 5)},
-                            f"MLP output from the twin (all positions) {float(mlp_eff[layer]):+.3f}")
-                 for layer in np.nonzero(np.abs(mlp_eff) >= thr)[0])
-    thresholds = {"effect": thr, "effect_share": s.effect_share, "min_effect": s.min_effect, "largest_abs_effect": float(
-        max(np.abs(head_eff).max(), np.abs(mlp_eff).max())), "chance_k": s.chance_k,
-        **{f"chance_{r}": chance[r] for r in task.role_names}, **{f"signature_min_{r}": s.chance_k * chance[r] for r in task.role_names}}
+    mlps = _mlp_nodes(mlp_eff, thr)
+    thresholds = _thresholds(task, s, thr, chance, float(max(np.abs(head_eff).max(), np.abs(mlp_eff).max())))
     f_m, f_t = float(clean.ld.mean()), float(twin.ld.mean())
     found = sorted({h.role.value for h in heads})
-    prov = {"method": "advgen discover --task (activation patching from the corrupted twin + role attention signatures)",
-            "task": task.describe(), "settings": asdict(s), "clean_mean_ld": round(f_m, 5), "twin_mean_ld": round(f_t, 5),
-            "roles_found": found, "roles_missing": [r for r in task.role_names if r not in found],
-            "unassigned": [str(u.head) for u in lost]}
-    circuit = Circuit(name=name or f"discovered-{Path(model.name).name}-{task.name}", model=model.name, heads=tuple(heads),
-                      n_layers=model.n_layers, n_heads=model.n_heads, provenance=prov, mlps=mlps, task=task.name)
+    prov = {
+        "method": "advgen discover --task (activation patching from the corrupted twin + role attention signatures)",
+        "task": task.describe(),
+        "settings": asdict(s),
+        "clean_mean_ld": round(f_m, 5),
+        "twin_mean_ld": round(f_t, 5),
+        "roles_found": found,
+        "roles_missing": [r for r in task.role_names if r not in found],
+        "unassigned": [str(u.head) for u in lost],
+    }
+    circuit = Circuit(
+        name=name or f"discovered-{Path(model.name).name}-{task.name}",
+        model=model.name,
+        heads=tuple(heads),
+        n_layers=model.n_layers,
+        n_heads=model.n_heads,
+        provenance=prov,
+        mlps=mlps,
+        task=task.name,
+    )
     matrices = {"effect": head_eff, "mlp_effect": mlp_eff[None, :], **{f"sig_{r}": v for r, v in sigs.items()}}
     report = _report(model, task, circuit, thresholds, lost, s, (f_m, f_t, len(clean_ps)), mlp_eff)
     if reference is not None:
@@ -172,25 +201,84 @@ def discover_task(model: LoadedModel, task: Task, settings: TaskDiscoverySetting
     return TaskDiscovery(circuit, matrices, thresholds, tuple(lost), report)
 
 
-def _report(model: LoadedModel, task: Task, c: Circuit, thresholds: dict[str, float], lost: list[Unassigned],
-            s: TaskDiscoverySettings, lds: tuple[float, float, int], mlp_eff: np.ndarray) -> dict[str, Any]:
+def _mlp_nodes(mlp_eff: np.ndarray, thr: float) -> tuple[CircuitMLP, ...]:
+    """The MLPs whose output from the twin (all positions) moves the metric by at least the threshold."""
+    return tuple(
+        CircuitMLP(
+            int(layer),
+            ("ALL",),
+            {"patching_effect": round(float(mlp_eff[layer]), 5)},
+            f"MLP output from the twin (all positions) {float(mlp_eff[layer]):+.3f}",
+        )
+        for layer in np.nonzero(np.abs(mlp_eff) >= thr)[0]
+    )
+
+
+def _thresholds(task: Task, s: TaskDiscoverySettings, thr: float, chance: dict[str, float], largest: float) -> dict[str, float]:
+    """The effect threshold and what it came from; each role's chance level and the signature minimum above it."""
+    return {
+        "effect": thr,
+        "effect_share": s.effect_share,
+        "min_effect": s.min_effect,
+        "largest_abs_effect": largest,
+        "chance_k": s.chance_k,
+        **{f"chance_{r}": chance[r] for r in task.role_names},
+        **{f"signature_min_{r}": s.chance_k * chance[r] for r in task.role_names},
+    }
+
+
+def _report(
+    model: LoadedModel,
+    task: Task,
+    c: Circuit,
+    thresholds: dict[str, float],
+    lost: list[Unassigned],
+    s: TaskDiscoverySettings,
+    lds: tuple[float, float, int],
+    mlp_eff: np.ndarray,
+) -> dict[str, Any]:
     f_m, f_t, n = lds
     zero_mlps = bool(np.all(np.abs(mlp_eff) < ZERO_EFFECT))
     return {
-        "model": model.name, "model_source": model.source, "runtime": model.runtime, "task": task.describe(), "settings": asdict(s),
-        "n": n, "clean_mean_ld": f_m, "twin_mean_ld": f_t, "thresholds": thresholds,
-        "rule": {"effect": "(mean metric with the node's output from the twin, all positions - mean clean metric) / (mean twin metric - mean clean metric)",
-                 "metric": task.metric,
-                 "member": f"|effect| >= max({s.effect_share} x largest |effect|, {s.min_effect})",
-                 "role": f"highest mean attention query->key among roles above {s.chance_k} x 1/(query position + 1); none: unassigned",
-                 "mlp": "an MLP whose |effect| clears the same threshold is a node at ALL positions"},
-        "roles_found": list(c.provenance["roles_found"]), "roles_missing": list(c.provenance["roles_missing"]),
+        "model": model.name,
+        "model_source": model.source,
+        "runtime": model.runtime,
+        "task": task.describe(),
+        "settings": asdict(s),
+        "n": n,
+        "clean_mean_ld": f_m,
+        "twin_mean_ld": f_t,
+        "thresholds": thresholds,
+        "rule": {
+            "effect": (
+                "(mean metric with the node's output from the twin, all positions - mean clean metric) / (mean twin metric "
+                "- mean clean metric)"
+            ),
+            "metric": task.metric,
+            "member": f"|effect| >= max({s.effect_share} x largest |effect|, {s.min_effect})",
+            "role": (
+                f"highest mean attention query->key among roles above {s.chance_k} x 1/(query position + 1); none: unassigned"
+            ),
+            "mlp": "an MLP whose |effect| clears the same threshold is a node at ALL positions",
+        },
+        "roles_found": list(c.provenance["roles_found"]),
+        "roles_missing": list(c.provenance["roles_missing"]),
         "heads": {str(h.head): {"role": h.role.value, "positions": list(h.positions), **dict(h.scores)} for h in c.heads},
         "unassigned": [{"head": str(u.head), "effect": u.effect, "signatures": u.signatures} for u in lost],
-        "mlp_nodes": [m.node for m in c.mlps], "mlp_effects": [round(float(x), 6) for x in mlp_eff],
-        "mlp_note": (f"every MLP's patching effect is 0 (|effect| < {ZERO_EFFECT:g}, float error; its output does not differ between clean and twin runs: "
-                     "zero MLPs), so there are no MLP nodes") if zero_mlps else "",
-        "forward_equivalents": {"cache_clean": n, "cache_twin": n, "activation_patching": n * (model.n_layers * model.n_heads + model.n_layers)},
+        "mlp_nodes": [m.node for m in c.mlps],
+        "mlp_effects": [round(float(x), 6) for x in mlp_eff],
+        "mlp_note": (
+            f"every MLP's patching effect is 0 (|effect| < {ZERO_EFFECT:g}, float error; its output does not differ between "
+            "clean and twin runs: "
+            "zero MLPs), so there are no MLP nodes"
+        )
+        if zero_mlps
+        else "",
+        "forward_equivalents": {
+            "cache_clean": n,
+            "cache_twin": n,
+            "activation_patching": n * (model.n_layers * model.n_heads + model.n_layers),
+        },
     }
 
 
@@ -208,8 +296,12 @@ def _heatmap(path: Path, d: TaskDiscovery) -> Path:
         lim = max(float(np.abs(v).max()), 1e-9)
         signed = float(v.min()) < 0
         im = ax.imshow(v, cmap="RdBu" if signed else "Blues", vmin=-lim if signed else 0, vmax=lim, aspect="auto")
-        ax.set_title({"effect": "head effect (twin patched in)", "mlp_effect": "MLP effect (twin patched in)"}.get(
-            k, f"attention: {k.removeprefix('sig_')}"), fontsize=8)
+        ax.set_title(
+            {"effect": "head effect (twin patched in)", "mlp_effect": "MLP effect (twin patched in)"}.get(
+                k, f"attention: {k.removeprefix('sig_')}"
+            ),
+            fontsize=8,
+        )
         ax.set_xlabel("layer" if k == "mlp_effect" else "head", fontsize=8)
         ax.set_ylabel("" if k == "mlp_effect" else "layer", fontsize=8)
         ax.set_xticks(range(v.shape[1]))
@@ -227,23 +319,39 @@ def _heatmap(path: Path, d: TaskDiscovery) -> Path:
 
 def discovery_markdown(d: TaskDiscovery, command: str = "") -> str:
     r, t = d.report, d.thresholds
-    lines = [f"# Discovery: task {d.circuit.task} on {r['model']}", "", f"Command: `{command}`" if command else "", "",
-             f"{r['n']} prompts; mean LD clean {r['clean_mean_ld']:.3f}, corrupted twin {r['twin_mean_ld']:.3f}.", "",
-             f"Members: |effect| >= {t['effect']:.3f} (= max({t['effect_share']} x largest |effect| {t['largest_abs_effect']:.3f}, "
-             f"{t['min_effect']})). Roles: signature > {t['chance_k']:g} x chance.", "",
-             "| head | role | position | effect | " + " | ".join(f"attn {k}" for k in d.circuit.provenance["task"]["roles"]) + " |",
-             "|---|---|---|---|" + "---|" * len(d.circuit.provenance["task"]["roles"])]
+    lines = [
+        f"# Discovery: task {d.circuit.task} on {r['model']}",
+        "",
+        f"Command: `{command}`" if command else "",
+        "",
+        f"{r['n']} prompts; mean LD clean {r['clean_mean_ld']:.3f}, corrupted twin {r['twin_mean_ld']:.3f}.",
+        "",
+        f"Members: |effect| >= {t['effect']:.3f} (= max({t['effect_share']} x largest |effect| {t['largest_abs_effect']:.3f}, "
+        f"{t['min_effect']})). Roles: signature > {t['chance_k']:g} x chance.",
+        "",
+        "| head | role | position | effect | " + " | ".join(f"attn {k}" for k in d.circuit.provenance["task"]["roles"]) + " |",
+        "|---|---|---|---|" + "---|" * len(d.circuit.provenance["task"]["roles"]),
+    ]
     for h in sorted(d.circuit.heads, key=lambda h: h.head):
         sigs = " | ".join(f"{h.scores[f'attn_{k}']:.3f}" for k in d.circuit.provenance["task"]["roles"])
         lines.append(f"| {h.head} | {h.role.value} | {','.join(h.positions)} | {h.scores['patching_effect']:+.3f} | {sigs} |")
-    lines += ["", "Unassigned members (effect clears the threshold, no role signature above chance): "
-              + (", ".join(f"{u.head} (effect {u.effect:+.3f}, {u.signatures})" for u in d.unassigned) or "none"), "",
-              f"Roles missing: {', '.join(r['roles_missing']) or 'none'}.", "",
-              f"MLP nodes: {', '.join(r['mlp_nodes']) or 'none'}. {r['mlp_note']}".rstrip()]
+    lines += [
+        "",
+        "Unassigned members (effect clears the threshold, no role signature above chance): "
+        + (", ".join(f"{u.head} (effect {u.effect:+.3f}, {u.signatures})" for u in d.unassigned) or "none"),
+        "",
+        f"Roles missing: {', '.join(r['roles_missing']) or 'none'}.",
+        "",
+        f"MLP nodes: {', '.join(r['mlp_nodes']) or 'none'}. {r['mlp_note']}".rstrip(),
+    ]
     if "reference" in r:
         ref = r["reference"]
-        lines += ["", f"Against {ref['reference']}: precision {ref['precision']:.2f}, recall {ref['recall']:.2f} "
-                  f"(found, not in it: {ref['found_not_in_reference'] or 'none'}; in it, not found: {ref['reference_not_found'] or 'none'})."]
+        lines += [
+            "",
+            f"Against {ref['reference']}: precision {ref['precision']:.2f}, recall {ref['recall']:.2f} "
+            f"(found, not in it: {ref['found_not_in_reference'] or 'none'}; in it, not found: "
+            f"{ref['reference_not_found'] or 'none'}).",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -34,10 +34,13 @@ def key_groups(p: Prompt) -> dict[str, list[int]]:
     ids, end = p.token_ids, p.end
     copies = [j for j in range(1, end) if ids[j] == ids[end]]
     nxt = [j + 1 for j in copies if j + 1 < end]
-    return {"copy_next": nxt, "copy_self": copies,
-            "answer_mention": [j for j in range(1, end) if ids[j] == p.io_token and j not in nxt],
-            "foil_mention": [j for j in range(1, end) if ids[j] == p.s_token and j not in nxt],
-            "previous": [end - 1] if end > 1 else []}
+    return {
+        "copy_next": nxt,
+        "copy_self": copies,
+        "answer_mention": [j for j in range(1, end) if ids[j] == p.io_token and j not in nxt],
+        "foil_mention": [j for j in range(1, end) if ids[j] == p.s_token and j not in nxt],
+        "previous": [end - 1] if end > 1 else [],
+    }
 
 
 def position_names(p: Prompt, group: str) -> list[str]:
@@ -50,24 +53,37 @@ def position_names(p: Prompt, group: str) -> list[str]:
     return [by_index[i] for i in sorted(by_index)]
 
 
-def measure_task_records(model: LoadedModel, prompts: PromptSet, heads: Sequence[Head], batch_size: int = 32) -> dict[Head, dict[str, Any]]:
+def measure_task_records(
+    model: LoadedModel, prompts: PromptSet, heads: Sequence[Head], batch_size: int = 32
+) -> dict[Head, dict[str, Any]]:
     """Per head: mean END attention to each key group and to each named position, and its mean DLA to answer - foil."""
     r = read_heads(model, prompts, heads, batch_size)
     ident = model_identity(model)
     out: dict[Head, dict[str, Any]] = {}
     for k, h in enumerate(heads):
-        mass = {g: [float(row[h][idx].sum()) for row, p in zip(r.rows, prompts, strict=True)
-                    for idx in [np.array(key_groups(p)[g], dtype=int)]] for g in KEYS}
+        mass = {
+            g: [
+                float(row[h][idx].sum())
+                for row, p in zip(r.rows, prompts, strict=True)
+                for idx in [np.array(key_groups(p)[g], dtype=int)]
+            ]
+            for g in KEYS
+        }
         by_pos: dict[str, list[float]] = {}
         for row, p in zip(r.rows, prompts, strict=True):
             for name, i in p.positions.items():
                 if name != "END":
                     by_pos.setdefault(name, []).append(float(row[h][i]))
         dla = r.dla[:, k]
-        out[h] = {"kind": KIND, "n": len(prompts), "attention": {g: float(np.mean(v)) for g, v in mass.items()},
-                  "attention_by_position": {n: float(np.mean(v)) for n, v in sorted(by_pos.items())},
-                  "dla": float(dla.mean()), "dla_sd": float(dla.std(ddof=1)) if len(dla) > 1 else 0.0,
-                  "measured_on": ident}
+        out[h] = {
+            "kind": KIND,
+            "n": len(prompts),
+            "attention": {g: float(np.mean(v)) for g, v in mass.items()},
+            "attention_by_position": {n: float(np.mean(v)) for n, v in sorted(by_pos.items())},
+            "dla": float(dla.mean()),
+            "dla_sd": float(dla.std(ddof=1)) if len(dla) > 1 else 0.0,
+            "measured_on": ident,
+        }
     return out
 
 
@@ -83,8 +99,9 @@ def stale_task_records(circuit: Circuit, ident: Mapping[str, str]) -> str | None
     return None
 
 
-def ensure_task_records(model: LoadedModel, circuit: Circuit, prompts: PromptSet, batch_size: int = 32,
-                        force: bool = False) -> tuple[Circuit, str | None]:
+def ensure_task_records(
+    model: LoadedModel, circuit: Circuit, prompts: PromptSet, batch_size: int = 32, force: bool = False
+) -> tuple[Circuit, str | None]:
     """The circuit with task records measured on `model` (on `prompts`) where missing or stale, and why they were measured."""
     why = "asked for (--measure-behaviour)" if force else stale_task_records(circuit, model_identity(model))
     if why is None:

@@ -32,8 +32,10 @@ _LEXICONS: dict[tuple[str, str, str, str], Lexicons] = {}
 def twin_sets(task: Task, tokenizer: Any, n: int, seed: int) -> tuple[PromptSet, PromptSet]:
     """The task's clean prompts and their corrupted twins (a named error for a task without twins)."""
     if task.corrupt is None:
-        raise TaskError(f"task {task.name!r} ({task.source}) defines no corrupted twin ('corrupt: {{slot: ...}}'); "
-                        "patching and the twin-mean / resample ablations need one")
+        raise TaskError(
+            f"task {task.name!r} ({task.source}) defines no corrupted twin ('corrupt: {{slot: ...}}'); "
+            "patching and the twin-mean / resample ablations need one"
+        )
     key = (task.name, task.source, repr(sorted(task.lexicons.items())), tokenizer_hash(tokenizer))
     if key not in _LEXICONS:
         _LEXICONS[key] = resolve_lexicons(task, tokenizer)
@@ -76,7 +78,9 @@ def answer_masks(prompts: PromptSet, vocab: int) -> tuple[torch.Tensor, torch.Te
     return a, f
 
 
-def end_scores(logits: torch.Tensor, a: torch.Tensor, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def end_scores(
+    logits: torch.Tensor, a: torch.Tensor, f: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(LD, loss of the answer, p(answer) - p(foil), log-probs) from END logits [b, vocab] and answer/foil masks.
 
     A one-token set gives exactly the one-token figures (log-sum-exp of one logit is that logit); sets give
@@ -89,7 +93,9 @@ def end_scores(logits: torch.Tensor, a: torch.Tensor, f: torch.Tensor) -> tuple[
     return la - lf, -la, la.exp() - lf.exp(), lp
 
 
-def cache_task_run(model: LoadedModel, prompts: PromptSet, roles: Sequence[RoleSpec] = (), batch_size: int = DEFAULT_BATCH) -> TaskCache:
+def cache_task_run(
+    model: LoadedModel, prompts: PromptSet, roles: Sequence[RoleSpec] = (), batch_size: int = DEFAULT_BATCH
+) -> TaskCache:
     """One forward per batch recording z, MLP outputs and each role's attention signature."""
     L, H, n = model.n_layers, model.n_heads, len(prompts)
     z: list[list[torch.Tensor]] = [[] for _ in range(n)]
@@ -120,7 +126,10 @@ def cache_task_run(model: LoadedModel, prompts: PromptSet, roles: Sequence[RoleS
 
     logits = end_logits(model, prompts, batch_size, hooks=factory).double()
     if any(len(z[i]) != L or len(mlp[i]) != L for i in range(n)):
-        raise AdvgenError(f"model {model.name!r}: the z / MLP-output hooks did not fire once per layer; generic patching needs a GPT-2-style block")
+        raise AdvgenError(
+            f"model {model.name!r}: the z / MLP-output hooks did not fire once per layer; generic patching needs a GPT-2-style "
+            "block"
+        )
     ld, _, pd, logp = end_scores(logits, *answer_masks(prompts, logits.shape[-1]))
     return TaskCache(tuple(torch.stack(v) for v in z), tuple(torch.stack(v) for v in mlp), attn, logp, ld, pd)
 
@@ -152,7 +161,7 @@ def _masks(prompts: PromptSet, row: Row, L: int, H: int, width: int) -> tuple[to
         mm[layer, positions_of(p, pos)] = True
     if row.keep:
         zm, mm = ~zm, ~mm
-        zm[:, len(p):], mm[:, len(p):] = False, False
+        zm[:, len(p) :], mm[:, len(p) :] = False, False
     return zm, mm
 
 
@@ -189,8 +198,14 @@ def _hooks(prompts: PromptSet, rows: Sequence[Row], idx: list[int], L: int, H: i
     return hooks
 
 
-def patched_rows(model: LoadedModel, prompts: PromptSet, rows: Sequence[Row], ref_logp: torch.Tensor,
-                 batch_size: int = DEFAULT_BATCH, chunk: int = 512) -> torch.Tensor:
+def patched_rows(
+    model: LoadedModel,
+    prompts: PromptSet,
+    rows: Sequence[Row],
+    ref_logp: torch.Tensor,
+    batch_size: int = DEFAULT_BATCH,
+    chunk: int = 512,
+) -> torch.Tensor:
     """[len(rows), 4] float64 per row, at END: LD, loss of the answer (nats), KL(model || patched), p(answer) - p(foil)."""
     L, H = model.n_layers, model.n_heads
     out = []
@@ -200,14 +215,18 @@ def patched_rows(model: LoadedModel, prompts: PromptSet, rows: Sequence[Row], re
         a, f = answer_masks(ps, ref_logp.shape[-1])
         ref = ref_logp[[r.prompt for r in part]]
 
-        def reduce(logits: torch.Tensor, idx: list[int], a: torch.Tensor = a, f: torch.Tensor = f, ref: torch.Tensor = ref) -> torch.Tensor:
+        def reduce(
+            logits: torch.Tensor, idx: list[int], a: torch.Tensor = a, f: torch.Tensor = f, ref: torch.Tensor = ref
+        ) -> torch.Tensor:
             ld, loss, pd, lp = end_scores(logits, a[idx], f[idx])
             rp = ref[idx].to(lp.device)
             kl = (rp.exp() * (rp - lp)).sum(-1)
             return torch.stack([ld, loss, kl, pd], 1)
 
         local = _local(part)
-        out.append(map_end_logits(model, ps, reduce, batch_size, hooks=lambda idx, local=local, ps=ps: _hooks(ps, local, idx, L, H)))
+        out.append(
+            map_end_logits(model, ps, reduce, batch_size, hooks=lambda idx, local=local, ps=ps: _hooks(ps, local, idx, L, H))
+        )
     return torch.cat(out) if out else torch.empty(0, 4, dtype=torch.float64, device="cpu")
 
 

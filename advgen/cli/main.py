@@ -23,7 +23,9 @@ def _common(p: argparse.ArgumentParser, n: bool = True) -> None:
     if n:
         p.add_argument("--n", type=int, default=300, help="number of clean prompts")
         p.add_argument("--templates", default=None, help="template pack: a YAML file or a built-in name (default: ioi)")
-    p.add_argument("--seed", type=int, default=0, help="seed of every random choice (names, templates, bootstrap); same seed, same bytes")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of every random choice (names, templates, bootstrap); same seed, same bytes"
+    )
     p.add_argument("--batch-size", type=int, default=32, help="prompts per model forward; results agree across sizes to 1e-5")
     p.add_argument("--out", type=Path, default=None, help="output directory (default: under outputs/)")
     p.add_argument("--overwrite", action="store_true", help="replace an --out directory that holds another advgen run")
@@ -50,10 +52,19 @@ def _print_lexicon(report: dict, ioi: bool) -> None:
     from advgen.outputs.console import wrap
 
     if not ioi:  # a task's lexicons: {lexicon: {kept, n_dropped, ...}}
-        print(wrap("lexicons: " + ", ".join(f"{k} {v['kept']} words ({v['n_dropped']} dropped: not single tokens)" for k, v in report.items())))
+        print(
+            wrap(
+                "lexicons: "
+                + ", ".join(f"{k} {v['kept']} words ({v['n_dropped']} dropped: not single tokens)" for k, v in report.items())
+            )
+        )
         return
-    print(wrap(f"lexicon: {report['names']} names, {report['places']} places, {report['objects']} objects "
-               f"({len(report['dropped'])} entries dropped as not single tokens; listed in manifest.json)"))
+    print(
+        wrap(
+            f"lexicon: {report['names']} names, {report['places']} places, {report['objects']} objects "
+            f"({len(report['dropped'])} entries dropped as not single tokens; listed in manifest.json)"
+        )
+    )
 
 
 def _print_summary(summary: RunSummary, out: Path, task: str | None) -> None:
@@ -66,8 +77,19 @@ def _print_summary(summary: RunSummary, out: Path, task: str | None) -> None:
 def cmd_validate(args: argparse.Namespace) -> None:
     from advgen.jobs.prompts import validate
 
-    res = validate(args.model, args.prompts, args.out, args.seed, args.batch_size, args.skip_invalid, args.overwrite,
-                   not args.no_progress, **scan.backend_options(args), **device.options(args), task=args.task)
+    res = validate(
+        args.model,
+        args.prompts,
+        args.out,
+        args.seed,
+        args.batch_size,
+        args.skip_invalid,
+        args.overwrite,
+        not args.no_progress,
+        **scan.backend_options(args),
+        **device.options(args),
+        task=args.task,
+    )
     if args.skip_invalid:
         print(f"rejected {len(res.rejected)} invalid row(s); listed with line and reason in {res.out}/rejected.jsonl")
     _print_summary(res.record, res.out, _task_name(args))
@@ -76,8 +98,19 @@ def cmd_validate(args: argparse.Namespace) -> None:
 def cmd_run(args: argparse.Namespace) -> None:
     from advgen.jobs.prompts import run
 
-    res = run(args.model, args.n, args.seed, args.out, args.templates, args.batch_size, args.overwrite, not args.no_progress,
-              **scan.backend_options(args), **device.options(args), task=args.task)
+    res = run(
+        args.model,
+        args.n,
+        args.seed,
+        args.out,
+        args.templates,
+        args.batch_size,
+        args.overwrite,
+        not args.no_progress,
+        **scan.backend_options(args),
+        **device.options(args),
+        task=args.task,
+    )
     _print_lexicon(res.manifest["settings"]["lexicon"], _task_name(args) is None)
     _print_summary(res.record, res.out, _task_name(args))
 
@@ -89,7 +122,8 @@ def cmd_train_reference(args: argparse.Namespace) -> None:
         print(f"ladder written to {build_ladder(args.out, seed=args.seed, steps=args.steps, progress=not args.no_progress)}")
         return
     if args.kind == "planted":
-        from advgen.reference.planted import SHIPPED_STEP, PlantedSettings, train_planted
+        from advgen.reference.planted import SHIPPED_STEP, train_planted
+        from advgen.reference.planted_recipe import PlantedSettings
 
         s = PlantedSettings(seed=args.seed, **({"steps": args.steps} if args.steps else {}))
         stop = args.stop_after if args.stop_after is not None else (SHIPPED_STEP if not args.steps else None)
@@ -100,13 +134,20 @@ def cmd_train_reference(args: argparse.Namespace) -> None:
         from advgen.reference.greater_than import GTSettings, train_greater_than
 
         gs = GTSettings(seed=args.seed, **({"steps": args.steps} if args.steps else {}))
-        print(f"greater-than model written to {train_greater_than(args.out, gs, resume_run=not args.no_resume, progress=not args.no_progress)}")
+        print(
+            "greater-than model written to "
+            f"{train_greater_than(args.out, gs, resume_run=not args.no_resume, progress=not args.no_progress)}"
+        )
         return
     if args.kind == "induction":
-        from advgen.reference.induction import InductionSettings, train_induction
+        from advgen.reference.ind_model import InductionSettings
+        from advgen.reference.induction import train_induction
 
         ind = InductionSettings(seed=args.seed, **({"steps": args.steps} if args.steps else {}))
-        print(f"induction model written to {train_induction(args.out, ind, resume_run=not args.no_resume, progress=not args.no_progress)}")
+        print(
+            "induction model written to "
+            f"{train_induction(args.out, ind, resume_run=not args.no_resume, progress=not args.no_progress)}"
+        )
         return
     from advgen.reference.train import train_reference
 
@@ -124,8 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="run the model on prompts from a JSONL file")
     p.add_argument("prompts", type=Path, help="JSONL with at least text, io, s per row")
     _common(p, n=False)
-    p.add_argument("--skip-invalid", action="store_true",
-                   help="measure the valid rows and list the others (row, line, reason) in OUT/rejected.jsonl")
+    p.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="measure the valid rows and list the others (row, line, reason) in OUT/rejected.jsonl",
+    )
     scan.add_backend_args(p)
     device.add_device_args(p)
     p.set_defaults(func=cmd_validate)
@@ -140,16 +184,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the shipped model's)")
     p.add_argument("--no-resume", action="store_true", help="ignore checkpoints in OUT/checkpoints and start over")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.add_argument("--stop-after", type=int, default=None, help="planted: stop after this step and write that step's "
-                   "model (the schedule still spans --steps; default: step 2000 of the default schedule, the shipped "
-                   "model; every step with --steps; --stop-after 2400 runs the whole default schedule)")
-    p.add_argument("--kind", choices=("reference", "planted", "greater-than", "induction"), default="reference",
-                   help="reference: natural training (default); planted: GPT-2's IOI circuit imposed by "
-                   "interchange-intervention training, warm-started from the bundled reference (about 25 min to the shipped step on 2 cores); "
-                   "greater-than: the year-comparison model (advgen/model/weights/greater-than/, about 15 min on one thread); "
-                   "induction: the 2-layer attention-only copying model (advgen/model/weights/induction/, a few minutes)")
-    p.add_argument("--ladder", action="store_true", help="train the ladder of smaller models (OUT holds their checkpoints) "
-                   "and write advgen/model/weights/ladder/ladder.json")
+    p.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        help=(
+            "planted: stop after this step and write that step's "
+            "model (the schedule still spans --steps; default: step 2000 of the default schedule, the shipped "
+            "model; every step with --steps; --stop-after 2400 runs the whole default schedule)"
+        ),
+    )
+    p.add_argument(
+        "--kind",
+        choices=("reference", "planted", "greater-than", "induction"),
+        default="reference",
+        help=(
+            "reference: natural training (default); planted: GPT-2's IOI circuit imposed by "
+            "interchange-intervention training, warm-started from the bundled reference (about 25 min to the shipped step on 2 "
+            "cores); "
+            "greater-than: the year-comparison model (advgen/model/weights/greater-than/, about 15 min on one thread); "
+            "induction: the 2-layer attention-only copying model (advgen/model/weights/induction/, a few minutes)"
+        ),
+    )
+    p.add_argument(
+        "--ladder",
+        action="store_true",
+        help="train the ladder of smaller models (OUT holds their checkpoints) and write advgen/model/weights/ladder/ladder.json",
+    )
     p.set_defaults(func=cmd_train_reference)
     for module in (circuits, attack, reports, scan):
         module.register(sub)

@@ -11,8 +11,15 @@ from advgen.cli.device import add_device_args
 def cmd_report(args: argparse.Namespace) -> None:
     from advgen.jobs.reports import report
 
-    out = report(args.run_dir, args.out, model=args.model, circuit=args.circuit, attention=not args.no_attention,
-                 device=args.device, dtype=args.dtype)
+    out = report(
+        args.run_dir,
+        args.out,
+        model=args.model,
+        circuit=args.circuit,
+        attention=not args.no_attention,
+        device=args.device,
+        dtype=args.dtype,
+    )
     print(f"wrote {out} ({out.stat().st_size // 1024} KiB)")
 
 
@@ -28,8 +35,10 @@ def cmd_unlock(args: argparse.Namespace) -> None:
     from advgen.core.locks import unlock
 
     state = unlock(args.dir)
-    print(f"cleared the lock of {args.dir} ({state.why}); the directory stays incomplete until the command that "
-          "writes it runs again (same settings, or --overwrite)")
+    print(
+        f"cleared the lock of {args.dir} ({state.why}); the directory stays incomplete until the command that "
+        "writes it runs again (same settings, or --overwrite)"
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -48,9 +57,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("run_dir", type=Path, help="a directory written by advgen run / attack / scan")
     p.add_argument("--format", required=True, choices=FORMATS, help="export format: " + ", ".join(FORMATS))
     p.add_argument("--out", type=Path, required=True, help="export directory to write (replaced if it is a previous export)")
-    p.add_argument("--overwrite", action="store_true", help="also replace an advgen export that was changed or made by an older version")
-    p.add_argument("--attributable-only", action="store_true",
-                   help="attack runs: leave out breaks whose matched control also broke (and those control rows); the card says so")
+    p.add_argument(
+        "--overwrite", action="store_true", help="also replace an advgen export that was changed or made by an older version"
+    )
+    p.add_argument(
+        "--attributable-only",
+        action="store_true",
+        help="attack runs: leave out breaks whose matched control also broke (and those control rows); the card says so",
+    )
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("unlock", help="clear the lock an interrupted writer left in a run directory (refused while it runs)")
     p.add_argument("dir", type=Path, help="a run directory holding .advgen.lock")

@@ -253,10 +253,11 @@ def _lone_surrogate_line(text: str) -> int | str:
     """Physical line of the first surrogate escape that is not half of a pair."""
     for m in _SURROGATE_ESC.finditer(text):
         v = int(m.group()[2:], 16)
-        nxt = text[m.end(): m.end() + 6]
-        prev = text[max(0, m.start() - 6): m.start()]
+        nxt = text[m.end() : m.end() + 6]
+        prev = text[max(0, m.start() - 6) : m.start()]
         paired = (v < 0xDC00 and _SURROGATE_ESC.fullmatch(nxt) and int(nxt[2:], 16) >= 0xDC00) or (
-            v >= 0xDC00 and _SURROGATE_ESC.fullmatch(prev) and int(prev[2:], 16) < 0xDC00)
+            v >= 0xDC00 and _SURROGATE_ESC.fullmatch(prev) and int(prev[2:], 16) < 0xDC00
+        )
         if not paired:
             return text[: m.start()].count("\n") + 1
     return "?"
@@ -264,7 +265,8 @@ def _lone_surrogate_line(text: str) -> int | str:
 
 def type_name(v: Any) -> str:
     return {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}.get(
-        type(v), "null" if v is None else type(v).__name__)
+        type(v), "null" if v is None else type(v).__name__
+    )
 
 
 def check_fields(row: Mapping[str, Any], types: Mapping[str, tuple[type, ...]], where: str) -> None:
@@ -296,8 +298,11 @@ def _jsonl_row(raw: bytes, where: str, required: Sequence[str], types: Mapping[s
 
 
 def read_jsonl_lines(
-    path: str | Path, required: Sequence[str] = ("text", "io", "s"), types: Mapping[str, tuple[type, ...]] | None = None,
-    rejected: list[dict[str, Any]] | None = None, allow_empty: bool = False,
+    path: str | Path,
+    required: Sequence[str] = ("text", "io", "s"),
+    types: Mapping[str, tuple[type, ...]] | None = None,
+    rejected: list[dict[str, Any]] | None = None,
+    allow_empty: bool = False,
 ) -> list[tuple[int, int, dict[str, Any]]]:
     """(row number, physical line, row) per JSONL record; a bad record names file and line.
 
@@ -323,7 +328,9 @@ def read_jsonl_lines(
 
 
 def read_jsonl(
-    path: str | Path, required: Sequence[str] = ("text", "io", "s"), types: Mapping[str, tuple[type, ...]] | None = None,
+    path: str | Path,
+    required: Sequence[str] = ("text", "io", "s"),
+    types: Mapping[str, tuple[type, ...]] | None = None,
     allow_empty: bool = False,
 ) -> list[dict[str, Any]]:
     """Rows of a JSONL file; a missing field or bad line is an error naming file and line."""

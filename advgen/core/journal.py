@@ -89,8 +89,17 @@ class Journal:
     for every inline unit, reused or computed.
     """
 
-    def __init__(self, out: Path, resume: bool, stop_after: int | None = None, bar: Any = None, *, salt: str = "",
-                 parts: bool = False, advance: Callable[[Sequence[Any]], int] = len) -> None:
+    def __init__(
+        self,
+        out: Path,
+        resume: bool,
+        stop_after: int | None = None,
+        bar: Any = None,
+        *,
+        salt: str = "",
+        parts: bool = False,
+        advance: Callable[[Sequence[Any]], int] = len,
+    ) -> None:
         self.dir, self.pdir = out / "journal", (out / "parts" if parts else None)
         if not resume:
             for d in (self.dir, self.pdir):

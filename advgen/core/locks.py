@@ -49,7 +49,7 @@ def start_time(pid: int) -> int | None:
     if stat is None:
         return None
     try:  # the command name (field 2) may hold spaces and parentheses: fields after the last ')'
-        return int(stat[stat.rindex(")") + 2:].split()[19])
+        return int(stat[stat.rindex(")") + 2 :].split()[19])
     except (ValueError, IndexError):
         return None
 
@@ -61,8 +61,14 @@ def boot_id() -> str | None:
 def holder(kind: str, identity: str) -> dict[str, Any]:
     """This process as a lock's content."""
     pid = os.getpid()
-    return {"pid": pid, "host": socket.gethostname(), "start": start_time(pid), "boot": boot_id(),
-            "kind": kind, "identity": identity}
+    return {
+        "pid": pid,
+        "host": socket.gethostname(),
+        "start": start_time(pid),
+        "boot": boot_id(),
+        "kind": kind,
+        "identity": identity,
+    }
 
 
 def read_lock(d: Path, path: Path | None = None) -> dict[str, Any]:
@@ -135,7 +141,9 @@ def acquire(path: Path, kind: str, identity: str, what: str) -> None:
     if path.exists():
         state = judge(path.parent, path)
         if state.live and not state.own:
-            raise AdvgenError(f"{what} is being written by another advgen process ({state.why}); wait for it or choose another path")
+            raise AdvgenError(
+                f"{what} is being written by another advgen process ({state.why}); wait for it or choose another path"
+            )
         path.unlink(missing_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(holder(kind, identity), sort_keys=True) + "\n", encoding="utf-8")

@@ -28,7 +28,7 @@ BACKENDS = ("local", "ray")
 ABLATIONS = ("abc_mean", "ioi_mean", "resample_abc", "zero")
 """Knockouts of heads outside a kept subgraph (`advgen.circuits.ablation`)."""
 NM_PATHS = ("mlp", "direct")
-"""Head -> logits paths of discovery's name-mover rule (`advgen.circuits.discovery.NM_PATHS`)."""
+"""Head -> logits paths of discovery's name-mover rule (`advgen.circuits.discovery_roles.NM_PATHS`)."""
 OBJECTIVES = ("break", "divergence")
 """What `advgen attack` searches for: prompts that flip the model, or where circuit and model part."""
 DIVERGENCE_ABLATIONS = ("abc_mean", "zero")

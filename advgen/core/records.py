@@ -130,8 +130,10 @@ def check_manifest(doc: Mapping[str, Any], where: str | Path) -> int:
     """The manifest's schema version (1 when absent); a version this advgen does not know is a named error."""
     found = doc.get("schema_version", 1)
     if not isinstance(found, int) or isinstance(found, bool) or not 1 <= found <= MANIFEST_SCHEMA:
-        raise AdvgenError(f"{where}: manifest schema_version {found!r}, this advgen reads versions 1 to {MANIFEST_SCHEMA} "
-                          "(written by a newer advgen? upgrade advgen to read it)")
+        raise AdvgenError(
+            f"{where}: manifest schema_version {found!r}, this advgen reads versions 1 to {MANIFEST_SCHEMA} "
+            "(written by a newer advgen? upgrade advgen to read it)"
+        )
     return found
 
 

@@ -9,7 +9,8 @@ through `writing(out, kind, identity)`:
    `overwrite=True` if it holds another advgen run, and never touched if it is not advgen's.
 2. **A lock** (`.advgen.lock`, created exclusively by a hard link, holding the writer's host, pid,
    process start time and boot id: `advgen.core.locks`) refuses a second writer while the first
-   runs; a lock whose writer is gone or is another process is stale and taken over. The completion marker is removed before the first file is written.
+   runs; a lock whose writer is gone or is another process is stale and taken over. The completion
+   marker is removed before the first file is written.
 3. **A completion marker** (`.advgen-complete.json`: kind, identity and the sha256 of every file)
    is written last, then the lock is removed. An interrupted writer leaves its lock behind.
 
@@ -100,13 +101,17 @@ def check_out(out: Path, kind: str, identity: str, overwrite: bool = False, inpu
     if (out / LOCK).exists():
         state = locks.judge(out)
         if state.live and not state.own:
-            raise RunDirError(f"--out {out} is being written by another advgen process ({state.why}); wait for it or "
-                              f"choose another directory (if it is not advgen: `advgen unlock {out}`)")
+            raise RunDirError(
+                f"--out {out} is being written by another advgen process ({state.why}); wait for it or "
+                f"choose another directory (if it is not advgen: `advgen unlock {out}`)"
+            )
     prior = _prior(out)
     if prior == (kind, identity):
         return
     if not any((out / f).exists() for f in ADVGEN_FILES):
-        raise RunDirError(f"--out {out} is a non-empty directory that advgen did not write; advgen never replaces it, choose a new path")
+        raise RunDirError(
+            f"--out {out} is a non-empty directory that advgen did not write; advgen never replaces it, choose a new path"
+        )
     if not overwrite:
         what = f"an advgen {prior[0]} directory" if prior else "an advgen directory"
         why = "of another kind" if prior and prior[0] != kind else "of another run (other settings)"
@@ -126,7 +131,9 @@ def _acquire(out: Path, kind: str, identity: str) -> None:
     try:
         os.link(tmp, lock)  # atomic and exclusive: a lock is never seen without its pid
     except FileExistsError:
-        raise RunDirError(f"--out {out} is being written by another advgen process (lock {lock}); choose another directory") from None
+        raise RunDirError(
+            f"--out {out} is being written by another advgen process (lock {lock}); choose another directory"
+        ) from None
     finally:
         tmp.unlink(missing_ok=True)
     if stale:  # the dead writer's half-written temporary files (atomic_open's .NAME.XXXX.tmp): ours now, never complete
@@ -173,7 +180,11 @@ def write_marker(d: Path, kind: str, identity: str, skip_dirs: Sequence[str] = (
 
 @contextmanager
 def writing(
-    out: str | Path, kind: str, identity: str, overwrite: bool = False, inputs: Sequence[Path] = (),
+    out: str | Path,
+    kind: str,
+    identity: str,
+    overwrite: bool = False,
+    inputs: Sequence[Path] = (),
     keep: Sequence[str] = (),
 ) -> Iterator[Path]:
     """Hold `out` for one writer; on success write the completion marker and release the lock.
@@ -225,8 +236,11 @@ def _marker_files(raw: bytes | None) -> list[str]:
 
 def _snapshot(d: Path) -> dict[str, tuple[int, int]]:
     """(mtime, size) of every file under `d` except the lock: tells whether a writer wrote anything."""
-    return {p.relative_to(d).as_posix(): (p.stat().st_mtime_ns, p.stat().st_size)
-            for p in d.rglob("*") if p.is_file() and p.name != LOCK}
+    return {
+        p.relative_to(d).as_posix(): (p.stat().st_mtime_ns, p.stat().st_size)
+        for p in d.rglob("*")
+        if p.is_file() and p.name != LOCK
+    }
 
 
 def check_complete(d: str | Path) -> None:

@@ -48,8 +48,9 @@ class StrictLoader(yaml.SafeLoader):
             try:
                 event.value.encode("utf-8")
             except UnicodeEncodeError as e:
-                raise self._fail(event.start_mark, f"text holds {e.object[e.start]!r}, a lone surrogate that cannot be "
-                                                   "written as UTF-8") from None
+                raise self._fail(
+                    event.start_mark, f"text holds {e.object[e.start]!r}, a lone surrogate that cannot be written as UTF-8"
+                ) from None
         return super().compose_node(parent, index)
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:

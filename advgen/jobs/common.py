@@ -53,8 +53,15 @@ def runtime_options(device: str, dtype: str) -> dict[str, str | None]:
 
 
 @contextmanager
-def backend_for(name: str, model_spec: str, model: LoadedModel | None, workers: int = 2,
-                address: str | None = None, device: str = "auto", dtype: str = "float32") -> Iterator[Backend | None]:
+def backend_for(
+    name: str,
+    model_spec: str,
+    model: LoadedModel | None,
+    workers: int = 2,
+    address: str | None = None,
+    device: str = "auto",
+    dtype: str = "float32",
+) -> Iterator[Backend | None]:
     """None for the local backend (the one-process path), else a Ray pool that is closed after the job."""
     if name == "local":
         yield None

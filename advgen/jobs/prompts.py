@@ -37,9 +37,16 @@ class GenerateResult:
     """What the lexicon kept and dropped (also in manifest.json)."""
 
 
-def generate(model: str = "reference", n: int = 300, seed: int = 0, out: str | Path | None = None,
-             templates: str | Path | None = None, overwrite: bool = False, command: str | None = None,
-             task: TaskArg = None) -> GenerateResult:
+def generate(
+    model: str = "reference",
+    n: int = 300,
+    seed: int = 0,
+    out: str | Path | None = None,
+    templates: str | Path | None = None,
+    overwrite: bool = False,
+    command: str | None = None,
+    task: TaskArg = None,
+) -> GenerateResult:
     """Render n seeded prompts of the task (IOI by default) with `model`'s tokenizer into OUT/prompts.jsonl (no model run)."""
     out = Path(out) if out is not None else default_out("generate", model, seed)
     t = task_of(task)
@@ -59,10 +66,23 @@ def generate(model: str = "reference", n: int = 300, seed: int = 0, out: str | P
     return GenerateResult(out, path, n, settings["lexicon"])
 
 
-def validate(model: ModelArg, prompts: str | Path, out: str | Path | None = None, seed: int = 0,
-             batch_size: int = DEFAULT_BATCH, skip_invalid: bool = False, overwrite: bool = False, progress: bool = False,
-             backend: str = "local", workers: int = 2, ray_address: str | None = None,
-             device: str = "auto", dtype: str = "float32", command: str | None = None, task: TaskArg = None) -> RunResult:
+def validate(
+    model: ModelArg,
+    prompts: str | Path,
+    out: str | Path | None = None,
+    seed: int = 0,
+    batch_size: int = DEFAULT_BATCH,
+    skip_invalid: bool = False,
+    overwrite: bool = False,
+    progress: bool = False,
+    backend: str = "local",
+    workers: int = 2,
+    ray_address: str | None = None,
+    device: str = "auto",
+    dtype: str = "float32",
+    command: str | None = None,
+    task: TaskArg = None,
+) -> RunResult:
     """Metrics for the prompts of a JSONL file (`text`, `io`, `s` per row; a task's rows as `generate --task` writes them)."""
     out = Path(out) if out is not None else default_out("validate", model, seed)
     pipeline.check_args(None, seed, batch_size)
@@ -70,40 +90,96 @@ def validate(model: ModelArg, prompts: str | Path, out: str | Path | None = None
     src = pipeline.read_prompt_rows(prompts, skip_invalid)
     if t.engine != "ioi":
         if skip_invalid:
-            raise AdvgenError(f"--skip-invalid is for IOI prompt files; a {t.name!r} file is re-rendered from its templates and must be whole")
-        cmd = command if command is not None else command_line(
-            "validate", prompts, model=spec_of(model), seed=seed, batch_size=batch_size, task=task_option(task), **runtime_options(device, dtype))
+            raise AdvgenError(
+                f"--skip-invalid is for IOI prompt files; a {t.name!r} file is re-rendered from its templates and must be whole"
+            )
+        cmd = command
+        if cmd is None:
+            cmd = command_line(
+                "validate",
+                prompts,
+                model=spec_of(model),
+                seed=seed,
+                batch_size=batch_size,
+                task=task_option(task),
+                **runtime_options(device, dtype),
+            )
         m = loaded(model, device, dtype)
         with backend_for(backend, spec_of(model), m, workers, ray_address, device, dtype) as be:
             return task_pipeline.validate_rows(m, t, src, out, batch_size, seed, progress, overwrite, be, cmd)
     ident = pipeline.validate_identity(spec_of(model), src.path, seed, batch_size, skip_invalid)
     rundir.check_out(out, "validate", ident, overwrite, inputs=[src.path])
-    cmd = command if command is not None else command_line(
-        "validate", prompts, model=spec_of(model), seed=seed, batch_size=batch_size, skip_invalid=skip_invalid, **runtime_options(device, dtype))
+    cmd = command
+    if cmd is None:
+        cmd = command_line(
+            "validate",
+            prompts,
+            model=spec_of(model),
+            seed=seed,
+            batch_size=batch_size,
+            skip_invalid=skip_invalid,
+            **runtime_options(device, dtype),
+        )
     m = loaded(model, device, dtype)
     with backend_for(backend, spec_of(model), m, workers, ray_address, device, dtype) as be:
-        return pipeline.validate_rows(m, src, out, batch_size, seed, progress, skip_invalid=skip_invalid,
-                                      overwrite=overwrite, backend=be, command=cmd)
+        return pipeline.validate_rows(
+            m, src, out, batch_size, seed, progress, skip_invalid=skip_invalid, overwrite=overwrite, backend=be, command=cmd
+        )
 
 
-def run(model: ModelArg = "reference", n: int = 300, seed: int = 0, out: str | Path | None = None,
-        templates: str | Path | None = None, batch_size: int = DEFAULT_BATCH, overwrite: bool = False, progress: bool = False,
-        backend: str = "local", workers: int = 2, ray_address: str | None = None, device: str = "auto", dtype: str = "float32", command: str | None = None,
-        task: TaskArg = None) -> RunResult:
+def run(
+    model: ModelArg = "reference",
+    n: int = 300,
+    seed: int = 0,
+    out: str | Path | None = None,
+    templates: str | Path | None = None,
+    batch_size: int = DEFAULT_BATCH,
+    overwrite: bool = False,
+    progress: bool = False,
+    backend: str = "local",
+    workers: int = 2,
+    ray_address: str | None = None,
+    device: str = "auto",
+    dtype: str = "float32",
+    command: str | None = None,
+    task: TaskArg = None,
+) -> RunResult:
     """Generate n prompts of the task (IOI by default), validate them on the model, write the run directory."""
     out = Path(out) if out is not None else default_out("run", model, seed)
     t = task_of(task)
     if t.engine != "ioi":
         _no_templates(templates, t.name)
         task_pipeline.precheck("run", out, spec_of(model), t, n, seed, batch_size, overwrite)
-        cmd = command if command is not None else command_line(
-            "run", model=spec_of(model), n=n, seed=seed, batch_size=batch_size, task=task_option(task), **runtime_options(device, dtype))
+        cmd = (
+            command
+            if command is not None
+            else command_line(
+                "run",
+                model=spec_of(model),
+                n=n,
+                seed=seed,
+                batch_size=batch_size,
+                task=task_option(task),
+                **runtime_options(device, dtype),
+            )
+        )
         m = loaded(model, device, dtype)
         with backend_for(backend, spec_of(model), m, workers, ray_address, device, dtype) as be:
             return task_pipeline.run(m, t, n, seed, out, batch_size, progress, overwrite, be, cmd)
     pipeline.precheck("run", out, spec_of(model), n, seed, templates, batch_size, overwrite)
-    cmd = command if command is not None else command_line(
-        "run", model=spec_of(model), n=n, seed=seed, templates=templates, batch_size=batch_size, **runtime_options(device, dtype))
+    cmd = (
+        command
+        if command is not None
+        else command_line(
+            "run",
+            model=spec_of(model),
+            n=n,
+            seed=seed,
+            templates=templates,
+            batch_size=batch_size,
+            **runtime_options(device, dtype),
+        )
+    )
     m = loaded(model, device, dtype)
     with backend_for(backend, spec_of(model), m, workers, ray_address, device, dtype) as be:
         return pipeline.run(m, n, seed, out, templates, batch_size, progress, overwrite=overwrite, backend=be, command=cmd)

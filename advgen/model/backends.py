@@ -144,8 +144,9 @@ class RayBackend:
         if gpus is None:
             gpus = 1.0 if settings.device != "cpu" and ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
         device = "cuda" if gpus > 0 else "cpu"
-        actor = ray.remote(num_cpus=threads, num_gpus=gpus, max_restarts=settings.max_retries,
-                           max_task_retries=settings.max_retries)(_Replica)
+        actor = ray.remote(
+            num_cpus=threads, num_gpus=gpus, max_restarts=settings.max_retries, max_task_retries=settings.max_retries
+        )(_Replica)
         self.actors = [actor.remote(model_spec, device, threads, settings.dtype) for _ in range(settings.workers)]
         self.device = device
         self.dead: set[int] = set()
@@ -288,8 +289,13 @@ def measure_unit(model: LoadedModel, unit: tuple[PromptSet, Sequence[Sequence[Re
     return measure(model, prompts, reads, batch_size)
 
 
-def evaluate(backend: Backend, prompts: PromptSet, batch_size: int = DEFAULT_BATCH, progress: bool = False,
-             model: LoadedModel | None = None) -> Evaluation:
+def evaluate(
+    backend: Backend,
+    prompts: PromptSet,
+    batch_size: int = DEFAULT_BATCH,
+    progress: bool = False,
+    model: LoadedModel | None = None,
+) -> Evaluation:
     """`validate(model, prompts, batch_size)` run unit by unit on `backend`, with the same bytes.
 
     Units are runs of whole batches of the validator's own length-sorted batching, so every
@@ -303,7 +309,9 @@ def evaluate(backend: Backend, prompts: PromptSet, batch_size: int = DEFAULT_BAT
     units = ((PromptSet(tuple(prompts[i] for i in span), prompts.tokenizer_hash), batch_size) for span in spans)
     out: list[PromptMetrics | None] = [None] * len(prompts)
     results = backend.map(validate_unit, units)
-    for span, metrics in tqdm(zip(spans, results, strict=False), total=len(spans), desc="validate", unit="unit", disable=not progress):
+    for span, metrics in tqdm(
+        zip(spans, results, strict=False), total=len(spans), desc="validate", unit="unit", disable=not progress
+    ):
         for i, m in zip(span, metrics, strict=True):
             out[i] = m
     return Evaluation(prompts, tuple(out))  # type: ignore[arg-type]

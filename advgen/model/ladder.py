@@ -76,7 +76,9 @@ def load_ladder(path: Path = LADDER_JSON) -> tuple[dict[str, Any], tuple[Rung, .
     for i, r in enumerate(doc.get("models", [])):
         try:
             figs = tuple((k, float(v)) for k, v in sorted(r["figures"].items()))
-            rungs.append(Rung(r["name"], int(r["n_layer"]), int(r["n_head"]), int(r["n_embd"]), int(r["parameters"]), r["path"], figs))
+            rungs.append(
+                Rung(r["name"], int(r["n_layer"]), int(r["n_head"]), int(r["n_embd"]), int(r["parameters"]), r["path"], figs)
+            )
         except (KeyError, TypeError, ValueError) as e:
             raise AdvgenError(f"{path}: models[{i}] is malformed ({type(e).__name__}: {e})") from None
     return {k: v for k, v in doc.items() if k != "models"}, tuple(sorted(rungs, key=lambda r: r.parameters))
@@ -146,12 +148,15 @@ def ioi_figures(model: LoadedModel, prompts: PromptSet, batch_size: int = DEFAUL
     return {"ioi_loss": float(loss.mean()), "ioi_mean_ld": float(ld.mean()), "ioi_accuracy": float((ld > 0).double().mean())}
 
 
-def live_ioi_losses(rungs: Sequence[Rung], prompts: PromptSet, batch_size: int = DEFAULT_BATCH,
-                    device: str = "cpu") -> list[dict[str, float]]:
+def live_ioi_losses(
+    rungs: Sequence[Rung], prompts: PromptSet, batch_size: int = DEFAULT_BATCH, device: str = "cpu"
+) -> list[dict[str, float]]:
     """`ioi_figures` of every ladder model on these very prompts (same tokenizer required), each on `device`."""
     out = []
     for r in rungs:
         if not (r.directory / "config.json").exists():
-            raise AdvgenError(f"ladder model {r.name!r} is missing from {r.directory}; rebuild with `advgen train-reference --ladder`")
+            raise AdvgenError(
+                f"ladder model {r.name!r} is missing from {r.directory}; rebuild with `advgen train-reference --ladder`"
+            )
         out.append(ioi_figures(load_model(str(r.directory), device=device), prompts, batch_size))
     return out

@@ -52,8 +52,7 @@ class LoadedModel:
     @property
     def runtime(self) -> dict[str, str]:
         """How the model ran, for the manifest: reduced precision or another device is never silent."""
-        return {"device": self.device, "dtype": self.dtype, "attn_implementation": self.attn_implementation,
-                "hub_kernels": "off"}
+        return {"device": self.device, "dtype": self.dtype, "attn_implementation": self.attn_implementation, "hub_kernels": "off"}
 
     @property
     def hf_model(self) -> Any:
@@ -119,7 +118,10 @@ def _resolve(spec: str) -> str:
         path = bundled_dir(spec)
         if not (path / "config.json").exists():
             kind = "" if spec == "reference" else f" --kind {spec}"
-            raise ModelLoadError(f"the bundled {spec} model is missing from {path}; retrain it with `advgen train-reference{kind} --out DIR` and copy the final files of DIR (not DIR/checkpoints) into {path}")
+            raise ModelLoadError(
+                f"the bundled {spec} model is missing from {path}; retrain it with `advgen train-reference{kind} --out DIR` and "
+                f"copy the final files of DIR (not DIR/checkpoints) into {path}"
+            )
         return str(path)
     p = Path(spec).expanduser()
     if p.exists() or spec.startswith((".", "/", "~")):
@@ -131,7 +133,9 @@ def _resolve(spec: str) -> str:
     try:
         cached = try_to_load_from_cache(hub_id, "config.json")
     except Exception as e:  # HFValidationError and friends: not a usable hub id
-        raise ModelLoadError(f"--model {spec!r} is neither a local model directory nor a hub id ({type(e).__name__}: {e})") from None
+        raise ModelLoadError(
+            f"--model {spec!r} is neither a local model directory nor a hub id ({type(e).__name__}: {e})"
+        ) from None
     if isinstance(cached, str):
         return hub_id
     if os.environ.get("HF_HUB_OFFLINE") == "1" or not _hub_reachable():
@@ -180,19 +184,25 @@ def check_weights(path: Path) -> None:
     prefix = getattr(model, "base_model_prefix", "")
     got = {k if k in want or f"{prefix}.{k}" not in want else f"{prefix}.{k}": v for k, v in got.items()}
     skip_missing = _tied_keys(model)
-    missing = [k for k in want if k not in got and k not in skip_missing and not _ignored(k, model._keys_to_ignore_on_load_missing)]
+    missing = [
+        k for k in want if k not in got and k not in skip_missing and not _ignored(k, model._keys_to_ignore_on_load_missing)
+    ]
     unexpected = [k for k in got if k not in want and not _ignored(k, model._keys_to_ignore_on_load_unexpected)]
     shapes = [f"{k} {list(got[k])} (config wants {list(want[k])})" for k in want if k in got and got[k] != want[k]]
-    problems = [(f"{len(missing)} missing weight(s)", missing), (f"{len(unexpected)} unexpected weight(s)", unexpected),
-                (f"{len(shapes)} shape mismatch(es)", shapes)]
+    problems = [
+        (f"{len(missing)} missing weight(s)", missing),
+        (f"{len(unexpected)} unexpected weight(s)", unexpected),
+        (f"{len(shapes)} shape mismatch(es)", shapes),
+    ]
     found = [f"{what}: {', '.join(ks[:4])}{', ...' if len(ks) > 4 else ''}" for what, ks in problems if ks]
     if found:
-        raise ModelLoadError(f"{st} does not match {path / 'config.json'} ({'; '.join(found)}); "
-                             "refusing to fill the gaps with random weights")
+        raise ModelLoadError(
+            f"{st} does not match {path / 'config.json'} ({'; '.join(found)}); refusing to fill the gaps with random weights"
+        )
 
 
 def resolve_device(device: str = "auto") -> str:
-    """"auto" -> "cuda:0" when CUDA is available, else "cpu"; "cuda" -> "cuda:0"; a missing GPU is a clear error."""
+    """ "auto" -> "cuda:0" when CUDA is available, else "cpu"; "cuda" -> "cuda:0"; a missing GPU is a clear error."""
     import torch
 
     d = device.strip().lower()
@@ -204,7 +214,9 @@ def resolve_device(device: str = "auto") -> str:
     if m is None:
         raise ModelLoadError(f"--device {device!r} is not one of {', '.join(DEVICES)}")
     if not torch.cuda.is_available():
-        raise ModelLoadError(f"--device {device!r}: this machine has no usable CUDA device (torch {torch.__version__}); use --device cpu or auto")
+        raise ModelLoadError(
+            f"--device {device!r}: this machine has no usable CUDA device (torch {torch.__version__}); use --device cpu or auto"
+        )
     index = int(m.group(1) or 0)
     if index >= torch.cuda.device_count():
         raise ModelLoadError(f"--device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here")
@@ -221,7 +233,8 @@ def resolve_dtype(dtype: str = "float32") -> Any:
 
 
 def _no_hub_kernels() -> None:
-    """transformers 5.x swaps in compute kernels fetched from the Hub at load unless told not to: numerics must not depend on a download."""
+    """transformers 5.x swaps in compute kernels fetched from the Hub at load unless told not to: numerics must not depend on a
+    download."""
     os.environ["USE_HUB_KERNELS"] = "NO"
 
 
@@ -271,8 +284,10 @@ def check_vocab(tokenizer: Any, n_embed: int, where: str) -> None:
     """Refuse a tokenizer that can produce ids the embedding has no row for (else an IndexError mid-run)."""
     top = max(len(tokenizer) - 1, max(tokenizer.get_vocab().values(), default=0))  # added tokens included
     if top >= n_embed:
-        raise ModelLoadError(f"{where}: the tokenizer yields token id {top:,} but the embedding has only {n_embed:,} rows "
-                             f"(ids 0 ... {n_embed - 1:,}); use the tokenizer the model was trained with")
+        raise ModelLoadError(
+            f"{where}: the tokenizer yields token id {top:,} but the embedding has only {n_embed:,} rows "
+            f"(ids 0 ... {n_embed - 1:,}); use the tokenizer the model was trained with"
+        )
 
 
 def load_tokenizer(spec: str = "reference") -> Any:

@@ -54,8 +54,10 @@ def set_metric_rows(end_logits: torch.Tensor, answers: torch.Tensor, foils: torc
 
 def rows_to_metrics(rows: torch.Tensor) -> list[PromptMetrics]:
     """PromptMetrics from `metric_rows` output (one host copy, then plain Python numbers)."""
-    return [PromptMetrics(ld, io_l, s_l, io_p, s_p, int(rank), int(top))
-            for ld, io_l, s_l, io_p, s_p, rank, top in rows.cpu().tolist()]
+    return [
+        PromptMetrics(ld, io_l, s_l, io_p, s_p, int(rank), int(top))
+        for ld, io_l, s_l, io_p, s_p, rank, top in rows.cpu().tolist()
+    ]
 
 
 def prompt_metrics(end_logits: torch.Tensor, io_tokens: torch.Tensor, s_tokens: torch.Tensor) -> list[PromptMetrics]:
@@ -78,8 +80,9 @@ BREAKDOWN_KEYS = ("n", "mean_logit_diff", "logit_diff_ci95", "accuracy", "s_beat
 """What each per-template / per-order group reports (the full summary stays at the top level)."""
 
 
-def _groups(prompts: Sequence[Prompt], metrics: Sequence[PromptMetrics], key: Callable[[Prompt], str],
-            seed: int) -> dict[str, dict[str, Any]]:
+def _groups(
+    prompts: Sequence[Prompt], metrics: Sequence[PromptMetrics], key: Callable[[Prompt], str], seed: int
+) -> dict[str, dict[str, Any]]:
     out = {}
     for k in sorted({key(p) for p in prompts}):
         full = summarize([m for p, m in zip(prompts, metrics, strict=True) if key(p) == k], seed)

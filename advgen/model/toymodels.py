@@ -13,7 +13,9 @@ GPT2_SMALL_SHAPE = {"n_layer": 12, "n_head": 12, "n_embd": 768}
 TINY_SHAPE = {"n_layer": 2, "n_head": 4, "n_embd": 64}
 
 
-def make_random_gpt2(out_dir: str | Path, tokenizer_dir: str | Path, seed: int = 0, n_positions: int = 1024, **shape: int) -> Path:
+def make_random_gpt2(
+    out_dir: str | Path, tokenizer_dir: str | Path, seed: int = 0, n_positions: int = 1024, **shape: int
+) -> Path:
     """Write a random GPT2LMHeadModel with the tokenizer at `tokenizer_dir` into `out_dir`."""
     import torch
     from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel

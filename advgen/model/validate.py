@@ -47,8 +47,9 @@ def model_device(model: LoadedModel) -> torch.device:
     return next(model.hf_model.parameters()).device
 
 
-def pad_batch(prompts: PromptSet, idx: Sequence[int], pad_id: int = 0,
-              device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_batch(
+    prompts: PromptSet, idx: Sequence[int], pad_id: int = 0, device: torch.device | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded ids [b, T] and each row's END index [b], built once on `device` (CPU by default)."""
     width = max(len(prompts[i]) for i in idx)
     rows = [list(prompts[i].token_ids) + [pad_id] * (width - len(prompts[i])) for i in idx]
@@ -143,8 +144,9 @@ def end_metrics(
     return tuple(rows_to_metrics(rows)) if len(prompts) else ()
 
 
-def _set_metrics(model: LoadedModel, prompts: PromptSet, batch_size: int, hooks: HookFactory | None, progress: bool,
-                 desc: str) -> tuple[PromptMetrics, ...]:
+def _set_metrics(
+    model: LoadedModel, prompts: PromptSet, batch_size: int, hooks: HookFactory | None, progress: bool, desc: str
+) -> tuple[PromptMetrics, ...]:
     """`end_metrics` for answer/foil token sets: per batch, [b, vocab] masks built on the device."""
     sets = [(p.answer_tokens or (p.io_token,), p.foil_tokens or (p.s_token,)) for p in prompts]
 
@@ -176,9 +178,12 @@ def attention_readout_hooks(prompts: PromptSet, reads: Sequence[Sequence[Read]],
 
     def factory(idx: list[int]) -> list[Hook]:
         def make(layer: int) -> Callable[..., None]:
-            want = [(r, i, h.head, prompts[i].positions[q], prompts[i].positions[k], read_key(h, q, k))
-                    for r, i in enumerate(idx) for h, q, k in reads[i]
-                    if h.layer == layer and q in prompts[i].positions and k in prompts[i].positions]
+            want = [
+                (r, i, h.head, prompts[i].positions[q], prompts[i].positions[k], read_key(h, q, k))
+                for r, i in enumerate(idx)
+                for h, q, k in reads[i]
+                if h.layer == layer and q in prompts[i].positions and k in prompts[i].positions
+            ]
 
             def hook(pattern: torch.Tensor, hook: Any) -> None:
                 if not want:
@@ -204,8 +209,12 @@ class Measured:
 
 
 def measure(
-    model: LoadedModel, prompts: PromptSet, reads: Sequence[Sequence[Read]], batch_size: int = DEFAULT_BATCH,
-    progress: bool = False, desc: str = "model",
+    model: LoadedModel,
+    prompts: PromptSet,
+    reads: Sequence[Sequence[Read]],
+    batch_size: int = DEFAULT_BATCH,
+    progress: bool = False,
+    desc: str = "model",
 ) -> Measured:
     """Metrics at END plus the requested (head, query, key) attention reads of every prompt."""
     sink: list[dict[str, float]] = [{} for _ in prompts]

@@ -26,8 +26,13 @@ from advgen.core.types import AdvgenError, Head, Role
 from advgen.model.validate import model_device
 
 ROLE_ORDER = (
-    Role.NAME_MOVER, Role.S_INHIBITION, Role.INDUCTION, Role.DUPLICATE_TOKEN, Role.PREVIOUS_TOKEN,
-    Role.NEGATIVE_NAME_MOVER, Role.BACKUP_NAME_MOVER,
+    Role.NAME_MOVER,
+    Role.S_INHIBITION,
+    Role.INDUCTION,
+    Role.DUPLICATE_TOKEN,
+    Role.PREVIOUS_TOKEN,
+    Role.NEGATIVE_NAME_MOVER,
+    Role.BACKUP_NAME_MOVER,
 )
 
 
@@ -109,7 +114,9 @@ def circuitsvis_bundle() -> tuple[str, str]:
         raise AdvgenError("circuitsvis is not installed (pip install circuitsvis); the interactive attention view needs it")
     path = Path(next(iter(spec.submodule_search_locations))) / "dist" / "cdn" / "iife.js"
     if not path.exists():
-        raise AdvgenError(f"{path}: this circuitsvis install ships no browser bundle; the view would need a CDN, so it is skipped")
+        raise AdvgenError(
+            f"{path}: this circuitsvis install ships no browser bundle; the view would need a CDN, so it is skipped"
+        )
     js = re.sub(r"//# sourceMappingURL=\S*\s*$", "", path.read_text(encoding="utf-8"))
     return metadata.version("circuitsvis"), js.replace("</script", "<\\/script")
 
@@ -124,9 +131,15 @@ def interactive_html(examples: Sequence[Example], heads: Sequence[tuple[Head, st
     names = [f"{h} {role}" for h, role in heads]
     parts = [f"<script>/* circuitsvis {version}: dist/cdn/iife.js from the installed package, inlined */\n{js}\n</script>"]
     for i, ex in enumerate(examples):
-        props = {"attention": [np.round(np.nan_to_num(ex.patterns[h]), 4).tolist() for h, _ in heads],
-                 "tokens": list(ex.tokens), "attentionHeadNames": names, "maskUpperTri": True}
+        props = {
+            "attention": [np.round(np.nan_to_num(ex.patterns[h]), 4).tolist() for h, _ in heads],
+            "tokens": list(ex.tokens),
+            "attentionHeadNames": names,
+            "maskUpperTri": True,
+        }
         div = f"{div_prefix}-{i}"
-        parts.append(f'<p class="note">{html.escape(ex.label)}</p><div id="{div}" class="circuitsvis"></div>'
-                     f"<script>CircuitsVis.render({_js(div)}, CircuitsVis.AttentionHeads, {_js(props)});</script>")
+        parts.append(
+            f'<p class="note">{html.escape(ex.label)}</p><div id="{div}" class="circuitsvis"></div>'
+            f"<script>CircuitsVis.render({_js(div)}, CircuitsVis.AttentionHeads, {_js(props)});</script>"
+        )
     return "\n".join(parts)

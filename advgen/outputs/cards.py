@@ -43,29 +43,39 @@ FIELDS: dict[str, str] = {
     "params": "attack parameters (dose, insertion point, inserted sentence, ...)",
     "is_break": "attack LD < 0 while its clean pair had LD > 0",
     "explained": "whether the internal signal the failure mode predicts moved (null if not measured)",
-    "control_breaks": "for a break: whether its matched control (the same edit without the mechanism) also has LD < 0, "
-    "so the edit, not the circuit, may explain it (null for other rows)",
+    "control_breaks": (
+        "for a break: whether its matched control (the same edit without the mechanism) also has LD < 0, "
+        "so the edit, not the circuit, may explain it (null for other rows)"
+    ),
     "head_signals": "attention readouts, keyed 'a9.h9:END->IO'",
 }
 
 FORMAT_NOTES: dict[str, str] = {
-    "jsonl": "One JSON object per line per split in `data/<split>.jsonl`, fields exactly as in the run's results.jsonl; "
-    "nested fields stay objects (`datasets.load_dataset` reads them as its `json` type, one schema for every split).",
+    "jsonl": (
+        "One JSON object per line per split in `data/<split>.jsonl`, fields exactly as in the run's results.jsonl; "
+        "nested fields stay objects (`datasets.load_dataset` reads them as its `json` type, one schema for every split)."
+    ),
     "csv": "`data/<split>.csv`; `positions` is spread over `pos_<slot>` columns, other nested fields are JSON strings.",
-    "parquet": "`data/<split>.parquet` (zstd); `positions` is spread over `pos_<slot>` integer columns, "
-    "other nested fields (extra, params, head_signals) are JSON strings.",
+    "parquet": (
+        "`data/<split>.parquet` (zstd); `positions` is spread over `pos_<slot>` integer columns, "
+        "other nested fields (extra, params, head_signals) are JSON strings."
+    ),
     "hf": "A `datasets.DatasetDict` saved with `save_to_disk` in `hf/`; columns as in the Parquet export.",
-    "auto-circuit": "auto-circuit prompt JSON (`load_datasets_from_json`): `<split>.json` holds every row as "
-    "{clean, corrupt, answers, wrong_answers}; `clean` is the row's prompt, `corrupt` its p_ABC twin (S2 replaced "
-    "by a third name from the run's own names, same token length), answers [' IO'], wrong_answers [' S']. "
-    "`word_idxs` (IO, S1, S1+1, S2, end; counted without BOS, auto-circuit adds it) appear in `<split>.json` only "
-    "when every prompt shares them; `by_positions/` holds fixed-length groups, each with its own word_idxs and "
-    "seq_labels, for token-level circuits. `index.json` lists the files and any skipped rows with the reason. "
-    "If your tokenizer adds BOS by itself (`add_bos_token`), load with `prepend_bos=False`.",
-    "lm-eval": "An lm-evaluation-harness task group `advgen_ioi` (one multiple_choice task per split, "
-    "`advgen_ioi_<split>.yaml`): context = text, choices = [io, s] scored as ' ' + choice, target = io; "
-    "`acc` = fraction of prompts where the IO continuation is more likely than S, i.e. LD > 0. "
-    "Note: advgen measures with BOS prepended; lm-eval's HF backend adds BOS only with `add_bos_token=True`.",
+    "auto-circuit": (
+        "auto-circuit prompt JSON (`load_datasets_from_json`): `<split>.json` holds every row as "
+        "{clean, corrupt, answers, wrong_answers}; `clean` is the row's prompt, `corrupt` its p_ABC twin (S2 replaced "
+        "by a third name from the run's own names, same token length), answers [' IO'], wrong_answers [' S']. "
+        "`word_idxs` (IO, S1, S1+1, S2, end; counted without BOS, auto-circuit adds it) appear in `<split>.json` only "
+        "when every prompt shares them; `by_positions/` holds fixed-length groups, each with its own word_idxs and "
+        "seq_labels, for token-level circuits. `index.json` lists the files and any skipped rows with the reason. "
+        "If your tokenizer adds BOS by itself (`add_bos_token`), load with `prepend_bos=False`."
+    ),
+    "lm-eval": (
+        "An lm-evaluation-harness task group `advgen_ioi` (one multiple_choice task per split, "
+        "`advgen_ioi_<split>.yaml`): context = text, choices = [io, s] scored as ' ' + choice, target = io; "
+        "`acc` = fraction of prompts where the IO continuation is more likely than S, i.e. LD > 0. "
+        "Note: advgen measures with BOS prepended; lm-eval's HF backend adds BOS only with `add_bos_token=True`."
+    ),
 }
 
 USAGE: dict[str, str] = {
@@ -73,10 +83,11 @@ USAGE: dict[str, str] = {
     "csv": 'import pandas as pd\ndf = pd.read_csv("OUT/data/clean.csv")  # or datasets.load_dataset("OUT")',
     "parquet": 'import pyarrow.parquet as pq\nt = pq.read_table("OUT/data/clean.parquet")  # or load_dataset("OUT")',
     "hf": 'from datasets import load_from_disk\ndd = load_from_disk("OUT/hf")\nprint(dd["clean"][0])',
-    "auto-circuit": 'from pathlib import Path\nfrom auto_circuit.data import load_datasets_from_json\n'
-    'train, test = load_datasets_from_json(model, Path("OUT/clean.json"), device="cpu", prepend_bos=True)',
-    "lm-eval": "lm_eval --model hf --model_args pretrained=gpt2,add_bos_token=True \\\n"
-    "    --include_path OUT --tasks advgen_ioi",
+    "auto-circuit": (
+        "from pathlib import Path\nfrom auto_circuit.data import load_datasets_from_json\n"
+        'train, test = load_datasets_from_json(model, Path("OUT/clean.json"), device="cpu", prepend_bos=True)'
+    ),
+    "lm-eval": "lm_eval --model hf --model_args pretrained=gpt2,add_bos_token=True \\\n    --include_path OUT --tasks advgen_ioi",
 }
 
 
@@ -147,8 +158,12 @@ def front_matter(data: RunData, fmt: str, files: Mapping[str, str]) -> dict[str,
         "pretty_name": f"advgen {'IOI' if data.task == 'ioi' else data.task} prompts ({data.run_dir.name})",
         "language": ["en"],
         "license": "unknown",
-        "tags": ["interpretability", "mechanistic-interpretability",
-                 "indirect-object-identification" if data.task == "ioi" else data.task, "adversarial"],
+        "tags": [
+            "interpretability",
+            "mechanistic-interpretability",
+            "indirect-object-identification" if data.task == "ioi" else data.task,
+            "adversarial",
+        ],
         "task_categories": ["text-generation"],
         "size_categories": [_size_category(len(data.rows))],
     }
@@ -186,11 +201,12 @@ def provenance_md(data: RunData) -> str:
     versions = man.get("versions")
     versions = versions if isinstance(versions, Mapping) else {}
     return f"""## How it was made
-- command: {md_code(man.get('command', '?'))}
-- model: {md_code(man.get('model', '?'))} (source {md_code(man.get('model_source', '?'))}, tokenizer hash {md_code(man.get('tokenizer_hash', '?'))})
-- seed: {md_escape(man.get('seed', '?'))}; settings: {md_code(dict(settings) if isinstance(settings, Mapping) else {})}
+- command: {md_code(man.get("command", "?"))}
+- model: {md_code(man.get("model", "?"))} (source {md_code(man.get("model_source", "?"))}, \
+tokenizer hash {md_code(man.get("tokenizer_hash", "?"))})
+- seed: {md_escape(man.get("seed", "?"))}; settings: {md_code(dict(settings) if isinstance(settings, Mapping) else {})}
 - circuit: {_circuit_line(data.circuit)}
-- versions: {', '.join(f'{md_escape(k)} {md_escape(v)}' for k, v in versions.items())}
+- versions: {", ".join(f"{md_escape(k)} {md_escape(v)}" for k, v in versions.items())}
 """
 
 
@@ -202,16 +218,22 @@ def adversarial_md(data: RunData, left_out: int | None) -> str:
     shared = sum(r.get("control_breaks") is True for r in breaks)
     unknown = sum(r.get("control_breaks") is None for r in breaks)
     if left_out is not None:
-        what = (f"Only attributable breaks (`--attributable-only`): {left_out} breaks whose matched control also broke were "
-                f"left out, with their control rows; the {len(breaks)} breaks here all have `control_breaks` = false.")
+        what = (
+            f"Only attributable breaks (`--attributable-only`): {left_out} breaks whose matched control also broke were "
+            f"left out, with their control rows; the {len(breaks)} breaks here all have `control_breaks` = false."
+        )
     elif unknown:
-        what = (f"Every break of the run ({len(breaks)}); this run did not record whether their controls broke "
-                "(`control_breaks` is null), so attributable and control-shared breaks cannot be told apart.")
+        what = (
+            f"Every break of the run ({len(breaks)}); this run did not record whether their controls broke "
+            "(`control_breaks` is null), so attributable and control-shared breaks cannot be told apart."
+        )
     else:
-        what = (f"Every break of the run ({len(breaks)}), including {shared} whose matched control also broke "
-                f"(`control_breaks` = true: the edit alone breaks the model, so they suit a test set but are no evidence for "
-                f"the circuit) and {len(breaks) - shared} attributable ones. `advgen export --attributable-only` leaves the "
-                "control-shared ones out.")
+        what = (
+            f"Every break of the run ({len(breaks)}), including {shared} whose matched control also broke "
+            f"(`control_breaks` = true: the edit alone breaks the model, so they suit a test set but are no evidence for "
+            f"the circuit) and {len(breaks) - shared} attributable ones. `advgen export --attributable-only` leaves the "
+            "control-shared ones out."
+        )
     return f"\n## Adversarial set\n{what}\n"
 
 
@@ -258,7 +280,7 @@ clean prompts aimed at a failure mode the circuit predicts; `pair_id` links them
 {FORMAT_NOTES[fmt]}
 
 ```python
-{USAGE[fmt].replace('OUT', 'path/to/this/export')}
+{USAGE[fmt].replace("OUT", "path/to/this/export")}
 ```
 
 ## Intended use and limits

@@ -1,9 +1,10 @@
 """HTML for a claim check's two questions: complete per example, or only faithful on average? how good in absolute terms?
 
-Reads claims.json through its typed record (`advgen.circuits.claims_doc.load_claims`; never runs a model): a side-by-side table of every ablation's mean LD ratio
-next to causal scrubbing's, with the per-example spread and sign flips, and the ladder plot (IOI
-loss against parameters of the ladder models, with the model, the circuit-only model, the
-scrubbed circuit and the empty circuit marked where they fall).
+Reads claims.json through its typed record (`advgen.circuits.claims_doc.load_claims`; never runs a
+model): a side-by-side table of every ablation's mean LD ratio next to causal scrubbing's, with
+the per-example spread and sign flips, and the ladder plot (IOI loss against parameters of the
+ladder models, with the model, the circuit-only model, the scrubbed circuit and the empty circuit
+marked where they fall).
 """
 
 from __future__ import annotations
@@ -52,11 +53,27 @@ def glance_table(doc: ClaimsDoc) -> str:
     rows = []
     for name, m in cols.items():
         q = m.per_example_quantiles_pct or {}
-        rows.append([name, _pct(_x100(_mean(m.ratio_to_model))), _pct(m.per_example_sd_pct),
-                     f"{_pct(q.get('q05'))} / {_pct(q.get('q50'))} / {_pct(q.get('q95'))}", _pct(_x100(m.sign_flip_rate)),
-                     _pct(m.loss_recovered_pct)])
-    return table(["knockout", "mean LD kept (% of F(M))", "per-example sd (%)", "per-example 5 / 50 / 95 % (%)", "sign flips (%)",
-                  "loss recovered (%)"], rows)
+        rows.append(
+            [
+                name,
+                _pct(_x100(_mean(m.ratio_to_model))),
+                _pct(m.per_example_sd_pct),
+                f"{_pct(q.get('q05'))} / {_pct(q.get('q50'))} / {_pct(q.get('q95'))}",
+                _pct(_x100(m.sign_flip_rate)),
+                _pct(m.loss_recovered_pct),
+            ]
+        )
+    return table(
+        [
+            "knockout",
+            "mean LD kept (% of F(M))",
+            "per-example sd (%)",
+            "per-example 5 / 50 / 95 % (%)",
+            "sign flips (%)",
+            "loss recovered (%)",
+        ],
+        rows,
+    )
 
 
 def ladder_figure(a: Absolute):
@@ -68,13 +85,19 @@ def ladder_figure(a: Absolute):
 
     from advgen.model.ladder import monotone_losses
 
-    lad = [r for r in a.ladder or () if isinstance(r, Mapping) and all(isinstance(r.get(k), (int, float)) for k in ("parameters", "ioi_loss"))]
+    lad = [
+        r
+        for r in a.ladder or ()
+        if isinstance(r, Mapping) and all(isinstance(r.get(k), (int, float)) for k in ("parameters", "ioi_loss"))
+    ]
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     xs, ys = [r["parameters"] for r in lad], [r["ioi_loss"] for r in lad]
     ax.plot(xs, ys, "o", color="#555", label="ladder models")
     ax.plot(xs, monotone_losses(ys), "-", color="#aaa", lw=1, label="monotone fit")
     for r in lad:
-        ax.annotate(str(r.get("name", "")), (r["parameters"], r["ioi_loss"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.annotate(
+            str(r.get("name", "")), (r["parameters"], r["ioi_loss"]), fontsize=7, xytext=(3, 3), textcoords="offset points"
+        )
     for k, (color, ls) in MARKS.items():
         loss, pl = (a.ioi_loss or {}).get(k), (a.placements or {}).get(k) or {}
         if loss is None or not is_number(loss):
@@ -98,16 +121,20 @@ def section(run_dir: Path) -> str:
     scrub, a = doc.causal_scrubbing, doc.absolute
     if not ((scrub is not None and scrub.to_dict()) or (a is not None and a.to_dict())):
         return ""
-    parts = ["<p class='note'>Faithful on average, complete per example? Each knockout's mean LD as % of the model's, "
-             "beside the spread of the per-example LD (as % of the model's mean LD) and the share of examples whose sign flips. "
-             "Causal scrubbing resamples every activation the circuit does not name from a name twin of the prompt.</p>",
-             glance_table(doc)]
+    parts = [
+        "<p class='note'>Faithful on average, complete per example? Each knockout's mean LD as % of the model's, "
+        "beside the spread of the per-example LD (as % of the model's mean LD) and the share of examples whose sign flips. "
+        "Causal scrubbing resamples every activation the circuit does not name from a name twin of the prompt.</p>",
+        glance_table(doc),
+    ]
     if a is not None and a.to_dict():
         eq, times = a.ladder_equivalent_params, a.times_smaller
         smaller = f" ({times:.1f} x smaller)" if is_number(times) else ""
         like = f" like a model with {eq:,.0f} parameters{smaller}" if is_number(eq) and eq else ""
-        parts.append(f"<p>Circuit-only model (`{esc(doc.paper_setting or '')}`): loss recovered {_pct(a.loss_recovered_nats)} "
-                     f"nats ({_pct(a.loss_recovered_pct)} %); on the ladder: <b>{esc(a.ladder_position)}</b>{esc(like)}.</p>")
+        parts.append(
+            f"<p>Circuit-only model (`{esc(doc.paper_setting or '')}`): loss recovered {_pct(a.loss_recovered_nats)} "
+            f"nats ({_pct(a.loss_recovered_pct)} %); on the ladder: <b>{esc(a.ladder_position)}</b>{esc(like)}.</p>"
+        )
     if a is not None and a.placements and a.ladder:
         from matplotlib import pyplot as plt
 
@@ -133,21 +160,53 @@ def agreement_block(b: AgreementBlock) -> str:
     rows = []
     for ab, r in (b.table or {}).items():
         e, o = r.errors or AgreementGroup(), r.successes or AgreementGroup()
-        rows.append([ab, _ci_pct(e.agreement), _pct(_x100(e.empty_agreement)), _ci_pct(o.agreement),
-                     _pct(_x100(o.empty_agreement)), _ld_ci(e.abs_ld_diff), _ld_ci(o.abs_ld_diff)])
-    parts = [f"<h3>{esc(src.path or '')} ({esc(src.kind or '')})</h3>",
-             f"<p class='note'>{esc(src.meaning or '')}. {esc(b.n_errors)} errors and {esc(b.n_successes)} "
-             f"successes used; {esc(b.skipped)} rows skipped (no ABC twin).</p>",
-             table(["knockout", "error agreement (%)", "empty circuit (%)", "success agreement (%)", "empty circuit (%)",
-                    "mean abs LD diff: errors", "successes"], rows)]
+        rows.append(
+            [
+                ab,
+                _ci_pct(e.agreement),
+                _pct(_x100(e.empty_agreement)),
+                _ci_pct(o.agreement),
+                _pct(_x100(o.empty_agreement)),
+                _ld_ci(e.abs_ld_diff),
+                _ld_ci(o.abs_ld_diff),
+            ]
+        )
+    parts = [
+        f"<h3>{esc(src.path or '')} ({esc(src.kind or '')})</h3>",
+        f"<p class='note'>{esc(src.meaning or '')}. {esc(b.n_errors)} errors and {esc(b.n_successes)} "
+        f"successes used; {esc(b.skipped)} rows skipped (no ABC twin).</p>",
+        table(
+            [
+                "knockout",
+                "error agreement (%)",
+                "empty circuit (%)",
+                "success agreement (%)",
+                "empty circuit (%)",
+                "mean abs LD diff: errors",
+                "successes",
+            ],
+            rows,
+        ),
+    ]
     g = b.add_back or AddBack()
     steps = g.steps or ()
     if g.stopped:
         parts.append(f"<p>Heads added back: stopped after {len(steps)} step(s): {esc(g.stopped)}.</p>")
     if steps:
-        parts.append(table(["heads added back (greedy)", "error agreement (%)", "success agreement (%)", "mean abs LD diff on errors"],
-                           [[", ".join(s.added or ()), _ci_pct(s.error_agreement), _ci_pct(s.success_agreement),
-                             _pct(s.abs_ld_diff_errors)] for s in steps]))
+        parts.append(
+            table(
+                ["heads added back (greedy)", "error agreement (%)", "success agreement (%)", "mean abs LD diff on errors"],
+                [
+                    [
+                        ", ".join(s.added or ()),
+                        _ci_pct(s.error_agreement),
+                        _ci_pct(s.success_agreement),
+                        _pct(s.abs_ld_diff_errors),
+                    ]
+                    for s in steps
+                ],
+            )
+        )
     return "".join(parts)
 
 
@@ -156,7 +215,9 @@ def agreement_section(run_dir: Path) -> str:
     doc = load_claims(Path(run_dir))
     if doc is None or not doc.error_agreement:
         return ""
-    return ("<p class='note'>Error agreement: on the prompts the model gets wrong (LD &lt; 0), the share where the circuit alone "
-            "(every other head knocked out) is wrong too; success agreement is the same on prompts it gets right. The empty "
-            "circuit is the floor. Heads added back: the greedy search for what the circuit is missing.</p>"
-            + "".join(agreement_block(b) for b in doc.error_agreement))
+    return (
+        "<p class='note'>Error agreement: on the prompts the model gets wrong (LD &lt; 0), the share where the circuit alone "
+        "(every other head knocked out) is wrong too; success agreement is the same on prompts it gets right. The empty "
+        "circuit is the floor. Heads added back: the greedy search for what the circuit is missing.</p>"
+        + "".join(agreement_block(b) for b in doc.error_agreement)
+    )

@@ -38,10 +38,12 @@ def run_summary(summary: RunSummary | Mapping[str, Any], task: str = "ioi") -> s
     s = summary if isinstance(summary, RunSummary) else RunSummary.from_dict(summary, "summary.json")
     st, ci = s.stats, s.stats.logit_diff_ci95
     ioi = task == "ioi"
-    line = (f"{'' if ioi else f'task {task}  '}n={st.n}  mean LD={st.mean_logit_diff:.3f} [{ci.low:.3f}, {ci.high:.3f}]  "
-            f"accuracy={st.accuracy:.3f}  {'S>IO' if ioi else 'foil>answer'}={st.s_beats_io_rate:.3f}  "
-            f"{'IO prob' if ioi else 'answer prob'}={st.mean_io_prob:.3f}"
-            + (f"  PD={s.prob_diff.mean:.3f}" if s.prob_diff is not None else ""))
+    line = (
+        f"{'' if ioi else f'task {task}  '}n={st.n}  mean LD={st.mean_logit_diff:.3f} [{ci.low:.3f}, {ci.high:.3f}]  "
+        f"accuracy={st.accuracy:.3f}  {'S>IO' if ioi else 'foil>answer'}={st.s_beats_io_rate:.3f}  "
+        f"{'IO prob' if ioi else 'answer prob'}={st.mean_io_prob:.3f}"
+        + (f"  PD={s.prob_diff.mean:.3f}" if s.prob_diff is not None else "")
+    )
     return wrap(line) + "\n" + terms(RUN_TERMS if ioi else TASK_RUN_TERMS)
 
 
@@ -60,7 +62,9 @@ def attack_summary(summary: Mapping[str, Any], run_dir: Path, evaluations: Mappi
     lines = []
     s = verdict.attack_record(run_dir, summary)
     if s.natural_failure_rate is not None:
-        lines.append(wrap(f"Natural failure rate: S>IO on {100 * s.natural_failure_rate:.1f} % of the clean prompts, before any attack."))
+        lines.append(
+            wrap(f"Natural failure rate: S>IO on {100 * s.natural_failure_rate:.1f} % of the clean prompts, before any attack.")
+        )
     vs = verdict.mode_verdicts(s)
     if vs:
         rows = [["mode", "pairs", "predicted", "seen [95 % CI]", "breaks", "verdict"]]
@@ -73,9 +77,13 @@ def attack_summary(summary: Mapping[str, Any], run_dir: Path, evaluations: Mappi
         lines += table
     acc = s.prediction_accuracy
     if acc is not None and acc.compiled_cells:
-        lines.append(wrap(f"Compiled predictions: of {acc.compiled_cells} compiled cells, {acc.confirmed} confirmed, "
-                          f"{acc.falsified} falsified, {acc.inconclusive} inconclusive (each cell's predicted sign of "
-                          "LD(attack) - LD(control), tested on the random sample)."))
+        lines.append(
+            wrap(
+                f"Compiled predictions: of {acc.compiled_cells} compiled cells, {acc.confirmed} confirmed, "
+                f"{acc.falsified} falsified, {acc.inconclusive} inconclusive (each cell's predicted sign of "
+                "LD(attack) - LD(control), tested on the random sample)."
+            )
+        )
     lines += [wrap(f"Falsified {cell}, measured cause ({c.cause}): {c.text}.") for cell, c in s.falsified_causes.items()]
     y = verdict.run_yield(s)
     if y is not None:
@@ -83,8 +91,12 @@ def attack_summary(summary: Mapping[str, Any], run_dir: Path, evaluations: Mappi
     if evaluations:
         lines.append(wrap("Model evaluations: " + ", ".join(f"{k} {v}" for k, v in evaluations.items()) + "."))
     lines.append(terms(ATTACK_TERMS))
-    lines.append(wrap(f"Full tables (by parameter, explained breaks, screening): {run_dir / 'table.md'}; "
-                      f"HTML: advgen report {run_dir} --out {run_dir / 'report.html'}"))
+    lines.append(
+        wrap(
+            f"Full tables (by parameter, explained breaks, screening): {run_dir / 'table.md'}; "
+            f"HTML: advgen report {run_dir} --out {run_dir / 'report.html'}"
+        )
+    )
     return "\n".join(lines)
 
 
@@ -94,14 +106,20 @@ def _ratio(r: float | None) -> str:
 
 def yield_lines(y: RunYield) -> list[str]:
     """Attributable yield (the headline), then raw yield labelled for test sets."""
-    raw = (f"Raw yield (for building test sets): {y.guided_per_1000:.1f} breaks per 1,000 guided evaluations, "
-           f"{y.random_per_1000:.1f} from random perturbation ({_ratio(y.ratio)}).")
+    raw = (
+        f"Raw yield (for building test sets): {y.guided_per_1000:.1f} breaks per 1,000 guided evaluations, "
+        f"{y.random_per_1000:.1f} from random perturbation ({_ratio(y.ratio)})."
+    )
     if y.attributable_per_1000 is None:
         return [wrap("Attributable yield: not recorded (run directory from before control_breaks)."), wrap(raw)]
     shared = "" if y.control_shared_breaks is None else f"; {y.control_shared_breaks} breaks whose control broke too left out"
-    return [wrap(f"Attributable yield: {y.attributable_per_1000:.1f} breaks per 1,000 guided evaluations whose control does "
-                 f"not break, {y.random_per_1000:.1f} from random perturbation ({_ratio(y.attributable_ratio)}{shared})."),
-            wrap(raw)]
+    return [
+        wrap(
+            f"Attributable yield: {y.attributable_per_1000:.1f} breaks per 1,000 guided evaluations whose control does "
+            f"not break, {y.random_per_1000:.1f} from random perturbation ({_ratio(y.attributable_ratio)}{shared})."
+        ),
+        wrap(raw),
+    ]
 
 
 def wrote(out: Path, names: Sequence[str]) -> str:

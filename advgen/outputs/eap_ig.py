@@ -43,6 +43,7 @@ def node_names(n_layers: int, n_heads: int) -> list[str]:
 
 def edges(n_layers: int, n_heads: int) -> list[tuple[str, str, str]]:
     """(src, dst, name) for every edge of a sequential (not parallel attention/MLP) transformer."""
+
     def readers(after: int, mlp_from: int) -> list[tuple[str, str]]:  # (dst, name suffix)
         out: list[tuple[str, str]] = []
         for layer in range(n_layers):
@@ -72,7 +73,10 @@ def circuit_source(src: str | Path) -> tuple[Circuit, dict[str, np.ndarray]]:
             words = shlex.split(str(read_json(p / "manifest.json").get("command", "")))
             if len(words) > 2 and words[1] == "check-claim":
                 return resolve_circuit(words[2]), matrices
-        raise AdvgenError(f"{p} holds no circuit: expected circuit.json (a discover or attack run) or a check-claim run's claims.json + manifest.json")
+        raise AdvgenError(
+            f"{p} holds no circuit: expected circuit.json (a discover or attack run) or a check-claim run's claims.json + "
+            "manifest.json"
+        )
     return resolve_circuit(src), {}
 
 
@@ -103,12 +107,31 @@ def eap_ig_graph(circuit: Circuit, matrices: dict[str, np.ndarray] | None = None
     if len(nms) == 1 and all(f"pp_{k}" in m for k in ("queries", "keys", "values")):
         nm = nms[0]
         for q, key in (("q", "pp_queries"), ("k", "pp_keys"), ("v", "pp_values")):
-            measured.update({f"a{a}.h{b}->a{nm.layer}.h{nm.head}<{q}>": float(m[key][a, b])
-                             for a in range(nm.layer) for b in range(H) if np.isfinite(m[key][a, b])})
+            measured.update(
+                {
+                    f"a{a}.h{b}->a{nm.layer}.h{nm.head}<{q}>": float(m[key][a, b])
+                    for a in range(nm.layer)
+                    for b in range(H)
+                    if np.isfinite(m[key][a, b])
+                }
+            )
     node_score = {n: _node_score(circuit, m, n) for n in nodes}
-    out_edges = {name: {"score": measured.get(name, node_score[src]), "in_graph": nodes[src] and nodes[dst]}
-                 for src, dst, name in edges(L, H)}
-    return {"cfg": {"n_layers": L, "n_heads": H, "parallel_attn_mlp": False}, "nodes": nodes, "edges": out_edges,
-            "advgen": {"circuit": circuit.name, "model": circuit.model, "level": "edge+node" if measured else "node",
-                       "edge_scored": sorted(measured), "note": "edges not in edge_scored carry their source node's score "
-                       "(activation patching at every position, act_ALL / F(M); 0 for input and MLPs); head positions dropped"}}
+    out_edges = {
+        name: {"score": measured.get(name, node_score[src]), "in_graph": nodes[src] and nodes[dst]}
+        for src, dst, name in edges(L, H)
+    }
+    return {
+        "cfg": {"n_layers": L, "n_heads": H, "parallel_attn_mlp": False},
+        "nodes": nodes,
+        "edges": out_edges,
+        "advgen": {
+            "circuit": circuit.name,
+            "model": circuit.model,
+            "level": "edge+node" if measured else "node",
+            "edge_scored": sorted(measured),
+            "note": (
+                "edges not in edge_scored carry their source node's score "
+                "(activation patching at every position, act_ALL / F(M); 0 for input and MLPs); head positions dropped"
+            ),
+        },
+    }

@@ -82,7 +82,9 @@ def check_export_out(run_dir: Path, out: Path, overwrite: bool = False) -> None:
     """
     for parent in [out, *out.parents]:
         if parent.exists() and not parent.is_dir():
-            raise AdvgenError(f"--out {out} {'is an existing file' if parent == out else f'lies under {parent}, which is a file'}")
+            raise AdvgenError(
+                f"--out {out} {'is an existing file' if parent == out else f'lies under {parent}, which is a file'}"
+            )
     r, o = run_dir.resolve(), out.resolve()
     if o == r or r in o.parents or o in r.parents:
         raise AdvgenError(f"--out {out} overlaps the run directory {run_dir} it reads; choose a path outside it")
@@ -90,8 +92,10 @@ def check_export_out(run_dir: Path, out: Path, overwrite: bool = False) -> None:
         if overwrite and _is_advgen_export(out):
             return
         hint = " (pass --overwrite to replace it)" if _is_advgen_export(out) else ""
-        raise AdvgenError(f"--out {out} is a non-empty directory that is not an advgen export (or was changed since){hint}; "
-                          "advgen never deletes it, choose a new path")
+        raise AdvgenError(
+            f"--out {out} is a non-empty directory that is not an advgen export (or was changed since){hint}; "
+            "advgen never deletes it, choose a new path"
+        )
 
 
 def _check_replaceable(out: Path, overwrite: bool) -> None:
@@ -194,8 +198,10 @@ def attributable_only(data: RunData) -> tuple[RunData, int]:
         raise AdvgenError(f"--attributable-only needs an attack run; {where} has no attack rows")
     missing = next((r for r in attacks if r.get("is_break") and not isinstance(r.get("control_breaks"), bool)), None)
     if missing is not None:
-        raise AdvgenError(f"--attributable-only: {where} does not record control_breaks for break {missing.get('candidate')!r} "
-                          "(an attack run from before control_breaks existed; re-run advgen attack)")
+        raise AdvgenError(
+            f"--attributable-only: {where} does not record control_breaks for break {missing.get('candidate')!r} "
+            "(an attack run from before control_breaks existed; re-run advgen attack)"
+        )
     shared = {r.get("candidate") for r in attacks if r.get("is_break") and r["control_breaks"]}
     keep = tuple(r for r in data.rows if r.get("family") not in ("attack", "control") or r.get("candidate") not in shared)
     return replace(data, rows=keep), len(shared)
@@ -237,10 +243,13 @@ def export_eap_ig(source: str | Path, out: str | Path, overwrite: bool = False) 
     graph = eap_ig.eap_ig_graph(circuit, matrices)
     check_export_out(Path(source), Path(out), overwrite)
     meta = graph["advgen"]
-    card = (f"# {circuit.name} as an EAP-IG graph\n\nFrom `{source}`, by `advgen export --format eap-ig`. graph.json holds "
-            f"{sum(graph['nodes'].values())} of {len(graph['nodes'])} nodes and {sum(e['in_graph'] for e in graph['edges'].values())} "
-            f"of {len(graph['edges'])} edges in the graph; scores are {meta['level']}-level "
-            f"({len(meta['edge_scored'])} edges scored by path patching). {meta['note']}.\n")
+    card = (
+        f"# {circuit.name} as an EAP-IG graph\n\nFrom `{source}`, by `advgen export --format eap-ig`. graph.json holds "
+        f"{sum(graph['nodes'].values())} of {len(graph['nodes'])} nodes and "
+        f"{sum(e['in_graph'] for e in graph['edges'].values())} "
+        f"of {len(graph['edges'])} edges in the graph; scores are {meta['level']}-level "
+        f"({len(meta['edge_scored'])} edges scored by path patching). {meta['note']}.\n"
+    )
     with atomic_dir(out, overwrite) as tmp:
         _write(tmp / "graph.json", dumps(graph) + "\n")
         _write(tmp / "README.md", card)

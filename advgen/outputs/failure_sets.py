@@ -87,7 +87,10 @@ def read_failures(path: str | Path, cap: int = 300, seed: int = 0) -> FailureSou
         errors, successes = [r for r in rows if r[1]["logit_diff"] < 0], [r for r in rows if r[1]["logit_diff"] > 0]
     elif (p / "adversarial" / "results.jsonl").is_file():
         check_complete(p)
-        kind, meaning = "scan", "errors = the scan's failing prompts (LD < 0); successes = scanned prompts with LD > 0 (seeded sample)"
+        kind, meaning = (
+            "scan",
+            "errors = the scan's failing prompts (LD < 0); successes = scanned prompts with LD > 0 (seeded sample)",
+        )
         errors = _rows(p / "adversarial" / "results.jsonl", h)
         parts = sorted((p / "parts").glob("*.jsonl"))
         successes, n_s = _sampled((r for part in parts for r in _rows(part, h) if r[1]["logit_diff"] > 0), cap, seed)
@@ -97,8 +100,13 @@ def read_failures(path: str | Path, cap: int = 300, seed: int = 0) -> FailureSou
         check_complete(p)
         rows = _rows(p / "results.jsonl", h)
         if any("is_break" in r for _, r in rows):
-            kind, meaning = "attack", ("errors = the attack's breaks (attack LD < 0, clean LD > 0); "
-                                       "successes = attack prompts the model withstood (LD > 0)")
+            kind, meaning = (
+                "attack",
+                (
+                    "errors = the attack's breaks (attack LD < 0, clean LD > 0); "
+                    "successes = attack prompts the model withstood (LD > 0)"
+                ),
+            )
             attacks = [r for r in rows if r[1].get("family") == "attack"]
             errors = [r for r in attacks if r[1].get("is_break") is True]
             successes = [r for r in attacks if r[1]["logit_diff"] > 0]
@@ -106,10 +114,13 @@ def read_failures(path: str | Path, cap: int = 300, seed: int = 0) -> FailureSou
             kind, meaning = "run", "errors = rows with LD < 0; successes = rows with LD > 0"
             errors, successes = [r for r in rows if r[1]["logit_diff"] < 0], [r for r in rows if r[1]["logit_diff"] > 0]
     else:
-        raise AdvgenError(f"--failures {p}: a directory without results.jsonl or adversarial/results.jsonl "
-                          "(pass an attack, scan or run directory, or a validated JSONL)")
-    src = FailureSource(str(p), kind, _cap(errors, cap, seed), _cap(successes, cap, seed + 1), len(errors), len(successes),
-                        meaning, h.hexdigest())
+        raise AdvgenError(
+            f"--failures {p}: a directory without results.jsonl or adversarial/results.jsonl "
+            "(pass an attack, scan or run directory, or a validated JSONL)"
+        )
+    src = FailureSource(
+        str(p), kind, _cap(errors, cap, seed), _cap(successes, cap, seed + 1), len(errors), len(successes), meaning, h.hexdigest()
+    )
     return _nonempty(src)
 
 
@@ -121,6 +132,13 @@ def _nonempty(src: FailureSource) -> FailureSource:
 
 def source_meta(src: FailureSource) -> dict[str, Any]:
     """What claims.json records about a failure set: where, what kind, what the groups mean, how many, which bytes."""
-    return {"path": src.path, "kind": src.kind, "meaning": src.meaning, "n_errors_total": src.n_errors_total,
-            "n_successes_total": src.n_successes_total, "n_errors_used": len(src.errors), "n_successes_used": len(src.successes),
-            "sha256": src.digest}
+    return {
+        "path": src.path,
+        "kind": src.kind,
+        "meaning": src.meaning,
+        "n_errors_total": src.n_errors_total,
+        "n_successes_total": src.n_successes_total,
+        "n_errors_used": len(src.errors),
+        "n_successes_used": len(src.successes),
+        "sha256": src.digest,
+    }

@@ -11,26 +11,45 @@ from collections.abc import Sequence
 from advgen.outputs.htmlparts import esc
 
 LEGEND = {
-    "LD": "logit difference, logit(\" IO\") - logit(\" S\"), read at each prompt's own END token; > 0 means the model prefers the right name",
+    "LD": (
+        'logit difference, logit(" IO") - logit(" S"), read at each prompt\'s own END token; > 0 means the model prefers the '
+        "right name"
+    ),
     "mean LD [95 % CI]": "mean LD over the rows, with a seeded percentile-bootstrap 95 % interval",
     "LD > 0": "fraction of prompts where IO beats S (accuracy)",
     "S > IO": "fraction of prompts where the subject beats the indirect object (LD < 0): the failure rate",
-    "mean IO prob": "mean softmax probability of \" IO\" at END",
-    "IO top-1": "fraction of prompts where \" IO\" is the model's top token",
-    "clean / control / attack": "the unmodified prompt; the matched control (same edit without the mechanism); the circuit-predicted attack",
-    "random sample / search": "candidates drawn uniformly (unbiased estimates) / candidates the screen picked by the predicted signal (biased toward breaks)",
+    "mean IO prob": 'mean softmax probability of " IO" at END',
+    "IO top-1": 'fraction of prompts where " IO" is the model\'s top token',
+    "clean / control / attack": (
+        "the unmodified prompt; the matched control (same edit without the mechanism); the circuit-predicted attack"
+    ),
+    "random sample / search": (
+        "candidates drawn uniformly (unbiased estimates) / candidates the screen picked by the predicted "
+        "signal (biased toward breaks)"
+    ),
     "predicted": "the sign of LD(attack) - LD(control) the circuit's mechanism predicts",
     "seen": "the measured paired LD(attack) - LD(control) on the random sample, mean [95 % CI]",
-    "verdict": "confirmed: the interval excludes 0 on the predicted side; falsified: it excludes 0 on the other side; inconclusive: it contains 0",
+    "verdict": (
+        "confirmed: the interval excludes 0 on the predicted side; falsified: it excludes 0 on the other side; "
+        "inconclusive: it contains 0"
+    ),
     "breaks": "attacks with LD < 0 whose clean prompt had LD > 0",
-    "explained (of breaks)": ("share of breaks whose predicted internal signal (a circuit head's attention, against its clean prompt) "
-                              "moved in the predicted direction; it says nothing about the mode's overall prediction: see verdict"),
-    "attributable yield": ("the headline: guided breaks whose matched control does not break (control LD >= 0), per 1,000 "
-                           "guided model evaluations, against random-perturbation breaks per 1,000 at the same budget; a break "
-                           "the control shares is the edit's (its length, its distraction), not the circuit's mechanism"),
-    "raw yield": ("every confirmed break per 1,000 model evaluations, against random, control-shared ones included: the figure "
-                  "for building test sets, not evidence for the circuit"),
-    "yield": "confirmed breaks per 1,000 model evaluations; ratio = circuit-guided / random-perturbation baseline at the same budget",
+    "explained (of breaks)": (
+        "share of breaks whose predicted internal signal (a circuit head's attention, against its clean prompt) "
+        "moved in the predicted direction; it says nothing about the mode's overall prediction: see verdict"
+    ),
+    "attributable yield": (
+        "the headline: guided breaks whose matched control does not break (control LD >= 0), per 1,000 "
+        "guided model evaluations, against random-perturbation breaks per 1,000 at the same budget; a break "
+        "the control shares is the edit's (its length, its distraction), not the circuit's mechanism"
+    ),
+    "raw yield": (
+        "every confirmed break per 1,000 model evaluations, against random, control-shared ones included: the figure "
+        "for building test sets, not evidence for the circuit"
+    ),
+    "yield": (
+        "confirmed breaks per 1,000 model evaluations; ratio = circuit-guided / random-perturbation baseline at the same budget"
+    ),
     "dose": "how many times the attack's edit is applied (e.g. repeated IO mentions)",
     "pairs": "attack/control pairs in the unbiased random sample",
     "task LD": "logit(answer) - logit(foil) at the prompt's own END token, by the task's answer and foil rules",
@@ -60,6 +79,19 @@ def terms_line(labels: Sequence[tuple[str, str]]) -> str:
 
 
 CONSOLE_RUN = (("LD", "LD"), ("accuracy", "LD > 0"), ("S>IO", "S > IO"), ("IO prob", "mean IO prob"))
-CONSOLE_TASK_RUN = (("LD", "task LD"), ("accuracy", "task LD > 0"), ("foil>answer", "foil > answer"), ("answer prob", "answer prob"))
-CONSOLE_ATTACK = (("LD", "LD"), ("pairs", "pairs"), ("predicted", "predicted"), ("seen", "seen"), ("verdict", "verdict"),
-                  ("break", "breaks"), ("attributable yield", "attributable yield"), ("raw yield", "raw yield"))
+CONSOLE_TASK_RUN = (
+    ("LD", "task LD"),
+    ("accuracy", "task LD > 0"),
+    ("foil>answer", "foil > answer"),
+    ("answer prob", "answer prob"),
+)
+CONSOLE_ATTACK = (
+    ("LD", "LD"),
+    ("pairs", "pairs"),
+    ("predicted", "predicted"),
+    ("seen", "seen"),
+    ("verdict", "verdict"),
+    ("break", "breaks"),
+    ("attributable yield", "attributable yield"),
+    ("raw yield", "raw yield"),
+)

@@ -74,8 +74,13 @@ def markdown_html(md: str) -> str:
                 block.append(split_row(lines[i]))
                 i += 1
             body = [r for r in block[1:] if not all(re.fullmatch(r":?-{2,}:?", c) for c in r)]
-            out.append("<table><thead><tr>" + "".join(f"<th>{_inline(c)}</th>" for c in block[0]) + "</tr></thead><tbody>"
-                       + "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in body) + "</tbody></table>")
+            out.append(
+                "<table><thead><tr>"
+                + "".join(f"<th>{_inline(c)}</th>" for c in block[0])
+                + "</tr></thead><tbody>"
+                + "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in body)
+                + "</tbody></table>"
+            )
             continue
         m = re.match(r"(#{1,6})\s+(.*)", line)
         if m:

@@ -116,8 +116,15 @@ def write_auto_circuit(data: RunData, tmp: Path) -> dict[str, str]:
                 skipped.append({"pair_id": r.get("pair_id"), "text": r["text"], "reason": twin})
                 continue
             corrupt, off = twin
-            entry = {"clean": r["text"], "corrupt": corrupt, "answers": [" " + r["io"]], "wrong_answers": [" " + r["s"]],
-                     "pair_id": r.get("pair_id"), "template_id": r.get("template_id"), "mode": r.get("mode")}
+            entry = {
+                "clean": r["text"],
+                "corrupt": corrupt,
+                "answers": [" " + r["io"]],
+                "wrong_answers": [" " + r["s"]],
+                "pair_id": r.get("pair_id"),
+                "template_id": r.get("template_id"),
+                "mode": r.get("mode"),
+            }
             prompts.append(entry)
             # word_idxs are counted without BOS: auto-circuit adds 1 when it prepends BOS itself.
             widx = {AC_WORD_KEYS.get(k, k): v - off for k, v in sorted(r["positions"].items())}
@@ -171,31 +178,35 @@ def task_yaml(split: str, data_file: str) -> str:
     which is the sign of advgen's logit difference at END.
     """
     q = json.dumps
-    return "\n".join([
-        f"task: {task_name(split)}",
-        "custom_dataset: !function advgen_loader.load",
-        "dataset_kwargs:",
-        f"  data_file: {q(data_file)}",
-        "test_split: test",
-        "output_type: multiple_choice",
-        f"doc_to_text: {q('{{text}}')}",
-        f"doc_to_choice: {q('{{[io, s]}}')}",
-        "doc_to_target: label",
-        f"target_delimiter: {q(' ')}",
-        "metric_list:",
-        "  - metric: acc",
-        "    aggregation: mean",
-        "    higher_is_better: true",
-        "metadata:",
-        "  version: 1.0",
-        "",
-    ])
+    return "\n".join(
+        [
+            f"task: {task_name(split)}",
+            "custom_dataset: !function advgen_loader.load",
+            "dataset_kwargs:",
+            f"  data_file: {q(data_file)}",
+            "test_split: test",
+            "output_type: multiple_choice",
+            f"doc_to_text: {q('{{text}}')}",
+            f"doc_to_choice: {q('{{[io, s]}}')}",
+            "doc_to_target: label",
+            f"target_delimiter: {q(' ')}",
+            "metric_list:",
+            "  - metric: acc",
+            "    aggregation: mean",
+            "    higher_is_better: true",
+            "metadata:",
+            "  version: 1.0",
+            "",
+        ]
+    )
 
 
 def group_yaml(names: list[str]) -> str:
     tasks = "\n".join(f"  - {n}" for n in names)
-    return (f"group: {LM_EVAL_GROUP}\ntask:\n{tasks}\naggregate_metric_list:\n  - metric: acc\n    aggregation: mean\n"
-            "    weight_by_size: true\nmetadata:\n  version: 1.0\n")
+    return (
+        f"group: {LM_EVAL_GROUP}\ntask:\n{tasks}\naggregate_metric_list:\n  - metric: acc\n    aggregation: mean\n"
+        "    weight_by_size: true\nmetadata:\n  version: 1.0\n"
+    )
 
 
 def write_lm_eval(data: RunData, tmp: Path) -> dict[str, str]:

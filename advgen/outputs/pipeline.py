@@ -56,7 +56,9 @@ class RunResult:
 def check_args(n: int | None = None, seed: int = 0, batch_size: int = DEFAULT_BATCH, limit: int = MAX_ROWS) -> None:
     """Argument checks every job runs before any work (and before a model loads)."""
     if n is not None and not 1 <= n <= limit:
-        raise AdvgenError(f"--n must be between 1 and {limit:,}, got {n:,}" + (" (see docs/reliability.md, limits)" if n > limit else ""))
+        raise AdvgenError(
+            f"--n must be between 1 and {limit:,}, got {n:,}" + (" (see docs/reliability.md, limits)" if n > limit else "")
+        )
     if seed < 0:
         raise AdvgenError(f"--seed must be >= 0, got {seed}")
     if not 1 <= batch_size <= MAX_BATCH:
@@ -68,8 +70,16 @@ def run_identity(kind: str, model: str, seed: int, **settings: Any) -> str:
     return rundir.identity_of(kind, {"model": model, "seed": seed, **settings})
 
 
-def precheck(kind: str, out: Path, model: str, n: int, seed: int, templates: str | Path | None = None,
-             batch_size: int = DEFAULT_BATCH, overwrite: bool = False) -> None:
+def precheck(
+    kind: str,
+    out: Path,
+    model: str,
+    n: int,
+    seed: int,
+    templates: str | Path | None = None,
+    batch_size: int = DEFAULT_BATCH,
+    overwrite: bool = False,
+) -> None:
     """Everything `generate` / `run` can check before a tokenizer or model loads: arguments, templates, --out."""
     check_args(n, seed, batch_size, MAX_GENERATE if kind == "generate" else MAX_ROWS)
     resolve_templates(templates)
@@ -94,7 +104,11 @@ def generate(
 
 
 def iter_prompts(
-    tokenizer: Any, n: int, seed: int, templates: str | Path | None = None, lexicon: Lexicon | None = None,
+    tokenizer: Any,
+    n: int,
+    seed: int,
+    templates: str | Path | None = None,
+    lexicon: Lexicon | None = None,
 ) -> Iterator[Prompt]:
     """The same prompts as `generate`, one at a time: memory stays flat in n."""
     lex = lexicon or build_lexicon(tokenizer)
@@ -109,8 +123,14 @@ def _chunked(items: Iterable[Any], k: int) -> Iterator[list[Any]]:
 
 
 def generate_to(
-    out: Path, tokenizer: Any, n: int, seed: int, templates: str | Path | None, lexicon: Lexicon,
-    manifest: dict[str, Any], overwrite: bool = False,
+    out: Path,
+    tokenizer: Any,
+    n: int,
+    seed: int,
+    templates: str | Path | None,
+    lexicon: Lexicon,
+    manifest: dict[str, Any],
+    overwrite: bool = False,
 ) -> Path:
     """Stream n prompts to OUT/prompts.jsonl in chunks (atomic), then manifest.json; returns the path."""
     check_args(n, seed, limit=MAX_GENERATE)
@@ -166,12 +186,16 @@ def read_prompt_rows(path: str | Path, skip_invalid: bool = False) -> PromptRows
     got = files.read_jsonl_lines(path, types=datasets.ROW_TYPES, rejected=rejected, allow_empty=skip_invalid)
     if len(got) > MAX_ROWS:
         raise AdvgenError(f"{path}: {len(got):,} rows; one validate handles at most {MAX_ROWS:,} (split the file)")
-    return PromptRows(Path(path), tuple(r for _, _, r in got), tuple(n for _, n, _ in got),
-                      tuple(k for k, _, _ in got), tuple(rejected or ()))
+    return PromptRows(
+        Path(path), tuple(r for _, _, r in got), tuple(n for _, n, _ in got), tuple(k for k, _, _ in got), tuple(rejected or ())
+    )
 
 
 def _prompts_of(
-    src: PromptRows, tokenizer: Any, skip_invalid: bool, n_ctx: int | None = None,
+    src: PromptRows,
+    tokenizer: Any,
+    skip_invalid: bool,
+    n_ctx: int | None = None,
 ) -> tuple[PromptSet, tuple[dict[str, Any], ...]]:
     """Render every row; with skip_invalid a row that does not render (or fit the context) is rejected, not fatal."""
     prompts, rejected = [], list(src.rejected)
@@ -193,12 +217,21 @@ def _prompts_of(
 
 def validate_identity(model: str, path: Path, seed: int, batch_size: int, skip_invalid: bool) -> str:
     digest = rundir.sha256_file(path) if path.is_file() else ""
-    return run_identity("validate", model, seed, prompts=str(path), sha256=digest, batch_size=batch_size, skip_invalid=skip_invalid)
+    return run_identity(
+        "validate", model, seed, prompts=str(path), sha256=digest, batch_size=batch_size, skip_invalid=skip_invalid
+    )
 
 
 def validate_rows(
-    model: LoadedModel, path: str | Path | PromptRows, out: Path, batch_size: int = DEFAULT_BATCH, seed: int = 0,
-    progress: bool = False, skip_invalid: bool = False, overwrite: bool = False, backend: Backend | None = None,
+    model: LoadedModel,
+    path: str | Path | PromptRows,
+    out: Path,
+    batch_size: int = DEFAULT_BATCH,
+    seed: int = 0,
+    progress: bool = False,
+    skip_invalid: bool = False,
+    overwrite: bool = False,
+    backend: Backend | None = None,
     command: str = "",
 ) -> RunResult:
     """Metrics for prompts in a JSONL file (made by `advgen generate` or by anyone in that shape)."""

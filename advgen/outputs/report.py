@@ -4,27 +4,33 @@ The first screen says what the run found (per-mode verdicts and the yield for an
 headline of a plain run, a discovery or a claim check) and defines every column. Each further
 section appears only when its inputs exist (results.jsonl, modes.json, duplicated-IO doses, a
 circuit, discovery PNGs, claims.md). Only the attention views run a model, on two example prompts;
-the interactive one inlines the circuitsvis bundle, so the file opens offline.
+the interactive one inlines the circuitsvis bundle, so the file opens offline. The sections computed
+from the rows are `advgen.outputs.report_sections`.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from advgen.circuits.discovery_doc import Curves, DiscoveryDoc, read_discovery
 from advgen.core.files import atomic_write_text, read_jsonl, read_text
 from advgen.core.records import check_manifest
 from advgen.core.types import AdvgenError
-from advgen.model.metrics import bootstrap_ci
 from advgen.outputs import claims_view, glossary, plots, verdict
 from advgen.outputs.htmlparts import esc, fmt, img, markdown_html, table
+from advgen.outputs.report_sections import (
+    MAX_EXAMPLES,
+    flatten,
+    section_dose,
+    section_examples,
+    section_histograms,
+    section_modes,
+    section_summary,
+)
 from advgen.outputs.rundata import RunData, load_run, read_circuit
 from advgen.outputs.runinfo import provenance, section_run, source_label
 
@@ -40,165 +46,10 @@ figcaption{font-size:.85em;color:#555}#verdict{border:2px solid #444;border-radi
 .v.ok{background:#d4edda;color:#155724}.v.bad{background:#f8d7da;color:#721c24}.v.unclear{background:#eee;color:#555}
 .finding,.yield{font-size:1.05em}dl.legend{display:grid;grid-template-columns:max-content auto;gap:.15em 1em;font-size:.85em;
 margin:.4em 0}dl.legend dt{font-weight:bold}dl.legend dd{margin:0}"""
-MAX_EXAMPLES = 10
 
 
 def _read_json(path: Path) -> Any:
     return verdict.read_json(path)
-
-
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(d, Mapping):
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    return {prefix: d} if not isinstance(d, list) else {prefix: json.dumps(d)}
-
-
-def _stats(vals: Sequence[float], seed: int) -> list[Any]:
-    v = np.asarray([x for x in vals if x == x], dtype=float)
-    if not v.size:
-        return [0, "", "", ""]
-    ci = bootstrap_ci(v, seed)
-    return [int(v.size), f"{ci.mean:.3f} [{ci.low:.3f}, {ci.high:.3f}]", float((v < 0).mean()), None]
-
-
-# ---- sections ----------------------------------------------------------------------------------
-
-
-def _group_row(name: str, rs: Sequence[Mapping[str, Any]], seed: int) -> list[Any]:
-    ld = np.array([r["logit_diff"] for r in rs], dtype=float)
-    ci = bootstrap_ci(ld, seed)
-    top1 = [r["io_rank"] == 0 for r in rs if "io_rank" in r]
-    return [name, len(rs), f"{fmt(ci.mean)} [{fmt(ci.low)}, {fmt(ci.high)}]", float((ld > 0).mean()), float((ld < 0).mean()),
-            float(np.mean([r.get("io_prob", np.nan) for r in rs])), float(np.mean(top1)) if top1 else ""]
-
-
-def section_summary(data: RunData) -> str:
-    """Computed from the rows (every run kind has them), so every column is filled for every family."""
-    if not data.rows:
-        return ""
-    fams: dict[str, list[Mapping[str, Any]]] = {}
-    for r in data.rows:
-        fams.setdefault(str(r.get("family", "clean")), []).append(r)
-    out = [_group_row("all", data.rows, data.seed)] + [_group_row(k, v, data.seed) for k, v in fams.items()]
-    head = ["group", "n", "mean LD [95 % CI]", "LD > 0", "S > IO", "mean IO prob", "IO top-1"]
-    clean = fams.get("clean", [])
-    parts = [f"<details><summary>Clean prompts by {what} (summary.json: {key})</summary>"
-             + table([field, *head[1:]], [_group_row(v, [r for r in clean if r.get(field) == v], data.seed)
-                                         for v in sorted({str(r.get(field)) for r in clean})]) + "</details>"
-             for what, key, field in (("name order", "by_order", "order"), ("template", "by_template", "template_id"))
-             if clean and all(field in r for r in clean)]
-    return table(head, out) + "".join(parts)
-
-
-def by_mode(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, list[Mapping[str, Any]]]]:
-    """mode -> {clean (the pairs of its attacks), control, attack} rows; clean-only runs -> by family."""
-    modes = sorted({str(r["mode"]) for r in rows if r.get("family") in ("attack", "control") and r.get("mode")})
-    if not modes:
-        fams: dict[str, list[Mapping[str, Any]]] = {}
-        for r in rows:
-            fams.setdefault(str(r.get("family", "clean")), []).append(r)
-        return {"all prompts": fams}
-    clean_by_pair = {r.get("pair_id"): r for r in rows if r.get("family") == "clean"}
-    out = {}
-    for mode in modes:
-        attack = [r for r in rows if r.get("family") == "attack" and r.get("mode") == mode]
-        control = [r for r in rows if r.get("family") == "control" and r.get("mode") == mode]
-        pairs = {r.get("pair_id") for r in attack + control}
-        clean = [clean_by_pair[p] for p in sorted(pairs, key=str) if p in clean_by_pair]
-        out[mode] = {"clean": clean, "control": control, "attack": attack}
-    return out
-
-
-SUBSETS = {"sample": "random sample", "search": "search"}
-"""Attack rows' `phase`: the unbiased stratified sample, or candidates the screen picked (biased toward breaks)."""
-
-
-def subset_of(row: Mapping[str, Any]) -> str:
-    return SUBSETS.get(str(row.get("phase")), "all (phase not recorded)")
-
-
-def _mode_row(mode: str, subset: str, fam: str, rs: Sequence[Mapping[str, Any]], seed: int) -> list[Any]:
-    st = _stats([r["logit_diff"] for r in rs], seed)
-    st[3] = float(np.mean([r.get("io_prob", np.nan) for r in rs]))
-    breaks = sum(bool(r.get("is_break")) for r in rs) if fam == "attack" else ""
-    expl = [bool(r["explained"]) for r in rs if fam == "attack" and r.get("is_break") and r.get("explained") is not None]
-    return [mode, subset, fam, *st, breaks, float(np.mean(expl)) if expl else ""]
-
-
-def section_modes(data: RunData) -> str:
-    groups = by_mode(data.rows)
-    if list(groups) == ["all prompts"]:
-        return ""
-    out = []
-    for mode, fams in groups.items():
-        if fams["clean"]:
-            out.append(_mode_row(mode, "clean partners", "clean", fams["clean"], data.seed))
-        subsets = list(dict.fromkeys(subset_of(r) for r in fams["attack"] + fams["control"]))
-        for sub in sorted(subsets, key=lambda x: (x != "random sample", x)):
-            for fam in ("control", "attack"):
-                rs = [r for r in fams[fam] if subset_of(r) == sub]
-                if rs:
-                    out.append(_mode_row(mode, sub, fam, rs, data.seed))
-    html_ = table(["mode", "subset", "family", "n", "mean LD [95 % CI]", "S > IO", "mean IO prob", "breaks", "explained (of breaks)"], out)
-    html_ += ("<p class='note'>Random-sample rows estimate each family's behaviour without bias; search rows were picked by the "
-              "screen for a high predicted signal, so their break counts are not rates. Search controls are run only for breaks.</p>")
-    table_md = data.run_dir / "table.md"
-    if table_md.exists():
-        html_ += "<details><summary>The attack's full table (table.md: by parameter, predicted vs seen, yield)</summary>"
-        html_ += markdown_html(read_text(table_md, "table")) + "</details>"
-    path = data.run_dir / "baseline.json"
-    if path.exists():
-        flat_b = _flatten(_read_json(path))
-        html_ += "<details><summary>baseline.json</summary>" + table(["metric", "value"], [[k, v] for k, v in flat_b.items()]) + "</details>"
-    return html_
-
-
-def section_histograms(data: RunData) -> str:
-    """One panel per mode; attack and control from the random sample only when the run recorded phases."""
-    if not data.rows:
-        return ""
-    sampled = any(r.get("phase") == "sample" for r in data.rows)
-    rows = [r for r in data.rows if not sampled or r.get("family") not in ("attack", "control") or r.get("phase") == "sample"]
-    panels = {mode: {fam: [r["logit_diff"] for r in rs] for fam, rs in fams.items() if rs} for mode, fams in by_mode(rows).items()}
-    note = " Attack and control: the random sample (search candidates left out: the screen picked them)." if sampled else ""
-    return img(plots.png_b64(plots.ld_histograms(panels)), "LD histograms",
-               "Logit difference per prompt; left of the dashed line S beats IO." + note)
-
-
-def _dose_series(rows: Sequence[Mapping[str, Any]], seed: int) -> dict[str, list[plots.DosePoint]]:
-    series: dict[str, list[plots.DosePoint]] = {}
-    for fam in ("attack", "control"):
-        rs = [r for r in rows if r.get("family") == fam]
-        for dose in sorted({float(r["params"]["dose"]) for r in rs}):
-            ld = [r["logit_diff"] for r in rs if float(r["params"]["dose"]) == dose]
-            ci = bootstrap_ci(ld, seed)
-            series.setdefault(fam, []).append(plots.DosePoint(dose, ci.mean, ci.low, ci.high, float(np.mean(np.array(ld) < 0)), len(ld)))
-    return series
-
-
-def section_dose(data: RunData) -> str:
-    """Plot: the random sample (unbiased); table: every subset, labelled, so search rows never pass for the sample."""
-    dosed = [r for r in data.rows if r.get("mode") and isinstance(r.get("params"), Mapping)
-             and isinstance(r["params"].get("dose"), (int, float))]  # any mode with a dose parameter
-    if not dosed:
-        return ""
-    out = []
-    for mode in sorted({str(r["mode"]) for r in dosed}):
-        mine = [r for r in dosed if r["mode"] == mode]
-        subsets = sorted({subset_of(r) for r in mine}, key=lambda x: (x != "random sample", x))
-        by_sub = {sub: _dose_series([r for r in mine if subset_of(r) == sub], data.seed) for sub in subsets}
-        shown = "random sample" if "random sample" in by_sub else subsets[0]
-        fig = plots.dose_response(by_sub[shown], f"{mode}: dose response ({shown})")
-        rows = [[sub, fam, f"{p.dose:g}", p.n, f"{p.mean:.3f} [{p.low:.3f}, {p.high:.3f}]", p.s_beats_io]
-                for sub, series in by_sub.items() for fam, ps in series.items() for p in ps]
-        cap = f"Plotted: the {shown} rows only." + (" The search rows below were chosen by the screen (biased toward breaks)."
-                                                      if "search" in by_sub else "")
-        out.append(img(plots.png_b64(fig), f"dose response {mode}", cap)
-                   + table(["subset", "family", "dose", "n", "mean LD [95 % CI]", "S > IO"], rows))
-    return "".join(out)
 
 
 def example_rows(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, Mapping[str, Any]]]:
@@ -212,8 +63,9 @@ def example_rows(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, Mapping[s
     return [("clean", first)] if first is not None else []
 
 
-def section_attention(data: RunData, model_spec: str | None, circuit_spec: str | None,
-                      device: str = "auto", dtype: str = "float32") -> tuple[str, str]:
+def section_attention(
+    data: RunData, model_spec: str | None, circuit_spec: str | None, device: str = "auto", dtype: str = "float32"
+) -> tuple[str, str]:
     """(heatmaps, interactive circuitsvis view) of the circuit's heads on the example prompts; one model run."""
     from advgen.circuits.format import resolve_circuit
     from advgen.outputs import attention
@@ -242,41 +94,39 @@ def section_attention(data: RunData, model_spec: str | None, circuit_spec: str |
     chosen = attention.pick_heads(circuit)
     exs = attention.patterns(model, [h for h, _ in every], examples)
     name = source_label(model.name) if Path(model.name).is_absolute() else model.name
-    parts = [f"<p class='note'>Model <code>{esc(name)}</code>, circuit <code>{esc(circuit.name)}</code>; "
-             f"up to two heads per role (up to eight in the interactive view). Prompts: " + "; ".join(f"{esc(e.label)}: <code>{esc(r['text'])}</code>"
-                                                                for e, (_, r) in zip(exs, examples, strict=True)) + "</p>"]
+    parts = [
+        f"<p class='note'>Model <code>{esc(name)}</code>, circuit <code>{esc(circuit.name)}</code>; "
+        f"up to two heads per role (up to eight in the interactive view). Prompts: "
+        + "; ".join(f"{esc(e.label)}: <code>{esc(r['text'])}</code>" for e, (_, r) in zip(exs, examples, strict=True))
+        + "</p>"
+    ]
     for head, role in chosen:
         fig = plots.attention_pair(str(head), role, [(e.label, e.tokens, e.patterns[head]) for e in exs])
         parts.append(img(plots.png_b64(fig), f"attention {head}"))
     try:
-        view = ("<p class='note'>circuitsvis <code>AttentionHeads</code>: pick a head, hover a token to see where it "
-                "attends (rows: query, columns: key).</p>" + attention.interactive_html(exs, every))
+        view = (
+            "<p class='note'>circuitsvis <code>AttentionHeads</code>: pick a head, hover a token to see where it "
+            "attends (rows: query, columns: key).</p>" + attention.interactive_html(exs, every)
+        )
     except AdvgenError as e:
         print(f"advgen report: interactive attention view skipped: {e}", file=sys.stderr)
         view = f"<p class='note'>Interactive view skipped: {esc(e)}</p>"
     return "".join(parts), f"<div id='advgen-circuitsvis'>{view}</div>"
 
 
-def section_examples(data: RunData) -> str:
-    path = data.run_dir / "adversarial.jsonl"
-    if not path.exists() or path.stat().st_size == 0:
-        return ""
-    rows = read_jsonl(path, required=("text", "io", "s", "logit_diff"))
-    clean = {r.get("pair_id"): r for r in data.rows if r.get("family") == "clean"}
-    rows = sorted(rows, key=lambda r: r["logit_diff"])[:MAX_EXAMPLES]
-    body = [[r.get("mode"), r["text"], r["io"], r["s"], clean.get(r.get("pair_id"), {}).get("logit_diff", ""), r["logit_diff"]] for r in rows]
-    return f"<p class='note'>The {len(body)} strongest confirmed breaks (adversarial.jsonl).</p>" + table(
-        ["mode", "attack prompt", "IO", "S", "clean LD", "attack LD"], body)
-
-
 def section_discovery(run_dir: Path, exclude: Path) -> str:
-    from advgen.circuits.discovery import FILE_TITLES
+    from advgen.circuits.discovery_plots import FILE_TITLES
 
-    titles = {**FILE_TITLES, "attribution_vs_activation.png": "attribution estimate against activation patching effect, per head and position"}
+    titles = {
+        **FILE_TITLES,
+        "attribution_vs_activation.png": "attribution estimate against activation patching effect, per head and position",
+    }
     same_dir = exclude.parent.resolve() == run_dir.resolve()
     order = list(titles)
-    pngs = sorted((p for p in run_dir.glob("*.png") if not (same_dir and p.name.startswith(exclude.stem))),
-                  key=lambda p: (order.index(p.name) if p.name in order else len(order), p.name))
+    pngs = sorted(
+        (p for p in run_dir.glob("*.png") if not (same_dir and p.name.startswith(exclude.stem))),
+        key=lambda p: (order.index(p.name) if p.name in order else len(order), p.name),
+    )
     parts, curves, doc = [], "", read_discovery(run_dir)
     if doc is not None:
         curves = _curves_html(doc.faithfulness_curves if isinstance(doc, DiscoveryDoc) else None)
@@ -292,12 +142,21 @@ def _curves_html(fc: Curves | None) -> str:
     if fc is None or fc.signed is None:
         return ""
     curves = fc.rankings()
-    rows = [[f"{p.size:g} ({p.n_heads} heads)", *(fmt(q.faithfulness if (q := c.at(p.size)) else None) for c in curves.values())]
-            for p in fc.signed.sizes or () if p.size is not None]
-    rows += [["CPR (area under)", *(fmt(c.cpr) for c in curves.values())], ["CMD (area between it and 1)", *(fmt(c.cmd) for c in curves.values())]]
-    return (f"<p class='note'>Faithfulness (mean LD, (m(C) - m(empty)) / (m(M) - m(empty))) of the top-k heads by {esc(fc.rank_score)}, "
-            f"{esc(fc.ablation)} ablation of the rest, at MIB's sizes over {fc.n_nodes} heads (MLPs kept). MIB reads CPR off the "
-            "signed ranking and CMD off the absolute one.</p>" + table(["size", *curves], rows))
+    rows = [
+        [f"{p.size:g} ({p.n_heads} heads)", *(fmt(q.faithfulness if (q := c.at(p.size)) else None) for c in curves.values())]
+        for p in fc.signed.sizes or ()
+        if p.size is not None
+    ]
+    rows += [
+        ["CPR (area under)", *(fmt(c.cpr) for c in curves.values())],
+        ["CMD (area between it and 1)", *(fmt(c.cmd) for c in curves.values())],
+    ]
+    return (
+        "<p class='note'>Faithfulness (mean LD, (m(C) - m(empty)) / (m(M) - m(empty))) of the top-k heads by "
+        f"{esc(fc.rank_score)}, "
+        f"{esc(fc.ablation)} ablation of the rest, at MIB's sizes over {fc.n_nodes} heads (MLPs kept). MIB reads CPR off the "
+        "signed ranking and CMD off the absolute one.</p>" + table(["size", *curves], rows)
+    )
 
 
 def section_claims(run_dir: Path) -> str:
@@ -305,12 +164,16 @@ def section_claims(run_dir: Path) -> str:
     if (run_dir / "claims.md").exists():
         parts.append(markdown_html(read_text(run_dir / "claims.md", "claims table")))
     elif (run_dir / "claims.json").exists():
-        parts.append(table(["key", "value"], list(_flatten(_read_json(run_dir / "claims.json")).items())))
+        parts.append(table(["key", "value"], list(flatten(_read_json(run_dir / "claims.json")).items())))
     worst = run_dir / "worst_cases.jsonl"
     if worst.exists() and worst.stat().st_size:
         rows = read_jsonl(worst, required=("text",))[:MAX_EXAMPLES]
-        keys = [k for k in rows[0] if isinstance(rows[0][k], (str, int, float)) and k not in ("template_id", "order", "pair_id")][:8]
-        parts.append("<p class='note'>Worst cases (worst_cases.jsonl):</p>" + table(keys, [[r.get(k, "") for k in keys] for r in rows]))
+        keys = [k for k in rows[0] if isinstance(rows[0][k], (str, int, float)) and k not in ("template_id", "order", "pair_id")][
+            :8
+        ]
+        parts.append(
+            "<p class='note'>Worst cases (worst_cases.jsonl):</p>" + table(keys, [[r.get(k, "") for k in keys] for r in rows])
+        )
     return "".join(parts)
 
 
@@ -325,10 +188,15 @@ def _load(run_dir: Path) -> RunData:
         raise AdvgenError(f"run directory not found: {run_dir}")
     if not any((run_dir / f).exists() for f in MEASURED) and not any(run_dir.glob("*.png")):
         held = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("."))
-        hint = (f"; prompts without model outputs: run `advgen validate {run_dir / 'prompts.jsonl'} --out DIR` and report DIR"
-                if "prompts.jsonl" in held else "")
-        raise AdvgenError(f"{run_dir} has nothing to report: no results.jsonl, discovery.json, claims or PNG heatmaps "
-                          f"(it holds: {', '.join(held) or 'nothing'}){hint}")
+        hint = (
+            f"; prompts without model outputs: run `advgen validate {run_dir / 'prompts.jsonl'} --out DIR` and report DIR"
+            if "prompts.jsonl" in held
+            else ""
+        )
+        raise AdvgenError(
+            f"{run_dir} has nothing to report: no results.jsonl, discovery.json, claims or PNG heatmaps "
+            f"(it holds: {', '.join(held) or 'nothing'}){hint}"
+        )
     man = _read_json(run_dir / "manifest.json") or {}  # an object, or a named error (advgen.outputs.docschema)
     check_manifest(man, run_dir / "manifest.json")
     return RunData(run_dir, (), man, {}, read_circuit(run_dir))
@@ -347,9 +215,11 @@ def _sections(d: Path, out: Path, data: RunData, heatmaps: str, view: str) -> tu
     """The verdict panel and every titled section (the caller drops empty ones)."""
     if data.summary.get("objective") == "divergence":  # a divergence search: its comparison is the verdict
         md = read_text(d / "table.md") if (d / "table.md").is_file() else ""
-        panel = ("<p class='note'>A divergence search (advgen attack --objective divergence): the guided search against a random "
-                 "search of the same budget, and the prompts where the circuit and the model part most. The rows below are that "
-                 "test set (results.jsonl), worst first.</p>" + markdown_html(md))
+        panel = (
+            "<p class='note'>A divergence search (advgen attack --objective divergence): the guided search against a random "
+            "search of the same budget, and the prompts where the circuit and the model part most. The rows below are that "
+            "test set (results.jsonl), worst first.</p>" + markdown_html(md)
+        )
     else:
         panel = verdict.panel(d, data.summary, data.rows)
     return panel, [
@@ -368,8 +238,15 @@ def _sections(d: Path, out: Path, data: RunData, heatmaps: str, view: str) -> tu
     ]
 
 
-def build_report(run_dir: str | Path, out_html: str | Path, model: str | None = None, circuit: str | None = None,
-                 attention: bool = True, device: str = "auto", dtype: str = "float32") -> Path:
+def build_report(
+    run_dir: str | Path,
+    out_html: str | Path,
+    model: str | None = None,
+    circuit: str | None = None,
+    attention: bool = True,
+    device: str = "auto",
+    dtype: str = "float32",
+) -> Path:
     """Write one self-contained HTML report of `run_dir` to `out_html` (atomically)."""
     d, out = Path(run_dir), Path(out_html)
     _check_report_out(d, out)
@@ -378,8 +255,10 @@ def build_report(run_dir: str | Path, out_html: str | Path, model: str | None = 
     try:  # documents are typed when read (docschema); a field no schema names still ends in a named error
         panel, sections = _sections(d, out, data, heatmaps, view)
     except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
-        raise AdvgenError(f"{d}: a document of this run has a field of a type the report cannot read "
-                          f"({type(e).__name__}: {str(e)[:120]}); rerun the command that wrote it") from None
+        raise AdvgenError(
+            f"{d}: a document of this run has a field of a type the report cannot read "
+            f"({type(e).__name__}: {str(e)[:120]}); rerun the command that wrote it"
+        ) from None
     terms = None if any(r.get("family") == "attack" for r in data.rows) else glossary.RUN_TERMS
     key = glossary.legend(terms) if data.rows else ""
     first = ""
@@ -390,6 +269,8 @@ def build_report(run_dir: str | Path, out_html: str | Path, model: str | None = 
         sections.insert(2, ("Legend", key))
     body = first + "".join(f"<section><h2>{esc(t)}</h2>{h}</section>\n" for t, h in sections if h)
     title = f"advgen report: {d.resolve().name}"
-    doc = (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{esc(title)}</title>"
-           f"<style>{CSS}</style></head><body><h1>{esc(title)}</h1>\n{body}</body></html>\n")
+    doc = (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
+        f"<style>{CSS}</style></head><body><h1>{esc(title)}</h1>\n{body}</body></html>\n"
+    )
     return atomic_write_text(out, doc)

@@ -36,16 +36,26 @@ class GroupStats:
     io_top1_rate: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"n": self.n, "mean_logit_diff": self.mean_logit_diff, "logit_diff_ci95": self.logit_diff_ci95.as_dict(),
-                "accuracy": self.accuracy, "s_beats_io_rate": self.s_beats_io_rate, "mean_io_prob": self.mean_io_prob,
-                "io_top1_rate": self.io_top1_rate}
+        return {
+            "n": self.n,
+            "mean_logit_diff": self.mean_logit_diff,
+            "logit_diff_ci95": self.logit_diff_ci95.as_dict(),
+            "accuracy": self.accuracy,
+            "s_beats_io_rate": self.s_beats_io_rate,
+            "mean_io_prob": self.mean_io_prob,
+            "io_top1_rate": self.io_top1_rate,
+        }
 
     @classmethod
     def from_dict(cls, d: Any, where: str | Path, at: str) -> GroupStats:
         w = str(where)
         d = f.obj(d, w, at)
-        return cls(f.count(d, "n", w, at), f.number(d, "mean_logit_diff", w, at), f.interval(d, "logit_diff_ci95", w, at),
-                   *(f.number(d, k, w, at) for k in ("accuracy", "s_beats_io_rate", "mean_io_prob", "io_top1_rate")))
+        return cls(
+            f.count(d, "n", w, at),
+            f.number(d, "mean_logit_diff", w, at),
+            f.interval(d, "logit_diff_ci95", w, at),
+            *(f.number(d, k, w, at) for k in ("accuracy", "s_beats_io_rate", "mean_io_prob", "io_top1_rate")),
+        )
 
 
 @dataclass(frozen=True)
@@ -67,19 +77,37 @@ class RunStats:
     median_io_rank: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"n": self.n, "mean_logit_diff": self.mean_logit_diff, "logit_diff_ci95": self.logit_diff_ci95.as_dict(),
-                "accuracy": self.accuracy, "accuracy_ci95": self.accuracy_ci95.as_dict(), "s_beats_io_rate": self.s_beats_io_rate,
-                "mean_io_prob": self.mean_io_prob, "io_prob_ci95": self.io_prob_ci95.as_dict(), "mean_s_prob": self.mean_s_prob,
-                "io_top1_rate": self.io_top1_rate, "median_io_rank": self.median_io_rank}
+        return {
+            "n": self.n,
+            "mean_logit_diff": self.mean_logit_diff,
+            "logit_diff_ci95": self.logit_diff_ci95.as_dict(),
+            "accuracy": self.accuracy,
+            "accuracy_ci95": self.accuracy_ci95.as_dict(),
+            "s_beats_io_rate": self.s_beats_io_rate,
+            "mean_io_prob": self.mean_io_prob,
+            "io_prob_ci95": self.io_prob_ci95.as_dict(),
+            "mean_s_prob": self.mean_s_prob,
+            "io_top1_rate": self.io_top1_rate,
+            "median_io_rank": self.median_io_rank,
+        }
 
     @classmethod
     def from_dict(cls, d: Any, where: str | Path, at: str = "") -> RunStats:
         w = str(where)
         d = f.obj(d, w, at)
-        return cls(f.count(d, "n", w, at), f.number(d, "mean_logit_diff", w, at), f.interval(d, "logit_diff_ci95", w, at),
-                   f.number(d, "accuracy", w, at), f.interval(d, "accuracy_ci95", w, at), f.number(d, "s_beats_io_rate", w, at),
-                   f.number(d, "mean_io_prob", w, at), f.interval(d, "io_prob_ci95", w, at), f.number(d, "mean_s_prob", w, at),
-                   f.number(d, "io_top1_rate", w, at), f.number(d, "median_io_rank", w, at))
+        return cls(
+            f.count(d, "n", w, at),
+            f.number(d, "mean_logit_diff", w, at),
+            f.interval(d, "logit_diff_ci95", w, at),
+            f.number(d, "accuracy", w, at),
+            f.interval(d, "accuracy_ci95", w, at),
+            f.number(d, "s_beats_io_rate", w, at),
+            f.number(d, "mean_io_prob", w, at),
+            f.interval(d, "io_prob_ci95", w, at),
+            f.number(d, "mean_s_prob", w, at),
+            f.number(d, "io_top1_rate", w, at),
+            f.number(d, "median_io_rank", w, at),
+        )
 
     @classmethod
     def of_metrics(cls, metrics: Sequence[PromptMetrics], seed: int) -> RunStats:
@@ -193,11 +221,12 @@ class Headline:
                 return None
             v = f.check(d[k], f.NUM, where, f.path_of(at, k), null=True)
             return math.nan if v is None else v
+
         return cls(*(one(k) for k in HEADLINE_KEYS))
 
 
 def headlines(summary: Mapping[str, Any], where: str | Path) -> dict[str, Headline]:
-    """"all" (the document's own figures) and each of its `by_family` groups; {} for an empty document."""
+    """ "all" (the document's own figures) and each of its `by_family` groups; {} for an empty document."""
     w = str(where)
     if not summary:
         return {}

@@ -64,11 +64,30 @@ class RunData:
 
 NUM = (int, float)
 ROW_TYPES: Mapping[str, tuple[type, ...]] = {
-    "text": (str,), "io": (str,), "s": (str,), "family": (str,), "positions": (dict,), "logit_diff": NUM,
-    "io_logit": NUM, "s_logit": NUM, "io_prob": NUM, "s_prob": NUM, "io_rank": (int,), "s_beats_io": (bool,),
-    "mode": (str, type(None)), "template_id": (str,), "order": (str,), "pair_id": (str,), "n_tokens": (int,),
-    "extra": (dict,), "params": (dict,), "head_signals": (dict,), "is_break": (bool, type(None)),
-    "explained": (bool, type(None)), "clean_logit_diff": (int, float, type(None)), "control_breaks": (bool, type(None)),
+    "text": (str,),
+    "io": (str,),
+    "s": (str,),
+    "family": (str,),
+    "positions": (dict,),
+    "logit_diff": NUM,
+    "io_logit": NUM,
+    "s_logit": NUM,
+    "io_prob": NUM,
+    "s_prob": NUM,
+    "io_rank": (int,),
+    "s_beats_io": (bool,),
+    "mode": (str, type(None)),
+    "template_id": (str,),
+    "order": (str,),
+    "pair_id": (str,),
+    "n_tokens": (int,),
+    "extra": (dict,),
+    "params": (dict,),
+    "head_signals": (dict,),
+    "is_break": (bool, type(None)),
+    "explained": (bool, type(None)),
+    "clean_logit_diff": (int, float, type(None)),
+    "control_breaks": (bool, type(None)),
 }
 """Types of a run directory's result fields: a non-numeric logit_diff is an error, not a string column."""
 
@@ -106,8 +125,9 @@ def load_run(run_dir: str | Path) -> RunData:
     check_complete(d)
     if not (d / "results.jsonl").is_file():
         raise AdvgenError(f"{d} has no results.jsonl; is it an `advgen run` or `advgen attack` directory?")
-    got = read_jsonl_lines(d / "results.jsonl", required=("text", "io", "s", "family", "positions", "logit_diff"),
-                           types=ROW_TYPES)
+    got = read_jsonl_lines(
+        d / "results.jsonl", required=("text", "io", "s", "family", "positions", "logit_diff"), types=ROW_TYPES
+    )
     for _, line, row in got:
         _check_row(row, f"{d / 'results.jsonl'}:{line}")
     manifest = _read_json(d / "manifest.json") if (d / "manifest.json").exists() else {}

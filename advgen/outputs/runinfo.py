@@ -27,8 +27,14 @@ def provenance(data: RunData) -> dict[str, Any]:
     for doc in (read_discovery(data.run_dir), load_claims(data.run_dir)):
         if doc is None:
             continue
-        for k, v in (("model", doc.model), ("model_source", doc.model_source), ("seed", doc.seed), ("command", doc.command),
-                     ("versions", doc.versions), ("runtime", doc.runtime)):
+        for k, v in (
+            ("model", doc.model),
+            ("model_source", doc.model_source),
+            ("seed", doc.seed),
+            ("command", doc.command),
+            ("versions", doc.versions),
+            ("runtime", doc.runtime),
+        ):
             if m.get(k) in (None, "", {}) and v not in (None, ""):
                 m[k] = v
     return m
@@ -46,12 +52,16 @@ def source_label(src: Any) -> str:
 def section_run(data: RunData) -> str:
     m = provenance(data)
     versions = ", ".join(f"{k} {v}" for k, v in (m.get("versions") or {}).items()) or "not recorded"
-    rows = [["run directory", data.run_dir.resolve().name],
-            ["model", f"{m.get('model') or 'not recorded'} ({source_label(m.get('model_source'))})"],
-            ["seed", str(m.get("seed", "not recorded"))], ["command", m.get("command") or "not recorded"],
-            ["device / precision", runtime_label(m.get("runtime"))],
-            ["circuit", circuit_label(data.circuit)], ["versions", versions],
-            ["report written by", f"advgen {version()}"]]  # the run's own advgen is in versions; a later advgen may report it
+    rows = [
+        ["run directory", data.run_dir.resolve().name],
+        ["model", f"{m.get('model') or 'not recorded'} ({source_label(m.get('model_source'))})"],
+        ["seed", str(m.get("seed", "not recorded"))],
+        ["command", m.get("command") or "not recorded"],
+        ["device / precision", runtime_label(m.get("runtime"))],
+        ["circuit", circuit_label(data.circuit)],
+        ["versions", versions],
+        ["report written by", f"advgen {version()}"],
+    ]  # the run's own advgen is in versions; a later advgen may report it
     return table(["", ""], rows)
 
 
@@ -72,7 +82,10 @@ def runtime_label(rt: Any) -> str:
     if not isinstance(rt, Mapping) or not rt:
         return "not recorded (float32 on the CPU before advgen recorded it)"
     dtype = str(rt.get("dtype", "float32"))
-    text = f"{rt.get('device', '?')}, {dtype}, {rt.get('attn_implementation', '?')} attention, Hub kernels {rt.get('hub_kernels', '?')}"
+    text = (
+        f"{rt.get('device', '?')}, {dtype}, {rt.get('attn_implementation', '?')} attention, "
+        f"Hub kernels {rt.get('hub_kernels', '?')}"
+    )
     if dtype != "float32":
         text += " - REDUCED PRECISION: numbers differ from float32 (tolerance in docs/gpu.md)"
     return text

@@ -62,13 +62,28 @@ class ScanConfig:
     def settings(self) -> dict[str, Any]:
         if self.task is not None and resolve_task(self.task).engine != "ioi":
             if self.templates or self.distractors or self.full_lexicon:
-                raise AdvgenError("--templates, --distractors and --full-lexicon shape IOI's space; a task's space is its own templates x lexicons")
+                raise AdvgenError(
+                    "--templates, --distractors and --full-lexicon shape IOI's space; a task's space is its own templates x "
+                    "lexicons"
+                )
             t = resolve_task(self.task)
-            return {"limit": self.limit, "sample": self.sample, "task": t.name, "task_source": t.source, "unit": self.unit,
-                    "batch_size": self.batch_size}
-        return {"limit": self.limit, "sample": self.sample, "templates": str(self.templates or "ioi"),
-                "distractors": self.distractors, "lexicon": "full" if self.full_lexicon else "paper",
-                "unit": self.unit, "batch_size": self.batch_size}
+            return {
+                "limit": self.limit,
+                "sample": self.sample,
+                "task": t.name,
+                "task_source": t.source,
+                "unit": self.unit,
+                "batch_size": self.batch_size,
+            }
+        return {
+            "limit": self.limit,
+            "sample": self.sample,
+            "templates": str(self.templates or "ioi"),
+            "distractors": self.distractors,
+            "lexicon": "full" if self.full_lexicon else "paper",
+            "unit": self.unit,
+            "batch_size": self.batch_size,
+        }
 
 
 @dataclass(frozen=True)
@@ -113,13 +128,28 @@ def prepare(model: LoadedModel, cfg: ScanConfig) -> tuple[ModelInfo, PromptSpace
     task = resolve_task(cfg.task)
     if task.engine != "ioi":
         words = resolve_lexicons(task, model.tokenizer)
-        return (ModelInfo(model.name, model.source, tokenizer_hash(model.tokenizer), words.report(), module_digest(model.hf_model),
-                          model.runtime), TaskSpace(task, words.words))
+        return (
+            ModelInfo(
+                model.name,
+                model.source,
+                tokenizer_hash(model.tokenizer),
+                words.report(),
+                module_digest(model.hf_model),
+                model.runtime,
+            ),
+            TaskSpace(task, words.words),
+        )
     lex = build_lexicon(model.tokenizer)
     sentences = load_bank(lex).paper if cfg.distractors else ()
     space = paper_space(resolve_templates(cfg.templates), lex, sentences, cfg.full_lexicon)
-    info = ModelInfo(model.name, model.source, tokenizer_hash(model.tokenizer), lexicon_report(lex), module_digest(model.hf_model),
-                     model.runtime)
+    info = ModelInfo(
+        model.name,
+        model.source,
+        tokenizer_hash(model.tokenizer),
+        lexicon_report(lex),
+        module_digest(model.hf_model),
+        model.runtime,
+    )
     return info, space
 
 
@@ -160,8 +190,7 @@ class Tally:
         self.sum_ld += ld
         self.sum_ld2 += ld * ld
         self.sum_io_p += float(row["io_prob"])
-        keys = {"template": row["template_id"], "order": row["order"], "family": row["family"],
-                "pair": f"{row['io']}|{row['s']}"}
+        keys = {"template": row["template_id"], "order": row["order"], "family": row["family"], "pair": f"{row['io']}|{row['s']}"}
         if "task" in row:  # a task's rows: failure rate by each slot's value (e.g. per year, per century)
             keys.update({f"slot:{s}={v}": "" for s, v in row["extra"].get("values", {}).items()})
         for g, k in keys.items():
@@ -182,10 +211,21 @@ class Tally:
         by = {g: {k: _group(c) for k, c in sorted(self.groups[g].items())} for g in ("template", "order", "family")}
         pairs = sorted(self.groups["pair"].items(), key=lambda kv: (-kv[1][1], kv[0]))[:N_WORST_PAIRS]
         return ScanSummary(
-            n, self.fail, self.fail / n if n else float("nan"), wilson(self.fail, n), mean, Interval(mean, mean - half, mean + half),
-            self.pos / n if n else float("nan"), self.fail / n if n else float("nan"), self.sum_io_p / n if n else float("nan"),
-            by["template"], by["order"], by["family"], self._by_slot() or None,
-            tuple(WorstPair(k.split("|")[0], k.split("|")[1], _group(c)) for k, c in pairs if c[1] > 0))
+            n,
+            self.fail,
+            self.fail / n if n else float("nan"),
+            wilson(self.fail, n),
+            mean,
+            Interval(mean, mean - half, mean + half),
+            self.pos / n if n else float("nan"),
+            self.fail / n if n else float("nan"),
+            self.sum_io_p / n if n else float("nan"),
+            by["template"],
+            by["order"],
+            by["family"],
+            self._by_slot() or None,
+            tuple(WorstPair(k.split("|")[0], k.split("|")[1], _group(c)) for k, c in pairs if c[1] > 0),
+        )
 
     def _by_slot(self) -> dict[str, SlotValues]:
         """Per slot: every value's failure rate when it has at most MAX_SLOT_VALUES values, else the worst ones."""
@@ -223,8 +263,16 @@ def check_scan(model_spec: str, cfg: ScanConfig, out: Path, overwrite: bool = Fa
     rundir.check_out(out, "scan", scan_identity(model_spec, cfg), overwrite)
 
 
-def run_scan(backend: Backend, cfg: ScanConfig, out: Path, resume: bool = False, progress: bool = False,
-             stop_after_units: int | None = None, overwrite: bool = False, command: str = "") -> ScanResult:
+def run_scan(
+    backend: Backend,
+    cfg: ScanConfig,
+    out: Path,
+    resume: bool = False,
+    progress: bool = False,
+    stop_after_units: int | None = None,
+    overwrite: bool = False,
+    command: str = "",
+) -> ScanResult:
     """Scan the selected prompts on `backend`; write parts, journal, summary, manifest, adversarial set.
 
     OUT is written through `rundir.writing` (lock, completion marker); parts/ and journal/ are kept
@@ -236,12 +284,28 @@ def run_scan(backend: Backend, cfg: ScanConfig, out: Path, resume: bool = False,
         return _scan(backend, cfg, out, info, space, resume, progress, stop_after_units, command)
 
 
-def _scan(backend: Backend, cfg: ScanConfig, out: Path, info: ModelInfo, space: PromptSpace | TaskSpace, resume: bool,
-          progress: bool, stop_after_units: int | None, command: str = "") -> ScanResult:
+def _scan(
+    backend: Backend,
+    cfg: ScanConfig,
+    out: Path,
+    info: ModelInfo,
+    space: PromptSpace | TaskSpace,
+    resume: bool,
+    progress: bool,
+    stop_after_units: int | None,
+    command: str = "",
+) -> ScanResult:
     sel = Selection.of(space.size, cfg.limit, cfg.sample, cfg.seed)
     # units are keyed by content: the weights, the tokenizer, the template text, the space, the selection, the batching
-    salt = key_of("scan", info.weights_hash, info.tokenizer_hash, [(t.id, t.text) for t in space.templates],
-                  space.describe(), sel.describe(), cfg.batch_size)
+    salt = key_of(
+        "scan",
+        info.weights_hash,
+        info.tokenizer_hash,
+        [(t.id, t.text) for t in space.templates],
+        space.describe(),
+        sel.describe(),
+        cfg.batch_size,
+    )
     ranges = list(chunks(sel.n, cfg.unit))
     keys = [f"{a}:{b}" for a, b in ranges]
     journal = Journal(out, resume, stop_after_units, salt=salt, parts=True)
@@ -276,12 +340,24 @@ def fold_unit(text: str, tally: Tally, bad: Tally, adv: IO[str]) -> None:
             adv.write(line)
 
 
-def _finish(out: Path, cfg: ScanConfig, info: ModelInfo, space: PromptSpace | TaskSpace, sel: Selection, tally: Tally,
-            bad: Tally, n_new: int, n_reused: int, command: str = "") -> ScanResult:
+def _finish(
+    out: Path,
+    cfg: ScanConfig,
+    info: ModelInfo,
+    space: PromptSpace | TaskSpace,
+    sel: Selection,
+    tally: Tally,
+    bad: Tally,
+    n_new: int,
+    n_reused: int,
+    command: str = "",
+) -> ScanResult:
     settings = {**cfg.settings(), "selection": sel.describe(), "space": space.describe(), "lexicon_report": dict(info.lexicon)}
     man = records.manifest(info, info.tokenizer_hash, cfg.seed, settings, command)
     excluded = sel.n - tally.n if isinstance(space, TaskSpace) else None
-    record = replace(tally.record(), selection=ScanSelection.from_dict(sel.describe(), "Selection.describe"), excluded_unrenderable=excluded)
+    record = replace(
+        tally.record(), selection=ScanSelection.from_dict(sel.describe(), "Selection.describe"), excluded_unrenderable=excluded
+    )
     summary = record.to_dict()  # its shape is stated once, in advgen.outputs.scan_summary
     files.atomic_write_text(out / "summary.json", files.dumps(summary) + "\n")
     files.atomic_write_text(out / "manifest.json", files.dumps(man) + "\n")

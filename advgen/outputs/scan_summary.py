@@ -50,15 +50,25 @@ class FailureGroup:
         return cls(n, failures, failures / n, wilson(failures, n), sum_ld / n)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"n": self.n, "failures": self.failures, "failure_rate": self.failure_rate,
-                "failure_ci95": self.failure_ci95.as_dict(), "mean_logit_diff": self.mean_logit_diff}
+        return {
+            "n": self.n,
+            "failures": self.failures,
+            "failure_rate": self.failure_rate,
+            "failure_ci95": self.failure_ci95.as_dict(),
+            "mean_logit_diff": self.mean_logit_diff,
+        }
 
     @classmethod
     def from_dict(cls, d: Any, where: str | Path, at: str) -> FailureGroup:
         w = str(where)
         d = f.obj(d, w, at)
-        return cls(f.count(d, "n", w, at), f.count(d, "failures", w, at), f.number(d, "failure_rate", w, at),
-                   f.interval(d, "failure_ci95", w, at), f.number(d, "mean_logit_diff", w, at))
+        return cls(
+            f.count(d, "n", w, at),
+            f.count(d, "failures", w, at),
+            f.number(d, "failure_rate", w, at),
+            f.interval(d, "failure_ci95", w, at),
+            f.number(d, "mean_logit_diff", w, at),
+        )
 
 
 @dataclass(frozen=True)
@@ -131,12 +141,25 @@ class ScanSelection:
     def from_dict(cls, d: Any, where: str | Path, at: str = "selection") -> ScanSelection:
         w = str(where)
         d = f.obj(d, w, at)
-        return cls(f.req(d, "kind", (str,), w, at), f.count(d, "n", w, at), f.count(d, "space_size", w, at),
-                   f.req(d, "sample_seed", (int,), w, at, null=True))
+        return cls(
+            f.req(d, "kind", (str,), w, at),
+            f.count(d, "n", w, at),
+            f.count(d, "space_size", w, at),
+            f.req(d, "sample_seed", (int,), w, at, null=True),
+        )
 
 
-HEAD = ("n", "failures", "failure_rate", "failure_ci95", "mean_logit_diff", "logit_diff_ci95", "accuracy", "s_beats_io_rate",
-        "mean_io_prob")
+HEAD = (
+    "n",
+    "failures",
+    "failure_rate",
+    "failure_ci95",
+    "mean_logit_diff",
+    "logit_diff_ci95",
+    "accuracy",
+    "s_beats_io_rate",
+    "mean_io_prob",
+)
 """The scanned set's figures, first and in this order; then the breakdowns and the optional sections."""
 
 
@@ -165,10 +188,17 @@ class ScanSummary:
     source: ScanSource | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"n": self.n, "failures": self.failures, "failure_rate": self.failure_rate,
-                               "failure_ci95": self.failure_ci95.as_dict(), "mean_logit_diff": self.mean_logit_diff,
-                               "logit_diff_ci95": self.logit_diff_ci95.as_dict(), "accuracy": self.accuracy,
-                               "s_beats_io_rate": self.s_beats_io_rate, "mean_io_prob": self.mean_io_prob}
+        out: dict[str, Any] = {
+            "n": self.n,
+            "failures": self.failures,
+            "failure_rate": self.failure_rate,
+            "failure_ci95": self.failure_ci95.as_dict(),
+            "mean_logit_diff": self.mean_logit_diff,
+            "logit_diff_ci95": self.logit_diff_ci95.as_dict(),
+            "accuracy": self.accuracy,
+            "s_beats_io_rate": self.s_beats_io_rate,
+            "mean_io_prob": self.mean_io_prob,
+        }
         for key, groups in (("by_template", self.by_template), ("by_order", self.by_order), ("by_family", self.by_family)):
             out[key] = {k: g.to_dict() for k, g in groups.items()}
         if self.by_slot is not None:
@@ -187,18 +217,41 @@ class ScanSummary:
     def from_dict(cls, d: Any, where: str | Path) -> ScanSummary:
         w = str(where)
         d = f.obj(d, w, "")
-        slots = None if "by_slot" not in d else {k: SlotValues.from_dict(v, w, f"by_slot.{k}") for k, v in f.table(d, "by_slot", w, "").items()}
+        slots = (
+            None
+            if "by_slot" not in d
+            else {k: SlotValues.from_dict(v, w, f"by_slot.{k}") for k, v in f.table(d, "by_slot", w, "").items()}
+        )
         pairs = None
         if "worst_pairs" in d:
-            pairs = tuple(WorstPair.from_dict(p, w, f"worst_pairs[{i}]") for i, p in enumerate(f.req(d, "worst_pairs", (list,), w, "")))
+            pairs = tuple(
+                WorstPair.from_dict(p, w, f"worst_pairs[{i}]") for i, p in enumerate(f.req(d, "worst_pairs", (list,), w, ""))
+            )
         sel = None if "selection" not in d else ScanSelection.from_dict(d["selection"], w)
         excluded = None if "excluded_unrenderable" not in d else f.count(d, "excluded_unrenderable", w, "")
         source = None if "source" not in d else ScanSource.from_dict(d["source"], w)
-        num = {k: f.number(d, k, w, "") for k in ("failure_rate", "mean_logit_diff", "accuracy", "s_beats_io_rate", "mean_io_prob")}
-        return cls(f.count(d, "n", w, ""), f.count(d, "failures", w, ""), num["failure_rate"], f.interval(d, "failure_ci95", w, ""),
-                   num["mean_logit_diff"], f.interval(d, "logit_diff_ci95", w, ""), num["accuracy"], num["s_beats_io_rate"],
-                   num["mean_io_prob"], _groups(d, "by_template", w, ""), _groups(d, "by_order", w, ""), _groups(d, "by_family", w, ""),
-                   slots, pairs, sel, excluded, source)
+        num = {
+            k: f.number(d, k, w, "") for k in ("failure_rate", "mean_logit_diff", "accuracy", "s_beats_io_rate", "mean_io_prob")
+        }
+        return cls(
+            f.count(d, "n", w, ""),
+            f.count(d, "failures", w, ""),
+            num["failure_rate"],
+            f.interval(d, "failure_ci95", w, ""),
+            num["mean_logit_diff"],
+            f.interval(d, "logit_diff_ci95", w, ""),
+            num["accuracy"],
+            num["s_beats_io_rate"],
+            num["mean_io_prob"],
+            _groups(d, "by_template", w, ""),
+            _groups(d, "by_order", w, ""),
+            _groups(d, "by_family", w, ""),
+            slots,
+            pairs,
+            sel,
+            excluded,
+            source,
+        )
 
 
 def _groups(d: Mapping[str, Any], key: str, w: str, at: str) -> dict[str, FailureGroup]:

@@ -40,13 +40,17 @@ def task_prompts(task: Task, tokenizer: Any, n: int, seed: int) -> tuple[PromptS
     return PromptSet(prompts, tokenizer_hash(tokenizer)), lex
 
 
-def precheck(kind: str, out: Path, model: str, task: Task, n: int, seed: int, batch_size: int = DEFAULT_BATCH, overwrite: bool = False) -> None:
+def precheck(
+    kind: str, out: Path, model: str, task: Task, n: int, seed: int, batch_size: int = DEFAULT_BATCH, overwrite: bool = False
+) -> None:
     check_args(n, seed, batch_size, MAX_GENERATE if kind == "generate" else MAX_ROWS)
     extra = {} if kind == "generate" else {"batch_size": batch_size}
     rundir.check_out(out, kind, task_identity(kind, model, seed, task, n=n, **extra), overwrite)
 
 
-def generate_to(out: Path, task: Task, tokenizer: Any, n: int, seed: int, model: str, command: str, overwrite: bool = False) -> tuple[Path, Lexicons]:
+def generate_to(
+    out: Path, task: Task, tokenizer: Any, n: int, seed: int, model: str, command: str, overwrite: bool = False
+) -> tuple[Path, Lexicons]:
     """OUT/prompts.jsonl and manifest.json for n task prompts (no model run)."""
     prompts, lex = task_prompts(task, tokenizer, n, seed)
     man = records.manifest(model, prompts.tokenizer_hash, seed, task_settings(task, lex, n=n), command)
@@ -56,8 +60,18 @@ def generate_to(out: Path, task: Task, tokenizer: Any, n: int, seed: int, model:
     return out / "prompts.jsonl", lex
 
 
-def run(model: LoadedModel, task: Task, n: int, seed: int, out: Path, batch_size: int = DEFAULT_BATCH, progress: bool = False,
-        overwrite: bool = False, backend: Backend | None = None, command: str = "") -> RunResult:
+def run(
+    model: LoadedModel,
+    task: Task,
+    n: int,
+    seed: int,
+    out: Path,
+    batch_size: int = DEFAULT_BATCH,
+    progress: bool = False,
+    overwrite: bool = False,
+    backend: Backend | None = None,
+    command: str = "",
+) -> RunResult:
     """Generate n task prompts, validate them on `model`, write the run directory."""
     ident = task_identity("run", model.name, seed, task, n=n, batch_size=batch_size)
     rundir.check_out(out, "run", ident, overwrite)
@@ -72,20 +86,32 @@ def run(model: LoadedModel, task: Task, n: int, seed: int, out: Path, batch_size
 def row_prompt(task: Task, row: Mapping[str, Any], where: str, tokenizer: Any) -> Prompt:
     """A task prompt from a prompts.jsonl row: re-rendered from its template and slot values, then checked against its text."""
     if row.get("task", task.name) != task.name:
-        raise TaskError(f"{where}: row is a {row.get('task')!r} prompt, the run's task is {task.name!r} (pass --task {row.get('task')})")
+        raise TaskError(
+            f"{where}: row is a {row.get('task')!r} prompt, the run's task is {task.name!r} (pass --task {row.get('task')})"
+        )
     extra = row.get("extra") or {}
     values = extra.get("values")
     tid = str(row.get("template_id", ""))
     tmpl = {t.id: t for t in task.templates}.get(tid)
     if tmpl is None or not isinstance(values, dict):
-        raise TaskError(f"{where}: a {task.name!r} row needs 'template_id' (one of {sorted(t.id for t in task.templates)}) and "
-                        f"'extra.values' (the slot values), got template_id {tid!r}")
-    p = render_task_prompt(task, tmpl, {str(k): str(v) for k, v in values.items()}, tokenizer, family=str(row.get("family", "clean")),
-                           pair_id=str(row.get("pair_id", "")))
+        raise TaskError(
+            f"{where}: a {task.name!r} row needs 'template_id' (one of {sorted(t.id for t in task.templates)}) and "
+            f"'extra.values' (the slot values), got template_id {tid!r}"
+        )
+    p = render_task_prompt(
+        task,
+        tmpl,
+        {str(k): str(v) for k, v in values.items()},
+        tokenizer,
+        family=str(row.get("family", "clean")),
+        pair_id=str(row.get("pair_id", "")),
+    )
     if p.text != row.get("text"):
         raise TaskError(f"{where}: text {row.get('text')!r} is not what template {tid!r} renders from its values ({p.text!r})")
     if (row.get("io"), row.get("s")) != (p.answer, p.foil):
-        raise TaskError(f"{where}: answer/foil {row.get('io')!r}/{row.get('s')!r} differ from the task's rules ({p.answer!r}/{p.foil!r})")
+        raise TaskError(
+            f"{where}: answer/foil {row.get('io')!r}/{row.get('s')!r} differ from the task's rules ({p.answer!r}/{p.foil!r})"
+        )
     return p
 
 
@@ -99,14 +125,28 @@ def task_rows(task: Task, src: PromptRows, tokenizer: Any, n_ctx: int) -> Prompt
     return PromptSet(tuple(prompts), tokenizer_hash(tokenizer))
 
 
-def validate_rows(model: LoadedModel, task: Task, src: PromptRows, out: Path, batch_size: int = DEFAULT_BATCH, seed: int = 0,
-                  progress: bool = False, overwrite: bool = False, backend: Backend | None = None, command: str = "") -> RunResult:
+def validate_rows(
+    model: LoadedModel,
+    task: Task,
+    src: PromptRows,
+    out: Path,
+    batch_size: int = DEFAULT_BATCH,
+    seed: int = 0,
+    progress: bool = False,
+    overwrite: bool = False,
+    backend: Backend | None = None,
+    command: str = "",
+) -> RunResult:
     """Metrics for a task's prompts.jsonl (as `generate --task` writes it)."""
-    ident = task_identity("validate", model.name, seed, task, prompts=str(src.path), sha256=rundir.sha256_file(src.path), batch_size=batch_size)
+    ident = task_identity(
+        "validate", model.name, seed, task, prompts=str(src.path), sha256=rundir.sha256_file(src.path), batch_size=batch_size
+    )
     rundir.check_out(out, "validate", ident, overwrite, inputs=[src.path])
     prompts = task_rows(task, src, model.tokenizer, model.n_ctx)
     ev = evaluate(backend or LocalBackend(model), prompts, batch_size, progress, model)
-    man = records.manifest(model, prompts.tokenizer_hash, seed, task_settings(task, prompts=str(src.path), batch_size=batch_size), command)
+    man = records.manifest(
+        model, prompts.tokenizer_hash, seed, task_settings(task, prompts=str(src.path), batch_size=batch_size), command
+    )
     with rundir.writing(out, "validate", ident, overwrite, inputs=[src.path]) as d:
         summary = write_results(d, ev, man, seed)
     return RunResult(out, ev, summary, man)

@@ -1,6 +1,6 @@
 """The report's first screen: what the run found (per-mode verdicts, yield) and a legend of every column.
 
-Attack runs are read through one typed record (advgen.attacks.summary.read_attack_summary), which
+Attack runs are read through one typed record (advgen.attacks.summary_read.read_attack_summary), which
 also knows older run directories (verdicts only in modes.json, the yield only in baseline.json) and
 reads those two through their records (advgen.attacks.tables_doc); nothing here reads a document's
 keys itself. A claim check's claims.json is read through advgen.circuits.claims_doc.load_claims, a
@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from advgen.attacks.summary import AttackSummary, ModeSummary, RunYield, Seen, read_attack_summary
+from advgen.attacks.summary import AttackSummary, ModeSummary, RunYield, Seen
+from advgen.attacks.summary_read import read_attack_summary
 from advgen.circuits.claims_doc import load_claims
 from advgen.circuits.discovery_doc import read_discovery
 from advgen.core import files
@@ -47,8 +48,9 @@ def read_json(path: Path) -> Any:
 
 def attack_record(run_dir: Path, summary: Mapping[str, Any]) -> AttackSummary:
     """`summary` (run_dir's summary.json, as read) typed; modes.json and baseline.json through their records."""
-    return read_attack_summary(summary, run_dir / "summary.json", read_json(run_dir / "modes.json"),
-                               read_json(run_dir / "baseline.json"))
+    return read_attack_summary(
+        summary, run_dir / "summary.json", read_json(run_dir / "modes.json"), read_json(run_dir / "baseline.json")
+    )
 
 
 def _sign_word(sign: int | None) -> str:
@@ -75,8 +77,17 @@ def _breaks(m: ModeSummary) -> str:
 
 def mode_verdicts(s: AttackSummary) -> list[ModeVerdict]:
     """Per mode: predicted sign, seen paired difference [95 % CI], verdict, breaks in the random sample."""
-    return [ModeVerdict(name, _sign_word(m.predicted_sign), _seen_text(m.seen), None if m.seen is None else m.seen.n,
-                        m.verdict or "not recorded", _breaks(m)) for name, m in s.modes.items()]
+    return [
+        ModeVerdict(
+            name,
+            _sign_word(m.predicted_sign),
+            _seen_text(m.seen),
+            None if m.seen is None else m.seen.n,
+            m.verdict or "not recorded",
+            _breaks(m),
+        )
+        for name, m in s.modes.items()
+    ]
 
 
 def run_yield(s: AttackSummary) -> RunYield | None:
@@ -95,18 +106,29 @@ def _ratio(r: float | None) -> str:
 
 def _yield_html(y: RunYield) -> str:
     """Attributable yield first (the circuit's evidence), raw yield beside it (for test sets)."""
-    raw = (f"<b>Raw yield</b> (every break; the figure for building test sets): circuit-guided {y.guided_per_1000:.1f} vs random "
-           f"{y.random_per_1000:.1f} confirmed breaks per 1,000 model evaluations; ratio {esc(_ratio(y.ratio))}.")
+    raw = (
+        f"<b>Raw yield</b> (every break; the figure for building test sets): circuit-guided {y.guided_per_1000:.1f} vs random "
+        f"{y.random_per_1000:.1f} confirmed breaks per 1,000 model evaluations; ratio {esc(_ratio(y.ratio))}."
+    )
     if y.attributable_per_1000 is None:
-        return (f"<p class='yield'>{raw}</p><p class='note'>Attributable yield: not recorded (a run directory from before "
-                "advgen recorded whether each break's control broke too).</p>")
+        return (
+            f"<p class='yield'>{raw}</p><p class='note'>Attributable yield: not recorded (a run directory from before "
+            "advgen recorded whether each break's control broke too).</p>"
+        )
     r = y.attributable_ratio
-    better = ("" if r is None or r == 1 else " (the circuit's mechanism beat random perturbation)" if r > 1
-              else " (random perturbation found breaks faster than the circuit's mechanism)")
+    better = (
+        ""
+        if r is None or r == 1
+        else " (the circuit's mechanism beat random perturbation)"
+        if r > 1
+        else " (random perturbation found breaks faster than the circuit's mechanism)"
+    )
     shared = "" if y.control_shared_breaks is None else f"; {y.control_shared_breaks} breaks shared by their control left out"
-    return (f"<p class='yield'><b>Attributable yield</b>: circuit-guided {y.attributable_per_1000:.1f} breaks whose control does "
-            f"not break vs random {y.random_per_1000:.1f} breaks per 1,000 model evaluations; ratio <b>{esc(_ratio(r))}</b>"
-            f"{esc(better)}{esc(shared)}.</p><p class='note'>{raw}</p>")
+    return (
+        f"<p class='yield'><b>Attributable yield</b>: circuit-guided {y.attributable_per_1000:.1f} breaks whose control does "
+        f"not break vs random {y.random_per_1000:.1f} breaks per 1,000 model evaluations; ratio <b>{esc(_ratio(r))}</b>"
+        f"{esc(better)}{esc(shared)}.</p><p class='note'>{raw}</p>"
+    )
 
 
 def attack_panel(run_dir: Path, summary: Mapping[str, Any]) -> str:
@@ -114,10 +136,22 @@ def attack_panel(run_dir: Path, summary: Mapping[str, Any]) -> str:
     verdicts = mode_verdicts(s)
     if not verdicts:
         return ""
-    rows = [[v.mode, v.predicted, v.seen, v.n if v.n is not None else "", Raw(f"<span class='v {verdict_class(v.verdict)}'>{esc(v.verdict)}</span>"),
-             v.breaks] for v in verdicts]
-    html_ = table(["mode", "predicted", "seen: LD(attack) - LD(control) [95 % CI]", "n pairs", "verdict", "breaks (random sample)"],
-                  rows, cls="verdict")
+    rows = [
+        [
+            v.mode,
+            v.predicted,
+            v.seen,
+            v.n if v.n is not None else "",
+            Raw(f"<span class='v {verdict_class(v.verdict)}'>{esc(v.verdict)}</span>"),
+            v.breaks,
+        ]
+        for v in verdicts
+    ]
+    html_ = table(
+        ["mode", "predicted", "seen: LD(attack) - LD(control) [95 % CI]", "n pairs", "verdict", "breaks (random sample)"],
+        rows,
+        cls="verdict",
+    )
     y, nat = run_yield(s), s.natural_failure_rate
     html_ += _yield_html(y) if y else "<p class='note'>Yield: not recorded (no baseline.json).</p>"
     if nat is not None:
@@ -136,8 +170,10 @@ def run_panel(rows: Sequence[Mapping[str, Any]]) -> str:
         return ""
     ld = [float(r["logit_diff"]) for r in clean]
     acc = sum(x > 0 for x in ld) / len(ld)
-    return (f"<p class='finding'>On {len(ld)} clean prompts the model puts IO above S in <b>{100 * acc:.1f} %</b> "
-            f"(mean LD {sum(ld) / len(ld):.2f}).</p>")
+    return (
+        f"<p class='finding'>On {len(ld)} clean prompts the model puts IO above S in <b>{100 * acc:.1f} %</b> "
+        f"(mean LD {sum(ld) / len(ld):.2f}).</p>"
+    )
 
 
 def discovery_panel(run_dir: Path) -> str:
@@ -146,8 +182,10 @@ def discovery_panel(run_dir: Path) -> str:
     if doc is None or doc.roles_found is None:
         return ""
     heads, found, missing = doc.heads or {}, doc.roles_found, doc.roles_missing or ()
-    return (f"<p class='finding'>Discovery kept <b>{len(heads)} heads</b>; roles found: <b>{esc(', '.join(found) or 'none')}</b>; "
-            f"missing: {esc(', '.join(missing) or 'none')}.</p>")
+    return (
+        f"<p class='finding'>Discovery kept <b>{len(heads)} heads</b>; roles found: <b>{esc(', '.join(found) or 'none')}</b>; "
+        f"missing: {esc(', '.join(missing) or 'none')}.</p>"
+    )
 
 
 def claims_panel(run_dir: Path) -> str:
@@ -161,11 +199,15 @@ def claims_panel(run_dir: Path) -> str:
         return ""
     needed = None if c.minimality is None else c.minimality.all_needed
     circuit = "?" if c.circuit is None else c.circuit
-    return (f"<p class='finding'>Circuit <code>{esc(circuit)}</code> keeps <b>F(C)/F(M) = {ratio:.3f}</b> of the "
-            f"model's mean LD under the paper's ablation (<code>{esc(c.paper_setting)}</code>); every head needed (minimality): {esc(needed)}.</p>")
+    return (
+        f"<p class='finding'>Circuit <code>{esc(circuit)}</code> keeps <b>F(C)/F(M) = {ratio:.3f}</b> of the "
+        f"model's mean LD under the paper's ablation (<code>{esc(c.paper_setting)}</code>); every head needed (minimality): "
+        f"{esc(needed)}.</p>"
+    )
 
 
 def panel(run_dir: Path, summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> str:
     """The verdict panel: attack verdicts and yield, else the run's, discovery's or claim check's headline."""
     return attack_panel(run_dir, summary) or "".join(
-        p for p in (run_panel(rows) if rows else "", discovery_panel(run_dir), claims_panel(run_dir)) if p)
+        p for p in (run_panel(rows) if rows else "", discovery_panel(run_dir), claims_panel(run_dir)) if p
+    )

@@ -89,7 +89,6 @@ def build(specs: Sequence[Spec], tokenizer: Any, *, abc: bool = False, prepend_b
     return PromptSet(tuple(prompts), tokenizer_hash(tokenizer))
 
 
-
 def _slotify(text: str, io: str, s: str, c: str | None, where: str) -> str:
     """Turn literal text into template text: first IO -> {IO}, S mentions -> {S1}, {S2}, ..."""
     import re
@@ -123,8 +122,15 @@ def _slotify(text: str, io: str, s: str, c: str | None, where: str) -> str:
 
 
 ROW_TYPES: Mapping[str, tuple[type, ...]] = {
-    "text": (str,), "io": (str,), "s": (str,), "c": (str, type(None)), "template_id": (str, int),
-    "order": (str,), "family": (str,), "pair_id": (str, int), "extra": (dict, type(None)),
+    "text": (str,),
+    "io": (str,),
+    "s": (str,),
+    "c": (str, type(None)),
+    "template_id": (str, int),
+    "order": (str,),
+    "family": (str,),
+    "pair_id": (str, int),
+    "extra": (dict, type(None)),
 }
 """Types a prompt JSONL row's fields must have (absent fields are fine, except text, io, s)."""
 
@@ -150,12 +156,18 @@ def row_prompt(row: Mapping[str, Any], n: int, where: str, tokenizer: Any, prepe
     try:
         check_template(t)
         order = t.written_order
-        return render(t, order, Fill(io=row["io"], s=row["s"], c=c), tokenizer, prepend_bos=prepend_bos,
-                      family=str(row.get("family", "clean")), pair_id=str(row.get("pair_id", f"row{n}")),
-                      extra=_carried_extra(dict(row)))
+        return render(
+            t,
+            order,
+            Fill(io=row["io"], s=row["s"], c=c),
+            tokenizer,
+            prepend_bos=prepend_bos,
+            family=str(row.get("family", "clean")),
+            pair_id=str(row.get("pair_id", f"row{n}")),
+            extra=_carried_extra(dict(row)),
+        )
     except AdvgenError as e:
         raise AdvgenError(f"{where}: {e}") from None
-
 
 
 def _carried_extra(row: dict[str, Any]) -> dict[str, Any]:
@@ -167,6 +179,8 @@ def _carried_extra(row: dict[str, Any]) -> dict[str, Any]:
 def ioi_sets(tokenizer: Any, n: int, seed: int, templates: str | None = None) -> tuple[PromptSet, PromptSet, PromptSet]:
     """Clean IOI prompts, their ABC twins (S2 -> third name) and S1 twins (S1 -> third name)."""
     specs = sample_specs(resolve_templates(templates), build_lexicon(tokenizer), n, seed)
-    s1 = [render(sp.template, sp.order, replace(sp.fill, s=sp.third, c=sp.fill.s), tokenizer, family="s1_twin",
-                 pair_id=sp.pair_id) for sp in specs]
+    s1 = [
+        render(sp.template, sp.order, replace(sp.fill, s=sp.third, c=sp.fill.s), tokenizer, family="s1_twin", pair_id=sp.pair_id)
+        for sp in specs
+    ]
     return build(specs, tokenizer), build(specs, tokenizer, abc=True), PromptSet(tuple(s1), tokenizer_hash(tokenizer))

@@ -135,9 +135,7 @@ def build_lexicon(
         )
     for kind, kept, given in (("place", kept_places, places), ("object", kept_objects, objects)):
         if len(kept) < MIN_NOUNS:
-            raise AdvgenError(
-                f"lexicon has no single-token {kind}s ({len(given)} given, all dropped or empty)"
-            )
+            raise AdvgenError(f"lexicon has no single-token {kind}s ({len(given)} given, all dropped or empty)")
     return Lexicon(tuple(kept_names), tuple(kept_places), tuple(kept_objects), tuple(dropped))
 
 

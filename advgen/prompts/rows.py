@@ -45,7 +45,9 @@ def _positions(row: Mapping[str, Any], n: int, where: str) -> dict[str, int]:
             out[slot] = v
     out.setdefault("S1+1", out["S1"] + 1)
     if out["END"] != n - 1:
-        raise AdvgenError(f"{where}: slot END is token {out['END']}, but the text has {n} tokens (BOS included): END must be the last")
+        raise AdvgenError(
+            f"{where}: slot END is token {out['END']}, but the text has {n} tokens (BOS included): END must be the last"
+        )
     return out
 
 
@@ -59,8 +61,10 @@ def prompt_of_row(row: Mapping[str, Any], tokenizer: Any, where: str) -> Prompt:
         raise AdvgenError("the tokenizer has no BOS token; advgen rows count BOS at position 0")
     ids = [tokenizer.bos_token_id, *_ids(tokenizer, text)[0]]
     if "n_tokens" in row and row["n_tokens"] != len(ids):
-        raise AdvgenError(f"{where}: the row says {row['n_tokens']} tokens, this tokenizer gives {len(ids)} (BOS included): "
-                          "was it made with another model's tokenizer?")
+        raise AdvgenError(
+            f"{where}: the row says {row['n_tokens']} tokens, this tokenizer gives {len(ids)} (BOS included): "
+            "was it made with another model's tokenizer?"
+        )
     pos = _positions(row, len(ids), where)
     for slot, name in (("IO", io), ("S1", s), ("S2", s)):
         got = tokenizer.decode([ids[pos[slot]]])
@@ -70,9 +74,20 @@ def prompt_of_row(row: Mapping[str, Any], tokenizer: Any, where: str) -> Prompt:
         io_tok, s_tok = single_token_id(tokenizer, io, "IO name"), single_token_id(tokenizer, s, "S name")
     except AdvgenError as e:
         raise AdvgenError(f"{where}: {e}") from None
-    return Prompt(text=text, io=io, s=s, token_ids=tuple(ids), positions=pos, io_token=io_tok, s_token=s_tok,
-                  template_id=str(row.get("template_id", "")), order=str(row.get("order", "")), family=str(row.get("family", "clean")),
-                  pair_id=str(row.get("pair_id", "")), extra={"row": where})
+    return Prompt(
+        text=text,
+        io=io,
+        s=s,
+        token_ids=tuple(ids),
+        positions=pos,
+        io_token=io_tok,
+        s_token=s_tok,
+        template_id=str(row.get("template_id", "")),
+        order=str(row.get("order", "")),
+        family=str(row.get("family", "clean")),
+        pair_id=str(row.get("pair_id", "")),
+        extra={"row": where},
+    )
 
 
 def abc_twin(p: Prompt, tokenizer: Any, pool: Sequence[str], seed: int, tries: int = 8) -> Prompt | str:
@@ -90,8 +105,21 @@ def abc_twin(p: Prompt, tokenizer: Any, pool: Sequence[str], seed: int, tries: i
         c = cands[(start + k) % len(cands)]
         text = p.text[:a] + p.text[a:b].replace(p.s, c, 1) + p.text[b:]
         new = _ids(tokenizer, text)[0]
-        if len(new) == len(ids) and all(x == y for i, (x, y) in enumerate(zip(new, ids, strict=True)) if i != p.positions["S2"] - 1):
-            return Prompt(text=text, io=p.io, s=p.s, token_ids=(p.token_ids[0], *new), positions=dict(p.positions), io_token=p.io_token,
-                          s_token=p.s_token, template_id=p.template_id, order="ABC", family="abc", pair_id=p.pair_id,
-                          extra={**p.extra, "third": c})
+        if len(new) == len(ids) and all(
+            x == y for i, (x, y) in enumerate(zip(new, ids, strict=True)) if i != p.positions["S2"] - 1
+        ):
+            return Prompt(
+                text=text,
+                io=p.io,
+                s=p.s,
+                token_ids=(p.token_ids[0], *new),
+                positions=dict(p.positions),
+                io_token=p.io_token,
+                s_token=p.s_token,
+                template_id=p.template_id,
+                order="ABC",
+                family="abc",
+                pair_id=p.pair_id,
+                extra={**p.extra, "third": c},
+            )
     return f"none of {min(tries, len(cands))} third names keeps the other tokens"

@@ -66,8 +66,12 @@ class PromptSpace:
     def _radices(self, t: Template) -> tuple[int, int, int, int, int]:
         """(orders, places, objects, distractor cells, product) for one template."""
         slots = t.slots
-        r = (len(self.orders), len(self.places) if "PLACE" in slots else 1,
-             len(self.objects) if "OBJECT" in slots else 1, 1 + 2 * len(self.distractors))
+        r = (
+            len(self.orders),
+            len(self.places) if "PLACE" in slots else 1,
+            len(self.objects) if "OBJECT" in slots else 1,
+            1 + 2 * len(self.distractors),
+        )
         return (*r, r[0] * r[1] * r[2] * r[3])
 
     @property
@@ -106,8 +110,16 @@ class PromptSpace:
         d, ob = divmod(r, n_obj)
         io, s = self.pair(k)
         tpl = self.templates[t]
-        return Point(i, tpl, self.orders[o], io, s, self.places[p] if "PLACE" in tpl.slots else "",
-                     self.objects[ob] if "OBJECT" in tpl.slots else "", d)
+        return Point(
+            i,
+            tpl,
+            self.orders[o],
+            io,
+            s,
+            self.places[p] if "PLACE" in tpl.slots else "",
+            self.objects[ob] if "OBJECT" in tpl.slots else "",
+            d,
+        )
 
     def clean_index(self, i: int) -> int:
         """The index of i's prompt without its distractor (i itself when it has none)."""
@@ -130,14 +142,22 @@ class PromptSpace:
         extra_names = tuple(n for n in self.names if n not in (pt.io, pt.s))[: len(xs)]
         fill = Fill(io=pt.io, s=pt.s, place=pt.place, object=pt.object, x=extra_names)
         tt = Template(id=t.id, text=text, pack=t.pack, source=t.source)
-        return render(tt, pt.order, fill, tokenizer, family=family, pair_id=f"x{self.clean_index(i)}",
-                      extra={"space_index": i, **note})
+        return render(
+            tt, pt.order, fill, tokenizer, family=family, pair_id=f"x{self.clean_index(i)}", extra={"space_index": i, **note}
+        )
 
     def describe(self) -> dict[str, Any]:
         """What a manifest records: sizes and the word lists (so the enumeration can be rebuilt)."""
-        return {"size": len(self), "templates": [t.id for t in self.templates], "names": list(self.names),
-                "places": list(self.places), "objects": list(self.objects), "orders": list(self.orders),
-                "distractors": list(self.distractors), "block": self.block}
+        return {
+            "size": len(self),
+            "templates": [t.id for t in self.templates],
+            "names": list(self.names),
+            "places": list(self.places),
+            "objects": list(self.objects),
+            "orders": list(self.orders),
+            "distractors": list(self.distractors),
+            "block": self.block,
+        }
 
 
 def _cumulative(sizes: Sequence[int]) -> list[int]:
@@ -169,8 +189,13 @@ def insert_sentence(text: str, sentence: str) -> str:
     return lead + " " + text
 
 
-def paper_space(templates: Sequence[Template], lexicon: Lexicon, distractors: Sequence[str] = (),
-                full_lexicon: bool = False, orders: Sequence[str] = ORDERS) -> PromptSpace:
+def paper_space(
+    templates: Sequence[Template],
+    lexicon: Lexicon,
+    distractors: Sequence[str] = (),
+    full_lexicon: bool = False,
+    orders: Sequence[str] = ORDERS,
+) -> PromptSpace:
     """The paper's lists (99 names, 8 places, 8 objects) kept by the lexicon, or the full lexicon."""
     if full_lexicon:
         names, places, objects = lexicon.name_texts, lexicon.places, lexicon.objects

@@ -47,8 +47,9 @@ def newest(ck_dir: Path) -> tuple[Path, dict[str, Any]] | None:
     try:
         state = torch.load(cks[-1], weights_only=True)
     except Exception as e:  # pickles with code, corrupt or foreign files
-        raise AdvgenError(f"checkpoint {cks[-1]} is not a plain advgen checkpoint ({type(e).__name__}: {e}); "
-                          "delete it or use --no-resume") from e
+        raise AdvgenError(
+            f"checkpoint {cks[-1]} is not a plain advgen checkpoint ({type(e).__name__}: {e}); delete it or use --no-resume"
+        ) from e
     if not isinstance(state, dict):
         raise AdvgenError(f"checkpoint {cks[-1]} is not an advgen checkpoint (a {type(state).__name__}, not a dict)")
     return cks[-1], state

@@ -1,7 +1,8 @@
 """Seeded generator of the reference model's training corpus.
 
-The corpus is simple, grammar-generated English about people, places and objects. It has four
-kinds of documents (see MODEL_CARD.md for the principles and the counts):
+The corpus is simple, grammar-generated English about people, places and objects (its phrases are
+in `advgen.reference.corpus_words`). It has four kinds of documents (see MODEL_CARD.md for the
+principles and the counts):
 
 - ``ioi``: two people are introduced, one of them (the subject) then gives / hands / says
   something to the other; the recipient is always the person who is not the subject.
@@ -19,114 +20,38 @@ it contains one. Randomness comes only from the ``random.Random`` passed in.
 from __future__ import annotations
 
 import random
-import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 from advgen.prompts import lexicon
+from advgen.reference.corpus_words import (
+    AFTER_IO,
+    ENDINGS,
+    FILLER_ADJ,
+    FILLER_NOUNS,
+    FILLER_VERBS_INTR,
+    GIVE_INF,
+    GIVE_VERBS,
+    JOINT_ACTS,
+    MODAL_PREFIX,
+    OPENERS,
+    PAIR_ACTS,
+    PLURAL_STATES,
+    SAY_VERBS,
+    SOLO_ACTS,
+    STATES,
+    SUBORDINATORS,
+    WEATHER,
+    article,
+    fix_articles,
+)
 from advgen.reference.heldout import contains_paper_template
 
 T = TypeVar("T")
 
 BOS = "<|endoftext|>"
-
-# --------------------------------------------------------------------------------------------
-# Word lists (the project's own; written before anything about attacks was measured).
-
-OPENERS = (
-    "", "", "", "", "Yesterday, ", "Later, ", "On Monday, ", "On Sunday, ", "In the morning, ",
-    "That evening, ", "Last week, ", "Earlier, ", "One day, ", "At noon, ", "Last summer, ",
-    "This morning, ", "Before dinner, ", "On Friday, ", "Early on, ", "In the end, ", "Then, ",
-    "Afterwards, ", "After the lunch, ", "After school, ", "Then ",
-)
-
-# Joint activities of two people (past tense, plural subject "X and Y ...").
-JOINT_ACTS = (
-    "went to the {P}", "walked to the {P}", "arrived at the {P}", "visited the {P}",
-    "met at the {P}", "left the {P}", "were sitting in the {P}", "came back from the {P}",
-    "were waiting at the {P}", "reached the {P}", "were cleaning the {P}", "drove to the {P}",
-    "were at the {P}", "spent the day at the {P}", "stopped by the {P}", "ran to the {P}",
-    "were looking around the {P}", "had lunch at the {P}", "were talking at the {P}",
-    "found a {O} at the {P}", "bought a {O} at the {P}", "saw a {O} at the {P}",
-    "got a {O} at the {P}", "were playing at the {P}", "were working at the {P}",
-    "were studying at the {P}", "had a lot of fun at the {P}", "moved to a new {P}",
-    "finished their work", "sat down together", "had a long talk", "had an argument",
-    "were making dinner", "were out for a walk", "played a game", "were very busy",
-    "got home", "woke up early", "were bored", "went shopping", "took the bus to the {P}",
-    "looked for a {O}", "cleaned up the {P}", "opened the {P}", "were leaving the {P}",
-    "were commuting to the {P}", "were thinking about going to the {P}", "had a long argument",
-    "were friends", "had a long day", "were going to the {P}",
-)
-
-# Subordinators for "<SUB> X and Y <act>, <main>".
-SUBORDINATORS = ("When", "After", "While", "Once", "As soon as", "Because", "Since", "Before",
-                 "Just after", "As")
-
-GIVE_VERBS = ("gave", "handed", "passed", "sent", "showed", "threw", "offered", "brought",
-              "lent", "sold", "mailed", "tossed", "returned", "gifted", "slid", "carried")
-GIVE_INF = ("give", "hand", "pass", "send", "show", "throw", "offer", "bring", "lend", "sell",
-            "mail", "toss", "return")
-MODAL_PREFIX = ("decided to", "wanted to", "tried to", "was happy to", "agreed to", "had to",
-                "chose to", "promised to", "forgot to", "offered to", "went on to", "was going to")
-SAY_VERBS = ("said to", "talked to", "spoke to", "whispered to", "shouted to", "waved to",
-             "smiled at", "said goodbye to", "said hello to", "wrote to", "called out to",
-             "listened to", "nodded to", "explained it to", "complained to", "apologized to",
-             "looked at", "laughed at", "turned to", "pointed at", "wrote a letter to",
-             "sent a message to", "made a promise to", "told a story to", "sang a song to")
-
-# Single-person state / event predicates ("X <pred>."). Used everywhere a person can appear.
-STATES = (
-    "had a good day", "had a bad day", "was tired", "was happy", "was sad", "was hungry",
-    "was late", "was early", "was very busy", "felt sick", "felt great", "was bored",
-    "was excited", "was nervous", "was enjoying the day", "was enjoying the situation",
-    "enjoyed being with a friend", "laughed", "smiled", "sighed", "yawned", "sat down",
-    "stood up", "went home", "was cold", "was thirsty", "liked the weather", "was reading",
-    "was on the phone", "fell asleep", "woke up", "wanted to rest", "was in a hurry",
-    "loved music", "was quiet", "was talking a lot", "looked around", "needed a break",
-    "was a good cook", "worked hard", "was new in town", "had a cold", "was feeling fine",
-    "had a lot of work", "lived nearby", "was a teacher", "was a nurse", "was a student",
-    "liked to sing", "was very kind", "was a little shy", "was glad to be there",
-)
-SOLO_ACTS = (
-    "went to the {P}", "walked to the {P}", "bought a {O}", "found a {O}", "lost a {O}",
-    "cleaned the {P}", "left the {P}", "was at the {P}", "wanted a {O}", "made a {O}",
-    "looked for a {O}", "dropped a {O}", "took a {O} from the {P}", "fixed the {O}",
-    "waited at the {P}", "stayed at the {P}", "got a new {O}", "painted the {O}",
-)
-PAIR_ACTS = (  # "X <act> Y"
-    "met", "called", "visited", "helped", "saw", "hugged", "thanked", "waited for", "invited",
-    "followed", "found", "looked for", "talked with", "played with", "walked with", "sat with",
-    "argued with", "laughed with", "ate with", "worked with",
-)
-PLURAL_STATES = ("were tired", "were happy", "laughed a lot", "had fun", "were hungry",
-                 "were late", "went home", "were quiet", "talked for hours", "had a good time")
-
-ENDINGS = (".", ".", ".", ".", " today.", " later.", " right away.", " with a smile.",
-           " again.", " at last.", " as a gift.", " for the weekend.", " after that.")
-AFTER_IO = (
-    "", "", "", " {IO} was happy.", " {IO} said thank you.", " {IO} smiled.",
-    " Then they went home.", " It was a nice day.", " {IO} put it away.", " They both laughed.",
-    " {IO} did not expect that.", " {S} was glad.",
-)
-
-FILLER_NOUNS = ("cat", "dog", "teacher", "bird", "car", "child", "doctor", "tree", "door",
-                "window", "table", "river", "city", "road", "train", "bus", "friend", "family",
-                "baby", "man", "woman", "boy", "girl", "neighbor", "team", "class", "room")
-FILLER_ADJ = ("big", "small", "old", "new", "quiet", "busy", "warm", "cold", "bright", "dark",
-              "clean", "empty", "full", "nice", "long", "short", "red", "blue", "green", "happy")
-FILLER_VERBS_INTR = ("slept", "ran", "waited", "stopped", "moved", "sang", "fell", "arrived",
-                     "left", "opened", "closed", "shook", "grew", "barked", "rang", "played")
-WEATHER = ("It was a sunny day.", "It was raining.", "The sky was grey.", "It was cold outside.",
-           "The wind was strong.", "It was a warm evening.", "It snowed all night.",
-           "The sun was setting.", "It was very hot.", "The morning was quiet.",
-           "Friends like to talk.", "The lunch was good.", "Afterwards, everyone went home.",
-           "The argument was long.", "Commuting to work takes time.", "They were thinking about it.")
-
-
-def article(word: str) -> str:
-    return ("an " if word[0].lower() in "aeiou" else "a ") + word
 
 
 @dataclass(frozen=True)
@@ -151,8 +76,7 @@ def corpus_names(faker_stride: int = FAKER_STRIDE) -> tuple[str, ...]:
     # A lexicon name that is a prefix of a chosen one (" Alex" of " Alexander") tends to become a
     # token of its own; include it so that no single-token lexicon name is left untrained.
     while True:
-        extra = [n for n in names if n not in chosen
-                 and any(m != n and m.startswith(n) for m in chosen)]
+        extra = [n for n in names if n not in chosen and any(m != n and m.startswith(n) for m in chosen)]
         if not extra:
             return tuple(chosen)
         chosen += extra
@@ -234,8 +158,7 @@ class _Gen:
         if r < 0.75:
             return f"{s} {self.c(MODAL_PREFIX)} {self.c(GIVE_INF)} {article(obj)} to", "."
         if r < 0.83:  # double object: "S gave IO a ring."
-            return f"{s} {self.c(('gave', 'handed', 'sent', 'showed', 'offered', 'brought', 'lent'))}", \
-                f" {article(obj)}."
+            return f"{s} {self.c(('gave', 'handed', 'sent', 'showed', 'offered', 'brought', 'lent'))}", f" {article(obj)}."
         return f"{s} {self.c(SAY_VERBS)}", self.c((".", ".", " again.", " quietly.", " for a while."))
 
     def middle(self, people: Sequence[str]) -> str:
@@ -287,8 +210,7 @@ class _Gen:
                 out.append(f"{p} {self.c(PAIR_ACTS)} {q}.")
             elif r < 0.65:
                 q = self.c([n for n in people if n != p])
-                out.append(fix_articles(
-                    f"{p} {self.c(GIVE_VERBS)} {article(self.c(self.v.objects))} to {q}."))
+                out.append(fix_articles(f"{p} {self.c(GIVE_VERBS)} {article(self.c(self.v.objects))} to {q}."))
             elif r < 0.75:
                 q = self.c([n for n in people if n != p])
                 out.append(f"{p} {self.c(SAY_VERBS)} {q}.")
@@ -307,33 +229,29 @@ class _Gen:
             if r < 0.4:
                 out.append(self.neutral_sentence())
             elif r < 0.6:
-                out.append(fix_articles(
-                    f"The {self.c(self.v.objects)} was on the {self.c(FILLER_NOUNS)}."
-                    if self.r.random() < 0.3 else
-                    f"There was {article(self.c(FILLER_ADJ))} {self.c(self.v.objects)} in the {self.c(self.v.places)}."))
+                out.append(
+                    fix_articles(
+                        f"The {self.c(self.v.objects)} was on the {self.c(FILLER_NOUNS)}."
+                        if self.r.random() < 0.3
+                        else f"There was {article(self.c(FILLER_ADJ))} {self.c(self.v.objects)} in the {self.c(self.v.places)}."
+                    )
+                )
             elif r < 0.8:
-                out.append(f"The {self.c(FILLER_NOUNS)} and the {self.c(FILLER_NOUNS)} "
-                           f"{self.c(FILLER_VERBS_INTR)}.")
+                out.append(f"The {self.c(FILLER_NOUNS)} and the {self.c(FILLER_NOUNS)} {self.c(FILLER_VERBS_INTR)}.")
             else:
-                out.append(fix_articles(
-                    f"{article(self.c(FILLER_NOUNS)).capitalize()} {self.c(FILLER_VERBS_INTR)} "
-                    f"near the {self.c(self.v.places)}."))
+                out.append(
+                    fix_articles(
+                        f"{article(self.c(FILLER_NOUNS)).capitalize()} {self.c(FILLER_VERBS_INTR)} "
+                        f"near the {self.c(self.v.places)}."
+                    )
+                )
         return " ".join(out)
 
 
-_ART = re.compile(r"\b([Aa]) ([aeiouAEIOU])")
+KINDS: tuple[tuple[str, float], ...] = (("ioi", 0.60), ("abc", 0.10), ("story", 0.20), ("filler", 0.10))
 
 
-def fix_articles(s: str) -> str:
-    return _ART.sub(lambda m: m.group(1) + "n " + m.group(2), s)
-
-
-KINDS: tuple[tuple[str, float], ...] = (("ioi", 0.60), ("abc", 0.10), ("story", 0.20),
-                                         ("filler", 0.10))
-
-
-def generate_documents(rng: random.Random, n_docs: int, vocab: Vocab | None = None
-                       ) -> tuple[list[str], Counter[str]]:
+def generate_documents(rng: random.Random, n_docs: int, vocab: Vocab | None = None) -> tuple[list[str], Counter[str]]:
     """`n_docs` documents (without BOS) and a Counter of kinds (plus rejected held-out hits)."""
     gen = _Gen(rng, vocab or default_vocab())
     kinds = [k for k, _ in KINDS]

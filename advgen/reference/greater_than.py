@@ -74,8 +74,7 @@ def prepare_data(s: GTSettings) -> GTData:
     bos = tok.bos_token_id
     enc = tok.backend_tokenizer.encode_batch(docs, add_special_tokens=False)
     doc_ids = [[bos, *e.ids] for e in enc]
-    return GTData(tok, tokenizer_sha256(tok), doc_ids, make_batches(doc_ids, s.seq_len, s.tokens_per_batch),
-                  dict(counts))
+    return GTData(tok, tokenizer_sha256(tok), doc_ids, make_batches(doc_ids, s.seq_len, s.tokens_per_batch), dict(counts))
 
 
 def build_model(s: GTSettings, tok):
@@ -84,21 +83,43 @@ def build_model(s: GTSettings, tok):
 
     torch.manual_seed(s.seed)
     bos = tok.bos_token_id
-    config = GPT2Config(vocab_size=len(tok), n_positions=s.seq_len, n_embd=s.n_embd, n_layer=s.n_layer,
-                        n_head=s.n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=bos,
-                        eos_token_id=bos, pad_token_id=bos, tie_word_embeddings=True)
+    config = GPT2Config(
+        vocab_size=len(tok),
+        n_positions=s.seq_len,
+        n_embd=s.n_embd,
+        n_layer=s.n_layer,
+        n_head=s.n_head,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=bos,
+        eos_token_id=bos,
+        pad_token_id=bos,
+        tie_word_embeddings=True,
+    )
     model = GPT2LMHeadModel(config)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": s.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=s.lr, betas=(0.9, 0.98))
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": s.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=s.lr, betas=(0.9, 0.98)
+    )
     return model, opt
 
 
 def save_checkpoint(ck_dir: Path, step: int, model, opt, losses: list, s: GTSettings, tok_hash: str) -> None:
-    checkpoints.save(ck_dir, step, {"step": step, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                                    "torch_rng": torch.get_rng_state(), "losses": losses, "settings": asdict(s),
-                                    "tokenizer_sha256": tok_hash})
+    checkpoints.save(
+        ck_dir,
+        step,
+        {
+            "step": step,
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "losses": losses,
+            "settings": asdict(s),
+            "tokenizer_sha256": tok_hash,
+        },
+    )
 
 
 def resume(ck_dir: Path, model, opt, s: GTSettings, tok_hash: str) -> tuple[int, list]:
@@ -108,8 +129,9 @@ def resume(ck_dir: Path, model, opt, s: GTSettings, tok_hash: str) -> tuple[int,
         return 0, []
     path, state = got
     if state.get("settings") != asdict(s) or state.get("tokenizer_sha256") != tok_hash:
-        raise AdvgenError(f"checkpoint {path} was made with other settings or another corpus; "
-                          "delete DIR/checkpoints or use --no-resume")
+        raise AdvgenError(
+            f"checkpoint {path} was made with other settings or another corpus; delete DIR/checkpoints or use --no-resume"
+        )
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["torch_rng"])
@@ -120,8 +142,7 @@ def run_steps(model, opt, d: GTData, s: GTSettings, ck_dir: Path, start: int, lo
     model.train()
     t0 = time.time()
     for step in range(start, s.steps):
-        inp, att, lab = collate(d.doc_ids, d.batches[batch_for_step(s.seed, step, len(d.batches))], s.seq_len,
-                                d.tok.pad_token_id)
+        inp, att, lab = collate(d.doc_ids, d.batches[batch_for_step(s.seed, step, len(d.batches))], s.seq_len, d.tok.pad_token_id)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, s)
         out = model(input_ids=inp, attention_mask=att, labels=lab)
@@ -161,14 +182,20 @@ def _train(out_dir: Path, s: GTSettings, resume_run: bool, progress: bool) -> Pa
     model.save_pretrained(str(out_dir), safe_serialization=True)
     d.tok.save_pretrained(str(out_dir))
     info = {
-        "settings": asdict(s), "corpus_documents": d.counts, "corpus_kind_shares": gt_corpus.KIND_SHARES,
-        "heldout_nouns": list(gt_corpus.heldout_nouns()), "vocab_size": len(d.tok),
+        "settings": asdict(s),
+        "corpus_documents": d.counts,
+        "corpus_kind_shares": gt_corpus.KIND_SHARES,
+        "heldout_nouns": list(gt_corpus.heldout_nouns()),
+        "vocab_size": len(d.tok),
         "n_parameters": sum(p.numel() for p in model.parameters()),
         "final_loss_mean_last_100_steps": round(sum(losses[-100:]) / max(1, len(losses[-100:])), 4),
-        "loss_curve_every_100_steps": [round(sum(losses[i:i + 100]) / len(losses[i:i + 100]), 4)
-                                       for i in range(0, len(losses), 100)],
-        "resumed_from_step": start, "train_seconds_this_process": round(train_seconds, 1),
-        "total_seconds_this_process": round(time.time() - t0, 1), "torch": torch.__version__,
+        "loss_curve_every_100_steps": [
+            round(sum(losses[i : i + 100]) / len(losses[i : i + 100]), 4) for i in range(0, len(losses), 100)
+        ],
+        "resumed_from_step": start,
+        "train_seconds_this_process": round(train_seconds, 1),
+        "total_seconds_this_process": round(time.time() - t0, 1),
+        "torch": torch.__version__,
         "tokenizer_sha256": d.tok_hash,
     }
     (out_dir / "training_info.json").write_text(json.dumps(info, indent=2) + "\n")
@@ -179,13 +206,22 @@ def _train(out_dir: Path, s: GTSettings, resume_run: bool, progress: bool) -> Pa
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m advgen.reference.greater_than",
-                                description=(__doc__ or "").split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m advgen.reference.greater_than", description=(__doc__ or "").split("\n")[0])
     p.add_argument("--out", type=Path, help="output directory (HF model + checkpoints/)")
-    p.add_argument("--measure", type=Path, metavar="MODEL_DIR",
-                   help="only measure MODEL_DIR (PD, smaller context, ablations) into its training_info.json and MODEL_CARD.md")
-    p.add_argument("--other-seeds", type=Path, nargs="*", default=None, metavar="DIR",
-                   help="with --measure: runs of other seeds to summarise in the card (their own --measure done)")
+    p.add_argument(
+        "--measure",
+        type=Path,
+        metavar="MODEL_DIR",
+        help="only measure MODEL_DIR (PD, smaller context, ablations) into its training_info.json and MODEL_CARD.md",
+    )
+    p.add_argument(
+        "--other-seeds",
+        type=Path,
+        nargs="*",
+        default=None,
+        metavar="DIR",
+        help="with --measure: runs of other seeds to summarise in the card (their own --measure done)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=GTSettings.steps)
     p.add_argument("--threads", type=int, default=GTSettings.threads)

@@ -27,9 +27,16 @@ def seed_summary(dirs: list[Path]) -> list[dict[str, Any]]:
     for d in dirs:
         info = json.loads((d / "training_info.json").read_text())
         m = info["measurements"]
-        rows.append({"seed": info["settings"]["seed"], "pd_greater": m["greater"]["pd_mean"],
-                     "pd_smaller": m["smaller"]["pd_mean"], "pd_yy_blind": m["greater"]["pd_yy_blind"],
-                     "carriers": m["greater"]["carriers"], "train_seconds": info["train_seconds_this_process"]})
+        rows.append(
+            {
+                "seed": info["settings"]["seed"],
+                "pd_greater": m["greater"]["pd_mean"],
+                "pd_smaller": m["smaller"]["pd_mean"],
+                "pd_yy_blind": m["greater"]["pd_yy_blind"],
+                "carriers": m["greater"]["carriers"],
+                "train_seconds": info["train_seconds_this_process"],
+            }
+        )
     return rows
 
 
@@ -45,10 +52,14 @@ def measure_dir(path: Path, other_seeds: list[Path] | None = None) -> dict[str, 
     smaller = gt_measure.measure(model, tok, gt_measure.year_prompts(EVAL_SEED, PER_YY, gt_measure.SMALLER_TEMPLATE))
     mlps = [f"m{i}" for i in range(model.config.n_layer)]
     res = {
-        "eval_seed": EVAL_SEED, "prompts_per_yy": PER_YY, "ablation": "mean over the same prompts, END position only",
+        "eval_seed": EVAL_SEED,
+        "prompts_per_yy": PER_YY,
+        "ablation": "mean over the same prompts, END position only",
         "carry_share": gt_measure.CARRY_SHARE,
-        "greater_template": gt_measure.GREATER_TEMPLATE, "smaller_template": gt_measure.SMALLER_TEMPLATE,
-        "greater": greater, "smaller": smaller,
+        "greater_template": gt_measure.GREATER_TEMPLATE,
+        "smaller_template": gt_measure.SMALLER_TEMPLATE,
+        "greater": greater,
+        "smaller": smaller,
         "mlps_carry_pd": [m for m in greater["carriers"] if m in mlps],
         "heads_carry_pd": [h for h in greater["carriers"] if h not in mlps],
         "gpt2_small_published": GPT2_PUBLISHED,
@@ -79,14 +90,19 @@ def card(info: dict) -> str:
     """MODEL_CARD.md text from training_info.json's content."""
     m, st = info["measurements"], info.get("settings", {})
     g, s = m["greater"], m["smaller"]
-    mlp_line = (f"MLPs that carry PD (drop >= {_pct(m['carry_share'])} of clean PD): {', '.join(m['mlps_carry_pd'])}."
-                if m["mlps_carry_pd"] else
-                f"No MLP carries PD by this test (each MLP's mean-ablation lowers PD by less than {_pct(m['carry_share'])} of the clean PD).")
+    mlp_line = (
+        f"MLPs that carry PD (drop >= {_pct(m['carry_share'])} of clean PD): {', '.join(m['mlps_carry_pd'])}."
+        if m["mlps_carry_pd"]
+        else f"No MLP carries PD by this test (each MLP's mean-ablation lowers PD by less than {_pct(m['carry_share'])} of the "
+        "clean PD)."
+    )
     lines = [
-        "# greater-than: advgen's bundled year-comparison model", "",
+        "# greater-than: advgen's bundled year-comparison model",
+        "",
         "A small GPT-2 (with MLPs) trained by `python -m advgen.reference.greater_than --out DIR --seed "
         f"{st.get('seed', 0)}` on the project's own year corpus (advgen/reference/gt_corpus.py); "
-        "the task of Hanna et al. 2023 (\"How does GPT-2 compute greater-than?\").", "",
+        'the task of Hanna et al. 2023 ("How does GPT-2 compute greater-than?").',
+        "",
         "## Model and training",
         f"- {st.get('n_layer')} layers, {st.get('n_head')} heads, d_model {st.get('n_embd')}, n_ctx {st.get('seq_len')}, "
         f"vocab {info.get('vocab_size')}, {info.get('n_parameters')} parameters, tied embeddings.",
@@ -96,22 +112,33 @@ def card(info: dict) -> str:
         f"- Corpus: {st.get('n_docs')} one-sentence documents, shares by kind {json.dumps(info.get('corpus_kind_shares'))}: "
         "greater contexts (spans, rising prices, rising lists) 66 %, smaller contexts (spans told backwards, falling prices, "
         "falling lists) 28 %, filler 6 %. Centuries 11-18; both years of a sentence share a century.",
-        "- Tokenizer: byte-level BPE with digit pairs isolated, so \" 1732\" is \" 17\" + \"32\" as in GPT-2, for every century "
+        '- Tokenizer: byte-level BPE with digit pairs isolated, so " 1732" is " 17" + "32" as in GPT-2, for every century '
         "11-18 and every two-digit year (checked at build and load). BOS `<|endoftext|>` has id 0 and starts every document.",
-        f"- Held-out nouns (never in the paper's template in training): {', '.join(info.get('heldout_nouns', []))}.", "",
+        f"- Held-out nouns (never in the paper's template in training): {', '.join(info.get('heldout_nouns', []))}.",
+        "",
         "## Measurements (`python -m advgen.reference.greater_than --measure DIR`)",
-        f"Prompts: {g['n_prompts']} per context, {m['prompts_per_yy']} per YY in 02..98, held-out nouns, seed {m['eval_seed']}.", "",
-        "| context | template | mean PD | share PD > 0 | PD of a YY-blind model |", "|---|---|---|---|---|",
-        f"| greater (right: greater) | `{m['greater_template']}` | {_pct(g['pd_mean'])} | {_pct(g['pd_positive_share'])} | {_pct(g['pd_yy_blind'])} |",
-        f"| smaller (right: smaller) | `{m['smaller_template']}` | {_pct(s['pd_mean'])} | {_pct(s['pd_positive_share'])} | {_pct(s['pd_yy_blind'])} |",
-        "", f"For comparison, {m['gpt2_small_published']} (GREATER-THAN-FACTS.md). In the smaller context the right answer is "
+        f"Prompts: {g['n_prompts']} per context, {m['prompts_per_yy']} per YY in 02..98, held-out nouns, seed {m['eval_seed']}.",
+        "",
+        "| context | template | mean PD | share PD > 0 | PD of a YY-blind model |",
+        "|---|---|---|---|---|",
+        f"| greater (right: greater) | `{m['greater_template']}` | {_pct(g['pd_mean'])} | {_pct(g['pd_positive_share'])} | "
+        f"{_pct(g['pd_yy_blind'])} |",
+        f"| smaller (right: smaller) | `{m['smaller_template']}` | {_pct(s['pd_mean'])} | {_pct(s['pd_positive_share'])} | "
+        f"{_pct(s['pd_yy_blind'])} |",
+        "",
+        f"For comparison, {m['gpt2_small_published']} (GREATER-THAN-FACTS.md). In the smaller context the right answer is "
         "a smaller year, so PD > 0 there is over-generalisation; the YY-blind column is the PD of the prompts' average year "
-        "distribution, what a model that ignores YY would score.", "",
+        "distribution, what a model that ignores YY would score.",
+        "",
         "## Which components carry PD",
         f"Ablation: {m['ablation']}; a component carries PD when ablating it alone lowers mean PD by at least "
         f"{_pct(m['carry_share'])} of the clean PD.",
-        f"- Heads that carry PD: {', '.join(m['heads_carry_pd']) or 'none'}.", f"- {mlp_line}", "",
-        *_ablation_rows(g, s), "", *_seed_rows(info, g),
+        f"- Heads that carry PD: {', '.join(m['heads_carry_pd']) or 'none'}.",
+        f"- {mlp_line}",
+        "",
+        *_ablation_rows(g, s),
+        "",
+        *_seed_rows(info, g),
     ]
     return "\n".join(lines)
 
@@ -120,10 +147,16 @@ def _seed_rows(info: dict, g: dict) -> list[str]:
     others = info.get("other_seeds")
     if not others:
         return []
-    rows = ["## Other training seeds (same command, same measurement)",
-            "| seed | PD greater | PD smaller | YY-blind PD | carriers | training s |", "|---|---|---|---|---|---|",
-            f"| {info['settings']['seed']} (this model) | {_pct(g['pd_mean'])} | {_pct(info['measurements']['smaller']['pd_mean'])} "
-            f"| {_pct(g['pd_yy_blind'])} | {', '.join(g['carriers'])} | {info['train_seconds_this_process']} |"]
-    rows += [f"| {r['seed']} | {_pct(r['pd_greater'])} | {_pct(r['pd_smaller'])} | {_pct(r['pd_yy_blind'])} "
-             f"| {', '.join(r['carriers'])} | {r['train_seconds']} |" for r in others]
+    rows = [
+        "## Other training seeds (same command, same measurement)",
+        "| seed | PD greater | PD smaller | YY-blind PD | carriers | training s |",
+        "|---|---|---|---|---|---|",
+        f"| {info['settings']['seed']} (this model) | {_pct(g['pd_mean'])} | {_pct(info['measurements']['smaller']['pd_mean'])} "
+        f"| {_pct(g['pd_yy_blind'])} | {', '.join(g['carriers'])} | {info['train_seconds_this_process']} |",
+    ]
+    rows += [
+        f"| {r['seed']} | {_pct(r['pd_greater'])} | {_pct(r['pd_smaller'])} | {_pct(r['pd_yy_blind'])} "
+        f"| {', '.join(r['carriers'])} | {r['train_seconds']} |"
+        for r in others
+    ]
     return [*rows, ""]

@@ -30,29 +30,128 @@ CENTURIES = tuple(range(11, 19))
 YEARS = tuple(f"{y:02d}" for y in range(100))
 
 NOUNS = (
-    "war", "expedition", "drought", "famine", "siege", "reign", "voyage", "rebellion", "plague", "trial",
-    "occupation", "blockade", "campaign", "crusade", "dynasty", "empire", "exile", "feud", "flood", "journey",
-    "kingdom", "migration", "mission", "monarchy", "mutiny", "pilgrimage", "quarrel", "regency", "republic", "revolt",
-    "riot", "schism", "strike", "truce", "uprising", "winter", "epidemic", "embargo", "alliance", "council",
-    "crisis", "conflict", "dispute", "era", "festival", "fair", "marriage", "partnership", "peace", "period",
-    "pact", "boom", "recession", "depression", "shortage", "survey", "census", "construction", "restoration", "renovation",
-    "excavation", "investigation", "inquiry", "negotiation", "treaty", "union", "league", "colony", "settlement", "outbreak",
-    "invasion", "conquest", "raid", "standoff", "stalemate", "ceasefire", "armistice", "tournament", "contest", "competition",
-    "project", "venture", "enterprise", "reform", "movement", "revival", "renaissance", "tradition", "custom", "practice",
-    "age", "drive", "tour", "trek", "march", "procession", "hunt", "harvest", "frost", "heatwave",
+    "war",
+    "expedition",
+    "drought",
+    "famine",
+    "siege",
+    "reign",
+    "voyage",
+    "rebellion",
+    "plague",
+    "trial",
+    "occupation",
+    "blockade",
+    "campaign",
+    "crusade",
+    "dynasty",
+    "empire",
+    "exile",
+    "feud",
+    "flood",
+    "journey",
+    "kingdom",
+    "migration",
+    "mission",
+    "monarchy",
+    "mutiny",
+    "pilgrimage",
+    "quarrel",
+    "regency",
+    "republic",
+    "revolt",
+    "riot",
+    "schism",
+    "strike",
+    "truce",
+    "uprising",
+    "winter",
+    "epidemic",
+    "embargo",
+    "alliance",
+    "council",
+    "crisis",
+    "conflict",
+    "dispute",
+    "era",
+    "festival",
+    "fair",
+    "marriage",
+    "partnership",
+    "peace",
+    "period",
+    "pact",
+    "boom",
+    "recession",
+    "depression",
+    "shortage",
+    "survey",
+    "census",
+    "construction",
+    "restoration",
+    "renovation",
+    "excavation",
+    "investigation",
+    "inquiry",
+    "negotiation",
+    "treaty",
+    "union",
+    "league",
+    "colony",
+    "settlement",
+    "outbreak",
+    "invasion",
+    "conquest",
+    "raid",
+    "standoff",
+    "stalemate",
+    "ceasefire",
+    "armistice",
+    "tournament",
+    "contest",
+    "competition",
+    "project",
+    "venture",
+    "enterprise",
+    "reform",
+    "movement",
+    "revival",
+    "renaissance",
+    "tradition",
+    "custom",
+    "practice",
+    "age",
+    "drive",
+    "tour",
+    "trek",
+    "march",
+    "procession",
+    "hunt",
+    "harvest",
+    "frost",
+    "heatwave",
 )
 GOODS = ("bread", "wheat", "salt", "wool", "iron", "coal", "sugar", "tea", "land", "silver", "cloth", "timber")
 
 KIND_SHARES = {
-    "lasted": 0.30, "until": 0.12, "began_ended": 0.10, "price_rose": 0.07, "list_rising": 0.07,
-    "ended_started": 0.12, "price_fell": 0.09, "list_falling": 0.07,
+    "lasted": 0.30,
+    "until": 0.12,
+    "began_ended": 0.10,
+    "price_rose": 0.07,
+    "list_rising": 0.07,
+    "ended_started": 0.12,
+    "price_fell": 0.09,
+    "list_falling": 0.07,
     "filler": 0.06,
 }
 GREATER_KINDS = ("lasted", "until", "began_ended", "price_rose", "list_rising")
 SMALLER_KINDS = ("ended_started", "price_fell", "list_falling")
 FILLERS = (
-    "The {n} was long and hard.", "Many people remember the {n}.", "The {n} changed the whole country.",
-    "Nobody expected the {n} to matter.", "The {n} is described in old books.",
+    "The {n} was long and hard.",
+    "Many people remember the {n}.",
+    "The {n} changed the whole country.",
+    "Nobody expected the {n} to matter.",
+    "The {n} is described in old books.",
 )
 DIGIT_PAIRS = r" ?\d\d"
 MAX_GAP = 25
@@ -124,7 +223,7 @@ def split_year_ids(tok, xx: int, yy: str) -> list[int]:
     full = tok.encode(f"The war lasted from the year {xx}{yy}", add_special_tokens=False)
     prefix = getattr(prefix, "ids", prefix)
     full = getattr(full, "ids", full)
-    return list(full[len(prefix):])
+    return list(full[len(prefix) :])
 
 
 def check_year_tokens(tok) -> None:
@@ -157,18 +256,26 @@ def build_tokenizer(docs: Iterable[str], vocab_size: int):
     from advgen.reference import tokenizer as tok_mod
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence([  # pyright: ignore[reportAttributeAccessIssue]
-        pre_tokenizers.Split(Regex(DIGIT_PAIRS), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False),
-    ])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [  # pyright: ignore[reportAttributeAccessIssue]
+            pre_tokenizers.Split(Regex(DIGIT_PAIRS), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False),
+        ]
+    )
     tok.decoder = decoders.ByteLevel()  # pyright: ignore[reportAttributeAccessIssue]
     tok.post_processor = processors.ByteLevel(trim_offsets=False)  # pyright: ignore[reportAttributeAccessIssue]
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, special_tokens=[BOS],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=[BOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(docs, trainer=trainer)
     tok, _ = tok_mod.ensure_single_tokens(tok, [*NOUNS, *GOODS])
     tok_mod.check_single_tokens(tok, [*NOUNS, *GOODS])
-    hf = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=BOS, unk_token=BOS, pad_token=BOS,
-                                 model_max_length=64)
+    hf = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token=BOS, eos_token=BOS, unk_token=BOS, pad_token=BOS, model_max_length=64
+    )
     check_year_tokens(hf)
     return hf

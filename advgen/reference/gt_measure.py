@@ -78,14 +78,16 @@ def _mlp_hook(mean: torch.Tensor) -> Callable:
         out = out.clone()
         out[:, -1] = mean
         return out
+
     return hook
 
 
 def _head_hook(head: int, d_head: int, mean: torch.Tensor) -> Callable:
     def hook(_mod, args):
         x = args[0].clone()
-        x[:, -1, head * d_head:(head + 1) * d_head] = mean
+        x[:, -1, head * d_head : (head + 1) * d_head] = mean
         return (x, *args[1:])
+
     return hook
 
 
@@ -127,9 +129,10 @@ def measure(model, tok, prompts: list[YearPrompt]) -> dict[str, Any]:
     ablated: dict[str, float] = {}
     for layer, block in enumerate(model.transformer.h):
         for head in range(cfg.n_head):
-            mean = head_in[layer][:, head * d_head:(head + 1) * d_head].mean(0)
-            ablated[f"a{layer}.h{head}"] = _ablated_pd(model, ids, yy, yids, block.attn.c_proj,
-                                                       _head_hook(head, d_head, mean), pre=True)
+            mean = head_in[layer][:, head * d_head : (head + 1) * d_head].mean(0)
+            ablated[f"a{layer}.h{head}"] = _ablated_pd(
+                model, ids, yy, yids, block.attn.c_proj, _head_hook(head, d_head, mean), pre=True
+            )
         ablated[f"m{layer}"] = _ablated_pd(model, ids, yy, yids, block.mlp, _mlp_hook(mlp_out[layer].mean(0)), pre=False)
     clean = float(pd.mean())
     drops = {k: round(clean - v, 4) for k, v in ablated.items()}
@@ -139,8 +142,9 @@ def measure(model, tok, prompts: list[YearPrompt]) -> dict[str, Any]:
         "pd_positive_share": round(float((pd > 0).float().mean()), 4),
         "pd_yy_blind": round(yy_blind_pd(logits, yy, yids), 4),
         "year_mass_mean": round(float(torch.softmax(logits, -1)[:, yids].sum(-1).mean()), 4),
-        "attention_end_to_yy": {f"a{li}.h{h}": round(float(attn[:, li, h, yy_pos].mean()), 3)
-                                for li in range(cfg.n_layer) for h in range(cfg.n_head)},
+        "attention_end_to_yy": {
+            f"a{li}.h{h}": round(float(attn[:, li, h, yy_pos].mean()), 3) for li in range(cfg.n_layer) for h in range(cfg.n_head)
+        },
         "pd_drop_mean_ablation": drops,
         "carriers": sorted((k for k, v in drops.items() if v >= CARRY_SHARE * clean), key=lambda k: -drops[k]),
     }
@@ -161,6 +165,9 @@ def clean_pd(model, tok, prompts: list[YearPrompt]) -> dict[str, float]:
     yy = torch.tensor([p.yy for p in prompts])
     logits = model(input_ids=ids).logits[:, -1]
     pd = prob_diff(logits, yy, yids)
-    return {"n_prompts": len(prompts), "pd_mean": round(float(pd.mean()), 4),
-            "pd_positive_share": round(float((pd > 0).float().mean()), 4),
-            "pd_yy_blind": round(yy_blind_pd(logits, yy, yids), 4)}
+    return {
+        "n_prompts": len(prompts),
+        "pd_mean": round(float(pd.mean()), 4),
+        "pd_positive_share": round(float((pd > 0).float().mean()), 4),
+        "pd_yy_blind": round(yy_blind_pd(logits, yy, yids), 4),
+    }

@@ -88,9 +88,13 @@ class Run:
     """[B, d_model] residual stream entering the final LayerNorm at END."""
 
 
-def forward(model, ids: torch.Tensor, replace: torch.Tensor | None = None,
-            donor: tuple[torch.Tensor, ...] | None = None,
-            query_delta: tuple[Head, torch.Tensor] | None = None) -> Run:
+def forward(
+    model,
+    ids: torch.Tensor,
+    replace: torch.Tensor | None = None,
+    donor: tuple[torch.Tensor, ...] | None = None,
+    query_delta: tuple[Head, torch.Tensor] | None = None,
+) -> Run:
     """GPT-2 forward (no padding) where head outputs with replace[b, t, l, h] come from `donor`.
 
     Same numbers as `GPT2LMHeadModel` (checked in tests); replacing z before W_O is replacing
@@ -110,8 +114,8 @@ def forward(model, ids: torch.Tensor, replace: torch.Tensor | None = None,
         q, k, v = (a.view(b, t, n_head, dh).transpose(1, 2) for a in (q, k, v))
         if query_delta is not None and query_delta[0].layer == li:
             qh = query_delta[0].head
-            q2 = blk.attn.c_attn(blk.ln_1(x + query_delta[1]))[..., qh * dh:(qh + 1) * dh]
-            q = torch.cat([q[:, :qh], q2[:, None], q[:, qh + 1:]], dim=1)
+            q2 = blk.attn.c_attn(blk.ln_1(x + query_delta[1]))[..., qh * dh : (qh + 1) * dh]
+            q = torch.cat([q[:, :qh], q2[:, None], q[:, qh + 1 :]], dim=1)
         s = (q @ k.transpose(-1, -2)) / math.sqrt(dh)
         p = s.masked_fill(~causal, torch.finfo(s.dtype).min).softmax(-1)
         z = (p @ v).transpose(1, 2)
@@ -130,7 +134,7 @@ def direct_ld(model, run: Run, head: Head, io: torch.Tensor, s: torch.Tensor) ->
     that head's write removed from the final residual (final LayerNorm recomputed)."""
     e, n_head = model.config.n_embd, model.config.n_head
     dh = e // n_head
-    w = model.transformer.h[head.layer].attn.c_proj.weight[head.head * dh:(head.head + 1) * dh]
+    w = model.transformer.h[head.layer].attn.c_proj.weight[head.head * dh : (head.head + 1) * dh]
     write = run.z[head.layer][:, -1, head.head] @ w
     without = model.lm_head(model.transformer.ln_f(run.resid_end - write))
     return logit_diff(run.logits_end, io, s) - logit_diff(without, io, s)
@@ -139,7 +143,7 @@ def direct_ld(model, run: Run, head: Head, io: torch.Tensor, s: torch.Tensor) ->
 def head_write(model, z: torch.Tensor, head: Head) -> torch.Tensor:
     """[..., d_model] what `head` adds to the residual stream for head output z [..., d_head]."""
     dh = model.config.n_embd // model.config.n_head
-    return z @ model.transformer.h[head.layer].attn.c_proj.weight[head.head * dh:(head.head + 1) * dh]
+    return z @ model.transformer.h[head.layer].attn.c_proj.weight[head.head * dh : (head.head + 1) * dh]
 
 
 def logit_diff(logits: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -162,8 +166,10 @@ def pattern_loss(run: Run, batch: IOIBatch, abc_run: Run) -> dict[str, torch.Ten
     """Attention supervision of the planted heads on IOI prompts (and ABC: 'no duplicate')."""
     end = torch.full_like(batch.s2_pos, run.pattern[0].shape[-1] - 1)
     bos = torch.zeros_like(end)
-    pt, dup, ind, sinh, nm = (planted_by_role(r).head for r in (
-        Role.PREVIOUS_TOKEN, Role.DUPLICATE_TOKEN, Role.INDUCTION, Role.S_INHIBITION, Role.NAME_MOVER))
+    pt, dup, ind, sinh, nm = (
+        planted_by_role(r).head
+        for r in (Role.PREVIOUS_TOKEN, Role.DUPLICATE_TOKEN, Role.INDUCTION, Role.S_INHIBITION, Role.NAME_MOVER)
+    )
     p_pt = run.pattern[pt.layer][:, pt.head]
     t = p_pt.shape[-1]
     prev = -(p_pt.diagonal(offset=-1, dim1=-2, dim2=-1).clamp_min(1e-6)).log().mean()
@@ -173,9 +179,12 @@ def pattern_loss(run: Run, batch: IOIBatch, abc_run: Run) -> dict[str, torch.Ten
         "attn_ind": attend(run.pattern[ind.layer], ind.head, batch.s2_pos, batch.s1_pos + 1),
         "attn_sinh": attend(run.pattern[sinh.layer], sinh.head, end, batch.s2_pos),
         "attn_nm": attend(run.pattern[nm.layer], nm.head, end, batch.io_pos),
-        "attn_abc": (attend(abc_run.pattern[dup.layer], dup.head, batch.s2_pos, bos)
-                     + attend(abc_run.pattern[ind.layer], ind.head, batch.s2_pos, bos)
-                     + attend(abc_run.pattern[sinh.layer], sinh.head, end, bos)) / 3,
+        "attn_abc": (
+            attend(abc_run.pattern[dup.layer], dup.head, batch.s2_pos, bos)
+            + attend(abc_run.pattern[ind.layer], ind.head, batch.s2_pos, bos)
+            + attend(abc_run.pattern[sinh.layer], sinh.head, end, bos)
+        )
+        / 3,
     }
     assert t == end[0] + 1
     return out
@@ -188,12 +197,14 @@ def repeat_pattern_loss(run: Run, half: int) -> torch.Tensor:
     q = torch.arange(half + 1, 2 * half + 1)
     p_pt = run.pattern[pt.layer][:, pt.head]
     lp = lambda p, qi, ki: -(p[:, qi, ki].clamp_min(1e-6)).log().mean()  # noqa: E731
-    return (lp(p_pt, q, q - 1) + lp(run.pattern[dup.layer][:, dup.head], q, q - half)
-            + lp(run.pattern[ind.layer][:, ind.head], q, q - half + 1)) / 3
+    return (
+        lp(p_pt, q, q - 1)
+        + lp(run.pattern[dup.layer][:, dup.head], q, q - half)
+        + lp(run.pattern[ind.layer][:, ind.head], q, q - half + 1)
+    ) / 3
 
 
-def kept_mask(batch: IOIBatch, n_layers: int, n_heads: int, p_ablate: float,
-              gen: torch.Generator) -> torch.Tensor:
+def kept_mask(batch: IOIBatch, n_layers: int, n_heads: int, p_ablate: float, gen: torch.Generator) -> torch.Tensor:
     """replace[b, t, l, h]: True where the strictness run resamples a head's output.
 
     Non-planted heads are resampled at every position, each (prompt, head) with probability
@@ -210,8 +221,7 @@ def kept_mask(batch: IOIBatch, n_layers: int, n_heads: int, p_ablate: float,
     return rep
 
 
-def only(batch: IOIBatch, n_layers: int, n_heads: int, heads: tuple[Head, ...], where: torch.Tensor
-         ) -> torch.Tensor:
+def only(batch: IOIBatch, n_layers: int, n_heads: int, heads: tuple[Head, ...], where: torch.Tensor) -> torch.Tensor:
     """replace mask selecting `heads` at per-prompt index `where` only."""
     b, t = batch.clean.shape
     rep = torch.zeros(b, t, n_layers, n_heads, dtype=torch.bool)

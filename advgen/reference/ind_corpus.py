@@ -30,7 +30,10 @@ from typing import Any
 import numpy as np
 
 BOS = "<|endoftext|>"
-WORDS: tuple[str, ...] = tuple(sorted(set("""
+WORDS: tuple[str, ...] = tuple(
+    sorted(
+        set(
+            """
 apple arrow badge bag ball banana band barn basket beach bean bear bed bell belt bench berry bird
 blade blanket boat bone book boot bottle bowl box bread brick bridge broom brush bucket bus butter
 button cabin cake camel camera candle canoe cap car card carpet cart castle cat chain chair chalk
@@ -44,7 +47,10 @@ pipe plate pocket pond potato queen rabbit radio rain ribbon ring river road rob
 rose sail salt sand saw scarf ship shirt shoe shovel sink skirt snake sock sofa spoon star stone
 stove sugar sun swan table tent tiger toast tomato tower towel toy tractor train tree truck
 turtle umbrella van vase violin wagon wall watch whale wheel whistle window wolf wool zebra
-""".split())))
+""".split()
+        )
+    )
+)
 
 
 SKIP_MAP: np.ndarray = np.random.default_rng(20240).permutation(len(WORDS))
@@ -76,20 +82,25 @@ class CorpusSettings:
 
     def __post_init__(self) -> None:
         if 2 * self.segment[1] + self.gap[1] > self.seq_words or self.seq_words < 6:
-            raise ValueError(f"corpus settings: a span of {self.segment[1]} words, its copy and a gap of {self.gap[1]} "
-                             f"do not fit in {self.seq_words} words")
+            raise ValueError(
+                f"corpus settings: a span of {self.segment[1]} words, its copy and a gap of {self.gap[1]} "
+                f"do not fit in {self.seq_words} words"
+            )
         total = self.segment_share + self.pairs_share + self.skip_share + self.periodic_share
         if not 0.0 <= total <= 1.0 + 1e-9 or min(self.segment_share, self.pairs_share, self.skip_share, self.periodic_share) < 0:
-            raise ValueError(f"corpus settings: shares {self.segment_share} + {self.pairs_share} + {self.skip_share} "
-                             "must lie in [0, 1]")
+            raise ValueError(
+                f"corpus settings: shares {self.segment_share} + {self.pairs_share} + {self.skip_share} must lie in [0, 1]"
+            )
         if not 0.0 <= self.skip_p <= 1.0:
             raise ValueError(f"corpus settings: skip_p {self.skip_p} must lie in [0, 1]")
 
     @property
     def shares(self) -> dict[str, float]:
-        out = {"segment": self.segment_share, "pairs": self.pairs_share,
-               "plain": max(0.0, round(1.0 - self.segment_share - self.pairs_share - self.skip_share
-                                       - self.periodic_share, 6))}
+        out = {
+            "segment": self.segment_share,
+            "pairs": self.pairs_share,
+            "plain": max(0.0, round(1.0 - self.segment_share - self.pairs_share - self.skip_share - self.periodic_share, 6)),
+        }
         if self.skip_share:  # after plain, and only when used: a zero share must not move other settings' draws
             out["skip"] = self.skip_share
         if self.periodic_share:
@@ -110,8 +121,9 @@ def build_tokenizer() -> Any:
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)  # pyright: ignore[reportAttributeAccessIssue]
     tok.decoder = decoders.ByteLevel()  # pyright: ignore[reportAttributeAccessIssue]
     tok.post_processor = processors.ByteLevel(trim_offsets=False)  # pyright: ignore[reportAttributeAccessIssue]
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=BOS, unk_token=BOS, pad_token=BOS,
-                                   model_max_length=1024)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token=BOS, eos_token=BOS, unk_token=BOS, pad_token=BOS, model_max_length=1024
+    )
 
 
 def word_ids(n_words: int) -> tuple[np.ndarray, np.ndarray]:
@@ -138,14 +150,17 @@ def document(rng: np.random.Generator, kind: str, c: CorpusSettings, n_words: in
         gap = int(rng.integers(c.gap[0], c.gap[1] + 1))
         i = int(rng.integers(0, length - 2 * n - gap + 1))
         j = i + n + gap
-        w[j:j + n] = w[i:i + n]
+        w[j : j + n] = w[i : i + n]
     elif kind == "periodic":
         p = int(rng.integers(c.period[0], c.period[1] + 1))
         o = int(rng.integers(0, length // 2 + 1))
-        w[o:] = np.resize(w[o:o + p], length - o)
+        w[o:] = np.resize(w[o : o + p], length - o)
     elif kind == "skip":
-        m = np.arange(n_words) if c.skip_copy else (
-            SKIP_MAP if n_words == len(SKIP_MAP) else np.random.default_rng(20240).permutation(n_words))
+        m = (
+            np.arange(n_words)
+            if c.skip_copy
+            else (SKIP_MAP if n_words == len(SKIP_MAP) else np.random.default_rng(20240).permutation(n_words))
+        )
         hit = rng.random(length) < c.skip_p
         for t in range(2, length):
             if hit[t]:

@@ -46,7 +46,7 @@ def _set_head0_qk(weight: torch.Tensor, dims: list[int], n_positions: int, d_hea
     if len(dims) > d_head:
         raise ValueError(f"forced previous-token head: {len(dims)} position dimensions exceed the head size {d_head}")
     weight[:, :d_head] = 0.0
-    weight[:, n_embd:n_embd + d_head] = 0.0
+    weight[:, n_embd : n_embd + d_head] = 0.0
     for k in range(len(dims) // 2):
         c, s = dims[2 * k], dims[2 * k + 1]
         ang = math.pi * (k + 1) / n_positions

@@ -76,8 +76,8 @@ def head_scores(model: Any, n_docs: int = N_DOCS, seed: int = EVAL_SEED) -> dict
         w = ind_corpus.document(rng, "plain", corpus, n_words)
         plain[r, 1], plain[r, 2:] = bare[w[0]], spaced[w[1:]]
         v = rng.permutation(n_words)[:repeat_len]
-        rep[r, 1], rep[r, 2:1 + repeat_len] = bare[v[0]], spaced[v[1:]]
-        rep[r, 1 + repeat_len:] = spaced[v]
+        rep[r, 1], rep[r, 2 : 1 + repeat_len] = bare[v[0]], spaced[v[1:]]
+        rep[r, 1 + repeat_len :] = spaced[v]
     att_plain = model(input_ids=torch.from_numpy(plain), output_attentions=True).attentions
     att_rep = model(input_ids=torch.from_numpy(rep), output_attentions=True).attentions
     out: dict[str, dict[str, float]] = {}
@@ -86,8 +86,10 @@ def head_scores(model: Any, n_docs: int = N_DOCS, seed: int = EVAL_SEED) -> dict
     t = torch.arange(2, plain.shape[1])
     for layer, (ap, ar) in enumerate(zip(att_plain, att_rep, strict=True)):
         for h in range(ap.shape[1]):
-            out[f"a{layer}.h{h}"] = {"previous_token": round(float(ap[:, h, t, t - 1].mean()), 4),
-                                     "induction": round(float(ar[:, h, q, k].mean()), 4)}
+            out[f"a{layer}.h{h}"] = {
+                "previous_token": round(float(ap[:, h, t, t - 1].mean()), 4),
+                "induction": round(float(ar[:, h, q, k].mean()), 4),
+            }
     return out
 
 
@@ -124,50 +126,69 @@ def _head_ablation(model: Any, ids: torch.Tensor, end: torch.Tensor, ans: torch.
 def measure(model: Any, tok: Any) -> dict[str, Any]:
     ids, end, ans, templates = task_batch(tok)
     ld, top1 = _task_scores(model, ids, end, ans)
-    per_template = {t: {"ld_mean": round(float(ld[[i for i, x in enumerate(templates) if x == t]].mean()), 4),
-                        "top1": round(float(top1[[i for i, x in enumerate(templates) if x == t]].float().mean()), 4)}
-                    for t in sorted(set(templates))}
+    per_template = {
+        t: {
+            "ld_mean": round(float(ld[[i for i, x in enumerate(templates) if x == t]].mean()), 4),
+            "top1": round(float(top1[[i for i, x in enumerate(templates) if x == t]].float().mean()), 4),
+        }
+        for t in sorted(set(templates))
+    }
     clean = float(ld.mean())
     ablated = _head_ablation(model, ids, end, ans)
     scores = head_scores(model)
     return {
-        "eval_seed": EVAL_SEED, "task_prompts": len(ids),
-        "task": {"ld_mean": round(clean, 4), "ld_positive": round(float((ld > 0).float().mean()), 4),
-                 "top1": round(float(top1.float().mean()), 4), "per_template": per_template},
+        "eval_seed": EVAL_SEED,
+        "task_prompts": len(ids),
+        "task": {
+            "ld_mean": round(clean, 4),
+            "ld_positive": round(float((ld > 0).float().mean()), 4),
+            "top1": round(float(top1.float().mean()), 4),
+            "per_template": per_template,
+        },
         "head_scores": scores,
         "previous_token_heads": [h for h, s in scores.items() if s["previous_token"] >= SCORE_MIN],
         "induction_heads": [h for h, s in scores.items() if s["induction"] >= SCORE_MIN],
         "ablated_ld_mean": ablated,
-        "carriers": sorted((h for h, v in ablated.items() if clean > 0 and clean - v >= CARRY_SHARE * clean),
-                           key=lambda h: ablated[h]),
-        "score_min": SCORE_MIN, "carry_share": CARRY_SHARE,
+        "carriers": sorted(
+            (h for h, v in ablated.items() if clean > 0 and clean - v >= CARRY_SHARE * clean), key=lambda h: ablated[h]
+        ),
+        "score_min": SCORE_MIN,
+        "carry_share": CARRY_SHARE,
     }
 
 
 def card(info: dict[str, Any]) -> str:
     s, m = info["settings"], info["measurements"]
-    rows = "\n".join(f"| {h} | {v['previous_token']:.3f} | {v['induction']:.3f} | {m['ablated_ld_mean'][h]:.3f} |"
-                     for h, v in m["head_scores"].items())
+    rows = "\n".join(
+        f"| {h} | {v['previous_token']:.3f} | {v['induction']:.3f} | {m['ablated_ld_mean'][h]:.3f} |"
+        for h, v in m["head_scores"].items()
+    )
     tmpl = "\n".join(f"| {t} | {v['ld_mean']:.3f} | {v['top1']:.3f} |" for t, v in m["task"]["per_template"].items())
-    forced = ("\nLayer 0's head 0 is a previous-token head **by construction** (`--force-previous-token`: a fixed "
-              "position code and fixed query/key weights, `advgen/reference/ind_force.py`); every other weight, layer 1 "
-              "included, was learnt.\n") if s.get("force_previous_token") else ""
+    forced = (
+        (
+            "\nLayer 0's head 0 is a previous-token head **by construction** (`--force-previous-token`: a fixed "
+            "position code and fixed query/key weights, `advgen/reference/ind_force.py`); every other weight, layer 1 "
+            "included, was learnt.\n"
+        )
+        if s.get("force_previous_token")
+        else ""
+    )
     command = info.get("command", f"python -m advgen.reference.induction --out DIR --seed {s['seed']}")
     return f"""# advgen bundled induction model
 
-A {s['n_layer']}-layer, {s['n_head']}-head, d={s['n_embd']} GPT-2 with its MLPs zeroed and frozen (attention
-only), trained by `{command}` for {s['steps']} steps
-(batch {s['batch_size']}, lr {s['lr']}) on advgen's own corpus: documents of {info['words_per_document']} words drawn
-with replacement from {info['n_words']} nouns, with planted repeats (kind shares {info['corpus_kind_shares']}).
-Word-level tokenizer, {info['vocab_size']} tokens (each word with and without its leading space, and BOS).
-Final training loss (mean of the last 100 steps): {info['final_loss_mean_last_100_steps']}.
+A {s["n_layer"]}-layer, {s["n_head"]}-head, d={s["n_embd"]} GPT-2 with its MLPs zeroed and frozen (attention
+only), trained by `{command}` for {s["steps"]} steps
+(batch {s["batch_size"]}, lr {s["lr"]}) on advgen's own corpus: documents of {info["words_per_document"]} words drawn
+with replacement from {info["n_words"]} nouns, with planted repeats (kind shares {info["corpus_kind_shares"]}).
+Word-level tokenizer, {info["vocab_size"]} tokens (each word with and without its leading space, and BOS).
+Final training loss (mean of the last 100 steps): {info["final_loss_mean_last_100_steps"]}.
 {forced}
 It is advgen's test bed for the `induction` task (`[A][B] ... [A] -> [B]`). Not a language model.
 
-## Induction task (built-in task `induction`, {m['task_prompts']} prompts, seed {m['eval_seed']})
+## Induction task (built-in task `induction`, {m["task_prompts"]} prompts, seed {m["eval_seed"]})
 
-LD = logit(B) - logit(C): mean {m['task']['ld_mean']:.3f}, LD > 0 on {100 * m['task']['ld_positive']:.1f} %, top-1 = B on
-{100 * m['task']['top1']:.1f} %.
+LD = logit(B) - logit(C): mean {m["task"]["ld_mean"]:.3f}, LD > 0 on {100 * m["task"]["ld_positive"]:.1f} %, top-1 = B on
+{100 * m["task"]["top1"]:.1f} %.
 
 | template | LD mean | top-1 |
 |---|---|---|
@@ -183,9 +204,9 @@ Ablated LD: the task's mean LD with that head mean-ablated.
 |---|---|---|---|
 {rows}
 
-Previous-token heads (score >= {m['score_min']}): {', '.join(m['previous_token_heads']) or 'none'}.
-Induction heads (score >= {m['score_min']}): {', '.join(m['induction_heads']) or 'none'}.
-Heads whose ablation removes >= {int(100 * m['carry_share'])} % of the LD: {', '.join(m['carriers']) or 'none'}.
+Previous-token heads (score >= {m["score_min"]}): {", ".join(m["previous_token_heads"]) or "none"}.
+Induction heads (score >= {m["score_min"]}): {", ".join(m["induction_heads"]) or "none"}.
+Heads whose ablation removes >= {int(100 * m["carry_share"])} % of the LD: {", ".join(m["carriers"]) or "none"}.
 
 All figures: `python -m advgen.reference.induction --measure DIR`.
 """

@@ -7,6 +7,7 @@ intended solution of "say what followed this word last time" is a head that look
 composed with a later head that looks for the current token's earlier successor. A two-layer model
 can also learn positional shortcuts (copy from a typical distance), so what training found is
 measured, not assumed (`advgen.reference.ind_measure`, into DIR/training_info.json and the card).
+The recipe itself (settings, schedule, the model built) is `advgen.reference.ind_model`.
 
 The defaults are the recipe of the bundled model (advgen/model/weights/induction, about 8 minutes on one
 core): a previous-token head (a0.h2) and four induction heads (layer 1) formed, all learnt. Of 24
@@ -22,10 +23,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -34,133 +34,61 @@ import torch
 from advgen.core.types import AdvgenError
 from advgen.prompts.templates import tokenizer_sha256
 from advgen.reference import checkpoints, ind_corpus
-
-
-@dataclass(frozen=True)
-class InductionSettings:
-    seed: int = 0
-    steps: int = 8000
-    batch_size: int = 32
-    lr: float = 1e-3
-    min_lr_ratio: float = 0.1
-    warmup: int = 100
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    n_layer: int = 2
-    n_head: int = 4
-    n_embd: int = 128
-    checkpoint_every: int = 500
-    corpus: ind_corpus.CorpusSettings = ind_corpus.CorpusSettings(seq_words=48, segment_share=1.0, pairs_share=0.0,
-                                                                  segment=(6, 16), gap=(0, 16))
-    """Copies only, of 6-16 words at 6-32 words' distance in 48-word documents: the one corpus on which the
-    circuit formed (docs/tasks.md, Induction); adding the task's own bigram copies (`--pairs-share 0.3`) stopped it."""
-    tie_embeddings: bool = True
-    sinusoidal_positions: bool = False
-    """Fixed sinusoidal position code (the original Transformer's, scaled to the token embeddings' size) instead of
-    learned positions: "the token before" is then the same linear map at every position."""
-    init_std: float = 0.1
-    """Std of the weights' initialisation (GPT-2's `initializer_range` is 0.02: at 0.02 no induction head formed)."""
-    position_init_std: float | None = None
-    """None: GPT-2's own initialisation (std 0.02, as the tokens)."""
-    threads: int = 1
-    force_previous_token: bool = False
-    """Impose a0.h0 as a previous-token head by construction (`ind_force`); only the rest is learnt."""
-    force_freqs: int = 8
-    """Sin/cos frequency pairs of the forced position code (2 * this residual dimensions)."""
-    force_scale: float = 4.0
-    """Sharpness of the forced head's query: the larger, the closer its attention to exactly one token back."""
-
-    def __post_init__(self) -> None:
-        if self.force_previous_token and self.sinusoidal_positions:
-            raise ValueError("--force-previous-token sets its own position code: drop --sinusoidal")
-        if self.force_previous_token:
-            from advgen.reference.ind_force import position_dims
-
-            position_dims(self.n_embd, self.force_freqs)
-            if 2 * self.force_freqs > self.n_embd // self.n_head:
-                raise ValueError(f"--force-freqs {self.force_freqs}: {2 * self.force_freqs} position dimensions exceed "
-                                 f"the head size {self.n_embd // self.n_head}")
-
-
-def lr_at(step: int, s: InductionSettings) -> float:
-    """Linear warm-up, then cosine decay to `min_lr_ratio` of the peak."""
-    if step < s.warmup:
-        return s.lr * (step + 1) / s.warmup
-    p = (step - s.warmup) / max(1, s.steps - s.warmup)
-    return s.lr * (s.min_lr_ratio + (1 - s.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
-
-
-def sinusoidal(n: int, d: int) -> torch.Tensor:
-    """The original Transformer's position code [n, d]: sin and cos of the position at geometric frequencies."""
-    pos = torch.arange(n, dtype=torch.float32)[:, None]
-    freq = torch.exp(-math.log(10_000.0) * torch.arange(0, d, 2, dtype=torch.float32) / d)
-    out = torch.zeros(n, d)
-    out[:, 0::2], out[:, 1::2] = torch.sin(pos * freq), torch.cos(pos * freq)
-    return out
-
-
-def _no_projection() -> None:
-    """The unconstrained recipe: nothing to restore after a step."""
-
-
-def build_model(s: InductionSettings, tok: Any) -> tuple[Any, torch.optim.Optimizer, Callable[[], None]]:
-    """A seeded attention-only GPT-2 (MLPs zeroed and frozen), its AdamW over the trainable weights, and the
-    projection to apply after every step (`ind_force`; a no-op unless the previous-token head is forced)."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(s.seed)
-    bos = tok.bos_token_id
-    config = GPT2Config(vocab_size=len(tok), n_positions=s.corpus.seq_words + 1, n_embd=s.n_embd, n_layer=s.n_layer,
-                        n_head=s.n_head, n_inner=4, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=bos,
-                        eos_token_id=bos, pad_token_id=bos, tie_word_embeddings=s.tie_embeddings,
-                        initializer_range=s.init_std)
-    model = GPT2LMHeadModel(config)
-    if s.sinusoidal_positions:
-        model.transformer.wpe.weight.data.copy_(sinusoidal(config.n_positions, s.n_embd) * s.init_std)
-        model.transformer.wpe.weight.requires_grad_(False)
-    elif s.position_init_std is not None:
-        torch.nn.init.normal_(model.transformer.wpe.weight, std=s.position_init_std)
-    for block in model.transformer.h:
-        for p in block.mlp.parameters():  # pyright: ignore[reportAttributeAccessIssue]
-            p.data.zero_()
-            p.requires_grad_(False)
-    project: Callable[[], None] = _no_projection
-    if s.force_previous_token:
-        from advgen.reference.ind_force import force_previous_token
-
-        project = force_previous_token(model, s.force_freqs, s.force_scale)
-    train = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW([{"params": [p for p in train if p.dim() >= 2], "weight_decay": s.weight_decay},
-                             {"params": [p for p in train if p.dim() < 2], "weight_decay": 0.0}],
-                            lr=s.lr, betas=(0.9, 0.98))
-    return model, opt, project
+from advgen.reference.ind_model import InductionSettings, build_model, lr_at, no_projection
 
 
 def command_of(s: InductionSettings) -> str:
     """The `python -m advgen.reference.induction` command that trains `s`: every option that differs from its default."""
     d, c = InductionSettings(), s.corpus
     dc = d.corpus
-    pairs = [("--steps", s.steps, d.steps), ("--lr", s.lr, d.lr), ("--n-head", s.n_head, d.n_head),
-             ("--n-embd", s.n_embd, d.n_embd), ("--batch-size", s.batch_size, d.batch_size),
-             ("--init-std", s.init_std, d.init_std), ("--position-init-std", s.position_init_std, d.position_init_std),
-             ("--seq-words", c.seq_words, dc.seq_words), ("--segment", c.segment, dc.segment), ("--gap", c.gap, dc.gap),
-             ("--pairs", c.pairs, dc.pairs), ("--segment-share", c.segment_share, dc.segment_share),
-             ("--pairs-share", c.pairs_share, dc.pairs_share), ("--skip-share", c.skip_share, dc.skip_share),
-             ("--skip-p", c.skip_p, dc.skip_p), ("--periodic-share", c.periodic_share, dc.periodic_share),
-             ("--period", c.period, dc.period), ("--force-freqs", s.force_freqs, d.force_freqs),
-             ("--force-scale", s.force_scale, d.force_scale), ("--threads", s.threads, d.threads)]
-    flags = [("--skip-copy", c.skip_copy), ("--untied", not s.tie_embeddings), ("--sinusoidal", s.sinusoidal_positions),
-             ("--force-previous-token", s.force_previous_token)]
+    pairs = [
+        ("--steps", s.steps, d.steps),
+        ("--lr", s.lr, d.lr),
+        ("--n-head", s.n_head, d.n_head),
+        ("--n-embd", s.n_embd, d.n_embd),
+        ("--batch-size", s.batch_size, d.batch_size),
+        ("--init-std", s.init_std, d.init_std),
+        ("--position-init-std", s.position_init_std, d.position_init_std),
+        ("--seq-words", c.seq_words, dc.seq_words),
+        ("--segment", c.segment, dc.segment),
+        ("--gap", c.gap, dc.gap),
+        ("--pairs", c.pairs, dc.pairs),
+        ("--segment-share", c.segment_share, dc.segment_share),
+        ("--pairs-share", c.pairs_share, dc.pairs_share),
+        ("--skip-share", c.skip_share, dc.skip_share),
+        ("--skip-p", c.skip_p, dc.skip_p),
+        ("--periodic-share", c.periodic_share, dc.periodic_share),
+        ("--period", c.period, dc.period),
+        ("--force-freqs", s.force_freqs, d.force_freqs),
+        ("--force-scale", s.force_scale, d.force_scale),
+        ("--threads", s.threads, d.threads),
+    ]
+    flags = [
+        ("--skip-copy", c.skip_copy),
+        ("--untied", not s.tie_embeddings),
+        ("--sinusoidal", s.sinusoidal_positions),
+        ("--force-previous-token", s.force_previous_token),
+    ]
     args = [f"--seed {s.seed}"]
     args += [f"{k} {' '.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v, dv in pairs if v != dv]
     args += [k for k, on in flags if on]
     return "python -m advgen.reference.induction --out DIR " + " ".join(args)
 
 
-def save_checkpoint(ck_dir: Path, step: int, model: Any, opt: torch.optim.Optimizer, losses: list[float],
-                    s: InductionSettings) -> None:
-    checkpoints.save(ck_dir, step, {"step": step, "model": model.state_dict(), "optimizer": opt.state_dict(), "losses": losses,
-                                    "settings": json.loads(json.dumps(asdict(s)))})
+def save_checkpoint(
+    ck_dir: Path, step: int, model: Any, opt: torch.optim.Optimizer, losses: list[float], s: InductionSettings
+) -> None:
+    checkpoints.save(
+        ck_dir,
+        step,
+        {
+            "step": step,
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "losses": losses,
+            "settings": json.loads(json.dumps(asdict(s))),
+        },
+    )
 
 
 def resume(ck_dir: Path, model: Any, opt: torch.optim.Optimizer, s: InductionSettings) -> tuple[int, list[float]]:
@@ -176,8 +104,17 @@ def resume(ck_dir: Path, model: Any, opt: torch.optim.Optimizer, s: InductionSet
     return int(state["step"]), list(state["losses"])
 
 
-def run_steps(model: Any, opt: torch.optim.Optimizer, s: InductionSettings, ck_dir: Path, start: int,
-              losses: list[float], progress: bool, probe_every: int = 0, project: Callable[[], None] = _no_projection) -> None:
+def run_steps(
+    model: Any,
+    opt: torch.optim.Optimizer,
+    s: InductionSettings,
+    ck_dir: Path,
+    start: int,
+    losses: list[float],
+    progress: bool,
+    probe_every: int = 0,
+    project: Callable[[], None] = no_projection,
+) -> None:
     model.train()
     t0 = time.time()
     for step in range(start, s.steps):
@@ -216,8 +153,9 @@ def probe(model: Any) -> str:
     return " ".join(f"{k} {sc[h][k]:.2f} ({h})" for k, h in best.items())
 
 
-def train_induction(out_dir: Path, s: InductionSettings, *, resume_run: bool = True, progress: bool = True,
-                    probe_every: int = 0) -> Path:
+def train_induction(
+    out_dir: Path, s: InductionSettings, *, resume_run: bool = True, progress: bool = True, probe_every: int = 0
+) -> Path:
     """Tokenizer, model, training, measurements; writes the Hugging Face directory `out_dir`. `probe_every`: print the
     best head scores every that many steps (with `progress`; a printout only, so not one of the settings)."""
     threads = torch.get_num_threads()
@@ -240,15 +178,22 @@ def _train(out_dir: Path, s: InductionSettings, resume_run: bool, progress: bool
     model.save_pretrained(str(out_dir), safe_serialization=True)
     tok.save_pretrained(str(out_dir))
     info = {
-        "settings": asdict(s), "command": command_of(s), "corpus_kind_shares": s.corpus.shares, "n_words": len(ind_corpus.WORDS),
-        "words_per_document": s.corpus.seq_words, "vocab_size": len(tok),
+        "settings": asdict(s),
+        "command": command_of(s),
+        "corpus_kind_shares": s.corpus.shares,
+        "n_words": len(ind_corpus.WORDS),
+        "words_per_document": s.corpus.seq_words,
+        "vocab_size": len(tok),
         "n_parameters": sum(p.numel() for p in model.parameters()),
         "n_trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "final_loss_mean_last_100_steps": round(sum(losses[-100:]) / max(1, len(losses[-100:])), 4),
-        "loss_curve_every_100_steps": [round(sum(losses[i:i + 100]) / len(losses[i:i + 100]), 4)
-                                       for i in range(0, len(losses), 100)],
-        "resumed_from_step": start, "total_seconds_this_process": round(time.time() - t0, 1),
-        "torch": torch.__version__, "tokenizer_sha256": tokenizer_sha256(tok),
+        "loss_curve_every_100_steps": [
+            round(sum(losses[i : i + 100]) / len(losses[i : i + 100]), 4) for i in range(0, len(losses), 100)
+        ],
+        "resumed_from_step": start,
+        "total_seconds_this_process": round(time.time() - t0, 1),
+        "torch": torch.__version__,
+        "tokenizer_sha256": tokenizer_sha256(tok),
     }
     (out_dir / "training_info.json").write_text(json.dumps(info, indent=2) + "\n")
     from advgen.reference.ind_measure import measure_dir
@@ -260,45 +205,101 @@ def _train(out_dir: Path, s: InductionSettings, resume_run: bool, progress: bool
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m advgen.reference.induction", description=(__doc__ or "").split("\n")[0])
     p.add_argument("--out", type=Path, help="output directory (HF model + checkpoints/)")
-    p.add_argument("--measure", type=Path, metavar="MODEL_DIR", help="only measure MODEL_DIR into its training_info.json and MODEL_CARD.md")
+    p.add_argument(
+        "--measure", type=Path, metavar="MODEL_DIR", help="only measure MODEL_DIR into its training_info.json and MODEL_CARD.md"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=InductionSettings.steps)
     p.add_argument("--lr", type=float, default=InductionSettings.lr)
     p.add_argument("--n-head", type=int, default=InductionSettings.n_head)
     p.add_argument("--n-embd", type=int, default=InductionSettings.n_embd)
+    _corpus_options(p)
+    _model_and_run_options(p)
+    return p
+
+
+def _corpus_options(p: argparse.ArgumentParser) -> None:
+    """The training documents' options (`ind_corpus.CorpusSettings`)."""
     p.add_argument("--seq-words", type=int, default=InductionSettings.corpus.seq_words, help="words per training document")
-    p.add_argument("--segment", type=int, nargs=2, default=InductionSettings.corpus.segment, metavar=("MIN", "MAX"),
-                   help="length range of a segment document's copied span")
-    p.add_argument("--gap", type=int, nargs=2, default=InductionSettings.corpus.gap, metavar=("MIN", "MAX"),
-                   help="words between a span and its copy")
-    p.add_argument("--pairs", type=int, nargs=2, default=InductionSettings.corpus.pairs, metavar=("MIN", "MAX"),
-                   help="copied bigrams per pairs document")
+    p.add_argument(
+        "--segment",
+        type=int,
+        nargs=2,
+        default=InductionSettings.corpus.segment,
+        metavar=("MIN", "MAX"),
+        help="length range of a segment document's copied span",
+    )
+    p.add_argument(
+        "--gap",
+        type=int,
+        nargs=2,
+        default=InductionSettings.corpus.gap,
+        metavar=("MIN", "MAX"),
+        help="words between a span and its copy",
+    )
+    p.add_argument(
+        "--pairs",
+        type=int,
+        nargs=2,
+        default=InductionSettings.corpus.pairs,
+        metavar=("MIN", "MAX"),
+        help="copied bigrams per pairs document",
+    )
     p.add_argument("--segment-share", type=float, default=InductionSettings.corpus.segment_share)
     p.add_argument("--pairs-share", type=float, default=InductionSettings.corpus.pairs_share)
-    p.add_argument("--skip-share", type=float, default=InductionSettings.corpus.skip_share,
-                   help="share of skip documents (a word often a fixed map of the word two before: starts a previous-token head)")
-    p.add_argument("--skip-p", type=float, default=InductionSettings.corpus.skip_p,
-                   help="in a skip document, the chance that a word is the map of the word two before")
+    p.add_argument(
+        "--skip-share",
+        type=float,
+        default=InductionSettings.corpus.skip_share,
+        help="share of skip documents (a word often a fixed map of the word two before: starts a previous-token head)",
+    )
+    p.add_argument(
+        "--skip-p",
+        type=float,
+        default=InductionSettings.corpus.skip_p,
+        help="in a skip document, the chance that a word is the map of the word two before",
+    )
     p.add_argument("--skip-copy", action="store_true", help="skip documents repeat the word two before instead of mapping it")
-    p.add_argument("--periodic-share", type=float, default=InductionSettings.corpus.periodic_share,
-                   help="share of periodic documents (a block of random words repeated to the end)")
-    p.add_argument("--period", type=int, nargs=2, default=InductionSettings.corpus.period, metavar=("MIN", "MAX"),
-                   help="length range of a periodic document's block")
+    p.add_argument(
+        "--periodic-share",
+        type=float,
+        default=InductionSettings.corpus.periodic_share,
+        help="share of periodic documents (a block of random words repeated to the end)",
+    )
+    p.add_argument(
+        "--period",
+        type=int,
+        nargs=2,
+        default=InductionSettings.corpus.period,
+        metavar=("MIN", "MAX"),
+        help="length range of a periodic document's block",
+    )
+
+
+def _model_and_run_options(p: argparse.ArgumentParser) -> None:
+    """The model's, the forced head's and the run's options."""
     p.add_argument("--untied", action="store_true", help="separate unembedding (GPT-2 ties it to the embedding)")
     p.add_argument("--init-std", type=float, default=InductionSettings.init_std, help="initialisation std of the weights")
     p.add_argument("--sinusoidal", action="store_true", help="fixed sinusoidal positions instead of learned ones")
     p.add_argument("--position-init-std", type=float, default=InductionSettings.position_init_std)
-    p.add_argument("--force-previous-token", action="store_true",
-                   help="impose a0.h0 as a previous-token head by construction; layer 1 is left to learn induction")
+    p.add_argument(
+        "--force-previous-token",
+        action="store_true",
+        help="impose a0.h0 as a previous-token head by construction; layer 1 is left to learn induction",
+    )
     p.add_argument("--force-freqs", type=int, default=InductionSettings.force_freqs)
     p.add_argument("--force-scale", type=float, default=InductionSettings.force_scale)
     p.add_argument("--batch-size", type=int, default=InductionSettings.batch_size)
     p.add_argument("--threads", type=int, default=InductionSettings.threads)
-    p.add_argument("--probe-every", type=int, default=0, metavar="N",
-                   help="every N steps print the best previous-token and induction head scores (0: never)")
+    p.add_argument(
+        "--probe-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="every N steps print the best previous-token and induction head scores (0: never)",
+    )
     p.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
     p.add_argument("--quiet", action="store_true")
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -322,12 +323,35 @@ def main(argv: list[str] | None = None) -> int:
 
 def settings_of(a: argparse.Namespace) -> InductionSettings:
     """The settings the parsed command line asks for (ValueError names a setting that does not fit)."""
-    return InductionSettings(seed=a.seed, steps=a.steps, lr=a.lr, n_head=a.n_head, n_embd=a.n_embd, batch_size=a.batch_size,
-                              corpus=ind_corpus.CorpusSettings(a.seq_words, a.segment_share, a.pairs_share, tuple(a.segment),
-                                                               tuple(a.gap), tuple(a.pairs), a.skip_share, a.skip_p,
-                                                               a.skip_copy, a.periodic_share, tuple(a.period)),
-                              tie_embeddings=not a.untied, init_std=a.init_std, sinusoidal_positions=a.sinusoidal, position_init_std=a.position_init_std, threads=a.threads,
-                              force_previous_token=a.force_previous_token, force_freqs=a.force_freqs, force_scale=a.force_scale)
+    return InductionSettings(
+        seed=a.seed,
+        steps=a.steps,
+        lr=a.lr,
+        n_head=a.n_head,
+        n_embd=a.n_embd,
+        batch_size=a.batch_size,
+        corpus=ind_corpus.CorpusSettings(
+            a.seq_words,
+            a.segment_share,
+            a.pairs_share,
+            tuple(a.segment),
+            tuple(a.gap),
+            tuple(a.pairs),
+            a.skip_share,
+            a.skip_p,
+            a.skip_copy,
+            a.periodic_share,
+            tuple(a.period),
+        ),
+        tie_embeddings=not a.untied,
+        init_std=a.init_std,
+        sinusoidal_positions=a.sinusoidal,
+        position_init_std=a.position_init_std,
+        threads=a.threads,
+        force_previous_token=a.force_previous_token,
+        force_freqs=a.force_freqs,
+        force_scale=a.force_scale,
+    )
 
 
 if __name__ == "__main__":

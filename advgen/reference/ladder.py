@@ -48,7 +48,14 @@ RUNGS: tuple[RungSpec, ...] = (
 )
 """Trained rungs, smallest first; the reference model (4 x 4, d 128) is the top rung."""
 REFERENCE_RUNG = RungSpec("reference", 4, 4, 128)
-FINAL_FILES = ("config.json", "model.safetensors", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "training_info.json")
+FINAL_FILES = (
+    "config.json",
+    "model.safetensors",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "training_info.json",
+)
 HELDOUT_SEED = 1_000_003
 """Corpus seed of the held-out documents (the training corpus uses seed 0)."""
 HELDOUT_DOCS = 2000
@@ -63,14 +70,22 @@ def rung_settings(spec: RungSpec, seed: int = 0, steps: int | None = None) -> Tr
     return s
 
 
-def train_ladder(work_dir: Path, dest: Path = LADDER_DIR, seed: int = 0, steps: int | None = None,
-                 rungs: Sequence[RungSpec] = RUNGS, progress: bool = True) -> list[Path]:
+def train_ladder(
+    work_dir: Path,
+    dest: Path = LADDER_DIR,
+    seed: int = 0,
+    steps: int | None = None,
+    rungs: Sequence[RungSpec] = RUNGS,
+    progress: bool = True,
+) -> list[Path]:
     """Train every rung missing from `dest` (checkpoints under work_dir/<name>), copy final files."""
     out = []
     for spec in rungs:
         target = dest / spec.name
         if not (target / "model.safetensors").exists():
-            trained = train_reference(Path(work_dir) / spec.name, seed=seed, settings=rung_settings(spec, seed, steps), progress=progress)
+            trained = train_reference(
+                Path(work_dir) / spec.name, seed=seed, settings=rung_settings(spec, seed, steps), progress=progress
+            )
             target.mkdir(parents=True, exist_ok=True)
             for f in FINAL_FILES:
                 shutil.copyfile(trained / f, target / f)
@@ -78,7 +93,9 @@ def train_ladder(work_dir: Path, dest: Path = LADDER_DIR, seed: int = 0, steps: 
     return out
 
 
-def heldout_documents(n: int = HELDOUT_DOCS, seed: int = HELDOUT_SEED, train_seed: int = 0, train_docs: int | None = None) -> list[str]:
+def heldout_documents(
+    n: int = HELDOUT_DOCS, seed: int = HELDOUT_SEED, train_seed: int = 0, train_docs: int | None = None
+) -> list[str]:
     """`n` corpus documents from another seed, none identical to a training document."""
     train = set(corpus_mod.generate_documents(random.Random(train_seed), train_docs or TrainSettings().n_docs)[0])
     docs, _ = corpus_mod.generate_documents(random.Random(seed), 2 * n)
@@ -115,10 +132,17 @@ def measure_rung(spec: RungSpec, model_dir: Path, docs: Sequence[str]) -> dict[s
     if params != info["n_parameters"]:
         raise RuntimeError(f"{model_dir}: {params} parameters, training_info.json says {info['n_parameters']}")
     rel = "reference" if model_dir.resolve() == REFERENCE_DIR.resolve() else f"ladder/{model_dir.name}"
-    return {**asdict(spec), "parameters": params, "path": rel, "figures": {k: round(v, 6) for k, v in figs.items()},
-            "train_steps": info["settings"]["steps"], "final_train_loss": round(info["final_loss_mean_last_100_steps"], 6),
-            "train_seconds": info.get("train_seconds_this_process"), "tokenizer_sha256": info["tokenizer_sha256"],
-            "prompt_tokenizer_hash": tokenizer_hash(model.tokenizer)}
+    return {
+        **asdict(spec),
+        "parameters": params,
+        "path": rel,
+        "figures": {k: round(v, 6) for k, v in figs.items()},
+        "train_steps": info["settings"]["steps"],
+        "final_train_loss": round(info["final_loss_mean_last_100_steps"], 6),
+        "train_seconds": info.get("train_seconds_this_process"),
+        "tokenizer_sha256": info["tokenizer_sha256"],
+        "prompt_tokenizer_hash": tokenizer_hash(model.tokenizer),
+    }
 
 
 def write_ladder_json(dest: Path = LADDER_DIR, path: Path = LADDER_JSON, rungs: Sequence[RungSpec] = RUNGS) -> Path:
@@ -129,10 +153,18 @@ def write_ladder_json(dest: Path = LADDER_DIR, path: Path = LADDER_JSON, rungs: 
     if len(shas) != 1:
         raise RuntimeError(f"ladder models do not share one tokenizer: {sorted(shas)}")
     sha, prompt_hash = shas.pop()
-    doc = {"format": "advgen-ladder/1", "tokenizer_sha256": sha, "prompt_tokenizer_hash": prompt_hash,
-           "heldout": {"corpus_seed": HELDOUT_SEED, "documents": len(docs), "excluded": "documents identical to a training document"},
-           "ioi": {"templates": "ioi (the paper's 15)", "n": IOI_N, "seed": IOI_SEED, "loss": "-log p(IO) at END"},
-           "models": sorted(models, key=lambda m: m["parameters"])}
+    doc = {
+        "format": "advgen-ladder/1",
+        "tokenizer_sha256": sha,
+        "prompt_tokenizer_hash": prompt_hash,
+        "heldout": {
+            "corpus_seed": HELDOUT_SEED,
+            "documents": len(docs),
+            "excluded": "documents identical to a training document",
+        },
+        "ioi": {"templates": "ioi (the paper's 15)", "n": IOI_N, "seed": IOI_SEED, "loss": "-log p(IO) at END"},
+        "models": sorted(models, key=lambda m: m["parameters"]),
+    }
     return atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
 
 

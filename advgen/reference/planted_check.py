@@ -25,18 +25,26 @@ from advgen.model.loading import LoadedModel, load_model
 from advgen.prompts.datasets import ioi_sets
 from advgen.reference.iit import PLANTED
 
-READ = {"previous_token": ("S1+1", "S1"), "duplicate_token": ("S2", "S1"), "induction": ("S2", "S1+1"),
-        "s_inhibition": ("END", "S2"), "name_mover": ("END", "IO")}
+READ = {
+    "previous_token": ("S1+1", "S1"),
+    "duplicate_token": ("S2", "S1"),
+    "induction": ("S2", "S1+1"),
+    "s_inhibition": ("END", "S2"),
+    "name_mover": ("END", "IO"),
+}
 """role -> (query slot, key slot) whose attention the acceptance criteria read."""
 
 
 def planted_circuit(n_layers: int = 4, n_heads: int = 4) -> Circuit:
     """The ground-truth circuit of the planted model, from the trainer's own head table."""
-    heads = tuple(CircuitHead(p.head, p.role, (p.position,), note=f"planted by training: {_WHY[p.role.value]}")
-                  for p in PLANTED)
-    prov = {"method": "imposed by interchange-intervention training (advgen.reference.planted); "
-                      "ground truth by construction, not discovered",
-            "trainer_head_table": "advgen.reference.iit.PLANTED"}
+    heads = tuple(CircuitHead(p.head, p.role, (p.position,), note=f"planted by training: {_WHY[p.role.value]}") for p in PLANTED)
+    prov = {
+        "method": (
+            "imposed by interchange-intervention training (advgen.reference.planted); "
+            "ground truth by construction, not discovered"
+        ),
+        "trainer_head_table": "advgen.reference.iit.PLANTED",
+    }
     return Circuit("planted-ioi", "planted", heads, n_layers, n_heads, prov)
 
 
@@ -54,8 +62,11 @@ def _answer_changes(model: LoadedModel, prompts, clean, abc, entries, seed: int)
     ref = clean.logits.log_softmax(-1)
     st = ablation.run_kept(model, prompts, [entries], values, ref)[0]
     same = ((st.ld > 0) == (clean.ld > 0)).double()
-    return {"answer_changed": round(float(1 - same.mean()), 4), "mean_ld": round(float(st.ld.mean()), 4),
-            "mean_kl": round(float(st.kl.mean()), 4)}
+    return {
+        "answer_changed": round(float(1 - same.mean()), 4),
+        "mean_ld": round(float(st.ld.mean()), 4),
+        "mean_kl": round(float(st.kl.mean()), 4),
+    }
 
 
 def acceptance(model: LoadedModel, n: int = 300, seed: int = 0) -> dict[str, Any]:
@@ -72,7 +83,9 @@ def acceptance(model: LoadedModel, n: int = 300, seed: int = 0) -> dict[str, Any
     at_slot = tuple((p.head.layer, p.head.head, p.position) for p in PLANTED)
     others = [Head(la, h) for la in range(model.n_layers) for h in range(model.n_heads) if Head(la, h) not in planted]
     return {
-        "n": n, "seed": seed, "templates": "paper's 15 (held out of training)",
+        "n": n,
+        "seed": seed,
+        "templates": "paper's 15 (held out of training)",
         "accuracy": round(float((clean.ld > 0).double().mean()), 4),
         "mean_ld": round(float(clean.ld.mean()), 4),
         "attention": attn,

@@ -40,7 +40,9 @@ def save(ck_dir: Path, step: int, model, opt: torch.optim.Optimizer, meta: dict[
     save_file(_tensors(model, opt), str(tmp), metadata={"format": FORMAT})
     tmp.replace(stem.with_suffix(".safetensors"))
     groups = [{k: v for k, v in g.items() if k != "params"} for g in opt.state_dict()["param_groups"]]
-    atomic_write_text(stem.with_suffix(".json"), json.dumps({"format": FORMAT, "step": step, "param_groups": groups, **meta}) + "\n")
+    atomic_write_text(
+        stem.with_suffix(".json"), json.dumps({"format": FORMAT, "step": step, "param_groups": groups, **meta}) + "\n"
+    )
     for old in sorted(ck_dir.glob("step-*.json"), key=lambda p: int(p.stem.split("-")[1]))[:-2]:
         old.unlink()
         old.with_suffix(".safetensors").unlink(missing_ok=True)
@@ -71,7 +73,7 @@ def load(path: Path, model, opt: torch.optim.Optimizer | None) -> dict[str, Any]
         raise CheckpointError(f"{st_path}: not a readable safetensors file ({e})") from e
     if tag != FORMAT:
         raise CheckpointError(f"{st_path}: format tag {tag!r}, expected {FORMAT!r}")
-    sd = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    sd = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     missing = model.load_state_dict(sd, strict=False)
     if missing.unexpected_keys or [k for k in missing.missing_keys if k != "lm_head.weight"]:
         raise CheckpointError(f"{st_path}: tensors do not match the model ({missing})")
@@ -99,6 +101,8 @@ def cpu_capability() -> str:
 def warn_if_other_kernels(meta: dict, ck: Path) -> None:
     made = meta.get("cpu_capability")
     if made is not None and made != cpu_capability():
-        print(f"warning: {ck} was made with {made} CPU kernels, resuming with {cpu_capability()}: the result "
-              "will not be bitwise equal to an uninterrupted run on either (ATEN_CPU_CAPABILITY selects the kernels)",
-              flush=True)
+        print(
+            f"warning: {ck} was made with {made} CPU kernels, resuming with {cpu_capability()}: the result "
+            "will not be bitwise equal to an uninterrupted run on either (ATEN_CPU_CAPABILITY selects the kernels)",
+            flush=True,
+        )

@@ -1,6 +1,6 @@
 """Training data for the planted model: same-skeleton IOI batches with ABC and role-swapped twins.
 
-Skeletons are written from the corpus' own phrase lists (`advgen.reference.corpus`), so the
+Skeletons are written from the corpus' own phrase lists (`advgen.reference.corpus_words`), so the
 training prompts look like the corpus, and every prompt that matches one of the paper's 15
 templates is rejected (they stay held out, as for the reference model). A batch shares one
 skeleton, so all its prompts (and twins) have the same length and slot indices: the resample
@@ -16,6 +16,7 @@ import random
 import torch
 
 from advgen.reference import corpus as C
+from advgen.reference import corpus_words as W
 from advgen.reference.heldout import contains_paper_template
 from advgen.reference.iit import IOIBatch
 
@@ -23,22 +24,22 @@ from advgen.reference.iit import IOIBatch
 def _neutral(r: random.Random) -> str:
     x = r.random()
     if x < 0.4:
-        return r.choice(C.WEATHER)
+        return r.choice(W.WEATHER)
     if x < 0.7:
-        return C.fix_articles(f"The {r.choice(C.default_vocab().places)} was {r.choice(C.FILLER_ADJ)}.")
-    return f"The {r.choice(C.FILLER_NOUNS)} {r.choice(C.FILLER_VERBS_INTR)}."
+        return W.fix_articles(f"The {r.choice(C.default_vocab().places)} was {r.choice(W.FILLER_ADJ)}.")
+    return f"The {r.choice(W.FILLER_NOUNS)} {r.choice(W.FILLER_VERBS_INTR)}."
 
 
-_OPENERS = tuple(o for o in C.OPENERS if o)
+_OPENERS = tuple(o for o in W.OPENERS if o)
 """Non-empty openers only: a name must follow a space to be the one-token " Name"."""
 
 
 def skeleton(r: random.Random, vocab: C.Vocab) -> str:
     """One prompt skeleton with slots {A} {B} (introduced, in order) and {S} (the subject)."""
-    act = r.choice(C.JOINT_ACTS).replace("{P}", r.choice(vocab.places)).replace("{O}", r.choice(vocab.objects))
+    act = r.choice(W.JOINT_ACTS).replace("{P}", r.choice(vocab.places)).replace("{O}", r.choice(vocab.objects))
     x = r.random()
     if x < 0.4:
-        intro = f"{r.choice(C.SUBORDINATORS)} {{A}} and {{B}} {act}, "
+        intro = f"{r.choice(W.SUBORDINATORS)} {{A}} and {{B}} {act}, "
     elif x < 0.8:
         intro = f"{r.choice(_OPENERS)}{{A}} and {{B}} {act}. "
     else:
@@ -46,14 +47,14 @@ def skeleton(r: random.Random, vocab: C.Vocab) -> str:
     obj = r.choice(vocab.objects)
     y = r.random()
     if y < 0.45:
-        main = f"{{S}} {r.choice(C.GIVE_VERBS)} {C.article(obj)} to"
+        main = f"{{S}} {r.choice(W.GIVE_VERBS)} {W.article(obj)} to"
     elif y < 0.6:
-        main = f"{{S}} {r.choice(C.GIVE_VERBS)} the {obj} to"
+        main = f"{{S}} {r.choice(W.GIVE_VERBS)} the {obj} to"
     elif y < 0.75:
-        main = f"{{S}} {r.choice(C.MODAL_PREFIX)} {r.choice(C.GIVE_INF)} {C.article(obj)} to"
+        main = f"{{S}} {r.choice(W.MODAL_PREFIX)} {r.choice(W.GIVE_INF)} {W.article(obj)} to"
     else:
-        main = f"{{S}} {r.choice(C.SAY_VERBS)}"
-    return C.fix_articles(intro + main)
+        main = f"{{S}} {r.choice(W.SAY_VERBS)}"
+    return W.fix_articles(intro + main)
 
 
 def _fill(sk: str, a: str, b: str, s: str) -> str:
@@ -100,7 +101,7 @@ def ioi_batch(tok, seed: int, step: int, size: int, vocab: C.Vocab | None = None
     s2 = n - 1 - s_hits.flip(1).argmax(1)
     if bool((s1 == s2).any()) or int(s_hits.sum(1).max()) != 2:
         raise RuntimeError(f"skeleton {sk!r}: subject not found exactly twice")
-    return IOIBatch(cl, t[size:2 * size], t[2 * size:3 * size], io_pos, s1, s2, io_t, s_t, t[3 * size:])
+    return IOIBatch(cl, t[size : 2 * size], t[2 * size : 3 * size], io_pos, s1, s2, io_t, s_t, t[3 * size :])
 
 
 def repeat_batch(seed: int, step: int, size: int, half: int, vocab_size: int, bos: int) -> torch.Tensor:

@@ -82,8 +82,7 @@ def check_single_tokens(tok, words: Sequence[str]) -> None:
         elif tok.decode(ids) != " " + w:
             bad.append(w)
     if bad:
-        raise TokenizerCheckError(
-            f"{len(bad)} lexicon words are not single tokens with a leading space: {bad[:20]}")
+        raise TokenizerCheckError(f"{len(bad)} lexicon words are not single tokens with a leading space: {bad[:20]}")
 
 
 def build_tokenizer(texts: Iterable[str], required: Sequence[str], vocab_size: int = 6000):
@@ -95,7 +94,10 @@ def build_tokenizer(texts: Iterable[str], required: Sequence[str], vocab_size: i
     check_single_tokens(tok, required)
     hf = GPT2TokenizerFast(
         tokenizer_object=tok,
-        bos_token=BOS, eos_token=BOS, unk_token=BOS, pad_token=BOS,
+        bos_token=BOS,
+        eos_token=BOS,
+        unk_token=BOS,
+        pad_token=BOS,
         add_prefix_space=False,
         model_max_length=128,
     )

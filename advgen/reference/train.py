@@ -55,8 +55,7 @@ def untrained_single_token_names(hf_tok) -> list[str]:
     from advgen.prompts import lexicon
 
     used = set(corpus_mod.corpus_names())
-    return [n.text for n in lexicon.all_names()
-            if n.text not in used and lexicon.is_single_token(hf_tok, n.text)]
+    return [n.text for n in lexicon.all_names() if n.text not in used and lexicon.is_single_token(hf_tok, n.text)]
 
 
 def _set_determinism(seed: int, threads: int) -> None:
@@ -89,8 +88,9 @@ def make_batches(doc_ids: list[list[int]], seq_len: int, tokens_per_batch: int) 
     return batches
 
 
-def collate(doc_ids: list[list[int]], idx: list[int], seq_len: int, pad_id: int
-            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def collate(
+    doc_ids: list[list[int]], idx: list[int], seq_len: int, pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Right-padded (input_ids, attention_mask, labels); padding has label -100."""
     rows = [doc_ids[i][:seq_len] for i in idx]
     n = max(map(len, rows))
@@ -120,9 +120,19 @@ def lr_at(step: int, s: TrainSettings) -> float:
 
 
 def _save_checkpoint(ck_dir: Path, step: int, model, opt, losses, settings, tok_hash) -> None:
-    checkpoints.save(ck_dir, step, {"step": step, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                                    "torch_rng": torch.get_rng_state(), "losses": losses, "settings": asdict(settings),
-                                    "tokenizer_sha256": tok_hash})
+    checkpoints.save(
+        ck_dir,
+        step,
+        {
+            "step": step,
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "losses": losses,
+            "settings": asdict(settings),
+            "tokenizer_sha256": tok_hash,
+        },
+    )
 
 
 def train_reference(
@@ -169,16 +179,17 @@ def _prepare_data(s: TrainSettings, ck_dir: Path) -> _Data:
     hf_tok, fixed = tok_mod.build_tokenizer(docs, corpus_mod.required_words(), vocab_size=s.vocab_size)
     untrained = untrained_single_token_names(hf_tok)
     if untrained:
-        raise RuntimeError(f"lexicon names that are single tokens but never occur in the corpus "
-                           f"(the validator would use them untrained): {untrained}")
+        raise RuntimeError(
+            f"lexicon names that are single tokens but never occur in the corpus "
+            f"(the validator would use them untrained): {untrained}"
+        )
     tok_hash = tokenizer_sha256(hf_tok)
     bos = hf_tok.bos_token_id
     enc = hf_tok.backend_tokenizer.encode_batch(docs, add_special_tokens=False)
     doc_ids = [[bos, *e.ids] for e in enc]
     batches = make_batches(doc_ids, s.seq_len, s.tokens_per_batch)
     tok_mod.save_tokenizer(hf_tok, ck_dir / "tokenizer")  # lets intermediate checkpoints be inspected
-    return _Data(hf_tok, tok_hash, doc_ids, batches, dict(counts), sum(len(d) for d in doc_ids), fixed,
-                 time.time() - t0)
+    return _Data(hf_tok, tok_hash, doc_ids, batches, dict(counts), sum(len(d) for d in doc_ids), fixed, time.time() - t0)
 
 
 def _build_model(s: TrainSettings, hf_tok):
@@ -187,15 +198,28 @@ def _build_model(s: TrainSettings, hf_tok):
 
     torch.manual_seed(s.seed)
     bos = hf_tok.bos_token_id
-    config = GPT2Config(vocab_size=len(hf_tok), n_positions=s.seq_len, n_embd=s.n_embd, n_layer=s.n_layer,
-                        n_head=s.n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=bos,
-                        eos_token_id=bos, pad_token_id=bos, tie_word_embeddings=True)
+    config = GPT2Config(
+        vocab_size=len(hf_tok),
+        n_positions=s.seq_len,
+        n_embd=s.n_embd,
+        n_layer=s.n_layer,
+        n_head=s.n_head,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=bos,
+        eos_token_id=bos,
+        pad_token_id=bos,
+        tie_word_embeddings=True,
+    )
     model = GPT2LMHeadModel(config)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": s.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=s.lr, betas=(0.9, 0.98), eps=1e-8,
+        lr=s.lr,
+        betas=(0.9, 0.98),
+        eps=1e-8,
     )
     return model, opt
 
@@ -212,8 +236,10 @@ def _resume(ck_dir: Path, model, opt, s: TrainSettings, tok_hash: str) -> tuple[
     if any(k not in state for k in CHECKPOINT_KEYS):
         raise AdvgenError(f"checkpoint {ck} is not an advgen reference checkpoint (keys {CHECKPOINT_KEYS} expected)")
     if state["tokenizer_sha256"] != tok_hash:
-        raise AdvgenError(f"checkpoint {ck} was made with a different tokenizer/corpus; "
-                           "delete the checkpoints directory or use the original settings")
+        raise AdvgenError(
+            f"checkpoint {ck} was made with a different tokenizer/corpus; "
+            "delete the checkpoints directory or use the original settings"
+        )
     if state["settings"] != asdict(s):
         raise RuntimeError(f"checkpoint {ck} was made with different settings: {state['settings']}")
     model.load_state_dict(state["model"])
@@ -222,14 +248,14 @@ def _resume(ck_dir: Path, model, opt, s: TrainSettings, tok_hash: str) -> tuple[
     return int(state["step"]), list(state["losses"])
 
 
-def _run_steps(model, opt, d: _Data, s: TrainSettings, ck_dir: Path, start: int, losses: list,
-               progress: bool, stop_after: int | None) -> bool:
+def _run_steps(
+    model, opt, d: _Data, s: TrainSettings, ck_dir: Path, start: int, losses: list, progress: bool, stop_after: int | None
+) -> bool:
     """The training loop; checkpoints as it goes; True when every step is done."""
     from tqdm import tqdm
 
     model.train()
-    bar = tqdm(range(start, s.steps), initial=start, total=s.steps, disable=not progress,
-               desc="train-reference", unit="step")
+    bar = tqdm(range(start, s.steps), initial=start, total=s.steps, disable=not progress, desc="train-reference", unit="step")
     for step in bar:
         idx = d.batches[batch_for_step(s.seed, step, len(d.batches))]
         inp, att, lab = collate(d.doc_ids, idx, s.seq_len, d.hf_tok.pad_token_id)
@@ -253,8 +279,9 @@ def _run_steps(model, opt, d: _Data, s: TrainSettings, ck_dir: Path, start: int,
     return True
 
 
-def _write_artifacts(model, d: _Data, s: TrainSettings, out_dir: Path, losses: list, start: int,
-                     train_seconds: float, t0: float) -> None:
+def _write_artifacts(
+    model, d: _Data, s: TrainSettings, out_dir: Path, losses: list, start: int, train_seconds: float, t0: float
+) -> None:
     """The HF model directory, tokenizer and training_info.json."""
     from transformers import GenerationConfig
 
@@ -273,8 +300,9 @@ def _write_artifacts(model, d: _Data, s: TrainSettings, out_dir: Path, losses: l
         "words_needing_extra_merges": d.fixed,
         "n_parameters": sum(p.numel() for p in model.parameters()),
         "final_loss_mean_last_100_steps": sum(losses[-100:]) / len(losses[-100:]),
-        "loss_curve_every_100_steps": [round(sum(losses[i:i + 100]) / len(losses[i:i + 100]), 4)
-                                       for i in range(0, len(losses), 100)],
+        "loss_curve_every_100_steps": [
+            round(sum(losses[i : i + 100]) / len(losses[i : i + 100]), 4) for i in range(0, len(losses), 100)
+        ],
         "data_seconds": round(d.seconds, 1),
         "train_seconds_this_process": round(train_seconds, 1),
         "resumed_from_step": start,
@@ -308,8 +336,9 @@ def _train(out_dir, seed, steps, settings, progress, resume, stop_after) -> Path
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m advgen.reference.train", description=(__doc__ or "").split("\n")[0])
     p.add_argument("--out", type=Path, help="output directory (HF model + checkpoints/)")
-    p.add_argument("--check", type=Path, metavar="MODEL_DIR",
-                   help="only print IOI/ABC figures of MODEL_DIR on the paper's templates")
+    p.add_argument(
+        "--check", type=Path, metavar="MODEL_DIR", help="only print IOI/ABC figures of MODEL_DIR on the paper's templates"
+    )
     p.add_argument("--seed", type=int, default=0)
     d = TrainSettings()
     p.add_argument("--steps", type=int, default=d.steps)
@@ -333,11 +362,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if a.out is None:
         p.error("--out is required (or --check MODEL_DIR)")
-    s = TrainSettings(seed=a.seed, steps=a.steps, n_docs=a.n_docs, tokens_per_batch=a.tokens_per_batch, lr=a.lr,
-                      n_layer=a.n_layer, n_head=a.n_head, n_embd=a.n_embd, threads=a.threads,
-                      checkpoint_every=a.checkpoint_every)
-    out = train_reference(a.out, seed=a.seed, settings=s, progress=not a.quiet,
-                          resume=not a.no_resume, stop_after=a.stop_after)
+    s = TrainSettings(
+        seed=a.seed,
+        steps=a.steps,
+        n_docs=a.n_docs,
+        tokens_per_batch=a.tokens_per_batch,
+        lr=a.lr,
+        n_layer=a.n_layer,
+        n_head=a.n_head,
+        n_embd=a.n_embd,
+        threads=a.threads,
+        checkpoint_every=a.checkpoint_every,
+    )
+    out = train_reference(a.out, seed=a.seed, settings=s, progress=not a.quiet, resume=not a.no_resume, stop_after=a.stop_after)
     print(f"reference model written to {out}")
     return 0
 

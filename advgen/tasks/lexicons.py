@@ -41,8 +41,10 @@ class Lexicons:
     dropped: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def report(self) -> dict[str, Any]:
-        return {k: {"kept": len(v), "dropped": list(self.dropped.get(k, ()))[:20], "n_dropped": len(self.dropped.get(k, ()))}
-                for k, v in sorted(self.words.items())}
+        return {
+            k: {"kept": len(v), "dropped": list(self.dropped.get(k, ()))[:20], "n_dropped": len(self.dropped.get(k, ()))}
+            for k, v in sorted(self.words.items())
+        }
 
 
 def resolve_lexicons(task: Task, tokenizer: Any) -> Lexicons:
@@ -51,15 +53,21 @@ def resolve_lexicons(task: Task, tokenizer: Any) -> Lexicons:
     dropped: dict[str, tuple[str, ...]] = {}
     for name, lex in task.lexicons.items():
         pool = vocab_words(tokenizer) if isinstance(lex, str) else lex
-        ok = [w for w in pool if (is_single_token(tokenizer, w) or bare_single(tokenizer, w)) and _mapped_ok(task, name, w, tokenizer)]
+        ok = [
+            w
+            for w in pool
+            if (is_single_token(tokenizer, w) or bare_single(tokenizer, w)) and _mapped_ok(task, name, w, tokenizer)
+        ]
         words[name] = tuple(ok)
         kept = set(ok)
         dropped[name] = tuple(w for w in pool if w not in kept)
     for name in words:
         need = sum(1 for lex in task.slots.values() if lex == name) + 1
         if len(words[name]) < need:
-            raise TaskError(f"task {task.name!r} ({task.source}): lexicon {name!r} keeps {len(words[name])} word(s) that are one token "
-                            f"for this tokenizer (dropped {list(dropped[name])[:8]}); its slots need at least {need} distinct words")
+            raise TaskError(
+                f"task {task.name!r} ({task.source}): lexicon {name!r} keeps {len(words[name])} word(s) that are one token "
+                f"for this tokenizer (dropped {list(dropped[name])[:8]}); its slots need at least {need} distinct words"
+            )
     return Lexicons(words, dropped)
 
 

@@ -47,7 +47,7 @@ RANGE_RE = re.compile(r"range:(\d+)-(\d+)")
 
 
 def expand_range(spec: str) -> tuple[str, ...] | None:
-    """"range:02-98" -> ("02", ..., "98"); None if `spec` is not a range."""
+    """ "range:02-98" -> ("02", ..., "98"); None if `spec` is not a range."""
     m = RANGE_RE.fullmatch(spec)
     if not m:
         return None
@@ -99,15 +99,30 @@ def task_from_doc(doc: Mapping[str, Any], where: str) -> Task:
     lexicons = _lexicons(doc["lexicons"], where)
     slots = _slots(doc["slots"], lexicons, where)
     templates = _templates(doc["templates"], slots, where)
-    answer, foil = _rule(doc["answer"], "answer", slots, lexicons, templates, where), _rule(doc["foil"], "foil", slots, lexicons, templates, where)
+    answer, foil = (
+        _rule(doc["answer"], "answer", slots, lexicons, templates, where),
+        _rule(doc["foil"], "foil", slots, lexicons, templates, where),
+    )
     metric = doc.get("metric", "logit_diff")
     if metric not in METRICS:
         raise TaskError(f"{where}: metric {metric!r} is not one of {list(METRICS)}")
     corrupt = _corrupt(doc.get("corrupt"), slots, templates, where)
     roles = _roles(doc.get("roles") or {}, slots, where)
     edits = _edits(doc.get("edits"), slots, lexicons, where)
-    return Task(name=name.strip(), description=str(doc.get("description", "")).strip(), templates=templates, lexicons=lexicons,
-                slots=slots, answer=answer, foil=foil, metric=metric, corrupt=corrupt, roles=roles, edits=edits, source=where)
+    return Task(
+        name=name.strip(),
+        description=str(doc.get("description", "")).strip(),
+        templates=templates,
+        lexicons=lexicons,
+        slots=slots,
+        answer=answer,
+        foil=foil,
+        metric=metric,
+        corrupt=corrupt,
+        roles=roles,
+        edits=edits,
+        source=where,
+    )
 
 
 def _lexicons(raw: Any, where: str) -> dict[str, tuple[str, ...] | str]:
@@ -143,7 +158,10 @@ def _slots(raw: Any, lexicons: Mapping[str, Any], where: str) -> dict[str, str]:
         if not SLOT_RE.fullmatch("{" + slot + "}") or slot == "END":
             raise TaskError(f"{where}:{_line(raw)}: slot name {slot!r} must be a letter then letters, digits or _ (and not END)")
         if lex not in lexicons:
-            raise TaskError(f"{where}:{_line(raw)}: slot {{{slot}}} uses lexicon {lex!r}, which 'lexicons' does not define ({sorted(lexicons)})")
+            raise TaskError(
+                f"{where}:{_line(raw)}: slot {{{slot}}} uses lexicon {lex!r}, which 'lexicons' does not define "
+                f"({sorted(lexicons)})"
+            )
         out[slot] = lex
     return out
 
@@ -167,16 +185,22 @@ def _templates(raw: Any, slots: Mapping[str, str], where: str) -> tuple[TaskTemp
             raise TaskError(f"{where}:{line}: template {tid!r}: {what}")
         for m in SLOT_RE.finditer(t.text):
             if m.start() > 0 and t.text[m.start() - 1].isalnum():
-                raise TaskError(f"{where}:{line}: template {tid!r}: slot {{{m.group(1)}}} is glued to a word; a slot follows a space, "
-                                "starts the text, or follows another slot or a sign ({XX}{YY}, ${XX}), so its token is known")
+                raise TaskError(
+                    f"{where}:{line}: template {tid!r}: slot {{{m.group(1)}}} is glued to a word; a slot follows a space, "
+                    "starts the text, or follows another slot or a sign ({XX}{YY}, ${XX}), so its token is known"
+                )
         out.append(t)
     return tuple(out)
 
 
-def _rule(raw: Any, what: str, slots: Mapping[str, str], lexicons: Mapping[str, Any], templates: tuple[TaskTemplate, ...], where: str) -> AnswerRule:
+def _rule(
+    raw: Any, what: str, slots: Mapping[str, str], lexicons: Mapping[str, Any], templates: tuple[TaskTemplate, ...], where: str
+) -> AnswerRule:
     if not isinstance(raw, dict) or not isinstance(raw.get("slot"), str):
-        raise TaskError(f"{where}:{_line(raw)}: '{what}' must be {{slot: NAME}}, {{slot: NAME, map: {{value: word}}}} "
-                        "or {slot: NAME, compare: '>', over: LEXICON}")
+        raise TaskError(
+            f"{where}:{_line(raw)}: '{what}' must be {{slot: NAME}}, {{slot: NAME, map: {{value: word}}}} "
+            "or {slot: NAME, compare: '>', over: LEXICON}"
+        )
     unknown = sorted(set(raw) - {"slot", "map", "compare", "over", "space", "__line__"})
     if unknown:
         raise TaskError(f"{where}:{_line(raw)}: {what}: unknown key(s) {unknown}; use slot, map, compare, over, space")
@@ -205,8 +229,9 @@ def _rule(raw: Any, what: str, slots: Mapping[str, str], lexicons: Mapping[str, 
     return AnswerRule(slot, mapping, space=space)
 
 
-def _set_rule(raw: Mapping[str, Any], what: str, slot: str, slots: Mapping[str, str], lexicons: Mapping[str, Any], where: str,
-              space: bool) -> AnswerRule:
+def _set_rule(
+    raw: Mapping[str, Any], what: str, slot: str, slots: Mapping[str, str], lexicons: Mapping[str, Any], where: str, space: bool
+) -> AnswerRule:
     at = f"{where}:{_line(raw)}: {what}"
     if raw["compare"] not in COMPARES:
         raise TaskError(f"{at}: compare {raw['compare']!r} is not one of {list(COMPARES)}")
@@ -219,7 +244,9 @@ def _set_rule(raw: Mapping[str, Any], what: str, slot: str, slots: Mapping[str, 
         try:
             float(w)
         except ValueError:
-            raise TaskError(f"{at}: a set rule compares numbers; {w!r} (slot {{{slot}}} or lexicon {over!r}) is not one") from None
+            raise TaskError(
+                f"{at}: a set rule compares numbers; {w!r} (slot {{{slot}}} or lexicon {over!r}) is not one"
+            ) from None
     return AnswerRule(slot, compare=raw["compare"], over=words, space=space)
 
 
@@ -238,7 +265,9 @@ def _corrupt(raw: Any, slots: Mapping[str, str], templates: tuple[TaskTemplate, 
     for t in templates:
         n = SLOT_RE.findall(t.text).count(raw["slot"])
         if n < mention:
-            raise TaskError(f"{where}:{_line(raw)}: corrupt asks for mention {mention} of {{{raw['slot']}}}, template {t.id!r} has {n}")
+            raise TaskError(
+                f"{where}:{_line(raw)}: corrupt asks for mention {mention} of {{{raw['slot']}}}, template {t.id!r} has {n}"
+            )
     return Corruption(raw["slot"], mention, value)
 
 
@@ -259,7 +288,9 @@ def _roles(raw: Any, slots: Mapping[str, str], where: str) -> tuple[RoleSpec, ..
         at = f"{where}:{_line(r)}: role {name!r}"
         if not isinstance(r, dict) or "query" not in r or "key" not in r:
             raise TaskError(f"{at}: needs 'query' and 'key' positions (where its heads attend from and to)")
-        out.append(RoleSpec(str(name), _position(r["query"], slots, at), _position(r["key"], slots, at), str(r.get("description", ""))))
+        out.append(
+            RoleSpec(str(name), _position(r["query"], slots, at), _position(r["key"], slots, at), str(r.get("description", "")))
+        )
     return tuple(out)
 
 

@@ -26,9 +26,20 @@ IOI_ROLES = (
 def ioi_task() -> Task:
     """IOI as a Task record. Its engines are IOI's own (templates in packs, ABBA/BABA, ABC twins); this record
     says what they do in the interface's terms, so documents and circuits name the task the same way."""
-    return Task(name="ioi", description="Indirect object identification: 'When Mary and John went to the store, John gave a drink to' -> ' Mary'.",
-                templates=(), lexicons={"names": "names"}, slots={"IO": "names", "S": "names"}, answer=AnswerRule("IO"),
-                foil=AnswerRule("S"), metric="logit_diff", corrupt=Corruption("S", 2), roles=IOI_ROLES, source="builtin:ioi", engine="ioi")
+    return Task(
+        name="ioi",
+        description="Indirect object identification: 'When Mary and John went to the store, John gave a drink to' -> ' Mary'.",
+        templates=(),
+        lexicons={"names": "names"},
+        slots={"IO": "names", "S": "names"},
+        answer=AnswerRule("IO"),
+        foil=AnswerRule("S"),
+        metric="logit_diff",
+        corrupt=Corruption("S", 2),
+        roles=IOI_ROLES,
+        source="builtin:ioi",
+        engine="ioi",
+    )
 
 
 def builtin_task_names() -> tuple[str, ...]:

@@ -24,7 +24,9 @@ def position_name(slot: str, k: int) -> str:
     return slot if k == 1 else f"{slot}@{k}"
 
 
-def fill_text(template: TaskTemplate, values: Mapping[str, str], override: Mapping[Mention, str] | None = None) -> tuple[str, dict[str, tuple[int, int]]]:
+def fill_text(
+    template: TaskTemplate, values: Mapping[str, str], override: Mapping[Mention, str] | None = None
+) -> tuple[str, dict[str, tuple[int, int]]]:
     """The text and the character span of every mention, by position name."""
     text_t = template.text if template.text.startswith(" ") or not template.text.startswith("{") else " " + template.text
     pieces: list[str] = []
@@ -46,7 +48,9 @@ def fill_text(template: TaskTemplate, values: Mapping[str, str], override: Mappi
     return "".join(pieces), spans
 
 
-def token_positions(template: TaskTemplate, text: str, spans: Mapping[str, tuple[int, int]], tokenizer: Any) -> tuple[list[int], dict[str, int]]:
+def token_positions(
+    template: TaskTemplate, text: str, spans: Mapping[str, tuple[int, int]], tokenizer: Any
+) -> tuple[list[int], dict[str, int]]:
     """BOS + token ids, and each mention's verified token index (BOS counted)."""
     if tokenizer.bos_token_id is None:
         raise TaskError("the tokenizer has no BOS token; task prompts start with BOS as IOI's do")
@@ -59,8 +63,10 @@ def token_positions(template: TaskTemplate, text: str, spans: Mapping[str, tuple
         want = (" " if a > 0 and text[a - 1] == " " else "") + word
         if len(hits) != 1 or tokenizer.decode([ids[hits[0] + 1]]) != want:
             got = [tokenizer.decode([ids[i + 1]]) for i in hits]
-            raise TaskError(f"template {template.id!r} ({template.source}), slot {{{name}}}: {want!r} is not one token "
-                            f"in context (tokens {got})")
+            raise TaskError(
+                f"template {template.id!r} ({template.source}), slot {{{name}}}: {want!r} is not one token "
+                f"in context (tokens {got})"
+            )
         positions[name] = hits[0] + 1
     for name, i in list(positions.items()):
         if i + 1 < len(ids):
@@ -69,8 +75,17 @@ def token_positions(template: TaskTemplate, text: str, spans: Mapping[str, tuple
     return ids, positions
 
 
-def render_task_prompt(task: Task, template: TaskTemplate, values: Mapping[str, str], tokenizer: Any, *, family: str = "clean",
-                       pair_id: str = "", override: Mapping[Mention, str] | None = None, extra: Mapping[str, Any] | None = None) -> Prompt:
+def render_task_prompt(
+    task: Task,
+    template: TaskTemplate,
+    values: Mapping[str, str],
+    tokenizer: Any,
+    *,
+    family: str = "clean",
+    pair_id: str = "",
+    override: Mapping[Mention, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Prompt:
     """One prompt of `task`; answer and foil follow the task's rules from the (unoverridden) slot values."""
     text, spans = fill_text(template, values, override)
     ids, positions = token_positions(template, text, spans, tokenizer)
@@ -80,11 +95,31 @@ def render_task_prompt(task: Task, template: TaskTemplate, values: Mapping[str, 
     ans = tuple(answer_token(tokenizer, w, task.answer.space, f"task {task.name!r} answer") for w in task.answer.words(values))
     foils = tuple(answer_token(tokenizer, w, task.foil.space, f"task {task.name!r} foil") for w in task.foil.words(values))
     if not ans or not foils or set(ans) & set(foils):
-        raise TaskError(f"task {task.name!r}, template {template.id!r}: for {dict(values)} the answer set ({len(ans)} tokens) and the "
-                        f"foil set ({len(foils)}) must both be non-empty and disjoint")
-    info = {"task": task.name, "values": dict(sorted(values.items())), **({"override": {f"{s}@{k}": v for (s, k), v in override.items()}}
-                                                                          if override else {}), **(extra or {})}
+        raise TaskError(
+            f"task {task.name!r}, template {template.id!r}: for {dict(values)} the answer set ({len(ans)} tokens) and the "
+            f"foil set ({len(foils)}) must both be non-empty and disjoint"
+        )
+    info = {
+        "task": task.name,
+        "values": dict(sorted(values.items())),
+        **({"override": {f"{s}@{k}": v for (s, k), v in override.items()}} if override else {}),
+        **(extra or {}),
+    }
     sets = task.sets
-    return Prompt(text=text, io=answer, s=foil, token_ids=tuple(ids), positions=positions, io_token=ans[0], s_token=foils[0],
-                  template_id=template.id, order=task.name, family=family, pair_id=pair_id, extra=info, task=task.name,
-                  answer_tokens=ans if sets else (), foil_tokens=foils if sets else ())
+    return Prompt(
+        text=text,
+        io=answer,
+        s=foil,
+        token_ids=tuple(ids),
+        positions=positions,
+        io_token=ans[0],
+        s_token=foils[0],
+        template_id=template.id,
+        order=task.name,
+        family=family,
+        pair_id=pair_id,
+        extra=info,
+        task=task.name,
+        answer_tokens=ans if sets else (),
+        foil_tokens=foils if sets else (),
+    )

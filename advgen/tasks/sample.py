@@ -40,10 +40,16 @@ def _draw(task: Task, t: TaskTemplate, lex: Lexicons, rng: random.Random) -> tup
             for s, w in zip(mine, rng.sample(lex.words[name], len(mine)), strict=True):
                 values[s] = w
         pool = lex.words[task.slots[task.corrupt.slot]] if task.corrupt else next(iter(lex.words.values()))
-        fresh = task.corrupt.value if task.corrupt and task.corrupt.value else rng.choice([w for w in pool if w not in values.values()])
+        fresh = (
+            task.corrupt.value
+            if task.corrupt and task.corrupt.value
+            else rng.choice([w for w in pool if w not in values.values()])
+        )
         if task.answer.word(values) != task.foil.word(values):
             return values, fresh
-    raise TaskError(f"task {task.name!r}, template {t.id!r}: answer and foil coincide in {MAX_TRIES} draws; check the answer/foil rules")
+    raise TaskError(
+        f"task {task.name!r}, template {t.id!r}: answer and foil coincide in {MAX_TRIES} draws; check the answer/foil rules"
+    )
 
 
 def renders(task: Task, sp: TaskSpec, tokenizer: object) -> bool:
@@ -58,8 +64,9 @@ def renders(task: Task, sp: TaskSpec, tokenizer: object) -> bool:
     return True
 
 
-def iter_task_specs(task: Task, lex: Lexicons, n: int, seed: int, templates: Sequence[TaskTemplate] | None = None,
-                    tokenizer: object | None = None) -> Iterator[TaskSpec]:
+def iter_task_specs(
+    task: Task, lex: Lexicons, n: int, seed: int, templates: Sequence[TaskTemplate] | None = None, tokenizer: object | None = None
+) -> Iterator[TaskSpec]:
     """n specs, balanced over templates (shuffled blocks), a pure function of the seed.
 
     With `tokenizer`, a draw whose prompt does not render (a slot not one token in context) is redrawn,

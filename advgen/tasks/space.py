@@ -38,8 +38,11 @@ class TaskSpace:
     sizes: tuple[int, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "sizes", tuple(math.prod(math.perm(len(self.words[lx]), len(ss)) for lx, ss in self._groups(t))
-                                                for t in self.task.templates))
+        object.__setattr__(
+            self,
+            "sizes",
+            tuple(math.prod(math.perm(len(self.words[lx]), len(ss)) for lx, ss in self._groups(t)) for t in self.task.templates),
+        )
 
     @property
     def templates(self) -> tuple[TaskTemplate, ...]:
@@ -75,5 +78,10 @@ class TaskSpace:
         return render_task_prompt(self.task, t, values, tokenizer, pair_id=f"{self.task.name}-i{i}", extra={"index": i})
 
     def describe(self) -> dict[str, Any]:
-        return {"size": self.size, "task": self.task.name, "templates": [t.id for t in self.templates],
-                "block_sizes": list(self.sizes), "lexicons": {k: len(v) for k, v in sorted(self.words.items())}}
+        return {
+            "size": self.size,
+            "task": self.task.name,
+            "templates": [t.id for t in self.templates],
+            "block_sizes": list(self.sizes),
+            "lexicons": {k: len(v) for k, v in sorted(self.words.items())},
+        }

@@ -155,5 +155,11 @@ class Task:
 
     def describe(self) -> dict[str, object]:
         """The task as run documents record it (manifests, circuit provenance)."""
-        return {"name": self.name, "source": self.source, "metric": self.metric, "engine": self.engine,
-                "templates": len(self.templates), "roles": list(self.role_names)}
+        return {
+            "name": self.name,
+            "source": self.source,
+            "metric": self.metric,
+            "engine": self.engine,
+            "templates": len(self.templates),
+            "roles": list(self.role_names),
+        }
