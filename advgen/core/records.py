@@ -5,10 +5,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 from importlib import metadata
-from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
-from advgen.core.types import AdvgenError, Evaluation, Prompt, PromptMetrics
+from advgen.core.manifest_doc import MANIFEST_SCHEMA, Manifest, Runtime
+from advgen.core.types import Evaluation, Prompt, PromptMetrics
 from advgen.core.version import version
 
 
@@ -120,37 +120,21 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-MANIFEST_SCHEMA = 2
-"""Version of manifest.json's shape. 1: no `schema_version` field (advgen before the job layer);
-2: `schema_version` first, and `command` is the job's equivalent `advgen` command line (without
-`--out` and the options that do not change the files), never the process's argv."""
-
-
-def check_manifest(doc: Mapping[str, Any], where: str | Path) -> int:
-    """The manifest's schema version (1 when absent); a version this advgen does not know is a named error."""
-    found = doc.get("schema_version", 1)
-    if not isinstance(found, int) or isinstance(found, bool) or not 1 <= found <= MANIFEST_SCHEMA:
-        raise AdvgenError(
-            f"{where}: manifest schema_version {found!r}, this advgen reads versions 1 to {MANIFEST_SCHEMA} "
-            "(written by a newer advgen? upgrade advgen to read it)"
-        )
-    return found
-
-
 def manifest(model: Any, tokenizer_hash: str, seed: int, settings: Mapping[str, Any], command: str = "") -> dict[str, Any]:
-    """Provenance for a run directory; no timestamps, so equal runs give equal bytes.
+    """Provenance for a run directory (its shape: `advgen.core.manifest_doc.Manifest`); no timestamps, so equal runs
+    give equal bytes.
 
     `command` is given by the caller (a job builds the equivalent `advgen` command line), never read
     from `sys.argv`, which in a notebook is the kernel's command line.
     """
-    return {
-        "schema_version": MANIFEST_SCHEMA,
-        "model": getattr(model, "name", str(model)),
-        "model_source": getattr(model, "source", ""),
-        **({"runtime": dict(model.runtime)} if hasattr(model, "runtime") else {}),
-        "tokenizer_hash": tokenizer_hash,
-        "seed": seed,
-        "settings": dict(settings),
-        "command": command,
-        "versions": package_versions(),
-    }
+    return Manifest(
+        schema_version=MANIFEST_SCHEMA,
+        model=getattr(model, "name", str(model)),
+        model_source=getattr(model, "source", ""),
+        runtime=Runtime(**model.runtime) if hasattr(model, "runtime") else None,
+        tokenizer_hash=tokenizer_hash,
+        seed=seed,
+        settings=dict(settings),
+        command=command,
+        versions=package_versions(),
+    ).to_dict()

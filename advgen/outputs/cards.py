@@ -179,32 +179,34 @@ def front_matter(data: RunData, fmt: str, files: Mapping[str, str]) -> dict[str,
         front["configs"] = [{"config_name": "default", "data_files": [{"split": k, "path": v} for k, v in files.items()]}]
         # split sizes live under advgen_export: `datasets` wants num_bytes beside them in dataset_info
         front["dataset_info"] = {"features": datasets.Features.from_arrow_schema(schema)._to_yaml_list()}
-    versions = man.get("versions")
     front[MARKER_KEY] = {
         "format": fmt,
-        "model": man.get("model"),
-        "model_source": man.get("model_source"),
-        "tokenizer_hash": man.get("tokenizer_hash"),
-        "seed": man.get("seed"),
+        "model": man.model,
+        "model_source": man.model_source,
+        "tokenizer_hash": man.tokenizer_hash,
+        "seed": man.seed,
         "circuit": None if data.circuit is None else data.circuit.name,
-        "command": man.get("command"),
-        "versions": dict(versions) if isinstance(versions, Mapping) else {},
+        "command": man.command,
+        "versions": dict(man.versions or {}),
         "splits": counts,
     }
     return front
 
 
+def _or_unknown(v: Any) -> Any:
+    """A manifest value, "?" where the manifest does not record it."""
+    return "?" if v is None else v
+
+
 def provenance_md(data: RunData) -> str:
     """'How it was made': every value from the run's manifest, escaped so data cannot inject Markdown or HTML."""
     man = data.manifest
-    settings = man.get("settings")
-    versions = man.get("versions")
-    versions = versions if isinstance(versions, Mapping) else {}
+    versions = man.versions or {}
     return f"""## How it was made
-- command: {md_code(man.get("command", "?"))}
-- model: {md_code(man.get("model", "?"))} (source {md_code(man.get("model_source", "?"))}, \
-tokenizer hash {md_code(man.get("tokenizer_hash", "?"))})
-- seed: {md_escape(man.get("seed", "?"))}; settings: {md_code(dict(settings) if isinstance(settings, Mapping) else {})}
+- command: {md_code(_or_unknown(man.command))}
+- model: {md_code(_or_unknown(man.model))} (source {md_code(_or_unknown(man.model_source))}, \
+tokenizer hash {md_code(_or_unknown(man.tokenizer_hash))})
+- seed: {md_escape(_or_unknown(man.seed))}; settings: {md_code(dict(man.settings or {}))}
 - circuit: {_circuit_line(data.circuit)}
 - versions: {", ".join(f"{md_escape(k)} {md_escape(v)}" for k, v in versions.items())}
 """

@@ -26,7 +26,7 @@ import numpy as np
 
 from advgen.circuits.discovery_doc import read_discovery
 from advgen.circuits.format import Circuit, resolve_circuit
-from advgen.core.files import read_json
+from advgen.core.manifest_doc import read_manifest
 from advgen.core.types import AdvgenError, Role
 
 SCORED = ("act_ALL", "pp_logits", "pp_queries", "pp_keys", "pp_values")
@@ -70,7 +70,7 @@ def circuit_source(src: str | Path) -> tuple[Circuit, dict[str, np.ndarray]]:
         if (p / "circuit.json").is_file():
             return Circuit.load(p / "circuit.json"), matrices
         if (p / "claims.json").is_file() and (p / "manifest.json").is_file():
-            words = shlex.split(str(read_json(p / "manifest.json").get("command", "")))
+            words = shlex.split(read_manifest(p / "manifest.json").command or "")
             if len(words) > 2 and words[1] == "check-claim":
                 return resolve_circuit(words[2]), matrices
         raise AdvgenError(

@@ -104,7 +104,7 @@ def write_auto_circuit(data: RunData, tmp: Path) -> dict[str, str]:
     """<split>.json (all rows) + by_positions/<split>-<k>.json (fixed-length groups) + index.json."""
     tok = run_tokenizer(data)
     pool = sorted({r["io"] for r in data.rows} | {r["s"] for r in data.rows})
-    task = task_of_manifest(data.manifest.get("settings"), f"{data.run_dir}/manifest.json") if data.task != "ioi" else None
+    task = task_of_manifest(data.manifest, f"{data.run_dir}/manifest.json") if data.task != "ioi" else None
     words = dict(resolve_lexicons(task, tok).words) if task is not None else {}
     files: dict[str, str] = {}
     index: dict[str, Any] = {}

@@ -18,7 +18,7 @@ from typing import Any
 
 from advgen.circuits.discovery_doc import Curves, DiscoveryDoc, read_discovery
 from advgen.core.files import atomic_write_text, read_jsonl, read_text
-from advgen.core.records import check_manifest
+from advgen.core.manifest_doc import read_manifest
 from advgen.core.types import AdvgenError
 from advgen.outputs import claims_view, glossary, plots, verdict
 from advgen.outputs.htmlparts import esc, fmt, img, markdown_html, table
@@ -197,8 +197,7 @@ def _load(run_dir: Path) -> RunData:
             f"{run_dir} has nothing to report: no results.jsonl, discovery.json, claims or PNG heatmaps "
             f"(it holds: {', '.join(held) or 'nothing'}){hint}"
         )
-    man = _read_json(run_dir / "manifest.json") or {}  # an object, or a named error (advgen.outputs.docschema)
-    check_manifest(man, run_dir / "manifest.json")
+    man = read_manifest(run_dir / "manifest.json")  # its record, or a named error (advgen.core.manifest_doc)
     return RunData(run_dir, (), man, {}, read_circuit(run_dir))
 
 
@@ -252,7 +251,7 @@ def build_report(
     _check_report_out(d, out)
     data = _load(d)
     heatmaps, view = section_attention(data, model, circuit, device, dtype) if attention and data.rows else ("", "")
-    try:  # documents are typed when read (docschema); a field no schema names still ends in a named error
+    try:  # documents are typed when read (their records); a field no schema names still ends in a named error
         panel, sections = _sections(d, out, data, heatmaps, view)
     except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
         raise AdvgenError(

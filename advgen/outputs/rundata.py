@@ -20,10 +20,9 @@ from typing import Any
 from advgen.attacks.task_summary_doc import read_task_summary
 from advgen.circuits.format import Circuit
 from advgen.core.files import dumps, read_json, read_jsonl_lines
-from advgen.core.records import check_manifest
+from advgen.core.manifest_doc import Manifest, read_manifest
 from advgen.core.rundir import check_complete
 from advgen.core.types import AdvgenError
-from advgen.outputs.docschema import check_doc
 
 FIXED_SPLITS = ("clean", "control", "baseline")
 MARKER_KEY = "advgen_export"
@@ -38,28 +37,27 @@ class RunData:
 
     run_dir: Path
     rows: tuple[dict[str, Any], ...]
-    manifest: Mapping[str, Any]
+    manifest: Manifest
+    """manifest.json through its record (advgen.core.manifest_doc); the empty record when the directory has none."""
     summary: Mapping[str, Any]
     circuit: Circuit | None
     """circuit.json (attack and discover directories); None for a plain run."""
 
     @property
     def seed(self) -> int:
-        seed = self.manifest.get("seed", 0)
-        return seed if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 else 0
+        seed = self.manifest.seed
+        return seed if seed is not None and seed >= 0 else 0
 
     @property
     def task(self) -> str:
         """The task the run measured: "ioi" unless its manifest names another (task runs record it in settings)."""
-        t = (self.manifest.get("settings") or {}).get("task")
-        name = t.get("name") if isinstance(t, Mapping) else t
-        return name if isinstance(name, str) and name else "ioi"
+        return self.manifest.task_name or "ioi"
 
     @property
     def model_spec(self) -> str:
         """What to pass to `load_model` for the run's model: its local source dir if it still exists, else its name."""
-        src = str(self.manifest.get("model_source") or "")
-        return src if src and Path(src).is_dir() else str(self.manifest.get("model") or "")
+        src = self.manifest.model_source or ""
+        return src if src and Path(src).is_dir() else self.manifest.model or ""
 
 
 NUM = (int, float)
@@ -96,7 +94,6 @@ def _read_json(path: Path, want: type = dict) -> Any:
     doc = read_json(path)
     if not isinstance(doc, want):
         raise AdvgenError(f"{path}: expected a JSON {'object' if want is dict else want.__name__}")
-    check_doc(doc, path)  # the fields the report reads, typed (advgen.outputs.docschema)
     return doc
 
 
@@ -130,8 +127,7 @@ def load_run(run_dir: str | Path) -> RunData:
     )
     for _, line, row in got:
         _check_row(row, f"{d / 'results.jsonl'}:{line}")
-    manifest = _read_json(d / "manifest.json") if (d / "manifest.json").exists() else {}
-    check_manifest(manifest, d / "manifest.json")
+    manifest = read_manifest(d / "manifest.json")  # typed, every field (the empty record when absent)
     summary = _read_json(d / "summary.json") if (d / "summary.json").exists() else {}
     read_task_summary(summary, d / "summary.json")  # a task attack's: every field typed (its record), before any use
     return RunData(d, tuple(row for _, _, row in got), manifest, summary, read_circuit(d))

@@ -23,7 +23,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 def provenance(data: RunData) -> dict[str, Any]:
     """Model, seed, command, versions: manifest.json, else the header of discovery.json / claims.json (typed records)."""
-    m: dict[str, Any] = dict(data.manifest)
+    m: dict[str, Any] = {k: v for k, v in data.manifest.to_dict().items() if v is not None}  # its record's fields
     for doc in (read_discovery(data.run_dir), load_claims(data.run_dir)):
         if doc is None:
             continue

@@ -20,7 +20,6 @@ from advgen.attacks.summary_read import read_attack_summary
 from advgen.circuits.claims_doc import load_claims
 from advgen.circuits.discovery_doc import read_discovery
 from advgen.core import files
-from advgen.outputs.docschema import check_doc
 from advgen.outputs.htmlparts import Raw, esc, table
 
 
@@ -37,13 +36,11 @@ class ModeVerdict:
 
 
 def read_json(path: Path) -> Any:
-    """JSON of a run-directory file, or None when it is absent; a broken file names itself (a manifest.json field of
-    the wrong type too: advgen.outputs.docschema). The caller reads it through its record where there is one."""
+    """JSON of a run-directory file, or None when it is absent; a broken file names itself. The caller reads it
+    through its record, which names a field of the wrong type."""
     if not path.exists():
         return None
-    doc = files.read_json(path)  # not UTF-8, a directory, bad JSON: named errors (advgen.core.files)
-    check_doc(doc, path)
-    return doc
+    return files.read_json(path)  # not UTF-8, a directory, bad JSON: named errors (advgen.core.files)
 
 
 def attack_record(run_dir: Path, summary: Mapping[str, Any]) -> AttackSummary:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
+from advgen.core.manifest_doc import Manifest
 from advgen.core.types import Role
 from advgen.tasks.loader import load_task
 from advgen.tasks.spec import AnswerRule, Corruption, RoleSpec, Task, TaskError
@@ -69,14 +70,15 @@ def resolve_task(spec: str | Path | Task | None) -> Task:
     raise TaskError(f"--task {s!r} is neither a built-in task ({', '.join(builtin_task_names())}) nor a YAML task file")
 
 
-def task_of_manifest(settings: object, where: str) -> Task:
-    """The task a run directory's manifest records (a built-in by name, a YAML task by its file)."""
-    t = settings.get("task") if isinstance(settings, dict) else None
-    if not isinstance(t, dict):
+def task_of_manifest(man: Manifest, where: str) -> Task:
+    """The task a run directory's manifest records (a built-in by name, a YAML task by its file): `settings.task`,
+    either shape (`Manifest.task_ref`); IOI when it records none."""
+    t = man.task_ref
+    if t is None:
         return _builtin(DEFAULT_TASK)
-    src = str(t.get("source", ""))
+    src = t.source or t.name or ""
     spec = src.removeprefix("builtin:") if src.startswith("builtin:") else src
     try:
         return resolve_task(spec)
     except TaskError as e:
-        raise TaskError(f"{where}: the run's task {t.get('name')!r} cannot be read again ({e})") from None
+        raise TaskError(f"{where}: the run's task {t.name!r} cannot be read again ({e})") from None
