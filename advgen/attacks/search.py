@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -40,8 +40,9 @@ from advgen.attacks.attack_setup import (
 )
 from advgen.attacks.baseline import baseline_picks, baseline_prompts
 from advgen.attacks.failure_mode import FailureMode
-from advgen.attacks.journal import REUSED, Interrupted, Journal, content_salt, evaluated, read_unit
+from advgen.attacks.journal import Interrupted, Journal, content_salt, evaluated, read_unit
 from advgen.attacks.sampling import pop_chunk, stratified
+from advgen.attacks.shared_controls import control_held, control_rows, remember
 from advgen.attacks.signals import fragility, label_rows, signal_doc, signal_reads
 from advgen.circuits.format import Circuit
 from advgen.core import records
@@ -52,10 +53,6 @@ from advgen.model.loading import LoadedModel
 from advgen.model.validate import Read
 
 __all__ = ["AttackRun", "Interrupted", "Journal", "read_unit", "run_attack", "stratified"]  # journal's, re-exported
-
-
-SHARED = "control_unit"
-"""Key in a control row's `extra`: the unit (clean prompt + share key) whose candidates may reuse it."""
 
 
 @dataclass(frozen=True)
@@ -94,56 +91,26 @@ def _control_reads(s: Setup, cand: Candidate) -> list[Read]:
 
 
 def _controls(s: Setup, items: Sequence[tuple[Candidate, Prompt]], phase: str) -> list[MeasuredRow]:
-    """Control rows for `items`; a shared control already evaluated (earlier unit or this one) is reused, not re-run.
+    """Control rows for `items` (`shared_controls.control_rows`): a shared control already evaluated is reused, not re-run.
 
     Only candidates of a shared unit are looked up: their controls are read with `shared_reads`,
     so a reused row carries every signal its new candidate needs.
     """
-    first: dict[str, int] = {}  # text of a shared control -> the item that evaluates it in this call
-    todo: list[int] = []
-    for i, (c, p) in enumerate(items):
-        if c.unit == c.cid:
-            todo.append(i)
-        elif p.text not in s.controls and p.text not in first:
-            first[p.text] = i
-            todo.append(i)
-    measured = (
-        measure_rows(
-            s,
-            [items[i][1] for i in todo],
-            [_control_reads(s, items[i][0]) for i in todo],
-            [_tag(items[i][0], phase) for i in todo],
-        )
-        if todo
-        else []
-    )
-    got = dict(zip(todo, measured, strict=True))
-    rows: list[MeasuredRow] = []
-    for i, (cand, p) in enumerate(items):
-        if i in got:
-            if cand.unit != cand.cid:
-                got[i]["extra"] = {**got[i]["extra"], SHARED: cand.unit}
-            rows.append(got[i])
-            continue
-        src = s.controls.get(p.text) or got[first[p.text]]
-        row = {
-            **src,
+
+    def measure(todo: list[int]) -> list[MeasuredRow]:
+        it = [items[i] for i in todo]
+        return measure_rows(s, [p for _, p in it], [_control_reads(s, c) for c, _ in it], [_tag(c, phase) for c, _ in it])
+
+    def fresh(cand: Candidate, p: Prompt) -> dict[str, Any]:
+        return {
             **records.prompt_row(p),
             "mode": p.extra.get("mode"),
             "cell": cand.cell,
             "params": p.extra.get("params", {}),
             **_tag(cand, phase),
         }
-        row["extra"] = {**row["extra"], SHARED: cand.unit, REUSED: src["candidate"]}
-        rows.append(row)  # type: ignore[arg-type]
-    return rows
 
-
-def _remember(s: Setup, rows: Sequence[MeasuredRow]) -> None:
-    """Register a finished unit's evaluated shared controls (called for computed and resumed units alike)."""
-    for r in rows:
-        if r["family"] == "control" and SHARED in r["extra"] and REUSED not in r["extra"]:
-            s.controls.setdefault(r["text"], r)
+    return cast("list[MeasuredRow]", control_rows(items, s.controls, measure, fresh))
 
 
 def _evaluate_pairs(s: Setup, cands: Sequence[Candidate]) -> list[MeasuredRow]:
@@ -167,7 +134,7 @@ def _evaluate_pairs(s: Setup, cands: Sequence[Candidate]) -> list[MeasuredRow]:
 
 def _unit(s: Setup, key: str, compute: Callable[[], list[MeasuredRow]]) -> list[MeasuredRow]:
     got = s.journal.unit(key, compute)
-    _remember(s, got)
+    remember(s.controls, got)
     return got
 
 
@@ -242,7 +209,7 @@ def _search(
     spent = 0
     while budget - spent >= 2:
         m = min(UNIT_PROMPTS // 2, (budget - spent) // 2)
-        done = {r["extra"][SHARED]: r["logit_diff"] >= 0 for r in s.controls.values()}  # unit -> its control held
+        done = control_held(s.controls)
         free = {k: sum(done.get(c.unit, False) for c in v) for k, v in queues.items()}
         for v in queues.values():  # a known broken control: no attributable break possible, so last
             v.sort(key=lambda c: (c.unit in done and not done[c.unit], c.unit not in done, rank[c.cid]))

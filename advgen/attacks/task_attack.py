@@ -25,8 +25,9 @@ from tqdm.auto import tqdm
 from advgen.attacks import bandit, task_compiler
 from advgen.attacks.attack_setup import AttackConfig
 from advgen.attacks.baseline import baseline_picks
-from advgen.attacks.journal import REUSED, evaluated
+from advgen.attacks.journal import evaluated
 from advgen.attacks.sampling import pop_chunk, stratified
+from advgen.attacks.shared_controls import control_held, control_rows, remember
 from advgen.attacks.task_candidates import SAMPLE_DRAWS, TaskCandidate, candidates
 from advgen.attacks.task_compiler import TaskMode
 from advgen.attacks.task_edits import fillers, render_edit, render_mention_edit, taken
@@ -80,51 +81,25 @@ def _tag(c: TaskCandidate, phase: str) -> dict[str, Any]:
     return {"phase": phase, "candidate": c.cid, "cell": c.cell}
 
 
-SHARED = "control_unit"
-"""Key in a shared control row's `extra`: the unit whose candidates reuse it."""
-
-
 def _controls(s: Setup, items: Sequence[tuple[TaskCandidate, Prompt]], phase: str) -> list[dict[str, Any]]:
-    """A control row per item; a shared control evaluated already (an earlier unit or this call) is copied, not re-run."""
-    first: dict[str, int] = {}
-    todo = [
-        i for i, (c, _) in enumerate(items) if c.unit == c.cid or (c.unit not in s.controls and first.setdefault(c.unit, i) == i)
-    ]
-    measured = (
-        measure_rows(
-            s,
-            [items[i][1] for i in todo],
-            [task_compiler.signal_reads(items[i][0].mode, items[i][0].dose) for i in todo],
-            [_tag(items[i][0], phase) for i in todo],
+    """A control row per item (`shared_controls.control_rows`): a shared control evaluated already is copied, not re-run."""
+
+    def measure(todo: list[int]) -> list[dict[str, Any]]:
+        it = [items[i] for i in todo]
+        return measure_rows(
+            s, [p for _, p in it], [task_compiler.signal_reads(c.mode, c.dose) for c, _ in it], [_tag(c, phase) for c, _ in it]
         )
-        if todo
-        else []
-    )
-    got = dict(zip(todo, measured, strict=True))
-    rows: list[dict[str, Any]] = []
-    for i, (c, p) in enumerate(items):
-        if i in got:
-            rows.append(got[i] if c.unit == c.cid else {**got[i], "extra": {**got[i]["extra"], SHARED: c.unit}})
-            continue
-        src = s.controls.get(c.unit) or rows[first[c.unit]]
-        rows.append(
-            {
-                **src,
-                **records.prompt_row(p),
-                "params": p.extra.get("params", {}),
-                **_tag(c, phase),
-                "extra": {**src["extra"], SHARED: c.unit, REUSED: src["candidate"]},
-            }
-        )
-    return rows
+
+    def fresh(c: TaskCandidate, p: Prompt) -> dict[str, Any]:
+        return {**records.prompt_row(p), "params": p.extra.get("params", {}), **_tag(c, phase)}
+
+    return control_rows(items, s.controls, measure, fresh)
 
 
 def _unit(s: Setup, key: str, compute: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """A journal unit, whose evaluated shared controls are then known (computed and resumed units alike)."""
     got = s.journal.unit(key, compute)
-    for r in got:
-        if r["family"] == "control" and SHARED in r["extra"] and REUSED not in r["extra"]:
-            s.controls.setdefault(r["extra"][SHARED], r)
+    remember(s.controls, got)
     return got
 
 
@@ -217,7 +192,7 @@ def _search(
     rows: list[dict[str, Any]] = []
     spent = 0
     while budget - spent >= 2:
-        held = {u: r["logit_diff"] >= 0 for u, r in s.controls.items()}
+        held = control_held(s.controls)
         for v in queues.values():
             v.sort(key=lambda c: (c.unit in held and not held[c.unit], c.unit not in held, rank[c.cid]))
         free = {k: sum(held.get(c.unit, False) for c in v) for k, v in queues.items()}

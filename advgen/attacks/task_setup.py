@@ -46,7 +46,7 @@ class Setup:
     clean: list[Prompt]
     journal: Journal
     controls: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Evaluated shared controls by unit, from computed and resumed journal units alike."""
+    """Evaluated shared controls by prompt text (`shared_controls.remember`), from computed and resumed journal units alike."""
 
 
 def check_attackable(task: Task) -> None:
